@@ -1,0 +1,1 @@
+"""guardrail: local safety classifiers and policies between an application and any LLM."""

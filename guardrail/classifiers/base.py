@@ -1,0 +1,28 @@
+"""The Classifier protocol: the only thing the engine knows about a classifier.
+
+A classifier has a ``name``, the ``labels`` it can score, and ``predict``, which maps a batch of texts
+to raw probabilities per label: a plain ``dict`` per text, never a positional tuple or a sentinel
+score. Stage-aware classifiers take ``stage`` and, for the output stage, the prompts that the
+responses answer. Anything with this shape works (tests use ``guardrail.testing.FakeClassifier``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from guardrail.taxonomy import Stage
+
+__all__ = ["Classifier"]
+
+
+@runtime_checkable
+class Classifier(Protocol):
+    name: str
+
+    @property
+    def labels(self) -> frozenset[str]: ...
+
+    def predict(
+        self, texts: Sequence[str], *, stage: Stage = "input", prompts: Sequence[str | None] | None = None
+    ) -> list[dict[str, float]]: ...

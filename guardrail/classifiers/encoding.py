@@ -1,0 +1,115 @@
+"""Turn texts into model inputs: the one encoder used by training and by the runtime classifier.
+
+Keeping this in one place is what makes the shipped ONNX model score what it was trained on: the
+same special tokens, the same prompt/response layout and the same windowing.
+
+Layout: an input-stage text is ``[CLS] text [SEP]``; an output-stage text is
+``[CLS] prompt-tail [SEP] response [SEP]`` with segment ids 0/1, so one model serves both stages and
+the response is always judged in the context of (the end of) its prompt. Long texts are cut into
+overlapping windows of at most ``max_length`` tokens; a score is the maximum over windows, so a
+harmful sentence buried in a long benign document is still seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from tokenizers import Tokenizer
+
+__all__ = ["Batch", "EncodingConfig", "Window", "encode_windows", "pad_batch"]
+
+
+@dataclass(frozen=True, slots=True)
+class EncodingConfig:
+    max_length: int = 128
+    prompt_tokens: int = 48  # how much of the prompt's end accompanies a response
+    stride: int = 96  # window step; max_length - stride tokens of overlap
+    max_windows: int = 64  # bound on cost: longer texts are scanned at a coarser stride
+    cls_id: int = 101
+    sep_id: int = 102
+    pad_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One model input: token ids and segment ids (no padding), and the text it came from."""
+
+    item: int
+    ids: tuple[int, ...]
+    segments: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    token_type_ids: np.ndarray
+
+
+def _spans(n: int, size: int, stride: int, max_windows: int) -> list[tuple[int, int]]:
+    if n <= size:
+        return [(0, n)]
+    count = -(-(n - size) // stride) + 1
+    if count > max_windows:  # widen the stride (less overlap, and beyond that gaps) to bound cost
+        count = max_windows
+    step = (n - size) / (count - 1)
+    starts = sorted({round(i * step) for i in range(count)})
+    return [(s, s + size) for s in starts]
+
+
+def encode_windows(
+    tokenizer: Tokenizer,
+    texts: Sequence[str],
+    prompts: Sequence[str | None] | None,
+    cfg: EncodingConfig,
+    *,
+    windows: bool = True,
+) -> list[Window]:
+    """Encode ``texts`` (with ``prompts`` for the output stage) into windows.
+
+    With ``windows=False`` (training), a long text keeps its head and tail instead: a request is
+    usually at one end of a pasted document, and training sees one row per example.
+    """
+    enc_texts = tokenizer.encode_batch(list(texts), add_special_tokens=False)
+    enc_prompts = None
+    if prompts is not None and any(p is not None for p in prompts):
+        enc_prompts = tokenizer.encode_batch([p or "" for p in prompts], add_special_tokens=False)
+    out: list[Window] = []
+    for i, enc in enumerate(enc_texts):
+        ids = enc.ids
+        head: list[int] = [cfg.cls_id]
+        if enc_prompts is not None and prompts is not None and prompts[i] is not None:
+            head += enc_prompts[i].ids[-cfg.prompt_tokens :] + [cfg.sep_id]
+        room = cfg.max_length - len(head) - 1
+        seg0 = len(head)
+        seg_text = 1 if seg0 > 1 else 0
+        if len(ids) <= room:
+            spans = [(0, len(ids))]
+        elif not windows:
+            tail = room * 3 // 4
+            ids = ids[: room - tail] + ids[-tail:]
+            spans = [(0, len(ids))]
+        else:
+            spans = _spans(len(ids), room, max(1, room * cfg.stride // cfg.max_length), cfg.max_windows)
+        for s, e in spans:
+            body = ids[s:e]
+            full = head + body + [cfg.sep_id]
+            segs = [0] * seg0 + [seg_text] * (len(body) + 1)
+            out.append(Window(i, tuple(full), tuple(segs)))
+    return out
+
+
+def pad_batch(windows: Sequence[Window], pad_id: int = 0) -> Batch:
+    """Pad only to the longest window of the batch (padding to a fixed length costs 2-8x on short prompts)."""
+    n = max(len(w.ids) for w in windows)
+    ids = np.full((len(windows), n), pad_id, dtype=np.int64)
+    mask = np.zeros((len(windows), n), dtype=np.int64)
+    segs = np.zeros((len(windows), n), dtype=np.int64)
+    for r, w in enumerate(windows):
+        k = len(w.ids)
+        ids[r, :k] = w.ids
+        mask[r, :k] = 1
+        segs[r, :k] = w.segments
+    return Batch(ids, mask, segs)

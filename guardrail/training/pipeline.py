@@ -1,0 +1,320 @@
+"""data -> train -> ONNX int8 -> parity check -> calibration -> labels.json + metrics + model card.
+
+Every number in the model card is computed here, on the int8 model that ships, through the runtime
+classifier (the same windowing and aggregation users get), never on the fp32 training graph.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+
+from guardrail.classifiers.encoding import EncodingConfig
+from guardrail.classifiers.onnx import OnnxClassifier
+from guardrail.taxonomy import BY_ID, RESPONSE_CLASS_IDS, STAGES, Stage
+from guardrail.training import calibrate as cal
+from guardrail.training.examples import Example
+from guardrail.training.sources import SOURCES, read_labelled_jsonl
+
+BENIGN_SETS: dict[str, Callable[[Example], bool]] = {
+    "ToxicChat non-toxic (dev)": lambda e: e.source == "toxicchat" and e.kind == "ordinary" and e.split == "dev",
+    "AlpacaEval (held out)": lambda e: e.source == "alpaca-eval",
+    "CoCoNot contrast (held out)": lambda e: e.source == "coconot-contrast",
+    "ToxiGen neutral (dev)": lambda e: e.source == "toxigen" and e.kind == "neutral" and e.split == "dev",
+    "PhysicalSafetySafe (held out)": lambda e: e.source == "stl-I-PhysicalSafetySafe",
+    "OKTest held-out (scary words)": lambda e: e.source == "oktest-heldout",
+    "authored look-alikes (dev)": lambda e: e.source.startswith("authored") and e.split == "dev",
+    "counsel-chat questions (dev)": lambda e: e.source == "counsel-chat" and e.split == "dev",
+}
+HARMFUL_SETS: dict[str, Callable[[Example], bool]] = {
+    "MaliciousInstruct (held out)": lambda e: e.source == "maliciousinstruct",
+    "StrongREJECT (held out)": lambda e: e.source == "strongreject",
+    "STL MaliciousInstructions (held out)": lambda e: e.source == "stl-I-MaliciousInstructions",
+    "STL Q-Harm (held out)": lambda e: e.source == "stl-Q-Harm",
+    "STL CoNa hate (held out)": lambda e: e.source == "stl-I-CoNa",
+    "STL PhysicalSafetyUnsafe (held out)": lambda e: e.source == "stl-I-PhysicalSafetyUnsafe",
+    "authored harmful (dev)": lambda e: e.source.startswith("authored") and e.split == "dev",
+}
+JAILBREAK_SETS: dict[str, Callable[[Example], bool]] = {
+    "DeepInception (held out)": lambda e: e.source == "deepinception",
+    "BIPIA test injections (held out)": lambda e: e.source == "bipia-test" and e.kind == "injection",
+    "jailbreak dev (random)": lambda e: e.split == "dev",
+}
+
+
+def is_hard_negative(ex: Example) -> bool:
+    if any(v == 1.0 for v in ex.labels.values()):
+        return False
+    return (
+        ex.kind in cal.HARD_NEGATIVE_KINDS
+        or ex.source.startswith("authored")
+        or ex.source in {"oktest", "coconot-pref", "counsel-chat", "coconot-noncompliance"}
+    )
+
+
+def is_ordinary(ex: Example) -> bool:
+    return ex.kind == "ordinary" and not any(v == 1.0 for v in ex.labels.values())
+
+
+def write_model_folder(
+    out: Path, onnx_path: Path, labels: list[str], heads: dict[str, dict[str, object]], enc: EncodingConfig, name: str
+) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    if onnx_path != out / "model.onnx":
+        shutil.copy(onnx_path, out / "model.onnx")
+    entries = []
+    for i, lab in enumerate(labels):
+        info = BY_ID.get(lab)
+        stages = list(info.stages) if info else ["input", "output"]
+        entry: dict[str, object] = {
+            "id": lab,
+            "index": i,
+            "stages": stages,
+            "kind": "softmax" if lab in RESPONSE_CLASS_IDS else "sigmoid",
+            "description": info.description if info else "custom category",
+        }
+        entry.update(heads.get(lab, {"threshold": 0.5, "calibration": {"a": 1.0, "b": 0.0}}))
+        entries.append(entry)
+    (out / "labels.json").write_text(json.dumps({"name": name, "encoding": asdict(enc), "labels": entries}, indent=1))
+
+
+def score_examples(clf: OnnxClassifier, examples: Sequence[Example]) -> np.ndarray:
+    """Raw logits of every example through the runtime path (windows included)."""
+    out = np.zeros((len(examples), len(clf.info.labels)), np.float32)
+    for stage in STAGES:
+        idx = [i for i, e in enumerate(examples) if e.stage == stage]
+        for s in range(0, len(idx), 256):
+            part = idx[s : s + 256]
+            out[part] = clf.raw_logits(
+                [examples[i].text for i in part],
+                stage=stage,
+                prompts=[examples[i].prompt for i in part] if stage == "output" else None,
+            )
+    return out
+
+
+def calibrate_heads(
+    labels: list[str], examples: Sequence[Example], logits: np.ndarray, log: Callable[[str], None]
+) -> tuple[dict[str, dict[str, object]], dict[str, object]]:
+    """Fit Platt scaling per head on the dev split and pick per-stage default thresholds."""
+    heads: dict[str, dict[str, object]] = {}
+    metrics: dict[str, object] = {}
+    dev = [i for i, e in enumerate(examples) if e.split == "dev"]
+    for j, lab in enumerate(labels):
+        if lab in RESPONSE_CLASS_IDS:
+            continue
+        rows = [i for i in dev if lab in examples[i].labels]
+        y = np.array([examples[i].labels[lab] for i in rows], np.float32)
+        a, b = cal.fit_platt(logits[rows, j], y) if rows else (1.0, 0.0)
+        entry: dict[str, object] = {"calibration": {"a": round(a, 5), "b": round(b, 5)}}
+        thresholds: dict[str, float] = {}
+        for stage in STAGES:
+            srows = [i for i in rows if examples[i].stage == stage]
+            if not srows or not any(examples[i].labels[lab] == 1.0 for i in srows):
+                continue  # no positives on this stage: it inherits the other stage's threshold
+            ys = np.array([examples[i].labels[lab] for i in srows], np.float32)
+            ps = cal.sigmoid(a * logits[srows, j] + b)
+            hard = [i for i in dev if examples[i].stage == stage and is_hard_negative(examples[i])]
+            ordinary = [i for i in dev if examples[i].stage == stage and is_ordinary(examples[i])]
+            ph = cal.sigmoid(a * logits[hard, j] + b)
+            po = cal.sigmoid(a * logits[ordinary, j] + b)
+            strict_ord = 0.01 if lab == "jailbreak" else 0.02
+            t = cal.choose_threshold(ps, ys, ph, po, max_hard_fpr=0.05, max_ordinary_fpr=strict_ord)
+            thresholds[stage] = t
+            rep = cal.report(lab, t, a, b, ps, ys, ph, po)
+            metrics[f"{lab}/{stage}"] = asdict(rep)
+            log(
+                f"  {lab:22s} {stage:6s} n+={rep.n_pos:5d} AUPRC {rep.auprc:.3f} t={t:.3f} P {rep.precision:.3f} "
+                f"R {rep.recall:.3f} F1 {rep.f1:.3f} hardFPR {rep.hard_fpr:.3f} ordFPR {rep.ordinary_fpr:.3f}"
+            )
+        if thresholds:
+            for stage in STAGES:
+                thresholds.setdefault(stage, next(iter(thresholds.values())))
+            entry["thresholds"] = thresholds
+            entry["threshold"] = thresholds.get("input", next(iter(thresholds.values())))
+        heads[lab] = entry
+    return heads, metrics
+
+
+def set_metrics(
+    clf: OnnxClassifier, examples: Sequence[Example], logits: np.ndarray, heads: dict[str, dict[str, object]]
+) -> dict[str, object]:
+    """Per named set: positive rate at the shipped thresholds (recall on harmful sets, FPR on benign)."""
+    probs: dict[str, np.ndarray] = {}
+    for j, lab in enumerate(clf.info.labels):
+        if lab.kind != "sigmoid":
+            continue
+        c = heads.get(lab.id, {}).get("calibration", {"a": 1.0, "b": 0.0})
+        assert isinstance(c, dict)
+        probs[lab.id] = cal.sigmoid(c["a"] * logits[:, j] + c["b"])
+
+    def thr(lab: str, stage: Stage) -> float:
+        t = heads.get(lab, {}).get("thresholds", {})
+        assert isinstance(t, dict)
+        return float(t.get(stage, 0.5))
+
+    out: dict[str, object] = {}
+    for title, pred in BENIGN_SETS.items():
+        rows = [i for i, e in enumerate(examples) if pred(e) and e.stage == "input" and not any(v == 1 for v in e.labels.values())]
+        if rows:
+            flagged = probs["unsafe"][rows] >= thr("unsafe", "input")
+            any_block = flagged | (probs["jailbreak"][rows] >= thr("jailbreak", "input"))
+            out[f"benign/{title}"] = {"n": len(rows), "unsafe_fpr": float(flagged.mean()), "unsafe_or_jailbreak_fpr": float(any_block.mean())}
+    for title, pred in HARMFUL_SETS.items():
+        rows = [i for i, e in enumerate(examples) if pred(e) and e.stage == "input" and e.labels.get("unsafe") == 1.0]
+        if rows:
+            out[f"harmful/{title}"] = {"n": len(rows), "unsafe_recall": float((probs["unsafe"][rows] >= thr("unsafe", "input")).mean())}
+    for title, pred in JAILBREAK_SETS.items():
+        rows = [i for i, e in enumerate(examples) if pred(e) and e.stage == "input" and e.labels.get("jailbreak") == 1.0]
+        if rows:
+            out[f"jailbreak/{title}"] = {"n": len(rows), "jailbreak_recall": float((probs["jailbreak"][rows] >= thr("jailbreak", "input")).mean())}
+    ordinary = [i for i, e in enumerate(examples) if e.split in ("dev", "holdout") and e.stage == "input" and is_ordinary(e)]
+    if ordinary:
+        p = probs["jailbreak"][ordinary]
+        t1 = float(np.quantile(p, 0.99))
+        jb = [i for i, e in enumerate(examples) if e.split == "dev" and e.labels.get("jailbreak") == 1.0]
+        out["jailbreak/recall at 1% FPR on ordinary prompts"] = {
+            "n_ordinary": len(ordinary), "n_jailbreak": len(jb), "threshold": t1,
+            "recall": float((probs["jailbreak"][jb] > t1).mean()) if jb else float("nan"),
+        }  # fmt: skip
+    # response-class accuracy on dev (argmax of the softmax group)
+    soft = [lab for lab in clf.info.labels if lab.kind == "softmax"]
+    rows = [i for i, e in enumerate(examples) if e.split in ("dev", "holdout") and e.response_class is not None]
+    if rows and soft:
+        pred = logits[rows][:, [lab.index for lab in soft]].argmax(1)
+        gold = np.array([examples[i].response_class for i in rows])
+        out["response_class/accuracy"] = {"n": len(rows), "accuracy": float((pred == gold).mean())}
+    return out
+
+
+def run(cfg_dict: dict[str, object] | None = None, log: Callable[[str], None] = print) -> Path:
+    """The whole pipeline; returns the finished model folder."""
+    import torch
+
+    from guardrail.training import dataset, export, train
+
+    cfg = train.TrainConfig(**(cfg_dict or {}))  # type: ignore[arg-type]
+    t0 = time.time()
+    torch.set_num_threads(cfg.threads)
+    extra: list[Example] = []
+    for path in cfg.extra_data:
+        extra += list(read_labelled_jsonl(Path(path), source=f"user-{Path(path).stem}"))
+    embed = _embedder(cfg.threads) if cfg.group_by_meaning else None
+    examples = dataset.build(Path(cfg.data_root), embed, seed=cfg.seed, limit=cfg.limit, extra=extra, log=log)
+    labels = train.label_space(examples)
+    work = Path(cfg.out_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    model = train.train(examples, labels, cfg, log=log)
+    train.save_checkpoint(model, labels, cfg, work)
+    enc = EncodingConfig(max_length=cfg.max_length)
+
+    log("exporting to ONNX and quantising to int8")
+    fp32 = export.export_onnx(model, work)
+    export.quantize(fp32, work / "model.onnx")
+    export.copy_tokenizer(work)
+    identity = {lab: {"threshold": 0.5, "calibration": {"a": 1.0, "b": 0.0}} for lab in labels}
+    write_model_folder(work, work / "model.onnx", labels, identity, enc, "guardrail-minilm-l3")  # type: ignore[arg-type]
+
+    evaluated = [e for e in examples if e.split in ("dev", "holdout")]
+    clf = OnnxClassifier(work)
+    t_eval = time.time()
+    logits = score_examples(clf, evaluated)
+    log(f"scored {len(evaluated)} dev/held-out examples with the int8 model in {time.time() - t_eval:.0f}s")
+
+    parity = _parity(model, work, evaluated, labels, enc, logits)
+    log(f"parity fp32 vs int8: {parity}")
+
+    log("calibrating (Platt per head, thresholds on hard negatives):")
+    heads, metrics = calibrate_heads(labels, evaluated, logits, log)
+    write_model_folder(work, work / "model.onnx", labels, heads, enc, "guardrail-minilm-l3")
+    clf = OnnxClassifier(work)
+    sets = set_metrics(clf, evaluated, logits, heads)
+    for k, v in sets.items():
+        log(f"  {k}: {v}")
+    counts = Counter((e.source, e.split) for e in examples)
+    summary = {
+        "config": {k: str(v) for k, v in asdict(cfg).items()},
+        "heads": metrics,
+        "sets": sets,
+        "parity": parity,
+        "data": {f"{s}|{sp}": n for (s, sp), n in sorted(counts.items(), key=str)},
+        "sources": [{"name": s.name, "licence": s.licence, "cap": s.cap, "weight": s.weight, "holdout": s.holdout} for s in SOURCES],
+        "minutes": round((time.time() - t0) / 60, 1),
+    }  # fmt: skip
+    (work / "metrics.json").write_text(json.dumps(summary, indent=1, default=float))
+    from guardrail.training.card import write_card
+
+    write_card(work, summary)
+    (work / "model.fp32.onnx").unlink(missing_ok=True)
+    log(f"done in {summary['minutes']} min: {work}")
+    return work
+
+
+def _parity(
+    model: object, work: Path, evaluated: Sequence[Example], labels: list[str], enc: EncodingConfig, int8: np.ndarray
+) -> dict[str, float]:
+    """Max probability difference and unsafe-AUPRC change between the fp32 ONNX and the int8 model."""
+    fp32 = work / "fp32-folder"
+    fp32.mkdir(exist_ok=True)
+    shutil.copy(work / "model.fp32.onnx", fp32 / "model.onnx")
+    shutil.copy(work / "tokenizer.json", fp32 / "tokenizer.json")
+    shutil.copy(work / "labels.json", fp32 / "labels.json")
+    sample = [e for e in evaluated if e.split == "dev"][:3000]
+    idx = [i for i, e in enumerate(evaluated) if e.split == "dev"][:3000]
+    ref = score_examples(OnnxClassifier(fp32), sample)
+    shutil.rmtree(fp32)
+    n_bin = len(labels) - len(RESPONSE_CLASS_IDS)
+    dp = np.abs(cal.sigmoid(ref[:, :n_bin]) - cal.sigmoid(int8[idx, :n_bin]))
+    j = labels.index("unsafe")
+    rows = [k for k, e in enumerate(sample) if "unsafe" in e.labels]
+    y = np.array([sample[k].labels["unsafe"] for k in rows])
+    ap32 = cal.average_precision(y, ref[rows, j])
+    ap8 = cal.average_precision(y, int8[[idx[k] for k in rows], j])
+    return {
+        "max_abs_prob_diff": float(dp.max()),
+        "mean_abs_prob_diff": float(dp.mean()),
+        "unsafe_auprc_fp32": ap32,
+        "unsafe_auprc_int8": ap8,
+        "n": len(sample),
+    }
+
+
+def _embedder(threads: int) -> Callable[[Sequence[str]], np.ndarray]:
+    """Sentence embeddings from the full base encoder (mean pooling), for grouping near-duplicates."""
+    import torch
+    from transformers import AutoModel
+
+    from guardrail.training.model import base_model_dir
+    from guardrail.training.train import load_tokenizer
+
+    tok = load_tokenizer()
+    enc_model = AutoModel.from_pretrained(str(base_model_dir())).eval()
+    torch.set_num_threads(threads)
+    cfg = replace(EncodingConfig(), max_length=64)
+
+    def embed(texts: Sequence[str]) -> np.ndarray:
+        from guardrail.classifiers.encoding import encode_windows, pad_batch
+
+        wins = encode_windows(tok, texts, None, cfg, windows=False)
+        order = sorted(range(len(wins)), key=lambda i: len(wins[i].ids))
+        out = np.zeros((len(wins), enc_model.config.hidden_size), np.float32)
+        with torch.inference_mode():
+            for s in range(0, len(order), 256):
+                idx = order[s : s + 256]
+                b = pad_batch([wins[i] for i in idx])
+                h = enc_model(
+                    input_ids=torch.from_numpy(b.input_ids), attention_mask=torch.from_numpy(b.attention_mask)
+                ).last_hidden_state
+                m = torch.from_numpy(b.attention_mask).unsqueeze(-1).float()
+                out[idx] = ((h * m).sum(1) / m.sum(1)).numpy()
+        return out
+
+    return embed
+

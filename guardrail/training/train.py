@@ -1,0 +1,199 @@
+"""Fine-tune the safety classifier (multi-label heads + the Do-Not-Answer response-class group).
+
+Partial supervision is handled by masking: each example carries the heads its source labels, and
+the loss ignores the rest. Rare heads get a bounded positive weight (sqrt of the imbalance, at most
+4) so they learn without the probabilities drifting far; calibration fixes the rest afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from guardrail.classifiers.encoding import EncodingConfig, Window, encode_windows, pad_batch
+from guardrail.taxonomy import RESPONSE_CLASS_IDS
+from guardrail.training.examples import BINARY_HEADS, Example
+from guardrail.training.model import SafetyClassifier, base_model_dir
+
+
+@dataclass
+class TrainConfig:
+    data_root: Path = Path("../shared/data")
+    out_dir: Path = Path("build/model")
+    layers: int = 3
+    epochs: float = 2.0
+    batch_size: int = 32
+    lr: float = 8e-5
+    head_lr: float = 1e-3
+    warmup: float = 0.05
+    seed: int = 0
+    limit: int | None = None  # rows per source (smoke runs)
+    extra_data: list[Path] = field(default_factory=list)
+    max_length: int = 128
+    threads: int = 2
+    group_by_meaning: bool = True
+
+
+def label_space(examples: Sequence[Example]) -> list[str]:
+    """Binary heads in taxonomy order, then users' custom categories, then the response-class group."""
+    base = list(dict.fromkeys(BINARY_HEADS["input"] + BINARY_HEADS["output"]))
+    custom = sorted({k for ex in examples for k in ex.labels if k not in base})
+    return base + custom + list(RESPONSE_CLASS_IDS)
+
+
+def load_tokenizer():  # type: ignore[no-untyped-def]
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(base_model_dir() / "tokenizer.json"))
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
+
+
+def encode_examples(tok, examples: Sequence[Example], cfg: EncodingConfig) -> list[Window]:  # type: ignore[no-untyped-def]
+    out: list[Window] = []
+    for s in range(0, len(examples), 4096):
+        chunk = examples[s : s + 4096]
+        prompts = [ex.prompt if ex.stage == "output" else None for ex in chunk]
+        wins = encode_windows(tok, [ex.text for ex in chunk], prompts, cfg, windows=False)
+        out.extend(Window(w.item + s, w.ids, w.segments) for w in wins)
+    return out
+
+
+def targets(examples: Sequence[Example], labels: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(targets, mask, dna class or -1, weight) arrays; a head is masked when the source does not label it
+    or the head is not scored on the example's stage."""
+    idx = {lab: i for i, lab in enumerate(labels)}
+    n_bin = len(labels) - len(RESPONSE_CLASS_IDS)
+    y = np.zeros((len(examples), n_bin), np.float32)
+    m = np.zeros((len(examples), n_bin), np.float32)
+    dna = np.full(len(examples), -1, np.int64)
+    w = np.ones(len(examples), np.float32)
+    input_only = {"jailbreak"}
+    output_only = {"harmful_response", "refusal"}
+    for r, ex in enumerate(examples):
+        for lab, v in ex.labels.items():
+            if lab in RESPONSE_CLASS_IDS or lab not in idx:
+                continue
+            if (ex.stage == "input" and lab in output_only) or (ex.stage == "output" and lab in input_only):
+                continue
+            y[r, idx[lab]] = v
+            m[r, idx[lab]] = 1.0
+        if ex.response_class is not None:
+            dna[r] = ex.response_class
+        w[r] = ex.weight
+    return y, m, dna, w
+
+
+def _batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Length-bucketed batches (little padding), in random order."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    chunk = batch_size * 50
+    batches: list[list[int]] = []
+    for s in range(0, len(order), chunk):
+        part = sorted(order[s : s + chunk], key=lambda i: lengths[i])
+        batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _tensors(windows: Sequence[Window]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    b = pad_batch(windows)
+    return torch.from_numpy(b.input_ids), torch.from_numpy(b.attention_mask), torch.from_numpy(b.token_type_ids)
+
+
+def predict_logits(model: nn.Module, windows: Sequence[Window], batch_size: int = 64) -> np.ndarray:
+    model.eval()
+    order = sorted(range(len(windows)), key=lambda i: len(windows[i].ids))
+    out: np.ndarray | None = None
+    with torch.inference_mode():
+        for s in range(0, len(order), batch_size):
+            idx = order[s : s + batch_size]
+            logits = model(*_tensors([windows[i] for i in idx])).numpy()
+            if out is None:
+                out = np.zeros((len(windows), logits.shape[1]), np.float32)
+            out[idx] = logits
+    assert out is not None
+    return out
+
+
+def train(
+    examples: Sequence[Example], labels: list[str], cfg: TrainConfig, log: Callable[[str], None] = print
+) -> SafetyClassifier:
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    rng = random.Random(cfg.seed)
+    enc_cfg = EncodingConfig(max_length=cfg.max_length)
+    tok = load_tokenizer()
+    train_ex = [ex for ex in examples if ex.split == "train"]
+    windows = encode_examples(tok, train_ex, enc_cfg)
+    y, m, dna, w = targets(train_ex, labels)
+    n_bin = y.shape[1]
+    pos = (y * m).sum(0)
+    neg = ((1 - y) * m).sum(0)
+    pos_weight = torch.tensor(np.clip(np.sqrt(neg / np.maximum(pos, 1)), 1.0, 4.0), dtype=torch.float32)
+
+    model = SafetyClassifier(len(labels), cfg.layers)
+    head_params = list(model.head.parameters())
+    enc_params = [p for n, p in model.named_parameters() if not n.startswith("head.")]
+    opt = torch.optim.AdamW(
+        [{"params": enc_params, "lr": cfg.lr}, {"params": head_params, "lr": cfg.head_lr}], weight_decay=0.01
+    )
+    lengths = [len(wi.ids) for wi in windows]
+    steps_per_epoch = math.ceil(len(windows) / cfg.batch_size)
+    total = max(1, int(steps_per_epoch * cfg.epochs))
+    warm = max(1, int(total * cfg.warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, (total - s) / max(1, total - warm))
+    )
+    bce = nn.BCEWithLogitsLoss(reduction="none", pos_weight=pos_weight)
+    ce = nn.CrossEntropyLoss(reduction="none")
+    yt, mt, dt, wt = (torch.from_numpy(a) for a in (y, m, dna, w))
+    log(f"training {len(windows)} examples, {len(labels)} labels, {total} steps, {cfg.layers} layers")
+    step, t0, running = 0, time.time(), 0.0
+    model.train()
+    while step < total:
+        for batch in _batches(lengths, cfg.batch_size, rng):
+            if step >= total:
+                break
+            idx = torch.tensor(batch)
+            logits = model(*_tensors([windows[i] for i in batch]))
+            lb = bce(logits[:, :n_bin], yt[idx]) * mt[idx]
+            loss_bin = (lb.sum(1) * wt[idx]).sum() / mt[idx].sum().clamp(min=1.0) * 4.0
+            d = dt[idx]
+            has = d >= 0
+            loss = loss_bin
+            if bool(has.any()):
+                ld = ce(logits[has][:, n_bin:], d[has]) * wt[idx][has]
+                loss = loss + 0.5 * ld.mean()
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            lv = float(loss.detach())
+            running = 0.98 * running + 0.02 * lv if step > 1 else lv
+            if step % 50 == 0 or step == total:
+                el = time.time() - t0
+                log(f"step {step}/{total} loss {running:.4f} {el / step:.2f}s/step eta {el / step * (total - step) / 60:.1f} min")
+    model.eval()
+    return model
+
+
+def save_checkpoint(model: SafetyClassifier, labels: list[str], cfg: TrainConfig, path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path / "checkpoint.pt")
+    meta = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
+    meta["extra_data"] = [str(p) for p in cfg.extra_data]
+    (path / "train_meta.json").write_text(json.dumps({"labels": labels, "config": meta}, indent=2))
