@@ -1,1 +1,64 @@
-"""guardrail: local safety classifiers and policies between an application and any LLM."""
+"""guardrail: local safety classifiers and YAML policies between an application and any LLM.
+
+    guard = guardrail.Guard()                      # bundled default policy and model
+    decision = guard.check_input("How do I ...?")  # or await guard.acheck_input(messages)
+    client = guard.wrap(openai.OpenAI())           # same interface, guarded
+
+Names resolve lazily (PEP 562): ``import guardrail`` reads no file, loads no model and imports
+neither onnxruntime, litellm, transformers nor torch; the first use of ``Guard`` does the work.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Action",
+    "Blocked",
+    "ClassifierError",
+    "Decision",
+    "Finding",
+    "Guard",
+    "GuardrailError",
+    "Policy",
+    "PolicyError",
+    "guarded",
+    "load_policy",
+]
+
+_LAZY = {
+    "Action": "guardrail.decision",
+    "Decision": "guardrail.decision",
+    "Finding": "guardrail.decision",
+    "Blocked": "guardrail.errors",
+    "ClassifierError": "guardrail.errors",
+    "GuardrailError": "guardrail.errors",
+    "PolicyError": "guardrail.errors",
+    "Guard": "guardrail.engine",
+    "Policy": "guardrail.policy",
+    "load_policy": "guardrail.policy",
+    "guarded": "guardrail.protect",
+}
+
+if TYPE_CHECKING:
+    from guardrail.decision import Action, Decision, Finding
+    from guardrail.engine import Guard
+    from guardrail.errors import Blocked, ClassifierError, GuardrailError, PolicyError
+    from guardrail.policy import Policy, load_policy
+    from guardrail.protect import guarded
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'guardrail' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

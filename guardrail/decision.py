@@ -97,6 +97,7 @@ class Decision:
     error: str | None = None
     message: str | None = None
     redactions: Mapping[str, str] = field(default_factory=dict)
+    messages: tuple[dict[str, Any], ...] | None = None  # the rewritten chat messages, when messages were checked
 
     @property
     def blocked(self) -> bool:
@@ -121,6 +122,8 @@ class Decision:
         }
         if self.message is not None:
             d["message"] = self.message
+        if self.redactions:
+            d["redacted_entities"] = sorted(self.redactions)
         if include_text:
             d["text"] = self.text
         return d

@@ -1,0 +1,1 @@
+"""Drop-in integrations: guard.wrap(openai client | litellm), the LiteLLM proxy guardrail."""

@@ -1,0 +1,1 @@
+"""Classifiers: the Classifier protocol and its implementations."""

@@ -1,0 +1,447 @@
+"""Built-in PII and secret detection for the ``redact`` policy action.
+
+A model cannot say *where* an e-mail address or an API key sits in a prompt, and redaction needs exact
+character spans, so these detectors are regular expressions plus cheap checksum and structure checks.
+Two goals pull against each other: a guardrail that redacts prices, dates and version numbers makes the
+LLM's answers worse (over-redaction is the PII analogue of over-refusal), while a missed card number or
+key is a leak. The checks (Luhn, ISO 7064 mod-97, SSN area rules, IPv6 grammar, key entropy) are what let
+the patterns stay permissive about formatting without firing on ordinary numbers.
+
+Every pattern runs on untrusted text, so each is written to be linear: a candidate may only *start*
+where the previous character cannot continue it (a negative lookbehind), repeats are either bounded or
+cannot overlap with what follows, and checks run in Python only on the rare regex hits.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from guardrail.taxonomy import PII_ENTITIES
+
+__all__ = ["ENTITIES", "Span", "find_entities", "redact", "restore"]
+
+ENTITIES: Final[tuple[str, ...]] = PII_ENTITIES
+
+# Overlap tie-break after length: the more sensitive reading of the same characters wins.
+_PRIORITY: Final[dict[str, int]] = {
+    name: rank
+    for rank, name in enumerate(
+        ("private_key", "api_key", "credit_card", "iban", "us_ssn", "email", "ip_address", "phone")
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """One detected entity; ``value`` is kept so redaction can be undone without the original text."""
+
+    entity: str
+    start: int
+    end: int
+    value: str
+
+
+# A check receives the whole text and the regex hit and returns the accepted (start, end), possibly
+# trimmed, or None to reject the hit. The text is needed to look past the match (e.g. IBAN length).
+_Check = Callable[[str, re.Match[str]], tuple[int, int] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Detector:
+    entity: str
+    regex: re.Pattern[str]
+    check: _Check
+
+
+def _whole(_text: str, m: re.Match[str]) -> tuple[int, int]:
+    return m.span()
+
+
+def _compile(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    # ASCII: Unicode digits and letters would pass \d and \w but no checksum or provider format uses them.
+    return re.compile(pattern, re.ASCII | re.VERBOSE | flags)
+
+
+# ---------------------------------------------------------------------------------------------- email
+_EMAIL = _compile(
+    r"""
+    (?<![\w.%+-])                    # start of the local part, not inside another token
+    [A-Za-z0-9][A-Za-z0-9._%+-]{0,63}
+    @
+    (?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}
+    (?:[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59})
+    (?![\w-]|\.[A-Za-z0-9])
+    """
+)
+
+# ---------------------------------------------------------------------------------------------- phone
+# Shared edges: not glued to a word, '+', '.', '/' or '-' on the left (dates, versions, paths, ids), and
+# not the tail of a space-separated list of numbers ("12 030 1234 5678").
+_PHONE_LEFT = r"(?<![\w+./-])(?<!\d[ ])"
+_PHONE_RIGHT = r"(?![\w/]|[-.:]\d)"
+_PHONE_INTL = _compile(
+    _PHONE_LEFT
+    + r"""
+    \+(?=[1-9](?:[ .()-]{0,3}\d){7})         # at least 8 digits follow, checked before any work
+    [1-9]\d{0,14}                            # country code, or the whole E.164 number without spaces
+    (?:[ .-]?\(\d{1,4}\)[ .-]?\d{1,8})?      # "(0)" trunk or "(555)" area code
+    (?:[ .-]\d{1,8}){0,6}
+    """
+    + _PHONE_RIGHT
+)
+_PHONE_US = _compile(
+    _PHONE_LEFT
+    + r"""
+    (?:1[ .-])?
+    (?:\([2-9]\d{2}\)[ ]?|[2-9]\d{2}([ .-]))
+    \d{3}(?(1)\1|[ .-])\d{4}
+    """
+    + _PHONE_RIGHT
+)
+# UK, DE, FR and most European national formats: trunk 0, area code, subscriber groups.
+_PHONE_NATIONAL = _compile(
+    _PHONE_LEFT
+    + r"""
+    (?=\(?0[1-9](?:[ /()-]{0,3}\d){8})
+    (?:\(0[1-9]\d{0,4}\)[ ]?|0[1-9]\d{0,4}(?:[ ]?/[ ]?|[ -]))
+    \d{2,8}(?:[ -]\d{2,8}){0,3}
+    """
+    + _PHONE_RIGHT
+)
+_PHONE_FR_DOTS = _compile(_PHONE_LEFT + r"0[1-9](?:\.\d{2}){4}" + _PHONE_RIGHT)
+
+
+def _digit_count(s: str) -> int:
+    return sum(c.isdigit() for c in s)
+
+
+def _intl_phone(_text: str, m: re.Match[str]) -> tuple[int, int] | None:
+    s = m.group()
+    n = _digit_count(s) - ("(0)" in s)  # the trunk zero is not part of the E.164 number
+    return m.span() if 8 <= n <= 15 else None
+
+
+def _national_phone(_text: str, m: re.Match[str]) -> tuple[int, int] | None:
+    return m.span() if 10 <= _digit_count(m.group()) <= 12 else None
+
+
+# ---------------------------------------------------------------------------------------- credit_card
+# Grouped as printed on cards (4-4-4-4[-3], Amex 4-6-5, Diners 4-6-4) or not grouped at all; free-form
+# grouping would turn any long list of numbers into a candidate.
+_CARD = _compile(
+    r"""
+    (?<![\w.,-])
+    (?:
+        \d{13,19}(?![\w-]|[.,]\d)
+      | \d{4}([ -])\d{4}\1\d{4}\1\d{1,4}(?:\1\d{1,3})?(?![\w-]|\1\d|[.,]\d)
+      | \d{4}([ -])\d{6}\2\d{4,5}(?![\w-]|\2\d|[.,]\d)
+    )
+    """
+)
+_LUHN_DOUBLE: Final[tuple[int, ...]] = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        total += _LUHN_DOUBLE[d] if i % 2 else d
+    return total % 10 == 0
+
+
+def _card(_text: str, m: re.Match[str]) -> tuple[int, int] | None:
+    digits = m.group().replace(" ", "").replace("-", "")
+    # Issuers use leading digits 2-6 (MC 2-series, Amex/Diners/JCB, Visa, MC, Discover/UnionPay); 1, 7,
+    # 8, 9 and 0 prefixes are order numbers, ISBNs and phone numbers that happen to pass Luhn.
+    if digits[0] in "23456" and _luhn_ok(digits):
+        return m.span()
+    return None
+
+
+# ----------------------------------------------------------------------------------------------- iban
+# The regex only finds where an IBAN might start; the registered length of the country decides where it
+# ends, so a following upper-case word or a second IBAN is not swallowed.
+_IBAN = _compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}")
+_IBAN_LENGTHS: Final[dict[str, int]] = {
+    **dict.fromkeys(("NO",), 15),
+    **dict.fromkeys(("BE",), 16),
+    **dict.fromkeys(("DK", "FI", "FK", "FO", "GL", "NL", "SD"), 18),
+    **dict.fromkeys(("MK", "SI"), 19),
+    **dict.fromkeys(("AT", "BA", "EE", "KZ", "LT", "LU", "MN", "XK"), 20),
+    **dict.fromkeys(("CH", "HR", "LI", "LV"), 21),
+    **dict.fromkeys(("BG", "BH", "CR", "DE", "GB", "GE", "IE", "ME", "RS", "VA"), 22),
+    **dict.fromkeys(("AE", "GI", "IL", "IQ", "OM", "SO", "TL"), 23),
+    **dict.fromkeys(("AD", "CZ", "ES", "MD", "PK", "RO", "SA", "SE", "SK", "TN", "VG"), 24),
+    **dict.fromkeys(("LY", "PT", "ST"), 25),
+    **dict.fromkeys(("IS", "TR"), 26),
+    **dict.fromkeys(("BI", "DJ", "FR", "GR", "IT", "MC", "MR", "SM"), 27),
+    **dict.fromkeys(("AL", "AZ", "BY", "CY", "DO", "GT", "HU", "LB", "NI", "PL", "SV"), 28),
+    **dict.fromkeys(("BR", "EG", "PS", "QA", "UA"), 29),
+    **dict.fromkeys(("JO", "KW", "MU", "YE"), 30),
+    **dict.fromkeys(("MT", "SC"), 31),
+    **dict.fromkeys(("LC",), 32),
+    **dict.fromkeys(("RU",), 33),
+}
+
+
+def _iban(text: str, m: re.Match[str]) -> tuple[int, int] | None:
+    s = m.group()
+    length = _IBAN_LENGTHS.get(s[:2])
+    if length is None:
+        return None
+    compact = s.replace(" ", "")
+    if len(compact) < length:
+        return None
+    compact = compact[:length]
+    # Printed IBANs are either unbroken or in groups of four; anything else is not one IBAN.
+    grouped = " ".join(compact[i : i + 4] for i in range(0, length, 4))
+    for form in (compact, grouped):
+        end = m.start() + len(form)
+        if text.startswith(form, m.start()) and not text[end : end + 1].isalnum():
+            break
+    else:
+        return None
+    rotated = compact[4:] + compact[:4]
+    if int("".join(str(int(c, 36)) for c in rotated)) % 97 != 1:
+        return None
+    return m.start(), end
+
+
+# ----------------------------------------------------------------------------------------- ip_address
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4 = _compile(rf"(?<![\w.])(?:{_OCTET}\.){{3}}{_OCTET}(?![\w-]|\.\d)")
+# A permissive candidate (hex and colons with at least two colons, optional dotted IPv4 tail); the stdlib
+# parser then decides, which is simpler and more exact than the usual ten-way alternation.
+_IPV6 = _compile(
+    r"""
+    (?<![\w:.])
+    (?=[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:)
+    [0-9A-Fa-f:]{2,39}(?:\.\d{1,3}){0,3}
+    (?![\w:]|\.\w)
+    """
+)
+
+
+def _ipv6(_text: str, m: re.Match[str]) -> tuple[int, int] | None:
+    s = m.group()
+    if s.endswith(":") and not s.endswith("::"):
+        s = s[:-1]  # "on fe80::1: ..." - the colon belongs to the sentence
+    # Requiring a digit keeps words such as "face::bad" or a bare "::" out.
+    if not any(c.isdigit() for c in s):
+        return None
+    try:
+        ipaddress.IPv6Address(s)
+    except ValueError:
+        return None
+    return m.start(), m.start() + len(s)
+
+
+# --------------------------------------------------------------------------------------------- us_ssn
+_SSN = _compile(
+    r"""
+    (?<![\w-])(?<!\d[ ])
+    (?!000|666|9)\d{3}([- ])(?!00)\d{2}\1(?!0000)\d{4}
+    (?![\w-]|\1\d)
+    """
+)
+
+# -------------------------------------------------------------------------------------------- api_key
+# Provider tokens are recognised by their documented prefixes; lengths are lower bounds so longer future
+# formats still match.
+_API_PROVIDER = _compile(
+    r"""
+    (?<![\w-])
+    (?:
+        sk-(?:ant-|proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}      # OpenAI, Anthropic
+      | (?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])                  # AWS access key id
+      | gh[pousr]_[A-Za-z0-9]{30,}                                # GitHub
+      | github_pat_[A-Za-z0-9_]{30,}
+      | xox[baprs]-[A-Za-z0-9-]{10,}                              # Slack
+      | AIza[0-9A-Za-z_-]{35}(?![\w-])                            # Google
+      | (?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}                  # Stripe
+      | hf_[A-Za-z0-9]{30,}                                       # Hugging Face
+      | eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{10,}  # JWT
+    )
+    """
+)
+_BEARER = _compile(r"(?<![A-Za-z0-9])bearer[ ]+([A-Za-z0-9._~+/-]{16,}=*)", re.IGNORECASE)
+_KEY_NAMES = (
+    r"api[_-]?(?:key|secret|token)|apikey|access[_-]?(?:token|key)|auth[_-]?token|refresh[_-]?token"
+    r"|client[_-]?secret|private[_-]?token|secret(?:[_-]?key)?|token|password|passwd|pwd"
+)
+_ASSIGNMENT = _compile(
+    rf"""
+    (?<![A-Za-z0-9])(?:{_KEY_NAMES})(?:[_-][A-Za-z0-9]+){{0,3}}
+    ["']?[ \t]{{0,4}}(?::=|=>|[:=])[ \t]{{0,4}}["']?
+    ([A-Za-z0-9_+/=.~-]{{16,}})
+    """,
+    re.IGNORECASE,
+)
+_PLACEHOLDER_WORDS = re.compile(r"your|example|placeholder|changeme|dummy|redacted|xxxx|\*\*\*", re.IGNORECASE)
+
+
+def _random_looking(s: str) -> bool:
+    return any(c.isdigit() for c in s) and any(c.isalpha() for c in s)
+
+
+def _api_provider(_text: str, m: re.Match[str]) -> tuple[int, int] | None:
+    s = m.group()
+    # AWS ids are fixed-format upper-case base32 and may lack a digit; every other format is random enough
+    # to contain both digits and letters, which rules out slugs like "sk-some-long-hyphenated-name".
+    if s.startswith(("AKIA", "ASIA")) or _random_looking(s):
+        return m.span()
+    return None
+
+
+def _secret_value(_text: str, m: re.Match[str]) -> tuple[int, int] | None:
+    start, end = m.span(1)
+    value = m.group(1).rstrip(".")  # a sentence full stop is not part of the token
+    if len(value) < 16 or not _random_looking(value) or _PLACEHOLDER_WORDS.search(value):
+        return None
+    counts = Counter(value).values()
+    entropy = -sum(c / len(value) * math.log2(c / len(value)) for c in counts)
+    return (start, start + len(value)) if entropy >= 3.0 else None
+
+
+# ---------------------------------------------------------------------------------------- private_key
+# The body is "anything up to the next five dashes", written as an unrolled loop so it cannot backtrack
+# quadratically; a block cut off before its END line is still redacted up to where the base64 stops.
+_PEM_LABEL = r"-----BEGIN[ ](?:[A-Z0-9]+[ ]){0,3}PRIVATE[ ]KEY(?:[ ]BLOCK)?-----"
+_PRIVATE_KEY = _compile(
+    rf"""
+    {_PEM_LABEL}
+    (?:
+        [^-]*(?:-(?!----)[^-]*)*
+        -----END[ ](?:[A-Z0-9]+[ ]){{0,3}}PRIVATE[ ]KEY(?:[ ]BLOCK)?-----
+      | (?:[A-Za-z0-9+/=\s]|\\[rn])*
+    )
+    """
+)
+
+
+def _private_key(_text: str, m: re.Match[str]) -> tuple[int, int]:
+    return m.start(), m.start() + len(m.group().rstrip())
+
+
+_DETECTORS: Final[tuple[_Detector, ...]] = (
+    _Detector("private_key", _PRIVATE_KEY, _private_key),
+    _Detector("api_key", _API_PROVIDER, _api_provider),
+    _Detector("api_key", _BEARER, _secret_value),
+    _Detector("api_key", _ASSIGNMENT, _secret_value),
+    _Detector("credit_card", _CARD, _card),
+    _Detector("iban", _IBAN, _iban),
+    _Detector("us_ssn", _SSN, _whole),
+    _Detector("email", _EMAIL, _whole),
+    _Detector("ip_address", _IPV4, _whole),
+    _Detector("ip_address", _IPV6, _ipv6),
+    _Detector("phone", _PHONE_INTL, _intl_phone),
+    _Detector("phone", _PHONE_US, _whole),
+    _Detector("phone", _PHONE_NATIONAL, _national_phone),
+    _Detector("phone", _PHONE_FR_DOTS, _whole),
+)
+
+
+def _scan(text: str, detector: _Detector) -> Iterator[tuple[int, int]]:
+    search = detector.regex.search
+    pos = 0
+    while (m := search(text, pos)) is not None:
+        span = detector.check(text, m)
+        if span is None or span[0] >= span[1]:
+            # A rejected hit may hide a valid one starting inside it ("1 4111 1111 1111 1111").
+            pos = m.start() + 1
+            continue
+        yield span
+        pos = max(span[1], m.start() + 1)
+
+
+def _selected(entities: Iterable[str] | None) -> frozenset[str]:
+    if entities is None:
+        return frozenset(ENTITIES)
+    names = frozenset((entities,) if isinstance(entities, str) else entities)
+    unknown = sorted(names - frozenset(ENTITIES))
+    if unknown:
+        raise ValueError(f"unknown PII entities {unknown}; supported: {', '.join(ENTITIES)}")
+    return names
+
+
+def find_entities(text: str, entities: Iterable[str] | None = None) -> list[Span]:
+    """Detect PII and secrets, returning non-overlapping spans sorted by start.
+
+    Detectors overlap by nature (an IBAN contains a card-like run, an e-mail can contain a phone number),
+    and redaction needs one answer per character: the longest candidate wins, then the more sensitive
+    entity, then the earlier one, so the result does not depend on detector order.
+    """
+    wanted = _selected(entities)
+    candidates = [
+        Span(d.entity, start, end, text[start:end])
+        for d in _DETECTORS
+        if d.entity in wanted
+        for start, end in _scan(text, d)
+    ]
+    candidates.sort(key=lambda s: (s.start - s.end, _PRIORITY[s.entity], s.start))
+    starts: list[int] = []
+    chosen: list[Span] = []
+    for span in candidates:
+        i = bisect_left(starts, span.start)
+        if (i > 0 and chosen[i - 1].end > span.start) or (i < len(chosen) and chosen[i].start < span.end):
+            continue
+        starts.insert(i, span.start)
+        chosen.insert(i, span)
+    return chosen
+
+
+_PLACEHOLDER = re.compile(r"<[A-Z]+(?:_[A-Z]+)*_[1-9][0-9]*>")
+
+
+def redact(text: str, spans: Sequence[Span]) -> tuple[str, dict[str, str]]:
+    """Replace spans with typed placeholders and return the mapping needed to undo it.
+
+    Typed, numbered placeholders (``<EMAIL_1>``) let the LLM still reason about the text ("reply to
+    <EMAIL_1>"), and one value always gets one placeholder so it can tell two people apart from one
+    mentioned twice. A number whose placeholder already occurs in ``text`` is skipped, which is what
+    makes ``restore(redact(x))`` exact even for text that contains placeholder-like strings.
+    """
+    ordered = sorted(spans, key=lambda s: (s.start, s.end))
+    pieces: list[str] = []
+    mapping: dict[str, str] = {}
+    assigned: dict[tuple[str, str], str] = {}
+    counters: dict[str, int] = {}
+    last = 0
+    for span in ordered:
+        if span.entity not in _PRIORITY:
+            raise ValueError(f"unknown PII entity {span.entity!r} in span")
+        if span.start < last or span.end <= span.start or text[span.start : span.end] != span.value:
+            raise ValueError(f"span {span!r} overlaps another, is empty, or does not match the text")
+        placeholder = assigned.get((span.entity, span.value))
+        if placeholder is None:
+            n = counters.get(span.entity, 0)
+            while True:
+                n += 1
+                placeholder = f"<{span.entity.upper()}_{n}>"
+                if placeholder not in text:
+                    break
+            counters[span.entity] = n
+            assigned[span.entity, span.value] = placeholder
+            mapping[placeholder] = span.value
+        pieces += (text[last : span.start], placeholder)
+        last = span.end
+    pieces.append(text[last:])
+    return "".join(pieces), mapping
+
+
+def restore(text: str, mapping: Mapping[str, str]) -> str:
+    """Put the original values back where the placeholders of ``redact`` appear.
+
+    One pass over the text, so a restored value that itself looks like a placeholder is never expanded
+    again; placeholders not in ``mapping`` (e.g. invented by the LLM) are left as they are.
+    """
+    if not mapping:
+        return text
+    return _PLACEHOLDER.sub(lambda m: mapping.get(m.group(), m.group()), text)

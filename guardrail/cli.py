@@ -1,0 +1,217 @@
+"""The `guardrail` command line.
+
+Exit status is part of the interface (scripts and CI rely on it): 0 allowed or only logged,
+1 blocked or rewritten (for --file: at least one line was), 2 usage, policy or model error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import io
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from guardrail.errors import ClassifierError, GuardrailError, PolicyError
+
+EXIT_OK, EXIT_FLAGGED, EXIT_ERROR = 0, 1, 2
+
+
+def _err(msg: str) -> None:
+    print(f"guardrail: {msg}", file=sys.stderr)
+
+
+def _read_stdin() -> str:
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("utf-8", errors="replace")
+        _err(f"warning: input is not valid UTF-8; {text.count(chr(0xFFFD))} invalid byte sequence(s) replaced by U+FFFD")
+        return text
+
+
+def _records(path: Path) -> Iterator[dict[str, Any]]:
+    """Rows of a JSONL or CSV file: {"text", optional "prompt", anything else passed through}."""
+    raw = path.read_bytes().decode("utf-8", errors="replace")
+    if path.suffix.lower() == ".csv":
+        for row in csv.DictReader(io.StringIO(raw)):
+            yield dict(row)
+        return
+    for n, line in enumerate(raw.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
+        yield row if isinstance(row, dict) else {"text": row}
+
+
+class _Progress:
+    """A one-line progress counter on stderr, only when stderr is a terminal."""
+
+    def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
+        self.total, self.stream, self.n = total, stream, 0
+        self.on = stream.isatty()
+
+    def step(self) -> None:
+        self.n += 1
+        if self.on and (self.n == self.total or self.n % 10 == 0):
+            width = 30
+            done = int(width * self.n / max(1, self.total))
+            self.stream.write(f"\r[{'#' * done}{'.' * (width - done)}] {self.n}/{self.total}")
+            if self.n == self.total:
+                self.stream.write("\n")
+            self.stream.flush()
+
+
+def _human(d: Any) -> str:
+    lines = [f"{d.action.value.upper():7s} {d.stage} · policy {d.policy}@{d.policy_hash[:8]} · {d.latency_ms:.1f} ms"]
+    for f in d.findings:
+        tag = " (shadow)" if f.shadow else ""
+        ents = f" [{', '.join(f.entities)}]" if f.entities else ""
+        lines.append(f"  {f.category:22s} {f.score:.3f} >= {f.threshold:.3f} → {f.action.value}{tag}{ents}")
+    if d.error:
+        lines.append(f"  error: {d.error}")
+    if d.action.value in ("rewrite", "block"):
+        lines.append(f"  text: {d.text}")
+    if not d.findings and not d.error:
+        top = sorted(d.scores.items(), key=lambda kv: -kv[1])[:3]
+        if top:
+            lines.append("  top scores: " + ", ".join(f"{k} {v:.3f}" for k, v in top))
+    return "\n".join(lines)
+
+
+def _exit_for(decisions: Sequence[Any]) -> int:
+    return EXIT_FLAGGED if any(d.action.value in ("block", "rewrite") for d in decisions) else EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from guardrail.engine import Guard
+
+    guard = Guard(args.policy)
+    decisions = []
+    if args.file:
+        rows = list(_records(Path(args.file)))
+        bar = _Progress(len(rows))
+        for row in rows:
+            text = row.get("text", "")
+            if args.stage == "output":
+                d = guard.check_output(text, prompt=row.get("prompt", args.prompt))
+            else:
+                d = guard.check_input(row.get("messages") or text)
+            decisions.append(d)
+            out = d.to_dict(include_text=args.show_text)
+            if "id" in row:
+                out["input_id"] = row["id"]
+            print(json.dumps(out, ensure_ascii=False), flush=True)
+            bar.step()
+        return _exit_for(decisions)
+    text = args.text if args.text not in (None, "-") else _read_stdin()
+    d = guard.check_output(text, prompt=args.prompt) if args.stage == "output" else guard.check_input(text)
+    print(json.dumps(d.to_dict(), ensure_ascii=False, indent=2) if args.json else _human(d))
+    return _exit_for([d])
+
+
+def cmd_policy(args: argparse.Namespace) -> int:
+    from guardrail.policy import dump_policy, load_policy, policy_json_schema
+
+    if args.policy_cmd == "schema":
+        print(json.dumps(policy_json_schema(), indent=2))
+        return EXIT_OK
+    if args.policy_cmd == "show":
+        print(dump_policy(load_policy(args.file)), end="")
+        return EXIT_OK
+    status = EXIT_OK
+    for f in args.files:
+        try:
+            p = load_policy(f)
+            print(f"ok     {f}  ({p.name}, {len(p.input.rules)} input / {len(p.output.rules)} output rules, hash {p.hash[:12]})")
+        except PolicyError as exc:
+            print(f"error  {exc}")
+            status = EXIT_ERROR
+    return status
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="guardrail", description="Check LLM traffic against a safety policy.")
+    p.add_argument("--version", action="version", version=f"guardrail {_version()}")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    c = sub.add_parser("check", help="check a prompt (or a completion with --stage output)")
+    c.add_argument("text", nargs="?", help="the text; '-' or omitted reads stdin")
+    c.add_argument("--policy", "-p", default=None, help="bundled policy name or YAML path (default: default)")
+    c.add_argument("--stage", choices=("input", "output"), default="input")
+    c.add_argument("--prompt", default=None, help="the prompt a completion answers (--stage output)")
+    c.add_argument("--file", "-f", default=None, help="JSONL or CSV with a text column: one JSON decision per line")
+    c.add_argument("--json", action="store_true", help="print the decision as JSON")
+    c.add_argument("--show-text", action="store_true", help="with --file: include the (rewritten) text in each line")
+    c.set_defaults(func=cmd_check)
+
+    pol = sub.add_parser("policy", help="validate, show or describe policy files")
+    psub = pol.add_subparsers(dest="policy_cmd", required=True)
+    v = psub.add_parser("validate", help="check policy files (exit 2 if any is invalid)")
+    v.add_argument("files", nargs="+")
+    s = psub.add_parser("show", help="print a policy resolved after `extends`")
+    s.add_argument("file")
+    psub.add_parser("schema", help="print the JSON Schema of policy files (for editor completion)")
+    pol.set_defaults(func=cmd_policy)
+
+    from guardrail.training.cli import add_arguments as add_train_arguments
+
+    t = sub.add_parser("train", help="retrain the classifier or extend it with your data (needs the [train] extra)")
+    add_train_arguments(t)
+    t.set_defaults(func=_cmd_train)
+
+    for module in _PLUGINS:
+        importlib.import_module(module).add_parser(sub)
+    return p
+
+
+# Sub-commands that live in their own modules (evaluation tools, red-team runner, ensemble); each
+# module has ``add_parser(subparsers)`` and imports its heavy dependencies only when run.
+_PLUGINS: tuple[str, ...] = ()
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from guardrail.training.cli import run
+
+    return run(args)
+
+
+def _version() -> str:
+    from guardrail import __version__
+
+    return __version__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
+    try:
+        return int(args.func(args))
+    except PolicyError as exc:
+        _err(f"policy error: {exc}")
+    except ClassifierError as exc:
+        _err(f"classifier error: {exc}")
+    except GuardrailError as exc:
+        _err(str(exc))
+    except (OSError, ValueError, TypeError) as exc:
+        _err(str(exc))
+    except KeyboardInterrupt:
+        _err("interrupted")
+    return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

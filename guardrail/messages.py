@@ -1,0 +1,132 @@
+"""Extract the text to check from whatever the caller passes: a string, bytes, or chat messages.
+
+Chat payloads in the wild are messy: ``content`` may be a string, ``None`` (assistant tool calls), or
+a list of parts (text, image_url, input_audio...), and messages may be dicts or SDK objects. Every
+shape is handled deliberately: text parts are scanned, non-text parts are skipped and reported in
+``skipped`` (the audit log says so), and anything else is a ``TypeError`` naming what was wrong.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Scope = Literal["last_user", "all_user", "all"]
+
+__all__ = ["Extracted", "Scope", "extract", "replace_texts", "scan_form", "to_text"]
+
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e\u2061\u2062\u2063\u2064"), None)
+
+
+def to_text(value: str | bytes | bytearray) -> str:
+    """Bytes are decoded as UTF-8; invalid sequences become U+FFFD instead of failing the check."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", errors="replace")
+    return value
+
+
+def scan_form(text: str) -> str:
+    """The form the classifier sees: NFKC-folded (full-width and stylised letters become plain ones),
+    invisible characters dropped, control characters turned into spaces. Obfuscation with zero-width
+    joiners or look-alike letters is a cheap jailbreak; the original text is what travels on."""
+    text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE)
+    if any(ord(c) < 32 and c not in "\n\t\r" for c in text):
+        text = "".join(" " if ord(c) < 32 and c not in "\n\t\r" else c for c in text)
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Extracted:
+    """Texts to scan, and where each came from (message index, part index or None for plain content)."""
+
+    texts: tuple[str, ...]
+    locations: tuple[tuple[int, int | None], ...]
+    skipped: tuple[str, ...] = field(default_factory=tuple)
+    is_messages: bool = False
+
+
+def _get(obj: Any, key: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(key)
+    return getattr(obj, key, None)
+
+
+def _parts(content: Any, msg_index: int) -> tuple[list[str], list[tuple[int, int | None]], list[str]]:
+    texts: list[str] = []
+    locs: list[tuple[int, int | None]] = []
+    skipped: list[str] = []
+    if content is None:
+        return texts, locs, skipped
+    if isinstance(content, (str, bytes, bytearray)):
+        return [to_text(content)], [(msg_index, None)], skipped
+    if isinstance(content, Sequence):
+        for j, part in enumerate(content):
+            if isinstance(part, str):
+                texts.append(part)
+                locs.append((msg_index, j))
+                continue
+            kind = _get(part, "type")
+            text = _get(part, "text")
+            if kind in ("text", "input_text", "output_text") or (kind is None and isinstance(text, str)):
+                if isinstance(text, str):
+                    texts.append(text)
+                    locs.append((msg_index, j))
+            else:
+                skipped.append(f"message {msg_index} part {j}: {kind or type(part).__name__}")
+        return texts, locs, skipped
+    raise TypeError(f"message {msg_index}: content must be a string, a list of parts or None, not {type(content).__name__}")
+
+
+def extract(payload: Any, scope: Scope = "last_user") -> Extracted:
+    """Texts of ``payload`` that the policy's input ``scope`` asks to check."""
+    if isinstance(payload, (str, bytes, bytearray)):
+        return Extracted((to_text(payload),), ((0, None),))
+    if isinstance(payload, Mapping) and "role" in payload:
+        payload = [payload]
+    if not isinstance(payload, Sequence):
+        raise TypeError(f"expected a string or a list of chat messages, not {type(payload).__name__}")
+    roles = [_get(m, "role") for m in payload]
+    for i, (m, role) in enumerate(zip(payload, roles, strict=True)):
+        if not isinstance(role, str):
+            raise TypeError(f"message {i} has no role (got {type(m).__name__})")
+    if scope == "last_user":
+        users = [i for i, r in enumerate(roles) if r == "user"]
+        chosen = users[-1:]
+    elif scope == "all_user":
+        chosen = [i for i, r in enumerate(roles) if r == "user"]
+    else:
+        chosen = list(range(len(payload)))
+    texts: list[str] = []
+    locs: list[tuple[int, int | None]] = []
+    skipped: list[str] = []
+    for i in chosen:
+        t, lo, sk = _parts(_get(payload[i], "content"), i)
+        texts += t
+        locs += lo
+        skipped += sk
+    return Extracted(tuple(texts), tuple(locs), tuple(skipped), is_messages=True)
+
+
+def replace_texts(payload: Sequence[Any], ex: Extracted, new_texts: Sequence[str]) -> list[dict[str, Any]]:
+    """A copy of ``payload`` (as plain dicts) with the extracted texts replaced; the caller's list is untouched."""
+    out: list[dict[str, Any]] = []
+    for m in payload:
+        if isinstance(m, Mapping):
+            d = dict(m)
+        elif hasattr(m, "model_dump"):
+            d = m.model_dump(exclude_none=True)
+        else:
+            d = {"role": _get(m, "role"), "content": _get(m, "content")}
+        if isinstance(d.get("content"), list):
+            d["content"] = [dict(p) if isinstance(p, Mapping) else p for p in d["content"]]
+        out.append(d)
+    for (i, j), text in zip(ex.locations, new_texts, strict=True):
+        if j is None:
+            out[i]["content"] = text
+        elif isinstance(out[i]["content"][j], str):
+            out[i]["content"][j] = text
+        else:
+            out[i]["content"][j]["text"] = text
+    return out

@@ -1,0 +1,122 @@
+"""Policy rules applied to scores: the decision logic, pure and synchronous, written once.
+
+Semantics (DESIGN.md §4):
+
+- a rule fires when its score is **at or above** its threshold (a threshold of 1.0 fires only on a
+  certain score; 0.0 always fires); a ``redact`` rule fires when the pattern detector finds one of
+  its entities;
+- every firing rule becomes a Finding, enforced or not;
+- ``mode: shadow`` (on the rule or the whole policy) records the finding without enforcing it;
+- the strongest enforced action wins: block > rewrite/redact > log > allow; among rewrites, a
+  rule's replacement message wins over redaction (the text is replaced whole), and the first such
+  rule in policy order gives the message;
+- a block's message is the firing rule's ``message`` or else the policy's ``on_block.message``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from guardrail.classifiers.patterns import Span, redact
+from guardrail.decision import Action, Finding, RuleAction
+
+__all__ = ["RuleLike", "Verdict", "evaluate", "strongest"]
+
+
+class RuleLike(Protocol):
+    @property
+    def category(self) -> str: ...
+    @property
+    def threshold(self) -> float | None: ...
+    @property
+    def action(self) -> RuleAction: ...
+    @property
+    def message(self) -> str | None: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def entities(self) -> tuple[str, ...] | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    action: Action
+    findings: tuple[Finding, ...]
+    texts: tuple[str, ...]
+    message: str | None = None
+    redactions: dict[str, str] = field(default_factory=dict)
+    shadow_action: Action = Action.ALLOW
+
+
+def strongest(findings: Sequence[Finding]) -> Action:
+    return max((f.action.decision_action for f in findings), key=lambda a: a.strength, default=Action.ALLOW)
+
+
+def evaluate(
+    rules: Sequence[RuleLike],
+    scores: Mapping[str, float],
+    texts: Sequence[str],
+    spans: Sequence[Sequence[Span]],
+    *,
+    shadow_all: bool = False,
+    block_message: str = "",
+) -> Verdict:
+    """Apply ``rules`` to ``scores`` (max over ``texts``); ``spans[i]`` are the PII spans of ``texts[i]``."""
+    findings: list[Finding] = []
+    fired: list[tuple[RuleLike, Finding]] = []
+    for rule in rules:
+        shadow = shadow_all or rule.mode == "shadow"
+        threshold = 0.5 if rule.threshold is None else float(rule.threshold)
+        if rule.action is RuleAction.REDACT:
+            wanted = set(rule.entities) if rule.entities else None
+            found = sorted({s.entity for ss in spans for s in ss if wanted is None or s.entity in wanted})
+            if not found:
+                continue
+            f = Finding(rule.category, 1.0, threshold, rule.action, shadow, tuple(found))
+        else:
+            score = scores.get(rule.category)
+            if score is None or score < threshold:
+                continue
+            f = Finding(rule.category, float(score), threshold, rule.action, shadow)
+        findings.append(f)
+        fired.append((rule, f))
+
+    enforced = [(r, f) for r, f in fired if not f.shadow]
+    action = strongest([f for _, f in enforced])
+    shadow_action = strongest([f for f in findings])
+    out_texts = tuple(texts)
+    message: str | None = None
+    redactions: dict[str, str] = {}
+    if action is Action.BLOCK:
+        message = next((r.message for r, f in enforced if f.action is RuleAction.BLOCK and r.message), block_message)
+        out_texts = (message,) if len(texts) <= 1 else (*texts[:-1], message)
+    elif action is Action.REWRITE:
+        replacement = next((r.message for r, f in enforced if f.action is RuleAction.REWRITE and r.message), None)
+        if replacement is not None:
+            message = replacement
+            out_texts = (replacement,) if len(texts) <= 1 else (*texts[:-1], replacement)
+        else:
+            wanted: set[str] = set()
+            for r, f in enforced:
+                if f.action is RuleAction.REDACT:
+                    wanted |= set(f.entities)
+            out_texts, redactions = _redact_all(texts, spans, wanted)
+    return Verdict(action, tuple(findings), out_texts, message, redactions, shadow_action)
+
+
+_SEP = "\n\ue000\ue001\ue000\n"  # private-use sentinel: cannot collide with a detected entity
+
+
+def _redact_all(
+    texts: Sequence[str], spans: Sequence[Sequence[Span]], wanted: set[str]
+) -> tuple[tuple[str, ...], dict[str, str]]:
+    """Redact several texts as one, so a value gets one placeholder across the whole request."""
+    joined: list[Span] = []
+    offset = 0
+    for text, ss in zip(texts, spans, strict=True):
+        joined += [Span(s.entity, s.start + offset, s.end + offset, s.value) for s in ss if s.entity in wanted]
+        offset += len(text) + len(_SEP)
+    red, mapping = redact(_SEP.join(texts), joined)
+    return tuple(red.split(_SEP)), mapping

@@ -1,0 +1,143 @@
+"""Guarding a token stream: check windows as text arrives, hold back the tail until it is checked.
+
+``StreamGuard`` is a small state machine with no I/O: ``feed(chunk)`` says whether a check is due
+(and of which window), ``apply(decision)`` says what may be released, ``finish()`` asks for the final
+full-text check. ``guard_stream`` / ``aguard_stream`` are the two drivers (sync and async differ
+only by ``await``); every adapter and the decorator use them.
+
+Guarantees:
+
+- released text has always been inside a checked window: the first check happens once more than
+  ``holdback_chars`` have arrived (so the first token waits for at most the hold-back plus one
+  check), then every ``check_every_chars``;
+- each window starts ``context_chars`` before the previous check point, so text split across chunk
+  boundaries, or across two checks, is seen whole (anything up to ``context_chars`` long);
+- the last ``holdback_chars`` are never released before a later check includes them, and a stream
+  that ends is checked in full before its remainder is released;
+- on a block nothing more is released; the driver ends the stream with the policy's message;
+- PII redaction applies to released text; a span is never cut in half at the release point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+
+from guardrail.classifiers.patterns import find_entities, redact
+from guardrail.decision import Action, Decision, RuleAction
+
+__all__ = ["Release", "StreamGuard", "aguard_stream", "guard_stream"]
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """What the caller may emit now: ``text`` (possibly empty); ``blocked`` when the stream must end."""
+
+    text: str = ""
+    blocked: Decision | None = None
+    final: bool = False
+
+
+@dataclass
+class StreamGuard:
+    check_every_chars: int = 200
+    holdback_chars: int = 80
+    context_chars: int = 1000
+    redact_entities: frozenset[str] = frozenset()
+    buffer: str = ""
+    released: int = 0  # characters of ``buffer`` already emitted
+    checked: int = 0  # ``buffer`` up to here was inside a checked window
+    decisions: list[Decision] = field(default_factory=list)
+    done: bool = False
+    _pending_end: int = 0
+    _replacements: dict[str, str] = field(default_factory=dict)
+    _out_len: int = 0
+
+    def feed(self, chunk: str) -> str | None:
+        """Add ``chunk``; returns the window to check now, or None."""
+        if self.done:
+            return None
+        self.buffer += chunk
+        unchecked = len(self.buffer) - self.checked
+        first = self.checked == 0 and len(self.buffer) > self.holdback_chars
+        if first or unchecked >= self.check_every_chars:
+            return self._window()
+        return None
+
+    def finish(self) -> str:
+        """The stream ended: the window for the final check (all text not yet released, with context)."""
+        return self._window(start=0 if len(self.buffer) <= 4 * self.context_chars else None)
+
+    def _window(self, start: int | None = None) -> str:
+        self._pending_end = len(self.buffer)
+        s = max(0, self.checked - self.context_chars) if start is None else start
+        return self.buffer[s : self._pending_end]
+
+    def apply(self, decision: Decision, *, final: bool = False) -> Release:
+        """Record the decision of the last window; returns what may be released."""
+        self.decisions.append(decision)
+        if decision.action is Action.BLOCK or (
+            decision.action is Action.REWRITE and any(f.action is RuleAction.REWRITE and not f.shadow for f in decision.findings)
+        ):
+            self.done = True
+            return Release(blocked=decision, final=True)
+        self.checked = self._pending_end
+        end = self._pending_end if final else max(self.released, self._pending_end - self.holdback_chars)
+        text = self._take(end, final=final)
+        if final:
+            self.done = True
+        return Release(text=text, final=final)
+
+    def _take(self, end: int, *, final: bool) -> str:
+        if end <= self.released:
+            return ""
+        if self.redact_entities:
+            # Redacting the whole released prefix each time keeps placeholders stable across segments
+            # (numbering is by first appearance, and the same value keeps its placeholder).
+            spans = find_entities(self.buffer, self.redact_entities)
+            for sp in spans:  # never cut a span in half: stop before it (or take all of it at the end)
+                if sp.start < end < sp.end:
+                    end = sp.end if final else sp.start
+            if end <= self.released:
+                return ""
+            red, self._replacements = redact(self.buffer[:end], [sp for sp in spans if sp.end <= end])
+            text = red[self._out_len :]
+            self._out_len = len(red)
+        else:
+            text = self.buffer[self.released : end]
+        self.released = end
+        return text
+
+    @property
+    def replacements(self) -> dict[str, str]:
+        return dict(self._replacements)
+
+
+Check = Callable[[str], Decision]
+ACheck = Callable[[str], Awaitable[Decision]]
+
+
+def guard_stream(chunks: Iterator[str], sg: StreamGuard, check: Check) -> Iterator[Release]:
+    for chunk in chunks:
+        window = sg.feed(chunk)
+        if window is not None:
+            rel = sg.apply(check(window))
+            if rel.text or rel.blocked:
+                yield rel
+            if rel.blocked:
+                return
+    if not sg.done:
+        yield sg.apply(check(sg.finish()), final=True)
+
+
+async def aguard_stream(chunks: AsyncIterator[str], sg: StreamGuard, check: ACheck) -> AsyncIterator[Release]:
+    async for chunk in chunks:
+        window = sg.feed(chunk)
+        if window is not None:
+            rel = sg.apply(await check(window))
+            if rel.text or rel.blocked:
+                yield rel
+            if rel.blocked:
+                return
+    if not sg.done:
+        yield sg.apply(await check(sg.finish()), final=True)

@@ -1,0 +1,59 @@
+"""`guardrail train`: retrain the bundled model, or extend it with your own labelled data.
+
+Your JSONL rows use the authored schema (guardrail/training/authored/README.md): ``text``, ``labels``
+(positive ids; new ids become new custom categories), optional ``stage``/``prompt``. The result is a
+model folder that a policy's ``model:`` can point at.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", type=Path, default=Path("../shared/data"), help="folder of the public datasets")
+    p.add_argument("--data", type=Path, action="append", default=[], help="your labelled JSONL (repeatable)")
+    p.add_argument("--out", type=Path, default=Path("build/model"), help="output model folder")
+    p.add_argument("--layers", type=int, default=3, help="encoder layers kept (speed/quality trade-off)")
+    p.add_argument("--epochs", type=float, default=3.0)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=8e-5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=None, help="rows per source (smoke runs)")
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-group-by-meaning", action="store_true", help="skip embedding-based near-duplicate grouping")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from guardrail.training.pipeline import run as run_pipeline
+    except ImportError as exc:  # torch / transformers missing
+        print(f"guardrail train needs the [train] extra: pip install 'guardrail-sdk[train]' ({exc})", file=sys.stderr)
+        return 2
+    run_pipeline(
+        {
+            "data_root": args.data_root,
+            "out_dir": args.out,
+            "layers": args.layers,
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "seed": args.seed,
+            "limit": args.limit,
+            "extra_data": list(args.data),
+            "max_length": args.max_length,
+            "threads": args.threads,
+            "group_by_meaning": not args.no_group_by_meaning,
+        },
+        log=lambda s: print(s, flush=True),
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="guardrail train", description=__doc__)
+    add_arguments(p)
+    return run(p.parse_args(argv))
