@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,9 @@ __all__ = [
     "PathKey",
     "bundled_policy_dir",
     "closest",
+    "expand",
     "from_mapping",
+    "is_file",
     "load_file",
     "located_error",
     "merge_policies",
@@ -64,12 +67,15 @@ def read_text(path: Path) -> str:
     """Read a policy file as UTF-8 text, turning every way a file can be unusable into a PolicyError."""
     file = str(path)
     try:
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
+            raise PolicyError("is a directory, not a policy file", file=file)
+        if not stat.S_ISREG(mode):  # a FIFO or device would block or never end
+            raise PolicyError("not a regular file", file=file)
         with open(path, "rb") as fh:
             raw = fh.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise PolicyError("file not found", file=file) from None
-    except IsADirectoryError:
-        raise PolicyError("is a directory, not a policy file", file=file) from None
     except (OSError, ValueError) as exc:  # ValueError: embedded NUL in the path
         raise PolicyError(f"cannot read file: {exc}", file=file) from None
     if len(raw) > MAX_BYTES:
@@ -88,8 +94,9 @@ def read_text(path: Path) -> str:
 
 def parse_yaml(text: str, file: str) -> tuple[Any, Locations]:
     """Parse one YAML document into plain data plus the line of every key and list item."""
-    loader = yaml.SafeLoader(text)
+    loader: yaml.SafeLoader | None = None
     try:
+        loader = yaml.SafeLoader(text)  # checks for unprintable characters right away
         node = loader.get_single_node()
         if node is None:
             raise PolicyError("file holds no YAML document (only comments?)", file=file, line=1)
@@ -107,7 +114,8 @@ def parse_yaml(text: str, file: str) -> tuple[Any, Locations]:
     except RecursionError:
         raise PolicyError("YAML is nested too deeply", file=file) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 class _Builder:
@@ -163,11 +171,11 @@ class _Builder:
             if not isinstance(key_node, yaml.ScalarNode):
                 raise self.error("keys must be plain names, not lists or mappings", key_node, path)
             key = str(key_node.value)  # raw text: "on"/"yes"/"1" stay names instead of becoming bools/ints
+            sub = (*path, key)
             if key in own:
-                msg = f"duplicate key {key!r} (YAML would silently keep the last one)"
-                raise self.error(msg, key_node, path + (key,))
-            self.locations[path + (key,)] = (self.file, key_node.start_mark.line + 1)
-            own[key] = self.build(value_node, (*path, key))
+                raise self.error(f"duplicate key {key!r} (YAML would silently keep the last one)", key_node, sub)
+            self.locations[sub] = (self.file, key_node.start_mark.line + 1)
+            own[key] = self.build(value_node, sub)
         return {**merged, **own}
 
 
@@ -265,11 +273,13 @@ class _Merge:
                 out.append(rule)
             else:
                 out[i] = rule
-                self.parent_moves[path + (i,)] = None
+                replaced: PathKey = (*path, i)
+                self.parent_moves[replaced] = None
             if cat is not None:
                 seen.add(cat)
                 index[cat] = i
-            self.child_moves[path + (j,)] = path + (i,)
+            moved: PathKey = (*path, j)
+            self.child_moves[moved] = (*path, i)
         return out
 
 
@@ -299,6 +309,22 @@ def is_path_like(ref: str) -> bool:
     return os.sep in ref or "/" in ref or ref.startswith(("~", ".")) or ref.endswith((".yaml", ".yml"))
 
 
+def is_file(path: Path) -> bool:
+    """``Path.is_file`` that says False instead of raising (name too long, NUL byte, no permission)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def expand(ref: str) -> Path:
+    """``~`` expanded when possible; ``~nosuchuser`` stays as written and later fails as "not found"."""
+    try:
+        return Path(ref).expanduser()
+    except RuntimeError:
+        return Path(ref)
+
+
 def closest(word: object, choices: list[str] | tuple[str, ...]) -> str | None:
     matches = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
     return matches[0] if matches else None
@@ -317,10 +343,10 @@ def resolve_ref(ref: str | os.PathLike[str], base: Path, where: tuple[str, int |
     if isinstance(ref, str) and not is_path_like(text):
         if text in BUNDLED_POLICIES:
             return bundled_policy_dir() / f"{text}.yaml"
-        if not (base / text).is_file():
+        if not is_file(base / text):
             msg = f"unknown bundled policy {text!r} (bundled: {', '.join(BUNDLED_POLICIES)})"
             raise PolicyError(msg, file=file, line=line, field=field, suggestion=closest(text, BUNDLED_POLICIES))
-    path = Path(text).expanduser()
+    path = expand(text)
     return path if path.is_absolute() else base / path
 
 
@@ -328,7 +354,7 @@ def load_file(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], Loca
     data, locs = parse_yaml(read_text(path), str(path))
     try:
         real = path.resolve()
-    except (OSError, RuntimeError) as exc:  # RuntimeError: symlink loop
+    except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: symlink loop; ValueError: NUL
         raise PolicyError(f"cannot resolve path: {exc}", file=str(path)) from None
     return prepare(data, locs, str(path), path.parent, (*chain, real))
 
@@ -341,7 +367,8 @@ def prepare(
     if not isinstance(data, dict):
         raise PolicyError("the top level must be a mapping (version: 1, name: ..., input: ...)", file=file, line=1)
     if "version" not in data:
-        raise PolicyError("missing 'version: 1' (every policy file states its format)", file=file, line=root_line)
+        msg = "missing 'version: 1' (every policy file states its format)"
+        raise PolicyError(msg, file=file, line=root_line, field="version")
     version = data["version"]
     if type(version) is not int or version != 1:
         where = locs.get(("version",), (file, root_line))
@@ -352,8 +379,8 @@ def prepare(
         data["on_block"] = {"respond": data["on_block"]}
         locs[("on_block", "respond")] = locs.get(("on_block",), (file, root_line))
     model = data.get("model")
-    if isinstance(model, str) and is_path_like(model) and not Path(model).expanduser().is_absolute():
-        data["model"] = str(base / Path(model).expanduser())  # relative to the file that names it
+    if isinstance(model, str) and is_path_like(model) and not expand(model).is_absolute():
+        data["model"] = str(base / expand(model))  # relative to the file that names it
     files = [Path(file)] if file != "<dict>" else []
     parent: dict[str, Any] = {}
     parent_locs: Locations = {}
@@ -364,7 +391,7 @@ def prepare(
         path = resolve_ref(extends, base, where)
         try:
             real = path.resolve()
-        except (OSError, RuntimeError) as exc:
+        except (OSError, RuntimeError, ValueError) as exc:
             raise PolicyError(f"cannot resolve path: {exc}", file=file, line=where[1], field="extends") from None
         if real in chain:
             cycle = " -> ".join(str(p) for p in (*chain, real))

@@ -92,9 +92,34 @@ def _exit_for(decisions: Sequence[Any]) -> int:
     return EXIT_FLAGGED if any(d.action.value in ("block", "rewrite") for d in decisions) else EXIT_OK
 
 
+def _configure_audit(target: str | None) -> None:
+    """The CLI is an application, so it may configure structlog (the library never does): audit events
+    go as JSON lines to a file or stderr with --audit, and are otherwise not printed (the decision
+    itself is the command's output)."""
+    import structlog
+
+    if target is None:
+        structlog.configure(processors=[_drop], cache_logger_on_first_use=False)
+        return
+    stream = sys.stderr if target == "-" else open(target, "a", encoding="utf-8")  # noqa: SIM115
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso"),
+                    structlog.processors.JSONRenderer()],
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )  # fmt: skip
+
+
+def _drop(*_: Any) -> Any:
+    import structlog
+
+    raise structlog.DropEvent
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from guardrail.engine import Guard
 
+    _configure_audit(args.audit)
     guard = Guard(args.policy)
     decisions = []
     if args.file:
@@ -152,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--file", "-f", default=None, help="JSONL or CSV with a text column: one JSON decision per line")
     c.add_argument("--json", action="store_true", help="print the decision as JSON")
     c.add_argument("--show-text", action="store_true", help="with --file: include the (rewritten) text in each line")
+    c.add_argument("--audit", metavar="FILE", default=None, help="write audit events as JSON lines to FILE ('-': stderr)")
     c.set_defaults(func=cmd_check)
 
     pol = sub.add_parser("policy", help="validate, show or describe policy files")

@@ -34,21 +34,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from guardrail._yaml import (
-    BUNDLED_POLICIES,
-    Locations,
-    PathKey,
-    bundled_policy_dir,
-    closest,
-    dotted,
-    from_mapping,
-    is_path_like,
-    load_file,
-    located_error,
-    prepare,
-    read_text,
-    resolve_ref,
-)
+from guardrail import _yaml
+from guardrail._yaml import BUNDLED_POLICIES, Locations, PathKey, bundled_policy_dir
 from guardrail.decision import RuleAction
 from guardrail.errors import PolicyError
 from guardrail.taxonomy import BY_ID, PII_ENTITIES, Stage, stage_ids
@@ -118,7 +105,7 @@ class Rule(BaseModel):
             raise _fail("message", "rewrite needs a non-empty message (the replacement text)")
         for i, entity in enumerate(self.entities or ()):
             if entity not in PII_ENTITIES:
-                raise _fail(f"entities.{i}", f"unknown PII entity {entity!r}", closest(entity, PII_ENTITIES))
+                raise _fail(f"entities.{i}", f"unknown PII entity {entity!r}", _yaml.closest(entity, PII_ENTITIES))
         if self.entities is not None and (not self.entities or len(set(self.entities)) != len(self.entities)):
             raise _fail("entities", "entities must be a non-empty list without repeats (omit it for all)")
         return self
@@ -251,7 +238,7 @@ class ModelLabel(BaseModel):
 
 
 def _model_dir(model: str) -> Path:
-    return Path(model).expanduser() if is_path_like(model) else _PKG_DIR / "models" / model
+    return _yaml.expand(model) if _yaml.is_path_like(model) else _PKG_DIR / "models" / model
 
 
 def model_labels(model: str) -> dict[str, ModelLabel] | None:
@@ -261,10 +248,10 @@ def model_labels(model: str) -> dict[str, ModelLabel] | None:
     :data:`DEFAULT_THRESHOLD`. That is the case for the bundled model until it is trained.
     """
     path = _model_dir(model) / "labels.json"
-    if not path.is_file():
+    if not _yaml.is_file(path):
         return None
     try:
-        raw = json.loads(read_text(path))
+        raw = json.loads(_yaml.read_text(path))
     except json.JSONDecodeError as exc:
         raise PolicyError(f"invalid JSON: {exc.msg}", file=str(path), line=exc.lineno) from None
     items = raw.get("labels") if isinstance(raw, dict) else None
@@ -276,7 +263,7 @@ def model_labels(model: str) -> dict[str, ModelLabel] | None:
             label = ModelLabel.model_validate(item)
         except ValidationError as exc:
             err = exc.errors(include_url=False)[0]
-            field = dotted(("labels", i, *err["loc"]))
+            field = _yaml.dotted(("labels", i, *err["loc"]))
             raise PolicyError(err["msg"], file=str(path), field=field) from None
         labels[label.id] = label
     return labels
@@ -305,18 +292,20 @@ def load_policy(source: str | os.PathLike[str] | Mapping[str, Any] | Policy | No
                 return source
             source = source.model_dump(mode="json")
         if isinstance(source, Mapping):
-            data, locs = from_mapping(source, "<dict>")
-            data, locs, files = prepare(data, locs, "<dict>", Path.cwd(), ())
+            data, locs = _yaml.from_mapping(source, "<dict>")
+            data, locs, files = _yaml.prepare(data, locs, "<dict>", Path.cwd(), ())
             origin = "<dict>"
         elif isinstance(source, str | os.PathLike) or source is None:
-            path = resolve_ref(source if source is not None else "default", Path.cwd(), None)
-            data, locs, files = load_file(path, ())
+            path = _yaml.resolve_ref(source if source is not None else "default", Path.cwd(), None)
+            data, locs, files = _yaml.load_file(path, ())
             origin = str(path)
         else:
             raise PolicyError(f"cannot load a policy from {type(source).__name__}; give a name, path or mapping")
         policy = _resolve(_validate(data, locs, origin), locs, origin)
     except RecursionError:
         raise PolicyError("policy is nested too deeply") from None
+    except OSError as exc:  # last resort: file-system surprises must still be a PolicyError
+        raise PolicyError(f"cannot load policy: {exc}") from None
     policy._source, policy._files = origin, tuple(files)
     policy._hash = hashlib.sha256(_canonical(policy).encode()).hexdigest()[:16]
     return policy
@@ -344,7 +333,9 @@ def _validate(data: dict[str, Any], locs: Locations, origin: str) -> Policy:
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False)
+        # A misspelt key also makes the real one "missing": report the cause, the unknown key, first.
+        rank = {"extra_forbidden": 0, "missing": 2}
+        errors = sorted(exc.errors(include_url=False), key=lambda e: rank.get(e["type"], 1))
         err, more = errors[0], len(errors) - 1
     ctx = err.get("ctx") or {}
     path: PathKey = tuple(err["loc"])
@@ -357,28 +348,28 @@ def _validate(data: dict[str, Any], locs: Locations, origin: str) -> Policy:
         model = _model_at(path[:-1])
         valid = list(model.model_fields) + (["extends"] if model is Policy else []) if model else []
         message = f"unknown key {path[-1]!r}" + (f" (valid here: {', '.join(valid)})" if valid else "")
-        suggestion = closest(path[-1], valid)
+        suggestion = _yaml.closest(path[-1], valid)
     elif err["type"] in ("enum", "literal_error"):
         choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
         message = f"unknown value {shown}; expected {ctx.get('expected')}"
-        suggestion = closest(err.get("input"), choices)
+        suggestion = _yaml.closest(err.get("input"), choices)
     elif err["type"] == "missing":
         message = f"required key {path[-1]!r} is missing"
     else:
         message = f"{err['msg']}, got {shown}"
     if more:
         message += f" (and {more} more problem{'s' if more > 1 else ''})"
-    raise located_error(message, locs, path, origin, suggestion)
+    raise _yaml.located_error(message, locs, path, origin, suggestion)
 
 
 def _resolve(policy: Policy, locs: Locations, origin: str) -> Policy:
     """Check categories against the model's heads and fill in thresholds and default entities."""
     model = policy.model
-    if not is_path_like(model) and model not in (bundled := _bundled_models()):
+    if not _yaml.is_path_like(model) and model not in (bundled := _bundled_models()):
         msg = f"unknown bundled model {model!r} (bundled: {', '.join(bundled)}; a folder path needs a '/')"
-        raise located_error(msg, locs, ("model",), origin, closest(model, bundled))
-    if is_path_like(model) and not (_model_dir(model) / "labels.json").is_file():
-        raise located_error(f"no labels.json in model folder {model!r}", locs, ("model",), origin)
+        raise _yaml.located_error(msg, locs, ("model",), origin, _yaml.closest(model, bundled))
+    if _yaml.is_path_like(model) and not _yaml.is_file(_model_dir(model) / "labels.json"):
+        raise _yaml.located_error(f"no labels.json in model folder {model!r}", locs, ("model",), origin)
     labels = model_labels(model)
     stages: dict[str, InputStage | OutputStage] = {}
     for stage in ("input", "output"):
@@ -396,11 +387,11 @@ def _resolve(policy: Policy, locs: Locations, origin: str) -> Policy:
             if rule.category not in heads:
                 if rule.category in known:
                     msg = f"category {rule.category!r} is not scored on the {stage} stage by model {model!r}"
-                    raise located_error(msg, locs, path, origin)
-                hint = closest(rule.category, sorted(heads)) or closest(rule.category, sorted(known))
+                    raise _yaml.located_error(msg, locs, path, origin)
+                hint = _yaml.closest(rule.category, sorted(heads)) or _yaml.closest(rule.category, sorted(known))
                 other = f"; {hint!r} is not scored on the {stage} stage either" if hint and hint not in heads else ""
                 msg = f"unknown category {rule.category!r} for the {stage} stage{other}"
-                raise located_error(msg, locs, path, origin, hint)
+                raise _yaml.located_error(msg, locs, path, origin, hint)
             threshold = heads[rule.category] if rule.threshold is None else rule.threshold
             rules.append(rule.model_copy(update={"threshold": threshold}))
         stages[stage] = getattr(policy, stage).model_copy(update={"rules": tuple(rules)})

@@ -18,7 +18,8 @@ __all__ = ["DecisionLog", "FakeClassifier"]
 
 
 class FakeClassifier:
-    """Scores from a fixed mapping, optionally per regex (``rules``: pattern -> scores, first match wins).
+    """Scores from a fixed mapping, optionally per regex (``rules``: pattern -> scores; every matching
+    pattern contributes, the highest score per label wins).
 
     ``delay`` (seconds) and ``error`` simulate a slow or failing model for fail-mode tests.
     """
@@ -66,8 +67,8 @@ class FakeClassifier:
             scores.update(self._default)
             for pattern, s in self._rules:
                 if pattern.search(t):
-                    scores.update(s)
-                    break
+                    for k, v in s.items():
+                        scores[k] = max(v, scores.get(k, 0.0))
             out.append(scores)
         return out
 

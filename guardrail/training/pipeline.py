@@ -206,7 +206,7 @@ def run(cfg_dict: dict[str, object] | None = None, log: Callable[[str], None] = 
     extra: list[Example] = []
     for path in cfg.extra_data:
         extra += list(read_labelled_jsonl(Path(path), source=f"user-{Path(path).stem}"))
-    embed = _embedder(cfg.threads) if cfg.group_by_meaning else None
+    embed = _embedder(cfg.threads, Path(cfg.out_dir).parent / ".cache") if cfg.group_by_meaning else None
     examples = dataset.build(Path(cfg.data_root), embed, seed=cfg.seed, limit=cfg.limit, extra=extra, log=log)
     labels = train.label_space(examples)
     work = Path(cfg.out_dir)
@@ -286,35 +286,67 @@ def _parity(
     }
 
 
-def _embedder(threads: int) -> Callable[[Sequence[str]], np.ndarray]:
-    """Sentence embeddings from the full base encoder (mean pooling), for grouping near-duplicates."""
+def _embedder(threads: int, cache_dir: Path) -> Callable[[Sequence[str]], np.ndarray]:
+    """Sentence embeddings of the full base encoder (mean pooling) for grouping near-duplicates.
+
+    Runs an int8 ONNX export of the base model (about 5x faster than torch on 2 cores) and caches
+    vectors by text hash, so a re-run only embeds new rows.
+    """
+    import onnxruntime as ort
     import torch
     from transformers import AutoModel
 
+    from guardrail.classifiers.encoding import encode_windows, pad_batch
+    from guardrail.training.examples import text_key
+    from guardrail.training.export import INPUT_NAMES
     from guardrail.training.model import base_model_dir
     from guardrail.training.train import load_tokenizer
 
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = cache_dir / "base-encoder.int8.onnx"
+    if not onnx_path.exists():
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        class Pooled(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.enc = AutoModel.from_pretrained(str(base_model_dir())).eval()
+
+            def forward(self, ids: torch.Tensor, mask: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
+                h = self.enc(input_ids=ids, attention_mask=mask, token_type_ids=tt).last_hidden_state
+                m = mask.unsqueeze(-1).to(h.dtype)
+                return (h * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+        fp32 = cache_dir / "base-encoder.fp32.onnx"
+        dummy = torch.ones(2, 8, dtype=torch.long)
+        torch.onnx.export(
+            Pooled(), (dummy, dummy, dummy * 0), str(fp32), input_names=INPUT_NAMES, output_names=["emb"],
+            dynamic_axes={n: {0: "b", 1: "s"} for n in INPUT_NAMES}, opset_version=17, dynamo=False,
+        )  # fmt: skip
+        quantize_dynamic(str(fp32), str(onnx_path), weight_type=QuantType.QInt8, per_channel=True)
+        fp32.unlink()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
     tok = load_tokenizer()
-    enc_model = AutoModel.from_pretrained(str(base_model_dir())).eval()
-    torch.set_num_threads(threads)
     cfg = replace(EncodingConfig(), max_length=64)
+    cache_file = cache_dir / "embeddings.npz"
+    cache: dict[str, np.ndarray] = dict(np.load(cache_file)) if cache_file.exists() else {}
 
     def embed(texts: Sequence[str]) -> np.ndarray:
-        from guardrail.classifiers.encoding import encode_windows, pad_batch
-
-        wins = encode_windows(tok, texts, None, cfg, windows=False)
+        keys = [text_key(t) for t in texts]
+        todo = sorted({k: i for i, k in enumerate(keys) if k not in cache}.values())
+        wins = encode_windows(tok, [texts[i] for i in todo], None, cfg, windows=False)
         order = sorted(range(len(wins)), key=lambda i: len(wins[i].ids))
-        out = np.zeros((len(wins), enc_model.config.hidden_size), np.float32)
-        with torch.inference_mode():
-            for s in range(0, len(order), 256):
-                idx = order[s : s + 256]
-                b = pad_batch([wins[i] for i in idx])
-                h = enc_model(
-                    input_ids=torch.from_numpy(b.input_ids), attention_mask=torch.from_numpy(b.attention_mask)
-                ).last_hidden_state
-                m = torch.from_numpy(b.attention_mask).unsqueeze(-1).float()
-                out[idx] = ((h * m).sum(1) / m.sum(1)).numpy()
-        return out
+        for s in range(0, len(order), 128):
+            idx = order[s : s + 128]
+            b = pad_batch([wins[i] for i in idx])
+            (emb,) = sess.run(["emb"], {"input_ids": b.input_ids, "attention_mask": b.attention_mask,
+                                        "token_type_ids": b.token_type_ids})  # fmt: skip
+            for j, e in zip(idx, emb, strict=True):
+                cache[keys[todo[j]]] = e.astype(np.float16)
+        if todo:
+            np.savez(cache_file, **cache)
+        return np.stack([cache[k].astype(np.float32) for k in keys])
 
     return embed
-

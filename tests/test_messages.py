@@ -1,0 +1,60 @@
+"""Extraction of the text to check from strings, bytes and chat messages of every shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from guardrail.messages import extract, replace_texts, scan_form, to_text
+
+
+def test_bytes_with_invalid_utf8_are_replaced_not_rejected() -> None:
+    assert to_text(b"ok \xff\xfe end") == "ok \ufffd\ufffd end"
+
+
+def test_scan_form_removes_invisible_and_folds_lookalikes() -> None:
+    assert scan_form("ki\u200bll") == "kill"
+    assert scan_form("ｋｉｌｌ") == "kill"
+    assert scan_form("a\x00b\x07c") == "a b c"
+    assert scan_form("line1\nline2\ttab") == "line1\nline2\ttab"
+
+
+def test_sdk_objects_with_attributes_are_accepted() -> None:
+    class Msg:
+        def __init__(self, role: str, content: Any) -> None:
+            self.role, self.content = role, content
+
+    ex = extract([Msg("user", "hi"), Msg("assistant", None), Msg("user", "there")], "all_user")
+    assert ex.texts == ("hi", "there")
+
+
+def test_single_message_dict_is_treated_as_a_conversation() -> None:
+    assert extract({"role": "user", "content": "hi"}).texts == ("hi",)
+
+
+def test_no_user_message_gives_nothing_to_check() -> None:
+    assert extract([{"role": "system", "content": "be nice"}]).texts == ()
+
+
+def test_audio_and_image_parts_are_reported_as_skipped() -> None:
+    ex = extract([{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}, {"type": "text", "text": "t"}]}])
+    assert ex.texts == ("t",) and ex.skipped == ("message 0 part 0: input_audio",)
+
+
+@pytest.mark.parametrize("bad", [42, None, [1, 2], [{"role": 3, "content": "x"}]])
+def test_unexpected_shapes_raise_type_error(bad: Any) -> None:
+    with pytest.raises(TypeError):
+        extract(bad)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["user", "assistant", "system", "tool"]), st.text(max_size=20)), max_size=8))
+def test_replace_texts_round_trips_and_leaves_input_untouched(turns: list[tuple[str, str]]) -> None:
+    msgs = [{"role": r, "content": c} for r, c in turns]
+    snapshot = [dict(m) for m in msgs]
+    ex = extract(msgs, "all")
+    out = replace_texts(msgs, ex, [t.upper() for t in ex.texts])
+    assert msgs == snapshot
+    assert [m["content"] for m in out] == [c.upper() for _, c in turns]

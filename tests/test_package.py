@@ -1,0 +1,43 @@
+"""The public surface and the cost of importing it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import guardrail
+
+
+def test_public_api_is_small_sorted_and_resolves() -> None:
+    assert guardrail.__all__ == sorted(guardrail.__all__)
+    assert set(guardrail.__all__) == {
+        "Action", "Blocked", "ClassifierError", "Decision", "Finding", "Guard", "GuardrailError", "Policy",
+        "PolicyError", "guarded", "load_policy",
+    }  # fmt: skip
+    for name in guardrail.__all__:
+        assert getattr(guardrail, name) is not None
+
+
+def test_errors_form_one_tree() -> None:
+    for name in ("PolicyError", "ClassifierError", "Blocked"):
+        assert issubclass(getattr(guardrail, name), guardrail.GuardrailError)
+
+
+def test_import_guardrail_imports_no_heavy_module() -> None:
+    code = textwrap.dedent(
+        """
+        import sys, guardrail
+        from guardrail import Guard, Decision, load_policy  # resolving the API must stay light too
+        heavy = [m for m in ("litellm", "transformers", "torch", "onnxruntime", "openai") if m in sys.modules]
+        print(",".join(heavy))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_bare_import_reads_no_model_and_configures_no_logging() -> None:
+    code = "import sys, guardrail; print(sorted(m for m in sys.modules if m.startswith('guardrail')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['guardrail']"
