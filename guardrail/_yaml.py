@@ -26,24 +26,6 @@ import yaml
 
 from guardrail.errors import PolicyError
 
-__all__ = [
-    "BUNDLED_POLICIES",
-    "Locations",
-    "PathKey",
-    "bundled_policy_dir",
-    "closest",
-    "expand",
-    "from_mapping",
-    "is_file",
-    "load_file",
-    "located_error",
-    "merge_policies",
-    "parse_yaml",
-    "prepare",
-    "read_text",
-    "resolve_ref",
-]
-
 PathKey = tuple[str | int, ...]
 Locations = dict[PathKey, tuple[str, int | None]]
 

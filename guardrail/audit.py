@@ -44,7 +44,9 @@ def _text_fields(text: str, mode: LogText) -> dict[str, Any]:
     return {"text": text}
 
 
-def audit_fields(decision: Decision, original: str, mode: LogText, *, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def audit_fields(
+    decision: Decision, original: str, mode: LogText, *, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The flat key set of a decision event (documented in the README; keep it stable)."""
     enforced = [f for f in decision.findings if not f.shadow]
     shadow = [f for f in decision.findings if f.shadow]
@@ -58,7 +60,9 @@ def audit_fields(decision: Decision, original: str, mode: LogText, *, extra: dic
         "latency_ms": round(decision.latency_ms, 3),
         "categories": ",".join(f.category for f in enforced),
         "shadow_categories": ",".join(f.category for f in shadow),
-        "shadow_action": max((f.action.decision_action for f in shadow), key=lambda a: a.strength, default=Action.ALLOW).value,
+        "shadow_action": max(
+            (f.action.decision_action for f in shadow), key=lambda a: a.strength, default=Action.ALLOW
+        ).value,
         "top_category": top[0],
         "top_score": None if top[1] is None else round(top[1], 4),
         "findings": [f.to_dict() for f in decision.findings],
@@ -79,4 +83,6 @@ def emit(decision: Decision, original: str, mode: LogText, *, extra: dict[str, A
     except Exception as exc:
         with _lock:
             AUDIT_FAILURES[0] += 1
-        _fallback.error("guardrail audit event %s (%s) could not be emitted: %r", decision.id, decision.action.value, exc)
+        _fallback.error(
+            "guardrail audit event %s (%s) could not be emitted: %r", decision.id, decision.action.value, exc
+        )

@@ -32,7 +32,9 @@ def _read_stdin() -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         text = data.decode("utf-8", errors="replace")
-        _err(f"warning: input is not valid UTF-8; {text.count(chr(0xFFFD))} invalid byte sequence(s) replaced by U+FFFD")
+        _err(
+            f"warning: input is not valid UTF-8; {text.count(chr(0xFFFD))} invalid byte sequence(s) replaced by U+FFFD"
+        )
         return text
 
 
@@ -157,7 +159,10 @@ def cmd_policy(args: argparse.Namespace) -> int:
     for f in args.files:
         try:
             p = load_policy(f)
-            print(f"ok     {f}  ({p.name}, {len(p.input.rules)} input / {len(p.output.rules)} output rules, hash {p.hash[:12]})")
+            print(
+                f"ok     {f}  ({p.name}, {len(p.input.rules)} input / {len(p.output.rules)} output rules, "
+                f"hash {p.hash[:12]})"
+            )
         except PolicyError as exc:
             print(f"error  {exc}")
             status = EXIT_ERROR
@@ -177,7 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--file", "-f", default=None, help="JSONL or CSV with a text column: one JSON decision per line")
     c.add_argument("--json", action="store_true", help="print the decision as JSON")
     c.add_argument("--show-text", action="store_true", help="with --file: include the (rewritten) text in each line")
-    c.add_argument("--audit", metavar="FILE", default=None, help="write audit events as JSON lines to FILE ('-': stderr)")
+    c.add_argument(
+        "--audit", metavar="FILE", default=None, help="write audit events as JSON lines to FILE ('-': stderr)"
+    )
     c.set_defaults(func=cmd_check)
 
     pol = sub.add_parser("policy", help="validate, show or describe policy files")

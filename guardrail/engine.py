@@ -237,7 +237,13 @@ class Guard:
             block_message=policy.on_block.message,
         )
         return self._decision(
-            pending, verdict.action, outcome.scores, verdict.findings, verdict.texts, verdict.message, verdict.redactions
+            pending,
+            verdict.action,
+            outcome.scores,
+            verdict.findings,
+            verdict.texts,
+            verdict.message,
+            verdict.redactions,
         )
 
     def _fail(self, pending: _Pending, why: str) -> Decision:
@@ -338,11 +344,12 @@ class Guard:
 
         return protect(self, fn, prompt_arg=prompt_arg)
 
-    def wrap(self, client: Any) -> Any:
-        """The same client, guarded: ``openai.OpenAI``/``AsyncOpenAI`` or the ``litellm`` module."""
+    def wrap(self, client: Any, *, restore: bool = False) -> Any:
+        """The same client, guarded: ``openai.OpenAI``/``AsyncOpenAI`` or the ``litellm`` module.
+        ``restore=True`` maps redaction placeholders in answers back to the caller's original values."""
         from guardrail.adapters import wrap
 
-        return wrap(self, client)
+        return wrap(self, client, restore=restore)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

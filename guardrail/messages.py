@@ -76,7 +76,9 @@ def _parts(content: Any, msg_index: int) -> tuple[list[str], list[tuple[int, int
             else:
                 skipped.append(f"message {msg_index} part {j}: {kind or type(part).__name__}")
         return texts, locs, skipped
-    raise TypeError(f"message {msg_index}: content must be a string, a list of parts or None, not {type(content).__name__}")
+    raise TypeError(
+        f"message {msg_index}: content must be a string, a list of parts or None, not {type(content).__name__}"
+    )
 
 
 def extract(payload: Any, scope: Scope = "last_user") -> Extracted:

@@ -229,12 +229,20 @@ class Policy(BaseModel):
 
 
 class ModelLabel(BaseModel):
-    """One head of a model, as its ``labels.json`` describes it (other keys there are ignored)."""
+    """One head of a model, as its ``labels.json`` describes it (other keys there are ignored).
+
+    Calibration may differ by stage (a prompt and a response score differently), so a per-stage
+    ``thresholds`` entry wins over the single ``threshold``.
+    """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
     id: str
     stages: tuple[Stage, ...] = ("input", "output")
     threshold: Probability = DEFAULT_THRESHOLD
+    thresholds: dict[Stage, Probability] = {}
+
+    def threshold_for(self, stage: Stage) -> float:
+        return self.thresholds.get(stage, self.threshold)
 
 
 def _model_dir(model: str) -> Path:
@@ -254,6 +262,8 @@ def model_labels(model: str) -> dict[str, ModelLabel] | None:
         raw = json.loads(_yaml.read_text(path))
     except json.JSONDecodeError as exc:
         raise PolicyError(f"invalid JSON: {exc.msg}", file=str(path), line=exc.lineno) from None
+    except RecursionError:
+        raise PolicyError("JSON nested too deeply", file=str(path)) from None
     items = raw.get("labels") if isinstance(raw, dict) else None
     if not isinstance(items, list):
         raise PolicyError('expected {"labels": [{"id": ..., "stages": [...], "threshold": ...}]}', file=str(path))
@@ -376,7 +386,7 @@ def _resolve(policy: Policy, locs: Locations, origin: str) -> Policy:
         if labels is None:
             heads = dict.fromkeys(stage_ids(stage), DEFAULT_THRESHOLD)
         else:
-            heads = {label.id: label.threshold for label in labels.values() if stage in label.stages}
+            heads = {label.id: label.threshold_for(stage) for label in labels.values() if stage in label.stages}
         known = set(BY_ID) | set(labels or ())
         rules = []
         for i, rule in enumerate(policy.rules(stage)):
@@ -410,8 +420,10 @@ def policy_json_schema() -> dict[str, Any]:
     props["extends"] = {"type": "string", "description": "A bundled policy name or a path relative to this file."}
     props["on_block"] = {"anyOf": [props["on_block"], {"enum": ["refusal", "raise"]}], "description": "or: raise"}
     rule = schema["$defs"]["Rule"]["properties"]
-    ids = [c for c in BY_ID]
-    rule["category"] = {"anyOf": [{"enum": ids}, {"type": "string"}], "description": rule["category"]["description"]}
+    rule["category"] = {
+        "anyOf": [{"enum": list(BY_ID)}, {"type": "string"}],
+        "description": rule["category"]["description"],
+    }
     rule["entities"]["anyOf"][0]["items"] = {"enum": list(PII_ENTITIES)}
     return schema
 

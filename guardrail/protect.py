@@ -50,12 +50,12 @@ def _text_of(result: Any) -> str | None:
     return None
 
 
-def _with_text(result: Any, text: str) -> Any:
+def _with_text(result: Any, text: str, *, blocked: bool = False) -> Any:
     if isinstance(result, str):
         return text
     from guardrail.adapters.shapes import replace_completion_text
 
-    return replace_completion_text(result, text)
+    return replace_completion_text(result, text, finish_reason="content_filter" if blocked else None)
 
 
 class _Call:
@@ -84,19 +84,13 @@ class _Call:
 
     def after_output(self, d: Decision, result: Any) -> Any:
         if d.action is Action.BLOCK:
-            return _with_text(result, self.refuse(d))
+            return _with_text(result, self.refuse(d), blocked=True)
         if d.action is Action.REWRITE:
             return _with_text(result, d.text)
         return result
 
     def stream_guard(self) -> StreamGuard:
-        policy = self.guard.policy
-        cfg = policy.output.stream
-        ents: set[str] = set()
-        for r in policy.output.rules:
-            if r.action.value == "redact" and r.mode != "shadow" and policy.mode != "shadow":
-                ents |= set(r.entities or ())
-        return StreamGuard(cfg.check_every_chars, cfg.holdback_chars, redact_entities=frozenset(ents))
+        return StreamGuard.for_policy(self.guard.policy)
 
 
 def protect(guard: Guard, fn: F | None = None, *, prompt_arg: str | None = None) -> Any:

@@ -70,8 +70,8 @@ def evaluate(
         shadow = shadow_all or rule.mode == "shadow"
         threshold = 0.5 if rule.threshold is None else float(rule.threshold)
         if rule.action is RuleAction.REDACT:
-            wanted = set(rule.entities) if rule.entities else None
-            found = sorted({s.entity for ss in spans for s in ss if wanted is None or s.entity in wanted})
+            allowed = set(rule.entities) if rule.entities else None
+            found = sorted({s.entity for ss in spans for s in ss if allowed is None or s.entity in allowed})
             if not found:
                 continue
             f = Finding(rule.category, 1.0, threshold, rule.action, shadow, tuple(found))
@@ -98,10 +98,7 @@ def evaluate(
             message = replacement
             out_texts = (replacement,) if len(texts) <= 1 else (*texts[:-1], replacement)
         else:
-            wanted: set[str] = set()
-            for r, f in enforced:
-                if f.action is RuleAction.REDACT:
-                    wanted |= set(f.entities)
+            wanted = {e for _, f in enforced if f.action is RuleAction.REDACT for e in f.entities}
             out_texts, redactions = _redact_all(texts, spans, wanted)
     return Verdict(action, tuple(findings), out_texts, message, redactions, shadow_action)
 

@@ -22,9 +22,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from guardrail.classifiers.patterns import find_entities, redact
 from guardrail.decision import Action, Decision, RuleAction
+
+if TYPE_CHECKING:
+    from guardrail.policy import Policy
 
 __all__ = ["Release", "StreamGuard", "aguard_stream", "guard_stream"]
 
@@ -52,6 +56,16 @@ class StreamGuard:
     _pending_end: int = 0
     _replacements: dict[str, str] = field(default_factory=dict)
     _out_len: int = 0
+
+    @classmethod
+    def for_policy(cls, policy: Policy) -> StreamGuard:
+        """The stream settings of ``policy.output``, and the PII it redacts (unless in shadow mode)."""
+        ents: set[str] = set()
+        for r in policy.output.rules:
+            if r.action is RuleAction.REDACT and r.mode != "shadow" and policy.mode != "shadow":
+                ents |= set(r.entities or ())
+        cfg = policy.output.stream
+        return cls(cfg.check_every_chars, cfg.holdback_chars, redact_entities=frozenset(ents))
 
     def feed(self, chunk: str) -> str | None:
         """Add ``chunk``; returns the window to check now, or None."""

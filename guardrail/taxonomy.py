@@ -42,9 +42,7 @@ HARM_CATEGORIES: Final[tuple[Category, ...]] = (
         "S1",
     ),
     Category("sexual", "sexual content between adults", _BOTH, "Sexual", ("sexual",), "S12"),
-    Category(
-        "sexual_minors", "any sexual content involving minors", _BOTH, "Sexual (minor)", ("sexual/minors",), "S4"
-    ),
+    Category("sexual_minors", "any sexual content involving minors", _BOTH, "Sexual (minor)", ("sexual/minors",), "S4"),
     Category(
         "self_harm",
         "suicide, self-injury, eating disorders",

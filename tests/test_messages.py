@@ -40,7 +40,9 @@ def test_no_user_message_gives_nothing_to_check() -> None:
 
 
 def test_audio_and_image_parts_are_reported_as_skipped() -> None:
-    ex = extract([{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}, {"type": "text", "text": "t"}]}])
+    ex = extract(
+        [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}, {"type": "text", "text": "t"}]}]
+    )
     assert ex.texts == ("t",) and ex.skipped == ("message 0 part 0: input_audio",)
 
 

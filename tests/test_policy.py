@@ -306,7 +306,7 @@ def test_unknown_bundled_name_and_wrong_source_type() -> None:
     with pytest.raises(PolicyError):
         load_policy(42)  # type: ignore[arg-type]
     with pytest.raises(PolicyError, match="keys must be strings"):
-        load_policy({"version": 1, "name": "x", 3: 4})
+        load_policy({"version": 1, "name": "x", 3: 4})  # type: ignore[dict-item]
 
 
 def test_extends_cycle_names_the_chain(tmp_path: Path) -> None:
@@ -386,6 +386,37 @@ def test_mapping_and_policy_sources() -> None:
     assert checked.input.rules[0].threshold == calibrated("hate") and checked.hash
 
 
+DESIGN_EXAMPLE = """\
+version: 1
+name: support-bot
+extends: default            # inherit, then override
+fail_mode: closed           # a classifier that errors or times out: closed = block, open = allow + log
+timeout_ms: 250
+input:
+  scope: last_user          # last_user | all_user | all
+  rules:
+    - {category: unsafe,    threshold: 0.85, action: block}
+    - {category: self_harm, threshold: 0.50, action: rewrite, message: "..."}
+    - {category: jailbreak, threshold: 0.90, action: block}
+    - {category: pii, action: redact, entities: [email, phone, credit_card, iban, ip_address, api_key]}
+    - {category: profanity, threshold: 0.70, action: log, mode: shadow}
+output:
+  rules:
+    - {category: harmful_response, threshold: 0.70, action: block}
+  stream: {check_every_chars: 200, holdback_chars: 80}
+on_block: {respond: refusal, message: "Sorry, I can't help with that."}   # or: raise
+audit: {log_text: redacted}  # none | hash | redacted | full
+"""
+
+
+def test_the_design_doc_example_loads(tmp_path: Path) -> None:
+    policy = load_policy(write(tmp_path, DESIGN_EXAMPLE))
+    rules = {r.category: r for r in policy.input.rules}
+    assert rules["unsafe"].threshold == 0.85 and rules["profanity"].mode == "shadow"
+    assert rules["pii"].entities == ("email", "phone", "credit_card", "iban", "ip_address", "api_key")
+    assert policy.audit.log_text == "redacted"
+
+
 def test_yaml_merge_keys_and_shorthands(tmp_path: Path) -> None:
     text = (
         HEAD
@@ -414,22 +445,25 @@ def test_threshold_none_resolves_to_the_models_calibration_and_custom_categories
             {"id": "unsafe", "stages": ["input", "output"], "threshold": 0.73},
             {"id": "toxicity", "stages": ["input"], "threshold": 0.61},
             {"id": "harmful_response", "stages": ["output"]},
+            {"id": "hate", "stages": ["input", "output"], "threshold": 0.4, "thresholds": {"output": 0.35}},
         ],
     )
     text = (
         HEAD + "model: models/mine\ninput:\n  rules:\n    - {category: unsafe, action: block}\n"
         "    - {category: toxicity, action: log}\n    - {category: pii, action: redact}\n"
         "output:\n  rules:\n    - {category: harmful_response, action: block}\n"
-        "    - {category: unsafe, threshold: 0.2, action: log}\n"
+        "    - {category: unsafe, threshold: 0.2, action: log}\n    - {category: hate, action: block}\n"
     )
     policy = load_policy(write(tmp_path, text))
     assert policy.model == str(tmp_path / "models" / "mine")  # relative to the policy file
     assert [r.threshold for r in policy.input.rules] == [0.73, 0.61, None]
-    assert [r.threshold for r in policy.output.rules] == [DEFAULT_THRESHOLD, 0.2]
+    assert [r.threshold for r in policy.output.rules] == [DEFAULT_THRESHOLD, 0.2, 0.35]  # per-stage calibration
     labels = model_labels(policy.model)
     assert labels is not None and labels["toxicity"].stages == ("input",)
 
-    err = load_error(tmp_path, HEAD + "model: models/mine\ninput:\n  rules:\n    - {category: hate, action: block}\n")
+    err = load_error(
+        tmp_path, HEAD + "model: models/mine\ninput:\n  rules:\n    - {category: violence, action: block}\n"
+    )
     assert err.field == "input.rules[0].category" and "not scored on the input stage" in err.message
     err = load_error(tmp_path, HEAD + "model: models/mine\ninput:\n  rules:\n    - {category: toxicty, action: log}\n")
     assert (err.line, err.suggestion) == (6, "toxicity") and "unknown category" in err.message
@@ -543,10 +577,10 @@ def test_reload_watches_the_whole_extends_chain_and_deleted_files(tmp_path: Path
 
 def test_reload_really_waits_for_the_interval(tmp_path: Path) -> None:
     path = write(tmp_path, "version: 1\nname: a\n")
-    reloader = PolicyReloader(path, interval=0.05)
+    reloader = PolicyReloader(path, interval=0.3)
     edit(path, "version: 1\nname: b\n")
     assert reloader.current().name == "a"
-    threading.Event().wait(0.06)
+    threading.Event().wait(0.35)
     assert reloader.current().name == "b"
 
 

@@ -36,7 +36,9 @@ scores_st = st.dictionaries(st.sampled_from(CATS), st.floats(0, 1), min_size=0, 
 
 
 @given(st.lists(rule_st, max_size=6), scores_st, st.booleans())
-def test_findings_are_exactly_the_rules_at_or_over_threshold(rules: list[R], scores: dict[str, float], shadow_all: bool) -> None:
+def test_findings_are_exactly_the_rules_at_or_over_threshold(
+    rules: list[R], scores: dict[str, float], shadow_all: bool
+) -> None:
     v = evaluate(rules, scores, ["text"], [()], shadow_all=shadow_all, block_message="no")
     expected = [r for r in rules if r.category in scores and scores[r.category] >= (r.threshold or 0.0)]
     assert [(f.category, f.threshold) for f in v.findings] == [(r.category, r.threshold) for r in expected]

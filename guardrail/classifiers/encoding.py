@@ -81,7 +81,7 @@ def encode_windows(
         ids = enc.ids
         head: list[int] = [cfg.cls_id]
         if enc_prompts is not None and prompts is not None and prompts[i] is not None:
-            head += enc_prompts[i].ids[-cfg.prompt_tokens :] + [cfg.sep_id]
+            head += [*enc_prompts[i].ids[-cfg.prompt_tokens :], cfg.sep_id]
         room = cfg.max_length - len(head) - 1
         seg0 = len(head)
         seg_text = 1 if seg0 > 1 else 0

@@ -137,9 +137,7 @@ class OnnxClassifier:
                 so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
                 if not self._spinning:
                     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                session = ort.InferenceSession(
-                    str(self.folder / "model.onnx"), so, providers=["CPUExecutionProvider"]
-                )
+                session = ort.InferenceSession(str(self.folder / "model.onnx"), so, providers=["CPUExecutionProvider"])
             except Exception as exc:  # a missing or corrupt model is a classifier failure, not a crash
                 raise ClassifierError(f"cannot load model from {self.folder}: {exc}", classifier=self.name) from exc
             self._tokenizer = tok

@@ -55,9 +55,17 @@ _Check = Callable[[str, re.Match[str]], tuple[int, int] | None]
 
 @dataclass(frozen=True, slots=True)
 class _Detector:
+    """A pattern, its check, and substrings of which at least one must occur for the pattern to be worth running.
+
+    The hints are what makes a typical prompt cheap: most have no '@', key prefix or PEM header, and a
+    substring test is a memchr where a regex scan is a match attempt per character.
+    """
+
     entity: str
     regex: re.Pattern[str]
     check: _Check
+    hints: tuple[str, ...] = ()
+    fold: bool = False  # match the hints against the lower-cased text
 
 
 def _whole(_text: str, m: re.Match[str]) -> tuple[int, int]:
@@ -67,6 +75,12 @@ def _whole(_text: str, m: re.Match[str]) -> tuple[int, int]:
 def _compile(pattern: str, flags: int = 0) -> re.Pattern[str]:
     # ASCII: Unicode digits and letters would pass \d and \w but no checksum or provider format uses them.
     return re.compile(pattern, re.ASCII | re.VERBOSE | flags)
+
+
+# Most patterns start with a character class and check the character *before* the match in a lookbehind
+# placed after that first character ("\d(?<![\w-]\d)" rather than "(?<![\w-])\d"): the regex engine can
+# then skip to candidate characters in C instead of attempting a match at every position.
+_DIGITS: Final[tuple[str, ...]] = tuple("0123456789")
 
 
 # ---------------------------------------------------------------------------------------------- email
@@ -84,38 +98,50 @@ _EMAIL = _compile(
 # ---------------------------------------------------------------------------------------------- phone
 # Shared edges: not glued to a word, '+', '.', '/' or '-' on the left (dates, versions, paths, ids), and
 # not the tail of a space-separated list of numbers ("12 030 1234 5678").
-_PHONE_LEFT = r"(?<![\w+./-])(?<!\d[ ])"
+_PHONE_LEFT = r"(?<![\w+./-].)(?<!\d[ ].)"  # placed after the first character
 _PHONE_RIGHT = r"(?![\w/]|[-.:]\d)"
 _PHONE_INTL = _compile(
-    _PHONE_LEFT
+    r"\+"
+    + _PHONE_LEFT
     + r"""
-    \+(?=[1-9](?:[ .()-]{0,3}\d){7})         # at least 8 digits follow, checked before any work
-    [1-9]\d{0,14}                            # country code, or the whole E.164 number without spaces
-    (?:[ .-]?\(\d{1,4}\)[ .-]?\d{1,8})?      # "(0)" trunk or "(555)" area code
-    (?:[ .-]\d{1,8}){0,6}
+    (?=[1-9](?:[ .()-]{0,3}\d){7})           # at least 8 digits follow, checked before any work
+    [1-9]
+    (?:
+        \d{7,14}                              # E.164 without spaces: complete, never followed by groups
+      | \d{0,6}                               # country code (and possibly more digits)
+        (?:[ .-]?\(\d{1,4}\)[ .-]?\d{1,8})?    # "(0)" trunk or "(555)" area code
+        (?:[ .-]\d{1,8}){0,6}
+    )
     """
     + _PHONE_RIGHT
 )
 _PHONE_US = _compile(
-    _PHONE_LEFT
+    r"[(1-9]"
+    + _PHONE_LEFT
     + r"""
-    (?:1[ .-])?
-    (?:\([2-9]\d{2}\)[ ]?|[2-9]\d{2}([ .-]))
-    \d{3}(?(1)\1|[ .-])\d{4}
+    (?:
+        (?<=1)[ .-](?:\([2-9]\d{2}\)[ ]?|[2-9]\d{2}([ .-]))    # trunk "1-", then the area code
+      | (?<=\()[2-9]\d{2}\)[ ]?                                # "(555) "
+      | (?<=[2-9])\d{2}([ .-])                                  # "555-"
+    )
+    \d{3}(?(1)\1|(?(2)\2|[ .-]))\d{4}
     """
     + _PHONE_RIGHT
 )
 # UK, DE, FR and most European national formats: trunk 0, area code, subscriber groups.
 _PHONE_NATIONAL = _compile(
-    _PHONE_LEFT
+    r"[(0]"
+    + _PHONE_LEFT
     + r"""
-    (?=\(?0[1-9](?:[ /()-]{0,3}\d){8})
-    (?:\(0[1-9]\d{0,4}\)[ ]?|0[1-9]\d{0,4}(?:[ ]?/[ ]?|[ -]))
+    (?:
+        (?<=\()0(?=[1-9](?:[ /()-]{0,3}\d){8})[1-9]\d{0,4}\)[ ]?
+      | (?<=0)(?=[1-9](?:[ /()-]{0,3}\d){8})[1-9]\d{0,4}(?:[ ]?/[ ]?|[ -])
+    )
     \d{2,8}(?:[ -]\d{2,8}){0,3}
     """
     + _PHONE_RIGHT
 )
-_PHONE_FR_DOTS = _compile(_PHONE_LEFT + r"0[1-9](?:\.\d{2}){4}" + _PHONE_RIGHT)
+_PHONE_FR_DOTS = _compile(r"0" + _PHONE_LEFT + r"[1-9](?:\.\d{2}){4}" + _PHONE_RIGHT)
 
 
 def _digit_count(s: str) -> int:
@@ -137,11 +163,11 @@ def _national_phone(_text: str, m: re.Match[str]) -> tuple[int, int] | None:
 # grouping would turn any long list of numbers into a candidate.
 _CARD = _compile(
     r"""
-    (?<![\w.,-])
+    \d(?<![\w.,-]\d)
     (?:
-        \d{13,19}(?![\w-]|[.,]\d)
-      | \d{4}([ -])\d{4}\1\d{4}\1\d{1,4}(?:\1\d{1,3})?(?![\w-]|\1\d|[.,]\d)
-      | \d{4}([ -])\d{6}\2\d{4,5}(?![\w-]|\2\d|[.,]\d)
+        \d{12,18}(?![\w-]|[.,]\d)
+      | \d{3}([ -])\d{4}\1\d{4}\1\d{1,4}(?:\1\d{1,3})?(?![\w-]|\1\d|[.,]\d)
+      | \d{3}([ -])\d{6}\2\d{4,5}(?![\w-]|\2\d|[.,]\d)
     )
     """
 )
@@ -168,27 +194,16 @@ def _card(_text: str, m: re.Match[str]) -> tuple[int, int] | None:
 # ----------------------------------------------------------------------------------------------- iban
 # The regex only finds where an IBAN might start; the registered length of the country decides where it
 # ends, so a following upper-case word or a second IBAN is not swallowed.
-_IBAN = _compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}")
-_IBAN_LENGTHS: Final[dict[str, int]] = {
-    **dict.fromkeys(("NO",), 15),
-    **dict.fromkeys(("BE",), 16),
-    **dict.fromkeys(("DK", "FI", "FK", "FO", "GL", "NL", "SD"), 18),
-    **dict.fromkeys(("MK", "SI"), 19),
-    **dict.fromkeys(("AT", "BA", "EE", "KZ", "LT", "LU", "MN", "XK"), 20),
-    **dict.fromkeys(("CH", "HR", "LI", "LV"), 21),
-    **dict.fromkeys(("BG", "BH", "CR", "DE", "GB", "GE", "IE", "ME", "RS", "VA"), 22),
-    **dict.fromkeys(("AE", "GI", "IL", "IQ", "OM", "SO", "TL"), 23),
-    **dict.fromkeys(("AD", "CZ", "ES", "MD", "PK", "RO", "SA", "SE", "SK", "TN", "VG"), 24),
-    **dict.fromkeys(("LY", "PT", "ST"), 25),
-    **dict.fromkeys(("IS", "TR"), 26),
-    **dict.fromkeys(("BI", "DJ", "FR", "GR", "IT", "MC", "MR", "SM"), 27),
-    **dict.fromkeys(("AL", "AZ", "BY", "CY", "DO", "GT", "HU", "LB", "NI", "PL", "SV"), 28),
-    **dict.fromkeys(("BR", "EG", "PS", "QA", "UA"), 29),
-    **dict.fromkeys(("JO", "KW", "MU", "YE"), 30),
-    **dict.fromkeys(("MT", "SC"), 31),
-    **dict.fromkeys(("LC",), 32),
-    **dict.fromkeys(("RU",), 33),
-}
+_IBAN = _compile(r"[A-Z](?<![A-Za-z0-9].)[A-Z]\d{2}(?:[ ]?[A-Z0-9]){11,30}")
+# Registered IBAN length per country (SWIFT IBAN registry).
+_IBAN_REGISTRY = (
+    "AD24 AE23 AL28 AT20 AZ28 BA20 BE16 BG22 BH22 BI27 BR29 BY28 CH21 CR22 CY28 CZ24 DE22 DJ27 DK18 DO28 "
+    "EE20 EG29 ES24 FI18 FK18 FO18 FR27 GB22 GE22 GI23 GL18 GR27 GT28 HR21 HU28 IE22 IL23 IQ23 IS26 IT27 "
+    "JO30 KW30 KZ20 LB28 LC32 LI21 LT20 LU20 LV21 LY25 MC27 MD24 ME22 MK19 MN20 MR27 MT31 MU30 NI28 NL18 "
+    "NO15 OM23 PK24 PL28 PS29 PT25 QA29 RO24 RS22 RU33 SA24 SC31 SD18 SE24 SI19 SK24 SM27 SO23 ST25 SV28 "
+    "TL23 TN24 TR26 UA29 VA22 VG24 XK20 YE30 "
+)
+_IBAN_LENGTHS: Final[dict[str, int]] = {entry[:2]: int(entry[2:]) for entry in _IBAN_REGISTRY.split()}
 
 
 def _iban(text: str, m: re.Match[str]) -> tuple[int, int] | None:
@@ -215,15 +230,25 @@ def _iban(text: str, m: re.Match[str]) -> tuple[int, int] | None:
 
 
 # ----------------------------------------------------------------------------------------- ip_address
-_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-_IPV4 = _compile(rf"(?<![\w.])(?:{_OCTET}\.){{3}}{_OCTET}(?![\w-]|\.\d)")
+_IPV4 = _compile(r"\d(?<![\w.]\d)\d{0,2}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?![\w-]|\.\d)")
+
+
+def _ipv4(_text: str, m: re.Match[str]) -> tuple[int, int] | None:
+    # Octet range and "no leading zero" (01.02.03.04 reads as a date, not an address) are checked here
+    # because the equivalent regex alternation defeats the engine's fast skip to digits.
+    for octet in m.group().split("."):
+        if int(octet) > 255 or (len(octet) > 1 and octet[0] == "0"):
+            return None
+    return m.span()
+
+
 # A permissive candidate (hex and colons with at least two colons, optional dotted IPv4 tail); the stdlib
 # parser then decides, which is simpler and more exact than the usual ten-way alternation.
 _IPV6 = _compile(
     r"""
-    (?<![\w:.])
-    (?=[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:)
-    [0-9A-Fa-f:]{2,39}(?:\.\d{1,3}){0,3}
+    [0-9A-Fa-f:](?<![\w:.].)
+    (?:(?<=:)(?=[0-9A-Fa-f]{0,4}:)|(?<!:)(?=[0-9A-Fa-f]{0,3}:[0-9A-Fa-f]{0,4}:))
+    [0-9A-Fa-f:]{1,38}(?:\.\d{1,3}){0,3}
     (?![\w:]|\.\w)
     """
 )
@@ -246,8 +271,8 @@ def _ipv6(_text: str, m: re.Match[str]) -> tuple[int, int] | None:
 # --------------------------------------------------------------------------------------------- us_ssn
 _SSN = _compile(
     r"""
-    (?<![\w-])(?<!\d[ ])
-    (?!000|666|9)\d{3}([- ])(?!00)\d{2}\1(?!0000)\d{4}
+    [0-8](?<![\w-].)(?<!\d[ ].)
+    (?!(?<=0)00|(?<=6)66)\d{2}([- ])(?!00)\d{2}\1(?!0000)\d{4}
     (?![\w-]|\1\d)
     """
 )
@@ -271,7 +296,7 @@ _API_PROVIDER = _compile(
     )
     """
 )
-_BEARER = _compile(r"(?<![A-Za-z0-9])bearer[ ]+([A-Za-z0-9._~+/-]{16,}=*)", re.IGNORECASE)
+_BEARER = _compile(r"[Bb](?<![A-Za-z0-9].)(?:earer|EARER)[ ]+([A-Za-z0-9._~+/-]{16,}={0,2})")
 _KEY_NAMES = (
     r"api[_-]?(?:key|secret|token)|apikey|access[_-]?(?:token|key)|auth[_-]?token|refresh[_-]?token"
     r"|client[_-]?secret|private[_-]?token|secret(?:[_-]?key)?|token|password|passwd|pwd"
@@ -280,11 +305,11 @@ _ASSIGNMENT = _compile(
     rf"""
     (?<![A-Za-z0-9])(?:{_KEY_NAMES})(?:[_-][A-Za-z0-9]+){{0,3}}
     ["']?[ \t]{{0,4}}(?::=|=>|[:=])[ \t]{{0,4}}["']?
-    ([A-Za-z0-9_+/=.~-]{{16,}})
+    ([A-Za-z0-9_+/.~-]{{16,}}={{0,2}})   # '=' only as padding: a value must not run into the next "k=v"
     """,
     re.IGNORECASE,
 )
-_PLACEHOLDER_WORDS = re.compile(r"your|example|placeholder|changeme|dummy|redacted|xxxx|\*\*\*", re.IGNORECASE)
+_PLACEHOLDER_WORDS = re.compile(r"your|example|placeholder|changeme|dummy|redacted|xxxx", re.IGNORECASE)
 
 
 def _random_looking(s: str) -> bool:
@@ -301,7 +326,7 @@ def _api_provider(_text: str, m: re.Match[str]) -> tuple[int, int] | None:
 
 
 def _secret_value(_text: str, m: re.Match[str]) -> tuple[int, int] | None:
-    start, end = m.span(1)
+    start = m.start(1)
     value = m.group(1).rstrip(".")  # a sentence full stop is not part of the token
     if len(value) < 16 or not _random_looking(value) or _PLACEHOLDER_WORDS.search(value):
         return None
@@ -330,21 +355,25 @@ def _private_key(_text: str, m: re.Match[str]) -> tuple[int, int]:
     return m.start(), m.start() + len(m.group().rstrip())
 
 
+_PROVIDER_PREFIXES: Final[tuple[str, ...]] = (
+    "sk-", "AKIA", "ASIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "AIza", "_live_", "_test_",
+    "hf_", "eyJ",
+)  # fmt: skip
 _DETECTORS: Final[tuple[_Detector, ...]] = (
-    _Detector("private_key", _PRIVATE_KEY, _private_key),
-    _Detector("api_key", _API_PROVIDER, _api_provider),
-    _Detector("api_key", _BEARER, _secret_value),
-    _Detector("api_key", _ASSIGNMENT, _secret_value),
-    _Detector("credit_card", _CARD, _card),
-    _Detector("iban", _IBAN, _iban),
-    _Detector("us_ssn", _SSN, _whole),
-    _Detector("email", _EMAIL, _whole),
-    _Detector("ip_address", _IPV4, _whole),
-    _Detector("ip_address", _IPV6, _ipv6),
-    _Detector("phone", _PHONE_INTL, _intl_phone),
-    _Detector("phone", _PHONE_US, _whole),
-    _Detector("phone", _PHONE_NATIONAL, _national_phone),
-    _Detector("phone", _PHONE_FR_DOTS, _whole),
+    _Detector("private_key", _PRIVATE_KEY, _private_key, ("-----BEGIN",)),
+    _Detector("api_key", _API_PROVIDER, _api_provider, _PROVIDER_PREFIXES),
+    _Detector("api_key", _BEARER, _secret_value, ("bearer",), fold=True),
+    _Detector("api_key", _ASSIGNMENT, _secret_value, ("key", "secret", "token", "pass", "pwd"), fold=True),
+    _Detector("credit_card", _CARD, _card, _DIGITS),
+    _Detector("iban", _IBAN, _iban, _DIGITS),
+    _Detector("us_ssn", _SSN, _whole, _DIGITS),
+    _Detector("email", _EMAIL, _whole, ("@",)),
+    _Detector("ip_address", _IPV4, _ipv4, (".",)),
+    _Detector("ip_address", _IPV6, _ipv6, (":",)),
+    _Detector("phone", _PHONE_INTL, _intl_phone, ("+",)),
+    _Detector("phone", _PHONE_US, _whole, _DIGITS),
+    _Detector("phone", _PHONE_NATIONAL, _national_phone, ("0",)),
+    _Detector("phone", _PHONE_FR_DOTS, _whole, ("0",)),
 )
 
 
@@ -379,12 +408,27 @@ def find_entities(text: str, entities: Iterable[str] | None = None) -> list[Span
     entity, then the earlier one, so the result does not depend on detector order.
     """
     wanted = _selected(entities)
-    candidates = [
-        Span(d.entity, start, end, text[start:end])
-        for d in _DETECTORS
-        if d.entity in wanted
-        for start, end in _scan(text, d)
-    ]
+    folded: str | None = None
+    present: dict[tuple[str, ...], bool] = {}
+    candidates: list[Span] = []
+    for d in _DETECTORS:
+        if d.entity not in wanted:
+            continue
+        if d.hints:
+            found = present.get(d.hints)
+            if found is None:
+                if d.fold and folded is None:
+                    folded = text.lower()
+                haystack = folded if d.fold and folded is not None else text
+                found = present[d.hints] = any(h in haystack for h in d.hints)
+            if not found:
+                continue
+        candidates += (Span(d.entity, start, end, text[start:end]) for start, end in _scan(text, d))
+    return _resolve(candidates)
+
+
+def _resolve(candidates: list[Span]) -> list[Span]:
+    """Keep the longest, then most sensitive, then earliest candidates that do not overlap a kept one."""
     candidates.sort(key=lambda s: (s.start - s.end, _PRIORITY[s.entity], s.start))
     starts: list[int] = []
     chosen: list[Span] = []
@@ -417,7 +461,7 @@ def redact(text: str, spans: Sequence[Span]) -> tuple[str, dict[str, str]]:
     for span in ordered:
         if span.entity not in _PRIORITY:
             raise ValueError(f"unknown PII entity {span.entity!r} in span")
-        if span.start < last or span.end <= span.start or text[span.start : span.end] != span.value:
+        if span.start < last or not span.start < span.end <= len(text) or text[span.start : span.end] != span.value:
             raise ValueError(f"span {span!r} overlaps another, is empty, or does not match the text")
         placeholder = assigned.get((span.entity, span.value))
         if placeholder is None:

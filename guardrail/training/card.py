@@ -40,7 +40,7 @@ def write_card(folder: Path, summary: dict[str, Any], extra_sections: str = "") 
         "",
         "## Per-head quality on the random dev split (threshold = shipped default)",
         "",
-        "| head | stage | positives | AUPRC | threshold | precision | recall | F1 | FPR hard negatives | FPR ordinary |",
+        "| head | stage | positives | AUPRC | threshold | precision | recall | F1 | FPR hard neg. | FPR ordinary |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, r in heads.items():
@@ -72,7 +72,8 @@ def write_card(folder: Path, summary: dict[str, Any], extra_sections: str = "") 
         "|---|---|---|---|---|",
     ]
     for s in SOURCES:
-        lines.append(f"| {s.name} | {s.licence} | {s.cap or '-'} | {s.weight} | {'held out (dev by source)' if s.holdout else 'train/dev'} |")
+        role = "held out (dev by source)" if s.holdout else "train/dev"
+        lines.append(f"| {s.name} | {s.licence} | {s.cap or '-'} | {s.weight} | {role} |")
     lines += ["", "Rows used per source and split:", "", "| source / split | rows |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in summary["data"].items()]
     lines += ["", "## Licence of the weights", _LICENCE_NOTE, "", extra_sections]

@@ -25,6 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-group-by-meaning", action="store_true", help="skip embedding-based near-duplicate grouping")
+    p.add_argument(
+        "--exclude-noncommercial", action="store_true",
+        help="drop non-commercial, copyleft and unlicensed sources (for weights you may use commercially)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
             "max_length": args.max_length,
             "threads": args.threads,
             "group_by_meaning": not args.no_group_by_meaning,
+            "exclude_noncommercial": args.exclude_noncommercial,
         },
         log=lambda s: print(s, flush=True),
     )

@@ -92,12 +92,11 @@ def long_context_variants(examples: list[Example], *, n: int, seed: int = 0) -> 
         passage = rng.choice(passages)
         cut = rng.randint(200, 700)
         passage = passage[:cut].rsplit(" ", 1)[0]
-        if rng.random() < 0.6:
-            text = f"{passage}\n\n{ex.text}"
-        else:
-            text = f"{ex.text}\n\n{passage}"
+        text = f"{passage}\n\n{ex.text}" if rng.random() < 0.6 else f"{ex.text}\n\n{passage}"
         out.append(
-            Example(text, dict(ex.labels), ex.source + "+context", group=ex.group, weight=ex.weight, kind="long-context")
+            Example(
+                text, dict(ex.labels), ex.source + "+context", group=ex.group, weight=ex.weight, kind="long-context"
+            )
         )
     return out
 
@@ -155,10 +154,12 @@ def build(
     seed: int = 0,
     limit: int | None = None,
     extra: Iterable[Example] = (),
+    exclude_restricted: bool = False,
     log: Callable[[str], None] = print,
 ) -> list[Example]:
     log("loading sources")
-    examples = list(extra) + load_sources(root, seed=seed, limit=limit, log=log)
+    sources = [s for s in SOURCES if not (exclude_restricted and s.restricted)]
+    examples = list(extra) + load_sources(root, sources, seed=seed, limit=limit, log=log)
     examples = dedupe(examples)
     examples += long_context_variants(examples, n=3000 if limit is None else min(limit, 50), seed=seed)
     if embed is not None:

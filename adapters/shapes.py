@@ -1,0 +1,302 @@
+"""Responses in the client's own types: refusals, re-emitted stream chunks, replaced completion text.
+
+An application that does not catch exceptions must keep working when guardrail steps in, so a
+block is answered with an object of exactly the type the client would have returned: an OpenAI
+``ChatCompletion`` (or litellm ``ModelResponse``) whose choice has ``finish_reason="content_filter"``
+and the policy's message, a chunk with the same for streams, or a Responses API ``Response`` with
+``status="incomplete"`` and ``incomplete_details.reason == "content_filter"``.
+
+``flavour`` names the type family: ``"openai"`` (the ``openai`` package's pydantic models) or
+``"litellm"`` (``litellm.ModelResponse`` / ``ModelResponseStream``). The modules are imported
+inside the functions: by the time one is called, the client that needs it is already loaded.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, TypeVar
+
+__all__ = [
+    "Flavour",
+    "content_free",
+    "refusal_chunks",
+    "refusal_completion",
+    "refusal_response",
+    "refusal_response_events",
+    "replace_completion_text",
+    "replace_completion_texts",
+    "text_chunk",
+    "text_delta_event",
+]
+
+Flavour = Literal["openai", "litellm"]
+T = TypeVar("T")
+CONTENT_FILTER = "content_filter"
+
+
+def _id(prefix: str, decision_id: str | None) -> str:
+    return f"{prefix}-guardrail-{decision_id or uuid.uuid4().hex}"
+
+
+# ------------------------------------------------------------------------------ chat completions
+
+
+def refusal_completion(flavour: Flavour, message: str, *, model: str | None, decision_id: str | None = None) -> Any:
+    """A complete chat response carrying ``message`` with ``finish_reason="content_filter"``."""
+    ident, created, model = _id("chatcmpl", decision_id), int(time.time()), model or "guardrail"
+    if flavour == "litellm":
+        import litellm
+
+        resp = litellm.ModelResponse(
+            id=ident,
+            created=created,
+            model=model,
+            choices=[
+                litellm.Choices(
+                    index=0, finish_reason=CONTENT_FILTER, message=litellm.Message(role="assistant", content=message)
+                )
+            ],
+        )
+        resp.usage = litellm.Usage(prompt_tokens=0, completion_tokens=0, total_tokens=0)
+        return resp
+    from openai.types.chat import ChatCompletion, ChatCompletionMessage
+    from openai.types.chat.chat_completion import Choice
+
+    return ChatCompletion(
+        id=ident,
+        object="chat.completion",
+        created=created,
+        model=model,
+        choices=[
+            Choice(
+                index=0,
+                finish_reason=CONTENT_FILTER,
+                message=ChatCompletionMessage(role="assistant", content=message),
+            )
+        ],
+    )
+
+
+def text_chunk(
+    flavour: Flavour,
+    template: Any,
+    text: str | None,
+    *,
+    finish_reason: str | None = None,
+    role: str | None = None,
+    model: str | None = None,
+) -> Any:
+    """A stream chunk with ``text`` as its delta content; id, model and created come from ``template``."""
+    ident = getattr(template, "id", None) or _id("chatcmpl", None)
+    created = getattr(template, "created", None) or int(time.time())
+    model = getattr(template, "model", None) or model or "guardrail"
+    if flavour == "litellm":
+        from litellm.types.utils import Delta, ModelResponseStream, StreamingChoices
+
+        return ModelResponseStream(
+            id=ident,
+            created=created,
+            model=model,
+            choices=[StreamingChoices(index=0, finish_reason=finish_reason, delta=Delta(content=text, role=role))],
+        )
+    from openai.types.chat import ChatCompletionChunk
+    from openai.types.chat.chat_completion_chunk import Choice, ChoiceDelta
+
+    return ChatCompletionChunk(
+        id=ident,
+        object="chat.completion.chunk",
+        created=created,
+        model=model,
+        system_fingerprint=getattr(template, "system_fingerprint", None),
+        choices=[Choice(index=0, finish_reason=finish_reason, delta=ChoiceDelta(content=text, role=role))],  # type: ignore[arg-type]
+    )
+
+
+def refusal_chunks(
+    flavour: Flavour, message: str, *, model: str | None, template: Any = None, decision_id: str | None = None
+) -> list[Any]:
+    """The end of a blocked stream: one chunk with the message and ``finish_reason="content_filter"``."""
+    if template is None:
+        template = _Template(_id("chatcmpl", decision_id), int(time.time()), model or "guardrail")
+        return [text_chunk(flavour, template, message, finish_reason=CONTENT_FILTER, role="assistant")]
+    return [text_chunk(flavour, template, message, finish_reason=CONTENT_FILTER)]
+
+
+class _Template:
+    def __init__(self, id: str, created: int, model: str) -> None:
+        self.id, self.created, self.model = id, created, model
+
+
+def content_free(chunk: Any) -> Any | None:
+    """A copy of ``chunk`` without its text content, or None when nothing else (role, tool calls,
+    finish reason, usage, refusal) is left in it. Upstream chunks are copied, never changed:
+    litellm keeps them for its own logging."""
+    choices = getattr(chunk, "choices", None) or []
+    keeps = getattr(chunk, "usage", None) is not None or not choices
+    for choice in choices:
+        delta = getattr(choice, "delta", None)
+        if getattr(choice, "finish_reason", None) is not None:
+            keeps = True
+        for name in ("role", "tool_calls", "function_call", "refusal", "audio"):
+            if getattr(delta, name, None):
+                keeps = True
+    if not keeps:
+        return None
+    out = copy.deepcopy(chunk)
+    for choice in getattr(out, "choices", None) or []:
+        delta = getattr(choice, "delta", None)
+        if delta is not None and getattr(delta, "content", None) is not None:
+            delta.content = None
+    return out
+
+
+def replace_completion_text(result: T, text: str, *, finish_reason: str | None = None, index: int = 0) -> T:
+    """A copy of ``result`` whose text is ``text``: a ``str``, an OpenAI-shaped dict, a
+    ``ChatCompletion``/``ModelResponse`` (choice ``index``), or a Responses API ``Response``."""
+    return replace_completion_texts(result, {index: text}, finish_reason={index: finish_reason} if finish_reason else None)
+
+
+def replace_completion_texts(
+    result: T, texts: Mapping[int, str], *, finish_reason: Mapping[int, str] | None = None
+) -> T:
+    """Like :func:`replace_completion_text` for several choices at once (one copy)."""
+    reasons = dict(finish_reason or {})
+    if isinstance(result, str):
+        return texts.get(0, result)  # type: ignore[return-value]
+    out = copy.deepcopy(result)
+    if isinstance(out, dict):
+        for i, text in texts.items():
+            out["choices"][i]["message"]["content"] = text
+            if i in reasons:
+                out["choices"][i]["finish_reason"] = reasons[i]
+        return out
+    choices = getattr(out, "choices", None)
+    if choices is not None:
+        for i, text in texts.items():
+            choices[i].message.content = text
+            if i in reasons:
+                choices[i].finish_reason = reasons[i]
+        return out
+    if isinstance(getattr(out, "output", None), list):
+        _set_response_text(out, texts.get(0, ""), blocked=reasons.get(0) == CONTENT_FILTER)
+        return out
+    raise TypeError(f"cannot replace the text of a {type(result).__name__} (expected a chat completion or response)")
+
+
+# ------------------------------------------------------------------------------ Responses API
+
+
+def response_text(response: Any) -> str:
+    """All ``output_text`` of a Responses API response (what ``Response.output_text`` returns)."""
+    parts: list[str] = []
+    for item in getattr(response, "output", None) or []:
+        if getattr(item, "type", None) == "message":
+            for part in getattr(item, "content", None) or []:
+                if getattr(part, "type", None) == "output_text":
+                    parts.append(part.text)
+    return "".join(parts)
+
+
+def _set_response_text(response: Any, text: str, *, blocked: bool) -> None:
+    """Put ``text`` in the first output_text part and drop the others (the text is one whole now)."""
+    placed = False
+    for item in response.output:
+        if getattr(item, "type", None) != "message":
+            continue
+        kept = []
+        for part in item.content:
+            if getattr(part, "type", None) != "output_text":
+                kept.append(part)
+            elif not placed:
+                part.text, placed = text, True
+                part.annotations = []
+                kept.append(part)
+        item.content = kept
+    if not placed:
+        response.output.append(_message_item(text))
+    if blocked:
+        _mark_incomplete(response)
+
+
+def _message_item(text: str, item_id: str | None = None) -> Any:
+    from openai.types.responses import ResponseOutputMessage, ResponseOutputText
+
+    return ResponseOutputMessage(
+        id=item_id or f"msg_guardrail_{uuid.uuid4().hex}",
+        type="message",
+        role="assistant",
+        status="completed",
+        content=[ResponseOutputText(type="output_text", text=text, annotations=[])],
+    )
+
+
+def _mark_incomplete(response: Any) -> None:
+    from openai.types.responses.response import IncompleteDetails
+
+    response.status = "incomplete"
+    response.incomplete_details = IncompleteDetails(reason=CONTENT_FILTER)  # type: ignore[arg-type]
+
+
+def refusal_response(
+    message: str, *, model: str | None, base: Any = None, text_before: str = "", decision_id: str | None = None
+) -> Any:
+    """A Responses API ``Response`` carrying ``message``, marked incomplete for ``content_filter``.
+    ``base`` (an upstream response, e.g. from ``response.created``) supplies id, model and settings."""
+    from openai.types.responses import Response
+
+    if base is not None:
+        out = copy.deepcopy(base)
+        out.output = [_message_item(text_before + message)]
+        _mark_incomplete(out)
+        return out
+    resp = Response(
+        id=_id("resp", decision_id),
+        object="response",
+        created_at=float(int(time.time())),
+        model=model or "guardrail",
+        output=[_message_item(message)],
+        parallel_tool_calls=False,
+        tool_choice="auto",
+        tools=[],
+        status="completed",
+    )
+    _mark_incomplete(resp)
+    return resp
+
+
+def text_delta_event(template: Any, text: str, sequence_number: int) -> Any:
+    """A ``response.output_text.delta`` event for ``text``, placed like ``template`` (item, part)."""
+    from openai.types.responses import ResponseTextDeltaEvent
+
+    return ResponseTextDeltaEvent(
+        type="response.output_text.delta",
+        delta=text,
+        item_id=getattr(template, "item_id", None) or f"msg_guardrail_{uuid.uuid4().hex}",
+        output_index=getattr(template, "output_index", 0),
+        content_index=getattr(template, "content_index", 0),
+        logprobs=[],
+        sequence_number=sequence_number,
+    )
+
+
+def refusal_response_events(
+    message: str,
+    *,
+    model: str | None,
+    template: Any = None,
+    base: Any = None,
+    text_before: str = "",
+    sequence_number: int = 0,
+    decision_id: str | None = None,
+) -> Sequence[Any]:
+    """The end of a blocked Responses stream: the message as a text delta, then ``response.incomplete``."""
+    from openai.types.responses import ResponseIncompleteEvent
+
+    final = refusal_response(message, model=model, base=base, text_before=text_before, decision_id=decision_id)
+    return [
+        text_delta_event(template, message, sequence_number),
+        ResponseIncompleteEvent(type="response.incomplete", response=final, sequence_number=sequence_number + 1),
+    ]

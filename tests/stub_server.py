@@ -1,0 +1,225 @@
+"""A small OpenAI-compatible server for end-to-end tests (stdlib ``http.server`` in a thread).
+
+It answers ``POST /v1/chat/completions`` and ``POST /v1/responses`` (both with SSE streaming),
+``GET /v1/models`` and ``POST /v1/embeddings``, and records every request so a test can assert what
+reached the network (a blocked prompt must not; a redacted one arrives with placeholders).
+
+``reply`` sets the answer: a string, or a function of the request body; by default the server
+echoes the last user message as ``"You said: ..."``. Streams send ``chunk_chars`` characters per
+chunk, ``delay`` seconds apart (the first-token measurement uses a fixed rate).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+__all__ = ["Recorded", "StubServer", "echo"]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    method: str
+    path: str
+    body: dict[str, Any]
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    if "messages" in body:
+        users = [m for m in body["messages"] if m.get("role") == "user"]
+        content = users[-1].get("content") if users else ""
+    else:
+        content = body.get("input", "")
+        if isinstance(content, list):
+            users = [m for m in content if isinstance(m, dict) and m.get("role") == "user"]
+            content = users[-1].get("content", "") if users else ""
+    if isinstance(content, list):
+        content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return str(content or "")
+
+
+def echo(body: dict[str, Any]) -> str:
+    return "You said: " + _last_user_text(body)
+
+
+class StubServer:
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self.reply: str | Callable[[dict[str, Any]], str] = echo
+        self.chunk_chars = 4
+        self.pieces: list[str] | None = None  # exact stream chunks, overriding reply/chunk_chars
+        self.delay = 0.0
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="stub-openai", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """The ``base_url`` for an OpenAI client (``.../v1``)."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> StubServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+        self.reply, self.chunk_chars, self.pieces, self.delay = echo, 4, None, 0.0
+
+    def completions(self) -> list[Recorded]:
+        """The generation requests received (chat completions and responses)."""
+        with self._lock:
+            return [r for r in self.requests if r.path.endswith(("/chat/completions", "/responses"))]
+
+    def answer(self, body: dict[str, Any]) -> str:
+        if self.pieces is not None:
+            return "".join(self.pieces)
+        return self.reply(body) if callable(self.reply) else self.reply
+
+    def record(self, method: str, path: str, body: dict[str, Any]) -> None:
+        with self._lock:
+            self.requests.append(Recorded(method, path, body))
+
+
+def _handler(server: StubServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet test output
+            pass
+
+        def _json(self, payload: Any, status: int = 200) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _sse_start(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+
+        def _sse(self, payload: Any, event: str | None = None) -> None:
+            data = payload if isinstance(payload, str) else json.dumps(payload)
+            head = f"event: {event}\n" if event else ""
+            try:
+                self.wfile.write(f"{head}data: {data}\n\n".encode())
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):  # the client stopped reading (a block)
+                raise _Gone() from None
+
+        def do_GET(self) -> None:
+            server.record("GET", self.path, {})
+            if self.path.rstrip("/").endswith("/models"):
+                self._json({"object": "list", "data": [{"id": "stub-model", "object": "model", "created": 0, "owned_by": "stub"}]})
+            else:
+                self._json({"error": {"message": f"no route {self.path}"}}, 404)
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length) or b"{}")
+            server.record("POST", self.path, body)
+            try:
+                if self.path.endswith("/chat/completions"):
+                    self._chat(body)
+                elif self.path.endswith("/responses"):
+                    self._responses(body)
+                elif self.path.endswith("/embeddings"):
+                    self._json({"object": "list", "model": body.get("model", "stub"), "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}], "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+                else:
+                    self._json({"error": {"message": f"no route {self.path}"}}, 404)
+            except _Gone:
+                pass
+
+        def _pieces(self, text: str) -> list[str]:
+            if server.pieces is not None:
+                return list(server.pieces)
+            n = max(1, server.chunk_chars)
+            return [text[i : i + n] for i in range(0, len(text), n)]
+
+        def _chat(self, body: dict[str, Any]) -> None:
+            text, model, created = server.answer(body), body.get("model", "stub-model"), int(time.time())
+            ident = "chatcmpl-stub"
+            usage = {"prompt_tokens": 5, "completion_tokens": max(1, len(text) // 4), "total_tokens": 5 + max(1, len(text) // 4)}
+            if not body.get("stream"):
+                self._json({
+                    "id": ident, "object": "chat.completion", "created": created, "model": model,
+                    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+                    "usage": usage,
+                })
+                return
+            self._sse_start()
+
+            def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+                return {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+            self._sse(chunk({"role": "assistant", "content": ""}))
+            for piece in self._pieces(text):
+                if server.delay:
+                    time.sleep(server.delay)
+                self._sse(chunk({"content": piece}))
+            self._sse(chunk({}, "stop"))
+            if (body.get("stream_options") or {}).get("include_usage"):
+                self._sse({"id": ident, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": usage})
+            self._sse("[DONE]")
+
+        def _responses(self, body: dict[str, Any]) -> None:
+            text, model = server.answer(body), body.get("model", "stub-model")
+
+            def response(status: str, output: list[dict[str, Any]]) -> dict[str, Any]:
+                return {"id": "resp_stub", "object": "response", "created_at": int(time.time()), "model": model,
+                        "status": status, "output": output, "parallel_tool_calls": True, "tool_choice": "auto",
+                        "tools": [], "instructions": body.get("instructions")}
+
+            def item(status: str, content: list[dict[str, Any]]) -> dict[str, Any]:
+                return {"id": "msg_stub", "type": "message", "role": "assistant", "status": status, "content": content}
+
+            part = {"type": "output_text", "text": text, "annotations": []}
+            if not body.get("stream"):
+                self._json(response("completed", [item("completed", [part])]))
+                return
+            self._sse_start()
+            seq = iter(range(10_000))
+
+            def send(kind: str, **fields: Any) -> None:
+                self._sse({"type": kind, "sequence_number": next(seq), **fields}, event=kind)
+
+            send("response.created", response=response("in_progress", []))
+            send("response.output_item.added", output_index=0, item=item("in_progress", []))
+            send("response.content_part.added", item_id="msg_stub", output_index=0, content_index=0,
+                 part={"type": "output_text", "text": "", "annotations": []})
+            for piece in self._pieces(text):
+                if server.delay:
+                    time.sleep(server.delay)
+                send("response.output_text.delta", item_id="msg_stub", output_index=0, content_index=0, delta=piece, logprobs=[])
+            send("response.output_text.done", item_id="msg_stub", output_index=0, content_index=0, text=text, logprobs=[])
+            send("response.content_part.done", item_id="msg_stub", output_index=0, content_index=0, part=part)
+            send("response.output_item.done", output_index=0, item=item("completed", [part]))
+            send("response.completed", response=response("completed", [item("completed", [part])]))
+
+    return Handler
+
+
+class _Gone(Exception):
+    pass

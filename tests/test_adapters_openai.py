@@ -1,0 +1,432 @@
+"""guard.wrap(openai.OpenAI / AsyncOpenAI): the real client against the local stub server.
+
+Every behaviour runs through the sync and the async client (the ``mode`` fixture) and must give the
+same decisions; the stub records what reached the network.
+"""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+import pytest
+from conftest import REFUSAL, REPLACED, ROOT, make_guard
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.responses import Response
+from stub_server import StubServer
+
+from guardrail import Blocked, Guard
+from guardrail.testing import DecisionLog
+
+HARMFUL = "Sure. First you take the parts, then you build the bomb like this, and then you wait for it."
+
+
+@pytest.fixture(params=["sync", "async"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+_OPEN: list[Any] = []
+
+
+def client_for(guard: Guard, stub: StubServer, mode: str, **options: Any) -> Any:
+    cls = openai.OpenAI if mode == "sync" else openai.AsyncOpenAI
+    raw = cls(base_url=stub.url, api_key="sk-test", max_retries=0)
+    _OPEN.append(raw)
+    return guard.wrap(raw, **options)
+
+
+@pytest.fixture(autouse=True)
+async def _close_clients() -> AsyncIterator[None]:
+    """Close every client a test made, in the test's own event loop (no unclosed sockets)."""
+    yield
+    while _OPEN:
+        await run(_OPEN.pop().close())
+
+
+@pytest.fixture
+def client(guard: Guard, stub: StubServer, mode: str) -> Any:
+    return client_for(guard, stub, mode)
+
+
+async def run(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+async def collect(stream: Any) -> list[Any]:
+    if hasattr(stream, "__aiter__"):
+        return [item async for item in stream]
+    return list(stream)
+
+
+def user(text: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": text}]
+
+
+def chunk_text(chunks: list[Any]) -> str:
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+# ---------------------------------------------------------------------------------- chat, whole
+
+
+async def test_allowed_prompt_is_answered_unchanged(client: Any, stub: StubServer, decisions: DecisionLog) -> None:
+    resp = await run(client.chat.completions.create(model="m", messages=user("hello there")))
+    assert isinstance(resp, ChatCompletion)
+    assert resp.choices[0].message.content == "You said: hello there"
+    assert resp.choices[0].finish_reason == "stop"
+    assert len(stub.completions()) == 1
+    assert decisions.actions == ["allow", "allow"]
+
+
+async def test_blocked_prompt_gets_a_refusal_and_never_reaches_the_network(
+    client: Any, stub: StubServer, decisions: DecisionLog
+) -> None:
+    resp = await run(client.chat.completions.create(model="m", messages=user("how do I build a bomb")))
+    assert isinstance(resp, ChatCompletion)
+    assert resp.choices[0].finish_reason == "content_filter"
+    assert resp.choices[0].message.content == REFUSAL
+    assert resp.id == f"chatcmpl-guardrail-{decisions[0].id}"
+    assert stub.completions() == []
+
+
+async def test_blocked_prompt_raises_when_the_policy_says_raise(
+    raising_guard: Guard, stub: StubServer, mode: str
+) -> None:
+    client = client_for(raising_guard, stub, mode)
+    with pytest.raises(Blocked) as info:
+        await run(client.chat.completions.create(model="m", messages=user("how do I build a bomb")))
+    assert info.value.decision.stage == "input"
+    assert stub.completions() == []
+
+
+async def test_redaction_rewrites_the_outgoing_messages(client: Any, stub: StubServer) -> None:
+    resp = await run(client.chat.completions.create(model="m", messages=user("mail me at bob@example.com")))
+    assert stub.completions()[0].body["messages"] == user("mail me at <EMAIL_1>")
+    assert resp.choices[0].message.content == "You said: mail me at <EMAIL_1>"
+
+
+async def test_restore_maps_placeholders_in_the_answer_back(guard: Guard, stub: StubServer, mode: str) -> None:
+    client = client_for(guard, stub, mode, restore=True)
+    resp = await run(client.chat.completions.create(model="m", messages=user("mail me at bob@example.com")))
+    assert stub.completions()[0].body["messages"] == user("mail me at <EMAIL_1>")
+    assert resp.choices[0].message.content == "You said: mail me at bob@example.com"
+
+
+async def test_restore_never_unmasks_what_output_redaction_hid(guard: Guard, stub: StubServer, mode: str) -> None:
+    client = client_for(guard, stub, mode, restore=True)
+    stub.reply = "I will write to <EMAIL_1>, cc leaked@corp.example"
+    resp = await run(
+        client.chat.completions.create(model="m", messages=user("write to a@example.com and b@example.com"))
+    )
+    assert stub.completions()[0].body["messages"] == user("write to <EMAIL_1> and <EMAIL_2>")
+    # the model's new address got <EMAIL_2> from output redaction: it must not become b@example.com
+    assert resp.choices[0].message.content == "I will write to a@example.com, cc <EMAIL_2>"
+
+
+async def test_rewrite_rule_replaces_the_prompt(client: Any, stub: StubServer) -> None:
+    await run(client.chat.completions.create(model="m", messages=user("I want to hurt myself")))
+    assert stub.completions()[0].body["messages"] == user(REPLACED)
+
+
+async def test_harmful_answer_is_replaced_by_the_refusal(client: Any, stub: StubServer) -> None:
+    stub.reply = HARMFUL
+    resp = await run(client.chat.completions.create(model="m", messages=user("tell me a story")))
+    assert resp.choices[0].message.content == REFUSAL
+    assert resp.choices[0].finish_reason == "content_filter"
+    assert resp.id == "chatcmpl-stub"  # the upstream response, changed: usage and ids are kept
+    assert resp.usage is not None
+
+
+async def test_harmful_answer_raises_when_the_policy_says_raise(
+    raising_guard: Guard, stub: StubServer, mode: str
+) -> None:
+    stub.reply = HARMFUL
+    with pytest.raises(Blocked) as info:
+        await run(client_for(raising_guard, stub, mode).chat.completions.create(model="m", messages=user("story")))
+    assert info.value.decision.stage == "output"
+
+
+async def test_output_pii_is_redacted(client: Any, stub: StubServer) -> None:
+    stub.reply = "Write to carol@corp.example for details."
+    resp = await run(client.chat.completions.create(model="m", messages=user("who do I contact?")))
+    assert resp.choices[0].message.content == "Write to <EMAIL_1> for details."
+
+
+# --------------------------------------------------------------------------------- chat, stream
+
+
+async def test_stream_is_reemitted_as_chunks_of_the_clients_type(client: Any, stub: StubServer) -> None:
+    stub.reply = "A calm and entirely harmless answer about gardening, watering and the weather."
+    stream = await run(
+        client.chat.completions.create(
+            model="m", messages=user("garden?"), stream=True, stream_options={"include_usage": True}
+        )
+    )
+    chunks = await collect(stream)
+    assert all(isinstance(c, ChatCompletionChunk) for c in chunks)
+    assert chunk_text(chunks) == stub.reply
+    assert chunks[0].choices[0].delta.role == "assistant"
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finish == ["stop"]
+    assert chunks[-1].usage is not None and not chunks[-1].choices  # the usage chunk stays last
+
+
+async def test_stream_block_ends_with_a_content_filter_chunk(client: Any, stub: StubServer) -> None:
+    stub.reply = HARMFUL
+    chunks = await collect(await run(client.chat.completions.create(model="m", messages=user("x"), stream=True)))
+    last = chunks[-1]
+    assert last.choices[0].finish_reason == "content_filter"
+    assert last.choices[0].delta.content == REFUSAL
+    released = chunk_text(chunks[:-1])
+    assert "bomb" not in released and HARMFUL.startswith(released)
+
+
+async def test_stream_block_raises_when_the_policy_says_raise(
+    raising_guard: Guard, stub: StubServer, mode: str
+) -> None:
+    stub.reply = HARMFUL
+    client = client_for(raising_guard, stub, mode)
+    stream = await run(client.chat.completions.create(model="m", messages=user("x"), stream=True))
+    seen: list[Any] = []
+    with pytest.raises(Blocked):
+        if hasattr(stream, "__aiter__"):
+            async for c in stream:
+                seen.append(c)
+        else:
+            for c in stream:
+                seen.append(c)
+    assert "bomb" not in chunk_text(seen)
+
+
+async def test_blocked_prompt_with_stream_gets_a_refusal_stream(client: Any, stub: StubServer) -> None:
+    stream = await run(client.chat.completions.create(model="m", messages=user("a bomb please"), stream=True))
+    chunks = await collect(stream)
+    assert len(chunks) == 1 and isinstance(chunks[0], ChatCompletionChunk)
+    assert chunks[0].choices[0].finish_reason == "content_filter"
+    assert chunks[0].choices[0].delta.content == REFUSAL
+    assert stub.completions() == []
+
+
+async def test_stream_restores_placeholders_cut_across_chunks(guard: Guard, stub: StubServer, mode: str) -> None:
+    client = client_for(guard, stub, mode, restore=True)
+    stub.chunk_chars = 3  # "<EMAIL_1>" arrives in pieces
+    prompt = "please forward this long message to bob@example.com and to nobody else at all, thanks"
+    chunks = await collect(await run(client.chat.completions.create(model="m", messages=user(prompt), stream=True)))
+    assert "<EMAIL_1>" in stub.completions()[0].body["messages"][0]["content"]
+    assert chunk_text(chunks) == "You said: " + prompt
+
+
+async def test_stream_context_manager_and_close(client: Any, stub: StubServer, mode: str) -> None:
+    stub.reply = "word " * 60
+    stream = await run(client.chat.completions.create(model="m", messages=user("x"), stream=True))
+    if mode == "sync":
+        with stream as s:
+            first = next(iter(s))
+        assert stream.response.status_code == 200  # attributes of the upstream Stream pass through
+    else:
+        async with stream as s:
+            first = await s.__anext__()
+        assert stream.response.status_code == 200
+    assert isinstance(first, ChatCompletionChunk)
+
+
+async def test_stream_of_several_choices_is_refused_before_the_network(client: Any, stub: StubServer) -> None:
+    with pytest.raises(TypeError, match="n > 1"):
+        await run(client.chat.completions.create(model="m", messages=user("x"), stream=True, n=2))
+    assert stub.completions() == []
+
+
+# ------------------------------------------------------------------------------------- messages
+
+
+async def test_all_turn_kinds_and_multipart_content(client: Any, stub: StubServer, decisions: DecisionLog) -> None:
+    messages = [
+        {"role": "system", "content": "You are helpful."},
+        {"role": "user", "content": "earlier question"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "t1", "content": "tool result"},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "what is in this picture? mail bob@example.com"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+            ],
+        },
+    ]
+    await run(client.chat.completions.create(model="m", messages=messages))
+    sent = stub.completions()[0].body["messages"]
+    assert sent[:4] == messages[:4]
+    assert sent[4]["content"][0]["text"] == "what is in this picture? mail <EMAIL_1>"
+    assert sent[4]["content"][1] == messages[4]["content"][1]  # images pass untouched
+    assert decisions[0].action.value == "rewrite"
+
+
+async def test_unsafe_text_part_blocks_the_request(client: Any, stub: StubServer) -> None:
+    parts = [{"type": "image_url", "image_url": {"url": "data:,"}}, {"type": "text", "text": "build a bomb"}]
+    resp = await run(client.chat.completions.create(model="m", messages=[{"role": "user", "content": parts}]))
+    assert resp.choices[0].finish_reason == "content_filter"
+    assert stub.completions() == []
+
+
+async def test_input_scope_all_user_checks_earlier_turns(stub: StubServer, mode: str) -> None:
+    policy_guard = make_guard()
+    scoped = Guard(
+        {**policy_guard.policy.model_dump(mode="json"), "input": {**policy_guard.policy.input.model_dump(mode="json"), "scope": "all_user"}},
+        classifiers=policy_guard.classifiers(),
+    )
+    msgs = [{"role": "user", "content": "a bomb"}, {"role": "assistant", "content": "no"}, {"role": "user", "content": "ok"}]
+    last_only = await run(client_for(policy_guard, stub, mode).chat.completions.create(model="m", messages=msgs))
+    every = await run(client_for(scoped, stub, mode).chat.completions.create(model="m", messages=msgs))
+    assert last_only.choices[0].finish_reason == "stop"
+    assert every.choices[0].finish_reason == "content_filter"
+
+
+# ---------------------------------------------------------------------------------- responses
+
+
+async def test_responses_allowed_redacted_and_instructions(client: Any, stub: StubServer) -> None:
+    resp = await run(client.responses.create(model="m", instructions="Be brief.", input="mail bob@example.com"))
+    assert isinstance(resp, Response)
+    assert resp.output_text == "You said: mail <EMAIL_1>"
+    body = stub.completions()[0].body
+    assert body["input"] == "mail <EMAIL_1>" and body["instructions"] == "Be brief."
+
+
+async def test_responses_message_list_input_is_rewritten_in_place(client: Any, stub: StubServer) -> None:
+    items = [
+        {"type": "function_call_output", "call_id": "c1", "output": "42"},
+        {"role": "user", "content": [{"type": "input_text", "text": "call 555-123-4567 for me"}]},
+    ]
+    await run(client.responses.create(model="m", input=items))
+    sent = stub.completions()[0].body["input"]
+    assert sent[0] == items[0]
+    assert sent[1]["content"][0]["text"] == "call <PHONE_1> for me"
+
+
+async def test_responses_blocked_prompt(client: Any, stub: StubServer) -> None:
+    resp = await run(client.responses.create(model="m", input="a bomb, please"))
+    assert isinstance(resp, Response)
+    assert resp.output_text == REFUSAL
+    assert resp.status == "incomplete" and resp.incomplete_details is not None
+    assert resp.incomplete_details.reason == "content_filter"
+    assert stub.completions() == []
+
+
+async def test_responses_harmful_answer(client: Any, stub: StubServer) -> None:
+    stub.reply = HARMFUL
+    resp = await run(client.responses.create(model="m", input="story"))
+    assert resp.output_text == REFUSAL and resp.status == "incomplete"
+
+
+async def test_responses_stream_allowed_and_redacted(guard: Guard, stub: StubServer, mode: str) -> None:
+    client = client_for(guard, stub, mode)
+    stub.reply = "Sure, the contact for the garden club is carol@corp.example, call them soon."
+    events = await collect(await run(client.responses.create(model="m", input="contact?", stream=True)))
+    types = [e.type for e in events]
+    assert types[0] == "response.created" and types[-1] == "response.completed"
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    expected = "Sure, the contact for the garden club is <EMAIL_1>, call them soon."
+    assert text == expected
+    done = next(e for e in events if e.type == "response.output_text.done")
+    assert done.text == expected
+    assert events[-1].response.output_text == expected
+
+
+async def test_responses_stream_block(client: Any, stub: StubServer) -> None:
+    stub.reply = HARMFUL
+    events = await collect(await run(client.responses.create(model="m", input="story", stream=True)))
+    assert events[-1].type == "response.incomplete"
+    assert events[-1].response.incomplete_details.reason == "content_filter"
+    assert events[-2].type == "response.output_text.delta" and events[-2].delta == REFUSAL
+    released = "".join(e.delta for e in events[:-2] if e.type == "response.output_text.delta")
+    assert "bomb" not in released
+
+
+async def test_responses_blocked_prompt_stream(client: Any, stub: StubServer) -> None:
+    events = await collect(await run(client.responses.create(model="m", input="bomb", stream=True)))
+    assert [e.type for e in events] == ["response.output_text.delta", "response.incomplete"]
+    assert stub.completions() == []
+
+
+# --------------------------------------------------------------------------------- pass-through
+
+
+async def test_everything_else_passes_through(client: Any, stub: StubServer, mode: str) -> None:
+    models = await run(client.models.list())
+    assert models.data[0].id == "stub-model"
+    emb = await run(client.embeddings.create(model="e", input="bomb"))  # not a completion: untouched
+    assert emb.data[0].embedding == [0.1, 0.2, 0.3]
+    assert client.base_url == client.unwrapped.base_url
+    assert client.chat.completions.messages is client.unwrapped.chat.completions.messages
+
+
+async def test_with_options_and_copy_stay_guarded(client: Any, stub: StubServer) -> None:
+    for derived in (client.with_options(timeout=5.0), client.copy(max_retries=1)):
+        assert type(derived) is type(client)
+        resp = await run(derived.chat.completions.create(model="m", messages=user("bomb")))
+        assert resp.choices[0].finish_reason == "content_filter"
+    assert stub.completions() == []
+
+
+@pytest.mark.parametrize("path", ["chat.completions", "responses"])
+@pytest.mark.parametrize("name", ["parse", "stream", "with_raw_response", "with_streaming_response"])
+def test_unguarded_side_doors_are_closed(client: Any, path: str, name: str) -> None:
+    resource = client.chat.completions if path == "chat.completions" else client.responses
+    with pytest.raises(AttributeError, match="bypass the guard"):
+        getattr(resource, name)
+
+
+def test_create_keeps_its_sync_or_async_nature(client: Any, mode: str) -> None:
+    assert inspect.iscoroutinefunction(client.chat.completions.create) is (mode == "async")
+    assert inspect.iscoroutinefunction(client.responses.create) is (mode == "async")
+
+
+def test_context_managers(guard: Guard, stub: StubServer) -> None:
+    with guard.wrap(openai.OpenAI(base_url=stub.url, api_key="x")) as client:  # closes the client
+        assert client.models.list().data
+
+
+async def test_async_context_manager(guard: Guard, stub: StubServer) -> None:
+    async with guard.wrap(openai.AsyncOpenAI(base_url=stub.url, api_key="x")) as client:
+        assert (await client.models.list()).data
+
+
+# --------------------------------------------------------------------------- sync == async, wrap
+
+
+async def test_sync_and_async_give_identical_decisions(stub: StubServer) -> None:
+    prompts = ["hello", "a bomb", "mail bob@example.com", "I want to hurt myself", "fine"]
+    logs = {"sync": DecisionLog(), "async": DecisionLog()}
+    for mode, log in logs.items():
+        guard = make_guard(log=log)
+        client = client_for(guard, stub, mode)
+        for p in prompts:
+            await run(client.chat.completions.create(model="m", messages=user(p)))
+            stream = await run(client.chat.completions.create(model="m", messages=user(p), stream=True))
+            await collect(stream)
+
+    def summary(log: DecisionLog) -> list[tuple[str, str, tuple[str, ...], str]]:
+        return [(d.stage, d.action.value, tuple(f.category for f in d.findings), d.text) for d in log]
+
+    assert summary(logs["sync"]) == summary(logs["async"])
+
+
+def test_wrap_rejects_unsupported_clients(guard: Guard) -> None:
+    with pytest.raises(TypeError, match=r"openai\.OpenAI, openai\.AsyncOpenAI .* litellm module; got builtins.object"):
+        guard.wrap(object())
+    with pytest.raises(TypeError, match="got json"):
+        guard.wrap(__import__("json"))
+
+
+def test_importing_adapters_stays_light() -> None:
+    code = (
+        "import sys; sys.path[:0] = [%r, %r]; import conftest; import guardrail.adapters, guardrail.adapters.shapes; "
+        "heavy = [m for m in ('openai', 'litellm', 'torch', 'transformers') if m in sys.modules]; print(heavy)"
+    ) % (str(ROOT), str(ROOT / "tests"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
