@@ -159,14 +159,14 @@ def _national_phone(_text: str, m: re.Match[str]) -> tuple[int, int] | None:
 
 
 # ---------------------------------------------------------------------------------------- credit_card
-# Grouped as printed on cards (4-4-4-4[-3], Amex 4-6-5, Diners 4-6-4) or not grouped at all; free-form
+# Grouped as printed on cards (4-4-4-1..4, 4-4-4-4-3, Amex 4-6-5, Diners 4-6-4) or not grouped at all; free-form
 # grouping would turn any long list of numbers into a candidate.
 _CARD = _compile(
     r"""
     \d(?<![\w.,-]\d)
     (?:
         \d{12,18}(?![\w-]|[.,]\d)
-      | \d{3}([ -])\d{4}\1\d{4}\1\d{1,4}(?:\1\d{1,3})?(?![\w-]|\1\d|[.,]\d)
+      | \d{3}([ -])\d{4}\1\d{4}\1\d{1,4}(?:\1\d{3})?(?![\w-]|\1\d|[.,]\d)
       | \d{3}([ -])\d{6}\2\d{4,5}(?![\w-]|\2\d|[.,]\d)
     )
     """

@@ -88,8 +88,8 @@ def _after_line_of(text: str, end: int) -> int:
 
 def apply_edits(text: str, edits: list[RuleEdit], origin: str = "<policy>") -> str:
     """The policy text with every edit applied (see the module docstring)."""
-    # (start, end, order, replacement), applied back to front; at one offset, appended rules (order 1)
-    # are applied first so an added threshold line (order 0) lands before them, under its category
+    # (start, end, order, replacement), applied back to front: at one offset a higher order is applied
+    # first and so ends up later in the text (a threshold line, order 0, stays under its category)
     inserts: list[tuple[int, int, int, str]] = []
     appended: dict[str, list[RuleEdit]] = {}
     root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -120,9 +120,10 @@ def apply_edits(text: str, edits: list[RuleEdit], origin: str = "<policy>") -> s
         else:
             pos = _after_line_of(text, val.end_mark.index)
             inserts.append((pos, pos, 0, "\n" + " " * key.start_mark.column + f"threshold: {t}"))
-    for stage_name, group in appended.items():
-        start, end, new = _append_rules(text, root, stage_name, group, origin)
-        inserts.append((start, end, 1, new))
+    # input before output: both may land at the end of the file, where document order decides
+    for n, stage_name in enumerate(sorted(appended, key=lambda st: (st != "input", st))):
+        start, end, new = _append_rules(text, root, stage_name, appended[stage_name], origin)
+        inserts.append((start, end, 1 + n, new))
     for start, end, _, new in sorted(inserts, key=lambda x: x[:3], reverse=True):
         text = text[:start] + new + text[end:]
     return text

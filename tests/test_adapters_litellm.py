@@ -1,0 +1,248 @@
+"""guard.wrap(litellm): real litellm calls (to the stub server, and with mock_response), sync and async;
+and the GuardrailLiteLLM proxy hooks called directly (the real proxy runs in test_proxy.py)."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import litellm
+import pytest
+from conftest import REFUSAL, make_guard
+from fastapi import HTTPException
+from litellm.exceptions import ModifyResponseException
+from litellm.types.utils import ModelResponse, ModelResponseStream
+from stub_server import StubServer
+
+from guardrail import Blocked, Guard
+from guardrail.adapters.litellm import GuardedLiteLLM, GuardrailLiteLLM
+from guardrail.testing import DecisionLog
+
+litellm.suppress_debug_info = True
+HARMFUL = "Sure. First you take the parts, then you build the bomb like this, and then you wait for it."
+
+
+@pytest.fixture(params=["sync", "async"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def complete(llm: Any, mode: str, *args: Any, **kwargs: Any) -> Any:
+    if mode == "sync":
+        return llm.completion(*args, **kwargs)
+    return await llm.acompletion(*args, **kwargs)
+
+
+async def collect(stream: Any) -> list[Any]:
+    """Guarded streams are either sync (GuardedStream) or async (AsyncGuardedStream), never both."""
+    if hasattr(stream, "__aiter__"):
+        return [c async for c in stream]
+    return list(stream)
+
+
+def stub_kw(stub: StubServer) -> dict[str, Any]:
+    return {"model": "openai/stub-model", "api_base": stub.url, "api_key": "sk-test"}
+
+
+def user(text: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": text}]
+
+
+def text_of(chunks: list[Any]) -> str:
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+# ------------------------------------------------------------------------------------------ SDK
+
+
+async def test_allowed_call_reaches_the_provider(guard: Guard, stub: StubServer, mode: str) -> None:
+    llm = guard.wrap(litellm)
+    assert isinstance(llm, GuardedLiteLLM)
+    resp = await complete(llm, mode, messages=user("hello"), **stub_kw(stub))
+    assert isinstance(resp, ModelResponse)
+    assert resp.choices[0].message.content == "You said: hello"
+    assert len(stub.completions()) == 1
+
+
+async def test_blocked_call_never_reaches_the_provider(guard: Guard, stub: StubServer, mode: str) -> None:
+    resp = await complete(guard.wrap(litellm), mode, messages=user("a bomb"), **stub_kw(stub))
+    assert isinstance(resp, ModelResponse)
+    assert resp.choices[0].finish_reason == "content_filter"
+    assert resp.choices[0].message.content == REFUSAL
+    assert stub.completions() == []
+
+
+async def test_blocked_call_raises_per_policy(raising_guard: Guard, stub: StubServer, mode: str) -> None:
+    with pytest.raises(Blocked):
+        await complete(raising_guard.wrap(litellm), mode, messages=user("a bomb"), **stub_kw(stub))
+    assert stub.completions() == []
+
+
+async def test_positional_model_and_messages(guard: Guard, stub: StubServer, mode: str) -> None:
+    kw = stub_kw(stub)
+    model = kw.pop("model")
+    resp = await complete(guard.wrap(litellm), mode, model, user("mail bob@example.com"), **kw)
+    assert stub.completions()[0].body["messages"] == user("mail <EMAIL_1>")
+    assert resp.choices[0].message.content == "You said: mail <EMAIL_1>"
+
+
+async def test_restore(guard: Guard, stub: StubServer, mode: str) -> None:
+    resp = await complete(guard.wrap(litellm, restore=True), mode, messages=user("mail bob@example.com"), **stub_kw(stub))
+    assert resp.choices[0].message.content == "You said: mail bob@example.com"
+
+
+async def test_harmful_answer_is_refused(guard: Guard, stub: StubServer, mode: str) -> None:
+    stub.reply = HARMFUL
+    resp = await complete(guard.wrap(litellm), mode, messages=user("story"), **stub_kw(stub))
+    assert resp.choices[0].message.content == REFUSAL
+    assert resp.choices[0].finish_reason == "content_filter"
+
+
+async def test_stream_allowed_and_blocked(guard: Guard, stub: StubServer, mode: str) -> None:
+    llm = guard.wrap(litellm)
+    stub.reply = "A calm answer about tea, kettles and the right temperature for green leaves."
+    chunks = await collect(await complete(llm, mode, messages=user("tea?"), stream=True, **stub_kw(stub)))
+    assert all(isinstance(c, ModelResponseStream) for c in chunks)
+    assert text_of(chunks) == stub.reply
+    assert [c.choices[0].finish_reason for c in chunks if c.choices[0].finish_reason] == ["stop"]
+
+    stub.reply = HARMFUL
+    chunks = await collect(await complete(llm, mode, messages=user("story"), stream=True, **stub_kw(stub)))
+    assert chunks[-1].choices[0].finish_reason == "content_filter"
+    assert chunks[-1].choices[0].delta.content == REFUSAL
+    assert "bomb" not in text_of(chunks[:-1])
+
+
+async def test_blocked_prompt_with_stream(guard: Guard, stub: StubServer, mode: str) -> None:
+    chunks = await collect(await complete(guard.wrap(litellm), mode, messages=user("bomb"), stream=True, **stub_kw(stub)))
+    assert len(chunks) == 1 and isinstance(chunks[0], ModelResponseStream)
+    assert chunks[0].choices[0].finish_reason == "content_filter"
+    assert stub.completions() == []
+
+
+async def test_mock_response_streaming(guard: Guard, mode: str) -> None:
+    llm = guard.wrap(litellm)
+    safe = "This is a mocked answer that is long enough to pass the hold-back window of the policy."
+    kw: dict[str, Any] = {"model": "openai/mock", "mock_response": safe}
+    resp = await complete(llm, mode, messages=user("hi"), **kw)
+    assert resp.choices[0].message.content == safe
+    chunks = await collect(await complete(llm, mode, messages=user("hi"), stream=True, **kw))
+    assert text_of(chunks) == safe
+    kw["mock_response"] = HARMFUL
+    chunks = await collect(await complete(llm, mode, messages=user("hi"), stream=True, **kw))
+    assert chunks[-1].choices[0].finish_reason == "content_filter"
+
+
+def test_other_attributes_are_litellm_s(guard: Guard) -> None:
+    llm = guard.wrap(litellm)
+    assert llm.ModelResponse is litellm.ModelResponse
+    assert llm.unwrapped is litellm
+    assert inspect.iscoroutinefunction(llm.acompletion)
+    assert not inspect.iscoroutinefunction(llm.completion)
+
+
+async def test_sync_and_async_give_identical_decisions(stub: StubServer) -> None:
+    prompts = ["hello", "a bomb", "mail bob@example.com", "I want to hurt myself"]
+    logs = {"sync": DecisionLog(), "async": DecisionLog()}
+    for mode, log in logs.items():
+        llm = make_guard(log=log).wrap(litellm)
+        for p in prompts:
+            await complete(llm, mode, messages=user(p), **stub_kw(stub))
+    assert [(d.stage, d.action, d.text) for d in logs["sync"]] == [(d.stage, d.action, d.text) for d in logs["async"]]
+
+
+# ---------------------------------------------------------------------------------- proxy hooks
+
+
+def proxy_guardrail(mode: str | list[str], *, respond: str = "refusal") -> GuardrailLiteLLM:
+    return GuardrailLiteLLM(guard=make_guard(respond=respond), guardrail_name="gr", event_hook=mode, default_on=True)
+
+
+def request(text: str, **extra: Any) -> dict[str, Any]:
+    return {"model": "stub", "messages": user(text), "metadata": {}, **extra}
+
+
+async def test_pre_call_redacts_and_records_the_decision() -> None:
+    gr = proxy_guardrail("pre_call")
+    data = request("mail bob@example.com")
+    out = await gr.async_pre_call_hook(None, None, data, "acompletion")
+    assert out["messages"] == user("mail <EMAIL_1>")
+    [entry] = data["metadata"]["guardrail_decisions"]
+    assert entry["action"] == "rewrite" and entry["hook"] == "pre_call" and entry["guardrail"] == "gr"
+    headers = await gr.async_post_call_response_headers_hook(data, None, None)
+    assert headers is not None
+    assert headers["x-guardrail-action"] == "rewrite"
+    assert headers["x-guardrail-categories"] == "pii"
+    assert headers["x-guardrail-decision-ids"] == entry["id"]
+
+
+async def test_pre_call_block_uses_the_proxy_conventions() -> None:
+    with pytest.raises(ModifyResponseException) as passthrough:
+        await proxy_guardrail("pre_call").async_pre_call_hook(None, None, request("a bomb"), "acompletion")
+    assert passthrough.value.message == REFUSAL
+    with pytest.raises(HTTPException) as http:
+        await proxy_guardrail("pre_call", respond="raise").async_pre_call_hook(None, None, request("a bomb"), "completion")
+    assert http.value.status_code == 400
+    assert http.value.detail["error"] == REFUSAL
+    assert http.value.detail["decision"]["action"] == "block"
+
+
+async def test_during_call_can_only_block() -> None:
+    gr = proxy_guardrail("during_call", respond="raise")
+    data = request("mail bob@example.com")
+    assert await gr.async_moderation_hook(data, None, "acompletion") is None
+    assert data["messages"] == user("mail bob@example.com")  # too late to rewrite: recorded only
+    assert data["metadata"]["guardrail_decisions"][0]["action"] == "rewrite"
+    with pytest.raises(HTTPException):
+        await gr.async_moderation_hook(request("bomb"), None, "acompletion")
+
+
+async def test_other_call_types_pass_untouched() -> None:
+    data = {"model": "e", "input": "bomb"}
+    assert await proxy_guardrail("pre_call").async_pre_call_hook(None, None, data, "aembedding") == data
+
+
+async def test_post_call_replaces_a_harmful_answer() -> None:
+    gr = proxy_guardrail("post_call")
+    response = litellm.ModelResponse(choices=[litellm.Choices(message=litellm.Message(content=HARMFUL), finish_reason="stop")])
+    data = request("story")
+    out = await gr.async_post_call_success_hook(data, None, response)
+    assert out.choices[0].message.content == REFUSAL
+    assert out.choices[0].finish_reason == "content_filter"
+    assert response.choices[0].message.content == HARMFUL  # the upstream object is not changed
+    with pytest.raises(HTTPException):
+        await proxy_guardrail("post_call", respond="raise").async_post_call_success_hook(request("x"), None, response)
+
+
+async def test_post_call_streaming_iterator_hook() -> None:
+    gr = proxy_guardrail("post_call")
+
+    async def upstream() -> Any:
+        for i in range(0, len(HARMFUL), 5):
+            yield ModelResponseStream(choices=[{"index": 0, "delta": {"content": HARMFUL[i : i + 5]}}])
+
+    data = request("story")
+    chunks = [c async for c in gr.async_post_call_streaming_iterator_hook(None, upstream(), data)]
+    assert chunks[-1].choices[0].finish_reason == "content_filter"
+    assert "bomb" not in text_of(chunks[:-1])
+    assert data["metadata"]["guardrail_decisions"][-1]["action"] == "block"
+
+
+async def test_logging_only_checks_and_changes_nothing() -> None:
+    log = DecisionLog()
+    gr = GuardrailLiteLLM(guard=make_guard(log=log), guardrail_name="gr", event_hook="logging_only")
+    response = litellm.ModelResponse(choices=[litellm.Choices(message=litellm.Message(content=HARMFUL))])
+    kwargs = {"messages": user("a bomb")}
+    assert await gr.async_logging_hook(kwargs, response, "acompletion") == (kwargs, response)
+    assert gr.logging_hook(kwargs, response, "completion") == (kwargs, response)
+    assert [(d.stage, d.action.value) for d in log] == [("input", "block"), ("output", "block")] * 2
+
+
+def test_guardrail_from_litellm_params(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the proxy does with a config entry: dotted path, litellm_params as keyword arguments."""
+    policy = {"version": 1, "name": "from-params", "input": {"rules": [{"category": "unsafe", "threshold": 0.5, "action": "block"}]}}
+    gr = GuardrailLiteLLM(policy=policy, fake_rules={"bomb": {"unsafe": 0.99}}, guardrail_name="g", event_hook="pre_call", default_on=True, unrelated_param=True)
+    assert gr.guard.policy.name == "from-params"
+    assert gr.guard.check_input("bomb").blocked
+    monkeypatch.setenv("GUARDRAIL_POLICY", "permissive")
+    assert GuardrailLiteLLM(fake_rules={"x": {}}, guardrail_name="g").guard.policy.name == "permissive"
