@@ -1,0 +1,126 @@
+"""An LLM safety judge reached through litellm: a second opinion for the ensemble, or a fallback.
+
+Do-Not-Answer found GPT-4 the best judge and small fine-tuned encoders nearly as good; a judge is
+slow (hundreds of ms) and costs money, so guardrail uses it as one *expert* among others
+(``guardrail.ensemble``), never on the hot path by default. The judge asks for JSON probabilities
+per category; anything it cannot parse or a call that keeps failing after tenacity's retries
+raises ``ClassifierError``, which the engine turns into the policy's fail mode.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from guardrail.errors import ClassifierError
+from guardrail.taxonomy import BY_ID, Stage, stage_ids
+
+__all__ = ["LLMJudge"]
+
+_SYSTEM = (
+    "You are a content-safety classifier. Score the {what} for each category with the probability (0 to 1) "
+    "that it belongs to that category, judging its function (would a responsible assistant refuse to help / is "
+    "this answer harmful to give), not the words it uses. Categories:\n{cats}\n"
+    'Answer with one JSON object only, e.g. {{"unsafe": 0.02, "hate": 0.0}}.'
+)
+_JSON = re.compile(r"\{.*\}", re.S)
+
+
+class LLMJudge:
+    """``predict`` sends one request per text (concurrency is the caller's: the engine's pool)."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_base: str | None = None,
+        categories: Sequence[str] | None = None,
+        timeout: float = 20.0,
+        attempts: int = 3,
+        **completion_kwargs: Any,
+    ) -> None:
+        self.model = model
+        self.name = f"judge:{model}"
+        self.api_base = api_base
+        self.timeout = timeout
+        self.attempts = attempts
+        self.completion_kwargs = completion_kwargs
+        self._categories = tuple(categories) if categories else None
+
+    @property
+    def labels(self) -> frozenset[str]:
+        return frozenset(self._categories or (stage_ids("input") + stage_ids("output")))
+
+    def _cats(self, stage: Stage) -> tuple[str, ...]:
+        ids = [c for c in stage_ids(stage) if not c.startswith("dna_")]
+        return tuple(c for c in ids if self._categories is None or c in self._categories)
+
+    def _messages(self, text: str, stage: Stage, prompt: str | None) -> list[dict[str, str]]:
+        cats = "\n".join(f"- {c}: {BY_ID[c].description}" if c in BY_ID else f"- {c}" for c in self._cats(stage))
+        what = "user prompt" if stage == "input" else "assistant response (given the user prompt)"
+        user = text if stage == "input" else f"USER PROMPT:\n{prompt or ''}\n\nASSISTANT RESPONSE:\n{text}"
+        return [{"role": "system", "content": _SYSTEM.format(what=what, cats=cats)}, {"role": "user", "content": user}]
+
+    def _parse(self, content: str, stage: Stage) -> dict[str, float]:
+        m = _JSON.search(content or "")
+        if m is None:
+            raise ClassifierError(f"judge answered without JSON: {content[:80]!r}", classifier=self.name)
+        try:
+            raw = json.loads(m.group(0))
+        except json.JSONDecodeError as exc:
+            raise ClassifierError(f"judge answered invalid JSON: {exc.msg}", classifier=self.name) from exc
+        out: dict[str, float] = {}
+        for c in self._cats(stage):
+            v = raw.get(c, 0.0)
+            try:
+                out[c] = min(1.0, max(0.0, float(v)))
+            except (TypeError, ValueError):
+                out[c] = 0.0
+        return out
+
+    def predict(
+        self, texts: Sequence[str], *, stage: Stage = "input", prompts: Sequence[str | None] | None = None
+    ) -> list[dict[str, float]]:
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        import litellm
+        from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+        transient = (
+            litellm.exceptions.APIConnectionError,
+            litellm.exceptions.RateLimitError,
+            litellm.exceptions.ServiceUnavailableError,
+            litellm.exceptions.Timeout,
+            litellm.exceptions.InternalServerError,
+        )
+
+        @retry(
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential(multiplier=0.2, max=2.0),
+            retry=retry_if_exception_type(transient),
+            reraise=True,
+        )
+        def ask(messages: list[dict[str, str]]) -> str:
+            resp = litellm.completion(
+                model=self.model,
+                messages=messages,
+                api_base=self.api_base,
+                timeout=self.timeout,
+                temperature=0,
+                **self.completion_kwargs,
+            )
+            return str(resp.choices[0].message.content or "")
+
+        out = []
+        for i, t in enumerate(texts):
+            prompt = prompts[i] if prompts else None
+            try:
+                content = ask(self._messages(t, stage, prompt))
+            except ClassifierError:
+                raise
+            except Exception as exc:
+                raise ClassifierError(f"{type(exc).__name__}: {exc}", classifier=self.name) from exc
+            out.append(self._parse(content, stage))
+        return out
