@@ -36,8 +36,8 @@ def test_weights_move_to_the_accurate_expert() -> None:
 
 def test_ensemble_is_a_classifier_for_the_guard() -> None:
     ens = Ensemble(experts())
-    g = Guard({"version": 1, "name": "e", "input": {"rules": [{"category": "unsafe", "threshold": 0.5, "action": "block"}]}},
-              classifiers=ens)  # fmt: skip
+    rules = [{"category": "unsafe", "threshold": 0.5, "action": "block"}]
+    g = Guard({"version": 1, "name": "e", "input": {"rules": rules}}, classifiers=ens)
     assert g.check_input("plan an attack").action is Action.BLOCK
 
 
