@@ -25,18 +25,22 @@ SUPPORTED = "openai.OpenAI, openai.AsyncOpenAI (and subclasses such as AzureOpen
 def wrap(guard: Guard, client: Any, *, restore: bool = False) -> Any:
     """``client`` with the same interface, its completions guarded by ``guard``."""
     if isinstance(client, types.ModuleType) and client.__name__ == "litellm":
-        from guardrail.adapters.litellm import GuardedLiteLLM
+        from .litellm import GuardedLiteLLM
 
         return GuardedLiteLLM(guard, client, restore=restore)
     openai = sys.modules.get("openai")
     if openai is not None:
         if isinstance(client, openai.AsyncOpenAI):
-            from guardrail.adapters.openai import GuardedAsyncOpenAI
+            from .openai import GuardedAsyncOpenAI
 
             return GuardedAsyncOpenAI(guard, client, restore=restore)
         if isinstance(client, openai.OpenAI):
-            from guardrail.adapters.openai import GuardedOpenAI
+            from .openai import GuardedOpenAI
 
             return GuardedOpenAI(guard, client, restore=restore)
-    kind = client.__name__ if isinstance(client, types.ModuleType) else type(client).__module__ + "." + type(client).__qualname__
+    kind = (
+        client.__name__
+        if isinstance(client, types.ModuleType)
+        else type(client).__module__ + "." + type(client).__qualname__
+    )
     raise TypeError(f"guard.wrap() supports {SUPPORTED}; got {kind}")

@@ -13,12 +13,13 @@ import inspect
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-from guardrail.adapters import shapes
-from guardrail.adapters._streams import ChatStream, ResponsesStream
 from guardrail.classifiers.patterns import restore
 from guardrail.decision import Action, Decision
 from guardrail.errors import Blocked
 from guardrail.streaming import StreamGuard, aguard_stream, guard_stream
+
+from . import shapes
+from ._streams import ChatStream, ResponsesStream
 
 if TYPE_CHECKING:
     from guardrail.engine import Guard
@@ -66,6 +67,7 @@ class GuardedCall:
             items.append({"role": "user", "content": inp})
             sources.append(("input", None))
         elif isinstance(inp, Iterable) and not isinstance(inp, (bytes, Mapping)):
+            inp = self.kwargs["input"] = list(inp)  # an iterator would be used up by the check
             for i, item in enumerate(inp):  # messages only: tool calls and their outputs have no role
                 if isinstance(_get(item, "role"), str):
                     items.append(item)
@@ -128,7 +130,8 @@ class GuardedCall:
         for i, (original, d) in enumerate(zip(self.output_texts(result), decisions, strict=True)):
             if original is None:
                 continue
-            new, own = original, {}
+            new: str = original
+            own: Mapping[str, str] = {}
             if d is not None and d.action is Action.BLOCK:
                 new, reasons[i] = self.blocked(d), shapes.CONTENT_FILTER
             else:
@@ -177,9 +180,7 @@ async def call_async(call: GuardedCall, send: Callable[..., Any]) -> Any:
     if call.stream:
         return AsyncGuardedStream(stream_async(call, result), result)
     texts = call.output_texts(result)
-    return call.on_output(
-        result, [await call.guard.acheck_output(t, prompt=call.prompt) if t else None for t in texts]
-    )
+    return call.on_output(result, [await call.guard.acheck_output(t, prompt=call.prompt) if t else None for t in texts])
 
 
 def stream_sync(call: GuardedCall, upstream: Iterable[Any]) -> Iterator[Any]:
@@ -196,8 +197,8 @@ def stream_sync(call: GuardedCall, upstream: Iterable[Any]) -> Iterator[Any]:
         for rel in releases:
             yield from state.emit(rel, sg)
     finally:
-        releases.close()
-        source.close()
+        _close(releases)
+        _close(source)
         _close(upstream)
 
 
@@ -216,8 +217,8 @@ async def stream_async(call: GuardedCall, upstream: Any) -> AsyncIterator[Any]:
             for item in state.emit(rel, sg):
                 yield item
     finally:
-        await releases.aclose()  # type: ignore[attr-defined]
-        await source.aclose()  # type: ignore[attr-defined]
+        await _aclose(releases)
+        await _aclose(source)
         await _aclose(upstream)
 
 
@@ -268,7 +269,7 @@ class GuardedStream(Generic[T]):
 
     def __getattr__(self, name: str) -> Any:
         upstream = self.__dict__.get("_upstream")
-        if upstream is None:
+        if upstream is None or name.startswith("__"):  # never borrow the other iteration protocol
             raise AttributeError(name)
         return getattr(upstream, name)
 
@@ -302,6 +303,6 @@ class AsyncGuardedStream(Generic[T]):
 
     def __getattr__(self, name: str) -> Any:
         upstream = self.__dict__.get("_upstream")
-        if upstream is None:
+        if upstream is None or name.startswith("__"):  # never borrow the other iteration protocol
             raise AttributeError(name)
         return getattr(upstream, name)

@@ -17,15 +17,16 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from guardrail.adapters import shapes
 from guardrail.classifiers.patterns import restore
 from guardrail.decision import Action, Decision
 from guardrail.streaming import Release, StreamGuard
 
-if TYPE_CHECKING:
-    from guardrail.adapters._core import GuardedCall
+from . import shapes
 
-__all__ = ["ChatStream", "Restorer", "ResponsesStream"]
+if TYPE_CHECKING:
+    from ._core import GuardedCall
+
+__all__ = ["ChatStream", "ResponsesStream", "Restorer"]
 
 _PARTIAL_PLACEHOLDER = re.compile(r"<[A-Z0-9_]{0,40}\Z")
 
@@ -178,14 +179,14 @@ class ResponsesStream(_StreamState):
         kind = getattr(event, "type", "")
         if kind in _DONE_EVENTS:
             event = copy.deepcopy(event)
-            item_id = getattr(event, "item_id", None) or getattr(getattr(event, "item", None), "id", "")
+            item_id = str(getattr(event, "item_id", None) or getattr(getattr(event, "item", None), "id", ""))
             parts = [event] if kind == "response.output_text.done" else []
             if kind == "response.content_part.done":
                 parts = [event.part]
             elif kind == "response.output_item.done":
                 parts = list(getattr(event.item, "content", None) or [])
             for i, part in enumerate(parts):
-                index = getattr(event, "content_index", i)
+                index = int(getattr(event, "content_index", i))
                 if getattr(part, "type", "output_text") in ("output_text", "response.output_text.done"):
                     part.text = self.emitted.get((item_id, index), "")
             return event

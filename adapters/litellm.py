@@ -33,16 +33,18 @@ imports it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from litellm.integrations.custom_guardrail import CustomGuardrail
 
-from guardrail.adapters import shapes
-from guardrail.adapters._core import GuardedCall, call_async, call_sync, stream_async
 from guardrail.decision import Action, Decision
+
+from . import shapes
+from ._core import GuardedCall, call_async, call_sync, stream_async
 
 if TYPE_CHECKING:
     import types
@@ -103,11 +105,23 @@ class GuardedLiteLLM:
 # ------------------------------------------------------------------------------------------ proxy
 
 
+def _summary(d: Decision) -> dict[str, Any]:
+    """What a client may see of a decision: no scores (they would help tune an attack)."""
+    return {
+        "id": d.id,
+        "action": d.action.value,
+        "stage": d.stage,
+        "categories": [f.category for f in d.findings if not f.shadow],
+        "policy": d.policy,
+    }
+
+
 def _http_error(message: str, d: Decision, guardrail_name: str | None) -> Exception:
     from fastapi import HTTPException
 
-    detail = {"error": message, "guardrail": guardrail_name, "decision": d.to_dict(include_text=False)}
-    return HTTPException(status_code=400, detail=detail)
+    return HTTPException(
+        status_code=400, detail={"error": message, "guardrail": guardrail_name, "decision": _summary(d)}
+    )
 
 
 class _ProxyCall(GuardedCall):
@@ -148,12 +162,9 @@ class GuardrailLiteLLM(CustomGuardrail):
     def record(self, data: dict[str, Any], d: Decision, hook: str) -> None:
         """Put the decision in the request metadata (headers, spend logs) and the proxy's guardrail log."""
         entry = {"guardrail": self.guardrail_name, "hook": hook, **d.to_dict(include_text=False)}
-        metadata = data.get("metadata")
-        if not isinstance(metadata, dict):
-            metadata = data["metadata"] = {}
-        metadata.setdefault(METADATA_KEY, []).append(entry)
+        _metadata(data, create=True).setdefault(METADATA_KEY, []).append(entry)
         status = "success" if d.allowed else "guardrail_intervened"
-        try:
+        with contextlib.suppress(Exception):  # logging must never change the traffic
             self.add_standard_logging_guardrail_information_to_request_data(
                 guardrail_json_response=entry,
                 request_data=data,
@@ -162,16 +173,12 @@ class GuardrailLiteLLM(CustomGuardrail):
                 end_time=time.time(),
                 guardrail_provider="guardrail",
             )
-        except Exception:  # logging must never change the traffic
-            pass
 
     def _block(self, d: Decision, data: dict[str, Any]) -> None:
         message = d.message or self.guard.policy.on_block.message
         if self.guard.policy.on_block.respond == "raise":
             raise _http_error(message, d, self.guardrail_name)
-        self.raise_passthrough_exception(
-            violation_message=message, request_data=data, detection_info=d.to_dict(include_text=False)
-        )
+        self.raise_passthrough_exception(violation_message=message, request_data=data, detection_info=_summary(d))
 
     @staticmethod
     def _kind(call_type: Any) -> str | None:
@@ -222,8 +229,13 @@ class GuardrailLiteLLM(CustomGuardrail):
 
     async def async_post_call_streaming_iterator_hook(
         self, user_api_key_dict: Any, response: Any, request_data: dict[str, Any]
-    ) -> AsyncIterator[Any]:
-        """post_call on streams: hold back, check windows, end with a content_filter chunk on a block."""
+    ) -> AsyncGenerator[Any, None]:
+        """post_call on streams: hold back, check windows, end with a content_filter chunk on a block.
+        Only chat completion streams are guarded; others (Responses API events) pass as they are."""
+        if "messages" not in request_data:
+            async for item in response:
+                yield item
+            return
         call = _ProxyCall(self, "chat", request_data, "post_call")
         async for chunk in stream_async(call, response):
             yield chunk
@@ -237,8 +249,7 @@ class GuardrailLiteLLM(CustomGuardrail):
         litellm_call_info: dict[str, Any] | None = None,
     ) -> dict[str, str] | None:
         """``x-guardrail-*`` headers: the strongest action, the decision ids, categories, policy."""
-        metadata = data.get("metadata") if isinstance(data, dict) else None
-        entries = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
+        entries = _metadata(data).get(METADATA_KEY) if isinstance(data, dict) else None
         if not entries:
             return None
         actions = [Action(e["action"]) for e in entries]
@@ -250,7 +261,9 @@ class GuardrailLiteLLM(CustomGuardrail):
             "x-guardrail-policy": ",".join(sorted({e["policy"] for e in entries})),
         }
 
-    async def async_logging_hook(self, kwargs: dict[str, Any], result: Any, call_type: str) -> tuple[dict[str, Any], Any]:
+    async def async_logging_hook(
+        self, kwargs: dict[str, Any], result: Any, call_type: str
+    ) -> tuple[dict[str, Any], Any]:
         """logging_only: check prompt and answer after the fact, for the audit log; change nothing."""
         if self._kind(call_type) == "chat":
             messages = kwargs.get("messages") or []
@@ -274,6 +287,19 @@ class GuardrailLiteLLM(CustomGuardrail):
             except Exception:
                 pass
         return kwargs, result
+
+
+def _metadata(data: dict[str, Any], *, create: bool = False) -> dict[str, Any]:
+    """The proxy's own metadata of a request: ``litellm_metadata`` where the route uses it (there
+    ``metadata`` is the provider's parameter and would be forwarded), else ``metadata``."""
+    key = "litellm_metadata" if isinstance(data.get("litellm_metadata"), dict) else "metadata"
+    found = data.get(key)
+    if isinstance(found, dict):
+        return found
+    created: dict[str, Any] = {}
+    if create:
+        data[key] = created
+    return created
 
 
 def _answer_text(kwargs: Mapping[str, Any], result: Any) -> str | None:

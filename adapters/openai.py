@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from guardrail.adapters._core import GuardedCall, call_async, call_sync
+from ._core import GuardedCall, call_async, call_sync
 
 if TYPE_CHECKING:
     import openai

@@ -17,7 +17,7 @@ import copy
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 __all__ = [
     "Flavour",
@@ -34,7 +34,7 @@ __all__ = [
 
 Flavour = Literal["openai", "litellm"]
 T = TypeVar("T")
-CONTENT_FILTER = "content_filter"
+CONTENT_FILTER: Final = "content_filter"
 
 
 def _id(prefix: str, decision_id: str | None) -> str:
@@ -156,7 +156,9 @@ def content_free(chunk: Any) -> Any | None:
 def replace_completion_text(result: T, text: str, *, finish_reason: str | None = None, index: int = 0) -> T:
     """A copy of ``result`` whose text is ``text``: a ``str``, an OpenAI-shaped dict, a
     ``ChatCompletion``/``ModelResponse`` (choice ``index``), or a Responses API ``Response``."""
-    return replace_completion_texts(result, {index: text}, finish_reason={index: finish_reason} if finish_reason else None)
+    return replace_completion_texts(
+        result, {index: text}, finish_reason={index: finish_reason} if finish_reason else None
+    )
 
 
 def replace_completion_texts(
@@ -237,7 +239,7 @@ def _mark_incomplete(response: Any) -> None:
     from openai.types.responses.response import IncompleteDetails
 
     response.status = "incomplete"
-    response.incomplete_details = IncompleteDetails(reason=CONTENT_FILTER)  # type: ignore[arg-type]
+    response.incomplete_details = IncompleteDetails(reason=CONTENT_FILTER)
 
 
 def refusal_response(

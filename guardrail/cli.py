@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Sub-commands that live in their own modules (evaluation tools, red-team runner, ensemble); each
 # module has ``add_parser(subparsers)`` and imports its heavy dependencies only when run.
-_PLUGINS: tuple[str, ...] = ()
+_PLUGINS: tuple[str, ...] = tuple(f"guardrail.evaluation.{m}" for m in ("eval_cmd", "calibrate_cmd", "redteam"))
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

@@ -36,9 +36,10 @@ def ensure_adapters_importable() -> None:
 
 ensure_adapters_importable()
 
+from stub_server import StubServer  # noqa: E402
+
 from guardrail import Guard  # noqa: E402
 from guardrail.testing import DecisionLog, FakeClassifier  # noqa: E402
-from stub_server import StubServer  # noqa: E402
 
 REFUSAL = "Sorry, I can't help with that."
 REPLACED = "Please answer kindly and point me to a help line."

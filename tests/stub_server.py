@@ -131,7 +131,12 @@ def _handler(server: StubServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             server.record("GET", self.path, {})
             if self.path.rstrip("/").endswith("/models"):
-                self._json({"object": "list", "data": [{"id": "stub-model", "object": "model", "created": 0, "owned_by": "stub"}]})
+                self._json(
+                    {
+                        "object": "list",
+                        "data": [{"id": "stub-model", "object": "model", "created": 0, "owned_by": "stub"}],
+                    }
+                )
             else:
                 self._json({"error": {"message": f"no route {self.path}"}}, 404)
 
@@ -145,7 +150,14 @@ def _handler(server: StubServer) -> type[BaseHTTPRequestHandler]:
                 elif self.path.endswith("/responses"):
                     self._responses(body)
                 elif self.path.endswith("/embeddings"):
-                    self._json({"object": "list", "model": body.get("model", "stub"), "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}], "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+                    self._json(
+                        {
+                            "object": "list",
+                            "model": body.get("model", "stub"),
+                            "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
+                            "usage": {"prompt_tokens": 1, "total_tokens": 1},
+                        }
+                    )
                 else:
                     self._json({"error": {"message": f"no route {self.path}"}}, 404)
             except _Gone:
@@ -160,19 +172,35 @@ def _handler(server: StubServer) -> type[BaseHTTPRequestHandler]:
         def _chat(self, body: dict[str, Any]) -> None:
             text, model, created = server.answer(body), body.get("model", "stub-model"), int(time.time())
             ident = "chatcmpl-stub"
-            usage = {"prompt_tokens": 5, "completion_tokens": max(1, len(text) // 4), "total_tokens": 5 + max(1, len(text) // 4)}
+            usage = {
+                "prompt_tokens": 5,
+                "completion_tokens": max(1, len(text) // 4),
+                "total_tokens": 5 + max(1, len(text) // 4),
+            }
             if not body.get("stream"):
-                self._json({
-                    "id": ident, "object": "chat.completion", "created": created, "model": model,
-                    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-                    "usage": usage,
-                })
+                self._json(
+                    {
+                        "id": ident,
+                        "object": "chat.completion",
+                        "created": created,
+                        "model": model,
+                        "choices": [
+                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+                        ],
+                        "usage": usage,
+                    }
+                )
                 return
             self._sse_start()
 
             def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-                return {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
-                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+                return {
+                    "id": ident,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                }
 
             self._sse(chunk({"role": "assistant", "content": ""}))
             for piece in self._pieces(text):
@@ -181,16 +209,34 @@ def _handler(server: StubServer) -> type[BaseHTTPRequestHandler]:
                 self._sse(chunk({"content": piece}))
             self._sse(chunk({}, "stop"))
             if (body.get("stream_options") or {}).get("include_usage"):
-                self._sse({"id": ident, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": usage})
+                self._sse(
+                    {
+                        "id": ident,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "choices": [],
+                        "usage": usage,
+                    }
+                )
             self._sse("[DONE]")
 
         def _responses(self, body: dict[str, Any]) -> None:
             text, model = server.answer(body), body.get("model", "stub-model")
 
             def response(status: str, output: list[dict[str, Any]]) -> dict[str, Any]:
-                return {"id": "resp_stub", "object": "response", "created_at": int(time.time()), "model": model,
-                        "status": status, "output": output, "parallel_tool_calls": True, "tool_choice": "auto",
-                        "tools": [], "instructions": body.get("instructions")}
+                return {
+                    "id": "resp_stub",
+                    "object": "response",
+                    "created_at": int(time.time()),
+                    "model": model,
+                    "status": status,
+                    "output": output,
+                    "parallel_tool_calls": True,
+                    "tool_choice": "auto",
+                    "tools": [],
+                    "instructions": body.get("instructions"),
+                }
 
             def item(status: str, content: list[dict[str, Any]]) -> dict[str, Any]:
                 return {"id": "msg_stub", "type": "message", "role": "assistant", "status": status, "content": content}
@@ -207,13 +253,27 @@ def _handler(server: StubServer) -> type[BaseHTTPRequestHandler]:
 
             send("response.created", response=response("in_progress", []))
             send("response.output_item.added", output_index=0, item=item("in_progress", []))
-            send("response.content_part.added", item_id="msg_stub", output_index=0, content_index=0,
-                 part={"type": "output_text", "text": "", "annotations": []})
+            send(
+                "response.content_part.added",
+                item_id="msg_stub",
+                output_index=0,
+                content_index=0,
+                part={"type": "output_text", "text": "", "annotations": []},
+            )
             for piece in self._pieces(text):
                 if server.delay:
                     time.sleep(server.delay)
-                send("response.output_text.delta", item_id="msg_stub", output_index=0, content_index=0, delta=piece, logprobs=[])
-            send("response.output_text.done", item_id="msg_stub", output_index=0, content_index=0, text=text, logprobs=[])
+                send(
+                    "response.output_text.delta",
+                    item_id="msg_stub",
+                    output_index=0,
+                    content_index=0,
+                    delta=piece,
+                    logprobs=[],
+                )
+            send(
+                "response.output_text.done", item_id="msg_stub", output_index=0, content_index=0, text=text, logprobs=[]
+            )
             send("response.content_part.done", item_id="msg_stub", output_index=0, content_index=0, part=part)
             send("response.output_item.done", output_index=0, item=item("completed", [part]))
             send("response.completed", response=response("completed", [item("completed", [part])]))

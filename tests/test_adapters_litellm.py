@@ -10,12 +10,12 @@ import litellm
 import pytest
 from conftest import REFUSAL, make_guard
 from fastapi import HTTPException
+from guardrail.adapters.litellm import GuardedLiteLLM, GuardrailLiteLLM
 from litellm.exceptions import ModifyResponseException
 from litellm.types.utils import ModelResponse, ModelResponseStream
 from stub_server import StubServer
 
 from guardrail import Blocked, Guard
-from guardrail.adapters.litellm import GuardedLiteLLM, GuardrailLiteLLM
 from guardrail.testing import DecisionLog
 
 litellm.suppress_debug_info = True
@@ -87,7 +87,9 @@ async def test_positional_model_and_messages(guard: Guard, stub: StubServer, mod
 
 
 async def test_restore(guard: Guard, stub: StubServer, mode: str) -> None:
-    resp = await complete(guard.wrap(litellm, restore=True), mode, messages=user("mail bob@example.com"), **stub_kw(stub))
+    resp = await complete(
+        guard.wrap(litellm, restore=True), mode, messages=user("mail bob@example.com"), **stub_kw(stub)
+    )
     assert resp.choices[0].message.content == "You said: mail bob@example.com"
 
 
@@ -114,7 +116,9 @@ async def test_stream_allowed_and_blocked(guard: Guard, stub: StubServer, mode: 
 
 
 async def test_blocked_prompt_with_stream(guard: Guard, stub: StubServer, mode: str) -> None:
-    chunks = await collect(await complete(guard.wrap(litellm), mode, messages=user("bomb"), stream=True, **stub_kw(stub)))
+    chunks = await collect(
+        await complete(guard.wrap(litellm), mode, messages=user("bomb"), stream=True, **stub_kw(stub))
+    )
     assert len(chunks) == 1 and isinstance(chunks[0], ModelResponseStream)
     assert chunks[0].choices[0].finish_reason == "content_filter"
     assert stub.completions() == []
@@ -181,7 +185,9 @@ async def test_pre_call_block_uses_the_proxy_conventions() -> None:
         await proxy_guardrail("pre_call").async_pre_call_hook(None, None, request("a bomb"), "acompletion")
     assert passthrough.value.message == REFUSAL
     with pytest.raises(HTTPException) as http:
-        await proxy_guardrail("pre_call", respond="raise").async_pre_call_hook(None, None, request("a bomb"), "completion")
+        await proxy_guardrail("pre_call", respond="raise").async_pre_call_hook(
+            None, None, request("a bomb"), "completion"
+        )
     assert http.value.status_code == 400
     assert http.value.detail["error"] == REFUSAL
     assert http.value.detail["decision"]["action"] == "block"
@@ -204,7 +210,9 @@ async def test_other_call_types_pass_untouched() -> None:
 
 async def test_post_call_replaces_a_harmful_answer() -> None:
     gr = proxy_guardrail("post_call")
-    response = litellm.ModelResponse(choices=[litellm.Choices(message=litellm.Message(content=HARMFUL), finish_reason="stop")])
+    response = litellm.ModelResponse(
+        choices=[litellm.Choices(message=litellm.Message(content=HARMFUL), finish_reason="stop")]
+    )
     data = request("story")
     out = await gr.async_post_call_success_hook(data, None, response)
     assert out.choices[0].message.content == REFUSAL
@@ -240,8 +248,19 @@ async def test_logging_only_checks_and_changes_nothing() -> None:
 
 def test_guardrail_from_litellm_params(monkeypatch: pytest.MonkeyPatch) -> None:
     """What the proxy does with a config entry: dotted path, litellm_params as keyword arguments."""
-    policy = {"version": 1, "name": "from-params", "input": {"rules": [{"category": "unsafe", "threshold": 0.5, "action": "block"}]}}
-    gr = GuardrailLiteLLM(policy=policy, fake_rules={"bomb": {"unsafe": 0.99}}, guardrail_name="g", event_hook="pre_call", default_on=True, unrelated_param=True)
+    policy = {
+        "version": 1,
+        "name": "from-params",
+        "input": {"rules": [{"category": "unsafe", "threshold": 0.5, "action": "block"}]},
+    }
+    gr = GuardrailLiteLLM(
+        policy=policy,
+        fake_rules={"bomb": {"unsafe": 0.99}},
+        guardrail_name="g",
+        event_hook="pre_call",
+        default_on=True,
+        unrelated_param=True,
+    )
     assert gr.guard.policy.name == "from-params"
     assert gr.guard.check_input("bomb").blocked
     monkeypatch.setenv("GUARDRAIL_POLICY", "permissive")

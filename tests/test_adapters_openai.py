@@ -248,7 +248,11 @@ async def test_all_turn_kinds_and_multipart_content(client: Any, stub: StubServe
     messages = [
         {"role": "system", "content": "You are helpful."},
         {"role": "user", "content": "earlier question"},
-        {"role": "assistant", "content": None, "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+        },
         {"role": "tool", "tool_call_id": "t1", "content": "tool result"},
         {
             "role": "user",
@@ -276,10 +280,17 @@ async def test_unsafe_text_part_blocks_the_request(client: Any, stub: StubServer
 async def test_input_scope_all_user_checks_earlier_turns(stub: StubServer, mode: str) -> None:
     policy_guard = make_guard()
     scoped = Guard(
-        {**policy_guard.policy.model_dump(mode="json"), "input": {**policy_guard.policy.input.model_dump(mode="json"), "scope": "all_user"}},
+        {
+            **policy_guard.policy.model_dump(mode="json"),
+            "input": {**policy_guard.policy.input.model_dump(mode="json"), "scope": "all_user"},
+        },
         classifiers=policy_guard.classifiers(),
     )
-    msgs = [{"role": "user", "content": "a bomb"}, {"role": "assistant", "content": "no"}, {"role": "user", "content": "ok"}]
+    msgs = [
+        {"role": "user", "content": "a bomb"},
+        {"role": "assistant", "content": "no"},
+        {"role": "user", "content": "ok"},
+    ]
     last_only = await run(client_for(policy_guard, stub, mode).chat.completions.create(model="m", messages=msgs))
     every = await run(client_for(scoped, stub, mode).chat.completions.create(model="m", messages=msgs))
     assert last_only.choices[0].finish_reason == "stop"
@@ -424,9 +435,10 @@ def test_wrap_rejects_unsupported_clients(guard: Guard) -> None:
 
 
 def test_importing_adapters_stays_light() -> None:
+    paths = [str(ROOT), str(ROOT / "tests")]
     code = (
-        "import sys; sys.path[:0] = [%r, %r]; import conftest; import guardrail.adapters, guardrail.adapters.shapes; "
+        f"import sys; sys.path[:0] = {paths!r}; import conftest; import guardrail.adapters, guardrail.adapters.shapes; "
         "heavy = [m for m in ('openai', 'litellm', 'torch', 'transformers') if m in sys.modules]; print(heavy)"
-    ) % (str(ROOT), str(ROOT / "tests"))
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"

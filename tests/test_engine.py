@@ -136,7 +136,6 @@ def test_classifier_timeout_follows_fail_mode(fail_mode: str, expected: Action, 
     d = check(g, "hello", is_async=is_async)
     assert d.action is expected
     assert d.error == "classifier timed out after 50 ms"
-    assert d.latency_ms < 450
 
 
 def test_classifier_returning_garbage_is_a_failure_not_a_crash(is_async: bool) -> None:

@@ -50,7 +50,9 @@ def grouped(s: str, size: int = 4) -> str:
 
 
 R = "Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zQ7rT0pLk"  # random-looking key material, 40 chars
-JWT = "eyJ" + "hbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9" + ".eyJ" + "zdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4ifQ" + "." + R[:43]
+JWT = (
+    "eyJ" + "hbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9" + ".eyJ" + "zdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4ifQ" + "." + R[:43]
+)
 PEM_BODY = "MIIEowIBAAKCAQEAx4Jd9s0Qm1Vt7rB\nY2k9Pq0w3Lz8Jd6Rt5Vb8Yc1Hs4Jd6GeAb3dEf6hIj9kLm2n==\n"
 
 
@@ -163,7 +165,10 @@ def test_every_supported_entity_has_positive_examples() -> None:
         ("api_key = '" + "a8f5f167f44f4964e6c998dee827110c'", "a8f5f167f44f4964e6c998dee827110c"),
         ("export OPENAI_API_KEY=" + R[3:33], R[3:33]),
         ('{"client_secret": "' + "Qm9vL2Jhci9iYXoxMjM0NTY3ODk=" + '"}', "Qm9vL2Jhci9iYXoxMjM0NTY3ODk="),
-        ("aws_secret_access_key: " + "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzR9wQp4LmN", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzR9wQp4LmN"),
+        (
+            "aws_secret_access_key: " + "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzR9wQp4LmN",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzR9wQp4LmN",
+        ),
         ("db_password => 'x9Lq2Pz7Vn4Rt8Wm'", "x9Lq2Pz7Vn4Rt8Wm"),
         ("X-API-Key: " + R[:32] + ".", R[:32]),
         # A UUID is no secret on its own, but it is when it is assigned to a key.
@@ -203,6 +208,11 @@ NEGATIVES = [
     "IBANs DE89 3704 0044 0532 0130 01, GB00 WEST 1234 5698 7654 32, XX89 3704 0044 0532 0130 00.",
     "Not IPs: 256.1.1.1, 1.2.3, 10.0.0, 1.2.3.4.5, 01.02.03.04, std::vector, a :: b, MAC 00:1A:2B:3C:4D:5E.",
     "not an email: user@localhost, @mention, a@b, name at example dot com",
+    "Four-part versions: WinPython-64bit-3.4.2.4, version 9.0.1.0, build 10.0.19045.1, v 1.2.3.4; html &#10::",
+    # numeric ids in pasted JSON and logs, even when they happen to pass Luhn
+    '{"sample_id": 38538741581669, "pre_prompt": "..."} order #4111111111111111 id=5555555555554444',
+    # Luhn-valid, but no scheme issues these prefixes at these lengths
+    "Refs 2123456789013, 412345678901233, 51234567890127 and 7992739871-3.",
     # things that look like keys but are not
     "pip install scikit-learn; sk-learn-is-a-library-name; xoxo-hugs-and-kisses-to-all",
     "api_key = 'YOUR_API_KEY_HERE'; api_key = os.environ[\"OPENAI_API_KEY\"]; token = get_token(user_id)",
@@ -216,6 +226,17 @@ def test_ordinary_text_has_no_entities(text: str) -> None:
     assert found(text) == []
 
 
+def test_a_private_key_cut_off_before_its_end_line_is_redacted_up_to_its_last_base64_line() -> None:
+    key = (
+        "-----BEGIN RSA PRIVATE KEY-----\n"
+        + "MIIEowIBAAKCAQEAx4Jd9s0Qm1Vt7rB\n" * 2
+        + "Y2k9Pq0w3Lz8Jd6Rt5Vb8Yc1Hs4Jd6Ge=="
+    )
+    assert found(f"{key}\n\nwhy does ssh reject it?") == [("private_key", key)]
+    escaped = key.replace("\n", "\\n")  # pasted from a JSON string
+    assert found(f'{{"key": "{escaped}\\n"}}') == [("private_key", escaped)]
+
+
 def test_email_containing_a_phone_number_is_one_email() -> None:
     text = "text +15551234567@sms.example.com now"
     assert found(text, ["phone"]) == [("phone", "+15551234567")]
@@ -223,8 +244,8 @@ def test_email_containing_a_phone_number_is_one_email() -> None:
 
 
 def test_iban_containing_a_card_like_run_is_one_iban() -> None:
-    # A German BBAN is 18 digits; this one starts with a 16-digit run that passes Luhn on its own.
-    iban = grouped(iban_with_check("DE", "411111111111111100"))
+    # An Austrian BBAN is 16 digits, printed as four groups of four: here a Luhn-valid card number.
+    iban = grouped(iban_with_check("AT", "4111111111111111"))
     text = f"Please transfer to {iban} by Friday."
     assert found(text, ["credit_card"]), "the fixture must contain a valid card-like run"
     assert found(text) == [("iban", iban)]
@@ -312,11 +333,18 @@ def test_redact_rejects_spans_that_do_not_fit_the_text(spans: list[Span]) -> Non
 
 
 # ------------------------------------------------------------------------------------- properties
-@given(st.sampled_from("23456"), st.text("0123456789", min_size=12, max_size=17), st.booleans())
-def test_any_luhn_valid_card_number_is_found(first: str, body: str, spaced: bool) -> None:
-    partial = first + body
+# (prefix, length) pairs that card schemes issue: Visa, Amex, Mastercard, Diners, JCB, Discover, UnionPay.
+ISSUED = [("4", 13), ("4", 16), ("4", 19), ("34", 15), ("37", 15), ("51", 16), ("55", 16), ("2221", 16)]
+ISSUED += [("2720", 16), ("36", 14), ("305", 14), ("3528", 16), ("3589", 19), ("6011", 16), ("65", 16), ("62", 19)]
+
+
+@given(st.sampled_from(ISSUED), st.text("0123456789", min_size=18, max_size=18))
+def test_any_luhn_valid_card_number_is_found(issued: tuple[str, int], body: str) -> None:
+    prefix, length = issued
+    partial = prefix + body[: length - 1 - len(prefix)]
     number = partial + str(luhn_check_digit(partial))
-    shown = grouped(number) if spaced else number
+    assert found(f"card: {number} ok", ["credit_card"]) == [("credit_card", number)]
+    shown = grouped(number)  # 4-4-4-1..4 or 4-4-4-4-3, as printed on cards
     assert found(f"card: {shown} ok", ["credit_card"]) == [("credit_card", shown)]
 
 

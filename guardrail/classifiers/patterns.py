@@ -53,41 +53,48 @@ class Span:
 _Check = Callable[[str, re.Match[str]], tuple[int, int] | None]
 
 
+# A gate is a much cheaper necessary condition for the pattern to match ('@' for an e-mail). Gates are
+# what make a typical prompt cheap: most have no '@', key prefix or PEM header, and a substring test is
+# a memchr where a regex scan is a match attempt per character.
+_Gate = Callable[[str], bool]
+
+
 @dataclass(frozen=True, slots=True)
 class _Detector:
-    """A pattern, its check, and substrings of which at least one must occur for the pattern to be worth running.
-
-    The hints are what makes a typical prompt cheap: most have no '@', key prefix or PEM header, and a
-    substring test is a memchr where a regex scan is a match attempt per character.
-    """
-
     entity: str
     regex: re.Pattern[str]
     check: _Check
-    hints: tuple[str, ...] = ()
-    fold: bool = False  # match the hints against the lower-cased text
+    gate: _Gate
 
 
 def _whole(_text: str, m: re.Match[str]) -> tuple[int, int]:
     return m.span()
 
 
+# Most patterns start with a character class and check the character *before* the match in a lookbehind
+# placed after that first character ("\d(?<![\w-]\d)" rather than "(?<![\w-])\d"): the regex engine can
+# then skip to candidate characters in C instead of attempting a match at every position.
 def _compile(pattern: str, flags: int = 0) -> re.Pattern[str]:
     # ASCII: Unicode digits and letters would pass \d and \w but no checksum or provider format uses them.
     return re.compile(pattern, re.ASCII | re.VERBOSE | flags)
 
 
-# Most patterns start with a character class and check the character *before* the match in a lookbehind
-# placed after that first character ("\d(?<![\w-]\d)" rather than "(?<![\w-])\d"): the regex engine can
-# then skip to candidate characters in C instead of attempting a match at every position.
-_DIGITS: Final[tuple[str, ...]] = tuple("0123456789")
+_DIGIT = re.compile(r"\d", re.ASCII)
+
+
+def _has_digit(text: str) -> bool:
+    return _DIGIT.search(text) is not None
+
+
+def _contains(*needles: str) -> _Gate:
+    return lambda text: any(needle in text for needle in needles)
 
 
 # ---------------------------------------------------------------------------------------------- email
 _EMAIL = _compile(
     r"""
     (?<![\w.%+-])                    # start of the local part, not inside another token
-    [A-Za-z0-9][A-Za-z0-9._%+-]{0,63}
+    [A-Za-z0-9_+][A-Za-z0-9._%+-]{0,63}     # '+' first: SMS gateways (+15551234567@...)
     @
     (?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}
     (?:[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59})
@@ -182,13 +189,37 @@ def _luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _card(_text: str, m: re.Match[str]) -> tuple[int, int] | None:
+def _issued_length(digits: str) -> bool:
+    """Whether a card scheme issues numbers with this prefix at this length.
+
+    Luhn alone passes one random number in ten; ids, order numbers and ISBNs are random numbers. The
+    issuer ranges (Visa, Mastercard, Amex, Diners, JCB, Discover, UnionPay, Maestro) and their lengths
+    cut that by another order of magnitude, mostly for 13-15 digit numbers where few schemes exist.
+    """
+    n, p2, p3, p4 = len(digits), int(digits[:2]), int(digits[:3]), int(digits[:4])
+    if digits[0] == "4":
+        return n in (13, 16, 19)
+    if p2 in (34, 37):
+        return n == 15
+    if 51 <= p2 <= 55 or 2221 <= p4 <= 2720:
+        return n == 16
+    if p2 in (36, 38, 39) or 300 <= p3 <= 305:
+        return 14 <= n <= 19
+    if 3528 <= p4 <= 3589 or p2 in (50, 62, 64, 65) or 56 <= p2 <= 69:
+        return 16 <= n <= 19
+    return False
+
+
+# Pasted logs and JSON are full of long numeric ids ("sample_id": 38538741581669), one in ~30 of which
+# would otherwise pass as a card.
+_ID_BEFORE = re.compile(r"(?:\bid|_id|#)[\"']?[ \t]*[:=]?[ \t]*$", re.IGNORECASE)
+
+
+def _card(text: str, m: re.Match[str]) -> tuple[int, int] | None:
     digits = m.group().replace(" ", "").replace("-", "")
-    # Issuers use leading digits 2-6 (MC 2-series, Amex/Diners/JCB, Visa, MC, Discover/UnionPay); 1, 7,
-    # 8, 9 and 0 prefixes are order numbers, ISBNs and phone numbers that happen to pass Luhn.
-    if digits[0] in "23456" and _luhn_ok(digits):
-        return m.span()
-    return None
+    if not (_issued_length(digits) and _luhn_ok(digits)) or _ID_BEFORE.search(text, max(0, m.start() - 12), m.start()):
+        return None
+    return m.span()
 
 
 # ----------------------------------------------------------------------------------------------- iban
@@ -207,38 +238,38 @@ _IBAN_LENGTHS: Final[dict[str, int]] = {entry[:2]: int(entry[2:]) for entry in _
 
 
 def _iban(text: str, m: re.Match[str]) -> tuple[int, int] | None:
-    s = m.group()
-    length = _IBAN_LENGTHS.get(s[:2])
+    start = m.start()
+    length = _IBAN_LENGTHS.get(text[start : start + 2])
     if length is None:
         return None
-    compact = s.replace(" ", "")
-    if len(compact) < length:
-        return None
-    compact = compact[:length]
-    # Printed IBANs are either unbroken or in groups of four; anything else is not one IBAN.
-    grouped = " ".join(compact[i : i + 4] for i in range(0, length, 4))
-    for form in (compact, grouped):
-        end = m.start() + len(form)
-        if text.startswith(form, m.start()) and not text[end : end + 1].isalnum():
-            break
-    else:
-        return None
-    rotated = compact[4:] + compact[:4]
-    if int("".join(str(int(c, 36)) for c in rotated)) % 97 != 1:
-        return None
-    return m.start(), end
+    # Printed IBANs are either unbroken or in groups of four; anything else is not one IBAN. Both forms
+    # are tested by position first, which keeps a text of many near-IBANs cheap.
+    gaps = (length - 1) // 4
+    for end, spaces in ((start + length, 0), (start + length + gaps, gaps)):
+        if end > m.end() or text[end : end + 1].isalnum():
+            continue
+        candidate = text[start:end]
+        if candidate.count(" ") != spaces or candidate[4::5][:spaces] != " " * spaces:
+            continue
+        rotated = candidate[4:].replace(" ", "") + candidate[:4]
+        if int("".join(str(int(c, 36)) for c in rotated)) % 97 == 1:
+            return start, end
+    return None
 
 
 # ----------------------------------------------------------------------------------------- ip_address
-_IPV4 = _compile(r"\d(?<![\w.]\d)\d{0,2}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?![\w-]|\.\d)")
+_IPV4 = _compile(r"\d(?<![\w.-]\d)\d{0,2}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?![\w-]|\.\d)")
+_VERSION_BEFORE = re.compile(r"\b(?:v|version|ver\.?|build|release|rev\.?)[ ]?$", re.IGNORECASE)
 
 
-def _ipv4(_text: str, m: re.Match[str]) -> tuple[int, int] | None:
+def _ipv4(text: str, m: re.Match[str]) -> tuple[int, int] | None:
     # Octet range and "no leading zero" (01.02.03.04 reads as a date, not an address) are checked here
     # because the equivalent regex alternation defeats the engine's fast skip to digits.
     for octet in m.group().split("."):
         if int(octet) > 255 or (len(octet) > 1 and octet[0] == "0"):
             return None
+    if _VERSION_BEFORE.search(text, max(0, m.start() - 9), m.start()):  # "version 9.0.1.0"
+        return None
     return m.span()
 
 
@@ -246,7 +277,7 @@ def _ipv4(_text: str, m: re.Match[str]) -> tuple[int, int] | None:
 # parser then decides, which is simpler and more exact than the usual ten-way alternation.
 _IPV6 = _compile(
     r"""
-    [0-9A-Fa-f:](?<![\w:.].)
+    [0-9A-Fa-f:](?<![\w:.#&].)
     (?:(?<=:)(?=[0-9A-Fa-f]{0,4}:)|(?<!:)(?=[0-9A-Fa-f]{0,3}:[0-9A-Fa-f]{0,4}:))
     [0-9A-Fa-f:]{1,38}(?:\.\d{1,3}){0,3}
     (?![\w:]|\.\w)
@@ -258,8 +289,9 @@ def _ipv6(_text: str, m: re.Match[str]) -> tuple[int, int] | None:
     s = m.group()
     if s.endswith(":") and not s.endswith("::"):
         s = s[:-1]  # "on fe80::1: ..." - the colon belongs to the sentence
-    # Requiring a digit keeps words such as "face::bad" or a bare "::" out.
-    if not any(c.isdigit() for c in s):
+    # Requiring a digit keeps words such as "face::bad" or a bare "::" out; a lone group before "::"
+    # ("10::") is valid but far more often a label or a typo than an address.
+    if not any(c.isdigit() for c in s) or (s.endswith("::") and s.count(":") == 2):
         return None
     try:
         ipaddress.IPv6Address(s)
@@ -309,6 +341,9 @@ _ASSIGNMENT = _compile(
     """,
     re.IGNORECASE,
 )
+# Every key name above ends in one of these words, so this is a necessary condition, run on lower-cased
+# text without IGNORECASE so that the engine can skip straight to k, s, t and p.
+_ASSIGNMENT_GATE = re.compile(r"(?:key|secret|token|passw(?:or)?d|pwd)(?:[_-][a-z0-9]+){0,3}[\"']?[ \t]{0,4}[:=]")
 _PLACEHOLDER_WORDS = re.compile(r"your|example|placeholder|changeme|dummy|redacted|xxxx", re.IGNORECASE)
 
 
@@ -337,22 +372,17 @@ def _secret_value(_text: str, m: re.Match[str]) -> tuple[int, int] | None:
 
 # ---------------------------------------------------------------------------------------- private_key
 # The body is "anything up to the next five dashes", written as an unrolled loop so it cannot backtrack
-# quadratically; a block cut off before its END line is still redacted up to where the base64 stops.
-_PEM_LABEL = r"-----BEGIN[ ](?:[A-Z0-9]+[ ]){0,3}PRIVATE[ ]KEY(?:[ ]BLOCK)?-----"
+# quadratically; a block cut off before its END line is still redacted up to where its base64 lines stop.
+_PEM_KIND = r"(?:[A-Z0-9]+[ ]){0,3}PRIVATE[ ]KEY(?:[ ]BLOCK)?"  # RSA, EC, OPENSSH, PGP ... BLOCK, plain
 _PRIVATE_KEY = _compile(
     rf"""
-    {_PEM_LABEL}
+    -----BEGIN[ ]{_PEM_KIND}-----
     (?:
-        [^-]*(?:-(?!----)[^-]*)*
-        -----END[ ](?:[A-Z0-9]+[ ]){{0,3}}PRIVATE[ ]KEY(?:[ ]BLOCK)?-----
-      | (?:[A-Za-z0-9+/=\s]|\\[rn])*
+        [^-]*(?:-(?!----)[^-]*)*-----END[ ]{_PEM_KIND}-----
+      | (?:(?:\s|\\[rn])+[A-Za-z0-9+/=]{{16,}})*     # cut off: the base64 lines that made it (also "\n"-escaped)
     )
     """
 )
-
-
-def _private_key(_text: str, m: re.Match[str]) -> tuple[int, int]:
-    return m.start(), m.start() + len(m.group().rstrip())
 
 
 _PROVIDER_PREFIXES: Final[tuple[str, ...]] = (
@@ -360,20 +390,20 @@ _PROVIDER_PREFIXES: Final[tuple[str, ...]] = (
     "hf_", "eyJ",
 )  # fmt: skip
 _DETECTORS: Final[tuple[_Detector, ...]] = (
-    _Detector("private_key", _PRIVATE_KEY, _private_key, ("-----BEGIN",)),
-    _Detector("api_key", _API_PROVIDER, _api_provider, _PROVIDER_PREFIXES),
-    _Detector("api_key", _BEARER, _secret_value, ("bearer",), fold=True),
-    _Detector("api_key", _ASSIGNMENT, _secret_value, ("key", "secret", "token", "pass", "pwd"), fold=True),
-    _Detector("credit_card", _CARD, _card, _DIGITS),
-    _Detector("iban", _IBAN, _iban, _DIGITS),
-    _Detector("us_ssn", _SSN, _whole, _DIGITS),
-    _Detector("email", _EMAIL, _whole, ("@",)),
-    _Detector("ip_address", _IPV4, _ipv4, (".",)),
-    _Detector("ip_address", _IPV6, _ipv6, (":",)),
-    _Detector("phone", _PHONE_INTL, _intl_phone, ("+",)),
-    _Detector("phone", _PHONE_US, _whole, _DIGITS),
-    _Detector("phone", _PHONE_NATIONAL, _national_phone, ("0",)),
-    _Detector("phone", _PHONE_FR_DOTS, _whole, ("0",)),
+    _Detector("private_key", _PRIVATE_KEY, _whole, _contains("-----BEGIN")),
+    _Detector("api_key", _API_PROVIDER, _api_provider, _contains(*_PROVIDER_PREFIXES)),
+    _Detector("api_key", _BEARER, _secret_value, _contains("earer", "EARER")),
+    _Detector("api_key", _ASSIGNMENT, _secret_value, lambda text: _ASSIGNMENT_GATE.search(text.lower()) is not None),
+    _Detector("credit_card", _CARD, _card, _has_digit),
+    _Detector("iban", _IBAN, _iban, _has_digit),
+    _Detector("us_ssn", _SSN, _whole, _has_digit),
+    _Detector("email", _EMAIL, _whole, _contains("@")),
+    _Detector("ip_address", _IPV4, _ipv4, _contains(".")),
+    _Detector("ip_address", _IPV6, _ipv6, lambda text: "::" in text or text.count(":") >= 6),
+    _Detector("phone", _PHONE_INTL, _intl_phone, _contains("+")),
+    _Detector("phone", _PHONE_US, _whole, _has_digit),
+    _Detector("phone", _PHONE_NATIONAL, _national_phone, _contains("0")),
+    _Detector("phone", _PHONE_FR_DOTS, _whole, _contains("0")),
 )
 
 
@@ -408,22 +438,12 @@ def find_entities(text: str, entities: Iterable[str] | None = None) -> list[Span
     entity, then the earlier one, so the result does not depend on detector order.
     """
     wanted = _selected(entities)
-    folded: str | None = None
-    present: dict[tuple[str, ...], bool] = {}
-    candidates: list[Span] = []
-    for d in _DETECTORS:
-        if d.entity not in wanted:
-            continue
-        if d.hints:
-            found = present.get(d.hints)
-            if found is None:
-                if d.fold and folded is None:
-                    folded = text.lower()
-                haystack = folded if d.fold and folded is not None else text
-                found = present[d.hints] = any(h in haystack for h in d.hints)
-            if not found:
-                continue
-        candidates += (Span(d.entity, start, end, text[start:end]) for start, end in _scan(text, d))
+    candidates = [
+        Span(d.entity, start, end, text[start:end])
+        for d in _DETECTORS
+        if d.entity in wanted and d.gate(text)
+        for start, end in _scan(text, d)
+    ]
     return _resolve(candidates)
 
 

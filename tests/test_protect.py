@@ -1,0 +1,200 @@
+"""@guard.protect / guardrail.guarded on sync, async and async-generator functions."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import openai
+import pytest
+from conftest import REFUSAL, make_guard
+from openai.types.chat import ChatCompletion
+from stub_server import StubServer
+
+import guardrail
+from guardrail import Blocked, Guard
+from guardrail.testing import DecisionLog
+
+HARMFUL = "Sure. First you take the parts, then you build the bomb like this, and then you wait for it."
+
+
+def echo_fn(mode: str, calls: list[Any]) -> Callable[..., Any]:
+    """The same function in the two flavours the decorator must keep apart."""
+    if mode == "sync":
+
+        def answer(prompt: str) -> str:
+            calls.append(prompt)
+            return "Answer to: " + prompt
+
+        return answer
+
+    async def aanswer(prompt: str) -> str:
+        calls.append(prompt)
+        return "Answer to: " + prompt
+
+    return aanswer
+
+
+async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    result = fn(*args, **kwargs)
+    return await result if inspect.isawaitable(result) else result
+
+
+@pytest.fixture(params=["sync", "async"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def test_wrapper_kind_is_chosen_at_decoration(guard: Guard) -> None:
+    async def agen(prompt: str) -> AsyncIterator[str]:
+        yield prompt
+
+    assert inspect.iscoroutinefunction(guard.protect(echo_fn("async", [])))
+    assert not inspect.iscoroutinefunction(guard.protect(echo_fn("sync", [])))
+    assert inspect.isasyncgenfunction(guard.protect(agen))
+    assert guard.protect(echo_fn("sync", [])).__name__ == "answer"  # functools.wraps
+
+
+async def test_allowed_prompt_calls_the_function(guard: Guard, mode: str) -> None:
+    calls: list[Any] = []
+    assert await call(guard.protect(echo_fn(mode, calls)), "hello") == "Answer to: hello"
+    assert calls == ["hello"]
+
+
+async def test_blocked_prompt_returns_the_refusal_without_calling(guard: Guard, mode: str) -> None:
+    calls: list[Any] = []
+    assert await call(guard.protect(echo_fn(mode, calls)), "a bomb") == REFUSAL
+    assert calls == []
+
+
+async def test_blocked_prompt_raises_per_policy(raising_guard: Guard, mode: str) -> None:
+    calls: list[Any] = []
+    with pytest.raises(Blocked):
+        await call(raising_guard.protect(echo_fn(mode, calls)), "a bomb")
+    assert calls == []
+
+
+async def test_redaction_rewrites_the_argument(guard: Guard, mode: str) -> None:
+    calls: list[Any] = []
+    out = await call(guard.protect(echo_fn(mode, calls)), prompt="mail bob@example.com")
+    assert calls == ["mail <EMAIL_1>"]
+    assert out == "Answer to: mail <EMAIL_1>"
+
+
+async def test_harmful_result_is_replaced(guard: Guard, mode: str) -> None:
+    if mode == "sync":
+
+        def bad(prompt: str) -> str:
+            return HARMFUL
+
+    else:
+
+        async def bad(prompt: str) -> str:  # type: ignore[misc]
+            return HARMFUL
+
+    assert await call(guard.protect(bad), "story") == REFUSAL
+
+
+async def test_prompt_argument_by_name_and_messages(guard: Guard, mode: str) -> None:
+    seen: list[Any] = []
+
+    def pick(style: str, question: str) -> str:
+        seen.append((style, question))
+        return "ok"
+
+    async def apick(style: str, question: str) -> str:
+        return pick(style, question)
+
+    fn = guard.protect(pick if mode == "sync" else apick, prompt_arg="question")
+    assert await call(fn, "a bomb style", "fine question") == "ok"  # only `question` is checked
+    assert await call(fn, "plain", "a bomb") == REFUSAL
+
+    def chat(model: str, messages: list[dict[str, str]]) -> str:
+        seen.append(messages)
+        return "ok"
+
+    async def achat(model: str, messages: list[dict[str, str]]) -> str:
+        return chat(model, messages)
+
+    fn = guard.protect(chat if mode == "sync" else achat)
+    await call(fn, "m", [{"role": "user", "content": "mail bob@example.com"}])
+    assert seen[-1] == [{"role": "user", "content": "mail <EMAIL_1>"}]
+    with pytest.raises(TypeError, match="no argument 'nope'"):
+        await call(guard.protect(pick if mode == "sync" else apick, prompt_arg="nope"), "a", "b")
+
+
+async def test_response_objects_are_guarded(guard: Guard, stub: StubServer, mode: str) -> None:
+    """A function returning the client's response: the text is checked and replaced in place."""
+    stub.reply = HARMFUL
+    if mode == "sync":
+
+        def ask(prompt: str) -> ChatCompletion:
+            with openai.OpenAI(base_url=stub.url, api_key="x") as client:
+                return client.chat.completions.create(model="m", messages=[{"role": "user", "content": prompt}])
+
+    else:
+
+        async def ask(prompt: str) -> ChatCompletion:  # type: ignore[misc]
+            async with openai.AsyncOpenAI(base_url=stub.url, api_key="x") as client:
+                return await client.chat.completions.create(model="m", messages=[{"role": "user", "content": prompt}])
+
+    resp = await call(guard.protect(ask), "tell me a story")
+    assert isinstance(resp, ChatCompletion)
+    assert resp.choices[0].message.content == REFUSAL
+    assert resp.choices[0].finish_reason == "content_filter"
+
+
+async def test_async_generator_output_is_guarded_like_a_stream(guard: Guard, stub: StubServer) -> None:
+    @guard.protect
+    async def stream(prompt: str) -> AsyncIterator[str]:
+        async with openai.AsyncOpenAI(base_url=stub.url, api_key="x") as client:
+            chunks = await client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": prompt}], stream=True
+            )
+            async for chunk in chunks:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    yield chunk.choices[0].delta.content
+
+    stub.reply = "A long and harmless story about a lighthouse keeper and her very patient cat."
+    assert "".join([p async for p in stream("story")]) == stub.reply
+
+    stub.reply = HARMFUL
+    pieces = [p async for p in stream("story")]
+    assert pieces[-1] == REFUSAL
+    assert "bomb" not in "".join(pieces[:-1])
+
+    assert [p async for p in stream("a bomb")] == [REFUSAL]
+
+
+async def test_async_generator_raises_per_policy(raising_guard: Guard) -> None:
+    @raising_guard.protect
+    async def gen(prompt: str) -> AsyncIterator[str]:
+        for i in range(0, len(HARMFUL), 7):
+            yield HARMFUL[i : i + 7]
+
+    seen: list[str] = []
+    with pytest.raises(Blocked):
+        async for piece in gen("story"):
+            seen.append(piece)
+    assert "bomb" not in "".join(seen)
+
+
+async def test_guarded_decorator(mode: str) -> None:
+    log = DecisionLog()
+    g = make_guard(log=log)
+    calls: list[Any] = []
+    fn = guardrail.guarded(guard=g)(echo_fn(mode, calls))
+    assert await call(fn, "a bomb") == REFUSAL
+    assert await call(fn, "hi") == "Answer to: hi"
+    assert log.actions == ["block", "allow", "allow"]
+
+
+async def test_sync_and_async_give_identical_decisions() -> None:
+    prompts = ["hello", "a bomb", "mail bob@example.com", "I want to hurt myself"]
+    logs = {m: DecisionLog() for m in ("sync", "async")}
+    for m, log in logs.items():
+        fn = make_guard(log=log).protect(echo_fn(m, []))
+        for p in prompts:
+            await call(fn, p)
+    assert [(d.stage, d.action, d.text) for d in logs["sync"]] == [(d.stage, d.action, d.text) for d in logs["async"]]

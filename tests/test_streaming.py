@@ -1,0 +1,179 @@
+"""Streaming output guarding through the real openai client and the stub's SSE streams.
+
+Properties (hypothesis): an unsafe phrase split across chunk boundaries in any way is never released
+and the stream ends blocked; safe text is released whole, unchanged and in order; a placeholder cut
+anywhere is restored. Each example runs through the sync and the async client, which must agree.
+The first-token delay the guard adds is measured and printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import statistics
+import time
+from typing import Any
+
+import openai
+import pytest
+from conftest import REFUSAL, make_guard
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from stub_server import StubServer
+
+from guardrail import Blocked, Guard
+
+SAFE_ALPHABET = "acdefghijklnopqrstuvwxyz ACDEFGHIJKL,.!?'\néü中"  # no b/m: cannot spell the unsafe phrase
+PHRASE = "bomb"
+PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def split(text: str, cuts: set[int]) -> list[str]:
+    points = [0, *sorted(c for c in cuts if 0 < c < len(text)), len(text)]
+    return [text[a:b] for a, b in itertools.pairwise(points) if b > a]
+
+
+def run_both(guard: Guard, stub: StubServer, pieces: list[str], prompt: str = "go", **options: Any) -> dict[str, Any]:
+    """Stream ``pieces`` through the guarded sync and async clients; per mode the chunks or the exception."""
+    stub.pieces = pieces
+    messages = [{"role": "user", "content": prompt}]
+    out: dict[str, Any] = {}
+    client = guard.wrap(openai.OpenAI(base_url=stub.url, api_key="x", max_retries=0), **options)
+    seen: list[Any] = []
+    try:
+        for chunk in client.chat.completions.create(model="m", messages=messages, stream=True):
+            seen.append(chunk)
+        out["sync"] = (seen, None)
+    except Blocked as exc:
+        out["sync"] = (seen, exc)
+    finally:
+        client.unwrapped.close()
+
+    async def main() -> tuple[list[Any], Exception | None]:
+        aseen: list[Any] = []
+        async with guard.wrap(openai.AsyncOpenAI(base_url=stub.url, api_key="x", max_retries=0), **options) as ac:
+            try:
+                async for chunk in await ac.chat.completions.create(model="m", messages=messages, stream=True):
+                    aseen.append(chunk)
+            except Blocked as exc:
+                return aseen, exc
+        return aseen, None
+
+    out["async"] = asyncio.run(main())
+    return out
+
+
+def content(chunks: list[Any]) -> str:
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def same(a: list[Any], b: list[Any]) -> bool:
+    strip = [(c.choices[0].delta.content, c.choices[0].finish_reason) if c.choices else None for c in a]
+    return strip == [(c.choices[0].delta.content, c.choices[0].finish_reason) if c.choices else None for c in b]
+
+
+@PROPERTY
+@given(
+    data=st.data(),
+    before=st.text(SAFE_ALPHABET, max_size=300),
+    after=st.text(SAFE_ALPHABET, max_size=300),
+    check_every=st.integers(1, 120),
+    holdback=st.integers(len(PHRASE), 64),
+    respond=st.sampled_from(["refusal", "raise"]),
+)
+def test_unsafe_phrase_split_anywhere_is_never_released(
+    stub_server: StubServer, data: st.DataObject, before: str, after: str, check_every: int, holdback: int, respond: str
+) -> None:
+    text = before + PHRASE + after
+    cuts = data.draw(st.sets(st.integers(1, len(text) - 1), max_size=80), label="cuts")
+    guard = make_guard(respond=respond, check_every=check_every, holdback=holdback)
+    try:
+        results = run_both(guard, stub_server, split(text, cuts))
+    finally:
+        guard.close()
+        stub_server.reset()
+    for mode, (chunks, exc) in results.items():
+        if respond == "raise":
+            assert isinstance(exc, Blocked), mode
+            released = content(chunks)
+        else:
+            assert exc is None, mode
+            last = chunks[-1]
+            assert (last.choices[0].finish_reason, last.choices[0].delta.content) == ("content_filter", REFUSAL)
+            released = content(chunks[:-1])
+        assert before.startswith(released), mode  # nothing of the phrase, nothing after it, order kept
+    assert same(results["sync"][0], results["async"][0])
+
+
+@PROPERTY
+@given(
+    data=st.data(),
+    text=st.text(SAFE_ALPHABET, min_size=1, max_size=500),
+    check_every=st.integers(1, 120),
+    holdback=st.integers(0, 64),
+)
+def test_safe_text_is_released_whole_and_in_order(
+    stub_server: StubServer, data: st.DataObject, text: str, check_every: int, holdback: int
+) -> None:
+    cuts = data.draw(st.sets(st.integers(1, max(1, len(text) - 1)), max_size=80), label="cuts")
+    guard = make_guard(check_every=check_every, holdback=holdback)
+    try:
+        results = run_both(guard, stub_server, split(text, cuts))
+    finally:
+        guard.close()
+        stub_server.reset()
+    for chunks, exc in results.values():
+        assert exc is None
+        assert content(chunks) == text
+        assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    assert same(results["sync"][0], results["async"][0])
+
+
+@PROPERTY
+@given(data=st.data(), head=st.text(SAFE_ALPHABET, max_size=60), tail=st.text(SAFE_ALPHABET, max_size=60))
+def test_placeholders_cut_anywhere_are_restored(
+    stub_server: StubServer, data: st.DataObject, head: str, tail: str
+) -> None:
+    prompt = f"{head} bob@example.com {tail} +1 415 555 0100 end"
+    reply = f"You said: {head} <EMAIL_1> {tail} <PHONE_1> end"  # what the model saw, echoed
+    cuts = data.draw(st.sets(st.integers(1, len(reply) - 1), max_size=60), label="cuts")
+    guard = make_guard()
+    try:
+        results = run_both(guard, stub_server, split(reply, cuts), prompt=prompt, restore=True)
+    finally:
+        guard.close()
+        stub_server.reset()
+    for chunks, exc in results.values():
+        assert exc is None
+        assert content(chunks) == "You said: " + prompt
+
+
+def test_first_token_delay(stub: StubServer, capsys: pytest.CaptureFixture[str]) -> None:
+    """Time to the first content chunk, unguarded vs guarded, with tokens at a fixed rate (printed)."""
+    stub.chunk_chars, stub.delay = 4, 0.005  # 4 characters every 5 ms = 800 chars/s
+    stub.reply = "All quiet on the garden front, the roses are fine and the tea is warm. " * 8
+    raw = openai.OpenAI(base_url=stub.url, api_key="x", max_retries=0)
+
+    def first_token(client: Any) -> float:
+        start = time.perf_counter()
+        stream = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], stream=True)
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                elapsed = time.perf_counter() - start
+                stream.close()
+                return elapsed
+        raise AssertionError("no content")
+
+    rows = [("unguarded", statistics.median(first_token(raw) for _ in range(5)))]
+    for every, hold in ((200, 80), (40, 16)):
+        guard = make_guard(check_every=every, holdback=hold)
+        client = guard.wrap(raw)
+        rows.append(
+            (f"guarded check_every={every} holdback={hold}", statistics.median(first_token(client) for _ in range(5)))
+        )
+        guard.close()
+    raw.close()
+    with capsys.disabled():
+        print("\nfirst-token latency (stub streams 4 chars / 5 ms; FakeClassifier):")
+        for name, seconds in rows:
+            print(f"  {name:<40} {seconds * 1000:7.1f} ms  (+{(seconds - rows[0][1]) * 1000:6.1f} ms)")
