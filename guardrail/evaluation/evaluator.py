@@ -107,7 +107,11 @@ def evaluate(checked: Sequence[Checked], policy: Policy, *, show: int = 10) -> d
         rows = [c for c in scored if c.row.stage == stage]
         known = sorted({k for c in rows for k in c.row.truth if k in c.decision.scores}, key=_category_order(rules))
         for cat in known:
-            pairs = [(c.row.truth[cat], c.decision.scores[cat]) for c in rows if cat in c.row.truth]
+            pairs = [
+                (c.row.truth[cat], c.decision.scores[cat])
+                for c in rows
+                if cat in c.row.truth and cat in c.decision.scores
+            ]
             y, s = [p[0] for p in pairs], [p[1] for p in pairs]
             rule = rules.get(cat)
             thr = rule.threshold if rule is not None else defaults.get(cat, DEFAULT_THRESHOLD)

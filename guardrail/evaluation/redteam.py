@@ -384,7 +384,10 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--policy", "-p", default=None, help="bundled policy name or YAML path (default: default)")
     p.add_argument("--api-base", default=None, help="base URL of an OpenAI-compatible server")
-    p.add_argument("--api-key", default=None, help="API key (default: the provider's environment variable)")
+    p.add_argument(
+        "--api-key", default=None,
+        help="API key (default: the provider's environment variable; a placeholder for openai/ models at --api-base)",
+    )  # fmt: skip
     p.add_argument("--concurrency", "-c", type=int, default=8, help="model calls in flight at once (default 8)")
     p.add_argument("--retries", type=int, default=3, help="retries of a transient failure per call (default 3)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per model call (default 60)")
