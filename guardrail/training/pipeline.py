@@ -24,8 +24,10 @@ from guardrail.training import calibrate as cal
 from guardrail.training.examples import Example
 from guardrail.training.sources import SOURCES, read_labelled_jsonl
 
+
 def model_name(layers: int) -> str:
     return f"guardrail-minilm-l{layers}"
+
 
 BENIGN_SETS: dict[str, Callable[[Example], bool]] = {
     "ToxicChat non-toxic (dev)": lambda e: e.source == "toxicchat" and e.kind == "ordinary" and e.split == "dev",

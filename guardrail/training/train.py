@@ -149,7 +149,9 @@ def train(
     head_params = list(model.head.parameters())
     enc_params = [p for n, p in model.named_parameters() if not n.startswith("head.")]
     opt = torch.optim.AdamW(
-        [{"params": enc_params, "lr": cfg.lr}, {"params": head_params, "lr": cfg.head_lr}], weight_decay=0.01, foreach=True
+        [{"params": enc_params, "lr": cfg.lr}, {"params": head_params, "lr": cfg.head_lr}],
+        weight_decay=0.01,
+        foreach=True,
     )
     lengths = [len(wi.ids) for wi in windows]
     steps_per_epoch = math.ceil(len(windows) / cfg.batch_size)
