@@ -47,7 +47,9 @@ def test_redaction_exits_1_with_rewritten_text(capsys: pytest.CaptureFixture[str
 
 
 def test_output_stage_with_prompt(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["check", "--json", "--stage", "output", "--prompt", BENIGN, "Mash three bananas, mix with flour, bake."])
+    code = main(
+        ["check", "--json", "--stage", "output", "--prompt", BENIGN, "Mash three bananas, mix with flour, bake."]
+    )
     d = json.loads(capsys.readouterr().out)
     assert code == 0 and d["stage"] == "output" and "harmful_response" in d["scores"]
 
