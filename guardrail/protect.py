@@ -166,9 +166,7 @@ def protect(guard: Guard, fn: F | None = None, *, prompt_arg: str | None = None)
 def guarded(fn: F, /) -> F: ...
 @overload
 def guarded(*, policy: Any = None, prompt_arg: str | None = None, guard: Guard | None = None) -> Callable[[F], F]: ...
-def guarded(
-    fn: Any = None, /, *, policy: Any = None, prompt_arg: str | None = None, guard: Guard | None = None
-) -> Any:
+def guarded(fn: Any = None, /, *, policy: Any = None, prompt_arg: str | None = None, guard: Guard | None = None) -> Any:
     """``@guardrail.guarded`` or ``@guardrail.guarded(policy="strict")``: a Guard made for you."""
 
     def deco(f: Any) -> Any:

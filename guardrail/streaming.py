@@ -90,9 +90,8 @@ class StreamGuard:
     def apply(self, decision: Decision, *, final: bool = False) -> Release:
         """Record the decision of the last window; returns what may be released."""
         self.decisions.append(decision)
-        if decision.action is Action.BLOCK or (
-            decision.action is Action.REWRITE and any(f.action is RuleAction.REWRITE and not f.shadow for f in decision.findings)
-        ):
+        replaced = any(f.action is RuleAction.REWRITE and not f.shadow for f in decision.findings)
+        if decision.action is Action.BLOCK or (decision.action is Action.REWRITE and replaced):
             self.done = True
             return Release(blocked=decision, final=True)
         self.checked = self._pending_end
