@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-HARD_NEGATIVE_KINDS = {"benign-scary", "lookalike", "support", "neutral", "edgy-benign", "benign_lookalike"}
+HARD_NEGATIVE_KINDS = {
+    "benign-scary", "lookalike", "support", "neutral", "edgy-benign", "benign_lookalike", "document-window",
+}  # fmt: skip
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from guardrail.training.examples import Example
+from guardrail.training.examples import Example, benign
 from guardrail.training.sources import SOURCES, Source
 
 Embedder = Callable[[Sequence[str]], np.ndarray]
@@ -105,13 +105,59 @@ def long_context_variants(examples: list[Example], *, n: int, seed: int = 0) -> 
     return out
 
 
-def semantic_groups(examples: list[Example], embed: Embedder, *, threshold: float = 0.9) -> None:
-    """Merge the groups of examples whose embeddings are closer than ``threshold`` (cosine)."""
+DOCUMENT_SOURCES = frozenset(
+    {"coconot-pref-responses", "counsel-chat-answers", "stl-responses", "do-not-answer-responses"}
+)
+
+
+def document_windows(examples: list[Example], *, n: int, seed: int = 0) -> list[Example]:
+    """Benign input-stage crops of long answers, cut at a random word like the runtime's windows.
+
+    At run time a long prompt is scored window by window and the maximum wins, so one window in
+    twenty scoring high flags most long documents. Measured on the first 4-layer model: 5.5% of
+    windows of therapists' answers scored over the unsafe threshold, which flagged 22 of 30 clean
+    3,000-token documents. Training only ever saw texts from their first word; these crops show it
+    what the middle of an ordinary document looks like.
+    """
+    rng = random.Random(seed)
+    pool = [
+        ex for ex in examples
+        if ex.source in DOCUMENT_SOURCES and ex.split is None and len(ex.text) >= 400
+        and ex.labels.get("harmful_response", 0.0) == 0.0 and ex.labels.get("unsafe", 0.0) == 0.0
+    ]  # fmt: skip
+    out: list[Example] = []
+    for ex in rng.sample(pool, min(n, len(pool))):
+        words = ex.text.split(" ")
+        size = rng.randint(60, 110)  # words: about the 126 tokens of one window
+        start = rng.randint(1, max(1, len(words) - size))
+        crop = " ".join(words[start : start + size])
+        out.append(Example(crop, benign(), ex.source + "+window", group=ex.group, kind="document-window"))
+    return out
+
+
+def semantic_groups(
+    examples: list[Example], embed: Embedder, *, threshold: float = 0.9, max_cluster: int = 200
+) -> None:
+    """Merge the groups of examples whose embeddings are closer than ``threshold`` (cosine).
+
+    Similarity merging is transitive, so chains of near-duplicates can join thousands of rows into
+    one component; a run once put 6,210 of 14,755 output rows into a single dev-drawn cluster. A
+    similarity merge that would grow a cluster past ``max_cluster`` rows is skipped (declared groups,
+    a contrast pair or a prompt with its responses, are always merged).
+    """
     idx = [i for i, ex in enumerate(examples) if ex.split is None]
     texts = [examples[i].text[:512] for i in idx]
     emb = embed(texts).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True) + 1e-9
     parent = list(range(len(idx)))
+    size = [1] * len(idx)
+
+    def union(a: int, b: int, *, capped: bool) -> None:
+        a, b = find(a), find(b)
+        if a == b or (capped and size[a] + size[b] > max_cluster):
+            return
+        parent[a] = b
+        size[b] += size[a]
 
     def find(a: int) -> int:
         while parent[a] != a:
@@ -119,24 +165,20 @@ def semantic_groups(examples: list[Example], embed: Embedder, *, threshold: floa
             a = parent[a]
         return a
 
+    # declared groups first (contrast pairs, translations, a prompt with its responses): never split
+    by_group: dict[str, int] = {}
+    for j, i in enumerate(idx):
+        g = examples[i].group
+        if g in by_group:
+            union(j, by_group[g], capped=False)
+        else:
+            by_group[g] = j
     block = 2048
     for s in range(0, len(idx), block):
         sims = emb[s : s + block] @ emb.T
         rows, cols = np.nonzero(sims > threshold)
         for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
-            a, b = find(s + r), find(c)
-            if a != b:
-                parent[a] = b
-    # union with the declared groups (contrast pairs, translations, prompt+responses)
-    by_group: dict[str, int] = {}
-    for j, i in enumerate(idx):
-        g = examples[i].group
-        if g in by_group:
-            a, b = find(j), find(by_group[g])
-            if a != b:
-                parent[a] = b
-        else:
-            by_group[g] = j
+            union(s + r, c, capped=True)
     for j, i in enumerate(idx):
         examples[i].group = f"cluster-{find(j)}"
 
@@ -166,6 +208,7 @@ def build(
     examples = list(extra) + load_sources(root, sources, seed=seed, limit=limit, log=log)
     examples = dedupe(examples)
     examples += long_context_variants(examples, n=3000 if limit is None else min(limit, 50), seed=seed)
+    examples += document_windows(examples, n=5000 if limit is None else min(limit, 50), seed=seed)
     if embed is not None:
         log(f"grouping {len(examples)} examples by meaning")
         semantic_groups(examples, embed)

@@ -106,6 +106,46 @@ def score_examples(clf: OnnxClassifier, examples: Sequence[Example]) -> np.ndarr
     return out
 
 
+def long_document_metrics(
+    clf: OnnxClassifier, examples: Sequence[Example], heads: dict[str, dict[str, object]], n: int = 40
+) -> dict[str, object]:
+    """Document-level rates through the runtime windows: clean ~2,500-token documents (held-out
+    AlpacaEval answers joined) should pass, and the same documents with a dev harmful request
+    buried at a random sentence should be caught (the maximum over windows is the score)."""
+    import random
+
+    rng = random.Random(5)
+    answers = [e.text for e in examples if e.source == "alpaca-eval-responses" and len(e.text) > 400]
+    needles = [
+        e.text for e in examples
+        if e.split == "dev" and e.stage == "input" and e.labels.get("unsafe") == 1.0
+        and e.source.startswith("authored") and "+" not in e.source and 30 < len(e.text) < 300
+    ]  # fmt: skip
+    if len(answers) < 20 or not needles:
+        return {}
+    docs = [" ".join(rng.sample(answers, 8))[:12000] for _ in range(n)]
+    buried = []
+    for needle in rng.sample(needles, min(n, len(needles))):
+        doc = rng.choice(docs)
+        cut = doc.rfind(". ", 0, rng.randint(0, len(doc))) + 2
+        buried.append(doc[:cut] + needle + " " + doc[cut:])
+
+    def flagged(texts: list[str], head: str) -> float:
+        probs = clf.predict(texts)
+        t = heads.get(head, {}).get("thresholds", {})
+        thr = float(t.get("input", 0.5)) if isinstance(t, dict) else 0.5
+        return sum(p[head] >= thr for p in probs) / len(texts)
+
+    return {
+        "long/clean documents (AlpacaEval answers, held out)": {
+            "n": len(docs), "unsafe_fpr": flagged(docs, "unsafe"), "jailbreak_fpr": flagged(docs, "jailbreak"),
+        },
+        "long/harmful request buried in a clean document": {
+            "n": len(buried), "unsafe_recall": flagged(buried, "unsafe"),
+        },
+    }  # fmt: skip
+
+
 def calibrate_heads(
     labels: list[str], examples: Sequence[Example], logits: np.ndarray, log: Callable[[str], None]
 ) -> tuple[dict[str, dict[str, object]], dict[str, object]]:
@@ -208,6 +248,7 @@ def set_metrics(
             "n_ordinary": len(ordinary), "n_jailbreak": len(jb), "threshold": t1,
             "recall": float((probs["jailbreak"][jb] > t1).mean()) if jb else float("nan"),
         }  # fmt: skip
+    out.update(long_document_metrics(clf, examples, heads))
     # response-class accuracy on dev (argmax of the softmax group)
     soft = [lab for lab in clf.info.labels if lab.kind == "softmax"]
     rows = [i for i, e in enumerate(examples) if e.split in ("dev", "holdout") and e.response_class is not None]
