@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from guardrail import audit
 from guardrail.classifiers.base import Classifier
-from guardrail.classifiers.patterns import Span, find_entities
+from guardrail.classifiers.patterns import Span, find_entities, redact
 from guardrail.decision import Action, Decision, Finding, RuleAction
 from guardrail.errors import ClassifierError, GuardrailError, PolicyError
 from guardrail.messages import Extracted, extract, replace_texts, scan_form
@@ -65,6 +65,19 @@ class _Scores:
 
 _shared_classifiers: dict[str, OnnxClassifier] = {}
 _shared_lock = threading.Lock()
+
+
+def _scoring_form(text: str, spans: Sequence[Span] | None = None) -> str:
+    """What classifiers see: personal data and secrets as typed placeholders, then ``scan_form``.
+
+    A concrete e-mail address or card number carries no safety signal the detector does not already
+    give, but it does sway a small model (measured on the bundled one: "Please email the invoice to
+    jane.doe@example.com" scored unsafe 0.945, the same request with ``<EMAIL_1>`` 0.017), and an
+    external judge should never receive the values. The semantics stay: "find the SSN of <PERSON>"
+    style requests are judged on their words, which placeholders keep.
+    """
+    ss = find_entities(text) if spans is None else spans
+    return scan_form(redact(text, ss)[0] if ss else text)
 
 
 def _model_classifier(model: str) -> Classifier:
@@ -193,10 +206,12 @@ class Guard:
     def _score(self, pending: _Pending) -> _Scores:
         policy = pending.policy
         rules = policy.input.rules if pending.stage == "input" else policy.output.rules
-        scan = [scan_form(t) for t in pending.texts]
+        found = tuple(tuple(find_entities(t)) for t in pending.texts)
+        scan = [_scoring_form(t, ss) for t, ss in zip(pending.texts, found, strict=True)]
         merged: dict[str, float] = {}
         if any(r.action is not RuleAction.REDACT for r in rules):
-            prompts = None if pending.stage == "input" else [pending.prompt] * len(scan)
+            prompt = None if pending.prompt is None else _scoring_form(pending.prompt)
+            prompts = None if pending.stage == "input" else [prompt] * len(scan)
             for clf in self.classifiers(policy):
                 try:
                     results = clf.predict(scan, stage=pending.stage, prompts=prompts)
@@ -216,7 +231,7 @@ class Guard:
         for r in rules:
             if r.action is RuleAction.REDACT:
                 entities |= set(r.entities or ())
-        spans = tuple(tuple(find_entities(t, entities)) if entities else () for t in pending.texts)
+        spans = tuple(tuple(x for x in ss if x.entity in entities) for ss in found)
         return _Scores(merged, spans)
 
     def _finish(self, pending: _Pending, outcome: _Scores | BaseException) -> Decision:

@@ -353,3 +353,36 @@ def test_many_concurrent_async_checks(guard: Guard) -> None:
 
     decisions = asyncio.run(main())
     assert sum(d.action is Action.BLOCK for d in decisions) == 67
+
+
+class _Recording(FakeClassifier):
+    """A FakeClassifier that remembers what it was shown."""
+
+    def __init__(self) -> None:
+        super().__init__(rules=RULES)
+        self.seen: list[tuple[list[str], list[str | None] | None]] = []
+
+    def predict(self, texts: Any, *, stage: Any = "input", prompts: Any = None) -> list[dict[str, float]]:
+        self.seen.append((list(texts), None if prompts is None else list(prompts)))
+        return super().predict(texts, stage=stage, prompts=prompts)
+
+
+def test_classifiers_see_personal_data_as_placeholders_and_the_caller_gets_it_redacted(is_async: bool) -> None:
+    # A concrete address must not sway the model (nor reach an external judge); the words still do.
+    clf = _Recording()
+    guard = Guard(policy(), classifiers=clf)
+    d = check(guard, "Mail the bomb plans to jane.doe@example.com", is_async=is_async)
+    assert clf.seen[-1][0] == ["Mail the bomb plans to <EMAIL_1>"]
+    assert d.action is Action.BLOCK  # "bomb" is still seen
+    d = check(guard, "Send the invoice to jane.doe@example.com", is_async=is_async)
+    assert d.action is Action.REWRITE and d.text == "Send the invoice to <EMAIL_1>"
+    check(guard, "Sure, write to 555-867-5309.", is_async=is_async, stage="output", prompt="call bob@example.org?")
+    assert clf.seen[-1] == (["Sure, write to <PHONE_1>."], ["call <EMAIL_1>?"])
+
+
+def test_placeholders_are_scored_even_without_a_redact_rule(is_async: bool) -> None:
+    clf = _Recording()
+    no_pii = policy(input={"rules": [{"category": "unsafe", "threshold": 0.85, "action": "block"}]})
+    d = check(Guard(no_pii, classifiers=clf), "Send the invoice to jane.doe@example.com", is_async=is_async)
+    assert clf.seen[-1][0] == ["Send the invoice to <EMAIL_1>"]
+    assert d.action is Action.ALLOW and d.text == "Send the invoice to jane.doe@example.com"  # not redacted

@@ -15,8 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# Benign crops of long documents ("document-window") are deliberately not here: they are many and
+# mostly easy, so counting them would dilute the 5% hard-negative quota and let the threshold drop
+# (measured: unsafe threshold 0.73 -> 0.41, CoCoNot-contrast FPR 3.7% -> 9.8%). They still count as negatives.
 HARD_NEGATIVE_KINDS = {
-    "benign-scary", "lookalike", "support", "neutral", "edgy-benign", "benign_lookalike", "document-window",
+    "benign-scary", "lookalike", "support", "neutral", "edgy-benign", "benign_lookalike",
 }  # fmt: skip
 
 

@@ -21,6 +21,37 @@ def _fmt(x: Any) -> str:
     return f"{x:.3f}" if isinstance(x, float) else str(x)
 
 
+def known_weaknesses(summary: dict[str, Any]) -> list[str]:
+    """Bullets for the weak spots of *this* run, picked by rule from its measured numbers, so the card
+    cannot claim a strength the run did not show (and a retrain on new data gets an honest list too)."""
+    out: list[str] = []
+    for key, r in summary["heads"].items():
+        auprc, n_pos = r.get("auprc"), r.get("n_pos", 0)
+        if isinstance(auprc, float) and n_pos >= 10 and auprc < 0.8:
+            out.append(
+                f"- `{key}` separates poorly (AUPRC {auprc:.3f} on {n_pos} dev positives): "
+                "treat its scores as a hint, and lower its threshold only with a human in the loop."
+            )
+    for key, v in summary["sets"].items():
+        for metric, x in v.items():
+            if not isinstance(x, float) or x != x:
+                continue
+            weak_recall = metric.endswith("recall") and x < 0.6
+            weak_fpr = metric.endswith("_fpr") and not metric.startswith("unsafe_or") and x > 0.05
+            if weak_recall or weak_fpr:
+                what = "misses most of" if weak_recall and x < 0.5 else "is weak on" if weak_recall else "over-flags"
+                out.append(f"- {what} **{key}** ({metric} {x:.3f}, n {v.get('n', '?')}).")
+    out.append(
+        "- Multilingual input: only machine-translated XSafety rows were seen in training; "
+        "expect lower recall outside English."
+    )
+    out.append(
+        "- Role-play and nested-fiction jailbreaks unlike any training template (DeepInception style) "
+        "are the hardest family; pair the model with the `strict` policy or an LLM judge where they matter."
+    )
+    return out
+
+
 def write_card(folder: Path, summary: dict[str, Any], extra_sections: str = "") -> None:
     heads = summary["heads"]
     lines = [
@@ -77,5 +108,6 @@ def write_card(folder: Path, summary: dict[str, Any], extra_sections: str = "") 
         lines.append(f"| {s.name} | {s.licence} | {s.cap or '-'} | {s.weight} | {role} |")
     lines += ["", "Rows used per source and split:", "", "| source / split | rows |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in summary["data"].items()]
+    lines += ["", "## Known weaknesses (from the numbers above)", "", *known_weaknesses(summary)]
     lines += ["", "## Licence of the weights", _LICENCE_NOTE, "", extra_sections]
     (folder / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
