@@ -64,6 +64,7 @@ class _Scores:
 
 
 _shared_classifiers: dict[str, OnnxClassifier] = {}
+_by_model_name: dict[str, OnnxClassifier] = {}
 _shared_lock = threading.Lock()
 
 
@@ -82,6 +83,9 @@ def _scoring_form(text: str, spans: Sequence[Span] | None = None) -> str:
 
 def _model_classifier(model: str) -> Classifier:
     """One OnnxClassifier per model folder per process: reloading a policy never reloads the model."""
+    clf = _by_model_name.get(model)  # the hot path: no filesystem call per check
+    if clf is not None:
+        return clf
     from guardrail.classifiers.onnx import OnnxClassifier, resolve_model_dir
 
     folder = resolve_model_dir(model)
@@ -96,6 +100,7 @@ def _model_classifier(model: str) -> Classifier:
                     classifier="onnx",
                 )
             clf = _shared_classifiers[key] = OnnxClassifier(folder)
+        _by_model_name[model] = clf
         return clf
 
 

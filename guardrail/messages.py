@@ -8,6 +8,7 @@ shape is handled deliberately: text parts are scanned, non-text parts are skippe
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ Scope = Literal["last_user", "all_user", "all"]
 
 __all__ = ["Extracted", "Scope", "extract", "replace_texts", "scan_form", "to_text"]
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # C0 controls but tab, newline, carriage return
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e\u2061\u2062\u2063\u2064"), None)
 
 
@@ -31,10 +33,7 @@ def scan_form(text: str) -> str:
     """The form the classifier sees: NFKC-folded (full-width and stylised letters become plain ones),
     invisible characters dropped, control characters turned into spaces. Obfuscation with zero-width
     joiners or look-alike letters is a cheap jailbreak; the original text is what travels on."""
-    text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE)
-    if any(ord(c) < 32 and c not in "\n\t\r" for c in text):
-        text = "".join(" " if ord(c) < 32 and c not in "\n\t\r" else c for c in text)
-    return text
+    return _CONTROL.sub(" ", unicodedata.normalize("NFKC", text).translate(_INVISIBLE))
 
 
 @dataclass(frozen=True, slots=True)
