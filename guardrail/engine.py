@@ -18,6 +18,7 @@ import asyncio
 import concurrent.futures as cf
 import contextvars
 import os
+import re
 import threading
 import time
 import uuid
@@ -68,17 +69,23 @@ _by_model_name: dict[str, OnnxClassifier] = {}
 _shared_lock = threading.Lock()
 
 
-def _scoring_form(text: str, spans: Sequence[Span] | None = None) -> str:
-    """What classifiers see: personal data and secrets as typed placeholders, then ``scan_form``.
+_PLACEHOLDER = re.compile(r"<([A-Z]+(?:_[A-Z]+)*_[1-9][0-9]*)>")
 
-    A concrete e-mail address or card number carries no safety signal the detector does not already
-    give, but it does sway a small model (measured on the bundled one: "Please email the invoice to
-    jane.doe@example.com" scored unsafe 0.945, the same request with ``<EMAIL_1>`` 0.017), and an
-    external judge should never receive the values. The semantics stay: "find the SSN of <PERSON>"
-    style requests are judged on their words, which placeholders keep.
+
+def _scoring_form(text: str, spans: Sequence[Span] | None = None) -> str:
+    """What classifiers see: personal data and secrets as bare typed names (``EMAIL_1``), then
+    ``scan_form``.
+
+    A concrete e-mail address carries no safety signal the detector does not already give, but it
+    sways a small model (bundled model: "Please email the invoice to jane.doe@example.com" scored
+    unsafe 0.945, with the address replaced 0.017), and an external judge should never receive the
+    values. The angle brackets of the caller-facing placeholders are dropped here, also from
+    placeholders already in the text (an upstream redaction): markup-like tokens read as injection
+    to the model ("email me at <EMAIL_1>": jailbreak 0.914; "email me at EMAIL_1": 0.048).
     """
     ss = find_entities(text) if spans is None else spans
-    return scan_form(redact(text, ss)[0] if ss else text)
+    masked = redact(text, ss)[0] if ss else text
+    return scan_form(_PLACEHOLDER.sub(r"\1", masked) if "<" in masked else masked)
 
 
 def _model_classifier(model: str) -> Classifier:

@@ -372,17 +372,21 @@ def test_classifiers_see_personal_data_as_placeholders_and_the_caller_gets_it_re
     clf = _Recording()
     guard = Guard(policy(), classifiers=clf)
     d = check(guard, "Mail the bomb plans to jane.doe@example.com", is_async=is_async)
-    assert clf.seen[-1][0] == ["Mail the bomb plans to <EMAIL_1>"]
+    assert clf.seen[-1][0] == ["Mail the bomb plans to EMAIL_1"]
     assert d.action is Action.BLOCK  # "bomb" is still seen
     d = check(guard, "Send the invoice to jane.doe@example.com", is_async=is_async)
     assert d.action is Action.REWRITE and d.text == "Send the invoice to <EMAIL_1>"
     check(guard, "Sure, write to 555-867-5309.", is_async=is_async, stage="output", prompt="call bob@example.org?")
-    assert clf.seen[-1] == (["Sure, write to <PHONE_1>."], ["call <EMAIL_1>?"])
+    assert clf.seen[-1] == (["Sure, write to PHONE_1."], ["call EMAIL_1?"])
 
 
 def test_placeholders_are_scored_even_without_a_redact_rule(is_async: bool) -> None:
+    # and placeholders from an upstream redaction lose their markup-like brackets too
+    clf = _Recording()
+    check(Guard(policy(), classifiers=clf), "Reply to <EMAIL_2> about <b>this</b>", is_async=is_async)
+    assert clf.seen[-1][0] == ["Reply to EMAIL_2 about <b>this</b>"]
     clf = _Recording()
     no_pii = policy(input={"rules": [{"category": "unsafe", "threshold": 0.85, "action": "block"}]})
     d = check(Guard(no_pii, classifiers=clf), "Send the invoice to jane.doe@example.com", is_async=is_async)
-    assert clf.seen[-1][0] == ["Send the invoice to <EMAIL_1>"]
+    assert clf.seen[-1][0] == ["Send the invoice to EMAIL_1"]
     assert d.action is Action.ALLOW and d.text == "Send the invoice to jane.doe@example.com"  # not redacted
