@@ -18,7 +18,6 @@ import asyncio
 import concurrent.futures as cf
 import contextvars
 import os
-import re
 import threading
 import time
 import uuid
@@ -28,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 from guardrail import audit
 from guardrail.classifiers.base import Classifier
-from guardrail.classifiers.patterns import Span, find_entities, redact
+from guardrail.classifiers.patterns import Span, find_entities
 from guardrail.decision import Action, Decision, Finding, RuleAction
 from guardrail.errors import ClassifierError, GuardrailError, PolicyError
-from guardrail.messages import Extracted, extract, replace_texts, scan_form
+from guardrail.messages import Extracted, extract, replace_texts, scoring_form
 from guardrail.policy import Policy, PolicyReloader, load_policy
 from guardrail.rules import evaluate
 from guardrail.taxonomy import Stage
@@ -67,25 +66,6 @@ class _Scores:
 _shared_classifiers: dict[str, OnnxClassifier] = {}
 _by_model_name: dict[str, OnnxClassifier] = {}
 _shared_lock = threading.Lock()
-
-
-_PLACEHOLDER = re.compile(r"<([A-Z]+(?:_[A-Z]+)*_[1-9][0-9]*)>")
-
-
-def _scoring_form(text: str, spans: Sequence[Span] | None = None) -> str:
-    """What classifiers see: personal data and secrets as bare typed names (``EMAIL_1``), then
-    ``scan_form``.
-
-    A concrete e-mail address carries no safety signal the detector does not already give, but it
-    sways a small model (bundled model: "Please email the invoice to jane.doe@example.com" scored
-    unsafe 0.945, with the address replaced 0.017), and an external judge should never receive the
-    values. The angle brackets of the caller-facing placeholders are dropped here, also from
-    placeholders already in the text (an upstream redaction): markup-like tokens read as injection
-    to the model ("email me at <EMAIL_1>": jailbreak 0.914; "email me at EMAIL_1": 0.048).
-    """
-    ss = find_entities(text) if spans is None else spans
-    masked = redact(text, ss)[0] if ss else text
-    return scan_form(_PLACEHOLDER.sub(r"\1", masked) if "<" in masked else masked)
 
 
 def _model_classifier(model: str) -> Classifier:
@@ -219,10 +199,10 @@ class Guard:
         policy = pending.policy
         rules = policy.input.rules if pending.stage == "input" else policy.output.rules
         found = tuple(tuple(find_entities(t)) for t in pending.texts)
-        scan = [_scoring_form(t, ss) for t, ss in zip(pending.texts, found, strict=True)]
+        scan = [scoring_form(t, ss) for t, ss in zip(pending.texts, found, strict=True)]
         merged: dict[str, float] = {}
         if any(r.action is not RuleAction.REDACT for r in rules):
-            prompt = None if pending.prompt is None else _scoring_form(pending.prompt)
+            prompt = None if pending.prompt is None else scoring_form(pending.prompt)
             prompts = None if pending.stage == "input" else [prompt] * len(scan)
             for clf in self.classifiers(policy):
                 try:

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from guardrail.classifiers.patterns import Span, find_entities, redact
+
 Scope = Literal["last_user", "all_user", "all"]
 
 __all__ = ["Extracted", "Scope", "extract", "replace_texts", "scan_form", "to_text"]
@@ -34,6 +36,25 @@ def scan_form(text: str) -> str:
     invisible characters dropped, control characters turned into spaces. Obfuscation with zero-width
     joiners or look-alike letters is a cheap jailbreak; the original text is what travels on."""
     return _CONTROL.sub(" ", unicodedata.normalize("NFKC", text).translate(_INVISIBLE))
+
+
+_PLACEHOLDER = re.compile(r"<([A-Z]+(?:_[A-Z]+)*_[1-9][0-9]*)>")
+
+
+def scoring_form(text: str, spans: Sequence[Span] | None = None) -> str:
+    """What classifiers see (engine, calibration, red-team and training alike): personal data and
+    secrets as bare typed names (``EMAIL_1``), then ``scan_form``.
+
+    A concrete e-mail address carries no safety signal the detector does not already give, but it
+    sways a small model (bundled model: "Please email the invoice to jane.doe@example.com" scored
+    unsafe 0.945, with the address replaced 0.017), and an external judge should never receive the
+    values. The angle brackets of the caller-facing placeholders are dropped here, also from
+    placeholders already in the text (an upstream redaction): markup-like tokens read as injection
+    to the model ("email me at <EMAIL_1>": jailbreak 0.914; "email me at EMAIL_1": 0.048).
+    """
+    ss = find_entities(text) if spans is None else spans
+    masked = redact(text, ss)[0] if ss else text
+    return scan_form(_PLACEHOLDER.sub(r"\1", masked) if "<" in masked else masked)
 
 
 @dataclass(frozen=True, slots=True)

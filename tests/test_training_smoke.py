@@ -49,3 +49,19 @@ def test_train_export_load_score(tmp_path: Path) -> None:
     }  # fmt: skip
     d = Guard(policy).check_input("what time is lunch")
     assert d.action.value in ("allow", "block") and "launch_codes" in d.scores
+
+
+def test_training_data_is_what_the_runtime_classifier_sees(tmp_path: Path) -> None:
+    # Train/serve skew: the engine shows classifiers e-mails as EMAIL_1 and folded text, so must training.
+    from guardrail.training.dataset import build
+    from guardrail.training.examples import Example
+
+    extra = [
+        Example("mail ｂｏｍｂ plans to eve@example.org", {"unsafe": 1.0}, "user-x"),
+        Example("Sure, call 555-867-5309.", {"refusal": 0.0}, "user-x", stage="output", prompt="ask <EMAIL_3>"),
+    ]
+    empty_root = tmp_path / "no-public-data"
+    empty_root.mkdir()
+    built = build(empty_root, None, limit=5, extra=extra, log=lambda _s: None)
+    texts = {ex.text: ex.prompt for ex in built if ex.source == "user-x"}
+    assert texts == {"mail bomb plans to EMAIL_1": None, "Sure, call PHONE_1.": "ask EMAIL_3"}

@@ -36,7 +36,7 @@ from guardrail.evaluation.metrics import (
     threshold_for_recall,
 )
 from guardrail.evaluation.policy_edit import RuleEdit, apply_edits, flow_rule
-from guardrail.messages import scan_form
+from guardrail.messages import scoring_form
 from guardrail.policy import BUNDLED_POLICIES, Policy, load_policy
 from guardrail.taxonomy import STAGES, Stage
 
@@ -68,17 +68,21 @@ class Choice:
     note: str = ""
 
 
+def _prompt_form(prompt: str | None) -> str | None:
+    return None if prompt is None else scoring_form(prompt)
+
+
 def score_rows(
     rows: Sequence[EvalRow], classifier: Classifier, *, batch_size: int = 32, progress: Progress | None = None
 ) -> list[dict[str, float]]:
-    """Scores of every row, batched per stage, on the text form the engine scores (``scan_form``)."""
+    """Scores of every row, batched per stage, on the text form the engine scores (``scoring_form``)."""
     out: list[dict[str, float]] = [{} for _ in rows]
     for stage in STAGES:
         idx = [i for i, r in enumerate(rows) if r.stage == stage]
         for start in range(0, len(idx), batch_size):
             part = idx[start : start + batch_size]
-            texts = [scan_form(rows[i].text) for i in part]
-            prompts = [rows[i].prompt for i in part] if stage == "output" else None
+            texts = [scoring_form(rows[i].text) for i in part]
+            prompts = [_prompt_form(rows[i].prompt) for i in part] if stage == "output" else None
             for i, scores in zip(part, classifier.predict(texts, stage=stage, prompts=prompts), strict=True):
                 out[i] = scores
             if progress is not None:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from guardrail.decision import Action, Decision
 from guardrail.evaluation.data import Progress, read_records
-from guardrail.messages import scan_form
+from guardrail.messages import scoring_form
 from guardrail.taxonomy import RESPONSE_CLASS_IDS
 
 if TYPE_CHECKING:
@@ -184,7 +184,7 @@ class Judge:
     def _scores(self, answer: str, prompt: str) -> dict[str, float]:
         merged: dict[str, float] = {}
         for clf in self.guard.classifiers():
-            for k, v in clf.predict([scan_form(answer)], stage="output", prompts=[prompt])[0].items():
+            for k, v in clf.predict([scoring_form(answer)], stage="output", prompts=[scoring_form(prompt)])[0].items():
                 merged[k] = max(v, merged.get(k, 0.0))
         return merged
 

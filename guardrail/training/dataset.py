@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from guardrail.messages import scoring_form
 from guardrail.training.examples import Example, benign
 from guardrail.training.sources import SOURCES, Source
 
@@ -213,6 +214,10 @@ def build(
         log(f"grouping {len(examples)} examples by meaning")
         semantic_groups(examples, embed)
     assign_splits(examples, seed=seed)
+    for ex in examples:  # train and measure on exactly what the runtime classifier will be shown
+        ex.text = scoring_form(ex.text)
+        if ex.prompt is not None:
+            ex.prompt = scoring_form(ex.prompt)
     counts = Counter((ex.split, ex.stage) for ex in examples)
     log("splits: " + ", ".join(f"{s}/{st}={n}" for (s, st), n in sorted(counts.items(), key=str)))
     return examples
