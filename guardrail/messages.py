@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from guardrail.classifiers.patterns import Span, find_entities, redact
+from guardrail.classifiers.patterns import Span, bare_placeholders, find_entities, redact
 
 Scope = Literal["last_user", "all_user", "all"]
 
@@ -38,9 +38,6 @@ def scan_form(text: str) -> str:
     return _CONTROL.sub(" ", unicodedata.normalize("NFKC", text).translate(_INVISIBLE))
 
 
-_PLACEHOLDER = re.compile(r"<([A-Z]+(?:_[A-Z]+)*_[1-9][0-9]*)>")
-
-
 def scoring_form(text: str, spans: Sequence[Span] | None = None) -> str:
     """What classifiers see (engine, calibration, red-team and training alike): personal data and
     secrets as bare typed names (``EMAIL_1``), then ``scan_form``.
@@ -53,8 +50,7 @@ def scoring_form(text: str, spans: Sequence[Span] | None = None) -> str:
     to the model ("email me at <EMAIL_1>": jailbreak 0.914; "email me at EMAIL_1": 0.048).
     """
     ss = find_entities(text) if spans is None else spans
-    masked = redact(text, ss)[0] if ss else text
-    return scan_form(_PLACEHOLDER.sub(r"\1", masked) if "<" in masked else masked)
+    return scan_form(bare_placeholders(redact(text, ss)[0] if ss else text))
 
 
 @dataclass(frozen=True, slots=True)
