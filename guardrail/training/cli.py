@@ -16,7 +16,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", type=Path, default=Path("../shared/data"), help="folder of the public datasets")
     p.add_argument("--data", type=Path, action="append", default=[], help="your labelled JSONL (repeatable)")
     p.add_argument("--out", type=Path, default=Path("build/model"), help="output model folder")
-    p.add_argument("--layers", type=int, default=3, help="encoder layers kept (speed/quality trade-off)")
+    p.add_argument("--layers", type=int, default=6, help="encoder layers kept (speed/quality trade-off)")
+    p.add_argument("--base", choices=["e5", "minilm"], default="e5", help="e5: multilingual (default); minilm: English")
+    p.add_argument("--vocab-size", type=int, default=64000, help="e5: pieces kept from the 250k vocabulary")
     p.add_argument("--epochs", type=float, default=3.0)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=8e-5)
@@ -42,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
             "data_root": args.data_root,
             "out_dir": args.out,
             "layers": args.layers,
+            "base": args.base,
+            "vocab_size": args.vocab_size,
             "epochs": args.epochs,
             "batch_size": args.batch_size,
             "lr": args.lr,

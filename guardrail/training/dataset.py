@@ -211,8 +211,14 @@ def build(
     examples += long_context_variants(examples, n=3000 if limit is None else min(limit, 50), seed=seed)
     examples += document_windows(examples, n=5000 if limit is None else min(limit, 50), seed=seed)
     if embed is not None:
-        log(f"grouping {len(examples)} examples by meaning")
-        semantic_groups(examples, embed)
+        # the grouping encoder is English (MiniLM): non-Latin text is mostly [UNK] to it and would merge into
+        # meaningless clusters, so other languages keep their own groups (XSafety's are its translations)
+        english = [ex for ex in examples if ex.meta.get("lang", "en") == "en"]
+        log(f"grouping {len(english)} English examples by meaning")
+        semantic_groups(english, embed)
+    from guardrail.training.augment import obfuscated_variants
+
+    examples += obfuscated_variants(examples, n=5000 if limit is None else min(limit, 50), seed=seed)
     assign_splits(examples, seed=seed)
     for ex in examples:  # train and measure on exactly what the runtime classifier will be shown
         ex.text = scoring_form(ex.text)

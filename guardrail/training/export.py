@@ -78,7 +78,9 @@ def model_config(_path: Path) -> tuple[int, int]:
 
 
 def copy_tokenizer(out_dir: Path) -> None:
-    shutil.copy(base_model_dir() / "tokenizer.json", out_dir / "tokenizer.json")
+    """MiniLM's tokenizer, unless the run built its own (the e5 base's cut vocabulary) in ``out_dir``."""
+    if not (out_dir / "tokenizer.json").exists():
+        shutil.copy(base_model_dir() / "tokenizer.json", out_dir / "tokenizer.json")
 
 
 def onnx_logits(path: Path, batches: list[dict[str, np.ndarray]]) -> list[np.ndarray]:

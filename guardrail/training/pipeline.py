@@ -25,8 +25,8 @@ from guardrail.training.examples import Example
 from guardrail.training.sources import SOURCES, read_labelled_jsonl
 
 
-def model_name(layers: int) -> str:
-    return f"guardrail-minilm-l{layers}"
+def model_name(layers: int, base: str = "minilm") -> str:
+    return f"guardrail-{'me5' if base == 'e5' else 'minilm'}-l{layers}"
 
 
 BENIGN_SETS: dict[str, Callable[[Example], bool]] = {
@@ -279,7 +279,9 @@ def run(cfg_dict: dict[str, object] | None = None, log: Callable[[str], None] = 
     labels = train.label_space(examples)
     work = Path(cfg.out_dir)
     work.mkdir(parents=True, exist_ok=True)
-    model = train.train(examples, labels, cfg, log=log)
+    if cfg.base == "e5":
+        prepare_e5(examples, cfg, work, log)
+    model = train.train(examples, labels, cfg, log=log, work=work)
     train.save_checkpoint(model, labels, cfg, work)
 
     log("exporting to ONNX and quantising to int8")
@@ -306,11 +308,15 @@ def finalize(
     without retraining.
     """
     t0 = time.time() if t0 is None else t0
-    enc = EncodingConfig(max_length=cfg.max_length)
+    from guardrail.training.train import encoding_config
+
+    base = str(getattr(cfg, "base", "minilm"))
+    enc = encoding_config(cfg) if base == "e5" else EncodingConfig(max_length=int(cfg.max_length))
+    name = model_name(int(cfg.layers), base)
     identity: dict[str, dict[str, object]] = {
         lab: {"threshold": 0.5, "calibration": {"a": 1.0, "b": 0.0}} for lab in labels
     }
-    write_model_folder(work, work / "model.onnx", labels, identity, enc, model_name(cfg.layers))
+    write_model_folder(work, work / "model.onnx", labels, identity, enc, name)
     evaluated = [e for e in examples if e.split in ("dev", "holdout")]
     clf = OnnxClassifier(work)
     t_eval = time.time()
@@ -324,14 +330,14 @@ def finalize(
 
     log("calibrating (Platt per head, thresholds on hard negatives):")
     heads, metrics = calibrate_heads(labels, evaluated, logits, log)
-    write_model_folder(work, work / "model.onnx", labels, heads, enc, model_name(cfg.layers))
+    write_model_folder(work, work / "model.onnx", labels, heads, enc, name)
     clf = OnnxClassifier(work)
     sets = set_metrics(clf, evaluated, logits, heads)
     for k, v in sets.items():
         log(f"  {k}: {v}")
     counts = Counter((e.source, e.split) for e in examples)
     summary = {
-        "name": model_name(cfg.layers),
+        "name": name,
         "config": {k: str(v) for k, v in asdict(cfg).items()},
         "heads": metrics,
         "sets": sets,
@@ -350,6 +356,29 @@ def finalize(
     (work / "model.fp32.onnx").unlink(missing_ok=True)
     log(f"done in {summary['minutes']} min: {work}")
     return work
+
+
+def prepare_e5(examples: Sequence[Example], cfg: Any, work: Path, log: Callable[[str], None] = print) -> None:
+    """Choose the kept vocabulary on the corpus and write the run's tokenizer (kept if already there, so an
+    interrupted run resumes with the same ids)."""
+    from guardrail.training import e5base
+
+    if (work / "vocab_keep.json").exists() and (work / "tokenizer.json").exists():
+        log("e5 base: reusing the vocabulary cut in " + str(work))
+        return
+    f = e5base.read()
+    texts: list[str] = []
+    for e in examples:
+        texts.append(e.text)
+        if e.prompt:
+            texts.append(e.prompt)
+    texts += list(e5base.extra_corpus(Path(cfg.data_root)))
+    counts = e5base.piece_counts(f, texts)
+    keep = e5base.choose_vocab(f, counts, int(cfg.vocab_size))
+    covered = counts[keep].sum() / max(1, counts.sum())
+    log(f"e5 base: kept {len(keep)} of {len(f.pieces)} pieces, covering {covered:.4f} of corpus tokens")
+    (work / "vocab_keep.json").write_text(json.dumps([int(i) for i in keep]))
+    e5base.build_tokenizer(f, keep).save(str(work / "tokenizer.json"))
 
 
 def _parity(work: Path, evaluated: Sequence[Example], labels: list[str], int8: np.ndarray) -> dict[str, float]:

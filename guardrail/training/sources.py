@@ -551,6 +551,13 @@ def safetext(root: Path) -> Iterator[Example]:
             yield Example(a, {"unsafe": 1.0}, "safetext", "output", prompt, group=f"st-{i}")
 
 
+def multilingual_benign(root: Path) -> Iterator[Example]:
+    """Benign questions and commands in 23 languages (exam, reading-comprehension, voice-assistant): the
+    negatives that stop the model reading "not English" as "harmful"; ``ordinary`` for jailbreak FPR."""
+    for r in _jsonl(root / "multilingual-benign/prompts.jsonl.gz"):
+        yield Example(r["text"], benign(), "multilingual-benign", kind="ordinary", meta={"lang": r["lang"]})
+
+
 # --- the project's own writing -----------------------------------------------------------------
 
 
@@ -569,8 +576,10 @@ def read_labelled_jsonl(path: Path, source: str) -> Iterator[Example]:
             labels = {lab: 1.0 for lab in r.get("labels", [])}  # custom categories of a user's data
             labels.update({h: 0.0 for h in full_labels([], stage) if h not in labels})
         yield Example(
-            r["text"], labels, source, stage=stage, prompt=r.get("prompt"), response_class=r.get("response_class"),
+            r["text"], labels, source, stage=stage, prompt=r.get("prompt") if stage == "output" else r.get("context"),
+            response_class=r.get("response_class"),
             group=(r.get("group") and f"{source}-{r['group']}") or f"{source}-{n}", kind=r.get("kind", "authored"),
+            meta={"lang": str(r.get("lang", "en"))},
         )  # fmt: skip
 
 
@@ -586,7 +595,11 @@ SOURCES: tuple[Source, ...] = (
     Source("gptfuzzer-questions", gptfuzzer_questions, "MIT"),
     Source("toxicchat", toxicchat, "CC BY-NC 4.0", weight=1.5),
     Source("navirocker", navirocker, "MIT"),
-    Source("xsafety", xsafety, "Apache-2.0 (research use only)", cap=2500, weight=0.5),
+    Source("xsafety", xsafety, "Apache-2.0 (research use only)", cap=6000, weight=0.5),
+    Source(
+        "multilingual-benign", multilingual_benign, "mixed: CC BY / CC BY-SA / MIT, some NC (see SOURCE.md)",
+        cap=9000,
+    ),  # fmt: skip
     Source("davidson", davidson, "MIT (tweets)", cap=2500, weight=0.5),
     Source("tweeteval", tweeteval, "TweetEval: no restriction; SemEval task terms", cap=3000, weight=0.5),
     Source("ethos", ethos, "GPL-3.0", weight=0.8),

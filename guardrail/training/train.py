@@ -43,6 +43,10 @@ class TrainConfig:
     threads: int = 2
     group_by_meaning: bool = True
     exclude_noncommercial: bool = False
+    base: str = "e5"  # "e5" (multilingual, v4) or "minilm" (English, v1-v3)
+    vocab_size: int = 64000  # e5 only: pieces kept from the 250k XLM-R vocabulary, chosen on the corpus
+    freeze_embeddings: bool = True
+    checkpoint_every: int = 100  # steps between resumable checkpoints (an interrupted run resumes there)
 
 
 def label_space(examples: Sequence[Example]) -> list[str]:
@@ -52,20 +56,36 @@ def label_space(examples: Sequence[Example]) -> list[str]:
     return base + custom + list(RESPONSE_CLASS_IDS)
 
 
-def load_tokenizer() -> Any:
+def load_tokenizer(work: Path | None = None) -> Any:
+    """The base's tokenizer: the run's own cut-vocabulary tokenizer (e5) when ``work`` holds one."""
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(str(base_model_dir() / "tokenizer.json"))
+    path = work / "tokenizer.json" if work is not None and (work / "tokenizer.json").exists() else None
+    tok = Tokenizer.from_file(str(path or base_model_dir() / "tokenizer.json"))
     tok.no_padding()
     tok.no_truncation()
     return tok
+
+
+def encoding_config(cfg: TrainConfig) -> EncodingConfig:
+    """Special ids of the base: XLM-R's <s>=0, <pad>=1, </s>=2 for e5; BERT's [CLS]/[SEP]/[PAD] for MiniLM."""
+    if cfg.base == "e5":
+        return EncodingConfig(max_length=cfg.max_length, cls_id=0, sep_id=2, pad_id=1)
+    return EncodingConfig(max_length=cfg.max_length)
+
+
+def vocab_keep(work: Path) -> list[int] | None:
+    path = work / "vocab_keep.json"
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def encode_examples(tok: Any, examples: Sequence[Example], cfg: EncodingConfig) -> list[Window]:
     out: list[Window] = []
     for s in range(0, len(examples), 4096):
         chunk = examples[s : s + 4096]
-        prompts = [ex.prompt if ex.stage == "output" else None for ex in chunk]
+        # an input row's prompt is its context (a system prompt an injection only breaks), laid out like an
+        # output row's prompt: the tail of it in segment 0, the text in segment 1
+        prompts = [ex.prompt for ex in chunk]
         wins = encode_windows(tok, [ex.text for ex in chunk], prompts, cfg, windows=False)
         out.extend(Window(w.item + s, w.ids, w.segments) for w in wins)
     return out
@@ -109,19 +129,21 @@ def _batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> lis
     return batches
 
 
-def _tensors(windows: Sequence[Window]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    b = pad_batch(windows)
+def _tensors(windows: Sequence[Window], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    b = pad_batch(windows, pad_id)
     return torch.from_numpy(b.input_ids), torch.from_numpy(b.attention_mask), torch.from_numpy(b.token_type_ids)
 
 
-def predict_logits(model: nn.Module, windows: Sequence[Window], batch_size: int = 64) -> np.ndarray:
+def predict_logits(
+    model: nn.Module, windows: Sequence[Window], batch_size: int = 64, pad_id: int = 0
+) -> np.ndarray:
     model.eval()
     order = sorted(range(len(windows)), key=lambda i: len(windows[i].ids))
     out: np.ndarray | None = None
     with torch.inference_mode():
         for s in range(0, len(order), batch_size):
             idx = order[s : s + batch_size]
-            logits = model(*_tensors([windows[i] for i in idx])).numpy()
+            logits = model(*_tensors([windows[i] for i in idx], pad_id)).numpy()
             if out is None:
                 out = np.zeros((len(windows), logits.shape[1]), np.float32)
             out[idx] = logits
@@ -130,13 +152,19 @@ def predict_logits(model: nn.Module, windows: Sequence[Window], batch_size: int 
 
 
 def train(
-    examples: Sequence[Example], labels: list[str], cfg: TrainConfig, log: Callable[[str], None] = print
+    examples: Sequence[Example],
+    labels: list[str],
+    cfg: TrainConfig,
+    log: Callable[[str], None] = print,
+    work: Path | None = None,
 ) -> SafetyClassifier:
+    """Fine-tune; with ``work``, save a resumable checkpoint every ``cfg.checkpoint_every`` steps and resume
+    from one left by an interrupted run (same data, same config)."""
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     rng = random.Random(cfg.seed)
-    enc_cfg = EncodingConfig(max_length=cfg.max_length)
-    tok = load_tokenizer()
+    enc_cfg = encoding_config(cfg)
+    tok = load_tokenizer(work if cfg.base == "e5" else None)
     train_ex = [ex for ex in examples if ex.split == "train"]
     windows = encode_examples(tok, train_ex, enc_cfg)
     y, m, dna, w = targets(train_ex, labels)
@@ -145,9 +173,12 @@ def train(
     neg = ((1 - y) * m).sum(0)
     pos_weight = torch.tensor(np.clip(np.sqrt(neg / np.maximum(pos, 1)), 1.0, 4.0), dtype=torch.float32)
 
-    model = SafetyClassifier(len(labels), cfg.layers)
+    model = SafetyClassifier(
+        len(labels), cfg.layers, kind=cfg.base, keep=vocab_keep(work) if work else None,
+        freeze_embeddings=cfg.freeze_embeddings,
+    )  # fmt: skip
     head_params = list(model.head.parameters())
-    enc_params = [p for n, p in model.named_parameters() if not n.startswith("head.")]
+    enc_params = [p for n, p in model.named_parameters() if not n.startswith("head.") and p.requires_grad]
     opt = torch.optim.AdamW(
         [{"params": enc_params, "lr": cfg.lr}, {"params": head_params, "lr": cfg.head_lr}],
         weight_decay=0.01,
@@ -165,13 +196,24 @@ def train(
     yt, mt, dt, wt = (torch.from_numpy(a) for a in (y, m, dna, w))
     log(f"training {len(windows)} examples, {len(labels)} labels, {total} steps, {cfg.layers} layers")
     step, t0, running = 0, time.time(), 0.0
+    resume = work / "resume.pt" if work is not None else None
+    if resume is not None and resume.exists():
+        state = torch.load(resume, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        step, running = int(state["step"]), float(state["running"])
+        rng.setstate(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        log(f"resumed from {resume} at step {step}/{total}")
+    step0 = step
     model.train()
     while step < total:
         for batch in _batches(lengths, cfg.batch_size, rng):
             if step >= total:
                 break
             idx = torch.tensor(batch)
-            logits = model(*_tensors([windows[i] for i in batch]))
+            logits = model(*_tensors([windows[i] for i in batch], enc_cfg.pad_id))
             lb = bce(logits[:, :n_bin], yt[idx]) * mt[idx]
             loss_bin = (lb.sum(1) * wt[idx]).sum() / mt[idx].sum().clamp(min=1.0) * 4.0
             d = dt[idx]
@@ -188,12 +230,17 @@ def train(
             step += 1
             lv = float(loss.detach())
             running = 0.98 * running + 0.02 * lv if step > 1 else lv
+            if resume is not None and (step % cfg.checkpoint_every == 0 or step == total):
+                tmp = resume.with_suffix(".tmp")
+                torch.save(
+                    {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                     "step": step, "running": running, "rng": rng.getstate(), "torch_rng": torch.get_rng_state()},
+                    tmp,
+                )  # fmt: skip
+                tmp.replace(resume)
             if step % 50 == 0 or step == total:
-                el = time.time() - t0
-                log(
-                    f"step {step}/{total} loss {running:.4f} {el / step:.2f}s/step "
-                    f"eta {el / step * (total - step) / 60:.1f} min"
-                )
+                el = (time.time() - t0) / max(1, step - step0)
+                log(f"step {step}/{total} loss {running:.4f} {el:.2f}s/step eta {el * (total - step) / 60:.1f} min")
     model.eval()
     return model
 
