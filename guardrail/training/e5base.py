@@ -129,7 +129,7 @@ def dequant_q4(raw: memoryview, rows: int, cols: int) -> np.ndarray:
 
 
 def tensor(f: E5File, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    dtype, count, raw = f.tensors[name]
+    _dtype, _count, raw = f.tensors[name]
     if len(shape) == 2 and raw.nbytes == shape[0] * (shape[1] // 32) * 18:
         return dequant_q4(raw, shape[0], shape[1])
     arr = np.frombuffer(raw, dtype="<f4")[: int(np.prod(shape))]

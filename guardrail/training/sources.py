@@ -596,10 +596,7 @@ SOURCES: tuple[Source, ...] = (
     Source("toxicchat", toxicchat, "CC BY-NC 4.0", weight=1.5),
     Source("navirocker", navirocker, "MIT"),
     Source("xsafety", xsafety, "Apache-2.0 (research use only)", cap=6000, weight=0.5),
-    Source(
-        "multilingual-benign", multilingual_benign, "mixed: CC BY / CC BY-SA / MIT, some NC (see SOURCE.md)",
-        cap=9000,
-    ),  # fmt: skip
+    Source("multilingual-benign", multilingual_benign, "mixed licences, some NC (see SOURCE.md)", cap=9000),
     Source("davidson", davidson, "MIT (tweets)", cap=2500, weight=0.5),
     Source("tweeteval", tweeteval, "TweetEval: no restriction; SemEval task terms", cap=3000, weight=0.5),
     Source("ethos", ethos, "GPL-3.0", weight=0.8),
