@@ -134,9 +134,7 @@ def _tensors(windows: Sequence[Window], pad_id: int = 0) -> tuple[torch.Tensor, 
     return torch.from_numpy(b.input_ids), torch.from_numpy(b.attention_mask), torch.from_numpy(b.token_type_ids)
 
 
-def predict_logits(
-    model: nn.Module, windows: Sequence[Window], batch_size: int = 64, pad_id: int = 0
-) -> np.ndarray:
+def predict_logits(model: nn.Module, windows: Sequence[Window], batch_size: int = 64, pad_id: int = 0) -> np.ndarray:
     model.eval()
     order = sorted(range(len(windows)), key=lambda i: len(windows[i].ids))
     out: np.ndarray | None = None
