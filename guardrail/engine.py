@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from guardrail import audit
+from guardrail import audit, metrics
 from guardrail.classifiers.base import Classifier
 from guardrail.classifiers.patterns import Span, find_entities
 from guardrail.decision import Action, Decision, Finding, RuleAction
@@ -206,7 +206,9 @@ class Guard:
             prompts = None if pending.stage == "input" else [prompt] * len(scan)
             for clf in self.classifiers(policy):
                 try:
+                    t0 = time.perf_counter()
                     results = clf.predict(scan, stage=pending.stage, prompts=prompts)
+                    metrics.observe_classifier(clf.name, pending.stage, time.perf_counter() - t0, len(scan))
                 except ClassifierError:
                     raise
                 except Exception as exc:
@@ -296,6 +298,7 @@ class Guard:
         )
         extra = {"notes": pending.notes + ([note] if note else [])} if (pending.notes or note) else None
         audit.emit(decision, pending.original, policy.audit.log_text, extra=extra)
+        metrics.observe_decision(decision)
         if self._on_decision is not None:
             self._on_decision(decision)
         return decision

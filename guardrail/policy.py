@@ -34,7 +34,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from guardrail import _yaml
+from guardrail import _yaml, metrics
 from guardrail._yaml import BUNDLED_POLICIES, Locations, PathKey, bundled_policy_dir
 from guardrail.decision import RuleAction
 from guardrail.errors import PolicyError
@@ -486,11 +486,13 @@ class PolicyReloader:
         except PolicyError as exc:
             with self._lock:
                 self._stamps = before  # retry only after the next edit, not every interval
+            metrics.observe_reload(False)
             log.warning("guardrail.policy_reload_failed", file=exc.file, line=exc.line, field=exc.field, error=str(exc))
             return self._policy
         # Stamps taken before reading, so an edit made during the load is seen next round.
         stamps = {f: before[f] if f in before else _stamp(f) for f in policy.files}
         with self._lock:
             self._policy, self._stamps = policy, stamps
+        metrics.observe_reload(True)
         log.info("guardrail.policy_reloaded", name=policy.name, hash=policy.hash, file=policy.source)
         return policy
