@@ -210,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Sub-commands that live in their own modules (evaluation tools, red-team runner, ensemble); each
 # module has ``add_parser(subparsers)`` and imports its heavy dependencies only when run.
 _PLUGINS: tuple[str, ...] = tuple(f"guardrail.evaluation.{m}" for m in ("eval_cmd", "calibrate_cmd", "redteam"))
+_PLUGINS += ("guardrail.serve.cli",)  # `guardrail serve`: uvicorn and starlette are imported only when it runs
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

@@ -126,4 +126,6 @@ class Decision:
             d["redacted_entities"] = sorted(self.redactions)
         if include_text:
             d["text"] = self.text
+            if self.messages is not None:
+                d["messages"] = [dict(m) for m in self.messages]
         return d

@@ -181,7 +181,8 @@ class Guard:
             pending.notes += [f"skipped non-text part: {s}" for s in ex.skipped]
             texts = ex.texts
         else:
-            texts = extract(payload).texts if payload is not None else ("",)
+            # a completion given as messages is checked whole (the input scope would pick no assistant turn)
+            texts = extract(payload, "all").texts if payload is not None else ("",)
             if prompt is not None:
                 p = extract(prompt, "last_user").texts
                 pending.prompt = p[-1] if p else None

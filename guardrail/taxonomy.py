@@ -8,6 +8,7 @@ output). What belongs in each category is defined by TAXONOMY.md (the labelling 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -145,3 +146,37 @@ LLAMA_GUARD_TO_GUARDRAIL: Final[dict[str, str]] = {
     c.llama_guard: c.id for c in HARM_CATEGORIES if c.llama_guard is not None
 }
 AEGIS_TO_GUARDRAIL: Final[dict[str, str]] = {c.aegis: c.id for c in HARM_CATEGORIES + SPECIAL_CATEGORIES if c.aegis}
+
+# OpenAI's moderation categories (omni-moderation), in the API's order. `guardrail serve` answers
+# POST /v1/moderations in this shape: each category's score is the maximum score of the ids mapped to
+# it (OPENAI_MODERATION_MAP). A parent takes its subcategories' ids too (OpenAI's "illicit" covers
+# "illicit/violent", so `weapons` counts toward both); subcategories the taxonomy does not split
+# (hate/threatening, self-harm/intent, self-harm/instructions, violence/graphic) repeat their
+# parent's id. `unsafe`, `jailbreak` and `pii` have no OpenAI category: they can still block, which
+# sets `flagged` (see the README's mapping table).
+OPENAI_MODERATION_CATEGORIES: Final[tuple[str, ...]] = (
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "hate/threatening",
+    "illicit",
+    "illicit/violent",
+    "self-harm",
+    "self-harm/instructions",
+    "self-harm/intent",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+)
+OPENAI_MODERATION_MAP: Final[dict[str, tuple[str, ...]]] = {
+    name: tuple(c.id for c in HARM_CATEGORIES if any(o == name or o.startswith(name + "/") for o in c.openai))
+    for name in OPENAI_MODERATION_CATEGORIES
+}
+
+
+def openai_moderation_scores(scores: Mapping[str, float]) -> dict[str, float]:
+    """Our scores as OpenAI moderation ``category_scores`` (0.0 where no mapped id was scored)."""
+    return {
+        name: max((scores[i] for i in ids if i in scores), default=0.0) for name, ids in OPENAI_MODERATION_MAP.items()
+    }

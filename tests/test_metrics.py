@@ -178,7 +178,9 @@ def _wait_for(pred: Any, timeout: float = 5.0) -> bool:
     return False
 
 
-POLICY_FILE = "version: 1\nname: reloadable\ninput:\n  rules:\n    - {{category: unsafe, threshold: {t}, action: block}}\n"
+POLICY_FILE = (
+    "version: 1\nname: reloadable\ninput:\n  rules:\n    - {{category: unsafe, threshold: {t}, action: block}}\n"
+)
 
 
 def test_reloads_and_reload_failures_are_counted(registry: CollectorRegistry, tmp_path: Path) -> None:

@@ -1,0 +1,432 @@
+"""The Starlette application behind ``guardrail serve``: a thin driver over ``Guard``'s async API.
+
+Every check is ``await guard.acheck_*``: inference runs in the Guard's pool, never on the event
+loop. The app holds no state of its own beyond the Guard (whose policy may name a shared ensemble
+store), so replicas scale behind any load balancer.
+
+Errors are JSON in OpenAI's shape, ``{"error": {"message", "type", "code", "param"}}``, so OpenAI
+SDKs raise their usual exceptions: 400 malformed JSON, 401 missing/wrong token, 413 body too large,
+422 wrong fields (each problem named in ``error.details``), 503 not ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from guardrail import metrics
+from guardrail.classifiers.base import Classifier
+from guardrail.decision import Decision
+from guardrail.engine import Guard
+from guardrail.serve import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INPUTS
+from guardrail.serve.auth import TokenAuth, load_tokens
+from guardrail.serve.openapi import docs_html, openapi_spec
+from guardrail.serve.schemas import CheckRequest, ModerationRequest, moderation_response, moderation_texts
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_INPUTS", "ENV_CONFIG", "app_from_env", "create_app"]
+
+ENV_CONFIG = "GUARDRAIL_SERVE_CONFIG"  # JSON keyword arguments of create_app, for uvicorn's worker processes
+WARMUP_TEXT = "Hello! Can you help me plan a birthday party?"
+# /healthz, /readyz and the docs stay open for probes; the rest needs a token when auth is on.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs"})
+ROUTES = ("/v1/check", "/v1/moderations", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")
+
+_log = structlog.get_logger("guardrail")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, code: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.details = status, message, code, details
+
+
+def error_response(status: int, message: str, code: str, details: Any = None, headers: Any = None) -> JSONResponse:
+    kind = "authentication_error" if status == 401 else "server_error" if status >= 500 else "invalid_request_error"
+    err: dict[str, Any] = {"message": message, "type": kind, "code": code, "param": None}
+    if details:
+        err["details"] = details
+        err["param"] = details[0].get("field")
+    return JSONResponse({"error": err}, status_code=status, headers=headers)
+
+
+@dataclass
+class _State:
+    policy: Any
+    guard: Guard | None
+    owns_guard: bool
+    classifiers: Classifier | Sequence[Classifier] | None
+    reload: bool
+    auth: TokenAuth
+    max_body_bytes: int
+    max_inputs: int
+    metrics_on: bool
+    registry: Any
+    ready: bool = False
+    warmup_error: str | None = None
+    accepts_context: bool = False
+    sink: Any = None
+    http: Any = None
+    warm_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+# -- request helpers --------------------------------------------------------------------------------
+
+
+async def _json_body(request: Request, limit: int) -> Any:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise ApiError(413, f"request body of {length} bytes exceeds the limit of {limit} bytes", "request_too_large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"request body exceeds the limit of {limit} bytes", "request_too_large")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise ApiError(400, "empty request body: expected a JSON object", "invalid_json")
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError:
+        raise ApiError(400, "request body is not UTF-8 JSON", "invalid_json") from None
+    except json.JSONDecodeError as exc:
+        raise ApiError(
+            400, f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", "invalid_json"
+        ) from None
+    except RecursionError:
+        raise ApiError(400, "malformed JSON: nested too deeply", "invalid_json") from None
+
+
+def _validate(model: type[BaseModel], body: Any) -> Any:
+    if not isinstance(body, dict):
+        raise ApiError(422, f"expected a JSON object, not {type(body).__name__}", "invalid_request")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        details = [
+            {"field": ".".join(str(p) for p in e["loc"]) or None, "message": e["msg"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        first = details[0]
+        where = f"`{first['field']}`: " if first["field"] else ""
+        raise ApiError(422, f"invalid request: {where}{first['message']}", "invalid_request", details) from None
+
+
+def _headers(decisions: Sequence[Decision]) -> dict[str, str]:
+    strongest = max((d.action for d in decisions), key=lambda a: a.strength)
+    return {
+        "x-guardrail-action": strongest.value,
+        "x-guardrail-decision-ids": ",".join(d.id for d in decisions),
+        "x-guardrail-policy": decisions[0].policy if decisions else "",
+    }
+
+
+def _state(request: Request) -> _State:
+    state: _State = request.app.state.guardrail
+    return state
+
+
+def _guard(request: Request) -> tuple[_State, Guard]:
+    state = _state(request)
+    if state.guard is None:
+        raise ApiError(503, "the service is starting: no guard yet", "not_ready")
+    return state, state.guard
+
+
+# -- endpoints --------------------------------------------------------------------------------------
+
+
+async def check(request: Request) -> Response:
+    state, guard = _guard(request)
+    req: CheckRequest = _validate(CheckRequest, await _json_body(request, state.max_body_bytes))
+    kwargs: dict[str, Any] = {"context": req.context} if req.context and state.accepts_context else {}
+    try:
+        if req.stage == "input":
+            decision = await guard.acheck_input(req.payload, **kwargs)
+        else:
+            decision = await guard.acheck_output(req.payload, prompt=req.prompt, **kwargs)
+    except (TypeError, ValueError) as exc:  # a message without a role, an unknown content type...
+        raise ApiError(422, f"invalid request: {exc}", "invalid_messages") from None
+    return JSONResponse(decision.to_dict(), headers=_headers([decision]))
+
+
+async def moderations(request: Request) -> Response:
+    state, guard = _guard(request)
+    req: ModerationRequest = _validate(ModerationRequest, await _json_body(request, state.max_body_bytes))
+    texts = moderation_texts(req)
+    if len(texts) > state.max_inputs:
+        raise ApiError(422, f"`input` holds {len(texts)} texts; the limit is {state.max_inputs}", "too_many_inputs")
+    decisions = list(await asyncio.gather(*(guard.acheck_input(t) for t in texts)))
+    body = moderation_response(decisions, req.model, guard.policy.model)
+    return JSONResponse(body, headers=_headers(decisions))
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def _warm_up(state: _State) -> None:
+    """One real check through the whole path (policy, classifier, rules, audit)."""
+    async with state.warm_lock:
+        if state.ready or state.guard is None:
+            return
+        try:
+            decision = await state.guard.acheck_input(WARMUP_TEXT)
+            state.warmup_error = decision.error
+        except Exception as exc:
+            state.warmup_error = f"{type(exc).__name__}: {exc}"
+        state.ready = state.warmup_error is None
+        if not state.ready:
+            _log.warning("guardrail.serve_warmup_failed", error=state.warmup_error)
+
+
+async def readyz(request: Request) -> Response:
+    state = _state(request)
+    if not state.ready and state.guard is not None:
+        await _warm_up(state)  # retry: a model that failed once may answer now
+    if not state.ready or state.guard is None:
+        body = {"status": "starting" if state.guard is None else "warm-up failed", "error": state.warmup_error}
+        return JSONResponse(body, status_code=503)
+    policy = state.guard.policy
+    return JSONResponse({"status": "ready", "policy": policy.name, "policy_hash": policy.hash})
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+    state = _state(request)
+    registry = state.registry
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # --workers N: add up every worker's files
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def openapi_json(request: Request) -> Response:
+    return JSONResponse(openapi_spec())
+
+
+async def docs(request: Request) -> Response:
+    return HTMLResponse(docs_html())
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.message, exc.code, exc.details)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    from starlette.exceptions import HTTPException
+
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, str(exc.detail), code, headers=exc.headers)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    _log.error("guardrail.serve_error", error_type=type(exc).__name__, path=request.url.path)
+    return error_response(500, f"internal error ({type(exc).__name__})", "internal_error")
+
+
+# -- access log, auth, HTTP metrics -----------------------------------------------------------------
+
+
+class _HttpMetrics:
+    def __init__(self, registry: Any) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
+        self.requests = Counter(
+            "guardrail_http_requests", "HTTP requests by route, method and status", ["route", "method", "status"],
+            registry=registry,
+        )  # fmt: skip
+        self.seconds = Histogram(
+            "guardrail_http_request_duration_seconds", "HTTP request time by route", ["route"], registry=registry,
+            buckets=metrics.LATENCY_BUCKETS,
+        )  # fmt: skip
+        self.in_flight = Gauge(
+            "guardrail_http_requests_in_flight", "HTTP requests being served", registry=registry,
+            multiprocess_mode="livesum",
+        )  # fmt: skip
+
+
+class Gate:
+    """Pure ASGI middleware: bearer auth, in-flight count, and one ``guardrail.http_request`` event per
+    request (method, route, status, time, decision ids; never a body, query string or header value)."""
+
+    def __init__(self, app: ASGIApp, state: _State) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        path = scope["path"]
+        route = path if path in ROUTES else "other"
+        seen: dict[str, Any] = {"status": 500}
+
+        async def send_and_watch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+                for k, v in message.get("headers", ()):
+                    if k in (b"x-guardrail-decision-ids", b"x-guardrail-action"):
+                        seen[k.decode()] = v.decode("latin-1")
+            await send(message)
+
+        http = self.state.http
+        if http is not None:
+            http.in_flight.inc()
+        try:
+            if path not in OPEN_PATHS and not self.state.auth.allows(_header(scope, b"authorization")):
+                resp = error_response(
+                    401, "missing or invalid bearer token (Authorization: Bearer <token>)", "invalid_api_key",
+                    headers={"www-authenticate": "Bearer"},
+                )  # fmt: skip
+                await resp(scope, receive, send_and_watch)
+            else:
+                await self.app(scope, receive, send_and_watch)
+        finally:
+            seconds = time.perf_counter() - started
+            status = seen["status"]
+            if http is not None:
+                http.in_flight.dec()
+                http.requests.labels(route, scope["method"], str(status)).inc()
+                http.seconds.labels(route).observe(seconds)
+            client = scope.get("client")
+            _log.info(
+                "guardrail.http_request",
+                method=scope["method"],
+                route=route,
+                status=status,
+                duration_ms=round(seconds * 1000.0, 3),
+                decision_ids=seen.get("x-guardrail-decision-ids"),
+                action=seen.get("x-guardrail-action"),
+                client=client[0] if client else None,
+            )
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for k, v in scope.get("headers", ()):
+        if k == name:
+            return bytes(v).decode("latin-1")
+    return None
+
+
+# -- the application --------------------------------------------------------------------------------
+
+
+def _auto_reload(policy: Any) -> bool:
+    return isinstance(policy, (str, os.PathLike)) and Path(policy).is_file()
+
+
+def create_app(
+    policy: Any = None,
+    *,
+    guard: Guard | None = None,
+    classifiers: Classifier | Sequence[Classifier] | None = None,
+    tokens: Sequence[str] | None = None,
+    tokens_file: str | os.PathLike[str] | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_inputs: int = DEFAULT_MAX_INPUTS,
+    reload: bool | None = None,
+    metrics_enabled: bool = True,
+    registry: Any = None,
+) -> Starlette:
+    """The service as an ASGI app. The Guard is built at start-up (from ``policy``, hot-reloaded when
+    it is a file unless ``reload=False``), or pass a ready ``guard``. ``tokens=None`` reads
+    ``GUARDRAIL_API_TOKENS`` and ``tokens_file`` / ``GUARDRAIL_API_TOKENS_FILE``; ``tokens=[]`` turns
+    auth off. ``registry``: the Prometheus registry for ``/metrics`` (a fresh one by default)."""
+    if tokens is None:
+        tokens = load_tokens(tokens_file)
+    elif tokens_file is not None:
+        tokens = (*tokens, *load_tokens(tokens_file, env=False))
+    if metrics_enabled and registry is None:
+        from prometheus_client import CollectorRegistry
+
+        registry = CollectorRegistry()
+    state = _State(
+        policy=policy,
+        guard=guard,
+        owns_guard=guard is None,
+        classifiers=classifiers,
+        reload=_auto_reload(policy) if reload is None else reload,
+        auth=TokenAuth(tokens),
+        max_body_bytes=max_body_bytes,
+        max_inputs=max_inputs,
+        metrics_on=metrics_enabled,
+        registry=registry,
+        http=_HttpMetrics(registry) if metrics_enabled else None,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if state.guard is None:  # the model load is slow: off the event loop
+            state.guard = await asyncio.to_thread(Guard, state.policy, state.classifiers, reload=state.reload)
+        state.accepts_context = "context" in inspect.signature(state.guard.acheck_input).parameters
+        await _warm_up(state)
+        if state.metrics_on:  # after the warm-up, so counters show client traffic only
+            state.sink = metrics.enable_prometheus(state.registry)
+        policy = state.guard.policy
+        _log.info("guardrail.serve_started", policy=policy.name, policy_hash=policy.hash, ready=state.ready,
+                  auth=state.auth.enabled, reload=state.reload)  # fmt: skip
+        try:
+            yield
+        finally:  # uvicorn has finished the in-flight requests by now
+            state.ready = False
+            if state.sink is not None:
+                metrics.disable(state.sink)
+            if state.owns_guard and state.guard is not None:
+                state.guard.close()
+            _log.info("guardrail.serve_stopped")
+
+    routes = [
+        Route("/v1/check", check, methods=["POST"]),
+        Route("/v1/moderations", moderations, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/docs", docs, methods=["GET"]),
+    ]
+    if metrics_enabled:
+        routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
+    from starlette.exceptions import HTTPException
+    from starlette.middleware import Middleware
+
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(Gate, state=state)],
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _server_error},
+        lifespan=lifespan,
+    )
+    app.state.guardrail = state
+    return app
+
+
+def app_from_env() -> Starlette:
+    """The app factory uvicorn's worker processes call (``--workers N``): settings come as JSON in
+    ``$GUARDRAIL_SERVE_CONFIG``, written by ``guardrail serve``."""
+    if os.environ.get("GUARDRAIL_SERVE_JSON_LOGS"):
+        from guardrail.serve.cli import configure_logging
+
+        configure_logging()
+    raw = os.environ.get(ENV_CONFIG, "{}")
+    config: Mapping[str, Any] = json.loads(raw)
+    return create_app(**config)

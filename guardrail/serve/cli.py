@@ -1,0 +1,98 @@
+"""``guardrail serve``: argument parsing (light) and the uvicorn launch (imports the [serve] extra)."""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import os
+import shutil
+import sys
+import tempfile
+from typing import Any
+
+from guardrail.serve import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INPUTS
+
+__all__ = ["add_parser", "configure_logging", "run"]
+
+ENV_JSON_LOGS = "GUARDRAIL_SERVE_JSON_LOGS"
+
+
+def add_parser(sub: Any) -> None:
+    s = sub.add_parser(
+        "serve",
+        help="run the guard as an HTTP service: /v1/check, /v1/moderations, /metrics (needs the [serve] extra)",
+        description="Serve the guard over HTTP. Bearer tokens come from $GUARDRAIL_API_TOKENS (comma-separated) "
+        "and/or --tokens-file / $GUARDRAIL_API_TOKENS_FILE; with none, auth is off.",
+    )
+    s.add_argument("--policy", "-p", default=None, help="bundled policy name or YAML path (a file is hot-reloaded)")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--workers", type=int, default=1, help="worker processes (each loads the model once)")
+    s.add_argument("--tokens-file", default=None, help="file of bearer tokens, one per line")
+    s.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="larger bodies get 413")
+    s.add_argument("--max-inputs", type=int, default=DEFAULT_MAX_INPUTS, help="texts per /v1/moderations request")
+    s.add_argument("--no-reload", action="store_true", help="do not hot-reload the policy file")
+    s.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
+    s.add_argument("--graceful-timeout", type=int, default=30, help="seconds to finish in-flight checks on stop")
+    s.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    s.set_defaults(func=run)
+
+
+def configure_logging() -> None:
+    """The server is an application, so it configures structlog: JSON lines on stdout (audit events,
+    access logs, reloads). The library itself never does this."""
+    import structlog
+
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.JSONRenderer(),
+        ],
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        cache_logger_on_first_use=True,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import starlette  # noqa: F401
+        import uvicorn
+    except ImportError as exc:
+        print(f"guardrail: serve needs the [serve] extra ({exc.name} is missing): "
+              "pip install 'guardrail-sdk[serve]'", file=sys.stderr)  # fmt: skip
+        return 2
+    from guardrail.policy import load_policy
+
+    load_policy(args.policy)  # a bad policy fails here (exit 2 with file:line), not in a worker
+    config: dict[str, Any] = {
+        "policy": args.policy,
+        "tokens_file": args.tokens_file,
+        "max_body_bytes": args.max_body_bytes,
+        "max_inputs": args.max_inputs,
+        "reload": False if args.no_reload else None,
+        "metrics_enabled": not args.no_metrics,
+    }
+    common: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "access_log": False,  # access logs are structlog events (guardrail.http_request)
+        "log_level": args.log_level,
+        "timeout_graceful_shutdown": args.graceful_timeout,
+    }
+    configure_logging()
+    if args.workers <= 1:
+        from guardrail.serve.app import create_app
+
+        uvicorn.run(create_app(**config), **common)
+        return 0
+    os.environ["GUARDRAIL_SERVE_CONFIG"] = json.dumps(config)
+    os.environ[ENV_JSON_LOGS] = "1"
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR") and not args.no_metrics:
+        folder = tempfile.mkdtemp(prefix="guardrail-metrics-")  # every worker's counters, summed by /metrics
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    uvicorn.run("guardrail.serve.app:app_from_env", factory=True, workers=args.workers, **common)
+    return 0
