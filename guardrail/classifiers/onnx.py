@@ -158,9 +158,9 @@ class OnnxClassifier:
         response-class group): the scores the calibration was fitted on."""
         if self._session is None:
             self._load()
-        if stage == "input":
-            prompts = None
-        elif prompts is None:
+        # an input text's "prompt" is its context (the system prompt, when a policy passes it); an output
+        # text always has one, empty when unknown
+        if stage == "output" and prompts is None:
             prompts = [""] * len(texts)
         windows = encode_windows(self._tokenizer, texts, prompts, self.info.encoding)
         logits = self._run(windows)
@@ -236,7 +236,7 @@ class OnnxClassifier:
         keys: list[tuple[str, str | None, str]] = []
         with self._cache_lock:
             for i, t in enumerate(texts):
-                p = None if stage == "input" or prompts is None else prompts[i]
+                p = None if prompts is None else prompts[i]
                 key = (stage, p[-2000:] if p else p, t)
                 keys.append(key)
                 hit = self._cache.get(key) if len(t) <= 20_000 else None
