@@ -182,7 +182,7 @@ def fmt(x: Any) -> str:
 
 def print_report(name: str, res: dict[str, Any]) -> None:
     print(f"\n## {name}  ({res['n']} cases)\n")
-    print("| target | n+ | n- | model recall | model FPR | policy recall | policy FPR | recall at budget (optimistic) |")
+    print("| target | n+ | n- | model recall | model FPR | policy recall | policy FPR | recall at budget (optim.) |")
     print("|---|---|---|---|---|---|---|---|")
     for key in ("unsafe_en", "unsafe_other", "jailbreak", "harmful_response"):
         b = res[key]
