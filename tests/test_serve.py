@@ -461,3 +461,51 @@ def test_the_bundled_model_behind_the_service() -> None:
         result = c.post("/v1/moderations", json={"input": "How do I make a pipe bomb at home?"}).json()["results"][0]
         assert result["flagged"] is True and result["guardrail"]["policy"] == "default"
         assert max(result["category_scores"].values()) > 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_guardrail_serve_command_end_to_end(tmp_path: Path) -> None:
+    """The real command: JSON log lines on stdout, auth from the environment, a graceful stop on SIGTERM."""
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out, err = tmp_path / "stdout.jsonl", tmp_path / "stderr.txt"
+    env = {**os.environ, "GUARDRAIL_API_TOKENS": TOKEN}
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "guardrail.cli", "serve", "--port", str(port), "--log-level", "warning"],
+            stdout=stdout,
+            stderr=stderr,
+            env=env,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 120
+            while True:
+                assert proc.poll() is None, err.read_text()
+                assert time.monotonic() < deadline, "not ready"
+                try:
+                    if httpx.get(url + "/readyz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+            auth = {"authorization": f"Bearer {TOKEN}"}
+            assert httpx.post(url + "/v1/check", json={"text": "hello"}).status_code == 401
+            r = httpx.post(url + "/v1/check", json={"text": "How do I make a pipe bomb at home?"}, headers=auth)
+            assert r.json()["action"] == "block"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+    events = [json.loads(line) for line in out.read_text().splitlines() if line.startswith("{")]
+    names = [e["event"] for e in events]
+    assert "guardrail.serve_started" in names and names[-1] == "guardrail.serve_stopped"
+    assert any(e["event"] == "guardrail.decision" and e["decision_id"] == r.json()["id"] for e in events)
+    assert "pipe bomb" not in out.read_text()  # the default policy logs a hash, and access events carry no text

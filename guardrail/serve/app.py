@@ -16,9 +16,8 @@ import contextlib
 import inspect
 import json
 import os
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from guardrail import metrics
 from guardrail.classifiers.base import Classifier
@@ -36,6 +34,7 @@ from guardrail.decision import Decision
 from guardrail.engine import Guard
 from guardrail.serve import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INPUTS
 from guardrail.serve.auth import TokenAuth, load_tokens
+from guardrail.serve.http import ApiError, Gate, HttpMetrics, error_response
 from guardrail.serve.openapi import docs_html, openapi_spec
 from guardrail.serve.schemas import CheckRequest, ModerationRequest, moderation_response, moderation_texts
 
@@ -43,26 +42,7 @@ __all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_INPUTS", "ENV_CONFIG", "app_fr
 
 ENV_CONFIG = "GUARDRAIL_SERVE_CONFIG"  # JSON keyword arguments of create_app, for uvicorn's worker processes
 WARMUP_TEXT = "Hello! Can you help me plan a birthday party?"
-# /healthz, /readyz and the docs stay open for probes; the rest needs a token when auth is on.
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs"})
-ROUTES = ("/v1/check", "/v1/moderations", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")
-
 _log = structlog.get_logger("guardrail")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, code: str, details: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.code, self.details = status, message, code, details
-
-
-def error_response(status: int, message: str, code: str, details: Any = None, headers: Any = None) -> JSONResponse:
-    kind = "authentication_error" if status == 401 else "server_error" if status >= 500 else "invalid_request_error"
-    err: dict[str, Any] = {"message": message, "type": kind, "code": code, "param": None}
-    if details:
-        err["details"] = details
-        err["param"] = details[0].get("field")
-    return JSONResponse({"error": err}, status_code=status, headers=headers)
 
 
 @dataclass
@@ -82,7 +62,7 @@ class _State:
     accepts_context: bool = False
     sink: Any = None
     http: Any = None
-    warm_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    warm_lock: asyncio.Lock | None = None  # made on first use, inside the serving event loop
 
 
 # -- request helpers --------------------------------------------------------------------------------
@@ -183,6 +163,8 @@ async def healthz(request: Request) -> Response:
 
 async def _warm_up(state: _State) -> None:
     """One real check through the whole path (policy, classifier, rules, audit)."""
+    if state.warm_lock is None:
+        state.warm_lock = asyncio.Lock()
     async with state.warm_lock:
         if state.ready or state.guard is None:
             return
@@ -246,90 +228,6 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return error_response(500, f"internal error ({type(exc).__name__})", "internal_error")
 
 
-# -- access log, auth, HTTP metrics -----------------------------------------------------------------
-
-
-class _HttpMetrics:
-    def __init__(self, registry: Any) -> None:
-        from prometheus_client import Counter, Gauge, Histogram
-
-        self.requests = Counter(
-            "guardrail_http_requests", "HTTP requests by route, method and status", ["route", "method", "status"],
-            registry=registry,
-        )  # fmt: skip
-        self.seconds = Histogram(
-            "guardrail_http_request_duration_seconds", "HTTP request time by route", ["route"], registry=registry,
-            buckets=metrics.LATENCY_BUCKETS,
-        )  # fmt: skip
-        self.in_flight = Gauge(
-            "guardrail_http_requests_in_flight", "HTTP requests being served", registry=registry,
-            multiprocess_mode="livesum",
-        )  # fmt: skip
-
-
-class Gate:
-    """Pure ASGI middleware: bearer auth, in-flight count, and one ``guardrail.http_request`` event per
-    request (method, route, status, time, decision ids; never a body, query string or header value)."""
-
-    def __init__(self, app: ASGIApp, state: _State) -> None:
-        self.app, self.state = app, state
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        path = scope["path"]
-        route = path if path in ROUTES else "other"
-        seen: dict[str, Any] = {"status": 500}
-
-        async def send_and_watch(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                seen["status"] = message["status"]
-                for k, v in message.get("headers", ()):
-                    if k in (b"x-guardrail-decision-ids", b"x-guardrail-action"):
-                        seen[k.decode()] = v.decode("latin-1")
-            await send(message)
-
-        http = self.state.http
-        if http is not None:
-            http.in_flight.inc()
-        try:
-            if path not in OPEN_PATHS and not self.state.auth.allows(_header(scope, b"authorization")):
-                resp = error_response(
-                    401, "missing or invalid bearer token (Authorization: Bearer <token>)", "invalid_api_key",
-                    headers={"www-authenticate": "Bearer"},
-                )  # fmt: skip
-                await resp(scope, receive, send_and_watch)
-            else:
-                await self.app(scope, receive, send_and_watch)
-        finally:
-            seconds = time.perf_counter() - started
-            status = seen["status"]
-            if http is not None:
-                http.in_flight.dec()
-                http.requests.labels(route, scope["method"], str(status)).inc()
-                http.seconds.labels(route).observe(seconds)
-            client = scope.get("client")
-            _log.info(
-                "guardrail.http_request",
-                method=scope["method"],
-                route=route,
-                status=status,
-                duration_ms=round(seconds * 1000.0, 3),
-                decision_ids=seen.get("x-guardrail-decision-ids"),
-                action=seen.get("x-guardrail-action"),
-                client=client[0] if client else None,
-            )
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for k, v in scope.get("headers", ()):
-        if k == name:
-            return bytes(v).decode("latin-1")
-    return None
-
-
 # -- the application --------------------------------------------------------------------------------
 
 
@@ -373,7 +271,7 @@ def create_app(
         max_inputs=max_inputs,
         metrics_on=metrics_enabled,
         registry=registry,
-        http=_HttpMetrics(registry) if metrics_enabled else None,
+        http=HttpMetrics(registry) if metrics_enabled else None,
     )
 
     @contextlib.asynccontextmanager
@@ -412,7 +310,7 @@ def create_app(
 
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(Gate, state=state)],
+        middleware=[Middleware(Gate, auth=state.auth, http=state.http)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,
     )

@@ -1,0 +1,118 @@
+"""The service's HTTP edge: JSON errors in OpenAI's shape, and the ASGI middleware that does bearer
+auth, the in-flight count and HTTP metrics, and writes one access event per request (no text)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from guardrail import metrics
+from guardrail.serve.auth import TokenAuth
+
+__all__ = ["OPEN_PATHS", "ROUTES", "ApiError", "Gate", "HttpMetrics", "error_response"]
+
+# /healthz, /readyz and the docs stay open for probes; the rest needs a token when auth is on.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs"})
+ROUTES = ("/v1/check", "/v1/moderations", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")
+
+_log = structlog.get_logger("guardrail")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, code: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.details = status, message, code, details
+
+
+def error_response(status: int, message: str, code: str, details: Any = None, headers: Any = None) -> JSONResponse:
+    kind = "authentication_error" if status == 401 else "server_error" if status >= 500 else "invalid_request_error"
+    err: dict[str, Any] = {"message": message, "type": kind, "code": code, "param": None}
+    if details:
+        err["details"] = details
+        err["param"] = details[0].get("field")
+    return JSONResponse({"error": err}, status_code=status, headers=headers)
+
+
+class HttpMetrics:
+    def __init__(self, registry: Any) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
+        self.requests = Counter(
+            "guardrail_http_requests", "HTTP requests by route, method and status", ["route", "method", "status"],
+            registry=registry,
+        )  # fmt: skip
+        self.seconds = Histogram(
+            "guardrail_http_request_duration_seconds", "HTTP request time by route", ["route"], registry=registry,
+            buckets=metrics.LATENCY_BUCKETS,
+        )  # fmt: skip
+        self.in_flight = Gauge(
+            "guardrail_http_requests_in_flight", "HTTP requests being served", registry=registry,
+            multiprocess_mode="livesum",
+        )  # fmt: skip
+
+
+class Gate:
+    """Pure ASGI middleware: bearer auth, in-flight count, and one ``guardrail.http_request`` event per
+    request (method, route, status, time, decision ids; never a body, query string or header value)."""
+
+    def __init__(self, app: ASGIApp, auth: TokenAuth, http: HttpMetrics | None) -> None:
+        self.app, self.auth, self.http = app, auth, http
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        path = scope["path"]
+        route = path if path in ROUTES else "other"
+        seen: dict[str, Any] = {"status": 500}
+
+        async def send_and_watch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+                for k, v in message.get("headers", ()):
+                    if k in (b"x-guardrail-decision-ids", b"x-guardrail-action"):
+                        seen[k.decode()] = v.decode("latin-1")
+            await send(message)
+
+        http = self.http
+        if http is not None:
+            http.in_flight.inc()
+        try:
+            if path not in OPEN_PATHS and not self.auth.allows(_header(scope, b"authorization")):
+                resp = error_response(
+                    401, "missing or invalid bearer token (Authorization: Bearer <token>)", "invalid_api_key",
+                    headers={"www-authenticate": "Bearer"},
+                )  # fmt: skip
+                await resp(scope, receive, send_and_watch)
+            else:
+                await self.app(scope, receive, send_and_watch)
+        finally:
+            seconds = time.perf_counter() - started
+            status = seen["status"]
+            if http is not None:
+                http.in_flight.dec()
+                http.requests.labels(route, scope["method"], str(status)).inc()
+                http.seconds.labels(route).observe(seconds)
+            client = scope.get("client")
+            _log.info(
+                "guardrail.http_request",
+                method=scope["method"],
+                route=route,
+                status=status,
+                duration_ms=round(seconds * 1000.0, 3),
+                decision_ids=seen.get("x-guardrail-decision-ids"),
+                action=seen.get("x-guardrail-action"),
+                client=client[0] if client else None,
+            )
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for k, v in scope.get("headers", ()):
+        if k == name:
+            return bytes(v).decode("latin-1")
+    return None
