@@ -509,3 +509,13 @@ def test_guardrail_serve_command_end_to_end(tmp_path: Path) -> None:
     assert "guardrail.serve_started" in names and names[-1] == "guardrail.serve_stopped"
     assert any(e["event"] == "guardrail.decision" and e["decision_id"] == r.json()["id"] for e in events)
     assert "pipe bomb" not in out.read_text()  # the default policy logs a hash, and access events carry no text
+
+
+def test_the_service_can_report_to_opentelemetry_too(log: DecisionLog) -> None:
+    from guardrail import metrics
+
+    before = metrics._sinks
+    with TestClient(fake_app(log, opentelemetry=True)) as c:
+        assert len(metrics._sinks) == len(before) + 2  # Prometheus for /metrics, and OpenTelemetry
+        assert c.post("/v1/check", json={"text": "a bomb"}).json()["action"] == "block"
+    assert metrics._sinks == before  # a stopped service feeds nothing

@@ -60,7 +60,8 @@ class _State:
     ready: bool = False
     warmup_error: str | None = None
     accepts_context: bool = False
-    sink: Any = None
+    sinks: tuple[Any, ...] = ()
+    opentelemetry: bool = False
     http: Any = None
     warm_lock: asyncio.Lock | None = None  # made on first use, inside the serving event loop
 
@@ -246,12 +247,14 @@ def create_app(
     max_inputs: int = DEFAULT_MAX_INPUTS,
     reload: bool | None = None,
     metrics_enabled: bool = True,
+    opentelemetry: bool = False,
     registry: Any = None,
 ) -> Starlette:
     """The service as an ASGI app. The Guard is built at start-up (from ``policy``, hot-reloaded when
     it is a file unless ``reload=False``), or pass a ready ``guard``. ``tokens=None`` reads
     ``GUARDRAIL_API_TOKENS`` and ``tokens_file`` / ``GUARDRAIL_API_TOKENS_FILE``; ``tokens=[]`` turns
-    auth off. ``registry``: the Prometheus registry for ``/metrics`` (a fresh one by default)."""
+    auth off. ``registry``: the Prometheus registry for ``/metrics`` (a fresh one by default);
+    ``opentelemetry=True`` also reports metrics and spans to the global OpenTelemetry providers."""
     if tokens is None:
         tokens = load_tokens(tokens_file)
     elif tokens_file is not None:
@@ -272,6 +275,7 @@ def create_app(
         metrics_on=metrics_enabled,
         registry=registry,
         http=HttpMetrics(registry) if metrics_enabled else None,
+        opentelemetry=opentelemetry,
     )
 
     @contextlib.asynccontextmanager
@@ -281,7 +285,9 @@ def create_app(
         state.accepts_context = "context" in inspect.signature(state.guard.acheck_input).parameters
         await _warm_up(state)
         if state.metrics_on:  # after the warm-up, so counters show client traffic only
-            state.sink = metrics.enable_prometheus(state.registry)
+            state.sinks += (metrics.enable_prometheus(state.registry),)
+        if state.opentelemetry:  # the global providers (e.g. set up by opentelemetry-instrument)
+            state.sinks += (metrics.enable_opentelemetry(),)
         policy = state.guard.policy
         _log.info("guardrail.serve_started", policy=policy.name, policy_hash=policy.hash, ready=state.ready,
                   auth=state.auth.enabled, reload=state.reload)  # fmt: skip
@@ -289,8 +295,8 @@ def create_app(
             yield
         finally:  # uvicorn has finished the in-flight requests by now
             state.ready = False
-            if state.sink is not None:
-                metrics.disable(state.sink)
+            for sink in state.sinks:
+                metrics.disable(sink)
             if state.owns_guard and state.guard is not None:
                 state.guard.close()
             _log.info("guardrail.serve_stopped")

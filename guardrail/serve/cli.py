@@ -34,6 +34,9 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--max-inputs", type=int, default=DEFAULT_MAX_INPUTS, help="texts per /v1/moderations request")
     s.add_argument("--no-reload", action="store_true", help="do not hot-reload the policy file")
     s.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
+    s.add_argument(
+        "--otel", action="store_true", help="also report metrics and spans to OpenTelemetry (needs opentelemetry-api)"
+    )
     s.add_argument("--graceful-timeout", type=int, default=30, help="seconds to finish in-flight checks on stop")
     s.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     s.set_defaults(func=run)
@@ -60,9 +63,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         import starlette  # noqa: F401
         import uvicorn
+
+        if args.otel:
+            import opentelemetry.metrics  # noqa: F401
     except ImportError as exc:
         print(f"guardrail: serve needs the [serve] extra ({exc.name} is missing): "
-              "pip install 'guardrail-sdk[serve]'", file=sys.stderr)  # fmt: skip
+              "pip install 'guardrail-sdk[serve]' (and 'guardrail-sdk[otel]' for --otel)", file=sys.stderr)  # fmt: skip
         return 2
     from guardrail.policy import load_policy
 
@@ -74,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         "max_inputs": args.max_inputs,
         "reload": False if args.no_reload else None,
         "metrics_enabled": not args.no_metrics,
+        "opentelemetry": args.otel,
     }
     common: dict[str, Any] = {
         "host": args.host,
