@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from guardrail import audit, metrics
@@ -30,8 +30,9 @@ from guardrail.classifiers.base import Classifier
 from guardrail.classifiers.patterns import Span, find_entities
 from guardrail.decision import Action, Decision, Finding, RuleAction
 from guardrail.errors import ClassifierError, GuardrailError, PolicyError
+from guardrail.language import dominant_script
 from guardrail.messages import Extracted, extract, replace_texts, scoring_form
-from guardrail.policy import Policy, PolicyReloader, load_policy
+from guardrail.policy import Policy, PolicyReloader, Rule, load_policy
 from guardrail.rules import evaluate
 from guardrail.taxonomy import Stage
 
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["Guard"]
 
 PolicySource = str | os.PathLike[str] | Mapping[str, Any] | Policy | None
+UNSUPPORTED = "unsupported_language"  # the finding for text in a script the model was not measured on
 
 
 @dataclass(slots=True)
@@ -237,24 +239,53 @@ class Guard:
                 why = f"classifier failed: {outcome}"
             return self._fail(pending, why)
         policy = pending.policy
-        rules = policy.input.rules if pending.stage == "input" else policy.output.rules
+        rules: Sequence[Any] = policy.input.rules if pending.stage == "input" else policy.output.rules
+        scores = outcome.scores
+        script = self._unsupported_script(pending)
+        if script is not None:
+            # text the model was never measured on: the policy's documented handling, as one more rule
+            ul = policy.unsupported_language
+            action = RuleAction.BLOCK if ul.action == "block" else RuleAction.LOG
+            rule = Rule.model_construct(
+                category=UNSUPPORTED, threshold=1.0, action=action, message=ul.message, mode="enforce",
+                entities=None, requires=None,
+            )  # fmt: skip
+            kept = {} if ul.action == "allow" else scores
+            rules = [*rules, rule]
+            scores = {**kept, UNSUPPORTED: 1.0}
         verdict = evaluate(
             rules,
-            outcome.scores,
+            scores,
             pending.texts,
             outcome.spans,
             shadow_all=policy.mode == "shadow",
             block_message=policy.on_block.message,
         )
+        if script is not None:
+            named = tuple(replace(f, entities=(script,)) if f.category == UNSUPPORTED else f for f in verdict.findings)
+            verdict = replace(verdict, findings=named)
+            scores = {**outcome.scores, UNSUPPORTED: 1.0}
         return self._decision(
             pending,
             verdict.action,
-            outcome.scores,
+            scores,
             verdict.findings,
             verdict.texts,
             verdict.message,
             verdict.redactions,
         )
+
+    def _unsupported_script(self, pending: _Pending) -> str | None:
+        """The first script among the texts that a classifier declares it was not measured on, if any."""
+        declared = [getattr(c, "scripts", None) for c in self.classifiers(pending.policy)]
+        if not declared or any(d is None for d in declared):
+            return None
+        supported = frozenset().union(*[d for d in declared if d is not None])
+        for text in pending.texts:
+            script = dominant_script(text)
+            if script is not None and script not in supported:
+                return script
+        return None
 
     def _fail(self, pending: _Pending, why: str) -> Decision:
         """The policy's fail mode decides: closed blocks, open lets the text through and logs."""

@@ -91,6 +91,11 @@ class Rule(BaseModel):
     entities: tuple[str, ...] | None = Field(
         default=None, description="redact only: which PII/secret kinds to mask (default: all)."
     )
+    requires: dict[str, Probability] | None = Field(
+        default=None,
+        description="Other categories that must also score at or above the given thresholds for this rule to "
+        "fire, e.g. {unsafe: 0.5}: a self_harm rule that blocks only method requests, beside one that rewrites.",
+    )
 
     @model_validator(mode="after")
     def _check_action(self) -> Rule:
@@ -116,11 +121,13 @@ class Rule(BaseModel):
 
 
 def _unique_categories(rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
-    seen: set[str] = set()
+    """One rule per category and stage, except rules told apart by ``requires`` (a conditional rule)."""
+    seen: set[tuple[str, tuple[tuple[str, float], ...]]] = set()
     for i, rule in enumerate(rules):
-        if rule.category in seen:
+        key = (rule.category, tuple(sorted((rule.requires or {}).items())))
+        if key in seen:
             raise _fail(f"{i}.category", f"category {rule.category!r} has two rules on this stage; keep one")
-        seen.add(rule.category)
+        seen.add(key)
     return rules
 
 
@@ -175,6 +182,19 @@ class Audit(BaseModel):
     )
 
 
+class UnsupportedLanguage(BaseModel):
+    """What to do with text in a script the model was not measured on (its labels.json lists the scripts).
+
+    ``log`` (default): score it as usual and add an ``unsupported_language`` finding naming the script;
+    ``block``: refuse it (with ``message`` or on_block.message); ``allow``: do not act on the model's
+    scores for it (pattern rules such as PII redaction still apply), and record the finding.
+    """
+
+    model_config = _FROZEN
+    action: Literal["log", "block", "allow"] = Field(default="log", description="log | block | allow")
+    message: str | None = Field(default=None, description="block: the refusal text (default: on_block.message).")
+
+
 class Policy(BaseModel):
     """A resolved policy. Build it with :func:`load_policy`, which also sets ``source``, ``hash``, ``files``."""
 
@@ -197,6 +217,7 @@ class Policy(BaseModel):
     output: OutputStage = OutputStage()
     on_block: OnBlock = OnBlock()
     audit: Audit = Audit()
+    unsupported_language: UnsupportedLanguage = UnsupportedLanguage()
 
     _source: str = PrivateAttr("<dict>")
     _hash: str = PrivateAttr("")
@@ -402,6 +423,11 @@ def _resolve(policy: Policy, locs: Locations, origin: str) -> Policy:
                 other = f"; {hint!r} is not scored on the {stage} stage either" if hint and hint not in heads else ""
                 msg = f"unknown category {rule.category!r} for the {stage} stage{other}"
                 raise _yaml.located_error(msg, locs, path, origin, hint)
+            for other in rule.requires or {}:
+                if other not in heads:
+                    hint = _yaml.closest(other, sorted(heads))
+                    msg = f"unknown category {other!r} in requires for the {stage} stage"
+                    raise _yaml.located_error(msg, locs, (stage, "rules", i, "requires"), origin, hint)
             threshold = heads[rule.category] if rule.threshold is None else rule.threshold
             rules.append(rule.model_copy(update={"threshold": threshold}))
         stages[stage] = getattr(policy, stage).model_copy(update={"rules": tuple(rules)})

@@ -3,7 +3,8 @@
 Semantics (DESIGN.md §4):
 
 - a rule fires when its score is **at or above** its threshold (a threshold of 1.0 fires only on a
-  certain score; 0.0 always fires); a ``redact`` rule fires when the pattern detector finds one of
+  certain score; 0.0 always fires) and every category in its ``requires`` is at or above the threshold
+  given there; a ``redact`` rule fires when the pattern detector finds one of
   its entities;
 - every firing rule becomes a Finding, enforced or not;
 - ``mode: shadow`` (on the rule or the whole policy) records the finding without enforcing it;
@@ -78,6 +79,9 @@ def evaluate(
         else:
             score = scores.get(rule.category)
             if score is None or score < threshold:
+                continue
+            requires = getattr(rule, "requires", None)
+            if requires and any(scores.get(c, -1.0) < float(t) for c, t in requires.items()):
                 continue
             f = Finding(rule.category, float(score), threshold, rule.action, shadow)
         findings.append(f)

@@ -21,7 +21,8 @@ class FakeClassifier:
     """Scores from a fixed mapping, optionally per regex (``rules``: pattern -> scores; every matching
     pattern contributes, the highest score per label wins).
 
-    ``delay`` (seconds) and ``error`` simulate a slow or failing model for fail-mode tests.
+    ``delay`` (seconds) and ``error`` simulate a slow or failing model for fail-mode tests; ``scripts``
+    declares the writing systems it supports, as a model folder's labels.json does.
     """
 
     def __init__(
@@ -34,8 +35,11 @@ class FakeClassifier:
         error: Exception | None = None,
         name: str = "fake",
         scorer: Callable[[str, Stage, str | None], Mapping[str, float]] | None = None,
+        scripts: Iterable[str] | None = None,
     ) -> None:
         self.name = name
+        # the writing systems this fake "was measured on" (None: not stated, so no language check)
+        self.scripts = frozenset(scripts) if scripts is not None else None
         self._default = dict(scores or {})
         self._rules = [(re.compile(p, re.I | re.S), dict(s)) for p, s in (rules or {}).items()]
         self._labels = frozenset(labels) if labels is not None else frozenset(c.id for c in ALL_CATEGORIES)

@@ -62,6 +62,7 @@ class ModelInfo:
     name: str
     labels: tuple[LabelInfo, ...]
     encoding: EncodingConfig
+    scripts: frozenset[str] | None = None  # writing systems the model was measured on (None: not stated)
 
     @classmethod
     def load(cls, folder: Path) -> ModelInfo:
@@ -85,7 +86,8 @@ class ModelInfo:
             raise ClassifierError(f"no labels.json in model folder {folder}", classifier="onnx") from exc
         except (KeyError, TypeError, ValueError) as exc:
             raise ClassifierError(f"malformed labels.json in {folder}: {exc}", classifier="onnx") from exc
-        return cls(str(raw.get("name", folder.name)), labels, enc)
+        scripts = raw.get("scripts")
+        return cls(str(raw.get("name", folder.name)), labels, enc, frozenset(map(str, scripts)) if scripts else None)
 
     def for_stage(self, stage: Stage) -> tuple[LabelInfo, ...]:
         return tuple(lab for lab in self.labels if stage in lab.stages)
@@ -121,6 +123,11 @@ class OnnxClassifier:
     @property
     def labels(self) -> frozenset[str]:
         return frozenset(lab.id for lab in self.info.labels)
+
+    @property
+    def scripts(self) -> frozenset[str] | None:
+        """The scripts (guardrail.language names) the model was measured on; None when its folder does not say."""
+        return self.info.scripts
 
     def _load(self) -> None:
         with self._lock:

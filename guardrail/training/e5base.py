@@ -125,7 +125,8 @@ def dequant_q4(raw: memoryview, rows: int, cols: int) -> np.ndarray:
     lo = (qs & 0x0F).astype(np.int8) - 8
     hi = (qs >> 4).astype(np.int8) - 8
     w = np.concatenate([lo, hi], axis=2).astype(np.float32) * d
-    return w.reshape(rows, cols)
+    out: np.ndarray = w.reshape(rows, cols)
+    return out
 
 
 def tensor(f: E5File, name: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -133,7 +134,8 @@ def tensor(f: E5File, name: str, shape: tuple[int, ...]) -> np.ndarray:
     if len(shape) == 2 and raw.nbytes == shape[0] * (shape[1] // 32) * 18:
         return dequant_q4(raw, shape[0], shape[1])
     arr = np.frombuffer(raw, dtype="<f4")[: int(np.prod(shape))]
-    return arr.reshape(shape).copy()
+    out: np.ndarray = arr.reshape(shape).copy()
+    return out
 
 
 # ---------------------------------------------------------------- tokenizer
@@ -209,7 +211,7 @@ def choose_vocab(f: E5File, counts: np.ndarray, size: int) -> list[int]:
     specials = [f.bos, f.pad, f.eos, f.unk]
     keep = list(specials)
     chosen = set(keep)
-    singles = [i for i in np.nonzero(counts)[0] if len(f.pieces[i].lstrip(META)) <= 1 and i not in chosen]
+    singles = [int(i) for i in np.nonzero(counts)[0] if len(f.pieces[i].lstrip(META)) <= 1 and i not in chosen]
     # the metaspace-prefixed and bare form of every ASCII character, whatever the corpus says
     for i, p in enumerate(f.pieces):
         core = p.lstrip(META)
