@@ -251,6 +251,9 @@ def test_tokens_come_from_the_environment_and_a_file(monkeypatch: pytest.MonkeyP
     auth = TokenAuth(load_tokens())
     assert auth.enabled and auth.allows("Bearer env-b") and not auth.allows("Bearer from-file")
     assert not TokenAuth([]).enabled and TokenAuth([]).allows(None)
+    utf8 = TokenAuth(["tökén"])  # a non-ASCII token: as text, or as the latin-1 view of its bytes an ASGI server gives
+    assert utf8.allows("Bearer tökén") and utf8.allows("Bearer " + "tökén".encode().decode("latin-1"))
+    assert not utf8.allows("Bearer token") and not utf8.allows("Bearer ")
 
     app = create_app(guard=Guard(make_policy(), classifiers=FakeClassifier()), tokens_file=f)
     with TestClient(app) as c:

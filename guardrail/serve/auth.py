@@ -8,6 +8,7 @@ which token or how much of it matched.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import os
 from collections.abc import Iterable
@@ -51,8 +52,13 @@ class TokenAuth:
         scheme, _, presented = authorization.partition(" ")
         if scheme.lower() != "bearer":
             return False
-        candidate = presented.strip().encode("utf-8", "surrogateescape")
+        presented = presented.strip()
+        # ASGI header values are decoded as latin-1 (back to the client's bytes); a caller may pass text
+        candidates = [presented.encode("utf-8", "replace")]
+        with contextlib.suppress(UnicodeEncodeError):
+            candidates.append(presented.encode("latin-1"))
         ok = False
         for token in self._tokens:
-            ok |= hmac.compare_digest(candidate, token)
+            for candidate in candidates:
+                ok |= hmac.compare_digest(candidate, token)
         return ok
