@@ -522,3 +522,15 @@ def test_the_service_can_report_to_opentelemetry_too(log: DecisionLog) -> None:
         assert len(metrics._sinks) == len(before) + 2  # Prometheus for /metrics, and OpenTelemetry
         assert c.post("/v1/check", json={"text": "a bomb"}).json()["action"] == "block"
     assert metrics._sinks == before  # a stopped service feeds nothing
+
+
+def test_the_cli_parser_imports_no_server_dependency() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from guardrail.cli import build_parser; build_parser().parse_args(['serve', '--port', '9']); "
+        "print(','.join(m for m in ('starlette', 'uvicorn', 'prometheus_client', 'opentelemetry') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
