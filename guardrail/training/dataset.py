@@ -209,7 +209,7 @@ def build(
     examples = list(extra) + load_sources(root, sources, seed=seed, limit=limit, log=log)
     examples = dedupe(examples)
     examples += long_context_variants(examples, n=3000 if limit is None else min(limit, 50), seed=seed)
-    examples += document_windows(examples, n=5000 if limit is None else min(limit, 50), seed=seed)
+    examples += document_windows(examples, n=3000 if limit is None else min(limit, 50), seed=seed)
     if embed is not None:
         # the grouping encoder is English (MiniLM): non-Latin text is mostly [UNK] to it and would merge into
         # meaningless clusters, so other languages keep their own groups (XSafety's are its translations)

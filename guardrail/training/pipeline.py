@@ -70,8 +70,15 @@ def is_ordinary(ex: Example) -> bool:
 
 
 def write_model_folder(
-    out: Path, onnx_path: Path, labels: list[str], heads: dict[str, dict[str, object]], enc: EncodingConfig, name: str
+    out: Path,
+    onnx_path: Path,
+    labels: list[str],
+    heads: dict[str, dict[str, object]],
+    enc: EncodingConfig,
+    name: str,
+    extra: dict[str, object] | None = None,
 ) -> None:
+    """``extra``: more top-level keys of labels.json (``scripts`` and ``languages`` measured)."""
     out.mkdir(parents=True, exist_ok=True)
     if onnx_path != out / "model.onnx":
         shutil.copy(onnx_path, out / "model.onnx")
@@ -88,7 +95,8 @@ def write_model_folder(
         }
         entry.update(heads.get(lab, {"threshold": 0.5, "calibration": {"a": 1.0, "b": 0.0}}))
         entries.append(entry)
-    (out / "labels.json").write_text(json.dumps({"name": name, "encoding": asdict(enc), "labels": entries}, indent=1))
+    doc: dict[str, object] = {"name": name, "encoding": asdict(enc), "labels": entries, **(extra or {})}
+    (out / "labels.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False))
 
 
 def score_examples(clf: OnnxClassifier, examples: Sequence[Example]) -> np.ndarray:
@@ -101,7 +109,7 @@ def score_examples(clf: OnnxClassifier, examples: Sequence[Example]) -> np.ndarr
             out[part] = clf.raw_logits(
                 [examples[i].text for i in part],
                 stage=stage,
-                prompts=[examples[i].prompt for i in part] if stage == "output" else None,
+                prompts=[examples[i].prompt for i in part],  # input rows: their context, if any
             )
     return out
 
@@ -144,6 +152,57 @@ def long_document_metrics(
             "n": len(buried), "unsafe_recall": flagged(buried, "unsafe"),
         },
     }  # fmt: skip
+
+
+def language_metrics(
+    examples: Sequence[Example],
+    logits: np.ndarray,
+    heads: dict[str, dict[str, object]],
+    labels: list[str],
+    min_rows: int = 10,
+) -> tuple[dict[str, dict[str, object]], list[str]]:
+    """Per language on the dev split (rows that carry a language): benign rows flagged (unsafe or jailbreak at
+    the shipped thresholds), everyday benign rows flagged, and unsafe recall; and the scripts measured (a
+    script counts when one of its languages has ``min_rows`` benign and harmful dev rows)."""
+    from guardrail.language import dominant_script
+
+    def flag(rows: list[int]) -> np.ndarray:
+        out: np.ndarray = prob("unsafe", rows) | prob("jailbreak", rows)
+        return out
+
+    def prob(lab: str, rows: list[int]) -> np.ndarray:
+        c = heads.get(lab, {}).get("calibration", {"a": 1.0, "b": 0.0})
+        t = heads.get(lab, {}).get("thresholds", {})
+        assert isinstance(c, dict) and isinstance(t, dict)
+        col = labels.index(lab)
+        return cal.sigmoid(c["a"] * logits[rows, col] + c["b"]) >= float(t.get("input", 0.5))
+
+    by_lang: dict[str, list[int]] = {}
+    for i, e in enumerate(examples):
+        lang = e.meta.get("lang")
+        if e.split == "dev" and e.stage == "input" and lang and e.prompt is None:
+            by_lang.setdefault(lang, []).append(i)
+    out: dict[str, dict[str, object]] = {}
+    scripts: Counter[str] = Counter()
+    for lang, rows in sorted(by_lang.items()):
+        benign_rows = [i for i in rows if not any(v == 1.0 for v in examples[i].labels.values())]
+        everyday = [i for i in benign_rows if examples[i].kind in ("ordinary", "benign", "everyday")]
+        harmful = [i for i in rows if examples[i].labels.get("unsafe") == 1.0]
+        out[lang] = {
+            "n_benign": len(benign_rows),
+            "benign_flagged": float(flag(benign_rows).mean()) if benign_rows else None,
+            "n_everyday": len(everyday),
+            "everyday_flagged": float(flag(everyday).mean()) if everyday else None,
+            "n_harmful": len(harmful),
+            "unsafe_recall": float(prob("unsafe", harmful).mean()) if harmful else None,
+        }
+        if len(benign_rows) >= min_rows and len(harmful) >= min_rows:
+            for i in rows[:50]:
+                sc = dominant_script(examples[i].text)
+                if sc:
+                    scripts[sc] += 1
+    measured = sorted(s for s, n in scripts.items() if n >= 5)
+    return out, measured
 
 
 def calibrate_heads(
@@ -335,12 +394,23 @@ def finalize(
     sets = set_metrics(clf, evaluated, logits, heads)
     for k, v in sets.items():
         log(f"  {k}: {v}")
+    languages, scripts = language_metrics(evaluated, logits, heads, labels)
+    for lang, v in languages.items():
+        log(f"  language {lang}: {v}")
+    log(f"  scripts measured: {scripts}")
+    if base == "e5":
+        # the runtime's unsupported_language check reads these; v3 (MiniLM) states none, so it is never applied
+        extra: dict[str, object] = {"scripts": scripts, "languages": languages}
+        write_model_folder(work, work / "model.onnx", labels, heads, enc, name, extra)
+        clf = OnnxClassifier(work)
     counts = Counter((e.source, e.split) for e in examples)
     summary = {
         "name": name,
         "config": {k: str(v) for k, v in asdict(cfg).items()},
         "heads": metrics,
         "sets": sets,
+        "languages": languages,
+        "scripts": scripts,
         "parity": parity or {},
         "data": {f"{s}|{sp}": n for (s, sp), n in sorted(counts.items(), key=str)},
         "sources": [
