@@ -155,6 +155,10 @@ def cmd_policy(args: argparse.Namespace) -> int:
     if args.policy_cmd == "show":
         print(dump_policy(load_policy(args.file)), end="")
         return EXIT_OK
+    if args.policy_cmd == "test":
+        from guardrail.policytest import cli_run
+
+        return cli_run(args)
     status = EXIT_OK
     for f in args.files:
         try:
@@ -194,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = psub.add_parser("show", help="print a policy resolved after `extends`")
     s.add_argument("file")
     psub.add_parser("schema", help="print the JSON Schema of policy files (for editor completion)")
+    pt = psub.add_parser("test", help="run policy test suites (exit 1 if a case fails, 2 if a suite is malformed)")
+    pt.add_argument("suites", nargs="+", help="suite files (YAML or JSONL) or folders of them")
+    pt.add_argument("--policy", "-p", default=None, help="run every suite against this policy instead of its own")
+    pt.add_argument("--junit", metavar="FILE", default=None, help="also write the results as JUnit XML")
     pol.set_defaults(func=cmd_policy)
 
     from guardrail.training.cli import add_arguments as add_train_arguments

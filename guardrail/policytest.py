@@ -1,0 +1,411 @@
+"""Policy unit tests: ``guardrail policy test SUITE...`` and :func:`run_suites`.
+
+Ops own the policy files; a suite lets them show that an edit does what they meant *before* it
+reaches users, the way code has unit tests. A suite is YAML (``cases:``) or JSONL (one case per
+line), each case a text or chat messages, its stage, an optional routing context and what must
+hold: the action (or a set of allowed actions), categories that must fire and categories that must
+not. A category "fires" when the decision has a finding for it, enforced or shadow, so a suite also
+pins what a shadow-mode policy *would* do.
+
+Cases run through a real :class:`~guardrail.engine.Guard` (extraction, normalisation, routing,
+rules, fail mode), so a suite tests exactly what traffic gets. The policy's ``timeout_ms`` is lifted
+for the run (as ``guardrail eval`` does): on a busy CI machine a slow check would otherwise become a
+fail-mode block and a spurious failure; a case whose check still errors fails and says why.
+
+A malformed suite is a :class:`~guardrail.errors.PolicyError` naming file:line (exit 2), never a
+silently skipped case: a misspelt category in ``must_not_fire`` would otherwise always pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from guardrail import _yaml
+from guardrail.decision import Action, Decision
+from guardrail.errors import PolicyError
+from guardrail.policy import Policy, load_policy
+from guardrail.taxonomy import BY_ID
+
+if TYPE_CHECKING:
+    from guardrail.classifiers.base import Classifier
+    from guardrail.engine import Guard
+
+__all__ = ["Case", "CaseResult", "Expect", "Suite", "SuiteResult", "load_suite", "run_suite", "run_suites"]
+
+_FROZEN = ConfigDict(extra="forbid", frozen=True)
+SUITE_SUFFIXES = (".yaml", ".yml", ".jsonl")
+RUN_TIMEOUT_MS = 60_000  # see the module docstring: quality, not latency, is under test
+Name = Annotated[str, StringConstraints(min_length=1)]
+
+
+class Expect(BaseModel):
+    """What must hold for a case: at least one of the three."""
+
+    model_config = _FROZEN
+    action: Action | tuple[Action, ...] | None = Field(default=None, description="an action or a list of allowed ones")
+    must_fire: tuple[Name, ...] = ()
+    must_not_fire: tuple[Name, ...] = ()
+
+    @model_validator(mode="after")
+    def _something(self) -> Expect:
+        if self.action is None and not self.must_fire and not self.must_not_fire:
+            raise ValueError("expect needs action, must_fire or must_not_fire")
+        if set(self.must_fire) & set(self.must_not_fire):
+            raise ValueError("a category cannot be in both must_fire and must_not_fire")
+        return self
+
+    @property
+    def actions(self) -> tuple[Action, ...]:
+        return () if self.action is None else (self.action,) if isinstance(self.action, Action) else self.action
+
+
+class Case(BaseModel):
+    """One check and its expectation; ``line`` is where it starts in its file (set by the loader)."""
+
+    model_config = _FROZEN
+    id: Name
+    text: str | None = None
+    messages: tuple[dict[str, Any], ...] | None = None
+    stage: Literal["input", "output"] = "input"
+    prompt: str | None = None
+    context: dict[str, str] | None = None
+    expect: Expect
+    line: int | None = None
+
+    @model_validator(mode="after")
+    def _payload(self) -> Case:
+        if (self.text is None) == (self.messages is None):
+            raise ValueError("give exactly one of text or messages")
+        if self.prompt is not None and self.stage != "output":
+            raise ValueError("prompt is for stage: output (the prompt the response answers)")
+        return self
+
+    @property
+    def payload(self) -> Any:
+        return self.text if self.text is not None else [dict(m) for m in self.messages or ()]
+
+
+class Suite(BaseModel):
+    model_config = _FROZEN
+    policy: Name | None = None
+    description: str = ""
+    cases: tuple[Case, ...] = Field(min_length=1)
+    file: str = "<suite>"
+
+
+# ------------------------------------------------------------------------------------------- loading
+
+
+def _located(exc: ValidationError, locs: _yaml.Locations, origin: str, *, jsonl: bool = False) -> PolicyError:
+    err = exc.errors(include_url=False)[0]
+    # keep keys and indexes; drop pydantic's union-member tags such as "str-enum[Action]"
+    path: _yaml.PathKey = tuple(p for p in err["loc"] if isinstance(p, int) or str(p).isidentifier())
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] in ("enum", "literal_error"):
+        choices = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+        hint = _yaml.closest(err.get("input"), choices)
+        return _yaml.located_error(f"unknown value {err.get('input')!r}; {msg}", locs, path, origin, hint)
+    if err["type"] == "extra_forbidden":
+        model = Expect if "expect" in path else Case if ("cases" in path or jsonl) else Suite
+        valid = [v for v in model.model_fields if v not in ("line", "file")]
+        return _yaml.located_error(f"unknown key {path[-1]!r}", locs, path, origin, _yaml.closest(path[-1], valid))
+    return _yaml.located_error(msg, locs, path, origin)
+
+
+def load_suite(path: str | os.PathLike[str]) -> Suite:
+    """Read and validate one suite file; a problem is a PolicyError at file:line."""
+    p = Path(path)
+    origin = str(p)
+    if p.suffix.lower() == ".jsonl":
+        return _load_jsonl(p)
+    data, locs = _yaml.parse_yaml(_yaml.read_text(p), origin)
+    if not isinstance(data, dict) or "cases" not in data:
+        raise PolicyError("a suite is a mapping with `cases:` (and optionally `policy:`)", file=origin, line=1)
+    cases = data.get("cases")
+    if isinstance(cases, list):
+        data = {**data, "cases": [{**c, "line": locs.get(("cases", i), (origin, None))[1]} if isinstance(c, dict)
+                                  else c for i, c in enumerate(cases)]}  # fmt: skip
+    try:
+        suite = Suite.model_validate({**data, "file": origin})
+    except ValidationError as exc:
+        raise _located(exc, locs, origin) from None
+    _unique_ids(suite)
+    return suite
+
+
+def _load_jsonl(p: Path) -> Suite:
+    origin = str(p)
+    policy: str | None = None
+    cases: list[Case] = []
+    for n, line in enumerate(_yaml.read_text(p).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise PolicyError(f"not valid JSON ({exc.msg})", file=origin, line=n) from None
+        if isinstance(row, dict) and set(row) == {"policy"}:  # a header line naming the suite's policy
+            policy = row["policy"]
+            continue
+        if not isinstance(row, dict):
+            raise PolicyError("each line is a JSON object (a case)", file=origin, line=n)
+        try:
+            cases.append(Case.model_validate({**row, "line": n}))
+        except ValidationError as exc:
+            raise _located(exc, {(): (origin, n)}, origin, jsonl=True) from None
+    try:
+        suite = Suite(policy=policy, cases=tuple(cases), file=origin)
+    except ValidationError:
+        raise PolicyError("the suite has no cases", file=origin) from None
+    _unique_ids(suite)
+    return suite
+
+
+def _unique_ids(suite: Suite) -> None:
+    seen: set[str] = set()
+    for c in suite.cases:
+        if c.id in seen:
+            raise PolicyError(f"duplicate case id {c.id!r}", file=suite.file, line=c.line, field="id")
+        seen.add(c.id)
+
+
+def suite_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Files named, and the suite files (``*.yaml``, ``*.yml``, ``*.jsonl``) in folders named, sorted."""
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in SUITE_SUFFIXES and f.is_file())
+            if not found:
+                raise PolicyError("no suite files (*.yaml, *.yml, *.jsonl) in this folder", file=str(p))
+            out += found
+        else:
+            out.append(p)
+    return out
+
+
+def suite_policy(suite: Suite, override: str | os.PathLike[str] | Policy | None = None) -> Policy:
+    """The policy a suite runs against: ``override``, else the one it names (relative to the suite file)."""
+    if override is not None:
+        return load_policy(override)
+    if suite.policy is None:
+        raise PolicyError("the suite names no policy: add `policy:` or pass --policy", file=suite.file, line=1)
+    ref = suite.policy
+    base = Path(suite.file).parent
+    if _yaml.is_path_like(ref) and not _yaml.expand(ref).is_absolute():
+        return load_policy(base / ref)
+    return load_policy(ref)
+
+
+def _check_categories(suite: Suite, policy: Policy) -> None:
+    known = set(BY_ID) | {"unsupported_language"}
+    for p in (policy, *getattr(policy, "routed", ())):
+        known |= {r.category for r in (*p.input.rules, *p.output.rules)}
+    for c in suite.cases:
+        for key in ("must_fire", "must_not_fire"):
+            for cat in getattr(c.expect, key):
+                if cat not in known:
+                    hint = _yaml.closest(cat, sorted(known))
+                    msg = f"unknown category {cat!r} (case {c.id!r})"
+                    raise PolicyError(msg, file=suite.file, line=c.line, field=f"expect.{key}", suggestion=hint)
+
+
+# ------------------------------------------------------------------------------------------- running
+
+
+@dataclass(frozen=True, slots=True)
+class CaseResult:
+    case: Case
+    decision: Decision
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def deciding_scores(self) -> str:
+        """The scores that decided: every finding, and the score of each category the case names."""
+        d = self.decision
+        parts = [f"{f.category} {f.score:.2f}>={f.threshold:.2f}{' (shadow)' if f.shadow else ''}" for f in d.findings]
+        fired = {f.category for f in d.findings}
+        for cat in (*self.case.expect.must_fire, *self.case.expect.must_not_fire):
+            if cat not in fired and cat in d.scores:
+                parts.append(f"{cat} {d.scores[cat]:.2f}")
+        if d.error:
+            parts.append(f"error: {d.error}")
+        return ", ".join(parts) or "no finding"
+
+
+@dataclass(slots=True)
+class SuiteResult:
+    suite: Suite
+    policy: Policy
+    results: list[CaseResult] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[CaseResult]:
+        return [r for r in self.results if not r.ok]
+
+
+def judge(case: Case, decision: Decision) -> tuple[str, ...]:
+    """Why ``decision`` does not meet ``case.expect`` (empty: it does)."""
+    problems = []
+    exp = case.expect
+    if exp.actions and decision.action not in exp.actions:
+        problems.append(f"action {decision.action.value}, expected {'|'.join(a.value for a in exp.actions)}")
+    fired = {f.category for f in decision.findings}
+    missing = [c for c in exp.must_fire if c not in fired]
+    extra = [c for c in exp.must_not_fire if c in fired]
+    if missing:
+        problems.append("did not fire: " + ", ".join(missing))
+    if extra:
+        problems.append("fired: " + ", ".join(extra))
+    return tuple(problems)
+
+
+def run_case(guard: Guard, case: Case) -> CaseResult:
+    kw: dict[str, Any] = {"context": case.context} if case.context else {}
+    if case.stage == "output":
+        d = guard.check_output(case.payload, prompt=case.prompt, **kw)
+    else:
+        d = guard.check_input(case.payload, **kw)
+    return CaseResult(case, d, judge(case, d))
+
+
+def run_suite(
+    suite: Suite,
+    policy: str | os.PathLike[str] | Policy | None = None,
+    *,
+    classifiers: Classifier | Sequence[Classifier] | None = None,
+    guards: dict[str, Guard] | None = None,
+) -> SuiteResult:
+    """Run every case of ``suite`` against ``policy`` (default: the policy the suite names)."""
+    from guardrail.engine import Guard
+
+    pol = suite_policy(suite, policy)
+    _check_categories(suite, pol)
+    pol = _lift_timeout(pol)
+    cache = guards if guards is not None else {}
+    key = f"{pol.source}@{pol.hash}"
+    guard = cache.get(key)
+    if guard is None:
+        guard = cache[key] = Guard(pol, classifiers=classifiers)
+    out = SuiteResult(suite, pol)
+    for case in suite.cases:
+        out.results.append(run_case(guard, case))
+    return out
+
+
+def _lift_timeout(policy: Policy) -> Policy:
+    if policy.timeout_ms >= RUN_TIMEOUT_MS:
+        return policy
+    lifted = policy.model_copy(update={"timeout_ms": RUN_TIMEOUT_MS})
+    lifted._source, lifted._hash, lifted._files = policy.source, policy.hash, policy.files
+    return lifted
+
+
+def run_suites(
+    paths: Iterable[str | os.PathLike[str]],
+    policy: str | os.PathLike[str] | Policy | None = None,
+    *,
+    classifiers: Classifier | Sequence[Classifier] | None = None,
+) -> list[SuiteResult]:
+    """Load every suite under ``paths`` (files or folders) first, so a malformed one fails before any runs."""
+    suites = [load_suite(f) for f in suite_files(paths)]
+    guards: dict[str, Guard] = {}
+    try:
+        return [run_suite(s, policy, classifiers=classifiers, guards=guards) for s in suites]
+    finally:
+        for g in guards.values():
+            g.close()
+
+
+# ------------------------------------------------------------------------------------------ reporting
+
+
+def _clip(text: str, n: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def format_report(results: Sequence[SuiteResult]) -> str:
+    lines = []
+    total = sum(len(r.results) for r in results)
+    failed = sum(len(r.failures) for r in results)
+    for r in results:
+        mark = "ok  " if not r.failures else "FAIL"
+        n, bad = len(r.results), len(r.failures)
+        lines.append(f"{mark} {r.suite.file}  policy {r.policy.name}@{r.policy.hash[:8]}  {n - bad}/{n} cases hold")
+    rows = [(f"{r.suite.file}:{f.case.line or '?'}", f.case.id, _exp(f.case.expect), _got(f.decision),
+             "; ".join(f.problems), f.deciding_scores()) for r in results for f in r.failures]  # fmt: skip
+    if rows:
+        head = ("where", "case", "expected", "got", "problem", "deciding scores")
+        widths = [min(60 if i else 10_000, max(len(str(x[i])) for x in (head, *rows))) for i in range(5)]
+        lines.append("")
+        lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=False)) + "  " + head[5])
+        for row in rows:
+            cells = [_clip(str(c), w).ljust(w) for c, w in zip(row, widths, strict=False)]
+            lines.append("  ".join(cells) + "  " + row[5])
+    lines.append(f"\n{total - failed}/{total} cases hold in {len(results)} suite(s)")
+    return "\n".join(lines)
+
+
+def _exp(e: Expect) -> str:
+    parts = []
+    if e.actions:
+        parts.append("|".join(a.value for a in e.actions))
+    if e.must_fire:
+        parts.append("+" + ",".join(e.must_fire))
+    if e.must_not_fire:
+        parts.append("-" + ",".join(e.must_not_fire))
+    return " ".join(parts)
+
+
+def _got(d: Decision) -> str:
+    cats = ",".join(f.category + ("*" if f.shadow else "") for f in d.findings)
+    return d.action.value + (f" {cats}" if cats else "")
+
+
+def write_junit(results: Sequence[SuiteResult], path: str | os.PathLike[str]) -> None:
+    """JUnit XML (one testsuite per suite file, one testcase per case) for CI dashboards."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.Element("testsuites", name="guardrail policy test")
+    for r in results:
+        ts = ET.SubElement(root, "testsuite", name=r.suite.file, tests=str(len(r.results)),
+                           failures=str(len(r.failures)), errors="0")  # fmt: skip
+        for res in r.results:
+            tc = ET.SubElement(ts, "testcase", classname=f"{r.policy.name}", name=res.case.id,
+                               file=r.suite.file, line=str(res.case.line or 0))  # fmt: skip
+            if res.problems:
+                fail = ET.SubElement(tc, "failure", message="; ".join(res.problems))
+                fail.text = f"expected {_exp(res.case.expect)}; got {_got(res.decision)}; {res.deciding_scores()}"
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def cli_run(args: Any, out: Any = None) -> int:
+    """``guardrail policy test``: 0 every case holds, 1 some case fails, 2 malformed suite or policy."""
+    import sys
+
+    from guardrail.evaluation.evaluator import quiet_audit
+
+    stream = out or sys.stdout
+    quiet_audit()
+    results = run_suites(args.suites, args.policy)
+    print(format_report(results), file=stream)
+    if args.junit:
+        write_junit(results, args.junit)
+    return 1 if any(r.failures for r in results) else 0
+
+
+def summary(results: Sequence[SuiteResult]) -> Mapping[str, int]:
+    return {"suites": len(results), "cases": sum(len(r.results) for r in results),
+            "failed": sum(len(r.failures) for r in results)}  # fmt: skip
