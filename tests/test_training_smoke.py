@@ -101,7 +101,10 @@ def test_dequantised_multilingual_encoder_matches_translations() -> None:
     keep = list(range(len(f.pieces)))
     tok = e5base.build_tokenizer(f, keep)
     model = e5base.build_bert(f, 12, keep).eval()
-    pairs = [("how do I cook rice", "как приготовить рис"), ("what is the capital of Australia", "澳大利亚的首都是哪里")]
+    pairs = [
+        ("how do I cook rice", "как приготовить рис"),
+        ("what is the capital of Australia", "澳大利亚的首都是哪里"),
+    ]
 
     def emb(text: str) -> torch.Tensor:
         ids = torch.tensor([[f.bos, *tok.encode("query: " + text, add_special_tokens=False).ids, f.eos]])
