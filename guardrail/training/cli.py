@@ -26,6 +26,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=None, help="rows per source (smoke runs)")
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--from-checkpoint", action="store_true",
+        help="export and measure the weights a stopped run left in --out (same data options), without training",
+    )  # fmt: skip
     p.add_argument("--no-group-by-meaning", action="store_true", help="skip embedding-based near-duplicate grouping")
     p.add_argument(
         "--exclude-noncommercial", action="store_true",
@@ -35,11 +39,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        from guardrail.training.pipeline import from_checkpoint
         from guardrail.training.pipeline import run as run_pipeline
     except ImportError as exc:  # torch / transformers missing
         print(f"guardrail train needs the [train] extra: pip install 'guardrail-sdk[train]' ({exc})", file=sys.stderr)
         return 2
-    run_pipeline(
+    (from_checkpoint if args.from_checkpoint else run_pipeline)(
         {
             "data_root": args.data_root,
             "out_dir": args.out,

@@ -351,6 +351,44 @@ def run(cfg_dict: dict[str, object] | None = None, log: Callable[[str], None] = 
     return finalize(work, examples, labels, cfg, log=log, t0=t0)
 
 
+def from_checkpoint(cfg_dict: dict[str, object], log: Callable[[str], None] = print) -> Path:
+    """Export and finalise the weights an interrupted or stopped run left in ``out_dir`` (its finished
+    ``checkpoint.pt``, else the last resumable ``resume.pt``), rebuilding the same data split (same seed and
+    embedding cache), so a run cut short by a deadline still yields a measured model folder."""
+    import torch
+
+    from guardrail.training import dataset, export, train
+    from guardrail.training.model import SafetyClassifier
+
+    cfg = train.TrainConfig(**cfg_dict)  # type: ignore[arg-type]
+    t0 = time.time()
+    torch.set_num_threads(cfg.threads)
+    work = Path(cfg.out_dir)
+    extra: list[Example] = []
+    for path in cfg.extra_data:
+        extra += list(read_labelled_jsonl(Path(path), source=f"user-{Path(path).stem}"))
+    embed = _embedder(cfg.threads, work.parent / ".cache") if cfg.group_by_meaning else None
+    examples = dataset.build(
+        Path(cfg.data_root), embed, seed=cfg.seed, limit=cfg.limit, extra=extra,
+        exclude_restricted=cfg.exclude_noncommercial, log=log,
+    )  # fmt: skip
+    labels = train.label_space(examples)
+    model = SafetyClassifier(len(labels), cfg.layers, kind=cfg.base, keep=train.vocab_keep(work))
+    if (work / "checkpoint.pt").exists():
+        state = torch.load(work / "checkpoint.pt", weights_only=True)
+        log("weights: checkpoint.pt (finished run)")
+    else:
+        full = torch.load(work / "resume.pt", weights_only=False)
+        state = full["model"]
+        log(f"weights: resume.pt at step {full['step']}")
+    model.load_state_dict(state)
+    train.save_checkpoint(model, labels, cfg, work)
+    fp32 = export.export_onnx(model, work)
+    export.quantize(fp32, work / "model.onnx")
+    export.copy_tokenizer(work)
+    return finalize(work, examples, labels, cfg, log=log, t0=t0)
+
+
 def finalize(
     work: Path,
     examples: Sequence[Example],
