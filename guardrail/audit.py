@@ -67,6 +67,7 @@ def audit_fields(
         "top_score": None if top[1] is None else round(top[1], 4),
         "findings": [f.to_dict() for f in decision.findings],
         "error": decision.error,
+        "error_kind": getattr(decision, "error_kind", None),
         "text_chars": len(original),
     }
     fields.update(_text_fields(original, mode))

@@ -82,7 +82,9 @@ class Decision:
 
     ``text`` is what should travel on: the original text when allowed or logged, the redacted or
     replaced text when rewritten, the refusal message when blocked. ``error`` is set when the
-    policy's fail mode, not the classifier, decided (the classifier raised or timed out).
+    policy's fail mode, not the classifier, decided: a readable reason, with ``error_kind`` its stable
+    kind (``timeout``, ``overloaded``, ``classifier_error``, ``invalid_scores``, ``too_long``; see
+    ``guardrail.errors.ERROR_KINDS``) for code, metrics and alerts to match on.
     """
 
     id: str
@@ -98,6 +100,7 @@ class Decision:
     message: str | None = None
     redactions: Mapping[str, str] = field(default_factory=dict)
     messages: tuple[dict[str, Any], ...] | None = None  # the rewritten chat messages, when messages were checked
+    error_kind: str | None = None  # set exactly when ``error`` is
 
     @property
     def blocked(self) -> bool:
@@ -119,6 +122,7 @@ class Decision:
             "policy_hash": self.policy_hash,
             "latency_ms": round(self.latency_ms, 3),
             "error": self.error,
+            "error_kind": self.error_kind,
         }
         if self.message is not None:
             d["message"] = self.message

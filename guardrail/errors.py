@@ -5,7 +5,11 @@ application can catch "anything guardrail decided or failed at" in one ``except`
 
     GuardrailError
     ├── PolicyError        a policy file or object is invalid (names file, line, field, suggestion)
-    ├── ClassifierError    a classifier failed, timed out, or its model folder is unusable
+    ├── ClassifierError    a classifier could not score; ``kind`` says why, and becomes Decision.error_kind:
+    │   ├── CheckTimeout       "timeout": the check's deadline passed (in the queue or in inference)
+    │   ├── Overloaded         "overloaded": the inference queue shed the check before it ran
+    │   └── InvalidScores      "invalid_scores": a result lacked a category, or held a non-probability
+    ├── InvalidMessages    chat messages the guard cannot read safely (an unknown role, a bad shape)
     └── Blocked            the policy blocked a prompt or completion (carries the Decision)
 
 Why a tree and not ad-hoc ``ValueError``s: ops tooling (``guardrail policy validate``) and adapters
@@ -20,7 +24,22 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from guardrail.decision import Decision
 
-__all__ = ["Blocked", "ClassifierError", "GuardrailError", "PolicyError"]
+__all__ = [
+    "ERROR_KINDS",
+    "Blocked",
+    "CheckTimeout",
+    "ClassifierError",
+    "GuardrailError",
+    "InvalidMessages",
+    "InvalidScores",
+    "Overloaded",
+    "PolicyError",
+]
+
+# The kinds of Decision.error_kind: why the fail mode, not the classifier, decided. Stable strings
+# (metrics label them, dashboards and alerts match them): a time-out and shed load call for more
+# capacity, a classifier error for a look at the model, invalid scores for a look at the classifier.
+ERROR_KINDS = ("timeout", "overloaded", "classifier_error", "invalid_scores", "too_long")
 
 
 class GuardrailError(Exception):
@@ -64,9 +83,36 @@ class PolicyError(GuardrailError):
 class ClassifierError(GuardrailError):
     """A classifier could not produce scores (crash, time-out, missing or malformed model)."""
 
+    kind = "classifier_error"
+
     def __init__(self, message: str, *, classifier: str | None = None) -> None:
         self.classifier = classifier
         super().__init__(f"{classifier}: {message}" if classifier else message)
+
+
+class CheckTimeout(ClassifierError, TimeoutError):
+    """The check's deadline passed: the work was dropped before it ran, or inference ran past it."""
+
+    kind = "timeout"
+
+
+class Overloaded(ClassifierError):
+    """The inference queue is full, or holds more work than the check's deadline leaves time for:
+    the check is refused at once (load shed explicitly) instead of timing out in the queue."""
+
+    kind = "overloaded"
+
+
+class InvalidScores(ClassifierError):
+    """A classifier returned something that is not a full set of probabilities (a missing category,
+    NaN, a value outside [0, 1], the wrong number of results): never read as "safe"."""
+
+    kind = "invalid_scores"
+
+
+class InvalidMessages(GuardrailError, TypeError):
+    """Chat messages the guard cannot read safely: an unknown role (named), a message without a role,
+    content of an unexpected type. A ``TypeError`` too, for callers that caught the old error."""
 
 
 class Blocked(GuardrailError):

@@ -3,7 +3,19 @@
 Chat payloads in the wild are messy: ``content`` may be a string, ``None`` (assistant tool calls), or
 a list of parts (text, image_url, input_audio...), and messages may be dicts or SDK objects. Every
 shape is handled deliberately: text parts are scanned, non-text parts are skipped and reported in
-``skipped`` (the audit log says so), and anything else is a ``TypeError`` naming what was wrong.
+``skipped`` (the audit log says so), and anything else is an ``InvalidMessages`` error (a
+``TypeError``) naming what was wrong.
+
+Roles are what an attacker picks, so they are read strictly: matched case-insensitively (``"USER"``
+once meant nothing was scored), a few well-known aliases are mapped (``human`` is a user, ``model``
+and ``ai`` are the assistant, ``developer`` is the system), and an unknown role is an error that names
+it rather than a message silently left unread. Which turns are read is the policy's ``input.scope``:
+
+- ``untrusted`` (default): every user turn, and every message carrying text the model will read but
+  nobody on your side wrote: tool and function results, retrieved documents (roles ``tool``,
+  ``function``, ``ipython``, ``document``). The engine checks those for injection only;
+- ``last_user`` / ``all_user``: the newest user turn / every user turn;
+- ``all``: every message, system and assistant included.
 """
 
 from __future__ import annotations
@@ -15,10 +27,39 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from guardrail.classifiers.patterns import Span, bare_placeholders, find_entities, redact
+from guardrail.errors import InvalidMessages
 
-Scope = Literal["last_user", "all_user", "all"]
+Scope = Literal["untrusted", "last_user", "all_user", "all"]
 
-__all__ = ["Extracted", "Scope", "extract", "replace_texts", "scan_form", "to_text"]
+__all__ = [
+    "DATA_ROLES",
+    "ROLES",
+    "Extracted",
+    "Scope",
+    "canonical_role",
+    "extract",
+    "replace_texts",
+    "scan_form",
+    "to_text",
+]
+
+# every role guardrail reads, and its canonical name
+ROLES = {
+    "user": "user",
+    "human": "user",
+    "assistant": "assistant",
+    "model": "assistant",
+    "ai": "assistant",
+    "system": "system",
+    "developer": "system",
+    "tool": "tool",
+    "function": "tool",
+    "ipython": "tool",
+    "document": "document",
+    "documents": "document",
+}
+DATA_ROLES = frozenset({"tool", "document"})  # text from tools and retrieval: read for injection
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # C0 controls but tab, newline, carriage return
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e\u2061\u2062\u2063\u2064"), None)
@@ -34,7 +75,10 @@ def to_text(value: str | bytes | bytearray) -> str:
 def scan_form(text: str) -> str:
     """The form the classifier sees: NFKC-folded (full-width and stylised letters become plain ones),
     invisible characters dropped, control characters turned into spaces. Obfuscation with zero-width
-    joiners or look-alike letters is a cheap jailbreak; the original text is what travels on."""
+    joiners or look-alike letters is a cheap jailbreak; the original text is what travels on. Lone
+    surrogates (valid in JSON, not in UTF-8; the tokenizer refused them, which under fail open let
+    any text through) become U+FFFD."""
+    text = _SURROGATE.sub("\ufffd", text)
     return _CONTROL.sub(" ", unicodedata.normalize("NFKC", text).translate(_INVISIBLE))
 
 
@@ -55,12 +99,16 @@ def scoring_form(text: str, spans: Sequence[Span] | None = None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Extracted:
-    """Texts to scan, and where each came from (message index, part index or None for plain content)."""
+    """Texts to scan, and where each came from (message index, part index or None for plain content)
+    and the canonical role of its message (``user`` for a plain string). ``system`` is the text of the
+    system/developer messages (a policy may give it to the classifier as context)."""
 
     texts: tuple[str, ...]
     locations: tuple[tuple[int, int | None], ...]
     skipped: tuple[str, ...] = field(default_factory=tuple)
     is_messages: bool = False
+    roles: tuple[str, ...] = ()
+    system: str | None = None
 
 
 def _get(obj: Any, key: str) -> Any:
@@ -92,39 +140,65 @@ def _parts(content: Any, msg_index: int) -> tuple[list[str], list[tuple[int, int
             else:
                 skipped.append(f"message {msg_index} part {j}: {kind or type(part).__name__}")
         return texts, locs, skipped
-    raise TypeError(
+    raise InvalidMessages(
         f"message {msg_index}: content must be a string, a list of parts or None, not {type(content).__name__}"
     )
 
 
-def extract(payload: Any, scope: Scope = "last_user") -> Extracted:
-    """Texts of ``payload`` that the policy's input ``scope`` asks to check."""
+def canonical_role(role: Any, index: int = 0) -> str:
+    """The canonical name of a message's role; ``InvalidMessages`` naming an unknown one."""
+    if not isinstance(role, str):
+        raise InvalidMessages(f"message {index} has no role (got {type(role).__name__})")
+    value = getattr(role, "value", role)  # a str enum member reads as its value
+    name = ROLES.get(str(value).strip().lower())
+    if name is None:
+        known = ", ".join(sorted(ROLES))
+        raise InvalidMessages(f"message {index} has the unknown role {role!r} (known roles: {known})")
+    return name
+
+
+def extract(payload: Any, scope: Scope = "untrusted") -> Extracted:
+    """Texts of ``payload`` that the policy's input ``scope`` asks to check (see the module docstring).
+
+    The newest user turn's texts come last: a rewrite or block replaces the last text, and that is
+    the turn the person just sent, never a tool result that happened to follow it."""
     if isinstance(payload, (str, bytes, bytearray)):
-        return Extracted((to_text(payload),), ((0, None),))
+        return Extracted((to_text(payload),), ((0, None),), roles=("user",))
     if isinstance(payload, Mapping) and "role" in payload:
         payload = [payload]
     if not isinstance(payload, Sequence):
-        raise TypeError(f"expected a string or a list of chat messages, not {type(payload).__name__}")
-    roles = [_get(m, "role") for m in payload]
-    for i, (m, role) in enumerate(zip(payload, roles, strict=True)):
-        if not isinstance(role, str):
-            raise TypeError(f"message {i} has no role (got {type(m).__name__})")
+        raise InvalidMessages(f"expected a string or a list of chat messages, not {type(payload).__name__}")
+    roles = [canonical_role(_get(m, "role"), i) for i, m in enumerate(payload)]
+    users = [i for i, r in enumerate(roles) if r == "user"]
     if scope == "last_user":
-        users = [i for i, r in enumerate(roles) if r == "user"]
         chosen = users[-1:]
     elif scope == "all_user":
-        chosen = [i for i, r in enumerate(roles) if r == "user"]
+        chosen = users
+    elif scope == "untrusted":
+        chosen = [i for i, r in enumerate(roles) if r == "user" or r in DATA_ROLES]
     else:
         chosen = list(range(len(payload)))
+    if users and users[-1] in chosen:
+        chosen = [i for i in chosen if i != users[-1]] + [users[-1]]
     texts: list[str] = []
     locs: list[tuple[int, int | None]] = []
     skipped: list[str] = []
+    kinds: list[str] = []
     for i in chosen:
         t, lo, sk = _parts(_get(payload[i], "content"), i)
         texts += t
         locs += lo
         skipped += sk
-    return Extracted(tuple(texts), tuple(locs), tuple(skipped), is_messages=True)
+        kinds += [roles[i]] * len(t)
+    system = [t for i, r in enumerate(roles) if r == "system" for t in _parts(_get(payload[i], "content"), i)[0]]
+    return Extracted(
+        tuple(texts),
+        tuple(locs),
+        tuple(skipped),
+        is_messages=True,
+        roles=tuple(kinds),
+        system="\n\n".join(system) if system else None,
+    )
 
 
 def replace_texts(payload: Sequence[Any], ex: Extracted, new_texts: Sequence[str]) -> list[dict[str, Any]]:

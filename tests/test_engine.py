@@ -127,7 +127,8 @@ def test_classifier_error_follows_fail_mode(fail_mode: str, expected: Action, is
     g = Guard(policy(fail_mode=fail_mode), classifiers=FakeClassifier(error=RuntimeError("model crashed")))
     d = check(g, "hello", is_async=is_async)
     assert d.action is expected
-    assert d.error is not None and "model crashed" in d.error
+    assert d.error_kind == "classifier_error" and d.error is not None and "RuntimeError" in d.error
+    assert "model crashed" not in d.error  # exception text may quote the input: only its type is kept
 
 
 @pytest.mark.parametrize("fail_mode,expected", [("closed", Action.BLOCK), ("open", Action.LOG)])
@@ -135,13 +136,15 @@ def test_classifier_timeout_follows_fail_mode(fail_mode: str, expected: Action, 
     g = Guard(policy(fail_mode=fail_mode, timeout_ms=50), classifiers=FakeClassifier(delay=0.5))
     d = check(g, "hello", is_async=is_async)
     assert d.action is expected
-    assert d.error == "classifier timed out after 50 ms"
+    assert d.error_kind == "timeout" and (d.error or "").startswith("timeout: ")
+    assert d.to_dict()["error_kind"] == "timeout"
 
 
 def test_classifier_returning_garbage_is_a_failure_not_a_crash(is_async: bool) -> None:
     bad = FakeClassifier(scorer=lambda t, s, p: {"unsafe": float("nan")})
     d = check(Guard(policy(), classifiers=bad), "hello", is_async=is_async)
     assert d.action is Action.BLOCK and d.error is not None and "not a probability" in d.error
+    assert d.error_kind == "invalid_scores"
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\t "])
@@ -156,6 +159,7 @@ def test_oversized_text_is_decided_by_fail_mode_without_scoring(is_async: bool) 
     g = Guard(policy(max_chars=1000), classifiers=fc)
     d = check(g, "a" * 1001, is_async=is_async)
     assert d.action is Action.BLOCK and "max_chars" in (d.error or "") and fc.calls == []
+    assert d.error_kind == "too_long"
     g = Guard(policy(max_chars=1000, fail_mode="open"), classifiers=fc)
     assert check(g, "a" * 1001, is_async=is_async).action is Action.LOG
 
@@ -178,7 +182,7 @@ def test_obfuscated_text_is_normalised_before_scoring(guard: Guard, is_async: bo
 
 def test_messages_scope_last_user(is_async: bool) -> None:
     fc = FakeClassifier(rules=RULES)
-    g = Guard(policy(), classifiers=fc)
+    g = Guard(policy(input={"scope": "last_user", "rules": policy()["input"]["rules"]}), classifiers=fc)
     msgs = [
         {"role": "system", "content": "build a bomb"},  # not a user turn: out of scope
         {"role": "user", "content": "build a bomb"},

@@ -107,8 +107,9 @@ def test_counters_match_the_checks_made_sync_and_async(registry: CollectorRegist
     assert value(registry, "guardrail_findings_total", category="harmful_response", stage="output") == 1
     assert value(registry, "guardrail_check_duration_seconds_count") == 9
     assert value(registry, "guardrail_check_duration_seconds_count", stage="output") == 2
-    # the empty prompt is allowed without scoring: 8 classifier calls of one text each
-    assert value(registry, "guardrail_classifier_duration_seconds_count", classifier="fake") == 8
+    # the empty prompt is allowed without scoring: 8 texts scored, the two concurrent async ones may
+    # share one batch (one classifier call)
+    assert value(registry, "guardrail_classifier_duration_seconds_count", classifier="fake") in (7, 8)
     assert value(registry, "guardrail_batch_size_sum", classifier="fake") == 8
     assert value(registry, "guardrail_errors_total") == 0
 

@@ -11,13 +11,22 @@ Measured on a 3,000-token text (4-layer model, 2 threads): sub-batches of 4,096 
 293 MB RSS and took 188 ms; 1,024 tokens peaked at 146 MB and took 138 ms (smaller batches stay
 in cache), so 1,024 is the default. Repeated texts
 (system prompts, earlier turns re-sent with every request) hit a small LRU cache.
+
+Robustness: text the tokenizer cannot take (a lone surrogate, valid in JSON, made it raise, and
+under ``fail_mode: open`` that was a universal bypass) is sanitised here as well as in the engine;
+``reset()`` terminates running inferences and replaces the session (the scheduler's watchdog calls
+it on a hang); ``warmup()`` measures this machine's speed (``check_ms``, ``speed_scale``) so that
+time budgets can scale with it (the same check takes 3 ms on one machine kind and 18 on another).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import statistics
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +39,30 @@ from guardrail.classifiers.encoding import EncodingConfig, Window, encode_window
 from guardrail.errors import ClassifierError
 from guardrail.taxonomy import Stage
 
-__all__ = ["LabelInfo", "ModelInfo", "OnnxClassifier", "bundled_model_dir", "resolve_model_dir"]
+__all__ = [
+    "REFERENCE_CHECK_MS",
+    "LabelInfo",
+    "ModelInfo",
+    "OnnxClassifier",
+    "bundled_model_dir",
+    "resolve_model_dir",
+    "sanitize",
+]
+
+# One 64-token input check on the reference machine (Xeon with AVX-512 VNNI, 2 threads, idle):
+# policies' time budgets are written for it and scaled by ``speed_scale`` elsewhere.
+REFERENCE_CHECK_MS = 3.0
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_WARM_TEXT = (
+    "Could you explain, in a few short paragraphs, how photosynthesis turns sunlight, water and carbon "
+    "dioxide into sugar and oxygen, and why leaves are green? An example for a child would help a lot."
+)
+
+
+def sanitize(text: str) -> str:
+    """A text every tokenizer takes: lone surrogates (valid in JSON and in a Python str, not in UTF-8)
+    become U+FFFD. Nothing else is changed, so offsets stay the same."""
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
 
 
 def bundled_model_dir(name: str = "default") -> Path:
@@ -117,12 +149,19 @@ class OnnxClassifier:
         self._cache: OrderedDict[tuple[str, str | None, str], dict[str, float]] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
+        self._active: set[Any] = set()  # RunOptions of inferences in progress (reset() terminates them)
+        self.check_ms: float | None = None  # one 64-token check on this machine, measured by warmup()
+        self.resets = 0
         self._sigmoid = [lab for lab in self.info.labels if lab.kind == "sigmoid"]
         self._softmax = [lab for lab in self.info.labels if lab.kind == "softmax"]
 
     @property
     def labels(self) -> frozenset[str]:
         return frozenset(lab.id for lab in self.info.labels)
+
+    def stage_labels(self, stage: Stage) -> frozenset[str]:
+        """The labels ``predict`` returns on ``stage`` (a policy rule on another is a load-time error)."""
+        return frozenset(lab.id for lab in self.info.for_stage(stage))
 
     @property
     def scripts(self) -> frozenset[str] | None:
@@ -153,8 +192,31 @@ class OnnxClassifier:
             self._session = session
 
     def warmup(self) -> None:
-        """Load the session and run one tiny inference (first-call latency otherwise lands on a user)."""
+        """Load the session, run a few inferences (first-call latency otherwise lands on a user) and
+        measure ``check_ms``: the median of five uncached 64-token checks."""
         self.predict(["warm up"])
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            self.raw_logits([_WARM_TEXT])
+            times.append(time.perf_counter() - t0)
+        self.check_ms = statistics.median(times) * 1000.0
+
+    @property
+    def speed_scale(self) -> float:
+        """How much slower than the reference machine this one ran at warm-up (never below 1)."""
+        if self.check_ms is None:
+            return 1.0
+        return max(1.0, self.check_ms / REFERENCE_CHECK_MS)
+
+    def reset(self) -> None:
+        """Terminate inferences in progress and drop the session; the next call loads a fresh one.
+        The scheduler's watchdog calls this when an inference hangs."""
+        with self._lock:
+            for ro in list(self._active):
+                ro.terminate = True
+            self._session = None
+            self.resets += 1
 
     # -- scoring ------------------------------------------------------------------------------
 
@@ -165,6 +227,8 @@ class OnnxClassifier:
         response-class group): the scores the calibration was fitted on."""
         if self._session is None:
             self._load()
+        texts = [sanitize(t) for t in texts]
+        prompts = None if prompts is None else [None if p is None else sanitize(p) for p in prompts]
         # an input text's "prompt" is its context (the system prompt, when a policy passes it); an output
         # text always has one, empty when unknown
         if stage == "output" and prompts is None:
@@ -187,6 +251,12 @@ class OnnxClassifier:
     def _run(self, windows: Sequence[Window]) -> np.ndarray:
         if not windows:
             return np.zeros((0, len(self.info.labels)), dtype=np.float32)
+        import onnxruntime as ort
+
+        session = self._session
+        if session is None:  # reset() between raw_logits and here
+            self._load()
+            session = self._session
         order = sorted(range(len(windows)), key=lambda i: len(windows[i].ids))
         result: np.ndarray | None = None
         start = 0
@@ -200,13 +270,19 @@ class OnnxClassifier:
                 end += 1
             idx = order[start:end]
             b = pad_batch([windows[i] for i in idx], self.info.encoding.pad_id)
+            ro = ort.RunOptions()
+            self._active.add(ro)
             try:
-                (logits,) = self._session.run(
+                (logits,) = session.run(
                     ["logits"],
                     {"input_ids": b.input_ids, "attention_mask": b.attention_mask, "token_type_ids": b.token_type_ids},
+                    ro,
                 )
             except Exception as exc:
-                raise ClassifierError(f"inference failed: {exc}", classifier=self.name) from exc
+                why = "terminated by reset()" if ro.terminate else type(exc).__name__
+                raise ClassifierError(f"inference failed: {why}", classifier=self.name) from exc
+            finally:
+                self._active.discard(ro)
             if result is None:
                 result = np.zeros((len(windows), logits.shape[1]), dtype=np.float32)
             result[idx] = logits
@@ -238,6 +314,7 @@ class OnnxClassifier:
         self, texts: Sequence[str], *, stage: Stage = "input", prompts: Sequence[str | None] | None = None
     ) -> list[dict[str, float]]:
         """Calibrated probabilities of every head scored on ``stage``, one dict per text."""
+        texts = [sanitize(t) for t in texts]
         results: list[dict[str, float] | None] = [None] * len(texts)
         todo: list[int] = []
         keys: list[tuple[str, str | None, str]] = []
