@@ -498,20 +498,19 @@ class Guard:
     async def acheck_output(self, text: Any, prompt: Any = None, *, policy: Policy | None = None) -> Decision:
         return await self._run_async(self._prepare("output", text, prompt, policy=policy))
 
-    # -- integrations: deprecated aliases (the Guard is the decision core; see guardrail.integrations) ----
+    # -- integrations ---------------------------------------------------------------------------
 
     def protect(self, fn: Any = None, *, prompt_arg: str | None = None) -> Any:
-        """Deprecated alias of ``guardrail.protect(guard, fn)``."""
-        from guardrail.integrations import deprecated, protect
+        """Decorator for your own LLM-calling function (sync, async or async generator)."""
+        from guardrail.protect import protect
 
-        deprecated("guard.protect", "guardrail.protect(guard)")
         return protect(self, fn, prompt_arg=prompt_arg)
 
     def wrap(self, client: Any, *, restore: bool = False) -> Any:
-        """Deprecated alias of ``guardrail.wrap(guard, client)``."""
-        from guardrail.integrations import deprecated, wrap
+        """The same client, guarded: ``openai.OpenAI``/``AsyncOpenAI`` or the ``litellm`` module.
+        ``restore=True`` maps redaction placeholders in answers back to the caller's original values."""
+        from guardrail.adapters import wrap
 
-        deprecated("guard.wrap", "guardrail.wrap(guard, client)")
         return wrap(self, client, restore=restore)
 
     def close(self) -> None:
