@@ -274,8 +274,11 @@ def _relocate(moves: dict[PathKey, PathKey | None], key: PathKey) -> PathKey | N
 
 
 def _category(rule: Any) -> str | None:
+    """The merge key of a rule: its category, told apart for keyword/pattern rules (they may share one)."""
     cat = rule.get("category") if isinstance(rule, dict) else None
-    return cat if isinstance(cat, str) else None
+    if not isinstance(cat, str):
+        return None
+    return f"{cat} (keywords/patterns)" if rule.get("keywords") or rule.get("patterns") else cat
 
 
 def dotted(path: PathKey) -> str:

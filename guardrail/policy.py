@@ -64,6 +64,7 @@ _PKG_DIR = Path(__file__).resolve().parent
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 Mode = Literal["enforce", "shadow"]
 Probability = Annotated[float, Strict(), Field(ge=0.0, le=1.0)]
+_CUSTOM_CATEGORY = re.compile(r"[a-z][a-z0-9_]*")
 
 
 def _fail(field: str, message: str, suggestion: str | None = None) -> PydanticCustomError:
@@ -97,6 +98,48 @@ class Rule(BaseModel):
         "fire, e.g. {unsafe: 0.5}: a self_harm rule that blocks only method requests, beside one that rewrites.",
     )
 
+    keywords: tuple[str, ...] | None = Field(
+        default=None,
+        description="Fire when any of these words or phrases occurs (case-folded, normalised text): a ban list.",
+    )
+    patterns: tuple[str, ...] | None = Field(
+        default=None, description="Fire when any of these regular expressions matches (RE2 syntax, linear time)."
+    )
+    word_boundaries: bool = Field(default=True, description="keywords match whole words only (default).")
+    allow: tuple[str, ...] | None = Field(
+        default=None, description="Exact phrases (the whole text) exempt from this rule; each exemption is audited."
+    )
+    allow_patterns: tuple[str, ...] | None = Field(
+        default=None, description="Patterns matching the whole text that exempt it from this rule (audited)."
+    )
+
+    @property
+    def is_match(self) -> bool:
+        """A keyword/pattern rule: it fires on a match in the text, not on a model score."""
+        return bool(self.keywords or self.patterns)
+
+    @model_validator(mode="after")
+    def _check_custom(self) -> Rule:
+        from guardrail.custom_rules import check_pattern
+
+        for key in ("keywords", "patterns", "allow", "allow_patterns"):
+            items = getattr(self, key)
+            if items is not None and (not items or any(not i.strip() for i in items)):
+                raise _fail(key, f"{key} must be a non-empty list of non-empty strings")
+        if (self.is_match or self.allow or self.allow_patterns) and self.action is RuleAction.REDACT:
+            raise _fail("action", "redact is span-based; keyword, pattern and allow lists take block|rewrite|log")
+        if self.is_match:
+            if self.threshold is not None:
+                raise _fail("threshold", "a keyword/pattern rule fires on a match and takes no threshold; remove it")
+            if not _CUSTOM_CATEGORY.fullmatch(self.category):
+                raise _fail("category", "a custom category is snake_case (letters, digits, _), e.g. competitors")
+        for key in ("patterns", "allow_patterns"):
+            for j, pattern in enumerate(getattr(self, key) or ()):
+                why = check_pattern(pattern)
+                if why is not None:
+                    raise _fail(f"{key}.{j}", f"bad pattern {pattern!r}: {why}")
+        return self
+
     @model_validator(mode="after")
     def _check_action(self) -> Rule:
         if self.action is RuleAction.REDACT:
@@ -122,9 +165,9 @@ class Rule(BaseModel):
 
 def _unique_categories(rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
     """One rule per category and stage, except rules told apart by ``requires`` (a conditional rule)."""
-    seen: set[tuple[str, tuple[tuple[str, float], ...]]] = set()
+    seen: set[tuple[str, tuple[tuple[str, float], ...], bool]] = set()
     for i, rule in enumerate(rules):
-        key = (rule.category, tuple(sorted((rule.requires or {}).items())))
+        key = (rule.category, tuple(sorted((rule.requires or {}).items())), rule.is_match)
         if key in seen:
             raise _fail(f"{i}.category", f"category {rule.category!r} has two rules on this stage; keep one")
         seen.add(key)
@@ -147,17 +190,8 @@ class InputStage(BaseModel):
     """Rules for prompts, and which turns of a conversation they read."""
 
     model_config = _FROZEN
-    scope: Literal["untrusted", "last_user", "all_user", "all"] = Field(
-        default="untrusted",
-        description="untrusted (every user turn, plus tool results and documents for injection) | last_user | "
-        "all_user | all",
-    )
-    data_categories: tuple[str, ...] = Field(
-        default=("jailbreak",),
-        description="scope untrusted: the categories checked on tool results and retrieved documents (injection).",
-    )
-    system_context: bool = Field(
-        default=False, description="Give the system prompt to the classifier as context for the user's text."
+    scope: Literal["last_user", "all_user", "all"] = Field(
+        default="last_user", description="last_user | all_user | all"
     )
     rules: tuple[Rule, ...] = ()
 
@@ -216,12 +250,7 @@ class Policy(BaseModel):
         default="closed", description="Classifier error: closed = block, open = allow."
     )
     timeout_ms: Annotated[int, Strict(), Field(gt=0)] = Field(
-        default=1500,
-        description="Time budget of a short check, queueing included, on the reference machine (a 64-token check "
-        "in 3 ms); scaled by this machine's speed measured at warm-up.",
-    )
-    timeout_per_1k_tokens_ms: Annotated[int, Strict(), Field(ge=0)] = Field(
-        default=200, description="Extra budget per 1,000 tokens of text (scaled the same way): long texts get time."
+        default=250, description="Classifier time budget per check."
     )
     max_chars: Annotated[int, Strict(), Field(gt=0)] = Field(
         default=200_000, description="Longer texts: engine's rule."
@@ -428,6 +457,14 @@ def _resolve(policy: Policy, locs: Locations, origin: str) -> Policy:
             path: PathKey = (stage, "rules", i, "category")
             if rule.action is RuleAction.REDACT:  # span-based: the pattern detector, not a model head
                 rules.append(rule.model_copy(update={"entities": rule.entities or PII_ENTITIES}))
+                continue
+            if rule.is_match:  # keywords/patterns: any category name, no model head needed
+                heads_req = [c for c in rule.requires or {} if c not in heads]
+                if heads_req:
+                    hint = _yaml.closest(heads_req[0], sorted(heads))
+                    msg = f"unknown category {heads_req[0]!r} in requires for the {stage} stage"
+                    raise _yaml.located_error(msg, locs, (stage, "rules", i, "requires"), origin, hint)
+                rules.append(rule)
                 continue
             if rule.category not in heads:
                 if rule.category in known:

@@ -11,7 +11,12 @@ Semantics (DESIGN.md §4):
 - the strongest enforced action wins: block > rewrite/redact > log > allow; among rewrites, a
   rule's replacement message wins over redaction (the text is replaced whole), and the first such
   rule in policy order gives the message;
-- a block's message is the firing rule's ``message`` or else the policy's ``on_block.message``.
+- a block's message is the firing rule's ``message`` or else the policy's ``on_block.message``;
+- a keyword/pattern rule fires (score 1.0) when one of its entries occurs in the normalised text
+  (:mod:`guardrail.custom_rules`); its finding lists the entries found;
+- an allowlisted text (every checked text is an ``allow`` phrase or matches an ``allow_patterns``
+  entry whole) does not fire the rule; a shadow ``allowlisted`` finding naming the category and
+  the entry records the exemption for the audit log.
 """
 
 from __future__ import annotations
@@ -21,9 +26,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from guardrail.classifiers.patterns import Span, redact
+from guardrail.custom_rules import allowlist, keyword_matcher, normalise, pattern_matcher
 from guardrail.decision import Action, Finding, RuleAction
 
-__all__ = ["RuleLike", "Verdict", "evaluate", "strongest"]
+__all__ = ["ALLOWLISTED", "RuleLike", "Verdict", "evaluate", "strongest"]
+
+ALLOWLISTED = "allowlisted"  # the finding that audits an exemption: entities = (category, allow entry)
 
 
 class RuleLike(Protocol):
@@ -67,6 +75,13 @@ def evaluate(
     """Apply ``rules`` to ``scores`` (max over ``texts``); ``spans[i]`` are the PII spans of ``texts[i]``."""
     findings: list[Finding] = []
     fired: list[tuple[RuleLike, Finding]] = []
+    normalised: list[tuple[str, ...]] = []
+
+    def norm() -> tuple[str, ...]:  # computed once, and only when a custom rule needs it
+        if not normalised:
+            normalised.append(tuple(normalise(t) for t in texts))
+        return normalised[0]
+
     for rule in rules:
         shadow = shadow_all or rule.mode == "shadow"
         threshold = 0.5 if rule.threshold is None else float(rule.threshold)
@@ -77,13 +92,24 @@ def evaluate(
                 continue
             f = Finding(rule.category, 1.0, threshold, rule.action, shadow, tuple(found))
         else:
-            score = scores.get(rule.category)
-            if score is None or score < threshold:
-                continue
             requires = getattr(rule, "requires", None)
             if requires and any(scores.get(c, -1.0) < float(t) for c, t in requires.items()):
                 continue
-            f = Finding(rule.category, float(score), threshold, rule.action, shadow)
+            if getattr(rule, "is_match", False):  # keywords/patterns on the normalised text
+                hits = _match(rule, norm())
+                if not hits:
+                    continue
+                score, threshold = 1.0, 1.0
+            else:
+                got = scores.get(rule.category)
+                if got is None or got < threshold:
+                    continue
+                score, hits = got, ()
+            exemption = _exempt(rule, norm())
+            if exemption is not None:  # an allowlisted text: recorded (audited), never acted on
+                findings.append(Finding(ALLOWLISTED, float(score), threshold, RuleAction.LOG, True, exemption))
+                continue
+            f = Finding(rule.category, float(score), threshold, rule.action, shadow, hits)
         findings.append(f)
         fired.append((rule, f))
 
@@ -105,6 +131,31 @@ def evaluate(
             wanted = {e for _, f in enforced if f.action is RuleAction.REDACT for e in f.entities}
             out_texts, redactions = _redact_all(texts, spans, wanted)
     return Verdict(action, tuple(findings), out_texts, message, redactions, shadow_action)
+
+
+def _match(rule: RuleLike, texts: Sequence[str]) -> tuple[str, ...]:
+    """The keywords and patterns of ``rule`` found in any of ``texts``, in policy order."""
+    found: dict[str, None] = {}
+    keywords, patterns = getattr(rule, "keywords", None), getattr(rule, "patterns", None)
+    km = keyword_matcher(tuple(keywords), bool(getattr(rule, "word_boundaries", True))) if keywords else None
+    pm = pattern_matcher(tuple(patterns)) if patterns else None
+    for t in texts:
+        for m in (km, pm):
+            if m is not None:
+                found.update(dict.fromkeys(m.hits(t)))
+    return tuple(found)
+
+
+def _exempt(rule: RuleLike, texts: Sequence[str]) -> tuple[str, ...] | None:
+    """``(category, entry)`` when every non-empty text is allowlisted for ``rule``, else None."""
+    phrases, patterns = getattr(rule, "allow", None), getattr(rule, "allow_patterns", None)
+    if not phrases and not patterns:
+        return None
+    al = allowlist(tuple(phrases or ()), tuple(patterns or ()))
+    entries = [al.exempts(t) for t in texts if t]
+    if not entries or any(e is None for e in entries):
+        return None
+    return (rule.category, str(entries[-1]))
 
 
 _SEP = "\n\ue000\ue001\ue000\n"  # private-use sentinel: cannot collide with a detected entity
