@@ -2,21 +2,31 @@
 
 One decision core, two thin drivers (tenacity's ``BaseRetrying.iter()`` is the model):
 
-    _prepare(stage, payload)  -> _Pending   pure: snapshot the policy, extract and normalise texts,
-                                            decide early what needs no classifier (empty, oversized)
-    _score(pending)           -> scores     the only slow part: classifiers + PII patterns
-    _finish(pending, outcome) -> Decision   pure: rules or fail mode, audit event
+    _prepare(stage, payload)  -> _Pending   pure: snapshot the policy, extract texts (roles, context),
+                                            decide early what needs no classifier (empty, too long)
+    _plan(pending)            -> _Plan      cheap and pure: PII spans, the scoring forms of every text
+                                            (normalised, decoded evasions), the deadline
+    (scheduler)                             the only slow part: every classifier's ``predict`` runs on
+                                            its scheduler's one inference worker, batched with other
+                                            checks; work past its deadline is dropped unrun
+    _merge(pending, plan, results) -> scores  validate (a missing category, NaN or out-of-range
+                                            score is ``invalid_scores``, never an allow) and merge
+    _finish(pending, outcome) -> Decision   pure: rules or fail mode (with an error kind), audit event
 
-``check_*`` run ``_score`` on a small bounded pool and wait with the policy's time-out;
-``acheck_*`` await the same future (after copying contextvars) so the event loop never runs an
-inference. There is no second copy of any rule.
+``check_*`` wait on the scheduler's futures until the deadline; ``acheck_*`` await the same futures,
+so the event loop never runs an inference. There is no second copy of any rule.
+
+The deadline is the policy's ``timeout_ms`` plus ``timeout_per_1k_tokens_ms`` per 1,000 estimated
+tokens, multiplied by the classifier's ``speed_scale`` (its warm-up check time over the reference
+machine's 3 ms): one policy means the same on a fast and a slow machine, and a long document gets
+the time its length needs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
-import contextvars
+import math
 import os
 import threading
 import time
@@ -29,11 +39,13 @@ from guardrail import audit, metrics
 from guardrail.classifiers.base import Classifier
 from guardrail.classifiers.patterns import Span, find_entities
 from guardrail.decision import Action, Decision, Finding, RuleAction
-from guardrail.errors import ClassifierError, GuardrailError, PolicyError
+from guardrail.errors import CheckTimeout, ClassifierError, GuardrailError, InvalidScores, PolicyError
 from guardrail.language import dominant_script
-from guardrail.messages import Extracted, extract, replace_texts, scoring_form
+from guardrail.messages import DATA_ROLES, Extracted, extract, replace_texts, scoring_form
+from guardrail.normalize import forms
 from guardrail.policy import Policy, PolicyReloader, Rule, load_policy
 from guardrail.rules import evaluate
+from guardrail.scheduler import Scheduler, estimate_tokens
 from guardrail.taxonomy import Stage
 
 if TYPE_CHECKING:
@@ -43,20 +55,34 @@ __all__ = ["Guard"]
 
 PolicySource = str | os.PathLike[str] | Mapping[str, Any] | Policy | None
 UNSUPPORTED = "unsupported_language"  # the finding for text in a script the model was not measured on
+_ASYNC_INLINE_CHARS = 20_000  # longer texts are prepared off the event loop
 
 
 @dataclass(slots=True)
 class _Pending:
     stage: Stage
     policy: Policy
-    started: float
+    started: float  # time.perf_counter(), for latency
+    started_mono: float  # time.monotonic(), for the deadline
     original: str  # the text the decision is about (last scanned text), for audit
     texts: tuple[str, ...] = ()
-    prompt: str | None = None
+    only: tuple[frozenset[str] | None, ...] = ()  # per text: the categories it may raise (None: all)
+    prompt: str | None = None  # output stage: the prompt; input stage: the system prompt as context
     extracted: Extracted | None = None
     payload: Any = None
     early: Decision | None = None
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    scan: tuple[str, ...]  # every text the classifiers score: the forms of each of pending.texts
+    owner: tuple[int, ...]  # scan[k] is a form of pending.texts[owner[k]]
+    prompts: tuple[str | None, ...] | None
+    spans: tuple[tuple[Span, ...], ...]  # PII spans per pending text, for redaction
+    deadline: float  # time.monotonic()
+    budget_ms: float
+    needs_model: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +92,7 @@ class _Scores:
 
 
 _shared_classifiers: dict[str, OnnxClassifier] = {}
+_shared_schedulers: dict[int, Scheduler] = {}
 _by_model_name: dict[str, OnnxClassifier] = {}
 _shared_lock = threading.Lock()
 
@@ -93,6 +120,23 @@ def _model_classifier(model: str) -> Classifier:
         return clf
 
 
+def _shared_scheduler(clf: Classifier) -> Scheduler:
+    """The one inference owner of a process-wide model classifier (every Guard on it shares it)."""
+    sched = _shared_schedulers.get(id(clf))
+    if sched is None:
+        with _shared_lock:
+            sched = _shared_schedulers.get(id(clf))
+            if sched is None:
+                sched = _shared_schedulers[id(clf)] = Scheduler(clf)
+    return sched
+
+
+def _stage_labels(clf: Classifier, stage: Stage) -> frozenset[str]:
+    """The labels ``clf`` scores on ``stage`` (a classifier may say, as the ONNX model does)."""
+    per_stage = getattr(clf, "stage_labels", None)
+    return frozenset(per_stage(stage)) if callable(per_stage) else clf.labels
+
+
 class Guard:
     """Checks traffic against a policy; thread-safe, and cheap to share across an application.
 
@@ -101,6 +145,10 @@ class Guard:
     ``guardrail.testing.FakeClassifier``). ``reload=True`` re-reads the policy file when it changes
     (checked at most every ``reload_interval`` seconds, on use; a broken edit keeps the last good
     policy). ``on_decision`` is called with every Decision (after the audit event).
+    ``scheduler`` options (``max_batch``, ``max_batch_tokens``, ``max_wait_ms``, ``max_queue``,
+    ``hang_after``) apply to the schedulers of the classifiers passed here; the bundled model's
+    scheduler is shared by every Guard in the process. ``max_workers`` bounds the threads that
+    prepare very long texts for async callers.
     """
 
     def __init__(
@@ -112,6 +160,7 @@ class Guard:
         reload_interval: float = 0.5,
         max_workers: int = 4,
         on_decision: Callable[[Decision], None] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
     ) -> None:
         self._reloader: PolicyReloader | None = None
         if reload:
@@ -121,16 +170,19 @@ class Guard:
             self._static = self._reloader.current()
         else:
             self._static = load_policy(policy)
+        self._own: dict[int, Scheduler] = {}
         if classifiers is None:
             self._fixed: tuple[Classifier, ...] | None = None
-            # fail at construction, not on the first request; and load the session now so the first
-            # request is not charged the model load (which would exceed a 250 ms time-out)
+            # fail at construction, not on the first request; load the session now so the first request
+            # is not charged the model load, and measure this machine's speed for the budgets
             clf = _model_classifier(self._static.model)
             warm = getattr(clf, "warmup", None)
-            if callable(warm):
+            if callable(warm) and getattr(clf, "check_ms", 0) is None:
                 warm()
         else:
             self._fixed = (classifiers,) if isinstance(classifiers, Classifier) else tuple(classifiers)
+            for c in self._fixed:
+                self._own[id(c)] = Scheduler(c, **dict(scheduler or {}))
         self._check_coverage(self._static)
         self._pool = cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="guardrail")
         self._on_decision = on_decision
@@ -156,35 +208,46 @@ class Guard:
             return self._fixed
         return (_model_classifier((policy or self.policy).model),)
 
+    def _scheduler(self, clf: Classifier) -> Scheduler:
+        return self._own.get(id(clf)) or _shared_scheduler(clf)
+
     def _check_coverage(self, policy: Policy) -> None:
-        """Every category a policy enforces must be scored by some classifier (fail closed on typos)."""
-        labels: set[str] = set()
-        for clf in self.classifiers(policy):
-            labels |= set(clf.labels)
-        for stage_name, rules in (("input", policy.input.rules), ("output", policy.output.rules)):
-            for i, rule in enumerate(rules):
+        """Every category a policy enforces must be scored by some classifier on that stage (fail
+        closed on typos, and on a category the model scores only on the other stage)."""
+        clfs = self.classifiers(policy)
+        stages: tuple[Stage, ...] = ("input", "output")
+        for stage in stages:
+            labels: set[str] = set()
+            for clf in clfs:
+                labels |= _stage_labels(clf, stage)
+            for i, rule in enumerate(policy.rules(stage)):
                 if rule.action is not RuleAction.REDACT and not rule.is_match and rule.category not in labels:
                     raise PolicyError(
-                        f"category {rule.category!r} is not scored by the classifier(s) "
-                        f"{', '.join(c.name for c in self.classifiers(policy))}",
+                        f"category {rule.category!r} is not scored on the {stage} stage by the classifier(s) "
+                        f"{', '.join(c.name for c in clfs)}",
                         file=policy.source,
-                        field=f"{stage_name}.rules[{i}].category",
+                        field=f"{stage}.rules[{i}].category",
                     )
 
     # -- the core ------------------------------------------------------------------------------
 
-    def _prepare(self, stage: Stage, payload: Any, prompt: Any = None) -> _Pending:
-        policy = self.policy
-        started = time.perf_counter()
-        pending = _Pending(stage, policy, started, "")
+    def _prepare(self, stage: Stage, payload: Any, prompt: Any = None, policy: Policy | None = None) -> _Pending:
+        policy = policy or self.policy  # a call that pinned a snapshot keeps it across a hot reload
+        pending = _Pending(stage, policy, time.perf_counter(), time.monotonic(), "")
         if stage == "input":
             ex = extract(payload, policy.input.scope)
             pending.extracted, pending.payload = ex, payload
             pending.notes += [f"skipped non-text part: {s}" for s in ex.skipped]
             texts = ex.texts
+            data = frozenset(policy.input.data_categories)
+            narrow = policy.input.scope == "untrusted"
+            pending.only = tuple(data if narrow and r in DATA_ROLES else None for r in ex.roles)
+            if policy.input.system_context and ex.system:
+                pending.prompt = ex.system
         else:
             # a completion given as messages is checked whole (the input scope would pick no assistant turn)
             texts = extract(payload, "all").texts if payload is not None else ("",)
+            pending.only = (None,) * len(texts)
             if prompt is not None:
                 p = extract(prompt, "last_user").texts
                 pending.prompt = p[-1] if p else None
@@ -195,49 +258,83 @@ class Guard:
             pending.early = self._decision(pending, Action.ALLOW, {}, (), texts, note="empty")
         elif total > policy.max_chars:
             why = f"text of {total} characters exceeds the policy's max_chars ({policy.max_chars})"
-            pending.early = self._fail(pending, why)
+            pending.early = self._fail(pending, why, "too_long")
         return pending
 
-    def _score(self, pending: _Pending) -> _Scores:
+    def _plan(self, pending: _Pending) -> _Plan:
         policy = pending.policy
-        rules = policy.input.rules if pending.stage == "input" else policy.output.rules
+        rules = policy.rules(pending.stage)
         found = tuple(tuple(find_entities(t)) for t in pending.texts)
-        scan = [scoring_form(t, ss) for t, ss in zip(pending.texts, found, strict=True)]
-        merged: dict[str, float] = {}
-        if any(r.action is not RuleAction.REDACT for r in rules):
-            prompt = None if pending.prompt is None else scoring_form(pending.prompt)
-            prompts = None if pending.stage == "input" else [prompt] * len(scan)
-            for clf in self.classifiers(policy):
-                try:
-                    t0 = time.perf_counter()
-                    results = clf.predict(scan, stage=pending.stage, prompts=prompts)
-                    metrics.observe_classifier(clf.name, pending.stage, time.perf_counter() - t0, len(scan))
-                except ClassifierError:
-                    raise
-                except Exception as exc:
-                    raise ClassifierError(f"{type(exc).__name__}: {exc}", classifier=clf.name) from exc
-                if len(results) != len(scan):
-                    raise ClassifierError(f"returned {len(results)} results for {len(scan)} texts", classifier=clf.name)
-                for res in results:
-                    for k, v in res.items():
-                        if not 0.0 <= v <= 1.0 or v != v:
-                            raise ClassifierError(f"score {k}={v!r} is not a probability", classifier=clf.name)
-                        if v > merged.get(k, -1.0):
-                            merged[k] = float(v)
+        scan: list[str] = []
+        owner: list[int] = []
+        needs_model = any(r.action is not RuleAction.REDACT for r in rules)
+        if needs_model:
+            for i, (t, ss) in enumerate(zip(pending.texts, found, strict=True)):
+                for f in forms(scoring_form(t, ss)):
+                    scan.append(f.text)
+                    owner.append(i)
+        prompts: tuple[str | None, ...] | None = None
+        if pending.stage == "output":  # a response is always judged with its prompt (empty when unknown)
+            prompts = (scoring_form(pending.prompt) if pending.prompt is not None else "",) * len(scan)
+        elif pending.prompt is not None:
+            prompts = (scoring_form(pending.prompt),) * len(scan)
         entities: set[str] = set()
         for r in rules:
             if r.action is RuleAction.REDACT:
                 entities |= set(r.entities or ())
         spans = tuple(tuple(x for x in ss if x.entity in entities) for ss in found)
-        return _Scores(merged, spans)
+        tokens = sum(estimate_tokens(t) for t in scan)
+        scale = max((float(getattr(c, "speed_scale", 1.0) or 1.0) for c in self.classifiers(policy)), default=1.0)
+        budget_ms = (policy.timeout_ms + policy.timeout_per_1k_tokens_ms * tokens / 1000.0) * max(1.0, scale)
+        deadline = pending.started_mono + budget_ms / 1000.0
+        return _Plan(tuple(scan), tuple(owner), prompts, spans, deadline, budget_ms, needs_model)
+
+    def _submit(self, pending: _Pending, plan: _Plan) -> list[cf.Future[list[dict[str, float]]]]:
+        if not plan.needs_model:
+            return []
+        return [
+            self._scheduler(clf).submit(plan.scan, stage=pending.stage, prompts=plan.prompts, deadline=plan.deadline)
+            for clf in self.classifiers(pending.policy)
+        ]
+
+    def _merge(self, pending: _Pending, plan: _Plan, results: Sequence[list[dict[str, float]]]) -> _Scores:
+        """Merge every classifier's scores (per category, the highest over texts and forms), refusing
+        anything that is not a full set of probabilities: that must never read as "safe"."""
+        clfs = self.classifiers(pending.policy) if results else ()
+        labels: set[str] = set()
+        for clf in clfs:
+            labels |= _stage_labels(clf, pending.stage)
+        needed: set[str] = set()
+        for r in pending.policy.rules(pending.stage):
+            if r.action is not RuleAction.REDACT:
+                needed.add(r.category)
+                needed |= set(r.requires or ())
+        needed &= labels
+        merged: dict[str, float] = {}
+        for k, i in enumerate(plan.owner if results else ()):
+            only = pending.only[i] if i < len(pending.only) else None
+            seen: set[str] = set()
+            for clf, rows in zip(clfs, results, strict=True):
+                row = rows[k]
+                if not isinstance(row, Mapping):
+                    raise InvalidScores(f"result {k} is a {type(row).__name__}, not a mapping", classifier=clf.name)
+                for cat, v in row.items():
+                    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and 0 <= v <= 1):
+                        raise InvalidScores(f"score {cat}={v!r} is not a probability", classifier=clf.name)
+                    seen.add(cat)
+                    if (only is None or cat in only) and v > merged.get(cat, -1.0):
+                        merged[cat] = float(v)
+            missing = needed - seen
+            if missing:
+                names = ", ".join(c.name for c in clfs)
+                raise InvalidScores(
+                    f"no score for {', '.join(sorted(missing))}, which the policy uses", classifier=names
+                )
+        return _Scores(merged, plan.spans)
 
     def _finish(self, pending: _Pending, outcome: _Scores | BaseException) -> Decision:
         if isinstance(outcome, BaseException):
-            if isinstance(outcome, (TimeoutError, cf.TimeoutError, asyncio.TimeoutError)):
-                why = f"classifier timed out after {pending.policy.timeout_ms} ms"
-            else:
-                why = f"classifier failed: {outcome}"
-            return self._fail(pending, why)
+            return self._fail(pending, str(outcome) or type(outcome).__name__, _kind(outcome))
         policy = pending.policy
         rules: Sequence[Any] = policy.input.rules if pending.stage == "input" else policy.output.rules
         scores = outcome.scores
@@ -287,13 +384,15 @@ class Guard:
                 return script
         return None
 
-    def _fail(self, pending: _Pending, why: str) -> Decision:
-        """The policy's fail mode decides: closed blocks, open lets the text through and logs."""
+    def _fail(self, pending: _Pending, why: str, kind: str) -> Decision:
+        """The policy's fail mode decides: closed blocks, open lets the text through and logs.
+        ``kind`` (timeout, overloaded, classifier_error, invalid_scores, too_long) goes on the
+        Decision and the audit event; ``error`` reads "<kind>: <why>"."""
         closed = pending.policy.fail_mode == "closed"
         action = Action.BLOCK if closed else Action.LOG
         msg = pending.policy.on_block.message if closed else None
         texts = ((msg,) if closed and msg is not None else pending.texts) or ("",)
-        return self._decision(pending, action, {}, (), texts, msg, error=why)
+        return self._decision(pending, action, {}, (), texts, msg, error=f"{kind}: {why}", error_kind=kind)
 
     def _decision(
         self,
@@ -306,6 +405,7 @@ class Guard:
         redactions: Mapping[str, str] | None = None,
         *,
         error: str | None = None,
+        error_kind: str | None = None,
         note: str | None = None,
     ) -> Decision:
         messages = None
@@ -327,6 +427,7 @@ class Guard:
             message=message,
             redactions=dict(redactions or {}),
             messages=messages,
+            error_kind=error_kind,
         )
         extra = {"notes": pending.notes + ([note] if note else [])} if (pending.notes or note) else None
         audit.emit(decision, pending.original, policy.audit.log_text, extra=extra)
@@ -340,43 +441,62 @@ class Guard:
     def _run_sync(self, pending: _Pending) -> Decision:
         if pending.early is not None:
             return pending.early
-        future = self._pool.submit(self._score, pending)
+        outcome: _Scores | BaseException
         try:
-            outcome: _Scores | BaseException = future.result(timeout=pending.policy.timeout_ms / 1000.0)
-        except BaseException as exc:  # time-out or classifier failure: the fail mode decides
-            if not isinstance(exc, Exception):
-                raise
+            plan = self._plan(pending)
+            futures = self._submit(pending, plan)
+            results = []
+            for fut in futures:
+                try:
+                    results.append(fut.result(timeout=max(0.0, plan.deadline - time.monotonic())))
+                except cf.TimeoutError:
+                    for f in futures:
+                        f.cancel()  # still queued: never run
+                    raise _timeout(plan) from None
+            outcome = self._merge(pending, plan, results)
+        except Exception as exc:  # the fail mode decides, with the error's kind
             outcome = exc
         return self._finish(pending, outcome)
 
     async def _run_async(self, pending: _Pending) -> Decision:
         if pending.early is not None:
             return pending.early
-        ctx = contextvars.copy_context()
-        future = self._pool.submit(ctx.run, self._score, pending)
+        outcome: _Scores | BaseException
         try:
-            outcome: _Scores | BaseException = await asyncio.wait_for(
-                asyncio.wrap_future(future), pending.policy.timeout_ms / 1000.0
-            )
+            if sum(len(t) for t in pending.texts) > _ASYNC_INLINE_CHARS:
+                plan = await asyncio.get_running_loop().run_in_executor(self._pool, self._plan, pending)
+            else:
+                plan = self._plan(pending)
+            futures = self._submit(pending, plan)
+            waiting = asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+            try:
+                results = await asyncio.wait_for(waiting, max(0.0, plan.deadline - time.monotonic()))
+            except TimeoutError:
+                for f in futures:
+                    f.cancel()
+                raise _timeout(plan) from None
+            outcome = self._merge(pending, plan, results)
         except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:
             outcome = exc
         return self._finish(pending, outcome)
 
-    def check_input(self, payload: Any) -> Decision:
-        """Check a prompt: a string, bytes, or chat messages (the policy's ``input.scope`` picks which)."""
-        return self._run_sync(self._prepare("input", payload))
+    def check_input(self, payload: Any, *, policy: Policy | None = None) -> Decision:
+        """Check a prompt: a string, bytes, or chat messages (the policy's ``input.scope`` picks which).
+        ``policy``: a snapshot of ``self.policy`` to use instead of the current one (``guardrail.call.Call``
+        pins one per request, so a hot reload never lands in the middle of a request)."""
+        return self._run_sync(self._prepare("input", payload, policy=policy))
 
-    def check_output(self, text: Any, prompt: Any = None) -> Decision:
+    def check_output(self, text: Any, prompt: Any = None, *, policy: Policy | None = None) -> Decision:
         """Check a completion, judged in the context of its ``prompt`` (a string or messages)."""
-        return self._run_sync(self._prepare("output", text, prompt))
+        return self._run_sync(self._prepare("output", text, prompt, policy=policy))
 
-    async def acheck_input(self, payload: Any) -> Decision:
-        return await self._run_async(self._prepare("input", payload))
+    async def acheck_input(self, payload: Any, *, policy: Policy | None = None) -> Decision:
+        return await self._run_async(self._prepare("input", payload, policy=policy))
 
-    async def acheck_output(self, text: Any, prompt: Any = None) -> Decision:
-        return await self._run_async(self._prepare("output", text, prompt))
+    async def acheck_output(self, text: Any, prompt: Any = None, *, policy: Policy | None = None) -> Decision:
+        return await self._run_async(self._prepare("output", text, prompt, policy=policy))
 
     # -- integrations ---------------------------------------------------------------------------
 
@@ -394,6 +514,8 @@ class Guard:
         return wrap(self, client, restore=restore)
 
     def close(self) -> None:
+        for sched in self._own.values():
+            sched.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> Guard:
@@ -401,3 +523,17 @@ class Guard:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _timeout(plan: _Plan) -> CheckTimeout:
+    return CheckTimeout(f"no scores within the check's budget of {plan.budget_ms:.0f} ms")
+
+
+def _kind(exc: BaseException) -> str:
+    """The error kind of why a check could not be scored (``guardrail.errors.ERROR_KINDS``)."""
+    kind = getattr(exc, "kind", None)
+    if isinstance(kind, str):
+        return kind
+    if isinstance(exc, (TimeoutError, cf.TimeoutError)):
+        return "timeout"
+    return "classifier_error"

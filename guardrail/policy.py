@@ -190,8 +190,17 @@ class InputStage(BaseModel):
     """Rules for prompts, and which turns of a conversation they read."""
 
     model_config = _FROZEN
-    scope: Literal["last_user", "all_user", "all"] = Field(
-        default="last_user", description="last_user | all_user | all"
+    scope: Literal["untrusted", "last_user", "all_user", "all"] = Field(
+        default="untrusted",
+        description="untrusted (every user turn, plus tool results and documents for injection) | last_user | "
+        "all_user | all",
+    )
+    data_categories: tuple[str, ...] = Field(
+        default=("jailbreak",),
+        description="scope untrusted: the categories checked on tool results and retrieved documents (injection).",
+    )
+    system_context: bool = Field(
+        default=False, description="Give the system prompt to the classifier as context for the user's text."
     )
     rules: tuple[Rule, ...] = ()
 
@@ -250,7 +259,12 @@ class Policy(BaseModel):
         default="closed", description="Classifier error: closed = block, open = allow."
     )
     timeout_ms: Annotated[int, Strict(), Field(gt=0)] = Field(
-        default=250, description="Classifier time budget per check."
+        default=1500,
+        description="Time budget of a short check, queueing included, on the reference machine (a 64-token check "
+        "in 3 ms); scaled by this machine's speed measured at warm-up.",
+    )
+    timeout_per_1k_tokens_ms: Annotated[int, Strict(), Field(ge=0)] = Field(
+        default=200, description="Extra budget per 1,000 tokens of text (scaled the same way): long texts get time."
     )
     max_chars: Annotated[int, Strict(), Field(gt=0)] = Field(
         default=200_000, description="Longer texts: engine's rule."
