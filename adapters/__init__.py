@@ -1,7 +1,11 @@
-"""Drop-in integrations: ``guard.wrap(openai client | litellm)``, the LiteLLM proxy guardrail.
+"""Drop-in integrations: ``guardrail.wrap(guard, openai client | litellm)``, the LiteLLM proxy guardrail.
 
-    client = guard.wrap(openai.OpenAI())          # or openai.AsyncOpenAI(), or the litellm module
-    client = guard.wrap(openai.OpenAI(), restore=True)   # put redacted values back in answers
+    client = guardrail.wrap(guard, openai.OpenAI())     # or openai.AsyncOpenAI(), or the litellm module
+    client = guardrail.wrap(guard, openai.OpenAI(), restore=True)   # put redacted values back in answers
+
+Every adapter drives one ``guardrail.call.Call`` per request (one policy snapshot; what a block
+means for the caller), and holds only what is specific to its client: how a request is read and
+rewritten (``_core``), and the client's own types (``shapes``, ``_streams``).
 
 Nothing heavy is imported here: ``openai`` is looked up in ``sys.modules`` (a client instance means
 it is loaded already) and each adapter module is imported only when its client is wrapped. The
@@ -10,37 +14,46 @@ proxy guardrail lives in :mod:`guardrail.adapters.litellm` (``GuardrailLiteLLM``
 
 from __future__ import annotations
 
+import os
 import sys
 import types
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from guardrail.engine import Guard
 
-__all__ = ["wrap"]
+__all__ = ["litellm_offline", "wrap"]
+
+
+def litellm_offline() -> None:
+    """Before litellm is imported: use its bundled price map (``LITELLM_LOCAL_MODEL_COST_MAP``), so its
+    import never reaches for the network; a value the user set wins."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
 
 SUPPORTED = "openai.OpenAI, openai.AsyncOpenAI (and subclasses such as AzureOpenAI) or the litellm module"
 
 
-def wrap(guard: Guard, client: Any, *, restore: bool = False) -> Any:
+def wrap(guard: Guard, client: Any, *, restore: bool = False, context: Mapping[str, str] | None = None) -> Any:
     """``client`` with the same interface, its completions guarded by ``guard``."""
     if isinstance(client, types.ModuleType) and client.__name__ == "litellm":
         from .litellm import GuardedLiteLLM
 
-        return GuardedLiteLLM(guard, client, restore=restore)
+        return GuardedLiteLLM(guard, client, restore=restore, context=context)
     openai = sys.modules.get("openai")
     if openai is not None:
         if isinstance(client, openai.AsyncOpenAI):
             from .openai import GuardedAsyncOpenAI
 
-            return GuardedAsyncOpenAI(guard, client, restore=restore)
+            return GuardedAsyncOpenAI(guard, client, restore=restore, context=context)
         if isinstance(client, openai.OpenAI):
             from .openai import GuardedOpenAI
 
-            return GuardedOpenAI(guard, client, restore=restore)
+            return GuardedOpenAI(guard, client, restore=restore, context=context)
     kind = (
         client.__name__
         if isinstance(client, types.ModuleType)
         else type(client).__module__ + "." + type(client).__qualname__
     )
-    raise TypeError(f"guard.wrap() supports {SUPPORTED}; got {kind}")
+    raise TypeError(f"guardrail.wrap() supports {SUPPORTED}; got {kind}")

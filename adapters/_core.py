@@ -1,28 +1,26 @@
-"""One guarded LLM call, shared by every adapter: a pure core and two thin drivers.
+"""One guarded client call: the request side of a ``guardrail.call.Call``, and two thin drivers.
 
-``GuardedCall`` holds everything that is decided rather than done: which texts of the request to
-check, how a rewrite changes the request, what a block returns, how the answer is changed and
-restored. ``call_sync`` / ``call_async`` do the I/O around it and differ only by ``await``
+``GuardedCall`` holds what is specific to a client request: which texts of the request to check,
+how a rewrite changes the request, the refusal and the changed answer in the client's own types,
+and placeholder restoring. What a decision *means* (the refusal text or ``Blocked``, the finish
+reason, when a stream ends) comes from its ``Call``, which also pins the one policy snapshot of the
+request. ``call_sync`` / ``call_async`` do the I/O around it and differ only by ``await``
 (DESIGN.md §8, "one core, thin drivers"); so do ``stream_sync`` / ``stream_async``, which run the
 one streaming implementation (``guardrail.streaming.guard_stream`` / ``aguard_stream``).
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
+from typing import Any, Generic, Literal, TypeVar, cast
 
+from guardrail.call import Call, Outcome, aclose_quietly, close_quietly
 from guardrail.classifiers.patterns import restore
 from guardrail.decision import Action, Decision
-from guardrail.errors import Blocked
 from guardrail.streaming import StreamGuard, aguard_stream, guard_stream
 
 from . import shapes
 from ._streams import ChatStream, ResponsesStream
-
-if TYPE_CHECKING:
-    from guardrail.engine import Guard
 
 __all__ = ["AsyncGuardedStream", "GuardedCall", "GuardedStream", "call_async", "call_sync"]
 
@@ -35,13 +33,12 @@ def _get(obj: Any, key: str) -> Any:
 
 
 class GuardedCall:
-    """The pure part of one call: the request to check and send, the answer to return."""
+    """The request side of one call: the request to check and send, the answer to return."""
 
     def __init__(
-        self, guard: Guard, kind: Kind, flavour: shapes.Flavour, kwargs: Mapping[str, Any], *, restore: bool = False
+        self, call: Call, kind: Kind, flavour: shapes.Flavour, kwargs: Mapping[str, Any], *, restore: bool = False
     ) -> None:
-        self.guard, self.kind, self.flavour, self.restore = guard, kind, flavour, restore
-        self.policy = guard.policy  # one snapshot for the whole call, even across a hot reload
+        self.call, self.kind, self.flavour, self.restore = call, kind, flavour, restore
         self.kwargs = dict(kwargs)
         self.stream = bool(self.kwargs.get("stream"))
         self.model: str | None = self.kwargs.get("model")
@@ -74,15 +71,14 @@ class GuardedCall:
                     sources.append(("input", i))
         return items, sources
 
-    def on_input(self, d: Decision) -> Any | None:
-        """None to go on (the request possibly rewritten), or the refusal to return instead."""
-        if d.action is Action.BLOCK:
-            return self.refusal(d)
-        if d.action is Action.REWRITE:
-            self._rewrite(list(d.messages) if d.messages is not None else [d.text])
-            if self.restore:
-                self.restore_map = dict(d.redactions)
-        return None
+    def apply(self, out: Outcome) -> None:
+        """Put an input rewrite into the request (and remember the redactions for ``restore``)."""
+        d = out.decision
+        if d.action is not Action.REWRITE:
+            return
+        self._rewrite(list(d.messages) if d.messages is not None else [d.text])
+        if self.restore:
+            self.restore_map = dict(d.redactions)
 
     def _rewrite(self, messages: list[Any]) -> None:
         if self.kind == "chat":
@@ -101,44 +97,32 @@ class GuardedCall:
         self.kwargs["input"] = new_input
         self.prompt = messages
 
-    def blocked(self, d: Decision) -> str:
-        """The refusal text for a block, or ``Blocked`` when the policy says ``on_block: raise``."""
-        if self.policy.on_block.respond == "raise":
-            raise Blocked(d)
-        return d.message or self.policy.on_block.message
-
-    def refusal(self, d: Decision) -> Any:
-        message = self.blocked(d)
+    def refusal(self, out: Outcome) -> Any:
+        """The stopped request's answer in the client's own type (a response, or a stream's items)."""
+        message, ident = out.text or "", out.decision.id
         if self.kind == "responses":
             if self.stream:
-                return list(shapes.refusal_response_events(message, model=self.model, decision_id=d.id))
-            return shapes.refusal_response(message, model=self.model, decision_id=d.id)
+                return list(shapes.refusal_response_events(message, model=self.model, decision_id=ident))
+            return shapes.refusal_response(message, model=self.model, decision_id=ident)
         if self.stream:
-            return shapes.refusal_chunks(self.flavour, message, model=self.model, decision_id=d.id)
-        return shapes.refusal_completion(self.flavour, message, model=self.model, decision_id=d.id)
+            return shapes.refusal_chunks(self.flavour, message, model=self.model, decision_id=ident)
+        return shapes.refusal_completion(self.flavour, message, model=self.model, decision_id=ident)
 
     # -- output (whole answers) ------------------------------------------------------------------
-
-    def output_texts(self, result: Any) -> list[str | None]:
-        if self.kind == "responses":
-            return [shapes.response_text(result)]
-        return [c if isinstance(c := _get(_get(ch, "message"), "content"), str) else None for ch in result.choices]
 
     def on_output(self, result: Any, decisions: list[Decision | None]) -> Any:
         texts: dict[int, str] = {}
         reasons: dict[int, str] = {}
-        for i, (original, d) in enumerate(zip(self.output_texts(result), decisions, strict=True)):
-            if original is None:
+        for i, (original, d) in enumerate(zip(shapes.texts_of(result), decisions, strict=True)):
+            if original is None or d is None:
                 continue
-            new: str = original
-            own: Mapping[str, str] = {}
-            if d is not None and d.action is Action.BLOCK:
-                new, reasons[i] = self.blocked(d), shapes.CONTENT_FILTER
-            else:
-                if d is not None and d.action is Action.REWRITE:
-                    new, own = d.text, d.redactions
-                if self.restore_map:
-                    new = restore(new, {k: v for k, v in self.restore_map.items() if k not in own})
+            out = self.call.outcome(d)
+            new = out.text if out.text is not None else original
+            if out.finish_reason:
+                reasons[i] = out.finish_reason
+            elif self.restore_map:
+                own = d.redactions if d.action is Action.REWRITE else {}
+                new = restore(new, {k: v for k, v in self.restore_map.items() if k not in own})
             if new != original or i in reasons:
                 texts[i] = new
         return shapes.replace_completion_texts(result, texts, finish_reason=reasons) if texts else result
@@ -146,64 +130,66 @@ class GuardedCall:
     # -- streams ---------------------------------------------------------------------------------
 
     def stream_guard(self) -> StreamGuard:
-        return StreamGuard.for_policy(self.policy)
+        return self.call.stream_guard()
 
     def stream_state(self) -> ChatStream | ResponsesStream:
         return ResponsesStream(self) if self.kind == "responses" else ChatStream(self)
 
     def check_window(self, window: str) -> Decision:
-        return self.guard.check_output(window, prompt=self.prompt)
+        return self.call.check_output(window, prompt=self.prompt)
 
     async def acheck_window(self, window: str) -> Decision:
-        return await self.guard.acheck_output(window, prompt=self.prompt)
+        return await self.call.acheck_output(window, prompt=self.prompt)
 
 
 # ---------------------------------------------------------------------------------------- drivers
 
 
-def call_sync(call: GuardedCall, send: Callable[..., Any]) -> Any:
-    refusal = call.on_input(call.guard.check_input(call.payload))
-    if refusal is not None:
-        return GuardedStream(iter(refusal)) if call.stream else refusal
-    result = send(**call.kwargs)
-    if call.stream:
-        return GuardedStream(stream_sync(call, result), result)
-    texts = call.output_texts(result)
-    return call.on_output(result, [call.guard.check_output(t, prompt=call.prompt) if t else None for t in texts])
+def call_sync(gc: GuardedCall, send: Callable[..., Any]) -> Any:
+    out, result = gc.call.send(gc.payload, lambda: send(**gc.kwargs), gc.apply)
+    result = cast(Any, result)
+    if out.stop:
+        refusal = gc.refusal(out)
+        return GuardedStream(iter(refusal)) if gc.stream else refusal
+    if gc.stream:
+        return GuardedStream(stream_sync(gc, result), result)
+    texts = shapes.texts_of(result)
+    return gc.on_output(result, [gc.call.check_output(t, prompt=gc.prompt) if t else None for t in texts])
 
 
-async def call_async(call: GuardedCall, send: Callable[..., Any]) -> Any:
-    refusal = call.on_input(await call.guard.acheck_input(call.payload))
-    if refusal is not None:
-        return AsyncGuardedStream(_aiter(refusal)) if call.stream else refusal
-    result = await send(**call.kwargs)
-    if call.stream:
-        return AsyncGuardedStream(stream_async(call, result), result)
-    texts = call.output_texts(result)
-    return call.on_output(result, [await call.guard.acheck_output(t, prompt=call.prompt) if t else None for t in texts])
+async def call_async(gc: GuardedCall, send: Callable[..., Any]) -> Any:
+    out, result = await gc.call.asend(gc.payload, lambda: send(**gc.kwargs), gc.apply)
+    result = cast(Any, result)
+    if out.stop:
+        refusal = gc.refusal(out)
+        return AsyncGuardedStream(_aiter(refusal)) if gc.stream else refusal
+    if gc.stream:
+        return AsyncGuardedStream(stream_async(gc, result), result)
+    texts = shapes.texts_of(result)
+    return gc.on_output(result, [await gc.call.acheck_output(t, prompt=gc.prompt) if t else None for t in texts])
 
 
-def stream_sync(call: GuardedCall, upstream: Iterable[Any]) -> Iterator[Any]:
-    state, sg = call.stream_state(), call.stream_guard()
+def stream_sync(gc: GuardedCall, upstream: Iterable[Any]) -> Iterator[Any]:
+    state, sg = gc.stream_state(), gc.stream_guard()
 
-    def texts() -> Iterator[str]:
+    def texts() -> Generator[str, None, None]:
         for item in upstream:
             if text := state.take(item):
                 yield text
 
     source = texts()
-    releases = guard_stream(source, sg, call.check_window)
+    releases = guard_stream(source, sg, gc.check_window)
     try:
         for rel in releases:
             yield from state.emit(rel, sg)
     finally:
-        _close(releases)
-        _close(source)
-        _close(upstream)
+        releases.close()
+        source.close()
+        close_quietly(upstream)
 
 
-async def stream_async(call: GuardedCall, upstream: Any) -> AsyncIterator[Any]:
-    state, sg = call.stream_state(), call.stream_guard()
+async def stream_async(gc: GuardedCall, upstream: Any) -> AsyncIterator[Any]:
+    state, sg = gc.stream_state(), gc.stream_guard()
 
     async def texts() -> AsyncIterator[str]:
         async for item in upstream:
@@ -211,29 +197,15 @@ async def stream_async(call: GuardedCall, upstream: Any) -> AsyncIterator[Any]:
                 yield text
 
     source = texts()
-    releases = aguard_stream(source, sg, call.acheck_window)
+    releases = aguard_stream(source, sg, gc.acheck_window)
     try:
         async for rel in releases:
             for item in state.emit(rel, sg):
                 yield item
     finally:
-        await _aclose(releases)
-        await _aclose(source)
-        await _aclose(upstream)
-
-
-def _close(upstream: Any) -> None:
-    close = getattr(upstream, "close", None)
-    if callable(close):
-        close()
-
-
-async def _aclose(upstream: Any) -> None:
-    close = getattr(upstream, "aclose", None) or getattr(upstream, "close", None)
-    if callable(close):
-        result = close()
-        if inspect.isawaitable(result):
-            await result
+        await aclose_quietly(releases)
+        await aclose_quietly(source)
+        await aclose_quietly(upstream)
 
 
 async def _aiter(items: Iterable[T]) -> AsyncIterator[T]:
@@ -259,7 +231,7 @@ class GuardedStream(Generic[T]):
         if callable(close):
             close()
         elif self._upstream is not None:
-            _close(self._upstream)
+            close_quietly(self._upstream)
 
     def __enter__(self) -> GuardedStream[T]:
         return self
@@ -291,7 +263,7 @@ class AsyncGuardedStream(Generic[T]):
         if callable(aclose):
             await aclose()
         elif self._upstream is not None:
-            await _aclose(self._upstream)
+            await aclose_quietly(self._upstream)
 
     aclose = close
 

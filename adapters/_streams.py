@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from guardrail.classifiers.patterns import restore
-from guardrail.decision import Action, Decision
+from guardrail.decision import Decision
 from guardrail.streaming import Release, StreamGuard
 
 from . import shapes
@@ -64,11 +64,11 @@ class Restorer:
 
 
 class _StreamState:
-    def __init__(self, call: GuardedCall) -> None:
-        self.call = call
+    def __init__(self, gc: GuardedCall) -> None:
+        self.gc = gc
         self.queue: list[Any] = []  # text-free items to send with the next release
         self.trailer: list[Any] = []  # items that close the stream: sent after the final check
-        self.restorer = Restorer(call.restore_map)
+        self.restorer = Restorer(gc.restore_map)
 
     def _drain(self, items: list[Any]) -> Iterator[Any]:
         while items:
@@ -80,18 +80,17 @@ class _StreamState:
             out += self.restorer.flush(sg.replacements)
         return out
 
-    def end_message(self, d: Decision) -> str:
-        """The text that ends a stopped stream: the refusal (or ``Blocked``), or a rewrite's message."""
-        if d.action is Action.BLOCK:
-            return self.call.blocked(d)
-        return d.message or d.text
+    def end_message(self, d: Decision, sg: StreamGuard) -> str:
+        """The text that ends a stopped stream (what the Call says the decision means: the refusal, or
+        ``Blocked`` raised; a replacing rewrite's message), set apart from the text already released."""
+        return sg.end_text(self.gc.call.outcome(d, stream=True).text or "")
 
 
 class ChatStream(_StreamState):
     """Chat completion chunks (``ChatCompletionChunk`` or litellm ``ModelResponseStream``)."""
 
-    def __init__(self, call: GuardedCall) -> None:
-        super().__init__(call)
+    def __init__(self, gc: GuardedCall) -> None:
+        super().__init__(gc)
         self.template: Any = None
 
     def take(self, chunk: Any) -> str:
@@ -107,14 +106,14 @@ class ChatStream(_StreamState):
         return text
 
     def emit(self, rel: Release, sg: StreamGuard) -> Iterator[Any]:
-        flavour = self.call.flavour
+        flavour = self.gc.flavour
         yield from self._drain(self.queue)
         text = self._text(rel, sg)
         if text:
-            yield shapes.text_chunk(flavour, self.template, text, model=self.call.model)
+            yield shapes.text_chunk(flavour, self.template, text, model=self.gc.model)
         if rel.blocked is not None:
-            message = self.end_message(rel.blocked)
-            yield from shapes.refusal_chunks(flavour, message, model=self.call.model, template=self.template)
+            message = self.end_message(rel.blocked, sg)
+            yield from shapes.refusal_chunks(flavour, message, model=self.gc.model, template=self.template)
             return
         if rel.final:
             yield from self._drain(self.trailer)
@@ -126,8 +125,8 @@ _DONE_EVENTS = ("response.output_text.done", "response.content_part.done", "resp
 class ResponsesStream(_StreamState):
     """Responses API stream events: text deltas are guarded, the other events re-emitted around them."""
 
-    def __init__(self, call: GuardedCall) -> None:
-        super().__init__(call)
+    def __init__(self, gc: GuardedCall) -> None:
+        super().__init__(gc)
         self.template: Any = None
         self.base: Any = None  # the latest full response object seen (created / in_progress)
         self.started = False
@@ -159,10 +158,10 @@ class ResponsesStream(_StreamState):
             self.emitted[key] = self.emitted.get(key, "") + text
             yield shapes.text_delta_event(self.template, text, seq)
         if rel.blocked is not None:
-            message = self.end_message(rel.blocked)
+            message = self.end_message(rel.blocked, sg)
             yield from shapes.refusal_response_events(
                 message,
-                model=self.call.model,
+                model=self.gc.model,
                 template=self.template,
                 base=self.base,
                 text_before="".join(self.emitted.values()),

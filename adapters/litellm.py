@@ -39,12 +39,14 @@ import time
 from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from litellm.integrations.custom_guardrail import CustomGuardrail
-
+from guardrail.call import Call, headers, summary
 from guardrail.decision import Action, Decision
 
-from . import shapes
+from . import litellm_offline, shapes
 from ._core import GuardedCall, call_async, call_sync, stream_async
+
+litellm_offline()  # before the first import of litellm: no price-map download
+from litellm.integrations.custom_guardrail import CustomGuardrail  # noqa: E402
 
 if TYPE_CHECKING:
     import types
@@ -76,16 +78,25 @@ class GuardedLiteLLM:
     own ``num_retries``), so it adds no retries either.
     """
 
-    def __init__(self, guard: Guard, module: types.ModuleType, *, restore: bool = False) -> None:
-        self._guard, self._module, self._restore = guard, module, restore
+    def __init__(
+        self,
+        guard: Guard,
+        module: types.ModuleType,
+        *,
+        restore: bool = False,
+        context: Mapping[str, str] | None = None,
+    ) -> None:
+        self._guard, self._module, self._restore, self._context = guard, module, restore, context
+
+    def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> GuardedCall:
+        call = Call(self._guard, context=self._context)
+        return GuardedCall(call, "chat", "litellm", _bind(args, kwargs), restore=self._restore)
 
     def completion(self, *args: Any, **kwargs: Any) -> Any:
-        call = GuardedCall(self._guard, "chat", "litellm", _bind(args, kwargs), restore=self._restore)
-        return call_sync(call, self._module.completion)
+        return call_sync(self._call(args, kwargs), self._module.completion)
 
     async def acompletion(self, *args: Any, **kwargs: Any) -> Any:
-        call = GuardedCall(self._guard, "chat", "litellm", _bind(args, kwargs), restore=self._restore)
-        return await call_async(call, self._module.acompletion)
+        return await call_async(self._call(args, kwargs), self._module.acompletion)
 
     @property
     def guard(self) -> Guard:
@@ -105,37 +116,23 @@ class GuardedLiteLLM:
 # ------------------------------------------------------------------------------------------ proxy
 
 
-def _summary(d: Decision) -> dict[str, Any]:
-    """What a client may see of a decision: no scores (they would help tune an attack)."""
-    return {
-        "id": d.id,
-        "action": d.action.value,
-        "stage": d.stage,
-        "categories": [f.category for f in d.findings if not f.shadow],
-        "policy": d.policy,
-    }
-
-
 def _http_error(message: str, d: Decision, guardrail_name: str | None) -> Exception:
     from fastapi import HTTPException
 
     return HTTPException(
-        status_code=400, detail={"error": message, "guardrail": guardrail_name, "decision": _summary(d)}
+        status_code=400,
+        detail={"error": message, "guardrail": guardrail_name, "decision": summary(d)},
+        headers=headers([summary(d)]),
     )
 
 
 class _ProxyCall(GuardedCall):
-    """A call inside the proxy: blocks raise the proxy's HTTP error, decisions land in the request."""
+    """A call inside the proxy: ``on_block: raise`` is the proxy's HTTP 400, decisions land in the request."""
 
     def __init__(self, owner: GuardrailLiteLLM, kind: Any, data: dict[str, Any], hook: str) -> None:
-        super().__init__(owner.guard, kind, "litellm", data)
+        call = Call(owner.guard, raise_as=lambda d, message: _http_error(message, d, owner.guardrail_name))
+        super().__init__(call, kind, "litellm", data)
         self.owner, self.data, self.hook = owner, data, hook
-
-    def blocked(self, d: Decision) -> str:
-        message = d.message or self.policy.on_block.message
-        if self.policy.on_block.respond == "raise":
-            raise _http_error(message, d, self.owner.guardrail_name)
-        return message
 
     async def acheck_window(self, window: str) -> Decision:
         d = await super().acheck_window(window)
@@ -161,7 +158,7 @@ class GuardrailLiteLLM(CustomGuardrail):
 
     def record(self, data: dict[str, Any], d: Decision, hook: str) -> None:
         """Put the decision in the request metadata (headers, spend logs) and the proxy's guardrail log."""
-        entry = {"guardrail": self.guardrail_name, "hook": hook, **d.to_dict(include_text=False)}
+        entry = {"guardrail": self.guardrail_name, "hook": hook, **d.to_dict(include_text=False), **summary(d)}
         _metadata(data, create=True).setdefault(METADATA_KEY, []).append(entry)
         status = "success" if d.allowed else "guardrail_intervened"
         with contextlib.suppress(Exception):  # logging must never change the traffic
@@ -174,31 +171,37 @@ class GuardrailLiteLLM(CustomGuardrail):
                 guardrail_provider="guardrail",
             )
 
-    def _block(self, d: Decision, data: dict[str, Any]) -> None:
-        message = d.message or self.guard.policy.on_block.message
-        if self.guard.policy.on_block.respond == "raise":
-            raise _http_error(message, d, self.guardrail_name)
-        self.raise_passthrough_exception(violation_message=message, request_data=data, detection_info=_summary(d))
-
     @staticmethod
     def _kind(call_type: Any) -> str | None:
         value = getattr(call_type, "value", call_type)
         return "chat" if value in _CHAT_CALLS else "responses" if value in _RESPONSES_CALLS else None
 
-    async def _check_input(self, data: dict[str, Any], call_type: Any, hook: str, *, rewrite: bool) -> dict[str, Any]:
+    async def _check_input(self, data: dict[str, Any], call_type: Any, hook: str) -> dict[str, Any]:
         kind = self._kind(call_type)
         if kind is None:
             return data
-        call = _ProxyCall(self, kind, data, hook)
-        d = await self.guard.acheck_input(call.payload)
+        gc = _ProxyCall(self, kind, data, hook)
+        d = await gc.call.acheck_input(gc.payload)
         self.record(data, d, hook)
-        if d.action is Action.BLOCK:
-            self._block(d, data)
-        if d.action is Action.REWRITE and rewrite:
-            call.on_input(d)
+        out = gc.call.outcome(d)  # raises the proxy's HTTP 400 under on_block: raise
+        if out.stop:
+            if hook == "pre_call" and kind == "chat":
+                # Answer through the proxy's normal path, with the refusal as the model's answer: the
+                # upstream is never called (litellm's mock_response), the x-guardrail-* headers and the
+                # other guardrails' hooks run as for any answer, and a stream ends with content_filter.
+                data["mock_response"] = shapes.refusal_completion(
+                    "litellm", out.text or "", model=data.get("model"), decision_id=d.id
+                )
+                return data
+            # during_call (the model is already running) and the Responses API: the proxy's passthrough
+            self.raise_passthrough_exception(
+                violation_message=out.text or "", request_data=data, detection_info=summary(d)
+            )
+        if hook == "pre_call" and out.text is not None:  # during_call: too late to change the request
+            gc.apply(out)
             for key in ("messages", "input", "instructions"):
-                if key in call.kwargs:
-                    data[key] = call.kwargs[key]
+                if key in gc.kwargs:
+                    data[key] = gc.kwargs[key]
         return data
 
     # -- the proxy's hooks -------------------------------------------------------------------------
@@ -207,25 +210,26 @@ class GuardrailLiteLLM(CustomGuardrail):
         self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: Any
     ) -> dict[str, Any]:
         """pre_call: check the prompt before the model is called; redact it or block."""
-        return await self._check_input(data, call_type, "pre_call", rewrite=True)
+        return await self._check_input(data, call_type, "pre_call")
 
     async def async_moderation_hook(self, data: dict[str, Any], user_api_key_dict: Any, call_type: Any) -> Any:
-        """during_call: check the prompt while the model runs; only a block can still act."""
-        await self._check_input(data, call_type, "during_call", rewrite=False)
+        """during_call: check the prompt while the model runs (LiteLLM's parallel mode); only a block
+        can still act."""
+        await self._check_input(data, call_type, "during_call")
         return None
 
     async def async_post_call_success_hook(self, data: dict[str, Any], user_api_key_dict: Any, response: Any) -> Any:
         """post_call: check the answer; a block replaces it (refusal) or fails the request (raise)."""
         if not isinstance(getattr(response, "choices", None), list):
             return None
-        call = _ProxyCall(self, "chat", data, "post_call")
+        gc = _ProxyCall(self, "chat", data, "post_call")
         decisions: list[Decision | None] = []
-        for text in call.output_texts(response):
-            d = await self.guard.acheck_output(text, prompt=call.prompt) if text else None
+        for text in shapes.texts_of(response):
+            d = await gc.call.acheck_output(text, prompt=gc.prompt) if text else None
             if d is not None:
                 self.record(data, d, "post_call")
             decisions.append(d)
-        return call.on_output(response, decisions)
+        return gc.on_output(response, decisions)
 
     async def async_post_call_streaming_iterator_hook(
         self, user_api_key_dict: Any, response: Any, request_data: dict[str, Any]
@@ -236,8 +240,8 @@ class GuardrailLiteLLM(CustomGuardrail):
             async for item in response:
                 yield item
             return
-        call = _ProxyCall(self, "chat", request_data, "post_call")
-        async for chunk in stream_async(call, response):
+        gc = _ProxyCall(self, "chat", request_data, "post_call")
+        async for chunk in stream_async(gc, response):
             yield chunk
 
     async def async_post_call_response_headers_hook(
@@ -250,43 +254,39 @@ class GuardrailLiteLLM(CustomGuardrail):
     ) -> dict[str, str] | None:
         """``x-guardrail-*`` headers: the strongest action, the decision ids, categories, policy."""
         entries = _metadata(data).get(METADATA_KEY) if isinstance(data, dict) else None
-        if not entries:
-            return None
-        actions = [Action(e["action"]) for e in entries]
-        categories = sorted({f["category"] for e in entries for f in e["findings"] if not f["shadow"]})
-        return {
-            "x-guardrail-action": max(actions, key=lambda a: a.strength).value,
-            "x-guardrail-decision-ids": ",".join(e["id"] for e in entries),
-            "x-guardrail-categories": ",".join(categories),
-            "x-guardrail-policy": ",".join(sorted({e["policy"] for e in entries})),
-        }
+        return headers(entries) if entries else None
 
     async def async_logging_hook(
         self, kwargs: dict[str, Any], result: Any, call_type: str
     ) -> tuple[dict[str, Any], Any]:
         """logging_only: check prompt and answer after the fact, for the audit log; change nothing."""
         if self._kind(call_type) == "chat":
-            messages = kwargs.get("messages") or []
-            text = _answer_text(kwargs, result)
+            call, messages, text = self._logged(kwargs, result)
             try:
-                await self.guard.acheck_input(messages)
+                await call.acheck_input(messages)
                 if text:
-                    await self.guard.acheck_output(text, prompt=messages)
+                    await call.acheck_output(text, prompt=messages)
             except Exception:  # never let a logging-only check break the request's logging
                 pass
         return kwargs, result
 
     def logging_hook(self, kwargs: dict[str, Any], result: Any, call_type: str) -> tuple[dict[str, Any], Any]:
         if self._kind(call_type) == "chat":
-            messages = kwargs.get("messages") or []
-            text = _answer_text(kwargs, result)
+            call, messages, text = self._logged(kwargs, result)
             try:
-                self.guard.check_input(messages)
+                call.check_input(messages)
                 if text:
-                    self.guard.check_output(text, prompt=messages)
+                    call.check_output(text, prompt=messages)
             except Exception:
                 pass
         return kwargs, result
+
+    def _logged(self, kwargs: Mapping[str, Any], result: Any) -> tuple[Call, Any, str | None]:
+        response = (
+            kwargs.get("async_complete_streaming_response") or kwargs.get("complete_streaming_response") or result
+        )
+        texts = shapes.texts_of(response)
+        return Call(self.guard), kwargs.get("messages") or [], texts[0] if texts else None
 
 
 def _metadata(data: dict[str, Any], *, create: bool = False) -> dict[str, Any]:
@@ -300,15 +300,6 @@ def _metadata(data: dict[str, Any], *, create: bool = False) -> dict[str, Any]:
     if create:
         data[key] = created
     return created
-
-
-def _answer_text(kwargs: Mapping[str, Any], result: Any) -> str | None:
-    response = kwargs.get("async_complete_streaming_response") or kwargs.get("complete_streaming_response") or result
-    choices = getattr(response, "choices", None)
-    if choices:
-        content = getattr(getattr(choices[0], "message", None), "content", None)
-        return content if isinstance(content, str) else None
-    return shapes.response_text(response) or None
 
 
 def _make_guard(policy: str | Mapping[str, Any] | None, fake_rules: Mapping[str, Mapping[str, float]] | None) -> Guard:

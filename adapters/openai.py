@@ -1,4 +1,4 @@
-"""``guard.wrap(openai.OpenAI())`` and ``guard.wrap(openai.AsyncOpenAI())``.
+"""``guardrail.wrap(guard, openai.OpenAI())`` and ``guardrail.wrap(guard, openai.AsyncOpenAI())``.
 
 The wrapper has the client's interface: ``chat.completions.create`` and ``responses.create`` are
 guarded (input before the call, output after it, streams while they flow); every other attribute
@@ -12,7 +12,10 @@ The guarded resources' other ways of generating text (``parse``, ``stream``,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+from guardrail.call import Call
 
 from ._core import GuardedCall, call_async, call_sync
 
@@ -43,7 +46,8 @@ class _Resource:
         return getattr(self._target, name)
 
     def _call(self, kind: Any, kwargs: dict[str, Any]) -> GuardedCall:
-        return GuardedCall(self._owner._guard, kind, "openai", kwargs, restore=self._owner._restore)
+        owner = self._owner
+        return GuardedCall(Call(owner._guard, context=owner._context), kind, "openai", kwargs, restore=owner._restore)
 
 
 class _Completions(_Resource):
@@ -86,8 +90,10 @@ class _Client:
     _completions: type[_Resource] = _Completions
     _responses: type[_Resource] = _Responses
 
-    def __init__(self, guard: Guard, client: Any, *, restore: bool = False) -> None:
-        self._guard, self._client, self._restore = guard, client, restore
+    def __init__(
+        self, guard: Guard, client: Any, *, restore: bool = False, context: Mapping[str, str] | None = None
+    ) -> None:
+        self._guard, self._client, self._restore, self._context = guard, client, restore, context
         self.chat = _Chat(client.chat, self._completions(client.chat.completions, self))
         self.responses = self._responses(client.responses, self)
 
@@ -101,10 +107,12 @@ class _Client:
         return self._client
 
     def with_options(self, **options: Any) -> Any:
-        return type(self)(self._guard, self._client.with_options(**options), restore=self._restore)
+        return type(self)(
+            self._guard, self._client.with_options(**options), restore=self._restore, context=self._context
+        )
 
     def copy(self, **options: Any) -> Any:
-        return type(self)(self._guard, self._client.copy(**options), restore=self._restore)
+        return type(self)(self._guard, self._client.copy(**options), restore=self._restore, context=self._context)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
@@ -116,8 +124,10 @@ class _Client:
 class GuardedOpenAI(_Client):
     """``openai.OpenAI`` with guarded ``chat.completions.create`` and ``responses.create``."""
 
-    def __init__(self, guard: Guard, client: openai.OpenAI, *, restore: bool = False) -> None:
-        super().__init__(guard, client, restore=restore)
+    def __init__(
+        self, guard: Guard, client: openai.OpenAI, *, restore: bool = False, context: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(guard, client, restore=restore, context=context)
 
     def __enter__(self) -> GuardedOpenAI:
         return self
@@ -132,8 +142,15 @@ class GuardedAsyncOpenAI(_Client):
     _completions = _AsyncCompletions
     _responses = _AsyncResponses
 
-    def __init__(self, guard: Guard, client: openai.AsyncOpenAI, *, restore: bool = False) -> None:
-        super().__init__(guard, client, restore=restore)
+    def __init__(
+        self,
+        guard: Guard,
+        client: openai.AsyncOpenAI,
+        *,
+        restore: bool = False,
+        context: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(guard, client, restore=restore, context=context)
 
     async def __aenter__(self) -> GuardedAsyncOpenAI:
         return self

@@ -17,7 +17,9 @@ import copy
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Literal, TypeVar
+
+from guardrail.call import CONTENT_FILTER
 
 __all__ = [
     "Flavour",
@@ -30,11 +32,11 @@ __all__ = [
     "replace_completion_texts",
     "text_chunk",
     "text_delta_event",
+    "texts_of",
 ]
 
 Flavour = Literal["openai", "litellm"]
 T = TypeVar("T")
-CONTENT_FILTER: Final = "content_filter"
 
 
 def _id(prefix: str, decision_id: str | None) -> str:
@@ -48,6 +50,9 @@ def refusal_completion(flavour: Flavour, message: str, *, model: str | None, dec
     """A complete chat response carrying ``message`` with ``finish_reason="content_filter"``."""
     ident, created, model = _id("chatcmpl", decision_id), int(time.time()), model or "guardrail"
     if flavour == "litellm":
+        from . import litellm_offline
+
+        litellm_offline()
         import litellm
 
         resp = litellm.ModelResponse(
@@ -186,6 +191,25 @@ def replace_completion_texts(
         _set_response_text(out, texts.get(0, ""), blocked=reasons.get(0) == CONTENT_FILTER)
         return out
     raise TypeError(f"cannot replace the text of a {type(result).__name__} (expected a chat completion or response)")
+
+
+def texts_of(result: Any) -> list[str | None]:
+    """The text of a response, per choice: the one reading of "the text of an answer" for every
+    integration. A ``str``; a chat completion (``ChatCompletion``, litellm ``ModelResponse``, or the
+    same as a dict): each choice's ``message.content`` (``None`` where a choice has no text, e.g. tool
+    calls); a Responses API ``Response``: all its ``output_text`` as one. Anything else: ``[]``."""
+    if isinstance(result, str):
+        return [result]
+    choices = _get(result, "choices")
+    if isinstance(choices, Sequence) and not isinstance(choices, str):
+        return [c if isinstance(c := _get(_get(ch, "message"), "content"), str) else None for ch in choices]
+    if isinstance(_get(result, "output"), list):
+        return [response_text(result)]
+    return []
+
+
+def _get(obj: Any, key: str) -> Any:
+    return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
 
 
 # ------------------------------------------------------------------------------ Responses API

@@ -2,7 +2,10 @@
 
     guard = guardrail.Guard()                      # bundled default policy and model
     decision = guard.check_input("How do I ...?")  # or await guard.acheck_input(messages)
-    client = guard.wrap(openai.OpenAI())           # same interface, guarded
+    client = guardrail.wrap(guard, openai.OpenAI())  # same interface, guarded
+
+    @guardrail.protect(guard)                      # your own functions: sync, async, generators
+    async def answer(prompt: str) -> str: ...
 
 Names resolve lazily (PEP 562): ``import guardrail`` reads no file, loads no model and imports
 neither onnxruntime, litellm, transformers nor torch; the first use of ``Guard`` does the work.
@@ -27,6 +30,8 @@ __all__ = [
     "PolicyError",
     "guarded",
     "load_policy",
+    "protect",
+    "wrap",
 ]
 
 _LAZY = {
@@ -40,7 +45,9 @@ _LAZY = {
     "Guard": "guardrail.engine",
     "Policy": "guardrail.policy",
     "load_policy": "guardrail.policy",
-    "guarded": "guardrail.protect",
+    "guarded": "guardrail.integrations",
+    "protect": "guardrail.integrations",
+    "wrap": "guardrail.integrations",
 }
 
 if TYPE_CHECKING:
@@ -48,7 +55,7 @@ if TYPE_CHECKING:
     from guardrail.engine import Guard
     from guardrail.errors import Blocked, ClassifierError, GuardrailError, PolicyError
     from guardrail.policy import Policy, load_policy
-    from guardrail.protect import guarded
+    from guardrail.integrations import guarded, protect, wrap
 
 
 def __getattr__(name: str) -> Any:

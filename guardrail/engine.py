@@ -498,19 +498,20 @@ class Guard:
     async def acheck_output(self, text: Any, prompt: Any = None, *, policy: Policy | None = None) -> Decision:
         return await self._run_async(self._prepare("output", text, prompt, policy=policy))
 
-    # -- integrations ---------------------------------------------------------------------------
+    # -- integrations: deprecated aliases (the Guard is the decision core; see guardrail.integrations) ----
 
     def protect(self, fn: Any = None, *, prompt_arg: str | None = None) -> Any:
-        """Decorator for your own LLM-calling function (sync, async or async generator)."""
-        from guardrail.protect import protect
+        """Deprecated alias of ``guardrail.protect(guard, fn)``."""
+        from guardrail.integrations import deprecated, protect
 
+        deprecated("guard.protect", "guardrail.protect(guard)")
         return protect(self, fn, prompt_arg=prompt_arg)
 
     def wrap(self, client: Any, *, restore: bool = False) -> Any:
-        """The same client, guarded: ``openai.OpenAI``/``AsyncOpenAI`` or the ``litellm`` module.
-        ``restore=True`` maps redaction placeholders in answers back to the caller's original values."""
-        from guardrail.adapters import wrap
+        """Deprecated alias of ``guardrail.wrap(guard, client)``."""
+        from guardrail.integrations import deprecated, wrap
 
+        deprecated("guard.wrap", "guardrail.wrap(guard, client)")
         return wrap(self, client, restore=restore)
 
     def close(self) -> None:

@@ -203,6 +203,11 @@ class InputStage(BaseModel):
         default=False, description="Give the system prompt to the classifier as context for the user's text."
     )
     rules: tuple[Rule, ...] = ()
+    parallel: Annotated[bool, Strict()] = Field(
+        default=False,
+        description="Start the upstream call while the prompt is checked (hides the check's latency); nothing "
+        "from upstream reaches the caller before the check passes, and a block cancels the upstream request.",
+    )
 
     _unique = field_validator("rules")(_unique_categories)
 
@@ -231,6 +236,10 @@ class Audit(BaseModel):
     model_config = _FROZEN
     log_text: Literal["none", "hash", "redacted", "full"] = Field(
         default="hash", description="none | hash | redacted | full"
+    )
+    hash_key_env: str = Field(
+        default="GUARDRAIL_AUDIT_KEY",
+        description="log_text: hash: the environment variable holding the deployment's HMAC key.",
     )
 
 

@@ -14,13 +14,14 @@ Guarantees:
   boundaries, or across two checks, is seen whole (anything up to ``context_chars`` long);
 - the last ``holdback_chars`` are never released before a later check includes them, and a stream
   that ends is checked in full before its remainder is released;
-- on a block nothing more is released; the driver ends the stream with the policy's message;
+- on a block nothing more is released; the driver ends the stream with the policy's message, in a
+  chunk of its own, set apart from any released text (``set_apart``);
 - PII redaction applies to released text; a span is never cut in half at the release point.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -30,7 +31,23 @@ from guardrail.decision import Action, Decision, RuleAction
 if TYPE_CHECKING:
     from guardrail.policy import Policy
 
-__all__ = ["Release", "StreamGuard", "aguard_stream", "guard_stream"]
+__all__ = ["Release", "StreamGuard", "aguard_stream", "ends_stream", "guard_stream", "set_apart"]
+
+
+def ends_stream(decision: Decision) -> bool:
+    """A decision that stops a stream: a block, or a rewrite by a replacing rule (released text cannot
+    be edited, so the rule's message ends the stream). Redaction alone does not stop it."""
+    if decision.action is Action.BLOCK:
+        return True
+    return decision.action is Action.REWRITE and any(
+        f.action is RuleAction.REWRITE and not f.shadow for f in decision.findings
+    )
+
+
+def set_apart(end: str, released: str) -> str:
+    """The text that ends a stopped stream, set apart from what was already released: a refusal is
+    never glued to a fragment ("SureSorry, I can't help with that.")."""
+    return end if not released or released.endswith("\n") else "\n\n" + end
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +73,7 @@ class StreamGuard:
     _pending_end: int = 0
     _replacements: dict[str, str] = field(default_factory=dict)
     _out_len: int = 0
+    _tail: str = ""  # the last character released (to set a stream's end apart from it)
 
     @classmethod
     def for_policy(cls, policy: Policy) -> StreamGuard:
@@ -90,8 +108,7 @@ class StreamGuard:
     def apply(self, decision: Decision, *, final: bool = False) -> Release:
         """Record the decision of the last window; returns what may be released."""
         self.decisions.append(decision)
-        replaced = any(f.action is RuleAction.REWRITE and not f.shadow for f in decision.findings)
-        if decision.action is Action.BLOCK or (decision.action is Action.REWRITE and replaced):
+        if ends_stream(decision):
             self.done = True
             return Release(blocked=decision, final=True)
         self.checked = self._pending_end
@@ -119,7 +136,12 @@ class StreamGuard:
         else:
             text = self.buffer[self.released : end]
         self.released = end
+        self._tail = text[-1:] or self._tail
         return text
+
+    def end_text(self, end: str) -> str:
+        """``end`` (a refusal, a rewrite's message) as the stream's last words, set apart from released text."""
+        return set_apart(end, self._tail)
 
     @property
     def replacements(self) -> dict[str, str]:
@@ -130,7 +152,7 @@ Check = Callable[[str], Decision]
 ACheck = Callable[[str], Awaitable[Decision]]
 
 
-def guard_stream(chunks: Iterator[str], sg: StreamGuard, check: Check) -> Iterator[Release]:
+def guard_stream(chunks: Iterator[str], sg: StreamGuard, check: Check) -> Generator[Release, None, None]:
     for chunk in chunks:
         window = sg.feed(chunk)
         if window is not None:
@@ -143,7 +165,7 @@ def guard_stream(chunks: Iterator[str], sg: StreamGuard, check: Check) -> Iterat
         yield sg.apply(check(sg.finish()), final=True)
 
 
-async def aguard_stream(chunks: AsyncIterator[str], sg: StreamGuard, check: ACheck) -> AsyncIterator[Release]:
+async def aguard_stream(chunks: AsyncIterator[str], sg: StreamGuard, check: ACheck) -> AsyncGenerator[Release, None]:
     async for chunk in chunks:
         window = sg.feed(chunk)
         if window is not None:

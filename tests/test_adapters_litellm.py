@@ -1,4 +1,4 @@
-"""guard.wrap(litellm): real litellm calls (to the stub server, and with mock_response), sync and async;
+"""guardrail.wrap(guard, litellm): real litellm calls (to the stub server, and with mock_response), sync and async;
 and the GuardrailLiteLLM proxy hooks called directly (the real proxy runs in test_proxy.py)."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from litellm.exceptions import ModifyResponseException
 from litellm.types.utils import ModelResponse, ModelResponseStream
 from stub_server import StubServer
 
+import guardrail
 from guardrail import Blocked, Guard
 from guardrail.testing import DecisionLog
 
@@ -56,7 +57,7 @@ def text_of(chunks: list[Any]) -> str:
 
 
 async def test_allowed_call_reaches_the_provider(guard: Guard, stub: StubServer, mode: str) -> None:
-    llm = guard.wrap(litellm)
+    llm = guardrail.wrap(guard, litellm)
     assert isinstance(llm, GuardedLiteLLM)
     resp = await complete(llm, mode, messages=user("hello"), **stub_kw(stub))
     assert isinstance(resp, ModelResponse)
@@ -65,7 +66,7 @@ async def test_allowed_call_reaches_the_provider(guard: Guard, stub: StubServer,
 
 
 async def test_blocked_call_never_reaches_the_provider(guard: Guard, stub: StubServer, mode: str) -> None:
-    resp = await complete(guard.wrap(litellm), mode, messages=user("a bomb"), **stub_kw(stub))
+    resp = await complete(guardrail.wrap(guard, litellm), mode, messages=user("a bomb"), **stub_kw(stub))
     assert isinstance(resp, ModelResponse)
     assert resp.choices[0].finish_reason == "content_filter"
     assert resp.choices[0].message.content == REFUSAL
@@ -74,34 +75,34 @@ async def test_blocked_call_never_reaches_the_provider(guard: Guard, stub: StubS
 
 async def test_blocked_call_raises_per_policy(raising_guard: Guard, stub: StubServer, mode: str) -> None:
     with pytest.raises(Blocked):
-        await complete(raising_guard.wrap(litellm), mode, messages=user("a bomb"), **stub_kw(stub))
+        await complete(guardrail.wrap(raising_guard, litellm), mode, messages=user("a bomb"), **stub_kw(stub))
     assert stub.completions() == []
 
 
 async def test_positional_model_and_messages(guard: Guard, stub: StubServer, mode: str) -> None:
     kw = stub_kw(stub)
     model = kw.pop("model")
-    resp = await complete(guard.wrap(litellm), mode, model, user("mail bob@example.com"), **kw)
+    resp = await complete(guardrail.wrap(guard, litellm), mode, model, user("mail bob@example.com"), **kw)
     assert stub.completions()[0].body["messages"] == user("mail <EMAIL_1>")
     assert resp.choices[0].message.content == "You said: mail <EMAIL_1>"
 
 
 async def test_restore(guard: Guard, stub: StubServer, mode: str) -> None:
     resp = await complete(
-        guard.wrap(litellm, restore=True), mode, messages=user("mail bob@example.com"), **stub_kw(stub)
+        guardrail.wrap(guard, litellm, restore=True), mode, messages=user("mail bob@example.com"), **stub_kw(stub)
     )
     assert resp.choices[0].message.content == "You said: mail bob@example.com"
 
 
 async def test_harmful_answer_is_refused(guard: Guard, stub: StubServer, mode: str) -> None:
     stub.reply = HARMFUL
-    resp = await complete(guard.wrap(litellm), mode, messages=user("story"), **stub_kw(stub))
+    resp = await complete(guardrail.wrap(guard, litellm), mode, messages=user("story"), **stub_kw(stub))
     assert resp.choices[0].message.content == REFUSAL
     assert resp.choices[0].finish_reason == "content_filter"
 
 
 async def test_stream_allowed_and_blocked(guard: Guard, stub: StubServer, mode: str) -> None:
-    llm = guard.wrap(litellm)
+    llm = guardrail.wrap(guard, litellm)
     stub.reply = "A calm answer about tea, kettles and the right temperature for green leaves."
     chunks = await collect(await complete(llm, mode, messages=user("tea?"), stream=True, **stub_kw(stub)))
     assert all(isinstance(c, ModelResponseStream) for c in chunks)
@@ -111,13 +112,13 @@ async def test_stream_allowed_and_blocked(guard: Guard, stub: StubServer, mode: 
     stub.reply = HARMFUL
     chunks = await collect(await complete(llm, mode, messages=user("story"), stream=True, **stub_kw(stub)))
     assert chunks[-1].choices[0].finish_reason == "content_filter"
-    assert chunks[-1].choices[0].delta.content == REFUSAL
+    assert chunks[-1].choices[0].delta.content == "\n\n" + REFUSAL
     assert "bomb" not in text_of(chunks[:-1])
 
 
 async def test_blocked_prompt_with_stream(guard: Guard, stub: StubServer, mode: str) -> None:
     chunks = await collect(
-        await complete(guard.wrap(litellm), mode, messages=user("bomb"), stream=True, **stub_kw(stub))
+        await complete(guardrail.wrap(guard, litellm), mode, messages=user("bomb"), stream=True, **stub_kw(stub))
     )
     assert len(chunks) == 1 and isinstance(chunks[0], ModelResponseStream)
     assert chunks[0].choices[0].finish_reason == "content_filter"
@@ -125,7 +126,7 @@ async def test_blocked_prompt_with_stream(guard: Guard, stub: StubServer, mode: 
 
 
 async def test_mock_response_streaming(guard: Guard, mode: str) -> None:
-    llm = guard.wrap(litellm)
+    llm = guardrail.wrap(guard, litellm)
     safe = "This is a mocked answer that is long enough to pass the hold-back window of the policy."
     kw: dict[str, Any] = {"model": "openai/mock", "mock_response": safe}
     resp = await complete(llm, mode, messages=user("hi"), **kw)
@@ -138,7 +139,7 @@ async def test_mock_response_streaming(guard: Guard, mode: str) -> None:
 
 
 def test_other_attributes_are_litellm_s(guard: Guard) -> None:
-    llm = guard.wrap(litellm)
+    llm = guardrail.wrap(guard, litellm)
     assert llm.ModelResponse is litellm.ModelResponse
     assert llm.unwrapped is litellm
     assert inspect.iscoroutinefunction(llm.acompletion)
@@ -149,7 +150,7 @@ async def test_sync_and_async_give_identical_decisions(stub: StubServer) -> None
     prompts = ["hello", "a bomb", "mail bob@example.com", "I want to hurt myself"]
     logs = {"sync": DecisionLog(), "async": DecisionLog()}
     for mode, log in logs.items():
-        llm = make_guard(log=log).wrap(litellm)
+        llm = guardrail.wrap(make_guard(log=log), litellm)
         for p in prompts:
             await complete(llm, mode, messages=user(p), **stub_kw(stub))
     assert [(d.stage, d.action, d.text) for d in logs["sync"]] == [(d.stage, d.action, d.text) for d in logs["async"]]
@@ -181,8 +182,16 @@ async def test_pre_call_redacts_and_records_the_decision() -> None:
 
 
 async def test_pre_call_block_uses_the_proxy_conventions() -> None:
-    with pytest.raises(ModifyResponseException) as passthrough:
-        await proxy_guardrail("pre_call").async_pre_call_hook(None, None, request("a bomb"), "acompletion")
+    """A refusal becomes the model's answer (mock_response: the upstream is never called, the proxy's
+    own path adds the headers and ends a stream with content_filter); ``raise`` is the proxy's 400."""
+    data = await proxy_guardrail("pre_call").async_pre_call_hook(None, None, request("a bomb"), "acompletion")
+    refusal = data["mock_response"]
+    assert isinstance(refusal, ModelResponse)
+    assert (refusal.choices[0].message.content, refusal.choices[0].finish_reason) == (REFUSAL, "content_filter")
+    headers = await proxy_guardrail("pre_call").async_post_call_response_headers_hook(data, None, None)
+    assert headers is not None and headers["x-guardrail-action"] == "block"
+    with pytest.raises(ModifyResponseException) as passthrough:  # during_call: the model is already running
+        await proxy_guardrail("during_call").async_moderation_hook(request("a bomb"), None, "acompletion")
     assert passthrough.value.message == REFUSAL
     with pytest.raises(HTTPException) as http:
         await proxy_guardrail("pre_call", respond="raise").async_pre_call_hook(
@@ -191,6 +200,7 @@ async def test_pre_call_block_uses_the_proxy_conventions() -> None:
     assert http.value.status_code == 400
     assert http.value.detail["error"] == REFUSAL
     assert http.value.detail["decision"]["action"] == "block"
+    assert http.value.headers is not None and http.value.headers["x-guardrail-action"] == "block"
 
 
 async def test_during_call_can_only_block() -> None:

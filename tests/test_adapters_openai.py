@@ -1,4 +1,4 @@
-"""guard.wrap(openai.OpenAI / AsyncOpenAI): the real client against the local stub server.
+"""guardrail.wrap(guard, openai.OpenAI / AsyncOpenAI): the real client against the local stub server.
 
 Every behaviour runs through the sync and the async client (the ``mode`` fixture) and must give the
 same decisions; the stub records what reached the network.
@@ -19,6 +19,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response
 from stub_server import StubServer
 
+import guardrail
 from guardrail import Blocked, Guard
 from guardrail.testing import DecisionLog
 
@@ -37,7 +38,7 @@ def client_for(guard: Guard, stub: StubServer, mode: str, **options: Any) -> Any
     cls = openai.OpenAI if mode == "sync" else openai.AsyncOpenAI
     raw = cls(base_url=stub.url, api_key="sk-test", max_retries=0)
     _OPEN.append(raw)
-    return guard.wrap(raw, **options)
+    return guardrail.wrap(guard, raw, **options)
 
 
 @pytest.fixture(autouse=True)
@@ -181,9 +182,9 @@ async def test_stream_block_ends_with_a_content_filter_chunk(client: Any, stub: 
     chunks = await collect(await run(client.chat.completions.create(model="m", messages=user("x"), stream=True)))
     last = chunks[-1]
     assert last.choices[0].finish_reason == "content_filter"
-    assert last.choices[0].delta.content == REFUSAL
     released = chunk_text(chunks[:-1])
     assert "bomb" not in released and HARMFUL.startswith(released)
+    assert released and last.choices[0].delta.content == "\n\n" + REFUSAL  # its own chunk, set apart
 
 
 async def test_stream_block_raises_when_the_policy_says_raise(
@@ -353,9 +354,10 @@ async def test_responses_stream_block(client: Any, stub: StubServer) -> None:
     events = await collect(await run(client.responses.create(model="m", input="story", stream=True)))
     assert events[-1].type == "response.incomplete"
     assert events[-1].response.incomplete_details.reason == "content_filter"
-    assert events[-2].type == "response.output_text.delta" and events[-2].delta == REFUSAL
+    assert events[-2].type == "response.output_text.delta" and events[-2].delta == "\n\n" + REFUSAL
     released = "".join(e.delta for e in events[:-2] if e.type == "response.output_text.delta")
-    assert "bomb" not in released
+    assert "bomb" not in released and released
+    assert events[-1].response.output_text == released + "\n\n" + REFUSAL  # never "SureSorry, ..."
 
 
 async def test_responses_blocked_prompt_stream(client: Any, stub: StubServer) -> None:
@@ -398,12 +400,12 @@ def test_create_keeps_its_sync_or_async_nature(client: Any, mode: str) -> None:
 
 
 def test_context_managers(guard: Guard, stub: StubServer) -> None:
-    with guard.wrap(openai.OpenAI(base_url=stub.url, api_key="x")) as client:  # closes the client
+    with guardrail.wrap(guard, openai.OpenAI(base_url=stub.url, api_key="x")) as client:  # closes the client
         assert client.models.list().data
 
 
 async def test_async_context_manager(guard: Guard, stub: StubServer) -> None:
-    async with guard.wrap(openai.AsyncOpenAI(base_url=stub.url, api_key="x")) as client:
+    async with guardrail.wrap(guard, openai.AsyncOpenAI(base_url=stub.url, api_key="x")) as client:
         assert (await client.models.list()).data
 
 
@@ -429,9 +431,9 @@ async def test_sync_and_async_give_identical_decisions(stub: StubServer) -> None
 
 def test_wrap_rejects_unsupported_clients(guard: Guard) -> None:
     with pytest.raises(TypeError, match=r"openai\.OpenAI, openai\.AsyncOpenAI .* litellm module; got builtins.object"):
-        guard.wrap(object())
+        guardrail.wrap(guard, object())
     with pytest.raises(TypeError, match="got json"):
-        guard.wrap(__import__("json"))
+        guardrail.wrap(guard, __import__("json"))
 
 
 def test_importing_adapters_stays_light() -> None:

@@ -13,7 +13,7 @@ def test_public_api_is_small_sorted_and_resolves() -> None:
     assert guardrail.__all__ == sorted(guardrail.__all__)
     assert set(guardrail.__all__) == {
         "Action", "Blocked", "ClassifierError", "Decision", "Finding", "Guard", "GuardrailError", "Policy",
-        "PolicyError", "guarded", "load_policy",
+        "PolicyError", "guarded", "load_policy", "protect", "wrap",
     }  # fmt: skip
     for name in guardrail.__all__:
         assert getattr(guardrail, name) is not None

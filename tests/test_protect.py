@@ -50,34 +50,34 @@ async def test_wrapper_kind_is_chosen_at_decoration(guard: Guard) -> None:
     async def agen(prompt: str) -> AsyncIterator[str]:
         yield prompt
 
-    assert inspect.iscoroutinefunction(guard.protect(echo_fn("async", [])))
-    assert not inspect.iscoroutinefunction(guard.protect(echo_fn("sync", [])))
-    assert inspect.isasyncgenfunction(guard.protect(agen))
-    assert guard.protect(echo_fn("sync", [])).__name__ == "answer"  # functools.wraps
+    assert inspect.iscoroutinefunction(guardrail.protect(guard, echo_fn("async", [])))
+    assert not inspect.iscoroutinefunction(guardrail.protect(guard, echo_fn("sync", [])))
+    assert inspect.isasyncgenfunction(guardrail.protect(guard, agen))
+    assert guardrail.protect(guard, echo_fn("sync", [])).__name__ == "answer"  # functools.wraps
 
 
 async def test_allowed_prompt_calls_the_function(guard: Guard, mode: str) -> None:
     calls: list[Any] = []
-    assert await call(guard.protect(echo_fn(mode, calls)), "hello") == "Answer to: hello"
+    assert await call(guardrail.protect(guard, echo_fn(mode, calls)), "hello") == "Answer to: hello"
     assert calls == ["hello"]
 
 
 async def test_blocked_prompt_returns_the_refusal_without_calling(guard: Guard, mode: str) -> None:
     calls: list[Any] = []
-    assert await call(guard.protect(echo_fn(mode, calls)), "a bomb") == REFUSAL
+    assert await call(guardrail.protect(guard, echo_fn(mode, calls)), "a bomb") == REFUSAL
     assert calls == []
 
 
 async def test_blocked_prompt_raises_per_policy(raising_guard: Guard, mode: str) -> None:
     calls: list[Any] = []
     with pytest.raises(Blocked):
-        await call(raising_guard.protect(echo_fn(mode, calls)), "a bomb")
+        await call(guardrail.protect(raising_guard, echo_fn(mode, calls)), "a bomb")
     assert calls == []
 
 
 async def test_redaction_rewrites_the_argument(guard: Guard, mode: str) -> None:
     calls: list[Any] = []
-    out = await call(guard.protect(echo_fn(mode, calls)), prompt="mail bob@example.com")
+    out = await call(guardrail.protect(guard, echo_fn(mode, calls)), prompt="mail bob@example.com")
     assert calls == ["mail <EMAIL_1>"]
     assert out == "Answer to: mail <EMAIL_1>"
 
@@ -93,7 +93,7 @@ async def test_harmful_result_is_replaced(guard: Guard, mode: str) -> None:
         async def bad(prompt: str) -> str:  # type: ignore[misc]
             return HARMFUL
 
-    assert await call(guard.protect(bad), "story") == REFUSAL
+    assert await call(guardrail.protect(guard, bad), "story") == REFUSAL
 
 
 async def test_prompt_argument_by_name_and_messages(guard: Guard, mode: str) -> None:
@@ -106,7 +106,7 @@ async def test_prompt_argument_by_name_and_messages(guard: Guard, mode: str) -> 
     async def apick(style: str, question: str) -> str:
         return pick(style, question)
 
-    fn = guard.protect(pick if mode == "sync" else apick, prompt_arg="question")
+    fn = guardrail.protect(guard, pick if mode == "sync" else apick, prompt_arg="question")
     assert await call(fn, "a bomb style", "fine question") == "ok"  # only `question` is checked
     assert await call(fn, "plain", "a bomb") == REFUSAL
 
@@ -117,11 +117,11 @@ async def test_prompt_argument_by_name_and_messages(guard: Guard, mode: str) -> 
     async def achat(model: str, messages: list[dict[str, str]]) -> str:
         return chat(model, messages)
 
-    fn = guard.protect(chat if mode == "sync" else achat)
+    fn = guardrail.protect(guard, chat if mode == "sync" else achat)
     await call(fn, "m", [{"role": "user", "content": "mail bob@example.com"}])
     assert seen[-1] == [{"role": "user", "content": "mail <EMAIL_1>"}]
     with pytest.raises(TypeError, match="no argument 'nope'"):
-        await call(guard.protect(pick if mode == "sync" else apick, prompt_arg="nope"), "a", "b")
+        await call(guardrail.protect(guard, pick if mode == "sync" else apick, prompt_arg="nope"), "a", "b")
 
 
 async def test_response_objects_are_guarded(guard: Guard, stub: StubServer, mode: str) -> None:
@@ -139,14 +139,14 @@ async def test_response_objects_are_guarded(guard: Guard, stub: StubServer, mode
             async with openai.AsyncOpenAI(base_url=stub.url, api_key="x") as client:
                 return await client.chat.completions.create(model="m", messages=[{"role": "user", "content": prompt}])
 
-    resp = await call(guard.protect(ask), "tell me a story")
+    resp = await call(guardrail.protect(guard, ask), "tell me a story")
     assert isinstance(resp, ChatCompletion)
     assert resp.choices[0].message.content == REFUSAL
     assert resp.choices[0].finish_reason == "content_filter"
 
 
 async def test_async_generator_output_is_guarded_like_a_stream(guard: Guard, stub: StubServer) -> None:
-    @guard.protect
+    @guardrail.protect(guard)
     async def stream(prompt: str) -> AsyncIterator[str]:
         async with openai.AsyncOpenAI(base_url=stub.url, api_key="x") as client:
             chunks = await client.chat.completions.create(
@@ -161,14 +161,14 @@ async def test_async_generator_output_is_guarded_like_a_stream(guard: Guard, stu
 
     stub.reply = HARMFUL
     pieces = [p async for p in stream("story")]
-    assert pieces[-1] == REFUSAL
+    assert pieces[-1] == "\n\n" + REFUSAL  # its own piece, set apart from the released text
     assert "bomb" not in "".join(pieces[:-1])
 
     assert [p async for p in stream("a bomb")] == [REFUSAL]
 
 
 async def test_async_generator_raises_per_policy(raising_guard: Guard) -> None:
-    @raising_guard.protect
+    @guardrail.protect(raising_guard)
     async def gen(prompt: str) -> AsyncIterator[str]:
         for i in range(0, len(HARMFUL), 7):
             yield HARMFUL[i : i + 7]
@@ -194,7 +194,7 @@ async def test_sync_and_async_give_identical_decisions() -> None:
     prompts = ["hello", "a bomb", "mail bob@example.com", "I want to hurt myself"]
     logs = {m: DecisionLog() for m in ("sync", "async")}
     for m, log in logs.items():
-        fn = make_guard(log=log).protect(echo_fn(m, []))
+        fn = guardrail.protect(make_guard(log=log), echo_fn(m, []))
         for p in prompts:
             await call(fn, p)
     assert [(d.stage, d.action, d.text) for d in logs["sync"]] == [(d.stage, d.action, d.text) for d in logs["async"]]

@@ -200,11 +200,15 @@ def test_redacted_request(proxy: Proxy, stub: StubServer) -> None:
     assert raw.headers["x-guardrail-categories"] == "pii"
 
 
-def test_blocked_request_gets_a_refusal(proxy: Proxy, stub: StubServer) -> None:
+def test_blocked_request_gets_a_refusal_with_the_headers(proxy: Proxy, stub: StubServer) -> None:
     with proxy.client() as client:
-        resp = client.chat.completions.create(model="stub", messages=user("how to build a bomb"))
+        raw = client.chat.completions.with_raw_response.create(model="stub", messages=user("how to build a bomb"))
+    resp = raw.parse()
     assert resp.choices[0].finish_reason == "content_filter"
     assert resp.choices[0].message.content == REFUSAL
+    assert raw.headers["x-guardrail-action"] == "block"
+    assert raw.headers["x-guardrail-categories"] == "unsafe"
+    assert "proxy-pre" in raw.headers["x-guardrail-policy"].split(",")
     assert stub.completions() == []
 
 
@@ -245,12 +249,17 @@ def test_streamed_requests(proxy: Proxy, stub: StubServer) -> None:
         stub.reply = HARMFUL
         chunks = list(client.chat.completions.create(model="stub", messages=user("story"), stream=True))
         assert chunks[-1].choices[0].finish_reason == "content_filter"
-        assert chunks[-1].choices[0].delta.content == REFUSAL
+        assert chunks[-1].choices[0].delta.content == "\n\n" + REFUSAL  # its own chunk, set apart
         assert "bomb" not in text_of(chunks[:-1])
 
         stub.reset()
-        chunks = list(client.chat.completions.create(model="stub", messages=user("a bomb"), stream=True))
-        assert text_of(chunks) == REFUSAL  # the proxy's own passthrough stream (it ends it with "stop")
+        raw = client.chat.completions.with_raw_response.create(model="stub", messages=user("a bomb"), stream=True)
+        chunks = list(raw.parse())
+        assert text_of(chunks) == REFUSAL
+        assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
+            "content_filter"
+        ]
+        assert raw.headers["x-guardrail-action"] == "block"
         assert stub.completions() == []
 
 

@@ -1,0 +1,287 @@
+"""One guarded request: the call object every integration drives.
+
+The OpenAI and LiteLLM wrappers, the decorator and the LiteLLM proxy plugin all make one ``Call`` per
+request. It does three things, once, so no integration has its own copy:
+
+- **pins one policy snapshot** for the whole request (``guard.policy`` is read once, in
+  ``__init__``; every check of the request is made against that snapshot), so a hot reload that lands
+  while a long stream is being checked never mixes two policies in one answer;
+- **makes the checks** (``check_input`` / ``check_output`` and their ``a*`` twins), passing the
+  caller's routing ``context`` through, and records every Decision (for headers and metadata);
+- **says what a decision means for the caller**: :meth:`Call.outcome` turns a Decision into an
+  :class:`Outcome` (go on, or stop with this text and ``finish_reason="content_filter"``), raising
+  ``Blocked`` (or the integration's own error, e.g. the proxy's HTTP 400) when the policy says
+  ``on_block: raise``; :func:`headers` renders the ``x-guardrail-*`` response headers.
+
+Nothing here knows a client's types: turning an Outcome into a ``ChatCompletion``, a litellm
+``ModelResponse`` or a stream chunk is ``guardrail.adapters.shapes``' job; nothing here does I/O
+beyond the Guard's own checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import contextlib
+import contextvars
+import inspect
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from guardrail.decision import Action, Decision
+from guardrail.errors import Blocked
+from guardrail.streaming import StreamGuard, ends_stream
+
+if TYPE_CHECKING:
+    from guardrail.engine import Guard
+    from guardrail.policy import Policy
+
+__all__ = ["CONTENT_FILTER", "Call", "Outcome", "aclose_quietly", "close_quietly", "headers", "summary"]
+
+CONTENT_FILTER: Final = "content_filter"  # the finish reason of every answer the guard stopped
+RaiseAs = Callable[[Decision, str], BaseException]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one decision means for the caller.
+
+    ``stop``: the request or stream ends here, and the caller gets ``text`` (the refusal, or for a
+    stream stopped by a replacing rewrite, that rule's message) with ``finish_reason``
+    (``content_filter``). Otherwise the call goes on; ``text`` is then the rewritten text when the
+    decision rewrote it (``None`` when unchanged).
+    """
+
+    decision: Decision
+    stop: bool
+    text: str | None = None
+    finish_reason: str | None = None
+
+
+class Call:
+    """One request under one policy snapshot (see the module docstring).
+
+    ``context``: routing keys (tenant, route ...) passed to the Guard's checks when it accepts them.
+    ``raise_as``: builds the exception for ``on_block: raise`` from the decision and the message
+    (default ``guardrail.Blocked``); the proxy answers with its HTTP error instead.
+    """
+
+    def __init__(
+        self,
+        guard: Guard,
+        *,
+        context: Mapping[str, str] | None = None,
+        raise_as: RaiseAs | None = None,
+    ) -> None:
+        self.guard = guard
+        self.context = dict(context) if context else None
+        self.policy: Policy = guard.policy  # the one read of the policy for the whole request
+        self.decisions: list[Decision] = []
+        self._raise_as = raise_as
+        self._extra = _check_kwargs(guard, self.policy, self.context)
+
+    # -- checks, all under the pinned snapshot -------------------------------------------------
+
+    def _record(self, d: Decision) -> Decision:
+        self.decisions.append(d)
+        return d
+
+    def check_input(self, payload: Any) -> Decision:
+        return self._record(self.guard.check_input(payload, **self._extra))
+
+    async def acheck_input(self, payload: Any) -> Decision:
+        return self._record(await self.guard.acheck_input(payload, **self._extra))
+
+    def check_output(self, text: Any, prompt: Any = None) -> Decision:
+        return self._record(self.guard.check_output(text, prompt, **self._extra))
+
+    async def acheck_output(self, text: Any, prompt: Any = None) -> Decision:
+        return self._record(await self.guard.acheck_output(text, prompt, **self._extra))
+
+    # -- what a decision means -----------------------------------------------------------------
+
+    @property
+    def parallel(self) -> bool:
+        """The policy runs the input check alongside the upstream call (``input.parallel``)."""
+        return bool(self.policy.input.parallel)
+
+    def refusal(self, d: Decision) -> str:
+        """The text that answers a block; raises instead when the policy says ``on_block: raise``.
+        The one place that decides what a block means for the caller."""
+        message = d.message or self.policy.on_block.message
+        if self.policy.on_block.respond == "raise":
+            raise self._raise_as(d, message) if self._raise_as is not None else Blocked(d)
+        return message
+
+    def outcome(self, d: Decision, *, stream: bool = False) -> Outcome:
+        """``d`` for the caller. In a stream (``stream=True``) a rewrite by a replacing rule (not a
+        redaction) also stops the stream: its message ends it, since released text cannot be edited."""
+        if d.action is Action.BLOCK:
+            return Outcome(d, True, self.refusal(d), CONTENT_FILTER)
+        if stream and ends_stream(d):
+            return Outcome(d, True, d.message or d.text, CONTENT_FILTER)
+        return Outcome(d, False, d.text if d.action is Action.REWRITE else None)
+
+    # -- the input check around the upstream call ---------------------------------------------
+
+    def send(self, payload: Any, send: Callable[[], T], apply: Callable[[Outcome], None]) -> tuple[Outcome, T | None]:
+        """Check the prompt ``payload``, then call upstream (``send``) unless the decision stops the call;
+        ``apply`` puts a rewrite into the request first. Returns the input outcome and what ``send``
+        returned (``None`` when stopped). Under ``input.parallel`` the upstream call starts at once, in a
+        thread: its result is handed back only after the check passed; a stop discards it (a stream is
+        closed as soon as it arrives, which drops the connection; a whole answer cannot be interrupted
+        in a thread and is dropped when it arrives) and a rewrite discards it and sends again, rewritten."""
+        if not self.parallel:
+            out = self.outcome(self.check_input(payload))
+            if out.stop:
+                return out, None
+            apply(out)
+            return out, send()
+        future = _in_thread(send)
+        try:
+            out = self.outcome(self.check_input(payload))
+        except BaseException:
+            _discard(future)
+            raise
+        if out.stop or out.text is not None:
+            _discard(future)
+            if out.stop:
+                return out, None
+            apply(out)
+            return out, send()
+        return out, future.result()
+
+    async def asend(
+        self, payload: Any, send: Callable[[], Awaitable[T]], apply: Callable[[Outcome], None]
+    ) -> tuple[Outcome, T | None]:
+        """:meth:`send` for async code: under ``input.parallel`` the upstream call is a task that a stop
+        or a rewrite cancels (an HTTP client closes the connection), so the request is abandoned mid-way."""
+        if not self.parallel:
+            out = self.outcome(await self.acheck_input(payload))
+            if out.stop:
+                return out, None
+            apply(out)
+            return out, await send()
+        task = asyncio.ensure_future(send())
+        try:
+            out = self.outcome(await self.acheck_input(payload))
+        except BaseException:
+            await _acancel(task)
+            raise
+        if out.stop or out.text is not None:
+            await _acancel(task)
+            if out.stop:
+                return out, None
+            apply(out)
+            return out, await send()
+        return out, await task
+
+    def stream_guard(self) -> StreamGuard:
+        """The stream windows and output redaction of the pinned policy."""
+        return StreamGuard.for_policy(self.policy)
+
+    def headers(self) -> dict[str, str]:
+        """``x-guardrail-*`` headers for the decisions of this call so far."""
+        return headers(summary(d) for d in self.decisions)
+
+
+def _in_thread(fn: Callable[[], T]) -> cf.Future[T]:
+    """Run ``fn`` in a daemon thread of its own (with the caller's contextvars); a pool could queue the
+    upstream call behind others and so add the very latency parallel mode is meant to hide."""
+    future: cf.Future[T] = cf.Future()
+    ctx = contextvars.copy_context()
+
+    def run() -> None:
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(ctx.run(fn))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    threading.Thread(target=run, name="guardrail-upstream", daemon=True).start()
+    return future
+
+
+def _discard(future: cf.Future[Any]) -> None:
+    """Drop an upstream result nobody will read: close it (a stream drops its connection) on arrival."""
+
+    def close(f: cf.Future[Any]) -> None:
+        if not f.cancelled() and f.exception() is None:
+            with contextlib.suppress(Exception):
+                close_quietly(f.result())
+
+    future.add_done_callback(close)
+
+
+async def _acancel(task: asyncio.Future[Any]) -> None:
+    """Cancel an upstream task and wait until it has let go of its connection; close what it returned
+    if it finished first."""
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled() and task.exception() is None:
+        with contextlib.suppress(Exception):
+            await aclose_quietly(task.result())
+
+
+def close_quietly(obj: Any) -> None:
+    """Close a stream or generator the caller will not read (``close()``), if it has one."""
+    close = getattr(obj, "close", None)
+    if callable(close):
+        close()
+
+
+async def aclose_quietly(obj: Any) -> None:
+    """Close an async stream or generator (``aclose()``, or an awaitable ``close()``), if it has one."""
+    close = getattr(obj, "aclose", None) or getattr(obj, "close", None)
+    if callable(close):
+        result = close()
+        if inspect.isawaitable(result):
+            await result
+
+
+def _check_kwargs(guard: Guard, policy: Policy, context: Mapping[str, str] | None) -> dict[str, Any]:
+    """The keyword arguments the Guard's checks take: the pinned policy, and ``context`` where the
+    Guard routes by it (checked once per call against ``check_input``'s signature)."""
+    params = inspect.signature(guard.check_input).parameters
+    out: dict[str, Any] = {}
+    if "policy" in params:
+        out["policy"] = policy
+    if context is not None:
+        if "context" not in params:
+            raise TypeError("this Guard does not route by context; pass context=None")
+        out["context"] = context
+    return out
+
+
+# ------------------------------------------------------------------------------------ headers
+
+
+def summary(d: Decision) -> dict[str, Any]:
+    """What a client may see of a decision: no scores, no text (they would help tune an attack)."""
+    return {
+        "id": d.id,
+        "action": d.action.value,
+        "stage": d.stage,
+        "categories": [f.category for f in d.findings if not f.shadow],
+        "policy": d.policy,
+    }
+
+
+def headers(summaries: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """The ``x-guardrail-*`` response headers of one request's decisions (each a :func:`summary`):
+    the strongest action, every decision id, the enforced categories and the policies. Empty when
+    there was no decision."""
+    entries = list(summaries)
+    if not entries:
+        return {}
+    actions = [Action(e["action"]) for e in entries]
+    categories = sorted({c for e in entries for c in e["categories"]})
+    return {
+        "x-guardrail-action": max(actions, key=lambda a: a.strength).value,
+        "x-guardrail-decision-ids": ",".join(e["id"] for e in entries),
+        "x-guardrail-categories": ",".join(categories),
+        "x-guardrail-policy": ",".join(sorted({e["policy"] for e in entries})),
+    }

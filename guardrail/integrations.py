@@ -1,0 +1,272 @@
+"""The integration entry points: ``guardrail.protect(guard)`` for your own functions, ``guardrail.wrap``
+for clients, and ``guardrail.guarded`` (a Guard made for you).
+
+They live here, not on ``Guard``, so the Guard stays the decision core: every integration drives
+one ``guardrail.call.Call`` per request, which pins the policy snapshot and says what a decision
+means for the caller (``Guard.protect`` / ``Guard.wrap`` remain as deprecated aliases).
+
+The decorator's wrapper is chosen once, at decoration time (tenacity's ``retry`` does the same): a
+coroutine function gets an ``async def`` wrapper (so ``inspect.iscoroutinefunction`` stays true), an
+async generator an async-generator wrapper and a plain generator a generator wrapper, whose output
+is guarded like any stream, and anything else a plain wrapper. The prompt is the argument named
+``prompt_arg``, else ``messages``/``prompt``, else the first ``str`` argument; a rewrite (redaction)
+replaces that argument before the call. What the function returns is checked when it has text
+(a ``str``, a chat completion or a Responses API response; see ``shapes.texts_of``) and is replaced
+in place on a block or a rewrite. Under ``input.parallel`` async functions and async generators
+start while the prompt is checked (a block cancels them); sync ones are not moved to another thread
+behind your back, so they run after the check.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from guardrail.call import Call, Outcome, aclose_quietly
+from guardrail.decision import Action, Decision
+from guardrail.streaming import Release, StreamGuard, aguard_stream, guard_stream
+
+if TYPE_CHECKING:
+    from guardrail.engine import Guard
+
+__all__ = ["deprecated", "guarded", "protect", "wrap"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+Context = Mapping[str, str] | None
+
+
+def deprecated(old: str, new: str) -> None:
+    warnings.warn(f"{old}(...) is deprecated; use {new}", DeprecationWarning, stacklevel=3)
+
+
+def wrap(guard: Guard, client: Any, *, restore: bool = False, context: Context = None) -> Any:
+    """The same client, guarded: ``openai.OpenAI`` / ``AsyncOpenAI`` or the ``litellm`` module.
+    ``restore=True`` maps redaction placeholders in answers back to the caller's original values;
+    ``context`` (tenant, route ...) goes with every check, for Guards that route by it."""
+    from guardrail.adapters import wrap as wrap_client
+
+    return wrap_client(guard, client, restore=restore, context=context)
+
+
+def _find_prompt(sig: inspect.Signature, bound: inspect.BoundArguments, prompt_arg: str | None) -> str | None:
+    if prompt_arg is not None:
+        if prompt_arg not in sig.parameters:
+            raise TypeError(f"protect: the function has no argument {prompt_arg!r}")
+        return prompt_arg
+    for name in ("messages", "prompt"):
+        if name in bound.arguments:
+            return name
+    return next((n for n, v in bound.arguments.items() if isinstance(v, str)), None)
+
+
+class _Request:
+    """One call of the decorated function: its arguments, its prompt, and the guarded Call."""
+
+    def __init__(self, deco: _Decorated, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.fn = deco.fn
+        self.bound = deco.sig.bind(*args, **kwargs)
+        self.name = _find_prompt(deco.sig, self.bound, deco.prompt_arg)
+        self.prompt = self.bound.arguments.get(self.name) if self.name else None
+        self.call = Call(deco.guard, context=deco.context)
+
+    def apply(self, out: Outcome) -> None:
+        """A rewrite replaces the prompt argument (messages, or the text)."""
+        d = out.decision
+        if self.name is not None and d.action is Action.REWRITE:
+            self.bound.arguments[self.name] = list(d.messages) if d.messages is not None else d.text
+
+    def invoke(self) -> Any:
+        return self.fn(*self.bound.args, **self.bound.kwargs)
+
+    def answer(self, result: Any, outcomes: list[Outcome | None]) -> Any:
+        """The result with each checked text replaced where a decision stopped or rewrote it."""
+        from guardrail.adapters.shapes import replace_completion_texts
+
+        texts = {i: o.text for i, o in enumerate(outcomes) if o is not None and o.text is not None}
+        reasons = {i: o.finish_reason for i, o in enumerate(outcomes) if o is not None and o.finish_reason}
+        return replace_completion_texts(result, texts, finish_reason=reasons) if texts else result
+
+    def stream_text(self, rel: Release, sg: StreamGuard) -> Iterator[str]:
+        if rel.text:
+            yield rel.text
+        if rel.blocked is not None:
+            end = self.call.outcome(rel.blocked, stream=True).text
+            if end:
+                yield sg.end_text(end)
+
+    def check_window(self, window: str) -> Decision:
+        return self.call.check_output(window, prompt=self._text_prompt())
+
+    async def acheck_window(self, window: str) -> Decision:
+        return await self.call.acheck_output(window, prompt=self._text_prompt())
+
+    def _text_prompt(self) -> Any:
+        return self.prompt if isinstance(self.prompt, (str, list)) else None
+
+
+def _texts(result: Any) -> list[str | None]:
+    from guardrail.adapters.shapes import texts_of
+
+    return list(texts_of(result))
+
+
+class _Decorated:
+    def __init__(self, guard: Guard, fn: Callable[..., Any], prompt_arg: str | None, context: Context) -> None:
+        self.guard, self.fn, self.prompt_arg, self.context = guard, fn, prompt_arg, context
+        self.sig = inspect.signature(fn)
+
+    def request(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Request:
+        return _Request(self, args, kwargs)
+
+
+def _sync_function(deco: _Decorated) -> Callable[..., Any]:
+    @functools.wraps(deco.fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        req = deco.request(args, kwargs)
+        if req.name is not None:
+            out = req.call.outcome(req.call.check_input(req.prompt))
+            if out.stop:
+                return out.text
+            req.apply(out)
+        result = req.invoke()
+        texts = _texts(result)
+        outcomes = [req.call.outcome(req.call.check_output(t, prompt=req.prompt)) if t else None for t in texts]
+        return req.answer(result, outcomes)
+
+    return wrapper
+
+
+def _async_function(deco: _Decorated) -> Callable[..., Any]:
+    @functools.wraps(deco.fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        req = deco.request(args, kwargs)
+        if req.name is not None:
+            out, result = await req.call.asend(req.prompt, req.invoke, req.apply)
+            if out.stop:
+                return out.text
+        else:
+            result = await req.invoke()
+        texts = _texts(result)
+        outcomes = [req.call.outcome(await req.call.acheck_output(t, prompt=req.prompt)) if t else None for t in texts]
+        return req.answer(result, outcomes)
+
+    return wrapper
+
+
+def _sync_generator(deco: _Decorated) -> Callable[..., Any]:
+    @functools.wraps(deco.fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Iterator[str]:
+        req = deco.request(args, kwargs)
+        if req.name is not None:
+            out = req.call.outcome(req.call.check_input(req.prompt))
+            if out.stop:
+                if out.text:
+                    yield out.text
+                return
+            req.apply(out)
+        gen = req.invoke()
+        texts = (p if isinstance(p, str) else str(p) for p in gen)
+        sg = req.call.stream_guard()
+        releases = guard_stream(texts, sg, req.check_window)
+        try:
+            for rel in releases:
+                yield from req.stream_text(rel, sg)
+        finally:
+            releases.close()
+            texts.close()
+            if hasattr(gen, "close"):
+                gen.close()
+
+    return wrapper
+
+
+class _Primed:
+    """An async generator whose first step already ran (as the upstream call of ``input.parallel``)."""
+
+    def __init__(self, gen: Any, first: list[Any]) -> None:
+        self.gen, self.first = gen, first
+
+    async def aclose(self) -> None:
+        await aclose_quietly(self.gen)
+
+    async def items(self) -> AsyncIterator[Any]:
+        for item in self.first:
+            yield item
+        async for item in self.gen:
+            yield item
+
+
+async def _prime(gen: Any) -> _Primed:
+    try:
+        first = [await gen.__anext__()]
+    except StopAsyncIteration:
+        first = []
+    except BaseException:
+        await aclose_quietly(gen)
+        raise
+    return _Primed(gen, first)
+
+
+def _async_generator(deco: _Decorated) -> Callable[..., Any]:
+    @functools.wraps(deco.fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[str]:
+        req = deco.request(args, kwargs)
+        if req.name is not None:
+            out, primed = await req.call.asend(req.prompt, lambda: _prime(req.invoke()), req.apply)
+            if out.stop or primed is None:
+                if out.text:
+                    yield out.text
+                return
+        else:
+            primed = await _prime(req.invoke())
+
+        async def texts() -> AsyncIterator[str]:
+            async for piece in primed.items():
+                yield piece if isinstance(piece, str) else str(piece)
+
+        sg = req.call.stream_guard()
+        source = texts()
+        releases = aguard_stream(source, sg, req.acheck_window)
+        try:
+            async for rel in releases:
+                for text in req.stream_text(rel, sg):
+                    yield text
+        finally:
+            await aclose_quietly(releases)
+            await aclose_quietly(source)
+            await primed.aclose()
+
+    return wrapper
+
+
+def protect(guard: Guard, fn: F | None = None, *, prompt_arg: str | None = None, context: Context = None) -> Any:
+    """Guard ``fn`` with ``guard``: ``@guardrail.protect(guard)``, ``@guardrail.protect(guard,
+    prompt_arg="question")``, or ``guardrail.protect(guard, fn)``."""
+    if fn is None:
+        return lambda f: protect(guard, f, prompt_arg=prompt_arg, context=context)
+    deco = _Decorated(guard, fn, prompt_arg, context)
+    if inspect.isasyncgenfunction(fn):
+        return _async_generator(deco)
+    if inspect.iscoroutinefunction(fn):
+        return _async_function(deco)
+    if inspect.isgeneratorfunction(fn):
+        return _sync_generator(deco)
+    return _sync_function(deco)
+
+
+@overload
+def guarded(fn: F, /) -> F: ...
+@overload
+def guarded(*, policy: Any = None, prompt_arg: str | None = None, guard: Guard | None = None) -> Callable[[F], F]: ...
+def guarded(fn: Any = None, /, *, policy: Any = None, prompt_arg: str | None = None, guard: Guard | None = None) -> Any:
+    """``@guardrail.guarded`` or ``@guardrail.guarded(policy="strict")``: a Guard made for you."""
+
+    def deco(f: Any) -> Any:
+        from guardrail.engine import Guard
+
+        return protect(guard or Guard(policy), f, prompt_arg=prompt_arg)
+
+    return deco(fn) if fn is not None else deco
