@@ -219,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
 # module has ``add_parser(subparsers)`` and imports its heavy dependencies only when run.
 _PLUGINS: tuple[str, ...] = tuple(f"guardrail.evaluation.{m}" for m in ("eval_cmd", "calibrate_cmd", "redteam"))
 _PLUGINS += ("guardrail.serve.cli",)  # `guardrail serve`: uvicorn and starlette are imported only when it runs
+_PLUGINS += ("guardrail.replay",)  # `guardrail replay`: a new policy against recorded traffic, before rollout
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
