@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from guardrail import metrics
+from guardrail.audit import error_code
 from guardrail.classifiers.base import Classifier
 from guardrail.errors import CheckTimeout, ClassifierError, InvalidScores, Overloaded
 from guardrail.taxonomy import Stage
@@ -104,7 +105,7 @@ class Scheduler:
         self.max_queue = max_queue
         self.idle_exit = idle_exit
         scale = float(getattr(classifier, "speed_scale", 1.0) or 1.0)
-        self._hang_floor = hang_after if hang_after is not None else 5.0 * max(1.0, scale)
+        self._hang_floor = hang_after if hang_after is not None else 2.0 * max(1.0, scale)
         check_ms = getattr(classifier, "check_ms", None)  # measured at warm-up: one 64-token check
         self._spt: float | None = (
             check_ms / 1000.0 / 66 if isinstance(check_ms, (int, float)) and check_ms > 0 else None
@@ -144,8 +145,11 @@ class Scheduler:
             if depth >= self.max_queue:
                 why = f"{depth} checks already wait for inference (max_queue {self.max_queue})"
             elif self._spt is not None:
-                ahead = (self._queued_tokens + item.tokens) * self._spt
-                if now + ahead > deadline:
+                # an idle scheduler always admits (so a stale estimate corrects itself on the next batch)
+                running = self._running
+                busy = self._queued_tokens + (sum(it.tokens for it in running.items) if running is not None else 0)
+                ahead = (busy + item.tokens) * self._spt
+                if busy and now + ahead > deadline:
                     why = (
                         f"about {ahead * 1000:.0f} ms of inference is queued ahead, past the check's deadline "
                         f"({max(0.0, deadline - now) * 1000:.0f} ms left)"
@@ -242,7 +246,7 @@ class Scheduler:
                 if live:
                     tokens = sum(it.tokens for it in live)
                     expected = tokens * self._spt if self._spt is not None else 0.0
-                    self._running = _Running(live, started, started + max(self._hang_floor, 20 * expected), gen)
+                    self._running = _Running(live, started, started + max(self._hang_floor, 10 * expected), gen)
                     self._cond.notify_all()
                 depth = len(self._queue)
             for it in orphans:
@@ -269,8 +273,9 @@ class Scheduler:
             s.texts += n
             s.largest_batch = max(s.largest_batch, n)
             if not isinstance(outcome, BaseException):
+                # a slow batch counts at once (shed early when the machine slows), a fast one slowly
                 spt = elapsed / max(1, sum(it.tokens for it in batch))
-                self._spt = spt if self._spt is None else 0.8 * self._spt + 0.2 * spt
+                self._spt = spt if self._spt is None or spt > self._spt else 0.9 * self._spt + 0.1 * spt
         metrics.observe_classifier(self.classifier.name, batch[0].stage, elapsed, n)
         if not isinstance(outcome, BaseException):
             at = 0
@@ -305,8 +310,8 @@ class Scheduler:
             out = clf.predict(texts, stage=batch[0].stage, prompts=prompts)
         except ClassifierError as exc:
             return exc
-        except Exception as exc:  # the exception's text may quote the input: only its type travels
-            return ClassifierError(f"raised {type(exc).__name__}", classifier=clf.name)
+        except Exception as exc:  # the exception's text may quote the input: its type and a keyed code travel
+            return ClassifierError(f"raised {type(exc).__name__} (code {error_code(exc)})", classifier=clf.name)
         if not isinstance(out, list) or len(out) != len(texts):
             got = len(out) if isinstance(out, list) else type(out).__name__
             return InvalidScores(f"returned {got} results for {len(texts)} texts", classifier=clf.name)
