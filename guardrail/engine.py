@@ -430,7 +430,7 @@ class Guard:
             error_kind=error_kind,
         )
         extra = {"notes": pending.notes + ([note] if note else [])} if (pending.notes or note) else None
-        audit.emit(decision, pending.original, policy.audit.log_text, extra=extra)
+        audit.emit(decision, pending.original, policy.audit.log_text, extra=extra, key_env=policy.audit.hash_key_env)
         metrics.observe_decision(decision)
         if self._on_decision is not None:
             self._on_decision(decision)

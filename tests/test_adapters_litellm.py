@@ -275,3 +275,31 @@ def test_guardrail_from_litellm_params(monkeypatch: pytest.MonkeyPatch) -> None:
     assert gr.guard.check_input("bomb").blocked
     monkeypatch.setenv("GUARDRAIL_POLICY", "permissive")
     assert GuardrailLiteLLM(fake_rules={"x": {}}, guardrail_name="g").guard.policy.name == "permissive"
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "True"), ("False", "False")])
+def test_adapters_keep_litellm_offline_unless_told_otherwise(preset: str | None, expected: str) -> None:
+    """Importing the LiteLLM adapter sets LITELLM_LOCAL_MODEL_COST_MAP before litellm is imported (no
+    price-map download at import); a value the user set is kept."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k != "LITELLM_LOCAL_MODEL_COST_MAP"}
+    if preset is not None:
+        env["LITELLM_LOCAL_MODEL_COST_MAP"] = preset
+    init = str(ROOT / "adapters" / "__init__.py")
+    code = (
+        f"import sys, os; sys.path[:0] = [{str(ROOT)!r}]; "
+        "import importlib.util, guardrail; "
+        f"spec = importlib.util.spec_from_file_location('guardrail.adapters', {init!r}, "
+        f"submodule_search_locations=[{str(ROOT / 'adapters')!r}]); "
+        "m = importlib.util.module_from_spec(spec); sys.modules['guardrail.adapters'] = m; "
+        "spec.loader.exec_module(m); "
+        "assert 'litellm' not in sys.modules; import guardrail.adapters.litellm; "
+        "print(os.environ.get('LITELLM_LOCAL_MODEL_COST_MAP'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, check=True)
+    assert out.stdout.strip().splitlines()[-1] == expected

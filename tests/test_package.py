@@ -41,3 +41,22 @@ def test_bare_import_reads_no_model_and_configures_no_logging() -> None:
     code = "import sys, guardrail; print(sorted(m for m in sys.modules if m.startswith('guardrail')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['guardrail']"
+
+
+def test_litellm_requirement_excludes_the_compromised_releases() -> None:
+    """litellm 1.82.7 and 1.82.8 were published with malicious code: every requirement on litellm
+    (the dependency and every extra) must exclude them, so no resolver can pick them."""
+    from pathlib import Path
+
+    import tomllib
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    reqs = [Requirement(r) for r in project["dependencies"]]
+    reqs += [Requirement(r) for extra in project["optional-dependencies"].values() for r in extra]
+    litellm = [r for r in reqs if r.name == "litellm"]
+    assert litellm, "litellm is required somewhere"
+    for req in litellm:
+        for bad in ("1.82.7", "1.82.8"):
+            assert not req.specifier.contains(bad, prereleases=True), f"{req} allows {bad}"
+        assert req.specifier.contains("1.106.2")

@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from guardrail.audit import error_code
 from guardrail.errors import ClassifierError
 from guardrail.taxonomy import BY_ID, Stage, stage_ids
 
@@ -120,7 +121,8 @@ class LLMJudge:
                 content = ask(self._messages(t, stage, prompt))
             except ClassifierError:
                 raise
-            except Exception as exc:
-                raise ClassifierError(f"{type(exc).__name__}: {exc}", classifier=self.name) from exc
+            except Exception as exc:  # its text may quote the prompt: the type and a keyed code only
+                why = f"raised {type(exc).__name__} (code {error_code(exc)})"
+                raise ClassifierError(why, classifier=self.name) from exc
             out.append(self._parse(content, stage))
         return out
