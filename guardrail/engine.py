@@ -228,6 +228,16 @@ class Guard:
                         file=policy.source,
                         field=f"{stage}.rules[{i}].category",
                     )
+        inputs: set[str] = set()
+        for clf in clfs:
+            inputs |= _stage_labels(clf, "input")
+        for i, cat in enumerate(policy.input.data_categories):
+            if cat not in inputs:
+                raise PolicyError(
+                    f"category {cat!r} is not scored on the input stage by the classifier(s)",
+                    file=policy.source,
+                    field=f"input.data_categories[{i}]",
+                )
 
     # -- the core ------------------------------------------------------------------------------
 

@@ -701,3 +701,9 @@ def test_soak_with_the_bundled_model_no_benign_block_and_no_cross_talk() -> None
     for (text, harmful), d in zip(texts, decisions, strict=True):
         assert d is not None and d.error is None, (text, d and d.error)
         assert d.blocked is harmful, text
+
+
+def test_a_data_category_the_classifier_does_not_score_fails_at_construction() -> None:
+    p = policy()
+    with pytest.raises(PolicyError, match="data_categories"):
+        Guard(policy(input={**p["input"], "data_categories": ["jailbrake"]}), classifiers=FakeClassifier())

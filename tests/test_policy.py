@@ -95,9 +95,9 @@ def test_default_policy_rules_and_calibrated_thresholds() -> None:
     assert policy.fail_mode == "closed" and policy.mode == "enforce"
 
 
-def test_strict_lowers_thresholds_reads_all_user_turns_and_blocks_outputs() -> None:
+def test_strict_lowers_thresholds_reads_all_user_turns_and_tools_and_blocks_outputs() -> None:
     policy = load_policy("strict")
-    assert policy.input.scope == "all_user"
+    assert policy.input.scope == "untrusted" and policy.input.data_categories == ("jailbreak", "unsafe")
     blocks = {r.category: r.threshold for r in policy.input.rules if r.action is RuleAction.BLOCK}
     assert set(HARM_IDS) - {"pii", "self_harm"} <= set(blocks)
     assert all(t is not None and 0.3 <= t <= 0.5 for t in blocks.values())
@@ -369,7 +369,7 @@ def test_extends_chain_by_relative_path(tmp_path: Path) -> None:
         "none",
         "open",
         "shadow",
-        "all_user",
+        "untrusted",
     )
     assert [f.name for f in policy.files] == ["top.yaml", "mid.yaml", "base.yaml", "strict.yaml", "default.yaml"]
 
