@@ -165,7 +165,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
             p = load_policy(f)
             print(
                 f"ok     {f}  ({p.name}, {len(p.input.rules)} input / {len(p.output.rules)} output rules, "
-                f"hash {p.hash[:12]})"
+                f"hash {p.hash[:12]})" + (f"  routes -> {', '.join(r.name for r in p.routed)}" if p.routes else "")
             )
         except PolicyError as exc:
             print(f"error  {exc}")

@@ -238,6 +238,8 @@ class Guard:
                     file=policy.source,
                     field=f"input.data_categories[{i}]",
                 )
+        for routed in policy.routed:  # a routed policy is held to the same check, at load time
+            self._check_coverage(routed)
 
     # -- the core ------------------------------------------------------------------------------
 
@@ -492,21 +494,37 @@ class Guard:
             outcome = exc
         return self._finish(pending, outcome)
 
-    def check_input(self, payload: Any, *, policy: Policy | None = None) -> Decision:
+    def _routed(self, policy: Policy | None, context: Mapping[str, str] | None, payload: Any) -> Policy | None:
+        """The policy the request's ``context`` selects through the policy's ``routes`` (guardrail.routing);
+        the Decision's ``policy`` then names it. No routes: the pinned snapshot (None: the current policy)."""
+        base = policy or self.policy
+        return base.select(context, payload) if base.routes else policy
+
+    def check_input(
+        self, payload: Any, *, policy: Policy | None = None, context: Mapping[str, str] | None = None
+    ) -> Decision:
         """Check a prompt: a string, bytes, or chat messages (the policy's ``input.scope`` picks which).
         ``policy``: a snapshot of ``self.policy`` to use instead of the current one (``guardrail.call.Call``
-        pins one per request, so a hot reload never lands in the middle of a request)."""
-        return self._run_sync(self._prepare("input", payload, policy=policy))
+        pins one per request, so a hot reload never lands in the middle of a request). ``context``: keys such
+        as tenant, route, model, tier or language that the policy's ``routes`` match on."""
+        return self._run_sync(self._prepare("input", payload, policy=self._routed(policy, context, payload)))
 
-    def check_output(self, text: Any, prompt: Any = None, *, policy: Policy | None = None) -> Decision:
+    def check_output(
+        self, text: Any, prompt: Any = None, *, policy: Policy | None = None, context: Mapping[str, str] | None = None
+    ) -> Decision:
         """Check a completion, judged in the context of its ``prompt`` (a string or messages)."""
-        return self._run_sync(self._prepare("output", text, prompt, policy=policy))
+        return self._run_sync(self._prepare("output", text, prompt, policy=self._routed(policy, context, text)))
 
-    async def acheck_input(self, payload: Any, *, policy: Policy | None = None) -> Decision:
-        return await self._run_async(self._prepare("input", payload, policy=policy))
+    async def acheck_input(
+        self, payload: Any, *, policy: Policy | None = None, context: Mapping[str, str] | None = None
+    ) -> Decision:
+        return await self._run_async(self._prepare("input", payload, policy=self._routed(policy, context, payload)))
 
-    async def acheck_output(self, text: Any, prompt: Any = None, *, policy: Policy | None = None) -> Decision:
-        return await self._run_async(self._prepare("output", text, prompt, policy=policy))
+    async def acheck_output(
+        self, text: Any, prompt: Any = None, *, policy: Policy | None = None, context: Mapping[str, str] | None = None
+    ) -> Decision:
+        routed = self._routed(policy, context, text)
+        return await self._run_async(self._prepare("output", text, prompt, policy=routed))
 
     # -- integrations: deprecated aliases (the Guard is the decision core; see guardrail.integrations) ----
 

@@ -38,6 +38,7 @@ from guardrail import _yaml, metrics
 from guardrail._yaml import BUNDLED_POLICIES, Locations, PathKey, bundled_policy_dir
 from guardrail.decision import RuleAction
 from guardrail.errors import PolicyError
+from guardrail.routing import Route, resolve_routes, select
 from guardrail.taxonomy import BY_ID, PII_ENTITIES, Stage, stage_ids
 
 __all__ = [
@@ -284,8 +285,12 @@ class Policy(BaseModel):
     on_block: OnBlock = OnBlock()
     audit: Audit = Audit()
     unsupported_language: UnsupportedLanguage = UnsupportedLanguage()
+    routes: tuple[Route, ...] = Field(
+        default=(), description="Ordered: the first route whose `match` fits the request's context picks the policy."
+    )
 
     _source: str = PrivateAttr("<dict>")
+    _routed: tuple[Policy, ...] = PrivateAttr(())
     _hash: str = PrivateAttr("")
     _files: tuple[Path, ...] = PrivateAttr(())
 
@@ -300,8 +305,17 @@ class Policy(BaseModel):
         return self._hash
 
     @property
+    def routed(self) -> tuple[Policy, ...]:
+        """The loaded target of each route, in ``routes`` order."""
+        return self._routed
+
+    def select(self, context: Mapping[str, str] | None, payload: Any = None) -> Policy:
+        """The policy that decides a request with this ``context`` (this one when no route matches)."""
+        return select(self, context, payload)
+
+    @property
     def files(self) -> tuple[Path, ...]:
-        """Every file of the ``extends`` chain, child first: what a hot reload watches."""
+        """Every file of the ``extends`` chain (child first), then of the routed policies: what a hot reload watches."""
         return self._files
 
     def rules(self, stage: Stage) -> tuple[Rule, ...]:
@@ -382,7 +396,12 @@ def load_policy(source: str | os.PathLike[str] | Mapping[str, Any] | Policy | No
 
     ``source`` is a bundled name (None means ``"default"``), a path to a YAML file, a mapping with
     the same shape, or a Policy (returned as is when it came from here, re-checked otherwise).
+    Every policy its ``routes`` name is loaded too (see :mod:`guardrail.routing`).
     """
+    return _load(source, ())
+
+
+def _load(source: str | os.PathLike[str] | Mapping[str, Any] | Policy | None, chain: tuple[Path, ...]) -> Policy:
     try:
         if isinstance(source, Policy):
             if source.hash:
@@ -399,6 +418,10 @@ def load_policy(source: str | os.PathLike[str] | Mapping[str, Any] | Policy | No
         else:
             raise PolicyError(f"cannot load a policy from {type(source).__name__}; give a name, path or mapping")
         policy = _resolve(_validate(data, locs, origin), locs, origin)
+        if policy.routes:
+            real = Path(origin).resolve() if origin != "<dict>" else Path.cwd() / "<dict>"
+            policy._routed = resolve_routes(policy, locs, origin, (*chain, real), _load)
+            files = [*files, *(f for routed in policy._routed for f in routed.files if f not in files)]
     except RecursionError:
         raise PolicyError("policy is nested too deeply") from None
     except OSError as exc:  # last resort: file-system surprises must still be a PolicyError

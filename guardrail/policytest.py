@@ -206,9 +206,12 @@ def suite_policy(suite: Suite, override: str | os.PathLike[str] | Policy | None 
 
 
 def _check_categories(suite: Suite, policy: Policy) -> None:
-    known = set(BY_ID) | {"unsupported_language"}
-    for p in (policy, *getattr(policy, "routed", ())):
+    known = set(BY_ID) | {"unsupported_language", "allowlisted"}
+    todo = [policy]
+    while todo:
+        p = todo.pop()
         known |= {r.category for r in (*p.input.rules, *p.output.rules)}
+        todo += p.routed
     for c in suite.cases:
         for key in ("must_fire", "must_not_fire"):
             for cat in getattr(c.expect, key):
@@ -292,7 +295,7 @@ def run_suite(
 
     pol = suite_policy(suite, policy)
     _check_categories(suite, pol)
-    pol = _lift_timeout(pol)
+    pol = lift_timeout(pol)
     cache = guards if guards is not None else {}
     key = f"{pol.source}@{pol.hash}"
     guard = cache.get(key)
@@ -304,11 +307,13 @@ def run_suite(
     return out
 
 
-def _lift_timeout(policy: Policy) -> Policy:
-    if policy.timeout_ms >= RUN_TIMEOUT_MS:
+def lift_timeout(policy: Policy, ms: int = RUN_TIMEOUT_MS) -> Policy:
+    """``policy`` (and every policy it routes to) with ``timeout_ms`` of at least ``ms``, identity kept."""
+    routed = tuple(lift_timeout(r, ms) for r in policy.routed)
+    if policy.timeout_ms >= ms and routed == policy.routed:
         return policy
-    lifted = policy.model_copy(update={"timeout_ms": RUN_TIMEOUT_MS})
-    lifted._source, lifted._hash, lifted._files = policy.source, policy.hash, policy.files
+    lifted = policy.model_copy(update={"timeout_ms": max(ms, policy.timeout_ms)})
+    lifted._source, lifted._hash, lifted._files, lifted._routed = policy.source, policy.hash, policy.files, routed
     return lifted
 
 

@@ -34,6 +34,7 @@ from guardrail.classifiers.patterns import find_entities, redact
 from guardrail.decision import Action, Decision
 from guardrail.errors import PolicyError
 from guardrail.policy import Policy, load_policy
+from guardrail.policytest import lift_timeout
 
 if TYPE_CHECKING:
     from guardrail.classifiers.base import Classifier
@@ -43,7 +44,6 @@ __all__ = ["Limit", "ReplayReport", "Row", "load_traffic", "parse_limit", "repla
 
 ACTIONS = tuple(a.value for a in Action)
 CHUNK = 64  # rows in flight at once: enough for the scheduler to form batches, bounded memory
-RUN_TIMEOUT_MS = 60_000  # a replay measures decisions, not latency (as `guardrail eval`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,14 +137,6 @@ class _SharedScores:
     def clear(self) -> None:
         with self._lock:
             self._cache.clear()
-
-
-def _lift(policy: Policy) -> Policy:
-    if policy.timeout_ms >= RUN_TIMEOUT_MS:
-        return policy
-    lifted = policy.model_copy(update={"timeout_ms": RUN_TIMEOUT_MS})
-    lifted._source, lifted._hash, lifted._files = policy.source, policy.hash, policy.files
-    return lifted
 
 
 # ------------------------------------------------------------------------------------------- report
@@ -324,9 +316,9 @@ def replay(
     from guardrail.engine import Guard
 
     rows = list(load_traffic(traffic)) if isinstance(traffic, (str, os.PathLike)) else list(traffic)
-    new_pol = _lift(load_policy(policy))
+    new_pol = lift_timeout(load_policy(policy))
     recorded = baseline is None and bool(rows) and all(r.recorded is not None for r in rows)
-    old_pol = None if recorded else _lift(load_policy(baseline if baseline is not None else "default"))
+    old_pol = None if recorded else lift_timeout(load_policy(baseline if baseline is not None else "default"))
     if baseline is None and not recorded and any(r.recorded is not None for r in rows):
         raise PolicyError("some rows are audit events and some are not: pass --baseline to compare against a policy")
     guards: list[Guard] = []
