@@ -1,10 +1,11 @@
 """The training run's dev split and held-out sources, for the new model beside a baseline, on the same rows.
 
-    python benchmarks/dev_report.py --embedding-cache RUN/.cache [--model PATH] [--baseline-model PATH]
-                                    [--data-root ../shared/data] [--json FILE]
+    python benchmarks/dev_report.py (--rows RUN/eval_rows.jsonl | --embedding-cache RUN/.cache)
+                                    [--model PATH] [--baseline-model PATH] [--data-root ../shared/data] [--json FILE]
 
-The split is rebuilt exactly as training built it (same seed, the run's embedding cache for the
-grouping by meaning), so ``dev`` holds no training row. Printed per model, each at its own shipped
+``--rows``: the dev and held-out rows a training run recorded (exact). ``--embedding-cache``: rebuild the
+split as training built it (same seed, the run's embedding cache for the grouping by meaning); exact only
+while the data on disk is the data the run read (one added row moves the random split). Printed per model, each at its own shipped
 thresholds (labels.json): AUPRC, precision/recall/F1 of ``unsafe`` and ``jailbreak`` (input) and
 ``harmful_response`` (output); false positives on hard negatives (look-alikes, counter-speech, support
 posts, everyday questions in every language) and on ordinary prompts; and per language, benign rows
@@ -137,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=None)
     ap.add_argument("--baseline-model", default=None)
-    ap.add_argument("--embedding-cache", required=True)
+    ap.add_argument("--embedding-cache", default=None)
+    ap.add_argument("--rows", type=Path, default=None, help="eval_rows.jsonl written by the training run")
     ap.add_argument("--data-root", default="../shared/data")
     ap.add_argument("--ratio", type=float, default=2.0)
     ap.add_argument("--json", type=Path, default=None)
@@ -149,8 +151,19 @@ def main(argv: list[str] | None = None) -> int:
     from guardrail.training.dataset import build
     from guardrail.training.pipeline import _embedder
 
-    built = build(Path(args.data_root), _embedder(2, Path(args.embedding_cache)), log=lambda _: None)
-    rows = [e for e in built if e.split in ("dev", "holdout")]
+    if args.rows:
+        from guardrail.training.examples import Example
+
+        rows = []
+        for line in args.rows.read_text(encoding="utf-8").splitlines():
+            r = json.loads(line)
+            rows.append(Example(r["text"], r["labels"], r["source"], r["stage"], r["prompt"], r["response_class"],
+                                r["group"], kind=r["kind"], split=r["split"], meta=r["meta"]))  # fmt: skip
+    elif args.embedding_cache:
+        built = build(Path(args.data_root), _embedder(2, Path(args.embedding_cache)), log=lambda _: None)
+        rows = [e for e in built if e.split in ("dev", "holdout")]
+    else:
+        ap.error("give --rows or --embedding-cache")
     models = {"model": Path(args.model).resolve() if args.model else bundled_model_dir()}
     if args.baseline_model:
         models["baseline"] = Path(args.baseline_model).resolve()
