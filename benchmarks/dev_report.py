@@ -5,13 +5,13 @@
 
 ``--rows``: the dev and held-out rows a training run recorded (exact). ``--embedding-cache``: rebuild the
 split as training built it (same seed, the run's embedding cache for the grouping by meaning); exact only
-while the data on disk is the data the run read (one added row moves the random split).
-Printed per model, each at its own shipped thresholds (labels.json): AUPRC, precision/recall/F1 of
-``unsafe`` and ``jailbreak`` (input) and ``harmful_response`` (output); false positives on hard negatives (look-alikes, counter-speech, support
-posts, everyday questions in every language) and on ordinary prompts; and per language, benign rows
-flagged and unsafe recall. Then, for the default policy's design: what each category head would add in
-recall where ``unsafe``/``jailbreak`` miss, against the over-refusal it adds (a head earns a rule when it
-gains at least twice what it adds). The challenge suite is never used here (benchmarks/challenge.py).
+while the data on disk is the data the run read (one added row moves the random split). Printed per model,
+each at its own shipped thresholds (labels.json): AUPRC, precision/recall/F1 of ``unsafe`` and ``jailbreak``
+(input) and ``harmful_response`` (output); false positives on hard negatives (look-alikes, counter-speech,
+support posts, everyday questions in every language) and on ordinary prompts; and per language, benign rows
+flagged and unsafe recall. Then, for the default policy's design: what each category head would add in recall
+where ``unsafe``/``jailbreak`` miss, against the over-refusal it adds (a head earns a rule when it gains at
+least twice what it adds). The challenge suite is never used here (benchmarks/challenge.py).
 """
 
 from __future__ import annotations
