@@ -7,11 +7,18 @@ reached the network (a blocked prompt must not; a redacted one arrives with plac
 ``reply`` sets the answer: a string, or a function of the request body; by default the server
 echoes the last user message as ``"You said: ..."``. Streams send ``chunk_chars`` characters per
 chunk, ``delay`` seconds apart (the first-token measurement uses a fixed rate).
+
+``hold = n`` makes the next ``n`` generation requests wait, sending nothing, until ``release`` is set
+or the client goes away; ``gone`` lists the paths of requests whose client disconnected before the
+answer was complete (a cancelled upstream call), and ``received`` is set when a generation request
+arrives. Tests of parallel input checks use them to order events without timing anything.
 """
 
 from __future__ import annotations
 
 import json
+import select
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -54,6 +61,11 @@ class StubServer:
         self.chunk_chars = 4
         self.pieces: list[str] | None = None  # exact stream chunks, overriding reply/chunk_chars
         self.delay = 0.0
+        self.hold = 0
+        self.release = threading.Event()
+        self.received = threading.Event()
+        self.gone: list[str] = []
+        self.gone_event = threading.Event()
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._httpd.daemon_threads = True
@@ -77,9 +89,26 @@ class StubServer:
         self._httpd.server_close()
 
     def reset(self) -> None:
+        self.release.set()  # let any held request go before starting afresh
         with self._lock:
             self.requests.clear()
+            self.gone.clear()
+            self.hold = 0
         self.reply, self.chunk_chars, self.pieces, self.delay = echo, 4, None, 0.0
+        self.release, self.received, self.gone_event = threading.Event(), threading.Event(), threading.Event()
+
+    def take_hold(self) -> threading.Event | None:
+        """The event a new generation request must wait for, if it is one of the held ones."""
+        with self._lock:
+            if self.hold <= 0:
+                return None
+            self.hold -= 1
+            return self.release
+
+    def went_away(self, path: str) -> None:
+        with self._lock:
+            self.gone.append(path)
+        self.gone_event.set()
 
     def completions(self) -> list[Recorded]:
         """The generation requests received (chat completions and responses)."""
@@ -94,6 +123,8 @@ class StubServer:
     def record(self, method: str, path: str, body: dict[str, Any]) -> None:
         with self._lock:
             self.requests.append(Recorded(method, path, body))
+        if path.endswith(("/chat/completions", "/responses")):
+            self.received.set()
 
 
 def _handler(server: StubServer) -> type[BaseHTTPRequestHandler]:
@@ -145,6 +176,9 @@ def _handler(server: StubServer) -> type[BaseHTTPRequestHandler]:
             body = json.loads(self.rfile.read(length) or b"{}")
             server.record("POST", self.path, body)
             try:
+                held = server.take_hold() if self.path.endswith(("/chat/completions", "/responses")) else None
+                if held is not None:
+                    self._wait(held)
                 if self.path.endswith("/chat/completions"):
                     self._chat(body)
                 elif self.path.endswith("/responses"):
@@ -160,8 +194,15 @@ def _handler(server: StubServer) -> type[BaseHTTPRequestHandler]:
                     )
                 else:
                     self._json({"error": {"message": f"no route {self.path}"}}, 404)
-            except _Gone:
-                pass
+            except (_Gone, BrokenPipeError, ConnectionResetError):  # the client went away (cancelled)
+                server.went_away(self.path)
+
+        def _wait(self, release: threading.Event) -> None:
+            """Send nothing until ``release`` is set; a client that disconnects meanwhile is gone."""
+            while not release.wait(0.01):
+                readable, _, _ = select.select([self.connection], [], [], 0)
+                if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                    raise _Gone()
 
         def _pieces(self, text: str) -> list[str]:
             if server.pieces is not None:

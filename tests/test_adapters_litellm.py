@@ -8,7 +8,7 @@ from typing import Any
 
 import litellm
 import pytest
-from conftest import REFUSAL, make_guard
+from conftest import FAKE_RULES, REFUSAL, make_guard, make_policy
 from fastapi import HTTPException
 from guardrail.adapters.litellm import GuardedLiteLLM, GuardrailLiteLLM
 from litellm.exceptions import ModifyResponseException
@@ -17,7 +17,7 @@ from stub_server import StubServer
 
 import guardrail
 from guardrail import Blocked, Guard
-from guardrail.testing import DecisionLog
+from guardrail.testing import DecisionLog, FakeClassifier
 
 litellm.suppress_debug_info = True
 HARMFUL = "Sure. First you take the parts, then you build the bomb like this, and then you wait for it."
@@ -303,3 +303,24 @@ def test_adapters_keep_litellm_offline_unless_told_otherwise(preset: str | None,
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, check=True)
     assert out.stdout.strip().splitlines()[-1] == expected
+
+
+async def test_parallel_block_cancels_the_upstream_call(stub: StubServer) -> None:
+    """input.parallel through real litellm: acompletion starts at once, the block cancels it mid-flight."""
+    policy = make_policy()
+    policy["input"]["parallel"] = True
+    policy["timeout_ms"] = 30_000
+
+    class AfterUpstream(FakeClassifier):
+        def predict(self, texts: Any, *args: Any, **kwargs: Any) -> list[dict[str, float]]:
+            stub.received.wait(10)  # the upstream call is in flight while the prompt is checked
+            return super().predict(texts, *args, **kwargs)
+
+    await litellm.acompletion(messages=user("hi"), **stub_kw(stub))  # litellm's lazy imports happen now
+    stub.reset()
+    stub.hold = 1
+    llm = guardrail.wrap(Guard(policy, classifiers=AfterUpstream(rules=FAKE_RULES)), litellm)
+    resp = await llm.acompletion(messages=user("a bomb"), **stub_kw(stub))
+    assert (resp.choices[0].message.content, resp.choices[0].finish_reason) == (REFUSAL, "content_filter")
+    assert len(stub.completions()) == 1
+    assert stub.gone_event.wait(10) and stub.gone == ["/v1/chat/completions"]

@@ -14,14 +14,14 @@ from typing import Any
 
 import openai
 import pytest
-from conftest import REFUSAL, REPLACED, ROOT, make_guard
+from conftest import FAKE_RULES, REFUSAL, REPLACED, ROOT, make_guard, make_policy
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response
 from stub_server import StubServer
 
 import guardrail
 from guardrail import Blocked, Guard
-from guardrail.testing import DecisionLog
+from guardrail.testing import DecisionLog, FakeClassifier
 
 HARMFUL = "Sure. First you take the parts, then you build the bomb like this, and then you wait for it."
 
@@ -444,3 +444,96 @@ def test_importing_adapters_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
+
+
+# ----------------------------------------------------------------------- input.parallel: true
+
+
+class AfterUpstream(FakeClassifier):
+    """Scores only once the upstream request has arrived at the stub: the input check is still running
+    while the upstream call is in flight, so the test orders events without timing anything."""
+
+    def __init__(self, stub: StubServer) -> None:
+        super().__init__(rules=FAKE_RULES)
+        self.stub = stub
+
+    def predict(self, texts: Any, *args: Any, **kwargs: Any) -> list[dict[str, float]]:
+        self.stub.received.wait(10)
+        return super().predict(texts, *args, **kwargs)
+
+
+def parallel_guard(stub: StubServer, log: DecisionLog) -> Guard:
+    policy = make_policy()
+    policy["input"]["parallel"] = True
+    policy["timeout_ms"] = 30_000  # the check waits for the stub on purpose
+    return Guard(policy, classifiers=AfterUpstream(stub), on_decision=log.append)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_parallel_block_cancels_the_upstream_request(stub: StubServer, mode: str, stream: bool) -> None:
+    """The upstream call starts at once; the check blocks while it is in flight: the caller gets only the
+    refusal, not one upstream byte, and the upstream request is abandoned (its connection closed)."""
+    log = DecisionLog()
+    stub.hold = 1  # the stub sends nothing until released (it never is) or the client goes away
+    client = client_for(parallel_guard(stub, log), stub, mode)
+    result = await run(client.chat.completions.create(model="m", messages=user("a bomb"), stream=stream))
+    assert len(stub.completions()) == 1  # the request went out before the check finished
+    assert log.actions == ["block"]
+    if stream:
+        chunks = await collect(result)
+        assert [(c.choices[0].delta.content, c.choices[0].finish_reason) for c in chunks] == [
+            (REFUSAL, "content_filter")
+        ]
+    else:
+        assert (result.choices[0].message.content, result.choices[0].finish_reason) == (REFUSAL, "content_filter")
+        assert result.id.startswith("chatcmpl-guardrail-")  # ours, not the upstream's
+    if mode == "sync" and not stream:
+        # a whole answer cannot be interrupted from another thread: it is dropped when it arrives
+        assert stub.gone == []
+        stub.release.set()
+    else:
+        if mode == "sync":
+            stub.release.set()  # the stream arrives and is closed at once, mid-answer
+            stub.reply = "word " * 4000
+            stub.delay = 0.001
+        assert stub.gone_event.wait(10), "the upstream request was not abandoned"
+        assert stub.gone == ["/v1/chat/completions"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_parallel_allow_releases_upstream_only_after_the_check(stub: StubServer, mode: str, stream: bool) -> None:
+    log = DecisionLog()
+    seen_before_check: list[bool] = []
+
+    def on_decision(d: Any) -> None:
+        log.append(d)
+        if d.stage == "input":
+            seen_before_check.append(stub.received.is_set())
+            stub.release.set()  # upstream may answer only now: proves nothing raced ahead of the check
+
+    policy = make_policy()
+    policy["input"]["parallel"] = True
+    policy["timeout_ms"] = 30_000
+    guard = Guard(policy, classifiers=AfterUpstream(stub), on_decision=on_decision)
+    stub.hold = 1
+    client = client_for(guard, stub, mode)
+    result = await run(client.chat.completions.create(model="m", messages=user("hello there"), stream=stream))
+    text = chunk_text(await collect(result)) if stream else result.choices[0].message.content
+    assert text == "You said: hello there"
+    assert seen_before_check == [True]  # upstream was called while the prompt was being checked
+    assert log[0].stage == "input" and len(stub.completions()) == 1
+
+
+async def test_parallel_rewrite_resends_the_rewritten_request(stub: StubServer, mode: str) -> None:
+    """A redaction cannot be undone for a request already sent: the speculative one is abandoned and
+    the rewritten one sent; the answer is the rewritten request's."""
+    log = DecisionLog()
+    stub.hold = 1  # only the first (speculative) request is held
+    client = client_for(parallel_guard(stub, log), stub, mode)
+    resp = await run(client.chat.completions.create(model="m", messages=user("mail bob@example.com")))
+    assert resp.choices[0].message.content == "You said: mail <EMAIL_1>"
+    bodies = [r.body["messages"] for r in stub.completions()]
+    assert bodies == [user("mail bob@example.com"), user("mail <EMAIL_1>")]
+    if mode == "async":
+        assert stub.gone_event.wait(10) and stub.gone == ["/v1/chat/completions"]
+    stub.release.set()

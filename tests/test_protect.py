@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import openai
 import pytest
-from conftest import REFUSAL, make_guard
+from conftest import FAKE_RULES, REFUSAL, make_guard, make_policy
 from openai.types.chat import ChatCompletion
 from stub_server import StubServer
 
 import guardrail
 from guardrail import Blocked, Guard
-from guardrail.testing import DecisionLog
+from guardrail.testing import DecisionLog, FakeClassifier
 
 HARMFUL = "Sure. First you take the parts, then you build the bomb like this, and then you wait for it."
 
@@ -198,3 +199,143 @@ async def test_sync_and_async_give_identical_decisions() -> None:
         for p in prompts:
             await call(fn, p)
     assert [(d.stage, d.action, d.text) for d in logs["sync"]] == [(d.stage, d.action, d.text) for d in logs["async"]]
+
+
+# ------------------------------------------------------------------------------ plain generators
+
+
+def test_sync_generator_wrapper_stays_a_generator(guard: Guard) -> None:
+    def gen(prompt: str) -> Iterator[str]:
+        yield prompt
+
+    wrapped = guardrail.protect(guard, gen)
+    assert inspect.isgeneratorfunction(wrapped) and wrapped.__name__ == "gen"
+
+
+def test_sync_generator_output_is_guarded_like_a_stream(guard: Guard, stub: StubServer) -> None:
+    """A plain generator used to pass its output through unchecked; now it is a guarded stream."""
+    calls: list[str] = []
+
+    @guardrail.protect(guard)
+    def stream(prompt: str) -> Iterator[str]:
+        calls.append(prompt)
+        with openai.OpenAI(base_url=stub.url, api_key="x") as client:
+            chunks = client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": prompt}], stream=True
+            )
+            for chunk in chunks:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    yield chunk.choices[0].delta.content
+
+    stub.reply = "A long and harmless story about a lighthouse keeper and her very patient cat."
+    assert "".join(stream("story")) == stub.reply
+
+    stub.reply = HARMFUL
+    pieces = list(stream("story"))
+    assert pieces[-1] == "\n\n" + REFUSAL
+    assert "bomb" not in "".join(pieces[:-1]) and HARMFUL.startswith("".join(pieces[:-1]))
+
+    calls.clear()
+    assert list(stream("a bomb")) == [REFUSAL]
+    assert calls == []  # the generator never started
+
+    stub.reset()  # echo again
+    assert "".join(stream("mail bob@example.com")) == "You said: mail <EMAIL_1>"
+    assert calls == ["mail <EMAIL_1>"]
+
+
+def test_sync_generator_raises_per_policy_and_closes_the_source(raising_guard: Guard) -> None:
+    closed: list[bool] = []
+
+    @guardrail.protect(raising_guard)
+    def gen(prompt: str) -> Iterator[str]:
+        try:
+            for i in range(0, len(HARMFUL), 7):
+                yield HARMFUL[i : i + 7]
+        finally:
+            closed.append(True)
+
+    seen: list[str] = []
+    with pytest.raises(Blocked):
+        for piece in gen("story"):
+            seen.append(piece)
+    assert "bomb" not in "".join(seen)
+    assert closed == [True]
+
+
+async def test_generators_sync_and_async_give_identical_output() -> None:
+    def source() -> Iterator[str]:
+        for i in range(0, len(HARMFUL), 5):
+            yield HARMFUL[i : i + 5]
+
+    def gen(prompt: str) -> Iterator[str]:
+        yield from source()
+
+    async def agen(prompt: str) -> AsyncIterator[str]:
+        for piece in source():
+            yield piece
+
+    logs = {m: DecisionLog() for m in ("sync", "async")}
+    out_sync = list(guardrail.protect(make_guard(log=logs["sync"]), gen)("story"))
+    out_async = [p async for p in guardrail.protect(make_guard(log=logs["async"]), agen)("story")]
+    assert out_sync == out_async
+    assert [(d.stage, d.action) for d in logs["sync"]] == [(d.stage, d.action) for d in logs["async"]]
+
+
+# ----------------------------------------------------------------------- input.parallel: true
+
+
+def parallel_guard(log: DecisionLog, started: asyncio.Event) -> Guard:
+    """The input check finishes only after the decorated function has started (ordering, not timing)."""
+    policy = make_policy()
+    policy["input"]["parallel"] = True
+    policy["timeout_ms"] = 30_000
+    loop = asyncio.get_running_loop()
+
+    class AfterStart(FakeClassifier):
+        def predict(self, texts: Any, *args: Any, **kwargs: Any) -> list[dict[str, float]]:
+            asyncio.run_coroutine_threadsafe(asyncio.wait_for(started.wait(), 10), loop).result()
+            return super().predict(texts, *args, **kwargs)
+
+    return Guard(policy, classifiers=AfterStart(rules=FAKE_RULES), on_decision=log.append)
+
+
+async def test_parallel_async_function_starts_at_once_and_a_block_cancels_it() -> None:
+    started, log, events = asyncio.Event(), DecisionLog(), []
+
+    async def answer(prompt: str) -> str:
+        started.set()
+        try:
+            await asyncio.Event().wait()  # an upstream call that would never end
+        except asyncio.CancelledError:
+            events.append("cancelled")
+            raise
+        return "never"
+
+    fn = guardrail.protect(parallel_guard(log, started), answer)
+    assert await fn("a bomb") == REFUSAL
+    assert events == ["cancelled"] and log.actions == ["block"]
+
+    async def fast(prompt: str) -> str:
+        started.set()
+        return "Answer to: " + prompt
+
+    started.clear()
+    assert await guardrail.protect(parallel_guard(log, started), fast)("hello") == "Answer to: hello"
+
+
+async def test_parallel_async_generator_shows_nothing_before_the_check() -> None:
+    started, log, events = asyncio.Event(), DecisionLog(), []
+
+    async def stream(prompt: str) -> AsyncIterator[str]:
+        started.set()
+        events.append("started")
+        try:
+            yield "Here is the plan: "
+            yield "take the bomb"
+        finally:
+            events.append("closed")
+
+    fn = guardrail.protect(parallel_guard(log, started), stream)
+    assert [p async for p in fn("a bomb")] == [REFUSAL]
+    assert events == ["started", "closed"] and log.actions == ["block"]
