@@ -220,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
 _PLUGINS: tuple[str, ...] = tuple(f"guardrail.evaluation.{m}" for m in ("eval_cmd", "calibrate_cmd", "redteam"))
 _PLUGINS += ("guardrail.serve.cli",)  # `guardrail serve`: uvicorn and starlette are imported only when it runs
 _PLUGINS += ("guardrail.replay",)  # `guardrail replay`: a new policy against recorded traffic, before rollout
+_PLUGINS += ("guardrail.ensemble_policy",)  # `guardrail feedback`, `guardrail ensemble show`
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

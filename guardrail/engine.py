@@ -206,7 +206,12 @@ class Guard:
     def classifiers(self, policy: Policy | None = None) -> tuple[Classifier, ...]:
         if self._fixed is not None:
             return self._fixed
-        return (_model_classifier((policy or self.policy).model),)
+        p = policy or self.policy
+        if p.classifiers is not None:  # the policy names its experts: an ensemble (guardrail.ensemble_policy)
+            from guardrail.ensemble_policy import policy_classifier
+
+            return (policy_classifier(p),)
+        return (_model_classifier(p.model),)
 
     def _scheduler(self, clf: Classifier) -> Scheduler:
         return self._own.get(id(clf)) or _shared_scheduler(clf)
@@ -444,6 +449,10 @@ class Guard:
         extra = {"notes": pending.notes + ([note] if note else [])} if (pending.notes or note) else None
         audit.emit(decision, pending.original, policy.audit.log_text, extra=extra, key_env=policy.audit.hash_key_env)
         metrics.observe_decision(decision)
+        if policy.classifiers is not None and self._fixed is None:  # experts' scores kept for late feedback
+            from guardrail.ensemble_policy import remember
+
+            remember(policy, decision, pending.texts)
         if self._on_decision is not None:
             self._on_decision(decision)
         return decision
@@ -525,6 +534,17 @@ class Guard:
     ) -> Decision:
         routed = self._routed(policy, context, text)
         return await self._run_async(self._prepare("output", text, prompt, policy=routed))
+
+    def feedback(self, decision_id: str, label: Any) -> dict[str, float] | None:
+        """A reviewed label for a recent decision, into the policy's ensemble (``classifiers:``): ``"safe"``,
+        a category or list of them, or ``{category: 0|1}``. Returns each expert's loss; None when the
+        decision's scores are no longer kept (see ``recent``)."""
+        from guardrail.ensemble_policy import feedback
+
+        policy = self.policy
+        if policy.classifiers is None:
+            raise PolicyError("this policy names no ensemble (`classifiers:`)", file=policy.source, field="classifiers")
+        return feedback(policy, decision_id, label)
 
     # -- integrations: deprecated aliases (the Guard is the decision core; see guardrail.integrations) ----
 

@@ -37,6 +37,7 @@ from pydantic_core import PydanticCustomError
 from guardrail import _yaml, metrics
 from guardrail._yaml import BUNDLED_POLICIES, Locations, PathKey, bundled_policy_dir
 from guardrail.decision import RuleAction
+from guardrail.ensemble_policy import ClassifiersSpec
 from guardrail.errors import PolicyError
 from guardrail.routing import Route, resolve_routes, select
 from guardrail.taxonomy import BY_ID, PII_ENTITIES, Stage, stage_ids
@@ -285,6 +286,9 @@ class Policy(BaseModel):
     on_block: OnBlock = OnBlock()
     audit: Audit = Audit()
     unsupported_language: UnsupportedLanguage = UnsupportedLanguage()
+    classifiers: ClassifiersSpec | None = Field(
+        default=None, description="The experts that score (an ensemble with Hedge weights); default: `model` alone."
+    )
     routes: tuple[Route, ...] = Field(
         default=(), description="Ordered: the first route whose `match` fits the request's context picks the policy."
     )

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from guardrail import Action, ClassifierError, Guard
+from guardrail import Action, ClassifierError, Guard, PolicyError, ensemble_store
+from guardrail import ensemble_policy as ensemble_policy_module
 from guardrail.classifiers.judge import LLMJudge
+from guardrail.cli import main
 from guardrail.ensemble import Ensemble
+from guardrail.policy import load_policy
 from guardrail.testing import FakeClassifier
 
 
@@ -77,3 +86,183 @@ def test_judge_failure_follows_the_fail_mode() -> None:
               classifiers=judge)  # fmt: skip
     d = g.check_input("hello")
     assert d.action is Action.LOG and "without JSON" in (d.error or "")
+
+
+# ------------------------------------------------------------------ the ensemble named by a policy file
+
+ENSEMBLE_POLICY = """version: 1
+name: ens
+input:
+  rules:
+    - {category: unsafe, threshold: 0.5, action: block}
+classifiers:
+  experts:
+    - {name: fast, type: import, path: "guardrail.testing:FakeClassifier",
+       options: {rules: {attack: {unsafe: 0.6}, walk: {unsafe: 0.55}}, scores: {unsafe: 0.1}, labels: [unsafe, jailbreak]}}
+    - {name: judge, type: import, path: "guardrail.testing:FakeClassifier",
+       options: {rules: {attack: {unsafe: 0.95}}, scores: {unsafe: 0.0}, labels: [unsafe, jailbreak]}}
+  escalate: {to: judge, band: [0.3, 0.8]}
+  store: STORE
+  refresh_s: 0
+"""
+
+
+def ensemble_policy(tmp_path: Path, store: str | None = None, name: str = "p.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(ENSEMBLE_POLICY.replace("STORE", store or str(tmp_path / "ensemble.sqlite")))
+    return path
+
+
+def expert(guard: Guard, name: str) -> Any:
+    (ens,) = guard.classifiers()
+    assert isinstance(ens, Ensemble)
+    return next(e for e in ens.experts if e.name == name)
+
+
+async def test_a_policy_names_its_experts_and_escalates_only_uncertain_texts(tmp_path: Path) -> None:
+    with Guard(ensemble_policy(tmp_path)) as g:
+        judge = expert(g, "judge")
+        d = await g.acheck_input("plan an attack")  # fast says 0.6: uncertain, so the judge is asked
+        assert d.action is Action.BLOCK and d.scores["unsafe"] == pytest.approx((0.6 + 0.95) / 2)
+        assert g.check_input("a sunny day").action is Action.ALLOW  # fast says 0.1: certain, judge not asked
+        assert [texts for _, texts in judge.calls] == [("plan an attack",)]
+
+
+def test_feedback_moves_the_weights_and_persists_in_the_store(tmp_path: Path) -> None:
+    path = ensemble_policy(tmp_path)
+    with Guard(path) as g:
+        for _ in range(12):
+            d = g.check_input("a walk in the park")  # fast: 0.55 (wrong), judge: 0.0 (right)
+            losses = g.feedback(d.id, "safe")
+            assert losses is not None and losses["fast"] > losses["judge"]
+        w = g.classifiers()[0].weights["unsafe"]  # type: ignore[attr-defined]
+        assert w["judge"] > 0.9 > 0.1 > w["fast"]
+        assert g.feedback("no-such-decision", "safe") is None
+    # another process (a replica, the CLI) sees the same weights and running losses
+    state = ensemble_store.SQLiteStore(tmp_path / "ensemble.sqlite", "ens").read_state()
+    assert state["updates"] == 12 and state["weights"]["unsafe"]["judge"] == pytest.approx(w["judge"])
+    assert state["loss"]["fast"] > state["loss"]["ensemble"] > state["loss"]["judge"]
+
+
+def test_the_feedback_and_ensemble_show_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = ensemble_policy(tmp_path)
+    with Guard(path) as g:
+        ids = [g.check_input("a walk in the park").id for _ in range(3)]
+    reviewed = tmp_path / "reviewed.jsonl"
+    rows = [{"decision_id": i, "label": "safe"} for i in ids] + [{"decision_id": "gone", "label": {"unsafe": 1}}]
+    reviewed.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["feedback", str(reviewed), "--policy", str(path)]) == 0
+    out = capsys.readouterr()
+    assert "applied 3 label(s); 1 decision(s) not found" in out.out and "gone is not in the store" in out.err
+    assert main(["ensemble", "show", "--policy", str(path)]) == 0
+    shown = capsys.readouterr().out
+    assert "3 feedback updates" in shown and "running loss" in shown and "judge" in shown
+    assert main(["ensemble", "show", "--policy", "default"]) == 2  # no ensemble: a policy error
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ("escalate: {to: judge,", "escalate: {to: jduge,"),
+        ("type: import, path: \"guardrail.testing:FakeClassifier\",\n       options: {rules: {attack: {unsafe: 0.95}}",
+         "type: oracle, path: \"x:y\",\n       options: {rules: {attack: {unsafe: 0.95}}"),
+        ("band: [0.3, 0.8]", "band: [0.8, 0.3]"),
+    ],
+)  # fmt: skip
+def test_a_bad_ensemble_section_is_a_policy_error_at_file_and_line(tmp_path: Path, patch: str, message: str) -> None:
+    path = ensemble_policy(tmp_path)
+    path.write_text(path.read_text().replace(patch, message))
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    assert info.value.file == str(path) and info.value.line is not None and "classifiers" in (info.value.field or "")
+
+
+def test_a_judge_expert_gets_its_model_timeout_and_retries_from_the_policy() -> None:
+    from guardrail.ensemble_policy import ExpertSpec, _expert
+
+    judge = _expert(ExpertSpec(name="j", type="judge", model="openai/gpt-4o-mini", timeout_s=3, attempts=2),
+                    load_policy("default"))  # fmt: skip
+    assert isinstance(judge, LLMJudge) and (judge.model, judge.timeout, judge.attempts, judge.name) == (
+        "openai/gpt-4o-mini", 3, 2, "j")  # fmt: skip
+
+
+# ------------------------------------------------------------------------------- stores: no lost update
+
+
+def _count(state: dict[str, Any]) -> dict[str, Any]:
+    return {**state, "n": state.get("n", 0) + 1}
+
+
+def _hammer(make: Any, threads: int = 4, each: int = 40) -> None:
+    def work() -> None:
+        store = make()  # its own connection/client, as another process or replica would have
+        for _ in range(each):
+            store.update_state(_count)
+
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert make().read_state()["n"] == threads * each
+
+
+def test_sqlite_store_concurrent_writers_never_lose_an_update(tmp_path: Path) -> None:
+    _hammer(lambda: ensemble_store.SQLiteStore(tmp_path / "s.sqlite", "ns"))
+
+
+def test_stores_keep_only_the_recent_decisions(tmp_path: Path) -> None:
+    for store in (ensemble_store.MemoryStore(recent=10), ensemble_store.SQLiteStore(tmp_path / "r.sqlite", "x", 10)):
+        for i in range(100):
+            store.put_scores(f"d{i}", {"experts": {"a": {"unsafe": i / 100}}})
+        assert store.get_scores("d99") == {"experts": {"a": {"unsafe": 0.99}}} and store.get_scores("d0") is None
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (apt-get install -y redis-server; .ci/run does)")
+    pytest.importorskip("redis", reason="the redis client is not installed (pip install 'guardrail-sdk[redis]')")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    import redis
+
+    client = redis.Redis(port=port)
+    for _ in range(200):  # wait until it accepts connections (bounded by attempts)
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            proc.poll()
+            if proc.returncode is not None:
+                pytest.skip(f"redis-server exited with {proc.returncode}")
+            threading.Event().wait(0.05)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait()
+
+
+def test_redis_store_concurrent_writers_never_lose_an_update(redis_url: str) -> None:
+    _hammer(lambda: ensemble_store.RedisStore(redis_url, "hammer"))
+
+
+def test_redis_store_is_bounded_and_shared_by_replicas(redis_url: str, tmp_path: Path) -> None:
+    store = ensemble_store.RedisStore(redis_url, "bounded", recent=10)
+    for i in range(30):
+        store.put_scores(f"d{i}", {"experts": {}})
+    assert store.get_scores("d29") == {"experts": {}} and store.get_scores("d0") is None
+    # two replicas of one policy: feedback given to one reaches the other through Redis
+    path = ensemble_policy(tmp_path, store=redis_url.replace("/0", "/1"))
+    with Guard(path) as a:
+        d = a.check_input("a walk in the park")
+    ensemble_policy_module._built.clear()  # a fresh process: nothing cached
+    with Guard(path) as b:
+        assert b.feedback(d.id, "safe") is not None
+        assert b.classifiers()[0].weights["unsafe"]["judge"] > 0.5  # type: ignore[attr-defined]
