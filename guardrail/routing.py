@@ -65,19 +65,23 @@ class Route(BaseModel):
 
 
 def sample_text(payload: Any) -> str:
-    """The text whose script a ``script`` route looks at: a string, or the messages' text contents."""
+    """The text whose script a ``script`` route looks at: a string, or the newest user message of a chat
+    (a long English system prompt must not decide the language of an Arabic question)."""
     if isinstance(payload, str):
         return payload
     if isinstance(payload, (bytes, bytearray)):
         return bytes(payload).decode("utf-8", errors="replace")
-    parts: list[str] = []
+    texts: list[tuple[bool, str]] = []
     for m in payload if isinstance(payload, Sequence) else ():
-        content = m.get("content") if isinstance(m, Mapping) else getattr(m, "content", None)
+        get = m.get if isinstance(m, Mapping) else lambda k, m=m: getattr(m, k, None)
+        content, role = get("content"), str(get("role") or "").lower()
         if isinstance(content, str):
-            parts.append(content)
+            texts.append((role == "user", content))
         elif isinstance(content, Sequence):
-            parts += [p["text"] for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str)]
-    return "\n".join(parts)
+            parts = [p["text"] for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str)]
+            texts.append((role == "user", "\n".join(parts)))
+    users = [t for is_user, t in texts if is_user and t.strip()]
+    return users[-1] if users else "\n".join(t for _, t in texts)
 
 
 def select(policy: Policy, context: Mapping[str, str] | None, payload: Any = None) -> Policy:

@@ -172,3 +172,11 @@ def test_a_route_matches_when_every_key_matches_one_of_its_values(
 ) -> None:
     expected = all(k in ctx and any(fnmatch.fnmatchcase(ctx[k], v) for v in vs) for k, vs in match.items())
     assert Route(match={k: tuple(v) for k, v in match.items()}, policy="strict").matches(ctx) is expected
+
+
+def test_a_script_route_reads_the_newest_user_message_not_the_system_prompt(main_policy: Path) -> None:
+    msgs = [{"role": "system", "content": "You are a helpful assistant for a bank. " * 20},
+            {"role": "user", "content": "كيف أفتح حسابا جديدا؟"}]  # fmt: skip
+    with Guard(main_policy, classifiers=FAKE) as g:
+        assert g.check_input(msgs).policy == "monitor"
+        assert g.check_input([*msgs, {"role": "user", "content": "and in English please"}]).policy == "main"
