@@ -123,16 +123,18 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     _configure_audit(args.audit)
     guard = Guard(args.policy)
+    context = _context(args.context)
     decisions = []
     if args.file:
         rows = list(_records(Path(args.file)))
         bar = _Progress(len(rows))
         for row in rows:
             text = row.get("text", "")
+            ctx = {**context, **row["context"]} if isinstance(row.get("context"), dict) else context
             if args.stage == "output":
-                d = guard.check_output(text, prompt=row.get("prompt", args.prompt))
+                d = guard.check_output(text, prompt=row.get("prompt", args.prompt), context=ctx)
             else:
-                d = guard.check_input(row.get("messages") or text)
+                d = guard.check_input(row.get("messages") or text, context=ctx)
             decisions.append(d)
             out = d.to_dict(include_text=args.show_text)
             if "id" in row:
@@ -141,9 +143,23 @@ def cmd_check(args: argparse.Namespace) -> int:
             bar.step()
         return _exit_for(decisions)
     text = args.text if args.text not in (None, "-") else _read_stdin()
-    d = guard.check_output(text, prompt=args.prompt) if args.stage == "output" else guard.check_input(text)
+    if args.stage == "output":
+        d = guard.check_output(text, prompt=args.prompt, context=context)
+    else:
+        d = guard.check_input(text, context=context)
     print(json.dumps(d.to_dict(), ensure_ascii=False, indent=2) if args.json else _human(d))
     return _exit_for([d])
+
+
+def _context(pairs: Sequence[str] | None) -> dict[str, str]:
+    """``--context tenant=acme --context route=/chat``: the routing context of the check."""
+    out: dict[str, str] = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--context {pair!r}: expected KEY=VALUE, e.g. tenant=acme")
+        out[key.strip()] = value
+    return out
 
 
 def cmd_policy(args: argparse.Namespace) -> int:
@@ -185,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--prompt", default=None, help="the prompt a completion answers (--stage output)")
     c.add_argument("--file", "-f", default=None, help="JSONL or CSV with a text column: one JSON decision per line")
     c.add_argument("--json", action="store_true", help="print the decision as JSON")
+    c.add_argument("--context", action="append", metavar="KEY=VALUE", help="routing context, e.g. tenant=acme")
     c.add_argument("--show-text", action="store_true", help="with --file: include the (rewritten) text in each line")
     c.add_argument(
         "--audit", metavar="FILE", default=None, help="write audit events as JSON lines to FILE ('-': stderr)"

@@ -180,3 +180,10 @@ def test_a_script_route_reads_the_newest_user_message_not_the_system_prompt(main
     with Guard(main_policy, classifiers=FAKE) as g:
         assert g.check_input(msgs).policy == "monitor"
         assert g.check_input([*msgs, {"role": "user", "content": "and in English please"}]).policy == "main"
+
+
+def test_the_check_command_takes_a_routing_context(main_policy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["check", "--policy", str(main_policy), "is globex better?"]
+    assert main([*args, "--context", "tenant=acme", "--context", "route=/chat"]) == 1
+    assert "policy acme@" in capsys.readouterr().out
+    assert main([*args, "--context", "tenant"]) == 2
