@@ -5,19 +5,19 @@ how a rewrite changes the request, the refusal and the changed answer in the cli
 and placeholder restoring. What a decision *means* (the refusal text or ``Blocked``, the finish
 reason, when a stream ends) comes from its ``Call``, which also pins the one policy snapshot of the
 request. ``call_sync`` / ``call_async`` do the I/O around it and differ only by ``await``
-(DESIGN.md §8, "one core, thin drivers"); so do ``stream_sync`` / ``stream_async``, which run the
-one streaming implementation (``guardrail.streaming.guard_stream`` / ``aguard_stream``).
+(DESIGN.md §8, "one core, thin drivers"); ``stream_sync`` / ``stream_async`` hand a stream to the one
+streaming implementation (``guardrail.streaming.relay`` / ``arelay``) with the client's own item types.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, Literal, TypeVar, cast
 
-from guardrail.call import Call, Outcome, aclose_quietly, close_quietly
+from guardrail.call import Call, Outcome
 from guardrail.classifiers.patterns import restore
 from guardrail.decision import Action, Decision
-from guardrail.streaming import StreamGuard, aguard_stream, guard_stream
+from guardrail.streaming import StreamGuard, aclose_quietly, arelay, close_quietly, relay
 
 from . import shapes
 from ._streams import ChatStream, ResponsesStream
@@ -171,41 +171,12 @@ async def call_async(gc: GuardedCall, send: Callable[..., Any]) -> Any:
 
 def stream_sync(gc: GuardedCall, upstream: Iterable[Any]) -> Iterator[Any]:
     state, sg = gc.stream_state(), gc.stream_guard()
-
-    def texts() -> Generator[str, None, None]:
-        for item in upstream:
-            if text := state.take(item):
-                yield text
-
-    source = texts()
-    releases = guard_stream(source, sg, gc.check_window)
-    try:
-        for rel in releases:
-            yield from state.emit(rel, sg)
-    finally:
-        releases.close()
-        source.close()
-        close_quietly(upstream)
+    return relay(upstream, state.take, sg, gc.check_window, lambda rel: state.emit(rel, sg))
 
 
-async def stream_async(gc: GuardedCall, upstream: Any) -> AsyncIterator[Any]:
+def stream_async(gc: GuardedCall, upstream: Any) -> AsyncIterator[Any]:
     state, sg = gc.stream_state(), gc.stream_guard()
-
-    async def texts() -> AsyncIterator[str]:
-        async for item in upstream:
-            if text := state.take(item):
-                yield text
-
-    source = texts()
-    releases = aguard_stream(source, sg, gc.acheck_window)
-    try:
-        async for rel in releases:
-            for item in state.emit(rel, sg):
-                yield item
-    finally:
-        await aclose_quietly(releases)
-        await aclose_quietly(source)
-        await aclose_quietly(upstream)
+    return arelay(upstream, state.take, sg, gc.acheck_window, lambda rel: state.emit(rel, sg))
 
 
 async def _aiter(items: Iterable[T]) -> AsyncIterator[T]:

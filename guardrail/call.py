@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from guardrail.decision import Action, Decision
 from guardrail.errors import Blocked
-from guardrail.streaming import StreamGuard, ends_stream
+from guardrail.streaming import StreamGuard, aclose_quietly, close_quietly, ends_stream
 
 if TYPE_CHECKING:
     from guardrail.engine import Guard
@@ -224,22 +224,6 @@ async def _acancel(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is None:
         with contextlib.suppress(Exception):
             await aclose_quietly(task.result())
-
-
-def close_quietly(obj: Any) -> None:
-    """Close a stream or generator the caller will not read (``close()``), if it has one."""
-    close = getattr(obj, "close", None)
-    if callable(close):
-        close()
-
-
-async def aclose_quietly(obj: Any) -> None:
-    """Close an async stream or generator (``aclose()``, or an awaitable ``close()``), if it has one."""
-    close = getattr(obj, "aclose", None) or getattr(obj, "close", None)
-    if callable(close):
-        result = close()
-        if inspect.isawaitable(result):
-            await result
 
 
 def _check_kwargs(guard: Guard, policy: Policy, context: Mapping[str, str] | None) -> dict[str, Any]:

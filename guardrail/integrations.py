@@ -25,9 +25,9 @@ import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from guardrail.call import Call, Outcome, aclose_quietly
+from guardrail.call import Call, Outcome
 from guardrail.decision import Action, Decision
-from guardrail.streaming import Release, StreamGuard, aguard_stream, guard_stream
+from guardrail.streaming import Release, StreamGuard, aclose_quietly, arelay, relay
 
 if TYPE_CHECKING:
     from guardrail.engine import Guard
@@ -107,6 +107,11 @@ class _Request:
         return self.prompt if isinstance(self.prompt, (str, list)) else None
 
 
+def _piece(item: Any) -> str:
+    """The text of one piece a guarded generator yields."""
+    return item if isinstance(item, str) else str(item)
+
+
 def _texts(result: Any) -> list[str | None]:
     from guardrail.adapters.shapes import texts_of
 
@@ -167,18 +172,8 @@ def _sync_generator(deco: _Decorated) -> Callable[..., Any]:
                     yield out.text
                 return
             req.apply(out)
-        gen = req.invoke()
-        texts = (p if isinstance(p, str) else str(p) for p in gen)
         sg = req.call.stream_guard()
-        releases = guard_stream(texts, sg, req.check_window)
-        try:
-            for rel in releases:
-                yield from req.stream_text(rel, sg)
-        finally:
-            releases.close()
-            texts.close()
-            if hasattr(gen, "close"):
-                gen.close()
+        yield from relay(req.invoke(), _piece, sg, req.check_window, lambda rel: req.stream_text(rel, sg))
 
     return wrapper
 
@@ -189,14 +184,14 @@ class _Primed:
     def __init__(self, gen: Any, first: list[Any]) -> None:
         self.gen, self.first = gen, first
 
+    def __aiter__(self) -> _Primed:
+        return self
+
+    async def __anext__(self) -> Any:
+        return self.first.pop(0) if self.first else await self.gen.__anext__()
+
     async def aclose(self) -> None:
         await aclose_quietly(self.gen)
-
-    async def items(self) -> AsyncIterator[Any]:
-        for item in self.first:
-            yield item
-        async for item in self.gen:
-            yield item
 
 
 async def _prime(gen: Any) -> _Primed:
@@ -223,21 +218,13 @@ def _async_generator(deco: _Decorated) -> Callable[..., Any]:
         else:
             primed = await _prime(req.invoke())
 
-        async def texts() -> AsyncIterator[str]:
-            async for piece in primed.items():
-                yield piece if isinstance(piece, str) else str(piece)
-
         sg = req.call.stream_guard()
-        source = texts()
-        releases = aguard_stream(source, sg, req.acheck_window)
+        relayed = arelay(primed, _piece, sg, req.acheck_window, lambda rel: req.stream_text(rel, sg))
         try:
-            async for rel in releases:
-                for text in req.stream_text(rel, sg):
-                    yield text
+            async for text in relayed:
+                yield text
         finally:
-            await aclose_quietly(releases)
-            await aclose_quietly(source)
-            await primed.aclose()
+            await relayed.aclose()  # the caller stopped early: close the source now, not at garbage collection
 
     return wrapper
 

@@ -21,9 +21,19 @@ Guarantees:
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
+import inspect
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+)
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from guardrail.classifiers.patterns import find_entities, redact
 from guardrail.decision import Action, Decision, RuleAction
@@ -31,7 +41,21 @@ from guardrail.decision import Action, Decision, RuleAction
 if TYPE_CHECKING:
     from guardrail.policy import Policy
 
-__all__ = ["Release", "StreamGuard", "aguard_stream", "ends_stream", "guard_stream", "set_apart"]
+__all__ = [
+    "Release",
+    "StreamGuard",
+    "aclose_quietly",
+    "aguard_stream",
+    "arelay",
+    "close_quietly",
+    "ends_stream",
+    "guard_stream",
+    "relay",
+    "set_apart",
+]
+
+T = TypeVar("T")
+U = TypeVar("U")
 
 
 def ends_stream(decision: Decision) -> bool:
@@ -176,3 +200,71 @@ async def aguard_stream(chunks: AsyncIterator[str], sg: StreamGuard, check: AChe
                 return
     if not sg.done:
         yield sg.apply(await check(sg.finish()), final=True)
+
+
+# ------------------------------------------------------------------------------ whole streams
+
+
+def relay(
+    items: Iterable[T], take: Callable[[T], str], sg: StreamGuard, check: Check, emit: Callable[[Release], Iterable[U]]
+) -> Generator[U, None, None]:
+    """Guard a stream of items end to end, for every integration (adapters, decorator, proxy): ``take``
+    the text of each item, check it in windows, ``emit`` what each release lets through (in the
+    caller's own item type). The source is closed when the stream ends, stops or is abandoned."""
+
+    def texts() -> Generator[str, None, None]:
+        for item in items:
+            if text := take(item):
+                yield text
+
+    source = texts()
+    releases = guard_stream(source, sg, check)
+    try:
+        for rel in releases:
+            yield from emit(rel)
+    finally:
+        releases.close()
+        source.close()
+        close_quietly(items)
+
+
+async def arelay(
+    items: AsyncIterable[T],
+    take: Callable[[T], str],
+    sg: StreamGuard,
+    check: ACheck,
+    emit: Callable[[Release], Iterable[U]],
+) -> AsyncGenerator[U, None]:
+    """:func:`relay` for async streams (the same steps, awaited)."""
+
+    async def texts() -> AsyncGenerator[str, None]:
+        async for item in items:
+            if text := take(item):
+                yield text
+
+    source = texts()
+    releases = aguard_stream(source, sg, check)
+    try:
+        async for rel in releases:
+            for out in emit(rel):
+                yield out
+    finally:
+        await releases.aclose()
+        await source.aclose()
+        await aclose_quietly(items)
+
+
+def close_quietly(obj: Any) -> None:
+    """Close a stream or generator nobody will read (``close()``), if it has one."""
+    close = getattr(obj, "close", None)
+    if callable(close):
+        close()
+
+
+async def aclose_quietly(obj: Any) -> None:
+    """Close an async stream or generator (``aclose()``, or an awaitable ``close()``), if it has one."""
+    close = getattr(obj, "aclose", None) or getattr(obj, "close", None)
+    if callable(close):
+        result = close()
+        if inspect.isawaitable(result):
+            await result

@@ -146,7 +146,7 @@ def proxy(stub_server: StubServer, tmp_path_factory: pytest.TempPathFactory) -> 
             start_new_session=True,  # its own process group: the finalizer ends it and anything it spawned
         )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 240  # a bound on waiting (a loaded machine imports litellm slowly)
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"the proxy exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
@@ -157,7 +157,7 @@ def proxy(stub_server: StubServer, tmp_path_factory: pytest.TempPathFactory) -> 
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"the proxy did not become ready in 60 s:\n{log.read_text()[-3000:]}")
+                pytest.fail(f"the proxy did not become ready in 240 s:\n{log.read_text()[-3000:]}")
             time.sleep(0.2)
         yield Proxy(f"http://127.0.0.1:{port}/v1", key, log)
     finally:
