@@ -17,9 +17,9 @@ One decision core, two thin drivers (tenacity's ``BaseRetrying.iter()`` is the m
 so the event loop never runs an inference. There is no second copy of any rule.
 
 The deadline is the policy's ``timeout_ms`` plus ``timeout_per_1k_tokens_ms`` per 1,000 estimated
-tokens, multiplied by the classifier's ``speed_scale`` (its warm-up check time over the reference
-machine's 3 ms): one policy means the same on a fast and a slow machine, and a long document gets
-the time its length needs.
+tokens, multiplied by the scheduler's ``speed_scale()`` (the warm-up check time over the reference
+machine's 3 ms, stretched up to 8 times while competing work slows inference): one policy means the
+same on a fast and a slow machine, and a long document gets the time its length needs.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from guardrail.decision import Action, Decision, Finding, RuleAction
 from guardrail.errors import CheckTimeout, ClassifierError, GuardrailError, InvalidScores, PolicyError
 from guardrail.language import dominant_script
 from guardrail.messages import DATA_ROLES, Extracted, extract, replace_texts, scoring_form
-from guardrail.normalize import forms
+from guardrail.normalize import Form, forms
 from guardrail.policy import Policy, PolicyReloader, Rule, load_policy
 from guardrail.rules import evaluate
 from guardrail.scheduler import Scheduler, estimate_tokens
@@ -281,14 +281,19 @@ class Guard:
     def _plan(self, pending: _Pending) -> _Plan:
         policy = pending.policy
         rules = policy.rules(pending.stage)
-        found = tuple(tuple(find_entities(t)) for t in pending.texts)
+        found = [find_entities(t) for t in pending.texts]
         scan: list[str] = []
         owner: list[int] = []
         needs_model = any(r.action is not RuleAction.REDACT for r in rules)
         if needs_model:
-            for i, (t, ss) in enumerate(zip(pending.texts, found, strict=True)):
-                for f in forms(scoring_form(t, ss)):
-                    scan.append(f.text)
+            for i, t in enumerate(pending.texts):
+                for f in forms(t):  # the text, and its decoded / re-joined readings (guardrail.normalize)
+                    if f.text == t:
+                        scan.append(scoring_form(t, found[i]))
+                    else:  # personal data a reading reveals is redacted where it sits in the original
+                        revealed = find_entities(f.text)
+                        scan.append(scoring_form(f.text, revealed))
+                        found[i] = _merge_spans(t, found[i], revealed, f)
                     owner.append(i)
         prompts: tuple[str | None, ...] | None = None
         if pending.stage == "output":  # a response is always judged with its prompt (empty when unknown)
@@ -301,7 +306,7 @@ class Guard:
                 entities |= set(r.entities or ())
         spans = tuple(tuple(x for x in ss if x.entity in entities) for ss in found)
         tokens = sum(estimate_tokens(t) for t in scan)
-        scale = max((float(getattr(c, "speed_scale", 1.0) or 1.0) for c in self.classifiers(policy)), default=1.0)
+        scale = max((self._scheduler(c).speed_scale() for c in self.classifiers(policy)), default=1.0)
         budget_ms = (policy.timeout_ms + policy.timeout_per_1k_tokens_ms * tokens / 1000.0) * max(1.0, scale)
         deadline = pending.started_mono + budget_ms / 1000.0
         return _Plan(tuple(scan), tuple(owner), prompts, spans, deadline, budget_ms, needs_model)
@@ -572,6 +577,17 @@ class Guard:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _merge_spans(text: str, spans: list[Span], revealed: Sequence[Span], form: Form) -> list[Span]:
+    """``spans`` of ``text``, plus the spans found in one of its readings, mapped back to ``text``
+    (where they overlap none already found)."""
+    out = list(spans)
+    for s in revealed:
+        a, b = form.to_original(s.start, s.end)
+        if a < b and not any(a < x.end and x.start < b for x in out):
+            out.append(Span(s.entity, a, b, text[a:b]))
+    return sorted(out, key=lambda x: x.start)
 
 
 def _timeout(plan: _Plan) -> CheckTimeout:

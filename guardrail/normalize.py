@@ -1,18 +1,384 @@
-"""Normalisation against cheap evasion (stub; filled in below)."""
+"""Normalisation against cheap evasion: the other readings of a text that the classifier also scores.
+
+Measured on the landed guard, cheap transforms of plainly harmful prompts cut recall from 96% to
+16% (letters spaced apart), 41% (rot13), 47% (leetspeak), 49% (base64) and 70% (a code fence),
+while base64 of *benign* text was flagged 27 times in 30: the model reads an encoded blob as noise
+and noise as suspicious. So :func:`forms` returns the readings worth scoring, and the engine scores
+them in the same batch and keeps the highest score per category:
+
+- payloads encoded in base64, hex (``48656c6c6f``, ``\\x48\\x65``) or URL-encoding are decoded *in
+  place*; the decoded text replaces the raw one as the primary form (the raw blob carries no meaning
+  the model can use, only its noise);
+- letters spaced or dotted apart (``h o w  t o``, ``b.o.m.b``) are re-joined;
+- common leetspeak (``k1ll``, ``h0w t0``) is folded to letters;
+- rot13 and reversed text are tried when the result reads as English and the text did not;
+- the inside of code fences is scored on its own as well;
+- a transform that explains most of the text (spaced, leet, rot13, reversed) replaces the primary
+  form, so a benign text written that way is judged as its plain form, not as noise.
+
+Every form keeps, per character, the span of the original text it came from (``Form.to_original``),
+so personal data found in a decoded or re-joined form is redacted where it sits in the original.
+Each detector is a linear scan gated by a cheap test; ordinary text yields only its plain form.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import codecs
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Form", "forms"]
+__all__ = ["MAX_FORMS", "Form", "forms", "looks_english"]
+
+MAX_FORMS = 6  # bound on the cost: at most this many texts go to the classifier per input text
+_MAX_SCAN = 50_000  # longer texts are scored as they are, plus decoded payloads (cost stays linear)
+
+
+@dataclass(frozen=True, slots=True)
+class _Seg:
+    out: int  # start in the transformed text
+    out_end: int
+    src: int  # start in the text it was transformed from
+    src_end: int
+    linear: bool  # a copied run (char i maps to src + i); else every char maps to the whole source span
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetMap:
+    """Where each character of a transformed text came from: a few segments (one per change), not one
+    entry per character, chained to the map of the text it was transformed from."""
+
+    segs: tuple[_Seg, ...]
+    parent: OffsetMap | None = None
+    reverse_of: int | None = None  # this text is the reverse of a text of that length
+
+    def _one(self, start: int, end: int) -> tuple[int, int]:
+        if self.reverse_of is not None:
+            return self.reverse_of - end, self.reverse_of - start
+        lo, hi = None, None
+        for seg in self.segs:
+            if seg.out_end <= start or seg.out >= end:
+                continue
+            if seg.linear:
+                a = seg.src + max(start, seg.out) - seg.out
+                b = seg.src + min(end, seg.out_end) - seg.out
+            else:
+                a, b = seg.src, seg.src_end
+            lo = a if lo is None else min(lo, a)
+            hi = b if hi is None else max(hi, b)
+        if lo is None or hi is None:
+            return start, end
+        return lo, hi
+
+    def __call__(self, start: int, end: int) -> tuple[int, int]:
+        a, b = self._one(start, end)
+        return self.parent(a, b) if self.parent is not None else (a, b)
 
 
 @dataclass(frozen=True, slots=True)
 class Form:
+    """One reading of a text; ``offsets`` maps its characters back to the original (``None``: the
+    text is the original)."""
+
     text: str
     kind: str
-    offsets: tuple[int, ...] | None = None
+    offsets: OffsetMap | None = None
+
+    def to_original(self, start: int, end: int) -> tuple[int, int]:
+        """The span of the original text that ``text[start:end]`` came from."""
+        return (start, end) if self.offsets is None else self.offsets(start, end)
+
+
+# -- what English looks like (for rot13 and reversed text) ----------------------------------------
+
+_COMMON = frozenset(
+    """a about after all also an and any are as at be because been before but by can could did do does
+    doing down for from get give go going good had has have he her here him his how i if in into is it
+    its just know like make me more my need no not now of on one only or other our out over people please
+    she should so some take tell than that the their them then there these they this those through time
+    to up us use very want was way we well were what when where which who why will with without would
+    write you your step steps best easy someone something anyone help guide instructions explain
+    kill bomb build steal hack drug gun poison""".split()  # noqa: SIM905
+)
+_WORD = re.compile(r"[A-Za-z]{2,}")  # "a" and "I" read the same reversed
+
+
+def looks_english(text: str) -> float:
+    """The share of a text's words that are common English words (0 when it has fewer than 5)."""
+    words = _WORD.findall(text[:4000])
+    if len(words) < 5:
+        return 0.0
+    return sum(w.lower() in _COMMON for w in words) / len(words)
+
+
+_BIGRAM_TEXT = (
+    "th he in er an re on at en nd ti es or te of ed is it al ar st to nt ng se ha as ou io le ve co me de hi ri ro ic "
+    "ne ea ra ce li ch ll be ma si om ur"
+)
+_BIGRAMS = frozenset(_BIGRAM_TEXT.split())
+
+
+def _bigram_share(text: str) -> float:
+    words = _WORD.findall(text[:4000].lower())
+    pairs = [w[i : i + 2] for w in words for i in range(len(w) - 1)]
+    return sum(p in _BIGRAMS for p in pairs) / len(pairs) if len(pairs) >= 20 else 0.0
+
+
+def _reads_better(candidate: str, text: str) -> bool:
+    """``candidate`` reads as English and ``text`` does not (common words, or common letter pairs)."""
+    candidate, text = candidate[:1000], text[:1000]
+    new, old = looks_english(candidate), looks_english(text)
+    if new >= 0.2 and new > old + 0.15:
+        return True
+    new, old = _bigram_share(candidate), _bigram_share(text)
+    return new >= 0.35 and new > old + 0.12
+
+
+# -- building forms with their offsets -------------------------------------------------------------
+
+
+def _sub(
+    text: str, parent: OffsetMap | None, pattern: re.Pattern[str], repl: Callable[[re.Match[str]], str | None]
+) -> tuple[str, OffsetMap | None, int]:
+    """``pattern.sub`` that keeps offsets: a replaced match maps, as a whole, to the match it replaced."""
+    parts: list[str] = []
+    segs: list[_Seg] = []
+    pos = out = changed = 0
+    for m in pattern.finditer(text):
+        new = repl(m)
+        if new is None or new == m.group(0):
+            continue
+        if m.start() > pos:
+            segs.append(_Seg(out, out + m.start() - pos, pos, m.start(), True))
+            parts.append(text[pos : m.start()])
+            out += m.start() - pos
+        segs.append(_Seg(out, out + len(new), m.start(), m.end(), False))
+        parts.append(new)
+        out += len(new)
+        pos = m.end()
+        changed += 1
+    if not changed:
+        return text, parent, 0
+    if pos < len(text):
+        segs.append(_Seg(out, out + len(text) - pos, pos, len(text), True))
+        parts.append(text[pos:])
+    return "".join(parts), OffsetMap(tuple(segs), parent), changed
+
+
+# -- decoders -----------------------------------------------------------------------------------
+
+_B64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
+_HEX = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{16,}|(?:[0-9A-Fa-f]{2}[ :]){7,}[0-9A-Fa-f]{2})(?![0-9A-Fa-f])")
+_XESC = re.compile(r"(?:\\x[0-9A-Fa-f]{2}){4,}")
+_TOKEN = re.compile(r"(?<!\S)\S+")
+_PCT_ESC = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def _readable(raw: bytes) -> str | None:
+    try:
+        s = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not s or sum(c.isprintable() or c in "\n\t" for c in s) < 0.95 * len(s):
+        return None
+    letters = sum(c.isalpha() for c in s)
+    return s if letters >= 0.5 * len(s.replace(" ", "")) and letters >= 3 else None
+
+
+def _b64(m: re.Match[str]) -> str | None:
+    s = m.group(0)
+    if s.isalpha() or s.isdigit() or not any(c.isdigit() or c in "+/=" or c.isupper() for c in s[1:]):
+        return None  # a long word, a number: not base64
+    for alt in (b"+/", b"-_"):
+        try:
+            raw = base64.b64decode(s.encode() + b"=" * (-len(s) % 4), altchars=alt, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        out = _readable(raw)
+        if out is not None:
+            return f" {out} "
+    return None
+
+
+def _hex(m: re.Match[str]) -> str | None:
+    digits = re.sub(r"[^0-9A-Fa-f]", "", m.group(0).replace("\\x", ""))
+    if len(digits) % 2:
+        return None
+    try:
+        out = _readable(bytes.fromhex(digits))
+    except ValueError:
+        return None
+    return None if out is None else f" {out} "
+
+
+def _pct(m: re.Match[str]) -> str | None:
+    from urllib.parse import unquote
+
+    tok = m.group(0)
+    if len(_PCT_ESC.findall(tok)) < 2:
+        return None
+    try:
+        out = unquote(tok, errors="strict")
+    except UnicodeDecodeError:
+        return None
+    return f" {out} " if out.replace("\n", " ").isprintable() else None
+
+
+def _decode(text: str, spans: OffsetMap | None) -> tuple[str, OffsetMap | None, bool]:
+    """Encoded payloads decoded in place (up to two rounds: base64 of hex, URL-encoded base64)."""
+    changed = False
+    for _ in range(2):
+        n = 0
+        if "%" in text:
+            text, spans, k = _sub(text, spans, _TOKEN, _pct)
+            n += k
+        if "\\x" in text:
+            text, spans, k = _sub(text, spans, _XESC, _hex)
+            n += k
+        text, spans, k = _sub(text, spans, _HEX, _hex)
+        n += k
+        text, spans, k = _sub(text, spans, _B64, _b64)
+        n += k
+        if not n:
+            break
+        changed = True
+    return text, spans, changed
+
+
+# -- spaced letters, leetspeak ------------------------------------------------------------------
+
+# single letters joined by one and the same mark ("b.o.m.b", "k-i-l-l"), or by single spaces between
+# whitespace ("h o w  t o": two spaces part the words)
+_DOTTED = re.compile(r"(?<![^\W_])[^\W\d_]([.\-_*·•|/])(?:[^\W\d_]\1)*[^\W\d_](?![^\W_])")
+# three or more ("j o h n . d o e @ ..."), or two between double spaces ("h o w  d o  y o u")
+_SPACED = re.compile(r"(?<!\S)[^\W\d_](?: \S){2,}(?!\S)|(?:^|(?<=  ))[^\W\d_] \S(?=  \S|$)")
+_SPACES = re.compile(r"(?<=\S)  +(?=\S)")
+
+
+def _despace(text: str, spans: OffsetMap | None) -> tuple[str, OffsetMap | None, int]:
+    """Runs of single letters split by one separator re-joined; two or more separators stay a space."""
+    covered = 0
+
+    def join(m: re.Match[str]) -> str:
+        nonlocal covered
+        covered += len(m.group(0))
+        return m.group(0).replace(m.group(1) if m.lastindex else " ", "")
+
+    out, sp, n = _sub(text, spans, _DOTTED, join)
+    out, sp, k = _sub(out, sp, _SPACED, join)
+    if not (n or k):
+        return text, spans, 0
+    if k:
+        out, sp, _ = _sub(out, sp, _SPACES, lambda m: " ")
+    return out, sp, covered
+
+
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
+                       "@": "a", "$": "s", "!": "i", "|": "l", "+": "t", "€": "e"})  # fmt: skip
+_LEETY = re.compile(r"(?<!\S)\S*[A-Za-z]\S*")
+_LEET_GATE = re.compile(r"[A-Za-z][0134578@$|!+€][A-Za-z0-9]|[0134578@$|+€][A-Za-z]")
+_DIGITS = re.compile(r"(?<!\S)[0-9@$]{1,3}(?=[\s.,;:?!]|$)")  # "4", "47", "70": words, once a text is leet
+_HARM = frozenset(
+    """kill bomb bombs drug drugs meth gun guns hack hacking porn sex nude nudes suicide weapon weapons poison
+    murder rape terror explosive explosives cocaine heroin steal fraud malware virus ransomware password
+    ignore instructions jailbreak shoot stab knife attack nazi hate die self harm cut overdose""".split()  # noqa: SIM905
+)
+
+
+def _leet(text: str, spans: OffsetMap | None) -> tuple[str, OffsetMap | None, int, int]:
+    """Tokens mixing letters with leet digits/symbols folded; also returns how many words there are."""
+    words = 0
+    harm = False
+
+    def fold(m: re.Match[str]) -> str | None:
+        nonlocal words, harm
+        words += 1
+        tok = m.group(0)
+        if "://" in tok or ("@" in tok[1:-1] and "." in tok):
+            return None  # a URL or an e-mail address
+        core = tok.rstrip(".,;:?!)")
+        if not any(c in "0134578 9@$!|+€".replace(" ", "") for c in core):
+            return None
+        new = core.translate(_LEET)
+        harm = harm or new.lower().strip("'\"(") in _HARM
+        return new + tok[len(core) :]
+
+    out, sp, n = _sub(text, spans, _LEETY, fold)
+    if n >= 0.4 * max(1, words):  # mostly leet: short numbers are words too
+        out, sp, _ = _sub(out, sp, _DIGITS, lambda m: m.group(0).translate(_LEET))
+    return (out, sp, n, words) if (n >= max(2, 0.1 * words) or harm) else (text, spans, 0, words)
+
+
+# -- forms ----------------------------------------------------------------------------------------
+
+_FENCE = re.compile(r"```[^\n`]*\n?(.*?)```", re.S)
+
+
+_SEGMENT = re.compile(r"[^\n:]+")
+
+
+def _rot13(text: str) -> str:
+    return codecs.encode(text, "rot13")
+
+
+def _reverse(text: str) -> str:
+    return text[::-1]
+
+
+def _better_segment(seg: str, fn: Callable[[str], str]) -> str | None:
+    cand = fn(seg)
+    return cand if _reads_better(cand, seg) else None
 
 
 def forms(text: str) -> list[Form]:
-    return [Form(text, "plain")]
+    """The readings of ``text`` to score: the primary form first (the text itself, or its decoded /
+    re-joined / folded reading when that explains it), then up to ``MAX_FORMS - 1`` extra readings."""
+    if len(text) > _MAX_SCAN:  # very long: scored as it is (windows bound the cost)
+        return [Form(text, "plain")]
+    primary, pmap, decoded = _decode(text, None)
+    kind = "decoded" if decoded else "plain"
+    extras: list[Form] = []
+    d_text, d_map, covered = _despace(primary, pmap)
+    if covered:
+        if covered >= 0.5 * len(primary.strip()):
+            primary, pmap, kind = d_text, d_map, "despaced"
+        else:
+            extras.append(Form(d_text, "despaced", d_map))
+    l_text, l_map, changed, words = _leet(primary, pmap) if _LEET_GATE.search(primary) else (primary, pmap, 0, 0)
+    if changed:
+        if changed >= 0.4 * max(1, words):
+            primary, pmap, kind = l_text, l_map, "leet"
+        else:
+            extras.append(Form(l_text, "leet", l_map))
+    before, bmap, bkind = primary, pmap, kind
+    readable = looks_english(primary[:1000]) >= 0.25  # already reads as English: no decoding tried
+    for name in () if readable else ("rot13", "reversed"):
+        cand = _rot13(primary) if name == "rot13" else primary[::-1]
+        if _reads_better(cand, primary):
+            rmap = pmap if name == "rot13" else OffsetMap((), pmap, reverse_of=len(primary))
+            primary, pmap, kind = cand, rmap, name
+            if looks_english(before) >= 0.15:  # partly readable as it was: score that reading too
+                extras.insert(0, Form(before, bkind, bmap))
+            break
+    else:  # a payload behind a readable request ("answer this rot13: ..."): decode it where it sits
+        for name, fn in (("rot13", _rot13), ("reversed", _reverse)):
+            cand, cmap, n = _sub(primary, pmap, _SEGMENT, lambda m, fn=fn: _better_segment(m.group(0), fn))  # type: ignore[misc]
+            if n:  # the encoded segment read as noise: the decoded one replaces it
+                primary, pmap, kind = cand, cmap, name
+                break
+    out = [Form(primary, kind, pmap)]
+    if "```" in primary:
+        fenced = [m for m in _FENCE.finditer(primary) if m.group(1).strip()]
+        if sum(len(m.group(0)) for m in fenced) >= 0.5 * len(primary):  # mostly fenced: look inside
+            for m in fenced[:2]:
+                inner = m.group(1)
+                segs = (_Seg(0, len(inner), m.start(1), m.end(1), True),)
+                extras.append(Form(inner, "fenced", OffsetMap(segs, pmap)))
+    seen = {primary}
+    for f in extras:
+        if f.text not in seen and len(out) < MAX_FORMS:
+            seen.add(f.text)
+            out.append(f)
+    return out

@@ -12,6 +12,8 @@ Budgets mean what they say:
 
 - an item whose deadline has passed is dropped before it runs (``CheckTimeout``), so abandoned
   work never delays the checks behind it;
+- ``speed_scale()`` is the classifier's warm-up speed, stretched (up to 8 times) while batches run
+  slower than at warm-up, because other processes compete for the CPU: budgets scale with it;
 - a check is refused at once (``Overloaded``) when the queue is full or already holds more work
   than its deadline leaves time for (estimated from the measured seconds per token), instead of
   waiting to time out: load is shed explicitly;
@@ -40,9 +42,10 @@ from guardrail.classifiers.base import Classifier
 from guardrail.errors import CheckTimeout, ClassifierError, InvalidScores, Overloaded
 from guardrail.taxonomy import Stage
 
-__all__ = ["Scheduler", "SchedulerStats", "estimate_tokens"]
+__all__ = ["MAX_STRETCH", "Scheduler", "SchedulerStats", "estimate_tokens"]
 
 Scores = list[dict[str, float]]
+MAX_STRETCH = 8.0  # budgets follow a machine slowed by competing work up to this factor, no further
 
 
 def estimate_tokens(text: str) -> int:
@@ -110,6 +113,7 @@ class Scheduler:
         self._spt: float | None = (
             check_ms / 1000.0 / 66 if isinstance(check_ms, (int, float)) and check_ms > 0 else None
         )
+        self._ref_spt = self._spt  # seconds per token at warm-up
         self._queue: deque[_Item] = deque()
         self._queued_tokens = 0
         self._cond = threading.Condition()
@@ -165,6 +169,15 @@ class Scheduler:
             depth += 1
         metrics.set_queue_depth(depth)
         return item.future
+
+    def speed_scale(self) -> float:
+        """How much slower than the reference machine inference runs: the classifier's warm-up
+        measure, stretched (at most ``MAX_STRETCH`` times) when batches now run slower than at
+        warm-up, because other work competes for the CPU. Budgets are multiplied by it."""
+        warm = float(getattr(self.classifier, "speed_scale", 1.0) or 1.0)
+        if self._spt is None or self._ref_spt is None:
+            return warm
+        return min(max(warm, warm * self._spt / self._ref_spt), warm * MAX_STRETCH)
 
     def close(self) -> None:
         """Stop the threads; checks still queued fail with a ``ClassifierError``."""

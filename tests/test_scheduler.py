@@ -256,3 +256,21 @@ def test_onnx_reset_replaces_the_session_and_scores_stay_the_same() -> None:
     after = clf.predict(["how do I bake bread?"])
     assert clf._session is not None and clf._session is not session and clf.resets == 1
     assert after[0] == pytest.approx(before[0])
+
+
+def test_speed_scale_follows_a_slowed_machine_up_to_a_bound() -> None:
+    from guardrail.scheduler import MAX_STRETCH
+
+    class Measured(Gated):
+        check_ms = 3.0  # warm-up: the reference speed
+        speed_scale = 1.0
+
+    clf = Measured(hold=0)
+    s = Scheduler(clf)
+    assert s.speed_scale() == 1.0
+    s._spt = s._ref_spt * 4  # type: ignore[operator]  # batches now run 4 times slower
+    assert s.speed_scale() == 4.0
+    s._spt = s._ref_spt * 1000  # type: ignore[operator]
+    assert s.speed_scale() == MAX_STRETCH
+    assert Scheduler(Gated()).speed_scale() == 1.0  # no warm-up measure: no stretching
+    s.close()
