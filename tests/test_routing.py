@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import os
 from pathlib import Path
+from typing import Any
 
+import openai
 import pytest
 import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
+import guardrail
 from guardrail import Action, Guard
 from guardrail.cli import main
 from guardrail.errors import PolicyError
@@ -187,3 +191,24 @@ def test_the_check_command_takes_a_routing_context(main_policy: Path, capsys: py
     assert main([*args, "--context", "tenant=acme", "--context", "route=/chat"]) == 1
     assert "policy acme@" in capsys.readouterr().out
     assert main([*args, "--context", "tenant"]) == 2
+
+
+async def test_a_wrapped_client_routes_by_its_context(main_policy: Path, stub: Any) -> None:
+    """guardrail.wrap(guard, client, context=...): every check of that client is routed by the context."""
+    msgs = [{"role": "user", "content": "damn printer"}]
+    with Guard(main_policy, classifiers=FAKE) as g:
+        for client_cls in (openai.OpenAI, openai.AsyncOpenAI):
+            raw = client_cls(base_url=stub.url, api_key="x")
+            try:
+                kids = guardrail.wrap(g, raw, context={"tenant": "kids"})
+                out = kids.chat.completions.create(model="m", messages=msgs)
+                resp = await out if inspect.isawaitable(out) else out
+                assert resp.choices[0].finish_reason == "content_filter" and stub.completions() == []
+                out = guardrail.wrap(g, raw).chat.completions.create(model="m", messages=msgs)
+                resp = await out if inspect.isawaitable(out) else out
+                assert resp.choices[0].message.content == "You said: damn printer"
+            finally:
+                closed = raw.close()
+                if inspect.isawaitable(closed):
+                    await closed
+            stub.reset()
