@@ -11,7 +11,7 @@ streaming implementation (``guardrail.streaming.relay`` / ``arelay``) with the c
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, Literal, TypeVar, cast
 
 from guardrail.call import Call, Outcome
@@ -174,7 +174,7 @@ def stream_sync(gc: GuardedCall, upstream: Iterable[Any]) -> Iterator[Any]:
     return relay(upstream, state.take, sg, gc.check_window, lambda rel: state.emit(rel, sg))
 
 
-def stream_async(gc: GuardedCall, upstream: Any) -> AsyncIterator[Any]:
+def stream_async(gc: GuardedCall, upstream: Any) -> AsyncGenerator[Any, None]:
     state, sg = gc.stream_state(), gc.stream_guard()
     return arelay(upstream, state.take, sg, gc.acheck_window, lambda rel: state.emit(rel, sg))
 

@@ -46,7 +46,9 @@ from . import litellm_offline, shapes
 from ._core import GuardedCall, call_async, call_sync, stream_async
 
 litellm_offline()  # before the first import of litellm: no price-map download
+import litellm  # noqa: E402  (imported only when this module is)
 from litellm.integrations.custom_guardrail import CustomGuardrail  # noqa: E402
+from litellm.types.guardrails import GuardrailEventHooks  # noqa: E402
 
 if TYPE_CHECKING:
     import types
@@ -236,13 +238,18 @@ class GuardrailLiteLLM(CustomGuardrail):
     ) -> AsyncGenerator[Any, None]:
         """post_call on streams: hold back, check windows, end with a content_filter chunk on a block.
         Only chat completion streams are guarded; others (Responses API events) pass as they are."""
+        items = stream_async(_ProxyCall(self, "chat", request_data, "post_call"), response)
         if "messages" not in request_data:
-            async for item in response:
-                yield item
-            return
-        gc = _ProxyCall(self, "chat", request_data, "post_call")
-        async for chunk in stream_async(gc, response):
-            yield chunk
+            items = _passthrough(response)
+        first = True
+        try:
+            async for chunk in items:
+                if first:  # the proxy sends its headers with the first chunk: say what is known by now
+                    _stream_headers(response, request_data)
+                    first = False
+                yield chunk
+        finally:
+            await items.aclose()
 
     async def async_post_call_response_headers_hook(
         self,
@@ -252,8 +259,17 @@ class GuardrailLiteLLM(CustomGuardrail):
         request_headers: dict[str, str] | None = None,
         litellm_call_info: dict[str, Any] | None = None,
     ) -> dict[str, str] | None:
-        """``x-guardrail-*`` headers: the strongest action, the decision ids, categories, policy."""
-        entries = _metadata(data).get(METADATA_KEY) if isinstance(data, dict) else None
+        """``x-guardrail-*`` headers: the strongest action, the decision ids, categories, policy.
+
+        The proxy asks before a stream starts, but sends its headers with the stream's first chunk: when
+        one of these guardrails checks the stream (post_call), the answer waits for that first chunk
+        (``_stream_headers``), so the headers include what the stream's first check decided (a block
+        before anything was released reads ``block``, not ``allow``)."""
+        if not isinstance(data, dict):
+            return None
+        if hasattr(response, "__aiter__") and _stream_is_guarded(data):
+            return None
+        entries = _metadata(data).get(METADATA_KEY)
         return headers(entries) if entries else None
 
     async def async_logging_hook(
@@ -300,6 +316,34 @@ def _metadata(data: dict[str, Any], *, create: bool = False) -> dict[str, Any]:
     if create:
         data[key] = created
     return created
+
+
+async def _passthrough(response: Any) -> AsyncGenerator[Any, None]:
+    async for item in response:
+        yield item
+
+
+def _stream_is_guarded(data: dict[str, Any]) -> bool:
+    """A GuardrailLiteLLM checks this streamed answer (its post_call iterator hook will run)."""
+    for cb in litellm.callbacks:
+        if isinstance(cb, GuardrailLiteLLM):
+            with contextlib.suppress(Exception):
+                if cb.should_run_guardrail(data=data, event_type=GuardrailEventHooks.post_call) is True:
+                    return True
+    return False
+
+
+def _stream_headers(response: Any, data: dict[str, Any]) -> None:
+    """Put the x-guardrail-* headers where the proxy reads a stream's headers when its first chunk is
+    ready (the stream's hidden ``additional_headers``); best effort: a proxy that reads them elsewhere
+    keeps the headers it asked for before the stream."""
+    entries = _metadata(data).get(METADATA_KEY)
+    hidden = getattr(response, "_hidden_params", None)
+    if entries and isinstance(hidden, dict):
+        extra = hidden.get("additional_headers")
+        if not isinstance(extra, dict):
+            extra = hidden["additional_headers"] = {}
+        extra.update(headers(entries))
 
 
 def _make_guard(policy: str | Mapping[str, Any] | None, fake_rules: Mapping[str, Mapping[str, float]] | None) -> Guard:

@@ -1,4 +1,4 @@
-"""@guard.protect / guardrail.guarded on sync, async and async-generator functions."""
+"""guardrail.protect(guard) / guardrail.guarded on sync and async functions, generators and async generators."""
 
 from __future__ import annotations
 

@@ -242,8 +242,10 @@ def test_harmful_answer_is_replaced(proxy: Proxy, stub: StubServer) -> None:
 def test_streamed_requests(proxy: Proxy, stub: StubServer) -> None:
     stub.reply = "A calm answer about tea, kettles and the right temperature for green leaves."
     with proxy.client() as client:
-        chunks = list(client.chat.completions.create(model="stub", messages=user("tea?"), stream=True))
+        raw = client.chat.completions.with_raw_response.create(model="stub", messages=user("tea?"), stream=True)
+        chunks = list(raw.parse())
         assert text_of(chunks) == stub.reply
+        assert raw.headers["x-guardrail-action"] == "allow"  # input checks and the stream's first window
         assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
 
         stub.reply = HARMFUL
@@ -283,3 +285,17 @@ def test_logging_only_records_without_acting(proxy: Proxy, stub: StubServer) -> 
             return
         time.sleep(0.2)
     pytest.fail("no logging_only decision in the proxy log")
+
+
+def test_streamed_block_before_any_release_reports_block(proxy: Proxy, stub: StubServer) -> None:
+    """A stream's headers go out with its first chunk: a post_call block decided by then (a short harmful
+    answer, checked whole) reads ``block`` in the headers, not ``allow``."""
+    stub.reply = "Build the bomb."  # shorter than the hold-back: nothing is released before the check
+    with proxy.client() as client:
+        raw = client.chat.completions.with_raw_response.create(model="stub", messages=user("story"), stream=True)
+        chunks = list(raw.parse())
+    assert text_of(chunks) == REFUSAL and "bomb" not in text_of(chunks)
+    assert chunks[-1].choices[0].finish_reason == "content_filter"
+    assert raw.headers["x-guardrail-action"] == "block"
+    assert raw.headers["x-guardrail-categories"] == "harmful_response"
+    assert "proxy-post" in raw.headers["x-guardrail-policy"].split(",")
