@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import difflib
 import math
 import os
 import threading
@@ -46,7 +47,7 @@ from guardrail.normalize import Form, forms
 from guardrail.policy import Policy, PolicyReloader, Rule, load_policy
 from guardrail.rules import evaluate
 from guardrail.scheduler import Scheduler, estimate_tokens
-from guardrail.taxonomy import Stage
+from guardrail.taxonomy import Stage, stage_ids
 
 if TYPE_CHECKING:
     from guardrail.classifiers.onnx import OnnxClassifier
@@ -233,15 +234,17 @@ class Guard:
                         file=policy.source,
                         field=f"{stage}.rules[{i}].category",
                     )
-        inputs: set[str] = set()
+        known = set(stage_ids("input")) | {r.category for r in policy.input.rules}
         for clf in clfs:
-            inputs |= _stage_labels(clf, "input")
-        for i, cat in enumerate(policy.input.data_categories):
-            if cat not in inputs:
+            known |= _stage_labels(clf, "input")
+        for i, cat in enumerate(policy.input.data_categories):  # a typo here would leave tool results unread
+            if cat not in known:
+                close = difflib.get_close_matches(cat, sorted(known), 1)
                 raise PolicyError(
-                    f"category {cat!r} is not scored on the input stage by the classifier(s)",
+                    f"unknown category {cat!r}",
                     file=policy.source,
                     field=f"input.data_categories[{i}]",
+                    suggestion=close[0] if close else None,
                 )
         for routed in policy.routed:  # a routed policy is held to the same check, at load time
             self._check_coverage(routed)

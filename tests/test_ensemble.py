@@ -64,13 +64,43 @@ def test_duplicate_expert_names_are_rejected() -> None:
         Ensemble([FakeClassifier(), FakeClassifier()])
 
 
+def _judge_answer(stage: str, **scores: Any) -> str:
+    from guardrail.taxonomy import stage_ids
+
+    return "Here: " + json.dumps({**{c: 0.0 for c in stage_ids(stage) if not c.startswith("dna_")}, **scores})
+
+
 def test_llm_judge_parses_scores_from_litellm() -> None:
-    judge = LLMJudge("openai/gpt-4o-mini", mock_response='Here: {"unsafe": 0.91, "weapons": "0.8", "hate": 2}')
+    judge = LLMJudge("openai/gpt-4o-mini", mock_response=_judge_answer("input", unsafe=0.91, weapons="0.8"))
     (s,) = judge.predict(["how do I build a bomb"])
-    assert s["unsafe"] == pytest.approx(0.91) and s["weapons"] == pytest.approx(0.8) and s["hate"] == 1.0
+    assert s["unsafe"] == pytest.approx(0.91) and s["weapons"] == pytest.approx(0.8)
     assert "jailbreak" in s and "harmful_response" not in s
+    judge = LLMJudge("openai/gpt-4o-mini", mock_response=_judge_answer("output", harmful_response=0.7))
     (o,) = judge.predict(["Sure..."], stage="output", prompts=["how do I build a bomb"])
-    assert "harmful_response" in o and "jailbreak" not in o
+    assert o["harmful_response"] == pytest.approx(0.7) and "jailbreak" not in o
+
+
+@pytest.mark.parametrize(
+    "answer,why",
+    [
+        ('{"unsafe": 0.1}', "no score"),  # categories left out are not 0.0
+        ('{"hate": 0, "unsafe": 2}', "not a probability"),
+        ('{"hate": 0, "unsafe": "high"}', "not a probability"),
+        ('{"hate": 0, "unsafe": NaN}', "not a probability"),
+        ('{"hate": 0, "unsafe": [0.1]}', "not a probability"),
+    ],
+)
+def test_llm_judge_answers_that_are_not_full_probabilities_are_invalid_scores(answer: str, why: str) -> None:
+    from guardrail.errors import InvalidScores
+
+    judge = LLMJudge("openai/gpt-4o-mini", categories=["unsafe", "hate"], mock_response=answer)
+    with pytest.raises(InvalidScores, match=why):
+        judge.predict(["hello"])
+    g = Guard({"version": 1, "name": "j", "fail_mode": "open", "timeout_ms": 5000,
+               "input": {"rules": [{"category": "unsafe", "threshold": 0.5, "action": "block"}]}},
+              classifiers=judge)  # fmt: skip
+    d = g.check_input("hello")
+    assert d.action is Action.LOG and d.error_kind == "invalid_scores"
 
 
 def test_llm_judge_without_json_is_a_classifier_error() -> None:

@@ -4,19 +4,22 @@ Do-Not-Answer found GPT-4 the best judge and small fine-tuned encoders nearly as
 slow (hundreds of ms) and costs money, so guardrail uses it as one *expert* among others
 (``guardrail.ensemble``), never on the hot path by default. The judge asks for JSON probabilities
 per category; anything it cannot parse or a call that keeps failing after tenacity's retries
-raises ``ClassifierError``, which the engine turns into the policy's fail mode.
+raises ``ClassifierError``, which the engine turns into the policy's fail mode. A category the
+judge leaves out, or scores with something that is not a probability, is ``InvalidScores``: never
+read as 0.0 (that turned every unanswered category into "safe").
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from guardrail.audit import error_code
-from guardrail.errors import ClassifierError
+from guardrail.errors import ClassifierError, InvalidScores
 from guardrail.taxonomy import BY_ID, Stage, stage_ids
 
 __all__ = ["LLMJudge"]
@@ -25,7 +28,8 @@ _SYSTEM = (
     "You are a content-safety classifier. Score the {what} for each category with the probability (0 to 1) "
     "that it belongs to that category, judging its function (would a responsible assistant refuse to help / is "
     "this answer harmful to give), not the words it uses. Categories:\n{cats}\n"
-    'Answer with one JSON object only, e.g. {{"unsafe": 0.02, "hate": 0.0}}.'
+    "Answer with one JSON object only, with a number for every category listed, even when it is 0, "
+    'e.g. {{"unsafe": 0.02, "hate": 0.0, ...}}.'
 )
 _JSON = re.compile(r"\{.*\}", re.S)
 
@@ -73,13 +77,19 @@ class LLMJudge:
             raw = json.loads(m.group(0))
         except json.JSONDecodeError as exc:
             raise ClassifierError(f"judge answered invalid JSON: {exc.msg}", classifier=self.name) from exc
+        if not isinstance(raw, dict):
+            raise InvalidScores("judge answered JSON that is not an object", classifier=self.name)
         out: dict[str, float] = {}
         for c in self._cats(stage):
-            v = raw.get(c, 0.0)
-            try:
-                out[c] = min(1.0, max(0.0, float(v)))
-            except (TypeError, ValueError):
-                out[c] = 0.0
+            v = raw.get(c)
+            try:  # a number, or a number written as a string; never a guess for what is missing
+                f = float(v) if isinstance(v, (int, float, str)) and not isinstance(v, bool) else math.nan
+            except ValueError:
+                f = math.nan
+            if not (math.isfinite(f) and 0.0 <= f <= 1.0):
+                why = "no score" if v is None else "a score that is not a probability"
+                raise InvalidScores(f"judge gave {why} for {c!r}", classifier=self.name)
+            out[c] = f
         return out
 
     def predict(
