@@ -60,3 +60,51 @@ def test_replace_texts_round_trips_and_leaves_input_untouched(turns: list[tuple[
     out = replace_texts(msgs, ex, [t.upper() for t in ex.texts])
     assert msgs == snapshot
     assert [m["content"] for m in out] == [c.upper() for _, c in turns]
+
+
+# -- roles and scope: what an attacker controls is read ---------------------------------------------
+
+CONVERSATION = [
+    {"role": "system", "content": "You are a cooking assistant."},
+    {"role": "user", "content": "first question"},
+    {"role": "assistant", "content": "first answer"},
+    {"role": "tool", "content": "tool result"},
+    {"role": "document", "content": "retrieved page"},
+    {"role": "user", "content": "second question"},
+    {"role": "function", "content": "function result"},
+]
+
+
+@pytest.mark.parametrize(
+    "scope,texts",
+    [
+        ("untrusted", ("first question", "tool result", "retrieved page", "function result", "second question")),
+        ("last_user", ("second question",)),
+        ("all_user", ("first question", "second question")),
+    ],
+)
+def test_scope_picks_turns_and_puts_the_newest_user_turn_last(scope: Any, texts: tuple[str, ...]) -> None:
+    ex = extract(CONVERSATION, scope)
+    assert ex.texts == texts
+    assert ex.system == "You are a cooking assistant."
+    assert dict(zip(ex.texts, ex.roles, strict=True))["second question"] == "user"
+
+
+def test_roles_are_canonical_whatever_their_case_or_alias() -> None:
+    msgs = [{"role": r, "content": r} for r in ("USER", "Human", "TOOL", "Function", "ipython", "Documents")]
+    ex = extract(msgs, "untrusted")
+    assert sorted(ex.roles) == ["document", "tool", "tool", "tool", "user", "user"]
+    assert extract([{"role": "Developer", "content": "rules"}, {"role": "user", "content": "hi"}]).system == "rules"
+
+
+@pytest.mark.parametrize("role", ["narrator", "admin", "", "usr"])
+def test_an_unknown_role_is_an_error_that_names_it(role: str) -> None:
+    from guardrail.errors import InvalidMessages
+
+    with pytest.raises(InvalidMessages, match=repr(role)):
+        extract([{"role": "user", "content": "hi"}, {"role": role, "content": "x"}], "last_user")
+
+
+@given(st.text(st.characters(codec=None, exclude_categories=()), max_size=50))
+def test_scan_form_is_always_encodable_text(text: str) -> None:
+    scan_form(text).encode("utf-8")  # what every tokenizer needs: no lone surrogate survives
