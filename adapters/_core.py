@@ -12,7 +12,7 @@ streaming implementation (``guardrail.streaming.relay`` / ``arelay``) with the c
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
-from typing import Any, Generic, Literal, TypeVar, cast
+from typing import Any, Generic, Literal, TypeVar
 
 from guardrail.call import Call, Outcome
 from guardrail.classifiers.patterns import restore
@@ -146,8 +146,8 @@ class GuardedCall:
 
 
 def call_sync(gc: GuardedCall, send: Callable[..., Any]) -> Any:
+    result: Any
     out, result = gc.call.send(gc.payload, lambda: send(**gc.kwargs), gc.apply)
-    result = cast(Any, result)
     if out.stop:
         refusal = gc.refusal(out)
         return GuardedStream(iter(refusal)) if gc.stream else refusal
@@ -158,8 +158,8 @@ def call_sync(gc: GuardedCall, send: Callable[..., Any]) -> Any:
 
 
 async def call_async(gc: GuardedCall, send: Callable[..., Any]) -> Any:
+    result: Any
     out, result = await gc.call.asend(gc.payload, lambda: send(**gc.kwargs), gc.apply)
-    result = cast(Any, result)
     if out.stop:
         refusal = gc.refusal(out)
         return AsyncGuardedStream(_aiter(refusal)) if gc.stream else refusal

@@ -226,10 +226,21 @@ async def _acancel(task: asyncio.Future[Any]) -> None:
             await aclose_quietly(task.result())
 
 
+_PARAMS: dict[type, frozenset[str]] = {}
+
+
+def _check_params(cls: type[Guard]) -> frozenset[str]:
+    """The keyword parameters of ``cls.check_input`` (read once per Guard class, not per request)."""
+    params = _PARAMS.get(cls)
+    if params is None:
+        params = _PARAMS[cls] = frozenset(inspect.signature(cls.check_input).parameters)
+    return params
+
+
 def _check_kwargs(guard: Guard, policy: Policy, context: Mapping[str, str] | None) -> dict[str, Any]:
     """The keyword arguments the Guard's checks take: the pinned policy, and ``context`` where the
     Guard routes by it (checked once per call against ``check_input``'s signature)."""
-    params = inspect.signature(guard.check_input).parameters
+    params = _check_params(type(guard))
     out: dict[str, Any] = {}
     if "policy" in params:
         out["policy"] = policy
