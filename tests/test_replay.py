@@ -48,8 +48,10 @@ def test_the_matrix_counts_old_against_new_actions(tmp_path: Path) -> None:
     assert m["newly_blocked"] == 2 and m["block_rate_delta"] == pytest.approx(2 / 6)
     assert m["categories"]["unsafe"] == {"old": 1, "new": 2, "delta": 1, "delta_rate": pytest.approx(1 / 6)}
     assert m["categories"]["profanity"]["delta"] == 0  # fired (log) before, fires (block) now
-    # both policies read one score cache: one inference per text, not one per policy
-    assert sum(len(texts) for _, texts in fake.calls) == 5  # the output row needs no model: no output rules
+    # both policies read one score cache: the model sees what one policy alone would send it, not twice that
+    alone = FakeClassifier(rules=SCORES)
+    replay(write_jsonl(tmp_path / "t.jsonl", TRAFFIC), NEW, NEW, classifiers=alone)
+    assert sum(len(t) for _, t in fake.calls) == sum(len(t) for _, t in alone.calls) > 0
     (gun, damn) = sorted(report.changed, key=lambda c: c.line)
     assert (gun.line, gun.old, gun.new) == (2, "allow", "block")
     assert gun.text == "where to buy a gun, mail me at <EMAIL_1>"  # as the new policy's audit setting allows
