@@ -82,6 +82,7 @@ class SQLiteStore:
         if db is None:  # one connection per thread: sqlite3 connections are not shared across threads
             db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL-safe; no fsync per decision on the check path
             self._local.db = db
         return db
 

@@ -6,6 +6,10 @@ field and suggest the closest valid name. :func:`load_policy` is the one way in;
 what a file may leave implicit (``extends``, thresholds taken from the model's calibration, the
 default PII entities) so the engine only ever sees concrete values. The YAML mechanics (line
 numbers, duplicate keys, the ``extends`` merge) live in :mod:`guardrail._yaml`.
+
+Three parts of the schema live beside their logic: keyword/pattern/allowlist rules
+(:mod:`guardrail.custom_rules`, compiled here at load time), ``routes`` (:mod:`guardrail.routing`,
+whose targets load with the policy) and ``classifiers`` (:mod:`guardrail.ensemble_policy`).
 """
 
 from __future__ import annotations

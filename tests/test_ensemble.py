@@ -128,7 +128,8 @@ input:
 classifiers:
   experts:
     - {name: fast, type: import, path: "guardrail.testing:FakeClassifier",
-       options: {rules: {attack: {unsafe: 0.6}, walk: {unsafe: 0.55}}, scores: {unsafe: 0.1}, labels: [unsafe, jailbreak]}}
+       options: {rules: {attack: {unsafe: 0.6}, walk: {unsafe: 0.55}}, scores: {unsafe: 0.1},
+                 labels: [unsafe, jailbreak]}}
     - {name: judge, type: import, path: "guardrail.testing:FakeClassifier",
        options: {rules: {attack: {unsafe: 0.95}}, scores: {unsafe: 0.0}, labels: [unsafe, jailbreak]}}
   escalate: {to: judge, band: [0.3, 0.8]}
