@@ -18,7 +18,6 @@ audit log recorded it.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import hashlib
 import json
 import os
 import re
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from guardrail.audit import DEFAULT_KEY_ENV, text_hmac
 from guardrail.classifiers.patterns import find_entities, redact
 from guardrail.decision import Action, Decision
 from guardrail.errors import PolicyError
@@ -142,13 +142,15 @@ class _SharedScores:
 # ------------------------------------------------------------------------------------------- report
 
 
-def shown_text(text: str, mode: str) -> str | None:
+def shown_text(text: str, mode: str, key_env: str = DEFAULT_KEY_ENV) -> str | None:
+    """The text as an audit event of this policy would carry it (``hash``: the same ``text_hmac``, so a
+    reviewer can find the row in the audit log)."""
     if mode == "full":
         return text
     if mode == "redacted":
         return redact(text, find_entities(text))[0]
     if mode == "hash":
-        return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        return "text_hmac:" + text_hmac(text, key_env)[0]
     return None
 
 
@@ -343,7 +345,7 @@ def replay(
         f"{new_pol.name}@{new_pol.hash[:8]}",
         "recorded actions" if old_pol is None else f"{old_pol.name}@{old_pol.hash[:8]}",
     )
-    mode = new_pol.audit.log_text
+    mode, key_env = new_pol.audit.log_text, new_pol.audit.hash_key_env
     bar = _Progress(len(rows), progress)
     try:
         with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="guardrail-replay") as pool:
@@ -358,7 +360,7 @@ def replay(
                     else:
                         old_action = olds[i].action.value
                         old_cats = tuple(f.category for f in olds[i].findings if not f.shadow)
-                    text = row.shown if row.shown is not None else shown_text(_plain(row.payload), mode)
+                    text = row.shown if row.shown is not None else shown_text(_plain(row.payload), mode, key_env)
                     report.add(row, old_action, old_cats, news[i], text)
                 for s in shared.values():
                     s.clear()

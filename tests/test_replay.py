@@ -116,3 +116,13 @@ def test_limits_parse_metric_operator_and_percent(metric: str, op: str, value: f
     lim = parse_limit(f"{metric} {op} {value}{'%' if pct else ''}")
     assert (lim.metric, lim.op) == (metric, op)
     assert lim.value == pytest.approx(value / 100 if pct else value)
+
+
+def test_with_a_hash_audit_setting_changed_rows_show_the_audit_logs_hmac(tmp_path: Path) -> None:
+    new = {**NEW, "audit": {"log_text": "hash"}}
+    report = replay(write_jsonl(tmp_path / "t.jsonl", [{"text": "where to buy a gun"}]), new, OLD,
+                    classifiers=FakeClassifier(rules=SCORES))  # fmt: skip
+    with structlog.testing.capture_logs() as logs, Guard(new, classifiers=FakeClassifier(rules=SCORES)) as g:
+        g.check_input("where to buy a gun")
+    (changed,) = report.changed
+    assert changed.text == f"text_hmac:{logs[0]['text_hmac']}" and "gun" not in changed.text
