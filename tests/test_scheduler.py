@@ -230,7 +230,7 @@ def test_threads_and_event_loops_share_one_worker() -> None:
             f.result(LONG)
     assert len(got) == 30
     assert sum(len(c) for c in clf.calls) == 60  # every text scored exactly once
-    assert {t.name for t in threading.enumerate() if t.name.startswith("guardrail-infer")} <= {"guardrail-infer-gated"}
+    assert sum(t.name == "guardrail-infer-gated" for t in threading.enumerate()) <= 1  # one inference owner
     s.close()
 
 

@@ -282,7 +282,7 @@ def test_not_ready_while_the_warm_up_check_fails() -> None:
     with TestClient(fake_app(clf=clf)) as c:
         r = c.get("/readyz")
         assert r.status_code == 503 and r.json()["status"] == "warm-up failed"
-        assert "classifier failed" in r.json()["error"]
+        assert r.json()["error"].startswith("classifier_error: ")
         clf.error = None  # the model recovers: readiness follows
         assert c.get("/readyz").status_code == 200
 
