@@ -13,9 +13,14 @@ request. It does three things, once, so no integration has its own copy:
   ``Blocked`` (or the integration's own error, e.g. the proxy's HTTP 400) when the policy says
   ``on_block: raise``; :func:`headers` renders the ``x-guardrail-*`` response headers.
 
+It also runs the input check around the upstream call (:meth:`Call.send` / :meth:`Call.asend`):
+one after the other, or both at once under the policy's ``input.parallel`` (the upstream answer is
+handed over only once the check passed; a block cancels the upstream request), so that option means
+the same in every integration.
+
 Nothing here knows a client's types: turning an Outcome into a ``ChatCompletion``, a litellm
-``ModelResponse`` or a stream chunk is ``guardrail.adapters.shapes``' job; nothing here does I/O
-beyond the Guard's own checks.
+``ModelResponse`` or a stream chunk is ``guardrail.adapters.shapes``' job. With a Guard that routes
+by ``context``, the pinned snapshot is the base policy the route is selected from.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ if TYPE_CHECKING:
     from guardrail.engine import Guard
     from guardrail.policy import Policy
 
-__all__ = ["CONTENT_FILTER", "Call", "Outcome", "aclose_quietly", "close_quietly", "headers", "summary"]
+__all__ = ["CONTENT_FILTER", "Call", "Outcome", "headers", "summary"]
 
 CONTENT_FILTER: Final = "content_filter"  # the finish reason of every answer the guard stopped
 RaiseAs = Callable[[Decision, str], BaseException]
