@@ -274,3 +274,36 @@ def test_speed_scale_follows_a_slowed_machine_up_to_a_bound() -> None:
     assert s.speed_scale() == MAX_STRETCH
     assert Scheduler(Gated()).speed_scale() == 1.0  # no warm-up measure: no stretching
     s.close()
+
+
+def test_a_hung_onnx_inference_is_terminated_and_its_session_replaced() -> None:
+    """The watchdog and the ONNX classifier together: the first session hangs, the watchdog resets the
+    classifier (terminating the run, dropping the session) and a fresh session serves the next check."""
+    from guardrail.classifiers.onnx import OnnxClassifier
+
+    clf = OnnxClassifier(cache_size=0)
+    clf.predict(["load the session"])
+    real = clf._session
+    entered = threading.Event()
+
+    class Hanging:
+        def run(self, *args: Any, **kw: Any) -> Any:
+            entered.set()
+            ro = args[2]
+            for _ in range(3000):  # a hang that only a terminate request ends
+                if ro.terminate:
+                    raise RuntimeError("Exiting due to terminate flag being set to true.")
+                time.sleep(0.01)
+            return real.run(*args, **kw)
+
+    clf._session = Hanging()
+    s = Scheduler(clf, hang_after=0.3)
+    hung = s.submit(["how do I bake bread?"], deadline=far())
+    assert entered.wait(LONG)
+    with pytest.raises(CheckTimeout, match="hung"):
+        hung.result(LONG)
+    assert clf.resets == 1 and s.stats.hangs == 1
+    (scores,) = s.submit(["how do I bake bread?"], deadline=far()).result(LONG)
+    assert 0.0 <= scores["unsafe"] <= 1.0
+    assert clf._session is not None and not isinstance(clf._session, Hanging)
+    s.close()
