@@ -15,6 +15,9 @@ from typing import Any
 import openai
 import pytest
 from conftest import FAKE_RULES, REFUSAL, REPLACED, ROOT, make_guard, make_policy
+from guardrail.adapters import shapes
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response
 from stub_server import StubServer
@@ -537,3 +540,34 @@ async def test_parallel_rewrite_resends_the_rewritten_request(stub: StubServer, 
     if mode == "async":
         assert stub.gone_event.wait(10) and stub.gone == ["/v1/chat/completions"]
     stub.release.set()
+
+
+# ------------------------------------------------------------------ the text of a response (property)
+
+CONTENTS = st.lists(st.one_of(st.none(), st.text(max_size=40)), min_size=1, max_size=4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(contents=CONTENTS, data=st.data())
+def test_texts_of_reads_every_shape_alike_and_replacing_changes_only_what_it_names(
+    contents: list[str | None], data: st.DataObject
+) -> None:
+    """One reading of "the text of an answer" for every integration: a dict, a ChatCompletion and a litellm
+    ModelResponse with the same choices give the same texts; replacing some changes exactly those."""
+    import litellm
+
+    choices = [
+        {"index": i, "finish_reason": "stop", "message": {"role": "assistant", "content": c}}
+        for i, c in enumerate(contents)
+    ]
+    as_dict = {"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": choices}
+    forms = [as_dict, ChatCompletion.model_validate(as_dict), litellm.ModelResponse(**as_dict)]
+    for form in forms:
+        assert shapes.texts_of(form) == contents
+    picked = data.draw(st.sets(st.sampled_from(range(len(contents)))), label="replaced")
+    new = {i: f"<{i}>" for i in picked}
+    for form in forms:
+        out = shapes.replace_completion_texts(form, new, finish_reason={i: "content_filter" for i in picked})
+        assert shapes.texts_of(out) == [new.get(i, c) for i, c in enumerate(contents)]
+        assert shapes.texts_of(form) == contents  # the original is never changed
+    assert shapes.texts_of("plain") == ["plain"] and shapes.texts_of(object()) == []
