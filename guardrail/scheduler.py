@@ -17,7 +17,8 @@ Budgets mean what they say:
 - a check is refused at once (``Overloaded``) when the queue is full or already holds more work
   than its deadline leaves time for (estimated from the measured seconds per token), instead of
   waiting to time out: load is shed explicitly;
-- a watchdog notices an inference running far past its expected time (a hang), fails its items,
+- a watchdog notices an inference running far past its expected time and past every deadline in
+  its batch (a hang), fails its items,
   asks the classifier to ``reset()`` (the ONNX classifier terminates the run and replaces its
   session) and starts a fresh worker, so later checks never queue behind a hung call.
 
@@ -259,7 +260,10 @@ class Scheduler:
                 if live:
                     tokens = sum(it.tokens for it in live)
                     expected = tokens * self._spt if self._spt is not None else 0.0
-                    self._running = _Running(live, started, started + max(self._hang_floor, 10 * expected), gen)
+                    # hung: far past its expected time, and past every deadline in it (a slow expert such as
+                    # an LLM judge may legitimately take the whole budget the policy gives it)
+                    hang_at = max(started + max(self._hang_floor, 10 * expected), max(it.deadline for it in live))
+                    self._running = _Running(live, started, hang_at, gen)
                     self._cond.notify_all()
                 depth = len(self._queue)
             for it in orphans:

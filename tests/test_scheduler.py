@@ -168,9 +168,10 @@ def test_work_that_cannot_finish_before_its_deadline_is_refused_at_once() -> Non
 
 
 def test_a_hung_inference_is_abandoned_the_classifier_reset_and_later_checks_served() -> None:
+    """Hung: past its expected time (``hang_after``) and past the deadline of every check in it."""
     clf = Gated()
     s = Scheduler(clf, hang_after=0.2)
-    hung = s.submit(["stuck"], deadline=far())
+    hung = s.submit(["stuck"], deadline=time.monotonic() + 0.5)  # a hang is declared past every deadline in it
     assert clf.entered.wait(LONG)
     behind = s.submit(["behind the hang"], deadline=far())
     with pytest.raises(CheckTimeout, match="hung"):
@@ -298,7 +299,7 @@ def test_a_hung_onnx_inference_is_terminated_and_its_session_replaced() -> None:
 
     clf._session = Hanging()
     s = Scheduler(clf, hang_after=0.3)
-    hung = s.submit(["how do I bake bread?"], deadline=far())
+    hung = s.submit(["how do I bake bread?"], deadline=time.monotonic() + 0.5)
     assert entered.wait(LONG)
     with pytest.raises(CheckTimeout, match="hung"):
         hung.result(LONG)
@@ -306,4 +307,18 @@ def test_a_hung_onnx_inference_is_terminated_and_its_session_replaced() -> None:
     (scores,) = s.submit(["how do I bake bread?"], deadline=far()).result(LONG)
     assert 0.0 <= scores["unsafe"] <= 1.0
     assert clf._session is not None and not isinstance(clf._session, Hanging)
+    s.close()
+
+
+def test_a_slow_call_is_not_a_hang_while_its_checks_still_have_time() -> None:
+    """An expert such as an LLM judge may take the whole budget its policy gives it."""
+    clf = Gated()
+    s = Scheduler(clf, hang_after=0.05)
+    slow = s.submit(["slow but in time"], deadline=far())
+    assert clf.entered.wait(LONG)
+    time.sleep(0.3)  # well past hang_after, well before the deadline
+    assert s.stats.hangs == 0 and not slow.done()
+    clf.release.set()
+    assert slow.result(LONG) == [{"unsafe": 0.16}]
+    assert clf.resets == 0
     s.close()
