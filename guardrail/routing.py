@@ -45,6 +45,18 @@ class Route(BaseModel):
     )
     policy: str = Field(min_length=1, description="A bundled policy name, or a path relative to this file.")
 
+    @field_validator("match", mode="before")
+    @classmethod
+    def _scalars_as_text(cls, v: Any) -> Any:
+        """``tier: 1`` or ``beta: true`` in YAML mean the context strings "1" and "true"."""
+        if not isinstance(v, dict):
+            return v
+
+        def text(x: Any) -> Any:
+            return str(x).lower() if isinstance(x, bool) else str(x) if isinstance(x, (int, float)) else x
+
+        return {k: [text(x) for x in w] if isinstance(w, list) else text(w) for k, w in v.items()}
+
     @field_validator("match")
     @classmethod
     def _non_empty(cls, v: dict[str, str | tuple[str, ...]]) -> dict[str, str | tuple[str, ...]]:

@@ -212,3 +212,10 @@ async def test_a_wrapped_client_routes_by_its_context(main_policy: Path, stub: A
                 if inspect.isawaitable(closed):
                     await closed
             stub.reset()
+
+
+def test_numbers_and_booleans_in_a_route_match_their_text(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("version: 1\nname: p\nroutes:\n  - match: {tier: [1, 2], beta: true}\n    policy: strict\n")
+    p = load_policy(path)
+    assert p.select({"tier": "2", "beta": "true"}).name == "strict" and p.select({"tier": "3"}).name == "p"
