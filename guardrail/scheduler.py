@@ -108,7 +108,7 @@ class Scheduler:
         self.max_wait = max_wait_ms / 1000.0
         self.max_queue = max_queue
         self.idle_exit = idle_exit
-        scale = float(getattr(classifier, "speed_scale", 1.0) or 1.0)
+        scale = _warm_scale(classifier)
         self._hang_floor = hang_after if hang_after is not None else 2.0 * max(1.0, scale)
         check_ms = getattr(classifier, "check_ms", None)  # measured at warm-up: one 64-token check
         self._spt: float | None = (
@@ -175,7 +175,7 @@ class Scheduler:
         """How much slower than the reference machine inference runs: the classifier's warm-up
         measure, stretched (at most ``MAX_STRETCH`` times) when batches now run slower than at
         warm-up, because other work competes for the CPU. Budgets are multiplied by it."""
-        warm = float(getattr(self.classifier, "speed_scale", 1.0) or 1.0)
+        warm = _warm_scale(self.classifier)
         if self._spt is None or self._ref_spt is None:
             return warm
         return min(max(warm, warm * self._spt / self._ref_spt), warm * MAX_STRETCH)
@@ -367,6 +367,15 @@ class Scheduler:
                 if self._queue and not self._closed:
                     self._ensure_threads()
                     self._cond.notify_all()
+
+
+def _warm_scale(clf: object) -> float:
+    """The classifier's warm-up speed factor; for an ensemble, its slowest expert's."""
+    scale = getattr(clf, "speed_scale", None)
+    if isinstance(scale, (int, float)):
+        return max(1.0, float(scale))
+    experts = getattr(clf, "experts", ())
+    return max((_warm_scale(e) for e in experts), default=1.0) if isinstance(experts, tuple) else 1.0
 
 
 def _fail(item: _Item, exc: BaseException) -> None:

@@ -322,3 +322,20 @@ def test_a_slow_call_is_not_a_hang_while_its_checks_still_have_time() -> None:
     assert slow.result(LONG) == [{"unsafe": 0.16}]
     assert clf.resets == 0
     s.close()
+
+
+def test_an_ensemble_budget_scales_with_its_slowest_expert() -> None:
+    class Expert(Gated):
+        def __init__(self, scale: float) -> None:
+            super().__init__(hold=0)
+            self.speed_scale = scale
+
+    class Ensemble:
+        name = "ens"
+        labels = frozenset({"unsafe"})
+        experts = (Expert(1.0), Expert(5.0))
+
+        def predict(self, texts: Sequence[str], **kw: Any) -> list[dict[str, float]]:
+            return [{"unsafe": 0.0} for _ in texts]
+
+    assert Scheduler(Ensemble()).speed_scale() == 5.0
