@@ -96,11 +96,36 @@ class ClassifiersSpec(BaseModel):
         return self
 
 
-def _expert(spec: ExpertSpec, policy: Policy) -> Classifier:
-    if spec.type == "model":
-        from guardrail.classifiers.onnx import OnnxClassifier, resolve_model_dir
+class _Named:
+    """A classifier under the name the policy gives it, sharing the instance (and its ONNX session)."""
 
-        clf: Any = OnnxClassifier(resolve_model_dir(spec.model or policy.model))
+    def __init__(self, inner: Classifier, name: str) -> None:
+        self.inner, self.name = inner, name
+
+    @property
+    def labels(self) -> frozenset[str]:
+        return self.inner.labels
+
+    def predict(self, texts: Sequence[str], *, stage: Any = "input",
+                prompts: Sequence[str | None] | None = None) -> list[dict[str, float]]:  # fmt: skip
+        return self.inner.predict(texts, stage=stage, prompts=prompts)
+
+    def __getattr__(self, attr: str) -> Any:  # scripts, stage_labels, warmup, check_ms, ...
+        return getattr(self.inner, attr)
+
+
+_experts: dict[str, Classifier] = {}  # by spec: a reloaded policy reuses unchanged experts
+
+
+def _expert(spec: ExpertSpec, policy: Policy) -> Classifier:
+    key = f"{spec.model_dump_json()}|{policy.model if spec.type == 'model' else ''}"
+    clf: Any = _experts.get(key)
+    if clf is not None:
+        return clf  # type: ignore[no-any-return]
+    if spec.type == "model":
+        from guardrail.engine import _model_classifier  # the process's one session per model folder
+
+        clf = _Named(_model_classifier(spec.model or policy.model), spec.name)
     elif spec.type == "judge":
         from guardrail.classifiers.judge import LLMJudge
 
@@ -112,7 +137,9 @@ def _expert(spec: ExpertSpec, policy: Policy) -> Classifier:
         except (ImportError, AttributeError) as exc:
             raise GuardrailError(f"expert {spec.name!r}: cannot import {spec.path!r}: {exc}") from exc
         clf = factory(**spec.options)
-    clf.name = spec.name  # weights and losses are reported under the names the policy gives
+    if not isinstance(clf, _Named):
+        clf.name = spec.name  # weights and losses are reported under the names the policy gives
+    _experts[key] = clf
     return clf  # type: ignore[no-any-return]
 
 
@@ -135,6 +162,8 @@ def policy_classifier(policy: Policy) -> Ensemble:
         ens = _built.get(key)
         if ens is None:
             esc = spec.escalate
+            for old in [k for k in _built if k[0] == policy.source]:  # a reload replaces the older version
+                del _built[old]
             ens = _built[key] = Ensemble(
                 [_expert(e, policy) for e in spec.experts],
                 eta=spec.eta,
@@ -143,7 +172,10 @@ def policy_classifier(policy: Policy) -> Ensemble:
                 store=open_store(spec.store, policy.name, spec.recent),
                 refresh_s=spec.refresh_s,
             )
-            ens.warmup()  # load the local model now, not on the first request
+            for e in ens.experts:  # load the local model now, not on the first request (once per process)
+                warm = getattr(e, "warmup", None)
+                if callable(warm) and getattr(e, "check_ms", None) is None:
+                    warm()
     return ens
 
 

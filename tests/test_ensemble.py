@@ -153,10 +153,11 @@ def expert(guard: Guard, name: str) -> Any:
 async def test_a_policy_names_its_experts_and_escalates_only_uncertain_texts(tmp_path: Path) -> None:
     with Guard(ensemble_policy(tmp_path)) as g:
         judge = expert(g, "judge")
+        before = len(judge.calls)  # an unchanged expert is shared by every policy version that names it
         d = await g.acheck_input("plan an attack")  # fast says 0.6: uncertain, so the judge is asked
         assert d.action is Action.BLOCK and d.scores["unsafe"] == pytest.approx((0.6 + 0.95) / 2)
         assert g.check_input("a sunny day").action is Action.ALLOW  # fast says 0.1: certain, judge not asked
-        assert [texts for _, texts in judge.calls] == [("plan an attack",)]
+        assert [texts for _, texts in judge.calls[before:]] == [("plan an attack",)]
 
 
 def test_feedback_moves_the_weights_and_persists_in_the_store(tmp_path: Path) -> None:
@@ -206,6 +207,24 @@ def test_a_bad_ensemble_section_is_a_policy_error_at_file_and_line(tmp_path: Pat
     with pytest.raises(PolicyError) as info:
         load_policy(path)
     assert info.value.file == str(path) and info.value.line is not None and "classifiers" in (info.value.field or "")
+
+
+def test_a_reloaded_policy_reuses_unchanged_experts_and_the_shared_model_session(tmp_path: Path) -> None:
+    from guardrail.ensemble_policy import policy_classifier
+
+    path = tmp_path / "p.yaml"
+    path.write_text("version: 1\nname: m\nextends: default\nclassifiers:\n  store: memory\n  experts:\n"
+                    "    - {name: local, type: model}\n")  # fmt: skip
+    first = policy_classifier(load_policy(path))
+    path.write_text(path.read_text() + "  eta: 0.9\n")
+    second = policy_classifier(load_policy(path))
+    assert first is not second and second.eta == 0.9
+    assert first.experts[0] is second.experts[0]  # no second ONNX session per reload
+    from guardrail.engine import _model_classifier
+
+    assert second.experts[0].inner is _model_classifier("default")  # type: ignore[attr-defined]
+    assert (str(path), load_policy(path).hash) in ensemble_policy_module._built
+    assert sum(1 for k in ensemble_policy_module._built if k[0] == str(path)) == 1  # the old version is dropped
 
 
 def test_a_judge_expert_gets_its_model_timeout_and_retries_from_the_policy() -> None:
