@@ -46,9 +46,17 @@ def wrap(guard: Guard, client: Any, *, restore: bool = False, context: Context =
     """The same client, guarded: ``openai.OpenAI`` / ``AsyncOpenAI`` or the ``litellm`` module.
     ``restore=True`` maps redaction placeholders in answers back to the caller's original values;
     ``context`` (tenant, route ...) goes with every check, for Guards that route by it."""
+    _need_guard(guard, "guardrail.wrap(guard, client)")
     from guardrail.adapters import wrap as wrap_client
 
     return wrap_client(guard, client, restore=restore, context=context)
+
+
+def _need_guard(guard: Any, usage: str) -> None:
+    """A Guard (or anything with its checks) must come first: the arguments swapped, or ``@guardrail.protect``
+    used bare, would otherwise fail later and confusingly."""
+    if not (callable(getattr(guard, "check_input", None)) and callable(getattr(guard, "acheck_output", None))):
+        raise TypeError(f"expected a guardrail.Guard first, got {type(guard).__name__}: use {usage}")
 
 
 def _find_prompt(sig: inspect.Signature, bound: inspect.BoundArguments, prompt_arg: str | None) -> str | None:
@@ -232,6 +240,7 @@ def _async_generator(deco: _Decorated) -> Callable[..., Any]:
 def protect(guard: Guard, fn: F | None = None, *, prompt_arg: str | None = None, context: Context = None) -> Any:
     """Guard ``fn`` with ``guard``: ``@guardrail.protect(guard)``, ``@guardrail.protect(guard,
     prompt_arg="question")``, or ``guardrail.protect(guard, fn)``."""
+    _need_guard(guard, "@guardrail.protect(guard) or guardrail.protect(guard, fn)")
     if fn is None:
         return lambda f: protect(guard, f, prompt_arg=prompt_arg, context=context)
     deco = _Decorated(guard, fn, prompt_arg, context)

@@ -142,3 +142,17 @@ async def test_guard_wrap_and_protect_are_deprecated_aliases(stub: StubServer) -
         fn = guard.protect(lambda prompt: "ok: " + prompt)
     assert fn("a bomb") == REFUSAL
     await asyncio.sleep(0)
+
+
+def test_the_guard_comes_first(stub: StubServer) -> None:
+    """``@guardrail.protect`` used bare, or wrap's arguments swapped, fail at once and say the right form."""
+    with pytest.raises(TypeError, match=r"@guardrail\.protect\(guard\)"):
+
+        @guardrail.protect  # type: ignore[arg-type]
+        def answer(prompt: str) -> str:
+            return prompt
+
+    raw = openai.OpenAI(base_url=stub.url, api_key="x")
+    with pytest.raises(TypeError, match=r"guardrail\.wrap\(guard, client\)"):
+        guardrail.wrap(raw, make_guard())  # type: ignore[arg-type]
+    raw.close()
