@@ -308,11 +308,27 @@ class Guard:
             if r.action is RuleAction.REDACT:
                 entities |= set(r.entities or ())
         spans = tuple(tuple(x for x in ss if x.entity in entities) for ss in found)
-        tokens = sum(estimate_tokens(t) for t in scan)
+        deadline, budget_ms = self._deadline(pending, sum(estimate_tokens(t) for t in scan))
+        return _Plan(tuple(scan), tuple(owner), prompts, spans, deadline, budget_ms, needs_model)
+
+    def _deadline(self, pending: _Pending, tokens: int) -> tuple[float, float]:
+        """The check's deadline (``time.monotonic()``) and budget in ms for about ``tokens`` tokens."""
+        policy = pending.policy
         scale = max((self._scheduler(c).speed_scale() for c in self.classifiers(policy)), default=1.0)
         budget_ms = (policy.timeout_ms + policy.timeout_per_1k_tokens_ms * tokens / 1000.0) * max(1.0, scale)
-        deadline = pending.started_mono + budget_ms / 1000.0
-        return _Plan(tuple(scan), tuple(owner), prompts, spans, deadline, budget_ms, needs_model)
+        return pending.started_mono + budget_ms / 1000.0, budget_ms
+
+    def _admit(self, pending: _Pending) -> None:
+        """Shed a check before preparing it (normalising, finding PII) when its scheduler would refuse it
+        anyway: under a flood, refusing costs next to nothing."""
+        if all(r.action is RuleAction.REDACT for r in pending.policy.rules(pending.stage)):
+            return
+        tokens = sum(estimate_tokens(t) for t in pending.texts)
+        deadline, _ = self._deadline(pending, tokens)
+        for clf in self.classifiers(pending.policy):
+            refused = self._scheduler(clf).admits(tokens, deadline)
+            if refused is not None:
+                raise refused
 
     def _submit(self, pending: _Pending, plan: _Plan) -> list[cf.Future[list[dict[str, float]]]]:
         if not plan.needs_model:
@@ -472,6 +488,7 @@ class Guard:
             return pending.early
         outcome: _Scores | BaseException
         try:
+            self._admit(pending)
             plan = self._plan(pending)
             futures = self._submit(pending, plan)
             results = []
@@ -492,6 +509,7 @@ class Guard:
             return pending.early
         outcome: _Scores | BaseException
         try:
+            self._admit(pending)
             if sum(len(t) for t in pending.texts) > _ASYNC_INLINE_CHARS:
                 plan = await asyncio.get_running_loop().run_in_executor(self._pool, self._plan, pending)
             else:

@@ -146,19 +146,7 @@ class Scheduler:
                 item.future.set_exception(ClassifierError("the guard was closed", classifier=self.classifier.name))
                 return item.future
             depth = len(self._queue)
-            why: str | None = None
-            if depth >= self.max_queue:
-                why = f"{depth} checks already wait for inference (max_queue {self.max_queue})"
-            elif self._spt is not None:
-                # an idle scheduler always admits (so a stale estimate corrects itself on the next batch)
-                running = self._running
-                busy = self._queued_tokens + (sum(it.tokens for it in running.items) if running is not None else 0)
-                ahead = (busy + item.tokens) * self._spt
-                if busy and now + ahead > deadline:
-                    why = (
-                        f"about {ahead * 1000:.0f} ms of inference is queued ahead, past the check's deadline "
-                        f"({max(0.0, deadline - now) * 1000:.0f} ms left)"
-                    )
+            why = self._refusal(item.tokens, deadline, now)
             if why is not None:
                 self.stats.shed += 1
                 item.future.set_exception(Overloaded(why, classifier=self.classifier.name))
@@ -170,6 +158,33 @@ class Scheduler:
             depth += 1
         metrics.set_queue_depth(depth)
         return item.future
+
+    def admits(self, tokens: int, deadline: float) -> Overloaded | None:
+        """``Overloaded`` when a check of about ``tokens`` tokens would be refused now: the engine asks
+        before preparing a check, so shedding under a flood costs next to nothing."""
+        with self._cond:
+            why = self._refusal(tokens, deadline, time.monotonic())
+            if why is None:
+                return None
+            self.stats.shed += 1
+        return Overloaded(why, classifier=self.classifier.name)
+
+    def _refusal(self, tokens: int, deadline: float, now: float) -> str | None:  # under self._cond
+        depth = len(self._queue)
+        if depth >= self.max_queue:
+            return f"{depth} checks already wait for inference (max_queue {self.max_queue})"
+        if self._spt is None:
+            return None
+        # an idle scheduler always admits (so a stale estimate corrects itself on the next batch)
+        running = self._running
+        busy = self._queued_tokens + (sum(it.tokens for it in running.items) if running is not None else 0)
+        ahead = (busy + tokens) * self._spt
+        if busy and now + ahead > deadline:
+            return (
+                f"about {ahead * 1000:.0f} ms of inference is queued ahead, past the check's deadline "
+                f"({max(0.0, deadline - now) * 1000:.0f} ms left)"
+            )
+        return None
 
     def speed_scale(self) -> float:
         """How much slower than the reference machine inference runs: the classifier's warm-up
