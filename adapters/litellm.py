@@ -1,8 +1,8 @@
-"""LiteLLM: ``guard.wrap(litellm)`` for the SDK, and ``GuardrailLiteLLM`` for the LiteLLM proxy.
+"""LiteLLM: ``guardrail.wrap(guard, litellm)`` for the SDK, and ``GuardrailLiteLLM`` for the LiteLLM proxy.
 
 SDK::
 
-    llm = guard.wrap(litellm)                       # completion / acompletion guarded, streams too
+    llm = guardrail.wrap(guard, litellm)            # completion / acompletion guarded, streams too
     llm.completion(model="gpt-4o-mini", messages=[...])
 
 Proxy (``config.yaml``; the proxy imports the class by its dotted path)::
@@ -18,11 +18,16 @@ Proxy (``config.yaml``; the proxy imports the class by its dotted path)::
 Modes: ``pre_call`` checks the prompt before the model is called and can redact it; ``during_call``
 checks it while the model runs and can only block (the request has already gone); ``post_call``
 checks answers, streamed ones as they flow; ``logging_only`` checks both after the fact, for the
-audit log, and never changes anything. A block follows the policy's ``on_block``: ``refusal``
-answers 200 with ``finish_reason: content_filter`` and the policy message (the proxy's
-passthrough convention), ``raise`` answers HTTP 400 ``{"error": {"message": ...}}`` like the
-proxy's own guardrails. Decisions go into the request metadata (``guardrail_decisions``, and the
-proxy's standard guardrail logging) and into ``x-guardrail-*`` response headers.
+audit log, and never changes anything. Each hook drives a ``guardrail.call.Call`` (one policy
+snapshot; what a block means). A block follows the policy's ``on_block``: ``refusal`` answers 200
+with ``finish_reason: content_filter`` and the policy message, ``raise`` answers HTTP 400
+``{"error": {"message": ...}}`` like the proxy's own guardrails. A ``pre_call`` refusal becomes the
+model's answer through litellm's ``mock_response`` (the provider is never called, and the proxy's
+normal path adds the headers and ends a stream with ``content_filter``); a ``during_call`` refusal
+uses the proxy's passthrough exception (the model is already running), whose answer carries no
+headers. Decisions go into the request metadata (``guardrail_decisions``, and the proxy's standard
+guardrail logging) and into ``x-guardrail-*`` response headers; a stream's headers are set when its
+first chunk is ready, so they include the stream's first check.
 
 Test hook (documented, small): ``fake_rules: {regex: {category: score}}`` in ``litellm_params``
 uses ``guardrail.testing.FakeClassifier`` instead of the model, so a proxy can run without one.
