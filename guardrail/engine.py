@@ -398,6 +398,7 @@ class Guard:
             outcome.spans,
             shadow_all=policy.mode == "shadow",
             block_message=policy.on_block.message,
+            only=pending.only or None,
         )
         if script is not None:
             named = tuple(replace(f, entities=(script,)) if f.category == UNSUPPORTED else f for f in verdict.findings)

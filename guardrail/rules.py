@@ -71,8 +71,11 @@ def evaluate(
     *,
     shadow_all: bool = False,
     block_message: str = "",
+    only: Sequence[frozenset[str] | None] | None = None,
 ) -> Verdict:
-    """Apply ``rules`` to ``scores`` (max over ``texts``); ``spans[i]`` are the PII spans of ``texts[i]``."""
+    """Apply ``rules`` to ``scores`` (max over ``texts``); ``spans[i]`` are the PII spans of ``texts[i]``;
+    ``only[i]``, when given, the categories ``texts[i]`` may raise (a tool result: injection only), which
+    keyword/pattern rules and allowlists respect as the engine's scores already do."""
     findings: list[Finding] = []
     fired: list[tuple[RuleLike, Finding]] = []
     normalised: list[tuple[str, ...]] = []
@@ -81,6 +84,11 @@ def evaluate(
         if not normalised:
             normalised.append(tuple(normalise(t) for t in texts))
         return normalised[0]
+
+    def norm_for(category: str) -> tuple[str, ...]:
+        if only is None:
+            return norm()
+        return tuple(t for t, o in zip(norm(), only, strict=False) if o is None or category in o)
 
     for rule in rules:
         shadow = shadow_all or rule.mode == "shadow"
@@ -96,7 +104,7 @@ def evaluate(
             if requires and any(scores.get(c, -1.0) < float(t) for c, t in requires.items()):
                 continue
             if getattr(rule, "is_match", False):  # keywords/patterns on the normalised text
-                hits = _match(rule, norm())
+                hits = _match(rule, norm_for(rule.category))
                 if not hits:
                     continue
                 score, threshold = 1.0, 1.0
@@ -105,7 +113,7 @@ def evaluate(
                 if got is None or got < threshold:
                     continue
                 score, hits = got, ()
-            exemption = _exempt(rule, norm())
+            exemption = _exempt(rule, norm_for(rule.category))
             if exemption is not None:  # an allowlisted text: recorded (audited), never acted on
                 findings.append(Finding(ALLOWLISTED, float(score), threshold, RuleAction.LOG, True, exemption))
                 continue

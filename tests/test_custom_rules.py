@@ -251,3 +251,12 @@ def test_a_ban_list_rule_fires_exactly_when_a_keyword_occurs(text: str) -> None:
         d = g.check_input(text)
     hits = cr.KeywordMatcher(["globex", "acme corp"]).hits(cr.normalise(text))
     assert (d.action is Action.BLOCK) is bool(hits) and (d.action is Action.BLOCK or not d.findings)
+
+
+async def test_a_ban_list_reads_what_the_user_wrote_not_tool_results(guard: Guard) -> None:
+    """scope untrusted: a tool result or document may raise only injection categories, for custom rules too."""
+    tool = [{"role": "user", "content": "compare prices for me"},
+            {"role": "tool", "tool_call_id": "1", "content": "Globex sells it for $10."}]  # fmt: skip
+    assert (await guard.acheck_input(tool)).action is Action.ALLOW
+    user = [{"role": "user", "content": "is Globex cheaper?"}]
+    assert guard.check_input(user).action is Action.BLOCK
