@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,7 @@ _POSITIONAL = ("model", "messages")
 _CHAT_CALLS = frozenset({"completion", "acompletion"})
 _RESPONSES_CALLS = frozenset({"responses", "aresponses"})
 METADATA_KEY = "guardrail_decisions"
+_MAX_CALLS = 4096  # proxy requests whose Call (policy snapshot) is kept for their later hooks
 
 
 def _bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -137,8 +139,7 @@ class _ProxyCall(GuardedCall):
     """A call inside the proxy: ``on_block: raise`` is the proxy's HTTP 400, decisions land in the request."""
 
     def __init__(self, owner: GuardrailLiteLLM, kind: Any, data: dict[str, Any], hook: str) -> None:
-        call = Call(owner.guard, raise_as=lambda d, message: _http_error(message, d, owner.guardrail_name))
-        super().__init__(call, kind, "litellm", data)
+        super().__init__(owner.call_for(data), kind, "litellm", data)
         self.owner, self.data, self.hook = owner, data, hook
 
     async def acheck_window(self, window: str) -> Decision:
@@ -159,7 +160,23 @@ class GuardrailLiteLLM(CustomGuardrail):
         **kwargs: Any,
     ) -> None:
         self.guard = guard if guard is not None else _make_guard(policy, fake_rules)
+        self._calls: OrderedDict[str, Call] = OrderedDict()
         super().__init__(**kwargs)
+
+    def call_for(self, data: Mapping[str, Any]) -> Call:
+        """The one Call of a proxy request, shared by its hooks (pre_call, during_call, post_call, the
+        stream): one policy snapshot from the prompt's check to the answer's last window. Keyed by the
+        proxy's ``litellm_call_id``; the most recent requests are kept (a bounded map)."""
+        key = data.get("litellm_call_id")
+        call = self._calls.get(key) if isinstance(key, str) else None
+        if call is None:
+            name = self.guardrail_name
+            call = Call(self.guard, raise_as=lambda d, message: _http_error(message, d, name))
+            if isinstance(key, str):
+                self._calls[key] = call
+                while len(self._calls) > _MAX_CALLS:
+                    self._calls.popitem(last=False)
+        return call
 
     # -- bookkeeping -------------------------------------------------------------------------------
 

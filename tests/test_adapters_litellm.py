@@ -324,3 +324,24 @@ async def test_parallel_block_cancels_the_upstream_call(stub: StubServer) -> Non
     assert (resp.choices[0].message.content, resp.choices[0].finish_reason) == (REFUSAL, "content_filter")
     assert len(stub.completions()) == 1
     assert stub.gone_event.wait(10) and stub.gone == ["/v1/chat/completions"]
+
+
+async def test_proxy_hooks_of_one_request_share_one_policy_snapshot(tmp_path: Any) -> None:
+    """pre_call and post_call of one proxy request (one litellm_call_id) run under the policy the request
+    started with, even when a hot reload lands between them; the next request gets the new policy."""
+    import yaml
+
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump({**make_policy(), "name": "before"}))
+    guard = Guard(path, classifiers=FakeClassifier(rules=FAKE_RULES), reload=True, reload_interval=0.0)
+    gr = GuardrailLiteLLM(guard=guard, guardrail_name="gr", event_hook=["pre_call", "post_call"], default_on=True)
+    data = request("story", litellm_call_id="call-1")
+    await gr.async_pre_call_hook(None, None, data, "acompletion")
+    path.write_text(yaml.safe_dump({**make_policy(), "name": "after"}))
+    assert guard.policy.name == "after"
+    answer = litellm.ModelResponse(choices=[litellm.Choices(message=litellm.Message(content="A calm answer."))])
+    await gr.async_post_call_success_hook(data, None, answer)
+    assert [e["policy"] for e in data["metadata"]["guardrail_decisions"]] == ["before", "before"]
+    other = request("story", litellm_call_id="call-2")
+    await gr.async_pre_call_hook(None, None, other, "acompletion")
+    assert [e["policy"] for e in other["metadata"]["guardrail_decisions"]] == ["after"]
