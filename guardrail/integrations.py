@@ -256,13 +256,23 @@ def protect(guard: Guard, fn: F | None = None, *, prompt_arg: str | None = None,
 @overload
 def guarded(fn: F, /) -> F: ...
 @overload
-def guarded(*, policy: Any = None, prompt_arg: str | None = None, guard: Guard | None = None) -> Callable[[F], F]: ...
-def guarded(fn: Any = None, /, *, policy: Any = None, prompt_arg: str | None = None, guard: Guard | None = None) -> Any:
+def guarded(
+    *, policy: Any = None, prompt_arg: str | None = None, guard: Guard | None = None, context: Context = None
+) -> Callable[[F], F]: ...
+def guarded(
+    fn: Any = None,
+    /,
+    *,
+    policy: Any = None,
+    prompt_arg: str | None = None,
+    guard: Guard | None = None,
+    context: Context = None,
+) -> Any:
     """``@guardrail.guarded`` or ``@guardrail.guarded(policy="strict")``: a Guard made for you."""
 
     def deco(f: Any) -> Any:
         from guardrail.engine import Guard
 
-        return protect(guard or Guard(policy), f, prompt_arg=prompt_arg)
+        return protect(guard or Guard(policy), f, prompt_arg=prompt_arg, context=context)
 
     return deco(fn) if fn is not None else deco
