@@ -327,6 +327,10 @@ def replay(
     shared: dict[str, _SharedScores] = {}
 
     def make(pol: Policy) -> Guard:
+        if classifiers is None and not _one_model(pol):  # routes to other models: each scores its own
+            g = Guard(pol)
+            guards.append(g)
+            return g
         if classifiers is not None:
             inner: Sequence[Classifier] = [classifiers] if isinstance(classifiers, Classifier) else classifiers
             key = ""
@@ -369,6 +373,18 @@ def replay(
         for g in guards:
             g.close()
     return report
+
+
+def _one_model(policy: Policy) -> bool:
+    """True when ``policy`` and every policy it routes to score with the same single model."""
+    seen, todo = set(), [policy]
+    while todo:
+        p = todo.pop()
+        if p.classifiers is not None and p is not policy:
+            return False
+        seen.add(p.model)
+        todo += p.routed
+    return len(seen) == 1
 
 
 def _check(guard: Guard, row: Row) -> Decision:

@@ -126,3 +126,21 @@ def test_with_a_hash_audit_setting_changed_rows_show_the_audit_logs_hmac(tmp_pat
         g.check_input("where to buy a gun")
     (changed,) = report.changed
     assert changed.text == f"text_hmac:{logs[0]['text_hmac']}" and "gun" not in changed.text
+
+
+def test_routes_to_another_model_are_not_scored_with_the_first_models_cache(tmp_path: Path) -> None:
+    import shutil
+
+    from guardrail.classifiers.onnx import bundled_model_dir
+    from guardrail.policy import load_policy
+    from guardrail.replay import _one_model
+
+    (tmp_path / "m").mkdir()
+    shutil.copy(bundled_model_dir() / "labels.json", tmp_path / "m")
+    (tmp_path / "other.yaml").write_text("version: 1\nname: other\nmodel: ./m\n")
+    (tmp_path / "same.yaml").write_text("version: 1\nname: same\n")
+    main_ = tmp_path / "main.yaml"
+    main_.write_text("version: 1\nname: main\nroutes:\n  - match: {tenant: a}\n    policy: same.yaml\n")
+    assert _one_model(load_policy(main_))
+    main_.write_text(main_.read_text() + "  - match: {tenant: b}\n    policy: other.yaml\n")
+    assert not _one_model(load_policy(main_))
