@@ -180,3 +180,15 @@ def test_first_token_delay(stub: StubServer, capsys: pytest.CaptureFixture[str])
         print("\nfirst-token latency (stub streams 4 chars / 5 ms; FakeClassifier):")
         for name, seconds in rows:
             print(f"  {name:<40} {seconds * 1000:7.1f} ms  (+{(seconds - rows[0][1]) * 1000:6.1f} ms)")
+
+
+@given(released=st.text(max_size=40), end=st.text(min_size=1, max_size=40))
+def test_a_stream_end_is_never_glued_to_released_text(released: str, end: str) -> None:
+    """Whatever was released, the stream's last words start on a line of their own, unchanged otherwise."""
+    from guardrail.streaming import set_apart
+
+    out = set_apart(end, released)
+    if released and not released.endswith("\n"):
+        assert out == "\n\n" + end  # "Sure" + "Sorry..." never reads "SureSorry..."
+    else:
+        assert out == end  # nothing to set apart from: the message exactly
