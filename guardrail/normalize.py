@@ -129,7 +129,10 @@ def _bigram_share(text: str) -> float:
 def _reads_better(candidate: str, text: str) -> bool:
     """``candidate`` reads as English and ``text`` does not (common words, or common letter pairs)."""
     candidate, text = candidate[:1000], text[:1000]
-    new, old = looks_english(candidate), looks_english(text)
+    old = looks_english(text)
+    if old >= 0.3:  # reads as English already (the common case: one cheap pass, no decoding tried)
+        return False
+    new = looks_english(candidate)
     if new >= 0.2 and new > old + 0.15:
         return True
     new, old = _bigram_share(candidate), _bigram_share(text)
@@ -354,14 +357,17 @@ def forms(text: str) -> list[Form]:
             extras.append(Form(l_text, "leet", l_map))
     before, bmap, bkind = primary, pmap, kind
     readable = looks_english(primary[:1000]) >= 0.25  # already reads as English: no decoding tried
-    for name in () if readable else ("rot13", "reversed"):
-        cand = _rot13(primary) if name == "rot13" else primary[::-1]
-        if _reads_better(cand, primary):
-            rmap = pmap if name == "rot13" else OffsetMap((), pmap, reverse_of=len(primary))
-            primary, pmap, kind = cand, rmap, name
-            if looks_english(before) >= 0.15:  # partly readable as it was: score that reading too
-                extras.insert(0, Form(before, bkind, bmap))
-            break
+    readings: list[tuple[float, float, str, str]] = []
+    if not readable:  # the whole text may be rot13 or reversed: take the reading that is most English
+        for name, cand in (("rot13", _rot13(primary)), ("reversed", primary[::-1])):
+            if _reads_better(cand, primary):
+                readings.append((looks_english(cand), _bigram_share(cand), name, cand))
+    if readings:
+        _, _, name, cand = max(readings)
+        rmap = pmap if name == "rot13" else OffsetMap((), pmap, reverse_of=len(primary))
+        primary, pmap, kind = cand, rmap, name
+        if looks_english(before) >= 0.15:  # partly readable as it was: score that reading too
+            extras.insert(0, Form(before, bkind, bmap))
     else:  # a payload behind a readable request ("answer this rot13: ..."): decode it where it sits
         for name, fn in (("rot13", _rot13), ("reversed", _reverse)):
             cand, cmap, n = _sub(primary, pmap, _SEGMENT, lambda m, fn=fn: _better_segment(m.group(0), fn))  # type: ignore[misc]

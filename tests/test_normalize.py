@@ -20,9 +20,12 @@ _WORD_TEXT = (
 )
 WORDS = _WORD_TEXT.split()
 
-sentences = st.lists(st.sampled_from(WORDS), min_size=7, max_size=14, unique=True).map(
-    lambda ws: " ".join(ws).capitalize() + "."
-)
+OPENERS = ("Please tell me how to", "What is the best way to", "Can you explain how i can", "Write me a note about")
+# prompts as people write them: an opener with the function words English is recognised by (a word salad
+# of rare words is not decoded from rot13 or reversal: see guardrail.normalize.looks_english)
+sentences = st.tuples(
+    st.sampled_from(OPENERS), st.lists(st.sampled_from(WORDS), min_size=5, max_size=12, unique=True)
+).map(lambda t: f"{t[0]} {' '.join(t[1])}.")
 
 
 def words_of(text: str) -> list[str]:
