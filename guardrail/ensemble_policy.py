@@ -9,7 +9,7 @@ from any replica) moves the weights. ``guardrail ensemble show`` prints them wit
 running loss.
 
 Labels: ``"safe"`` (every category the experts scored is 0), a category name or list of them (those
-are 1), or a mapping ``{category: 0|1}``.
+are 1), a mapping ``{category: 0|1}``, or ``true``/``false`` (``"unsafe"``/``"safe"``).
 """
 
 from __future__ import annotations
@@ -199,7 +199,10 @@ def remember(policy: Policy, decision: Decision, texts: Sequence[str]) -> None:
         ens.store.put_scores(decision.id, {"stage": decision.stage, "experts": per})
 
 
-def truth_of(label: Label, scored: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+def truth_of(label: Label | bool, scored: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """The reviewed truth per category (see the module docstring; ``True``/``False`` mean unsafe/safe)."""
+    if isinstance(label, bool):
+        label = "unsafe" if label else "safe"
     if isinstance(label, Mapping):
         return {str(k): float(v) for k, v in label.items()}
     if label == "safe":
@@ -220,7 +223,7 @@ def _store(policy: Policy) -> Store:
     return open_store(spec.store, policy.name, spec.recent)
 
 
-def feedback(policy: Policy, decision_id: str, label: Label) -> dict[str, float] | None:
+def feedback(policy: Policy, decision_id: str, label: Label | bool) -> dict[str, float] | None:
     """Apply a reviewed label to a recent decision; None when its scores are no longer in the store.
 
     In the process that runs the ensemble its weights move at once; elsewhere (``guardrail feedback``,

@@ -1,10 +1,11 @@
 """Replay before rollout: what would a new policy change on real traffic? (``guardrail replay``)
 
 Traffic is JSONL: texts (``{"text": ...}``, optionally ``stage``, ``prompt``, ``context``, ``id``),
-chat requests (``{"messages": [...], ...}``), or the audit log itself when it was written with
-``audit.log_text: redacted`` or ``full`` (a ``hash`` log holds no text, so it cannot be replayed,
-and says so). Every row is checked by the new policy and by the baseline (another policy, or the
-action recorded in the audit log), through the real engine: the old-action x new-action matrix,
+chat requests (``{"messages": [...], ...}``, or the Responses API's ``{"input": ...}``), or the
+audit log itself when it was written with ``audit.log_text: redacted`` or ``full`` (a ``hash`` log
+holds no text, so it cannot be replayed, and says so). Every row is checked by the new policy and
+by the baseline (another policy, or the action recorded in the audit log), through the real engine:
+the old-action x new-action matrix,
 the change per category and the changed rows are what a reviewer needs to approve a rollout, and
 ``--fail-on`` turns a limit ("blocks rise by more than 2% of traffic") into exit 1 for a pipeline.
 
@@ -92,6 +93,8 @@ def _row(raw: Any, n: int, p: Path) -> Row:
         return Row(n, stage, raw["text"], None, ctx, str(raw["action"]), raw["text"], rid)
     if isinstance(raw.get("messages"), list):
         return Row(n, stage, raw["messages"], raw.get("prompt"), ctx, None, None, rid)
+    if isinstance(raw.get("input"), (str, list)):  # an OpenAI Responses API request
+        return Row(n, stage, raw["input"], raw.get("prompt"), ctx, None, None, rid)
     if isinstance(raw.get("text"), str):
         return Row(n, stage, raw["text"], raw.get("prompt"), ctx, None, None, rid)
     raise ValueError(f"{p}:{n}: a row needs text, messages, or to be an audit event with text")

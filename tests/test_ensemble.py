@@ -316,3 +316,25 @@ def test_redis_store_is_bounded_and_shared_by_replicas(redis_url: str, tmp_path:
     with Guard(path) as b:
         assert b.feedback(d.id, "safe") is not None
         assert b.classifiers()[0].weights["unsafe"]["judge"] > 0.5  # type: ignore[attr-defined]
+
+
+def test_sqlite_store_writers_in_separate_processes_never_lose_an_update(tmp_path: Path) -> None:
+    import sys
+
+    code = ("import sys; from guardrail.ensemble_store import SQLiteStore; s = SQLiteStore(sys.argv[1], 'ns')\n"
+            "for _ in range(25): s.update_state(lambda st: {**st, 'n': st.get('n', 0) + 1})")  # fmt: skip
+    db = tmp_path / "p.sqlite"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(db)]) for _ in range(3)]
+    assert [p.wait() for p in procs] == [0, 0, 0]
+    assert ensemble_store.SQLiteStore(db, "ns").read_state()["n"] == 75
+
+
+@pytest.mark.parametrize(
+    ("label", "truth"),
+    [(True, {"unsafe": 1.0}), (False, {"unsafe": 0.0, "hate": 0.0}), (["weapons"], {"weapons": 1.0}),
+     ({"hate": 0}, {"hate": 0.0})],
+)  # fmt: skip
+def test_feedback_labels(label: Any, truth: dict[str, float]) -> None:
+    from guardrail.ensemble_policy import truth_of
+
+    assert truth_of(label, {"a": {"unsafe": 0.2, "hate": 0.1}}) == truth
