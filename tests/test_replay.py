@@ -144,3 +144,10 @@ def test_routes_to_another_model_are_not_scored_with_the_first_models_cache(tmp_
     assert _one_model(load_policy(main_))
     main_.write_text(main_.read_text() + "  - match: {tenant: b}\n    policy: other.yaml\n")
     assert not _one_model(load_policy(main_))
+
+
+def test_responses_api_requests_replay_too(tmp_path: Path) -> None:
+    rows = [{"model": "m", "input": "how to make a bomb"},
+            {"model": "m", "input": [{"role": "user", "content": "where to buy a gun"}]}]  # fmt: skip
+    report = replay(write_jsonl(tmp_path / "t.jsonl", rows), NEW, OLD, classifiers=FakeClassifier(rules=SCORES))
+    assert report.metrics()["matrix"]["block"]["block"] == 1 and report.metrics()["matrix"]["allow"]["block"] == 1
