@@ -157,3 +157,19 @@ def test_every_bundled_policy_ships_a_suite_that_holds() -> None:
     failures = [(r.suite.file, f.case.id, f.problems, f.deciding_scores()) for r in results for f in r.failures]
     assert not failures
     assert {r.policy.name for r in results} == set(BUNDLED_POLICIES)
+
+
+@pytest.mark.model
+def test_the_readme_examples_run_as_written(tmp_path: Path) -> None:
+    """The README's custom-rules policy and its policy-test suite, copied as an ops person would."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+
+    def first_yaml(section: str) -> str:
+        return readme[readme.index(section) :].split("```yaml\n", 1)[1].split("```", 1)[0]
+
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "shop-assistant.yaml").write_text(first_yaml("## Custom rules"), encoding="utf-8")
+    (tmp_path / "tests" / "shop-assistant.yaml").write_text(first_yaml("## Policy tests"), encoding="utf-8")
+    (result,) = run_suites([tmp_path / "tests"])
+    assert result.policy.name == "shop-assistant" and len(result.results) >= 5
+    assert not [(f.case.id, f.problems, f.deciding_scores()) for f in result.failures]
