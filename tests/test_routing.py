@@ -11,7 +11,7 @@ from typing import Any
 import openai
 import pytest
 import structlog
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import guardrail
@@ -219,3 +219,18 @@ def test_numbers_and_booleans_in_a_route_match_their_text(tmp_path: Path) -> Non
     path.write_text("version: 1\nname: p\nroutes:\n  - match: {tier: [1, 2], beta: true}\n    policy: strict\n")
     p = load_policy(path)
     assert p.select({"tier": "2", "beta": "true"}).name == "strict" and p.select({"tier": "3"}).name == "p"
+
+
+_TARGETS = ("strict", "permissive", "monitor")
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    tenants=st.lists(st.sampled_from(["a", "b", "c*", "d"]), min_size=1, max_size=3),
+    tenant=st.sampled_from(["a", "b", "cc", "d", "e"]),
+)
+def test_the_first_matching_route_wins(tenants: list[str], tenant: str) -> None:
+    routes = [{"match": {"tenant": t}, "policy": _TARGETS[i]} for i, t in enumerate(tenants)]
+    p = load_policy({"version": 1, "name": "top", "routes": routes})
+    first = next((i for i, t in enumerate(tenants) if fnmatch.fnmatchcase(tenant, t)), None)
+    assert p.select({"tenant": tenant}).name == ("top" if first is None else _TARGETS[first])
