@@ -113,7 +113,8 @@ def evaluate(
                 if got is None or got < threshold:
                     continue
                 score, hits = got, ()
-            exemption = _exempt(rule, norm_for(rule.category))
+            has_allow = getattr(rule, "allow", None) or getattr(rule, "allow_patterns", None)
+            exemption = _exempt(rule, norm_for(rule.category)) if has_allow else None
             if exemption is not None:  # an allowlisted text: recorded (audited), never acted on
                 findings.append(Finding(ALLOWLISTED, float(score), threshold, RuleAction.LOG, True, exemption))
                 continue
