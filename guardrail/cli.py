@@ -219,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("suites", nargs="+", help="suite files (YAML or JSONL) or folders of them")
     pt.add_argument("--policy", "-p", default=None, help="run every suite against this policy instead of its own")
     pt.add_argument("--junit", metavar="FILE", default=None, help="also write the results as JUnit XML")
+    pt.add_argument("--verbose", "-v", action="store_true", help="list every case with its decision and scores")
     pol.set_defaults(func=cmd_policy)
 
     from guardrail.training.cli import add_arguments as add_train_arguments

@@ -341,7 +341,8 @@ def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def format_report(results: Sequence[SuiteResult]) -> str:
+def format_report(results: Sequence[SuiteResult], *, verbose: bool = False) -> str:
+    """One line per suite (with ``verbose``, one per case too), then a table of the failing cases."""
     lines = []
     total = sum(len(r.results) for r in results)
     failed = sum(len(r.failures) for r in results)
@@ -349,6 +350,11 @@ def format_report(results: Sequence[SuiteResult]) -> str:
         mark = "ok  " if not r.failures else "FAIL"
         n, bad = len(r.results), len(r.failures)
         lines.append(f"{mark} {r.suite.file}  policy {r.policy.name}@{r.policy.hash[:8]}  {n - bad}/{n} cases hold")
+        if verbose:
+            for c in r.results:
+                lines.append(
+                    f"  {'ok  ' if c.ok else 'FAIL'} {c.case.id:32} {_got(c.decision):28} {c.deciding_scores()}"
+                )
     rows = [(f"{r.suite.file}:{f.case.line or '?'}", f.case.id, _exp(f.case.expect), _got(f.decision),
              "; ".join(f.problems), f.deciding_scores()) for r in results for f in r.failures]  # fmt: skip
     if rows:
@@ -405,7 +411,7 @@ def cli_run(args: Any, out: Any = None) -> int:
     stream = out or sys.stdout
     quiet_audit()
     results = run_suites(args.suites, args.policy)
-    print(format_report(results), file=stream)
+    print(format_report(results, verbose=bool(getattr(args, "verbose", False))), file=stream)
     if args.junit:
         write_junit(results, args.junit)
     return 1 if any(r.failures for r in results) else 0

@@ -78,7 +78,8 @@ def test_the_cli_exits_0_1_2_with_a_table_and_junit(tmp_path: Path, capsys: pyte
         suite_text("  - {id: m, text: 'x@example.com', expect: {action: rewrite, must_fire: [pii]}}\n"),
     )
     bad = write(tmp_path, "bad.yaml", suite_text("  - {id: m, text: 'x@example.com', expect: {action: allow}}\n"))
-    assert main(["policy", "test", str(ok)]) == 0
+    assert main(["policy", "test", str(ok), "-v"]) == 0
+    assert "  ok   m " in capsys.readouterr().out  # --verbose lists every case
     junit = tmp_path / "j.xml"
     assert main(["policy", "test", str(ok), str(bad), "--junit", str(junit)]) == 1
     out = capsys.readouterr().out
