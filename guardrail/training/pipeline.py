@@ -196,7 +196,7 @@ def language_metrics(
             "n_harmful": len(harmful),
             "unsafe_recall": float(prob("unsafe", harmful).mean()) if harmful else None,
         }
-        if len(benign_rows) >= min_rows and len(harmful) >= min_rows:
+        if len(benign_rows) >= min_rows and len(harmful) >= min_rows // 2:
             for i in rows[:50]:
                 sc = dominant_script(examples[i].text)
                 if sc:

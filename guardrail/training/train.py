@@ -47,6 +47,8 @@ class TrainConfig:
     vocab_size: int = 64000  # e5 only: pieces kept from the 250k XLM-R vocabulary, chosen on the corpus
     freeze_embeddings: bool = True
     checkpoint_every: int = 100  # steps between resumable checkpoints (an interrupted run resumes there)
+    init_checkpoint: Path | None = None  # start from these weights (a finished run's checkpoint.pt), e.g. to
+    # continue training on one stage or on your own data without starting from the base again
 
 
 def label_space(examples: Sequence[Example]) -> list[str]:
@@ -175,6 +177,9 @@ def train(
         len(labels), cfg.layers, kind=cfg.base, keep=vocab_keep(work) if work else None,
         freeze_embeddings=cfg.freeze_embeddings,
     )  # fmt: skip
+    if cfg.init_checkpoint is not None:
+        model.load_state_dict(torch.load(cfg.init_checkpoint, weights_only=True))
+        log(f"initialised from {cfg.init_checkpoint}")
     head_params = list(model.head.parameters())
     enc_params = [p for n, p in model.named_parameters() if not n.startswith("head.") and p.requires_grad]
     opt = torch.optim.AdamW(
