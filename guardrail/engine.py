@@ -302,7 +302,12 @@ class Guard:
         if pending.stage == "output":  # a response is always judged with its prompt (empty when unknown)
             prompts = (scoring_form(pending.prompt) if pending.prompt is not None else "",) * len(scan)
         elif pending.prompt is not None:
-            prompts = (scoring_form(pending.prompt),) * len(scan)
+            # the system prompt as context, and each text also without it: the higher score wins (measured,
+            # bundled me5-l6: context raises jailbreak on requests that only break the system prompt's
+            # rules, but lowers unsafe on a plain harmful request, 0.69 -> 0.56)
+            context = scoring_form(pending.prompt)
+            prompts = (context,) * len(scan) + (None,) * len(scan)
+            scan, owner = scan + scan, owner + owner
         entities: set[str] = set()
         for r in rules:
             if r.action is RuleAction.REDACT:
