@@ -278,7 +278,12 @@ def _category(rule: Any) -> str | None:
     cat = rule.get("category") if isinstance(rule, dict) else None
     if not isinstance(cat, str):
         return None
-    return f"{cat} (keywords/patterns)" if rule.get("keywords") or rule.get("patterns") else cat
+    if rule.get("keywords") or rule.get("patterns"):
+        return f"{cat} (keywords/patterns)"
+    requires = rule.get("requires")
+    if isinstance(requires, dict) and requires:  # a conditional rule is its own rule (self_harm requires unsafe)
+        return f"{cat} (requires {', '.join(sorted(map(str, requires)))})"
+    return cat
 
 
 def dotted(path: PathKey) -> str:

@@ -76,16 +76,22 @@ def test_none_and_default_are_the_bundled_default() -> None:
 
 def test_default_policy_rules_and_calibrated_thresholds() -> None:
     policy = load_policy()
-    got = {r.category: r for r in policy.input.rules}
-    assert {c: r.action.value for c, r in got.items()} == {
-        "unsafe": "block",
-        "jailbreak": "block",
-        "self_harm": "rewrite",
-        "pii": "redact",
-        "profanity": "log",
-    }
-    assert got["unsafe"].threshold == calibrated("unsafe")
-    assert got["self_harm"].message and "988" in got["self_harm"].message
+    assert [(r.category, r.action.value, r.requires) for r in policy.input.rules] == [
+        ("self_harm", "block", {"unsafe": 0.5}),  # a method request: refused with help lines
+        ("unsafe", "block", None),
+        ("jailbreak", "block", None),
+        ("sexual_minors", "block", None),
+        ("sexual", "block", None),
+        ("weapons", "block", None),
+        ("controlled_substances", "block", None),
+        ("self_harm", "rewrite", None),  # a disclosure: answered with care
+        ("pii", "redact", None),
+        ("profanity", "log", None),
+    ]
+    got = {r.category: r for r in policy.input.rules}  # the last rule of a category
+    assert got["unsafe"].threshold == calibrated("unsafe") and got["weapons"].threshold == calibrated("weapons")
+    assert got["sexual_minors"].threshold == 0.2  # below the calibrated default on purpose
+    assert all(r.message and "988" in r.message for r in policy.input.rules if r.category == "self_harm")
     assert got["pii"].entities == ("email", "phone", "credit_card", "iban", "us_ssn", "api_key", "private_key")
     assert [(r.category, r.action.value) for r in policy.output.rules] == [
         ("harmful_response", "block"),
@@ -346,12 +352,14 @@ def test_extends_replaces_rules_by_category_and_appends_the_rest(tmp_path: Path)
         tmp_path,
         "version: 1\nname: support-bot\nextends: default\ntimeout_ms: 100\non_block: raise\n"
         "input:\n  rules:\n    - {category: unsafe, threshold: 0.85, action: block}\n"
-        "    - {category: weapons, threshold: 0.4, action: block}\n",
+        "    - {category: hate, threshold: 0.4, action: block}\n",
     )
     policy, base = load_policy(child), load_policy("default")
-    assert [r.category for r in policy.input.rules] == [r.category for r in base.input.rules] + ["weapons"]
-    assert policy.input.rules[0] == Rule(category="unsafe", threshold=0.85, action=RuleAction.BLOCK)
-    assert policy.input.rules[1:5] == base.input.rules[1:5]
+    assert [r.category for r in policy.input.rules] == [r.category for r in base.input.rules] + ["hate"]
+    i = next(k for k, r in enumerate(base.input.rules) if r.category == "unsafe")
+    assert policy.input.rules[i] == Rule(category="unsafe", threshold=0.85, action=RuleAction.BLOCK)
+    rest = [k for k in range(len(base.input.rules)) if k != i]
+    assert [policy.input.rules[k] for k in rest] == [base.input.rules[k] for k in rest]
     assert policy.output == base.output and policy.input.scope == base.input.scope
     assert policy.timeout_ms == 100 and policy.fail_mode == "closed"
     assert policy.on_block.respond == "raise" and policy.on_block.message == base.on_block.message
@@ -377,7 +385,8 @@ def test_extends_chain_by_relative_path(tmp_path: Path) -> None:
 def test_mapping_and_policy_sources() -> None:
     data: dict[str, Any] = {"version": 1, "name": "inline", "extends": "default", "input": {"scope": "all"}}
     policy = load_policy(data)
-    assert policy.source == "<dict>" and policy.input.scope == "all" and len(policy.input.rules) == 5
+    assert policy.source == "<dict>" and policy.input.scope == "all"
+    assert policy.input.rules == load_policy("default").input.rules
     assert policy.files == (bundled_policy_dir() / "default.yaml",)
     assert load_policy(policy) is policy
     raw = Policy(version=1, name="direct", input={"rules": [{"category": "hate", "action": "block"}]})  # type: ignore[arg-type]
