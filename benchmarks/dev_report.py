@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         from guardrail.training.examples import Example
 
         rows = []
-        for line in args.rows.read_text(encoding="utf-8").splitlines():
+        for line in args.rows.open(encoding="utf-8"):  # not splitlines(): texts may hold U+2028 and the like
             r = json.loads(line)
             rows.append(Example(r["text"], r["labels"], r["source"], r["stage"], r["prompt"], r["response_class"],
                                 r["group"], kind=r["kind"], split=r["split"], meta=r["meta"]))  # fmt: skip
