@@ -171,7 +171,10 @@ class GuardrailLiteLLM(CustomGuardrail):
         call = self._calls.get(key) if isinstance(key, str) else None
         if call is None:
             name = self.guardrail_name
-            call = Call(self.guard, raise_as=lambda d, message: _http_error(message, d, name))
+            call = Call(
+                self.guard, context=proxy_context(data) or None,
+                raise_as=lambda d, message: _http_error(message, d, name),
+            )  # fmt: skip
             if isinstance(key, str):
                 self._calls[key] = call
                 while len(self._calls) > _MAX_CALLS:
@@ -325,6 +328,47 @@ class GuardrailLiteLLM(CustomGuardrail):
         )
         texts = shapes.texts_of(response)
         return Call(self.guard), kwargs.get("messages") or [], texts[0] if texts else None
+
+
+CONTEXT_HEADER = "x-guardrail-context"
+CONTEXT_METADATA_KEY = "guardrail_context"
+
+
+def proxy_context(data: Mapping[str, Any]) -> dict[str, str]:
+    """The routing context of a proxy request (policy ``routes:``), from three places, later ones winning:
+
+    1. the request header ``x-guardrail-context: tenant=acme, route=/chat`` (set by the caller);
+    2. the team's metadata ``guardrail_context: {...}``, plus ``team`` = the team id;
+    3. the virtual key's metadata ``guardrail_context: {...}``, plus ``key`` = the key alias.
+
+    Admin-set key and team metadata override the header, so a client cannot route itself to a laxer
+    policy by sending a header that contradicts what its key says.
+    """
+    md = _metadata(dict(data))
+    out: dict[str, str] = {}
+    headers = md.get("headers")
+    if not isinstance(headers, Mapping):
+        psr = data.get("proxy_server_request")
+        headers = psr.get("headers") if isinstance(psr, Mapping) else None
+    if isinstance(headers, Mapping):
+        raw = next((v for k, v in headers.items() if str(k).lower() == CONTEXT_HEADER), None)
+        if isinstance(raw, str):
+            for part in raw.split(","):
+                k, sep, v = part.partition("=")
+                if sep and k.strip() and v.strip():
+                    out[k.strip()] = v.strip()
+    for meta_key, id_key, name in (
+        ("user_api_key_team_metadata", "user_api_key_team_id", "team"),
+        ("user_api_key_metadata", "user_api_key_alias", "key"),
+    ):
+        ident = md.get(id_key)
+        if isinstance(ident, str) and ident:
+            out[name] = ident
+        meta = md.get(meta_key)
+        ctx = meta.get(CONTEXT_METADATA_KEY) if isinstance(meta, Mapping) else None
+        if isinstance(ctx, Mapping):
+            out.update({str(k): str(v) for k, v in ctx.items()})
+    return out
 
 
 def _metadata(data: dict[str, Any], *, create: bool = False) -> dict[str, Any]:
