@@ -54,8 +54,8 @@ if TYPE_CHECKING:
     from guardrail.decision import Action, Decision, Finding
     from guardrail.engine import Guard
     from guardrail.errors import Blocked, ClassifierError, GuardrailError, PolicyError
-    from guardrail.policy import Policy, load_policy
     from guardrail.integrations import guarded, protect, wrap
+    from guardrail.policy import Policy, load_policy
 
 
 def __getattr__(name: str) -> Any:
