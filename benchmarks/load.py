@@ -35,6 +35,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from _machine import cpu_model  # benchmarks/ is on sys.path when a benchmark runs as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
@@ -77,16 +79,6 @@ def benign_prompts(n: int, tokens: int = 64, seed: int = 7) -> list[str]:
             text += f" {rnd.choice(_TAILS)}"
         out.append(f"{text[: tokens * 4].rsplit(' ', 1)[0]} (ref {i})")
     return out
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def peak_rss_mb() -> float:

@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _machine import cpu_model  # benchmarks/ is on sys.path when a benchmark runs as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -41,48 +43,11 @@ _SENTENCE = (
 WORDS = tuple(_SENTENCE.split(" "))
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                flags = Path("/proc/cpuinfo").read_text()
-                vnni = "avx512_vnni" in flags or "avx_vnni" in flags
-                return f"{line.split(':', 1)[1].strip()} ({'VNNI' if vnni else 'no VNNI'}, {os.cpu_count()} cpus)"
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
 def minilm_int8() -> Path:
     """all-MiniLM-L6-v2, exported to ONNX and int8-quantised once (cached)."""
-    out = CACHE / "minilm-l6-int8.onnx"
-    if out.exists():
-        return out
-    CACHE.mkdir(parents=True, exist_ok=True)
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from transformers import AutoModel
+    from guardrail.training.export import minilm_pooled_int8
 
-    from guardrail.training.model import base_model_dir
-
-    class Pooled(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.enc = AutoModel.from_pretrained(str(base_model_dir())).eval()
-
-        def forward(self, ids: torch.Tensor, mask: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
-            return self.enc(input_ids=ids, attention_mask=mask, token_type_ids=tt).last_hidden_state.mean(1)
-
-    fp32 = CACHE / "minilm-l6-fp32.onnx"
-    dummy = torch.ones(1, 8, dtype=torch.long)
-    names = ["input_ids", "attention_mask", "token_type_ids"]
-    torch.onnx.export(
-        Pooled(), (dummy, dummy, dummy * 0), str(fp32), input_names=names, output_names=["emb"],
-        dynamic_axes={n: {0: "b", 1: "s"} for n in names}, opset_version=17, dynamo=False,
-    )  # fmt: skip
-    quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True)
-    fp32.unlink()
-    return out
+    return minilm_pooled_int8(CACHE / "minilm-l6-int8.onnx")
 
 
 def bare_p50(path: Path, n_tokens: int, reps: int, threads: int = 2) -> float:
@@ -174,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     from guardrail.classifiers.onnx import bundled_model_dir
 
     model = Path(args.model).resolve() if args.model else bundled_model_dir()
-    print(f"CPU: {cpu_model()}\nmodel: {model}")
+    print(f"CPU: {cpu_model(flags=True)}\nmodel: {model}")
     base64_ = bare_p50(minilm_int8(), 64, args.reps)
     own_int8 = bare_p50(model / "model.onnx", 64, args.reps)
     fp32 = model / "model.fp32.onnx"
@@ -190,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p50, p99, p50_4k = pct(t64, 50), pct(t64, 99), pct(t4k, 50)
     res = {
-        "cpu": cpu_model(),
+        "cpu": cpu_model(flags=True),
         "baseline_minilm_l6_int8_64tok_p50_ms": base64_,
         "model_bare_int8_64tok_p50_ms": own_int8,
         "model_bare_fp32_64tok_p50_ms": own_fp32,

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _machine import cpu_model  # benchmarks/ is on sys.path when a benchmark runs as a script
 
 PROMPTS = [
     "Can you help me write a polite email to my landlord asking when the broken heating in our flat will be "
@@ -82,16 +83,6 @@ class Level:
             f"| {self.concurrency} | {self.done} | {rate:.1f} | {p50:.1f} | {p99:.1f} | {self.errors} | "
             f"{self.fail_mode} | {self.blocked}{rss} |"
         )
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def rss_mb(pid: int) -> tuple[float | None, float | None]:

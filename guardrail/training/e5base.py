@@ -15,6 +15,7 @@ all it needs.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import struct
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -193,14 +194,8 @@ def piece_counts(f: E5File, texts: Iterable[str]) -> np.ndarray:
     """How often each piece of the FULL vocabulary occurs in ``texts`` (to choose the vocabulary cut)."""
     full = build_tokenizer(f, list(range(len(f.pieces))))
     counts = np.zeros(len(f.pieces), dtype=np.int64)
-    batch: list[str] = []
-    for t in texts:
-        batch.append(t)
-        if len(batch) == 2048:
-            for enc in full.encode_batch(batch, add_special_tokens=False):
-                np.add.at(counts, enc.ids, 1)
-            batch = []
-    if batch:
+    items = iter(texts)
+    while batch := list(itertools.islice(items, 2048)):
         for enc in full.encode_batch(batch, add_special_tokens=False):
             np.add.at(counts, enc.ids, 1)
     return counts

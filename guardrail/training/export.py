@@ -90,3 +90,37 @@ def onnx_logits(path: Path, batches: list[dict[str, np.ndarray]]) -> list[np.nda
     so.intra_op_num_threads = 2
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     return [sess.run(["logits"], b)[0] for b in batches]
+
+
+def minilm_pooled_int8(out: Path) -> Path:
+    """all-MiniLM-L6-v2 with mean pooling, exported to ONNX and int8-quantised (per-channel) at ``out``, unless
+    it is already there: the encoder that groups training rows by meaning, and the speed baseline of
+    benchmarks/model_budget.py."""
+    if out.exists():
+        return out
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from transformers import AutoModel
+
+    class Pooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc = AutoModel.from_pretrained(str(base_model_dir())).eval()
+
+        def forward(self, ids: torch.Tensor, mask: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
+            h = self.enc(input_ids=ids, attention_mask=mask, token_type_ids=tt).last_hidden_state
+            m = mask.unsqueeze(-1).to(h.dtype)
+            pooled: torch.Tensor = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
+            return pooled
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fp32 = out.with_suffix(".fp32.onnx")
+    dummy = torch.ones(2, 8, dtype=torch.long)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Pooled(), (dummy, dummy, dummy * 0), str(fp32), input_names=INPUT_NAMES, output_names=["emb"],
+            dynamic_axes={n: {0: "b", 1: "s"} for n in INPUT_NAMES}, opset_version=17, dynamo=False,
+        )  # fmt: skip
+        quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True)
+    fp32.unlink()
+    return out

@@ -536,39 +536,14 @@ def _embedder(threads: int, cache_dir: Path) -> Callable[[Sequence[str]], np.nda
     vectors by text hash, so a re-run only embeds new rows.
     """
     import onnxruntime as ort
-    import torch
-    from transformers import AutoModel
 
     from guardrail.classifiers.encoding import encode_windows, pad_batch
     from guardrail.training.examples import text_key
-    from guardrail.training.export import INPUT_NAMES
-    from guardrail.training.model import base_model_dir
+    from guardrail.training.export import minilm_pooled_int8
     from guardrail.training.train import load_tokenizer
 
     cache_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path = cache_dir / "base-encoder.int8.onnx"
-    if not onnx_path.exists():
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        class Pooled(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.enc = AutoModel.from_pretrained(str(base_model_dir())).eval()
-
-            def forward(self, ids: torch.Tensor, mask: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
-                h = self.enc(input_ids=ids, attention_mask=mask, token_type_ids=tt).last_hidden_state
-                m = mask.unsqueeze(-1).to(h.dtype)
-                pooled: torch.Tensor = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
-                return pooled
-
-        fp32 = cache_dir / "base-encoder.fp32.onnx"
-        dummy = torch.ones(2, 8, dtype=torch.long)
-        torch.onnx.export(
-            Pooled(), (dummy, dummy, dummy * 0), str(fp32), input_names=INPUT_NAMES, output_names=["emb"],
-            dynamic_axes={n: {0: "b", 1: "s"} for n in INPUT_NAMES}, opset_version=17, dynamo=False,
-        )  # fmt: skip
-        quantize_dynamic(str(fp32), str(onnx_path), weight_type=QuantType.QInt8, per_channel=True)
-        fp32.unlink()
+    onnx_path = minilm_pooled_int8(cache_dir / "base-encoder.int8.onnx")
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
