@@ -30,6 +30,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--from-checkpoint", action="store_true",
         help="export and measure the weights a stopped run left in --out (same data options), without training",
     )  # fmt: skip
+    p.add_argument(
+        "--continue-from", type=Path, default=None, metavar="RUN",
+        help="continue a finished run (its checkpoint.pt, vocabulary and eval_rows.jsonl) for --epochs more over a "
+        "mix of all authored/--data rows, every output row --output-repeat times and --input-sample other input rows",
+    )  # fmt: skip
+    p.add_argument("--output-repeat", type=int, default=2, help="with --continue-from: copies of each output row")
+    p.add_argument("--input-sample", type=int, default=30000, help="with --continue-from: public input rows drawn")
     p.add_argument("--no-group-by-meaning", action="store_true", help="skip embedding-based near-duplicate grouping")
     p.add_argument(
         "--exclude-noncommercial", action="store_true",
@@ -44,26 +51,30 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:  # torch / transformers missing
         print(f"guardrail train needs the [train] extra: pip install 'guardrail-sdk[train]' ({exc})", file=sys.stderr)
         return 2
-    (from_checkpoint if args.from_checkpoint else run_pipeline)(
-        {
-            "data_root": args.data_root,
-            "out_dir": args.out,
-            "layers": args.layers,
-            "base": args.base,
-            "vocab_size": args.vocab_size,
-            "epochs": args.epochs,
-            "batch_size": args.batch_size,
-            "lr": args.lr,
-            "seed": args.seed,
-            "limit": args.limit,
-            "extra_data": list(args.data),
-            "max_length": args.max_length,
-            "threads": args.threads,
-            "group_by_meaning": not args.no_group_by_meaning,
-            "exclude_noncommercial": args.exclude_noncommercial,
-        },
-        log=lambda s: print(s, flush=True),
-    )
+    cfg = {
+        "data_root": args.data_root,
+        "out_dir": args.out,
+        "layers": args.layers,
+        "base": args.base,
+        "vocab_size": args.vocab_size,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "seed": args.seed,
+        "limit": args.limit,
+        "extra_data": list(args.data),
+        "max_length": args.max_length,
+        "threads": args.threads,
+        "group_by_meaning": not args.no_group_by_meaning,
+        "exclude_noncommercial": args.exclude_noncommercial,
+    }
+    log = lambda s: print(s, flush=True)  # noqa: E731
+    if args.continue_from is not None:
+        from guardrail.training.continue_run import Mix, continue_run
+
+        continue_run(cfg, args.continue_from, Mix(args.output_repeat, args.input_sample), log=log)
+    else:
+        (from_checkpoint if args.from_checkpoint else run_pipeline)(cfg, log=log)
     return 0
 
 

@@ -1,0 +1,51 @@
+"""A continuation never trains on the previous run's dev/held-out rows, nor on their near-duplicates.
+
+The before/after comparison of a continued model is made on the previous run's recorded rows; a row the new
+build groups with one of them (same meaning) would leak the answer into training.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from guardrail.training.continue_run import Mix, choose, read_eval_rows
+from guardrail.training.examples import Example, benign, full_labels
+
+
+def _ex(text: str, source: str, *, stage: str = "input", group: str = "", split: str | None = "train") -> Example:
+    labels = benign("output") if stage == "output" else full_labels(["unsafe", "violence"])
+    prompt = "a prompt" if stage == "output" else None
+    return Example(text, labels, source, stage, prompt, group=group or f"g-{text}", split=split)  # type: ignore[arg-type]
+
+
+def test_continuation_mix_keeps_evaluation_rows_and_their_groups_out() -> None:
+    evaluated = [_ex("recorded dev row", "toxicchat", split="dev")]
+    built = [
+        _ex("recorded dev row", "toxicchat", group="cluster-9"),  # the same text, now in train
+        _ex("a paraphrase of the dev row", "toxicchat", group="cluster-9"),  # grouped with it by meaning
+        _ex("held-out source row", "maliciousinstruct", split="holdout"),
+        _ex("authored row", "authored-v5_en_c"),
+        _ex("user row", "user-mine"),
+        _ex("an answer", "stl-responses", stage="output"),
+        *[_ex(f"public row {i}", "alpaca") for i in range(10)],
+    ]
+    chosen = choose(built, evaluated, Mix(output_repeat=3, input_sample=4))
+    texts = [e.text for e in chosen]
+    assert "recorded dev row" not in texts and "a paraphrase of the dev row" not in texts
+    assert "held-out source row" not in texts
+    assert texts.count("authored row") == 1 and texts.count("user row") == 1
+    assert texts.count("an answer") == 3
+    assert sum(t.startswith("public row") for t in texts) == 4
+    assert {e.split for e in chosen} == {"train"}
+
+
+def test_recorded_eval_rows_read_back_with_line_separators(tmp_path: Path) -> None:
+    row = {
+        "text": "a\u2028b", "prompt": None, "labels": {"unsafe": 0.0}, "stage": "input", "source": "s", "kind": "k",
+        "split": "dev", "meta": {"lang": "en"}, "response_class": None, "group": "g",
+    }  # fmt: skip
+    path = tmp_path / "eval_rows.jsonl"
+    path.write_text(json.dumps(row, ensure_ascii=False) + "\n" + json.dumps(row) + "\n", encoding="utf-8")
+    rows = read_eval_rows(path)
+    assert [r.text for r in rows] == ["a\u2028b", "a\u2028b"] and rows[0].split == "dev"
