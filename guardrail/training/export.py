@@ -23,12 +23,22 @@ def export_onnx(model: SafetyClassifier, out_dir: Path) -> Path:
     fp32 = out_dir / "model.fp32.onnx"
     dummy = torch.ones(2, 16, dtype=torch.long)
     model.eval()
+    # Eager attention exports as plain MatMul/Softmax; the default SDPA path exports a longer graph of mask
+    # and shape ops. Measured on v4's weights (int8, 2 threads, Xeon VNNI): 2.98 vs 3.30 ms at 64 tokens and
+    # 151 vs 200 ms for 36 windows of 128 tokens (a 4,000-token prompt). ORT's BERT fusion of the eager graph
+    # (Attention/EmbedLayerNorm) was slower on long inputs (176 ms) and moved logits by up to 0.64.
+    config = model.encoder.config
+    previous = getattr(config, "_attn_implementation", None)
+    config._attn_implementation = "eager"
     # The TorchScript exporter warns about itself (deprecation) and about traced shape checks in
     # transformers' masking code; both are expected for this fixed graph, and the parity check
     # after quantisation is what proves the export correct.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _export(model, dummy, fp32)
+        try:
+            _export(model, dummy, fp32)
+        finally:
+            config._attn_implementation = previous
     return fp32
 
 
