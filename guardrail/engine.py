@@ -2,9 +2,9 @@
 
 One decision core, two thin drivers (tenacity's ``BaseRetrying.iter()`` is the model):
 
-    _prepare(stage, payload)  -> _Pending   pure: snapshot the policy, extract texts (roles, context),
+    _prepare(stage, payload)  -> Pending    pure: snapshot the policy, extract texts (roles, context),
                                             decide early what needs no classifier (empty, too long)
-    _plan(pending)            -> _Plan      cheap and pure: PII spans, the scoring forms of every text
+    _plan(pending)            -> Plan       cheap and pure: PII spans, the scoring forms of every text
                                             (normalised, decoded evasions), the deadline
     (scheduler)                             the only slow part: every classifier's ``predict`` runs on
                                             its scheduler's one inference worker, batched with other
@@ -14,7 +14,9 @@ One decision core, two thin drivers (tenacity's ``BaseRetrying.iter()`` is the m
     _finish(pending, outcome) -> Decision   pure: rules or fail mode (with an error kind), audit event
 
 ``check_*`` wait on the scheduler's futures until the deadline; ``acheck_*`` await the same futures,
-so the event loop never runs an inference. There is no second copy of any rule.
+so the event loop never runs an inference. There is no second copy of any rule. The steps that need
+no Guard state live in :mod:`guardrail._decide`; the process-wide model sessions and schedulers in
+:mod:`guardrail._shared_models`.
 
 The deadline is the policy's ``timeout_ms`` plus ``timeout_per_1k_tokens_ms`` per 1,000 estimated
 tokens, multiplied by the scheduler's ``speed_scale()`` (the warm-up check time over the reference
@@ -26,116 +28,41 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
-import difflib
-import math
 import os
-import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from guardrail import audit, metrics
+from guardrail._decide import (
+    Pending,
+    Plan,
+    Scores,
+    check_coverage,
+    failure_kind,
+    merge_scores,
+    merge_spans,
+    new_decision,
+    prepare,
+    timeout_error,
+    verdict,
+)
+from guardrail._shared_models import model_classifier, shared_scheduler
 from guardrail.classifiers.base import Classifier
-from guardrail.classifiers.patterns import Span, find_entities
+from guardrail.classifiers.patterns import find_entities
 from guardrail.decision import Action, Decision, Finding, RuleAction
-from guardrail.errors import CheckTimeout, ClassifierError, GuardrailError, InvalidScores, PolicyError
-from guardrail.language import dominant_script
-from guardrail.messages import DATA_ROLES, Extracted, extract, replace_texts, scoring_form
-from guardrail.normalize import Form, forms
-from guardrail.policy import Policy, PolicyReloader, Rule, load_policy
-from guardrail.rules import evaluate
+from guardrail.errors import GuardrailError, PolicyError
+from guardrail.messages import scoring_form
+from guardrail.normalize import forms
+from guardrail.policy import Policy, PolicyReloader, load_policy
 from guardrail.scheduler import Scheduler, estimate_tokens
-from guardrail.taxonomy import Stage, stage_ids
-
-if TYPE_CHECKING:
-    from guardrail.classifiers.onnx import OnnxClassifier
+from guardrail.taxonomy import Stage
 
 __all__ = ["Guard"]
 
 PolicySource = str | os.PathLike[str] | Mapping[str, Any] | Policy | None
-UNSUPPORTED = "unsupported_language"  # the finding for text in a script the model was not measured on
+_model_classifier = model_classifier  # the name guardrail.ensemble_policy (and its tests) import from here
 _ASYNC_INLINE_CHARS = 20_000  # longer texts are prepared off the event loop
-
-
-@dataclass(slots=True)
-class _Pending:
-    stage: Stage
-    policy: Policy
-    started: float  # time.perf_counter(), for latency
-    started_mono: float  # time.monotonic(), for the deadline
-    original: str  # the text the decision is about (last scanned text), for audit
-    texts: tuple[str, ...] = ()
-    only: tuple[frozenset[str] | None, ...] = ()  # per text: the categories it may raise (None: all)
-    prompt: str | None = None  # output stage: the prompt; input stage: the system prompt as context
-    extracted: Extracted | None = None
-    payload: Any = None
-    early: Decision | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    scan: tuple[str, ...]  # every text the classifiers score: the forms of each of pending.texts
-    owner: tuple[int, ...]  # scan[k] is a form of pending.texts[owner[k]]
-    prompts: tuple[str | None, ...] | None
-    spans: tuple[tuple[Span, ...], ...]  # PII spans per pending text, for redaction
-    deadline: float  # time.monotonic()
-    budget_ms: float
-    needs_model: bool
-
-
-@dataclass(frozen=True, slots=True)
-class _Scores:
-    scores: dict[str, float]
-    spans: tuple[tuple[Span, ...], ...]
-
-
-_shared_classifiers: dict[str, OnnxClassifier] = {}
-_shared_schedulers: dict[int, Scheduler] = {}
-_by_model_name: dict[str, OnnxClassifier] = {}
-_shared_lock = threading.Lock()
-
-
-def _model_classifier(model: str) -> Classifier:
-    """One OnnxClassifier per model folder per process: reloading a policy never reloads the model."""
-    clf = _by_model_name.get(model)  # the hot path: no filesystem call per check
-    if clf is not None:
-        return clf
-    from guardrail.classifiers.onnx import OnnxClassifier, resolve_model_dir
-
-    folder = resolve_model_dir(model)
-    key = str(folder.resolve())
-    with _shared_lock:
-        clf = _shared_classifiers.get(key)
-        if clf is None:
-            if not (folder / "model.onnx").exists():
-                raise ClassifierError(
-                    f"no model installed at {folder} (policy model {model!r}); pass classifiers=... or "
-                    "point the policy's `model:` at a model folder",
-                    classifier="onnx",
-                )
-            clf = _shared_classifiers[key] = OnnxClassifier(folder)
-        _by_model_name[model] = clf
-        return clf
-
-
-def _shared_scheduler(clf: Classifier) -> Scheduler:
-    """The one inference owner of a process-wide model classifier (every Guard on it shares it)."""
-    sched = _shared_schedulers.get(id(clf))
-    if sched is None:
-        with _shared_lock:
-            sched = _shared_schedulers.get(id(clf))
-            if sched is None:
-                sched = _shared_schedulers[id(clf)] = Scheduler(clf)
-    return sched
-
-
-def _stage_labels(clf: Classifier, stage: Stage) -> frozenset[str]:
-    """The labels ``clf`` scores on ``stage`` (a classifier may say, as the ONNX model does)."""
-    per_stage = getattr(clf, "stage_labels", None)
-    return frozenset(per_stage(stage)) if callable(per_stage) else clf.labels
 
 
 class Guard:
@@ -215,64 +142,17 @@ class Guard:
         return (_model_classifier(p.model),)
 
     def _scheduler(self, clf: Classifier) -> Scheduler:
-        return self._own.get(id(clf)) or _shared_scheduler(clf)
+        return self._own.get(id(clf)) or shared_scheduler(clf)
 
     def _check_coverage(self, policy: Policy) -> None:
-        """Every category a policy enforces must be scored by some classifier on that stage (fail
-        closed on typos, and on a category the model scores only on the other stage)."""
-        clfs = self.classifiers(policy)
-        stages: tuple[Stage, ...] = ("input", "output")
-        for stage in stages:
-            labels: set[str] = set()
-            for clf in clfs:
-                labels |= _stage_labels(clf, stage)
-            for i, rule in enumerate(policy.rules(stage)):
-                if rule.action is not RuleAction.REDACT and not rule.is_match and rule.category not in labels:
-                    raise PolicyError(
-                        f"category {rule.category!r} is not scored on the {stage} stage by the classifier(s) "
-                        f"{', '.join(c.name for c in clfs)}",
-                        file=policy.source,
-                        field=f"{stage}.rules[{i}].category",
-                    )
-        known = set(stage_ids("input")) | {r.category for r in policy.input.rules}
-        for clf in clfs:
-            known |= _stage_labels(clf, "input")
-        for i, cat in enumerate(policy.input.data_categories):  # a typo here would leave tool results unread
-            if cat not in known:
-                close = difflib.get_close_matches(cat, sorted(known), 1)
-                raise PolicyError(
-                    f"unknown category {cat!r}",
-                    file=policy.source,
-                    field=f"input.data_categories[{i}]",
-                    suggestion=close[0] if close else None,
-                )
-        for routed in policy.routed:  # a routed policy is held to the same check, at load time
-            self._check_coverage(routed)
+        check_coverage(policy, self.classifiers)  # fail closed at load time (guardrail._decide)
 
     # -- the core ------------------------------------------------------------------------------
 
-    def _prepare(self, stage: Stage, payload: Any, prompt: Any = None, policy: Policy | None = None) -> _Pending:
+    def _prepare(self, stage: Stage, payload: Any, prompt: Any = None, policy: Policy | None = None) -> Pending:
         policy = policy or self.policy  # a call that pinned a snapshot keeps it across a hot reload
-        pending = _Pending(stage, policy, time.perf_counter(), time.monotonic(), "")
-        if stage == "input":
-            ex = extract(payload, policy.input.scope)
-            pending.extracted, pending.payload = ex, payload
-            pending.notes += [f"skipped non-text part: {s}" for s in ex.skipped]
-            texts = ex.texts
-            data = frozenset(policy.input.data_categories)
-            narrow = policy.input.scope == "untrusted"
-            pending.only = tuple(data if narrow and r in DATA_ROLES else None for r in ex.roles)
-            if policy.input.system_context and ex.system:
-                pending.prompt = ex.system
-        else:
-            # a completion given as messages is checked whole (the input scope would pick no assistant turn)
-            texts = extract(payload, "all").texts if payload is not None else ("",)
-            pending.only = (None,) * len(texts)
-            if prompt is not None:
-                p = extract(prompt, "last_user").texts
-                pending.prompt = p[-1] if p else None
-        pending.texts = texts
-        pending.original = texts[-1] if texts else ""
+        pending = prepare(stage, payload, prompt, policy)  # the texts to check (guardrail._decide)
+        texts = pending.texts
         total = sum(len(t) for t in texts)
         if not any(t.strip() for t in texts):
             pending.early = self._decision(pending, Action.ALLOW, {}, (), texts, note="empty")
@@ -281,7 +161,7 @@ class Guard:
             pending.early = self._fail(pending, why, "too_long")
         return pending
 
-    def _plan(self, pending: _Pending) -> _Plan:
+    def _plan(self, pending: Pending) -> Plan:
         policy = pending.policy
         rules = policy.rules(pending.stage)
         found = [find_entities(t) for t in pending.texts]
@@ -296,7 +176,7 @@ class Guard:
                     else:  # personal data a reading reveals is redacted where it sits in the original
                         revealed = find_entities(f.text)
                         scan.append(scoring_form(f.text, revealed))
-                        found[i] = _merge_spans(t, found[i], revealed, f)
+                        found[i] = merge_spans(t, found[i], revealed, f)
                     owner.append(i)
         prompts: tuple[str | None, ...] | None = None
         if pending.stage == "output":  # a response is always judged with its prompt (empty when unknown)
@@ -314,16 +194,16 @@ class Guard:
                 entities |= set(r.entities or ())
         spans = tuple(tuple(x for x in ss if x.entity in entities) for ss in found)
         deadline, budget_ms = self._deadline(pending, sum(estimate_tokens(t) for t in scan))
-        return _Plan(tuple(scan), tuple(owner), prompts, spans, deadline, budget_ms, needs_model)
+        return Plan(tuple(scan), tuple(owner), prompts, spans, deadline, budget_ms, needs_model)
 
-    def _deadline(self, pending: _Pending, tokens: int) -> tuple[float, float]:
+    def _deadline(self, pending: Pending, tokens: int) -> tuple[float, float]:
         """The check's deadline (``time.monotonic()``) and budget in ms for about ``tokens`` tokens."""
         policy = pending.policy
         scale = max((self._scheduler(c).speed_scale() for c in self.classifiers(policy)), default=1.0)
         budget_ms = (policy.timeout_ms + policy.timeout_per_1k_tokens_ms * tokens / 1000.0) * max(1.0, scale)
         return pending.started_mono + budget_ms / 1000.0, budget_ms
 
-    def _admit(self, pending: _Pending) -> None:
+    def _admit(self, pending: Pending) -> None:
         """Shed a check before preparing it (normalising, finding PII) when its scheduler would refuse it
         anyway: under a flood, refusing costs next to nothing."""
         if all(r.action is RuleAction.REDACT for r in pending.policy.rules(pending.stage)):
@@ -335,7 +215,7 @@ class Guard:
             if refused is not None:
                 raise refused
 
-    def _submit(self, pending: _Pending, plan: _Plan) -> list[cf.Future[list[dict[str, float]]]]:
+    def _submit(self, pending: Pending, plan: Plan) -> list[cf.Future[list[dict[str, float]]]]:
         if not plan.needs_model:
             return []
         return [
@@ -343,95 +223,25 @@ class Guard:
             for clf in self.classifiers(pending.policy)
         ]
 
-    def _merge(self, pending: _Pending, plan: _Plan, results: Sequence[list[dict[str, float]]]) -> _Scores:
-        """Merge every classifier's scores (per category, the highest over texts and forms), refusing
-        anything that is not a full set of probabilities: that must never read as "safe"."""
+    def _merge(self, pending: Pending, plan: Plan, results: Sequence[list[dict[str, float]]]) -> Scores:
         clfs = self.classifiers(pending.policy) if results else ()
-        labels: set[str] = set()
-        for clf in clfs:
-            labels |= _stage_labels(clf, pending.stage)
-        needed: set[str] = set()
-        for r in pending.policy.rules(pending.stage):
-            if r.action is not RuleAction.REDACT:
-                needed.add(r.category)
-                needed |= set(r.requires or ())
-        needed &= labels
-        merged: dict[str, float] = {}
-        for k, i in enumerate(plan.owner if results else ()):
-            only = pending.only[i] if i < len(pending.only) else None
-            seen: set[str] = set()
-            for clf, rows in zip(clfs, results, strict=True):
-                row = rows[k]
-                if not isinstance(row, Mapping):
-                    raise InvalidScores(f"result {k} is a {type(row).__name__}, not a mapping", classifier=clf.name)
-                for cat, v in row.items():
-                    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and 0 <= v <= 1):
-                        raise InvalidScores(f"score {cat}={v!r} is not a probability", classifier=clf.name)
-                    seen.add(cat)
-                    if (only is None or cat in only) and v > merged.get(cat, -1.0):
-                        merged[cat] = float(v)
-            missing = needed - seen
-            if missing:
-                names = ", ".join(c.name for c in clfs)
-                raise InvalidScores(
-                    f"no score for {', '.join(sorted(missing))}, which the policy uses", classifier=names
-                )
-        return _Scores(merged, plan.spans)
+        return merge_scores(pending, plan, clfs, results)
 
-    def _finish(self, pending: _Pending, outcome: _Scores | BaseException) -> Decision:
+    def _finish(self, pending: Pending, outcome: Scores | BaseException) -> Decision:
         if isinstance(outcome, BaseException):
-            return self._fail(pending, str(outcome) or type(outcome).__name__, _kind(outcome))
-        policy = pending.policy
-        rules: Sequence[Any] = policy.input.rules if pending.stage == "input" else policy.output.rules
-        scores = outcome.scores
-        script = self._unsupported_script(pending)
-        if script is not None:
-            # text the model was never measured on: the policy's documented handling, as one more rule
-            ul = policy.unsupported_language
-            action = RuleAction.BLOCK if ul.action == "block" else RuleAction.LOG
-            rule = Rule.model_construct(
-                category=UNSUPPORTED, threshold=1.0, action=action, message=ul.message, mode="enforce",
-                entities=None, requires=None,
-            )  # fmt: skip
-            kept = {} if ul.action == "allow" else scores
-            rules = [*rules, rule]
-            scores = {**kept, UNSUPPORTED: 1.0}
-        verdict = evaluate(
-            rules,
-            scores,
-            pending.texts,
-            outcome.spans,
-            shadow_all=policy.mode == "shadow",
-            block_message=policy.on_block.message,
-            only=pending.only or None,
-        )
-        if script is not None:
-            named = tuple(replace(f, entities=(script,)) if f.category == UNSUPPORTED else f for f in verdict.findings)
-            verdict = replace(verdict, findings=named)
-            scores = {**outcome.scores, UNSUPPORTED: 1.0}
+            return self._fail(pending, str(outcome) or type(outcome).__name__, failure_kind(outcome))
+        result, scores = verdict(pending, outcome, self.classifiers(pending.policy))
         return self._decision(
             pending,
-            verdict.action,
+            result.action,
             scores,
-            verdict.findings,
-            verdict.texts,
-            verdict.message,
-            verdict.redactions,
+            result.findings,
+            result.texts,
+            result.message,
+            result.redactions,
         )
 
-    def _unsupported_script(self, pending: _Pending) -> str | None:
-        """The first script among the texts that a classifier declares it was not measured on, if any."""
-        declared = [getattr(c, "scripts", None) for c in self.classifiers(pending.policy)]
-        if not declared or any(d is None for d in declared):
-            return None
-        supported = frozenset().union(*[d for d in declared if d is not None])
-        for text in pending.texts:
-            script = dominant_script(text)
-            if script is not None and script not in supported:
-                return script
-        return None
-
-    def _fail(self, pending: _Pending, why: str, kind: str) -> Decision:
+    def _fail(self, pending: Pending, why: str, kind: str) -> Decision:
         """The policy's fail mode decides: closed blocks, open lets the text through and logs.
         ``kind`` (timeout, overloaded, classifier_error, invalid_scores, too_long) goes on the
         Decision and the audit event; ``error`` reads "<kind>: <why>"."""
@@ -443,7 +253,7 @@ class Guard:
 
     def _decision(
         self,
-        pending: _Pending,
+        pending: Pending,
         action: Action,
         scores: Mapping[str, float],
         findings: tuple[Finding, ...],
@@ -455,27 +265,8 @@ class Guard:
         error_kind: str | None = None,
         note: str | None = None,
     ) -> Decision:
-        messages = None
-        ex = pending.extracted
-        if ex is not None and ex.is_messages and action is Action.REWRITE:
-            messages = tuple(replace_texts(pending.payload, ex, texts))
+        decision = new_decision(pending, action, scores, findings, texts, message, redactions, error, error_kind)
         policy = pending.policy
-        decision = Decision(
-            id=uuid.uuid4().hex,
-            action=action,
-            stage=pending.stage,
-            text=texts[-1] if texts else "",
-            scores=dict(scores),
-            findings=findings,
-            policy=policy.name,
-            policy_hash=policy.hash,
-            latency_ms=(time.perf_counter() - pending.started) * 1000.0,
-            error=error,
-            message=message,
-            redactions=dict(redactions or {}),
-            messages=messages,
-            error_kind=error_kind,
-        )
         extra = {"notes": pending.notes + ([note] if note else [])} if (pending.notes or note) else None
         audit.emit(decision, pending.original, policy.audit.log_text, extra=extra, key_env=policy.audit.hash_key_env)
         metrics.observe_decision(decision)
@@ -489,10 +280,10 @@ class Guard:
 
     # -- drivers --------------------------------------------------------------------------------
 
-    def _run_sync(self, pending: _Pending) -> Decision:
+    def _run_sync(self, pending: Pending) -> Decision:
         if pending.early is not None:
             return pending.early
-        outcome: _Scores | BaseException
+        outcome: Scores | BaseException
         try:
             self._admit(pending)
             plan = self._plan(pending)
@@ -504,16 +295,16 @@ class Guard:
                 except cf.TimeoutError:
                     for f in futures:
                         f.cancel()  # still queued: never run
-                    raise _timeout(plan) from None
+                    raise timeout_error(plan) from None
             outcome = self._merge(pending, plan, results)
         except Exception as exc:  # the fail mode decides, with the error's kind
             outcome = exc
         return self._finish(pending, outcome)
 
-    async def _run_async(self, pending: _Pending) -> Decision:
+    async def _run_async(self, pending: Pending) -> Decision:
         if pending.early is not None:
             return pending.early
-        outcome: _Scores | BaseException
+        outcome: Scores | BaseException
         try:
             self._admit(pending)
             if sum(len(t) for t in pending.texts) > _ASYNC_INLINE_CHARS:
@@ -527,7 +318,7 @@ class Guard:
             except TimeoutError:
                 for f in futures:
                     f.cancel()
-                raise _timeout(plan) from None
+                raise timeout_error(plan) from None
             outcome = self._merge(pending, plan, results)
         except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
             raise
@@ -604,28 +395,3 @@ class Guard:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _merge_spans(text: str, spans: list[Span], revealed: Sequence[Span], form: Form) -> list[Span]:
-    """``spans`` of ``text``, plus the spans found in one of its readings, mapped back to ``text``
-    (where they overlap none already found)."""
-    out = list(spans)
-    for s in revealed:
-        a, b = form.to_original(s.start, s.end)
-        if a < b and not any(a < x.end and x.start < b for x in out):
-            out.append(Span(s.entity, a, b, text[a:b]))
-    return sorted(out, key=lambda x: x.start)
-
-
-def _timeout(plan: _Plan) -> CheckTimeout:
-    return CheckTimeout(f"no scores within the check's budget of {plan.budget_ms:.0f} ms")
-
-
-def _kind(exc: BaseException) -> str:
-    """The error kind of why a check could not be scored (``guardrail.errors.ERROR_KINDS``)."""
-    kind = getattr(exc, "kind", None)
-    if isinstance(kind, str):
-        return kind
-    if isinstance(exc, (TimeoutError, cf.TimeoutError)):
-        return "timeout"
-    return "classifier_error"

@@ -1,0 +1,284 @@
+"""The pure steps of one check, beside :class:`guardrail.engine.Guard` that drives them.
+
+A check's state (:class:`Pending`, :class:`Plan`, :class:`Scores`) and the steps that need no
+scheduler, audit or clock of their own: the load-time coverage check (every enforced category is
+scored by some classifier on its stage), the merge and validation of the classifiers' scores (a
+missing category, NaN or out-of-range score is ``invalid_scores``, never an allow), the rules with
+the policy's unsupported-language handling, and the error kind of a failed check. Apart from the
+engine so each is small enough to read whole, and so the sync and async drivers share one copy.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import difflib
+import math
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from guardrail._shared_models import stage_labels
+from guardrail.classifiers.base import Classifier
+from guardrail.classifiers.patterns import Span
+from guardrail.decision import Action, Decision, Finding, RuleAction
+from guardrail.errors import CheckTimeout, InvalidScores, PolicyError
+from guardrail.language import dominant_script
+from guardrail.messages import DATA_ROLES, Extracted, extract, replace_texts
+from guardrail.normalize import Form
+from guardrail.policy import Policy, Rule
+from guardrail.rules import Verdict, evaluate
+from guardrail.taxonomy import Stage, stage_ids
+
+__all__ = [
+    "UNSUPPORTED",
+    "Pending",
+    "Plan",
+    "Scores",
+    "check_coverage",
+    "failure_kind",
+    "merge_scores",
+    "merge_spans",
+    "new_decision",
+    "prepare",
+    "timeout_error",
+    "verdict",
+]
+
+UNSUPPORTED = "unsupported_language"  # the finding for text in a script the model was not measured on
+
+
+@dataclass(slots=True)
+class Pending:
+    stage: Stage
+    policy: Policy
+    started: float  # time.perf_counter(), for latency
+    started_mono: float  # time.monotonic(), for the deadline
+    original: str  # the text the decision is about (last scanned text), for audit
+    texts: tuple[str, ...] = ()
+    only: tuple[frozenset[str] | None, ...] = ()  # per text: the categories it may raise (None: all)
+    prompt: str | None = None  # output stage: the prompt; input stage: the system prompt as context
+    extracted: Extracted | None = None
+    payload: Any = None
+    early: Decision | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    scan: tuple[str, ...]  # every text the classifiers score: the forms of each of pending.texts
+    owner: tuple[int, ...]  # scan[k] is a form of pending.texts[owner[k]]
+    prompts: tuple[str | None, ...] | None
+    spans: tuple[tuple[Span, ...], ...]  # PII spans per pending text, for redaction
+    deadline: float  # time.monotonic()
+    budget_ms: float
+    needs_model: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    scores: dict[str, float]
+    spans: tuple[tuple[Span, ...], ...]
+
+
+def prepare(stage: Stage, payload: Any, prompt: Any, policy: Policy) -> Pending:
+    """A check's texts: on the input stage the turns the policy's scope reads (each tool result or
+    document limited to the data categories), with the system prompt as context when asked; on the
+    output stage the whole completion, with the prompt it answers."""
+    pending = Pending(stage, policy, time.perf_counter(), time.monotonic(), "")
+    if stage == "input":
+        ex = extract(payload, policy.input.scope)
+        pending.extracted, pending.payload = ex, payload
+        pending.notes += [f"skipped non-text part: {s}" for s in ex.skipped]
+        texts = ex.texts
+        data = frozenset(policy.input.data_categories)
+        narrow = policy.input.scope == "untrusted"
+        pending.only = tuple(data if narrow and r in DATA_ROLES else None for r in ex.roles)
+        if policy.input.system_context and ex.system:
+            pending.prompt = ex.system
+    else:
+        # a completion given as messages is checked whole (the input scope would pick no assistant turn)
+        texts = extract(payload, "all").texts if payload is not None else ("",)
+        pending.only = (None,) * len(texts)
+        if prompt is not None:
+            p = extract(prompt, "last_user").texts
+            pending.prompt = p[-1] if p else None
+    pending.texts = texts
+    pending.original = texts[-1] if texts else ""
+    return pending
+
+
+def check_coverage(policy: Policy, classifiers: Callable[[Policy], tuple[Classifier, ...]]) -> None:
+    """Every category a policy enforces must be scored by some classifier on that stage (fail
+    closed on typos, and on a category the model scores only on the other stage)."""
+    clfs = classifiers(policy)
+    stages: tuple[Stage, ...] = ("input", "output")
+    for stage in stages:
+        labels: set[str] = set()
+        for clf in clfs:
+            labels |= stage_labels(clf, stage)
+        for i, rule in enumerate(policy.rules(stage)):
+            if rule.action is not RuleAction.REDACT and not rule.is_match and rule.category not in labels:
+                raise PolicyError(
+                    f"category {rule.category!r} is not scored on the {stage} stage by the classifier(s) "
+                    f"{', '.join(c.name for c in clfs)}",
+                    file=policy.source,
+                    field=f"{stage}.rules[{i}].category",
+                )
+    known = set(stage_ids("input")) | {r.category for r in policy.input.rules}
+    for clf in clfs:
+        known |= stage_labels(clf, "input")
+    for i, cat in enumerate(policy.input.data_categories):  # a typo here would leave tool results unread
+        if cat not in known:
+            close = difflib.get_close_matches(cat, sorted(known), 1)
+            raise PolicyError(
+                f"unknown category {cat!r}",
+                file=policy.source,
+                field=f"input.data_categories[{i}]",
+                suggestion=close[0] if close else None,
+            )
+    for routed in policy.routed:  # a routed policy is held to the same check, at load time
+        check_coverage(routed, classifiers)
+
+
+def merge_scores(
+    pending: Pending, plan: Plan, clfs: Sequence[Classifier], results: Sequence[list[dict[str, float]]]
+) -> Scores:
+    """Merge every classifier's scores (per category, the highest over texts and forms), refusing
+    anything that is not a full set of probabilities: that must never read as "safe"."""
+    labels: set[str] = set()
+    for clf in clfs:
+        labels |= stage_labels(clf, pending.stage)
+    needed: set[str] = set()
+    for r in pending.policy.rules(pending.stage):
+        if r.action is not RuleAction.REDACT:
+            needed.add(r.category)
+            needed |= set(r.requires or ())
+    needed &= labels
+    merged: dict[str, float] = {}
+    for k, i in enumerate(plan.owner if results else ()):
+        only = pending.only[i] if i < len(pending.only) else None
+        seen: set[str] = set()
+        for clf, rows in zip(clfs, results, strict=True):
+            row = rows[k]
+            if not isinstance(row, Mapping):
+                raise InvalidScores(f"result {k} is a {type(row).__name__}, not a mapping", classifier=clf.name)
+            for cat, v in row.items():
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and 0 <= v <= 1):
+                    raise InvalidScores(f"score {cat}={v!r} is not a probability", classifier=clf.name)
+                seen.add(cat)
+                if (only is None or cat in only) and v > merged.get(cat, -1.0):
+                    merged[cat] = float(v)
+        missing = needed - seen
+        if missing:
+            names = ", ".join(c.name for c in clfs)
+            raise InvalidScores(f"no score for {', '.join(sorted(missing))}, which the policy uses", classifier=names)
+    return Scores(merged, plan.spans)
+
+
+def verdict(pending: Pending, outcome: Scores, clfs: Sequence[Classifier]) -> tuple[Verdict, dict[str, float]]:
+    """The rules' verdict on merged scores, and the scores the Decision reports. Text in a script no
+    classifier was measured on gets the policy's ``unsupported_language`` handling, as one more rule."""
+    policy = pending.policy
+    rules: Sequence[Any] = policy.input.rules if pending.stage == "input" else policy.output.rules
+    scores = outcome.scores
+    script = _unsupported_script(pending.texts, clfs)
+    if script is not None:
+        # text the model was never measured on: the policy's documented handling, as one more rule
+        ul = policy.unsupported_language
+        action = RuleAction.BLOCK if ul.action == "block" else RuleAction.LOG
+        rule = Rule.model_construct(
+            category=UNSUPPORTED, threshold=1.0, action=action, message=ul.message, mode="enforce",
+            entities=None, requires=None,
+        )  # fmt: skip
+        kept = {} if ul.action == "allow" else scores
+        rules = [*rules, rule]
+        scores = {**kept, UNSUPPORTED: 1.0}
+    result = evaluate(
+        rules,
+        scores,
+        pending.texts,
+        outcome.spans,
+        shadow_all=policy.mode == "shadow",
+        block_message=policy.on_block.message,
+        only=pending.only or None,
+    )
+    if script is not None:
+        named = tuple(replace(f, entities=(script,)) if f.category == UNSUPPORTED else f for f in result.findings)
+        result = replace(result, findings=named)
+        scores = {**outcome.scores, UNSUPPORTED: 1.0}
+    return result, scores
+
+
+def _unsupported_script(texts: Sequence[str], clfs: Sequence[Classifier]) -> str | None:
+    """The first script among the texts that a classifier declares it was not measured on, if any."""
+    declared = [getattr(c, "scripts", None) for c in clfs]
+    if not declared or any(d is None for d in declared):
+        return None
+    supported = frozenset().union(*[d for d in declared if d is not None])
+    for text in texts:
+        script = dominant_script(text)
+        if script is not None and script not in supported:
+            return script
+    return None
+
+
+def new_decision(
+    pending: Pending,
+    action: Action,
+    scores: Mapping[str, float],
+    findings: tuple[Finding, ...],
+    texts: Sequence[str],
+    message: str | None,
+    redactions: Mapping[str, str] | None,
+    error: str | None,
+    error_kind: str | None,
+) -> Decision:
+    """The Decision of a check; a rewrite of chat messages also carries the rewritten messages."""
+    messages = None
+    ex = pending.extracted
+    if ex is not None and ex.is_messages and action is Action.REWRITE:
+        messages = tuple(replace_texts(pending.payload, ex, texts))
+    policy = pending.policy
+    return Decision(
+        id=uuid.uuid4().hex,
+        action=action,
+        stage=pending.stage,
+        text=texts[-1] if texts else "",
+        scores=dict(scores),
+        findings=findings,
+        policy=policy.name,
+        policy_hash=policy.hash,
+        latency_ms=(time.perf_counter() - pending.started) * 1000.0,
+        error=error,
+        message=message,
+        redactions=dict(redactions or {}),
+        messages=messages,
+        error_kind=error_kind,
+    )
+
+
+def merge_spans(text: str, spans: list[Span], revealed: Sequence[Span], form: Form) -> list[Span]:
+    """``spans`` of ``text``, plus the spans found in one of its readings, mapped back to ``text``
+    (where they overlap none already found)."""
+    out = list(spans)
+    for s in revealed:
+        a, b = form.to_original(s.start, s.end)
+        if a < b and not any(a < x.end and x.start < b for x in out):
+            out.append(Span(s.entity, a, b, text[a:b]))
+    return sorted(out, key=lambda x: x.start)
+
+
+def timeout_error(plan: Plan) -> CheckTimeout:
+    return CheckTimeout(f"no scores within the check's budget of {plan.budget_ms:.0f} ms")
+
+
+def failure_kind(exc: BaseException) -> str:
+    """The error kind of why a check could not be scored (``guardrail.errors.ERROR_KINDS``)."""
+    kind = getattr(exc, "kind", None)
+    if isinstance(kind, str):
+        return kind
+    if isinstance(exc, (TimeoutError, cf.TimeoutError)):
+        return "timeout"
+    return "classifier_error"

@@ -1,0 +1,172 @@
+"""A policy test suite: its schema and its loader (``guardrail policy test``, :mod:`guardrail.policytest`).
+
+A suite is YAML (``cases:``) or JSONL (one case per line, optionally a ``{"policy": ...}`` header),
+each case a text or chat messages, its stage, an optional routing context and what must hold. The
+models are strict (``extra="forbid"``) and a malformed suite is a :class:`~guardrail.errors.PolicyError`
+naming file:line, never a silently skipped case: a misspelt key would otherwise test nothing. Apart
+from the runner so that reading a suite needs no engine; :mod:`guardrail.policytest` re-exports it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from guardrail import _yaml
+from guardrail.decision import Action
+from guardrail.errors import PolicyError
+
+__all__ = ["SUITE_SUFFIXES", "Case", "Expect", "Suite", "load_suite", "suite_files"]
+
+_FROZEN = ConfigDict(extra="forbid", frozen=True)
+SUITE_SUFFIXES = (".yaml", ".yml", ".jsonl")
+Name = Annotated[str, StringConstraints(min_length=1)]
+
+
+class Expect(BaseModel):
+    """What must hold for a case: at least one of the three."""
+
+    model_config = _FROZEN
+    action: Action | tuple[Action, ...] | None = Field(default=None, description="an action or a list of allowed ones")
+    must_fire: tuple[Name, ...] = ()
+    must_not_fire: tuple[Name, ...] = ()
+
+    @model_validator(mode="after")
+    def _something(self) -> Expect:
+        if self.action is None and not self.must_fire and not self.must_not_fire:
+            raise ValueError("expect needs action, must_fire or must_not_fire")
+        if set(self.must_fire) & set(self.must_not_fire):
+            raise ValueError("a category cannot be in both must_fire and must_not_fire")
+        return self
+
+    @property
+    def actions(self) -> tuple[Action, ...]:
+        return () if self.action is None else (self.action,) if isinstance(self.action, Action) else self.action
+
+
+class Case(BaseModel):
+    """One check and its expectation; ``line`` is where it starts in its file (set by the loader)."""
+
+    model_config = _FROZEN
+    id: Name
+    text: str | None = None
+    messages: tuple[dict[str, Any], ...] | None = None
+    stage: Literal["input", "output"] = "input"
+    prompt: str | None = None
+    context: dict[str, str] | None = None
+    expect: Expect
+    line: int | None = None
+
+    @model_validator(mode="after")
+    def _payload(self) -> Case:
+        if (self.text is None) == (self.messages is None):
+            raise ValueError("give exactly one of text or messages")
+        if self.prompt is not None and self.stage != "output":
+            raise ValueError("prompt is for stage: output (the prompt the response answers)")
+        return self
+
+    @property
+    def payload(self) -> Any:
+        return self.text if self.text is not None else [dict(m) for m in self.messages or ()]
+
+
+class Suite(BaseModel):
+    model_config = _FROZEN
+    policy: Name | None = None
+    description: str = ""
+    cases: tuple[Case, ...] = Field(min_length=1)
+    file: str = "<suite>"
+
+
+def _located(exc: ValidationError, locs: _yaml.Locations, origin: str, *, jsonl: bool = False) -> PolicyError:
+    err = exc.errors(include_url=False)[0]
+    # keep keys and indexes; drop pydantic's union-member tags such as "str-enum[Action]"
+    path: _yaml.PathKey = tuple(p for p in err["loc"] if isinstance(p, int) or str(p).isidentifier())
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] in ("enum", "literal_error"):
+        choices = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+        hint = _yaml.closest(err.get("input"), choices)
+        return _yaml.located_error(f"unknown value {err.get('input')!r}; {msg}", locs, path, origin, hint)
+    if err["type"] == "extra_forbidden":
+        model = Expect if "expect" in path else Case if ("cases" in path or jsonl) else Suite
+        valid = [v for v in model.model_fields if v not in ("line", "file")]
+        return _yaml.located_error(f"unknown key {path[-1]!r}", locs, path, origin, _yaml.closest(path[-1], valid))
+    return _yaml.located_error(msg, locs, path, origin)
+
+
+def load_suite(path: str | os.PathLike[str]) -> Suite:
+    """Read and validate one suite file; a problem is a PolicyError at file:line."""
+    p = Path(path)
+    origin = str(p)
+    if p.suffix.lower() == ".jsonl":
+        return _load_jsonl(p)
+    data, locs = _yaml.parse_yaml(_yaml.read_text(p), origin)
+    if not isinstance(data, dict) or "cases" not in data:
+        raise PolicyError("a suite is a mapping with `cases:` (and optionally `policy:`)", file=origin, line=1)
+    cases = data.get("cases")
+    if isinstance(cases, list):
+        data = {**data, "cases": [{**c, "line": locs.get(("cases", i), (origin, None))[1]} if isinstance(c, dict)
+                                  else c for i, c in enumerate(cases)]}  # fmt: skip
+    try:
+        suite = Suite.model_validate({**data, "file": origin})
+    except ValidationError as exc:
+        raise _located(exc, locs, origin) from None
+    _unique_ids(suite)
+    return suite
+
+
+def _load_jsonl(p: Path) -> Suite:
+    origin = str(p)
+    policy: str | None = None
+    cases: list[Case] = []
+    for n, line in enumerate(_yaml.read_text(p).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise PolicyError(f"not valid JSON ({exc.msg})", file=origin, line=n) from None
+        if isinstance(row, dict) and set(row) == {"policy"}:  # a header line naming the suite's policy
+            policy = row["policy"]
+            continue
+        if not isinstance(row, dict):
+            raise PolicyError("each line is a JSON object (a case)", file=origin, line=n)
+        try:
+            cases.append(Case.model_validate({**row, "line": n}))
+        except ValidationError as exc:
+            raise _located(exc, {(): (origin, n)}, origin, jsonl=True) from None
+    try:
+        suite = Suite(policy=policy, cases=tuple(cases), file=origin)
+    except ValidationError:
+        raise PolicyError("the suite has no cases", file=origin) from None
+    _unique_ids(suite)
+    return suite
+
+
+def _unique_ids(suite: Suite) -> None:
+    seen: set[str] = set()
+    for c in suite.cases:
+        if c.id in seen:
+            raise PolicyError(f"duplicate case id {c.id!r}", file=suite.file, line=c.line, field="id")
+        seen.add(c.id)
+
+
+def suite_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Files named, and the suite files (``*.yaml``, ``*.yml``, ``*.jsonl``) in folders named, sorted."""
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in SUITE_SUFFIXES and f.is_file())
+            if not found:
+                raise PolicyError("no suite files (*.yaml, *.yml, *.jsonl) in this folder", file=str(p))
+            out += found
+        else:
+            out.append(p)
+    return out

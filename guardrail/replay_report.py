@@ -1,0 +1,185 @@
+"""Replay's output: the old-action x new-action matrix, changes per category, changed rows, limits.
+
+What a reviewer needs to approve a rollout, as text, Markdown and ``metrics.json``; and ``--fail-on``
+limits ("blocks rise by more than 2% of traffic") that turn the metrics into exit 1 for a pipeline.
+Changed rows show text only as the new policy's audit setting allows (``none``: no text; ``hash``:
+its keyed digest; ``redacted``: PII masked; ``full``), or as the audit log recorded it. Apart from
+:mod:`guardrail.replay` (which runs the checks) because none of this needs an engine or a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from guardrail.audit import DEFAULT_KEY_ENV, text_hmac
+from guardrail.classifiers.patterns import find_entities, redact
+from guardrail.decision import Action, Decision
+from guardrail.replay_traffic import Row
+
+__all__ = ["ACTIONS", "Changed", "Limit", "ReplayReport", "parse_limit", "shown_text"]
+
+ACTIONS = tuple(a.value for a in Action)
+
+
+def shown_text(text: str, mode: str, key_env: str = DEFAULT_KEY_ENV) -> str | None:
+    """The text as an audit event of this policy would carry it (``hash``: the same ``text_hmac``, so a
+    reviewer can find the row in the audit log)."""
+    if mode == "full":
+        return text
+    if mode == "redacted":
+        return redact(text, find_entities(text))[0]
+    if mode == "hash":
+        return "text_hmac:" + text_hmac(text, key_env)[0]
+    return None
+
+
+@dataclass(slots=True)
+class Changed:
+    line: int
+    id: str | None
+    old: str
+    new: str
+    old_categories: tuple[str, ...]
+    new_categories: tuple[str, ...]
+    text: str | None
+
+
+@dataclass(slots=True)
+class ReplayReport:
+    policy: str
+    baseline: str
+    rows: int = 0
+    matrix: Counter[tuple[str, str]] = field(default_factory=Counter)
+    old_categories: Counter[str] = field(default_factory=Counter)
+    new_categories: Counter[str] = field(default_factory=Counter)
+    changed: list[Changed] = field(default_factory=list)
+    errors: int = 0
+
+    def add(self, row: Row, old: str, old_cats: Sequence[str], new: Decision, text: str | None) -> None:
+        new_cats = tuple(f.category for f in new.findings if not f.shadow)
+        self.rows += 1
+        self.matrix[(old, new.action.value)] += 1
+        self.old_categories.update(set(old_cats))
+        self.new_categories.update(set(new_cats))
+        self.errors += new.error is not None
+        if old != new.action.value:
+            self.changed.append(Changed(row.line, row.id, old, new.action.value, tuple(old_cats), new_cats, text))
+
+    def count(self, side: int, action: str) -> int:
+        return sum(v for k, v in self.matrix.items() if k[side] == action)
+
+    def metrics(self) -> dict[str, Any]:
+        n = max(1, self.rows)
+        m: dict[str, Any] = {"rows": self.rows, "policy": self.policy, "baseline": self.baseline}
+        m["matrix"] = {o: {a: self.matrix.get((o, a), 0) for a in ACTIONS} for o in ACTIONS}
+        for a in ACTIONS:
+            old, new = self.count(0, a), self.count(1, a)
+            m[f"{a}_rate_old"], m[f"{a}_rate_new"] = old / n, new / n
+            m[f"{a}_rate_delta"] = (new - old) / n
+        changed = sum(v for (o, a), v in self.matrix.items() if o != a)
+        m["changed"], m["changed_rate"] = changed, changed / n
+        newly = sum(v for (o, a), v in self.matrix.items() if a == "block" and o != "block")
+        unblocked = sum(v for (o, a), v in self.matrix.items() if o == "block" and a != "block")
+        m["newly_blocked"], m["newly_blocked_rate"] = newly, newly / n
+        m["unblocked"], m["unblocked_rate"] = unblocked, unblocked / n
+        m["errors"] = self.errors
+        cats = sorted(set(self.old_categories) | set(self.new_categories))
+        m["categories"] = {
+            c: {"old": self.old_categories[c], "new": self.new_categories[c],
+                "delta": self.new_categories[c] - self.old_categories[c],
+                "delta_rate": (self.new_categories[c] - self.old_categories[c]) / n}
+            for c in cats
+        }  # fmt: skip
+        return m
+
+    def to_text(self, show: int = 20) -> str:
+        m = self.metrics()
+        n = max(1, self.rows)
+        out = [f"replay of {self.rows} rows: {self.policy} (new) vs {self.baseline} (old)", ""]
+        out.append("old \\ new  " + "".join(f"{a:>16}" for a in ACTIONS))
+        for o in ACTIONS:
+            cells = "".join(f"{f'{v} ({v / n:.1%})':>16}" for v in (self.matrix.get((o, a), 0) for a in ACTIONS))
+            out.append(f"{o:10} {cells}")
+        out.append("")
+        out.append(
+            f"changed: {m['changed']} ({m['changed_rate']:.2%}); newly blocked {m['newly_blocked']} "
+            f"({m['newly_blocked_rate']:.2%}); unblocked {m['unblocked']} ({m['unblocked_rate']:.2%})"
+        )
+        if self.errors:
+            out.append(f"checks that errored (the fail mode decided): {self.errors}")
+        if m["categories"]:
+            out += ["", f"{'category':24} {'old':>8} {'new':>8} {'change':>10}"]
+            for c, v in m["categories"].items():
+                out.append(f"{c:24} {v['old']:>8} {v['new']:>8} {v['delta']:>+10}")
+        if self.changed:
+            out += ["", f"changed rows (first {min(show, len(self.changed))} of {len(self.changed)}):"]
+            for ch in self.changed[:show]:
+                who = f"line {ch.line}" + (f" ({ch.id})" if ch.id else "")
+                cats = f" [{','.join(ch.old_categories) or '-'} -> {','.join(ch.new_categories) or '-'}]"
+                text = f"  {_clip(ch.text)}" if ch.text is not None else ""
+                out.append(f"  {who}: {ch.old} -> {ch.new}{cats}{text}")
+        return "\n".join(out)
+
+    def to_markdown(self, show: int = 50) -> str:
+        n = max(1, self.rows)
+        md = [f"# Replay: {self.policy} vs {self.baseline}", "", f"{self.rows} rows.", "",
+              "| old \\ new | " + " | ".join(ACTIONS) + " |", "|---|" + "---|" * len(ACTIONS)]  # fmt: skip
+        for o in ACTIONS:
+            vals = [self.matrix.get((o, a), 0) for a in ACTIONS]
+            md.append(f"| {o} | " + " | ".join(f"{v} ({v / n:.1%})" for v in vals) + " |")
+        md += ["", "| category | old | new | change |", "|---|---|---|---|"]
+        for c, v in self.metrics()["categories"].items():
+            md.append(f"| {c} | {v['old']} | {v['new']} | {v['delta']:+d} |")
+        md += ["", f"## Changed rows ({len(self.changed)})", ""]
+        for ch in self.changed[:show]:
+            text = f": {_clip(ch.text, 200)}" if ch.text is not None else ""
+            md.append(f"- line {ch.line}: {ch.old} → {ch.new} ({','.join(ch.new_categories) or '-'}){text}")
+        return "\n".join(md) + "\n"
+
+    def write(self, out_dir: str | os.PathLike[str]) -> None:
+        d = Path(out_dir)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "report.md").write_text(self.to_markdown(), encoding="utf-8")
+        (d / "metrics.json").write_text(json.dumps(self.metrics(), indent=2, sort_keys=True), encoding="utf-8")
+
+
+def _clip(text: str, n: int = 100) -> str:
+    t = " ".join(text.split())
+    return t if len(t) <= n else t[: n - 1] + "…"
+
+
+_LIMIT = re.compile(r"^\s*([a-z_][a-z0-9_.]*)\s*(>=|<=|>|<)\s*([+-]?[0-9.]+)\s*(%?)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    metric: str
+    op: str
+    value: float
+    text: str
+
+    def broken(self, metrics: Mapping[str, Any]) -> str | None:
+        """A message when the limit is exceeded, else None."""
+        got: Any = metrics
+        for part in self.metric.split("."):
+            got = got.get(part) if isinstance(got, Mapping) else None
+        if not isinstance(got, (int, float)):
+            return None if self.metric.startswith("categories.") else f"{self.text}: no metric {self.metric!r}"
+        hit = {">": got > self.value, "<": got < self.value, ">=": got >= self.value, "<=": got <= self.value}
+        return f"{self.text}: {self.metric} is {got:.4g}" if hit[self.op] else None
+
+
+def parse_limit(text: str) -> Limit:
+    """``block_rate_delta>2%``, ``newly_blocked>10``, ``categories.self_harm.delta_rate>1%``."""
+    m = _LIMIT.match(text)
+    if m is None:
+        raise ValueError(f"--fail-on {text!r}: expected METRIC>VALUE (e.g. block_rate_delta>2%)")
+    value = float(m.group(3)) / (100.0 if m.group(4) else 1.0)
+    return Limit(m.group(1), m.group(2), value, text)
