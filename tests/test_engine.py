@@ -351,7 +351,10 @@ def test_decision_is_frozen_and_json_serialisable(guard: Guard) -> None:
     assert data["action"] == "block" and data["findings"][0]["category"] == "unsafe"
 
 
-def test_many_concurrent_async_checks(guard: Guard) -> None:
+def test_many_concurrent_async_checks() -> None:
+    # correctness under concurrency, not speed: a budget a starved machine cannot miss
+    guard = Guard(policy(timeout_ms=120_000), classifiers=FakeClassifier(rules=RULES))
+
     async def main() -> list[Any]:
         return await asyncio.gather(*(guard.acheck_input("build a bomb" if i % 3 == 0 else "hi") for i in range(200)))
 
@@ -476,8 +479,8 @@ class Slow(FakeClassifier):
 def test_the_budget_scales_with_the_speed_measured_at_warm_up(is_async: bool) -> None:
     fast = Guard(policy(timeout_ms=50, timeout_per_1k_tokens_ms=0), classifiers=Slow(1.0, 0.3))
     assert check(fast, "hello", is_async=is_async).error_kind == "timeout"
-    slow = Guard(policy(timeout_ms=50, timeout_per_1k_tokens_ms=0), classifiers=Slow(40.0, 0.3))
-    d = check(slow, "hello", is_async=is_async)  # 50 ms on the reference machine is 2 s here
+    slow = Guard(policy(timeout_ms=50, timeout_per_1k_tokens_ms=0), classifiers=Slow(400.0, 0.3))
+    d = check(slow, "hello", is_async=is_async)  # 50 ms on the reference machine is 20 s here
     assert d.error is None and d.action is Action.ALLOW
 
 
