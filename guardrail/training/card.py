@@ -41,10 +41,18 @@ def known_weaknesses(summary: dict[str, Any]) -> list[str]:
             if weak_recall or weak_fpr:
                 what = "misses most of" if weak_recall and x < 0.5 else "is weak on" if weak_recall else "over-flags"
                 out.append(f"- {what} **{key}** ({metric} {x:.3f}, n {v.get('n', '?')}).")
-    out.append(
-        "- Multilingual input: only machine-translated XSafety rows were seen in training; "
-        "expect lower recall outside English."
-    )
+    langs = summary.get("languages") or {}
+    if langs:
+        worst = sorted(langs, key=lambda k: langs[k].get("unsafe_recall") or 0.0)[:3]
+        out.append(
+            f"- Multilingual input: {len(langs)} languages measured (per-language table above); lowest harmful "
+            f"recall on dev: {', '.join(worst)}. Few dev rows per language: treat one language's numbers as rough."
+        )
+    else:
+        out.append(
+            "- Multilingual input: only machine-translated XSafety rows were seen in training; "
+            "expect lower recall outside English."
+        )
     out.append(
         "- Role-play and nested-fiction jailbreaks unlike any training template (DeepInception style) "
         "are the hardest family; pair the model with the `strict` policy or an LLM judge where they matter."
