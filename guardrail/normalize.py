@@ -317,6 +317,20 @@ def _leet(text: str, spans: OffsetMap | None) -> tuple[str, OffsetMap | None, in
 # -- forms ----------------------------------------------------------------------------------------
 
 _FENCE = re.compile(r"```[^\n`]*\n?(.*?)```", re.S)
+# Code, not prose hidden in a fence: out of its fence a code comment reads like a message and was scored as one
+# (jailbreak 0.99 on an ESLint comment, 0.15 in its fence); the model reads fenced code itself.
+_CODE_LINE = re.compile(
+    r"^\s*(?:(?:def|class|import|from|return|function|const|let|var|public|private|package|fn|func|SELECT|INSERT|"
+    r"UPDATE|DELETE|CREATE)\b|#include|#!|//|/\*|<\w+[ >/]|\$ )",
+    re.M,
+)
+_CODE_CHARS = frozenset("{}[]();=<>_\\|&$")
+
+
+def _looks_like_code(text: str) -> bool:
+    if _CODE_LINE.search(text):
+        return True
+    return sum(ch in _CODE_CHARS for ch in text) >= 0.04 * max(1, len(text))
 
 
 _SEGMENT = re.compile(r"[^\n:]+")
@@ -380,6 +394,8 @@ def forms(text: str) -> list[Form]:
         if sum(len(m.group(0)) for m in fenced) >= 0.5 * len(primary):  # mostly fenced: look inside
             for m in fenced[:2]:
                 inner = m.group(1)
+                if _looks_like_code(inner):
+                    continue
                 segs = (_Seg(0, len(inner), m.start(1), m.end(1), True),)
                 extras.append(Form(inner, "fenced", OffsetMap(segs, pmap)))
     seen = {primary}
