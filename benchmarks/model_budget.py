@@ -84,9 +84,9 @@ def texts_of(tokenizer: Any, n_tokens: int, count: int) -> list[str]:
 def check_times(model: Path, n_tokens: int, count: int) -> list[float]:
     import guardrail
     from guardrail.classifiers.onnx import OnnxClassifier
-    from guardrail.policy import load_policy
+    from guardrail.evaluation.evaluator import with_model
 
-    policy = load_policy("default").model_copy(update={"model": str(model), "timeout_ms": 600_000})
+    policy = with_model("default", model).model_copy(update={"timeout_ms": 600_000})
     guard = guardrail.Guard(policy)
     clf = OnnxClassifier(model)
     clf._load()
@@ -109,9 +109,9 @@ def pct(values: list[float], q: float) -> float:
 
 def rss_child(model: str) -> None:
     import guardrail
-    from guardrail.policy import load_policy
+    from guardrail.evaluation.evaluator import with_model
 
-    policy = load_policy("default").model_copy(update={"model": model, "timeout_ms": 600_000})
+    policy = with_model("default", model).model_copy(update={"timeout_ms": 600_000})
     guard = guardrail.Guard(policy)
     for n in (16, 64, 256, 4000):
         guard.check_input(" ".join(WORDS[i % len(WORDS)] for i in range(n)))
