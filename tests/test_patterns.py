@@ -73,7 +73,7 @@ POSITIVES: list[tuple[str, str]] = [
     ("phone", "(555) 123-4567"),
     ("phone", "555-123-4567"),
     ("phone", "555.123.4567"),
-    ("phone", "1-800-555-0199"),
+    ("phone", "1-415-555-0199"),
     ("phone", "+14155552671"),
     ("phone", "+44 20 7946 0958"),
     ("phone", "020 7946 0958"),
@@ -480,3 +480,13 @@ def test_report_cost_of_scanning_a_prompt(capsys: pytest.CaptureFixture[str]) ->
     assert len(find_entities(prompt)) == 6
     with capsys.disabled():
         print(f"\n[patterns] find_entities + redact on a 500-char prompt: {', '.join(results)}")
+
+
+@pytest.mark.parametrize(
+    "number", ["1-800-662-4357", "(888) 555-1212", "+1 800 273 8255", "0800 123 4567", "+44 808 800 5000"]
+)
+def test_toll_free_numbers_are_not_personal_data(number: str) -> None:
+    # Help lines and customer service: an answer pointing to a crisis line must keep the number.
+    text = f"If you need someone to talk to, call {number} any time."
+    assert [s for s in find_entities(text) if s.entity == "phone"] == []
+    assert [s.entity for s in find_entities("or text me on 555-867-5309")] == ["phone"]

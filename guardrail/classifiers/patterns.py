@@ -155,14 +155,27 @@ def _digit_count(s: str) -> int:
     return sum(c.isdigit() for c in s)
 
 
+# Toll-free numbers belong to organisations (help lines, customer service), not people: an answer that points to
+# a crisis line must keep the number. North American 800/833/844/855/866/877/888 and UK 0800/0808 freephone.
+_TOLL_FREE = re.compile(r"1?8(?:00|33|44|55|66|77|88)\d{7}|(?:44|0)80[08]\d{6,7}")
+
+
+def _toll_free(s: str) -> bool:
+    return _TOLL_FREE.fullmatch("".join(c for c in s.replace("(0)", "") if c.isdigit())) is not None
+
+
+def _us_phone(_text: str, m: re.Match[str]) -> tuple[int, int] | None:
+    return None if _toll_free(m.group()) else m.span()
+
+
 def _intl_phone(_text: str, m: re.Match[str]) -> tuple[int, int] | None:
     s = m.group()
     n = _digit_count(s) - ("(0)" in s)  # the trunk zero is not part of the E.164 number
-    return m.span() if 8 <= n <= 15 else None
+    return m.span() if 8 <= n <= 15 and not _toll_free(s) else None
 
 
 def _national_phone(_text: str, m: re.Match[str]) -> tuple[int, int] | None:
-    return m.span() if 10 <= _digit_count(m.group()) <= 12 else None
+    return m.span() if 10 <= _digit_count(m.group()) <= 12 and not _toll_free(m.group()) else None
 
 
 # ---------------------------------------------------------------------------------------- credit_card
@@ -401,7 +414,7 @@ _DETECTORS: Final[tuple[_Detector, ...]] = (
     _Detector("ip_address", _IPV4, _ipv4, _contains(".")),
     _Detector("ip_address", _IPV6, _ipv6, lambda text: "::" in text or text.count(":") >= 6),
     _Detector("phone", _PHONE_INTL, _intl_phone, _contains("+")),
-    _Detector("phone", _PHONE_US, _whole, _has_digit),
+    _Detector("phone", _PHONE_US, _us_phone, _has_digit),
     _Detector("phone", _PHONE_NATIONAL, _national_phone, _contains("0")),
     _Detector("phone", _PHONE_FR_DOTS, _whole, _contains("0")),
 )
