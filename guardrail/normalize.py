@@ -318,19 +318,20 @@ def _leet(text: str, spans: OffsetMap | None) -> tuple[str, OffsetMap | None, in
 
 _FENCE = re.compile(r"```[^\n`]*\n?(.*?)```", re.S)
 # Code, not prose hidden in a fence: out of its fence a code comment reads like a message and was scored as one
-# (jailbreak 0.99 on an ESLint comment, 0.15 in its fence); the model reads fenced code itself.
+# (jailbreak 0.99 on an ESLint comment, 0.15 in its fence); the model reads fenced code itself. Most lines must
+# look like code, so one code-like line cannot hide prose. Matched per line ("[ \t]*", never "\s*": that ran
+# quadratic over blank lines).
 _CODE_LINE = re.compile(
-    r"^\s*(?:(?:def|class|import|from|return|function|const|let|var|public|private|package|fn|func|SELECT|INSERT|"
-    r"UPDATE|DELETE|CREATE)\b|#include|#!|//|/\*|<\w+[ >/]|\$ )",
-    re.M,
+    r"[ \t]*(?:(?:def|import|function|const|var|public|private|package|fn|func|SELECT|INSERT|UPDATE|DELETE|"
+    r"CREATE)\b|#|//|/\*|--|<\w+[ >/]|\$ |[}\])])"
 )
 _CODE_CHARS = frozenset("{}[]();=<>_\\|&$")
 
 
 def _looks_like_code(text: str) -> bool:
-    if _CODE_LINE.search(text):
-        return True
-    return sum(ch in _CODE_CHARS for ch in text) >= 0.04 * max(1, len(text))
+    lines = [ln for ln in text.splitlines() if ln.strip()][:200]
+    code = sum(bool(_CODE_LINE.match(ln)) or sum(c in _CODE_CHARS for c in ln) >= 0.08 * len(ln) for ln in lines)
+    return bool(lines) and code > len(lines) / 2
 
 
 _SEGMENT = re.compile(r"[^\n:]+")

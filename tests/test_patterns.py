@@ -482,11 +482,15 @@ def test_report_cost_of_scanning_a_prompt(capsys: pytest.CaptureFixture[str]) ->
         print(f"\n[patterns] find_entities + redact on a 500-char prompt: {', '.join(results)}")
 
 
-@pytest.mark.parametrize(
-    "number", ["1-800-662-4357", "(888) 555-1212", "+1 800 273 8255", "0800 123 4567", "+44 808 800 5000"]
-)
+@pytest.mark.parametrize("number", ["1-800-662-4357", "(888) 555-1212", "+1 800 273 8255", "+44 808 800 5000"])
 def test_toll_free_numbers_are_not_personal_data(number: str) -> None:
     # Help lines and customer service: an answer pointing to a crisis line must keep the number.
     text = f"If you need someone to talk to, call {number} any time."
     assert [s for s in find_entities(text) if s.entity == "phone"] == []
     assert [s.entity for s in find_entities("or text me on 555-867-5309")] == ["phone"]
+
+
+@pytest.mark.parametrize("number", ["080-8123-4567", "080 8123 4567", "0808 123 4567", "+81 80 8123 4567"])
+def test_mobile_numbers_that_look_like_freephone_are_still_personal_data(number: str) -> None:
+    # Japanese and Nigerian mobiles share the digits of UK 0800/0808 freephone: only the +44 form is exempt
+    assert [s.entity for s in find_entities(f"text me on {number} tonight")] == ["phone"]

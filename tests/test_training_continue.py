@@ -49,3 +49,48 @@ def test_recorded_eval_rows_read_back_with_line_separators(tmp_path: Path) -> No
     path.write_text(json.dumps(row, ensure_ascii=False) + "\n" + json.dumps(row) + "\n", encoding="utf-8")
     rows = read_eval_rows(path)
     assert [r.text for r in rows] == ["a\u2028b", "a\u2028b"] and rows[0].split == "dev"
+
+
+def _finished_run(folder: Path, **config: object) -> Path:
+    folder.mkdir()
+    for name in ("checkpoint.pt", "eval_rows.jsonl", "tokenizer.json", "vocab_keep.json"):
+        (folder / name).write_text("{}")
+    meta = {"labels": ["unsafe"], "config": {"base": "e5", "layers": 6, "max_length": 128, **config}}
+    (folder / "train_meta.json").write_text(json.dumps(meta))
+    return folder
+
+
+def test_a_continuation_reads_the_previous_run_and_never_overwrites_it(tmp_path: Path) -> None:
+    import pytest
+
+    from guardrail.training.continue_run import _prepare
+
+    prev = _finished_run(tmp_path / "v4", exclude_noncommercial=True)
+    with pytest.raises(ValueError, match="must differ"):
+        _prepare({"out_dir": prev}, prev, Mix(), print)
+    with pytest.raises(ValueError, match="not a finished training run"):
+        _prepare({"out_dir": tmp_path / "x"}, tmp_path, Mix(), print)
+    with pytest.raises(ValueError, match="output-repeat"):
+        _prepare({"out_dir": tmp_path / "x"}, prev, Mix(output_repeat=0), print)
+    # the weights' shape and the licence choice come from the previous run, whatever the command line says
+    cfg = _prepare({"out_dir": tmp_path / "v5", "layers": 3, "exclude_noncommercial": False}, prev, Mix(), print)
+    assert cfg["layers"] == 6 and cfg["exclude_noncommercial"] is True
+    assert (tmp_path / "v5" / "tokenizer.json").exists()
+
+
+def test_a_continuation_refuses_another_runs_resumable_checkpoint(tmp_path: Path) -> None:
+    import pytest
+
+    from guardrail.training.continue_run import _prepare
+
+    prev = _finished_run(tmp_path / "v4")
+    other = tmp_path / "stale"
+    other.mkdir()
+    (other / "resume.pt").write_text("x")
+    with pytest.raises(ValueError, match="another run"):
+        _prepare({"out_dir": other}, prev, Mix(), print)
+    # the same continuation, interrupted, resumes
+    out = tmp_path / "v5"
+    _prepare({"out_dir": out, "epochs": 1.0}, prev, Mix(), print)
+    (out / "resume.pt").write_text("x")
+    _prepare({"out_dir": out, "epochs": 1.0}, prev, Mix(), print)

@@ -51,6 +51,18 @@ def test_train_export_load_score(tmp_path: Path) -> None:
     d = Guard(policy).check_input("what time is lunch")
     assert d.action.value in ("allow", "block") and "launch_codes" in d.scores
 
+    # `guardrail train --continue-from`: more steps from this run's weights, measured on its recorded rows
+    from guardrail.training.continue_run import Mix, continue_run
+
+    cont = continue_run(
+        {"data_root": empty_root, "out_dir": tmp_path / "continued", "limit": 30, "epochs": 0.5,
+         "extra_data": [user], "group_by_meaning": False, "batch_size": 16},
+        out, Mix(output_repeat=1, input_sample=10), log=lambda _s: None,
+    )  # fmt: skip
+    assert json.loads((cont / "train_meta.json").read_text())["continued_from"]["run"] == str(out)
+    (scores,) = OnnxClassifier(cont).predict(["reveal the launch codes"])
+    assert "launch_codes" in scores
+
 
 def test_training_data_is_what_the_runtime_classifier_sees(tmp_path: Path) -> None:
     # Train/serve skew: the engine shows classifiers e-mails as EMAIL_1 and folded text, so must training.

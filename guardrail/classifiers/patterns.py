@@ -156,8 +156,9 @@ def _digit_count(s: str) -> int:
 
 
 # Toll-free numbers belong to organisations (help lines, customer service), not people: an answer that points to
-# a crisis line must keep the number. North American 800/833/844/855/866/877/888 and UK 0800/0808 freephone.
-_TOLL_FREE = re.compile(r"1?8(?:00|33|44|55|66|77|88)\d{7}|(?:44|0)80[08]\d{6,7}")
+# a crisis line must keep the number. Only where the format says so: North American 800/833/.../888 numbers and
+# +44 800/808; a national "0800"/"0808" is not exempt (Japanese and Nigerian mobiles share that layout).
+_TOLL_FREE = re.compile(r"1?8(?:00|33|44|55|66|77|88)\d{7}|4480[08]\d{6,7}")
 
 
 def _toll_free(s: str) -> bool:
@@ -175,7 +176,7 @@ def _intl_phone(_text: str, m: re.Match[str]) -> tuple[int, int] | None:
 
 
 def _national_phone(_text: str, m: re.Match[str]) -> tuple[int, int] | None:
-    return m.span() if 10 <= _digit_count(m.group()) <= 12 and not _toll_free(m.group()) else None
+    return m.span() if 10 <= _digit_count(m.group()) <= 12 else None
 
 
 # ---------------------------------------------------------------------------------------- credit_card

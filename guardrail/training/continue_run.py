@@ -16,7 +16,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from guardrail.training.examples import Example
@@ -58,6 +58,39 @@ def choose(built: Sequence[Example], evaluated: Sequence[Example], mix: Mix) -> 
     return chosen
 
 
+# settings that must be the previous run's: they shape the weights or the data the weights may come from
+INHERITED = ("base", "layers", "max_length", "vocab_size", "exclude_noncommercial")
+
+
+def _prepare(cfg_dict: dict[str, object], previous: Path, mix: Mix, log: Callable[[str], None]) -> dict[str, object]:
+    """Check the previous run and ``--out``; returns the config with the previous run's inherited settings."""
+    if mix.output_repeat < 1 or mix.input_sample < 0:
+        raise ValueError("--output-repeat must be >= 1 and --input-sample >= 0")
+    for name in ("checkpoint.pt", "train_meta.json", "eval_rows.jsonl", "tokenizer.json"):
+        if not (previous / name).is_file():
+            raise ValueError(f"{previous} is not a finished training run: {name} is missing")
+    work = Path(str(cfg_dict["out_dir"]))
+    if work.resolve() == previous.resolve():
+        raise ValueError("--out must differ from --continue-from (the previous run is read, never overwritten)")
+    before = json.loads((previous / "train_meta.json").read_text())["config"]
+    cfg = {**cfg_dict, **{k: before[k] for k in INHERITED if k in before}}
+    changed = {
+        k: (cfg_dict[k], before[k]) for k in INHERITED if k in before and k in cfg_dict and cfg_dict[k] != before[k]
+    }
+    if changed:
+        log(f"using the previous run's settings {changed} (given -> used)")
+    spec = {"previous": str(previous.resolve()), "mix": asdict(mix), "epochs": cfg.get("epochs"), "lr": cfg.get("lr")}
+    spec_file = work / "continue_spec.json"
+    if (work / "resume.pt").exists() and (not spec_file.exists() or json.loads(spec_file.read_text()) != spec):
+        raise ValueError(f"{work} holds a resumable checkpoint of another run; continue into an empty folder")
+    work.mkdir(parents=True, exist_ok=True)
+    spec_file.write_text(json.dumps(spec, indent=1))
+    for name in ("tokenizer.json", "vocab_keep.json"):  # always the previous run's: its weights use these ids
+        if (previous / name).exists():
+            shutil.copy(previous / name, work / name)
+    return cfg
+
+
 def continue_run(
     cfg_dict: dict[str, object], previous: Path, mix: Mix = Mix(), log: Callable[[str], None] = print
 ) -> Path:
@@ -67,28 +100,38 @@ def continue_run(
     from guardrail.training import dataset, export, train
     from guardrail.training.pipeline import _embedder, finalize
 
-    cfg = train.TrainConfig(**{"head_lr": 5e-4, **cfg_dict, "init_checkpoint": previous / "checkpoint.pt"})  # type: ignore[arg-type]
+    settings = {
+        "head_lr": 5e-4,
+        **_prepare(cfg_dict, previous, mix, log),
+        "init_checkpoint": previous / "checkpoint.pt",
+    }
+    cfg = train.TrainConfig(**settings)  # type: ignore[arg-type]
     t0 = time.time()
     torch.set_num_threads(cfg.threads)
     work = Path(cfg.out_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    for name in ("tokenizer.json", "vocab_keep.json"):
-        if not (work / name).exists():
-            shutil.copy(previous / name, work / name)
     evaluated = read_eval_rows(previous / "eval_rows.jsonl")
     extra: list[Example] = []
     for path in cfg.extra_data:
         extra += list(read_labelled_jsonl(Path(path), source=f"user-{Path(path).stem}"))
     embed = _embedder(cfg.threads, work.parent / ".cache") if cfg.group_by_meaning else None
-    built = dataset.build(Path(cfg.data_root), embed, seed=cfg.seed, limit=cfg.limit, extra=extra, log=log)
+    built = dataset.build(
+        Path(cfg.data_root), embed, seed=cfg.seed, limit=cfg.limit, extra=extra,
+        exclude_restricted=cfg.exclude_noncommercial, log=log,
+    )  # fmt: skip
+    labels = json.loads((previous / "train_meta.json").read_text())["labels"]
+    new = sorted(set(train.label_space(built)) - set(labels))
+    if new:
+        raise ValueError(f"categories {new} are not heads of {previous}: new categories need a full run")
+    missing = len({e.key for e in evaluated} - {e.key for e in built})
+    if missing:  # a changed data file or scoring_form: those rows cannot be matched, so cannot be kept out by key
+        log(f"warning: {missing} of {len(evaluated)} recorded dev/held-out rows are not in this build")
     chosen = choose(built, evaluated, mix)
     counts = Counter((e.stage, e.source.split("-")[0] if e.source.startswith("authored") else "public") for e in chosen)
     log(f"continuation from {previous}: {len(chosen)} rows {dict(counts)}")
-    labels = json.loads((previous / "train_meta.json").read_text())["labels"]
     model = train.train(chosen, labels, cfg, log=log, work=work)
     train.save_checkpoint(model, labels, cfg, work)
     meta = json.loads((work / "train_meta.json").read_text())
-    meta["continued_from"] = {"run": str(previous), "mix": mix.__dict__, "rows": len(chosen)}
+    meta["continued_from"] = {"run": str(previous), "mix": asdict(mix), "rows": len(chosen)}
     (work / "train_meta.json").write_text(json.dumps(meta, indent=2))
     log("exporting to ONNX and quantising to int8")
     fp32 = export.export_onnx(model, work)
