@@ -43,7 +43,13 @@ def known_weaknesses(summary: dict[str, Any]) -> list[str]:
                 out.append(f"- {what} **{key}** ({metric} {x:.3f}, n {v.get('n', '?')}).")
     langs = summary.get("languages") or {}
     if langs:
-        worst = sorted(langs, key=lambda k: langs[k].get("unsafe_recall") or 0.0)[:3]
+        measured = [
+            k
+            for k in langs
+            if isinstance(langs[k].get("unsafe_recall"), float)
+            and langs[k]["unsafe_recall"] == langs[k]["unsafe_recall"]
+        ]  # a NaN recall is not equal to itself
+        worst = sorted(measured, key=lambda k: langs[k]["unsafe_recall"])[:3]
         out.append(
             f"- Multilingual input: {len(langs)} languages measured (per-language table above); lowest harmful "
             f"recall on dev: {', '.join(worst)}. Few dev rows per language: treat one language's numbers as rough."
