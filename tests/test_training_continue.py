@@ -94,3 +94,29 @@ def test_a_continuation_refuses_another_runs_resumable_checkpoint(tmp_path: Path
     _prepare({"out_dir": out, "epochs": 1.0}, prev, Mix(), print)
     (out / "resume.pt").write_text("x")
     _prepare({"out_dir": out, "epochs": 1.0}, prev, Mix(), print)
+
+
+def test_translations_stay_on_the_side_of_the_split_of_their_english_original() -> None:
+    # grouping by meaning renames English groups to clusters; a translation must follow, or an original trains
+    # while its translations are measured on dev
+    import numpy as np
+
+    from guardrail.training.dataset import assign_splits, group_by_meaning
+
+    rows = []
+    for i in range(40):
+        for lang in ("en", "ru", "zh"):
+            ex = _ex(f"sentence {i} in {lang}", "xsafety", group=f"xs-{i}", split=None)
+            ex.meta = {"lang": lang}
+            rows.append(ex)
+
+    def embed(texts: object) -> np.ndarray:
+        return np.eye(len(list(texts)), 8, dtype=np.float32) + 0.01  # type: ignore[arg-type]
+
+    group_by_meaning(rows, embed, log=lambda _s: None)
+    assign_splits(rows, dev_fraction=0.3, seed=1)
+    by_sentence: dict[str, set[str | None]] = {}
+    for ex in rows:
+        by_sentence.setdefault(ex.text.split(" in ")[0], set()).add(ex.split)
+    assert all(len(splits) == 1 for splits in by_sentence.values())
+    assert {ex.split for ex in rows} == {"train", "dev"}

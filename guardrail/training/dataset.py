@@ -184,6 +184,24 @@ def semantic_groups(
         examples[i].group = f"cluster-{find(j)}"
 
 
+def group_by_meaning(examples: list[Example], embed: Embedder, log: Callable[[str], None] = print) -> None:
+    """Merge near-duplicate English rows' groups; other languages follow their English sibling's group.
+
+    The grouping encoder is English (MiniLM): non-Latin text is mostly [UNK] to it and would merge into meaningless
+    clusters, so only English rows are compared. A translation keeps its declared group (XSafety's rows share one
+    per sentence), and that group is renamed with its English original's cluster: left behind, an original could
+    train while its translations were measured on dev (a review counted 114 such XSafety groups in v4's split).
+    """
+    english = [ex for ex in examples if ex.meta.get("lang", "en") == "en"]
+    log(f"grouping {len(english)} English examples by meaning")
+    declared = [ex.group for ex in english]
+    semantic_groups(english, embed)
+    renamed = {old: ex.group for old, ex in zip(declared, english, strict=True)}
+    for ex in examples:
+        if ex.meta.get("lang", "en") != "en" and ex.group in renamed:
+            ex.group = renamed[ex.group]
+
+
 def assign_splits(examples: list[Example], *, dev_fraction: float = 0.1, seed: int = 0) -> None:
     """Random dev split by group; held-out sources keep their ``holdout`` mark."""
     groups = sorted({ex.group for ex in examples if ex.split is None})
@@ -211,11 +229,7 @@ def build(
     examples += long_context_variants(examples, n=3000 if limit is None else min(limit, 50), seed=seed)
     examples += document_windows(examples, n=3000 if limit is None else min(limit, 50), seed=seed)
     if embed is not None:
-        # the grouping encoder is English (MiniLM): non-Latin text is mostly [UNK] to it and would merge into
-        # meaningless clusters, so other languages keep their own groups (XSafety's are its translations)
-        english = [ex for ex in examples if ex.meta.get("lang", "en") == "en"]
-        log(f"grouping {len(english)} English examples by meaning")
-        semantic_groups(english, embed)
+        group_by_meaning(examples, embed, log)
     from guardrail.training.augment import obfuscated_variants
 
     examples += obfuscated_variants(examples, n=5000 if limit is None else min(limit, 50), seed=seed)
