@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from guardrail.training.examples import Example
-from guardrail.training.sources import read_labelled_jsonl
 
 
 @dataclass(frozen=True)
@@ -97,8 +96,8 @@ def continue_run(
     """Train ``cfg.epochs`` over the mix from ``previous``'s weights; export and measure on its dev rows."""
     import torch
 
-    from guardrail.training import dataset, export, train
-    from guardrail.training.pipeline import _embedder, finalize
+    from guardrail.training import export, train
+    from guardrail.training.pipeline import build_examples, finalize
 
     settings = {
         "head_lr": 5e-4,
@@ -110,14 +109,7 @@ def continue_run(
     torch.set_num_threads(cfg.threads)
     work = Path(cfg.out_dir)
     evaluated = read_eval_rows(previous / "eval_rows.jsonl")
-    extra: list[Example] = []
-    for path in cfg.extra_data:
-        extra += list(read_labelled_jsonl(Path(path), source=f"user-{Path(path).stem}"))
-    embed = _embedder(cfg.threads, work.parent / ".cache") if cfg.group_by_meaning else None
-    built = dataset.build(
-        Path(cfg.data_root), embed, seed=cfg.seed, limit=cfg.limit, extra=extra,
-        exclude_restricted=cfg.exclude_noncommercial, log=log,
-    )  # fmt: skip
+    built = build_examples(cfg, log)
     labels = json.loads((previous / "train_meta.json").read_text())["labels"]
     new = sorted(set(train.label_space(built)) - set(labels))
     if new:

@@ -318,23 +318,31 @@ def set_metrics(
     return out
 
 
-def run(cfg_dict: dict[str, object] | None = None, log: Callable[[str], None] = print) -> Path:
-    """The whole pipeline; returns the finished model folder."""
-    import torch
+def build_examples(cfg: Any, log: Callable[[str], None] = print) -> list[Example]:
+    """The run's rows: the public sources and the user's ``extra_data``, grouped by meaning (embeddings cached
+    next to ``out_dir``, so a resumed or continued run rebuilds the same split cheaply)."""
+    from guardrail.training import dataset
 
-    from guardrail.training import dataset, export, train
-
-    cfg = train.TrainConfig(**(cfg_dict or {}))  # type: ignore[arg-type]
-    t0 = time.time()
-    torch.set_num_threads(cfg.threads)
     extra: list[Example] = []
     for path in cfg.extra_data:
         extra += list(read_labelled_jsonl(Path(path), source=f"user-{Path(path).stem}"))
     embed = _embedder(cfg.threads, Path(cfg.out_dir).parent / ".cache") if cfg.group_by_meaning else None
-    examples = dataset.build(
+    return dataset.build(
         Path(cfg.data_root), embed, seed=cfg.seed, limit=cfg.limit, extra=extra,
         exclude_restricted=cfg.exclude_noncommercial, log=log,
     )  # fmt: skip
+
+
+def run(cfg_dict: dict[str, object] | None = None, log: Callable[[str], None] = print) -> Path:
+    """The whole pipeline; returns the finished model folder."""
+    import torch
+
+    from guardrail.training import export, train
+
+    cfg = train.TrainConfig(**(cfg_dict or {}))  # type: ignore[arg-type]
+    t0 = time.time()
+    torch.set_num_threads(cfg.threads)
+    examples = build_examples(cfg, log)
     labels = train.label_space(examples)
     work = Path(cfg.out_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -357,21 +365,14 @@ def from_checkpoint(cfg_dict: dict[str, object], log: Callable[[str], None] = pr
     embedding cache), so a run cut short by a deadline still yields a measured model folder."""
     import torch
 
-    from guardrail.training import dataset, export, train
+    from guardrail.training import export, train
     from guardrail.training.model import SafetyClassifier
 
     cfg = train.TrainConfig(**cfg_dict)  # type: ignore[arg-type]
     t0 = time.time()
     torch.set_num_threads(cfg.threads)
     work = Path(cfg.out_dir)
-    extra: list[Example] = []
-    for path in cfg.extra_data:
-        extra += list(read_labelled_jsonl(Path(path), source=f"user-{Path(path).stem}"))
-    embed = _embedder(cfg.threads, work.parent / ".cache") if cfg.group_by_meaning else None
-    examples = dataset.build(
-        Path(cfg.data_root), embed, seed=cfg.seed, limit=cfg.limit, extra=extra,
-        exclude_restricted=cfg.exclude_noncommercial, log=log,
-    )  # fmt: skip
+    examples = build_examples(cfg, log)
     labels = train.label_space(examples)
     model = SafetyClassifier(len(labels), cfg.layers, kind=cfg.base, keep=train.vocab_keep(work))
     if (work / "checkpoint.pt").exists():
