@@ -135,6 +135,28 @@ def choose_threshold(
     return round(t, 4)
 
 
+def threshold_at_budget(
+    p: np.ndarray, y: np.ndarray, p_hard: np.ndarray, *, max_fpr: float, max_hard_fpr: float
+) -> float:
+    """The lowest threshold whose false-positive rate on all negatives is at most ``max_fpr`` and on hard
+    negatives at most ``max_hard_fpr``: maximum recall within an over-blocking budget.
+
+    Why not F1 on dev: for ``harmful_response`` the dev positives are few (~60) and mostly one source's style,
+    so the F1 peak sits on a plateau edge that does not carry over to other answers (v5: dev F1 peak at 0.47,
+    where recall on the project's own answers was 0.62). The issue states the output target as a budget (at most
+    3% of ordinary answers blocked), so the threshold spends that budget on dev instead.
+    """
+    grid = np.unique(np.round(np.concatenate([np.linspace(0.05, 0.99, 95), p]), 4))
+    grid = grid[(grid >= 0.05) & (grid <= 0.99)]
+    neg = p[y == 0]
+    for t in grid:
+        fpr_ok = len(neg) == 0 or float((neg >= t).mean()) <= max_fpr
+        hard_ok = len(p_hard) == 0 or float((p_hard >= t).mean()) <= max_hard_fpr
+        if fpr_ok and hard_ok:
+            return round(float(t), 4)
+    return 0.99
+
+
 def report(
     label: str, threshold: float, a: float, b: float, p: np.ndarray, y: np.ndarray, p_hard: np.ndarray,
     p_ord: np.ndarray,

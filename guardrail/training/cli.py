@@ -35,7 +35,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="continue a finished run (its checkpoint.pt, vocabulary and eval_rows.jsonl) for --epochs more over a "
         "mix of all authored/--data rows, every output row --output-repeat times and --input-sample other input rows",
     )  # fmt: skip
-    p.add_argument("--output-repeat", type=int, default=2, help="with --continue-from: copies of each output row")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="total optimiser steps (overrides --epochs: size a run to a time budget)",
+    )
+    p.add_argument(
+        "--output-repeat", type=int, default=None,
+        help="copies of each output-stage training row (default 1; 2 with --continue-from)",
+    )  # fmt: skip
+    p.add_argument("--authored-repeat", type=int, default=1, help="copies of each authored / --data input row")
     p.add_argument("--input-sample", type=int, default=30000, help="with --continue-from: public input rows drawn")
     p.add_argument("--no-group-by-meaning", action="store_true", help="skip embedding-based near-duplicate grouping")
     p.add_argument(
@@ -67,13 +77,16 @@ def run(args: argparse.Namespace) -> int:
         "threads": args.threads,
         "group_by_meaning": not args.no_group_by_meaning,
         "exclude_noncommercial": args.exclude_noncommercial,
+        "steps": args.steps,
     }
     log = lambda s: print(s, flush=True)  # noqa: E731
     if args.continue_from is not None:
         from guardrail.training.continue_run import Mix, continue_run
 
-        continue_run(cfg, args.continue_from, Mix(args.output_repeat, args.input_sample), log=log)
+        continue_run(cfg, args.continue_from, Mix(args.output_repeat or 2, args.input_sample), log=log)
     else:
+        cfg["output_repeat"] = args.output_repeat or 1
+        cfg["authored_repeat"] = args.authored_repeat
         (from_checkpoint if args.from_checkpoint else run_pipeline)(cfg, log=log)
     return 0
 

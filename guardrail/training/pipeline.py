@@ -55,6 +55,11 @@ JAILBREAK_SETS: dict[str, Callable[[Example], bool]] = {
 }
 
 
+# heads whose default threshold spends a false-positive budget on dev negatives instead of peaking F1 (see
+# calibrate.threshold_at_budget): the output target is at most 3% of ordinary answers blocked; 2.5% leaves margin
+FPR_BUDGET_HEADS: dict[tuple[str, str], float] = {("harmful_response", "output"): 0.025}
+
+
 def is_hard_negative(ex: Example) -> bool:
     if any(v == 1.0 for v in ex.labels.values()):
         return False
@@ -231,7 +236,10 @@ def calibrate_heads(
             ph = cal.sigmoid(a * logits[hard, j] + b)
             po = cal.sigmoid(a * logits[ordinary, j] + b)
             strict_ord = 0.01 if lab == "jailbreak" else 0.02
-            t = cal.choose_threshold(ps, ys, ph, po, max_hard_fpr=0.05, max_ordinary_fpr=strict_ord)
+            if (lab, stage) in FPR_BUDGET_HEADS:
+                t = cal.threshold_at_budget(ps, ys, ph, max_fpr=FPR_BUDGET_HEADS[lab, stage], max_hard_fpr=0.05)
+            else:
+                t = cal.choose_threshold(ps, ys, ph, po, max_hard_fpr=0.05, max_ordinary_fpr=strict_ord)
             thresholds[stage] = t
             rep = cal.report(lab, t, a, b, ps, ys, ph, po)
             metrics[f"{lab}/{stage}"] = asdict(rep)

@@ -47,6 +47,9 @@ class TrainConfig:
     vocab_size: int = 64000  # e5 only: pieces kept from the 250k XLM-R vocabulary, chosen on the corpus
     freeze_embeddings: bool = True
     checkpoint_every: int = 100  # steps between resumable checkpoints (an interrupted run resumes there)
+    steps: int | None = None  # total optimiser steps, overriding epochs: size a run to a time budget
+    output_repeat: int = 1  # copies of each output-stage training row (~10k output rows against ~80k input)
+    authored_repeat: int = 1  # copies of each authored / --data input row (the concepts public data lacks)
     init_checkpoint: Path | None = None  # start from these weights (a finished run's checkpoint.pt), e.g. to
     # continue training on one stage or on your own data without starting from the base again
 
@@ -118,6 +121,22 @@ def targets(examples: Sequence[Example], labels: list[str]) -> tuple[np.ndarray,
     return y, m, dna, w
 
 
+def oversample(train_ex: Sequence[Example], cfg: TrainConfig) -> list[Example]:
+    """Training rows with repeats: each output row ``output_repeat`` times, each authored or user input row
+    ``authored_repeat`` times (repeats, not just loss weight, so the rare rows get more optimiser steps)."""
+    if cfg.output_repeat < 1 or cfg.authored_repeat < 1:
+        raise ValueError("output_repeat and authored_repeat must be >= 1")
+    out: list[Example] = []
+    for ex in train_ex:
+        if ex.stage == "output":
+            out += [ex] * cfg.output_repeat
+        elif ex.source.startswith(("authored", "user-")):
+            out += [ex] * cfg.authored_repeat
+        else:
+            out.append(ex)
+    return out
+
+
 def _batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
     """Length-bucketed batches (little padding), in random order."""
     order = list(range(len(lengths)))
@@ -165,7 +184,7 @@ def train(
     rng = random.Random(cfg.seed)
     enc_cfg = encoding_config(cfg)
     tok = load_tokenizer(work if cfg.base == "e5" else None)
-    train_ex = [ex for ex in examples if ex.split == "train"]
+    train_ex = oversample([ex for ex in examples if ex.split == "train"], cfg)
     windows = encode_examples(tok, train_ex, enc_cfg)
     y, m, dna, w = targets(train_ex, labels)
     n_bin = y.shape[1]
@@ -189,7 +208,7 @@ def train(
     )
     lengths = [len(wi.ids) for wi in windows]
     steps_per_epoch = math.ceil(len(windows) / cfg.batch_size)
-    total = max(1, int(steps_per_epoch * cfg.epochs))
+    total = cfg.steps if cfg.steps is not None else max(1, int(steps_per_epoch * cfg.epochs))
     warm = max(1, int(total * cfg.warmup))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, (total - s) / max(1, total - warm))

@@ -1,0 +1,53 @@
+"""A full run's training mix and the output head's budgeted threshold.
+
+``--output-repeat`` / ``--authored-repeat`` give the rare rows (the output stage, the project's own data) more
+optimiser steps in one run; ``threshold_at_budget`` spends the output target's over-blocking budget on dev.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from guardrail.training.calibrate import threshold_at_budget
+from guardrail.training.examples import Example, benign, full_labels
+from guardrail.training.train import TrainConfig, oversample
+
+
+def _ex(text: str, source: str, stage: str = "input") -> Example:
+    labels = benign("output") if stage == "output" else full_labels(["unsafe", "violence"])
+    prompt = "a prompt" if stage == "output" else None
+    return Example(text, labels, source, stage, prompt, group=f"g-{text}", split="train")  # type: ignore[arg-type]
+
+
+def test_oversample_repeats_output_and_authored_rows_only() -> None:
+    rows = [_ex("answer", "stl-responses", "output"), _ex("mine", "authored-v6_en"), _ex("user", "user-x"),
+            _ex("public", "alpaca")]  # fmt: skip
+    texts = [e.text for e in oversample(rows, TrainConfig(output_repeat=3, authored_repeat=2))]
+    assert texts.count("answer") == 3 and texts.count("mine") == 2 and texts.count("user") == 2
+    assert texts.count("public") == 1
+    assert [e.text for e in oversample(rows, TrainConfig())] == ["answer", "mine", "user", "public"]
+
+
+def test_oversample_refuses_a_zero_repeat() -> None:
+    with pytest.raises(ValueError, match="must be >= 1"):
+        oversample([], TrainConfig(output_repeat=0))
+
+
+def test_budget_threshold_is_the_lowest_within_the_false_positive_budget() -> None:
+    rng = np.random.default_rng(0)
+    neg = rng.uniform(0.0, 0.5, 200)
+    pos = rng.uniform(0.2, 1.0, 50)
+    p, y = np.concatenate([neg, pos]), np.concatenate([np.zeros(200), np.ones(50)])
+    t = threshold_at_budget(p, y, np.array([]), max_fpr=0.025, max_hard_fpr=0.05)
+    assert float((neg >= t).mean()) <= 0.025
+    lower = t - 0.02
+    assert float((neg >= lower).mean()) > 0.025  # any lower threshold would overspend the budget
+
+
+def test_budget_threshold_also_respects_hard_negatives() -> None:
+    p = np.array([0.1, 0.2, 0.3, 0.9, 0.95])
+    y = np.array([0, 0, 0, 1, 1])
+    hard = np.array([0.6, 0.7])  # a hard negative scoring 0.7 forces the threshold above it
+    t = threshold_at_budget(p, y, hard, max_fpr=0.5, max_hard_fpr=0.0)
+    assert t > 0.7
