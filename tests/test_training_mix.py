@@ -6,10 +6,13 @@ optimiser steps in one run; ``threshold_at_budget`` spends the output target's o
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from guardrail.training.calibrate import threshold_at_budget
+from guardrail.training.eval_rows import keep_out, read, record
 from guardrail.training.examples import Example, benign, full_labels
 from guardrail.training.train import TrainConfig, oversample
 
@@ -51,3 +54,15 @@ def test_budget_threshold_also_respects_hard_negatives() -> None:
     hard = np.array([0.6, 0.7])  # a hard negative scoring 0.7 forces the threshold above it
     t = threshold_at_budget(p, y, hard, max_fpr=0.5, max_hard_fpr=0.0)
     assert t > 0.7
+
+
+def test_keep_out_moves_recorded_rows_and_their_groups_to_dev(tmp_path: Path) -> None:
+    older = [_ex("recorded dev row", "toxicchat")]
+    older[0].split = "dev"
+    record(tmp_path, older)
+    built = [_ex("recorded dev row", "toxicchat"), _ex("its paraphrase", "toxicchat"), _ex("other", "toxicchat")]
+    built[1].group = built[0].group  # grouped with it by meaning
+    moved = keep_out(built, [tmp_path / "eval_rows.jsonl"], log=lambda _: None)
+    assert moved == 2
+    assert [e.split for e in built] == ["dev", "dev", "train"]
+    assert [e.text for e in read(tmp_path / "eval_rows.jsonl")] == ["recorded dev row"]

@@ -45,6 +45,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--output-repeat", type=int, default=None,
         help="copies of each output-stage training row (default 1; 2 with --continue-from)",
     )  # fmt: skip
+    p.add_argument(
+        "--keep-out", type=Path, action="append", default=[], metavar="EVAL_ROWS",
+        help="another run's eval_rows.jsonl: those rows and their near-duplicates join dev, never training, so the "
+        "two models compare cleanly on them (repeatable)",
+    )  # fmt: skip
     p.add_argument("--authored-repeat", type=int, default=1, help="copies of each authored / --data input row")
     p.add_argument("--input-sample", type=int, default=30000, help="with --continue-from: public input rows drawn")
     p.add_argument("--no-group-by-meaning", action="store_true", help="skip embedding-based near-duplicate grouping")
@@ -78,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         "group_by_meaning": not args.no_group_by_meaning,
         "exclude_noncommercial": args.exclude_noncommercial,
         "steps": args.steps,
+        "keep_out": list(args.keep_out),
     }
     log = lambda s: print(s, flush=True)  # noqa: E731
     if args.continue_from is not None:

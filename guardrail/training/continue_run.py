@@ -19,7 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from guardrail.training.eval_rows import read as read_eval_rows
 from guardrail.training.examples import Example
+
+__all__ = ["INHERITED", "Mix", "choose", "continue_run", "read_eval_rows"]
 
 
 @dataclass(frozen=True)
@@ -30,16 +33,6 @@ class Mix:
     output_repeat: int = 2
     input_sample: int = 30000
     seed: int = 7
-
-
-def read_eval_rows(path: Path) -> list[Example]:
-    rows: list[Example] = []
-    with open(path, encoding="utf-8") as fh:  # line iteration: texts may hold U+2028
-        for line in fh:
-            r = json.loads(line)
-            rows.append(Example(r["text"], r["labels"], r["source"], r["stage"], r["prompt"], r["response_class"],
-                                r["group"], kind=r["kind"], split=r["split"], meta=r["meta"]))  # fmt: skip
-    return rows
 
 
 def choose(built: Sequence[Example], evaluated: Sequence[Example], mix: Mix) -> list[Example]:

@@ -21,6 +21,7 @@ from guardrail.classifiers.encoding import EncodingConfig
 from guardrail.classifiers.onnx import OnnxClassifier
 from guardrail.taxonomy import BY_ID, RESPONSE_CLASS_IDS, STAGES, Stage
 from guardrail.training import calibrate as cal
+from guardrail.training import eval_rows
 from guardrail.training.examples import Example
 from guardrail.training.sources import SOURCES, read_labelled_jsonl
 
@@ -335,10 +336,13 @@ def build_examples(cfg: Any, log: Callable[[str], None] = print) -> list[Example
     for path in cfg.extra_data:
         extra += list(read_labelled_jsonl(Path(path), source=f"user-{Path(path).stem}"))
     embed = _embedder(cfg.threads, Path(cfg.out_dir).parent / ".cache") if cfg.group_by_meaning else None
-    return dataset.build(
+    examples = dataset.build(
         Path(cfg.data_root), embed, seed=cfg.seed, limit=cfg.limit, extra=extra,
         exclude_restricted=cfg.exclude_noncommercial, log=log,
     )  # fmt: skip
+    if getattr(cfg, "keep_out", None):
+        eval_rows.keep_out(examples, cfg.keep_out, log)
+    return examples
 
 
 def run(cfg_dict: dict[str, object] | None = None, log: Callable[[str], None] = print) -> Path:
@@ -424,7 +428,7 @@ def finalize(
     }
     write_model_folder(work, work / "model.onnx", labels, identity, enc, name)
     evaluated = [e for e in examples if e.split in ("dev", "holdout")]
-    _record_eval_rows(work, evaluated)
+    eval_rows.record(work, evaluated)
     clf = OnnxClassifier(work)
     t_eval = time.time()
     logits = score_examples(clf, evaluated)
@@ -497,18 +501,6 @@ def prepare_e5(examples: Sequence[Example], cfg: Any, work: Path, log: Callable[
     log(f"e5 base: kept {len(keep)} of {len(f.pieces)} pieces, covering {covered:.4f} of corpus tokens")
     (work / "vocab_keep.json").write_text(json.dumps([int(i) for i in keep]))
     e5base.build_tokenizer(f, keep).save(str(work / "tokenizer.json"))
-
-
-def _record_eval_rows(work: Path, evaluated: Sequence[Example]) -> None:
-    """The exact dev and held-out rows, so later comparisons (benchmarks/dev_report.py --rows) use this run's
-    split: the random split moves when one row is added to the data, so it cannot be rebuilt later."""
-    with open(work / "eval_rows.jsonl", "w", encoding="utf-8") as fh:
-        for e in evaluated:
-            row = {
-                "text": e.text, "prompt": e.prompt, "labels": e.labels, "stage": e.stage, "source": e.source,
-                "kind": e.kind, "split": e.split, "meta": e.meta, "response_class": e.response_class, "group": e.group,
-            }  # fmt: skip
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def _parity(work: Path, evaluated: Sequence[Example], labels: list[str], int8: np.ndarray) -> dict[str, float]:

@@ -50,6 +50,7 @@ class TrainConfig:
     steps: int | None = None  # total optimiser steps, overriding epochs: size a run to a time budget
     output_repeat: int = 1  # copies of each output-stage training row (~10k output rows against ~80k input)
     authored_repeat: int = 1  # copies of each authored / --data input row (the concepts public data lacks)
+    keep_out: list[Path] = field(default_factory=list)  # other runs' eval_rows.jsonl: kept out of training (dev)
     init_checkpoint: Path | None = None  # start from these weights (a finished run's checkpoint.pt), e.g. to
     # continue training on one stage or on your own data without starting from the base again
 
