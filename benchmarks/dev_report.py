@@ -64,7 +64,7 @@ def score(folder: Path, rows: list[Any]) -> tuple[list[dict[str, float]], dict[s
 
 
 def report(rows: list[Any], probs: list[dict[str, float]], thr: dict[str, dict[str, float]]) -> dict[str, Any]:
-    from guardrail.training.pipeline import is_hard_negative, is_ordinary
+    from guardrail.training.measure import is_hard_negative, is_ordinary
 
     out: dict[str, Any] = {}
     for split in ("dev", "holdout"):
@@ -106,7 +106,7 @@ def report(rows: list[Any], probs: list[dict[str, float]], thr: dict[str, dict[s
 
 
 def heads(rows: list[Any], probs: list[dict[str, float]], thr: dict[str, dict[str, float]], ratio: float) -> None:
-    from guardrail.training.pipeline import is_hard_negative
+    from guardrail.training.measure import is_hard_negative
 
     idx = [i for i, e in enumerate(rows) if e.stage == "input"]
     harmful = np.array([rows[i].labels.get("unsafe") == 1.0 for i in idx])
