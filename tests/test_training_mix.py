@@ -6,6 +6,7 @@ optimiser steps in one run; ``threshold_at_budget`` spends the output target's o
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 from guardrail.training.calibrate import threshold_at_budget
 from guardrail.training.eval_rows import keep_out, read, record
 from guardrail.training.examples import Example, benign, full_labels
-from guardrail.training.train import TrainConfig, oversample
+from guardrail.training.train import TrainConfig, config_meta, oversample
 
 
 def _ex(text: str, source: str, stage: str = "input") -> Example:
@@ -66,3 +67,17 @@ def test_keep_out_moves_recorded_rows_and_their_groups_to_dev(tmp_path: Path) ->
     assert moved == 2
     assert [e.split for e in built] == ["dev", "dev", "train"]
     assert [e.text for e in read(tmp_path / "eval_rows.jsonl")] == ["recorded dev row"]
+
+
+def test_run_settings_are_written_as_json_values() -> None:
+    cfg = TrainConfig(keep_out=[Path("/runs/v4/eval_rows.jsonl")], extra_data=[Path("mine.jsonl")], steps=10)
+    meta = json.loads(json.dumps(config_meta(cfg)))  # a Path anywhere would fail here, after training
+    assert meta["keep_out"] == ["/runs/v4/eval_rows.jsonl"] and meta["extra_data"] == ["mine.jsonl"]
+    assert meta["steps"] == 10 and meta["out_dir"] == "build/model"
+
+
+def test_a_continuation_refuses_authored_repeats(capsys: pytest.CaptureFixture[str]) -> None:
+    from guardrail.training.cli import main
+
+    assert main(["--continue-from", "some-run", "--authored-repeat", "2"]) == 2
+    assert "--authored-repeat is for full runs" in capsys.readouterr().err

@@ -9,7 +9,9 @@ the patterns stay permissive about formatting without firing on ordinary numbers
 
 Every pattern runs on untrusted text, so each is written to be linear: a candidate may only *start*
 where the previous character cannot continue it (a negative lookbehind), repeats are either bounded or
-cannot overlap with what follows, and checks run in Python only on the rare regex hits.
+cannot overlap with what follows, and checks run in Python only on the rare regex hits. The detectors
+themselves (regexes, checks and gates) are catalogued in ``pii_detectors``; this module resolves their overlaps
+and redacts.
 """
 
 from __future__ import annotations

@@ -144,7 +144,9 @@ def threshold_at_budget(
     Why not F1 on dev: for ``harmful_response`` the dev positives are few (~60) and mostly one source's style,
     so the F1 peak sits on a plateau edge that does not carry over to other answers (v5: dev F1 peak at 0.47,
     where recall on the project's own answers was 0.62). The issue states the output target as a budget (at most
-    3% of ordinary answers blocked), so the threshold spends that budget on dev instead.
+    3% of ordinary answers blocked), so the threshold spends a budget on dev instead, counted over *all* dev
+    negatives of the stage (ordinary answers, refusals and the harder sensitive-but-legitimate answers alike),
+    which is stricter than counting ordinary answers alone.
     """
     grid = np.unique(np.round(np.concatenate([np.linspace(0.05, 0.99, 95), p]), 4))
     grid = grid[(grid >= 0.05) & (grid <= 0.99)]

@@ -47,8 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--keep-out", type=Path, action="append", default=[], metavar="EVAL_ROWS",
-        help="another run's eval_rows.jsonl: those rows and their near-duplicates join dev, never training, so the "
-        "two models compare cleanly on them (repeatable)",
+        help="another run's eval_rows.jsonl: those rows (and, with grouping by meaning, their near-duplicates) join "
+        "dev, never training, so the two models compare cleanly on them (repeatable)",
     )  # fmt: skip
     p.add_argument("--authored-repeat", type=int, default=1, help="copies of each authored / --data input row")
     p.add_argument("--input-sample", type=int, default=30000, help="with --continue-from: public input rows drawn")
@@ -89,9 +89,13 @@ def run(args: argparse.Namespace) -> int:
     if args.continue_from is not None:
         from guardrail.training.continue_run import Mix, continue_run
 
-        continue_run(cfg, args.continue_from, Mix(args.output_repeat or 2, args.input_sample), log=log)
+        if args.authored_repeat != 1:
+            print("--authored-repeat is for full runs (a continuation trains every authored row once)", file=sys.stderr)
+            return 2
+        repeat = 2 if args.output_repeat is None else args.output_repeat
+        continue_run(cfg, args.continue_from, Mix(repeat, args.input_sample), log=log)
     else:
-        cfg["output_repeat"] = args.output_repeat or 1
+        cfg["output_repeat"] = 1 if args.output_repeat is None else args.output_repeat
         cfg["authored_repeat"] = args.authored_repeat
         (from_checkpoint if args.from_checkpoint else run_pipeline)(cfg, log=log)
     return 0

@@ -1,7 +1,7 @@
 """Continue a finished run: more steps from its weights, on a chosen mix, measured on its own dev rows.
 
 Why a separate stage: the shipped model is one full run plus a shorter continuation that oversamples what
-the full run under-trained (the output stage has ~10k rows against ~70k input rows) and adds data written
+the full run under-trained (the output stage has ~11k rows against ~80k input rows) and adds data written
 after the full run started, within one training budget. The continuation never trains on the previous
 run's recorded dev and held-out rows (``eval_rows.jsonl``), nor on any row that the new build groups with
 one of them (near-duplicates by meaning), so the before/after comparison on those rows stays honest. It
@@ -71,7 +71,10 @@ def _prepare(cfg_dict: dict[str, object], previous: Path, mix: Mix, log: Callabl
     }
     if changed:
         log(f"using the previous run's settings {changed} (given -> used)")
-    spec = {"previous": str(previous.resolve()), "mix": asdict(mix), "epochs": cfg.get("epochs"), "lr": cfg.get("lr")}
+    spec = {
+        "previous": str(previous.resolve()), "mix": asdict(mix), "epochs": cfg.get("epochs"), "lr": cfg.get("lr"),
+        "steps": cfg.get("steps"), "keep_out": [str(p) for p in cfg.get("keep_out") or []],
+    }  # fmt: skip
     spec_file = work / "continue_spec.json"
     if (work / "resume.pt").exists() and (not spec_file.exists() or json.loads(spec_file.read_text()) != spec):
         raise ValueError(f"{work} holds a resumable checkpoint of another run; continue into an empty folder")
@@ -96,6 +99,8 @@ def continue_run(
         "head_lr": 5e-4,
         **_prepare(cfg_dict, previous, mix, log),
         "init_checkpoint": previous / "checkpoint.pt",
+        "output_repeat": 1,  # the mix owns the repeats: choose() already copies output rows
+        "authored_repeat": 1,
     }
     cfg = train.TrainConfig(**settings)  # type: ignore[arg-type]
     t0 = time.time()
@@ -110,7 +115,9 @@ def continue_run(
     missing = len({e.key for e in evaluated} - {e.key for e in built})
     if missing:  # a changed data file or scoring_form: those rows cannot be matched, so cannot be kept out by key
         log(f"warning: {missing} of {len(evaluated)} recorded dev/held-out rows are not in this build")
-    chosen = choose(built, evaluated, mix)
+    # rows another run recorded for evaluation (--keep-out) stay out of the continuation's training too
+    kept_out = [e for path in cfg.keep_out for e in read_eval_rows(Path(path))]
+    chosen = choose(built, [*evaluated, *kept_out], mix)
     counts = Counter((e.stage, e.source.split("-")[0] if e.source.startswith("authored") else "public") for e in chosen)
     log(f"continuation from {previous}: {len(chosen)} rows {dict(counts)}")
     model = train.train(chosen, labels, cfg, log=log, work=work)

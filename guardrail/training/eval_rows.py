@@ -40,7 +40,8 @@ def read(path: Path) -> list[Example]:
 
 def keep_out(examples: Sequence[Example], paths: Sequence[Path], log: Callable[[str], None] = print) -> int:
     """Move every training row that another run recorded for evaluation (``paths``), and every row this build
-    groups with one of them, to the dev split; returns how many moved. A group never spans train and dev."""
+    groups with one of them, to the dev split; returns how many moved. A group never spans train and dev (the
+    train side of a group that also has held-out rows moves to dev, not to held-out: held-out is per source)."""
     held = {e.key for p in paths for e in read(Path(p))}
     groups = {e.group for e in examples if e.key in held}
     moved = 0

@@ -51,7 +51,8 @@ JAILBREAK_SETS: dict[str, Callable[[Example], bool]] = {
 
 
 # heads whose default threshold spends a false-positive budget on dev negatives instead of peaking F1 (see
-# calibrate.threshold_at_budget): the output target is at most 3% of ordinary answers blocked; 2.5% leaves margin
+# calibrate.threshold_at_budget): the output target is at most 3% of ordinary answers blocked; the budget here is
+# counted over all dev negatives of the stage (harder than ordinary answers alone), and 2.5% leaves margin
 FPR_BUDGET_HEADS: dict[tuple[str, str], float] = {("harmful_response", "output"): 0.025}
 
 

@@ -48,7 +48,7 @@ class TrainConfig:
     freeze_embeddings: bool = True
     checkpoint_every: int = 100  # steps between resumable checkpoints (an interrupted run resumes there)
     steps: int | None = None  # total optimiser steps, overriding epochs: size a run to a time budget
-    output_repeat: int = 1  # copies of each output-stage training row (~10k output rows against ~80k input)
+    output_repeat: int = 1  # copies of each output-stage training row (~11k output rows against ~80k input)
     authored_repeat: int = 1  # copies of each authored / --data input row (the concepts public data lacks)
     keep_out: list[Path] = field(default_factory=list)  # other runs' eval_rows.jsonl: kept out of training (dev)
     init_checkpoint: Path | None = None  # start from these weights (a finished run's checkpoint.pt), e.g. to
@@ -185,6 +185,8 @@ def train(
     rng = random.Random(cfg.seed)
     enc_cfg = encoding_config(cfg)
     tok = load_tokenizer(work if cfg.base == "e5" else None)
+    if cfg.steps is not None and cfg.steps < 1:
+        raise ValueError("steps must be >= 1")
     train_ex = oversample([ex for ex in examples if ex.split == "train"], cfg)
     windows = encode_examples(tok, train_ex, enc_cfg)
     y, m, dna, w = targets(train_ex, labels)
@@ -271,6 +273,15 @@ def train(
 def save_checkpoint(model: SafetyClassifier, labels: list[str], cfg: TrainConfig, path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path / "checkpoint.pt")
-    meta = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
-    meta["extra_data"] = [str(p) for p in cfg.extra_data]
-    (path / "train_meta.json").write_text(json.dumps({"labels": labels, "config": meta}, indent=2))
+    (path / "train_meta.json").write_text(json.dumps({"labels": labels, "config": config_meta(cfg)}, indent=2))
+
+
+def config_meta(cfg: TrainConfig) -> dict[str, Any]:
+    """The run's settings as JSON values (``train_meta.json``): paths, and lists of paths, as strings."""
+
+    def plain(v: object) -> object:
+        if isinstance(v, Path):
+            return str(v)
+        return [plain(x) for x in v] if isinstance(v, list) else v
+
+    return {k: plain(v) for k, v in asdict(cfg).items()}
