@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from guardrail.errors import ClassifierError, GuardrailError, PolicyError
+from guardrail.jsonl import read_jsonl
 
 EXIT_OK, EXIT_FLAGGED, EXIT_ERROR = 0, 1, 2
 
@@ -40,18 +41,12 @@ def _read_stdin() -> str:
 
 def _records(path: Path) -> Iterator[dict[str, Any]]:
     """Rows of a JSONL or CSV file: {"text", optional "prompt", anything else passed through}."""
-    raw = path.read_bytes().decode("utf-8", errors="replace")
     if path.suffix.lower() == ".csv":
+        raw = path.read_bytes().decode("utf-8", errors="replace")
         for row in csv.DictReader(io.StringIO(raw)):
             yield dict(row)
         return
-    for n, line in enumerate(raw.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
+    for _, row in read_jsonl(path):
         yield row if isinstance(row, dict) else {"text": row}
 
 

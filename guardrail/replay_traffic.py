@@ -10,12 +10,13 @@ a silently shorter replay would understate what a policy change does. Apart from
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from guardrail.jsonl import read_jsonl
 
 __all__ = ["Row", "load_traffic"]
 
@@ -35,15 +36,8 @@ class Row:
 def load_traffic(path: str | os.PathLike[str]) -> Iterator[Row]:
     """Rows of a traffic file; a row that cannot be replayed is a ValueError naming file:line."""
     p = Path(path)
-    with open(p, encoding="utf-8", errors="replace") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{p}:{n}: not valid JSON ({exc.msg})") from None
-            yield _row(raw, n, p)
+    for n, raw in read_jsonl(p):
+        yield _row(raw, n, p)
 
 
 def _row(raw: Any, n: int, p: Path) -> Row:

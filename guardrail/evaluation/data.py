@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from guardrail.jsonl import read_jsonl
 from guardrail.taxonomy import BY_ID, HARM_IDS, RESPONSE_CLASS_IDS, Stage, stage_ids
 
 __all__ = ["EvalRow", "Progress", "load_rows", "parse_row", "read_records"]
@@ -147,18 +148,12 @@ def parse_row(raw: Mapping[str, Any], where: str = "row") -> EvalRow:
 
 def read_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """(``file:line``, record) for each row of a JSONL or CSV file."""
-    raw = path.read_bytes().decode("utf-8", errors="replace")
     if path.suffix.lower() == ".csv":
+        raw = path.read_bytes().decode("utf-8", errors="replace")
         for n, rec in enumerate(csv.DictReader(io.StringIO(raw)), 2):
             yield f"{path}:{n}", dict(rec)
         return
-    for n, line in enumerate(raw.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
+    for n, rec in read_jsonl(path):
         if not isinstance(rec, dict):
             raise ValueError(f"{path}:{n}: expected a JSON object per line")
         yield f"{path}:{n}", rec

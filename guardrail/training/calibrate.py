@@ -105,6 +105,13 @@ class HeadReport:
     n_neg: int
 
 
+def _grid(p: np.ndarray) -> np.ndarray:
+    """Candidate thresholds: a fixed 0.05-0.99 grid plus every score in that range (each score is an exact cut)."""
+    grid = np.unique(np.round(np.concatenate([np.linspace(0.05, 0.99, 95), p]), 4))
+    out: np.ndarray = grid[(grid >= 0.05) & (grid <= 0.99)]
+    return out
+
+
 def choose_threshold(
     p: np.ndarray,
     y: np.ndarray,
@@ -114,8 +121,7 @@ def choose_threshold(
     max_hard_fpr: float,
     max_ordinary_fpr: float,
 ) -> float:
-    grid = np.unique(np.round(np.concatenate([np.linspace(0.05, 0.99, 95), p]), 4))
-    grid = grid[(grid >= 0.05) & (grid <= 0.99)]
+    grid = _grid(p)
     best_t, best_f1 = 0.5, -1.0
     for t in grid:
         pred = p >= t
@@ -148,8 +154,7 @@ def threshold_at_budget(
     negatives of the stage (ordinary answers, refusals and the harder sensitive-but-legitimate answers alike),
     which is stricter than counting ordinary answers alone.
     """
-    grid = np.unique(np.round(np.concatenate([np.linspace(0.05, 0.99, 95), p]), 4))
-    grid = grid[(grid >= 0.05) & (grid <= 0.99)]
+    grid = _grid(p)
     neg = p[y == 0]
     for t in grid:
         fpr_ok = len(neg) == 0 or float((neg >= t).mean()) <= max_fpr

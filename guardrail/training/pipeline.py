@@ -79,7 +79,7 @@ def build_examples(cfg: Any, log: Callable[[str], None] = print) -> list[Example
         Path(cfg.data_root), embed, seed=cfg.seed, limit=cfg.limit, extra=extra,
         exclude_restricted=cfg.exclude_noncommercial, log=log,
     )  # fmt: skip
-    if getattr(cfg, "keep_out", None):
+    if cfg.keep_out:
         eval_rows.keep_out(examples, cfg.keep_out, log)
     return examples
 
