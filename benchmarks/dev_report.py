@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,13 @@ def report(rows: list[Any], probs: list[dict[str, float]], thr: dict[str, dict[s
     return out
 
 
-def heads(rows: list[Any], probs: list[dict[str, float]], thr: dict[str, dict[str, float]], ratio: float) -> None:
+def heads(
+    rows: list[Any],
+    probs: list[dict[str, float]],
+    thr: dict[str, dict[str, float]],
+    ratio: float,
+    also: Sequence[str] = (),
+) -> None:
     from guardrail.training.measure import is_hard_negative
 
     idx = [i for i, e in enumerate(rows) if e.stage == "input"]
@@ -124,10 +131,12 @@ def heads(rows: list[Any], probs: list[dict[str, float]], thr: dict[str, dict[st
         ok = gained > 0 and gained >= ratio * added
         chosen += [head] if ok else []
         print(f"| {head} | {t:.3f} | {gained:.4f} | {added:.4f} | {'rule' if ok else '-'} |")
-    allf = base.copy()
-    for head in chosen:
-        allf |= np.array([probs[i].get(head, 0.0) >= thr[head]["input"] for i in idx])
-    print(f"\nwith rules on {chosen}: recall {allf[harmful].mean():.3f}, hard-negative FPR {allf[hard].mean():.3f}")
+    for heads_on in [chosen, list(also)] if also else [chosen]:
+        allf = base.copy()
+        for head in heads_on:
+            allf |= np.array([probs[i].get(head, 0.0) >= thr[head]["input"] for i in idx])
+        print(f"\nwith rules on {heads_on}: recall {allf[harmful].mean():.3f}, "
+              f"hard-negative FPR {allf[hard].mean():.3f}")  # fmt: skip
 
 
 def fmt(x: Any) -> str:
@@ -142,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=Path, default=None, help="eval_rows.jsonl written by the training run")
     ap.add_argument("--data-root", default="../shared/data")
     ap.add_argument("--ratio", type=float, default=2.0)
+    ap.add_argument("--heads", default="", help="comma-separated heads: also print recall and FPR with rules on these")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     import structlog
@@ -194,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(f"{fmt(v.get('benign_flagged'))} / {fmt(v.get('unsafe_recall'))}")
         v0 = results[names[0]]["languages"][lang]
         print(f"| {lang} ({v0['n_benign']}/{v0['n_harmful']}) | " + " | ".join(cells) + " |")
-    heads(rows, *scored["model"], args.ratio)
+    heads(rows, *scored["model"], args.ratio, [h for h in args.heads.split(",") if h])
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0

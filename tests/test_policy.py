@@ -82,14 +82,16 @@ def test_default_policy_rules_and_calibrated_thresholds() -> None:
         ("jailbreak", "block", None),
         ("sexual_minors", "block", None),
         ("sexual", "block", None),
-        ("weapons", "block", None),
         ("controlled_substances", "block", None),
+        ("harassment", "block", None),
+        ("criminal_planning", "block", None),
         ("self_harm", "rewrite", None),  # a disclosure: answered with care
         ("pii", "redact", None),
         ("profanity", "log", None),
     ]
     got = {r.category: r for r in policy.input.rules}  # the last rule of a category
-    assert got["unsafe"].threshold == calibrated("unsafe") and got["weapons"].threshold == calibrated("weapons")
+    assert got["unsafe"].threshold == calibrated("unsafe")
+    assert got["criminal_planning"].threshold == calibrated("criminal_planning")
     assert got["sexual_minors"].threshold == 0.2  # below the calibrated default on purpose
     assert all(r.message and "988" in r.message for r in policy.input.rules if r.category == "self_harm")
     assert got["pii"].entities == ("email", "phone", "credit_card", "iban", "us_ssn", "api_key", "private_key")
