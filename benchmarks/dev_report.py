@@ -154,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heads", default="", help="comma-separated heads: also print recall and FPR with rules on these")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
+    also = [h.strip() for h in args.heads.split(",") if h.strip()]
+    if unknown := [h for h in also if h not in HEADS]:
+        ap.error(f"--heads: not an input category head: {', '.join(unknown)} (choose from {', '.join(HEADS)})")
     import structlog
 
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=open(os.devnull, "w")))  # noqa: SIM115
@@ -204,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(f"{fmt(v.get('benign_flagged'))} / {fmt(v.get('unsafe_recall'))}")
         v0 = results[names[0]]["languages"][lang]
         print(f"| {lang} ({v0['n_benign']}/{v0['n_harmful']}) | " + " | ".join(cells) + " |")
-    heads(rows, *scored["model"], args.ratio, [h for h in args.heads.split(",") if h])
+    heads(rows, *scored["model"], args.ratio, also)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0
