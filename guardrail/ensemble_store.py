@@ -18,6 +18,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -63,6 +64,29 @@ class MemoryStore:
             return self._state
 
 
+_BUSY_TIMEOUT = 30.0
+
+
+def _retry_locked(run: Callable[[], object]) -> None:
+    """Run ``run`` again while SQLite says the database is locked, for up to the busy timeout.
+
+    Switching a new file to WAL needs an exclusive lock, and SQLite answers "database is locked" at
+    once instead of waiting in its busy handler when several connections open the file together
+    (seen with four writers starting at the same moment): without a retry, a replica's first
+    connection would fail and its update be lost."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT
+    delay = 0.005
+    while True:
+        try:
+            run()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(2 * delay, 0.1)
+
+
 class SQLiteStore:
     """One file, shared by the processes of one machine (replicas on several machines: Redis)."""
 
@@ -80,8 +104,8 @@ class SQLiteStore:
     def _conn(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:  # one connection per thread: sqlite3 connections are not shared across threads
-            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
+            db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, isolation_level=None)
+            _retry_locked(lambda: db.execute("PRAGMA journal_mode=WAL"))
             db.execute("PRAGMA synchronous=NORMAL")  # WAL-safe; no fsync per decision on the check path
             self._local.db = db
         return db

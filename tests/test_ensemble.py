@@ -244,7 +244,10 @@ def _count(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def _hammer(make: Any, threads: int = 4, each: int = 40) -> None:
+    start = threading.Barrier(threads)
+
     def work() -> None:
+        start.wait()  # replicas that open a fresh store at the same moment (SQLite: all switch it to WAL)
         store = make()  # its own connection/client, as another process or replica would have
         for _ in range(each):
             store.update_state(_count)
