@@ -108,7 +108,7 @@ def test_strict_lowers_thresholds_reads_all_user_turns_and_tools_and_blocks_outp
     assert policy.input.scope == "untrusted" and policy.input.data_categories == ("jailbreak", "unsafe")
     blocks = {r.category: r.threshold for r in policy.input.rules if r.action is RuleAction.BLOCK}
     assert set(HARM_IDS) - {"pii", "self_harm"} <= set(blocks)
-    assert all(t is not None and 0.3 <= t <= 0.5 for c, t in blocks.items() if c != "sexual_minors")
+    assert all(t is not None and 0.2 <= t <= 0.5 for t in blocks.values())
     default = load_policy()  # strict never acts later than default on a category default blocks
     for r in default.input.rules:
         if r.action is RuleAction.BLOCK and r.requires is None and r.threshold is not None:
