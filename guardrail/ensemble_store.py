@@ -68,12 +68,12 @@ _BUSY_TIMEOUT = 30.0
 
 
 def _retry_locked(run: Callable[[], object]) -> None:
-    """Run ``run`` again while SQLite says the database is locked, for up to the busy timeout.
+    """Run ``run`` again while SQLite answers "database is locked", until ``_BUSY_TIMEOUT`` has passed.
 
-    Switching a new file to WAL needs an exclusive lock, and SQLite answers "database is locked" at
-    once instead of waiting in its busy handler when several connections open the file together
-    (seen with four writers starting at the same moment): without a retry, a replica's first
-    connection would fail and its update be lost."""
+    Switching a file to WAL reads its header under a shared lock and then upgrades to an exclusive
+    one within the same statement; SQLite does not wait in its busy handler for that upgrade (to avoid
+    a deadlock) and fails at once. Replicas that open a fresh store at the same moment hit it, and
+    without a retry the store would fail to open (seen once in the test suite with four writers)."""
     deadline = time.monotonic() + _BUSY_TIMEOUT
     delay = 0.005
     while True:
@@ -81,7 +81,7 @@ def _retry_locked(run: Callable[[], object]) -> None:
             run()
             return
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() >= deadline:
+            if "database is locked" not in str(exc) or time.monotonic() >= deadline:
                 raise
         time.sleep(delay)
         delay = min(2 * delay, 0.1)
@@ -105,7 +105,11 @@ class SQLiteStore:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:  # one connection per thread: sqlite3 connections are not shared across threads
             db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, isolation_level=None)
-            _retry_locked(lambda: db.execute("PRAGMA journal_mode=WAL"))
+            try:
+                _retry_locked(lambda: db.execute("PRAGMA journal_mode=WAL"))
+            except BaseException:
+                db.close()
+                raise
             db.execute("PRAGMA synchronous=NORMAL")  # WAL-safe; no fsync per decision on the check path
             self._local.db = db
         return db

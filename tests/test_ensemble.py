@@ -264,6 +264,33 @@ def test_sqlite_store_concurrent_writers_never_lose_an_update(tmp_path: Path) ->
     _hammer(lambda: ensemble_store.SQLiteStore(tmp_path / "s.sqlite", "ns"))
 
 
+def test_sqlite_store_waits_out_a_locked_file_and_reports_other_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    calls: list[int] = []
+
+    def locked_twice() -> None:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise sqlite3.OperationalError("database is locked")
+
+    ensemble_store._retry_locked(locked_twice)  # switching to WAL while another replica holds the file
+    assert len(calls) == 3
+
+    def broken() -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        ensemble_store._retry_locked(broken)  # not a lock: raised at once, never retried
+
+    def always_locked() -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(ensemble_store, "_BUSY_TIMEOUT", 0.05)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):  # bounded: gives up after the busy timeout
+        ensemble_store._retry_locked(always_locked)
+
+
 def test_stores_keep_only_the_recent_decisions(tmp_path: Path) -> None:
     for store in (ensemble_store.MemoryStore(recent=10), ensemble_store.SQLiteStore(tmp_path / "r.sqlite", "x", 10)):
         for i in range(100):

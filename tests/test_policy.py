@@ -109,10 +109,16 @@ def test_strict_lowers_thresholds_reads_all_user_turns_and_tools_and_blocks_outp
     blocks = {r.category: r.threshold for r in policy.input.rules if r.action is RuleAction.BLOCK}
     assert set(HARM_IDS) - {"pii", "self_harm"} <= set(blocks)
     assert all(t is not None and 0.2 <= t <= 0.5 for t in blocks.values())
-    default = load_policy()  # strict never acts later than default on a category default blocks
-    for r in default.input.rules:
-        if r.action is RuleAction.BLOCK and r.requires is None and r.threshold is not None:
-            assert (blocks[r.category] or 1.0) <= r.threshold, r.category
+    default = load_policy()  # strict never acts later than default where default blocks or rewrites
+    for stage in ("input", "output"):
+        mine = {(r.category, r.action, tuple(sorted(r.requires or {}))): r for r in getattr(policy, stage).rules}
+        for r in getattr(default, stage).rules:
+            if r.action not in (RuleAction.BLOCK, RuleAction.REWRITE) or r.threshold is None:
+                continue
+            strict_rule = mine[(r.category, r.action, tuple(sorted(r.requires or {})))]
+            assert strict_rule.threshold is not None and strict_rule.threshold <= r.threshold, (stage, r.category)
+            for cat, at in (r.requires or {}).items():
+                assert (strict_rule.requires or {})[cat] <= at, (stage, r.category, cat)
     out = {r.category for r in policy.output.rules if r.action is RuleAction.BLOCK}
     assert {"harmful_response", "unsafe", "violence", "weapons"} <= out
     pii = next(r for r in policy.input.rules if r.category == "pii")
