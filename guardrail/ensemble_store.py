@@ -18,7 +18,6 @@ import json
 import os
 import sqlite3
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -74,17 +73,17 @@ def _retry_locked(run: Callable[[], object]) -> None:
     one within the same statement; SQLite does not wait in its busy handler for that upgrade (to avoid
     a deadlock) and fails at once. Replicas that open a fresh store at the same moment hit it, and
     without a retry the store would fail to open (seen once in the test suite with four writers)."""
-    deadline = time.monotonic() + _BUSY_TIMEOUT
-    delay = 0.005
-    while True:
-        try:
-            run()
-            return
-        except sqlite3.OperationalError as exc:
-            if "database is locked" not in str(exc) or time.monotonic() >= deadline:
-                raise
-        time.sleep(delay)
-        delay = min(2 * delay, 0.1)
+    from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+
+    def locked(exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.OperationalError) and "database is locked" in str(exc)
+
+    Retrying(
+        retry=retry_if_exception(locked),
+        stop=stop_after_delay(_BUSY_TIMEOUT),
+        wait=wait_exponential(multiplier=0.005, max=0.1),
+        reraise=True,
+    )(run)
 
 
 class SQLiteStore:
