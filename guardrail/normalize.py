@@ -30,6 +30,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from guardrail.readability import Readings, looks_english
+
 __all__ = ["MAX_FORMS", "Form", "forms", "looks_english"]
 
 MAX_FORMS = 6  # bound on the cost: at most this many texts go to the classifier per input text
@@ -89,54 +91,6 @@ class Form:
     def to_original(self, start: int, end: int) -> tuple[int, int]:
         """The span of the original text that ``text[start:end]`` came from."""
         return (start, end) if self.offsets is None else self.offsets(start, end)
-
-
-# -- what English looks like (for rot13 and reversed text) ----------------------------------------
-
-_COMMON = frozenset(
-    """a about after all also an and any are as at be because been before but by can could did do does
-    doing down for from get give go going good had has have he her here him his how i if in into is it
-    its just know like make me more my need no not now of on one only or other our out over people please
-    she should so some take tell than that the their them then there these they this those through time
-    to up us use very want was way we well were what when where which who why will with without would
-    write you your step steps best easy someone something anyone help guide instructions explain
-    kill bomb build steal hack drug gun poison""".split()  # noqa: SIM905
-)
-_WORD = re.compile(r"[A-Za-z]{2,}")  # "a" and "I" read the same reversed
-
-
-def looks_english(text: str) -> float:
-    """The share of a text's words that are common English words (0 when it has fewer than 5)."""
-    words = _WORD.findall(text[:4000])
-    if len(words) < 5:
-        return 0.0
-    return sum(w.lower() in _COMMON for w in words) / len(words)
-
-
-_BIGRAM_TEXT = (
-    "th he in er an re on at en nd ti es or te of ed is it al ar st to nt ng se ha as ou io le ve co me de hi ri ro ic "
-    "ne ea ra ce li ch ll be ma si om ur"
-)
-_BIGRAMS = frozenset(_BIGRAM_TEXT.split())
-
-
-def _bigram_share(text: str) -> float:
-    words = _WORD.findall(text[:4000].lower())
-    pairs = [w[i : i + 2] for w in words for i in range(len(w) - 1)]
-    return sum(p in _BIGRAMS for p in pairs) / len(pairs) if len(pairs) >= 20 else 0.0
-
-
-def _reads_better(candidate: str, text: str) -> bool:
-    """``candidate`` reads as English and ``text`` does not (common words, or common letter pairs)."""
-    candidate, text = candidate[:1000], text[:1000]
-    old = looks_english(text)
-    if old >= 0.3:  # reads as English already (the common case: one cheap pass, no decoding tried)
-        return False
-    new = looks_english(candidate)
-    if new >= 0.2 and new > old + 0.15:
-        return True
-    new, old = _bigram_share(candidate), _bigram_share(text)
-    return new >= 0.35 and new > old + 0.12
 
 
 # -- building forms with their offsets -------------------------------------------------------------
@@ -281,6 +235,7 @@ def _despace(text: str, spans: OffsetMap | None) -> tuple[str, OffsetMap | None,
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
                        "@": "a", "$": "s", "!": "i", "|": "l", "+": "t", "€": "e"})  # fmt: skip
 _LEETY = re.compile(r"(?<!\S)\S*[A-Za-z]\S*")
+_LEET_CHAR = re.compile(r"[01345789@$!|+€]")
 _LEET_GATE = re.compile(r"[A-Za-z][0134578@$|!+€][A-Za-z0-9]|[0134578@$|+€][A-Za-z]")
 _DIGITS = re.compile(r"(?<!\S)[0-9@$]{1,3}(?=[\s.,;:?!]|$)")  # "4", "47", "70": words, once a text is leet
 _HARM = frozenset(
@@ -302,7 +257,7 @@ def _leet(text: str, spans: OffsetMap | None) -> tuple[str, OffsetMap | None, in
         if "://" in tok or ("@" in tok[1:-1] and "." in tok):
             return None  # a URL or an e-mail address
         core = tok.rstrip(".,;:?!)")
-        if not any(c in "0134578 9@$!|+€".replace(" ", "") for c in core):
+        if not _LEET_CHAR.search(core):
             return None
         new = core.translate(_LEET)
         harm = harm or new.lower().strip("'\"(") in _HARM
@@ -345,9 +300,9 @@ def _reverse(text: str) -> str:
     return text[::-1]
 
 
-def _better_segment(seg: str, fn: Callable[[str], str]) -> str | None:
+def _better_segment(seg: str, fn: Callable[[str], str], read: Readings) -> str | None:
     cand = fn(seg)
-    return cand if _reads_better(cand, seg) else None
+    return cand if read.better(cand, seg) else None
 
 
 def forms(text: str) -> list[Form]:
@@ -371,21 +326,22 @@ def forms(text: str) -> list[Form]:
         else:
             extras.append(Form(l_text, "leet", l_map))
     before, bmap, bkind = primary, pmap, kind
-    readable = looks_english(primary[:1000]) >= 0.25  # already reads as English: no decoding tried
+    read = Readings()
+    readable = read.english(primary[:1000]) >= 0.25  # already reads as English: no decoding tried
     readings: list[tuple[float, float, str, str]] = []
     if not readable:  # the whole text may be rot13 or reversed: take the reading that is most English
         for name, cand in (("rot13", _rot13(primary)), ("reversed", primary[::-1])):
-            if _reads_better(cand, primary):
-                readings.append((looks_english(cand), _bigram_share(cand), name, cand))
+            if read.better(cand, primary):
+                readings.append((read.english(cand), read.pairs(cand), name, cand))
     if readings:
         _, _, name, cand = max(readings)
         rmap = pmap if name == "rot13" else OffsetMap((), pmap, reverse_of=len(primary))
         primary, pmap, kind = cand, rmap, name
-        if looks_english(before) >= 0.15:  # partly readable as it was: score that reading too
+        if read.english(before) >= 0.15:  # partly readable as it was: score that reading too
             extras.insert(0, Form(before, bkind, bmap))
     else:  # a payload behind a readable request ("answer this rot13: ..."): decode it where it sits
         for name, fn in (("rot13", _rot13), ("reversed", _reverse)):
-            cand, cmap, n = _sub(primary, pmap, _SEGMENT, lambda m, fn=fn: _better_segment(m.group(0), fn))  # type: ignore[misc]
+            cand, cmap, n = _sub(primary, pmap, _SEGMENT, lambda m, fn=fn: _better_segment(m.group(0), fn, read))  # type: ignore[misc]
             if n:  # the encoded segment read as noise: the decoded one replaces it
                 primary, pmap, kind = cand, cmap, name
                 break

@@ -158,3 +158,16 @@ def test_the_higher_score_of_the_readings_wins(is_async: bool) -> None:
         d = asyncio.run(g.acheck_input(text)) if is_async else g.check_input(text)
         assert d.blocked, name
     assert all(len(texts) <= MAX_FORMS for _, texts in fc.calls)  # the readings went in one call
+
+
+@given(st.text(st.sampled_from("abcdefghijklmnopqrstuvwxyzlllTHEİK. \n1é"), max_size=400))
+def test_the_letter_pair_share_counts_every_pair_within_words(text: str) -> None:
+    """The fast count (``str.count`` per common pair) agrees with counting the pairs one by one."""
+    import re
+
+    from guardrail.readability import _BIGRAMS, _bigram_share
+
+    words = re.findall(r"[A-Za-z]{2,}", text[:4000].lower())
+    pairs = [w[i : i + 2] for w in words for i in range(len(w) - 1)]
+    expected = sum(p in _BIGRAMS for p in pairs) / len(pairs) if len(pairs) >= 20 else 0.0
+    assert _bigram_share(text) == pytest.approx(expected)
