@@ -149,7 +149,7 @@ class OnnxClassifier:
         self._cache: OrderedDict[tuple[str, str | None, str], dict[str, float]] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
-        self._active: dict[Any, int] = {}  # RunOptions of inferences in progress -> the thread running each
+        self._active: set[Any] = set()  # RunOptions of inferences in progress (reset() terminates them)
         self.check_ms: float | None = None  # one 64-token check on this machine, measured by warmup()
         self.resets = 0
         self._sigmoid = [lab for lab in self.info.labels if lab.kind == "sigmoid"]
@@ -218,13 +218,6 @@ class OnnxClassifier:
             self._session = None
             self.resets += 1
 
-    def interrupt(self, thread: int) -> None:
-        """Stop the inference ``thread`` runs now; the session stays. The scheduler calls this when a
-        check it let run in the caller's thread reaches its deadline (``ClassifierError`` there)."""
-        for ro, owner in list(self._active.items()):
-            if owner == thread:
-                ro.terminate = True
-
     # -- scoring ------------------------------------------------------------------------------
 
     def raw_logits(
@@ -278,7 +271,7 @@ class OnnxClassifier:
             idx = order[start:end]
             b = pad_batch([windows[i] for i in idx], self.info.encoding.pad_id)
             ro = ort.RunOptions()
-            self._active[ro] = threading.get_ident()
+            self._active.add(ro)
             try:
                 (logits,) = session.run(
                     ["logits"],
@@ -286,10 +279,10 @@ class OnnxClassifier:
                     ro,
                 )
             except Exception as exc:
-                why = "terminated (reset or deadline)" if ro.terminate else type(exc).__name__
+                why = "terminated by reset()" if ro.terminate else type(exc).__name__
                 raise ClassifierError(f"inference failed: {why}", classifier=self.name) from exc
             finally:
-                self._active.pop(ro, None)
+                self._active.discard(ro)
             if result is None:
                 result = np.zeros((len(windows), logits.shape[1]), dtype=np.float32)
             result[idx] = logits
