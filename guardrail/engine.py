@@ -215,12 +215,17 @@ class Guard:
             if refused is not None:
                 raise refused
 
-    def _submit(self, pending: Pending, plan: Plan) -> list[cf.Future[list[dict[str, float]]]]:
+    def _submit(self, pending: Pending, plan: Plan, *, sync: bool = False) -> list[cf.Future[list[dict[str, float]]]]:
+        """One future per classifier. ``sync``: the caller blocks on them anyway, so a lone classifier
+        may score in the caller's thread when its scheduler is idle (``Scheduler.run``)."""
         if not plan.needs_model:
             return []
+        clfs = self.classifiers(pending.policy)
         return [
-            self._scheduler(clf).submit(plan.scan, stage=pending.stage, prompts=plan.prompts, deadline=plan.deadline)
-            for clf in self.classifiers(pending.policy)
+            (self._scheduler(clf).run if sync and len(clfs) == 1 else self._scheduler(clf).submit)(
+                plan.scan, stage=pending.stage, prompts=plan.prompts, deadline=plan.deadline
+            )
+            for clf in clfs
         ]
 
     def _merge(self, pending: Pending, plan: Plan, results: Sequence[list[dict[str, float]]]) -> Scores:
@@ -287,7 +292,7 @@ class Guard:
         try:
             self._admit(pending)
             plan = self._plan(pending)
-            futures = self._submit(pending, plan)
+            futures = self._submit(pending, plan, sync=True)
             results = []
             for fut in futures:
                 try:

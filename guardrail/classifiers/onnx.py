@@ -149,7 +149,9 @@ class OnnxClassifier:
         self._cache: OrderedDict[tuple[str, str | None, str], dict[str, float]] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
-        self._active: set[Any] = set()  # RunOptions of inferences in progress (reset() terminates them)
+        self._active: dict[Any, int] = {}  # RunOptions of inferences in progress -> the thread running each
+        self._stopped: set[int] = set()  # threads told to stop (interrupt): their next session run is refused
+        self._active_lock = threading.Lock()
         self.check_ms: float | None = None  # one 64-token check on this machine, measured by warmup()
         self.resets = 0
         self._sigmoid = [lab for lab in self.info.labels if lab.kind == "sigmoid"]
@@ -212,11 +214,22 @@ class OnnxClassifier:
     def reset(self) -> None:
         """Terminate inferences in progress and drop the session; the next call loads a fresh one.
         The scheduler's watchdog calls this when an inference hangs."""
-        with self._lock:
-            for ro in list(self._active):
+        with self._lock, self._active_lock:
+            for ro in self._active:
                 ro.terminate = True
             self._session = None
             self.resets += 1
+
+    def interrupt(self, thread: int) -> None:
+        """Stop the ``predict`` that ``thread`` is in; the session stays. The scheduler calls this when a
+        check it let run in the caller's thread reaches its deadline (``ClassifierError`` there). Sticky
+        until that ``predict`` returns: a stop that lands while it tokenises, loads the session or sits
+        between two sub-batches refuses its next session run."""
+        with self._active_lock:
+            self._stopped.add(thread)
+            for ro, owner in self._active.items():
+                if owner == thread:
+                    ro.terminate = True
 
     # -- scoring ------------------------------------------------------------------------------
 
@@ -271,7 +284,11 @@ class OnnxClassifier:
             idx = order[start:end]
             b = pad_batch([windows[i] for i in idx], self.info.encoding.pad_id)
             ro = ort.RunOptions()
-            self._active.add(ro)
+            me = threading.get_ident()
+            with self._active_lock:
+                if me in self._stopped:
+                    raise ClassifierError("inference failed: terminated (deadline)", classifier=self.name)
+                self._active[ro] = me
             try:
                 (logits,) = session.run(
                     ["logits"],
@@ -279,10 +296,11 @@ class OnnxClassifier:
                     ro,
                 )
             except Exception as exc:
-                why = "terminated by reset()" if ro.terminate else type(exc).__name__
+                why = "terminated (reset or deadline)" if ro.terminate else type(exc).__name__
                 raise ClassifierError(f"inference failed: {why}", classifier=self.name) from exc
             finally:
-                self._active.discard(ro)
+                with self._active_lock:
+                    self._active.pop(ro, None)
             if result is None:
                 result = np.zeros((len(windows), logits.shape[1]), dtype=np.float32)
             result[idx] = logits
@@ -314,6 +332,20 @@ class OnnxClassifier:
         self, texts: Sequence[str], *, stage: Stage = "input", prompts: Sequence[str | None] | None = None
     ) -> list[dict[str, float]]:
         """Calibrated probabilities of every head scored on ``stage``, one dict per text."""
+        me = threading.get_ident()
+        self._unstop(me)  # a stop aimed at an earlier call of this thread never reaches this one
+        try:
+            return self._predict(texts, stage, prompts)
+        finally:
+            self._unstop(me)
+
+    def _unstop(self, thread: int) -> None:
+        with self._active_lock:
+            self._stopped.discard(thread)
+
+    def _predict(
+        self, texts: Sequence[str], stage: Stage, prompts: Sequence[str | None] | None
+    ) -> list[dict[str, float]]:
         texts = [sanitize(t) for t in texts]
         results: list[dict[str, float] | None] = [None] * len(texts)
         todo: list[int] = []
