@@ -7,9 +7,10 @@ guard for 30 s). Here every check becomes an item in one bounded queue; one work
 the items waiting (up to ``max_batch`` texts and ``max_batch_tokens`` estimated tokens, waiting at
 most ``max_wait_ms`` for companions when traffic is concurrent) and calls ``predict`` once for all
 of them. Threads and event loops alike get a ``concurrent.futures.Future``. A sync check that finds
-the scheduler idle is scored in the caller's thread (``run``) if the classifier can stop one thread's
-inference (``interrupt``): no hand-off to the worker and back (measured per process: p99 of a 64-token
-check 9.6 ms against 11.6 ms). The worker waits meanwhile: one inference runs at a time either way.
+the scheduler idle after a lone inference is scored in the caller's thread (``run``) if the classifier
+can stop one thread's inference (``interrupt``) and the thread has checked before: no hand-off to the
+worker and back (measured per process: p99 of a 64-token check 9.6 ms against 11.6 ms). The worker
+waits meanwhile: one inference runs at a time either way.
 
 Budgets mean what they say:
 
@@ -88,6 +89,7 @@ class Scheduler:
         lock = threading.RLock()  # futures complete under it: a done-callback may call back in
         self._cond = threading.Condition(lock)  # the worker waits on it (and callers, for companions)
         self._wd = threading.Condition(lock)  # the watchdog waits on it: a lone inline check wakes no worker
+        self._seen = threading.local()  # threads that checked before: only their checks may run inline
         self._busy = False  # the worker holds a batch: gathering, running or retrying it
         self._resetting = False  # the watchdog resets the classifier: that terminates every run
         self._gen = 0
@@ -139,14 +141,19 @@ class Scheduler:
         deadline: float,
     ) -> cf.Future[Scores]:
         """``submit`` for a caller that blocks on the result anyway (a sync check). When the scheduler is
-        idle and the classifier can stop this thread's inference, score here, in the caller's thread, and
-        return a finished future; the watchdog stops the inference at ``deadline`` (``CheckTimeout``)."""
-        if not callable(getattr(self.classifier, "interrupt", None)):
+        idle, its last inference ran alone, this thread has checked before and the classifier can stop this
+        thread's inference, score here, in the caller's thread, and return a finished future; the watchdog
+        stops the inference at ``deadline`` (``CheckTimeout``)."""
+        if not callable(getattr(self.classifier, "interrupt", None)) or not self._seen.__dict__.get("seen"):
+            self._seen.seen = True  # onnxruntime's first run on a fresh thread is slow: a thread per request
             return self.submit(texts, stage=stage, prompts=prompts, deadline=deadline)
         item = WorkItem.new(texts, prompts, stage, deadline)
         now = item.enqueued
         with self._cond:
-            idle = not (self._closed or self._queue or self._running or self._busy or self._resetting)
+            # after a batch of several (concurrent traffic) the worker batches better than a caller's thread
+            idle = self._last_batch <= 1 and not (
+                self._closed or self._queue or self._running or self._busy or self._resetting
+            )
             if idle and deadline > now:
                 item.future.set_running_or_notify_cancel()
                 running = self._running = Running([item], now, deadline, self._gen, threading.get_ident())

@@ -29,6 +29,12 @@ def far() -> float:
     return time.monotonic() + LONG
 
 
+def known(s: Scheduler) -> Scheduler:
+    """Mark the calling thread as one that checked before (a thread's first check goes to the worker)."""
+    s._seen.seen = True
+    return s
+
+
 class Stoppable:
     """Scores by length and records the thread of each call and the most calls ever in flight at once;
     a held call waits for ``release`` or for ``interrupt`` of its thread (unless ``deaf``)."""
@@ -82,7 +88,7 @@ class Stoppable:
 
 def test_an_idle_sync_check_runs_in_the_callers_thread() -> None:
     clf = Stoppable()
-    s = Scheduler(clf)
+    s = known(Scheduler(clf))
     fut = s.run(["hello"], deadline=far())
     assert fut.done() and fut.result() == [{"unsafe": 0.05}]
     assert clf.threads == [threading.get_ident()]
@@ -105,7 +111,7 @@ def test_a_classifier_that_cannot_be_stopped_is_never_run_inline() -> None:
             return [{"unsafe": 0.0} for _ in texts]
 
     clf = Plain()
-    s = Scheduler(clf)
+    s = known(Scheduler(clf))
     assert s.run(["hello"], deadline=far()).result(LONG) == [{"unsafe": 0.0}]
     assert clf.threads != [threading.get_ident()] and s.stats.inline == 0
     s.close()
@@ -113,7 +119,7 @@ def test_a_classifier_that_cannot_be_stopped_is_never_run_inline() -> None:
 
 def test_an_inline_check_is_stopped_at_its_deadline() -> None:
     clf = Stoppable(hold=1)
-    s = Scheduler(clf, hang_after=LONG)
+    s = known(Scheduler(clf, hang_after=LONG))
     fut = s.run(["stuck"], deadline=time.monotonic() + 0.2)
     with pytest.raises(CheckTimeout, match="stopped"):
         fut.result(0)
@@ -125,9 +131,9 @@ def test_an_inline_check_is_stopped_at_its_deadline() -> None:
 
 def test_checks_arriving_during_an_inline_run_wait_for_it_then_are_served() -> None:
     clf = Stoppable(hold=1)
-    s = Scheduler(clf)
+    s = known(Scheduler(clf))
     first: list[Any] = []
-    caller = threading.Thread(target=lambda: first.append(s.run(["first"], deadline=far()).result(0)))
+    caller = threading.Thread(target=lambda: first.append(known(s).run(["first"], deadline=far()).result(0)))
     caller.start()
     assert clf.entered.wait(LONG)
     queued = [s.submit([f"queued {i}"], deadline=far()) for i in range(3)]
@@ -145,12 +151,12 @@ def test_checks_arriving_during_an_inline_run_wait_for_it_then_are_served() -> N
 
 def test_an_inline_run_that_will_not_stop_is_a_hang_and_later_checks_are_served() -> None:
     clf = Stoppable(hold=1, deaf=True)
-    s = Scheduler(clf, hang_after=0.2)
+    s = known(Scheduler(clf, hang_after=0.2))
     result: list[Any] = []
 
     def call() -> None:
         try:
-            s.run(["stuck"], deadline=time.monotonic() + 0.1).result(0)
+            known(s).run(["stuck"], deadline=time.monotonic() + 0.1).result(0)
         except CheckTimeout as exc:
             result.append(exc)
 
@@ -183,7 +189,7 @@ def test_a_real_onnx_inference_is_stopped_at_its_deadline_and_keeps_its_session(
             return real.run(*args, **kw)
 
     clf._session = Slow()
-    s = Scheduler(clf, hang_after=LONG)
+    s = known(Scheduler(clf, hang_after=LONG))
     with pytest.raises(CheckTimeout, match="stopped"):
         s.run(["how do I bake bread?"], deadline=time.monotonic() + 0.2).result(0)
     assert entered.is_set() and clf.resets == 0 and isinstance(clf._session, Slow)
@@ -197,6 +203,7 @@ def test_a_guard_scores_sync_checks_inline_and_async_checks_on_the_worker() -> N
     with Guard() as guard:
         (clf,) = guard.classifiers()
         sched = guard._scheduler(clf)
+        guard.check_input("How do I bake bread?")  # a thread's first check goes to the worker
         before = sched.stats.inline
         sync = guard.check_input("How do I make a pipe bomb at home?")
         assert sched.stats.inline == before + 1
@@ -221,7 +228,7 @@ def test_a_batch_being_retried_is_never_joined_by_an_inline_check() -> None:
             return super().predict(texts, **kw)
 
     clf = Retried(hold=1)
-    s = Scheduler(clf)
+    s = known(Scheduler(clf))
     first = s.submit(["x"], deadline=far())
     assert clf.entered.wait(LONG)
     a, poison = s.submit(["a"], deadline=far()), s.submit(["poison"], deadline=far())
@@ -257,7 +264,7 @@ def test_a_stop_that_lands_while_the_onnx_classifier_tokenises_refuses_its_infer
             return real_session.run(*args, **kw)
 
     clf._tokenizer, clf._session = SlowTokenizer(), Counting()
-    s = Scheduler(clf, hang_after=LONG)
+    s = known(Scheduler(clf, hang_after=LONG))
     with pytest.raises(CheckTimeout, match="stopped"):
         s.run(["how do I bake bread?"], deadline=time.monotonic() + 0.1).result(0)
     assert runs == [] and clf.resets == 0
@@ -271,12 +278,12 @@ def test_closing_the_scheduler_stops_an_inline_check() -> None:
     from guardrail.errors import ClassifierError
 
     clf = Stoppable(hold=1)
-    s = Scheduler(clf)
+    s = known(Scheduler(clf))
     got: list[Any] = []
 
     def call() -> None:
         try:
-            got.append(s.run(["stuck"], deadline=far()).result(0))
+            got.append(known(s).run(["stuck"], deadline=far()).result(0))
         except ClassifierError as exc:
             got.append(exc)
 
@@ -292,7 +299,7 @@ def test_closing_the_scheduler_stops_an_inline_check() -> None:
 def test_scores_that_come_after_the_deadline_are_a_timeout() -> None:
     """A run that will not stop but ends before it counts as hung still gives no scores: it was too late."""
     clf = Stoppable(hold=1, deaf=True)
-    s = Scheduler(clf, hang_after=LONG)
+    s = known(Scheduler(clf, hang_after=LONG))
     threading.Timer(0.3, clf.release.set).start()
     with pytest.raises(CheckTimeout):
         s.run(["slow"], deadline=time.monotonic() + 0.1).result(0)
@@ -311,6 +318,33 @@ def test_an_inline_check_past_its_deadline_follows_the_fail_mode(fail_mode: str,
     }
     clf = Stoppable(hold=1)
     with Guard(policy, classifiers=clf) as guard:
+        known(guard._scheduler(clf))
         d = guard.check_input("hello there")
         assert d.action is expected and d.error_kind == "timeout"
         assert clf.threads == [threading.get_ident()] and clf.interrupts == 1  # it ran inline and was stopped
+
+
+def test_a_threads_first_check_goes_to_the_worker_and_later_ones_may_run_inline() -> None:
+    """A fresh thread's first inference is slow (onnxruntime builds per-thread state): a server that starts a
+    thread per request keeps every check on the long-lived worker; a reused thread runs its later checks."""
+    clf = Stoppable()
+    s = Scheduler(clf)
+    me = threading.get_ident()
+    assert s.run(["one"], deadline=far()).result(LONG) == [{"unsafe": 0.03}]
+    assert s.run(["two"], deadline=far()).result(0) == [{"unsafe": 0.03}]
+    assert clf.threads[0] != me and clf.threads[1] == me and s.stats.inline == 1
+    s.close()
+
+
+def test_under_concurrent_traffic_checks_stay_on_the_batching_worker() -> None:
+    """After a batch of several, a sync check that finds the scheduler idle is still handed to the worker."""
+    clf = Stoppable(hold=1)
+    s = known(Scheduler(clf))
+    first = s.submit(["x"], deadline=far())
+    assert clf.entered.wait(LONG)
+    behind = [s.submit([f"b{i}"], deadline=far()) for i in range(3)]
+    clf.release.set()
+    assert first.result(LONG) and all(f.result(LONG) for f in behind)
+    assert s.run(["after"], deadline=far()).result(LONG) == [{"unsafe": 0.05}]
+    assert s.stats.inline == 0
+    s.close()
