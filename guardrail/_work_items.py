@@ -48,6 +48,7 @@ class WorkItem:
     tokens: int
     enqueued: float
     future: cf.Future[Scores] = field(default_factory=cf.Future)
+    alone: bool = False  # its batch failed: it runs again in a batch of its own
 
     @classmethod
     def new(cls, texts: Sequence[str], prompts: Sequence[str | None] | None, stage: Stage, deadline: float) -> WorkItem:

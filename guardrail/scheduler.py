@@ -8,7 +8,7 @@ the items waiting (up to ``max_batch`` texts and ``max_batch_tokens`` estimated 
 most ``max_wait_ms`` for companions when traffic is concurrent) and calls ``predict`` once for all
 of them. Threads and event loops alike get a ``concurrent.futures.Future``. A sync check that finds
 the scheduler idle after a lone inference is scored in the caller's thread (``run``) if the classifier
-can stop one thread's inference (``interrupt``) and the thread has checked before: no hand-off to the
+can stop one thread's inference (``interrupt``/``resume``) and the thread has checked before: no hand-off to the
 worker and back (measured per process: p99 of a 64-token check 9.6 ms against 11.6 ms). The worker
 waits meanwhile: one inference runs at a time either way.
 
@@ -144,20 +144,22 @@ class Scheduler:
         idle, its last inference ran alone, this thread has checked before and the classifier can stop this
         thread's inference, score here, in the caller's thread, and return a finished future; the watchdog
         stops the inference at ``deadline`` (``CheckTimeout``)."""
-        if not callable(getattr(self.classifier, "interrupt", None)) or not self._seen.__dict__.get("seen"):
+        resume: Any = getattr(self.classifier, "resume", None)
+        if not callable(resume) or not self._seen.__dict__.get("seen"):
             self._seen.seen = True  # onnxruntime's first run on a fresh thread is slow: a thread per request
             return self.submit(texts, stage=stage, prompts=prompts, deadline=deadline)
         item = WorkItem.new(texts, prompts, stage, deadline)
-        now = item.enqueued
+        now, me = item.enqueued, threading.get_ident()
         with self._cond:
             # after a batch of several (concurrent traffic) the worker batches better than a caller's thread
             idle = self._last_batch <= 1 and not (
                 self._closed or self._queue or self._running or self._busy or self._resetting
             )
             if idle and deadline > now:
-                item.future.set_running_or_notify_cancel()
-                running = self._running = Running([item], now, deadline, self._gen, threading.get_ident())
                 self._ensure_threads(worker=False)
+                item.future.set_running_or_notify_cancel()
+                resume(me)  # a stop aimed at an earlier run of this thread never reaches this one
+                running = self._running = Running([item], now, deadline, self._gen, me)
                 self._wd.notify_all()
         if not idle or deadline <= now:
             return self.submit(texts, stage=stage, prompts=prompts, deadline=deadline)
@@ -166,6 +168,7 @@ class Scheduler:
             outcome = score_items(self.classifier, [item])
         finally:  # even on KeyboardInterrupt: the worker must not wait for a run that is over
             with self._cond:
+                resume(me)  # a stop issued for this run (under this lock) never outlives it
                 if self._running is running:
                     self._running = None
                     self.stats.inline += 1
@@ -268,7 +271,8 @@ class Scheduler:
                     expired.append(it)
                     continue
                 fits = not batch or (
-                    it.stage == batch[0].stage
+                    not (it.alone or batch[0].alone)
+                    and it.stage == batch[0].stage
                     and texts + len(it.texts) <= self.max_batch
                     and tokens + it.tokens <= self.max_batch_tokens
                 )
@@ -280,7 +284,7 @@ class Scheduler:
                 else:
                     kept.append(it)
             self._queue = kept
-            full = texts >= self.max_batch or tokens >= self.max_batch_tokens or bool(kept)
+            full = texts >= self.max_batch or tokens >= self.max_batch_tokens or bool(kept) or batch[0].alone
             if not batch or full or now >= wait_until or gen != self._gen:
                 return batch, expired
             self._cond.wait(wait_until - now)
@@ -301,7 +305,7 @@ class Scheduler:
                 if gen != self._gen:  # closed while it gathered companions
                     orphans, batch = batch, []
                 self.stats.dropped += len(expired)
-                live = [it for it in batch if it.future.set_running_or_notify_cancel()]
+                live = [it for it in batch if it.future.running() or it.future.set_running_or_notify_cancel()]
                 started = time.monotonic()
                 if live:
                     tokens = sum(it.tokens for it in live)
@@ -346,16 +350,16 @@ class Scheduler:
         if len(batch) == 1:
             fail_item(batch[0], outcome)
             return
-        for it in batch:  # isolate the input that failed: every other check still gets its scores
-            if time.monotonic() >= it.deadline:
-                fail_item(it, CheckTimeout("deadline passed while its batch was retried"))
-                continue
-            self.stats.retried += 1
-            one = score_items(self.classifier, [it])
-            if isinstance(one, BaseException):
-                fail_item(it, one)
-            else:
-                it.future.set_result(one)
+        with self._cond:  # isolate the input that failed: each item runs again alone, watched like any batch
+            if not self._closed:
+                for it in reversed(batch):
+                    it.alone = True
+                    self._queue.appendleft(it)
+                    self._queued_tokens += it.tokens
+                self.stats.retried += len(batch)
+                return
+        for it in batch:
+            fail_item(it, ClassifierError("the guard was closed", classifier=self.classifier.name))
 
     def _learn_speed(self, elapsed: float, tokens: int) -> None:  # under self._cond
         """A slow inference counts at once (shed early when the machine slows), a fast one slowly."""

@@ -81,6 +81,9 @@ class Stoppable:
         if not self.deaf:
             self.stop.add(thread)
 
+    def resume(self, thread: int) -> None:
+        self.stop.discard(thread)
+
     def reset(self) -> None:
         self.resets += 1
         self.release.set()
@@ -347,4 +350,76 @@ def test_under_concurrent_traffic_checks_stay_on_the_batching_worker() -> None:
     assert first.result(LONG) and all(f.result(LONG) for f in behind)
     assert s.run(["after"], deadline=far()).result(LONG) == [{"unsafe": 0.05}]
     assert s.stats.inline == 0
+    s.close()
+
+
+def test_a_stop_that_lands_before_the_classifier_starts_still_stops_it() -> None:
+    """The deadline passes between the scheduler handing over and ``predict`` starting: the stop waits for it."""
+    runs: list[int] = []
+
+    class LateStart(OnnxClassifier):
+        def predict(self, *args: Any, **kw: Any) -> list[dict[str, float]]:
+            time.sleep(0.3)  # as if the thread were pre-empted before it reached the classifier
+            return super().predict(*args, **kw)
+
+    clf = LateStart(cache_size=0)
+    OnnxClassifier.predict(clf, ["load the session"])
+    real = clf._session
+
+    class Counting:
+        def run(self, *args: Any, **kw: Any) -> Any:
+            runs.append(1)
+            return real.run(*args, **kw)
+
+    clf._session = Counting()
+    s = known(Scheduler(clf, hang_after=LONG))
+    with pytest.raises(CheckTimeout, match="stopped"):
+        s.run(["how do I bake bread?"], deadline=time.monotonic() + 0.1).result(0)
+    assert runs == [] and clf.resets == 0
+    (scores,) = s.run(["how do I bake bread?"], deadline=far()).result(0)  # the stop covered one run only
+    assert runs == [1] and 0.0 <= scores["unsafe"] <= 1.0
+    s.close()
+
+
+def test_a_retried_item_that_hangs_is_watched_and_later_checks_are_served() -> None:
+    """Items of a failed batch run again one by one through the queue, watched like any batch."""
+
+    class HangsOnRetry:
+        name = "hangs-on-retry"
+        labels = frozenset({"unsafe"})
+
+        def __init__(self) -> None:
+            self.entered, self.gate = threading.Event(), threading.Event()
+            self.stuck, self.unstick = threading.Event(), threading.Event()
+            self.resets = 0
+
+        def predict(self, texts: Sequence[str], **kw: Any) -> list[dict[str, float]]:
+            if tuple(texts) == ("x",):
+                self.entered.set()
+                self.gate.wait(LONG)
+            elif "poison" in texts and len(texts) > 1:
+                raise RuntimeError("the batch fails")
+            elif tuple(texts) == ("a",):
+                self.stuck.set()
+                self.unstick.wait(LONG)
+            return [{"unsafe": min(1.0, len(t) / 100)} for t in texts]
+
+        def reset(self) -> None:
+            self.resets += 1
+
+    clf = HangsOnRetry()
+    s = Scheduler(clf, hang_after=0.2)
+    first = s.submit(["x"], deadline=far())
+    assert clf.entered.wait(LONG)
+    a = s.submit(["a"], deadline=time.monotonic() + 0.5)
+    poison = s.submit(["poison"], deadline=far())
+    clf.gate.set()
+    assert first.result(LONG) == [{"unsafe": 0.01}]
+    assert clf.stuck.wait(LONG)
+    with pytest.raises(CheckTimeout, match="hung"):
+        a.result(LONG)
+    assert poison.result(LONG) == [{"unsafe": 0.06}]  # served by a fresh worker
+    assert s.submit(["later"], deadline=far()).result(LONG) == [{"unsafe": 0.05}]
+    assert s.stats.hangs == 1 and clf.resets == 1 and s.stats.retried == 2
+    clf.unstick.set()
     s.close()

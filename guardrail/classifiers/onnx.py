@@ -223,13 +223,19 @@ class OnnxClassifier:
     def interrupt(self, thread: int) -> None:
         """Stop the ``predict`` that ``thread`` is in; the session stays. The scheduler calls this when a
         check it let run in the caller's thread reaches its deadline (``ClassifierError`` there). Sticky
-        until that ``predict`` returns: a stop that lands while it tokenises, loads the session or sits
-        between two sub-batches refuses its next session run."""
+        until ``resume(thread)``: a stop that lands while it tokenises, loads the session or sits between
+        two sub-batches refuses its next session run."""
         with self._active_lock:
             self._stopped.add(thread)
             for ro, owner in self._active.items():
                 if owner == thread:
                     ro.terminate = True
+
+    def resume(self, thread: int) -> None:
+        """Let ``thread`` run inferences again after ``interrupt``. The scheduler calls it, under its own
+        lock, before and after each run it lets a caller's thread make, so a stop covers exactly one run."""
+        with self._active_lock:
+            self._stopped.discard(thread)
 
     # -- scoring ------------------------------------------------------------------------------
 
@@ -332,20 +338,6 @@ class OnnxClassifier:
         self, texts: Sequence[str], *, stage: Stage = "input", prompts: Sequence[str | None] | None = None
     ) -> list[dict[str, float]]:
         """Calibrated probabilities of every head scored on ``stage``, one dict per text."""
-        me = threading.get_ident()
-        self._unstop(me)  # a stop aimed at an earlier call of this thread never reaches this one
-        try:
-            return self._predict(texts, stage, prompts)
-        finally:
-            self._unstop(me)
-
-    def _unstop(self, thread: int) -> None:
-        with self._active_lock:
-            self._stopped.discard(thread)
-
-    def _predict(
-        self, texts: Sequence[str], stage: Stage, prompts: Sequence[str | None] | None
-    ) -> list[dict[str, float]]:
         texts = [sanitize(t) for t in texts]
         results: list[dict[str, float] | None] = [None] * len(texts)
         todo: list[int] = []
