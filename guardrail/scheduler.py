@@ -145,7 +145,8 @@ class Scheduler:
         thread's inference, score here, in the caller's thread, and return a finished future; the watchdog
         stops the inference at ``deadline`` (``CheckTimeout``)."""
         resume: Any = getattr(self.classifier, "resume", None)
-        if not callable(resume) or not self._seen.__dict__.get("seen"):
+        stoppable = callable(resume) and callable(getattr(self.classifier, "interrupt", None))
+        if not stoppable or not self._seen.__dict__.get("seen"):
             self._seen.seen = True  # onnxruntime's first run on a fresh thread is slow: a thread per request
             return self.submit(texts, stage=stage, prompts=prompts, deadline=deadline)
         item = WorkItem.new(texts, prompts, stage, deadline)
@@ -284,8 +285,10 @@ class Scheduler:
                 else:
                     kept.append(it)
             self._queue = kept
+            if not batch:  # nothing to run (what was queued was cancelled or expired)
+                return batch, expired
             full = texts >= self.max_batch or tokens >= self.max_batch_tokens or bool(kept) or batch[0].alone
-            if not batch or full or now >= wait_until or gen != self._gen:
+            if full or now >= wait_until or gen != self._gen:
                 return batch, expired
             self._cond.wait(wait_until - now)
 

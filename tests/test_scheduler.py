@@ -339,3 +339,21 @@ def test_an_ensemble_budget_scales_with_its_slowest_expert() -> None:
             return [{"unsafe": 0.0} for _ in texts]
 
     assert Scheduler(Ensemble()).speed_scale() == 5.0
+
+
+def test_a_queue_holding_only_cancelled_or_expired_checks_never_stops_the_worker() -> None:
+    """A caller that gave up cancels its queued check; the worker skips it and serves the next one."""
+    clf = Gated()
+    s = Scheduler(clf)
+    running = s.submit(["x"], deadline=far())
+    assert clf.entered.wait(LONG)
+    gave_up = s.submit(["given up"], deadline=far())
+    expired = s.submit(["expired"], deadline=time.monotonic() + 0.01)
+    assert gave_up.cancel()
+    time.sleep(0.05)
+    clf.release.set()
+    assert running.result(LONG) == [{"unsafe": 0.01}]
+    with pytest.raises(CheckTimeout):
+        expired.result(LONG)
+    assert s.submit(["next"], deadline=far()).result(LONG) == [{"unsafe": 0.04}]
+    s.close()
