@@ -112,8 +112,10 @@ class Scheduler:
     ) -> cf.Future[Scores]:
         """Queue ``texts`` for scoring by ``deadline`` (a ``time.monotonic()`` value). The future holds
         one score dict per text, or ``CheckTimeout``/``Overloaded``/``ClassifierError``."""
-        item = WorkItem.new(texts, prompts, stage, deadline)
-        now = item.enqueued
+        return self._enqueue(WorkItem.new(texts, prompts, stage, deadline))
+
+    def _enqueue(self, item: WorkItem) -> cf.Future[Scores]:
+        now, deadline = item.enqueued, item.deadline
         with self._cond:
             if self._closed:
                 item.future.set_exception(ClassifierError("the guard was closed", classifier=self.classifier.name))
@@ -146,10 +148,10 @@ class Scheduler:
         stops the inference at ``deadline`` (``CheckTimeout``)."""
         resume: Any = getattr(self.classifier, "resume", None)
         stoppable = callable(resume) and callable(getattr(self.classifier, "interrupt", None))
+        item = WorkItem.new(texts, prompts, stage, deadline)
         if not stoppable or not self._seen.__dict__.get("seen"):
             self._seen.seen = True  # onnxruntime's first run on a fresh thread is slow: a thread per request
-            return self.submit(texts, stage=stage, prompts=prompts, deadline=deadline)
-        item = WorkItem.new(texts, prompts, stage, deadline)
+            return self._enqueue(item)
         now, me = item.enqueued, threading.get_ident()
         with self._cond:
             # after a batch of several (concurrent traffic) the worker batches better than a caller's thread
@@ -163,7 +165,7 @@ class Scheduler:
                 running = self._running = Running([item], now, deadline, self._gen, me)
                 self._wd.notify_all()
         if not idle or deadline <= now:
-            return self.submit(texts, stage=stage, prompts=prompts, deadline=deadline)
+            return self._enqueue(item)
         outcome: Scores | BaseException = CheckTimeout("the caller was interrupted")
         try:
             outcome = score_items(self.classifier, [item])
