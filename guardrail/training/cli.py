@@ -51,6 +51,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "dev, never training, so the two models compare cleanly on them (repeatable)",
     )  # fmt: skip
     p.add_argument("--authored-repeat", type=int, default=1, help="copies of each authored / --data input row")
+    p.add_argument(
+        "--average-from", type=int, default=None, metavar="STEP",
+        help="tail averaging: the model is the mean of the weights after STEP and every --average-every steps after it",
+    )  # fmt: skip
+    p.add_argument("--average-every", type=int, default=200, metavar="N", help="steps between averaged weights")
     p.add_argument("--input-sample", type=int, default=30000, help="with --continue-from: public input rows drawn")
     p.add_argument("--no-group-by-meaning", action="store_true", help="skip embedding-based near-duplicate grouping")
     p.add_argument(
@@ -84,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         "exclude_noncommercial": args.exclude_noncommercial,
         "steps": args.steps,
         "keep_out": list(args.keep_out),
+        "average_from": args.average_from,
+        "average_every": args.average_every,
     }
     log = lambda s: print(s, flush=True)  # noqa: E731
     if args.continue_from is not None:

@@ -22,6 +22,7 @@ from torch import nn
 
 from guardrail.classifiers.encoding import EncodingConfig, Window, encode_windows, pad_batch
 from guardrail.taxonomy import RESPONSE_CLASS_IDS
+from guardrail.training.averaging import WeightAverage, due
 from guardrail.training.examples import BINARY_HEADS, Example
 from guardrail.training.model import SafetyClassifier, base_model_dir
 
@@ -53,6 +54,8 @@ class TrainConfig:
     keep_out: list[Path] = field(default_factory=list)  # other runs' eval_rows.jsonl: kept out of training (dev)
     init_checkpoint: Path | None = None  # start from these weights (a finished run's checkpoint.pt), e.g. to
     # continue training on one stage or on your own data without starting from the base again
+    average_from: int | None = None  # tail averaging: the final weights are the mean of the weights after step
+    average_every: int = 200  # average_from and every average_every steps after it (see averaging.py)
 
 
 def label_space(examples: Sequence[Example]) -> list[str]:
@@ -187,6 +190,8 @@ def train(
     tok = load_tokenizer(work if cfg.base == "e5" else None)
     if cfg.steps is not None and cfg.steps < 1:
         raise ValueError("steps must be >= 1")
+    if cfg.average_every < 1:
+        raise ValueError("average_every must be >= 1")
     train_ex = oversample([ex for ex in examples if ex.split == "train"], cfg)
     windows = encode_examples(tok, train_ex, enc_cfg)
     y, m, dna, w = targets(train_ex, labels)
@@ -213,6 +218,9 @@ def train(
     steps_per_epoch = math.ceil(len(windows) / cfg.batch_size)
     total = cfg.steps if cfg.steps is not None else max(1, int(steps_per_epoch * cfg.epochs))
     warm = max(1, int(total * cfg.warmup))
+    if cfg.average_from is not None and not 1 <= cfg.average_from <= total:
+        raise ValueError(f"average_from must be a step of the run (1..{total}), got {cfg.average_from}")
+    average = WeightAverage()
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, (total - s) / max(1, total - warm))
     )
@@ -220,7 +228,7 @@ def train(
     ce = nn.CrossEntropyLoss(reduction="none")
     yt, mt, dt, wt = (torch.from_numpy(a) for a in (y, m, dna, w))
     log(f"training {len(windows)} examples, {len(labels)} labels, {total} steps, {cfg.layers} layers")
-    step, t0, running = 0, time.time(), 0.0
+    step, t0, running, skip = 0, time.time(), 0.0, 0
     resume = work / "resume.pt" if work is not None else None
     if resume is not None and resume.exists():
         state = torch.load(resume, weights_only=False)
@@ -228,13 +236,22 @@ def train(
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         step, running = int(state["step"]), float(state["running"])
-        rng.setstate(state["rng"])
+        # the epoch's batch order is rebuilt from the shuffler's state at the epoch's start and the batches
+        # already trained are skipped, so a resumed run sees the same batches as one never interrupted
+        # (checkpoints older than this, without "epoch_rng", start a fresh order)
+        rng.setstate(state.get("epoch_rng", state["rng"]))
+        skip = int(state.get("epoch_pos", 0))
         torch.set_rng_state(state["torch_rng"])
+        if "average" in state:
+            average.load(state["average"])
         log(f"resumed from {resume} at step {step}/{total}")
     step0 = step
     model.train()
     while step < total:
-        for batch in _batches(lengths, cfg.batch_size, rng):
+        epoch_rng = rng.getstate()
+        for pos, batch in enumerate(_batches(lengths, cfg.batch_size, rng)):
+            if pos < skip:
+                continue
             if step >= total:
                 break
             idx = torch.tensor(batch)
@@ -255,17 +272,24 @@ def train(
             step += 1
             lv = float(loss.detach())
             running = 0.98 * running + 0.02 * lv if step > 1 else lv
+            if due(step, cfg.average_from, cfg.average_every):
+                average.add(step, model.state_dict())
             if resume is not None and (step % cfg.checkpoint_every == 0 or step == total):
                 tmp = resume.with_suffix(".tmp")
                 torch.save(
                     {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                     "step": step, "running": running, "rng": rng.getstate(), "torch_rng": torch.get_rng_state()},
+                     "step": step, "running": running, "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
+                     "average": average.state(), "epoch_rng": epoch_rng, "epoch_pos": pos + 1},
                     tmp,
                 )  # fmt: skip
                 tmp.replace(resume)
             if step % 50 == 0 or step == total:
                 el = (time.time() - t0) / max(1, step - step0)
                 log(f"step {step}/{total} loss {running:.4f} {el:.2f}s/step eta {el * (total - step) / 60:.1f} min")
+        skip = 0
+    if average.steps:
+        model.load_state_dict(average.result(model.state_dict()))
+        log(f"weights: the mean of {len(average.steps)} states, steps {average.steps[0]}..{average.steps[-1]}")
     model.eval()
     return model
 
