@@ -84,7 +84,14 @@ def test_training_ends_on_the_mean_and_an_interrupted_run_resumes_to_the_same_we
     whole = _tiny_run(tmp_path / "whole", average_from=2, average_every=2)
     assert any(not torch.equal(plain[k], whole[k]) for k in plain), "the average is not the last step's weights"
 
-    # stop the run right after its third checkpoint, then start it again in the same folder
+    # stop the run while it writes its third checkpoint (so it resumes from step 2), then start it again
+    _interrupted_run(tmp_path / "cut", monkeypatch, average_from=2, average_every=2)
+    resumed = _tiny_run(tmp_path / "cut", average_from=2, average_every=2)
+    for k in whole:
+        assert torch.equal(whole[k], resumed[k]), k
+
+
+def _interrupted_run(work: Path, monkeypatch: pytest.MonkeyPatch, **over: Any) -> None:
     real_save = torch.save
     saves = {"n": 0}
 
@@ -96,11 +103,24 @@ def test_training_ends_on_the_mean_and_an_interrupted_run_resumes_to_the_same_we
 
     monkeypatch.setattr(torch, "save", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
-        _tiny_run(tmp_path / "cut", average_from=2, average_every=2)
+        _tiny_run(work, **over)
     monkeypatch.setattr(torch, "save", real_save)
-    resumed = _tiny_run(tmp_path / "cut", average_from=2, average_every=2)
-    for k in whole:
-        assert torch.equal(whole[k], resumed[k]), k
+
+
+@pytest.mark.parametrize(
+    ("first", "again"),
+    [
+        ({"average_from": 2, "average_every": 2}, {}),  # the flag dropped: the last steps would be thrown away
+        ({}, {"average_from": 2, "average_every": 2}),  # the flag added: only the later steps would be averaged
+        ({"average_from": 1, "average_every": 1}, {"average_from": 1, "average_every": 2}),
+    ],
+)
+def test_resuming_with_other_averaging_options_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first: dict[str, int], again: dict[str, int]
+) -> None:
+    _interrupted_run(tmp_path / "cut", monkeypatch, **first)
+    with pytest.raises(ValueError, match="average-from"):
+        _tiny_run(tmp_path / "cut", **again)
 
 
 def test_a_start_outside_the_run_is_refused(tmp_path: Path) -> None:

@@ -117,6 +117,7 @@ def from_checkpoint(cfg_dict: dict[str, object], log: Callable[[str], None] = pr
     import torch
 
     from guardrail.training import export, train
+    from guardrail.training.averaging import WeightAverage
     from guardrail.training.model import SafetyClassifier
 
     cfg = train.TrainConfig(**cfg_dict)  # type: ignore[arg-type]
@@ -133,6 +134,11 @@ def from_checkpoint(cfg_dict: dict[str, object], log: Callable[[str], None] = pr
         full = torch.load(work / "resume.pt", weights_only=False)
         state = full["model"]
         log(f"weights: resume.pt at step {full['step']}")
+        if full.get("average", {}).get("steps"):  # a cut-short averaging run: the mean of what it collected
+            average = WeightAverage()
+            average.load(full["average"])
+            state = average.result(state)
+            log(f"weights: the mean of the {len(average.steps)} states of steps {average.steps} in resume.pt")
     model.load_state_dict(state)
     train.save_checkpoint(model, labels, cfg, work)
     fp32 = export.export_onnx(model, work)

@@ -242,8 +242,17 @@ def train(
         rng.setstate(state.get("epoch_rng", state["rng"]))
         skip = int(state.get("epoch_pos", 0))
         torch.set_rng_state(state["torch_rng"])
+        if state.get("n_windows", len(windows)) != len(windows):
+            raise ValueError(f"{resume} was written for {state['n_windows']} training windows, this run has "
+                             f"{len(windows)}: the data changed; start again into an empty --out")  # fmt: skip
         if "average" in state:
             average.load(state["average"])
+        wanted = [s for s in range(1, step + 1) if due(s, cfg.average_from, cfg.average_every)]
+        if average.steps != wanted:
+            raise ValueError(
+                f"{resume} averaged the weights of steps {average.steps}; --average-from/--average-every "
+                f"now ask for {wanted}: resume with the run's own options or start into an empty --out"
+            )
         log(f"resumed from {resume} at step {step}/{total}")
     step0 = step
     model.train()
@@ -279,7 +288,8 @@ def train(
                 torch.save(
                     {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                      "step": step, "running": running, "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
-                     "average": average.state(), "epoch_rng": epoch_rng, "epoch_pos": pos + 1},
+                     "average": average.state(), "epoch_rng": epoch_rng, "epoch_pos": pos + 1,
+                     "n_windows": len(windows)},
                     tmp,
                 )  # fmt: skip
                 tmp.replace(resume)
