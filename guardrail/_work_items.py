@@ -110,6 +110,17 @@ def warm_seconds_per_token(clf: object) -> float | None:
     return check_ms / 1000.0 / 66 if isinstance(check_ms, (int, float)) and check_ms > 0 else None
 
 
+def claim(item: WorkItem) -> bool:
+    """Mark ``item``'s future running; False if it was cancelled or already completed (by its caller)."""
+    fut = item.future
+    if fut.running():
+        return True
+    try:
+        return fut.set_running_or_notify_cancel()
+    except RuntimeError:  # completed by someone else: nothing to run for it
+        return False
+
+
 def fail_item(item: WorkItem, exc: BaseException) -> None:
     """Fail ``item``'s future with ``exc`` unless it already holds an outcome."""
     fut = item.future

@@ -45,6 +45,7 @@ from guardrail._work_items import (
     Running,
     SchedulerStats,
     WorkItem,
+    claim,
     estimate_tokens,
     fail_item,
     score_items,
@@ -126,9 +127,13 @@ class Scheduler:
                 self.stats.shed += 1
                 item.future.set_exception(Overloaded(why, classifier=self.classifier.name))
                 return item.future
+            if not self._ensure_threads():
+                item.future.set_exception(
+                    ClassifierError("could not start the inference thread", classifier=self.classifier.name)
+                )
+                return item.future
             self._queue.append(item)
             self._queued_tokens += item.tokens
-            self._ensure_threads()
             self._cond.notify_all()
             depth += 1
         metrics.set_queue_depth(depth)
@@ -153,33 +158,36 @@ class Scheduler:
             self._seen.seen = True  # onnxruntime's first run on a fresh thread is slow: a thread per request
             return self._enqueue(item)
         now, me = item.enqueued, threading.get_ident()
-        with self._cond:
-            # after a batch of several (concurrent traffic) the worker batches better than a caller's thread
-            idle = self._last_batch <= 1 and not (
-                self._closed or self._queue or self._running or self._busy or self._resetting
-            )
-            if idle and deadline > now:
-                self._ensure_threads(worker=False)
-                item.future.set_running_or_notify_cancel()
-                resume(me)  # a stop aimed at an earlier run of this thread never reaches this one
-                running = self._running = Running([item], now, deadline, self._gen, me)
-                self._wd.notify_all()
-        if not idle or deadline <= now:
-            return self._enqueue(item)
+        running: Running | None = None
         outcome: Scores | BaseException = CheckTimeout("the caller was interrupted")
-        try:
+        try:  # opened before _running is published: an exception anywhere after it still unpublishes it
+            with self._cond:
+                # after a batch of several (concurrent traffic) the worker batches better than a caller's thread
+                idle = self._last_batch <= 1 and not (
+                    self._closed or self._queue or self._running or self._busy or self._resetting
+                )
+                if idle and deadline > now:
+                    self._ensure_threads(worker=False)
+                    item.future.set_running_or_notify_cancel()
+                    resume(me)  # a stop aimed at an earlier run of this thread never reaches this one
+                    running = self._running = Running([item], now, deadline, self._gen, me)
+                    self._wd.notify_all()
+            if running is None:
+                return self._enqueue(item)
             outcome = score_items(self.classifier, [item])
         finally:  # even on KeyboardInterrupt: the worker must not wait for a run that is over
-            with self._cond:
-                resume(me)  # a stop issued for this run (under this lock) never outlives it
-                if self._running is running:
-                    self._running = None
-                    self.stats.inline += 1
-                    self._last_batch = 1
-                    self.stats.record([item])
-                    if not isinstance(outcome, BaseException) and not running.stopped:
-                        self._learn_speed(time.monotonic() - now, item.tokens)
-                self._cond.notify_all()  # a worker may wait for this run to end
+            if running is not None:
+                with self._cond:
+                    if self._running is running:
+                        self._running = None
+                        self.stats.inline += 1
+                        self._last_batch = 1
+                        self.stats.record([item])
+                        if not isinstance(outcome, BaseException) and not running.stopped:
+                            self._learn_speed(time.monotonic() - now, item.tokens)
+                    with contextlib.suppress(Exception):
+                        resume(me)  # a stop issued for this run (under this lock) never outlives it
+                    self._cond.notify_all()  # a worker may wait for this run to end
         done = time.monotonic()
         metrics.observe_classifier(self.classifier.name, stage, done - now, len(item.texts))
         if done > deadline and not isinstance(outcome, BaseException):  # late: as if waited for with a time-out
@@ -240,20 +248,34 @@ class Scheduler:
                 self._stop_inline(r, ClassifierError("the guard was closed", classifier=self.classifier.name))
             self._cond.notify_all()
             self._wd.notify_all()
+        metrics.set_queue_depth(0)
         for it in left:
             fail_item(it, ClassifierError("the guard was closed", classifier=self.classifier.name))
 
     # -- threads ------------------------------------------------------------------------------------
 
-    def _ensure_threads(self, *, worker: bool = True) -> None:  # under self._cond
-        if worker and self._worker is None:
-            self._worker = threading.Thread(
+    def _ensure_threads(self, *, worker: bool = True) -> bool:  # under self._cond
+        """Start the worker (unless ``worker`` is False) and the watchdog if they are not running; False when
+        the worker is wanted and could not be started (thread exhaustion): its attribute stays None, so a
+        later check tries again, and the caller fails its item instead of leaving it unserved."""
+        started = True
+        # no worker while the watchdog resets the classifier: a run started then would be killed by the
+        # reset; the watchdog starts one itself when the reset is over
+        if worker and self._worker is None and not self._resetting:
+            thread = threading.Thread(
                 target=self._work, args=(self._gen,), name=f"guardrail-infer-{self.classifier.name}", daemon=True
             )
-            self._worker.start()
+            try:
+                thread.start()
+                self._worker = thread
+            except RuntimeError:
+                started = False
         if self._watchdog is None:
-            self._watchdog = threading.Thread(target=self._watch, name="guardrail-watchdog", daemon=True)
-            self._watchdog.start()
+            watchdog = threading.Thread(target=self._watch, name="guardrail-watchdog", daemon=True)
+            with contextlib.suppress(RuntimeError):  # unwatched until a later check starts one
+                watchdog.start()
+                self._watchdog = watchdog
+        return started
 
     def _take(self, gen: int) -> tuple[list[WorkItem], list[WorkItem]]:
         """Under the lock: the next batch (same stage, bounded), and the items whose deadline passed."""
@@ -310,7 +332,7 @@ class Scheduler:
                 if gen != self._gen:  # closed while it gathered companions
                     orphans, batch = batch, []
                 self.stats.dropped += len(expired)
-                live = [it for it in batch if it.future.running() or it.future.set_running_or_notify_cancel()]
+                live = [it for it in batch if claim(it)]
                 started = time.monotonic()
                 if live:
                     tokens = sum(it.tokens for it in live)
@@ -319,6 +341,7 @@ class Scheduler:
                     # an LLM judge may legitimately take the whole budget the policy gives it)
                     hang_at = max(started + max(self._hang_floor, 10 * expected), max(it.deadline for it in live))
                     self._running = Running(live, started, hang_at, gen)
+                    self._ensure_threads(worker=False)  # the watchdog may have idled out while it gathered
                     self._wd.notify_all()
                 depth = len(self._queue)
             for it in orphans:
@@ -336,8 +359,11 @@ class Scheduler:
     def _run_batch(self, batch: list[WorkItem], gen: int, started: float) -> None:
         outcome = score_items(self.classifier, batch)
         with self._cond:
-            if gen != self._gen:
-                return  # the watchdog gave up on this call and failed its items already
+            if gen != self._gen:  # the watchdog failed its items already, or close() came during it
+                closed = ClassifierError("the guard was closed", classifier=self.classifier.name)
+                for it in batch:
+                    fail_item(it, closed)  # a no-op for a hang's victims
+                return
             self._running = None
             elapsed = time.monotonic() - started
             self._last_batch = len(batch)
@@ -349,7 +375,8 @@ class Scheduler:
             at = 0
             for it in batch:
                 k = len(it.texts)
-                it.future.set_result(outcome[at : at + k])
+                with contextlib.suppress(cf.InvalidStateError):  # its caller completed it: keep serving
+                    it.future.set_result(outcome[at : at + k])
                 at += k
             return
         if len(batch) == 1:

@@ -423,3 +423,26 @@ def test_a_retried_item_that_hangs_is_watched_and_later_checks_are_served() -> N
     assert s.stats.hangs == 1 and clf.resets == 1 and s.stats.retried == 2
     clf.unstick.set()
     s.close()
+
+
+def test_a_classifier_whose_resume_fails_after_a_run_leaves_the_scheduler_serving() -> None:
+    # resume() raising in the run's clean-up used to leave the run published: the worker waited for a run
+    # that was over, and the watchdog later stopped and reset a classifier that was not running
+    class ResumeFailsOnce(Stoppable):
+        def __init__(self) -> None:
+            super().__init__()
+            self.resumes = 0
+
+        def resume(self, thread: int) -> None:
+            self.resumes += 1
+            if self.resumes == 2:  # the clean-up after the first run
+                raise RuntimeError("resume failed")
+            super().resume(thread)
+
+    clf = ResumeFailsOnce()
+    s = known(Scheduler(clf))
+    assert s.run(["hello"], deadline=far()).result(LONG) == [{"unsafe": 0.05}]
+    assert s.submit(["queued"], deadline=far()).result(LONG) == [{"unsafe": 0.06}]
+    assert s.run(["again"], deadline=far()).result(LONG) == [{"unsafe": 0.05}]
+    assert s.stats.hangs == 0 and clf.resets == 0 and not clf.stop
+    s.close()

@@ -357,3 +357,134 @@ def test_a_queue_holding_only_cancelled_or_expired_checks_never_stops_the_worker
         expired.result(LONG)
     assert s.submit(["next"], deadline=far()).result(LONG) == [{"unsafe": 0.04}]
     s.close()
+
+
+def test_close_during_a_batch_fails_its_checks_when_the_batch_returns() -> None:
+    # the batch's futures were left unresolved: a plain submit().result() waited for ever
+    clf = Gated()
+    s = Scheduler(clf)
+    fut = s.submit(["in flight"], deadline=far())
+    assert clf.entered.wait(LONG)
+    s.close()
+    clf.release.set()
+    with pytest.raises(ClassifierError, match="closed"):
+        fut.result(LONG)
+
+
+class HangsOn(Gated):
+    """Hangs on the text "hang" until the scheduler resets it; other texts score at once."""
+
+    def __init__(self) -> None:
+        super().__init__(hold=1)
+        self.stuck = threading.Event()
+        self.unstick = threading.Event()
+
+    def predict(
+        self, texts: Sequence[str], *, stage: str = "input", prompts: Sequence[str | None] | None = None
+    ) -> list[dict[str, float]]:
+        if "hang" in texts:
+            self.stuck.set()
+            self.unstick.wait(LONG)
+        return super().predict(texts, stage=stage, prompts=prompts)
+
+    def reset(self) -> None:
+        super().reset()
+        self.unstick.set()
+
+
+def test_a_batch_gathered_after_the_watchdog_went_idle_is_still_watched() -> None:
+    # while the worker waited for companions, the idle watchdog exited; the batch then ran unwatched, its hang
+    # was never declared and, with nothing else arriving, its check never finished
+    clf = HangsOn()
+    s = Scheduler(clf, max_wait_ms=600, idle_exit=0.05, hang_after=0.05)
+    first = s.submit(["x"], deadline=far())
+    assert clf.entered.wait(LONG)
+    pair = [s.submit([t], deadline=far()) for t in ("a", "b")]
+    wait_queued(s, 2)
+    clf.release.set()
+    for f in [first, *pair]:
+        f.result(LONG)
+    assert s._last_batch == 2  # so the next batch waits for companions (max_wait_ms)
+    hung = s.submit(["hang"], deadline=time.monotonic() + 1.0)
+    assert clf.stuck.wait(LONG)
+    with pytest.raises(CheckTimeout):
+        hung.result(LONG)
+    assert s.stats.hangs == 1 and clf.resets == 1
+    assert s.submit(["later"], deadline=far()).result(LONG) == [{"unsafe": 0.05}]
+    s.close()
+
+
+class ResetKillsRuns:
+    """Like the ONNX classifier: reset() (slow here) terminates every inference in flight."""
+
+    name = "reset-kills"
+    labels = frozenset({"unsafe"})
+
+    def __init__(self) -> None:
+        self.active: list[threading.Event] = []
+        self.first = threading.Event()
+        self.resetting = threading.Event()
+        self._lock = threading.Lock()
+
+    def predict(
+        self, texts: Sequence[str], *, stage: str = "input", prompts: Sequence[str | None] | None = None
+    ) -> list[dict[str, float]]:
+        stop = threading.Event()
+        with self._lock:
+            self.active.append(stop)
+            hang = not self.first.is_set()
+            self.first.set()
+        if stop.wait(LONG if hang else 0.6):  # a run longer than the reset: one started during it is killed
+            raise RuntimeError("terminated by reset")
+        return [{"unsafe": 0.0} for _ in texts]
+
+    def reset(self) -> None:
+        self.resetting.set()
+        time.sleep(0.3)  # as onnxruntime's reset waits for its session lock
+        with self._lock:
+            for stop in self.active:
+                stop.set()
+            self.active.clear()
+
+
+def test_a_check_that_arrives_during_a_reset_waits_for_it_instead_of_being_killed_by_it() -> None:
+    clf = ResetKillsRuns()
+    s = Scheduler(clf, hang_after=0.05)
+    victim = s.submit(["stuck"], deadline=time.monotonic() + 0.1)
+    with pytest.raises(CheckTimeout):
+        victim.result(LONG)
+    assert clf.resetting.wait(LONG)
+    assert s.submit(["arrives during the reset"], deadline=far()).result(LONG) == [{"unsafe": 0.0}]
+    s.close()
+
+
+def test_a_worker_thread_that_cannot_start_fails_that_check_and_the_next_check_starts_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # thread exhaustion left _worker pointing at a thread that never ran: no check was ever served again
+    clf = Gated(hold=0)
+    s = Scheduler(clf)
+    real_start = threading.Thread.start
+
+    def no_threads(self: threading.Thread) -> None:
+        if self.name.startswith("guardrail-infer"):
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", no_threads)
+    with pytest.raises(ClassifierError, match="could not start"):
+        s.submit(["first"], deadline=far()).result(LONG)
+    monkeypatch.setattr(threading.Thread, "start", real_start)
+    assert s.submit(["second"], deadline=far()).result(LONG) == [{"unsafe": 0.06}]
+    s.close()
+
+
+def test_a_caller_that_completes_its_own_future_does_not_stop_the_worker() -> None:
+    clf = Gated()
+    s = Scheduler(clf)
+    mine = s.submit(["x"], deadline=far())
+    assert clf.entered.wait(LONG)
+    mine.set_exception(TimeoutError("the caller gave up"))
+    clf.release.set()
+    assert s.submit(["later"], deadline=far()).result(LONG) == [{"unsafe": 0.05}]
+    s.close()
