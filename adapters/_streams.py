@@ -107,6 +107,8 @@ class ChatStream(_StreamState):
 
     def emit(self, rel: Release, sg: StreamGuard) -> Iterator[Any]:
         flavour = self.gc.flavour
+        if rel.blocked is not None:  # the blocked answer's tool calls never reach the client
+            self.queue = [c for c in self.queue if not shapes.blocked_delta(c)]
         yield from self._drain(self.queue)
         text = self._text(rel, sg)
         if text:
@@ -120,6 +122,17 @@ class ChatStream(_StreamState):
 
 
 _DONE_EVENTS = ("response.output_text.done", "response.content_part.done", "response.output_item.done")
+
+
+def _lifecycle_or_message(event: Any) -> bool:
+    """Whether a held Responses event may precede a refusal: the response's own lifecycle and the message
+    item's frames do; function calls, tool calls and their arguments (the blocked answer's actions) do not."""
+    kind = str(getattr(event, "type", ""))
+    if kind in ("response.created", "response.in_progress", "response.queued"):
+        return True
+    if kind.startswith("response.output_item."):
+        return getattr(getattr(event, "item", None), "type", None) == "message"
+    return kind.startswith("response.content_part.")
 
 
 class ResponsesStream(_StreamState):
@@ -150,6 +163,8 @@ class ResponsesStream(_StreamState):
         return ""
 
     def emit(self, rel: Release, sg: StreamGuard) -> Iterator[Any]:
+        if rel.blocked is not None:  # only the response's lifecycle and its message go before the refusal
+            self.queue = [e for e in self.queue if _lifecycle_or_message(e)]
         yield from self._drain(self.queue)
         text = self._text(rel, sg)
         seq = getattr(self.template, "sequence_number", 0)

@@ -23,6 +23,7 @@ from guardrail.call import CONTENT_FILTER
 
 __all__ = [
     "Flavour",
+    "blocked_delta",
     "content_free",
     "refusal_chunks",
     "refusal_completion",
@@ -176,9 +177,13 @@ def replace_completion_texts(
     out = copy.deepcopy(result)
     if isinstance(out, dict):
         for i, text in texts.items():
-            out["choices"][i]["message"]["content"] = text
+            message = out["choices"][i]["message"]
+            message["content"] = text
             if i in reasons:
                 out["choices"][i]["finish_reason"] = reasons[i]
+                if reasons[i] == CONTENT_FILTER:
+                    for name in _ACTIONS:
+                        message.pop(name, None)
         return out
     choices = getattr(out, "choices", None)
     if choices is not None:
@@ -186,11 +191,30 @@ def replace_completion_texts(
             choices[i].message.content = text
             if i in reasons:
                 choices[i].finish_reason = reasons[i]
+                if reasons[i] == CONTENT_FILTER:
+                    for name in _ACTIONS:
+                        if getattr(choices[i].message, name, None) is not None:
+                            setattr(choices[i].message, name, None)
         return out
     if isinstance(getattr(out, "output", None), list):
         _set_response_text(out, texts.get(0, ""), blocked=reasons.get(0) == CONTENT_FILTER)
         return out
     raise TypeError(f"cannot replace the text of a {type(result).__name__} (expected a chat completion or response)")
+
+
+# what a blocked answer must not carry on: the actions (tool and function calls) and the audio of the
+# answer that was blocked; the refusal replaces all of it
+_ACTIONS = ("tool_calls", "function_call", "audio")
+
+
+def blocked_delta(chunk: Any) -> bool:
+    """Whether a text-free stream chunk carries part of the answer's actions (a tool-call or function-call
+    delta, audio): a blocked stream drops such chunks instead of sending them before its refusal."""
+    for choice in getattr(chunk, "choices", None) or []:
+        delta = getattr(choice, "delta", None)
+        if any(getattr(delta, name, None) for name in _ACTIONS):
+            return True
+    return False
 
 
 def texts_of(result: Any) -> list[str | None]:
@@ -243,7 +267,8 @@ def _set_response_text(response: Any, text: str, *, blocked: bool) -> None:
         item.content = kept
     if not placed:
         response.output.append(_message_item(text))
-    if blocked:
+    if blocked:  # the refusal replaces the whole answer: its tool and function calls go too
+        response.output = [item for item in response.output if getattr(item, "type", None) == "message"]
         _mark_incomplete(response)
 
 

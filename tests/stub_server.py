@@ -60,6 +60,9 @@ class StubServer:
         self.reply: str | Callable[[dict[str, Any]], str] = echo
         self.chunk_chars = 4
         self.pieces: list[str] | None = None  # exact stream chunks, overriding reply/chunk_chars
+        # an exact answer, overriding everything above: a JSON body (a whole answer), or a list of SSE
+        # events ``(event name or None, payload)`` for a stream (tool calls, audio, odd shapes)
+        self.raw: dict[str, Any] | list[tuple[str | None, Any]] | None = None
         self.delay = 0.0
         self.hold = 0
         self.release = threading.Event()
@@ -94,7 +97,7 @@ class StubServer:
             self.requests.clear()
             self.gone.clear()
             self.hold = 0
-        self.reply, self.chunk_chars, self.pieces, self.delay = echo, 4, None, 0.0
+        self.reply, self.chunk_chars, self.pieces, self.delay, self.raw = echo, 4, None, 0.0, None
         self.release, self.received, self.gone_event = threading.Event(), threading.Event(), threading.Event()
 
     def take_hold(self) -> threading.Event | None:
@@ -179,7 +182,9 @@ def _handler(server: StubServer) -> type[BaseHTTPRequestHandler]:
                 held = server.take_hold() if self.path.endswith(("/chat/completions", "/responses")) else None
                 if held is not None:
                     self._wait(held)
-                if self.path.endswith("/chat/completions"):
+                if server.raw is not None and self.path.endswith(("/chat/completions", "/responses")):
+                    self._raw(server.raw)
+                elif self.path.endswith("/chat/completions"):
                     self._chat(body)
                 elif self.path.endswith("/responses"):
                     self._responses(body)
@@ -203,6 +208,14 @@ def _handler(server: StubServer) -> type[BaseHTTPRequestHandler]:
                 readable, _, _ = select.select([self.connection], [], [], 0)
                 if readable and not self.connection.recv(1, socket.MSG_PEEK):
                     raise _Gone()
+
+        def _raw(self, raw: dict[str, Any] | list[tuple[str | None, Any]]) -> None:
+            if isinstance(raw, dict):
+                self._json(raw)
+                return
+            self._sse_start()
+            for event, payload in raw:
+                self._sse(payload, event)
 
         def _pieces(self, text: str) -> list[str]:
             if server.pieces is not None:

@@ -571,3 +571,82 @@ def test_texts_of_reads_every_shape_alike_and_replacing_changes_only_what_it_nam
         assert shapes.texts_of(out) == [new.get(i, c) for i, c in enumerate(contents)]
         assert shapes.texts_of(form) == contents  # the original is never changed
     assert shapes.texts_of("plain") == ["plain"] and shapes.texts_of(object()) == []
+
+
+# ------------------------------------------------------------------- a block also stops the answer's actions
+
+ORDER = {"id": "call_1", "type": "function", "function": {"name": "place_order", "arguments": '{"item": "powder"}'}}
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+    return {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m", "choices": [choice]}
+
+
+async def test_a_blocked_answer_loses_its_tool_calls(client: Any, stub: StubServer) -> None:
+    # the refusal replaced the text, but the blocked answer's tool calls went on to the application
+    message = {"role": "assistant", "content": HARMFUL, "tool_calls": [ORDER]}
+    stub.raw = {"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                "choices": [{"index": 0, "finish_reason": "tool_calls", "message": message}]}  # fmt: skip
+    resp = await run(client.chat.completions.create(model="m", messages=user("x")))
+    assert resp.choices[0].finish_reason == "content_filter" and resp.choices[0].message.content == REFUSAL
+    assert resp.choices[0].message.tool_calls is None
+
+
+async def test_a_blocked_responses_answer_loses_its_function_calls(client: Any, stub: StubServer) -> None:
+    call = {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "place_order",
+            "arguments": '{"item": "powder"}', "status": "completed"}  # fmt: skip
+    text = {"type": "output_text", "text": HARMFUL, "annotations": []}
+    msg = {"id": "msg_1", "type": "message", "role": "assistant", "status": "completed", "content": [text]}
+    stub.raw = {"id": "r", "object": "response", "created_at": 0, "model": "m", "status": "completed",
+                "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "output": [msg, call]}  # fmt: skip
+    resp = await run(client.responses.create(model="m", input="x"))
+    assert resp.status == "incomplete" and resp.output_text == REFUSAL
+    assert [o.type for o in resp.output] == ["message"]
+
+
+async def test_a_blocked_stream_never_sends_the_tool_calls_held_with_its_text(client: Any, stub: StubServer) -> None:
+    tool_delta = {"tool_calls": [{"index": 0, **ORDER}]}
+    stub.raw = [
+        (None, _chunk({"role": "assistant", "content": ""})),
+        (None, _chunk({"content": "Sure. First you take the parts, "})),
+        (None, _chunk(tool_delta)),
+        (None, _chunk({"content": "then you build the bomb like this, and then you wait for it."})),
+        (None, _chunk({}, "tool_calls")),
+        (None, "[DONE]"),
+    ]
+    chunks = await collect(await run(client.chat.completions.create(model="m", messages=user("x"), stream=True)))
+    assert chunks[-1].choices[0].finish_reason == "content_filter"
+    assert not [c for c in chunks if c.choices and c.choices[0].delta.tool_calls]
+
+
+async def test_a_blocked_responses_stream_never_sends_the_function_call_events(client: Any, stub: StubServer) -> None:
+    base = {
+        "id": "r", "object": "response", "created_at": 0, "model": "m", "status": "in_progress",
+        "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "output": [],
+    }  # fmt: skip
+    call = {
+        "type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "place_order", "arguments": "",
+        "status": "in_progress",
+    }  # fmt: skip
+    text = {
+        "type": "response.output_text.delta", "item_id": "msg_1", "output_index": 1, "content_index": 0,
+        "delta": HARMFUL, "logprobs": [], "sequence_number": 3,
+    }  # fmt: skip
+    args = {
+        "type": "response.function_call_arguments.delta", "item_id": "fc_1", "output_index": 0,
+        "delta": '{"item": "powder"}', "sequence_number": 2,
+    }  # fmt: skip
+    added = {"type": "response.output_item.added", "output_index": 0, "item": call, "sequence_number": 1}
+    done = {"type": "response.completed", "response": {**base, "status": "completed"}, "sequence_number": 4}
+    # the call comes first, so it is held until the text's first release, which here is the block
+    stub.raw = [
+        ("response.created", {"type": "response.created", "response": base, "sequence_number": 0}),
+        ("response.output_item.added", added),
+        ("response.function_call_arguments.delta", args),
+        ("response.output_text.delta", text),
+        ("response.completed", done),
+    ]
+    events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
+    assert events[-1].type == "response.incomplete"
+    assert [e.type for e in events if "function_call" in e.type or e.type.startswith("response.output_item")] == []
