@@ -97,7 +97,7 @@ class ChatStream(_StreamState):
         choices = getattr(chunk, "choices", None) or []
         if self.template is None and choices:
             self.template = chunk
-        text = "".join(c.delta.content for c in choices if getattr(c, "delta", None) and c.delta.content)
+        text = "".join(shapes.content_text(getattr(getattr(c, "delta", None), "content", None)) or "" for c in choices)
         rest = shapes.content_free(chunk)
         if rest is not None:
             closing = not choices or getattr(chunk, "usage", None) is not None

@@ -25,6 +25,7 @@ __all__ = [
     "Flavour",
     "blocked_delta",
     "content_free",
+    "content_text",
     "refusal_chunks",
     "refusal_completion",
     "refusal_response",
@@ -226,10 +227,21 @@ def texts_of(result: Any) -> list[str | None]:
         return [result]
     choices = _get(result, "choices")
     if isinstance(choices, Sequence) and not isinstance(choices, str):
-        return [c if isinstance(c := _get(_get(ch, "message"), "content"), str) else None for ch in choices]
+        return [content_text(_get(_get(ch, "message"), "content")) for ch in choices]
     if isinstance(_get(result, "output"), list):
         return [response_text(result)]
     return []
+
+
+def content_text(content: Any) -> str | None:
+    """The text of a message's or a delta's ``content``: a string, or the text parts of a list of parts
+    (some OpenAI-compatible servers answer ``[{"type": "text", "text": ...}]``); None when it holds no text."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Sequence) and not isinstance(content, (bytes, bytearray)):
+        parts = [t for part in content if isinstance(t := _get(part, "text"), str)]
+        return "".join(parts) if parts else None
+    return None
 
 
 def _get(obj: Any, key: str) -> Any:

@@ -650,3 +650,21 @@ async def test_a_blocked_responses_stream_never_sends_the_function_call_events(c
     events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
     assert events[-1].type == "response.incomplete"
     assert [e.type for e in events if "function_call" in e.type or e.type.startswith("response.output_item")] == []
+
+
+async def test_an_answer_whose_content_is_a_list_of_parts_is_checked(client: Any, stub: StubServer) -> None:
+    # some OpenAI-compatible servers answer content as parts: it was never scored (a whole answer passed
+    # unchecked) and a stream of such deltas crashed
+    message = {"role": "assistant", "content": [{"type": "text", "text": HARMFUL}]}
+    stub.raw = {"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                "choices": [{"index": 0, "finish_reason": "stop", "message": message}]}  # fmt: skip
+    resp = await run(client.chat.completions.create(model="m", messages=user("x")))
+    assert resp.choices[0].finish_reason == "content_filter" and resp.choices[0].message.content == REFUSAL
+    stub.raw = [
+        (None, _chunk({"role": "assistant"})),
+        (None, _chunk({"content": [{"type": "text", "text": HARMFUL}]})),
+        (None, _chunk({}, "stop")),
+        (None, "[DONE]"),
+    ]
+    chunks = await collect(await run(client.chat.completions.create(model="m", messages=user("x"), stream=True)))
+    assert chunks[-1].choices[0].finish_reason == "content_filter" and "bomb" not in chunk_text(chunks)
