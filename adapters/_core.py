@@ -60,15 +60,27 @@ class GuardedCall:
         if isinstance(instructions, str) and instructions:
             items.append({"role": "system", "content": instructions})
             sources.append(("instructions", None))
+        variables = _get(self.kwargs.get("prompt"), "variables")
+        if isinstance(variables, Mapping):  # a stored prompt's variables: user text placed before the input
+            for name, value in variables.items():
+                if isinstance(value, str) and value:
+                    items.append({"role": "user", "content": value})
+                    sources.append((f"variable:{name}", None))
         if isinstance(inp, str):
             items.append({"role": "user", "content": inp})
             sources.append(("input", None))
         elif isinstance(inp, Iterable) and not isinstance(inp, (bytes, Mapping)):
             inp = self.kwargs["input"] = list(inp)  # an iterator would be used up by the check
-            for i, item in enumerate(inp):  # messages only: tool calls and their outputs have no role
+            for i, item in enumerate(inp):
                 if isinstance(_get(item, "role"), str):
                     items.append(item)
                     sources.append(("input", i))
+                elif str(_get(item, "type") or "").endswith("_call_output"):
+                    # a tool's result (function_call_output ...): checked as a tool message, like chat's
+                    output = shapes.content_text(_get(item, "output"))
+                    if output:
+                        items.append({"role": "tool", "content": output})
+                        sources.append(("tool_output", i))
         return items, sources
 
     def apply(self, out: Outcome) -> None:
@@ -89,6 +101,13 @@ class GuardedCall:
         for (field, index), msg in zip(self._sources, messages, strict=True):
             if field == "instructions":
                 self.kwargs["instructions"] = _get(msg, "content")
+            elif field.startswith("variable:"):
+                prompt = dict(self.kwargs["prompt"])
+                prompt["variables"] = {**prompt["variables"], field.partition(":")[2]: _get(msg, "content")}
+                self.kwargs["prompt"] = prompt
+            elif field == "tool_output":
+                assert isinstance(new_input, list) and index is not None
+                new_input[index] = {**dict(new_input[index]), "output": _get(msg, "content")}
             elif index is None:
                 new_input = _get(msg, "content")
             else:

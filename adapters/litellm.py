@@ -226,7 +226,7 @@ class GuardrailLiteLLM(CustomGuardrail):
             )
         if hook == "pre_call" and out.text is not None:  # during_call: too late to change the request
             gc.apply(out)
-            for key in ("messages", "input", "instructions"):
+            for key in ("messages", "input", "instructions", "prompt"):
                 if key in gc.kwargs:
                     data[key] = gc.kwargs[key]
         return data
