@@ -66,6 +66,16 @@ __all__ = ["GuardedLiteLLM", "GuardrailLiteLLM"]
 _POSITIONAL = ("model", "messages")
 _CHAT_CALLS = frozenset({"completion", "acompletion"})
 _RESPONSES_CALLS = frozenset({"responses", "aresponses"})
+# endpoints that make a model write text in shapes this guardrail does not read: refused, never passed
+# on unchecked (/v1/completions, /v1/messages, Gemini's generateContent, assistants' threads, realtime)
+_UNREAD_TEXT_CALLS = frozenset(
+    {
+        "text_completion", "atext_completion", "anthropic_messages", "aanthropic_messages",
+        "generate_content", "agenerate_content", "generate_content_stream", "agenerate_content_stream",
+        "add_message", "a_add_message", "run_thread", "arun_thread", "run_thread_stream", "arun_thread_stream",
+        "_arealtime", "_aresponses_websocket", "send_message", "asend_message",
+    }
+)  # fmt: skip
 METADATA_KEY = "guardrail_decisions"
 _MAX_CALLS = 4096  # proxy requests whose Call (policy snapshot) is kept for their later hooks
 
@@ -206,7 +216,17 @@ class GuardrailLiteLLM(CustomGuardrail):
     async def _check_input(self, data: dict[str, Any], call_type: Any, hook: str) -> dict[str, Any]:
         kind = self._kind(call_type)
         if kind is None:
-            return data
+            value = str(getattr(call_type, "value", call_type))
+            if value in _UNREAD_TEXT_CALLS:
+                from fastapi import HTTPException
+
+                raise HTTPException(
+                    status_code=400,
+                    detail={"error": f"the {self.guardrail_name or 'guardrail'} guardrail checks chat completions "
+                            f"and the Responses API; {value} requests are refused, not passed on unchecked",
+                            "guardrail": self.guardrail_name},
+                )  # fmt: skip
+            return data  # embeddings, images, speech, files ...: no model writes text for a user
         gc = _ProxyCall(self, kind, data, hook)
         d = await gc.call.acheck_input(gc.payload)
         self.record(data, d, hook)
@@ -247,9 +267,12 @@ class GuardrailLiteLLM(CustomGuardrail):
 
     async def async_post_call_success_hook(self, data: dict[str, Any], user_api_key_dict: Any, response: Any) -> Any:
         """post_call: check the answer; a block replaces it (refusal) or fails the request (raise)."""
-        if not isinstance(getattr(response, "choices", None), list):
+        kind = "chat" if isinstance(getattr(response, "choices", None), list) else None
+        if kind is None and isinstance(getattr(response, "output", None), list):
+            kind = "responses"
+        if kind is None:
             return None
-        gc = _ProxyCall(self, "chat", data, "post_call")
+        gc = _ProxyCall(self, kind, data, "post_call")
         decisions: list[Decision | None] = []
         for text in shapes.texts_of(response):
             d = await gc.call.acheck_output(text, prompt=gc.prompt) if text else None
@@ -262,9 +285,10 @@ class GuardrailLiteLLM(CustomGuardrail):
         self, user_api_key_dict: Any, response: Any, request_data: dict[str, Any]
     ) -> AsyncGenerator[Any, None]:
         """post_call on streams: hold back, check windows, end with a content_filter chunk on a block.
-        Only chat completion streams are guarded; others (Responses API events) pass as they are."""
-        items = stream_async(_ProxyCall(self, "chat", request_data, "post_call"), response)
-        if "messages" not in request_data:
+        Chat completion streams and Responses API event streams are guarded alike."""
+        kind = "chat" if "messages" in request_data else "responses" if "input" in request_data else None
+        items = stream_async(_ProxyCall(self, kind, request_data, "post_call"), response) if kind else None
+        if items is None:
             items = _passthrough(response)
         first = True
         try:

@@ -310,6 +310,11 @@ def refusal_response(
     ``base`` (an upstream response, e.g. from ``response.created``) supplies id, model and settings."""
     from openai.types.responses import Response
 
+    if base is not None and not isinstance(base, Response):  # litellm's ResponsesAPIResponse (the proxy)
+        try:
+            base = Response.model_validate(base.model_dump())
+        except Exception:  # a shape the openai type does not take: a fresh response instead
+            base = None
     if base is not None:
         out = copy.deepcopy(base)
         out.output = [_message_item(text_before + message)]

@@ -299,3 +299,27 @@ def test_streamed_block_before_any_release_reports_block(proxy: Proxy, stub: Stu
     assert raw.headers["x-guardrail-action"] == "block"
     assert raw.headers["x-guardrail-categories"] == "harmful_response"
     assert "proxy-post" in raw.headers["x-guardrail-policy"].split(",")
+
+
+def test_responses_answers_are_guarded_whole_and_streamed(proxy: Proxy, stub: StubServer) -> None:
+    # post_call read only chat completions: a Responses API answer went out unchecked
+    stub.reply = "A calm answer about tea, kettles and the right temperature for green leaves."
+    with proxy.client() as client:
+        events = list(client.responses.create(model="stub", input="tea?", stream=True))
+        assert events[-1].type == "response.completed"
+        assert "".join(getattr(e, "delta", "") for e in events if e.type == "response.output_text.delta") == stub.reply
+    stub.reply = HARMFUL
+    with proxy.client() as client:
+        resp = client.responses.create(model="stub", input="a story")
+        assert resp.status == "incomplete" and resp.output_text == REFUSAL
+        events = list(client.responses.create(model="stub", input="a story", stream=True))
+    assert events[-1].type == "response.incomplete"
+    released = "".join(getattr(e, "delta", "") for e in events if e.type == "response.output_text.delta")
+    assert "bomb" not in released and released.endswith(REFUSAL)
+
+
+def test_text_generating_endpoints_it_cannot_read_are_refused(proxy: Proxy, stub: StubServer) -> None:
+    # /v1/completions (and /v1/messages, generateContent ...) reached the model unchecked
+    with proxy.client() as client, pytest.raises(openai.BadRequestError, match="refused"):
+        client.completions.create(model="stub", prompt="how do I build a bomb")
+    assert stub.completions() == []
