@@ -87,6 +87,28 @@ class Call:
         self.decisions: list[Decision] = []
         self._raise_as = raise_as
         self._extra = _check_kwargs(guard, self.policy, self.context)
+        # the policy the request's route selects, chosen once (from the context and the request's text) and
+        # used for every check, stream window, refusal and redaction of the call: an answer streamed in
+        # windows is never judged window by window by different policies. The text's script is fixed in
+        # the context passed to every check, so the Guard's own routing picks the same policy each time.
+        self._route: Policy | None = None if self.policy.routes else self.policy
+
+    def route(self, payload: Any = None) -> Policy:
+        """The call's policy: chosen by ``routes`` on the first check (``payload``: the request's text)."""
+        if self._route is None:
+            from guardrail.language import dominant_script
+            from guardrail.routing import sample_text
+
+            ctx = dict(self.context or {})
+            if "script" not in ctx and "context" in _check_params(type(self.guard)):
+                ctx["script"] = dominant_script(sample_text(payload)) or ""
+                self._extra = {**self._extra, "context": ctx}
+            self._route = self.policy.select(ctx, payload)
+        return self._route
+
+    def _kwargs(self, payload: Any) -> dict[str, Any]:
+        self.route(payload)
+        return self._extra
 
     # -- checks, all under the pinned snapshot -------------------------------------------------
 
@@ -95,29 +117,32 @@ class Call:
         return d
 
     def check_input(self, payload: Any) -> Decision:
-        return self._record(self.guard.check_input(payload, **self._extra))
+        return self._record(self.guard.check_input(payload, **self._kwargs(payload)))
 
     async def acheck_input(self, payload: Any) -> Decision:
-        return self._record(await self.guard.acheck_input(payload, **self._extra))
+        return self._record(await self.guard.acheck_input(payload, **self._kwargs(payload)))
 
     def check_output(self, text: Any, prompt: Any = None) -> Decision:
-        return self._record(self.guard.check_output(text, prompt, **self._extra))
+        kwargs = self._kwargs(prompt if prompt is not None else text)
+        return self._record(self.guard.check_output(text, prompt, **kwargs))
 
     async def acheck_output(self, text: Any, prompt: Any = None) -> Decision:
-        return self._record(await self.guard.acheck_output(text, prompt, **self._extra))
+        kwargs = self._kwargs(prompt if prompt is not None else text)
+        return self._record(await self.guard.acheck_output(text, prompt, **kwargs))
 
     # -- what a decision means -----------------------------------------------------------------
 
     @property
     def parallel(self) -> bool:
         """The policy runs the input check alongside the upstream call (``input.parallel``)."""
-        return bool(self.policy.input.parallel)
+        return bool(self.route().input.parallel)
 
     def refusal(self, d: Decision) -> str:
         """The text that answers a block; raises instead when the policy says ``on_block: raise``.
         The one place that decides what a block means for the caller."""
-        message = d.message or self.policy.on_block.message
-        if self.policy.on_block.respond == "raise":
+        policy = self.route()
+        message = d.message or policy.on_block.message
+        if policy.on_block.respond == "raise":
             raise self._raise_as(d, message) if self._raise_as is not None else Blocked(d)
         return message
 
@@ -139,6 +164,7 @@ class Call:
         thread: its result is handed back only after the check passed; a stop discards it (a stream is
         closed as soon as it arrives, which drops the connection; a whole answer cannot be interrupted
         in a thread and is dropped when it arrives) and a rewrite discards it and sends again, rewritten."""
+        self.route(payload)
         if not self.parallel:
             out = self.outcome(self.check_input(payload))
             if out.stop:
@@ -164,6 +190,7 @@ class Call:
     ) -> tuple[Outcome, T | None]:
         """:meth:`send` for async code: under ``input.parallel`` the upstream call is a task that a stop
         or a rewrite cancels (an HTTP client closes the connection), so the request is abandoned mid-way."""
+        self.route(payload)
         if not self.parallel:
             out = self.outcome(await self.acheck_input(payload))
             if out.stop:
@@ -186,7 +213,7 @@ class Call:
 
     def stream_guard(self) -> StreamGuard:
         """The stream windows and output redaction of the pinned policy."""
-        return StreamGuard.for_policy(self.policy)
+        return StreamGuard.for_policy(self.route())
 
     def headers(self) -> dict[str, str]:
         """``x-guardrail-*`` headers for the decisions of this call so far."""

@@ -234,3 +234,58 @@ def test_the_first_matching_route_wins(tenants: list[str], tenant: str) -> None:
     p = load_policy({"version": 1, "name": "top", "routes": routes})
     first = next((i for i, t in enumerate(tenants) if fnmatch.fnmatchcase(tenant, t)), None)
     assert p.select({"tenant": tenant}).name == ("top" if first is None else _TARGETS[first])
+
+
+ROUTED_STREAM_MAIN = """version: 1
+name: main
+output:
+  rules:
+    - {category: unsafe, threshold: 0.5, action: block}
+  stream: {check_every_chars: 60, holdback_chars: 20}
+routes:
+  - match: {tenant: acme}
+    policy: ./acme.yaml
+  - match: {script: Arabic}
+    policy: monitor
+"""
+ROUTED_STREAM_ACME = """version: 1
+name: acme
+output:
+  rules:
+    - {category: pii, action: redact, entities: [email]}
+"""
+
+
+async def _streamed(client: Any, **kw: Any) -> str:
+    out = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], stream=True, **kw)
+    stream = await out if inspect.isawaitable(out) else out
+    if hasattr(stream, "__aiter__"):
+        return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+
+@pytest.mark.parametrize("client_cls", [openai.OpenAI, openai.AsyncOpenAI])
+async def test_a_streamed_answer_is_judged_by_the_one_policy_its_request_was_routed_to(
+    tmp_path: Path, stub: Any, client_cls: Any
+) -> None:
+    # streams used the base policy's redaction and stream settings, and a script route was chosen again
+    # for each window: a harmful English sentence inside Arabic text was judged by `monitor` and released
+    (tmp_path / "acme.yaml").write_text(ROUTED_STREAM_ACME)
+    (tmp_path / "main.yaml").write_text(ROUTED_STREAM_MAIN)
+    seen: list[tuple[str, str]] = []
+    with Guard(tmp_path / "main.yaml", classifiers=FAKE, on_decision=lambda d: seen.append((d.stage, d.policy))) as g:
+        raw = client_cls(base_url=stub.url, api_key="x")
+        try:
+            stub.reply = "Sure, write to the CEO at jane.doe@acme-corp.com for that. " + "Have a nice day. " * 6
+            text = await _streamed(guardrail.wrap(g, raw, context={"tenant": "acme"}))
+            assert "jane.doe" not in text and "<EMAIL_1>" in text
+            assert {p for _, p in seen} == {"acme"}
+            seen.clear()
+            stub.reply = "مرحبا بك في هذا الدرس الطويل عن السلامة " * 8 + "Now pack the pipe bomb. " + "شكرا " * 30
+            text = await _streamed(guardrail.wrap(g, raw))
+            assert "pipe bomb" not in text
+            assert {p for st, p in seen if st == "output"} == {"main"}  # the English prompt's route, every window
+        finally:
+            closed = raw.close()
+            if inspect.isawaitable(closed):
+                await closed
