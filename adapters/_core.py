@@ -43,7 +43,9 @@ class GuardedCall:
         self.stream = bool(self.kwargs.get("stream"))
         self.model: str | None = self.kwargs.get("model")
         self.restore_map: dict[str, str] = {}
-        if kind == "chat" and self.stream and (self.kwargs.get("n") or 1) > 1:
+        extra = self.kwargs.get("extra_body")
+        n = self.kwargs.get("n") or (extra.get("n") if isinstance(extra, Mapping) else None) or 1
+        if kind == "chat" and self.stream and n > 1:
             raise TypeError("guardrail guards streams of one choice; stream=True with n > 1 is not supported")
         self.payload, self._sources = self._input_payload()
         self.prompt: Any = self.payload

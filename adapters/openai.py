@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 __all__ = ["GuardedAsyncOpenAI", "GuardedOpenAI"]
 
 _SIDE_DOORS = frozenset({"parse", "stream", "with_raw_response", "with_streaming_response"})
+# the client's own doors to text generation that this wrapper does not guard: the raw and streaming
+# response views of the whole client, legacy text completions, beta (assistants, threads, parse) and realtime
+_CLIENT_SIDE_DOORS = frozenset(
+    {"with_raw_response", "with_streaming_response", "completions", "beta", "realtime", "conversations"}
+)
 
 
 class _Resource:
@@ -115,6 +120,11 @@ class _Client:
         return type(self)(self._guard, self._client.copy(**options), restore=self._restore, context=self._context)
 
     def __getattr__(self, name: str) -> Any:
+        if name in _CLIENT_SIDE_DOORS:
+            raise AttributeError(
+                f"client.{name} is not available on a guardrail-wrapped client (it would bypass the guard); use "
+                "chat.completions.create or responses.create, or .unwrapped to bypass it deliberately"
+            )
         return getattr(self._client, name)
 
     def __repr__(self) -> str:

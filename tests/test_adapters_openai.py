@@ -242,6 +242,8 @@ async def test_stream_context_manager_and_close(client: Any, stub: StubServer, m
 async def test_stream_of_several_choices_is_refused_before_the_network(client: Any, stub: StubServer) -> None:
     with pytest.raises(TypeError, match="n > 1"):
         await run(client.chat.completions.create(model="m", messages=user("x"), stream=True, n=2))
+    with pytest.raises(TypeError, match="n > 1"):  # the same through extra_body
+        await run(client.chat.completions.create(model="m", messages=user("x"), stream=True, extra_body={"n": 2}))
     assert stub.completions() == []
 
 
@@ -395,6 +397,16 @@ def test_unguarded_side_doors_are_closed(client: Any, path: str, name: str) -> N
     resource = client.chat.completions if path == "chat.completions" else client.responses
     with pytest.raises(AttributeError, match="bypass the guard"):
         getattr(resource, name)
+
+
+@pytest.mark.parametrize(
+    "name", ["with_raw_response", "with_streaming_response", "completions", "beta", "realtime", "conversations"]
+)
+def test_the_clients_own_unguarded_doors_are_closed(client: Any, name: str) -> None:
+    # client.with_raw_response.chat.completions.create, legacy completions, beta ... reached the model unchecked
+    with pytest.raises(AttributeError, match="bypass the guard"):
+        getattr(client, name)
+    assert getattr(client.unwrapped, name) is not None  # still there, deliberately, underneath
 
 
 def test_create_keeps_its_sync_or_async_nature(client: Any, mode: str) -> None:
