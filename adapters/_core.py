@@ -131,10 +131,19 @@ class GuardedCall:
 
     # -- output (whole answers) ------------------------------------------------------------------
 
-    def on_output(self, result: Any, decisions: list[Decision | None]) -> Any:
+    def on_output(
+        self, result: Any, decisions: list[Decision | None], actions: list[Decision | None] | None = None
+    ) -> Any:
+        """The answer the caller gets: each choice's text as its decision says; a choice whose actions
+        (``actions``: the decisions on ``shapes.action_texts_of``) are stopped is stopped whole."""
         texts: dict[int, str] = {}
         reasons: dict[int, str] = {}
-        for i, (original, d) in enumerate(zip(shapes.texts_of(result), decisions, strict=True)):
+        originals = shapes.texts_of(result)
+        for i, (original, d) in enumerate(zip(originals, decisions, strict=True)):
+            acted = actions[i] if actions is not None and i < len(actions) else None
+            if acted is not None and (stopped := self.call.outcome(acted)).stop:
+                texts[i], reasons[i] = stopped.text or "", stopped.finish_reason or ""
+                continue
             if original is None or d is None:
                 continue
             out = self.call.outcome(d)
@@ -174,8 +183,7 @@ def call_sync(gc: GuardedCall, send: Callable[..., Any]) -> Any:
         return GuardedStream(iter(refusal)) if gc.stream else refusal
     if gc.stream:
         return GuardedStream(stream_sync(gc, result), result)
-    texts = shapes.texts_of(result)
-    return gc.on_output(result, [gc.call.check_output(t, prompt=gc.prompt) if t else None for t in texts])
+    return check_answer(gc, result)
 
 
 async def call_async(gc: GuardedCall, send: Callable[..., Any]) -> Any:
@@ -186,8 +194,22 @@ async def call_async(gc: GuardedCall, send: Callable[..., Any]) -> Any:
         return AsyncGuardedStream(_aiter(refusal)) if gc.stream else refusal
     if gc.stream:
         return AsyncGuardedStream(stream_async(gc, result), result)
-    texts = shapes.texts_of(result)
-    return gc.on_output(result, [await gc.call.acheck_output(t, prompt=gc.prompt) if t else None for t in texts])
+    return await acheck_answer(gc, result)
+
+
+def check_answer(gc: GuardedCall, result: Any) -> Any:
+    """Check a whole answer (each choice's text, and apart from it what the choice does: tool calls,
+    refusal, audio) and return it as the decisions say."""
+    texts = [gc.call.check_output(t, prompt=gc.prompt) if t else None for t in shapes.texts_of(result)]
+    acts = [gc.call.check_output(a, prompt=gc.prompt) if a else None for a in shapes.action_texts_of(result)]
+    return gc.on_output(result, texts, acts)
+
+
+async def acheck_answer(gc: GuardedCall, result: Any) -> Any:
+    """:func:`check_answer` for async code."""
+    texts = [await gc.call.acheck_output(t, prompt=gc.prompt) if t else None for t in shapes.texts_of(result)]
+    acts = [await gc.call.acheck_output(a, prompt=gc.prompt) if a else None for a in shapes.action_texts_of(result)]
+    return gc.on_output(result, texts, acts)
 
 
 def stream_sync(gc: GuardedCall, upstream: Iterable[Any]) -> Iterator[Any]:

@@ -49,7 +49,7 @@ from guardrail.call import Call, headers, summary
 from guardrail.decision import Action, Decision
 
 from . import litellm_offline, shapes
-from ._core import GuardedCall, call_async, call_sync, stream_async
+from ._core import GuardedCall, acheck_answer, call_async, call_sync, stream_async
 
 litellm_offline()  # before the first import of litellm: no price-map download
 import litellm  # noqa: E402  (imported only when this module is)
@@ -273,13 +273,12 @@ class GuardrailLiteLLM(CustomGuardrail):
         if kind is None:
             return None
         gc = _ProxyCall(self, kind, data, "post_call")
-        decisions: list[Decision | None] = []
-        for text in shapes.texts_of(response):
-            d = await gc.call.acheck_output(text, prompt=gc.prompt) if text else None
-            if d is not None:
+        before = len(gc.call.decisions)
+        try:
+            return await acheck_answer(gc, response)
+        finally:  # recorded even when the block is the proxy's HTTP error
+            for d in gc.call.decisions[before:]:
                 self.record(data, d, "post_call")
-            decisions.append(d)
-        return gc.on_output(response, decisions)
 
     async def async_post_call_streaming_iterator_hook(
         self, user_api_key_dict: Any, response: Any, request_data: dict[str, Any]

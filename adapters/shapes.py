@@ -23,6 +23,7 @@ from guardrail.call import CONTENT_FILTER
 
 __all__ = [
     "Flavour",
+    "action_texts_of",
     "blocked_delta",
     "content_free",
     "content_text",
@@ -231,6 +232,46 @@ def texts_of(result: Any) -> list[str | None]:
     if isinstance(_get(result, "output"), list):
         return [response_text(result)]
     return []
+
+
+def action_texts_of(result: Any) -> list[str | None]:
+    """What an answer says besides its text, per choice (aligned with :func:`texts_of`): its tool and
+    function calls (name and arguments), its refusal and its audio transcript, as one text; None where there
+    is none. Checked apart from the text: a block stops the whole choice, actions included."""
+    if isinstance(result, str):
+        return [None]
+    choices = _get(result, "choices")
+    if isinstance(choices, Sequence) and not isinstance(choices, str):
+        return [_joined(_message_actions(_get(ch, "message"))) for ch in choices]
+    output = _get(result, "output")
+    if isinstance(output, list):
+        found: list[str] = []
+        for item in output:
+            kind = _get(item, "type")
+            if kind == "message":
+                found += [r for part in _get(item, "content") or [] if isinstance(r := _get(part, "refusal"), str)]
+            elif isinstance(_get(item, "arguments"), str) or isinstance(_get(item, "input"), str):
+                found.append(f"{_get(item, 'name') or kind}({_get(item, 'arguments') or _get(item, 'input')})")
+        return [_joined(found)]
+    return []
+
+
+def _message_actions(message: Any) -> list[str]:
+    found: list[str] = []
+    for call in _get(message, "tool_calls") or []:
+        fn = _get(call, "function")
+        found.append(f"{_get(fn, 'name')}({_get(fn, 'arguments') or ''})")
+    fn = _get(message, "function_call")
+    if fn is not None:
+        found.append(f"{_get(fn, 'name')}({_get(fn, 'arguments') or ''})")
+    for text in (_get(message, "refusal"), _get(_get(message, "audio"), "transcript")):
+        if isinstance(text, str) and text:
+            found.append(text)
+    return found
+
+
+def _joined(texts: list[str]) -> str | None:
+    return "\n".join(texts) if texts else None
 
 
 def content_text(content: Any) -> str | None:

@@ -713,3 +713,41 @@ async def test_responses_tool_results_and_prompt_variables_are_checked_and_rewri
     stub.reset()
     resp = await run(guarded.responses.create(model="m", prompt={"id": "p", "variables": {"t": "a bomb"}}, input="go"))
     assert resp.status == "incomplete" and stub.completions() == []
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"tool_calls": [{"id": "t", "type": "function", "function": {"name": "post", "arguments": '{"t": "a bomb"}'}}]},
+        {"refusal": "I won't, but the bomb goes like this."},
+        {"audio": {"id": "a1", "transcript": "First you build the bomb.", "data": "AAAA", "expires_at": 0}},
+    ],
+)
+async def test_what_an_answer_does_besides_its_text_is_checked(
+    client: Any, stub: StubServer, extra: dict[str, Any]
+) -> None:
+    # tool-call arguments, a refusal and an audio transcript reached the application unchecked
+    message = {"role": "assistant", "content": None, **extra}
+    stub.raw = {"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                "choices": [{"index": 0, "finish_reason": "stop", "message": message}]}  # fmt: skip
+    resp = await run(client.chat.completions.create(model="m", messages=user("x")))
+    choice = resp.choices[0]
+    assert choice.finish_reason == "content_filter" and choice.message.content == REFUSAL
+    assert choice.message.tool_calls is None and choice.message.audio is None
+    # a harmless tool call goes through as it was
+    calm = {"id": "t", "type": "function", "function": {"name": "weather", "arguments": '{"city": "Oslo"}'}}
+    message = {"role": "assistant", "content": None, "tool_calls": [calm]}
+    stub.raw = {"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                "choices": [{"index": 0, "finish_reason": "tool_calls", "message": message}]}  # fmt: skip
+    resp = await run(client.chat.completions.create(model="m", messages=user("x")))
+    assert resp.choices[0].finish_reason == "tool_calls" and resp.choices[0].message.tool_calls[0].id == "t"
+
+
+async def test_a_responses_function_call_is_checked(client: Any, stub: StubServer) -> None:
+    call = {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "post", "arguments": '{"t": "a bomb"}',
+            "status": "completed"}  # fmt: skip
+    stub.raw = {"id": "r", "object": "response", "created_at": 0, "model": "m", "status": "completed",
+                "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "output": [call]}  # fmt: skip
+    resp = await run(client.responses.create(model="m", input="x"))
+    assert resp.status == "incomplete" and resp.output_text == REFUSAL
+    assert [o.type for o in resp.output] == ["message"]
