@@ -214,12 +214,14 @@ async def acheck_answer(gc: GuardedCall, result: Any) -> Any:
 
 def stream_sync(gc: GuardedCall, upstream: Iterable[Any]) -> Iterator[Any]:
     state, sg = gc.stream_state(), gc.stream_guard()
-    return relay(upstream, state.take, sg, gc.check_window, lambda rel: state.emit(rel, sg))
+    check = lambda window: gc.check_window(state.with_actions(window))  # noqa: E731
+    return relay(upstream, state.take, sg, check, lambda rel: state.emit(rel, sg))
 
 
 def stream_async(gc: GuardedCall, upstream: Any) -> AsyncGenerator[Any, None]:
     state, sg = gc.stream_state(), gc.stream_guard()
-    return arelay(upstream, state.take, sg, gc.acheck_window, lambda rel: state.emit(rel, sg))
+    acheck = lambda window: gc.acheck_window(state.with_actions(window))  # noqa: E731
+    return arelay(upstream, state.take, sg, acheck, lambda rel: state.emit(rel, sg))
 
 
 async def _aiter(items: Iterable[T]) -> AsyncIterator[T]:

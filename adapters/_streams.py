@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["ChatStream", "ResponsesStream", "Restorer"]
 
 _PARTIAL_PLACEHOLDER = re.compile(r"<[A-Z0-9_]{0,40}\Z")
+_ACTION_CONTEXT = 200  # characters of already checked action text shown again with new action text
 
 
 class Restorer:
@@ -69,6 +70,20 @@ class _StreamState:
         self.queue: list[Any] = []  # text-free items to send with the next release
         self.trailer: list[Any] = []  # items that close the stream: sent after the final check
         self.restorer = Restorer(gc.restore_map)
+        # what the answer does besides its text (tool-call arguments, a refusal, an audio transcript), as it
+        # streams: never released as text, but checked with the text's next window, so each held action item
+        # has been checked before the release that sends it (every release follows a check)
+        self.actions = ""
+        self._actions_checked = 0
+
+    def with_actions(self, window: str) -> str:
+        """The window to check: the text's window, then the action text not yet checked (with a little of
+        the checked part before it, so that a word cut between two deltas is read whole)."""
+        if len(self.actions) == self._actions_checked:
+            return window
+        start = max(0, self._actions_checked - _ACTION_CONTEXT)
+        self._actions_checked = len(self.actions)
+        return f"{window}\n{self.actions[start:]}" if window else self.actions[start:]
 
     def _drain(self, items: list[Any]) -> Iterator[Any]:
         while items:
@@ -98,6 +113,8 @@ class ChatStream(_StreamState):
         if self.template is None and choices:
             self.template = chunk
         text = "".join(shapes.content_text(getattr(getattr(c, "delta", None), "content", None)) or "" for c in choices)
+        for c in choices:
+            self.actions += _delta_actions(getattr(c, "delta", None))
         rest = shapes.content_free(chunk)
         if rest is not None:
             closing = not choices or getattr(chunk, "usage", None) is not None
@@ -122,6 +139,31 @@ class ChatStream(_StreamState):
 
 
 _DONE_EVENTS = ("response.output_text.done", "response.content_part.done", "response.output_item.done")
+# Responses events that stream what the answer does besides its text
+_ACTION_DELTAS = frozenset(
+    {
+        "response.function_call_arguments.delta", "response.custom_tool_call_input.delta", "response.refusal.delta",
+        "response.audio.transcript.delta", "response.reasoning_summary_text.delta",
+    }
+)  # fmt: skip
+
+
+def _delta_actions(delta: Any) -> str:
+    """The action text of one chat delta: tool-call names and argument fragments, refusal, audio transcript."""
+    out = ""
+    for call in getattr(delta, "tool_calls", None) or []:
+        fn = getattr(call, "function", None)
+        name, args = getattr(fn, "name", None), getattr(fn, "arguments", None)
+        out += (f"\n{name}: " if name else "") + (args or "")
+    fn = getattr(delta, "function_call", None)
+    if fn is not None:
+        name = getattr(fn, "name", None)
+        out += (f"\n{name}: " if name else "") + (getattr(fn, "arguments", None) or "")
+    refusal = getattr(delta, "refusal", None)
+    transcript = getattr(getattr(delta, "audio", None), "transcript", None)
+    if transcript is None and isinstance(getattr(delta, "audio", None), dict):
+        transcript = delta.audio.get("transcript")
+    return out + "".join(t for t in (refusal, transcript) if isinstance(t, str))
 
 
 def _lifecycle_or_message(event: Any) -> bool:
@@ -152,6 +194,10 @@ class ResponsesStream(_StreamState):
 
     def take(self, event: Any) -> str:
         kind = getattr(event, "type", "")
+        if kind in _ACTION_DELTAS and isinstance(getattr(event, "delta", None), str):
+            self.actions += event.delta
+        elif kind == "response.output_item.added" and getattr(getattr(event, "item", None), "type", "") != "message":
+            self.actions += f"\n{getattr(event.item, 'name', None) or getattr(event.item, 'type', '')}: "
         if kind == "response.output_text.delta":
             self.template, self.started = event, True
             key = self._key()
@@ -159,6 +205,8 @@ class ResponsesStream(_StreamState):
             return str(event.delta)
         if getattr(event, "response", None) is not None and kind in ("response.created", "response.in_progress"):
             self.base = event.response
+        if kind in _DONE_EVENTS or kind in ("response.completed", "response.incomplete"):
+            self.started = True  # they repeat the text: held to the end, and made to say what was released
         (self.trailer if self.started else self.queue).append(event)
         return ""
 
@@ -184,14 +232,14 @@ class ResponsesStream(_StreamState):
             )
             return
         if rel.final:
-            changed = self.emitted != {k: v for k, v in self.upstream.items() if v}
             for event in self._drain(self.trailer):
-                yield self._patched(event) if changed else event
+                yield self._patched(event)
 
     def _patched(self, event: Any) -> Any:
-        """Done/completed events repeat the full text: make them say what was actually released."""
+        """Done/completed events repeat the full text: make them say what was actually released (also when
+        they carry text no delta streamed: that text was never checked). Unchanged events stay as they are."""
         kind = getattr(event, "type", "")
-        if kind in _DONE_EVENTS:
+        if kind in _DONE_EVENTS and self._says_other_text(event, kind):
             event = copy.deepcopy(event)
             item_id = str(getattr(event, "item_id", None) or getattr(getattr(event, "item", None), "id", ""))
             parts = [event] if kind == "response.output_text.done" else []
@@ -205,6 +253,23 @@ class ResponsesStream(_StreamState):
                     part.text = self.emitted.get((item_id, index), "")
             return event
         if getattr(event, "response", None) is not None and kind in ("response.completed", "response.incomplete"):
-            event = copy.copy(event)
-            event.response = shapes.replace_completion_text(event.response, "".join(self.emitted.values()))
+            released = "".join(self.emitted.values())
+            if shapes.response_text(event.response) != released:
+                event = copy.copy(event)
+                event.response = shapes.replace_completion_text(event.response, released)
         return event
+
+    def _says_other_text(self, event: Any, kind: str) -> bool:
+        item_id = str(getattr(event, "item_id", None) or getattr(getattr(event, "item", None), "id", ""))
+        if kind == "response.output_text.done":
+            parts = [event]
+        elif kind == "response.content_part.done":
+            parts = [event.part]
+        else:
+            parts = list(getattr(getattr(event, "item", None), "content", None) or [])
+        for i, part in enumerate(parts):
+            index = int(getattr(event, "content_index", i))
+            text = getattr(part, "text", None)
+            if isinstance(text, str) and text != self.emitted.get((item_id, index), ""):
+                return True
+        return False

@@ -206,7 +206,7 @@ def replace_completion_texts(
 
 # what a blocked answer must not carry on: the actions (tool and function calls) and the audio of the
 # answer that was blocked; the refusal replaces all of it
-_ACTIONS = ("tool_calls", "function_call", "audio")
+_ACTIONS = ("tool_calls", "function_call", "audio", "refusal")
 
 
 def blocked_delta(chunk: Any) -> bool:

@@ -751,3 +751,50 @@ async def test_a_responses_function_call_is_checked(client: Any, stub: StubServe
     resp = await run(client.responses.create(model="m", input="x"))
     assert resp.status == "incomplete" and resp.output_text == REFUSAL
     assert [o.type for o in resp.output] == ["message"]
+
+
+@pytest.mark.parametrize(
+    "delta",
+    [
+        {"tool_calls": [{"index": 0, "id": "t", "type": "function", "function": {"name": "post", "arguments": "{}"}}]},
+        {"refusal": "I won't, but the bomb goes like this."},
+    ],
+)
+async def test_a_streams_actions_are_checked_before_they_are_sent(
+    client: Any, stub: StubServer, delta: dict[str, Any]
+) -> None:
+    # tool-call argument deltas and refusal deltas went out with the next checked text, never checked themselves
+    if "tool_calls" in delta:  # the arguments stream in pieces: a word cut between two deltas still counts
+        pieces = ['{"t": "a bo', 'mb, now"}']
+        calls = [{"index": 0, "function": {"arguments": p}} for p in pieces]
+        events = [(None, _chunk(delta)), *[(None, _chunk({"tool_calls": [c]})) for c in calls]]
+    else:
+        events = [(None, _chunk(delta))]
+    stub.raw = [(None, _chunk({"role": "assistant"})), *events, (None, _chunk({}, "stop")), (None, "[DONE]")]
+    chunks = await collect(await run(client.chat.completions.create(model="m", messages=user("x"), stream=True)))
+    assert chunks[-1].choices[0].finish_reason == "content_filter"
+    sent = [c for c in chunks if c.choices and (c.choices[0].delta.tool_calls or c.choices[0].delta.refusal)]
+    assert sent == []
+
+
+async def test_a_responses_streams_function_call_and_done_only_text_are_checked(client: Any, stub: StubServer) -> None:
+    base = {
+        "id": "r", "object": "response", "created_at": 0, "model": "m", "status": "in_progress",
+        "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "output": [],
+    }  # fmt: skip
+    created = ("response.created", {"type": "response.created", "response": base, "sequence_number": 0})
+    args = {
+        "type": "response.function_call_arguments.delta", "item_id": "fc_1", "output_index": 0,
+        "delta": '{"t": "a bomb"}', "sequence_number": 1,
+    }  # fmt: skip
+    stub.raw = [created, ("response.function_call_arguments.delta", args)]
+    events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
+    assert events[-1].type == "response.incomplete" and not [e for e in events if "function_call" in e.type]
+    # text that only a done event carries (no delta streamed it) was never checked: it is not passed on
+    done = {
+        "type": "response.output_text.done", "item_id": "msg_1", "output_index": 0, "content_index": 0,
+        "text": HARMFUL, "logprobs": [], "sequence_number": 1,
+    }  # fmt: skip
+    stub.raw = [created, ("response.output_text.done", done)]
+    events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
+    assert all("bomb" not in (getattr(e, "text", None) or "") for e in events)
