@@ -121,8 +121,17 @@ def _piece(item: Any) -> str:
 
 
 def _texts(result: Any) -> list[str | None]:
+    """The texts to check of what a decorated function returned. A result that holds text in a form the
+    decorator cannot check (a stream or iterator, bytes) is an error, never passed on unchecked."""
     from guardrail.adapters.shapes import texts_of
 
+    streaming = hasattr(result, "__next__") or hasattr(result, "__anext__")  # a generator, a client's stream
+    if isinstance(result, (bytes, bytearray, memoryview)) or streaming:
+        raise TypeError(
+            f"guardrail.protect cannot check a {type(result).__name__} returned by the function: return text, a "
+            "chat completion or a Responses API response, or make the function a generator (its output is then "
+            "guarded as a stream)"
+        )
     return list(texts_of(result))
 
 

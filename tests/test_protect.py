@@ -339,3 +339,27 @@ async def test_parallel_async_generator_shows_nothing_before_the_check() -> None
     fn = guardrail.protect(parallel_guard(log, started), stream)
     assert [p async for p in fn("a bomb")] == [REFUSAL]
     assert events == ["started", "closed"] and log.actions == ["block"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        lambda: iter(["Sure, the bomb goes like this."]),  # a function that returns a stream, not yields one
+        lambda: (s for s in ["the bomb"]),
+        lambda: b"Sure, the bomb goes like this.",
+    ],
+)
+async def test_a_result_whose_text_cannot_be_checked_is_an_error_not_passed_on(guard: Guard, value: Any) -> None:
+    # an iterator, a client's stream or bytes came back unchecked
+    @guardrail.protect(guard)
+    def answer(prompt: str) -> Any:
+        return value()
+
+    @guardrail.protect(guard)
+    async def aanswer(prompt: str) -> Any:
+        return value()
+
+    with pytest.raises(TypeError, match="cannot check"):
+        answer("hello")
+    with pytest.raises(TypeError, match="cannot check"):
+        await aanswer("hello")
