@@ -146,6 +146,8 @@ class StreamGuard:
         if end <= self.released:
             return ""
         if self.redact_entities:
+            if not final:  # an entity is recognised only once whole: never release part of a run that may be one
+                end = _run_start(self.buffer, end, self.released)
             # Redacting the whole released prefix each time keeps placeholders stable across segments
             # (numbering is by first appearance, and the same value keeps its placeholder).
             spans = find_entities(self.buffer, self.redact_entities)
@@ -174,6 +176,30 @@ class StreamGuard:
 
 Check = Callable[[str], Decision]
 ACheck = Callable[[str], Awaitable[Decision]]
+
+
+def _run_start(buffer: str, end: int, floor: int) -> int:
+    """Where to stop a release at ``end`` so that it never cuts a run of characters that may still become an
+    entity (a token longer than the hold-back, such as a JWT or a key, or digit groups split by single
+    spaces, such as a card number or an IBAN): the start of the run that ``end`` falls in, not before
+    ``floor``. A run that reaches the end of the buffer may go on in the next chunk, so it counts as cut."""
+    if end >= len(buffer) or not _joined(buffer, end):
+        if end == 0 or not _joined(buffer, end - 1):
+            return end
+    i = end
+    while i > floor and _joined(buffer, i - 1):
+        i -= 1
+    return i
+
+
+def _joined(buffer: str, k: int) -> bool:
+    """Whether ``buffer[k]`` belongs to a run: not whitespace, or one space between two digits."""
+    c = buffer[k]
+    if not c.isspace():
+        return True
+    if c != " " or k == 0 or not buffer[k - 1].isdigit():
+        return False
+    return k == len(buffer) - 1 or buffer[k + 1].isdigit()  # at the end: the next chunk may go on with digits
 
 
 def guard_stream(chunks: Iterator[str], sg: StreamGuard, check: Check) -> Generator[Release, None, None]:
