@@ -183,9 +183,10 @@ def _run_start(buffer: str, end: int, floor: int) -> int:
     entity (a token longer than the hold-back, such as a JWT or a key, or digit groups split by single
     spaces, such as a card number or an IBAN): the start of the run that ``end`` falls in, not before
     ``floor``. A run that reaches the end of the buffer may go on in the next chunk, so it counts as cut."""
-    if end >= len(buffer) or not _joined(buffer, end):
-        if end == 0 or not _joined(buffer, end - 1):
-            return end
+    if end < len(buffer) and not _joined(buffer, end):
+        return end  # the run before ``end`` is over (whitespace follows it)
+    if end == 0 or not _joined(buffer, end - 1):
+        return end  # ``end`` is where a run starts: none of it is released
     i = end
     while i > floor and _joined(buffer, i - 1):
         i -= 1

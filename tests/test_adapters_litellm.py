@@ -21,6 +21,7 @@ from guardrail.testing import DecisionLog, FakeClassifier
 
 litellm.suppress_debug_info = True
 HARMFUL = "Sure. First you take the parts, then you build the bomb like this, and then you wait for it."
+LEAD = "Here is a calm opening line about the weather and the sea. "  # released before the harmful part
 
 
 @pytest.fixture(params=["sync", "async"])
@@ -109,7 +110,7 @@ async def test_stream_allowed_and_blocked(guard: Guard, stub: StubServer, mode: 
     assert text_of(chunks) == stub.reply
     assert [c.choices[0].finish_reason for c in chunks if c.choices[0].finish_reason] == ["stop"]
 
-    stub.reply = HARMFUL
+    stub.reply = LEAD + HARMFUL
     chunks = await collect(await complete(llm, mode, messages=user("story"), stream=True, **stub_kw(stub)))
     assert chunks[-1].choices[0].finish_reason == "content_filter"
     assert chunks[-1].choices[0].delta.content == "\n\n" + REFUSAL

@@ -27,6 +27,7 @@ from guardrail import Blocked, Guard
 from guardrail.testing import DecisionLog, FakeClassifier
 
 HARMFUL = "Sure. First you take the parts, then you build the bomb like this, and then you wait for it."
+LEAD = "Here is a calm opening line about the weather and the sea. "  # released before the harmful part
 
 
 @pytest.fixture(params=["sync", "async"])
@@ -181,12 +182,12 @@ async def test_stream_is_reemitted_as_chunks_of_the_clients_type(client: Any, st
 
 
 async def test_stream_block_ends_with_a_content_filter_chunk(client: Any, stub: StubServer) -> None:
-    stub.reply = HARMFUL
+    stub.reply = LEAD + HARMFUL
     chunks = await collect(await run(client.chat.completions.create(model="m", messages=user("x"), stream=True)))
     last = chunks[-1]
     assert last.choices[0].finish_reason == "content_filter"
     released = chunk_text(chunks[:-1])
-    assert "bomb" not in released and HARMFUL.startswith(released)
+    assert "bomb" not in released and stub.reply.startswith(released)
     assert released and last.choices[0].delta.content == "\n\n" + REFUSAL  # its own chunk, set apart
 
 
@@ -355,7 +356,7 @@ async def test_responses_stream_allowed_and_redacted(guard: Guard, stub: StubSer
 
 
 async def test_responses_stream_block(client: Any, stub: StubServer) -> None:
-    stub.reply = HARMFUL
+    stub.reply = LEAD + HARMFUL
     events = await collect(await run(client.responses.create(model="m", input="story", stream=True)))
     assert events[-1].type == "response.incomplete"
     assert events[-1].response.incomplete_details.reason == "content_filter"

@@ -18,6 +18,7 @@ from guardrail import Blocked, Guard
 from guardrail.testing import DecisionLog, FakeClassifier
 
 HARMFUL = "Sure. First you take the parts, then you build the bomb like this, and then you wait for it."
+LEAD = "Here is a calm opening line about the weather and the sea. "  # released before the harmful part
 
 
 def echo_fn(mode: str, calls: list[Any]) -> Callable[..., Any]:
@@ -160,7 +161,7 @@ async def test_async_generator_output_is_guarded_like_a_stream(guard: Guard, stu
     stub.reply = "A long and harmless story about a lighthouse keeper and her very patient cat."
     assert "".join([p async for p in stream("story")]) == stub.reply
 
-    stub.reply = HARMFUL
+    stub.reply = LEAD + HARMFUL
     pieces = [p async for p in stream("story")]
     assert pieces[-1] == "\n\n" + REFUSAL  # its own piece, set apart from the released text
     assert "bomb" not in "".join(pieces[:-1])
@@ -230,10 +231,10 @@ def test_sync_generator_output_is_guarded_like_a_stream(guard: Guard, stub: Stub
     stub.reply = "A long and harmless story about a lighthouse keeper and her very patient cat."
     assert "".join(stream("story")) == stub.reply
 
-    stub.reply = HARMFUL
+    stub.reply = LEAD + HARMFUL
     pieces = list(stream("story"))
     assert pieces[-1] == "\n\n" + REFUSAL
-    assert "bomb" not in "".join(pieces[:-1]) and HARMFUL.startswith("".join(pieces[:-1]))
+    assert "bomb" not in "".join(pieces[:-1]) and stub.reply.startswith("".join(pieces[:-1]))
 
     calls.clear()
     assert list(stream("a bomb")) == [REFUSAL]
