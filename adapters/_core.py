@@ -32,6 +32,15 @@ def _get(obj: Any, key: str) -> Any:
     return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
 
 
+def _tool_output_text(output: Any) -> str | None:
+    """The text of a tool's result: a string, text parts, or a shell's ``[{stdout, stderr}]``."""
+    text = shapes.content_text(output)
+    if text is not None or not isinstance(output, list):
+        return text
+    found = [v for part in output for key in ("stdout", "stderr", "output") if isinstance(v := _get(part, key), str)]
+    return "\n".join(found) or None
+
+
 class GuardedCall:
     """The request side of one call: the request to check and send, the answer to return."""
 
@@ -44,7 +53,7 @@ class GuardedCall:
         self.model: str | None = self.kwargs.get("model")
         self.restore_map: dict[str, str] = {}
         extra = self.kwargs.get("extra_body")
-        n = self.kwargs.get("n") or (extra.get("n") if isinstance(extra, Mapping) else None) or 1
+        n = (extra.get("n") if isinstance(extra, Mapping) else None) or self.kwargs.get("n") or 1  # extra_body wins
         if kind == "chat" and self.stream and n > 1:
             raise TypeError("guardrail guards streams of one choice; stream=True with n > 1 is not supported")
         self.payload, self._sources = self._input_payload()
@@ -79,7 +88,7 @@ class GuardedCall:
                     sources.append(("input", i))
                 elif str(_get(item, "type") or "").endswith("_call_output"):
                     # a tool's result (function_call_output ...): checked as a tool message, like chat's
-                    output = shapes.content_text(_get(item, "output"))
+                    output = _tool_output_text(_get(item, "output"))
                     if output:
                         items.append({"role": "tool", "content": output})
                         sources.append(("tool_output", i))
@@ -109,7 +118,10 @@ class GuardedCall:
                 self.kwargs["prompt"] = prompt
             elif field == "tool_output":
                 assert isinstance(new_input, list) and index is not None
-                new_input[index] = {**dict(new_input[index]), "output": _get(msg, "content")}
+                old_output = _get(new_input[index], "output")
+                text = _get(msg, "content")
+                if text != shapes.content_text(old_output):  # unchanged outputs keep their shape (parts, images)
+                    new_input[index] = {**dict(new_input[index]), "output": text}
             elif index is None:
                 new_input = _get(msg, "content")
             else:
@@ -160,6 +172,7 @@ class GuardedCall:
     # -- streams ---------------------------------------------------------------------------------
 
     def stream_guard(self) -> StreamGuard:
+        self.call.route(self.prompt or None)  # a Call new to this answer (the proxy's output hook) routes by the prompt
         return self.call.stream_guard()
 
     def stream_state(self) -> ChatStream | ResponsesStream:

@@ -13,6 +13,7 @@ LiteLLM proxy hook.
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -83,7 +84,8 @@ class _StreamState:
             return window
         start = max(0, self._actions_checked - _ACTION_CONTEXT)
         self._actions_checked = len(self.actions)
-        return f"{window}\n{self.actions[start:]}" if window else self.actions[start:]
+        actions = shapes.unescape_json(self.actions[start:])
+        return f"{window}\n{actions}" if window else actions
 
     def _drain(self, items: list[Any]) -> Iterator[Any]:
         while items:
@@ -143,22 +145,32 @@ _DONE_EVENTS = ("response.output_text.done", "response.content_part.done", "resp
 _ACTION_DELTAS = frozenset(
     {
         "response.function_call_arguments.delta", "response.custom_tool_call_input.delta", "response.refusal.delta",
-        "response.audio.transcript.delta", "response.reasoning_summary_text.delta",
+        "response.audio.transcript.delta", "response.reasoning_summary_text.delta", "response.reasoning_text.delta",
     }
 )  # fmt: skip
+
+
+def _as_text(value: Any) -> str:
+    """Arguments as text: a string as it is; anything else (some servers send an object) as JSON."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def _delta_actions(delta: Any) -> str:
     """The action text of one chat delta: tool-call names and argument fragments, refusal, audio transcript."""
     out = ""
     for call in getattr(delta, "tool_calls", None) or []:
-        fn = getattr(call, "function", None)
-        name, args = getattr(fn, "name", None), getattr(fn, "arguments", None)
-        out += (f"\n{name}: " if name else "") + (args or "")
+        fn = getattr(call, "function", None) or getattr(call, "custom", None)
+        name = getattr(fn, "name", None)
+        out += (f"\n{name}: " if name else "") + _as_text(getattr(fn, "arguments", None) or getattr(fn, "input", None))
     fn = getattr(delta, "function_call", None)
     if fn is not None:
         name = getattr(fn, "name", None)
-        out += (f"\n{name}: " if name else "") + (getattr(fn, "arguments", None) or "")
+        out += (f"\n{name}: " if name else "") + _as_text(getattr(fn, "arguments", None))
     refusal = getattr(delta, "refusal", None)
     transcript = getattr(getattr(delta, "audio", None), "transcript", None)
     if transcript is None and isinstance(getattr(delta, "audio", None), dict):
@@ -166,15 +178,37 @@ def _delta_actions(delta: Any) -> str:
     return out + "".join(t for t in (refusal, transcript) if isinstance(t, str))
 
 
+def _kind(event: Any) -> str:
+    """A Responses event's type as text (litellm's events carry a str Enum)."""
+    t = getattr(event, "type", "")
+    return str(getattr(t, "value", t))
+
+
+def _text_part(part: Any) -> bool:
+    return shapes._get(part, "type") in (None, "output_text")
+
+
 def _lifecycle_or_message(event: Any) -> bool:
     """Whether a held Responses event may precede a refusal: the response's own lifecycle and the message
     item's frames do; function calls, tool calls and their arguments (the blocked answer's actions) do not."""
-    kind = str(getattr(event, "type", ""))
+    kind = _kind(event)
     if kind in ("response.created", "response.in_progress", "response.queued"):
         return True
     if kind.startswith("response.output_item."):
-        return getattr(getattr(event, "item", None), "type", None) == "message"
+        return bool(shapes._get(getattr(event, "item", None), "type") == "message")
     return kind.startswith("response.content_part.")
+
+
+def _repeats_text(event: Any, kind: str) -> bool:
+    """Whether an event repeats the message text (held to the end, then made to say what was released):
+    the text's done events, a message item's done event, the response's last event."""
+    if kind in ("response.output_text.done", "response.completed", "response.incomplete"):
+        return True
+    if kind == "response.content_part.done":
+        return _text_part(getattr(event, "part", None))
+    if kind == "response.output_item.done":
+        return bool(shapes._get(getattr(event, "item", None), "type") == "message")
+    return False
 
 
 class ResponsesStream(_StreamState):
@@ -193,7 +227,7 @@ class ResponsesStream(_StreamState):
         return (getattr(t, "item_id", ""), getattr(t, "content_index", 0))
 
     def take(self, event: Any) -> str:
-        kind = getattr(event, "type", "")
+        kind = _kind(event)
         if kind in _ACTION_DELTAS and isinstance(getattr(event, "delta", None), str):
             self.actions += event.delta
         elif kind == "response.output_item.added" and getattr(getattr(event, "item", None), "type", "") != "message":
@@ -205,9 +239,7 @@ class ResponsesStream(_StreamState):
             return str(event.delta)
         if getattr(event, "response", None) is not None and kind in ("response.created", "response.in_progress"):
             self.base = event.response
-        if kind in _DONE_EVENTS or kind in ("response.completed", "response.incomplete"):
-            self.started = True  # they repeat the text: held to the end, and made to say what was released
-        (self.trailer if self.started else self.queue).append(event)
+        (self.trailer if self.started or _repeats_text(event, kind) else self.queue).append(event)
         return ""
 
     def emit(self, rel: Release, sg: StreamGuard) -> Iterator[Any]:
@@ -237,20 +269,18 @@ class ResponsesStream(_StreamState):
 
     def _patched(self, event: Any) -> Any:
         """Done/completed events repeat the full text: make them say what was actually released (also when
-        they carry text no delta streamed: that text was never checked). Unchanged events stay as they are."""
-        kind = getattr(event, "type", "")
-        if kind in _DONE_EVENTS and self._says_other_text(event, kind):
+        they carry text no delta streamed: that text was never checked). Unchanged events stay as they are.
+        Parts may be objects (openai) or dicts (litellm's proxy events)."""
+        kind = _kind(event)
+        if kind in _DONE_EVENTS:
+            if not any(text != new for _, text, new in self._text_parts(event, kind)):
+                return event
             event = copy.deepcopy(event)
-            item_id = str(getattr(event, "item_id", None) or getattr(getattr(event, "item", None), "id", ""))
-            parts = [event] if kind == "response.output_text.done" else []
-            if kind == "response.content_part.done":
-                parts = [event.part]
-            elif kind == "response.output_item.done":
-                parts = list(getattr(event.item, "content", None) or [])
-            for i, part in enumerate(parts):
-                index = int(getattr(event, "content_index", i))
-                if getattr(part, "type", "output_text") in ("output_text", "response.output_text.done"):
-                    part.text = self.emitted.get((item_id, index), "")
+            for part, _, new in self._text_parts(event, kind):
+                if isinstance(part, dict):
+                    part["text"] = new
+                else:
+                    part.text = new
             return event
         if getattr(event, "response", None) is not None and kind in ("response.completed", "response.incomplete"):
             released = "".join(self.emitted.values())
@@ -259,17 +289,20 @@ class ResponsesStream(_StreamState):
                 event.response = shapes.replace_completion_text(event.response, released)
         return event
 
-    def _says_other_text(self, event: Any, kind: str) -> bool:
-        item_id = str(getattr(event, "item_id", None) or getattr(getattr(event, "item", None), "id", ""))
+    def _text_parts(self, event: Any, kind: str) -> list[tuple[Any, str, str]]:
+        """The output_text parts a done event carries: (part, its text, the text released for it)."""
+        item = getattr(event, "item", None)
+        item_id = str(getattr(event, "item_id", None) or shapes._get(item, "id") or "")
         if kind == "response.output_text.done":
             parts = [event]
         elif kind == "response.content_part.done":
-            parts = [event.part]
+            parts = [getattr(event, "part", None)]
         else:
-            parts = list(getattr(getattr(event, "item", None), "content", None) or [])
+            parts = list(shapes._get(item, "content") or [])
+        out = []
         for i, part in enumerate(parts):
-            index = int(getattr(event, "content_index", i))
-            text = getattr(part, "text", None)
-            if isinstance(text, str) and text != self.emitted.get((item_id, index), ""):
-                return True
-        return False
+            text = getattr(part, "text", None) if not isinstance(part, dict) else part.get("text")
+            if (part is event or _text_part(part)) and isinstance(text, str):
+                index = int(getattr(event, "content_index", None) or i)
+                out.append((part, text, self.emitted.get((item_id, index), "")))
+        return out

@@ -88,6 +88,11 @@ class _Chat:
         self._target, self.completions = target, completions
 
     def __getattr__(self, name: str) -> Any:
+        if name in _SIDE_DOORS:
+            raise AttributeError(
+                f"chat.{name} is not available on a guardrail-wrapped client (it would bypass the guard); "
+                "use chat.completions.create"
+            )
         return getattr(self._target, name)
 
 

@@ -14,6 +14,8 @@ inside the functions: by the time one is called, the client that needs it is alr
 from __future__ import annotations
 
 import copy
+import json
+import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -250,20 +252,43 @@ def action_texts_of(result: Any) -> list[str | None]:
             kind = _get(item, "type")
             if kind == "message":
                 found += [r for part in _get(item, "content") or [] if isinstance(r := _get(part, "refusal"), str)]
-            elif isinstance(_get(item, "arguments"), str) or isinstance(_get(item, "input"), str):
-                found.append(f"{_get(item, 'name') or kind}({_get(item, 'arguments') or _get(item, 'input')})")
+            elif kind == "reasoning":  # what a user may see of it: its summary
+                found += [t for part in _get(item, "summary") or [] if isinstance(t := _get(part, "text"), str)]
+            else:  # any tool call, present or future (function, custom, shell, computer, patch ...): all it says
+                found.append(f"{_get(item, 'name') or kind}: {_item_text(item)}")
         return [_joined(found)]
     return []
+
+
+_ITEM_PLUMBING = frozenset({"id", "call_id", "status", "type", "name", "encrypted_content"})
+
+
+def _item_text(item: Any) -> str:
+    """An output item's own content as JSON text (no ids or status), escapes decoded."""
+    data = item.model_dump() if hasattr(item, "model_dump") else dict(item) if isinstance(item, Mapping) else {}
+    kept = {k: v for k, v in data.items() if k not in _ITEM_PLUMBING and v not in (None, "", [], {})}
+    return unescape_json(json.dumps(kept, ensure_ascii=False, default=str))
+
+
+_JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+
+
+def unescape_json(text: str) -> str:
+    """``text`` with JSON ``\\uXXXX`` escapes decoded: what an application reads out of tool arguments,
+    where an escaped word would otherwise slip past the check."""
+    return _JSON_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text) if "\\u" in text else text
 
 
 def _message_actions(message: Any) -> list[str]:
     found: list[str] = []
     for call in _get(message, "tool_calls") or []:
-        fn = _get(call, "function")
-        found.append(f"{_get(fn, 'name')}({_get(fn, 'arguments') or ''})")
+        fn = _get(call, "function") or _get(call, "custom")
+        args = _get(fn, "arguments") or _get(fn, "input") or ""
+        found.append(f"{_get(fn, 'name')}: {unescape_json(args if isinstance(args, str) else json.dumps(args))}")
     fn = _get(message, "function_call")
     if fn is not None:
-        found.append(f"{_get(fn, 'name')}({_get(fn, 'arguments') or ''})")
+        args = _get(fn, "arguments") or ""
+        found.append(f"{_get(fn, 'name')}: {unescape_json(args if isinstance(args, str) else json.dumps(args))}")
     for text in (_get(message, "refusal"), _get(_get(message, "audio"), "transcript")):
         if isinstance(text, str) and text:
             found.append(text)
@@ -320,8 +345,10 @@ def _set_response_text(response: Any, text: str, *, blocked: bool) -> None:
         item.content = kept
     if not placed:
         response.output.append(_message_item(text))
-    if blocked:  # the refusal replaces the whole answer: its tool and function calls go too
+    if blocked:  # the refusal replaces the whole answer: its tool and function calls and other parts go too
         response.output = [item for item in response.output if getattr(item, "type", None) == "message"]
+        for item in response.output:
+            item.content = [part for part in item.content if getattr(part, "type", None) == "output_text"]
         _mark_incomplete(response)
 
 

@@ -94,7 +94,10 @@ class Call:
         self._route: Policy | None = None if self.policy.routes else self.policy
 
     def route(self, payload: Any = None) -> Policy:
-        """The call's policy: chosen by ``routes`` on the first check (``payload``: the request's text)."""
+        """The call's policy: chosen by ``routes`` on the first check (``payload``: the request's text).
+        Without a payload (nothing checked yet) it is the policy the context alone selects, not kept."""
+        if self._route is None and payload is None:
+            return self.policy.select(self.context, None)
         if self._route is None:
             from guardrail.language import dominant_script
             from guardrail.routing import sample_text

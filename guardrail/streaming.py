@@ -187,17 +187,24 @@ def _run_start(buffer: str, end: int, floor: int) -> int:
         return end  # the run before ``end`` is over (whitespace follows it)
     if end == 0 or not _joined(buffer, end - 1):
         return end  # ``end`` is where a run starts: none of it is released
-    i = end
-    while i > floor and _joined(buffer, i - 1):
+    i, stop = end, max(floor, end - _LONGEST_RUN)
+    while i > stop and _joined(buffer, i - 1):
         i -= 1
     return i
 
 
+# an entity is ASCII (every detector is): CJK text, which has no spaces, is never held back as one run; a
+# run longer than this is released anyway (keys and tokens are shorter; it bounds the walk on each release)
+_LONGEST_RUN = 4096
+
+
 def _joined(buffer: str, k: int) -> bool:
-    """Whether ``buffer[k]`` belongs to a run: not whitespace, or one space between two digits."""
+    """Whether ``buffer[k]`` belongs to a run: a printable ASCII character, or one space between two digits."""
     c = buffer[k]
+    if c.isascii() and not c.isspace():
+        return c.isprintable()
     if not c.isspace():
-        return True
+        return False
     if c != " " or k == 0 or not buffer[k - 1].isdigit():
         return False
     return k == len(buffer) - 1 or buffer[k + 1].isdigit()  # at the end: the next chunk may go on with digits

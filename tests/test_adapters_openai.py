@@ -799,3 +799,79 @@ async def test_a_responses_streams_function_call_and_done_only_text_are_checked(
     stub.raw = [created, ("response.output_text.done", done)]
     events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
     assert all("bomb" not in (getattr(e, "text", None) or "") for e in events)
+
+
+def test_the_chat_resources_own_side_doors_are_closed(client: Any) -> None:
+    # client.chat.with_raw_response.completions.create reached the model unchecked
+    for name in ("with_raw_response", "with_streaming_response"):
+        with pytest.raises(AttributeError, match="bypass the guard"):
+            getattr(client.chat, name)
+
+
+async def test_a_responses_stream_keeps_its_event_order_when_a_reasoning_item_comes_first(
+    client: Any, stub: StubServer
+) -> None:
+    # the reasoning item's done event sent every later frame of the message to the end of the stream
+    base = {
+        "id": "r", "object": "response", "created_at": 0, "model": "m", "status": "in_progress",
+        "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "output": [],
+    }  # fmt: skip
+    reasoning = {"type": "reasoning", "id": "rs_1", "summary": []}
+    msg = {"type": "message", "id": "msg_1", "role": "assistant", "status": "in_progress", "content": []}
+    part = {"type": "output_text", "text": "", "annotations": []}
+    text = "A calm answer about tea, kettles and the right temperature for green leaves."
+    raw: list[tuple[str | None, Any]] = [
+        ("response.created", {"type": "response.created", "response": base}),
+        ("response.output_item.added", {"type": "response.output_item.added", "output_index": 0, "item": reasoning}),
+        ("response.output_item.done", {"type": "response.output_item.done", "output_index": 0, "item": reasoning}),
+        ("response.output_item.added", {"type": "response.output_item.added", "output_index": 1, "item": msg}),
+        (
+            "response.content_part.added",
+            {
+                "type": "response.content_part.added",
+                "item_id": "msg_1",
+                "output_index": 1,
+                "content_index": 0,
+                "part": part,
+            },
+        ),
+        (
+            "response.output_text.delta",
+            {
+                "type": "response.output_text.delta",
+                "item_id": "msg_1",
+                "output_index": 1,
+                "content_index": 0,
+                "delta": text,
+                "logprobs": [],
+            },
+        ),
+        ("response.completed", {"type": "response.completed", "response": {**base, "status": "completed"}}),
+    ]
+    stub.raw = [(name, {**payload, "sequence_number": i}) for i, (name, payload) in enumerate(raw)]
+    events = await collect(await run(client.responses.create(model="m", input="tea?", stream=True)))
+    kinds = [e.type for e in events]
+    kinds = [k for i, k in enumerate(kinds) if not (k == "response.output_text.delta" and kinds[i - 1] == k)]
+    assert kinds == [name for name, _ in raw]  # the text may be re-sent in several deltas, in the same place
+
+
+async def test_json_escaped_tool_arguments_are_read_as_the_application_reads_them(
+    client: Any, stub: StubServer
+) -> None:
+    escaped = {"id": "t", "type": "function", "function": {"name": "post", "arguments": '{"t": "a \\u0062omb"}'}}
+    message = {"role": "assistant", "content": None, "tool_calls": [escaped]}
+    stub.raw = {"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                "choices": [{"index": 0, "finish_reason": "tool_calls", "message": message}]}  # fmt: skip
+    resp = await run(client.chat.completions.create(model="m", messages=user("x")))
+    assert resp.choices[0].finish_reason == "content_filter"
+
+
+async def test_a_blocked_responses_answer_keeps_no_part_of_the_blocked_answer(client: Any, stub: StubServer) -> None:
+    parts = [{"type": "refusal", "refusal": "I won't, but it goes like this."},
+             {"type": "output_text", "text": HARMFUL, "annotations": []}]  # fmt: skip
+    msg = {"id": "msg_1", "type": "message", "role": "assistant", "status": "completed", "content": parts}
+    stub.raw = {"id": "r", "object": "response", "created_at": 0, "model": "m", "status": "completed",
+                "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "output": [msg]}  # fmt: skip
+    resp = await run(client.responses.create(model="m", input="x"))
+    assert resp.status == "incomplete"
+    assert [(p.type, p.text) for o in resp.output for p in o.content] == [("output_text", REFUSAL)]

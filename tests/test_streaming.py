@@ -229,3 +229,20 @@ def test_an_address_split_anywhere_is_never_released_in_part(
         assert exc is None
         assert content(chunks) == f"{before} <EMAIL_1> {after}"
     assert same(results["sync"][0], results["async"][0])
+
+
+def test_text_without_spaces_streams_before_the_end_under_output_redaction() -> None:
+    # CJK text is one run of non-space characters: held back whole, it reached the client only at the end
+    from guardrail.streaming import StreamGuard
+    from guardrail.testing import FakeClassifier
+
+    guard = Guard({"version": 1, "name": "t"}, classifiers=FakeClassifier())
+    allow = guard.check_output("ok")
+    sg = StreamGuard(check_every_chars=40, holdback_chars=16, redact_entities=frozenset({"email"}))
+    released = ""
+    for piece in ["这是一个关于天气和大海的平静的回答，没有任何有害的内容。"] * 20:
+        window = sg.feed(piece)
+        if window is not None:
+            released += sg.apply(allow).text
+    guard.close()
+    assert len(released) > 200
