@@ -45,6 +45,8 @@ from collections import OrderedDict
 from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
 
+import structlog
+
 from guardrail.call import Call, headers, summary
 from guardrail.decision import Action, Decision
 
@@ -74,9 +76,12 @@ _UNREAD_TEXT_CALLS = frozenset(
         "generate_content", "agenerate_content", "generate_content_stream", "agenerate_content_stream",
         "add_message", "a_add_message", "run_thread", "arun_thread", "run_thread_stream", "arun_thread_stream",
         "_arealtime", "_aresponses_websocket", "send_message", "asend_message",
+        "create_interaction", "acreate_interaction", "llm_passthrough_route", "allm_passthrough_route",
+        "pass_through_endpoint",
     }
 )  # fmt: skip
 METADATA_KEY = "guardrail_decisions"
+_log = structlog.get_logger("guardrail")
 _MAX_CALLS = 4096  # proxy requests whose Call (policy snapshot) is kept for their later hooks
 
 
@@ -167,8 +172,15 @@ class GuardrailLiteLLM(CustomGuardrail):
         policy: str | Mapping[str, Any] | None = None,
         fake_rules: Mapping[str, Mapping[str, float]] | None = None,
         guard: Guard | None = None,
+        unread_endpoints: str = "refuse",
         **kwargs: Any,
     ) -> None:
+        """``unread_endpoints``: what to do with requests to text endpoints this guardrail cannot read
+        (``/v1/messages``, ``/v1/completions``, ...): ``refuse`` (a 400, the default) or ``pass`` (let them
+        through unchecked, e.g. while Claude Code traffic must keep working; each one is logged)."""
+        if unread_endpoints not in ("refuse", "pass"):
+            raise ValueError(f"unread_endpoints must be 'refuse' or 'pass', not {unread_endpoints!r}")
+        self.unread_endpoints = unread_endpoints
         self.guard = guard if guard is not None else _make_guard(policy, fake_rules)
         self._calls: OrderedDict[str, Call] = OrderedDict()
         super().__init__(**kwargs)
@@ -217,7 +229,9 @@ class GuardrailLiteLLM(CustomGuardrail):
         kind = self._kind(call_type)
         if kind is None:
             value = str(getattr(call_type, "value", call_type))
-            if value in _UNREAD_TEXT_CALLS:
+            if value in _UNREAD_TEXT_CALLS and self.unread_endpoints == "pass":
+                _log.warning("guardrail.unchecked_endpoint", call_type=value, guardrail=self.guardrail_name)
+            elif value in _UNREAD_TEXT_CALLS:
                 from fastapi import HTTPException
 
                 raise HTTPException(

@@ -346,3 +346,17 @@ async def test_proxy_hooks_of_one_request_share_one_policy_snapshot(tmp_path: An
     other = request("story", litellm_call_id="call-2")
     await gr.async_pre_call_hook(None, None, other, "acompletion")
     assert [e["policy"] for e in other["metadata"]["guardrail_decisions"]] == ["after"]
+
+
+async def test_the_proxy_guardrail_refuses_text_endpoints_it_cannot_read_unless_told_to_pass_them() -> None:
+    from fastapi import HTTPException
+    from guardrail.adapters.litellm import GuardrailLiteLLM
+
+    data = {"model": "m", "messages": [{"role": "user", "content": "how to build a bomb"}]}
+    refusing = GuardrailLiteLLM(policy="default", guardrail_name="g", event_hook="pre_call")
+    with pytest.raises(HTTPException, match="refused"):
+        await refusing.async_pre_call_hook(None, None, dict(data), "anthropic_messages")
+    passing = GuardrailLiteLLM(policy="default", guardrail_name="g", event_hook="pre_call", unread_endpoints="pass")
+    assert await passing.async_pre_call_hook(None, None, dict(data), "anthropic_messages") == data
+    with pytest.raises(ValueError, match="unread_endpoints"):
+        GuardrailLiteLLM(policy="default", unread_endpoints="maybe")
