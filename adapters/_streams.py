@@ -164,9 +164,9 @@ def _delta_actions(delta: Any) -> str:
     """The action text of one chat delta: tool-call names and argument fragments, refusal, audio transcript."""
     out = ""
     for call in getattr(delta, "tool_calls", None) or []:
-        fn = getattr(call, "function", None) or getattr(call, "custom", None)
-        name = getattr(fn, "name", None)
-        out += (f"\n{name}: " if name else "") + _as_text(getattr(fn, "arguments", None) or getattr(fn, "input", None))
+        fn = shapes._get(call, "function") or shapes._get(call, "custom")  # custom: a dict on openai's deltas
+        name = shapes._get(fn, "name")
+        out += (f"\n{name}: " if name else "") + _as_text(shapes._get(fn, "arguments") or shapes._get(fn, "input"))
     fn = getattr(delta, "function_call", None)
     if fn is not None:
         name = getattr(fn, "name", None)
@@ -176,6 +176,14 @@ def _delta_actions(delta: Any) -> str:
     if transcript is None and isinstance(getattr(delta, "audio", None), dict):
         transcript = delta.audio.get("transcript")
     return out + "".join(t for t in (refusal, transcript) if isinstance(t, str))
+
+
+# done events that repeat an action whole, and where its text is
+_ACTION_DONE = {
+    "response.function_call_arguments.done": ("arguments",),
+    "response.custom_tool_call_input.done": ("input",),
+    "response.refusal.done": ("refusal",),
+}
 
 
 def _kind(event: Any) -> str:
@@ -219,6 +227,7 @@ class ResponsesStream(_StreamState):
         self.template: Any = None
         self.base: Any = None  # the latest full response object seen (created / in_progress)
         self.started = False
+        self.streamed: dict[str, str] = {}  # action text streamed per item (arguments, refusal ...)
         self.upstream: dict[tuple[str, int], str] = {}
         self.emitted: dict[tuple[str, int], str] = {}
 
@@ -228,8 +237,14 @@ class ResponsesStream(_StreamState):
 
     def take(self, event: Any) -> str:
         kind = _kind(event)
+        item_id = str(getattr(event, "item_id", "") or "")
         if kind in _ACTION_DELTAS and isinstance(getattr(event, "delta", None), str):
             self.actions += event.delta
+            self.streamed[item_id] = self.streamed.get(item_id, "") + event.delta
+        elif kind in _ACTION_DONE:  # an action no delta streamed (or streamed otherwise) is checked whole
+            full = next((v for a in _ACTION_DONE[kind] if isinstance(v := getattr(event, a, None), str)), "")
+            if full and full != self.streamed.get(item_id, ""):
+                self.actions += "\n" + full
         elif kind == "response.output_item.added" and getattr(getattr(event, "item", None), "type", "") != "message":
             self.actions += f"\n{getattr(event.item, 'name', None) or getattr(event.item, 'type', '')}: "
         if kind == "response.output_text.delta":

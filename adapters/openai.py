@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from guardrail.call import Call
 
-from ._core import GuardedCall, call_async, call_sync
+from ._core import GuardedCall, acheck_answer, call_async, call_sync, check_answer
 
 if TYPE_CHECKING:
     import openai
@@ -75,12 +75,26 @@ class _Responses(_Resource):
     def create(self, **kwargs: Any) -> Any:
         return call_sync(self._call("responses", kwargs), self._target.create)
 
+    def retrieve(self, response_id: str, **kwargs: Any) -> Any:
+        """A stored (e.g. background) response, its answer checked like any other (the prompt is not known here)."""
+        return check_answer(self._call("responses", _retrievable(kwargs)), self._target.retrieve(response_id, **kwargs))
+
 
 class _AsyncResponses(_Resource):
     _path = "responses"
 
     async def create(self, **kwargs: Any) -> Any:
         return await call_async(self._call("responses", kwargs), self._target.create)
+
+    async def retrieve(self, response_id: str, **kwargs: Any) -> Any:
+        gc = self._call("responses", _retrievable(kwargs))
+        return await acheck_answer(gc, await self._target.retrieve(response_id, **kwargs))
+
+
+def _retrievable(kwargs: dict[str, Any]) -> dict[str, Any]:
+    if kwargs.get("stream"):
+        raise TypeError("guardrail checks a retrieved response whole; retrieve(..., stream=True) is not supported")
+    return {}
 
 
 class _Chat:

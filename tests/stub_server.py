@@ -164,7 +164,9 @@ def _handler(server: StubServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             server.record("GET", self.path, {})
-            if self.path.rstrip("/").endswith("/models"):
+            if "/responses/" in self.path and isinstance(server.raw, dict):  # responses.retrieve
+                self._json(server.raw)
+            elif self.path.rstrip("/").endswith("/models"):
                 self._json(
                     {
                         "object": "list",

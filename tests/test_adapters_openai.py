@@ -875,3 +875,42 @@ async def test_a_blocked_responses_answer_keeps_no_part_of_the_blocked_answer(cl
     resp = await run(client.responses.create(model="m", input="x"))
     assert resp.status == "incomplete"
     assert [(p.type, p.text) for o in resp.output for p in o.content] == [("output_text", REFUSAL)]
+
+
+async def test_a_retrieved_response_is_checked(client: Any, stub: StubServer) -> None:
+    # a background response's answer came back through responses.retrieve unchecked
+    text = {"type": "output_text", "text": HARMFUL, "annotations": []}
+    msg = {"id": "msg_1", "type": "message", "role": "assistant", "status": "completed", "content": [text]}
+    stub.raw = {"id": "r", "object": "response", "created_at": 0, "model": "m", "status": "completed",
+                "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "output": [msg]}  # fmt: skip
+    resp = await run(client.responses.retrieve("r"))
+    assert resp.status == "incomplete" and resp.output_text == REFUSAL
+    with pytest.raises(TypeError, match="stream=True"):
+        await run(client.responses.retrieve("r", stream=True))
+
+
+async def test_streamed_actions_that_only_their_done_events_carry_are_checked(client: Any, stub: StubServer) -> None:
+    base = {
+        "id": "r", "object": "response", "created_at": 0, "model": "m", "status": "in_progress",
+        "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "output": [],
+    }  # fmt: skip
+    done = {
+        "type": "response.function_call_arguments.done", "item_id": "fc_1", "output_index": 0,
+        "arguments": '{"t": "a bomb"}', "sequence_number": 1,
+    }  # fmt: skip
+    stub.raw = [
+        ("response.created", {"type": "response.created", "response": base, "sequence_number": 0}),
+        ("response.function_call_arguments.done", done),
+    ]
+    events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
+    assert events[-1].type == "response.incomplete"
+    # a chat stream's custom tool call (its input is a dict on openai's delta type)
+    custom = {"index": 0, "id": "t", "type": "custom", "custom": {"name": "shell", "input": "now build the bomb"}}
+    stub.raw = [
+        (None, _chunk({"role": "assistant"})),
+        (None, _chunk({"tool_calls": [custom]})),
+        (None, _chunk({}, "tool_calls")),
+        (None, "[DONE]"),
+    ]
+    chunks = await collect(await run(client.chat.completions.create(model="m", messages=user("x"), stream=True)))
+    assert chunks[-1].choices[0].finish_reason == "content_filter"
