@@ -74,8 +74,9 @@ class GuardedCall:
         variables = _get(self.kwargs.get("prompt"), "variables")
         if isinstance(variables, Mapping):  # a stored prompt's variables: user text placed before the input
             for name, value in variables.items():
-                if isinstance(value, str) and value:
-                    items.append({"role": "user", "content": value})
+                text = value if isinstance(value, str) else _get(value, "text")  # or {"type": "input_text", ...}
+                if isinstance(text, str) and text:
+                    items.append({"role": "user", "content": text})
                     sources.append((f"variable:{name}", None))
         if isinstance(inp, str):
             items.append({"role": "user", "content": inp})
@@ -114,7 +115,10 @@ class GuardedCall:
                 self.kwargs["instructions"] = _get(msg, "content")
             elif field.startswith("variable:"):
                 prompt = dict(self.kwargs["prompt"])
-                prompt["variables"] = {**prompt["variables"], field.partition(":")[2]: _get(msg, "content")}
+                name, text = field.partition(":")[2], _get(msg, "content")
+                old = prompt["variables"][name]
+                new = text if isinstance(old, str) else {**dict(old), "text": text}
+                prompt["variables"] = {**prompt["variables"], name: new}
                 self.kwargs["prompt"] = prompt
             elif field == "tool_output":
                 assert isinstance(new_input, list) and index is not None

@@ -181,6 +181,11 @@ def replace_completion_texts(
     out = copy.deepcopy(result)
     if isinstance(out, dict):
         for i, text in texts.items():
+            if "message" not in out["choices"][i]:  # a legacy text completion
+                out["choices"][i]["text"] = text
+                if i in reasons:
+                    out["choices"][i]["finish_reason"] = reasons[i]
+                continue
             message = out["choices"][i]["message"]
             message["content"] = text
             if i in reasons:
@@ -192,6 +197,11 @@ def replace_completion_texts(
     choices = getattr(out, "choices", None)
     if choices is not None:
         for i, text in texts.items():
+            if getattr(choices[i], "message", None) is None:  # a legacy text completion
+                choices[i].text = text
+                if i in reasons:
+                    choices[i].finish_reason = reasons[i]
+                continue
             choices[i].message.content = text
             if i in reasons:
                 choices[i].finish_reason = reasons[i]
@@ -230,10 +240,18 @@ def texts_of(result: Any) -> list[str | None]:
         return [result]
     choices = _get(result, "choices")
     if isinstance(choices, Sequence) and not isinstance(choices, str):
-        return [content_text(_get(_get(ch, "message"), "content")) for ch in choices]
+        return [_choice_text(ch) for ch in choices]
     if isinstance(_get(result, "output"), list):
         return [response_text(result)]
     return []
+
+
+def _choice_text(choice: Any) -> str | None:
+    """A chat choice's ``message.content``, or a legacy text completion's ``text``."""
+    message = _get(choice, "message")
+    if message is None and isinstance(text := _get(choice, "text"), str):
+        return text
+    return content_text(_get(message, "content"))
 
 
 def action_texts_of(result: Any) -> list[str | None]:

@@ -914,3 +914,26 @@ async def test_streamed_actions_that_only_their_done_events_carry_are_checked(cl
     ]
     chunks = await collect(await run(client.chat.completions.create(model="m", messages=user("x"), stream=True)))
     assert chunks[-1].choices[0].finish_reason == "content_filter"
+
+
+def test_a_legacy_text_completion_is_read_and_replaced() -> None:
+    # protect() and the proxy's post_call passed choices[].text (legacy completions) unread
+    from openai.types import Completion
+
+    done = Completion.model_validate({"id": "c", "object": "text_completion", "created": 0, "model": "m",
+                                      "choices": [{"index": 0, "text": HARMFUL, "finish_reason": "stop"}]})  # fmt: skip
+    assert shapes.texts_of(done) == [HARMFUL]
+    replaced = shapes.replace_completion_text(done, REFUSAL, finish_reason="content_filter")
+    assert (replaced.choices[0].text, replaced.choices[0].finish_reason) == (REFUSAL, "content_filter")
+    as_dict = {"choices": [{"index": 0, "text": HARMFUL}]}
+    assert shapes.replace_completion_text(as_dict, REFUSAL)["choices"][0]["text"] == REFUSAL
+
+
+async def test_a_prompt_variable_given_as_an_input_text_object_is_checked(stub: StubServer, mode: str) -> None:
+    policy = make_policy()
+    policy["input"] = {**policy["input"], "scope": "untrusted"}
+    guarded = client_for(Guard(policy, classifiers=FakeClassifier(rules=FAKE_RULES)), stub, mode)
+    variable = {"type": "input_text", "text": "write to ann@corp.example"}
+    await run(guarded.responses.create(model="m", prompt={"id": "p", "variables": {"v": variable}}, input="go"))
+    sent = stub.completions()[0].body["prompt"]["variables"]["v"]
+    assert sent == {"type": "input_text", "text": "write to <EMAIL_1>"}
