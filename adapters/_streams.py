@@ -146,6 +146,7 @@ _ACTION_DELTAS = frozenset(
     {
         "response.function_call_arguments.delta", "response.custom_tool_call_input.delta", "response.refusal.delta",
         "response.audio.transcript.delta", "response.reasoning_summary_text.delta", "response.reasoning_text.delta",
+        "response.mcp_call_arguments.delta", "response.code_interpreter_call_code.delta",
     }
 )  # fmt: skip
 
@@ -183,6 +184,8 @@ _ACTION_DONE = {
     "response.function_call_arguments.done": ("arguments",),
     "response.custom_tool_call_input.done": ("input",),
     "response.refusal.done": ("refusal",),
+    "response.mcp_call_arguments.done": ("arguments",),
+    "response.code_interpreter_call_code.done": ("code",),
 }
 
 
@@ -202,9 +205,10 @@ def _lifecycle_or_message(event: Any) -> bool:
     kind = _kind(event)
     if kind in ("response.created", "response.in_progress", "response.queued"):
         return True
-    if kind.startswith("response.output_item."):
+    if kind == "response.output_item.added":
         return bool(shapes._get(getattr(event, "item", None), "type") == "message")
-    return kind.startswith("response.content_part.")
+    # a text part's frame, never a done event (it repeats the blocked text) or a refusal part
+    return kind == "response.content_part.added" and _text_part(getattr(event, "part", None))
 
 
 def _repeats_text(event: Any, kind: str) -> bool:
@@ -245,6 +249,20 @@ class ResponsesStream(_StreamState):
             full = next((v for a in _ACTION_DONE[kind] if isinstance(v := getattr(event, a, None), str)), "")
             if full and full != self.streamed.get(item_id, ""):
                 self.actions += "\n" + full
+                self.streamed[item_id] = full
+        elif (
+            kind.startswith("response.content_part.") and shapes._get(getattr(event, "part", None), "type") == "refusal"
+        ):
+            full = shapes._get(event.part, "refusal")  # a refusal part's text, carried by its frames
+            if isinstance(full, str) and full and full != self.streamed.get(item_id, ""):
+                self.actions += "\n" + full
+                self.streamed[item_id] = full
+        elif kind == "response.output_item.done" and shapes._get(getattr(event, "item", None), "type") != "message":
+            item = event.item  # any tool item, whole: what its deltas did not already show is checked here
+            whole = shapes.item_action_text(item)
+            done_id = str(shapes._get(item, "id") or "")
+            if whole and not (self.streamed.get(done_id) and self.streamed[done_id] in whole):
+                self.actions += "\n" + whole
         elif kind == "response.output_item.added" and getattr(getattr(event, "item", None), "type", "") != "message":
             self.actions += f"\n{getattr(event.item, 'name', None) or getattr(event.item, 'type', '')}: "
         if kind == "response.output_text.delta":

@@ -49,6 +49,7 @@ import structlog
 
 from guardrail.call import Call, headers, summary
 from guardrail.decision import Action, Decision
+from guardrail.streaming import aclose_quietly
 
 from . import litellm_offline, shapes
 from ._core import GuardedCall, acheck_answer, call_async, call_sync, stream_async
@@ -299,10 +300,29 @@ class GuardrailLiteLLM(CustomGuardrail):
     ) -> AsyncGenerator[Any, None]:
         """post_call on streams: hold back, check windows, end with a content_filter chunk on a block.
         Chat completion streams and Responses API event streams are guarded alike."""
-        kind = "chat" if "messages" in request_data else "responses" if "input" in request_data else None
-        items = stream_async(_ProxyCall(self, kind, request_data, "post_call"), response) if kind else None
+        upstream = response.__aiter__()
+        try:
+            head = await upstream.__anext__()
+        except StopAsyncIteration:
+            return
+        source = _prepend(head, upstream)
+        if isinstance(head, (str, bytes)):  # a raw stream (/v1/messages and other endpoints it cannot read)
+            if self.unread_endpoints != "pass":
+                from fastapi import HTTPException
+
+                why = "the guardrail cannot read this stream; it is refused, not passed on unchecked"
+                raise HTTPException(status_code=400, detail={"error": why, "guardrail": self.guardrail_name})
+            _log.warning("guardrail.unchecked_endpoint", stream=True, guardrail=self.guardrail_name)
+            kind = None
+        elif getattr(head, "choices", None) is not None:
+            kind = "chat"
+        elif str(getattr(getattr(head, "type", ""), "value", getattr(head, "type", ""))).startswith("response."):
+            kind = "responses"
+        else:
+            kind = "chat" if "messages" in request_data else "responses" if "input" in request_data else None
+        items = stream_async(_ProxyCall(self, kind, request_data, "post_call"), source) if kind else None
         if items is None:
-            items = _passthrough(response)
+            items = _passthrough(source)
         first = True
         try:
             async for chunk in items:
@@ -419,6 +439,16 @@ def _metadata(data: dict[str, Any], *, create: bool = False) -> dict[str, Any]:
     if create:
         data[key] = created
     return created
+
+
+async def _prepend(head: Any, rest: Any) -> AsyncGenerator[Any, None]:
+    """``head`` (already read to tell the stream's kind), then the rest of the stream; closes it when done."""
+    try:
+        yield head
+        async for item in rest:
+            yield item
+    finally:
+        await aclose_quietly(rest)
 
 
 async def _passthrough(response: Any) -> AsyncGenerator[Any, None]:

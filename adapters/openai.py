@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from guardrail.call import Call
 
+from . import shapes
 from ._core import GuardedCall, acheck_answer, call_async, call_sync, check_answer
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["GuardedAsyncOpenAI", "GuardedOpenAI"]
 
-_SIDE_DOORS = frozenset({"parse", "stream", "with_raw_response", "with_streaming_response"})
+_SIDE_DOORS = frozenset({"parse", "stream", "with_raw_response", "with_streaming_response", "connect"})
 # the client's own doors to text generation that this wrapper does not guard: the raw and streaming
 # response views of the whole client, legacy text completions, beta (assistants, threads, parse) and realtime
 _CLIENT_SIDE_DOORS = frozenset(
@@ -76,8 +77,13 @@ class _Responses(_Resource):
         return call_sync(self._call("responses", kwargs), self._target.create)
 
     def retrieve(self, response_id: str, **kwargs: Any) -> Any:
-        """A stored (e.g. background) response, its answer checked like any other (the prompt is not known here)."""
-        return check_answer(self._call("responses", _retrievable(kwargs)), self._target.retrieve(response_id, **kwargs))
+        """A stored (e.g. background) response, its answer checked like any other (the prompt is not known here,
+        so the route follows the answer's text and placeholders are not restored)."""
+        return _checked(self._call("responses", _retrievable(kwargs)), self._target.retrieve(response_id, **kwargs))
+
+    def cancel(self, response_id: str, **kwargs: Any) -> Any:
+        """A cancelled background response carries what was produced so far: checked like ``retrieve``."""
+        return _checked(self._call("responses", {}), self._target.cancel(response_id, **kwargs))
 
 
 class _AsyncResponses(_Resource):
@@ -88,7 +94,20 @@ class _AsyncResponses(_Resource):
 
     async def retrieve(self, response_id: str, **kwargs: Any) -> Any:
         gc = self._call("responses", _retrievable(kwargs))
-        return await acheck_answer(gc, await self._target.retrieve(response_id, **kwargs))
+        result = await self._target.retrieve(response_id, **kwargs)
+        gc.call.route(shapes.response_text(result))
+        return await acheck_answer(gc, result)
+
+    async def cancel(self, response_id: str, **kwargs: Any) -> Any:
+        gc = self._call("responses", {})
+        result = await self._target.cancel(response_id, **kwargs)
+        gc.call.route(shapes.response_text(result))
+        return await acheck_answer(gc, result)
+
+
+def _checked(gc: GuardedCall, result: Any) -> Any:
+    gc.call.route(shapes.response_text(result))  # no prompt here: route by the answer
+    return check_answer(gc, result)
 
 
 def _retrievable(kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ __all__ = [
     "blocked_delta",
     "content_free",
     "content_text",
+    "item_action_text",
     "refusal_chunks",
     "refusal_completion",
     "refusal_response",
@@ -270,22 +271,34 @@ def action_texts_of(result: Any) -> list[str | None]:
             kind = _get(item, "type")
             if kind == "message":
                 found += [r for part in _get(item, "content") or [] if isinstance(r := _get(part, "refusal"), str)]
-            elif kind == "reasoning":  # what a user may see of it: its summary
-                found += [t for part in _get(item, "summary") or [] if isinstance(t := _get(part, "text"), str)]
-            else:  # any tool call, present or future (function, custom, shell, computer, patch ...): all it says
-                found.append(f"{_get(item, 'name') or kind}: {_item_text(item)}")
+            elif (text := item_action_text(item)) is not None:
+                found.append(text)
         return [_joined(found)]
     return []
 
 
-_ITEM_PLUMBING = frozenset({"id", "call_id", "status", "type", "name", "encrypted_content"})
+# an item's plumbing, and what the model did not write: images (base64), retrieved documents, tool listings
+_ITEM_PLUMBING = frozenset(
+    {"id", "call_id", "status", "type", "name", "encrypted_content", "result", "results", "partial_image_b64",
+     "tools", "image_url", "outputs"}
+)  # fmt: skip
 
 
-def _item_text(item: Any) -> str:
-    """An output item's own content as JSON text (no ids or status), escapes decoded."""
+def item_action_text(item: Any) -> str | None:
+    """What a non-message Responses output item says, as text to check: a reasoning item's summary and text,
+    any tool call's own content (function, custom, shell, computer, patch, MCP ...) as JSON without its plumbing
+    or blobs, escapes decoded. None for a message (its text is checked as text) or an empty item."""
+    kind = _get(item, "type")
+    if kind == "message":
+        return None
+    if kind == "reasoning":
+        parts = [*(_get(item, "summary") or []), *(_get(item, "content") or [])]
+        return _joined([t for part in parts if isinstance(t := _get(part, "text"), str)])
     data = item.model_dump() if hasattr(item, "model_dump") else dict(item) if isinstance(item, Mapping) else {}
     kept = {k: v for k, v in data.items() if k not in _ITEM_PLUMBING and v not in (None, "", [], {})}
-    return unescape_json(json.dumps(kept, ensure_ascii=False, default=str))
+    if not kept:
+        return None
+    return f"{_get(item, 'name') or kind}: " + unescape_json(json.dumps(kept, ensure_ascii=False, default=str))
 
 
 _JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")

@@ -360,3 +360,20 @@ async def test_the_proxy_guardrail_refuses_text_endpoints_it_cannot_read_unless_
     assert await passing.async_pre_call_hook(None, None, dict(data), "anthropic_messages") == data
     with pytest.raises(ValueError, match="unread_endpoints"):
         GuardrailLiteLLM(policy="default", unread_endpoints="maybe")
+
+
+async def test_a_raw_stream_the_proxy_guardrail_cannot_read_is_refused_or_passed_at_once() -> None:
+    from fastapi import HTTPException
+    from guardrail.adapters.litellm import GuardrailLiteLLM
+
+    async def raw() -> Any:
+        yield b"event: content_block_delta\ndata: {}\n\n"
+        yield b"event: message_stop\ndata: {}\n\n"
+
+    data = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    refusing = GuardrailLiteLLM(policy="default", guardrail_name="g", event_hook="post_call")
+    with pytest.raises(HTTPException, match="refused"):
+        [c async for c in refusing.async_post_call_streaming_iterator_hook(None, raw(), dict(data))]
+    passing = GuardrailLiteLLM(policy="default", guardrail_name="g", event_hook="post_call", unread_endpoints="pass")
+    got = [c async for c in passing.async_post_call_streaming_iterator_hook(None, raw(), dict(data))]
+    assert got == [b"event: content_block_delta\ndata: {}\n\n", b"event: message_stop\ndata: {}\n\n"]

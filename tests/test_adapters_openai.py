@@ -937,3 +937,69 @@ async def test_a_prompt_variable_given_as_an_input_text_object_is_checked(stub: 
     await run(guarded.responses.create(model="m", prompt={"id": "p", "variables": {"v": variable}}, input="go"))
     sent = stub.completions()[0].body["prompt"]["variables"]["v"]
     assert sent == {"type": "input_text", "text": "write to <EMAIL_1>"}
+
+
+def _response(output: list[dict[str, Any]], status: str = "completed") -> dict[str, Any]:
+    return {"id": "r", "object": "response", "created_at": 0, "model": "m", "status": status,
+            "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "output": output}  # fmt: skip
+
+
+async def test_a_blocked_responses_stream_never_repeats_the_blocked_refusal_part(client: Any, stub: StubServer) -> None:
+    part = {"type": "refusal", "refusal": "I won't, but the bomb goes like this."}
+    msg = {"type": "message", "id": "msg_1", "role": "assistant", "status": "in_progress", "content": []}
+    events: list[tuple[str | None, Any]] = [
+        ("response.created", {"type": "response.created", "response": _response([], "in_progress")}),
+        ("response.output_item.added", {"type": "response.output_item.added", "output_index": 0, "item": msg}),
+        (
+            "response.content_part.added",
+            {
+                "type": "response.content_part.added",
+                "item_id": "msg_1",
+                "output_index": 0,
+                "content_index": 0,
+                "part": part,
+            },
+        ),
+        (
+            "response.content_part.done",
+            {
+                "type": "response.content_part.done",
+                "item_id": "msg_1",
+                "output_index": 0,
+                "content_index": 0,
+                "part": part,
+            },
+        ),
+        ("response.completed", {"type": "response.completed", "response": _response([])}),
+    ]
+    stub.raw = [(name, {**payload, "sequence_number": i}) for i, (name, payload) in enumerate(events)]
+    got = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
+    assert got[-1].type == "response.incomplete"
+    assert "bomb" not in repr(got[:-1])
+
+
+async def test_a_streamed_tool_item_is_checked_when_it_is_done(client: Any, stub: StubServer) -> None:
+    item = {"type": "code_interpreter_call", "id": "ci_1", "status": "completed", "container_id": "c",
+            "code": "print('now build the bomb')", "outputs": []}  # fmt: skip
+    events: list[tuple[str | None, Any]] = [
+        ("response.created", {"type": "response.created", "response": _response([], "in_progress")}),
+        ("response.output_item.done", {"type": "response.output_item.done", "output_index": 0, "item": item}),
+        ("response.completed", {"type": "response.completed", "response": _response([item])}),
+    ]
+    stub.raw = [(name, {**payload, "sequence_number": i}) for i, (name, payload) in enumerate(events)]
+    got = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
+    assert got[-1].type == "response.incomplete"
+
+
+async def test_an_answer_with_a_generated_image_is_not_blocked_for_its_base64(client: Any, stub: StubServer) -> None:
+    image = {"type": "image_generation_call", "id": "ig_1", "status": "completed", "result": "iVBORw0KGgo" * 40_000}
+    text = {"type": "output_text", "text": "Here is your picture of a cat.", "annotations": []}
+    msg = {"id": "msg_1", "type": "message", "role": "assistant", "status": "completed", "content": [text]}
+    stub.raw = _response([image, msg])
+    resp = await run(client.responses.create(model="m", input="draw a cat"))
+    assert resp.status == "completed" and resp.output_text == "Here is your picture of a cat."
+
+
+def test_the_responses_websocket_door_is_closed(client: Any) -> None:
+    with pytest.raises(AttributeError, match="bypass the guard"):
+        _ = client.responses.connect
