@@ -337,8 +337,9 @@ def forms(text: str) -> list[Form]:
         _, _, name, cand = max(readings)
         rmap = pmap if name == "rot13" else OffsetMap((), pmap, reverse_of=len(primary))
         primary, pmap, kind = cand, rmap, name
-        if read.english(before) >= 0.15:  # partly readable as it was: score that reading too
-            extras.insert(0, Form(before, bkind, bmap))
+        # the text as it was is always scored too: a word in it (a harmful one among noise) must not be
+        # hidden by the decision that the whole reads better reversed or rot13
+        extras.insert(0, Form(before, bkind, bmap))
     else:  # a payload behind a readable request ("answer this rot13: ..."): decode it where it sits
         for name, fn in (("rot13", _rot13), ("reversed", _reverse)):
             cand, cmap, n = _sub(primary, pmap, _SEGMENT, lambda m, fn=fn: _better_segment(m.group(0), fn, read))  # type: ignore[misc]

@@ -199,15 +199,23 @@ _LONGEST_RUN = 4096
 
 
 def _joined(buffer: str, k: int) -> bool:
-    """Whether ``buffer[k]`` belongs to a run: a printable ASCII character, or one space between two digits."""
+    """Whether ``buffer[k]`` belongs to a run: a printable ASCII character, or one space inside what may be one
+    entity written in groups: after a digit or ")" ("(415) 555-2671", "4111 1111"), or between capitals and
+    digits ("GB82 WEST 1234"). A space at the buffer's end after such a character may go on in the next chunk."""
     c = buffer[k]
     if c.isascii() and not c.isspace():
         return c.isprintable()
-    if not c.isspace():
+    if c != " " or k == 0:
         return False
-    if c != " " or k == 0 or not buffer[k - 1].isdigit():
+    before = buffer[k - 1]
+    if not (before.isdigit() or before == ")" or (before.isascii() and before.isupper())):
         return False
-    return k == len(buffer) - 1 or buffer[k + 1].isdigit()  # at the end: the next chunk may go on with digits
+    if k == len(buffer) - 1:
+        return True
+    after = buffer[k + 1]
+    if before.isdigit() or before == ")":
+        return after.isascii() and (after.isalnum() or after in "(+")
+    return after.isascii() and (after.isdigit() or after.isupper())
 
 
 def guard_stream(chunks: Iterator[str], sg: StreamGuard, check: Check) -> Generator[Release, None, None]:

@@ -246,3 +246,24 @@ def test_text_without_spaces_streams_before_the_end_under_output_redaction() -> 
             released += sg.apply(allow).text
     guard.close()
     assert len(released) > 200
+
+
+@pytest.mark.parametrize("entity", ["(415) 555-2671", "GB82 WEST 1234 5698 7654 32", "4111 1111 1111 1111"])
+@pytest.mark.parametrize("holdback", [0, 1, 4])
+def test_entities_written_in_groups_are_never_released_in_part(entity: str, holdback: int) -> None:
+    # at a small hold-back the area code of a phone number or the first groups of an IBAN went out first
+    from guardrail.streaming import StreamGuard
+    from guardrail.testing import FakeClassifier
+
+    guard = Guard({"version": 1, "name": "t"}, classifiers=FakeClassifier())
+    allow = guard.check_output("ok")
+    text = f"Use {entity} for it. Thanks."
+    sg = StreamGuard(check_every_chars=1, holdback_chars=holdback,
+                     redact_entities=frozenset({"phone", "iban", "credit_card"}))  # fmt: skip
+    out = ""
+    for i in range(0, len(text), 3):
+        if sg.feed(text[i : i + 3]) is not None:
+            out += sg.apply(allow).text
+    out += sg.apply(allow, final=True).text if not sg.done and sg.finish() is not None else ""
+    guard.close()
+    assert entity not in out and not any(group in out for group in entity.split(" ")[:2])
