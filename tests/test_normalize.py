@@ -171,3 +171,12 @@ def test_the_letter_pair_share_counts_every_pair_within_words(text: str) -> None
     pairs = [w[i : i + 2] for w in words for i in range(len(w) - 1)]
     expected = sum(p in _BIGRAMS for p in pairs) / len(pairs) if len(pairs) >= 20 else 0.0
     assert _bigram_share(text) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("text", ["AA?Fo?Abomb?AA?AA"])
+def test_a_text_read_as_rot13_or_reversed_is_also_scored_as_written(text: str) -> None:
+    # the whole read better reversed (or rot13), so only that reading was scored and the word as written never was;
+    # the same misfire hit ordinary prompts in some Latin-script languages
+    fs = forms(text)
+    assert fs[0].kind in ("reversed", "rot13")
+    assert any("bomb" in f.text for f in fs)
