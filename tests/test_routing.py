@@ -289,3 +289,16 @@ async def test_a_streamed_answer_is_judged_by_the_one_policy_its_request_was_rou
             closed = raw.close()
             if inspect.isawaitable(closed):
                 await closed
+
+
+def test_an_answer_checked_without_its_prompt_is_routed_by_its_own_text(main_policy: Path) -> None:
+    # a Call used before any check fixed an empty script, so a script route never applied to such answers
+    seen: list[str] = []
+    with Guard(main_policy, classifiers=FAKE, on_decision=lambda d: seen.append(d.policy)) as g:
+
+        @guardrail.protect(g)
+        def speak() -> Any:
+            yield "مرحبا بك في هذا الدرس الطويل عن السلامة " * 4
+
+        assert "".join(speak()).startswith("مرحبا")
+    assert seen and set(seen) == {"monitor"}
