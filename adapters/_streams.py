@@ -13,6 +13,7 @@ LiteLLM proxy hook.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -211,18 +212,6 @@ def _lifecycle_or_message(event: Any) -> bool:
     return kind == "response.content_part.added" and _text_part(getattr(event, "part", None))
 
 
-def _repeats_text(event: Any, kind: str) -> bool:
-    """Whether an event repeats the message text (held to the end, then made to say what was released):
-    the text's done events, a message item's done event, the response's last event."""
-    if kind in ("response.output_text.done", "response.completed", "response.incomplete"):
-        return True
-    if kind == "response.content_part.done":
-        return _text_part(getattr(event, "part", None))
-    if kind == "response.output_item.done":
-        return bool(shapes._get(getattr(event, "item", None), "type") == "message")
-    return False
-
-
 class ResponsesStream(_StreamState):
     """Responses API stream events: text deltas are guarded, the other events re-emitted around them."""
 
@@ -230,13 +219,18 @@ class ResponsesStream(_StreamState):
         super().__init__(gc)
         self.template: Any = None
         self.base: Any = None  # the latest full response object seen (created / in_progress)
-        self.started = False
         self.streamed: dict[str, str] = {}  # action text streamed per item (arguments, refusal ...)
         self.upstream: dict[tuple[str, int], str] = {}
         self.emitted: dict[tuple[str, int], str] = {}
+        # Every event keeps its place in the text: it is sent once the text before it is released (so an answer
+        # of several message items or parts keeps its order), and text is sent under the delta it came from.
+        self.fed = 0  # characters of text taken so far (the stream guard's buffer)
+        self.out = 0  # characters of that buffer released so far
+        self.pending: list[tuple[int, Any]] = []  # (place in the text, event) not sent yet
+        self.segments: list[tuple[int, Any]] = []  # (where a text part starts, its first delta)
 
-    def _key(self) -> tuple[str, int]:
-        t = self.template
+    def _key(self, template: Any = None) -> tuple[str, int]:
+        t = self.template if template is None else template
         return (getattr(t, "item_id", ""), getattr(t, "content_index", 0))
 
     def take(self, event: Any) -> str:
@@ -266,25 +260,28 @@ class ResponsesStream(_StreamState):
         elif kind == "response.output_item.added" and getattr(getattr(event, "item", None), "type", "") != "message":
             self.actions += f"\n{getattr(event.item, 'name', None) or getattr(event.item, 'type', '')}: "
         if kind == "response.output_text.delta":
-            self.template, self.started = event, True
-            key = self._key()
+            key = self._key(event)
+            if not self.segments or self._key(self.segments[-1][1]) != key:
+                self.segments.append((self.fed, event))
+            self.template = event
             self.upstream[key] = self.upstream.get(key, "") + event.delta
+            self.fed += len(event.delta)
             return str(event.delta)
         if getattr(event, "response", None) is not None and kind in ("response.created", "response.in_progress"):
             self.base = event.response
-        (self.trailer if self.started or _repeats_text(event, kind) else self.queue).append(event)
+        self.pending.append((self.fed, event))
         return ""
 
     def emit(self, rel: Release, sg: StreamGuard) -> Iterator[Any]:
+        start, end = self.out, sg.released
         if rel.blocked is not None:  # only the response's lifecycle and its message go before the refusal
-            self.queue = [e for e in self.queue if _lifecycle_or_message(e)]
-        yield from self._drain(self.queue)
+            yield from (self._patched(e) for e in self._due(start) if _lifecycle_or_message(e))
+            self.pending = []
         text = self._text(rel, sg)
-        seq = getattr(self.template, "sequence_number", 0)
         if text:
-            key = self._key()
-            self.emitted[key] = self.emitted.get(key, "") + text
-            yield shapes.text_delta_event(self.template, text, seq)
+            yield from self._pieces(text, start, end)
+        self.out = end
+        seq = getattr(self.template, "sequence_number", 0)
         if rel.blocked is not None:
             message = self.end_message(rel.blocked, sg)
             yield from shapes.refusal_response_events(
@@ -296,9 +293,27 @@ class ResponsesStream(_StreamState):
                 sequence_number=seq + 1,
             )
             return
-        if rel.final:
-            for event in self._drain(self.trailer):
-                yield self._patched(event)
+        yield from (self._patched(e) for e in self._due(self.fed if rel.final else end))
+
+    def _due(self, upto: int) -> list[Any]:
+        """The held events whose place in the text is at or before ``upto``, in their order; taken out."""
+        due = [e for at, e in self.pending if at <= upto]
+        self.pending = [(at, e) for at, e in self.pending if at > upto]
+        return due
+
+    def _pieces(self, text: str, start: int, end: int) -> Iterator[Any]:
+        """``text`` (the buffer's ``start:end``, released) as deltas of the parts it belongs to, each after the
+        events placed before it. Where redaction or restoring changed its length, it cannot be cut by place:
+        it goes as one delta of the part it starts in."""
+        cuts = [at for at, _ in self.segments if start < at < end] if len(text) == end - start else []
+        bounds = [start, *cuts, end]
+        for a, b in itertools.pairwise(bounds):
+            yield from (self._patched(e) for e in self._due(a))
+            piece = text[a - start : b - start] if cuts else text
+            template = next((t for at, t in reversed(self.segments) if at <= a), self.template)
+            key = self._key(template)
+            self.emitted[key] = self.emitted.get(key, "") + piece
+            yield shapes.text_delta_event(template, piece, getattr(template, "sequence_number", 0))
 
     def _patched(self, event: Any) -> Any:
         """Done/completed events repeat the full text: make them say what was actually released (also when

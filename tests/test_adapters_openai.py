@@ -1003,3 +1003,49 @@ async def test_an_answer_with_a_generated_image_is_not_blocked_for_its_base64(cl
 def test_the_responses_websocket_door_is_closed(client: Any) -> None:
     with pytest.raises(AttributeError, match="bypass the guard"):
         _ = client.responses.connect
+
+
+async def test_a_responses_stream_of_two_messages_keeps_each_text_in_its_own_item(
+    client: Any, stub: StubServer
+) -> None:
+    # the first message's tail went out as a delta of the second, before the second item was even added
+    def message(n: int) -> list[tuple[str, dict[str, Any]]]:
+        item = {"type": "message", "id": f"msg_{n}", "role": "assistant", "status": "in_progress", "content": []}
+        part = {"type": "output_text", "text": "", "annotations": []}
+        where = {"item_id": f"msg_{n}", "output_index": n - 1, "content_index": 0}
+        text = f"Message {n}: a calm paragraph about tea, kettles, water and the right temperature. "
+        return [
+            ("response.output_item.added", {"type": "response.output_item.added", "output_index": n - 1, "item": item}),
+            ("response.content_part.added", {"type": "response.content_part.added", **where, "part": part}),
+            *[
+                (
+                    "response.output_text.delta",
+                    {"type": "response.output_text.delta", **where, "delta": text[i : i + 9], "logprobs": []},
+                )
+                for i in range(0, len(text), 9)
+            ],
+            ("response.output_text.done", {"type": "response.output_text.done", **where, "text": text, "logprobs": []}),
+            (
+                "response.output_item.done",
+                {
+                    "type": "response.output_item.done",
+                    "output_index": n - 1,
+                    "item": {**item, "status": "completed", "content": [{**part, "text": text}]},
+                },
+            ),
+        ]
+
+    created = ("response.created", {"type": "response.created", "response": _response([], "in_progress")})
+    done = ("response.completed", {"type": "response.completed", "response": _response([])})
+    raw = [created, *message(1), *message(2), done]
+    stub.raw = [(name, {**payload, "sequence_number": i}) for i, (name, payload) in enumerate(raw)]
+    events = await collect(await run(client.responses.create(model="m", input="tea?", stream=True)))
+    kinds = [e.type for e in events]
+    kinds = [k for i, k in enumerate(kinds) if not (k == "response.output_text.delta" and kinds[i - 1] == k)]
+    expected = [name for name, _ in raw]
+    assert kinds == [
+        k for i, k in enumerate(expected) if not (k == "response.output_text.delta" and expected[i - 1] == k)
+    ]
+    for n in (1, 2):
+        sent = "".join(e.delta for e in events if e.type == "response.output_text.delta" and e.item_id == f"msg_{n}")
+        assert sent.startswith(f"Message {n}:") and f"Message {3 - n}" not in sent
