@@ -12,6 +12,7 @@ LiteLLM proxy hook.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import itertools
 import json
@@ -228,6 +229,7 @@ class ResponsesStream(_StreamState):
         self.out = 0  # characters of that buffer released so far
         self.pending: list[tuple[int, Any]] = []  # (place in the text, event) not sent yet
         self.segments: list[tuple[int, Any]] = []  # (where a text part starts, its first delta)
+        self.seqs: list[tuple[int, int]] = []  # (where each upstream delta ends, its sequence number)
 
     def _key(self, template: Any = None) -> tuple[str, int]:
         t = self.template if template is None else template
@@ -263,6 +265,7 @@ class ResponsesStream(_StreamState):
             key = self._key(event)
             if not self.segments or self._key(self.segments[-1][1]) != key:
                 self.segments.append((self.fed, event))
+            self.seqs.append((self.fed + len(event.delta), getattr(event, "sequence_number", 0)))
             self.template = event
             self.upstream[key] = self.upstream.get(key, "") + event.delta
             self.fed += len(event.delta)
@@ -293,7 +296,9 @@ class ResponsesStream(_StreamState):
                 sequence_number=seq + 1,
             )
             return
-        yield from (self._patched(e) for e in self._due(self.fed if rel.final else end))
+        # an event placed at the release's end waits while the restorer holds back a cut placeholder there
+        upto = self.fed if rel.final else end - (1 if self.restorer.pending else 0)
+        yield from (self._patched(e) for e in self._due(upto))
 
     def _due(self, upto: int) -> list[Any]:
         """The held events whose place in the text is at or before ``upto``, in their order; taken out."""
@@ -305,7 +310,8 @@ class ResponsesStream(_StreamState):
         """``text`` (the buffer's ``start:end``, released) as deltas of the parts it belongs to, each after the
         events placed before it. Where redaction or restoring changed its length, it cannot be cut by place:
         it goes as one delta of the part it starts in."""
-        cuts = [at for at, _ in self.segments if start < at < end] if len(text) == end - start else []
+        places = {at for at, _ in self.segments} | {at for at, _ in self.pending}  # parts start, events sit
+        cuts = sorted(at for at in places if start < at < end) if len(text) == end - start else []
         bounds = [start, *cuts, end]
         for a, b in itertools.pairwise(bounds):
             yield from (self._patched(e) for e in self._due(a))
@@ -313,7 +319,10 @@ class ResponsesStream(_StreamState):
             template = next((t for at, t in reversed(self.segments) if at <= a), self.template)
             key = self._key(template)
             self.emitted[key] = self.emitted.get(key, "") + piece
-            yield shapes.text_delta_event(template, piece, getattr(template, "sequence_number", 0))
+            # the sequence number of the upstream delta that held the piece's last character
+            i = bisect.bisect_left(self.seqs, (b, -1))
+            seq = self.seqs[min(i, len(self.seqs) - 1)][1] if self.seqs else 0
+            yield shapes.text_delta_event(template, piece, seq)
 
     def _patched(self, event: Any) -> Any:
         """Done/completed events repeat the full text: make them say what was actually released (also when
