@@ -230,6 +230,10 @@ class ResponsesStream(_StreamState):
         self.pending: list[tuple[int, Any]] = []  # (place in the text, event) not sent yet
         self.segments: list[tuple[int, Any]] = []  # (where a text part starts, its first delta)
         self.seqs: list[tuple[int, int]] = []  # (where each upstream delta ends, its sequence number)
+        # A tool call that comes after some text is the blocked answer's action if later text is blocked: from
+        # its first event on, everything (its events, the text after it) is held until the final check.
+        self.hold: Any = None  # the first such event
+        self.held: list[tuple[str, int, int]] = []  # released text held back: (text, start, end)
 
     def _key(self, template: Any = None) -> tuple[str, int]:
         t = self.template if template is None else template
@@ -272,6 +276,9 @@ class ResponsesStream(_StreamState):
             return str(event.delta)
         if getattr(event, "response", None) is not None and kind in ("response.created", "response.in_progress"):
             self.base = event.response
+        tool = shapes._get(getattr(event, "item", None), "type") not in ("message", "reasoning")
+        if self.hold is None and self.fed and kind == "response.output_item.added" and tool:
+            self.hold = event
         self.pending.append((self.fed, event))
         return ""
 
@@ -279,8 +286,20 @@ class ResponsesStream(_StreamState):
         start, end = self.out, sg.released
         if rel.blocked is not None:  # only the response's lifecycle and its message go before the refusal
             yield from (self._patched(e) for e in self._due(start) if _lifecycle_or_message(e))
-            self.pending = []
+            self.pending, self.held = [], []
         text = self._text(rel, sg)
+        if rel.final and rel.blocked is None and self.hold is not None:  # the final check passed: send it all
+            self.hold, held, self.held = None, self.held, []
+            for h_text, h_start, h_end in held:
+                yield from self._pieces(h_text, h_start, h_end)
+        if text and self.hold is not None and rel.blocked is None:
+            at = next(a for a, e in self.pending if e is self.hold) if self.held == [] else start
+            if at < end and len(text) == end - start and start < at:  # send what comes before the call
+                yield from self._pieces(text[: at - start], start, at)
+                text, start = text[at - start :], at
+            if at < end or self.held:
+                self.held.append((text, start, end))
+                text = ""
         if text:
             yield from self._pieces(text, start, end)
         self.out = end
@@ -301,9 +320,15 @@ class ResponsesStream(_StreamState):
         yield from (self._patched(e) for e in self._due(upto))
 
     def _due(self, upto: int) -> list[Any]:
-        """The held events whose place in the text is at or before ``upto``, in their order; taken out."""
-        due = [e for at, e in self.pending if at <= upto]
-        self.pending = [(at, e) for at, e in self.pending if at > upto]
+        """The held events whose place in the text is at or before ``upto``, in their order; taken out. While a
+        tool call is held, it and every event after it wait."""
+        due: list[Any] = []
+        for i, (at, e) in enumerate(self.pending):
+            if at > upto or e is self.hold:
+                self.pending = self.pending[i:]
+                return due
+            due.append(e)
+        self.pending = []
         return due
 
     def _pieces(self, text: str, start: int, end: int) -> Iterator[Any]:

@@ -1049,3 +1049,60 @@ async def test_a_responses_stream_of_two_messages_keeps_each_text_in_its_own_ite
     for n in (1, 2):
         sent = "".join(e.delta for e in events if e.type == "response.output_text.delta" and e.item_id == f"msg_{n}")
         assert sent.startswith(f"Message {n}:") and f"Message {3 - n}" not in sent
+
+
+async def test_a_responses_function_call_between_two_texts_is_held_until_the_final_check(
+    client: Any, stub: StubServer
+) -> None:
+    # once every event kept its place, a call after the first text went out before the second text was blocked
+    def text_item(n: int, text: str, out: int) -> list[tuple[str, dict[str, Any]]]:
+        item = {"type": "message", "id": f"msg_{n}", "role": "assistant", "status": "in_progress", "content": []}
+        where = {"item_id": f"msg_{n}", "output_index": out, "content_index": 0}
+        part = {"type": "output_text", "text": "", "annotations": []}
+        return [
+            ("response.output_item.added", {"type": "response.output_item.added", "output_index": out, "item": item}),
+            ("response.content_part.added", {"type": "response.content_part.added", **where, "part": part}),
+            *[
+                (
+                    "response.output_text.delta",
+                    {"type": "response.output_text.delta", **where, "delta": text[i : i + 8], "logprobs": []},
+                )
+                for i in range(0, len(text), 8)
+            ],
+        ]
+
+    call = {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "place_order", "arguments": "",
+            "status": "in_progress"}  # fmt: skip
+    raw = [
+        ("response.created", {"type": "response.created", "response": _response([], "in_progress")}),
+        *text_item(1, "First: a calm opening line about the weather and the sea today, nothing more. ", 0),
+        ("response.output_item.added", {"type": "response.output_item.added", "output_index": 1, "item": call}),
+        (
+            "response.function_call_arguments.delta",
+            {
+                "type": "response.function_call_arguments.delta",
+                "item_id": "fc_1",
+                "output_index": 1,
+                "delta": '{"n": 1}',
+            },
+        ),
+        (
+            "response.output_item.done",
+            {
+                "type": "response.output_item.done",
+                "output_index": 1,
+                "item": {**call, "arguments": '{"n": 1}', "status": "completed"},
+            },
+        ),
+        *text_item(
+            2,
+            "Then some more calm words about tea, kettles, cups and the right temperature for green "
+            "leaves, and a long pause. And then you build the bomb like this and wait for it.",
+            2,
+        ),
+        ("response.completed", {"type": "response.completed", "response": _response([])}),
+    ]
+    stub.raw = [(name, {**payload, "sequence_number": i}) for i, (name, payload) in enumerate(raw)]
+    events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
+    assert events[-1].type == "response.incomplete"
+    assert not [e for e in events if "function_call" in e.type or getattr(getattr(e, "item", None), "id", "") == "fc_1"]
