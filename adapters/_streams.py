@@ -15,7 +15,6 @@ from __future__ import annotations
 import bisect
 import copy
 import itertools
-import json
 import re
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -118,7 +117,7 @@ class ChatStream(_StreamState):
             self.template = chunk
         text = "".join(shapes.content_text(getattr(getattr(c, "delta", None), "content", None)) or "" for c in choices)
         for c in choices:
-            self.actions += _delta_actions(getattr(c, "delta", None))
+            self.actions += shapes.actions_text(getattr(c, "delta", None))
         rest = shapes.content_free(chunk)
         if rest is not None:
             closing = not choices or getattr(chunk, "usage", None) is not None
@@ -151,34 +150,6 @@ _ACTION_DELTAS = frozenset(
         "response.mcp_call_arguments.delta", "response.code_interpreter_call_code.delta",
     }
 )  # fmt: skip
-
-
-def _as_text(value: Any) -> str:
-    """Arguments as text: a string as it is; anything else (some servers send an object) as JSON."""
-    if value is None or isinstance(value, str):
-        return value or ""
-    try:
-        return json.dumps(value, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def _delta_actions(delta: Any) -> str:
-    """The action text of one chat delta: tool-call names and argument fragments, refusal, audio transcript."""
-    out = ""
-    for call in getattr(delta, "tool_calls", None) or []:
-        fn = shapes._get(call, "function") or shapes._get(call, "custom")  # custom: a dict on openai's deltas
-        name = shapes._get(fn, "name")
-        out += (f"\n{name}: " if name else "") + _as_text(shapes._get(fn, "arguments") or shapes._get(fn, "input"))
-    fn = getattr(delta, "function_call", None)
-    if fn is not None:
-        name = getattr(fn, "name", None)
-        out += (f"\n{name}: " if name else "") + _as_text(getattr(fn, "arguments", None))
-    refusal = getattr(delta, "refusal", None)
-    transcript = getattr(getattr(delta, "audio", None), "transcript", None)
-    if transcript is None and isinstance(getattr(delta, "audio", None), dict):
-        transcript = delta.audio.get("transcript")
-    return out + "".join(t for t in (refusal, transcript) if isinstance(t, str))
 
 
 # done events that repeat an action whole, and where its text is
@@ -221,7 +192,6 @@ class ResponsesStream(_StreamState):
         self.template: Any = None
         self.base: Any = None  # the latest full response object seen (created / in_progress)
         self.streamed: dict[str, str] = {}  # action text streamed per item (arguments, refusal ...)
-        self.upstream: dict[tuple[str, int], str] = {}
         self.emitted: dict[tuple[str, int], str] = {}
         # Every event keeps its place in the text: it is sent once the text before it is released (so an answer
         # of several message items or parts keeps its order), and text is sent under the delta it came from.
@@ -246,17 +216,11 @@ class ResponsesStream(_StreamState):
             self.actions += event.delta
             self.streamed[item_id] = self.streamed.get(item_id, "") + event.delta
         elif kind in _ACTION_DONE:  # an action no delta streamed (or streamed otherwise) is checked whole
-            full = next((v for a in _ACTION_DONE[kind] if isinstance(v := getattr(event, a, None), str)), "")
-            if full and full != self.streamed.get(item_id, ""):
-                self.actions += "\n" + full
-                self.streamed[item_id] = full
+            self._whole(item_id, next((getattr(event, a, None) for a in _ACTION_DONE[kind]), None))
         elif (
             kind.startswith("response.content_part.") and shapes._get(getattr(event, "part", None), "type") == "refusal"
         ):
-            full = shapes._get(event.part, "refusal")  # a refusal part's text, carried by its frames
-            if isinstance(full, str) and full and full != self.streamed.get(item_id, ""):
-                self.actions += "\n" + full
-                self.streamed[item_id] = full
+            self._whole(item_id, shapes._get(event.part, "refusal"))  # a refusal part's text, carried by its frames
         elif kind == "response.output_item.done" and shapes._get(getattr(event, "item", None), "type") != "message":
             item = event.item  # any tool item, whole: what its deltas did not already show is checked here
             whole = shapes.item_action_text(item)
@@ -271,7 +235,6 @@ class ResponsesStream(_StreamState):
                 self.segments.append((self.fed, event))
             self.seqs.append((self.fed + len(event.delta), getattr(event, "sequence_number", 0)))
             self.template = event
-            self.upstream[key] = self.upstream.get(key, "") + event.delta
             self.fed += len(event.delta)
             return str(event.delta)
         if getattr(event, "response", None) is not None and kind in ("response.created", "response.in_progress"):
@@ -281,6 +244,12 @@ class ResponsesStream(_StreamState):
             self.hold = event
         self.pending.append((self.fed, event))
         return ""
+
+    def _whole(self, item_id: str, full: Any) -> None:
+        """An action's whole text, from a done event or a part's frame: checked unless its deltas showed it."""
+        if isinstance(full, str) and full and full != self.streamed.get(item_id, ""):
+            self.actions += "\n" + full
+            self.streamed[item_id] = full
 
     def emit(self, rel: Release, sg: StreamGuard) -> Iterator[Any]:
         start, end = self.out, sg.released

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from guardrail.call import Call
 
-from . import shapes
 from ._core import GuardedCall, acheck_answer, call_async, call_sync, check_answer
 
 if TYPE_CHECKING:
@@ -79,11 +78,11 @@ class _Responses(_Resource):
     def retrieve(self, response_id: str, **kwargs: Any) -> Any:
         """A stored (e.g. background) response, its answer checked like any other (the prompt is not known here,
         so the route follows the answer's text and placeholders are not restored)."""
-        return _checked(self._call("responses", _retrievable(kwargs)), self._target.retrieve(response_id, **kwargs))
+        return check_answer(self._call("responses", _retrievable(kwargs)), self._target.retrieve(response_id, **kwargs))
 
     def cancel(self, response_id: str, **kwargs: Any) -> Any:
         """A cancelled background response carries what was produced so far: checked like ``retrieve``."""
-        return _checked(self._call("responses", {}), self._target.cancel(response_id, **kwargs))
+        return check_answer(self._call("responses", {}), self._target.cancel(response_id, **kwargs))
 
 
 class _AsyncResponses(_Resource):
@@ -94,20 +93,10 @@ class _AsyncResponses(_Resource):
 
     async def retrieve(self, response_id: str, **kwargs: Any) -> Any:
         gc = self._call("responses", _retrievable(kwargs))
-        result = await self._target.retrieve(response_id, **kwargs)
-        gc.call.route(shapes.response_text(result))
-        return await acheck_answer(gc, result)
+        return await acheck_answer(gc, await self._target.retrieve(response_id, **kwargs))
 
     async def cancel(self, response_id: str, **kwargs: Any) -> Any:
-        gc = self._call("responses", {})
-        result = await self._target.cancel(response_id, **kwargs)
-        gc.call.route(shapes.response_text(result))
-        return await acheck_answer(gc, result)
-
-
-def _checked(gc: GuardedCall, result: Any) -> Any:
-    gc.call.route(shapes.response_text(result))  # no prompt here: route by the answer
-    return check_answer(gc, result)
+        return await acheck_answer(self._call("responses", {}), await self._target.cancel(response_id, **kwargs))
 
 
 def _retrievable(kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from guardrail.call import CONTENT_FILTER
 __all__ = [
     "Flavour",
     "action_texts_of",
+    "actions_text",
     "blocked_delta",
     "content_free",
     "content_text",
@@ -263,7 +264,7 @@ def action_texts_of(result: Any) -> list[str | None]:
         return [None]
     choices = _get(result, "choices")
     if isinstance(choices, Sequence) and not isinstance(choices, str):
-        return [_joined(_message_actions(_get(ch, "message"))) for ch in choices]
+        return [unescape_json(a.strip()) or None for a in (actions_text(_get(ch, "message")) for ch in choices)]
     output = _get(result, "output")
     if isinstance(output, list):
         found: list[str] = []
@@ -310,20 +311,21 @@ def unescape_json(text: str) -> str:
     return _JSON_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text) if "\\u" in text else text
 
 
-def _message_actions(message: Any) -> list[str]:
-    found: list[str] = []
-    for call in _get(message, "tool_calls") or []:
-        fn = _get(call, "function") or _get(call, "custom")
-        args = _get(fn, "arguments") or _get(fn, "input") or ""
-        found.append(f"{_get(fn, 'name')}: {unescape_json(args if isinstance(args, str) else json.dumps(args))}")
-    fn = _get(message, "function_call")
-    if fn is not None:
-        args = _get(fn, "arguments") or ""
-        found.append(f"{_get(fn, 'name')}: {unescape_json(args if isinstance(args, str) else json.dumps(args))}")
+def actions_text(message: Any) -> str:
+    """What a chat message, or one stream delta, does besides its text: each tool or function call as
+    ``"\nname: arguments"`` (a delta that continues a call carries only an argument fragment, and gets no
+    name), then its refusal and audio transcript. Arguments sent as objects are written as JSON."""
+    out = ""
+    calls = [_get(c, "function") or _get(c, "custom") for c in _get(message, "tool_calls") or []]
+    if (fn := _get(message, "function_call")) is not None:
+        calls.append(fn)
+    for fn in calls:
+        name, args = _get(fn, "name"), _get(fn, "arguments") or _get(fn, "input") or ""
+        out += (f"\n{name}: " if name else "") + (args if isinstance(args, str) else json.dumps(args, default=str))
     for text in (_get(message, "refusal"), _get(_get(message, "audio"), "transcript")):
         if isinstance(text, str) and text:
-            found.append(text)
-    return found
+            out += text
+    return out
 
 
 def _joined(texts: list[str]) -> str | None:

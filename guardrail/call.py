@@ -126,11 +126,11 @@ class Call:
         return self._record(await self.guard.acheck_input(payload, **self._kwargs(payload)))
 
     def check_output(self, text: Any, prompt: Any = None) -> Decision:
-        kwargs = self._kwargs(prompt if prompt is not None else text)
+        kwargs = self._kwargs(prompt or text)  # no prompt known (None, empty): the answer's text routes
         return self._record(self.guard.check_output(text, prompt, **kwargs))
 
     async def acheck_output(self, text: Any, prompt: Any = None) -> Decision:
-        kwargs = self._kwargs(prompt if prompt is not None else text)
+        kwargs = self._kwargs(prompt or text)  # no prompt known (None, empty): the answer's text routes
         return self._record(await self.guard.acheck_output(text, prompt, **kwargs))
 
     # -- what a decision means -----------------------------------------------------------------

@@ -850,9 +850,7 @@ async def test_a_responses_stream_keeps_its_event_order_when_a_reasoning_item_co
     ]
     stub.raw = [(name, {**payload, "sequence_number": i}) for i, (name, payload) in enumerate(raw)]
     events = await collect(await run(client.responses.create(model="m", input="tea?", stream=True)))
-    kinds = [e.type for e in events]
-    kinds = [k for i, k in enumerate(kinds) if not (k == "response.output_text.delta" and kinds[i - 1] == k)]
-    assert kinds == [name for name, _ in raw]  # the text may be re-sent in several deltas, in the same place
+    assert _kinds([e.type for e in events]) == [name for name, _ in raw]  # text may be re-sent in other deltas
 
 
 async def test_json_escaped_tool_arguments_are_read_as_the_application_reads_them(
@@ -1005,47 +1003,49 @@ def test_the_responses_websocket_door_is_closed(client: Any) -> None:
         _ = client.responses.connect
 
 
+def _kinds(types: list[str]) -> list[str]:
+    """Event types with each run of text deltas as one (the guard may re-cut the text into other deltas)."""
+    return [k for i, k in enumerate(types) if not (k == "response.output_text.delta" and i and types[i - 1] == k)]
+
+
+def _message_events(n: int, text: str, out: int, size: int, *, done: bool = False) -> list[tuple[str, dict[str, Any]]]:
+    """The stream events of message item ``msg_<n>`` at ``output_index`` ``out``: its frames and ``text`` in
+    deltas of ``size`` characters; with ``done``, its done events too."""
+    item = {"type": "message", "id": f"msg_{n}", "role": "assistant", "status": "in_progress", "content": []}
+    part = {"type": "output_text", "text": "", "annotations": []}
+    where = {"item_id": f"msg_{n}", "output_index": out, "content_index": 0}
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("response.output_item.added", {"type": "response.output_item.added", "output_index": out, "item": item}),
+        ("response.content_part.added", {"type": "response.content_part.added", **where, "part": part}),
+    ]
+    for i in range(0, len(text), size):
+        delta = {"type": "response.output_text.delta", **where, "delta": text[i : i + size], "logprobs": []}
+        events.append(("response.output_text.delta", delta))
+    if done:
+        finished = {**item, "status": "completed", "content": [{**part, "text": text}]}
+        events += [
+            ("response.output_text.done", {"type": "response.output_text.done", **where, "text": text, "logprobs": []}),
+            ("response.output_item.done", {"type": "response.output_item.done", "output_index": out, "item": finished}),
+        ]
+    return events
+
+
 async def test_a_responses_stream_of_two_messages_keeps_each_text_in_its_own_item(
     client: Any, stub: StubServer
 ) -> None:
     # the first message's tail went out as a delta of the second, before the second item was even added
-    def message(n: int) -> list[tuple[str, dict[str, Any]]]:
-        item = {"type": "message", "id": f"msg_{n}", "role": "assistant", "status": "in_progress", "content": []}
-        part = {"type": "output_text", "text": "", "annotations": []}
-        where = {"item_id": f"msg_{n}", "output_index": n - 1, "content_index": 0}
-        text = f"Message {n}: a calm paragraph about tea, kettles, water and the right temperature. "
-        return [
-            ("response.output_item.added", {"type": "response.output_item.added", "output_index": n - 1, "item": item}),
-            ("response.content_part.added", {"type": "response.content_part.added", **where, "part": part}),
-            *[
-                (
-                    "response.output_text.delta",
-                    {"type": "response.output_text.delta", **where, "delta": text[i : i + 9], "logprobs": []},
-                )
-                for i in range(0, len(text), 9)
-            ],
-            ("response.output_text.done", {"type": "response.output_text.done", **where, "text": text, "logprobs": []}),
-            (
-                "response.output_item.done",
-                {
-                    "type": "response.output_item.done",
-                    "output_index": n - 1,
-                    "item": {**item, "status": "completed", "content": [{**part, "text": text}]},
-                },
-            ),
-        ]
-
     created = ("response.created", {"type": "response.created", "response": _response([], "in_progress")})
     done = ("response.completed", {"type": "response.completed", "response": _response([])})
-    raw = [created, *message(1), *message(2), done]
+    texts = [f"Message {n}: a calm paragraph about tea, kettles, water and the right temperature. " for n in (1, 2)]
+    raw = [
+        created,
+        *_message_events(1, texts[0], 0, 9, done=True),
+        *_message_events(2, texts[1], 1, 9, done=True),
+        done,
+    ]
     stub.raw = [(name, {**payload, "sequence_number": i}) for i, (name, payload) in enumerate(raw)]
     events = await collect(await run(client.responses.create(model="m", input="tea?", stream=True)))
-    kinds = [e.type for e in events]
-    kinds = [k for i, k in enumerate(kinds) if not (k == "response.output_text.delta" and kinds[i - 1] == k)]
-    expected = [name for name, _ in raw]
-    assert kinds == [
-        k for i, k in enumerate(expected) if not (k == "response.output_text.delta" and expected[i - 1] == k)
-    ]
+    assert _kinds([e.type for e in events]) == _kinds([name for name, _ in raw])
     for n in (1, 2):
         sent = "".join(e.delta for e in events if e.type == "response.output_text.delta" and e.item_id == f"msg_{n}")
         assert sent.startswith(f"Message {n}:") and f"Message {3 - n}" not in sent
@@ -1055,27 +1055,11 @@ async def test_a_responses_function_call_between_two_texts_is_held_until_the_fin
     client: Any, stub: StubServer
 ) -> None:
     # once every event kept its place, a call after the first text went out before the second text was blocked
-    def text_item(n: int, text: str, out: int) -> list[tuple[str, dict[str, Any]]]:
-        item = {"type": "message", "id": f"msg_{n}", "role": "assistant", "status": "in_progress", "content": []}
-        where = {"item_id": f"msg_{n}", "output_index": out, "content_index": 0}
-        part = {"type": "output_text", "text": "", "annotations": []}
-        return [
-            ("response.output_item.added", {"type": "response.output_item.added", "output_index": out, "item": item}),
-            ("response.content_part.added", {"type": "response.content_part.added", **where, "part": part}),
-            *[
-                (
-                    "response.output_text.delta",
-                    {"type": "response.output_text.delta", **where, "delta": text[i : i + 8], "logprobs": []},
-                )
-                for i in range(0, len(text), 8)
-            ],
-        ]
-
     call = {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "place_order", "arguments": "",
             "status": "in_progress"}  # fmt: skip
     raw = [
         ("response.created", {"type": "response.created", "response": _response([], "in_progress")}),
-        *text_item(1, "First: a calm opening line about the weather and the sea today, nothing more. ", 0),
+        *_message_events(1, "First: a calm opening line about the weather and the sea today, nothing more. ", 0, 8),
         ("response.output_item.added", {"type": "response.output_item.added", "output_index": 1, "item": call}),
         (
             "response.function_call_arguments.delta",
@@ -1094,11 +1078,12 @@ async def test_a_responses_function_call_between_two_texts_is_held_until_the_fin
                 "item": {**call, "arguments": '{"n": 1}', "status": "completed"},
             },
         ),
-        *text_item(
+        *_message_events(
             2,
             "Then some more calm words about tea, kettles, cups and the right temperature for green "
             "leaves, and a long pause. And then you build the bomb like this and wait for it.",
             2,
+            8,
         ),
         ("response.completed", {"type": "response.completed", "response": _response([])}),
     ]
