@@ -16,7 +16,9 @@ from pathlib import Path
 from guardrail.training.authored.validate import validate
 
 ROOT = Path(__file__).resolve().parents[1]
+# the top folder is the full run's mix; continuation/ holds rows a continuation adds with --data
 AUTHORED = sorted((ROOT / "guardrail" / "training" / "authored").glob("*.jsonl"))
+CONTINUATION = sorted((ROOT / "guardrail" / "training" / "authored" / "continuation").glob("*.jsonl"))
 CHALLENGE = sorted((ROOT / "benchmarks" / "challenge").glob("*.jsonl"))
 LANGUAGES = [
     "ar",
@@ -58,8 +60,8 @@ def _rows(paths: list[Path]) -> list[dict[str, object]]:
 
 
 def test_every_authored_file_is_valid() -> None:
-    assert AUTHORED
-    problems = [p for path in AUTHORED for p in validate(str(path))]
+    assert AUTHORED and CONTINUATION
+    problems = [p for path in [*AUTHORED, *CONTINUATION] for p in validate(str(path))]
     assert problems == []
 
 
@@ -85,5 +87,9 @@ def test_no_authored_row_paraphrases_a_challenge_case() -> None:
         shared = Counter(i for word in w for i in by_word.get(word, ()))
         return any(n / (len(w) + len(cases[i]) - n) >= 0.5 for i, n in shared.items())
 
-    near = [str(r["text"])[:80] for r in _rows(AUTHORED) if paraphrases(r["text"]) or paraphrases(r.get("prompt", ""))]
+    near = [
+        str(r["text"])[:80]
+        for r in _rows([*AUTHORED, *CONTINUATION])
+        if paraphrases(r["text"]) or paraphrases(r.get("prompt", ""))
+    ]
     assert near == []

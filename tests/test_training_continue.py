@@ -40,6 +40,17 @@ def test_continuation_mix_keeps_evaluation_rows_and_their_groups_out() -> None:
     assert {e.split for e in chosen} == {"train"}
 
 
+def test_a_continuation_repeats_your_own_rows_as_asked_and_nothing_else() -> None:
+    built = [
+        _ex("authored row", "authored-v5_en_c"),
+        _ex("user row", "user-mine"),
+        _ex("an answer", "stl-responses", stage="output"),
+        _ex("public row", "alpaca"),
+    ]
+    texts = [e.text for e in choose(built, [], Mix(output_repeat=1, input_sample=1, data_repeat=4))]
+    assert sorted(texts) == ["an answer", "authored row", "public row", *["user row"] * 4]
+
+
 def test_recorded_eval_rows_read_back_with_line_separators(tmp_path: Path) -> None:
     row = {
         "text": "a\u2028b", "prompt": None, "labels": {"unsafe": 0.0}, "stage": "input", "source": "s", "kind": "k",

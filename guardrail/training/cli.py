@@ -32,8 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--continue-from", type=Path, default=None, metavar="RUN",
-        help="continue a finished run (its checkpoint.pt, vocabulary and eval_rows.jsonl) for --epochs more over a "
-        "mix of all authored/--data rows, every output row --output-repeat times and --input-sample other input rows",
+        help="continue a finished run (its checkpoint.pt, vocabulary and eval_rows.jsonl), or a model folder such as "
+        "the bundled one (read back into OUT-start first), for --epochs more over a mix of all authored/--data rows, "
+        "every output row --output-repeat times and --input-sample other input rows",
     )  # fmt: skip
     p.add_argument(
         "--steps",
@@ -57,6 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--average-every", type=int, default=200, metavar="N", help="steps between averaged weights")
     p.add_argument("--input-sample", type=int, default=30000, help="with --continue-from: public input rows drawn")
+    p.add_argument("--data-repeat", type=int, default=1, help="with --continue-from: copies of each --data row")
     p.add_argument("--no-group-by-meaning", action="store_true", help="skip embedding-based near-duplicate grouping")
     p.add_argument(
         "--exclude-noncommercial", action="store_true",
@@ -92,15 +94,28 @@ def run(args: argparse.Namespace) -> int:
         "average_from": args.average_from,
         "average_every": args.average_every,
     }
-    log = lambda s: print(s, flush=True)  # noqa: E731
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
     if args.continue_from is not None:
         from guardrail.training.continue_run import Mix, continue_run
+        from guardrail.training.unpack import is_model_folder, unpack
 
         if args.authored_repeat != 1:
             print("--authored-repeat is for full runs (a continuation trains every authored row once)", file=sys.stderr)
             return 2
         repeat = 2 if args.output_repeat is None else args.output_repeat
-        continue_run(cfg, args.continue_from, Mix(repeat, args.input_sample), log=log)
+        previous = args.continue_from
+        if is_model_folder(previous):  # no torch checkpoint: read its weights and dev rows back first
+            start = args.out.parent / f"{args.out.name}-start"
+            if (start / "eval_rows.jsonl").is_file():
+                log(f"reusing {start}, read back from {previous} earlier")
+            else:
+                unpack(previous, start, args.data_root, log=log)
+            previous = start
+        mix = Mix(repeat, args.input_sample, data_repeat=args.data_repeat)
+        continue_run(cfg, previous, mix, log=log)
     else:
         cfg["output_repeat"] = 1 if args.output_repeat is None else args.output_repeat
         cfg["authored_repeat"] = args.authored_repeat

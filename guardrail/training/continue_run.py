@@ -27,12 +27,13 @@ __all__ = ["INHERITED", "Mix", "choose", "continue_run", "read_eval_rows"]
 
 @dataclass(frozen=True)
 class Mix:
-    """What a continuation trains on: every authored and user row, every output row ``output_repeat``
-    times, and ``input_sample`` of the other input rows."""
+    """What a continuation trains on: every authored row, every user (``--data``) row ``data_repeat`` times,
+    every output row ``output_repeat`` times, and ``input_sample`` of the other input rows."""
 
     output_repeat: int = 2
     input_sample: int = 30000
     seed: int = 7
+    data_repeat: int = 1
 
 
 def choose(built: Sequence[Example], evaluated: Sequence[Example], mix: Mix) -> list[Example]:
@@ -40,11 +41,13 @@ def choose(built: Sequence[Example], evaluated: Sequence[Example], mix: Mix) -> 
     held_keys = {e.key for e in evaluated}
     held_groups = {e.group for e in built if e.key in held_keys}
     pool = [e for e in built if e.split != "holdout" and e.key not in held_keys and e.group not in held_groups]
-    mine = [e for e in pool if e.source.startswith(("authored", "user-")) and e.stage == "input"]
+    authored = [e for e in pool if e.source.startswith("authored") and e.stage == "input"]
+    users = [e for e in pool if e.source.startswith("user-") and e.stage == "input"]
     outputs = [e for e in pool if e.stage == "output"]
     others = [e for e in pool if e.stage == "input" and not e.source.startswith(("authored", "user-"))]
     rng = random.Random(mix.seed)
-    chosen = mine + outputs * max(1, mix.output_repeat) + rng.sample(others, min(len(others), mix.input_sample))
+    chosen = authored + users * max(1, mix.data_repeat) + outputs * max(1, mix.output_repeat)
+    chosen += rng.sample(others, min(len(others), mix.input_sample))
     for e in chosen:
         e.split = "train"
     return chosen
@@ -56,8 +59,8 @@ INHERITED = ("base", "layers", "max_length", "vocab_size", "exclude_noncommercia
 
 def _prepare(cfg_dict: dict[str, object], previous: Path, mix: Mix, log: Callable[[str], None]) -> dict[str, object]:
     """Check the previous run and ``--out``; returns the config with the previous run's inherited settings."""
-    if mix.output_repeat < 1 or mix.input_sample < 0:
-        raise ValueError("--output-repeat must be >= 1 and --input-sample >= 0")
+    if mix.output_repeat < 1 or mix.input_sample < 0 or mix.data_repeat < 1:
+        raise ValueError("--output-repeat and --data-repeat must be >= 1, and --input-sample >= 0")
     for name in ("checkpoint.pt", "train_meta.json", "eval_rows.jsonl", "tokenizer.json"):
         if not (previous / name).is_file():
             raise ValueError(f"{previous} is not a finished training run: {name} is missing")
