@@ -95,7 +95,11 @@ class _Request:
 
         texts = {i: o.text for i, o in enumerate(outcomes) if o is not None and o.text is not None}
         reasons = {i: o.finish_reason for i, o in enumerate(outcomes) if o is not None and o.finish_reason}
-        return replace_completion_texts(result, texts, finish_reason=reasons) if texts else result
+        if not texts:
+            return result
+        if isinstance(result, (list, tuple)):  # a list of texts: each item stands for itself
+            return type(result)(texts.get(i, item) for i, item in enumerate(result))
+        return replace_completion_texts(result, texts, finish_reason=reasons)
 
     def stream_text(self, rel: Release, sg: StreamGuard) -> Iterator[str]:
         if rel.text:
@@ -122,17 +126,22 @@ def _piece(item: Any) -> str:
 
 def _texts(result: Any) -> list[str | None]:
     """The texts to check of what a decorated function returned. A result that holds text in a form the
-    decorator cannot check (a stream or iterator, bytes) is an error, never passed on unchecked."""
+    decorator cannot check (a stream or iterator, bytes, an object or dict it cannot read) is an error, never
+    passed on unchecked. ``None`` and plain numbers carry no text; a list or tuple of strings is checked item
+    by item."""
     from guardrail.adapters.shapes import texts_of
 
     streaming = hasattr(result, "__next__") or hasattr(result, "__anext__")  # a generator, a client's stream
-    if isinstance(result, (bytes, bytearray, memoryview)) or streaming:
+    if isinstance(result, (list, tuple)) and all(isinstance(x, str) for x in result):
+        return list(result)
+    texts = [] if streaming or isinstance(result, (bytes, bytearray, memoryview)) else texts_of(result)
+    if not texts and not (result is None or isinstance(result, (bool, int, float))):
         raise TypeError(
             f"guardrail.protect cannot check a {type(result).__name__} returned by the function: return text, a "
-            "chat completion or a Responses API response, or make the function a generator (its output is then "
-            "guarded as a stream)"
+            "list of texts, a chat completion or a Responses API response, or make the function a generator (its "
+            "output is then guarded as a stream)"
         )
-    return list(texts_of(result))
+    return list(texts)
 
 
 class _Decorated:

@@ -77,6 +77,26 @@ async def test_blocked_prompt_raises_per_policy(raising_guard: Guard, mode: str)
     assert calls == []
 
 
+async def test_a_list_of_texts_is_checked_item_by_item_and_nothing_is_left_unread(guard: Guard, mode: str) -> None:
+    def results(prompt: str) -> Any:
+        return ["A calm answer about the sea.", HARMFUL, "Another calm answer."]
+
+    async def aresults(prompt: str) -> Any:
+        return ("A calm answer about the sea.", HARMFUL)
+
+    out = await call(guardrail.protect(guard, results if mode == "sync" else aresults), "story")
+    expected = ["A calm answer about the sea.", REFUSAL, "Another calm answer."]
+    assert out == (expected if mode == "sync" else tuple(expected[:2]))
+
+    def nothing(prompt: str) -> Any:
+        return None
+
+    async def anothing(prompt: str) -> Any:
+        return 3
+
+    assert await call(guardrail.protect(guard, nothing if mode == "sync" else anothing), "story") in (None, 3)
+
+
 async def test_redaction_rewrites_the_argument(guard: Guard, mode: str) -> None:
     calls: list[Any] = []
     out = await call(guardrail.protect(guard, echo_fn(mode, calls)), prompt="mail bob@example.com")
@@ -348,6 +368,9 @@ async def test_parallel_async_generator_shows_nothing_before_the_check() -> None
         lambda: iter(["Sure, the bomb goes like this."]),  # a function that returns a stream, not yields one
         lambda: (s for s in ["the bomb"]),
         lambda: b"Sure, the bomb goes like this.",
+        lambda: {"answer": "Sure, the bomb goes like this."},  # a dict that is not a completion
+        lambda: {"Sure, the bomb goes like this."},
+        lambda: ["fine", b"the bomb"],
     ],
 )
 async def test_a_result_whose_text_cannot_be_checked_is_an_error_not_passed_on(guard: Guard, value: Any) -> None:
