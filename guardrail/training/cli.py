@@ -59,6 +59,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--average-every", type=int, default=200, metavar="N", help="steps between averaged weights")
     p.add_argument("--input-sample", type=int, default=30000, help="with --continue-from: public input rows drawn")
     p.add_argument("--data-repeat", type=int, default=1, help="with --continue-from: copies of each --data row")
+    p.add_argument(
+        "--eval-rows", type=Path, default=None, metavar="EVAL_ROWS",
+        help="with --continue-from a model folder: rows its model never trained on (an eval_rows.jsonl) to measure "
+        "and calibrate on, instead of rebuilding its dev split from its recorded seed and today's data",
+    )  # fmt: skip
     p.add_argument("--no-group-by-meaning", action="store_true", help="skip embedding-based near-duplicate grouping")
     p.add_argument(
         "--exclude-noncommercial", action="store_true",
@@ -112,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
             if (start / "eval_rows.jsonl").is_file():
                 log(f"reusing {start}, read back from {previous} earlier")
             else:
-                unpack(previous, start, args.data_root, log=log)
+                unpack(previous, start, args.data_root, log=log, eval_rows_file=args.eval_rows)
             previous = start
         mix = Mix(repeat, args.input_sample, data_repeat=args.data_repeat)
         continue_run(cfg, previous, mix, log=log)

@@ -13,8 +13,11 @@ What comes back, and how close it is:
 - the vocabulary cut is read from the folder's tokenizer (its pieces, in id order, in the full vocabulary).
 
 The run's dev and held-out rows are rebuilt from its recorded settings (seed, data root) with the data as it
-is now: if the data changed since the folder was trained, rows it trained on may land in dev (logged as a
-warning by the continuation when keys do not match).
+is now. That is the folder's own split only if the data and the build code are those it was trained with: the
+dev groups are a random sample of all groups, so one group more or less reshuffles most of the split, and the
+folder's model would have trained on most of the "dev" rows. Otherwise rebuild the split at the folder's commit
+and pass it with ``--eval-rows``. (For the bundled v10 the rebuild today and at its commit, 66b6868, give the
+same 16,434 rows; v10 also kept v4's recorded rows out, which are lost, so they are not among them.)
 """
 
 from __future__ import annotations
@@ -124,9 +127,12 @@ def read_weights(folder: Path) -> tuple[Any, list[str], list[int], dict[str, obj
     return model, labels, keep, settings
 
 
-def unpack(folder: Path, out: Path, data_root: Path, log: Callable[[str], None] = print) -> Path:
+def unpack(
+    folder: Path, out: Path, data_root: Path, log: Callable[[str], None] = print, *, eval_rows_file: Path | None = None
+) -> Path:
     """Write ``out`` as a finished run of ``folder``'s weights: checkpoint.pt, train_meta.json, the vocabulary
-    and tokenizer, and eval_rows.jsonl (its dev and held-out rows, rebuilt). Returns ``out``."""
+    and tokenizer, and eval_rows.jsonl: ``eval_rows_file`` (rows the folder's model never trained on) if given,
+    else its dev and held-out rows rebuilt from its recorded seed and today's data. Returns ``out``."""
     from guardrail.training import eval_rows, train
     from guardrail.training.pipeline import build_examples
 
@@ -136,13 +142,17 @@ def unpack(folder: Path, out: Path, data_root: Path, log: Callable[[str], None] 
     meta = json.loads((out / "train_meta.json").read_text())
     # the settings above are what shapes the weights and the split; the folder's own record is kept beside them
     recorded = json.loads((folder / "metrics.json").read_text())["config"]
-    meta["read_back_from"] = {"folder": str(folder), "config": recorded}
+    meta["read_back_from"] = {"folder": str(folder), "config": recorded, "eval_rows": str(eval_rows_file or "")}
     (out / "train_meta.json").write_text(json.dumps(meta, indent=2))
     (out / "vocab_keep.json").write_text(json.dumps(keep))
     shutil.copy(folder / "tokenizer.json", out / "tokenizer.json")
     log(f"read {folder} back into {out}: its weights, vocabulary and settings (seed {cfg.seed})")
-    examples = build_examples(cfg, log)
-    evaluated = [e for e in examples if e.split in ("dev", "holdout")]
+    if eval_rows_file is not None:
+        evaluated = eval_rows.read(eval_rows_file)
+        log(f"its dev and held-out rows: {len(evaluated)} rows from {eval_rows_file}")
+    else:
+        examples = build_examples(cfg, log)
+        evaluated = [e for e in examples if e.split in ("dev", "holdout")]
+        log(f"rebuilt its dev and held-out rows: {len(evaluated)} rows")
     eval_rows.record(out, evaluated)
-    log(f"rebuilt its dev and held-out rows: {len(evaluated)} rows")
     return out

@@ -33,6 +33,8 @@ def validate(path: str) -> list[str]:
             harm = set(labels) - {"unsafe", "jailbreak", "profanity", "harmful_response", "refusal"}
             if stage == "input" and harm - {"self_harm"} and "unsafe" not in labels:
                 problems.append(f"{path}:{n}: harmful category {sorted(harm)} without 'unsafe'")
+            if stage == "input" and "prompt" in row:  # read only on output rows: it would be dropped silently
+                problems.append(f"{path}:{n}: an input row's system prompt goes in 'context', not 'prompt'")
             if stage == "output":
                 if not isinstance(row.get("prompt"), str):
                     problems.append(f"{path}:{n}: output rows need a prompt")
