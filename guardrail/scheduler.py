@@ -41,6 +41,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from guardrail import metrics
+from guardrail._watchdog import Watchdog
 from guardrail._work_items import (
     Running,
     SchedulerStats,
@@ -62,7 +63,7 @@ Scores = list[dict[str, float]]
 MAX_STRETCH = 8.0  # budgets follow a machine slowed by competing work up to this factor, no further
 
 
-class Scheduler:
+class Scheduler(Watchdog):
     """Batches ``predict`` calls of one classifier; see the module docstring."""
 
     def __init__(
@@ -397,56 +398,3 @@ class Scheduler:
         """A slow inference counts at once (shed early when the machine slows), a fast one slowly."""
         spt = elapsed / max(1, tokens)
         self._spt = spt if self._spt is None or spt > self._spt else 0.9 * self._spt + 0.1 * spt
-
-    def _stop_inline(self, r: Running, why: Exception) -> None:  # under self._cond
-        for it in r.items:
-            fail_item(it, why)
-        interrupt: Any = getattr(self.classifier, "interrupt", None)
-        with contextlib.suppress(Exception):  # a failed stop becomes a hang, handled as one
-            interrupt(r.inline)
-
-    def _watch(self) -> None:
-        while True:
-            with self._cond:
-                r = self._running
-                if self._closed:
-                    self._watchdog = None
-                    return
-                if r is None or r.generation != self._gen:
-                    if not self._wd.wait(self.idle_exit) and self._running is None:
-                        self._watchdog = None
-                        return
-                    continue
-                now = time.monotonic()
-                if now < r.hang_at:
-                    self._wd.wait(r.hang_at - now)
-                    continue
-                if r.inline is not None and not r.stopped:
-                    # a check in its caller's thread reached its deadline: stop that one inference (the
-                    # session stays); should it not stop, it is a hang like any other
-                    r.stopped = True
-                    r.hang_at = now + self._hang_floor
-                    self.stats.stopped += 1
-                    why = f"deadline passed after {(now - r.started) * 1000:.0f} ms of inference; it was stopped"
-                    self._stop_inline(r, CheckTimeout(why))
-                    continue
-                # hung: abandon the call, fail its items, and let a fresh worker serve the queue
-                self._gen += 1
-                self._running = None
-                self._worker = None
-                self._busy = False  # the abandoned worker's batch is over
-                self._resetting = True
-                self.stats.hangs += 1
-                victims = r.items
-                stuck = now - r.started
-            for it in victims:
-                fail_item(it, CheckTimeout(f"inference hung for {stuck:.1f} s; the classifier was reset"))
-            reset: Any = getattr(self.classifier, "reset", None)
-            if callable(reset):
-                with contextlib.suppress(Exception):  # a failed reset shows up as errors on the next checks
-                    reset()
-            with self._cond:
-                self._resetting = False
-                if self._queue and not self._closed:
-                    self._ensure_threads()
-                    self._cond.notify_all()
