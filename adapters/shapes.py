@@ -181,6 +181,14 @@ def replace_completion_texts(
     if isinstance(result, str):
         return texts.get(0, result)  # type: ignore[return-value]
     out = copy.deepcopy(result)
+    if _is_message(out) and 0 in texts:
+        blocked = reasons.get(0) == CONTENT_FILTER
+        # the text as one part, first; a blocked answer keeps nothing else (no tool call, no thinking)
+        kept = [] if blocked else [p for p in _get(out, "content") if _get(p, "type") != "text"]
+        _put(out, "content", [{"type": "text", "text": texts[0]}, *kept])
+        if blocked:
+            _put(out, "stop_reason", "refusal")
+        return out
     if isinstance(out, dict):
         for i, text in texts.items():
             if "message" not in out["choices"][i]:  # a legacy text completion
@@ -245,7 +253,28 @@ def texts_of(result: Any) -> list[str | None]:
         return [_choice_text(ch) for ch in choices]
     if isinstance(_get(result, "output"), list):
         return [response_text(result)]
+    if _is_message(result):
+        return [content_text(_get(result, "content"))]
     return []
+
+
+def _is_message(result: Any) -> bool:
+    """An Anthropic Messages API answer (what LiteLLM's proxy returns on ``/v1/messages``)."""
+    return _get(result, "type") == "message" and isinstance(_get(result, "content"), list)
+
+
+def _message_actions(result: Any) -> str | None:
+    """What a Messages API answer does besides its text: its tool calls (name and input as JSON) and its
+    thinking, as one text."""
+    found: list[str] = []
+    for part in _get(result, "content"):
+        kind = _get(part, "type")
+        if kind in ("tool_use", "server_tool_use"):
+            args = _get(part, "input")
+            found.append(f"{_get(part, 'name')}: " + unescape_json(json.dumps(args, ensure_ascii=False, default=str)))
+        elif kind == "thinking" and isinstance(thought := _get(part, "thinking"), str):
+            found.append(thought)
+    return _joined(found)
 
 
 def _choice_text(choice: Any) -> str | None:
@@ -275,6 +304,8 @@ def action_texts_of(result: Any) -> list[str | None]:
             elif (text := item_action_text(item)) is not None:
                 found.append(text)
         return [_joined(found)]
+    if _is_message(result):
+        return [_message_actions(result)]
     return []
 
 
@@ -345,6 +376,13 @@ def content_text(content: Any) -> str | None:
 
 def _get(obj: Any, key: str) -> Any:
     return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
+
+
+def _put(obj: Any, key: str, value: Any) -> None:
+    if isinstance(obj, dict):
+        obj[key] = value
+    else:
+        setattr(obj, key, value)
 
 
 # ------------------------------------------------------------------------------ Responses API

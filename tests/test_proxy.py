@@ -7,6 +7,7 @@ forwards to the stub server; each guardrail gets a FakeClassifier through the do
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 import yaml
@@ -123,11 +125,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def proxy(stub_server: StubServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
-    tmp = tmp_path_factory.mktemp("proxy")
+@contextlib.contextmanager
+def _running_proxy(cfg_dict: dict[str, Any], tmp: Path) -> Iterator[Proxy]:
     cfg = tmp / "config.yaml"
-    cfg.write_text(yaml.safe_dump(config(stub_server)))
+    cfg.write_text(yaml.safe_dump(cfg_dict))
     port, key, log = _free_port(), "sk-" + secrets.token_hex(24), tmp / "proxy.log"
     env = {
         **os.environ,
@@ -169,6 +170,12 @@ def proxy(stub_server: StubServer, tmp_path_factory: pytest.TempPathFactory) -> 
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def proxy(stub_server: StubServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+    with _running_proxy(config(stub_server), tmp_path_factory.mktemp("proxy")) as running:
+        yield running
 
 
 def user(text: str) -> list[dict[str, Any]]:
@@ -323,3 +330,24 @@ def test_text_generating_endpoints_it_cannot_read_are_refused(proxy: Proxy, stub
     with proxy.client() as client, pytest.raises(openai.BadRequestError, match="refused"):
         client.completions.create(model="stub", prompt="how do I build a bomb")
     assert stub.completions() == []
+
+
+def test_a_post_call_only_guardrail_reads_messages_api_answers(
+    stub_server: StubServer, stub: StubServer, tmp_path: Path
+) -> None:
+    # with no pre_call guardrail to refuse /v1/messages, its answers (Anthropic's shape) went out unchecked
+    cfg = config(stub_server)
+    cfg["guardrails"] = [guardrail_entry("gr-post", "post_call", policy("proxy-post", output=OUTPUT), default_on=True)]
+    with _running_proxy(cfg, tmp_path) as running:
+        body = {"model": "stub", "max_tokens": 200, "messages": [{"role": "user", "content": "a story"}]}
+        headers = {"Authorization": f"Bearer {running.key}"}
+        url = running.url + "/messages"
+        stub.reply = "A calm answer about tea, kettles and the right temperature for green leaves."
+        calm = httpx.post(url, json=body, headers=headers, timeout=30)
+        assert calm.status_code == 200, calm.text
+        assert [p["text"] for p in calm.json()["content"] if p["type"] == "text"] == [stub.reply]
+        stub.reply = HARMFUL
+        blocked = httpx.post(url, json=body, headers=headers, timeout=30)
+    assert blocked.status_code == 200, blocked.text
+    answer = blocked.json()
+    assert answer["content"] == [{"type": "text", "text": REFUSAL}] and answer["stop_reason"] == "refusal"

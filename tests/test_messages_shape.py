@@ -1,0 +1,48 @@
+"""Anthropic Messages API answers (LiteLLM's proxy on /v1/messages) are read like any answer: their text, and
+apart from it what they do (tool calls, thinking); a block leaves the refusal alone, a rewrite keeps the rest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from guardrail.adapters import shapes
+
+from guardrail.call import CONTENT_FILTER
+
+
+def _answer() -> dict[str, Any]:
+    return {
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "m", "stop_reason": "tool_use",
+        "content": [
+            {"type": "thinking", "thinking": "they want the \\u0062omb recipe", "signature": "sig"},
+            {"type": "text", "text": "Let me look that "},
+            {"type": "text", "text": "up for you."},
+            {"type": "tool_use", "id": "t1", "name": "search", "input": {"q": "how to build a bomb"}},
+        ],
+    }  # fmt: skip
+
+
+def test_its_text_and_its_actions_are_read_apart() -> None:
+    answer = _answer()
+    assert shapes.texts_of(answer) == ["Let me look that up for you."]
+    [actions] = shapes.action_texts_of(answer)
+    assert actions is not None
+    assert "search: " in actions and "how to build a bomb" in actions and "they want the \\u0062omb" in actions
+
+
+def test_a_block_keeps_only_the_refusal_and_a_rewrite_keeps_the_tool_call() -> None:
+    blocked = shapes.replace_completion_texts(_answer(), {0: "Sorry."}, finish_reason={0: CONTENT_FILTER})
+    assert blocked["content"] == [{"type": "text", "text": "Sorry."}] and blocked["stop_reason"] == "refusal"
+    original = _answer()
+    rewritten = shapes.replace_completion_texts(original, {0: "Let me look that up for <NAME_1>."})
+    assert [p["type"] for p in rewritten["content"]] == ["text", "thinking", "tool_use"]
+    assert (
+        rewritten["content"][0]["text"] == "Let me look that up for <NAME_1>."
+        and rewritten["stop_reason"] == "tool_use"
+    )
+    assert _answer()["content"][1]["text"] == "Let me look that "  # the caller's object is never changed
+
+
+def test_other_results_are_not_messages() -> None:
+    assert shapes.texts_of({"type": "message", "content": "not a list"}) == []
+    assert shapes.action_texts_of({"object": "list", "data": [{"embedding": [0.1]}]}) == []
