@@ -51,6 +51,21 @@ def test_a_continuation_repeats_your_own_rows_as_asked_and_nothing_else() -> Non
     assert sorted(texts) == ["an answer", "authored row", "public row", *["user row"] * 4]
 
 
+def test_the_dev_part_of_your_new_rows_is_measured_never_trained_on() -> None:
+    from guardrail.training.continue_run import user_dev_rows
+
+    built = [
+        _ex("my dev row", "user-mine", group="mine-7", split="dev"),
+        _ex("its twin", "user-mine", group="mine-7", split="dev"),
+        _ex("my train row", "user-mine", group="mine-8"),
+        _ex("authored dev row", "authored-v5_en_c", split="dev"),  # the previous run's split decides these
+    ]
+    held = user_dev_rows(built)
+    assert [e.text for e in held] == ["my dev row", "its twin"]
+    chosen = [e.text for e in choose(built, held, Mix(output_repeat=1, input_sample=0))]
+    assert chosen == ["authored dev row", "my train row"]
+
+
 def test_recorded_eval_rows_read_back_with_line_separators(tmp_path: Path) -> None:
     row = {
         "text": "a\u2028b", "prompt": None, "labels": {"unsafe": 0.0}, "stage": "input", "source": "s", "kind": "k",

@@ -22,7 +22,7 @@ from pathlib import Path
 from guardrail.training.eval_rows import read as read_eval_rows
 from guardrail.training.examples import Example
 
-__all__ = ["INHERITED", "Mix", "choose", "continue_run", "read_eval_rows"]
+__all__ = ["INHERITED", "Mix", "choose", "continue_run", "read_eval_rows", "user_dev_rows"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,12 @@ def choose(built: Sequence[Example], evaluated: Sequence[Example], mix: Mix) -> 
     for e in chosen:
         e.split = "train"
     return chosen
+
+
+def user_dev_rows(built: Sequence[Example]) -> list[Example]:
+    """The ``--data`` rows this build puts in dev (a random tenth of their groups): the previous run never saw
+    them, so they are the continuation's own measure of the new data, and its calibration sees them too."""
+    return [e for e in built if e.source.startswith("user-") and e.split == "dev"]
 
 
 # settings that must be the previous run's: they shape the weights or the data the weights may come from
@@ -121,6 +127,11 @@ def continue_run(
         log(f"warning: {missing} of {len(evaluated)} recorded dev/held-out rows are not in this build")
     # rows another run recorded for evaluation (--keep-out) stay out of the continuation's training too
     kept_out = [e for path in cfg.keep_out for e in read_eval_rows(Path(path))]
+    # the dev part of your new rows is held out like any dev split: measured, and calibrated on
+    new_dev = user_dev_rows(built)
+    if new_dev:
+        log(f"held out for measuring and calibration: {len(new_dev)} of your --data rows (their dev split)")
+        evaluated = [*evaluated, *new_dev]
     chosen = choose(built, [*evaluated, *kept_out], mix)
     counts = Counter((e.stage, e.source.split("-")[0] if e.source.startswith("authored") else "public") for e in chosen)
     log(f"continuation from {previous}: {len(chosen)} rows {dict(counts)}")
