@@ -285,7 +285,7 @@ class GuardrailLiteLLM(CustomGuardrail):
         kind = "chat" if isinstance(getattr(response, "choices", None), list) else None
         if kind is None and isinstance(getattr(response, "output", None), list):
             kind = "responses"
-        if kind is None and shapes.texts_of(response):  # /v1/messages: Anthropic's shape, read like a chat answer
+        if kind is None and shapes.answer_kind(response) == "message":  # /v1/messages: read like a chat answer
             kind = "chat"
         if kind is None:
             return None

@@ -27,6 +27,7 @@ __all__ = [
     "Flavour",
     "action_texts_of",
     "actions_text",
+    "answer_kind",
     "blocked_delta",
     "content_free",
     "content_text",
@@ -182,12 +183,7 @@ def replace_completion_texts(
         return texts.get(0, result)  # type: ignore[return-value]
     out = copy.deepcopy(result)
     if _is_message(out) and 0 in texts:
-        blocked = reasons.get(0) == CONTENT_FILTER
-        # the text as one part, first; a blocked answer keeps nothing else (no tool call, no thinking)
-        kept = [] if blocked else [p for p in _get(out, "content") if _get(p, "type") != "text"]
-        _put(out, "content", [{"type": "text", "text": texts[0]}, *kept])
-        if blocked:
-            _put(out, "stop_reason", "refusal")
+        _set_message_text(out, texts[0], blocked=reasons.get(0) == CONTENT_FILTER)
         return out
     if isinstance(out, dict):
         for i, text in texts.items():
@@ -258,6 +254,21 @@ def texts_of(result: Any) -> list[str | None]:
     return []
 
 
+def answer_kind(result: Any) -> Literal["text", "chat", "responses", "message"] | None:
+    """Which answer shape ``result`` is, when guardrail can read all of its text and actions; None otherwise (a
+    dict shaped like a Responses answer, a choice with neither a message nor a text ...). Callers that cannot
+    read an answer must refuse it, not pass it on."""
+    if isinstance(result, str):
+        return "text"
+    choices = _get(result, "choices")
+    if isinstance(choices, Sequence) and not isinstance(choices, str):
+        ok = all(_get(ch, "message") is not None or isinstance(_get(ch, "text"), str) for ch in choices)
+        return "chat" if ok and choices else None
+    if not isinstance(result, Mapping) and isinstance(getattr(result, "output", None), list):
+        return "responses"
+    return "message" if _is_message(result) else None
+
+
 def _is_message(result: Any) -> bool:
     """An Anthropic Messages API answer (what LiteLLM's proxy returns on ``/v1/messages``)."""
     return _get(result, "type") == "message" and isinstance(_get(result, "content"), list)
@@ -269,7 +280,7 @@ def _message_actions(result: Any) -> str | None:
     found: list[str] = []
     for part in _get(result, "content"):
         kind = _get(part, "type")
-        if kind in ("tool_use", "server_tool_use"):
+        if kind in ("tool_use", "server_tool_use", "mcp_tool_use"):
             args = _get(part, "input")
             found.append(f"{_get(part, 'name')}: " + unescape_json(json.dumps(args, ensure_ascii=False, default=str)))
         elif kind == "thinking" and isinstance(thought := _get(part, "thinking"), str):
@@ -383,6 +394,25 @@ def _put(obj: Any, key: str, value: Any) -> None:
         obj[key] = value
     else:
         setattr(obj, key, value)
+
+
+def _set_message_text(message: Any, text: str, *, blocked: bool) -> None:
+    """Put ``text`` in a message's first text part, in place, and drop its other text parts: the order of the
+    other parts stays (an agent sends its thinking back first). A blocked message keeps only that text part."""
+    parts = list(_get(message, "content"))
+    first = next((p for p in parts if isinstance(_get(p, "text"), str)), None)  # what content_text reads
+    if first is None:
+        first = {"type": "text", "text": text}
+        parts.insert(0, first)
+    _put(first, "text", text)
+    if isinstance(first, dict):
+        first.pop("citations", None)  # they pointed into the text that is gone
+    elif getattr(first, "citations", None) is not None:
+        first.citations = None
+    kept = [p for p in parts if p is first or (not blocked and not isinstance(_get(p, "text"), str))]
+    _put(message, "content", kept)
+    if blocked and (isinstance(message, dict) or hasattr(message, "stop_reason")):
+        _put(message, "stop_reason", "refusal")
 
 
 # ------------------------------------------------------------------------------ Responses API

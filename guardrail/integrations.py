@@ -11,16 +11,18 @@ async generator an async-generator wrapper and a plain generator a generator wra
 is guarded like any stream, and anything else a plain wrapper. The prompt is the argument named
 ``prompt_arg``, else ``messages``/``prompt``, else the first ``str`` argument; a rewrite (redaction)
 replaces that argument before the call. What the function returns is checked when it has text
-(a ``str``, a chat completion or a Responses API response; see ``shapes.texts_of``) and is replaced
-in place on a block or a rewrite. Under ``input.parallel`` async functions and async generators
-start while the prompt is checked (a block cancels them); sync ones are not moved to another thread
-behind your back, so they run after the check.
+(a ``str``, a list of them, a chat completion, a Responses API response or a Messages API message; see
+``shapes.answer_kind``), with what it does (tool calls ...) apart from its text, and is replaced in place
+on a block or a rewrite; a result it cannot read raises ``TypeError``. Under ``input.parallel`` async
+functions and async generators start while the prompt is checked (a block cancels them); sync ones are
+not moved to another thread behind your back, so they run after the check.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import numbers
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -89,17 +91,33 @@ class _Request:
     def invoke(self) -> Any:
         return self.fn(*self.bound.args, **self.bound.kwargs)
 
-    def answer(self, result: Any, outcomes: list[Outcome | None]) -> Any:
-        """The result with each checked text replaced where a decision stopped or rewrote it."""
-        from guardrail.adapters.shapes import replace_completion_texts
+    def checked(self, result: Any) -> Any:
+        """What the function returned, checked: its text and, apart from it, what it does (tool calls ...),
+        through the adapters' one answer check; a list or tuple of texts item by item."""
+        from guardrail.adapters._core import check_answer
 
-        texts = {i: o.text for i, o in enumerate(outcomes) if o is not None and o.text is not None}
-        reasons = {i: o.finish_reason for i, o in enumerate(outcomes) if o is not None and o.finish_reason}
-        if not texts:
+        if _readable(result) is None:
             return result
-        if isinstance(result, (list, tuple)):  # a list of texts: each item stands for itself
-            return type(result)(texts.get(i, item) for i, item in enumerate(result))
-        return replace_completion_texts(result, texts, finish_reason=reasons)
+        if isinstance(result, (list, tuple)):
+            return _same_sequence(result, [check_answer(self._answer_call(), item) for item in result])
+        return check_answer(self._answer_call(), result)
+
+    async def achecked(self, result: Any) -> Any:
+        """:meth:`checked` for async functions."""
+        from guardrail.adapters._core import acheck_answer
+
+        if _readable(result) is None:
+            return result
+        if isinstance(result, (list, tuple)):
+            return _same_sequence(result, [await acheck_answer(self._answer_call(), item) for item in result])
+        return await acheck_answer(self._answer_call(), result)
+
+    def _answer_call(self) -> Any:
+        from guardrail.adapters._core import GuardedCall
+
+        gc = GuardedCall(self.call, "chat", "openai", {})
+        gc.prompt = self._text_prompt()
+        return gc
 
     def stream_text(self, rel: Release, sg: StreamGuard) -> Iterator[str]:
         if rel.text:
@@ -124,24 +142,35 @@ def _piece(item: Any) -> str:
     return item if isinstance(item, str) else str(item)
 
 
-def _texts(result: Any) -> list[str | None]:
-    """The texts to check of what a decorated function returned. A result that holds text in a form the
-    decorator cannot check (a stream or iterator, bytes, an object or dict it cannot read) is an error, never
-    passed on unchecked. ``None`` and plain numbers carry no text; a list or tuple of strings is checked item
-    by item."""
-    from guardrail.adapters.shapes import texts_of
+def _readable(result: Any) -> str | None:
+    """Which kind of answer the decorated function returned ("texts" for a list or tuple of strings), or None
+    when it carries no text (``None``, a number). Anything holding text in a form the decorator cannot read
+    (an iterator or a client's stream returned rather than yielded, bytes, a dict or object that is not an
+    answer it knows) is an error, never passed on unchecked."""
+    from guardrail.adapters.shapes import answer_kind
 
-    streaming = hasattr(result, "__next__") or hasattr(result, "__anext__")  # a generator, a client's stream
+    if result is None or isinstance(result, numbers.Number):
+        return None
     if isinstance(result, (list, tuple)) and all(isinstance(x, str) for x in result):
-        return list(result)
-    texts = [] if streaming or isinstance(result, (bytes, bytearray, memoryview)) else texts_of(result)
-    if not texts and not (result is None or isinstance(result, (bool, int, float))):
+        return "texts"
+    streaming = hasattr(result, "__next__") or hasattr(result, "__anext__")  # a generator, a client's stream
+    kind: str | None = None
+    if not streaming and not isinstance(result, (bytes, bytearray, memoryview)):
+        kind = answer_kind(result)
+    if kind is None:
         raise TypeError(
             f"guardrail.protect cannot check a {type(result).__name__} returned by the function: return text, a "
-            "list of texts, a chat completion or a Responses API response, or make the function a generator (its "
-            "output is then guarded as a stream)"
+            "list of texts, a chat completion, a Responses API response or a Messages API message, or make the "
+            "function a generator (its output is then guarded as a stream)"
         )
-    return list(texts)
+    return kind
+
+
+def _same_sequence(original: list[Any] | tuple[Any, ...], items: list[Any]) -> Any:
+    """``items`` in the type of ``original`` (a list, a tuple, a named tuple)."""
+    if isinstance(original, list):
+        return type(original)(items) if type(original) is not list else items
+    return type(original)(*items) if hasattr(original, "_fields") else type(original)(items)
 
 
 class _Decorated:
@@ -162,10 +191,7 @@ def _sync_function(deco: _Decorated) -> Callable[..., Any]:
             if out.stop:
                 return out.text
             req.apply(out)
-        result = req.invoke()
-        texts = _texts(result)
-        outcomes = [req.call.outcome(req.call.check_output(t, prompt=req.prompt)) if t else None for t in texts]
-        return req.answer(result, outcomes)
+        return req.checked(req.invoke())
 
     return wrapper
 
@@ -180,9 +206,7 @@ def _async_function(deco: _Decorated) -> Callable[..., Any]:
                 return out.text
         else:
             result = await req.invoke()
-        texts = _texts(result)
-        outcomes = [req.call.outcome(await req.call.acheck_output(t, prompt=req.prompt)) if t else None for t in texts]
-        return req.answer(result, outcomes)
+        return await req.achecked(result)
 
     return wrapper
 

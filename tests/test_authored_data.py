@@ -90,6 +90,6 @@ def test_no_authored_row_paraphrases_a_challenge_case() -> None:
     near = [
         str(r["text"])[:80]
         for r in _rows([*AUTHORED, *CONTINUATION])
-        if paraphrases(r["text"]) or paraphrases(r.get("prompt", ""))
+        if any(paraphrases(r.get(k, "")) for k in ("text", "prompt", "context"))
     ]
     assert near == []

@@ -35,9 +35,10 @@ def test_a_block_keeps_only_the_refusal_and_a_rewrite_keeps_the_tool_call() -> N
     assert blocked["content"] == [{"type": "text", "text": "Sorry."}] and blocked["stop_reason"] == "refusal"
     original = _answer()
     rewritten = shapes.replace_completion_texts(original, {0: "Let me look that up for <NAME_1>."})
-    assert [p["type"] for p in rewritten["content"]] == ["text", "thinking", "tool_use"]
+    # the parts keep their order (an agent sends its thinking back first); the text is one part now
+    assert [p["type"] for p in rewritten["content"]] == ["thinking", "text", "tool_use"]
     assert (
-        rewritten["content"][0]["text"] == "Let me look that up for <NAME_1>."
+        rewritten["content"][1]["text"] == "Let me look that up for <NAME_1>."
         and rewritten["stop_reason"] == "tool_use"
     )
     assert _answer()["content"][1]["text"] == "Let me look that "  # the caller's object is never changed
@@ -46,3 +47,25 @@ def test_a_block_keeps_only_the_refusal_and_a_rewrite_keeps_the_tool_call() -> N
 def test_other_results_are_not_messages() -> None:
     assert shapes.texts_of({"type": "message", "content": "not a list"}) == []
     assert shapes.action_texts_of({"object": "list", "data": [{"embedding": [0.1]}]}) == []
+
+
+def test_sdk_objects_are_changed_in_their_own_types() -> None:
+    from openai.types.responses import ResponseOutputMessage, ResponseOutputText
+
+    item = ResponseOutputMessage(
+        id="m", type="message", role="assistant", status="completed",
+        content=[ResponseOutputText(type="output_text", text="call bob@example.com", annotations=[])],
+    )  # fmt: skip
+    assert shapes.answer_kind(item) == "message" and shapes.texts_of(item) == ["call bob@example.com"]
+    out = shapes.replace_completion_texts(item, {0: "call <EMAIL_1>"})
+    assert isinstance(out.content[0], ResponseOutputText) and out.content[0].text == "call <EMAIL_1>"
+    assert item.content[0].text == "call bob@example.com"
+
+
+def test_which_answers_can_be_read() -> None:
+    assert shapes.answer_kind("text") == "text"
+    assert shapes.answer_kind(_answer()) == "message"
+    assert shapes.answer_kind({"choices": [{"message": {"content": "hi"}}]}) == "chat"
+    assert shapes.answer_kind({"choices": [{"text": "hi"}]}) == "chat"  # a legacy text completion
+    for unread in ({"choices": ["hi"]}, {"choices": []}, {"object": "response", "output": []}, {"answer": "hi"}):
+        assert shapes.answer_kind(unread) is None, unread

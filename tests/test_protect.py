@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from decimal import Decimal
+from typing import Any, NamedTuple
 
+import numpy as np
 import openai
 import pytest
 from conftest import FAKE_RULES, REFUSAL, make_guard, make_policy
@@ -94,7 +96,50 @@ async def test_a_list_of_texts_is_checked_item_by_item_and_nothing_is_left_unrea
     async def anothing(prompt: str) -> Any:
         return 3
 
-    assert await call(guardrail.protect(guard, nothing if mode == "sync" else anothing), "story") in (None, 3)
+    assert await call(guardrail.protect(guard, nothing if mode == "sync" else anothing), "story") == (
+        None if mode == "sync" else 3
+    )
+
+
+class Pair(NamedTuple):
+    first: str
+    second: str
+
+
+def _returning(mode: str, value: Any) -> Callable[..., Any]:
+    if mode == "sync":
+        return lambda prompt: value
+
+    async def answer(prompt: str) -> Any:
+        return value
+
+    return answer
+
+
+async def test_what_an_answer_does_is_checked_besides_its_text(guard: Guard, mode: str) -> None:
+    # a harmful tool call came back unchecked, in a chat completion as in a Messages API answer
+    chat = {
+        "id": "c1", "object": "chat.completion", "created": 0, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": None,
+                     "tool_calls": [{"id": "t", "type": "function",
+                                     "function": {"name": "search", "arguments": '{"q": "build the bomb"}'}}]}}],
+    }  # fmt: skip
+    out = await call(guardrail.protect(guard, _returning(mode, chat)), "story")
+    assert out["choices"][0]["message"]["content"] == REFUSAL and "tool_calls" not in out["choices"][0]["message"]
+    message = {
+        "id": "m1", "type": "message", "role": "assistant", "stop_reason": "tool_use",
+        "content": [{"type": "text", "text": "Looking."},
+                    {"type": "tool_use", "id": "t", "name": "search", "input": {"q": "build the bomb"}}],
+    }  # fmt: skip
+    out = await call(guardrail.protect(guard, _returning(mode, message)), "story")
+    assert out["content"] == [{"type": "text", "text": REFUSAL}] and out["stop_reason"] == "refusal"
+
+
+async def test_tuples_keep_their_type_and_numbers_pass(guard: Guard, mode: str) -> None:
+    out = await call(guardrail.protect(guard, _returning(mode, Pair("A calm answer.", HARMFUL))), "story")
+    assert out == Pair("A calm answer.", REFUSAL) and isinstance(out, Pair)
+    for number in (np.int64(3), Decimal("1.5"), 2.5, True):
+        assert await call(guardrail.protect(guard, _returning(mode, number)), "story") == number
 
 
 async def test_redaction_rewrites_the_argument(guard: Guard, mode: str) -> None:
@@ -371,6 +416,14 @@ async def test_parallel_async_generator_shows_nothing_before_the_check() -> None
         lambda: {"answer": "Sure, the bomb goes like this."},  # a dict that is not a completion
         lambda: {"Sure, the bomb goes like this."},
         lambda: ["fine", b"the bomb"],
+        lambda: {
+            "object": "response",
+            "output": [
+                {"type": "message", "content": [{"type": "output_text", "text": "Sure, the bomb goes like this."}]}
+            ],
+        },  # a Responses answer as a dict
+        lambda: {"choices": ["Sure, the bomb goes like this."]},
+        lambda: {"choices": [{"delta": {"content": "Sure, the bomb goes like this."}}]},
     ],
 )
 async def test_a_result_whose_text_cannot_be_checked_is_an_error_not_passed_on(guard: Guard, value: Any) -> None:

@@ -44,11 +44,12 @@ def test_a_continuation_repeats_your_own_rows_as_asked_and_nothing_else() -> Non
     built = [
         _ex("authored row", "authored-v5_en_c"),
         _ex("user row", "user-mine"),
+        _ex("user answer", "user-mine", stage="output"),  # your answers are your rows too
         _ex("an answer", "stl-responses", stage="output"),
         _ex("public row", "alpaca"),
     ]
-    texts = [e.text for e in choose(built, [], Mix(output_repeat=1, input_sample=1, data_repeat=4))]
-    assert sorted(texts) == ["an answer", "authored row", "public row", *["user row"] * 4]
+    texts = [e.text for e in choose(built, [], Mix(output_repeat=2, input_sample=1, data_repeat=4))]
+    assert sorted(texts) == sorted(["authored row", "public row", *["an answer"] * 2, *["user row", "user answer"] * 4])
 
 
 def test_the_dev_part_of_your_new_rows_is_measured_never_trained_on() -> None:
@@ -146,3 +147,16 @@ def test_translations_stay_on_the_side_of_the_split_of_their_english_original() 
         by_sentence.setdefault(ex.text.split(" in ")[0], set()).add(ex.split)
     assert all(len(splits) == 1 for splits in by_sentence.values())
     assert {ex.split for ex in rows} == {"train", "dev"}
+
+
+def test_an_earlier_read_back_is_reused_only_for_the_same_folder_and_rows(tmp_path: Path) -> None:
+    from guardrail.training.unpack import stale_start
+
+    start = tmp_path / "out-start"
+    start.mkdir()
+    folder, rows = tmp_path / "model", tmp_path / "rows.jsonl"
+    meta = {"labels": [], "config": {}, "read_back_from": {"folder": str(folder), "eval_rows": ""}}
+    (start / "train_meta.json").write_text(json.dumps(meta))
+    assert stale_start(start, folder, None) is None
+    assert "not of" in str(stale_start(start, tmp_path / "other-model", None))
+    assert "eval rows" in str(stale_start(start, folder, rows))

@@ -81,3 +81,11 @@ def test_a_continuation_refuses_authored_repeats(capsys: pytest.CaptureFixture[s
 
     assert main(["--continue-from", "some-run", "--authored-repeat", "2"]) == 2
     assert "--authored-repeat is for full runs" in capsys.readouterr().err
+
+
+def test_continuation_options_are_refused_on_a_full_run(capsys: pytest.CaptureFixture[str]) -> None:
+    from guardrail.training.cli import main
+
+    assert main(["--data-repeat", "4"]) == 2
+    assert main(["--eval-rows", "rows.jsonl"]) == 2
+    assert "are for --continue-from" in capsys.readouterr().err

@@ -72,3 +72,47 @@ def test_a_tokenizer_with_pieces_outside_the_base_vocabulary_is_refused(tmp_path
     with pytest.raises(ValueError, match="1 pieces are not in the base vocabulary"):
         keep_from_tokenizer(path, ["<s>", "▁rice", "▁cook"])
     assert keep_from_tokenizer(path, ["▁cook", "▁not-a-piece-anywhere", "▁rice", "<s>"]) == [3, 2, 1]
+
+
+def test_exported_again_the_read_back_weights_quantise_to_the_shipped_integers(tmp_path: Path) -> None:
+    # read back, then exported and quantised the project's way: every int8 matrix and embedding table is the
+    # shipped one, so nothing was transposed, shifted or mis-scaled on the way
+    import onnx
+    from onnx import numpy_helper
+
+    from guardrail.training import export
+    from guardrail.training.unpack import read_weights
+
+    model, _, _, _ = read_weights(BUNDLED)
+    export.quantize(export.export_onnx(model, tmp_path), tmp_path / "model.onnx")
+
+    def quantised(path: Path) -> dict[str, np.ndarray]:
+        return {
+            i.name: numpy_helper.to_array(i)
+            for i in onnx.load(str(path)).graph.initializer
+            if i.name.endswith("_quantized")
+        }
+
+    shipped, again = quantised(BUNDLED / "model.onnx"), quantised(tmp_path / "model.onnx")
+    assert set(shipped) == set(again) and len(shipped) == 40  # 37 matrices (the head included) + 3 embedding tables
+    worst = max(int(np.abs(shipped[k].astype(np.int32) - again[k].astype(np.int32)).max()) for k in shipped)
+    assert worst <= 1, worst
+
+
+def test_word_embeddings_that_are_not_the_base_models_are_refused(tmp_path: Path) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    from guardrail.training.unpack import read_weights
+
+    folder = tmp_path / "model"
+    shutil.copytree(BUNDLED, folder)
+    m = onnx.load(str(folder / "model.onnx"))
+    for init in m.graph.initializer:
+        if init.name == "encoder.embeddings.word_embeddings.weight_quantized":
+            table = numpy_helper.to_array(init).copy()
+            table[100:200] = 255 - table[100:200]  # another model's rows
+            init.CopyFrom(numpy_helper.from_array(table, init.name))
+    onnx.save(m, str(folder / "model.onnx"))
+    with pytest.raises(ValueError, match="not the base model's"):
+        read_weights(folder)

@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.continue_from is not None:
         from guardrail.training.continue_run import Mix, continue_run
-        from guardrail.training.unpack import is_model_folder, unpack
+        from guardrail.training.unpack import is_model_folder, stale_start, unpack
 
         if args.authored_repeat != 1:
             print("--authored-repeat is for full runs (a continuation trains every authored row once)", file=sys.stderr)
@@ -115,6 +115,10 @@ def run(args: argparse.Namespace) -> int:
         if is_model_folder(previous):  # no torch checkpoint: read its weights and dev rows back first
             start = args.out.parent / f"{args.out.name}-start"
             if (start / "eval_rows.jsonl").is_file():
+                why = stale_start(start, previous, args.eval_rows)
+                if why:
+                    print(f"{start} {why}: remove it or choose another --out", file=sys.stderr)
+                    return 2
                 log(f"reusing {start}, read back from {previous} earlier")
             else:
                 unpack(previous, start, args.data_root, log=log, eval_rows_file=args.eval_rows)
@@ -124,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         cfg["output_repeat"] = 1 if args.output_repeat is None else args.output_repeat
         cfg["authored_repeat"] = args.authored_repeat
+        if args.data_repeat != 1 or args.eval_rows is not None:
+            print("--data-repeat and --eval-rows are for --continue-from", file=sys.stderr)
+            return 2
         (from_checkpoint if args.from_checkpoint else run_pipeline)(cfg, log=log)
     return 0
 

@@ -28,7 +28,7 @@ __all__ = ["INHERITED", "Mix", "choose", "continue_run", "read_eval_rows", "user
 @dataclass(frozen=True)
 class Mix:
     """What a continuation trains on: every authored row, every user (``--data``) row ``data_repeat`` times,
-    every output row ``output_repeat`` times, and ``input_sample`` of the other input rows."""
+    every other output row ``output_repeat`` times, and ``input_sample`` of the other input rows."""
 
     output_repeat: int = 2
     input_sample: int = 30000
@@ -42,8 +42,8 @@ def choose(built: Sequence[Example], evaluated: Sequence[Example], mix: Mix) -> 
     held_groups = {e.group for e in built if e.key in held_keys}
     pool = [e for e in built if e.split != "holdout" and e.key not in held_keys and e.group not in held_groups]
     authored = [e for e in pool if e.source.startswith("authored") and e.stage == "input"]
-    users = [e for e in pool if e.source.startswith("user-") and e.stage == "input"]
-    outputs = [e for e in pool if e.stage == "output"]
+    users = [e for e in pool if e.source.startswith("user-")]  # both stages: your rows, your repeat
+    outputs = [e for e in pool if e.stage == "output" and not e.source.startswith("user-")]
     others = [e for e in pool if e.stage == "input" and not e.source.startswith(("authored", "user-"))]
     rng = random.Random(mix.seed)
     chosen = authored + users * max(1, mix.data_repeat) + outputs * max(1, mix.output_repeat)
@@ -128,7 +128,8 @@ def continue_run(
     # rows another run recorded for evaluation (--keep-out) stay out of the continuation's training too
     kept_out = [e for path in cfg.keep_out for e in read_eval_rows(Path(path))]
     # the dev part of your new rows is held out like any dev split: measured, and calibrated on
-    new_dev = user_dev_rows(built)
+    known = {e.key for e in evaluated}  # a continuation of a continuation on the same --data has them already
+    new_dev = [e for e in user_dev_rows(built) if e.key not in known]
     if new_dev:
         log(f"held out for measuring and calibration: {len(new_dev)} of your --data rows (their dev split)")
         evaluated = [*evaluated, *new_dev]

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["is_model_folder", "keep_from_tokenizer", "onnx_weights", "read_weights", "unpack"]
+__all__ = ["is_model_folder", "keep_from_tokenizer", "onnx_weights", "read_weights", "stale_start", "unpack"]
 
 # settings a folder's metrics.json records as strings; these decide the weights' shape or the data split
 _SETTINGS: dict[str, Callable[[str], object]] = {
@@ -127,6 +127,24 @@ def read_weights(folder: Path) -> tuple[Any, list[str], list[int], dict[str, obj
     return model, labels, keep, settings
 
 
+def stale_start(start: Path, folder: Path, eval_rows_file: Path | None) -> str | None:
+    """Why an earlier read-back in ``start`` is not the one asked for now (another folder, other eval rows),
+    or None when it can be reused."""
+    meta = json.loads((start / "train_meta.json").read_text()).get("read_back_from", {})
+
+    def same(recorded: object, given: Path | None) -> bool:
+        if not recorded or given is None:
+            return not recorded and given is None
+        return Path(str(recorded)).resolve() == given.resolve()
+
+    if not same(meta.get("folder"), folder):
+        return f"holds a read-back of {meta.get('folder')!r}, not of {str(folder)!r}"
+    if not same(meta.get("eval_rows"), eval_rows_file):
+        was, now = meta.get("eval_rows") or "rebuilt", str(eval_rows_file or "rebuilt")
+        return f"was measured on eval rows {was!r}, not {now!r}"
+    return None
+
+
 def unpack(
     folder: Path, out: Path, data_root: Path, log: Callable[[str], None] = print, *, eval_rows_file: Path | None = None
 ) -> Path:
@@ -142,7 +160,8 @@ def unpack(
     meta = json.loads((out / "train_meta.json").read_text())
     # the settings above are what shapes the weights and the split; the folder's own record is kept beside them
     recorded = json.loads((folder / "metrics.json").read_text())["config"]
-    meta["read_back_from"] = {"folder": str(folder), "config": recorded, "eval_rows": str(eval_rows_file or "")}
+    rows = str(eval_rows_file.resolve()) if eval_rows_file else ""
+    meta["read_back_from"] = {"folder": str(folder.resolve()), "config": recorded, "eval_rows": rows}
     (out / "train_meta.json").write_text(json.dumps(meta, indent=2))
     (out / "vocab_keep.json").write_text(json.dumps(keep))
     shutil.copy(folder / "tokenizer.json", out / "tokenizer.json")
