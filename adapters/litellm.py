@@ -285,9 +285,14 @@ class GuardrailLiteLLM(CustomGuardrail):
         kind = "chat" if isinstance(getattr(response, "choices", None), list) else None
         if kind is None and isinstance(getattr(response, "output", None), list):
             kind = "responses"
-        if kind is None and shapes.answer_kind(response) == "message":  # /v1/messages: read like a chat answer
+        if kind is None and shapes.answer_kind(response) in ("chat", "message"):  # a dict answer, /v1/messages
             kind = "chat"
         if kind is None:
+            model_text = isinstance(response, Mapping) and (
+                "choices" in response or "output" in response or isinstance(response.get("content"), list)
+            )
+            if model_text:  # a pass-through endpoint's answer in a shape it cannot read
+                self._unread_answer(response)
             return None
         gc = _ProxyCall(self, kind, data, "post_call")
         before = len(gc.call.decisions)
@@ -296,6 +301,20 @@ class GuardrailLiteLLM(CustomGuardrail):
         finally:  # recorded even when the block is the proxy's HTTP error
             for d in gc.call.decisions[before:]:
                 self.record(data, d, "post_call")
+
+    def _unread_answer(self, response: Mapping[str, Any]) -> None:
+        """An answer that holds text guardrail cannot read: refused (a 400), or passed and logged under
+        ``unread_endpoints: pass``, as for requests to endpoints it cannot read."""
+        if self.unread_endpoints == "pass":
+            _log.warning("guardrail.unchecked_answer", keys=sorted(response)[:8], guardrail=self.guardrail_name)
+            return
+        from fastapi import HTTPException
+
+        raise HTTPException(
+            status_code=400,
+            detail={"error": f"the {self.guardrail_name or 'guardrail'} guardrail cannot read this answer's text; "
+                    "it is refused, not passed on unchecked", "guardrail": self.guardrail_name},
+        )  # fmt: skip
 
     async def async_post_call_streaming_iterator_hook(
         self, user_api_key_dict: Any, response: Any, request_data: dict[str, Any]

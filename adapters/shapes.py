@@ -194,6 +194,7 @@ def replace_completion_texts(
                 continue
             message = out["choices"][i]["message"]
             message["content"] = text
+            message.pop("parsed", None)  # a structured output parsed from the text that is gone
             if i in reasons:
                 out["choices"][i]["finish_reason"] = reasons[i]
                 if reasons[i] == CONTENT_FILTER:
@@ -209,6 +210,8 @@ def replace_completion_texts(
                     choices[i].finish_reason = reasons[i]
                 continue
             choices[i].message.content = text
+            if getattr(choices[i].message, "parsed", None) is not None:  # parsed from the text that is gone
+                choices[i].message.parsed = None
             if i in reasons:
                 choices[i].finish_reason = reasons[i]
                 if reasons[i] == CONTENT_FILTER:
@@ -224,7 +227,7 @@ def replace_completion_texts(
 
 # what a blocked answer must not carry on: the actions (tool and function calls) and the audio of the
 # answer that was blocked; the refusal replaces all of it
-_ACTIONS = ("tool_calls", "function_call", "audio", "refusal")
+_ACTIONS = ("tool_calls", "function_call", "audio", "refusal", "reasoning_content", "thinking_blocks")
 
 
 def blocked_delta(chunk: Any) -> bool:
@@ -256,17 +259,32 @@ def texts_of(result: Any) -> list[str | None]:
 
 def answer_kind(result: Any) -> Literal["text", "chat", "responses", "message"] | None:
     """Which answer shape ``result`` is, when guardrail can read all of its text and actions; None otherwise (a
-    dict shaped like a Responses answer, a choice with neither a message nor a text ...). Callers that cannot
-    read an answer must refuse it, not pass it on."""
+    dict shaped like a Responses answer, a choice with neither a message nor a text, a message whose content
+    is not text or parts ...). Callers that cannot read an answer must refuse it, not pass it on."""
     if isinstance(result, str):
         return "text"
     choices = _get(result, "choices")
     if isinstance(choices, Sequence) and not isinstance(choices, str):
-        ok = all(_get(ch, "message") is not None or isinstance(_get(ch, "text"), str) for ch in choices)
-        return "chat" if ok and choices else None
+        return "chat" if choices and all(_readable_choice(ch) for ch in choices) else None
     if not isinstance(result, Mapping) and isinstance(getattr(result, "output", None), list):
         return "responses"
-    return "message" if _is_message(result) else None
+    if _is_message(result) and all(not isinstance(p, str) and _get(p, "type") for p in _get(result, "content")):
+        return "message"
+    return None
+
+
+def _readable_choice(choice: Any) -> bool:
+    if isinstance(_get(choice, "text"), str) and _get(choice, "message") is None:  # a legacy text completion
+        return True
+    message = _get(choice, "message")
+    if message is None or isinstance(message, str):
+        return False
+    content = _get(message, "content")
+    return (
+        content is None
+        or isinstance(content, str)
+        or (isinstance(content, Sequence) and all(not isinstance(p, str) and _get(p, "type") for p in content))
+    )
 
 
 def _is_message(result: Any) -> bool:
@@ -285,6 +303,8 @@ def _message_actions(result: Any) -> str | None:
             found.append(f"{_get(part, 'name')}: " + unescape_json(json.dumps(args, ensure_ascii=False, default=str)))
         elif kind == "thinking" and isinstance(thought := _get(part, "thinking"), str):
             found.append(thought)
+        elif kind == "refusal" and isinstance(refused := _get(part, "refusal"), str):
+            found.append(refused)
     return _joined(found)
 
 
@@ -356,7 +376,8 @@ def unescape_json(text: str) -> str:
 def actions_text(message: Any) -> str:
     """What a chat message, or one stream delta, does besides its text: each tool or function call as
     ``"\nname: arguments"`` (a delta that continues a call carries only an argument fragment, and gets no
-    name), then its refusal and audio transcript. Arguments sent as objects are written as JSON."""
+    name), then its refusal, audio transcript and reasoning (``reasoning_content``, ``thinking_blocks``).
+    Arguments sent as objects are written as JSON."""
     out = ""
     calls = [_get(c, "function") or _get(c, "custom") for c in _get(message, "tool_calls") or []]
     if (fn := _get(message, "function_call")) is not None:
@@ -364,9 +385,16 @@ def actions_text(message: Any) -> str:
     for fn in calls:
         name, args = _get(fn, "name"), _get(fn, "arguments") or _get(fn, "input") or ""
         out += (f"\n{name}: " if name else "") + (args if isinstance(args, str) else json.dumps(args, default=str))
-    for text in (_get(message, "refusal"), _get(_get(message, "audio"), "transcript")):
+    for text in (
+        _get(message, "refusal"),
+        _get(_get(message, "audio"), "transcript"),
+        _get(message, "reasoning_content"),
+    ):
         if isinstance(text, str) and text:
             out += text
+    for block in _get(message, "thinking_blocks") or []:  # litellm's reasoning, as Anthropic-style blocks
+        if isinstance(thought := _get(block, "thinking"), str):
+            out += thought
     return out
 
 
@@ -396,13 +424,29 @@ def _put(obj: Any, key: str, value: Any) -> None:
         setattr(obj, key, value)
 
 
+def _text_part(message: Any, text: str) -> Any:
+    """A text part of the message's own type family (a dict for a dict)."""
+    if isinstance(message, dict):
+        return {"type": "text", "text": text}
+    if getattr(message, "status", None) is not None and hasattr(message, "role"):  # an OpenAI Responses item
+        from openai.types.responses import ResponseOutputText
+
+        return ResponseOutputText(type="output_text", text=text, annotations=[])
+    try:
+        from anthropic.types import TextBlock  # type: ignore[import-not-found, unused-ignore]
+
+        return TextBlock(type="text", text=text)
+    except ImportError:  # pragma: no cover - an Anthropic Message without the anthropic package
+        return {"type": "text", "text": text}
+
+
 def _set_message_text(message: Any, text: str, *, blocked: bool) -> None:
     """Put ``text`` in a message's first text part, in place, and drop its other text parts: the order of the
     other parts stays (an agent sends its thinking back first). A blocked message keeps only that text part."""
     parts = list(_get(message, "content"))
     first = next((p for p in parts if isinstance(_get(p, "text"), str)), None)  # what content_text reads
     if first is None:
-        first = {"type": "text", "text": text}
+        first = _text_part(message, text)
         parts.insert(0, first)
     _put(first, "text", text)
     if isinstance(first, dict):
@@ -442,6 +486,8 @@ def _set_response_text(response: Any, text: str, *, blocked: bool) -> None:
             elif not placed:
                 part.text, placed = text, True
                 part.annotations = []
+                if getattr(part, "parsed", None) is not None:  # a structured output parsed from the old text
+                    part.parsed = None
                 kept.append(part)
         item.content = kept
     if not placed:

@@ -167,7 +167,10 @@ def _readable(result: Any) -> str | None:
 
 
 def _same_sequence(original: list[Any] | tuple[Any, ...], items: list[Any]) -> Any:
-    """``items`` in the type of ``original`` (a list, a tuple, a named tuple)."""
+    """``items`` in the type of ``original`` (a list, a tuple, a named tuple); ``original`` itself when no item
+    changed (a list subclass is not rebuilt for nothing)."""
+    if all(a is b for a, b in zip(original, items, strict=True)):
+        return original
     if isinstance(original, list):
         return type(original)(items) if type(original) is not list else items
     return type(original)(*items) if hasattr(original, "_fields") else type(original)(items)

@@ -377,3 +377,18 @@ async def test_a_raw_stream_the_proxy_guardrail_cannot_read_is_refused_or_passed
     passing = GuardrailLiteLLM(policy="default", guardrail_name="g", event_hook="post_call", unread_endpoints="pass")
     got = [c async for c in passing.async_post_call_streaming_iterator_hook(None, raw(), dict(data))]
     assert got == [b"event: content_block_delta\ndata: {}\n\n", b"event: message_stop\ndata: {}\n\n"]
+
+
+async def test_post_call_reads_dict_answers_and_refuses_the_ones_it_cannot_read() -> None:
+    # a pass-through endpoint hands the hook the upstream's answer as a dict
+    gr = proxy_guardrail("post_call")
+    chat = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "Sure, the bomb goes like this."}}]}
+    out = await gr.async_post_call_success_hook(request("a story"), None, chat)
+    assert out["choices"][0]["message"]["content"] == REFUSAL and out["choices"][0]["finish_reason"] == "content_filter"
+    unread = {"object": "response", "output": [{"type": "message", "content": [{"type": "output_text", "text": "x"}]}]}
+    with pytest.raises(HTTPException) as http:
+        await gr.async_post_call_success_hook(request("a story"), None, unread)
+    assert http.value.status_code == 400 and "cannot read" in str(http.value.detail)
+    passing = GuardrailLiteLLM(guard=make_guard(), guardrail_name="gr", event_hook="post_call", unread_endpoints="pass")
+    assert await passing.async_post_call_success_hook(request("a story"), None, unread) is None
+    assert await gr.async_post_call_success_hook(request("a story"), None, {"object": "list", "data": []}) is None

@@ -69,3 +69,35 @@ def test_which_answers_can_be_read() -> None:
     assert shapes.answer_kind({"choices": [{"text": "hi"}]}) == "chat"  # a legacy text completion
     for unread in ({"choices": ["hi"]}, {"choices": []}, {"object": "response", "output": []}, {"answer": "hi"}):
         assert shapes.answer_kind(unread) is None, unread
+
+
+def test_reasoning_in_a_chat_answer_is_read_and_a_block_drops_it() -> None:
+    answer = {
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {
+                    "role": "assistant",
+                    "content": "ok",
+                    "reasoning_content": "first, the bomb",
+                    "thinking_blocks": [{"type": "thinking", "thinking": "then the fuse"}],
+                    "parsed": {"steps": "the bomb"},
+                },
+            }
+        ]
+    }
+    [actions] = shapes.action_texts_of(answer)
+    assert actions is not None and "first, the bomb" in actions and "then the fuse" in actions
+    blocked = shapes.replace_completion_texts(answer, {0: "Sorry."}, finish_reason={0: CONTENT_FILTER})
+    message = blocked["choices"][0]["message"]
+    assert message["content"] == "Sorry." and not {"reasoning_content", "thinking_blocks", "parsed"} & set(message)
+
+
+def test_unreadable_message_and_choice_shapes_are_not_answers() -> None:
+    for unread in (
+        {"choices": [{"message": "text"}]},
+        {"choices": [{"message": {"content": {"text": "hi"}}}]},
+        {"type": "message", "content": ["text"]},
+    ):
+        assert shapes.answer_kind(unread) is None, unread

@@ -138,6 +138,8 @@ async def test_what_an_answer_does_is_checked_besides_its_text(guard: Guard, mod
 async def test_tuples_keep_their_type_and_numbers_pass(guard: Guard, mode: str) -> None:
     out = await call(guardrail.protect(guard, _returning(mode, Pair("A calm answer.", HARMFUL))), "story")
     assert out == Pair("A calm answer.", REFUSAL) and isinstance(out, Pair)
+    lines = ["A calm answer.", "Another."]
+    assert await call(guardrail.protect(guard, _returning(mode, lines)), "story") is lines  # nothing rebuilt
     for number in (np.int64(3), Decimal("1.5"), 2.5, True):
         assert await call(guardrail.protect(guard, _returning(mode, number)), "story") == number
 

@@ -89,3 +89,5 @@ def test_continuation_options_are_refused_on_a_full_run(capsys: pytest.CaptureFi
     assert main(["--data-repeat", "4"]) == 2
     assert main(["--eval-rows", "rows.jsonl"]) == 2
     assert "are for --continue-from" in capsys.readouterr().err
+    assert main(["--continue-from", "some-run", "--eval-rows", "rows.jsonl"]) == 2  # a run has its own rows
+    assert "--eval-rows is for --continue-from a model folder" in capsys.readouterr().err

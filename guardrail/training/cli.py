@@ -112,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
             return 2
         repeat = 2 if args.output_repeat is None else args.output_repeat
         previous = args.continue_from
+        if args.eval_rows is not None and not is_model_folder(previous):
+            print("--eval-rows is for --continue-from a model folder (a run has its eval_rows.jsonl)", file=sys.stderr)
+            return 2
         if is_model_folder(previous):  # no torch checkpoint: read its weights and dev rows back first
             start = args.out.parent / f"{args.out.name}-start"
             if (start / "eval_rows.jsonl").is_file():
