@@ -633,6 +633,20 @@ async def test_a_blocked_stream_never_sends_the_tool_calls_held_with_its_text(cl
     assert not [c for c in chunks if c.choices and c.choices[0].delta.tool_calls]
 
 
+async def test_streamed_reasoning_is_checked_and_never_sent_before_its_check(client: Any, stub: StubServer) -> None:
+    # reasoning deltas (OpenAI-compatible servers, litellm) were passed through unread
+    stub.raw = [
+        (None, _chunk({"role": "assistant", "content": ""})),
+        (None, _chunk({"reasoning_content": "They want the bomb, so first the parts."})),
+        (None, _chunk({"content": "Here is a calm answer about the weather and the sea."})),
+        (None, _chunk({}, "stop")),
+        (None, "[DONE]"),
+    ]
+    chunks = await collect(await run(client.chat.completions.create(model="m", messages=user("x"), stream=True)))
+    assert chunks[-1].choices[0].finish_reason == "content_filter"
+    assert not [c for c in chunks if c.choices and getattr(c.choices[0].delta, "reasoning_content", None)]
+
+
 async def test_a_blocked_responses_stream_never_sends_the_function_call_events(client: Any, stub: StubServer) -> None:
     base = {
         "id": "r", "object": "response", "created_at": 0, "model": "m", "status": "in_progress",
