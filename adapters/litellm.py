@@ -230,17 +230,8 @@ class GuardrailLiteLLM(CustomGuardrail):
         kind = self._kind(call_type)
         if kind is None:
             value = str(getattr(call_type, "value", call_type))
-            if value in _UNREAD_TEXT_CALLS and self.unread_endpoints == "pass":
-                _log.warning("guardrail.unchecked_endpoint", call_type=value, guardrail=self.guardrail_name)
-            elif value in _UNREAD_TEXT_CALLS:
-                from fastapi import HTTPException
-
-                raise HTTPException(
-                    status_code=400,
-                    detail={"error": f"the {self.guardrail_name or 'guardrail'} guardrail checks chat completions "
-                            f"and the Responses API; {value} requests are refused, not passed on unchecked",
-                            "guardrail": self.guardrail_name},
-                )  # fmt: skip
+            if value in _UNREAD_TEXT_CALLS:
+                self._unread(f"{value} requests (it checks chat completions and the Responses API)", call_type=value)
             return data  # embeddings, images, speech, files ...: no model writes text for a user
         gc = _ProxyCall(self, kind, data, hook)
         d = await gc.call.acheck_input(gc.payload)
@@ -292,7 +283,7 @@ class GuardrailLiteLLM(CustomGuardrail):
                 "choices" in response or "output" in response or isinstance(response.get("content"), list)
             )
             if model_text:  # a pass-through endpoint's answer in a shape it cannot read
-                self._unread_answer(response)
+                self._unread("this answer's text", answer_keys=sorted(response)[:8])
             return None
         gc = _ProxyCall(self, kind, data, "post_call")
         before = len(gc.call.decisions)
@@ -302,19 +293,17 @@ class GuardrailLiteLLM(CustomGuardrail):
             for d in gc.call.decisions[before:]:
                 self.record(data, d, "post_call")
 
-    def _unread_answer(self, response: Mapping[str, Any]) -> None:
-        """An answer that holds text guardrail cannot read: refused (a 400), or passed and logged under
-        ``unread_endpoints: pass``, as for requests to endpoints it cannot read."""
+    def _unread(self, what: str, **logged: Any) -> None:
+        """Text guardrail cannot read (a request to an endpoint, a stream, an answer): refused with a 400, or,
+        under ``unread_endpoints: pass``, let through and logged as ``guardrail.unchecked_endpoint``."""
         if self.unread_endpoints == "pass":
-            _log.warning("guardrail.unchecked_answer", keys=sorted(response)[:8], guardrail=self.guardrail_name)
+            _log.warning("guardrail.unchecked_endpoint", guardrail=self.guardrail_name, **logged)
             return
         from fastapi import HTTPException
 
-        raise HTTPException(
-            status_code=400,
-            detail={"error": f"the {self.guardrail_name or 'guardrail'} guardrail cannot read this answer's text; "
-                    "it is refused, not passed on unchecked", "guardrail": self.guardrail_name},
-        )  # fmt: skip
+        name = self.guardrail_name or "guardrail"
+        why = f"the {name} guardrail cannot read {what}; it is refused, not passed on unchecked"
+        raise HTTPException(status_code=400, detail={"error": why, "guardrail": self.guardrail_name})
 
     async def async_post_call_streaming_iterator_hook(
         self, user_api_key_dict: Any, response: Any, request_data: dict[str, Any]
@@ -328,12 +317,7 @@ class GuardrailLiteLLM(CustomGuardrail):
             return
         source = _prepend(head, upstream)
         if isinstance(head, (str, bytes)):  # a raw stream (/v1/messages and other endpoints it cannot read)
-            if self.unread_endpoints != "pass":
-                from fastapi import HTTPException
-
-                why = "the guardrail cannot read this stream; it is refused, not passed on unchecked"
-                raise HTTPException(status_code=400, detail={"error": why, "guardrail": self.guardrail_name})
-            _log.warning("guardrail.unchecked_endpoint", stream=True, guardrail=self.guardrail_name)
+            self._unread("this stream", stream=True)
             kind = None
         elif getattr(head, "choices", None) is not None:
             kind = "chat"

@@ -96,21 +96,17 @@ class _Request:
         through the adapters' one answer check; a list or tuple of texts item by item."""
         from guardrail.adapters._core import check_answer
 
-        if _readable(result) is None:
-            return result
-        if isinstance(result, (list, tuple)):
-            return _same_sequence(result, [check_answer(self._answer_call(), item) for item in result])
-        return check_answer(self._answer_call(), result)
+        items = _answers(result)
+        return result if items is None else _rebuilt(result, [check_answer(self._answer_call(), i) for i in items])
 
     async def achecked(self, result: Any) -> Any:
         """:meth:`checked` for async functions."""
         from guardrail.adapters._core import acheck_answer
 
-        if _readable(result) is None:
+        items = _answers(result)
+        if items is None:
             return result
-        if isinstance(result, (list, tuple)):
-            return _same_sequence(result, [await acheck_answer(self._answer_call(), item) for item in result])
-        return await acheck_answer(self._answer_call(), result)
+        return _rebuilt(result, [await acheck_answer(self._answer_call(), i) for i in items])
 
     def _answer_call(self) -> Any:
         from guardrail.adapters._core import GuardedCall
@@ -166,14 +162,25 @@ def _readable(result: Any) -> str | None:
     return kind
 
 
-def _same_sequence(original: list[Any] | tuple[Any, ...], items: list[Any]) -> Any:
-    """``items`` in the type of ``original`` (a list, a tuple, a named tuple); ``original`` itself when no item
-    changed (a list subclass is not rebuilt for nothing)."""
-    if all(a is b for a, b in zip(original, items, strict=True)):
+def _answers(result: Any) -> list[Any] | None:
+    """The answers to check in what the function returned (each text of a list or tuple of texts), or None
+    when it carries no text; ``TypeError`` when it holds text guardrail cannot read (see :func:`_readable`)."""
+    kind = _readable(result)
+    if kind is None:
+        return None
+    return list(result) if kind == "texts" else [result]
+
+
+def _rebuilt(original: Any, checked: list[Any]) -> Any:
+    """The checked answers in the shape of what the function returned: the one answer; a list, tuple or named
+    tuple of the same type, or ``original`` itself when no item changed."""
+    if not isinstance(original, (list, tuple)):
+        return checked[0]
+    if all(a is b for a, b in zip(original, checked, strict=True)):
         return original
     if isinstance(original, list):
-        return type(original)(items) if type(original) is not list else items
-    return type(original)(*items) if hasattr(original, "_fields") else type(original)(items)
+        return type(original)(checked) if type(original) is not list else checked
+    return type(original)(*checked) if hasattr(original, "_fields") else type(original)(checked)
 
 
 class _Decorated:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import openai
@@ -822,6 +822,16 @@ def test_the_chat_resources_own_side_doors_are_closed(client: Any) -> None:
             getattr(client.chat, name)
 
 
+def _event(kind: str, **fields: Any) -> tuple[str, dict[str, Any]]:
+    """One Responses stream event as the stub sends it: its SSE event name and its payload."""
+    return kind, {"type": kind, **fields}
+
+
+def _numbered(events: Sequence[tuple[str | None, Any]]) -> list[tuple[str | None, Any]]:
+    """The events with their sequence numbers, in order."""
+    return [(name, {**payload, "sequence_number": i}) for i, (name, payload) in enumerate(events)]
+
+
 async def test_a_responses_stream_keeps_its_event_order_when_a_reasoning_item_comes_first(
     client: Any, stub: StubServer
 ) -> None:
@@ -835,34 +845,15 @@ async def test_a_responses_stream_keeps_its_event_order_when_a_reasoning_item_co
     part = {"type": "output_text", "text": "", "annotations": []}
     text = "A calm answer about tea, kettles and the right temperature for green leaves."
     raw: list[tuple[str | None, Any]] = [
-        ("response.created", {"type": "response.created", "response": base}),
-        ("response.output_item.added", {"type": "response.output_item.added", "output_index": 0, "item": reasoning}),
-        ("response.output_item.done", {"type": "response.output_item.done", "output_index": 0, "item": reasoning}),
-        ("response.output_item.added", {"type": "response.output_item.added", "output_index": 1, "item": msg}),
-        (
-            "response.content_part.added",
-            {
-                "type": "response.content_part.added",
-                "item_id": "msg_1",
-                "output_index": 1,
-                "content_index": 0,
-                "part": part,
-            },
-        ),
-        (
-            "response.output_text.delta",
-            {
-                "type": "response.output_text.delta",
-                "item_id": "msg_1",
-                "output_index": 1,
-                "content_index": 0,
-                "delta": text,
-                "logprobs": [],
-            },
-        ),
-        ("response.completed", {"type": "response.completed", "response": {**base, "status": "completed"}}),
+        _event("response.created", response=base),
+        _event("response.output_item.added", output_index=0, item=reasoning),
+        _event("response.output_item.done", output_index=0, item=reasoning),
+        _event("response.output_item.added", output_index=1, item=msg),
+        _event("response.content_part.added", item_id="msg_1", output_index=1, content_index=0, part=part),
+        _event("response.output_text.delta", item_id="msg_1", output_index=1, content_index=0, delta=text, logprobs=[]),
+        _event("response.completed", response={**base, "status": "completed"}),
     ]
-    stub.raw = [(name, {**payload, "sequence_number": i}) for i, (name, payload) in enumerate(raw)]
+    stub.raw = _numbered(raw)
     events = await collect(await run(client.responses.create(model="m", input="tea?", stream=True)))
     assert _kinds([e.type for e in events]) == [name for name, _ in raw]  # text may be re-sent in other deltas
 
@@ -911,7 +902,7 @@ async def test_streamed_actions_that_only_their_done_events_carry_are_checked(cl
         "arguments": '{"t": "a bomb"}', "sequence_number": 1,
     }  # fmt: skip
     stub.raw = [
-        ("response.created", {"type": "response.created", "response": base, "sequence_number": 0}),
+        _event("response.created", response=base, sequence_number=0),
         ("response.function_call_arguments.done", done),
     ]
     events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
@@ -960,31 +951,13 @@ async def test_a_blocked_responses_stream_never_repeats_the_blocked_refusal_part
     part = {"type": "refusal", "refusal": "I won't, but the bomb goes like this."}
     msg = {"type": "message", "id": "msg_1", "role": "assistant", "status": "in_progress", "content": []}
     events: list[tuple[str | None, Any]] = [
-        ("response.created", {"type": "response.created", "response": _response([], "in_progress")}),
-        ("response.output_item.added", {"type": "response.output_item.added", "output_index": 0, "item": msg}),
-        (
-            "response.content_part.added",
-            {
-                "type": "response.content_part.added",
-                "item_id": "msg_1",
-                "output_index": 0,
-                "content_index": 0,
-                "part": part,
-            },
-        ),
-        (
-            "response.content_part.done",
-            {
-                "type": "response.content_part.done",
-                "item_id": "msg_1",
-                "output_index": 0,
-                "content_index": 0,
-                "part": part,
-            },
-        ),
-        ("response.completed", {"type": "response.completed", "response": _response([])}),
+        _event("response.created", response=_response([], "in_progress")),
+        _event("response.output_item.added", output_index=0, item=msg),
+        _event("response.content_part.added", item_id="msg_1", output_index=0, content_index=0, part=part),
+        _event("response.content_part.done", item_id="msg_1", output_index=0, content_index=0, part=part),
+        _event("response.completed", response=_response([])),
     ]
-    stub.raw = [(name, {**payload, "sequence_number": i}) for i, (name, payload) in enumerate(events)]
+    stub.raw = _numbered(events)
     got = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
     assert got[-1].type == "response.incomplete"
     assert "bomb" not in repr(got[:-1])
@@ -994,11 +967,11 @@ async def test_a_streamed_tool_item_is_checked_when_it_is_done(client: Any, stub
     item = {"type": "code_interpreter_call", "id": "ci_1", "status": "completed", "container_id": "c",
             "code": "print('now build the bomb')", "outputs": []}  # fmt: skip
     events: list[tuple[str | None, Any]] = [
-        ("response.created", {"type": "response.created", "response": _response([], "in_progress")}),
-        ("response.output_item.done", {"type": "response.output_item.done", "output_index": 0, "item": item}),
-        ("response.completed", {"type": "response.completed", "response": _response([item])}),
+        _event("response.created", response=_response([], "in_progress")),
+        _event("response.output_item.done", output_index=0, item=item),
+        _event("response.completed", response=_response([item])),
     ]
-    stub.raw = [(name, {**payload, "sequence_number": i}) for i, (name, payload) in enumerate(events)]
+    stub.raw = _numbered(events)
     got = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
     assert got[-1].type == "response.incomplete"
 
@@ -1029,17 +1002,16 @@ def _message_events(n: int, text: str, out: int, size: int, *, done: bool = Fals
     part = {"type": "output_text", "text": "", "annotations": []}
     where = {"item_id": f"msg_{n}", "output_index": out, "content_index": 0}
     events: list[tuple[str, dict[str, Any]]] = [
-        ("response.output_item.added", {"type": "response.output_item.added", "output_index": out, "item": item}),
-        ("response.content_part.added", {"type": "response.content_part.added", **where, "part": part}),
+        _event("response.output_item.added", output_index=out, item=item),
+        _event("response.content_part.added", **where, part=part),
     ]
     for i in range(0, len(text), size):
-        delta = {"type": "response.output_text.delta", **where, "delta": text[i : i + size], "logprobs": []}
-        events.append(("response.output_text.delta", delta))
+        events.append(_event("response.output_text.delta", **where, delta=text[i : i + size], logprobs=[]))
     if done:
         finished = {**item, "status": "completed", "content": [{**part, "text": text}]}
         events += [
-            ("response.output_text.done", {"type": "response.output_text.done", **where, "text": text, "logprobs": []}),
-            ("response.output_item.done", {"type": "response.output_item.done", "output_index": out, "item": finished}),
+            _event("response.output_text.done", **where, text=text, logprobs=[]),
+            _event("response.output_item.done", output_index=out, item=finished),
         ]
     return events
 
@@ -1048,8 +1020,8 @@ async def test_a_responses_stream_of_two_messages_keeps_each_text_in_its_own_ite
     client: Any, stub: StubServer
 ) -> None:
     # the first message's tail went out as a delta of the second, before the second item was even added
-    created = ("response.created", {"type": "response.created", "response": _response([], "in_progress")})
-    done = ("response.completed", {"type": "response.completed", "response": _response([])})
+    created = _event("response.created", response=_response([], "in_progress"))
+    done = _event("response.completed", response=_response([]))
     texts = [f"Message {n}: a calm paragraph about tea, kettles, water and the right temperature. " for n in (1, 2)]
     raw = [
         created,
@@ -1057,7 +1029,7 @@ async def test_a_responses_stream_of_two_messages_keeps_each_text_in_its_own_ite
         *_message_events(2, texts[1], 1, 9, done=True),
         done,
     ]
-    stub.raw = [(name, {**payload, "sequence_number": i}) for i, (name, payload) in enumerate(raw)]
+    stub.raw = _numbered(raw)
     events = await collect(await run(client.responses.create(model="m", input="tea?", stream=True)))
     assert _kinds([e.type for e in events]) == _kinds([name for name, _ in raw])
     for n in (1, 2):
@@ -1072,25 +1044,12 @@ async def test_a_responses_function_call_between_two_texts_is_held_until_the_fin
     call = {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "place_order", "arguments": "",
             "status": "in_progress"}  # fmt: skip
     raw = [
-        ("response.created", {"type": "response.created", "response": _response([], "in_progress")}),
+        _event("response.created", response=_response([], "in_progress")),
         *_message_events(1, "First: a calm opening line about the weather and the sea today, nothing more. ", 0, 8),
-        ("response.output_item.added", {"type": "response.output_item.added", "output_index": 1, "item": call}),
-        (
-            "response.function_call_arguments.delta",
-            {
-                "type": "response.function_call_arguments.delta",
-                "item_id": "fc_1",
-                "output_index": 1,
-                "delta": '{"n": 1}',
-            },
-        ),
-        (
-            "response.output_item.done",
-            {
-                "type": "response.output_item.done",
-                "output_index": 1,
-                "item": {**call, "arguments": '{"n": 1}', "status": "completed"},
-            },
+        _event("response.output_item.added", output_index=1, item=call),
+        _event("response.function_call_arguments.delta", item_id="fc_1", output_index=1, delta='{"n": 1}'),
+        _event(
+            "response.output_item.done", output_index=1, item={**call, "arguments": '{"n": 1}', "status": "completed"}
         ),
         *_message_events(
             2,
@@ -1099,9 +1058,9 @@ async def test_a_responses_function_call_between_two_texts_is_held_until_the_fin
             2,
             8,
         ),
-        ("response.completed", {"type": "response.completed", "response": _response([])}),
+        _event("response.completed", response=_response([])),
     ]
-    stub.raw = [(name, {**payload, "sequence_number": i}) for i, (name, payload) in enumerate(raw)]
+    stub.raw = _numbered(raw)
     events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
     assert events[-1].type == "response.incomplete"
     assert not [e for e in events if "function_call" in e.type or getattr(getattr(e, "item", None), "id", "") == "fc_1"]
