@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # the top folder is the full run's mix; continuation/ holds rows a continuation adds with --data
 AUTHORED = sorted((ROOT / "guardrail" / "training" / "authored").glob("*.jsonl"))
 CONTINUATION = sorted((ROOT / "guardrail" / "training" / "authored" / "continuation").glob("*.jsonl"))
+SYSTEM_PROMPTS = sorted((ROOT / "guardrail" / "training" / "authored" / "system_prompts").glob("*.jsonl"))
 CHALLENGE = sorted((ROOT / "benchmarks" / "challenge").glob("*.jsonl"))
 LANGUAGES = [
     "ar",
@@ -70,10 +71,9 @@ def test_at_least_300_authored_rows_per_target_language() -> None:
     assert {lang: counts[lang] for lang in LANGUAGES if counts[lang] < 300} == {}
 
 
-def test_no_authored_row_paraphrases_a_challenge_case() -> None:
+def _near_challenge(rows: list[dict[str, object]], keys: tuple[str, ...], case_keys: tuple[str, ...]) -> list[str]:
     cases = [
-        w for r in _rows(CHALLENGE) for k in ("text", "prompt", "response")
-        if isinstance(r.get(k), str) and len(w := _words(str(r[k]))) >= 4
+        w for r in _rows(CHALLENGE) for k in case_keys if isinstance(r.get(k), str) and len(w := _words(str(r[k]))) >= 4
     ]  # fmt: skip
     by_word: dict[str, list[int]] = defaultdict(list)
     for i, w in enumerate(cases):
@@ -87,9 +87,15 @@ def test_no_authored_row_paraphrases_a_challenge_case() -> None:
         shared = Counter(i for word in w for i in by_word.get(word, ()))
         return any(n / (len(w) + len(cases[i]) - n) >= 0.5 for i, n in shared.items())
 
-    near = [
-        str(r["text"])[:80]
-        for r in _rows([*AUTHORED, *CONTINUATION])
-        if any(paraphrases(r.get(k, "")) for k in ("text", "prompt", "context"))
-    ]
-    assert near == []
+    return [str(r.get("text") or r.get("system"))[:80] for r in rows if any(paraphrases(r.get(k, "")) for k in keys)]
+
+
+def test_no_authored_row_paraphrases_a_challenge_case() -> None:
+    rows = _rows([*AUTHORED, *CONTINUATION])
+    assert _near_challenge(rows, ("text", "prompt", "context"), ("text", "prompt", "response")) == []
+
+
+def test_no_training_system_prompt_paraphrases_a_challenge_case_or_its_system_prompt() -> None:
+    assert SYSTEM_PROMPTS
+    rows = _rows(SYSTEM_PROMPTS)
+    assert _near_challenge(rows, ("system",), ("text", "prompt", "response", "context")) == []

@@ -51,6 +51,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="another run's eval_rows.jsonl: those rows (and, with grouping by meaning, their near-duplicates) join "
         "dev, never training, so the two models compare cleanly on them (repeatable)",
     )  # fmt: skip
+    p.add_argument(
+        "--system-prompt-pairs", type=int, default=0, metavar="N",
+        help="also show N input rows behind a system prompt, labels unchanged (for input.system_context: true)",
+    )  # fmt: skip
     p.add_argument("--authored-repeat", type=int, default=1, help="copies of each authored / --data input row")
     p.add_argument(
         "--average-from", type=int, default=None, metavar="STEP",
@@ -98,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         "keep_out": list(args.keep_out),
         "average_from": args.average_from,
         "average_every": args.average_every,
+        "system_prompt_pairs": args.system_prompt_pairs,
     }
 
     def log(line: str) -> None:

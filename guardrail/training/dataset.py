@@ -220,6 +220,7 @@ def build(
     limit: int | None = None,
     extra: Iterable[Example] = (),
     exclude_restricted: bool = False,
+    system_prompt_pairs: int = 0,
     log: Callable[[str], None] = print,
 ) -> list[Example]:
     log("loading sources")
@@ -233,6 +234,10 @@ def build(
     from guardrail.training.augment import obfuscated_variants
 
     examples += obfuscated_variants(examples, n=5000 if limit is None else min(limit, 50), seed=seed)
+    if system_prompt_pairs:  # after the others, so that they draw the same rows as runs without it
+        from guardrail.training.system_prompts import system_prompt_variants
+
+        examples += system_prompt_variants(examples, n=system_prompt_pairs, seed=seed)
     assign_splits(examples, seed=seed)
     for ex in examples:  # train and measure on exactly what the runtime classifier will be shown
         ex.text = scoring_form(ex.text)

@@ -125,6 +125,45 @@ def long_document_metrics(
     }  # fmt: skip
 
 
+def system_prompt_metrics(
+    clf: OnnxClassifier, examples: Sequence[Example], heads: dict[str, dict[str, object]], n: int = 600
+) -> dict[str, object]:
+    """The same dev prompts scored alone and behind a held-out system prompt (``input.system_context: true``):
+    a system prompt should change neither what is harmful nor what is an attack (see system_prompts.py)."""
+    import random
+
+    from guardrail.training.system_prompts import FOLDER, read_prompts
+
+    if not (FOLDER / "heldout.jsonl").is_file():
+        return {}
+    prompts = read_prompts("heldout")
+    rng = random.Random(6)
+    dev = [e for e in examples if e.split == "dev" and e.stage == "input" and e.prompt is None]
+    sets = {
+        "ordinary prompts": ("jailbreak", "fpr", [e for e in dev if is_ordinary(e)]),
+        "harmful prompts": ("unsafe", "recall", [e for e in dev if e.labels.get("unsafe") == 1.0]),
+        "jailbreaks": ("jailbreak", "recall", [e for e in dev if e.labels.get("jailbreak") == 1.0]),
+    }
+
+    def rate(texts: list[str], context: list[str] | None, head: str) -> float:
+        t = heads.get(head, {}).get("thresholds", {})
+        thr = float(t.get("input", 0.5)) if isinstance(t, dict) else 0.5
+        probs = clf.predict(texts, prompts=context)
+        return sum(p[head] >= thr for p in probs) / len(texts)
+
+    out: dict[str, object] = {}
+    for title, (head, what, rows) in sets.items():
+        if not rows:
+            continue
+        texts = [e.text for e in rng.sample(rows, min(n, len(rows)))]
+        context = [rng.choice(prompts) for _ in texts]
+        out[f"system prompt/{title} (dev, held-out system prompts)"] = {
+            "n": len(texts), f"{head}_{what} (alone)": rate(texts, None, head),
+            f"{head}_{what}": rate(texts, context, head),
+        }  # fmt: skip
+    return out
+
+
 def language_metrics(
     examples: Sequence[Example],
     logits: np.ndarray,
@@ -282,6 +321,7 @@ def set_metrics(
             "recall": float((probs["jailbreak"][jb] > t1).mean()) if jb else float("nan"),
         }  # fmt: skip
     out.update(long_document_metrics(clf, examples, heads))
+    out.update(system_prompt_metrics(clf, examples, heads))
     # response-class accuracy on dev (argmax of the softmax group)
     soft = [lab for lab in clf.info.labels if lab.kind == "softmax"]
     rows = [i for i, e in enumerate(examples) if e.split in ("dev", "holdout") and e.response_class is not None]

@@ -50,6 +50,7 @@ class TrainConfig:
     checkpoint_every: int = 100  # steps between resumable checkpoints (an interrupted run resumes there)
     steps: int | None = None  # total optimiser steps, overriding epochs: size a run to a time budget
     output_repeat: int = 1  # copies of each output-stage training row (~11k output rows against ~80k input)
+    system_prompt_pairs: int = 0  # input rows also shown behind a system prompt (system_prompts.py)
     authored_repeat: int = 1  # copies of each authored / --data input row (the concepts public data lacks)
     keep_out: list[Path] = field(default_factory=list)  # other runs' eval_rows.jsonl: kept out of training (dev)
     init_checkpoint: Path | None = None  # start from these weights (a finished run's checkpoint.pt), e.g. to

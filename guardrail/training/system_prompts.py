@@ -1,0 +1,73 @@
+"""System-prompt pairing: input rows seen behind an application's system prompt, labels unchanged.
+
+Why: with ``input.system_context: true`` the classifier reads the system prompt as context for the user's
+text, to catch requests that only break the application's own rules. Until v18 every training row that had
+a system prompt was an injection or its clean twin, so "a system prompt is present" itself became evidence:
+v10 read behind a system prompt (dev rows, v10's own thresholds) flagged 8.8% of ordinary prompts as jailbreaks
+(1.1% without) and caught 0.49 of harmful prompts as unsafe (0.86 without). A system prompt does not change
+whether a request is harmful, or whether "ignore your instructions" is an attack, so the same rows are shown
+with and without one.
+
+Which prompts: benign rows get only general-purpose prompts (``authored/system_prompts/pool.jsonl``: personas,
+tone, format, language, no narrow topic rules), because an off-topic request against a narrowly scoped prompt
+("you only discuss broadband") is itself labelled a rule break in the authored injection rows. Harmful and
+jailbreak rows also get the narrow prompts of those rows. ``heldout.jsonl`` is written for other products and is
+only ever measured on (``measure.py``), never trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from guardrail.training.examples import Example
+
+FOLDER = Path(__file__).resolve().parent / "authored" / "system_prompts"
+
+
+def read_prompts(name: str = "pool") -> list[str]:
+    """The system prompts of ``authored/system_prompts/<name>.jsonl`` (one ``{"system": ...}`` per line)."""
+    path = FOLDER / f"{name}.jsonl"
+    out: list[str] = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        text = row.get("system") if isinstance(row, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f'{path}:{n}: expected {{"system": "<non-empty text>"}}')
+        out.append(text)
+    return out
+
+
+def _is_positive(ex: Example) -> bool:
+    return ex.labels.get("unsafe") == 1.0 or ex.labels.get("jailbreak") == 1.0
+
+
+def system_prompt_variants(
+    examples: list[Example], *, n: int, seed: int = 0, general: list[str] | None = None
+) -> list[Example]:
+    """``n`` input rows without a prompt, each again behind a system prompt, with the same labels and group."""
+    if n <= 0:
+        return []
+    general = read_prompts("pool") if general is None else general
+    rng = random.Random(seed)
+    narrow = sorted(
+        {ex.prompt for ex in examples if ex.stage == "input" and ex.prompt and ex.source.startswith("authored")}
+    )
+    pool = [
+        ex for ex in examples
+        if ex.stage == "input" and ex.prompt is None and ex.split != "holdout" and 5 <= len(ex.text) <= 1500
+    ]  # fmt: skip
+    out: list[Example] = []
+    for ex in rng.sample(pool, min(n, len(pool))):
+        use_narrow = narrow and _is_positive(ex) and rng.random() < 0.5
+        prompt = rng.choice(narrow if use_narrow else general)
+        out.append(
+            Example(
+                ex.text, dict(ex.labels), ex.source + "+sysprompt", prompt=prompt, group=ex.group, weight=ex.weight,
+                kind=ex.kind, split=ex.split, meta=dict(ex.meta),
+            )
+        )  # fmt: skip
+    return out
