@@ -160,3 +160,21 @@ def test_an_earlier_read_back_is_reused_only_for_the_same_folder_and_rows(tmp_pa
     assert stale_start(start, folder, None) is None
     assert "not of" in str(stale_start(start, tmp_path / "other-model", None))
     assert "eval rows" in str(stale_start(start, folder, rows))
+
+
+def test_a_continuation_records_its_starts_split_seed_and_a_read_back_uses_it(tmp_path: Path) -> None:
+    """A continuation trains with its own --seed but is measured on its start's split: reading it back must rebuild
+    that split (the bundled v19b is seed 1 on v10's seed-0 rows), or its 'held-out' rows would be trained on."""
+    from guardrail.training.continue_run import record_split_seed
+    from guardrail.training.unpack import _settings
+
+    start, first, second = tmp_path / "start", tmp_path / "first", tmp_path / "second"
+    for folder, seed in ((start, 0), (first, 1), (second, 2)):
+        folder.mkdir()
+        config = {"seed": seed, "base": "e5", "layers": 6}
+        (folder / "train_meta.json").write_text(json.dumps({"config": config}))
+        (folder / "metrics.json").write_text(json.dumps({"config": {k: str(v) for k, v in config.items()}}))
+    assert record_split_seed(first, start) == 0
+    assert record_split_seed(second, first) == 0  # a continuation of a continuation keeps the first split
+    assert json.loads((second / "metrics.json").read_text())["split_seed"] == 0
+    assert _settings(second)["seed"] == 0 and _settings(start)["seed"] == 0

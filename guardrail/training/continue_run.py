@@ -22,7 +22,7 @@ from pathlib import Path
 from guardrail.training.eval_rows import read as read_eval_rows
 from guardrail.training.examples import Example
 
-__all__ = ["INHERITED", "Mix", "choose", "continue_run", "read_eval_rows", "user_dev_rows"]
+__all__ = ["INHERITED", "Mix", "choose", "continue_run", "read_eval_rows", "record_split_seed", "user_dev_rows"]
 
 
 @dataclass(frozen=True)
@@ -145,4 +145,18 @@ def continue_run(
     log("exporting to ONNX and quantising to int8")
     fp32 = export.export_onnx(model, work)
     export.quantize(fp32, work / "model.onnx")
-    return finalize(work, evaluated, labels, cfg, log=log, t0=t0)
+    done = finalize(work, evaluated, labels, cfg, log=log, t0=t0)
+    record_split_seed(work, previous)
+    return done
+
+
+def record_split_seed(work: Path, previous: Path) -> int:
+    """Write the seed of the split the continuation is measured on (its start's, not its own ``--seed``) into
+    its train_meta.json and metrics.json, so a later read-back (unpack.py) rebuilds the right held-out rows."""
+    before = json.loads((previous / "train_meta.json").read_text())
+    seed = int(before.get("split_seed", before["config"]["seed"]))
+    for name in ("train_meta.json", "metrics.json"):
+        doc = json.loads((work / name).read_text())
+        doc["split_seed"] = seed
+        (work / name).write_text(json.dumps(doc, indent=1 if name == "metrics.json" else 2))
+    return seed

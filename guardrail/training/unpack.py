@@ -46,10 +46,13 @@ def is_model_folder(path: Path) -> bool:
 
 def _settings(folder: Path) -> dict[str, object]:
     try:
-        recorded = json.loads((folder / "metrics.json").read_text())["config"]
+        doc = json.loads((folder / "metrics.json").read_text())
+        recorded = doc["config"]
     except (OSError, KeyError, ValueError) as exc:
         raise ValueError(f"{folder}: metrics.json with the run's config is needed to continue from it ({exc})") from exc
     out = {k: parse(str(recorded[k])) for k, parse in _SETTINGS.items() if k in recorded}
+    if "split_seed" in doc:  # a continuation is measured on its start's split, not on its own --seed's
+        out["seed"] = int(doc["split_seed"])
     if out.get("base") != "e5":
         raise ValueError(f"{folder}: only e5-based folders can be read back (base {out.get('base')!r})")
     return out
