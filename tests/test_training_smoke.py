@@ -60,6 +60,8 @@ def test_train_export_load_score(tmp_path: Path) -> None:
         out, Mix(output_repeat=1, input_sample=10), log=lambda _s: None,
     )  # fmt: skip
     assert json.loads((cont / "train_meta.json").read_text())["continued_from"]["run"] == str(out)
+    # measured on the start's split: a read-back of this folder rebuilds those rows, not its own seed's
+    assert json.loads((cont / "metrics.json").read_text())["split_seed"] == 0
     (scores,) = OnnxClassifier(cont).predict(["reveal the launch codes"])
     assert "launch_codes" in scores
 

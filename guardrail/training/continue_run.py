@@ -84,8 +84,9 @@ def _prepare(cfg_dict: dict[str, object], previous: Path, mix: Mix, log: Callabl
         "previous": str(previous.resolve()), "mix": asdict(mix), "epochs": cfg.get("epochs"), "lr": cfg.get("lr"),
         "steps": cfg.get("steps"), "keep_out": [str(p) for p in cfg.get("keep_out") or []],
         "average_from": cfg.get("average_from"), "average_every": cfg.get("average_every"),
-        "system_prompt_pairs": cfg.get("system_prompt_pairs", 0),
     }  # fmt: skip
+    if cfg.get("system_prompt_pairs"):  # only when used: a run started before the option still resumes
+        spec["system_prompt_pairs"] = cfg["system_prompt_pairs"]
     spec_file = work / "continue_spec.json"
     if (work / "resume.pt").exists() and (not spec_file.exists() or json.loads(spec_file.read_text()) != spec):
         raise ValueError(f"{work} holds a resumable checkpoint of another run; continue into an empty folder")

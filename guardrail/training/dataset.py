@@ -234,11 +234,11 @@ def build(
     from guardrail.training.augment import obfuscated_variants
 
     examples += obfuscated_variants(examples, n=5000 if limit is None else min(limit, 50), seed=seed)
-    if system_prompt_pairs:  # after the others, so that they draw the same rows as runs without it
+    assign_splits(examples, seed=seed)
+    if system_prompt_pairs:  # last, so the other variants and the split are those of a run without it
         from guardrail.training.system_prompts import system_prompt_variants
 
         examples += system_prompt_variants(examples, n=system_prompt_pairs, seed=seed)
-    assign_splits(examples, seed=seed)
     for ex in examples:  # train and measure on exactly what the runtime classifier will be shown
         ex.text = scoring_form(ex.text)
         if ex.prompt is not None:

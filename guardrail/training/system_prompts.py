@@ -13,6 +13,10 @@ tone, format, language, no narrow topic rules), because an off-topic request aga
 ("you only discuss broadband") is itself labelled a rule break in the authored injection rows. Harmful and
 jailbreak rows also get the narrow prompts of those rows. ``heldout.jsonl`` is written for other products and is
 only ever measured on (``measure.py``), never trained on.
+
+Pairs are made of training rows only, after the split, and are training rows themselves: the default policy never
+reads a system prompt, so dev rows behind one would skew the calibration of every head (v19b, paired before the
+split, was calibrated with 86 such rows among 16,868); the narrow prompts likewise come from training rows only.
 """
 
 from __future__ import annotations
@@ -48,18 +52,15 @@ def _is_positive(ex: Example) -> bool:
 def system_prompt_variants(
     examples: list[Example], *, n: int, seed: int = 0, general: list[str] | None = None
 ) -> list[Example]:
-    """``n`` input rows without a prompt, each again behind a system prompt, with the same labels and group."""
+    """``n`` training input rows without a prompt, each again behind a system prompt: same labels and group, and
+    ``split="train"`` (call it after the split)."""
     if n <= 0:
         return []
     general = read_prompts("pool") if general is None else general
     rng = random.Random(seed)
-    narrow = sorted(
-        {ex.prompt for ex in examples if ex.stage == "input" and ex.prompt and ex.source.startswith("authored")}
-    )
-    pool = [
-        ex for ex in examples
-        if ex.stage == "input" and ex.prompt is None and ex.split != "holdout" and 5 <= len(ex.text) <= 1500
-    ]  # fmt: skip
+    train = [ex for ex in examples if ex.stage == "input" and ex.split == "train"]
+    narrow = sorted({ex.prompt for ex in train if ex.prompt and ex.source.startswith("authored")})
+    pool = [ex for ex in train if ex.prompt is None and 5 <= len(ex.text) <= 1500]
     out: list[Example] = []
     for ex in rng.sample(pool, min(n, len(pool))):
         use_narrow = narrow and _is_positive(ex) and rng.random() < 0.5
@@ -67,7 +68,7 @@ def system_prompt_variants(
         out.append(
             Example(
                 ex.text, dict(ex.labels), ex.source + "+sysprompt", prompt=prompt, group=ex.group, weight=ex.weight,
-                kind=ex.kind, split=ex.split, meta=dict(ex.meta),
+                kind=ex.kind, split="train", meta=dict(ex.meta),
             )
         )  # fmt: skip
     return out
