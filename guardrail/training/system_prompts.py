@@ -3,10 +3,10 @@
 Why: with ``input.system_context: true`` the classifier reads the system prompt as context for the user's
 text, to catch requests that only break the application's own rules. Until v18 every training row that had
 a system prompt was an injection or its clean twin, so "a system prompt is present" itself became evidence:
-v10 read behind a system prompt (dev rows, v10's own thresholds) flagged 8.8% of ordinary prompts as jailbreaks
-(1.1% without) and caught 0.49 of harmful prompts as unsafe (0.86 without). A system prompt does not change
-whether a request is harmful, or whether "ignore your instructions" is an attack, so the same rows are shown
-with and without one.
+v10 read behind one of 40 held-out general-purpose system prompts (600 dev rows of each kind, v10's thresholds)
+flagged 7.8% of ordinary prompts as jailbreaks (1.7% alone) and caught 0.58 of harmful prompts as unsafe (0.875
+alone). A system prompt does not change whether a request is harmful, or whether "ignore your instructions" is an
+attack, so the same rows are shown with and without one.
 
 Which prompts: benign rows get only general-purpose prompts (``authored/system_prompts/pool.jsonl``: personas,
 tone, format, language, no narrow topic rules), because an off-topic request against a narrowly scoped prompt
