@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from guardrail.messages import scoring_form
 from guardrail.training.examples import Example, benign, full_labels
 from guardrail.training.system_prompts import FOLDER, read_prompts, system_prompt_variants
 
@@ -65,7 +66,8 @@ def test_variants_keep_labels_group_and_kind_and_add_a_prompt() -> None:
 def test_benign_rows_only_get_general_prompts() -> None:
     """An off-topic request against a narrow prompt is labelled a rule break elsewhere: never pair it as benign."""
     out = system_prompt_variants(_rows(), n=200, seed=1, general=GENERAL)
-    assert all(v.prompt in GENERAL for v in out if not any(x == 1.0 for x in v.labels.values()))
+    shown = [scoring_form(p) for p in GENERAL]
+    assert all(v.prompt in shown for v in out if not any(x == 1.0 for x in v.labels.values()))
     assert any(v.prompt == NARROW for v in out), "harmful and jailbreak rows also see the authored narrow prompts"
 
 
@@ -155,3 +157,30 @@ def test_a_malformed_prompt_file_names_the_line(tmp_path: Path, monkeypatch: pyt
     with pytest.raises(ValueError, match=r"pool\.jsonl:2"):
         read_prompts("pool")
     assert FOLDER.name == "system_prompts"
+
+
+def test_the_pipeline_pairs_only_final_training_rows_after_keep_out(tmp_path: Path) -> None:
+    """--keep-out moves whole groups to dev after the split; a pair made before that would follow its group into dev
+    and be calibrated on, though the default policy never reads a system prompt."""
+    from guardrail.training.eval_rows import record
+    from guardrail.training.pipeline import build_examples
+    from guardrail.training.train import TrainConfig
+
+    root = tmp_path / "data"
+    root.mkdir()
+    cfg = TrainConfig(data_root=root, out_dir=tmp_path / "run", limit=30, group_by_meaning=False)
+    base = build_examples(cfg, log=lambda _s: None)
+    kept = [e for e in base if e.split == "train" and e.stage == "input" and e.prompt is None][:20]
+    (tmp_path / "prev").mkdir()
+    record(tmp_path / "prev", kept)
+    cfg = TrainConfig(
+        data_root=root, out_dir=tmp_path / "run", limit=30, group_by_meaning=False, system_prompt_pairs=10_000,
+        keep_out=[tmp_path / "prev" / "eval_rows.jsonl"],
+    )  # fmt: skip
+    built = build_examples(cfg, log=lambda _s: None)
+    pairs = [e for e in built if e.source.endswith("+sysprompt")]
+    assert pairs and all(e.split == "train" for e in pairs)
+    kept_groups = {e.group for e in built if e.key in {k.key for k in kept}}
+    assert kept_groups and not [e for e in pairs if e.group in kept_groups]
+    assert len(built) - len(pairs) == len(base)  # pairing adds rows and moves none
+    assert all(e.split == "dev" for e in built if e.key in {k.key for k in kept})

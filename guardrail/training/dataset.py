@@ -220,7 +220,6 @@ def build(
     limit: int | None = None,
     extra: Iterable[Example] = (),
     exclude_restricted: bool = False,
-    system_prompt_pairs: int = 0,
     log: Callable[[str], None] = print,
 ) -> list[Example]:
     log("loading sources")
@@ -235,10 +234,6 @@ def build(
 
     examples += obfuscated_variants(examples, n=5000 if limit is None else min(limit, 50), seed=seed)
     assign_splits(examples, seed=seed)
-    if system_prompt_pairs:  # last, so the other variants and the split are those of a run without it
-        from guardrail.training.system_prompts import system_prompt_variants
-
-        examples += system_prompt_variants(examples, n=system_prompt_pairs, seed=seed)
     for ex in examples:  # train and measure on exactly what the runtime classifier will be shown
         ex.text = scoring_form(ex.text)
         if ex.prompt is not None:

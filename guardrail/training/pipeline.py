@@ -77,10 +77,14 @@ def build_examples(cfg: Any, log: Callable[[str], None] = print) -> list[Example
     embed = _embedder(cfg.threads, Path(cfg.out_dir).parent / ".cache") if cfg.group_by_meaning else None
     examples = dataset.build(
         Path(cfg.data_root), embed, seed=cfg.seed, limit=cfg.limit, extra=extra,
-        exclude_restricted=cfg.exclude_noncommercial, system_prompt_pairs=cfg.system_prompt_pairs, log=log,
+        exclude_restricted=cfg.exclude_noncommercial, log=log,
     )  # fmt: skip
     if cfg.keep_out:
         eval_rows.keep_out(examples, cfg.keep_out, log)
+    if cfg.system_prompt_pairs:  # last: pairs of the final training rows only (see system_prompts.py)
+        from guardrail.training.system_prompts import system_prompt_variants
+
+        examples += system_prompt_variants(examples, n=cfg.system_prompt_pairs, seed=cfg.seed)
     return examples
 
 

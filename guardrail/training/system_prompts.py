@@ -14,9 +14,10 @@ tone, format, language, no narrow topic rules), because an off-topic request aga
 jailbreak rows also get the narrow prompts of those rows. ``heldout.jsonl`` is written for other products and is
 only ever measured on (``measure.py``), never trained on.
 
-Pairs are made of training rows only, after the split, and are training rows themselves: the default policy never
-reads a system prompt, so dev rows behind one would skew the calibration of every head (v19b, paired before the
-split, was calibrated with 86 such rows among 16,868); the narrow prompts likewise come from training rows only.
+Pairs are made of training rows only, once the split is final (after ``--keep-out``, which moves whole groups to
+dev), and are training rows themselves: the default policy never reads a system prompt, so dev rows behind one
+would skew the calibration of every head (v19b, paired before the split, was calibrated with 86 such rows among
+16,868); the narrow prompts likewise come from training rows only.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import json
 import random
 from pathlib import Path
 
+from guardrail.messages import scoring_form
 from guardrail.training.examples import Example
 
 FOLDER = Path(__file__).resolve().parent / "authored" / "system_prompts"
@@ -56,7 +58,8 @@ def system_prompt_variants(
     ``split="train"`` (call it after the split)."""
     if n <= 0:
         return []
-    general = read_prompts("pool") if general is None else general
+    # shown as the classifier is shown them (the rows' own texts and prompts are already in this form)
+    general = [scoring_form(p) for p in (read_prompts("pool") if general is None else general)]
     rng = random.Random(seed)
     train = [ex for ex in examples if ex.stage == "input" and ex.split == "train"]
     narrow = sorted({ex.prompt for ex in train if ex.prompt and ex.source.startswith("authored")})
