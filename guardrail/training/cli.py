@@ -54,7 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--system-prompt-pairs", type=int, default=0, metavar="N",
         help="also show N training input rows again behind a system prompt, labels unchanged (for "
-        "input.system_context: true); with --continue-from, pairs of authored and --data rows all join the mix, "
+        "input.system_context: true); with --continue-from, pairs of authored and --data rows all join the mix (--data "
+        "ones --data-repeat times), "
         "and pairs of public rows are drawn by --input-sample with the other public rows",
     )  # fmt: skip
     p.add_argument("--authored-repeat", type=int, default=1, help="copies of each authored / --data input row")
@@ -110,6 +111,9 @@ def run(args: argparse.Namespace) -> int:
     def log(line: str) -> None:
         print(line, flush=True)
 
+    if args.system_prompt_pairs < 0:
+        print("--system-prompt-pairs must be >= 0", file=sys.stderr)
+        return 2
     if args.continue_from is not None:
         from guardrail.training.continue_run import Mix, continue_run
         from guardrail.training.unpack import is_model_folder, stale_start, unpack

@@ -10,6 +10,7 @@ reuses the previous run's vocabulary cut, so its checkpoint loads unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import shutil
@@ -22,7 +23,16 @@ from pathlib import Path
 from guardrail.training.eval_rows import read as read_eval_rows
 from guardrail.training.examples import Example
 
-__all__ = ["INHERITED", "Mix", "choose", "continue_run", "read_eval_rows", "record_split_seed", "user_dev_rows"]
+__all__ = [
+    "INHERITED",
+    "Mix",
+    "choose",
+    "continuation_pairs",
+    "continue_run",
+    "read_eval_rows",
+    "record_split_seed",
+    "user_dev_rows",
+]
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,20 @@ def choose(built: Sequence[Example], evaluated: Sequence[Example], mix: Mix) -> 
     for e in chosen:
         e.split = "train"
     return chosen
+
+
+def continuation_pairs(built: Sequence[Example], held: Sequence[Example], n: int, seed: int) -> list[Example]:
+    """The system-prompt pairs of a continuation (``--system-prompt-pairs``), made without the rows it is measured
+    on: their own pairs would be dropped by :func:`choose` (same group), but their system prompts would still reach
+    training behind other rows, since the build's split (its own ``--seed``) calls most of them training rows."""
+    if n <= 0:
+        return []
+    from guardrail.training.system_prompts import system_prompt_variants
+
+    held_keys = {e.key for e in held}
+    held_groups = {e.group for e in built if e.key in held_keys}
+    free = [e for e in built if e.key not in held_keys and e.group not in held_groups]
+    return system_prompt_variants(free, n=n, seed=seed)
 
 
 def user_dev_rows(built: Sequence[Example]) -> list[Example]:
@@ -119,7 +143,9 @@ def continue_run(
     torch.set_num_threads(cfg.threads)
     work = Path(cfg.out_dir)
     evaluated = read_eval_rows(previous / "eval_rows.jsonl")
-    built = build_examples(cfg, log)
+    built = build_examples(
+        dataclasses.replace(cfg, system_prompt_pairs=0), log
+    )  # paired below, once held rows are known
     labels = json.loads((previous / "train_meta.json").read_text())["labels"]
     new = sorted(set(train.label_space(built)) - set(labels))
     if new:
@@ -135,6 +161,7 @@ def continue_run(
     if new_dev:
         log(f"held out for measuring and calibration: {len(new_dev)} of your --data rows (their dev split)")
         evaluated = [*evaluated, *new_dev]
+    built += continuation_pairs(built, [*evaluated, *kept_out], cfg.system_prompt_pairs, cfg.seed)
     chosen = choose(built, [*evaluated, *kept_out], mix)
     counts = Counter((e.stage, e.source.split("-")[0] if e.source.startswith("authored") else "public") for e in chosen)
     log(f"continuation from {previous}: {len(chosen)} rows {dict(counts)}")

@@ -3,7 +3,7 @@
 Why: with ``input.system_context: true`` the classifier reads the system prompt as context for the user's
 text, to catch requests that only break the application's own rules. Until v18 every training row that had
 a system prompt was an injection or its clean twin, so "a system prompt is present" itself became evidence:
-v10 read behind one of 40 held-out general-purpose system prompts (600 dev rows of each kind, v10's thresholds)
+v10 read behind one of 40 held-out general-purpose system prompts (600 of v10's own dev rows of each kind)
 flagged 7.8% of ordinary prompts as jailbreaks (1.7% alone) and caught 0.58 of harmful prompts as unsafe (0.875
 alone). A system prompt does not change whether a request is harmful, or whether "ignore your instructions" is an
 attack, so the same rows are shown with and without one.
@@ -60,6 +60,8 @@ def system_prompt_variants(
         return []
     # shown as the classifier is shown them (the rows' own texts and prompts are already in this form)
     general = [scoring_form(p) for p in (read_prompts("pool") if general is None else general)]
+    if not general:
+        raise ValueError(f"no general-purpose system prompts to pair with (expected some in {FOLDER / 'pool.jsonl'})")
     rng = random.Random(seed)
     train = [ex for ex in examples if ex.stage == "input" and ex.split == "train"]
     narrow = sorted({ex.prompt for ex in train if ex.prompt and ex.source.startswith("authored")})
