@@ -74,7 +74,8 @@ def continuation_pairs(built: Sequence[Example], held: Sequence[Example], n: int
     held_keys = {e.key for e in held}
     held_groups = {e.group for e in built if e.key in held_keys}
     free = [e for e in built if e.key not in held_keys and e.group not in held_groups]
-    return system_prompt_variants(free, n=n, seed=seed)
+    held_prompts = frozenset(e.prompt for e in held if e.prompt)
+    return system_prompt_variants(free, n=n, seed=seed, exclude_prompts=held_prompts)
 
 
 def user_dev_rows(built: Sequence[Example]) -> list[Example]:
@@ -161,7 +162,10 @@ def continue_run(
     if new_dev:
         log(f"held out for measuring and calibration: {len(new_dev)} of your --data rows (their dev split)")
         evaluated = [*evaluated, *new_dev]
-    built += continuation_pairs(built, [*evaluated, *kept_out], cfg.system_prompt_pairs, cfg.seed)
+    pairs = continuation_pairs(built, [*evaluated, *kept_out], cfg.system_prompt_pairs, cfg.seed)
+    if pairs:
+        log(f"system-prompt pairs: {len(pairs)} rows shown again behind a system prompt")
+    built += pairs
     chosen = choose(built, [*evaluated, *kept_out], mix)
     counts = Counter((e.stage, e.source.split("-")[0] if e.source.startswith("authored") else "public") for e in chosen)
     log(f"continuation from {previous}: {len(chosen)} rows {dict(counts)}")

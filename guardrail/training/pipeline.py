@@ -84,7 +84,9 @@ def build_examples(cfg: Any, log: Callable[[str], None] = print) -> list[Example
     if cfg.system_prompt_pairs:  # last: pairs of the final training rows only (see system_prompts.py)
         from guardrail.training.system_prompts import system_prompt_variants
 
-        examples += system_prompt_variants(examples, n=cfg.system_prompt_pairs, seed=cfg.seed)
+        pairs = system_prompt_variants(examples, n=cfg.system_prompt_pairs, seed=cfg.seed)
+        log(f"system-prompt pairs: {len(pairs)} training rows shown again behind a system prompt")
+        examples += pairs
     return examples
 
 

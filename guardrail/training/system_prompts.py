@@ -52,7 +52,12 @@ def _is_positive(ex: Example) -> bool:
 
 
 def system_prompt_variants(
-    examples: list[Example], *, n: int, seed: int = 0, general: list[str] | None = None
+    examples: list[Example],
+    *,
+    n: int,
+    seed: int = 0,
+    general: list[str] | None = None,
+    exclude_prompts: frozenset[str] = frozenset(),
 ) -> list[Example]:
     """``n`` training input rows without a prompt, each again behind a system prompt: same labels and group, and
     ``split="train"`` (call it after the split)."""
@@ -64,7 +69,9 @@ def system_prompt_variants(
         raise ValueError(f"no general-purpose system prompts to pair with (expected some in {FOLDER / 'pool.jsonl'})")
     rng = random.Random(seed)
     train = [ex for ex in examples if ex.stage == "input" and ex.split == "train"]
-    narrow = sorted({ex.prompt for ex in train if ex.prompt and ex.source.startswith("authored")})
+    # a narrow prompt is often shared by several rows: one that a dev, held-out or excluded row carries is not used
+    measured = {ex.prompt for ex in examples if ex.prompt and ex.split != "train"} | exclude_prompts
+    narrow = sorted({ex.prompt for ex in train if ex.prompt and ex.source.startswith("authored")} - measured)
     pool = [ex for ex in train if ex.prompt is None and 5 <= len(ex.text) <= 1500]
     out: list[Example] = []
     for ex in rng.sample(pool, min(n, len(pool))):
