@@ -54,9 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--system-prompt-pairs", type=int, default=0, metavar="N",
         help="also show N training input rows again behind a system prompt, labels unchanged (for "
-        "input.system_context: true); with --continue-from, pairs of authored and --data rows all join the mix (--data "
-        "ones --data-repeat times), "
-        "and pairs of public rows are drawn by --input-sample with the other public rows",
+        "input.system_context: true); with --continue-from, pairs of authored and --data rows all join the mix "
+        "(--data ones --data-repeat times), and pairs of public rows are drawn by --input-sample with the others",
     )  # fmt: skip
     p.add_argument("--authored-repeat", type=int, default=1, help="copies of each authored / --data input row")
     p.add_argument(

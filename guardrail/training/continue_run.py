@@ -29,6 +29,7 @@ __all__ = [
     "choose",
     "continuation_pairs",
     "continue_run",
+    "not_held",
     "read_eval_rows",
     "record_split_seed",
     "user_dev_rows",
@@ -46,11 +47,16 @@ class Mix:
     data_repeat: int = 1
 
 
+def not_held(built: Sequence[Example], held: Sequence[Example]) -> list[Example]:
+    """The rows of the build that are neither one of ``held`` nor grouped with one (near-duplicates by meaning)."""
+    keys = {e.key for e in held}
+    groups = {e.group for e in built if e.key in keys}
+    return [e for e in built if e.key not in keys and e.group not in groups]
+
+
 def choose(built: Sequence[Example], evaluated: Sequence[Example], mix: Mix) -> list[Example]:
     """The training rows of a continuation (returned with ``split="train"``)."""
-    held_keys = {e.key for e in evaluated}
-    held_groups = {e.group for e in built if e.key in held_keys}
-    pool = [e for e in built if e.split != "holdout" and e.key not in held_keys and e.group not in held_groups]
+    pool = [e for e in not_held(built, evaluated) if e.split != "holdout"]
     authored = [e for e in pool if e.source.startswith("authored") and e.stage == "input"]
     users = [e for e in pool if e.source.startswith("user-")]  # both stages: your rows, your repeat
     outputs = [e for e in pool if e.stage == "output" and not e.source.startswith("user-")]
@@ -71,11 +77,8 @@ def continuation_pairs(built: Sequence[Example], held: Sequence[Example], n: int
         return []
     from guardrail.training.system_prompts import system_prompt_variants
 
-    held_keys = {e.key for e in held}
-    held_groups = {e.group for e in built if e.key in held_keys}
-    free = [e for e in built if e.key not in held_keys and e.group not in held_groups]
     held_prompts = frozenset(e.prompt for e in held if e.prompt)
-    return system_prompt_variants(free, n=n, seed=seed, exclude_prompts=held_prompts)
+    return system_prompt_variants(not_held(built, held), n=n, seed=seed, exclude_prompts=held_prompts)
 
 
 def user_dev_rows(built: Sequence[Example]) -> list[Example]:
@@ -144,9 +147,8 @@ def continue_run(
     torch.set_num_threads(cfg.threads)
     work = Path(cfg.out_dir)
     evaluated = read_eval_rows(previous / "eval_rows.jsonl")
-    built = build_examples(
-        dataclasses.replace(cfg, system_prompt_pairs=0), log
-    )  # paired below, once held rows are known
+    # paired below (continuation_pairs), once the rows it is measured on are known
+    built = build_examples(dataclasses.replace(cfg, system_prompt_pairs=0), log)
     labels = json.loads((previous / "train_meta.json").read_text())["labels"]
     new = sorted(set(train.label_space(built)) - set(labels))
     if new:

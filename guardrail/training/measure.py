@@ -85,6 +85,12 @@ def score_examples(clf: OnnxClassifier, examples: Sequence[Example]) -> np.ndarr
     return out
 
 
+def shipped_threshold(heads: dict[str, dict[str, object]], head: str, stage: Stage = "input") -> float:
+    """A head's default threshold on ``stage`` as calibrated into ``heads`` (0.5 when it has none)."""
+    t = heads.get(head, {}).get("thresholds", {})
+    return float(t.get(stage, 0.5)) if isinstance(t, dict) else 0.5
+
+
 def long_document_metrics(
     clf: OnnxClassifier, examples: Sequence[Example], heads: dict[str, dict[str, object]], n: int = 40
 ) -> dict[str, object]:
@@ -111,9 +117,7 @@ def long_document_metrics(
 
     def flagged(texts: list[str], head: str) -> float:
         probs = clf.predict(texts)
-        t = heads.get(head, {}).get("thresholds", {})
-        thr = float(t.get("input", 0.5)) if isinstance(t, dict) else 0.5
-        return sum(p[head] >= thr for p in probs) / len(texts)
+        return sum(p[head] >= shipped_threshold(heads, head) for p in probs) / len(texts)
 
     return {
         "long/clean documents (AlpacaEval answers, held out)": {
@@ -146,10 +150,8 @@ def system_prompt_metrics(
     }
 
     def rate(texts: list[str], context: list[str] | None, head: str) -> float:
-        t = heads.get(head, {}).get("thresholds", {})
-        thr = float(t.get("input", 0.5)) if isinstance(t, dict) else 0.5
         probs = clf.predict(texts, prompts=context)
-        return sum(p[head] >= thr for p in probs) / len(texts)
+        return sum(p[head] >= shipped_threshold(heads, head) for p in probs) / len(texts)
 
     out: dict[str, object] = {}
     for title, (head, what, rows) in sets.items():
@@ -182,10 +184,9 @@ def language_metrics(
 
     def prob(lab: str, rows: list[int]) -> np.ndarray:
         c = heads.get(lab, {}).get("calibration", {"a": 1.0, "b": 0.0})
-        t = heads.get(lab, {}).get("thresholds", {})
-        assert isinstance(c, dict) and isinstance(t, dict)
+        assert isinstance(c, dict)
         col = labels.index(lab)
-        return cal.sigmoid(c["a"] * logits[rows, col] + c["b"]) >= float(t.get("input", 0.5))
+        return cal.sigmoid(c["a"] * logits[rows, col] + c["b"]) >= shipped_threshold(heads, lab)
 
     by_lang: dict[str, list[int]] = {}
     for i, e in enumerate(examples):
@@ -273,11 +274,6 @@ def set_metrics(
         assert isinstance(c, dict)
         probs[lab.id] = cal.sigmoid(c["a"] * logits[:, j] + c["b"])
 
-    def thr(lab: str, stage: Stage) -> float:
-        t = heads.get(lab, {}).get("thresholds", {})
-        assert isinstance(t, dict)
-        return float(t.get(stage, 0.5))
-
     out: dict[str, object] = {}
     for title, pred in BENIGN_SETS.items():
         rows = [
@@ -286,8 +282,8 @@ def set_metrics(
             if pred(e) and e.stage == "input" and not any(v == 1 for v in e.labels.values())
         ]
         if rows:
-            flagged = probs["unsafe"][rows] >= thr("unsafe", "input")
-            any_block = flagged | (probs["jailbreak"][rows] >= thr("jailbreak", "input"))
+            flagged = probs["unsafe"][rows] >= shipped_threshold(heads, "unsafe")
+            any_block = flagged | (probs["jailbreak"][rows] >= shipped_threshold(heads, "jailbreak"))
             out[f"benign/{title}"] = {
                 "n": len(rows),
                 "unsafe_fpr": float(flagged.mean()),
@@ -298,7 +294,7 @@ def set_metrics(
         if rows:
             out[f"harmful/{title}"] = {
                 "n": len(rows),
-                "unsafe_recall": float((probs["unsafe"][rows] >= thr("unsafe", "input")).mean()),
+                "unsafe_recall": float((probs["unsafe"][rows] >= shipped_threshold(heads, "unsafe")).mean()),
             }
     for title, pred in JAILBREAK_SETS.items():
         rows = [
@@ -307,7 +303,7 @@ def set_metrics(
         if rows:
             out[f"jailbreak/{title}"] = {
                 "n": len(rows),
-                "jailbreak_recall": float((probs["jailbreak"][rows] >= thr("jailbreak", "input")).mean()),
+                "jailbreak_recall": float((probs["jailbreak"][rows] >= shipped_threshold(heads, "jailbreak")).mean()),
             }
     ordinary = [
         i for i, e in enumerate(examples) if e.split in ("dev", "holdout") and e.stage == "input" and is_ordinary(e)
