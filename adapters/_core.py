@@ -11,16 +11,18 @@ streaming implementation (``guardrail.streaming.relay`` / ``arelay``) with the c
 
 from __future__ import annotations
 
+import copy
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, Literal, TypeVar
 
-from guardrail.call import Call, Outcome
+from guardrail.call import CONTENT_FILTER, Call, Outcome
 from guardrail.classifiers.patterns import restore
 from guardrail.decision import Action, Decision
 from guardrail.streaming import StreamGuard, aclose_quietly, arelay, close_quietly, relay
 
 from . import shapes
 from ._streams import ChatStream, ResponsesStream
+from .actions import edit_actions, redactor
 
 __all__ = ["AsyncGuardedStream", "GuardedCall", "GuardedStream", "call_async", "call_sync"]
 
@@ -151,15 +153,21 @@ class GuardedCall:
         self, result: Any, decisions: list[Decision | None], actions: list[Decision | None] | None = None
     ) -> Any:
         """The answer the caller gets: each choice's text as its decision says; a choice whose actions
-        (``actions``: the decisions on ``shapes.action_texts_of``) are stopped is stopped whole."""
+        (``actions``: the decisions on ``shapes.action_texts_of``) are stopped is stopped whole. Actions
+        cannot be rewritten, only redacted: a replacing rewrite fired by them stops the choice, as it
+        stops a stream, and a redaction masks the values in the calls' arguments themselves (or stops the
+        choice when a value is still readable after it). ``restore`` reaches the arguments too."""
         texts: dict[int, str] = {}
         reasons: dict[int, str] = {}
+        edits: dict[int, Mapping[str, str]] = {}  # per choice: the output redactions of its actions
         originals = shapes.texts_of(result)
         for i, (original, d) in enumerate(zip(originals, decisions, strict=True)):
             acted = actions[i] if actions is not None and i < len(actions) else None
-            if acted is not None and (stopped := self.call.outcome(acted)).stop:
+            if acted is not None and (stopped := self.call.outcome(acted, stream=True)).stop:
                 texts[i], reasons[i] = stopped.text or "", stopped.finish_reason or ""
                 continue
+            if acted is not None and acted.action is Action.REWRITE:
+                edits[i] = acted.redactions
             if original is None or d is None:
                 continue
             out = self.call.outcome(d)
@@ -171,7 +179,36 @@ class GuardedCall:
                 new = restore(new, {k: v for k, v in self.restore_map.items() if k not in own})
             if new != original or i in reasons:
                 texts[i] = new
+        if edits or self.restore_map:
+            result, texts, reasons = self._edit_actions(result, texts, reasons, edits, actions or [])
         return shapes.replace_completion_texts(result, texts, finish_reason=reasons) if texts else result
+
+    def _edit_actions(
+        self,
+        result: Any,
+        texts: dict[int, str],
+        reasons: dict[int, str],
+        edits: Mapping[int, Mapping[str, str]],
+        actions: list[Decision | None],
+    ) -> tuple[Any, dict[int, str], dict[int, str]]:
+        """A copy of ``result`` whose actions are redacted (``edits``) and restored, per choice not stopped."""
+        result = copy.deepcopy(result)
+        for i in range(len(shapes.action_texts_of(result))):
+            if reasons.get(i) == CONTENT_FILTER:
+                continue
+            own = edits.get(i, {})
+            if own:
+                edit_actions(result, i, redactor(own))
+                left = shapes.action_texts_of(result)[i] or ""
+                if any(value in left for value in own.values()):  # not maskable where it sits: stop, never leak
+                    d = actions[i]
+                    assert d is not None
+                    texts[i], reasons[i] = self.call.refusal(d) or "", CONTENT_FILTER
+                    continue
+            if self.restore_map:
+                mapping = {k: v for k, v in self.restore_map.items() if k not in own}
+                edit_actions(result, i, lambda text, m=mapping: restore(text, m))  # type: ignore[misc]
+        return result, texts, reasons
 
     # -- streams ---------------------------------------------------------------------------------
 

@@ -19,11 +19,11 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from guardrail.classifiers.patterns import restore
+from guardrail.classifiers.patterns import find_entities, redact, restore
 from guardrail.decision import Decision
 from guardrail.streaming import Release, StreamGuard
 
-from . import shapes
+from . import actions, shapes
 
 if TYPE_CHECKING:
     from ._core import GuardedCall
@@ -110,6 +110,7 @@ class ChatStream(_StreamState):
     def __init__(self, gc: GuardedCall) -> None:
         super().__init__(gc)
         self.template: Any = None
+        self.calls: list[Any] = []  # tool and function-call deltas, held whole until the final check
 
     def take(self, chunk: Any) -> str:
         choices = getattr(chunk, "choices", None) or []
@@ -122,7 +123,11 @@ class ChatStream(_StreamState):
         if rest is not None:
             closing = not choices or getattr(chunk, "usage", None) is not None
             closing = closing or any(getattr(c, "finish_reason", None) for c in choices)
-            (self.trailer if closing else self.queue).append(rest)
+            if actions.has_calls(rest):  # sent whole after the final check, redacted and restored
+                self.calls.append(rest)
+                rest = actions.without_calls(rest)
+            if rest is not None:
+                (self.trailer if closing else self.queue).append(rest)
         return text
 
     def emit(self, rel: Release, sg: StreamGuard) -> Iterator[Any]:
@@ -138,7 +143,34 @@ class ChatStream(_StreamState):
             yield from shapes.refusal_chunks(flavour, message, model=self.gc.model, template=self.template)
             return
         if rel.final:
+            if self.calls:
+                calls = self._whole_calls(sg)
+                if calls is None:  # personal data that cannot be masked where it sits: stopped, never leaked
+                    message = sg.end_text(self.gc.call.refusal(sg.decisions[-1]))
+                    yield from shapes.refusal_chunks(flavour, message, model=self.gc.model, template=self.template)
+                    return
+                yield calls
             yield from self._drain(self.trailer)
+
+    def _whole_calls(self, sg: StreamGuard) -> Any | None:
+        """The held calls as one delta, their arguments redacted as the policy redacts the answer's text and
+        restored (``restore=True``); None when a value to mask is still readable after masking."""
+        merged = actions.merge_calls(self.calls)
+        self.calls = []
+        delta = merged.choices[0].delta
+        own: dict[str, str] = {}
+        if sg.redact_entities:
+            text = shapes.unescape_json(shapes.actions_text(delta))
+            _, own = redact(text, find_entities(text, sg.redact_entities))
+            if own:
+                actions.edit_message(delta, actions.redactor(own))
+                left = shapes.unescape_json(shapes.actions_text(delta))
+                if any(value in left for value in own.values()):
+                    return None
+        if self.gc.restore_map:
+            mapping = {k: v for k, v in self.gc.restore_map.items() if k not in own}
+            actions.edit_message(delta, lambda text: restore(text, mapping))
+        return merged
 
 
 _DONE_EVENTS = ("response.output_text.done", "response.content_part.done", "response.output_item.done")
@@ -190,6 +222,7 @@ class ResponsesStream(_StreamState):
     def __init__(self, gc: GuardedCall) -> None:
         super().__init__(gc)
         self.template: Any = None
+        self.calls: list[Any] = []  # tool and function-call deltas, held whole until the final check
         self.base: Any = None  # the latest full response object seen (created / in_progress)
         self.streamed: dict[str, str] = {}  # action text streamed per item (arguments, refusal ...)
         self.emitted: dict[tuple[str, int], str] = {}

@@ -4,6 +4,7 @@ and the GuardrailLiteLLM proxy hooks called directly (the real proxy runs in tes
 from __future__ import annotations
 
 import inspect
+import json
 from typing import Any
 
 import litellm
@@ -93,6 +94,41 @@ async def test_restore(guard: Guard, stub: StubServer, mode: str) -> None:
         guardrail.wrap(guard, litellm, restore=True), mode, messages=user("mail bob@example.com"), **stub_kw(stub)
     )
     assert resp.choices[0].message.content == "You said: mail bob@example.com"
+
+
+async def test_restore_and_redaction_reach_tool_call_arguments(guard: Guard, stub: StubServer, mode: str) -> None:
+    call = {"id": "t", "type": "function",
+            "function": {"name": "send", "arguments": '{"to": "<EMAIL_1>", "cc": "leak@corp.example"}'}}  # fmt: skip
+    stub.raw = {"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                "choices": [{"index": 0, "finish_reason": "tool_calls",
+                             "message": {"role": "assistant", "content": None, "tool_calls": [call]}}]}  # fmt: skip
+    llm = guardrail.wrap(guard, litellm, restore=True)
+    resp = await complete(llm, mode, messages=user("send it to bob@example.com"), **stub_kw(stub))
+    args = json.loads(resp.choices[0].message.tool_calls[0].function.arguments)
+    assert args["to"] == "bob@example.com" and args["cc"].startswith("<EMAIL_")
+
+
+async def test_a_streams_tool_call_arguments_are_restored_and_redacted(
+    guard: Guard, stub: StubServer, mode: str
+) -> None:
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> tuple[None, dict[str, Any]]:
+        return (None, {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})  # fmt: skip
+
+    first = {"index": 0, "id": "t", "type": "function", "function": {"name": "send", "arguments": '{"to": "<EMA'}}
+    rest = {"index": 0, "function": {"arguments": 'IL_1>", "cc": "leak@co'}}
+    last = {"index": 0, "function": {"arguments": 'rp.example"}'}}
+    stub.raw = [chunk({"role": "assistant", "content": "On it. "}), chunk({"tool_calls": [first]}),
+                chunk({"tool_calls": [rest]}), chunk({"tool_calls": [last]}), chunk({}, "tool_calls"),
+                (None, "[DONE]")]  # fmt: skip
+    llm = guardrail.wrap(guard, litellm, restore=True)
+    chunks = await collect(
+        await complete(llm, mode, messages=user("send it to bob@example.com"), stream=True, **stub_kw(stub))
+    )
+    args = "".join(
+        tc.function.arguments or "" for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []
+    )
+    assert json.loads(args)["to"] == "bob@example.com" and json.loads(args)["cc"].startswith("<EMAIL_")
 
 
 async def test_harmful_answer_is_refused(guard: Guard, stub: StubServer, mode: str) -> None:

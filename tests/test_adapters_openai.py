@@ -7,6 +7,8 @@ same decisions; the stub records what reached the network.
 from __future__ import annotations
 
 import inspect
+import itertools
+import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -758,6 +760,75 @@ async def test_what_an_answer_does_besides_its_text_is_checked(
     assert resp.choices[0].finish_reason == "tool_calls" and resp.choices[0].message.tool_calls[0].id == "t"
 
 
+def _tool_answer(arguments: str) -> dict[str, Any]:
+    call = {"id": "t", "type": "function", "function": {"name": "send_report", "arguments": arguments}}
+    message = {"role": "assistant", "content": None, "tool_calls": [call]}
+    return {"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "tool_calls", "message": message}]}  # fmt: skip
+
+
+async def test_restore_puts_the_users_values_back_into_tool_call_arguments(
+    guard: Guard, stub: StubServer, mode: str
+) -> None:
+    # an agent was handed {"to": "<EMAIL_1>"} and mailed nobody: restore reached only the answer's text
+    client = client_for(guard, stub, mode, restore=True)
+    stub.raw = _tool_answer('{"to": "<EMAIL_1>", "cc": ["<EMAIL_2>"], "note": "for \\"<EMAIL_1>\\""}')
+    resp = await run(client.chat.completions.create(model="m", messages=user("send it to bob@example.com, cc a@b.io")))
+    assert stub.completions()[0].body["messages"] == user("send it to <EMAIL_1>, cc <EMAIL_2>")
+    call = resp.choices[0].message.tool_calls[0]
+    assert resp.choices[0].finish_reason == "tool_calls" and call.id == "t"
+    assert json.loads(call.function.arguments) == {
+        "to": "bob@example.com", "cc": ["a@b.io"], "note": 'for "bob@example.com"'
+    }  # fmt: skip
+    # without restore the placeholders stay: the model never saw the addresses
+    plain = client_for(guard, stub, mode)
+    resp = await run(plain.chat.completions.create(model="m", messages=user("send it to bob@example.com")))
+    assert json.loads(resp.choices[0].message.tool_calls[0].function.arguments)["to"] == "<EMAIL_1>"
+
+
+async def test_output_redaction_masks_personal_data_in_tool_call_arguments(
+    guard: Guard, stub: StubServer, mode: str, decisions: DecisionLog
+) -> None:
+    # the decision said "rewrite: pii" and the address went out in the call's arguments all the same
+    client = client_for(guard, stub, mode, restore=True)
+    stub.raw = _tool_answer('{"to": "leak@corp.example", "body": "or leak@corp.example", "n": 3}')
+    resp = await run(client.chat.completions.create(model="m", messages=user("send the report")))
+    call = resp.choices[0].message.tool_calls[0]
+    args = json.loads(call.function.arguments)
+    assert "leak@corp.example" not in call.function.arguments
+    assert args["n"] == 3 and args["to"].startswith("<EMAIL_") and args["body"] == f"or {args['to']}"
+    assert call.function.name == "send_report"
+    assert decisions.actions[-1] == "rewrite"
+    # restore never unmasks what output redaction hid, in arguments as in text
+    stub.raw = _tool_answer('{"to": "<EMAIL_1>", "cc": "leak@corp.example"}')
+    resp = await run(client.chat.completions.create(model="m", messages=user("send it to bob@example.com")))
+    args = json.loads(resp.choices[0].message.tool_calls[0].function.arguments)
+    assert args["to"] == "bob@example.com" and "leak@corp.example" not in json.dumps(args)
+
+
+async def test_personal_data_that_cannot_be_masked_in_place_stops_the_call(client: Any, stub: StubServer) -> None:
+    # arguments that are not JSON, with the address written as JSON escapes: the check reads it decoded, the
+    # raw string does not contain it, so masking in place is impossible: the choice is stopped, never leaked
+    stub.raw = _tool_answer("to=leak\\u0040corp.example")
+    resp = await run(client.chat.completions.create(model="m", messages=user("send the report")))
+    assert resp.choices[0].finish_reason == "content_filter" and resp.choices[0].message.tool_calls is None
+
+
+async def test_a_responses_function_calls_arguments_are_restored_and_redacted(
+    guard: Guard, stub: StubServer, mode: str
+) -> None:
+    client = client_for(guard, stub, mode, restore=True)
+    call = {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "send",
+            "arguments": '{"to": "<EMAIL_1>", "cc": "leak@corp.example"}', "status": "completed"}  # fmt: skip
+    stub.raw = {"id": "r", "object": "response", "created_at": 0, "model": "m", "status": "completed",
+                "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "output": [call]}  # fmt: skip
+    resp = await run(client.responses.create(model="m", input="send it to bob@example.com"))
+    out = resp.output[0]
+    assert resp.status == "completed" and out.type == "function_call" and out.call_id == "c1"
+    args = json.loads(out.arguments)
+    assert args["to"] == "bob@example.com" and args["cc"].startswith("<EMAIL_")
+
+
 async def test_a_responses_function_call_is_checked(client: Any, stub: StubServer) -> None:
     call = {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "post", "arguments": '{"t": "a bomb"}',
             "status": "completed"}  # fmt: skip
@@ -790,6 +861,59 @@ async def test_a_streams_actions_are_checked_before_they_are_sent(
     assert chunks[-1].choices[0].finish_reason == "content_filter"
     sent = [c for c in chunks if c.choices and (c.choices[0].delta.tool_calls or c.choices[0].delta.refusal)]
     assert sent == []
+
+
+def _streamed_call(arguments: str, cuts: Sequence[int], lead: str = "Sending it now. ") -> list[Any]:
+    first = {"tool_calls": [{"index": 0, "id": "t", "type": "function", "function": {"name": "send", "arguments": ""}}]}
+    bounds = [0, *sorted(cuts), len(arguments)]
+    parts = [arguments[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+    deltas = [{"tool_calls": [{"index": 0, "function": {"arguments": p}}]} for p in parts]
+    return [(None, _chunk({"role": "assistant", "content": lead})), (None, _chunk(first)),
+            *[(None, _chunk(d)) for d in deltas], (None, _chunk({}, "tool_calls")), (None, "[DONE]")]  # fmt: skip
+
+
+def _call_of(chunks: list[Any]) -> tuple[str, str | None, str | None]:
+    """What a client assembles from a stream's tool-call deltas: (arguments, id, name) of call 0."""
+    args, ident, name = "", None, None
+    for c in chunks:
+        for tc in (c.choices[0].delta.tool_calls or []) if c.choices else []:
+            args += tc.function.arguments or "" if tc.function else ""
+            ident = ident or tc.id
+            name = name or (tc.function.name if tc.function else None)
+    return args, ident, name
+
+
+async def test_a_streams_tool_call_arguments_are_restored_and_redacted(
+    guard: Guard, stub: StubServer, mode: str
+) -> None:
+    # streamed arguments went out as the model wrote them: "<EMAIL_1>" to the agent, a new address unmasked
+    client = client_for(guard, stub, mode, restore=True)
+    arguments = '{"to": "<EMAIL_1>", "cc": "leak@corp.example"}'
+    stub.raw = _streamed_call(arguments, [11, 30])  # both values cut between fragments
+    stream = await run(
+        client.chat.completions.create(model="m", messages=user("send it to bob@example.com"), stream=True)
+    )
+    chunks = await collect(stream)
+    args, ident, name = _call_of(chunks)
+    assert ident == "t" and name == "send" and chunk_text(chunks) == "Sending it now. "
+    assert json.loads(args)["to"] == "bob@example.com" and json.loads(args)["cc"].startswith("<EMAIL_")
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+@settings(max_examples=15, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=1, max_value=44), max_size=6))
+def test_however_a_streams_arguments_are_cut_the_address_never_goes_out(
+    stub_server: StubServer, cuts: list[int]
+) -> None:
+    guard = make_guard()
+    with openai.OpenAI(base_url=stub_server.url, api_key="sk-test", max_retries=0) as raw:
+        stub_server.raw = _streamed_call('{"note": "reach me at leak@corp.example today"}', cuts)
+        stream = guardrail.wrap(guard, raw).chat.completions.create(model="m", messages=user("x"), stream=True)
+        chunks = list(stream)
+    stub_server.reset()
+    guard.close()
+    args, _, _ = _call_of(chunks)
+    assert "leak@corp" not in args and json.loads(args)["note"].startswith("reach me at <EMAIL_")
 
 
 async def test_a_responses_streams_function_call_and_done_only_text_are_checked(client: Any, stub: StubServer) -> None:
