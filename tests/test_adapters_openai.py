@@ -814,6 +814,21 @@ async def test_personal_data_that_cannot_be_masked_in_place_stops_the_call(clien
     assert resp.choices[0].finish_reason == "content_filter" and resp.choices[0].message.tool_calls is None
 
 
+async def test_a_replacing_rewrite_fired_by_a_tool_call_ends_the_answer(stub: StubServer, mode: str) -> None:
+    # a call cannot be rewritten: the rule's message ends the answer and the call is dropped (as in a stream)
+    policy = make_policy()
+    policy["output"]["rules"].append({"category": "self_harm", "threshold": 0.5, "action": "rewrite",
+                                      "message": REPLACED})  # fmt: skip
+    guard = Guard(policy, classifiers=FakeClassifier(rules=FAKE_RULES))
+    client = client_for(guard, stub, mode)
+    stub.raw = _tool_answer('{"text": "I want to hurt myself"}')
+    resp = await run(client.chat.completions.create(model="m", messages=user("post my status")))
+    choice = resp.choices[0]
+    assert choice.finish_reason == "content_filter" and choice.message.content == REPLACED
+    assert choice.message.tool_calls is None
+    guard.close()
+
+
 async def test_a_responses_function_calls_arguments_are_restored_and_redacted(
     guard: Guard, stub: StubServer, mode: str
 ) -> None:
