@@ -207,7 +207,7 @@ class GuardedCall:
                     continue
             if self.restore_map:
                 mapping = {k: v for k, v in self.restore_map.items() if k not in own}
-                edit_actions(result, i, lambda text, m=mapping: restore(text, m))  # type: ignore[misc]
+                edit_actions(result, i, lambda text, m=mapping: restore(text, m), signed=False)  # type: ignore[misc]
         return result, texts, reasons
 
     # -- streams ---------------------------------------------------------------------------------

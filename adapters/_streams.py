@@ -169,7 +169,7 @@ class ChatStream(_StreamState):
                     return None
         if self.gc.restore_map:
             mapping = {k: v for k, v in self.gc.restore_map.items() if k not in own}
-            actions.edit_message(delta, lambda text: restore(text, mapping))
+            actions.edit_message(delta, lambda text: restore(text, mapping), signed=False)
         return merged
 
 
@@ -222,7 +222,6 @@ class ResponsesStream(_StreamState):
     def __init__(self, gc: GuardedCall) -> None:
         super().__init__(gc)
         self.template: Any = None
-        self.calls: list[Any] = []  # tool and function-call deltas, held whole until the final check
         self.base: Any = None  # the latest full response object seen (created / in_progress)
         self.streamed: dict[str, str] = {}  # action text streamed per item (arguments, refusal ...)
         self.emitted: dict[tuple[str, int], str] = {}

@@ -6,19 +6,22 @@ redaction fired by a tool call's arguments masks the value in the arguments them
 said "rewrite" and the e-mail address went out in the call), and ``restore=True`` puts the user's own values
 back into the arguments the application executes (before, an agent was handed ``"to": "<EMAIL_1>"``).
 
-A string that holds a JSON object or array (how chat and Responses tool calls carry their arguments) is edited
-value by value and written back as JSON, so a restored value with a quote or a line break stays valid JSON.
-Keys, ids and the other plumbing are never touched.
+Arguments that are a JSON document (how chat and Responses tool calls carry them) are edited string value by
+string value, each re-encoded where it sits: a restored value with a quote or a line break keeps the document
+valid, and every other byte (keys, numbers, spacing) stays as the model wrote it. Ids, names and the other
+plumbing are never touched; nor, when restoring, is reasoning that carries a signature (a provider refuses
+signed thinking that comes back changed).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .shapes import _ITEM_PLUMBING, _get, _is_message, _put
+from .shapes import _ACTIONS, _ITEM_PLUMBING, _get, _is_message, _put
 
 __all__ = ["edit_actions", "edit_message", "has_calls", "merge_calls", "redactor", "without_calls"]
 
@@ -27,6 +30,9 @@ Edit = Callable[[str], str]
 # chat message fields that are text the model wrote besides its content
 _CHAT_TEXTS = ("refusal", "reasoning_content")
 _CALL_FIELDS = ("arguments", "input")  # a function's arguments, a custom tool's input
+_CALLS = ("tool_calls", "function_call")
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_KEY_END = re.compile(r"\s*:")
 
 
 def redactor(redactions: Mapping[str, str]) -> Edit:
@@ -42,14 +48,14 @@ def redactor(redactions: Mapping[str, str]) -> Edit:
     return edit
 
 
-def edit_actions(result: Any, index: int, edit: Edit) -> None:
+def edit_actions(result: Any, index: int, edit: Edit, *, signed: bool = True) -> None:
     """Apply ``edit`` in place to every string the actions of choice ``index`` carry (a Responses or Messages
-    answer has one "choice", its whole output)."""
+    answer has one "choice", its whole output); ``signed=False`` leaves signed reasoning as it is."""
     choices = _get(result, "choices")
     if isinstance(choices, list):
         message = _get(choices[index], "message")
         if message is not None:
-            _edit_chat_message(message, edit)
+            _edit_chat_message(message, edit, signed)
         return
     output = _get(result, "output")
     if isinstance(output, list):
@@ -61,7 +67,7 @@ def edit_actions(result: Any, index: int, edit: Edit) -> None:
             kind = _get(part, "type")
             if kind in ("tool_use", "server_tool_use", "mcp_tool_use"):
                 _edit_field(part, "input", edit)
-            elif kind in ("thinking", "refusal"):
+            elif kind == "refusal" or (kind == "thinking" and (signed or not _get(part, "signature"))):
                 _edit_field(part, kind, edit)
 
 
@@ -80,10 +86,11 @@ def without_calls(chunk: Any) -> Any | None:
     keep = bool(_get(out, "usage"))
     for c in _get(out, "choices") or []:
         delta = _get(c, "delta")
-        for name in ("tool_calls", "function_call"):
+        for name in _CALLS:
             if delta is not None and _get(delta, name) is not None:
                 _put(delta, name, None)
-        keep = keep or bool(_get(c, "finish_reason"))
+        keep = keep or bool(_get(c, "finish_reason")) or bool(_get(delta, "role"))
+        keep = keep or any(_get(delta, name) for name in _ACTIONS)  # a refusal, reasoning ... sent as before
     return out if keep else None
 
 
@@ -93,11 +100,13 @@ def merge_calls(chunks: list[Any]) -> Any:
     fragments by index, so the whole arguments in one delta read the same; and only whole arguments can be
     edited (a value cut between two fragments is neither found nor masked)."""
     out = copy.deepcopy(chunks[0])
+    if _get(out, "usage") is not None:  # usage, role and the rest went out with ``without_calls``
+        _put(out, "usage", None)
     choice = (_get(out, "choices") or [None])[0]
     delta = _get(choice, "delta")
     _put(choice, "finish_reason", None)
-    for name in ("content", "refusal", "role"):
-        if _get(delta, name) is not None:
+    for name in ("content", "role", *_ACTIONS):
+        if name not in _CALLS and _get(delta, name) is not None:
             _put(delta, name, None)
     calls: dict[int, Any] = {}
     function: Any = None
@@ -122,28 +131,31 @@ def merge_calls(chunks: list[Any]) -> Any:
 
 
 def _join(whole: Any, part: Any) -> None:
-    fn, more = _get(whole, "function"), _get(part, "function")
-    if more is None:
-        return
-    if fn is None:
-        _put(whole, "function", copy.deepcopy(more))
-    else:
-        _join_fields(fn, more)
+    for kind in ("function", "custom"):  # a function call's arguments, a custom tool call's input
+        fn, more = _get(whole, kind), _get(part, kind)
+        if more is None:
+            continue
+        if fn is None:
+            _put(whole, kind, copy.deepcopy(more))
+        else:
+            _join_fields(fn, more)
 
 
 def _join_fields(fn: Any, more: Any) -> Any:
     if _get(fn, "name") is None and _get(more, "name") is not None:
         _put(fn, "name", _get(more, "name"))
-    _put(fn, "arguments", (_get(fn, "arguments") or "") + (_get(more, "arguments") or ""))
+    for name in _CALL_FIELDS:
+        if _get(fn, name) is not None or _get(more, name) is not None:
+            _put(fn, name, (_get(fn, name) or "") + (_get(more, name) or ""))
     return fn
 
 
-def edit_message(message: Any, edit: Edit) -> None:
+def edit_message(message: Any, edit: Edit, *, signed: bool = True) -> None:
     """Apply ``edit`` in place to what a chat message, or a merged stream delta, does besides its text."""
-    _edit_chat_message(message, edit)
+    _edit_chat_message(message, edit, signed)
 
 
-def _edit_chat_message(message: Any, edit: Edit) -> None:
+def _edit_chat_message(message: Any, edit: Edit, signed: bool) -> None:
     for call in _get(message, "tool_calls") or []:
         fn = _get(call, "function") or _get(call, "custom")
         if fn is not None:
@@ -156,7 +168,8 @@ def _edit_chat_message(message: Any, edit: Edit) -> None:
     if (audio := _get(message, "audio")) is not None:
         _edit_field(audio, "transcript", edit)
     for block in _get(message, "thinking_blocks") or []:
-        _edit_field(block, "thinking", edit)
+        if signed or not _get(block, "signature"):
+            _edit_field(block, "thinking", edit)
 
 
 def _edit_responses_item(item: Any, edit: Edit) -> None:
@@ -187,15 +200,9 @@ def _edit_field(obj: Any, name: str, edit: Edit) -> None:
 def _edited(value: Any, edit: Edit) -> Any:
     """``value`` with ``edit`` applied to each string in it; the same object when nothing changed."""
     if isinstance(value, str):
-        if value.lstrip()[:1] in ("{", "["):
-            try:
-                parsed = json.loads(value)
-            except ValueError:
-                parsed = None
-            if isinstance(parsed, (dict, list)):
-                new = _edited(parsed, edit)
-                return value if new is parsed else json.dumps(new, ensure_ascii=False)
-        changed = edit(value)
+        changed = _edited_json(value, edit) if value.lstrip()[:1] in ("{", "[") else None
+        if changed is None:
+            changed = edit(value)
         return value if changed == value else changed
     if isinstance(value, dict):
         out = {k: _edited(v, edit) for k, v in value.items()}
@@ -209,3 +216,23 @@ def _edited(value: Any, edit: Edit) -> Any:
             if name not in _ITEM_PLUMBING:
                 _edit_field(value, name, edit)
     return value
+
+
+def _edited_json(text: str, edit: Edit) -> str | None:
+    """``text``, a JSON document, with ``edit`` applied to each string value where it sits (keys and every
+    other byte kept); None when ``text`` is not JSON."""
+    try:
+        json.loads(text)
+    except ValueError:
+        return None
+    pieces: list[str] = []
+    last = 0
+    for m in _JSON_STRING.finditer(text):
+        if _KEY_END.match(text, m.end()):  # a key
+            continue
+        value = json.loads(m.group())
+        new = _edited(value, edit)  # a string value may itself hold JSON
+        if new != value:
+            pieces += [text[last : m.start()], json.dumps(new, ensure_ascii=False)]
+            last = m.end()
+    return "".join([*pieces, text[last:]]) if pieces else text

@@ -91,3 +91,67 @@ def test_messages_tool_use_input_and_thinking_are_edited() -> None:
     actions.edit_actions(answer, 0, lambda text: restore(text, MAPPING))
     assert answer["content"][0]["thinking"] == "write to bob@example.com"
     assert answer["content"][1]["input"] == {"to": "bob@example.com", "n": 2} and answer["content"][1]["id"] == "tu"
+
+
+def test_only_the_edited_string_changes_numbers_and_spacing_stay_as_written() -> None:
+    # re-encoding the whole document turned 0.1000000000000000055511151231257827 into 0.1 and 1e400 into
+    # Infinity (not JSON)
+    raw = '{"to":"<EMAIL_1>",  "amount":0.1000000000000000055511151231257827,"big":1e400,"k":{"<EMAIL_1>":"x"}}'
+    result = {"choices": [{"message": {"tool_calls": [{"function": {"name": "pay", "arguments": raw}}]}}]}
+    actions.edit_actions(result, 0, lambda text: restore(text, MAPPING))
+    out = result["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
+    assert out == raw.replace('"to":"<EMAIL_1>"', '"to":"bob@example.com"')  # keys are never edited
+
+
+def test_signed_thinking_is_not_restored_but_is_redacted() -> None:
+    # a provider refuses signed thinking that comes back changed; masking personal data still wins over that
+    def answer() -> dict[str, Any]:
+        blocks = [{"type": "thinking", "thinking": "mail <EMAIL_1> at bob@example.com", "signature": "sig"}]
+        return {"choices": [{"message": {"content": "ok", "thinking_blocks": blocks}}]}
+
+    restored = answer()
+    actions.edit_actions(restored, 0, lambda text: restore(text, MAPPING), signed=False)
+    assert restored == answer()
+    masked = answer()
+    actions.edit_actions(masked, 0, actions.redactor({"<EMAIL_2>": "bob@example.com"}))
+    assert masked["choices"][0]["message"]["thinking_blocks"][0]["thinking"] == "mail <EMAIL_1> at <EMAIL_2>"
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None, usage: dict[str, int] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": "c", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    if usage:
+        out["usage"] = usage
+    return out
+
+
+def test_holding_calls_keeps_the_role_the_finish_and_the_usage_once() -> None:
+    first = _chunk({"role": "assistant", "content": None, "tool_calls": [{"index": 0, "id": "t", "type": "function",
+                   "function": {"name": "f", "arguments": '{"a": '}}]})  # fmt: skip
+    last = _chunk({"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]}, "tool_calls", {"total_tokens": 9})
+    kept = [actions.without_calls(c) for c in (first, last)]
+    assert kept[0] is not None and kept[0]["choices"][0]["delta"]["role"] == "assistant"  # a tools-only answer
+    assert kept[1] is not None and kept[1]["choices"][0]["finish_reason"] == "tool_calls" and kept[1]["usage"]
+    merged = actions.merge_calls([first, last])
+    assert "usage" not in merged or merged["usage"] is None
+    assert merged["choices"][0]["finish_reason"] is None and merged["choices"][0]["delta"].get("role") is None
+    (call,) = merged["choices"][0]["delta"]["tool_calls"]
+    assert call["id"] == "t" and call["function"] == {"name": "f", "arguments": '{"a": 1}'}
+
+
+def test_merging_joins_custom_tool_input_and_parallel_calls_by_index() -> None:
+    chunks = [
+        _chunk({"tool_calls": [{"index": 1, "id": "b", "type": "custom", "custom": {"name": "sh", "input": ""}}]}),
+        _chunk(
+            {"tool_calls": [{"index": 0, "id": "a", "type": "function", "function": {"name": "f", "arguments": "{"}}]}
+        ),
+        _chunk({"tool_calls": [{"index": 1, "custom": {"input": "echo leak@corp"}}]}),
+        _chunk(
+            {"tool_calls": [{"index": 0, "function": {"arguments": "}"}}, {"index": 1, "custom": {"input": ".io"}}]}
+        ),
+    ]
+    calls = actions.merge_calls(chunks)["choices"][0]["delta"]["tool_calls"]
+    assert [c["id"] for c in calls] == ["a", "b"]
+    assert calls[0]["function"]["arguments"] == "{}" and calls[1]["custom"] == {
+        "name": "sh",
+        "input": "echo leak@corp.io",
+    }

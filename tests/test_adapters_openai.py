@@ -913,6 +913,17 @@ async def test_a_streams_tool_call_arguments_are_restored_and_redacted(
     assert ident == "t" and name == "send" and chunk_text(chunks) == "Sending it now. "
     assert json.loads(args)["to"] == "bob@example.com" and json.loads(args)["cc"].startswith("<EMAIL_")
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    # an answer made only of a call: its role, sent with the first call delta, still reaches the client first
+    call = {"index": 0, "id": "t", "type": "function", "function": {"name": "send", "arguments": "{"}}
+    first = {"role": "assistant", "content": None, "tool_calls": [call]}
+    more = {"tool_calls": [{"index": 0, "function": {"arguments": '"to": "<EMAIL_1>"}'}}]}
+    stub.raw = [(None, _chunk(first)), (None, _chunk(more)), (None, _chunk({}, "tool_calls")), (None, "[DONE]")]
+    stream = await run(
+        client.chat.completions.create(model="m", messages=user("send it to bob@example.com"), stream=True)
+    )
+    chunks = await collect(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert json.loads(_call_of(chunks)[0]) == {"to": "bob@example.com"}
 
 
 @settings(max_examples=15, deadline=None)
