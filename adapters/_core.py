@@ -22,7 +22,7 @@ from guardrail.streaming import StreamGuard, aclose_quietly, arelay, close_quiet
 
 from . import shapes
 from ._streams import ChatStream, ResponsesStream
-from .actions import edit_actions, redactor
+from .actions import edit_actions, mask_and_restore
 
 __all__ = ["AsyncGuardedStream", "GuardedCall", "GuardedStream", "call_async", "call_sync"]
 
@@ -180,7 +180,7 @@ class GuardedCall:
             if new != original or i in reasons:
                 texts[i] = new
         if edits or self.restore_map:
-            result, texts, reasons = self._edit_actions(result, texts, reasons, edits, actions or [])
+            result = self._edit_actions(result, texts, reasons, edits, actions or [])
         return shapes.replace_completion_texts(result, texts, finish_reason=reasons) if texts else result
 
     def _edit_actions(
@@ -190,25 +190,20 @@ class GuardedCall:
         reasons: dict[int, str],
         edits: Mapping[int, Mapping[str, str]],
         actions: list[Decision | None],
-    ) -> tuple[Any, dict[int, str], dict[int, str]]:
-        """A copy of ``result`` whose actions are redacted (``edits``) and restored, per choice not stopped."""
+    ) -> Any:
+        """A copy of ``result`` whose actions are redacted (``edits``) and restored, per choice not stopped; a
+        choice whose masked value is still readable is stopped (``texts``, ``reasons`` updated)."""
         result = copy.deepcopy(result)
         for i in range(len(shapes.action_texts_of(result))):
             if reasons.get(i) == CONTENT_FILTER:
                 continue
-            own = edits.get(i, {})
-            if own:
-                edit_actions(result, i, redactor(own))
-                left = shapes.action_texts_of(result)[i] or ""
-                if any(value in left for value in own.values()):  # not maskable where it sits: stop, never leak
-                    d = actions[i]
-                    assert d is not None
-                    texts[i], reasons[i] = self.call.refusal(d) or "", CONTENT_FILTER
-                    continue
-            if self.restore_map:
-                mapping = {k: v for k, v in self.restore_map.items() if k not in own}
-                edit_actions(result, i, lambda text, m=mapping: restore(text, m), signed=False)  # type: ignore[misc]
-        return result, texts, reasons
+            apply = lambda edit, signed, i=i: edit_actions(result, i, edit, signed=signed)  # noqa: E731
+            read = lambda i=i: shapes.action_texts_of(result)[i] or ""  # noqa: E731
+            if not mask_and_restore(apply, read, edits.get(i, {}), self.restore_map):
+                d = actions[i]
+                assert d is not None  # a masked value came from this choice's action decision
+                texts[i], reasons[i] = self.call.refusal(d), CONTENT_FILTER
+        return result
 
     # -- streams ---------------------------------------------------------------------------------
 

@@ -158,19 +158,16 @@ class ChatStream(_StreamState):
         merged = actions.merge_calls(self.calls)
         self.calls = []
         delta = merged.choices[0].delta
+
+        def read() -> str:
+            return shapes.unescape_json(shapes.actions_text(delta))
+
         own: dict[str, str] = {}
         if sg.redact_entities:
-            text = shapes.unescape_json(shapes.actions_text(delta))
+            text = read()
             _, own = redact(text, find_entities(text, sg.redact_entities))
-            if own:
-                actions.edit_message(delta, actions.redactor(own))
-                left = shapes.unescape_json(shapes.actions_text(delta))
-                if any(value in left for value in own.values()):
-                    return None
-        if self.gc.restore_map:
-            mapping = {k: v for k, v in self.gc.restore_map.items() if k not in own}
-            actions.edit_message(delta, lambda text: restore(text, mapping), signed=False)
-        return merged
+        apply = lambda edit, signed: actions.edit_message(delta, edit, signed=signed)  # noqa: E731
+        return merged if actions.mask_and_restore(apply, read, own, self.gc.restore_map) else None
 
 
 _DONE_EVENTS = ("response.output_text.done", "response.content_part.done", "response.output_item.done")

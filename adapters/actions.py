@@ -21,9 +21,11 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from guardrail.classifiers.patterns import restore
+
 from .shapes import _ACTIONS, _ITEM_PLUMBING, _get, _is_message, _put
 
-__all__ = ["edit_actions", "edit_message", "has_calls", "merge_calls", "redactor", "without_calls"]
+__all__ = ["edit_actions", "edit_message", "has_calls", "mask_and_restore", "merge_calls", "redactor", "without_calls"]
 
 Edit = Callable[[str], str]
 
@@ -46,6 +48,24 @@ def redactor(redactions: Mapping[str, str]) -> Edit:
         return text
 
     return edit
+
+
+def mask_and_restore(
+    apply: Callable[[Edit, bool], None], read: Callable[[], str], own: Mapping[str, str], restore_map: Mapping[str, str]
+) -> bool:
+    """What output redaction and ``restore=True`` do to an answer's actions, for a whole answer and a stream alike:
+    mask each value of ``own`` (``placeholder -> value``, the output redaction) and check with ``read`` (the
+    actions' text as checked) that none is still readable; then put the input's values back (``restore_map``),
+    never those ``own`` just hid, and never into signed reasoning. ``apply(edit, signed)`` edits the actions in
+    place. False when a masked value is still readable: the caller stops the answer rather than leak it."""
+    if own:
+        apply(redactor(own), True)
+        if any(value in read() for value in own.values()):
+            return False
+    mapping = {k: v for k, v in restore_map.items() if k not in own}
+    if mapping:
+        apply(lambda text: restore(text, mapping), False)
+    return True
 
 
 def edit_actions(result: Any, index: int, edit: Edit, *, signed: bool = True) -> None:
@@ -102,7 +122,7 @@ def merge_calls(chunks: list[Any]) -> Any:
     out = copy.deepcopy(chunks[0])
     if _get(out, "usage") is not None:  # usage, role and the rest went out with ``without_calls``
         _put(out, "usage", None)
-    choice = (_get(out, "choices") or [None])[0]
+    choice = _get(out, "choices")[0]  # a chunk with calls (``has_calls``) has a choice
     delta = _get(choice, "delta")
     _put(choice, "finish_reason", None)
     for name in ("content", "role", *_ACTIONS):

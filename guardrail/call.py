@@ -151,7 +151,9 @@ class Call:
 
     def outcome(self, d: Decision, *, stream: bool = False) -> Outcome:
         """``d`` for the caller. In a stream (``stream=True``) a rewrite by a replacing rule (not a
-        redaction) also stops the stream: its message ends it, since released text cannot be edited."""
+        redaction) also stops the stream: its message ends it, since released text cannot be edited. The
+        same holds for an answer's actions (tool calls cannot be rewritten, only redacted), which the
+        adapters read with ``stream=True``."""
         if d.action is Action.BLOCK:
             return Outcome(d, True, self.refusal(d), CONTENT_FILTER)
         if stream and ends_stream(d):
