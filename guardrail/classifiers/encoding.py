@@ -5,8 +5,13 @@ same special tokens, the same prompt/response layout and the same windowing.
 
 Layout: an input-stage text is ``[CLS] text [SEP]``; an output-stage text is
 ``[CLS] prompt-tail [SEP] response [SEP]`` with segment ids 0/1, so one model serves both stages and
-the response is always judged in the context of (the end of) its prompt. Long texts are cut into
-overlapping windows of at most ``max_length`` tokens; a score is the maximum over windows, so a
+the response is always judged in the context of (the end of) its prompt. An input text read with its
+context (a system prompt) has a layout of its own, ``[CLS] context-tail [SEP] [SEP] text [SEP]`` with
+every segment id 0 (``context_layout="marked"``): the text keeps the segment it has when read alone, and
+the doubled separator tells the model the stage. Models trained before that read it as an output row
+(``context_layout="pair"``, the default for a labels.json that does not say): every run that trained
+on system-prompt pairs laid out so lost recall on harmful answers, since nothing told it the stage.
+Long texts are cut into overlapping windows of at most ``max_length`` tokens; a score is the maximum over windows, so a
 harmful sentence buried in a long benign document is still seen.
 """
 
@@ -31,6 +36,12 @@ class EncodingConfig:
     cls_id: int = 101
     sep_id: int = 102
     pad_id: int = 0
+    context_layout: str = "pair"  # how an input text's context is laid out: "pair" (as an output row's
+    # prompt, models before v24) or "marked" (doubled separator, one segment); see the module docstring
+
+    def __post_init__(self) -> None:
+        if self.context_layout not in ("pair", "marked"):
+            raise ValueError(f"context_layout must be 'pair' or 'marked', not {self.context_layout!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +90,19 @@ def encode_windows(
     cfg: EncodingConfig,
     *,
     windows: bool = True,
+    context: bool | Sequence[bool] = False,
 ) -> list[Window]:
-    """Encode ``texts`` (with ``prompts`` for the output stage) into windows.
+    """Encode ``texts`` (with ``prompts`` for the output stage, or as context) into windows.
 
+    ``context``: whether a text's prompt is its context (an input text's system prompt) rather than the
+    prompt an output answers; one flag for all texts or one per text. It changes the layout only for a
+    model whose ``cfg.context_layout`` is "marked".
     With ``windows=False`` (training), a long text keeps its head and tail instead: a request is
     usually at one end of a pasted document, and training sees one row per example.
     """
+    flags = [context] * len(texts) if isinstance(context, bool) else list(context)
+    if len(flags) != len(texts):
+        raise ValueError(f"{len(flags)} context flags for {len(texts)} texts")
     enc_texts = tokenizer.encode_batch(list(texts), add_special_tokens=False)
     enc_prompts = None
     if prompts is not None and any(p is not None for p in prompts):
@@ -93,11 +111,14 @@ def encode_windows(
     for i, enc in enumerate(enc_texts):
         ids = enc.ids
         head: list[int] = [cfg.cls_id]
+        marked = flags[i] and cfg.context_layout == "marked"
         if enc_prompts is not None and prompts is not None and prompts[i] is not None:
             head += [*enc_prompts[i].ids[-cfg.prompt_tokens :], cfg.sep_id]
+            if marked:
+                head.append(cfg.sep_id)
         room = cfg.max_length - len(head) - 1
         seg0 = len(head)
-        seg_text = 1 if seg0 > 1 else 0
+        seg_text = 1 if seg0 > 1 and not marked else 0
         if len(ids) <= room:
             spans = [(0, len(ids))]
         elif not windows:

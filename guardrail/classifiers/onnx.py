@@ -252,7 +252,7 @@ class OnnxClassifier:
         # text always has one, empty when unknown
         if stage == "output" and prompts is None:
             prompts = [""] * len(texts)
-        windows = encode_windows(self._tokenizer, texts, prompts, self.info.encoding)
+        windows = encode_windows(self._tokenizer, texts, prompts, self.info.encoding, context=stage == "input")
         logits = self._run(windows)
         n_out = logits.shape[1] if len(windows) else len(self.info.labels)
         out = np.full((len(texts), n_out), -np.inf, dtype=np.float32)

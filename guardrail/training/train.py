@@ -51,6 +51,7 @@ class TrainConfig:
     steps: int | None = None  # total optimiser steps, overriding epochs: size a run to a time budget
     output_repeat: int = 1  # copies of each output-stage training row (~11k output rows against ~80k input)
     system_prompt_pairs: int = 0  # input rows also shown behind a system prompt (system_prompts.py)
+    context_layout: str = "marked"  # how an input row's context is encoded (encoding.py); "pair" = before v24
     authored_repeat: int = 1  # copies of each authored / --data input row (the concepts public data lacks)
     keep_out: list[Path] = field(default_factory=list)  # other runs' eval_rows.jsonl: kept out of training (dev)
     init_checkpoint: Path | None = None  # start from these weights (a finished run's checkpoint.pt), e.g. to
@@ -80,8 +81,10 @@ def load_tokenizer(work: Path | None = None) -> Any:
 def encoding_config(cfg: TrainConfig) -> EncodingConfig:
     """Special ids of the base: XLM-R's <s>=0, <pad>=1, </s>=2 for e5; BERT's [CLS]/[SEP]/[PAD] for MiniLM."""
     if cfg.base == "e5":
-        return EncodingConfig(max_length=cfg.max_length, cls_id=0, sep_id=2, pad_id=1)
-    return EncodingConfig(max_length=cfg.max_length)
+        return EncodingConfig(
+            max_length=cfg.max_length, cls_id=0, sep_id=2, pad_id=1, context_layout=cfg.context_layout
+        )
+    return EncodingConfig(max_length=cfg.max_length, context_layout=cfg.context_layout)
 
 
 def vocab_keep(work: Path) -> list[int] | None:
@@ -93,10 +96,11 @@ def encode_examples(tok: Any, examples: Sequence[Example], cfg: EncodingConfig) 
     out: list[Window] = []
     for s in range(0, len(examples), 4096):
         chunk = examples[s : s + 4096]
-        # an input row's prompt is its context (a system prompt an injection only breaks), laid out like an
-        # output row's prompt: the tail of it in segment 0, the text in segment 1
+        # an input row's prompt is its context (a system prompt an injection only breaks), laid out as
+        # cfg.context_layout says; an output row's prompt is the one it answers
         prompts = [ex.prompt for ex in chunk]
-        wins = encode_windows(tok, [ex.text for ex in chunk], prompts, cfg, windows=False)
+        context = [ex.stage == "input" for ex in chunk]
+        wins = encode_windows(tok, [ex.text for ex in chunk], prompts, cfg, windows=False, context=context)
         out.extend(Window(w.item + s, w.ids, w.segments) for w in wins)
     return out
 
