@@ -83,6 +83,17 @@ def _spans(
     return [(s, min(n, s + size)) for s in starts]
 
 
+def _focus_start(offsets: Sequence[tuple[int, int]], focus: tuple[int, int], room: int) -> int:
+    """First token of the ``room``-token window centred on the tokens of character span ``focus`` (its start
+    when the span is longer than a window)."""
+    n = len(offsets)
+    first = next((t for t, (_s, e) in enumerate(offsets) if e > focus[0]), n - 1)
+    last = next((t for t, (s, _e) in enumerate(offsets) if s >= focus[1]), n)
+    width = max(last - first, 1)
+    start = first if width >= room else first - (room - width) // 2
+    return max(0, min(start, n - room))
+
+
 def encode_windows(
     tokenizer: Tokenizer,
     texts: Sequence[str],
@@ -91,6 +102,7 @@ def encode_windows(
     *,
     windows: bool = True,
     context: bool | Sequence[bool] = False,
+    focus: Sequence[tuple[int, int] | None] | None = None,
 ) -> list[Window]:
     """Encode ``texts`` (with ``prompts`` for the output stage, or as context) into windows.
 
@@ -98,7 +110,8 @@ def encode_windows(
     prompt an output answers; one flag for all texts or one per text. It changes the layout only for a
     model whose ``cfg.context_layout`` is "marked".
     With ``windows=False`` (training), a long text keeps its head and tail instead: a request is
-    usually at one end of a pasted document, and training sees one row per example.
+    usually at one end of a pasted document, and training sees one row per example. A text with a
+    ``focus`` (a character span: the part that carries its label) keeps the one window around it.
     """
     flags = [context] * len(texts) if isinstance(context, bool) else list(context)
     if len(flags) != len(texts):
@@ -120,6 +133,10 @@ def encode_windows(
         seg0 = len(head)
         seg_text = 1 if seg0 > 1 and not marked else 0
         if len(ids) <= room:
+            spans = [(0, len(ids))]
+        elif not windows and focus is not None and focus[i] is not None:
+            s = _focus_start(enc.offsets, focus[i], room)  # type: ignore[arg-type]
+            ids = ids[s : s + room]
             spans = [(0, len(ids))]
         elif not windows:
             tail = room * 3 // 4

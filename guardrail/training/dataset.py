@@ -238,6 +238,64 @@ def build(
         ex.text = scoring_form(ex.text)
         if ex.prompt is not None:
             ex.prompt = scoring_form(ex.prompt)
+    located = locate_evidence(examples)
+    log(f"evidence located in {located} long rows beside their clean twins (trained on a window around it)")
     counts = Counter((ex.split, ex.stage) for ex in examples)
     log("splits: " + ", ".join(f"{s}/{st}={n}" for (s, st), n in sorted(counts.items(), key=str)))
     return examples
+
+
+EVIDENCE_MIN_CHARS = 400  # shorter texts fit one training window whole (126 tokens is ~500 characters)
+
+
+def _inserted_span(clean: str, dirty: str) -> tuple[int, int, int] | None:
+    """Where ``dirty`` differs from its twin ``clean``: (start, end) in ``dirty`` and the matching point in
+    ``clean``; None when the two differ too widely to name one part."""
+    a = 0
+    limit = min(len(clean), len(dirty))
+    while a < limit and clean[a] == dirty[a]:
+        a += 1
+    z = 0
+    while z < limit - a and clean[-1 - z] == dirty[-1 - z]:
+        z += 1
+    start, end = a, len(dirty) - z
+    if end > start and (end - start) <= 0.6 * len(dirty):
+        return start, end, a
+    import difflib  # the edit is not one insertion (a moved question): take its longest inserted block
+
+    ops = difflib.SequenceMatcher(None, clean, dirty, autojunk=False).get_opcodes()
+    ins = [(j2 - j1, j1, j2, i1) for op, i1, _i2, j1, j2 in ops if op in ("insert", "replace")]
+    shared = sum(i2 - i1 for op, i1, i2, _j1, _j2 in ops if op == "equal")
+    if not ins or shared < 0.8 * len(clean):  # not the same document with a part added
+        return None
+    size, j1, j2, i1 = max(ins)
+    return (j1, j2, i1) if size >= 20 and size <= 0.6 * len(dirty) else None
+
+
+def locate_evidence(examples: list[Example]) -> int:
+    """Set ``focus`` on long input rows that differ from a clean twin of their group by an inserted part.
+
+    Training shows a text longer than one window as its head and tail (``encode_windows(windows=False)``). An
+    injection or request in the middle of a long document was cut out that way: 126 of v16's 220 injected
+    documents trained as "jailbreak" while showing only text identical to their clean twin's (labelled benign).
+    With a focus, both twins are cut to the same window around the inserted part. Returns rows located.
+    """
+    twins: dict[str, Example] = {}
+    for ex in examples:
+        if ex.stage == "input" and ex.prompt is None and not any(v == 1.0 for v in ex.labels.values()):
+            twins.setdefault(ex.group, ex)
+    located = 0
+    for ex in examples:
+        if ex.stage != "input" or len(ex.text) < EVIDENCE_MIN_CHARS or not any(v == 1.0 for v in ex.labels.values()):
+            continue
+        twin = twins.get(ex.group)
+        if twin is None or twin is ex or len(twin.text) < EVIDENCE_MIN_CHARS // 2:
+            continue
+        span = _inserted_span(twin.text, ex.text)
+        if span is None:
+            continue
+        ex.focus = (span[0], span[1])
+        if twin.focus is None:
+            twin.focus = (span[2], span[2])
+        located += 1
+    return located

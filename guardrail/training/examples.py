@@ -36,6 +36,9 @@ class Example:
     kind: str = ""
     split: Split | None = None  # None: decided by the splitter; "holdout": a whole source kept out
     meta: dict[str, str] = field(default_factory=dict)
+    # character span of the part that carries the label, when known (dataset.locate_evidence): a text longer
+    # than one training window is cut to a window around it, not to its head and tail (which can cut it out)
+    focus: tuple[int, int] | None = None
 
     @property
     def key(self) -> str:

@@ -80,7 +80,7 @@ def system_prompt_variants(
         out.append(
             Example(
                 ex.text, dict(ex.labels), ex.source + "+sysprompt", prompt=prompt, group=ex.group, weight=ex.weight,
-                kind=ex.kind, split="train", meta=dict(ex.meta),
+                kind=ex.kind, split="train", meta=dict(ex.meta), focus=ex.focus,
             )
         )  # fmt: skip
     return out

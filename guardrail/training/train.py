@@ -100,7 +100,8 @@ def encode_examples(tok: Any, examples: Sequence[Example], cfg: EncodingConfig) 
         # cfg.context_layout says; an output row's prompt is the one it answers
         prompts = [ex.prompt for ex in chunk]
         context = [ex.stage == "input" for ex in chunk]
-        wins = encode_windows(tok, [ex.text for ex in chunk], prompts, cfg, windows=False, context=context)
+        focus = [ex.focus for ex in chunk]  # a long row with a located part is cut around it (locate_evidence)
+        wins = encode_windows(tok, [ex.text for ex in chunk], prompts, cfg, windows=False, context=context, focus=focus)
         out.extend(Window(w.item + s, w.ids, w.segments) for w in wins)
     return out
 
