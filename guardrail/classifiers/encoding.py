@@ -9,8 +9,8 @@ the response is always judged in the context of (the end of) its prompt. An inpu
 context (a system prompt) has a layout of its own, ``[CLS] context-tail [SEP] [SEP] text [SEP]`` with
 every segment id 0 (``context_layout="marked"``): the text keeps the segment it has when read alone, and
 the doubled separator tells the model the stage. Models trained before that read it as an output row
-(``context_layout="pair"``, the default for a labels.json that does not say): every run that trained
-on system-prompt pairs laid out so lost recall on harmful answers, since nothing told it the stage.
+(``context_layout="pair"``, the default for a labels.json that does not say), so nothing told them
+whether a first segment was a system prompt or the prompt an answer replies to.
 Long texts are cut into overlapping windows of at most ``max_length`` tokens; a score is the maximum over windows, so a
 harmful sentence buried in a long benign document is still seen.
 """
