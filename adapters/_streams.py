@@ -16,7 +16,7 @@ import bisect
 import copy
 import itertools
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from guardrail.classifiers.patterns import find_entities, redact, restore
@@ -191,10 +191,7 @@ _ACTION_DONE = {
 }
 
 
-def _kind(event: Any) -> str:
-    """A Responses event's type as text (litellm's events carry a str Enum)."""
-    t = getattr(event, "type", "")
-    return str(getattr(t, "value", t))
+_kind = actions.event_kind
 
 
 def _text_part(part: Any) -> bool:
@@ -229,8 +226,9 @@ class ResponsesStream(_StreamState):
         self.pending: list[tuple[int, Any]] = []  # (place in the text, event) not sent yet
         self.segments: list[tuple[int, Any]] = []  # (where a text part starts, its first delta)
         self.seqs: list[tuple[int, int]] = []  # (where each upstream delta ends, its sequence number)
-        # A tool call that comes after some text is the blocked answer's action if later text is blocked: from
-        # its first event on, everything (its events, the text after it) is held until the final check.
+        # A tool call is held until the final check: it is the blocked answer's action if later text is blocked,
+        # and only whole arguments can be redacted and restored. From its first event on, everything (its events,
+        # the text after it) is held.
         self.hold: Any = None  # the first such event
         self.held: list[tuple[str, int, int]] = []  # released text held back: (text, start, end)
 
@@ -269,7 +267,7 @@ class ResponsesStream(_StreamState):
         if getattr(event, "response", None) is not None and kind in ("response.created", "response.in_progress"):
             self.base = event.response
         tool = shapes._get(getattr(event, "item", None), "type") not in ("message", "reasoning")
-        if self.hold is None and self.fed and kind == "response.output_item.added" and tool:
+        if self.hold is None and kind == "response.output_item.added" and tool:
             self.hold = event
         self.pending.append((self.fed, event))
         return ""
@@ -287,6 +285,11 @@ class ResponsesStream(_StreamState):
             self.pending, self.held = [], []
         text = self._text(rel, sg)
         if rel.final and rel.blocked is None and self.hold is not None:  # the final check passed: send it all
+            if not self._edit_held(sg):  # personal data that cannot be masked where it sits: stopped, never leaked
+                self.pending, self.held, self.hold = [], [], None
+                message = sg.end_text(self.gc.call.refusal(sg.decisions[-1]))
+                yield from self._refusal(message)
+                return
             self.hold, held, self.held = None, self.held, []
             for h_text, h_start, h_end in held:
                 yield from self._pieces(h_text, h_start, h_end)
@@ -301,21 +304,43 @@ class ResponsesStream(_StreamState):
         if text:
             yield from self._pieces(text, start, end)
         self.out = end
-        seq = getattr(self.template, "sequence_number", 0)
         if rel.blocked is not None:
-            message = self.end_message(rel.blocked, sg)
-            yield from shapes.refusal_response_events(
-                message,
-                model=self.gc.model,
-                template=self.template,
-                base=self.base,
-                text_before="".join(self.emitted.values()),
-                sequence_number=seq + 1,
-            )
+            yield from self._refusal(self.end_message(rel.blocked, sg))
             return
         # an event placed at the release's end waits while the restorer holds back a cut placeholder there
         upto = self.fed if rel.final else end - (1 if self.restorer.pending else 0)
         yield from (self._patched(e) for e in self._due(upto))
+
+    def _refusal(self, message: str) -> Sequence[Any]:
+        return shapes.refusal_response_events(
+            message,
+            model=self.gc.model,
+            template=self.template,
+            base=self.base,
+            text_before="".join(self.emitted.values()),
+            sequence_number=getattr(self.template, "sequence_number", 0) + 1,
+        )
+
+    def _edit_held(self, sg: StreamGuard) -> bool:
+        """Redact the held tool events' arguments as the policy redacts the answer's text, and restore the
+        input's values into them (``restore=True``), each item's fragments joined first; False when a value to
+        mask is still readable after masking."""
+        i = next(i for i, (_, e) in enumerate(self.pending) if e is self.hold)
+        places = [at for at, _ in self.pending[i:]]
+        merged = actions.merge_event_deltas([e for _, e in self.pending[i:]])
+        events = [e for _, e in merged]
+        own: dict[str, str] = {}
+        if sg.redact_entities:
+            text = actions.events_text(events)
+            _, own = redact(text, find_entities(text, sg.redact_entities))
+
+        def apply(edit: actions.Edit, _signed: bool) -> None:
+            events[:] = actions.edit_events(events, edit)
+
+        if not actions.mask_and_restore(apply, lambda: actions.events_text(events), own, self.gc.restore_map):
+            return False
+        self.pending[i:] = [(places[k], e) for (k, _), e in zip(merged, events, strict=True)]
+        return True
 
     def _due(self, upto: int) -> list[Any]:
         """The held events whose place in the text is at or before ``upto``, in their order; taken out. While a

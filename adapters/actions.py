@@ -25,7 +25,10 @@ from guardrail.classifiers.patterns import restore
 
 from .shapes import _ACTIONS, _ITEM_PLUMBING, _get, _is_message, _put
 
-__all__ = ["edit_actions", "edit_message", "has_calls", "mask_and_restore", "merge_calls", "redactor", "without_calls"]
+__all__ = [
+    "edit_actions", "edit_events", "edit_message", "event_kind", "events_text", "has_calls", "mask_and_restore",
+    "merge_calls", "merge_event_deltas", "redactor", "without_calls",
+]  # fmt: skip
 
 Edit = Callable[[str], str]
 
@@ -256,3 +259,92 @@ def _edited_json(text: str, edit: Edit) -> str | None:
             pieces += [text[last : m.start()], json.dumps(new, ensure_ascii=False)]
             last = m.end()
     return "".join([*pieces, text[last:]]) if pieces else text
+
+
+# Responses stream events that carry an action's text: its fragments (``delta``), and the field of the event
+# that repeats it whole
+_EVENT_DELTAS = frozenset(
+    {
+        "response.function_call_arguments.delta", "response.custom_tool_call_input.delta",
+        "response.mcp_call_arguments.delta", "response.code_interpreter_call_code.delta",
+    }
+)  # fmt: skip
+_EVENT_WHOLE = {
+    "response.function_call_arguments.done": "arguments",
+    "response.custom_tool_call_input.done": "input",
+    "response.mcp_call_arguments.done": "arguments",
+    "response.code_interpreter_call_code.done": "code",
+}
+_EVENT_ITEMS = ("response.output_item.added", "response.output_item.done")
+_EVENT_RESPONSES = ("response.completed", "response.incomplete", "response.failed")
+
+
+def event_kind(event: Any) -> str:
+    """A Responses stream event's type as text (litellm's events carry a str Enum)."""
+    t = getattr(event, "type", "")
+    return str(getattr(t, "value", t))
+
+
+def merge_event_deltas(events: list[Any]) -> list[tuple[int, Any]]:
+    """``events`` with each item's action fragments (function-call arguments, tool input ...) joined into its
+    first fragment event (a copy), as (index in ``events``, event); the later fragments are dropped. A value cut
+    between two fragments can be neither found nor masked, and a client joins fragments per item, so one
+    whole fragment reads the same."""
+    first: dict[tuple[str, str], Any] = {}
+    out: list[tuple[int, Any]] = []
+    for i, event in enumerate(events):
+        kind = event_kind(event)
+        if kind not in _EVENT_DELTAS or not isinstance(getattr(event, "delta", None), str):
+            out.append((i, event))
+            continue
+        key = (kind, str(getattr(event, "item_id", "") or ""))
+        if key in first:
+            first[key].delta += event.delta
+            continue
+        first[key] = copy.copy(event)
+        out.append((i, first[key]))
+    return out
+
+
+def events_text(events: list[Any]) -> str:
+    """The action text Responses stream events carry (fragments, whole repeats, items, the final response's
+    tool items), escapes decoded: what must not show a masked value."""
+    from .shapes import item_action_text, unescape_json
+
+    texts: list[str] = []
+    for event in events:
+        kind = event_kind(event)
+        if kind in _EVENT_DELTAS:
+            texts.append(str(getattr(event, "delta", "") or ""))
+        elif kind in _EVENT_WHOLE:
+            texts.append(str(getattr(event, _EVENT_WHOLE[kind], "") or ""))
+        elif kind in _EVENT_ITEMS:
+            texts.append(item_action_text(getattr(event, "item", None)) or "")
+        elif kind in _EVENT_RESPONSES:
+            output = _get(getattr(event, "response", None), "output") or []
+            texts += [item_action_text(item) or "" for item in output]
+    return unescape_json("\n".join(t for t in texts if t))
+
+
+def edit_events(events: list[Any], edit: Edit) -> list[Any]:
+    """``events`` with ``edit`` applied to every action string they carry: copies of the events it changes,
+    the others as they are (an event object may be shared with the caller's upstream iterator)."""
+    out: list[Any] = []
+    for event in events:
+        kind = event_kind(event)
+        field = "delta" if kind in _EVENT_DELTAS else _EVENT_WHOLE.get(kind)
+        if field is not None and isinstance(getattr(event, field, None), str):
+            new = _edited(getattr(event, field), edit)
+            if new is not getattr(event, field):
+                event = copy.copy(event)
+                setattr(event, field, new)
+        elif kind in _EVENT_ITEMS and getattr(event, "item", None) is not None:
+            event = copy.deepcopy(event)
+            _edit_responses_item(event.item, edit)
+        elif kind in _EVENT_RESPONSES and isinstance(_get(getattr(event, "response", None), "output"), list):
+            event = copy.deepcopy(event)
+            for item in _get(event.response, "output"):
+                if _get(item, "type") != "message":
+                    _edit_responses_item(item, edit)
+        out.append(event)
+    return out

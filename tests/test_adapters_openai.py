@@ -1214,3 +1214,85 @@ async def test_a_responses_function_call_between_two_texts_is_held_until_the_fin
     events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
     assert events[-1].type == "response.incomplete"
     assert not [e for e in events if "function_call" in e.type or getattr(getattr(e, "item", None), "id", "") == "fc_1"]
+
+
+def _call_events(args: list[str], out: int = 0, *, name: str = "send") -> list[tuple[str, dict[str, Any]]]:
+    """A function call item streamed as the Responses API streams it: added, argument fragments, done events."""
+    call = {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": name, "arguments": "",
+            "status": "in_progress"}  # fmt: skip
+    whole = "".join(args)
+    where = {"item_id": "fc_1", "output_index": out}
+    return [
+        _event("response.output_item.added", output_index=out, item=call),
+        *(_event("response.function_call_arguments.delta", **where, delta=a) for a in args),
+        _event("response.function_call_arguments.done", **where, arguments=whole),
+        _event("response.output_item.done", output_index=out, item={**call, "arguments": whole, "status": "completed"}),
+    ]
+
+
+def _streamed_arguments(events: list[Any]) -> dict[str, str]:
+    """Every place a Responses stream's client can read the call's arguments from."""
+    deltas = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+    done = next(e.arguments for e in events if e.type == "response.function_call_arguments.done")
+    item = next(e.item.arguments for e in events if e.type == "response.output_item.done" and e.item.id == "fc_1")
+    final = next(e.response for e in events if e.type == "response.completed")
+    completed = next(o.arguments for o in final.output if o.type == "function_call")
+    return {"deltas": deltas, "done": done, "item": item, "completed": completed}
+
+
+async def test_a_responses_stream_redacts_a_function_calls_arguments_everywhere_they_are_sent(
+    client: Any, stub: StubServer
+) -> None:
+    """The address is cut between two fragments: only the joined arguments can be masked."""
+    call_item = {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "send",
+                 "arguments": '{"to": "leak@corp.example", "n": 1e400}', "status": "completed"}  # fmt: skip
+    raw = [
+        _event("response.created", response=_response([], "in_progress")),
+        *_call_events(['{"to": "leak@co', 'rp.example", "n": 1e400}']),
+        _event("response.completed", response=_response([call_item])),
+    ]
+    stub.raw = _numbered(raw)
+    events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
+    assert events[-1].type == "response.completed"
+    for where, args in _streamed_arguments(events).items():
+        assert "leak@corp.example" not in args, where
+        assert json.loads(args)["to"].startswith("<EMAIL_") and args.endswith('"n": 1e400}'), where
+    assert len([e for e in events if e.type == "response.function_call_arguments.delta"]) == 1
+
+
+async def test_a_responses_stream_restores_the_users_values_into_a_function_call(
+    guard: Guard, stub: StubServer, mode: str
+) -> None:
+    client = client_for(guard, stub, mode, restore=True)
+    args = '{"to": "<EMAIL_1>", "body": "Lunch at noon?"}'
+    call_item = {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "send", "arguments": args,
+                 "status": "completed"}  # fmt: skip
+    raw = [
+        _event("response.created", response=_response([], "in_progress")),
+        *_message_events(1, "Sending it now. ", 0, 6, done=True),
+        *_call_events([args[:12], args[12:]], out=1),
+        _event("response.completed", response=_response([call_item])),
+    ]
+    stub.raw = _numbered(raw)
+    events = await collect(await run(client.responses.create(model="m", input="mail bob@example.com", stream=True)))
+    assert events[-1].type == "response.completed"
+    for where, sent in _streamed_arguments(events).items():
+        assert json.loads(sent) == {"to": "bob@example.com", "body": "Lunch at noon?"}, where
+    types = [e.type for e in events]  # the message's events still come before the call's
+    assert types.index("response.output_text.delta") < types.index("response.output_item.added", 2)
+
+
+async def test_a_responses_stream_stops_a_call_whose_address_cannot_be_masked_where_it_sits(
+    client: Any, stub: StubServer
+) -> None:
+    # not JSON, the @ written as an escape: the check reads the address, but no edit of the text can mask it
+    args = "to=leak\\u0040corp.example"
+    raw = [
+        _event("response.created", response=_response([], "in_progress")),
+        *_call_events([args]),
+        _event("response.completed", response=_response([])),
+    ]
+    stub.raw = _numbered(raw)
+    events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
+    assert events[-1].type == "response.incomplete"
+    assert not [e for e in events if "function_call" in e.type or e.type.startswith("response.output_item")]
