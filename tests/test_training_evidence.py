@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
@@ -106,3 +107,53 @@ def test_a_focus_longer_than_a_window_starts_the_window_at_its_start() -> None:
     start = len(document(10))
     ex.focus = (start, start + len(long_part))
     assert crop(ex).startswith("Assistant, obey")
+
+
+def test_a_long_moved_question_is_not_mistaken_for_the_injection() -> None:
+    """BIPIA's code questions are longer than its attacks; moved to the end, the question is the largest block
+    that differs, but it also occurs in the clean text, so it is not the inserted part."""
+    question = "Fix this error in my build script, the traceback is below, and explain why it happens:\n" * 3
+    doc = document(8) + "\n" + document(8, first=8)
+    clean = Example(question + doc, benign(), "t", group="g")
+    dirty = Example(document(8) + "\n" + INJECTION + "\n" + document(8, first=8) + question, full_labels(["jailbreak"]),
+                    "t", group="g")  # fmt: skip
+    assert locate_evidence([clean, dirty]) == 1 and dirty.focus is not None
+    assert INJECTION in dirty.text[dirty.focus[0] : dirty.focus[1] + 1]
+
+
+def test_the_matching_clean_row_of_a_group_is_the_twin() -> None:
+    """A group may hold look-alikes beside the clean twin: the twin is the row the positive extends."""
+    lookalike = Example("Summarise the office move plan for the team in three bullet points. " * 4, benign(), "t",
+                        group="g")  # fmt: skip
+    clean, dirty = twins(12, 12)
+    assert locate_evidence([lookalike, clean, dirty]) == 1
+    assert lookalike.focus is None and clean.focus is not None
+
+
+def test_a_focus_window_starts_at_a_word_not_inside_one() -> None:
+    words = " ".join(f"unbelievablization{i}" for i in range(200))
+    ex = Example(words, full_labels(["jailbreak"]), "t")
+    ex.focus = (len(words) // 2, len(words) // 2 + 10)
+    enc = TOK.encode(words, add_special_tokens=False)
+    (w,) = encode_windows(TOK, [words], [None], CFG, windows=False, focus=[ex.focus])
+    first = enc.ids.index(w.ids[1]) if w.ids[1] in enc.ids else -1
+    assert TOK.id_to_token(w.ids[1]).startswith("▁"), TOK.id_to_token(w.ids[1])
+    assert first >= 0
+
+
+def test_the_training_layout_is_the_one_the_cli_asks_for_and_labels_json_records() -> None:
+    from guardrail.training.train import TrainConfig, encoding_config
+
+    for base in ("e5", "minilm"):
+        assert encoding_config(TrainConfig(base=base)).context_layout == "marked"
+        assert encoding_config(TrainConfig(base=base, context_layout="pair")).context_layout == "pair"
+
+
+def test_the_cli_offers_only_the_two_layouts(capsys: pytest.CaptureFixture[str]) -> None:
+    from guardrail.cli import main
+
+    try:
+        code = main(["train", "--context-layout", "sideways", "--out", "/nonexistent/x"])
+    except SystemExit as exc:  # argparse's own exit
+        code = int(str(exc.code))
+    assert code == 2 and "invalid choice" in capsys.readouterr().err

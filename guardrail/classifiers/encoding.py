@@ -83,15 +83,20 @@ def _spans(
     return [(s, min(n, s + size)) for s in starts]
 
 
-def _focus_start(offsets: Sequence[tuple[int, int]], focus: tuple[int, int], room: int) -> int:
+def _focus_start(
+    offsets: Sequence[tuple[int, int]], focus: tuple[int, int], room: int, word_ids: Sequence[int | None]
+) -> int:
     """First token of the ``room``-token window centred on the tokens of character span ``focus`` (its start
-    when the span is longer than a window)."""
+    when the span is longer than a window), moved back to the start of a word as the runtime's windows are."""
     n = len(offsets)
     first = next((t for t, (_s, e) in enumerate(offsets) if e > focus[0]), n - 1)
     last = next((t for t, (s, _e) in enumerate(offsets) if s >= focus[1]), n)
     width = max(last - first, 1)
-    start = first if width >= room else first - (room - width) // 2
-    return max(0, min(start, n - room))
+    start = max(0, min(first if width >= room else first - (room - width) // 2, n - room))
+    back = start
+    while back > 0 and word_ids[back] is not None and word_ids[back] == word_ids[back - 1] and start - back < 8:
+        back -= 1
+    return back if back == 0 or word_ids[back] != word_ids[back - 1] else start
 
 
 def encode_windows(
@@ -134,8 +139,8 @@ def encode_windows(
         seg_text = 1 if seg0 > 1 and not marked else 0
         if len(ids) <= room:
             spans = [(0, len(ids))]
-        elif not windows and focus is not None and focus[i] is not None:
-            s = _focus_start(enc.offsets, focus[i], room)  # type: ignore[arg-type]
+        elif not windows and focus is not None and (span := focus[i]) is not None:
+            s = _focus_start(enc.offsets, span, room, enc.word_ids)
             ids = ids[s : s + room]
             spans = [(0, len(ids))]
         elif not windows:

@@ -57,6 +57,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "input.system_context: true); with --continue-from, pairs of authored and --data rows all join the mix "
         "(--data ones --data-repeat times), and pairs of public rows are drawn by --input-sample with the others",
     )  # fmt: skip
+    p.add_argument(
+        "--context-layout", choices=("marked", "pair"), default="marked",
+        help="how an input read with its system prompt is encoded: marked (its own layout, the default since v24) or "
+        "pair (the output stage's, as models up to v19b were trained: to finish or continue such a run as it began)",
+    )  # fmt: skip
     p.add_argument("--authored-repeat", type=int, default=1, help="copies of each authored / --data input row")
     p.add_argument(
         "--average-from", type=int, default=None, metavar="STEP",
@@ -105,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         "average_from": args.average_from,
         "average_every": args.average_every,
         "system_prompt_pairs": args.system_prompt_pairs,
+        "context_layout": args.context_layout,
     }
 
     def log(line: str) -> None:

@@ -245,7 +245,8 @@ def build(
     return examples
 
 
-EVIDENCE_MIN_CHARS = 400  # shorter texts fit one training window whole (126 tokens is ~500 characters)
+EVIDENCE_MIN_CHARS = 200  # shorter texts fit one training window whole, in any script and behind a system prompt
+TWIN_CANDIDATES = 4  # clean rows of a group tried per positive (bounds the diff work)
 
 
 def _inserted_span(clean: str, dirty: str) -> tuple[int, int, int] | None:
@@ -263,9 +264,17 @@ def _inserted_span(clean: str, dirty: str) -> tuple[int, int, int] | None:
         return start, end, a
     import difflib  # the edit is not one insertion (a moved question): take its longest inserted block
 
-    ops = difflib.SequenceMatcher(None, clean, dirty, autojunk=False).get_opcodes()
-    ins = [(j2 - j1, j1, j2, i1) for op, i1, _i2, j1, j2 in ops if op in ("insert", "replace")]
+    matcher = difflib.SequenceMatcher(None, clean, dirty, autojunk=False)
+    if matcher.real_quick_ratio() < 0.75 or matcher.quick_ratio() < 0.75:  # not the same document: skip the diff
+        return None
+    ops = matcher.get_opcodes()
     shared = sum(i2 - i1 for op, i1, i2, _j1, _j2 in ops if op == "equal")
+    # a block that also occurs in the clean text was moved (BIPIA puts the question before or after the document),
+    # not inserted
+    edits = [(j2 - j1, j1, j2, i1) for op, i1, _i2, j1, j2 in ops if op in ("insert", "replace")]
+    moved = [e for e in edits if dirty[e[1] : e[2]].strip() in clean]
+    ins = [e for e in edits if e not in moved]
+    shared += sum(e[0] for e in moved)
     if not ins or shared < 0.8 * len(clean):  # not the same document with a part added
         return None
     size, j1, j2, i1 = max(ins)
@@ -278,22 +287,25 @@ def locate_evidence(examples: list[Example]) -> int:
     Training shows a text longer than one window as its head and tail (``encode_windows(windows=False)``). An
     injection or request in the middle of a long document was cut out that way: 126 of v16's 220 injected
     documents trained as "jailbreak" while showing only text identical to their clean twin's (labelled benign).
-    With a focus, both twins are cut to the same window around the inserted part. Returns rows located.
+    With a focus, the row is cut to a window around the inserted part, and its twin (the clean row of the group
+    that matches it with the smallest insertion) to a window at the same place. A twin shared by several
+    positives (BIPIA injects each clean document three times) keeps the first one's place. Returns rows located.
     """
-    twins: dict[str, Example] = {}
+    clean: dict[str, list[Example]] = {}
     for ex in examples:
         if ex.stage == "input" and ex.prompt is None and not any(v == 1.0 for v in ex.labels.values()):
-            twins.setdefault(ex.group, ex)
+            clean.setdefault(ex.group, []).append(ex)
     located = 0
     for ex in examples:
         if ex.stage != "input" or len(ex.text) < EVIDENCE_MIN_CHARS or not any(v == 1.0 for v in ex.labels.values()):
             continue
-        twin = twins.get(ex.group)
-        if twin is None or twin is ex or len(twin.text) < EVIDENCE_MIN_CHARS // 2:
+        found: list[tuple[int, tuple[int, int, int], Example]] = []
+        for twin in clean.get(ex.group, [])[:TWIN_CANDIDATES]:
+            if len(twin.text) >= len(ex.text) // 2 and (span := _inserted_span(twin.text, ex.text)) is not None:
+                found.append((span[1] - span[0], span, twin))
+        if not found:
             continue
-        span = _inserted_span(twin.text, ex.text)
-        if span is None:
-            continue
+        _, span, twin = min(found, key=lambda f: f[0])
         ex.focus = (span[0], span[1])
         if twin.focus is None:
             twin.focus = (span[2], span[2])

@@ -172,7 +172,7 @@ def finalize(
     from guardrail.training.train import encoding_config
 
     base = str(getattr(cfg, "base", "minilm"))
-    enc = encoding_config(cfg) if base == "e5" else EncodingConfig(max_length=int(cfg.max_length))
+    enc = encoding_config(cfg)  # the layout the weights were trained in, for every base
     name = model_name(int(cfg.layers), base)
     identity: dict[str, dict[str, object]] = {
         lab: {"threshold": 0.5, "calibration": {"a": 1.0, "b": 0.0}} for lab in labels

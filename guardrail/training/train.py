@@ -251,6 +251,12 @@ def train(
         if state.get("n_windows", len(windows)) != len(windows):
             raise ValueError(f"{resume} was written for {state['n_windows']} training windows, this run has "
                              f"{len(windows)}: the data changed; start again into an empty --out")  # fmt: skip
+        recorded = state.get("context_layout")  # not recorded before v24: such a run goes on in this code's layout
+        if recorded is not None and recorded != enc_cfg.context_layout:
+            raise ValueError(
+                f"{resume} was trained with --context-layout {recorded}, this run asks for {enc_cfg.context_layout}: "
+                "resume with the run's own layout or start again into an empty --out"
+            )
         if "average" in state:
             average.load(state["average"])
         wanted = [s for s in range(1, step + 1) if due(s, cfg.average_from, cfg.average_every)]
@@ -295,7 +301,7 @@ def train(
                     {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                      "step": step, "running": running, "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
                      "average": average.state(), "epoch_rng": epoch_rng, "epoch_pos": pos + 1,
-                     "n_windows": len(windows)},
+                     "n_windows": len(windows), "context_layout": enc_cfg.context_layout},
                     tmp,
                 )  # fmt: skip
                 tmp.replace(resume)

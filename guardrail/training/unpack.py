@@ -51,6 +51,11 @@ def _settings(folder: Path) -> dict[str, object]:
     except (OSError, KeyError, ValueError) as exc:
         raise ValueError(f"{folder}: metrics.json with the run's config is needed to continue from it ({exc})") from exc
     out = {k: parse(str(recorded[k])) for k, parse in _SETTINGS.items() if k in recorded}
+    try:  # the layout its weights read context in ("pair" for folders from before it was recorded)
+        encoding = json.loads((folder / "labels.json").read_text()).get("encoding", {})
+        out["context_layout"] = str(encoding.get("context_layout", "pair"))
+    except (OSError, ValueError):
+        out["context_layout"] = "pair"
     if "split_seed" in doc:  # a continuation is measured on its start's split, not on its own --seed's
         out["seed"] = int(doc["split_seed"])
     if out.get("base") != "e5":
