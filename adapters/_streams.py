@@ -280,20 +280,23 @@ class ResponsesStream(_StreamState):
 
     def emit(self, rel: Release, sg: StreamGuard) -> Iterator[Any]:
         start, end = self.out, sg.released
-        if rel.blocked is not None:  # only the response's lifecycle and its message go before the refusal
+        stop = None if rel.blocked is None else self.end_message(rel.blocked, sg)
+        if stop is None and rel.final and self.hold is not None and not self._edit_held(sg):
+            # personal data in a held call that cannot be masked where it sits: stopped as a block is, never leaked
+            stop = sg.end_text(self.gc.call.refusal(sg.decisions[-1]))
+        text = self._text(rel, sg)
+        if stop is not None:  # only the response's lifecycle, its message and the text before a held call go first
+            at = next((a for a, e in self.pending if e is self.hold), None)
+            if at is not None:
+                text = text[: max(0, at - start)]
+                end = min(end, max(at, start))
             yield from (self._patched(e) for e in self._due(start) if _lifecycle_or_message(e))
             self.pending, self.held = [], []
-        text = self._text(rel, sg)
-        if rel.final and rel.blocked is None and self.hold is not None:  # the final check passed: send it all
-            if not self._edit_held(sg):  # personal data that cannot be masked where it sits: stopped, never leaked
-                self.pending, self.held, self.hold = [], [], None
-                message = sg.end_text(self.gc.call.refusal(sg.decisions[-1]))
-                yield from self._refusal(message)
-                return
+        if rel.final and stop is None and self.hold is not None:  # the final check passed: send it all
             self.hold, held, self.held = None, self.held, []
             for h_text, h_start, h_end in held:
                 yield from self._pieces(h_text, h_start, h_end)
-        if text and self.hold is not None and rel.blocked is None:
+        if text and self.hold is not None and stop is None:
             at = next(a for a, e in self.pending if e is self.hold) if self.held == [] else start
             if at < end and len(text) == end - start and start < at:  # send what comes before the call
                 yield from self._pieces(text[: at - start], start, at)
@@ -304,8 +307,8 @@ class ResponsesStream(_StreamState):
         if text:
             yield from self._pieces(text, start, end)
         self.out = end
-        if rel.blocked is not None:
-            yield from self._refusal(self.end_message(rel.blocked, sg))
+        if stop is not None:
+            yield from self._refusal(stop)
             return
         # an event placed at the release's end waits while the restorer holds back a cut placeholder there
         upto = self.fed if rel.final else end - (1 if self.restorer.pending else 0)

@@ -205,7 +205,9 @@ def _edit_responses_item(item: Any, edit: Edit) -> None:
         for part in [*(_get(item, "summary") or []), *(_get(item, "content") or [])]:
             _edit_field(part, "text", edit)
         return
-    names = list(item) if isinstance(item, Mapping) else list(getattr(type(item), "model_fields", {}))
+    # litellm's stream items are models with extra="allow" and no declared fields: their content is in model_extra
+    names = list(item) if isinstance(item, Mapping) else [*getattr(type(item), "model_fields", {})]
+    names += [n for n in getattr(item, "model_extra", None) or {} if n not in names]
     for name in names:
         if name not in _ITEM_PLUMBING:
             _edit_field(item, name, edit)
@@ -290,14 +292,14 @@ def merge_event_deltas(events: list[Any]) -> list[tuple[int, Any]]:
     first fragment event (a copy), as (index in ``events``, event); the later fragments are dropped. A value cut
     between two fragments can be neither found nor masked, and a client joins fragments per item, so one
     whole fragment reads the same."""
-    first: dict[tuple[str, str], Any] = {}
+    first: dict[tuple[str, str, str], Any] = {}
     out: list[tuple[int, Any]] = []
     for i, event in enumerate(events):
         kind = event_kind(event)
         if kind not in _EVENT_DELTAS or not isinstance(getattr(event, "delta", None), str):
             out.append((i, event))
             continue
-        key = (kind, str(getattr(event, "item_id", "") or ""))
+        key = (kind, str(getattr(event, "item_id", "") or ""), str(getattr(event, "output_index", "")))
         if key in first:
             first[key].delta += event.delta
             continue
@@ -318,12 +320,18 @@ def events_text(events: list[Any]) -> str:
             texts.append(str(getattr(event, "delta", "") or ""))
         elif kind in _EVENT_WHOLE:
             texts.append(str(getattr(event, _EVENT_WHOLE[kind], "") or ""))
-        elif kind in _EVENT_ITEMS:
-            texts.append(item_action_text(getattr(event, "item", None)) or "")
+        elif kind in _EVENT_ITEMS and _is_tool_item(item := getattr(event, "item", None)):
+            texts.append(item_action_text(item) or "")
         elif kind in _EVENT_RESPONSES:
             output = _get(getattr(event, "response", None), "output") or []
-            texts += [item_action_text(item) or "" for item in output]
+            texts += [item_action_text(item) or "" for item in output if _is_tool_item(item)]
     return unescape_json("\n".join(t for t in texts if t))
+
+
+def _is_tool_item(item: Any) -> bool:
+    """A Responses output item that is a tool call (what a held stream edits): not a message, whose text the
+    stream guard releases itself, nor reasoning, whose streamed deltas are not held (and may be signed)."""
+    return item is not None and _get(item, "type") not in ("message", "reasoning")
 
 
 def edit_events(events: list[Any], edit: Edit) -> list[Any]:
@@ -338,13 +346,13 @@ def edit_events(events: list[Any], edit: Edit) -> list[Any]:
             if new is not getattr(event, field):
                 event = copy.copy(event)
                 setattr(event, field, new)
-        elif kind in _EVENT_ITEMS and getattr(event, "item", None) is not None:
+        elif kind in _EVENT_ITEMS and _is_tool_item(getattr(event, "item", None)):
             event = copy.deepcopy(event)
             _edit_responses_item(event.item, edit)
         elif kind in _EVENT_RESPONSES and isinstance(_get(getattr(event, "response", None), "output"), list):
             event = copy.deepcopy(event)
             for item in _get(event.response, "output"):
-                if _get(item, "type") != "message":
+                if _is_tool_item(item):
                     _edit_responses_item(item, edit)
         out.append(event)
     return out

@@ -155,3 +155,35 @@ def test_merging_joins_custom_tool_input_and_parallel_calls_by_index() -> None:
         "name": "sh",
         "input": "echo leak@corp.io",
     }
+
+
+def test_litellm_responses_stream_events_are_edited_and_read_like_openai_ones() -> None:
+    """litellm's stream items are models with undeclared (extra) fields: their arguments must be edited too,
+    else a restored or masked call disagrees with its own fragments (or, redacted, ends the answer)."""
+    from guardrail.adapters import actions
+    from litellm.llms.openai.responses.transformation import OpenAIResponsesAPIConfig
+
+    config = OpenAIResponsesAPIConfig()
+    args = '{"to": "<EMAIL_1>", "cc": "leak@corp.example"}'
+    call = {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "send", "arguments": args,
+            "status": "completed"}  # fmt: skip
+    reasoning = {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "Mail <EMAIL_1>."}],
+                 "encrypted_content": "sig"}  # fmt: skip
+    chunks = [
+        {"type": "response.function_call_arguments.delta", "item_id": "fc_1", "output_index": 1, "delta": args[:20]},
+        {"type": "response.function_call_arguments.delta", "item_id": "fc_1", "output_index": 1, "delta": args[20:]},
+        {"type": "response.function_call_arguments.done", "item_id": "fc_1", "output_index": 1, "arguments": args},
+        {"type": "response.output_item.done", "output_index": 0, "item": reasoning},
+        {"type": "response.output_item.done", "output_index": 1, "item": call},
+    ]
+    events = [config.transform_streaming_response(model="m", parsed_chunk={**c, "sequence_number": i},
+                                                  logging_obj=None) for i, c in enumerate(chunks)]  # fmt: skip
+    merged = [e for _, e in actions.merge_event_deltas(events)]
+    assert len(merged) == 4 and merged[0].delta == args and events[0].delta == args[:20]  # upstream untouched
+    edit = actions.redactor({"<EMAIL_2>": "leak@corp.example"})
+    restored = actions.edit_events(actions.edit_events(merged, edit), lambda t: t.replace("<EMAIL_1>", "bob@x.io"))
+    want = {"to": "bob@x.io", "cc": "<EMAIL_2>"}
+    assert json.loads(restored[0].delta) == want and json.loads(restored[1].arguments) == want
+    assert json.loads(restored[3].item.arguments) == want and "leak@corp" not in actions.events_text(restored)
+    assert restored[2].item.summary[0]["text"] == "Mail <EMAIL_1>."  # reasoning is not a held tool item
+    assert json.loads(events[4].item.arguments)["to"] == "<EMAIL_1>"  # the caller's objects are not changed

@@ -1296,3 +1296,23 @@ async def test_a_responses_stream_stops_a_call_whose_address_cannot_be_masked_wh
     events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
     assert events[-1].type == "response.incomplete"
     assert not [e for e in events if "function_call" in e.type or e.type.startswith("response.output_item")]
+
+
+async def test_a_stopped_responses_stream_keeps_its_start_and_the_text_before_the_call(
+    client: Any, stub: StubServer
+) -> None:
+    """Stopped for a value that cannot be masked, the stream is still one a client can read: it starts with
+    response.created and keeps the checked text before the call (the SDK's stream helper refuses a text delta
+    before response.created)."""
+    raw = [
+        _event("response.created", response=_response([], "in_progress")),
+        *_message_events(1, "Sending it now. ", 0, 6, done=True),
+        *_call_events(["to=leak\\u0040corp.example"], out=1),
+        _event("response.completed", response=_response([])),
+    ]
+    stub.raw = _numbered(raw)
+    events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
+    types = [e.type for e in events]
+    assert types[0] == "response.created" and types[-1] == "response.incomplete"
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta").startswith("Sending it now. ")
+    assert not [e for e in events if "function_call" in e.type or getattr(getattr(e, "item", None), "id", "") == "fc_1"]
