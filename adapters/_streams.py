@@ -325,24 +325,14 @@ class ResponsesStream(_StreamState):
         )
 
     def _edit_held(self, sg: StreamGuard) -> bool:
-        """Redact the held tool events' arguments as the policy redacts the answer's text, and restore the
-        input's values into them (``restore=True``), each item's fragments joined first; False when a value to
-        mask is still readable after masking."""
+        """The held tool events redacted and restored (``actions.edit_held_events``); False when a value to mask
+        is still readable after masking."""
         i = next(i for i, (_, e) in enumerate(self.pending) if e is self.hold)
         places = [at for at, _ in self.pending[i:]]
-        merged = actions.merge_event_deltas([e for _, e in self.pending[i:]])
-        events = [e for _, e in merged]
-        own: dict[str, str] = {}
-        if sg.redact_entities:
-            text = actions.events_text(events)
-            _, own = redact(text, find_entities(text, sg.redact_entities))
-
-        def apply(edit: actions.Edit, _signed: bool) -> None:
-            events[:] = actions.edit_events(events, edit)
-
-        if not actions.mask_and_restore(apply, lambda: actions.events_text(events), own, self.gc.restore_map):
+        edited = actions.edit_held_events([e for _, e in self.pending[i:]], sg.redact_entities, self.gc.restore_map)
+        if edited is None:
             return False
-        self.pending[i:] = [(places[k], e) for (k, _), e in zip(merged, events, strict=True)]
+        self.pending[i:] = [(places[k], e) for k, e in edited]
         return True
 
     def _due(self, upto: int) -> list[Any]:

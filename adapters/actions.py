@@ -21,12 +21,13 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from guardrail.classifiers.patterns import restore
+from guardrail.classifiers.patterns import find_entities, redact, restore
 
 from .shapes import _ACTIONS, _ITEM_PLUMBING, _get, _is_message, _put
 
 __all__ = [
-    "edit_actions", "edit_events", "edit_message", "event_kind", "events_text", "has_calls", "mask_and_restore",
+    "edit_actions", "edit_events", "edit_held_events", "edit_message", "event_kind", "events_text", "has_calls",
+    "mask_and_restore",
     "merge_calls", "merge_event_deltas", "redactor", "without_calls",
 ]  # fmt: skip
 
@@ -356,3 +357,24 @@ def edit_events(events: list[Any], edit: Edit) -> list[Any]:
                     _edit_responses_item(item, edit)
         out.append(event)
     return out
+
+
+def edit_held_events(
+    events: list[Any], entities: frozenset[str], restore_map: Mapping[str, str]
+) -> list[tuple[int, Any]] | None:
+    """A Responses stream's held tool events at its last check: each item's fragments joined, the arguments
+    redacted as the policy redacts the answer's text (``entities``) and the input's values restored
+    (``restore_map``), as (index in ``events``, event); None when a value to mask is still readable."""
+    merged = merge_event_deltas(events)
+    out = [e for _, e in merged]
+    own: dict[str, str] = {}
+    if entities:
+        text = events_text(out)
+        _, own = redact(text, find_entities(text, entities))
+
+    def apply(edit: Edit, _signed: bool) -> None:
+        out[:] = edit_events(out, edit)
+
+    if not mask_and_restore(apply, lambda: events_text(out), own, restore_map):
+        return None
+    return [(k, e) for (k, _), e in zip(merged, out, strict=True)]
