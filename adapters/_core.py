@@ -141,7 +141,7 @@ class GuardedCall:
         message, ident = out.text or "", out.decision.id
         if self.kind == "responses":
             if self.stream:
-                return list(shapes.refusal_response_events(message, model=self.model, decision_id=ident))
+                return list(shapes.refusal_response_events(message, model=self.model, decision_id=ident, opening=True))
             return shapes.refusal_response(message, model=self.model, decision_id=ident)
         if self.stream:
             return shapes.refusal_chunks(self.flavour, message, model=self.model, decision_id=ident)

@@ -574,12 +574,39 @@ def refusal_response_events(
     text_before: str = "",
     sequence_number: int = 0,
     decision_id: str | None = None,
+    opening: bool = False,
 ) -> Sequence[Any]:
-    """The end of a blocked Responses stream: the message as a text delta, then ``response.incomplete``."""
-    from openai.types.responses import ResponseIncompleteEvent
+    """The end of a blocked Responses stream: the message as a text delta, then ``response.incomplete``. A
+    stream that opened no message item of its own (``template`` None: a tool-only answer) first gets one, so
+    the delta has an item and a part to land in, and with ``opening`` (a stream stopped before it started: a
+    blocked prompt) ``response.created`` before that: the openai SDK's stream helper raises on a delta without."""
+    from openai.types.responses import (
+        ResponseContentPartAddedEvent,
+        ResponseCreatedEvent,
+        ResponseIncompleteEvent,
+        ResponseOutputItemAddedEvent,
+        ResponseOutputText,
+    )
 
     final = refusal_response(message, model=model, base=base, text_before=text_before, decision_id=decision_id)
+    head: list[Any] = []
+    if opening:
+        started = final.model_copy(update={"status": "in_progress", "output": [], "incomplete_details": None})
+        head.append(ResponseCreatedEvent(type="response.created", response=started, sequence_number=sequence_number))
+        sequence_number += 1
+    if getattr(template, "item_id", None) is None:
+        item = _message_item("", f"msg_guardrail_{uuid.uuid4().hex}")
+        item.status, item.content = "in_progress", []
+        template = ResponseContentPartAddedEvent(
+            type="response.content_part.added", item_id=item.id, output_index=0, content_index=0,
+            part=ResponseOutputText(type="output_text", text="", annotations=[]), sequence_number=sequence_number + 1,
+        )  # fmt: skip
+        added = ResponseOutputItemAddedEvent(
+            type="response.output_item.added", output_index=0, item=item, sequence_number=sequence_number
+        )
+        head, sequence_number = [*head, added, template], sequence_number + 2
     return [
+        *head,
         text_delta_event(template, message, sequence_number),
         ResponseIncompleteEvent(type="response.incomplete", response=final, sequence_number=sequence_number + 1),
     ]

@@ -369,9 +369,19 @@ async def test_responses_stream_block(client: Any, stub: StubServer) -> None:
 
 
 async def test_responses_blocked_prompt_stream(client: Any, stub: StubServer) -> None:
+    """A stream stopped before it started is still a whole stream, which the SDK's stream helper accepts."""
+    from openai.lib.streaming.responses._responses import ResponseStreamState
+
     events = await collect(await run(client.responses.create(model="m", input="bomb", stream=True)))
-    assert [e.type for e in events] == ["response.output_text.delta", "response.incomplete"]
-    assert stub.completions() == []
+    assert [e.type for e in events] == [
+        "response.created", "response.output_item.added", "response.content_part.added",
+        "response.output_text.delta", "response.incomplete",
+    ]  # fmt: skip
+    assert [e.sequence_number for e in events] == [0, 1, 2, 3, 4]
+    state: Any = ResponseStreamState(input_tools=openai.omit, text_format=openai.omit)
+    for event in events:
+        state.handle_event(event)
+    assert events[-1].response.output_text == REFUSAL and stub.completions() == []
 
 
 # --------------------------------------------------------------------------------- pass-through
@@ -1295,7 +1305,8 @@ async def test_a_responses_stream_stops_a_call_whose_address_cannot_be_masked_wh
     stub.raw = _numbered(raw)
     events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
     assert events[-1].type == "response.incomplete"
-    assert not [e for e in events if "function_call" in e.type or e.type.startswith("response.output_item")]
+    calls = [e for e in events if "function_call" in e.type or getattr(getattr(e, "item", None), "id", "") == "fc_1"]
+    assert calls == [] and "leak" not in str([e.model_dump() for e in events])
 
 
 async def test_a_stopped_responses_stream_keeps_its_start_and_the_text_before_the_call(
@@ -1316,3 +1327,24 @@ async def test_a_stopped_responses_stream_keeps_its_start_and_the_text_before_th
     assert types[0] == "response.created" and types[-1] == "response.incomplete"
     assert "".join(e.delta for e in events if e.type == "response.output_text.delta").startswith("Sending it now. ")
     assert not [e for e in events if "function_call" in e.type or getattr(getattr(e, "item", None), "id", "") == "fc_1"]
+
+
+async def test_a_blocked_tool_only_responses_stream_is_readable_by_the_sdks_stream_helper(
+    client: Any, stub: StubServer
+) -> None:
+    """The refusal of a stream that had opened no message of its own comes in a message item it opens, so the
+    SDK's stream helper (what ``responses.stream()`` runs) accepts every event; before, its delta had no item."""
+    from openai.lib.streaming.responses._responses import ResponseStreamState
+
+    raw = [
+        _event("response.created", response=_response([], "in_progress")),
+        *_call_events(['{"item": "powder", "how": "', HARMFUL, '"}']),
+        _event("response.completed", response=_response([])),
+    ]
+    stub.raw = _numbered(raw)
+    events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
+    assert events[-1].type == "response.incomplete"
+    state: Any = ResponseStreamState(input_tools=openai.omit, text_format=openai.omit)
+    for event in events:
+        state.handle_event(event)
+    assert REFUSAL in "".join(e.delta for e in events if e.type == "response.output_text.delta")
