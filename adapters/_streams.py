@@ -191,9 +191,6 @@ _ACTION_DONE = {
 }
 
 
-_kind = actions.event_kind
-
-
 def _text_part(part: Any) -> bool:
     return shapes._get(part, "type") in (None, "output_text")
 
@@ -201,7 +198,7 @@ def _text_part(part: Any) -> bool:
 def _lifecycle_or_message(event: Any) -> bool:
     """Whether a held Responses event may precede a refusal: the response's own lifecycle and the message
     item's frames do; function calls, tool calls and their arguments (the blocked answer's actions) do not."""
-    kind = _kind(event)
+    kind = actions.event_kind(event)
     if kind in ("response.created", "response.in_progress", "response.queued"):
         return True
     if kind == "response.output_item.added":
@@ -237,7 +234,7 @@ class ResponsesStream(_StreamState):
         return (getattr(t, "item_id", ""), getattr(t, "content_index", 0))
 
     def take(self, event: Any) -> str:
-        kind = _kind(event)
+        kind = actions.event_kind(event)
         item_id = str(getattr(event, "item_id", "") or "")
         if kind in _ACTION_DELTAS and isinstance(getattr(event, "delta", None), str):
             self.actions += event.delta
@@ -369,7 +366,7 @@ class ResponsesStream(_StreamState):
         """Done/completed events repeat the full text: make them say what was actually released (also when
         they carry text no delta streamed: that text was never checked). Unchanged events stay as they are.
         Parts may be objects (openai) or dicts (litellm's proxy events)."""
-        kind = _kind(event)
+        kind = actions.event_kind(event)
         if kind in _DONE_EVENTS:
             if not any(text != new for _, text, new in self._text_parts(event, kind)):
                 return event

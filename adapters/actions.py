@@ -23,12 +23,11 @@ from typing import Any
 
 from guardrail.classifiers.patterns import find_entities, redact, restore
 
-from .shapes import _ACTIONS, _ITEM_PLUMBING, _get, _is_message, _put
+from .shapes import _ACTIONS, _ITEM_PLUMBING, _get, _is_message, _put, item_action_text, unescape_json
 
 __all__ = [
     "edit_actions", "edit_events", "edit_held_events", "edit_message", "event_kind", "events_text", "has_calls",
-    "mask_and_restore",
-    "merge_calls", "merge_event_deltas", "redactor", "without_calls",
+    "mask_and_restore", "merge_calls", "merge_event_deltas", "redactor", "without_calls",
 ]  # fmt: skip
 
 Edit = Callable[[str], str]
@@ -312,8 +311,6 @@ def merge_event_deltas(events: list[Any]) -> list[tuple[int, Any]]:
 def events_text(events: list[Any]) -> str:
     """The action text Responses stream events carry (fragments, whole repeats, items, the final response's
     tool items), escapes decoded: what must not show a masked value."""
-    from .shapes import item_action_text, unescape_json
-
     texts: list[str] = []
     for event in events:
         kind = event_kind(event)

@@ -1240,6 +1240,23 @@ def _call_events(args: list[str], out: int = 0, *, name: str = "send") -> list[t
     ]
 
 
+def _call_stream(
+    args: list[str], *, before: str = "", completed: list[dict[str, Any]] | None = None
+) -> list[tuple[str | None, Any]]:
+    """A whole Responses stream, numbered: created, a message ``before`` the call if given, the call streamed in
+    ``args`` fragments, completed with ``completed`` as its output."""
+    out = 1 if before else 0
+    message = _message_events(1, before, 0, 6, done=True) if before else []
+    return _numbered(
+        [
+            _event("response.created", response=_response([], "in_progress")),
+            *message,
+            *_call_events(args, out=out),
+            _event("response.completed", response=_response(completed or [])),
+        ]
+    )
+
+
 def _streamed_arguments(events: list[Any]) -> dict[str, str]:
     """Every place a Responses stream's client can read the call's arguments from."""
     deltas = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
@@ -1256,12 +1273,7 @@ async def test_a_responses_stream_redacts_a_function_calls_arguments_everywhere_
     """The address is cut between two fragments: only the joined arguments can be masked."""
     call_item = {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "send",
                  "arguments": '{"to": "leak@corp.example", "n": 1e400}', "status": "completed"}  # fmt: skip
-    raw = [
-        _event("response.created", response=_response([], "in_progress")),
-        *_call_events(['{"to": "leak@co', 'rp.example", "n": 1e400}']),
-        _event("response.completed", response=_response([call_item])),
-    ]
-    stub.raw = _numbered(raw)
+    stub.raw = _call_stream(['{"to": "leak@co', 'rp.example", "n": 1e400}'], completed=[call_item])
     events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
     assert events[-1].type == "response.completed"
     for where, args in _streamed_arguments(events).items():
@@ -1277,13 +1289,7 @@ async def test_a_responses_stream_restores_the_users_values_into_a_function_call
     args = '{"to": "<EMAIL_1>", "body": "Lunch at noon?"}'
     call_item = {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "send", "arguments": args,
                  "status": "completed"}  # fmt: skip
-    raw = [
-        _event("response.created", response=_response([], "in_progress")),
-        *_message_events(1, "Sending it now. ", 0, 6, done=True),
-        *_call_events([args[:12], args[12:]], out=1),
-        _event("response.completed", response=_response([call_item])),
-    ]
-    stub.raw = _numbered(raw)
+    stub.raw = _call_stream([args[:12], args[12:]], before="Sending it now. ", completed=[call_item])
     events = await collect(await run(client.responses.create(model="m", input="mail bob@example.com", stream=True)))
     assert events[-1].type == "response.completed"
     for where, sent in _streamed_arguments(events).items():
@@ -1296,13 +1302,7 @@ async def test_a_responses_stream_stops_a_call_whose_address_cannot_be_masked_wh
     client: Any, stub: StubServer
 ) -> None:
     # not JSON, the @ written as an escape: the check reads the address, but no edit of the text can mask it
-    args = "to=leak\\u0040corp.example"
-    raw = [
-        _event("response.created", response=_response([], "in_progress")),
-        *_call_events([args]),
-        _event("response.completed", response=_response([])),
-    ]
-    stub.raw = _numbered(raw)
+    stub.raw = _call_stream(["to=leak\\u0040corp.example"])
     events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
     assert events[-1].type == "response.incomplete"
     calls = [e for e in events if "function_call" in e.type or getattr(getattr(e, "item", None), "id", "") == "fc_1"]
@@ -1315,13 +1315,7 @@ async def test_a_stopped_responses_stream_keeps_its_start_and_the_text_before_th
     """Stopped for a value that cannot be masked, the stream is still one a client can read: it starts with
     response.created and keeps the checked text before the call (the SDK's stream helper refuses a text delta
     before response.created)."""
-    raw = [
-        _event("response.created", response=_response([], "in_progress")),
-        *_message_events(1, "Sending it now. ", 0, 6, done=True),
-        *_call_events(["to=leak\\u0040corp.example"], out=1),
-        _event("response.completed", response=_response([])),
-    ]
-    stub.raw = _numbered(raw)
+    stub.raw = _call_stream(["to=leak\\u0040corp.example"], before="Sending it now. ")
     events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
     types = [e.type for e in events]
     assert types[0] == "response.created" and types[-1] == "response.incomplete"
@@ -1336,12 +1330,7 @@ async def test_a_blocked_tool_only_responses_stream_is_readable_by_the_sdks_stre
     SDK's stream helper (what ``responses.stream()`` runs) accepts every event; before, its delta had no item."""
     from openai.lib.streaming.responses._responses import ResponseStreamState
 
-    raw = [
-        _event("response.created", response=_response([], "in_progress")),
-        *_call_events(['{"item": "powder", "how": "', HARMFUL, '"}']),
-        _event("response.completed", response=_response([])),
-    ]
-    stub.raw = _numbered(raw)
+    stub.raw = _call_stream(['{"item": "powder", "how": "', HARMFUL, '"}'])
     events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
     assert events[-1].type == "response.incomplete"
     state: Any = ResponseStreamState(input_tools=openai.omit, text_format=openai.omit)

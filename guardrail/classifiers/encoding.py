@@ -10,9 +10,9 @@ context (a system prompt) has a layout of its own, ``[CLS] context-tail [SEP] [S
 every segment id 0 (``context_layout="marked"``): the text keeps the segment it has when read alone, and
 the doubled separator tells the model the stage. Models trained before that read it as an output row
 (``context_layout="pair"``, the default for a labels.json that does not say), so nothing told them
-whether a first segment was a system prompt or the prompt an answer replies to.
-Long texts are cut into overlapping windows of at most ``max_length`` tokens; a score is the maximum over windows, so a
-harmful sentence buried in a long benign document is still seen.
+whether a first segment was a system prompt or the prompt an answer replies to. Long texts are cut into
+overlapping windows of at most ``max_length`` tokens; a score is the maximum over windows, so a harmful
+sentence buried in a long benign document is still seen.
 """
 
 from __future__ import annotations
@@ -73,14 +73,16 @@ def _spans(
     step = (n - size) / (count - 1)
     starts = sorted({round(i * step) for i in range(count)})
     if word_ids is not None:
-        aligned = []
-        for s in starts:
-            back = s
-            while back > 0 and word_ids[back] is not None and word_ids[back] == word_ids[back - 1] and s - back < 8:
-                back -= 1
-            aligned.append(back if back == 0 or word_ids[back] != word_ids[back - 1] else s)
-        starts = sorted(set(aligned))
+        starts = sorted({_word_start(s, word_ids) for s in starts})
     return [(s, min(n, s + size)) for s in starts]
+
+
+def _word_start(s: int, word_ids: Sequence[int | None]) -> int:
+    """Token ``s`` moved back (at most 8 tokens) to the start of the word it is inside, else ``s``."""
+    back = s
+    while back > 0 and word_ids[back] is not None and word_ids[back] == word_ids[back - 1] and s - back < 8:
+        back -= 1
+    return back if back == 0 or word_ids[back] != word_ids[back - 1] else s
 
 
 def _focus_start(
@@ -92,11 +94,7 @@ def _focus_start(
     first = next((t for t, (_s, e) in enumerate(offsets) if e > focus[0]), n - 1)
     last = next((t for t, (s, _e) in enumerate(offsets) if s >= focus[1]), n)
     width = max(last - first, 1)
-    start = max(0, min(first if width >= room else first - (room - width) // 2, n - room))
-    back = start
-    while back > 0 and word_ids[back] is not None and word_ids[back] == word_ids[back - 1] and start - back < 8:
-        back -= 1
-    return back if back == 0 or word_ids[back] != word_ids[back - 1] else start
+    return _word_start(max(0, min(first if width >= room else first - (room - width) // 2, n - room)), word_ids)
 
 
 def encode_windows(

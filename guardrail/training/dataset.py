@@ -293,11 +293,11 @@ def locate_evidence(examples: list[Example]) -> int:
     """
     clean: dict[str, list[Example]] = {}
     for ex in examples:
-        if ex.stage == "input" and ex.prompt is None and not any(v == 1.0 for v in ex.labels.values()):
+        if ex.stage == "input" and ex.prompt is None and not ex.positive:
             clean.setdefault(ex.group, []).append(ex)
     located = 0
     for ex in examples:
-        if ex.stage != "input" or len(ex.text) < EVIDENCE_MIN_CHARS or not any(v == 1.0 for v in ex.labels.values()):
+        if ex.stage != "input" or len(ex.text) < EVIDENCE_MIN_CHARS or not ex.positive:
             continue
         found: list[tuple[int, tuple[int, int, int], Example]] = []
         for twin in clean.get(ex.group, [])[:TWIN_CANDIDATES]:

@@ -41,6 +41,11 @@ class Example:
     focus: tuple[int, int] | None = None
 
     @property
+    def positive(self) -> bool:
+        """Whether any head is labelled positive (a row with none is benign, or says nothing)."""
+        return any(v == 1.0 for v in self.labels.values())
+
+    @property
     def key(self) -> str:
         return text_key(self.text if self.prompt is None else self.prompt + "\x1f" + self.text)
 

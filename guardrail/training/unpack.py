@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from guardrail.classifiers.onnx import ModelInfo
+
 __all__ = ["is_model_folder", "keep_from_tokenizer", "onnx_weights", "read_weights", "stale_start", "unpack"]
 
 # settings a folder's metrics.json records as strings; these decide the weights' shape or the data split
@@ -51,11 +53,8 @@ def _settings(folder: Path) -> dict[str, object]:
     except (OSError, KeyError, ValueError) as exc:
         raise ValueError(f"{folder}: metrics.json with the run's config is needed to continue from it ({exc})") from exc
     out = {k: parse(str(recorded[k])) for k, parse in _SETTINGS.items() if k in recorded}
-    try:  # the layout its weights read context in ("pair" for folders from before it was recorded)
-        encoding = json.loads((folder / "labels.json").read_text()).get("encoding", {})
-        out["context_layout"] = str(encoding.get("context_layout", "pair"))
-    except (OSError, ValueError):
-        out["context_layout"] = "pair"
+    # the layout its weights read context in, as the runtime reads it ("pair" for folders from before it was kept)
+    out["context_layout"] = ModelInfo.load(folder).encoding.context_layout
     if "split_seed" in doc:  # a continuation is measured on its start's split, not on its own --seed's
         out["seed"] = int(doc["split_seed"])
     if out.get("base") != "e5":
