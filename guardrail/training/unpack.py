@@ -54,7 +54,8 @@ def _settings(folder: Path) -> dict[str, object]:
         raise ValueError(f"{folder}: metrics.json with the run's config is needed to continue from it ({exc})") from exc
     out = {k: parse(str(recorded[k])) for k, parse in _SETTINGS.items() if k in recorded}
     # the layout its weights read context in, as the runtime reads it ("pair" for folders from before it was kept)
-    out["context_layout"] = ModelInfo.load(folder).encoding.context_layout
+    labelled = (folder / "labels.json").is_file()
+    out["context_layout"] = ModelInfo.load(folder).encoding.context_layout if labelled else "pair"
     if "split_seed" in doc:  # a continuation is measured on its start's split, not on its own --seed's
         out["seed"] = int(doc["split_seed"])
     if out.get("base") != "e5":
