@@ -197,7 +197,7 @@ class GuardedCall:
         for i in range(len(shapes.action_texts_of(result))):
             if reasons.get(i) == CONTENT_FILTER:
                 continue
-            apply = lambda edit, signed, i=i: edit_actions(result, i, edit, signed=signed)  # noqa: E731
+            apply = lambda edit, masking, i=i: edit_actions(result, i, edit, masking=masking)  # noqa: E731
             read = lambda i=i: shapes.action_texts_of(result)[i] or ""  # noqa: E731
             if not mask_and_restore(apply, read, edits.get(i, {}), self.restore_map):
                 d = actions[i]
@@ -211,8 +211,10 @@ class GuardedCall:
         self.call.route(self.prompt or None)  # a Call new to this answer (the proxy's output hook) routes by the prompt
         return self.call.stream_guard()
 
-    def stream_state(self) -> ChatStream | ResponsesStream:
-        return ResponsesStream(self) if self.kind == "responses" else ChatStream(self)
+    def stream_state(self, sg: StreamGuard) -> ChatStream | ResponsesStream:
+        if self.kind == "responses":
+            return ResponsesStream(self)
+        return ChatStream(self, edits_audio=bool(sg.redact_entities or self.restore_map))
 
     def check_window(self, window: str) -> Decision:
         return self.call.check_output(window, prompt=self.prompt)
@@ -262,13 +264,15 @@ async def acheck_answer(gc: GuardedCall, result: Any) -> Any:
 
 
 def stream_sync(gc: GuardedCall, upstream: Iterable[Any]) -> Iterator[Any]:
-    state, sg = gc.stream_state(), gc.stream_guard()
+    sg = gc.stream_guard()
+    state = gc.stream_state(sg)
     check = lambda window: gc.check_window(state.with_actions(window))  # noqa: E731
     return relay(upstream, state.take, sg, check, lambda rel: state.emit(rel, sg))
 
 
 def stream_async(gc: GuardedCall, upstream: Any) -> AsyncGenerator[Any, None]:
-    state, sg = gc.stream_state(), gc.stream_guard()
+    sg = gc.stream_guard()
+    state = gc.stream_state(sg)
     acheck = lambda window: gc.acheck_window(state.with_actions(window))  # noqa: E731
     return arelay(upstream, state.take, sg, acheck, lambda rel: state.emit(rel, sg))
 

@@ -107,10 +107,14 @@ class _StreamState:
 class ChatStream(_StreamState):
     """Chat completion chunks (``ChatCompletionChunk`` or litellm ``ModelResponseStream``)."""
 
-    def __init__(self, gc: GuardedCall) -> None:
+    def __init__(self, gc: GuardedCall, *, edits_audio: bool = False) -> None:
         super().__init__(gc)
         self.template: Any = None
         self.calls: list[Any] = []  # tool and function-call deltas, held whole until the final check
+        # audio deltas, held until the final check when the answer's transcript may be edited (output redaction,
+        # restore=True): only the whole transcript can be, and masking must also take the sound away
+        self.edits_audio = edits_audio
+        self.audio: list[Any] = []
 
     def take(self, chunk: Any) -> str:
         choices = getattr(chunk, "choices", None) or []
@@ -126,6 +130,9 @@ class ChatStream(_StreamState):
             if actions.has_calls(rest):  # sent whole after the final check, redacted and restored
                 self.calls.append(rest)
                 rest = actions.without_calls(rest)
+            if rest is not None and self.edits_audio and actions.has_audio(rest):
+                self.audio.append(rest)
+                rest = None
             if rest is not None:
                 (self.trailer if closing else self.queue).append(rest)
         return text
@@ -150,6 +157,8 @@ class ChatStream(_StreamState):
                     yield from shapes.refusal_chunks(flavour, message, model=self.gc.model, template=self.template)
                     return
                 yield calls
+            if self.audio:
+                yield from actions.edit_held_audio(self.audio, sg.redact_entities, self.gc.restore_map)
             yield from self._drain(self.trailer)
 
     def _whole_calls(self, sg: StreamGuard) -> Any | None:
@@ -166,7 +175,7 @@ class ChatStream(_StreamState):
         if sg.redact_entities:
             text = read()
             _, own = redact(text, find_entities(text, sg.redact_entities))
-        apply = lambda edit, signed: actions.edit_message(delta, edit, signed=signed)  # noqa: E731
+        apply = lambda edit, masking: actions.edit_message(delta, edit, masking=masking)  # noqa: E731
         return merged if actions.mask_and_restore(apply, read, own, self.gc.restore_map) else None
 
 

@@ -10,7 +10,8 @@ Arguments that are a JSON document (how chat and Responses tool calls carry them
 string value, each re-encoded where it sits: a restored value with a quote or a line break keeps the document
 valid, and every other byte (keys, numbers, spacing) stays as the model wrote it. Ids, names and the other
 plumbing are never touched; nor, when restoring, is reasoning that carries a signature (a provider refuses
-signed thinking that comes back changed).
+signed thinking that comes back changed). Audio cannot be edited: when masking changes an answer's audio
+transcript, the audio's data is emptied, since its sound would still say the value the transcript now hides.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from guardrail.classifiers.patterns import find_entities, redact, restore
 from .shapes import _ACTIONS, _ITEM_PLUMBING, _get, _is_message, _put, item_action_text, unescape_json
 
 __all__ = [
-    "edit_actions", "edit_events", "edit_held_events", "edit_message", "event_kind", "events_text", "has_calls",
+    "edit_actions", "edit_events", "edit_held_audio", "edit_held_events", "edit_message", "event_kind", "events_text",
+    "has_audio", "has_calls",
     "mask_and_restore", "merge_calls", "merge_event_deltas", "redactor", "without_calls",
 ]  # fmt: skip
 
@@ -59,8 +61,9 @@ def mask_and_restore(
     """What output redaction and ``restore=True`` do to an answer's actions, for a whole answer and a stream alike:
     mask each value of ``own`` (``placeholder -> value``, the output redaction) and check with ``read`` (the
     actions' text as checked) that none is still readable; then put the input's values back (``restore_map``),
-    never those ``own`` just hid, and never into signed reasoning. ``apply(edit, signed)`` edits the actions in
-    place. False when a masked value is still readable: the caller stops the answer rather than leak it."""
+    never those ``own`` just hid, and never into signed reasoning. ``apply(edit, masking)`` edits the actions in
+    place (``masking`` True for the redaction, False for the restore). False when a masked value is still
+    readable: the caller stops the answer rather than leak it."""
     if own:
         apply(redactor(own), True)
         if any(value in read() for value in own.values()):
@@ -71,14 +74,15 @@ def mask_and_restore(
     return True
 
 
-def edit_actions(result: Any, index: int, edit: Edit, *, signed: bool = True) -> None:
+def edit_actions(result: Any, index: int, edit: Edit, *, masking: bool = True) -> None:
     """Apply ``edit`` in place to every string the actions of choice ``index`` carry (a Responses or Messages
-    answer has one "choice", its whole output); ``signed=False`` leaves signed reasoning as it is."""
+    answer has one "choice", its whole output). ``masking`` (a redaction) also reaches signed reasoning and
+    empties audio whose transcript it changed; ``masking=False`` (a restore) leaves both as they are."""
     choices = _get(result, "choices")
     if isinstance(choices, list):
         message = _get(choices[index], "message")
         if message is not None:
-            _edit_chat_message(message, edit, signed)
+            _edit_chat_message(message, edit, masking)
         return
     output = _get(result, "output")
     if isinstance(output, list):
@@ -90,7 +94,7 @@ def edit_actions(result: Any, index: int, edit: Edit, *, signed: bool = True) ->
             kind = _get(part, "type")
             if kind in ("tool_use", "server_tool_use", "mcp_tool_use"):
                 _edit_field(part, "input", edit)
-            elif kind == "refusal" or (kind == "thinking" and (signed or not _get(part, "signature"))):
+            elif kind == "refusal" or (kind == "thinking" and (masking or not _get(part, "signature"))):
                 _edit_field(part, kind, edit)
 
 
@@ -115,6 +119,42 @@ def without_calls(chunk: Any) -> Any | None:
         keep = keep or bool(_get(c, "finish_reason")) or bool(_get(delta, "role"))
         keep = keep or any(_get(delta, name) for name in _ACTIONS)  # a refusal, reasoning ... sent as before
     return out if keep else None
+
+
+def has_audio(chunk: Any) -> bool:
+    """Whether a chat stream chunk carries part of the answer's audio (its sound or its transcript)."""
+    return any(_get(_get(c, "delta"), "audio") for c in _get(chunk, "choices") or [] if _get(c, "delta") is not None)
+
+
+def edit_held_audio(chunks: list[Any], entities: frozenset[str], restore_map: Mapping[str, str]) -> list[Any]:
+    """A streamed answer's audio chunks (held until its last check), each choice's transcript redacted as the
+    policy redacts the answer's text (``entities``) and the input's values restored (``restore_map``). A value can
+    be cut between two transcript deltas, so a transcript is edited whole: when an edit changes it, it goes whole
+    in the choice's first audio delta (a client joins the deltas in order). Masking also empties the choice's
+    sound, which would still say the value; a restore keeps it. Unchanged chunks are returned as they came."""
+    out = copy.deepcopy(chunks)
+    audio: dict[int, list[Any]] = {}
+    for chunk in out:
+        for c in _get(chunk, "choices") or []:
+            if (a := _get(_get(c, "delta"), "audio")) is not None:
+                audio.setdefault(_get(c, "index") or 0, []).append(a)
+    changed = False
+    for parts in audio.values():
+        transcript = "".join(_get(a, "transcript") or "" for a in parts)
+        own: dict[str, str] = {}
+        if entities:
+            _, own = redact(transcript, find_entities(transcript, entities))
+        mapping = {k: v for k, v in restore_map.items() if k not in own}
+        edited = redactor(own)(transcript) if own else transcript
+        edited = restore(edited, mapping) if mapping else edited
+        if edited == transcript:
+            continue
+        changed = True
+        for i, a in enumerate(parts):
+            _put(a, "transcript", "" if i else edited)
+            if own and _get(a, "data"):
+                _put(a, "data", "")
+    return out if changed else chunks
 
 
 def merge_calls(chunks: list[Any]) -> Any:
@@ -173,12 +213,12 @@ def _join_fields(fn: Any, more: Any) -> Any:
     return fn
 
 
-def edit_message(message: Any, edit: Edit, *, signed: bool = True) -> None:
+def edit_message(message: Any, edit: Edit, *, masking: bool = True) -> None:
     """Apply ``edit`` in place to what a chat message, or a merged stream delta, does besides its text."""
-    _edit_chat_message(message, edit, signed)
+    _edit_chat_message(message, edit, masking)
 
 
-def _edit_chat_message(message: Any, edit: Edit, signed: bool) -> None:
+def _edit_chat_message(message: Any, edit: Edit, masking: bool) -> None:
     for call in _get(message, "tool_calls") or []:
         fn = _get(call, "function") or _get(call, "custom")
         if fn is not None:
@@ -189,9 +229,12 @@ def _edit_chat_message(message: Any, edit: Edit, signed: bool) -> None:
     for name in _CHAT_TEXTS:
         _edit_field(message, name, edit)
     if (audio := _get(message, "audio")) is not None:
+        transcript = _get(audio, "transcript")
         _edit_field(audio, "transcript", edit)
+        if masking and _get(audio, "transcript") != transcript and _get(audio, "data"):
+            _put(audio, "data", "")  # the sound would still say what the masked transcript hides
     for block in _get(message, "thinking_blocks") or []:
-        if signed or not _get(block, "signature"):
+        if masking or not _get(block, "signature"):
             _edit_field(block, "thinking", edit)
 
 
@@ -369,7 +412,7 @@ def edit_held_events(
         text = events_text(out)
         _, own = redact(text, find_entities(text, entities))
 
-    def apply(edit: Edit, _signed: bool) -> None:
+    def apply(edit: Edit, _masking: bool) -> None:
         out[:] = edit_events(out, edit)
 
     if not mask_and_restore(apply, lambda: events_text(out), own, restore_map):

@@ -131,6 +131,46 @@ async def test_a_streams_tool_call_arguments_are_restored_and_redacted(
     assert json.loads(args)["to"] == "bob@example.com" and json.loads(args)["cc"].startswith("<EMAIL_")
 
 
+def _spoken(audio: Any) -> tuple[str, str]:
+    get = audio.get if isinstance(audio, dict) else lambda k: getattr(audio, k, None)
+    return get("transcript") or "", get("data") or ""
+
+
+async def test_an_audio_answers_sound_goes_when_its_transcript_is_masked(
+    guard: Guard, stub: StubServer, mode: str
+) -> None:
+    """Through litellm's own response and stream types: the masked transcript's sound would still say the address."""
+    audio = {"id": "a1", "transcript": "Write to leak@corp.example today.", "data": "QUFB", "expires_at": 0}
+    stub.raw = {"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": None, "audio": audio}}]}  # fmt: skip
+    llm = guardrail.wrap(guard, litellm)
+    resp = await complete(llm, mode, messages=user("who?"), **stub_kw(stub))
+    transcript, sound = _spoken(resp.choices[0].message.audio)
+    assert transcript.startswith("Write to <EMAIL_") and "leak" not in transcript and sound == ""
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> tuple[None, dict[str, Any]]:
+        return (None, {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})  # fmt: skip
+
+    pieces = [
+        {"id": "a1", "data": "QUFB", "transcript": "Write to leak@co"},
+        {"data": "QkJC", "transcript": "rp.example."},
+    ]
+    stub.raw = [
+        chunk({"role": "assistant"}),
+        *(chunk({"audio": a}) for a in pieces),
+        chunk({}, "stop"),
+        (None, "[DONE]"),
+    ]
+    chunks = await collect(await complete(llm, mode, messages=user("who?"), stream=True, **stub_kw(stub)))
+    heard = [_spoken(a) for c in chunks if c.choices and (a := getattr(c.choices[0].delta, "audio", None))]
+    assert heard, "litellm dropped the audio deltas"
+    transcript = "".join(t for t, _ in heard)
+    assert transcript.startswith("Write to <EMAIL_") and "leak" not in transcript
+    assert "".join(d for _, d in heard) == ""
+
+
 async def test_harmful_answer_is_refused(guard: Guard, stub: StubServer, mode: str) -> None:
     stub.reply = HARMFUL
     resp = await complete(guardrail.wrap(guard, litellm), mode, messages=user("story"), **stub_kw(stub))

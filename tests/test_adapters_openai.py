@@ -816,6 +816,71 @@ async def test_output_redaction_masks_personal_data_in_tool_call_arguments(
     assert args["to"] == "bob@example.com" and "leak@corp.example" not in json.dumps(args)
 
 
+def _audio_answer(transcript: str) -> dict[str, Any]:
+    audio = {"id": "a1", "transcript": transcript, "data": "UklGRiQAAABXQVZF", "expires_at": 0}
+    message = {"role": "assistant", "content": None, "audio": audio}
+    return {"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": message}]}  # fmt: skip
+
+
+async def test_output_redaction_empties_the_audio_whose_transcript_it_masks(
+    guard: Guard, stub: StubServer, mode: str, decisions: DecisionLog
+) -> None:
+    """Audio cannot be edited: its transcript was masked while the sound still said the address. Now the
+    audio's data goes with it; audio with nothing to mask, or only the user's values restored, keeps its sound."""
+    client = client_for(guard, stub, mode, restore=True)
+    stub.raw = _audio_answer("Write to leak@corp.example today.")
+    resp = await run(client.chat.completions.create(model="m", messages=user("who do I write to?")))
+    audio = resp.choices[0].message.audio
+    assert audio.transcript.startswith("Write to <EMAIL_") and audio.data == "" and audio.id == "a1"
+    assert decisions.actions[-1] == "rewrite"
+    stub.raw = _audio_answer("Write to <EMAIL_1> today.")  # the user's own value, restored: the sound is kept
+    resp = await run(client.chat.completions.create(model="m", messages=user("write to bob@example.com")))
+    audio = resp.choices[0].message.audio
+    assert audio.transcript == "Write to bob@example.com today." and audio.data == "UklGRiQAAABXQVZF"
+    stub.raw = _audio_answer("Tea is best at eighty degrees.")
+    resp = await run(client.chat.completions.create(model="m", messages=user("tea?")))
+    assert resp.choices[0].message.audio.data == "UklGRiQAAABXQVZF"
+
+
+def _audio_stream(pieces: list[str]) -> list[tuple[str | None, Any]]:
+    """A chat stream that speaks ``pieces``: each an audio delta with its sound and its part of the transcript."""
+    chunk = lambda delta, finish=None: {  # noqa: E731
+        "id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }  # fmt: skip
+    audio = [(None, chunk({"audio": {"id": "a1", "data": f"QUFB{i}", "transcript": p}})) for i, p in enumerate(pieces)]
+    return [(None, chunk({"role": "assistant"})), *audio, (None, chunk({}, "stop")), (None, "[DONE]")]
+
+
+def _heard(chunks: list[Any]) -> tuple[str, str]:
+    """What a client joins from a chat stream's audio deltas: (transcript, sound)."""
+    audio = [a for c in chunks if c.choices and (a := getattr(c.choices[0].delta, "audio", None))]
+    return "".join(a.get("transcript") or "" for a in audio), "".join(a.get("data") or "" for a in audio)
+
+
+async def test_a_streamed_audio_transcript_is_masked_whole_and_its_sound_removed(
+    guard: Guard, stub: StubServer, mode: str
+) -> None:
+    """The address is cut between two transcript deltas, and the sound says it: the stream sent both as
+    they came. Now the transcript is masked whole and the sound goes; the user's values are restored into it
+    with the sound kept; audio with nothing to edit streams as it came."""
+    client = client_for(guard, stub, mode, restore=True)
+    stub.raw = _audio_stream(["Write to leak@co", "rp.example today."])
+    chunks = await collect(await run(client.chat.completions.create(model="m", messages=user("x"), stream=True)))
+    transcript, sound = _heard(chunks)
+    assert transcript.startswith("Write to <EMAIL_") and transcript.endswith("> today.") and sound == ""
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    stub.raw = _audio_stream(["Write to <EMA", "IL_1> today."])
+    chunks = await collect(
+        await run(client.chat.completions.create(model="m", messages=user("write to bob@example.com"), stream=True))
+    )
+    assert _heard(chunks) == ("Write to bob@example.com today.", "QUFB0QUFB1")
+    stub.raw = _audio_stream(["Tea is best ", "at eighty degrees."])  # nothing to edit: sent as it came
+    chunks = await collect(await run(client.chat.completions.create(model="m", messages=user("tea?"), stream=True)))
+    assert _heard(chunks) == ("Tea is best at eighty degrees.", "QUFB0QUFB1")
+
+
 async def test_personal_data_that_cannot_be_masked_in_place_stops_the_call(client: Any, stub: StubServer) -> None:
     # arguments that are not JSON, with the address written as JSON escapes: the check reads it decoded, the
     # raw string does not contain it, so masking in place is impossible: the choice is stopped, never leaked
