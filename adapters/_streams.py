@@ -130,9 +130,9 @@ class ChatStream(_StreamState):
             if actions.has_calls(rest):  # sent whole after the final check, redacted and restored
                 self.calls.append(rest)
                 rest = actions.without_calls(rest)
-            if rest is not None and self.edits_audio and actions.has_audio(rest):
-                self.audio.append(rest)
-                rest = None
+            if rest is not None and self.edits_audio and actions.has_audio(rest):  # the rest goes as before
+                self.audio.append(actions.only_audio(rest))
+                rest = actions.without_audio(rest)
             if rest is not None:
                 (self.trailer if closing else self.queue).append(rest)
         return text
@@ -150,15 +150,15 @@ class ChatStream(_StreamState):
             yield from shapes.refusal_chunks(flavour, message, model=self.gc.model, template=self.template)
             return
         if rel.final:
-            if self.calls:
-                calls = self._whole_calls(sg)
-                if calls is None:  # personal data that cannot be masked where it sits: stopped, never leaked
-                    message = sg.end_text(self.gc.call.refusal(sg.decisions[-1]))
-                    yield from shapes.refusal_chunks(flavour, message, model=self.gc.model, template=self.template)
-                    return
+            calls = self._whole_calls(sg) if self.calls else []
+            audio = actions.edit_held_audio(self.audio, sg.redact_entities, self.gc.restore_map) if self.audio else []
+            if calls is None or audio is None:  # personal data that cannot be masked where it sits: never leaked
+                message = sg.end_text(self.gc.call.refusal(sg.decisions[-1]))
+                yield from shapes.refusal_chunks(flavour, message, model=self.gc.model, template=self.template)
+                return
+            if calls:
                 yield calls
-            if self.audio:
-                yield from actions.edit_held_audio(self.audio, sg.redact_entities, self.gc.restore_map)
+            yield from audio
             yield from self._drain(self.trailer)
 
     def _whole_calls(self, sg: StreamGuard) -> Any | None:

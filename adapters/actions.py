@@ -28,8 +28,8 @@ from .shapes import _ACTIONS, _ITEM_PLUMBING, _get, _is_message, _put, item_acti
 
 __all__ = [
     "edit_actions", "edit_events", "edit_held_audio", "edit_held_events", "edit_message", "event_kind", "events_text",
-    "has_audio", "has_calls",
-    "mask_and_restore", "merge_calls", "merge_event_deltas", "redactor", "without_calls",
+    "has_audio", "has_calls", "mask_and_restore", "merge_calls", "merge_event_deltas", "only_audio", "redactor",
+    "without_audio", "without_calls",
 ]  # fmt: skip
 
 Edit = Callable[[str], str]
@@ -109,11 +109,20 @@ def has_calls(chunk: Any) -> bool:
 
 def without_calls(chunk: Any) -> Any | None:
     """A copy of ``chunk`` without its calls (what else it carries: a finish reason, usage), or None."""
+    return _without(chunk, _CALLS)
+
+
+def without_audio(chunk: Any) -> Any | None:
+    """A copy of ``chunk`` without its audio (what else it carries: the role, a finish reason, usage), or None."""
+    return _without(chunk, ("audio",))
+
+
+def _without(chunk: Any, names: tuple[str, ...]) -> Any | None:
     out = copy.deepcopy(chunk)
     keep = bool(_get(out, "usage"))
     for c in _get(out, "choices") or []:
         delta = _get(c, "delta")
-        for name in _CALLS:
+        for name in names:
             if delta is not None and _get(delta, name) is not None:
                 _put(delta, name, None)
         keep = keep or bool(_get(c, "finish_reason")) or bool(_get(delta, "role"))
@@ -121,17 +130,33 @@ def without_calls(chunk: Any) -> Any | None:
     return out if keep else None
 
 
+def only_audio(chunk: Any) -> Any:
+    """A copy of ``chunk`` with its audio alone (the role, finish reason and usage go out with ``without_audio``)."""
+    out = copy.deepcopy(chunk)
+    if _get(out, "usage") is not None:
+        _put(out, "usage", None)
+    for c in _get(out, "choices") or []:
+        _put(c, "finish_reason", None)
+        if (delta := _get(c, "delta")) is not None:
+            for name in ("content", "role", *_ACTIONS):
+                if name != "audio" and _get(delta, name) is not None:
+                    _put(delta, name, None)
+    return out
+
+
 def has_audio(chunk: Any) -> bool:
     """Whether a chat stream chunk carries part of the answer's audio (its sound or its transcript)."""
     return any(_get(_get(c, "delta"), "audio") for c in _get(chunk, "choices") or [] if _get(c, "delta") is not None)
 
 
-def edit_held_audio(chunks: list[Any], entities: frozenset[str], restore_map: Mapping[str, str]) -> list[Any]:
+def edit_held_audio(chunks: list[Any], entities: frozenset[str], restore_map: Mapping[str, str]) -> list[Any] | None:
     """A streamed answer's audio chunks (held until its last check), each choice's transcript redacted as the
     policy redacts the answer's text (``entities``) and the input's values restored (``restore_map``). A value can
     be cut between two transcript deltas, so a transcript is edited whole: when an edit changes it, it goes whole
     in the choice's first audio delta (a client joins the deltas in order). Masking also empties the choice's
-    sound, which would still say the value; a restore keeps it. Unchanged chunks are returned as they came."""
+    sound, which would still say the value; a restore keeps it. Unchanged chunks are returned as they came; None
+    when a value to mask is still readable after masking (written as escapes, as the check reads them): the
+    caller stops the answer, as for a whole answer's audio."""
     out = copy.deepcopy(chunks)
     audio: dict[int, list[Any]] = {}
     for chunk in out:
@@ -143,9 +168,12 @@ def edit_held_audio(chunks: list[Any], entities: frozenset[str], restore_map: Ma
         transcript = "".join(_get(a, "transcript") or "" for a in parts)
         own: dict[str, str] = {}
         if entities:
-            _, own = redact(transcript, find_entities(transcript, entities))
-        mapping = {k: v for k, v in restore_map.items() if k not in own}
+            read = unescape_json(transcript)
+            _, own = redact(read, find_entities(read, entities))
         edited = redactor(own)(transcript) if own else transcript
+        if any(value in unescape_json(edited) for value in own.values()):
+            return None
+        mapping = {k: v for k, v in restore_map.items() if k not in own}
         edited = restore(edited, mapping) if mapping else edited
         if edited == transcript:
             continue

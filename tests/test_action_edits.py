@@ -110,7 +110,7 @@ def test_signed_thinking_is_not_restored_but_is_redacted() -> None:
         return {"choices": [{"message": {"content": "ok", "thinking_blocks": blocks}}]}
 
     restored = answer()
-    actions.edit_actions(restored, 0, lambda text: restore(text, MAPPING), signed=False)
+    actions.edit_actions(restored, 0, lambda text: restore(text, MAPPING), masking=False)
     assert restored == answer()
     masked = answer()
     actions.edit_actions(masked, 0, actions.redactor({"<EMAIL_2>": "bob@example.com"}))

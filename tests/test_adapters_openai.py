@@ -881,6 +881,41 @@ async def test_a_streamed_audio_transcript_is_masked_whole_and_its_sound_removed
     assert _heard(chunks) == ("Tea is best at eighty degrees.", "QUFB0QUFB1")
 
 
+async def test_a_streamed_transcript_whose_address_cannot_be_masked_stops_the_answer(
+    client: Any, stub: StubServer
+) -> None:
+    """The check reads the address written as escapes; no edit of the transcript can mask it. A whole answer was
+    stopped; the stream sent the transcript and its sound. Now both are stopped, never sent."""
+    stub.raw = _audio_answer("Write to leak\\u0040corp.example today.")
+    resp = await run(client.chat.completions.create(model="m", messages=user("who?")))
+    assert resp.choices[0].finish_reason == "content_filter" and resp.choices[0].message.audio is None
+    stub.raw = _audio_stream(["Write to leak\\u0040co", "rp.example today."])
+    chunks = await collect(await run(client.chat.completions.create(model="m", messages=user("x"), stream=True)))
+    assert chunks[-1].choices[0].finish_reason == "content_filter"
+    assert _heard(chunks) == ("", "") and "leak" not in str([c.model_dump() for c in chunks])
+
+
+async def test_the_role_carried_by_held_audio_still_comes_first(client: Any, stub: StubServer) -> None:
+    """A first audio delta that also carries the role: holding the whole chunk sent every text chunk before the
+    role. Only the audio is held."""
+    chunk = lambda delta, finish=None: (None, {  # noqa: E731
+        "id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    })  # fmt: skip
+    stub.raw = [
+        chunk({"role": "assistant", "audio": {"id": "a1", "data": "QUFB", "transcript": "Write to leak@co"}}),
+        chunk({"audio": {"data": "QkJC", "transcript": "rp.example."}}),
+        chunk({"content": "A calm note about tea and the kettle. " * 12}),
+        chunk({}, "stop"),
+        (None, "[DONE]"),
+    ]
+    chunks = await collect(await run(client.chat.completions.create(model="m", messages=user("x"), stream=True)))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    transcript, sound = _heard(chunks)
+    assert transcript.startswith("Write to <EMAIL_") and sound == ""
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
 async def test_personal_data_that_cannot_be_masked_in_place_stops_the_call(client: Any, stub: StubServer) -> None:
     # arguments that are not JSON, with the address written as JSON escapes: the check reads it decoded, the
     # raw string does not contain it, so masking in place is impossible: the choice is stopped, never leaked
