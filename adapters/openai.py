@@ -5,9 +5,12 @@ guarded (input before the call, output after it, streams while they flow); every
 is the client's own (``models``, ``embeddings``, ``files``...), reached through ``__getattr__``.
 ``with_options``/``copy`` return a guarded client, so a per-call option never drops the guard.
 
-The guarded resources' other ways of generating text (``parse``, ``stream``,
-``with_raw_response``, ``with_streaming_response``) would bypass the guard, so they raise
-``AttributeError`` instead of silently answering unguarded (fail closed, DESIGN.md §8).
+``chat.completions.parse`` (structured outputs) is guarded too: it is ``create`` with the SDK's own request
+conversion before and its own parser after, so what is parsed is the checked answer (masked values, restored
+ones), and a blocked answer raises the SDK's ``ContentFilterFinishReasonError`` as a provider's filter does.
+The guarded resources' other ways of generating text (``responses.parse``, ``stream``, ``with_raw_response``,
+``with_streaming_response``) would bypass the guard, so they raise ``AttributeError`` instead of silently
+answering unguarded (fail closed, DESIGN.md §8).
 """
 
 from __future__ import annotations
@@ -61,12 +64,53 @@ class _Completions(_Resource):
     def create(self, **kwargs: Any) -> Any:
         return call_sync(self._call("chat", kwargs), self._target.create)
 
+    def parse(self, **kwargs: Any) -> Any:
+        """Structured outputs, guarded: see :func:`_parse_request` and :func:`_parsed`."""
+        return _parsed(call_sync(self._call("chat", _parse_request(kwargs)), self._target.create), kwargs)
+
 
 class _AsyncCompletions(_Resource):
     _path = "chat.completions"
 
     async def create(self, **kwargs: Any) -> Any:
         return await call_async(self._call("chat", kwargs), self._target.create)
+
+    async def parse(self, **kwargs: Any) -> Any:
+        return _parsed(await call_async(self._call("chat", _parse_request(kwargs)), self._target.create), kwargs)
+
+
+def _parse_request(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``parse``'s arguments as ``create`` takes them, converted as the SDK's own ``parse`` converts them (a
+    pydantic ``response_format`` becomes its JSON schema; tools must be strict functions to be parsed)."""
+    from openai.lib._parsing._completions import type_to_response_format_param, validate_input_tools
+
+    if kwargs.get("stream"):
+        raise TypeError("chat.completions.parse does not stream; use chat.completions.create(stream=True)")
+    validate_input_tools(kwargs.get("tools", _omit()))
+    out = dict(kwargs)
+    if "response_format" in out:
+        out["response_format"] = type_to_response_format_param(out["response_format"])
+    out["extra_headers"] = {"X-Stainless-Helper-Method": "chat.completions.parse", **(out.get("extra_headers") or {})}
+    return out
+
+
+def _parsed(result: Any, kwargs: dict[str, Any]) -> Any:
+    """The checked answer parsed by the SDK's own parser: ``message.parsed`` and each tool call's
+    ``parsed_arguments`` read what the application is handed (masked or restored values), never the text before
+    the check; a blocked answer (``finish_reason`` ``content_filter``) raises ``ContentFilterFinishReasonError``."""
+    from openai.lib._parsing._completions import parse_chat_completion
+
+    return parse_chat_completion(
+        response_format=kwargs.get("response_format", _omit()),
+        input_tools=kwargs.get("tools", _omit()),
+        chat_completion=result,
+    )
+
+
+def _omit() -> Any:
+    from openai import omit
+
+    return omit
 
 
 class _Responses(_Resource):

@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response
+from pydantic import BaseModel
 from stub_server import StubServer
 
 import guardrail
@@ -404,12 +405,69 @@ async def test_with_options_and_copy_stay_guarded(client: Any, stub: StubServer)
     assert stub.completions() == []
 
 
-@pytest.mark.parametrize("path", ["chat.completions", "responses"])
-@pytest.mark.parametrize("name", ["parse", "stream", "with_raw_response", "with_streaming_response"])
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [("responses", "parse")]
+    + [
+        (p, n)
+        for p in ("chat.completions", "responses")
+        for n in ("stream", "with_raw_response", "with_streaming_response")
+    ],
+)
 def test_unguarded_side_doors_are_closed(client: Any, path: str, name: str) -> None:
     resource = client.chat.completions if path == "chat.completions" else client.responses
     with pytest.raises(AttributeError, match="bypass the guard"):
         getattr(resource, name)
+
+
+class Contact(BaseModel):
+    name: str
+    email: str
+
+
+def _json_answer(content: str | None, tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    message = {"role": "assistant", "content": content, "tool_calls": tool_calls}
+    finish = "tool_calls" if tool_calls else "stop"
+    return {"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "finish_reason": finish, "message": message}]}  # fmt: skip
+
+
+async def test_structured_outputs_are_parsed_from_the_checked_answer(guard: Guard, stub: StubServer, mode: str) -> None:
+    """chat.completions.parse was closed (it bypassed the guard); now it is guarded, and ``parsed`` reads the
+    answer the application is handed: masked values, and with restore=True the user's own ones."""
+    client = client_for(guard, stub, mode, restore=True)
+    stub.raw = _json_answer('{"name": "Ann", "email": "leak@corp.example"}')
+    resp = await run(client.chat.completions.parse(model="m", messages=user("who?"), response_format=Contact))
+    parsed = resp.choices[0].message.parsed
+    assert isinstance(parsed, Contact) and parsed.name == "Ann" and parsed.email.startswith("<EMAIL_")
+    assert stub.completions()[0].body["response_format"]["type"] == "json_schema"  # the SDK's own conversion
+    stub.raw = _json_answer('{"name": "Bob", "email": "<EMAIL_1>"}')
+    resp = await run(
+        client.chat.completions.parse(model="m", messages=user("add bob@example.com"), response_format=Contact)
+    )
+    assert resp.choices[0].message.parsed == Contact(name="Bob", email="bob@example.com")
+    assert stub.completions()[-1].body["messages"] == user("add <EMAIL_1>")
+
+
+async def test_parsed_tool_arguments_read_the_masked_arguments(guard: Guard, stub: StubServer, mode: str) -> None:
+    client = client_for(guard, stub, mode)
+    call = {"id": "t", "type": "function", "function": {"name": "Contact",
+            "arguments": '{"name": "Ann", "email": "leak@corp.example"}'}}  # fmt: skip
+    stub.raw = _json_answer(None, [call])
+    tools = [openai.pydantic_function_tool(Contact)]
+    resp = await run(client.chat.completions.parse(model="m", messages=user("save Ann"), tools=tools))
+    parsed = resp.choices[0].message.tool_calls[0].function.parsed_arguments
+    assert isinstance(parsed, Contact) and parsed.email.startswith("<EMAIL_")
+
+
+async def test_a_blocked_structured_output_raises_as_a_providers_filter_does(client: Any, stub: StubServer) -> None:
+    stub.raw = _json_answer(json.dumps({"name": "x", "email": HARMFUL}))
+    with pytest.raises(openai.ContentFilterFinishReasonError):
+        await run(client.chat.completions.parse(model="m", messages=user("x"), response_format=Contact))
+    stub.reset()
+    with pytest.raises(openai.ContentFilterFinishReasonError):
+        await run(client.chat.completions.parse(model="m", messages=user("a bomb"), response_format=Contact))
+    assert stub.completions() == []
 
 
 @pytest.mark.parametrize(
