@@ -22,7 +22,7 @@ from guardrail.streaming import StreamGuard, aclose_quietly, arelay, close_quiet
 
 from . import shapes
 from ._streams import ChatStream, ResponsesStream
-from .actions import edit_actions, mask_and_restore
+from .actions import edit_actions, edit_json_text, mask_and_restore
 
 __all__ = ["AsyncGuardedStream", "GuardedCall", "GuardedStream", "call_async", "call_sync"]
 
@@ -54,6 +54,8 @@ class GuardedCall:
         self.stream = bool(self.kwargs.get("stream"))
         self.model: str | None = self.kwargs.get("model")
         self.restore_map: dict[str, str] = {}
+        # the answer's text is a JSON document the caller parses (structured outputs): restored value by value
+        self.json_text = False
         extra = self.kwargs.get("extra_body")
         n = (extra.get("n") if isinstance(extra, Mapping) else None) or self.kwargs.get("n") or 1  # extra_body wins
         if kind == "chat" and self.stream and n > 1:
@@ -176,12 +178,20 @@ class GuardedCall:
                 reasons[i] = out.finish_reason
             elif self.restore_map:
                 own = d.redactions if d.action is Action.REWRITE else {}
-                new = restore(new, {k: v for k, v in self.restore_map.items() if k not in own})
+                new = self._restored(new, {k: v for k, v in self.restore_map.items() if k not in own})
             if new != original or i in reasons:
                 texts[i] = new
         if edits or self.restore_map:
             result = self._edit_actions(result, texts, reasons, edits, actions or [])
         return shapes.replace_completion_texts(result, texts, finish_reason=reasons) if texts else result
+
+    def _restored(self, text: str, mapping: Mapping[str, str]) -> str:
+        """``text`` with the input's values put back: value by value when it is a JSON document the caller parses."""
+
+        def edit(piece: str) -> str:
+            return restore(piece, mapping)
+
+        return edit_json_text(text, edit) if self.json_text else edit(text)
 
     def _edit_actions(
         self,

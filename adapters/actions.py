@@ -27,9 +27,9 @@ from guardrail.classifiers.patterns import find_entities, redact, restore
 from .shapes import _ACTIONS, _ITEM_PLUMBING, _get, _is_message, _put, item_action_text, unescape_json
 
 __all__ = [
-    "edit_actions", "edit_events", "edit_held_audio", "edit_held_events", "edit_message", "event_kind", "events_text",
-    "has_audio", "has_calls", "mask_and_restore", "merge_calls", "merge_event_deltas", "only_audio", "redactor",
-    "without_audio", "without_calls",
+    "edit_actions", "edit_events", "edit_held_audio", "edit_held_events", "edit_json_text", "edit_message",
+    "event_kind", "events_text", "has_audio", "has_calls", "mask_and_restore", "merge_calls", "merge_event_deltas",
+    "only_audio", "redactor", "without_audio", "without_calls",
 ]  # fmt: skip
 
 Edit = Callable[[str], str]
@@ -312,6 +312,13 @@ def _edited(value: Any, edit: Edit) -> Any:
             if name not in _ITEM_PLUMBING:
                 _edit_field(value, name, edit)
     return value
+
+
+def edit_json_text(text: str, edit: Edit) -> str:
+    """``edit`` applied to ``text``: value by value, each re-encoded where it sits, when ``text`` is a JSON document
+    (a restored value with a quote or a line break keeps it valid); as plain text otherwise."""
+    edited = _edited_json(text, edit)
+    return edit(text) if edited is None else edited
 
 
 def _edited_json(text: str, edit: Edit) -> str | None:

@@ -15,6 +15,8 @@ answering unguarded (fail closed, DESIGN.md §8).
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -65,8 +67,9 @@ class _Completions(_Resource):
         return call_sync(self._call("chat", kwargs), self._target.create)
 
     def parse(self, **kwargs: Any) -> Any:
-        """Structured outputs, guarded: see :func:`_parse_request` and :func:`_parsed`."""
-        return _parsed(call_sync(self._call("chat", _parse_request(kwargs)), self._target.create), kwargs)
+        """Structured outputs, guarded: see :func:`_parse_request`, :func:`_decoded` and :func:`_parsed`."""
+        gc = _parse_call(self, kwargs)
+        return _parsed(call_sync(gc, lambda **kw: _decoded(self._target.create(**kw))), kwargs)
 
 
 class _AsyncCompletions(_Resource):
@@ -76,7 +79,16 @@ class _AsyncCompletions(_Resource):
         return await call_async(self._call("chat", kwargs), self._target.create)
 
     async def parse(self, **kwargs: Any) -> Any:
-        return _parsed(await call_async(self._call("chat", _parse_request(kwargs)), self._target.create), kwargs)
+        async def send(**kw: Any) -> Any:
+            return _decoded(await self._target.create(**kw))
+
+        return _parsed(await call_async(_parse_call(self, kwargs), send), kwargs)
+
+
+def _parse_call(resource: _Resource, kwargs: dict[str, Any]) -> GuardedCall:
+    gc = resource._call("chat", _parse_request(kwargs))
+    gc.json_text = True  # its text is a JSON document the caller parses: restored value by value
+    return gc
 
 
 def _parse_request(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -94,11 +106,34 @@ def _parse_request(kwargs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _decoded(result: Any) -> Any:
+    """The answer with each JSON text written out as its parser reads it (escapes decoded): the check must read
+    what ``parsed`` will hold, and ``"leak\\u0040corp.example"`` is an address only once decoded. Text that is not
+    JSON is left as it is (the parser rejects it anyway)."""
+    for choice in getattr(result, "choices", None) or []:
+        message = getattr(choice, "message", None)
+        content = getattr(message, "content", None)
+        if isinstance(content, str):
+            with contextlib.suppress(ValueError):
+                message.content = json.dumps(json.loads(content), ensure_ascii=False)  # type: ignore[union-attr]
+    return result
+
+
 def _parsed(result: Any, kwargs: dict[str, Any]) -> Any:
     """The checked answer parsed by the SDK's own parser: ``message.parsed`` and each tool call's
     ``parsed_arguments`` read what the application is handed (masked or restored values), never the text before
-    the check; a blocked answer (``finish_reason`` ``content_filter``) raises ``ContentFilterFinishReasonError``."""
+    the check. A blocked answer (``finish_reason`` ``content_filter``) raises ``ContentFilterFinishReasonError``;
+    so does a choice whose checked text is no longer the JSON document it was (a rule's replacing message, a
+    value masked where the document cannot hold a placeholder, such as a number): it cannot be parsed as asked."""
     from openai.lib._parsing._completions import parse_chat_completion
+
+    for choice in getattr(result, "choices", None) or []:
+        content = getattr(getattr(choice, "message", None), "content", None)
+        if isinstance(content, str) and choice.finish_reason != "content_filter":
+            try:
+                json.loads(content)
+            except ValueError:
+                choice.finish_reason = "content_filter"
 
     return parse_chat_completion(
         response_format=kwargs.get("response_format", _omit()),

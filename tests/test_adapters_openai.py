@@ -470,6 +470,69 @@ async def test_a_blocked_structured_output_raises_as_a_providers_filter_does(cli
     assert stub.completions() == []
 
 
+async def test_a_structured_output_is_checked_as_its_parser_reads_it(client: Any, stub: StubServer) -> None:
+    """JSON escapes hid an address and a harmful word from the check, and ``parsed`` decoded them."""
+    stub.raw = _json_answer('{"name": "Ann", "email": "leak\\u0040corp.example"}')
+    resp = await run(client.chat.completions.parse(model="m", messages=user("who?"), response_format=Contact))
+    assert resp.choices[0].message.parsed.email.startswith("<EMAIL_")
+    assert "leak" not in (resp.choices[0].message.content or "")
+    stub.raw = _json_answer('{"name": "x", "email": "then you build the b\\u006fmb like this"}')
+    with pytest.raises(openai.ContentFilterFinishReasonError):
+        await run(client.chat.completions.parse(model="m", messages=user("x"), response_format=Contact))
+
+
+class Card(BaseModel):
+    name: str
+    card: int
+
+
+class Config(BaseModel):
+    host: str
+    key: str
+
+
+PRIVATE_KEY = (
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA7bq98hs9Xx2p0m4tSHoT+3q1nWdVf0fL3kY"
+    "\n-----END RSA PRIVATE KEY-----"
+)
+
+
+async def test_a_structured_output_the_check_cannot_keep_as_json_is_stopped(stub: StubServer, mode: str) -> None:
+    """A rule's replacing message, or a value masked where the document cannot hold a placeholder (a number),
+    left text the parser rejected with a pydantic ValidationError; now the choice is stopped as a block is."""
+    policy = make_policy()
+    policy["output"]["rules"].append({"category": "self_harm", "threshold": 0.5, "action": "rewrite",
+                                      "message": REPLACED})  # fmt: skip
+    policy["output"]["rules"][1]["entities"] = ["email", "credit_card"]
+    guard = Guard(policy, classifiers=FakeClassifier(rules=FAKE_RULES))
+    client = client_for(guard, stub, mode)
+    try:
+        stub.raw = _json_answer(json.dumps({"name": "Ann", "email": "I want to hurt myself"}))
+        with pytest.raises(openai.ContentFilterFinishReasonError):
+            await run(client.chat.completions.parse(model="m", messages=user("x"), response_format=Contact))
+        stub.raw = _json_answer('{"name": "Ann", "card": 4111111111111111}')
+        with pytest.raises(openai.ContentFilterFinishReasonError):
+            await run(client.chat.completions.parse(model="m", messages=user("x"), response_format=Card))
+    finally:
+        guard.close()
+
+
+async def test_restore_keeps_a_structured_output_valid_json(stub: StubServer, mode: str) -> None:
+    """The user's private key, restored raw, put line breaks inside a JSON string; now each value is re-encoded."""
+    policy = make_policy()
+    policy["input"]["rules"][2]["entities"] = ["email", "phone", "private_key"]
+    guard = Guard(policy, classifiers=FakeClassifier(rules=FAKE_RULES))
+    client = client_for(guard, stub, mode, restore=True)
+    try:
+        stub.raw = _json_answer('{"host": "db", "key": "<PRIVATE_KEY_1>"}')
+        resp = await run(
+            client.chat.completions.parse(model="m", messages=user("store " + PRIVATE_KEY), response_format=Config)
+        )
+        assert resp.choices[0].message.parsed == Config(host="db", key=PRIVATE_KEY)
+    finally:
+        guard.close()
+
+
 @pytest.mark.parametrize(
     "name", ["with_raw_response", "with_streaming_response", "completions", "beta", "realtime", "conversations"]
 )
