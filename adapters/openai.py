@@ -5,23 +5,20 @@ guarded (input before the call, output after it, streams while they flow); every
 is the client's own (``models``, ``embeddings``, ``files``...), reached through ``__getattr__``.
 ``with_options``/``copy`` return a guarded client, so a per-call option never drops the guard.
 
-``chat.completions.parse`` (structured outputs) is guarded too: it is ``create`` with the SDK's own request
-conversion before and its own parser after, so what is parsed is the checked answer (masked values, restored
-ones), and a blocked answer raises the SDK's ``ContentFilterFinishReasonError`` as a provider's filter does.
-The guarded resources' other ways of generating text (``responses.parse``, ``stream``, ``with_raw_response``,
+``chat.completions.parse`` and ``responses.parse`` (structured outputs) are guarded too (``structured``). The
+guarded resources' other ways of generating text (``stream``, ``with_raw_response``,
 ``with_streaming_response``) would bypass the guard, so they raise ``AttributeError`` instead of silently
 answering unguarded (fail closed, DESIGN.md §8).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from guardrail.call import Call
 
+from . import structured
 from ._core import GuardedCall, acheck_answer, call_async, call_sync, check_answer
 
 if TYPE_CHECKING:
@@ -68,8 +65,8 @@ class _Completions(_Resource):
 
     def parse(self, **kwargs: Any) -> Any:
         """Structured outputs, guarded: see :func:`_parse_request`, :func:`_decoded` and :func:`_parsed`."""
-        gc = _parse_call(self, kwargs)
-        return _parsed(call_sync(gc, lambda **kw: _decoded(self._target.create(**kw))), kwargs)
+        gc = _parse_call(self, "chat", kwargs)
+        return structured.parsed(call_sync(gc, lambda **kw: structured.decoded(self._target.create(**kw))), kwargs)
 
 
 class _AsyncCompletions(_Resource):
@@ -80,72 +77,15 @@ class _AsyncCompletions(_Resource):
 
     async def parse(self, **kwargs: Any) -> Any:
         async def send(**kw: Any) -> Any:
-            return _decoded(await self._target.create(**kw))
+            return structured.decoded(await self._target.create(**kw))
 
-        return _parsed(await call_async(_parse_call(self, kwargs), send), kwargs)
+        return structured.parsed(await call_async(_parse_call(self, "chat", kwargs), send), kwargs)
 
 
-def _parse_call(resource: _Resource, kwargs: dict[str, Any]) -> GuardedCall:
-    gc = resource._call("chat", _parse_request(kwargs))
+def _parse_call(resource: _Resource, kind: Any, kwargs: dict[str, Any]) -> GuardedCall:
+    gc = resource._call(kind, structured.create_kwargs(kind, kwargs))
     gc.json_text = True  # its text is a JSON document the caller parses: restored value by value
     return gc
-
-
-def _parse_request(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``parse``'s arguments as ``create`` takes them, converted as the SDK's own ``parse`` converts them (a
-    pydantic ``response_format`` becomes its JSON schema; tools must be strict functions to be parsed)."""
-    from openai.lib._parsing._completions import type_to_response_format_param, validate_input_tools
-
-    if kwargs.get("stream"):
-        raise TypeError("chat.completions.parse does not stream; use chat.completions.create(stream=True)")
-    validate_input_tools(kwargs.get("tools", _omit()))
-    out = dict(kwargs)
-    if "response_format" in out:
-        out["response_format"] = type_to_response_format_param(out["response_format"])
-    out["extra_headers"] = {"X-Stainless-Helper-Method": "chat.completions.parse", **(out.get("extra_headers") or {})}
-    return out
-
-
-def _decoded(result: Any) -> Any:
-    """The answer with each JSON text written out as its parser reads it (escapes decoded): the check must read
-    what ``parsed`` will hold, and ``"leak\\u0040corp.example"`` is an address only once decoded. Text that is not
-    JSON is left as it is (the parser rejects it anyway)."""
-    for choice in getattr(result, "choices", None) or []:
-        message = getattr(choice, "message", None)
-        content = getattr(message, "content", None)
-        if isinstance(content, str):
-            with contextlib.suppress(ValueError):
-                message.content = json.dumps(json.loads(content), ensure_ascii=False)  # type: ignore[union-attr]
-    return result
-
-
-def _parsed(result: Any, kwargs: dict[str, Any]) -> Any:
-    """The checked answer parsed by the SDK's own parser: ``message.parsed`` and each tool call's
-    ``parsed_arguments`` read what the application is handed (masked or restored values), never the text before
-    the check. A blocked answer (``finish_reason`` ``content_filter``) raises ``ContentFilterFinishReasonError``;
-    so does a choice whose checked text is no longer the JSON document it was (a rule's replacing message, a
-    value masked where the document cannot hold a placeholder, such as a number): it cannot be parsed as asked."""
-    from openai.lib._parsing._completions import parse_chat_completion
-
-    for choice in getattr(result, "choices", None) or []:
-        content = getattr(getattr(choice, "message", None), "content", None)
-        if isinstance(content, str) and choice.finish_reason != "content_filter":
-            try:
-                json.loads(content)
-            except ValueError:
-                choice.finish_reason = "content_filter"
-
-    return parse_chat_completion(
-        response_format=kwargs.get("response_format", _omit()),
-        input_tools=kwargs.get("tools", _omit()),
-        chat_completion=result,
-    )
-
-
-def _omit() -> Any:
-    from openai import omit
-
-    return omit
 
 
 class _Responses(_Resource):
@@ -153,6 +93,11 @@ class _Responses(_Resource):
 
     def create(self, **kwargs: Any) -> Any:
         return call_sync(self._call("responses", kwargs), self._target.create)
+
+    def parse(self, **kwargs: Any) -> Any:
+        """Structured outputs (``text_format=``), guarded as ``chat.completions.parse`` is."""
+        gc = _parse_call(self, "responses", kwargs)
+        return structured.parsed(call_sync(gc, lambda **kw: structured.decoded(self._target.create(**kw))), kwargs)
 
     def retrieve(self, response_id: str, **kwargs: Any) -> Any:
         """A stored (e.g. background) response, its answer checked like any other (the prompt is not known here,
@@ -169,6 +114,12 @@ class _AsyncResponses(_Resource):
 
     async def create(self, **kwargs: Any) -> Any:
         return await call_async(self._call("responses", kwargs), self._target.create)
+
+    async def parse(self, **kwargs: Any) -> Any:
+        async def send(**kw: Any) -> Any:
+            return structured.decoded(await self._target.create(**kw))
+
+        return structured.parsed(await call_async(_parse_call(self, "responses", kwargs), send), kwargs)
 
     async def retrieve(self, response_id: str, **kwargs: Any) -> Any:
         gc = self._call("responses", _retrievable(kwargs))

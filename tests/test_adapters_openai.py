@@ -407,8 +407,7 @@ async def test_with_options_and_copy_stay_guarded(client: Any, stub: StubServer)
 
 @pytest.mark.parametrize(
     ("path", "name"),
-    [("responses", "parse")]
-    + [
+    [
         (p, n)
         for p in ("chat.completions", "responses")
         for n in ("stream", "with_raw_response", "with_streaming_response")
@@ -529,6 +528,49 @@ async def test_restore_keeps_a_structured_output_valid_json(stub: StubServer, mo
             client.chat.completions.parse(model="m", messages=user("store " + PRIVATE_KEY), response_format=Config)
         )
         assert resp.choices[0].message.parsed == Config(host="db", key=PRIVATE_KEY)
+    finally:
+        guard.close()
+
+
+def _json_response(text: str) -> dict[str, Any]:
+    part = {"type": "output_text", "text": text, "annotations": []}
+    msg = {"id": "msg_1", "type": "message", "role": "assistant", "status": "completed", "content": [part]}
+    return {"id": "r", "object": "response", "created_at": 0, "model": "m", "status": "completed",
+            "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "output": [msg]}  # fmt: skip
+
+
+async def test_responses_parse_is_guarded_like_chat_parse(guard: Guard, stub: StubServer, mode: str) -> None:
+    """responses.parse was closed; now output_parsed reads the checked answer (an escaped address masked, the
+    user's own value restored), and a blocked answer comes back incomplete with nothing parsed."""
+    client = client_for(guard, stub, mode, restore=True)
+    stub.raw = _json_response('{"name": "Ann", "email": "leak\\u0040corp.example"}')
+    resp = await run(client.responses.parse(model="m", input="who?", text_format=Contact))
+    assert isinstance(resp.output_parsed, Contact) and resp.output_parsed.email.startswith("<EMAIL_")
+    assert stub.completions()[0].body["text"]["format"]["type"] == "json_schema"  # the SDK's own conversion
+    stub.raw = _json_response('{"name": "Bob", "email": "<EMAIL_1>"}')
+    resp = await run(client.responses.parse(model="m", input="add bob@example.com", text_format=Contact))
+    assert resp.output_parsed == Contact(name="Bob", email="bob@example.com")
+    stub.raw = _json_response(json.dumps({"name": "x", "email": HARMFUL}))
+    resp = await run(client.responses.parse(model="m", input="x", text_format=Contact))
+    assert resp.status == "incomplete" and resp.incomplete_details.reason == "content_filter"
+    assert resp.output_parsed is None and resp.output_text == REFUSAL
+    stub.reset()
+    resp = await run(client.responses.parse(model="m", input="a bomb", text_format=Contact))
+    assert resp.status == "incomplete" and resp.output_parsed is None and stub.completions() == []
+
+
+async def test_a_responses_structured_output_the_check_cannot_keep_as_json_is_stopped(
+    stub: StubServer, mode: str
+) -> None:
+    policy = make_policy()
+    policy["output"]["rules"].append({"category": "self_harm", "threshold": 0.5, "action": "rewrite",
+                                      "message": REPLACED})  # fmt: skip
+    guard = Guard(policy, classifiers=FakeClassifier(rules=FAKE_RULES))
+    client = client_for(guard, stub, mode)
+    try:
+        stub.raw = _json_response(json.dumps({"name": "Ann", "email": "I want to hurt myself"}))
+        resp = await run(client.responses.parse(model="m", input="x", text_format=Contact))
+        assert resp.status == "incomplete" and resp.output_parsed is None
     finally:
         guard.close()
 
