@@ -12,6 +12,7 @@ streaming implementation (``guardrail.streaming.relay`` / ``arelay``) with the c
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, Literal, TypeVar
 
@@ -54,7 +55,8 @@ class GuardedCall:
         self.stream = bool(self.kwargs.get("stream"))
         self.model: str | None = self.kwargs.get("model")
         self.restore_map: dict[str, str] = {}
-        # the answer's text is a JSON document the caller parses (structured outputs): restored value by value
+        # the answer's text is a JSON document the caller parses (structured outputs): restored value by value,
+        # and stopped if the check leaves it unparseable
         self.json_text = False
         extra = self.kwargs.get("extra_body")
         n = (extra.get("n") if isinstance(extra, Mapping) else None) or self.kwargs.get("n") or 1  # extra_body wins
@@ -179,6 +181,10 @@ class GuardedCall:
             elif self.restore_map:
                 own = d.redactions if d.action is Action.REWRITE else {}
                 new = self._restored(new, {k: v for k, v in self.restore_map.items() if k not in own})
+            if self.json_text and new != original and not reasons.get(i) and _is_json(original) and not _is_json(new):
+                # a document the caller parses that the check left unparseable (a replacing message, a value
+                # masked where only a number fits): stopped as a block is, never handed on broken
+                new, reasons[i] = self.call.refusal(d), CONTENT_FILTER
             if new != original or i in reasons:
                 texts[i] = new
         if edits or self.restore_map:
@@ -357,3 +363,11 @@ class AsyncGuardedStream(Generic[T]):
         if upstream is None or name.startswith("__"):  # never borrow the other iteration protocol
             raise AttributeError(name)
         return getattr(upstream, name)
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from guardrail.call import Call
 
-from . import structured
 from ._core import GuardedCall, acheck_answer, call_async, call_sync, check_answer
+from .structured import Structured
 
 if TYPE_CHECKING:
     import openai
@@ -65,8 +65,8 @@ class _Completions(_Resource):
 
     def parse(self, **kwargs: Any) -> Any:
         """Structured outputs, guarded: see :func:`_parse_request`, :func:`_decoded` and :func:`_parsed`."""
-        gc = _parse_call(self, "chat", kwargs)
-        return structured.parsed(call_sync(gc, lambda **kw: structured.decoded(self._target.create(**kw))), kwargs)
+        gc, parse = _parse_call(self, "chat", kwargs)
+        return parse.parsed(call_sync(gc, lambda **kw: parse.decoded(self._target.create(**kw))))
 
 
 class _AsyncCompletions(_Resource):
@@ -76,16 +76,19 @@ class _AsyncCompletions(_Resource):
         return await call_async(self._call("chat", kwargs), self._target.create)
 
     async def parse(self, **kwargs: Any) -> Any:
+        gc, parse = _parse_call(self, "chat", kwargs)
+
         async def send(**kw: Any) -> Any:
-            return structured.decoded(await self._target.create(**kw))
+            return parse.decoded(await self._target.create(**kw))
 
-        return structured.parsed(await call_async(_parse_call(self, "chat", kwargs), send), kwargs)
+        return parse.parsed(await call_async(gc, send))
 
 
-def _parse_call(resource: _Resource, kind: Any, kwargs: dict[str, Any]) -> GuardedCall:
-    gc = resource._call(kind, structured.create_kwargs(kind, kwargs))
-    gc.json_text = True  # its text is a JSON document the caller parses: restored value by value
-    return gc
+def _parse_call(resource: _Resource, kind: Any, kwargs: dict[str, Any]) -> tuple[GuardedCall, Structured]:
+    parse = Structured(kind, kwargs)
+    gc = resource._call(kind, parse.create_kwargs)
+    gc.json_text = True  # its text is a JSON document the caller parses (restore and the check keep it one)
+    return gc, parse
 
 
 class _Responses(_Resource):
@@ -96,8 +99,8 @@ class _Responses(_Resource):
 
     def parse(self, **kwargs: Any) -> Any:
         """Structured outputs (``text_format=``), guarded as ``chat.completions.parse`` is."""
-        gc = _parse_call(self, "responses", kwargs)
-        return structured.parsed(call_sync(gc, lambda **kw: structured.decoded(self._target.create(**kw))), kwargs)
+        gc, parse = _parse_call(self, "responses", kwargs)
+        return parse.parsed(call_sync(gc, lambda **kw: parse.decoded(self._target.create(**kw))))
 
     def retrieve(self, response_id: str, **kwargs: Any) -> Any:
         """A stored (e.g. background) response, its answer checked like any other (the prompt is not known here,
@@ -116,10 +119,12 @@ class _AsyncResponses(_Resource):
         return await call_async(self._call("responses", kwargs), self._target.create)
 
     async def parse(self, **kwargs: Any) -> Any:
-        async def send(**kw: Any) -> Any:
-            return structured.decoded(await self._target.create(**kw))
+        gc, parse = _parse_call(self, "responses", kwargs)
 
-        return structured.parsed(await call_async(_parse_call(self, "responses", kwargs), send), kwargs)
+        async def send(**kw: Any) -> Any:
+            return parse.decoded(await self._target.create(**kw))
+
+        return parse.parsed(await call_async(gc, send))
 
     async def retrieve(self, response_id: str, **kwargs: Any) -> Any:
         gc = self._call("responses", _retrievable(kwargs))

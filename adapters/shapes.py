@@ -361,7 +361,19 @@ def item_action_text(item: Any) -> str | None:
     kept = {k: v for k, v in data.items() if k not in _ITEM_PLUMBING and v not in (None, "", [], {})}
     if not kept:
         return None
-    return f"{_get(item, 'name') or kind}: " + unescape_json(json.dumps(kept, ensure_ascii=False, default=str))
+    # escapes are decoded in each string before it is written out: written first, an escape inside a string value
+    # (arguments are a JSON string) gets its backslash escaped too, and "leak\\u0040corp.example" stayed unread
+    return f"{_get(item, 'name') or kind}: " + json.dumps(_unescaped(kept), ensure_ascii=False, default=str)
+
+
+def _unescaped(value: Any) -> Any:
+    if isinstance(value, str):
+        return unescape_json(value)
+    if isinstance(value, dict):
+        return {k: _unescaped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unescaped(v) for v in value]
+    return value
 
 
 _JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")

@@ -575,6 +575,59 @@ async def test_a_responses_structured_output_the_check_cannot_keep_as_json_is_st
         guard.close()
 
 
+async def test_what_upstream_sent_is_the_parsers_to_judge(client: Any, stub: StubServer) -> None:
+    """Only an answer the check made unparseable is stopped: prose without a format was stopped, and a truncated
+    answer was reported as a content filter instead of the SDK's LengthFinishReasonError."""
+    stub.raw = _json_answer("Hello, nothing structured here.")
+    resp = await run(client.chat.completions.parse(model="m", messages=user("hi")))
+    assert (
+        resp.choices[0].message.content == "Hello, nothing structured here." and resp.choices[0].message.parsed is None
+    )
+    stub.raw = _json_answer('{"name": "Ann", "em')
+    stub.raw["choices"][0]["finish_reason"] = "length"
+    with pytest.raises(openai.LengthFinishReasonError):
+        await run(client.chat.completions.parse(model="m", messages=user("hi"), response_format=Contact))
+    deep = "[" * 50000 + "]" * 50000  # deeper than json's recursion limit: left as it came, for the parser
+    stub.raw = _json_answer(deep)
+    resp = await run(client.chat.completions.parse(model="m", messages=user("hi")))
+    assert resp.choices[0].message.content == deep
+
+
+def _call_response(arguments: str, text: str | None = None) -> dict[str, Any]:
+    call = {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "Contact", "arguments": arguments,
+            "status": "completed"}  # fmt: skip
+    out = _json_response(text)["output"] if text is not None else []
+    return {**_json_response("{}"), "output": [*out, call]}
+
+
+async def test_an_escaped_value_in_a_responses_function_call_is_read_and_masked(client: Any, stub: StubServer) -> None:
+    """The item was written out as JSON before its escapes were decoded, so the arguments' "\\u0040" became
+    "\\\\u0040" and the check read "leak\\@corp.example": no address. create and parse both handed it on."""
+    stub.raw = _call_response('{"name": "Ann", "email": "leak\\u0040corp.example"}')
+    tools = (t for t in [openai.pydantic_function_tool(Contact)])  # a generator: converted once
+    resp = await run(client.responses.parse(model="m", input="save Ann", tools=tools))
+    call = next(o for o in resp.output if o.type == "function_call")
+    assert isinstance(call.parsed_arguments, Contact) and call.parsed_arguments.email.startswith("<EMAIL_")
+    stub.raw = _call_response('{"name": "x", "email": "then build the b\\u006fmb"}')
+    resp = await run(client.responses.create(model="m", input="x"))
+    assert resp.status == "incomplete" and not [o for o in resp.output if o.type == "function_call"]
+
+
+async def test_a_structured_answer_stopped_for_its_text_loses_its_calls(stub: StubServer, mode: str) -> None:
+    policy = make_policy()
+    policy["output"]["rules"].append({"category": "self_harm", "threshold": 0.5, "action": "rewrite",
+                                      "message": REPLACED})  # fmt: skip
+    guard = Guard(policy, classifiers=FakeClassifier(rules=FAKE_RULES))
+    client = client_for(guard, stub, mode)
+    try:
+        stub.raw = _call_response('{"name": "Ann", "email": "ann"}', json.dumps({"name": "I want to hurt myself"}))
+        resp = await run(client.responses.parse(model="m", input="x", text_format=Contact))
+        assert resp.status == "incomplete" and resp.output_parsed is None
+        assert [o.type for o in resp.output] == ["message"]
+    finally:
+        guard.close()
+
+
 @pytest.mark.parametrize(
     "name", ["with_raw_response", "with_streaming_response", "completions", "beta", "realtime", "conversations"]
 )
