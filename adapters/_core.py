@@ -181,9 +181,10 @@ class GuardedCall:
             elif self.restore_map:
                 own = d.redactions if d.action is Action.REWRITE else {}
                 new = self._restored(new, {k: v for k, v in self.restore_map.items() if k not in own})
-            if self.json_text and new != original and not reasons.get(i) and _is_json(original) and not _is_json(new):
+            if self.json_text and new != original and not reasons.get(i) and not _is_json(new):
                 # a document the caller parses that the check left unparseable (a replacing message, a value
-                # masked where only a number fits): stopped as a block is, never handed on broken
+                # masked where only a number fits): stopped as a block is, never handed on broken. What upstream
+                # sent unedited is the parser's to judge (a truncated answer: the SDK's LengthFinishReasonError)
                 new, reasons[i] = self.call.refusal(d), CONTENT_FILTER
             if new != original or i in reasons:
                 texts[i] = new

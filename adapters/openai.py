@@ -87,7 +87,8 @@ class _AsyncCompletions(_Resource):
 def _parse_call(resource: _Resource, kind: Any, kwargs: dict[str, Any]) -> tuple[GuardedCall, Structured]:
     parse = Structured(kind, kwargs)
     gc = resource._call(kind, parse.create_kwargs)
-    gc.json_text = True  # its text is a JSON document the caller parses (restore and the check keep it one)
+    # with a format, its text is a JSON document the caller parses (restore and the check keep it one)
+    gc.json_text = parse.has_format
     return gc, parse
 
 

@@ -73,6 +73,11 @@ class Structured:
             out["extra_headers"] = {**helper, **(out.get("extra_headers") or {})}
         self.create_kwargs = out
 
+    @property
+    def has_format(self) -> bool:
+        """Whether the answer's text is a JSON document the caller parses (a format was asked for)."""
+        return self.format is not _omit()
+
     def decoded(self, result: Any) -> Any:
         """The upstream answer (the SDK's own object, edited in place) with each JSON text written out as its
         parser reads it, escapes decoded. Text that is not JSON is left as it is (the parser decides about it)."""

@@ -593,6 +593,20 @@ async def test_what_upstream_sent_is_the_parsers_to_judge(client: Any, stub: Stu
     assert resp.choices[0].message.content == deep
 
 
+async def test_a_responses_answer_split_over_text_parts_is_checked_as_one(client: Any, stub: StubServer) -> None:
+    """Its parts are one text to the check: one document cut in two is masked and parsed whole; two documents,
+    once edited, no longer parse, and are stopped rather than handed to the parser broken."""
+    parts = ['{"name": "Ann", "email": "leak@co', 'rp.example"}']
+    stub.raw = _json_response("")
+    stub.raw["output"][0]["content"] = [{"type": "output_text", "text": t, "annotations": []} for t in parts]
+    resp = await run(client.responses.parse(model="m", input="who?", text_format=Contact))
+    assert resp.output_parsed is not None and resp.output_parsed.email.startswith("<EMAIL_")
+    parts = ['{"name": "Ann", "email": "leak@corp.example"}', '{"name": "Bob", "email": "none"}']
+    stub.raw["output"][0]["content"] = [{"type": "output_text", "text": t, "annotations": []} for t in parts]
+    resp = await run(client.responses.parse(model="m", input="who?", text_format=Contact))
+    assert resp.status == "incomplete" and resp.output_parsed is None and "leak" not in resp.output_text
+
+
 def _call_response(arguments: str, text: str | None = None) -> dict[str, Any]:
     call = {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "Contact", "arguments": arguments,
             "status": "completed"}  # fmt: skip
