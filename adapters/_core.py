@@ -23,7 +23,7 @@ from guardrail.streaming import StreamGuard, aclose_quietly, arelay, close_quiet
 
 from . import shapes
 from ._streams import ChatStream, ResponsesStream
-from .actions import edit_actions, edit_json_text, mask_and_restore
+from .actions import edit_actions, edit_json_text, mask_and_restore, mask_json_text
 
 __all__ = ["AsyncGuardedStream", "GuardedCall", "GuardedStream", "call_async", "call_sync"]
 
@@ -176,15 +176,20 @@ class GuardedCall:
                 continue
             out = self.call.outcome(d)
             new = out.text if out.text is not None else original
+            if self.json_text and d.redactions and not out.finish_reason:
+                # a document the caller parses: masked value by value, where each sits (None: still readable)
+                masked = mask_json_text(original, self.call.stream_guard().redact_entities, d.redactions)
+                new = masked if masked is not None else new
             if out.finish_reason:
                 reasons[i] = out.finish_reason
             elif self.restore_map:
                 own = d.redactions if d.action is Action.REWRITE else {}
                 new = self._restored(new, {k: v for k, v in self.restore_map.items() if k not in own})
-            if self.json_text and new != original and not reasons.get(i) and not _is_json(new):
+            cut = _finish_reason(result, i) == "length" or shapes._get(result, "status") == "incomplete"
+            if self.json_text and new != original and not reasons.get(i) and not cut and not _is_json(new):
                 # a document the caller parses that the check left unparseable (a replacing message, a value
                 # masked where only a number fits): stopped as a block is, never handed on broken. What upstream
-                # sent unedited is the parser's to judge (a truncated answer: the SDK's LengthFinishReasonError)
+                # sent cut short is the parser's to judge (the SDK's LengthFinishReasonError)
                 new, reasons[i] = self.call.refusal(d), CONTENT_FILTER
             if new != original or i in reasons:
                 texts[i] = new
@@ -372,3 +377,8 @@ def _is_json(text: str) -> bool:
     except (ValueError, RecursionError):
         return False
     return True
+
+
+def _finish_reason(result: Any, index: int) -> Any:
+    choices = shapes._get(result, "choices")
+    return shapes._get(choices[index], "finish_reason") if isinstance(choices, list) and index < len(choices) else None

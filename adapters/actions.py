@@ -28,7 +28,8 @@ from .shapes import _ACTIONS, _ITEM_PLUMBING, _get, _is_message, _put, item_acti
 
 __all__ = [
     "edit_actions", "edit_events", "edit_held_audio", "edit_held_events", "edit_json_text", "edit_message",
-    "event_kind", "events_text", "has_audio", "has_calls", "mask_and_restore", "merge_calls", "merge_event_deltas",
+    "event_kind", "events_text", "has_audio", "has_calls", "mask_and_restore", "mask_json_text", "merge_calls",
+    "merge_event_deltas",
     "only_audio", "redactor", "without_audio", "without_calls",
 ]  # fmt: skip
 
@@ -319,6 +320,40 @@ def edit_json_text(text: str, edit: Edit) -> str:
     (a restored value with a quote or a line break keeps it valid); as plain text otherwise."""
     edited = _edited_json(text, edit)
     return edit(text) if edited is None else edited
+
+
+def mask_json_text(text: str, entities: frozenset[str], found: Mapping[str, str]) -> str | None:
+    """``text``, a JSON document, with the personal data in its string values masked where each sits and the
+    document kept valid (what a redaction of the raw text cannot promise: a value after an escaped line break, or
+    a number, has no place for a placeholder). The values are read decoded and numbered across the document.
+    None when one the check ``found`` (placeholder -> value) is still readable after it: the caller stops."""
+    values: list[str] = []
+
+    def collect(piece: str) -> str:
+        values.append(piece)
+        return piece
+
+    if _edited_json(text, collect) is None:
+        return None
+    joined = "\n".join(values)
+    _, own = redact(joined, find_entities(joined, entities)) if entities else ("", {})
+    masked = _edited_json(text, redactor(own)) if own else text
+    if masked is None:
+        return None
+    read = [unescape_json(masked), *_json_strings(masked)]
+    left = [v for v in (*own.values(), *found.values()) if any(v in r for r in read)]
+    return None if left else masked
+
+
+def _json_strings(text: str) -> list[str]:
+    out: list[str] = []
+
+    def collect(piece: str) -> str:
+        out.append(piece)
+        return piece
+
+    _edited_json(text, collect)
+    return out
 
 
 def _edited_json(text: str, edit: Edit) -> str | None:

@@ -64,7 +64,7 @@ class _Completions(_Resource):
         return call_sync(self._call("chat", kwargs), self._target.create)
 
     def parse(self, **kwargs: Any) -> Any:
-        """Structured outputs, guarded: see :func:`_parse_request`, :func:`_decoded` and :func:`_parsed`."""
+        """Structured outputs, guarded (``structured.Structured``)."""
         gc, parse = _parse_call(self, "chat", kwargs)
         return parse.parsed(call_sync(gc, lambda **kw: parse.decoded(self._target.create(**kw))))
 

@@ -20,11 +20,12 @@ A stopped chat answer raises the SDK's ``ContentFilterFinishReasonError``, as a 
 
 from __future__ import annotations
 
-import contextlib
 import json
 from typing import Any
 
 from guardrail.call import CONTENT_FILTER
+
+from . import shapes
 
 __all__ = ["Structured"]
 
@@ -33,6 +34,13 @@ def _omit() -> Any:
     from openai import omit
 
     return omit
+
+
+def _given(value: Any) -> bool:
+    """Whether an argument was given (the SDK's own test: ``omit`` and ``NOT_GIVEN`` both mean "not given")."""
+    from openai import NotGiven, Omit
+
+    return not isinstance(value, NotGiven | Omit)
 
 
 class Structured:
@@ -47,14 +55,14 @@ class Structured:
         self.tools: Any
         out = dict(kwargs)
         tools = out.get("tools", _omit())
-        if tools is not _omit():
+        if _given(tools):
             tools = out["tools"] = list(tools)  # converted once: a generator is read once
         if kind == "responses":
             from openai.lib._parsing._responses import type_to_text_format_param
             from openai.resources.responses.responses import _make_tools
 
             self.format = out.pop("text_format", _omit())
-            if self.format is not _omit():
+            if _given(self.format):
                 text = dict(out.get("text") or {})
                 if "format" in text:
                     raise TypeError("Cannot mix and match text.format with text_format")
@@ -75,17 +83,23 @@ class Structured:
 
     @property
     def has_format(self) -> bool:
-        """Whether the answer's text is a JSON document the caller parses (a format was asked for)."""
-        return self.format is not _omit()
+        """Whether the answer's text is a JSON document the caller parses (a JSON format was asked for)."""
+        plain = isinstance(self.format, dict) and self.format.get("type") == "text"
+        return _given(self.format) and not plain
 
     def decoded(self, result: Any) -> Any:
         """The upstream answer (the SDK's own object, edited in place) with each JSON text written out as its
-        parser reads it, escapes decoded. Text that is not JSON is left as it is (the parser decides about it)."""
+        parser reads it, escapes decoded; a text that does not parse (cut short) gets its ``\\uXXXX`` escapes
+        decoded, so what it carries is checked too. Without a JSON format, the answer is left as it came."""
+        if not self.has_format:
+            return result
         for holder, name in _json_parts(result):
             text = getattr(holder, name, None)
             if isinstance(text, str):
-                with contextlib.suppress(ValueError, RecursionError):
+                try:
                     setattr(holder, name, json.dumps(json.loads(text), ensure_ascii=False))
+                except (ValueError, RecursionError):
+                    setattr(holder, name, shapes.unescape_json(text))
         return result
 
     def parsed(self, result: Any) -> Any:

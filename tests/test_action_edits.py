@@ -187,3 +187,23 @@ def test_litellm_responses_stream_events_are_edited_and_read_like_openai_ones() 
     assert json.loads(restored[3].item.arguments) == want and "leak@corp" not in actions.events_text(restored)
     assert restored[2].item.summary[0]["text"] == "Mail <EMAIL_1>."  # reasoning is not a held tool item
     assert json.loads(events[4].item.arguments)["to"] == "<EMAIL_1>"  # the caller's objects are not changed
+
+
+_EMAILS = st.sampled_from(["leak@corp.example", "a.b@x.io", "ann@mail.example"])
+_PIECES = st.one_of(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=8), _EMAILS)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(st.text(alphabet="abcdef", min_size=1, max_size=4), st.lists(_PIECES, max_size=4).map("\n".join))
+)
+def test_masking_a_json_document_keeps_it_json_and_leaves_no_address(doc: dict[str, str]) -> None:
+    """Structured outputs are masked value by value: whatever the values hold (line breaks, quotes, escapes),
+    the document stays valid JSON with the same keys, and no address is left in any value."""
+    text = json.dumps(doc)
+    masked = actions.mask_json_text(text, frozenset({"email"}), {})
+    assert masked is not None
+    out = json.loads(masked)
+    assert out.keys() == doc.keys()
+    for value in out.values():
+        assert not any(e in value for e in ("leak@corp.example", "a.b@x.io", "ann@mail.example"))

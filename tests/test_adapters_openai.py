@@ -607,6 +607,40 @@ async def test_a_responses_answer_split_over_text_parts_is_checked_as_one(client
     assert resp.status == "incomplete" and resp.output_parsed is None and "leak" not in resp.output_text
 
 
+class Note(BaseModel):
+    name: str
+    note: str
+
+
+async def test_structured_values_are_masked_where_each_sits(client: Any, stub: StubServer) -> None:
+    """After an escaped line break the check read "nleak@corp.example", and masking the raw text broke the
+    document, which was then stopped; values are now masked decoded, each where it sits."""
+    stub.raw = _json_answer(
+        json.dumps({"name": "Ann", "note": "Reach her at:\nleak@corp.example or leak@corp.example"})
+    )
+    resp = await run(client.chat.completions.parse(model="m", messages=user("who?"), response_format=Note))
+    note = resp.choices[0].message.parsed.note
+    assert note.startswith("Reach her at:\n<EMAIL_1>") and note.count("<EMAIL_1>") == 2 and "leak" not in note
+
+
+async def test_a_cut_short_structured_answer_is_checked_and_left_to_the_parser(client: Any, stub: StubServer) -> None:
+    """Edited, a truncated answer was reported as a content filter; escaped, what it carried was never checked."""
+    stub.raw = _json_answer('{"name": "Ann", "email": "leak\\u0040corp.example", "na')
+    stub.raw["choices"][0]["finish_reason"] = "length"
+    with pytest.raises(openai.LengthFinishReasonError) as caught:
+        await run(client.chat.completions.parse(model="m", messages=user("hi"), response_format=Contact))
+    assert "leak" not in (caught.value.completion.choices[0].message.content or "")
+
+
+async def test_a_plain_text_format_is_not_treated_as_a_document(client: Any, stub: StubServer) -> None:
+    stub.raw = _json_answer("Write to leak@corp.example.")
+    resp = await run(client.chat.completions.parse(model="m", messages=user("hi"), response_format={"type": "text"}))
+    assert resp.choices[0].finish_reason == "stop" and resp.choices[0].message.content.startswith("Write to <EMAIL_")
+    stub.raw = _json_response("Write to leak@corp.example.")
+    resp = await run(client.responses.parse(model="m", input="hi", text_format=openai.NOT_GIVEN))
+    assert resp.status == "completed" and resp.output_text.startswith("Write to <EMAIL_")
+
+
 def _call_response(arguments: str, text: str | None = None) -> dict[str, Any]:
     call = {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "Contact", "arguments": arguments,
             "status": "completed"}  # fmt: skip
