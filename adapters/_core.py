@@ -23,7 +23,8 @@ from guardrail.streaming import StreamGuard, aclose_quietly, arelay, close_quiet
 
 from . import shapes
 from ._streams import ChatStream, ResponsesStream
-from .actions import edit_actions, edit_json_text, mask_and_restore, mask_json_text
+from .actions import edit_actions, mask_and_restore
+from .json_edits import edit_json_text, mask_json_text
 
 __all__ = ["AsyncGuardedStream", "GuardedCall", "GuardedStream", "call_async", "call_sync"]
 

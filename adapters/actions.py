@@ -6,10 +6,8 @@ redaction fired by a tool call's arguments masks the value in the arguments them
 said "rewrite" and the e-mail address went out in the call), and ``restore=True`` puts the user's own values
 back into the arguments the application executes (before, an agent was handed ``"to": "<EMAIL_1>"``).
 
-Arguments that are a JSON document (how chat and Responses tool calls carry them) are edited string value by
-string value, each re-encoded where it sits: a restored value with a quote or a line break keeps the document
-valid, and every other byte (keys, numbers, spacing) stays as the model wrote it. Ids, names and the other
-plumbing are never touched; nor, when restoring, is reasoning that carries a signature (a provider refuses
+JSON documents (arguments) are edited value by value where each sits (``json_edits``). Ids, names and the
+other plumbing are never touched; nor, when restoring, is reasoning that carries a signature (a provider refuses
 signed thinking that comes back changed). Audio cannot be edited: when masking changes an answer's audio
 transcript, the audio's data is emptied, since its sound would still say the value the transcript now hides.
 """
@@ -17,43 +15,25 @@ transcript, the audio's data is emptied, since its sound would still say the val
 from __future__ import annotations
 
 import copy
-import json
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from guardrail.classifiers.patterns import find_entities, redact, restore
 
+from .json_edits import Edit, edit_field, edited, redactor
 from .shapes import _ACTIONS, _ITEM_PLUMBING, _get, _is_message, _put, item_action_text, unescape_json
 
 __all__ = [
-    "edit_actions", "edit_events", "edit_held_audio", "edit_held_events", "edit_json_text", "edit_message",
-    "event_kind", "events_text", "has_audio", "has_calls", "mask_and_restore", "mask_json_text", "merge_calls",
-    "merge_event_deltas",
+    "edit_actions", "edit_events", "edit_held_audio", "edit_held_events", "edit_message", "event_kind", "events_text",
+    "has_audio", "has_calls", "mask_and_restore", "merge_calls", "merge_event_deltas",
     "only_audio", "redactor", "without_audio", "without_calls",
 ]  # fmt: skip
 
-Edit = Callable[[str], str]
 
 # chat message fields that are text the model wrote besides its content
 _CHAT_TEXTS = ("refusal", "reasoning_content")
 _CALL_FIELDS = ("arguments", "input")  # a function's arguments, a custom tool's input
 _CALLS = ("tool_calls", "function_call")
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
-_KEY_END = re.compile(r"\s*:")
-
-
-def redactor(redactions: Mapping[str, str]) -> Edit:
-    """The edit that masks each redacted value (``placeholder -> value``) with its placeholder, longest first
-    (so a value inside a longer one cannot leave part of the longer one visible)."""
-    pairs = sorted(((v, k) for k, v in redactions.items() if v), key=lambda p: -len(p[0]))
-
-    def edit(text: str) -> str:
-        for value, placeholder in pairs:
-            text = text.replace(value, placeholder)
-        return text
-
-    return edit
 
 
 def mask_and_restore(
@@ -94,9 +74,9 @@ def edit_actions(result: Any, index: int, edit: Edit, *, masking: bool = True) -
         for part in _get(result, "content") or []:
             kind = _get(part, "type")
             if kind in ("tool_use", "server_tool_use", "mcp_tool_use"):
-                _edit_field(part, "input", edit)
+                edit_field(part, "input", edit)
             elif kind == "refusal" or (kind == "thinking" and (masking or not _get(part, "signature"))):
-                _edit_field(part, kind, edit)
+                edit_field(part, kind, edit)
 
 
 def has_calls(chunk: Any) -> bool:
@@ -171,16 +151,16 @@ def edit_held_audio(chunks: list[Any], entities: frozenset[str], restore_map: Ma
         if entities:
             read = unescape_json(transcript)
             _, own = redact(read, find_entities(read, entities))
-        edited = redactor(own)(transcript) if own else transcript
-        if any(value in unescape_json(edited) for value in own.values()):
+        new = redactor(own)(transcript) if own else transcript
+        if any(value in unescape_json(new) for value in own.values()):
             return None
         mapping = {k: v for k, v in restore_map.items() if k not in own}
-        edited = restore(edited, mapping) if mapping else edited
-        if edited == transcript:
+        new = restore(new, mapping) if mapping else new
+        if new == transcript:
             continue
         changed = True
         for i, a in enumerate(parts):
-            _put(a, "transcript", "" if i else edited)
+            _put(a, "transcript", "" if i else new)
             if own and _get(a, "data"):
                 _put(a, "data", "")
     return out if changed else chunks
@@ -252,128 +232,37 @@ def _edit_chat_message(message: Any, edit: Edit, masking: bool) -> None:
         fn = _get(call, "function") or _get(call, "custom")
         if fn is not None:
             for name in _CALL_FIELDS:
-                _edit_field(fn, name, edit)
+                edit_field(fn, name, edit)
     if (fn := _get(message, "function_call")) is not None:
-        _edit_field(fn, "arguments", edit)
+        edit_field(fn, "arguments", edit)
     for name in _CHAT_TEXTS:
-        _edit_field(message, name, edit)
+        edit_field(message, name, edit)
     if (audio := _get(message, "audio")) is not None:
         transcript = _get(audio, "transcript")
-        _edit_field(audio, "transcript", edit)
+        edit_field(audio, "transcript", edit)
         if masking and _get(audio, "transcript") != transcript and _get(audio, "data"):
             _put(audio, "data", "")  # the sound would still say what the masked transcript hides
     for block in _get(message, "thinking_blocks") or []:
         if masking or not _get(block, "signature"):
-            _edit_field(block, "thinking", edit)
+            edit_field(block, "thinking", edit)
 
 
 def _edit_responses_item(item: Any, edit: Edit) -> None:
     kind = _get(item, "type")
     if kind == "message":
         for part in _get(item, "content") or []:
-            _edit_field(part, "refusal", edit)
+            edit_field(part, "refusal", edit)
         return
     if kind == "reasoning":
         for part in [*(_get(item, "summary") or []), *(_get(item, "content") or [])]:
-            _edit_field(part, "text", edit)
+            edit_field(part, "text", edit)
         return
     # litellm's stream items are models with extra="allow" and no declared fields: their content is in model_extra
     names = list(item) if isinstance(item, Mapping) else [*getattr(type(item), "model_fields", {})]
     names += [n for n in getattr(item, "model_extra", None) or {} if n not in names]
     for name in names:
         if name not in _ITEM_PLUMBING:
-            _edit_field(item, name, edit)
-
-
-def _edit_field(obj: Any, name: str, edit: Edit) -> None:
-    value = _get(obj, name)
-    if value is None:
-        return
-    new = _edited(value, edit)
-    if new is not value:
-        _put(obj, name, new)
-
-
-def _edited(value: Any, edit: Edit) -> Any:
-    """``value`` with ``edit`` applied to each string in it; the same object when nothing changed."""
-    if isinstance(value, str):
-        changed = _edited_json(value, edit) if value.lstrip()[:1] in ("{", "[") else None
-        if changed is None:
-            changed = edit(value)
-        return value if changed == value else changed
-    if isinstance(value, dict):
-        out = {k: _edited(v, edit) for k, v in value.items()}
-        return value if all(out[k] is value[k] for k in value) else out
-    if isinstance(value, list):
-        items = [_edited(v, edit) for v in value]
-        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
-    fields = getattr(type(value), "model_fields", None)
-    if fields:  # a nested model (a computer call's action ...): edited in place
-        for name in fields:
-            if name not in _ITEM_PLUMBING:
-                _edit_field(value, name, edit)
-    return value
-
-
-def edit_json_text(text: str, edit: Edit) -> str:
-    """``edit`` applied to ``text``: value by value, each re-encoded where it sits, when ``text`` is a JSON document
-    (a restored value with a quote or a line break keeps it valid); as plain text otherwise."""
-    edited = _edited_json(text, edit)
-    return edit(text) if edited is None else edited
-
-
-def mask_json_text(text: str, entities: frozenset[str], found: Mapping[str, str]) -> str | None:
-    """``text``, a JSON document, with the personal data in its string values masked where each sits and the
-    document kept valid (what a redaction of the raw text cannot promise: a value after an escaped line break, or
-    a number, has no place for a placeholder). The values are read decoded and numbered across the document.
-    None when one the check ``found`` (placeholder -> value) is still readable after it: the caller stops."""
-    values: list[str] = []
-
-    def collect(piece: str) -> str:
-        values.append(piece)
-        return piece
-
-    if _edited_json(text, collect) is None:
-        return None
-    joined = "\n".join(values)
-    _, own = redact(joined, find_entities(joined, entities)) if entities else ("", {})
-    masked = _edited_json(text, redactor(own)) if own else text
-    if masked is None:
-        return None
-    read = [unescape_json(masked), *_json_strings(masked)]
-    left = [v for v in (*own.values(), *found.values()) if any(v in r for r in read)]
-    return None if left else masked
-
-
-def _json_strings(text: str) -> list[str]:
-    out: list[str] = []
-
-    def collect(piece: str) -> str:
-        out.append(piece)
-        return piece
-
-    _edited_json(text, collect)
-    return out
-
-
-def _edited_json(text: str, edit: Edit) -> str | None:
-    """``text``, a JSON document, with ``edit`` applied to each string value where it sits (keys and every
-    other byte kept); None when ``text`` is not JSON."""
-    try:
-        json.loads(text)
-    except ValueError:
-        return None
-    pieces: list[str] = []
-    last = 0
-    for m in _JSON_STRING.finditer(text):
-        if _KEY_END.match(text, m.end()):  # a key
-            continue
-        value = json.loads(m.group())
-        new = _edited(value, edit)  # a string value may itself hold JSON
-        if new != value:
-            pieces += [text[last : m.start()], json.dumps(new, ensure_ascii=False)]
-            last = m.end()
-    return "".join([*pieces, text[last:]]) if pieces else text
+            edit_field(item, name, edit)
 
 
 # Responses stream events that carry an action's text: its fragments (``delta``), and the field of the event
@@ -453,7 +342,7 @@ def edit_events(events: list[Any], edit: Edit) -> list[Any]:
         kind = event_kind(event)
         field = "delta" if kind in _EVENT_DELTAS else _EVENT_WHOLE.get(kind)
         if field is not None and isinstance(getattr(event, field, None), str):
-            new = _edited(getattr(event, field), edit)
+            new = edited(getattr(event, field), edit)
             if new is not getattr(event, field):
                 event = copy.copy(event)
                 setattr(event, field, new)
