@@ -11,7 +11,7 @@ import itertools
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import openai
@@ -496,24 +496,27 @@ PRIVATE_KEY = (
 )
 
 
-async def test_a_structured_output_the_check_cannot_keep_as_json_is_stopped(stub: StubServer, mode: str) -> None:
-    """A rule's replacing message, or a value masked where the document cannot hold a placeholder (a number),
-    left text the parser rejected with a pydantic ValidationError; now the choice is stopped as a block is."""
+@pytest.fixture
+def rewriting(stub: StubServer, mode: str) -> Iterator[Any]:
+    """A client whose policy also replaces a self-harm answer with the rule's message, and masks card numbers."""
     policy = make_policy()
     policy["output"]["rules"].append({"category": "self_harm", "threshold": 0.5, "action": "rewrite",
                                       "message": REPLACED})  # fmt: skip
     policy["output"]["rules"][1]["entities"] = ["email", "credit_card"]
     guard = Guard(policy, classifiers=FakeClassifier(rules=FAKE_RULES))
-    client = client_for(guard, stub, mode)
-    try:
-        stub.raw = _json_answer(json.dumps({"name": "Ann", "email": "I want to hurt myself"}))
-        with pytest.raises(openai.ContentFilterFinishReasonError):
-            await run(client.chat.completions.parse(model="m", messages=user("x"), response_format=Contact))
-        stub.raw = _json_answer('{"name": "Ann", "card": 4111111111111111}')
-        with pytest.raises(openai.ContentFilterFinishReasonError):
-            await run(client.chat.completions.parse(model="m", messages=user("x"), response_format=Card))
-    finally:
-        guard.close()
+    yield client_for(guard, stub, mode)
+    guard.close()
+
+
+async def test_a_structured_output_the_check_cannot_keep_as_json_is_stopped(rewriting: Any, stub: StubServer) -> None:
+    """A rule's replacing message, or a value masked where the document cannot hold a placeholder (a number),
+    left text the parser rejected with a pydantic ValidationError; now the choice is stopped as a block is."""
+    stub.raw = _json_answer(json.dumps({"name": "Ann", "email": "I want to hurt myself"}))
+    with pytest.raises(openai.ContentFilterFinishReasonError):
+        await run(rewriting.chat.completions.parse(model="m", messages=user("x"), response_format=Contact))
+    stub.raw = _json_answer('{"name": "Ann", "card": 4111111111111111}')
+    with pytest.raises(openai.ContentFilterFinishReasonError):
+        await run(rewriting.chat.completions.parse(model="m", messages=user("x"), response_format=Card))
 
 
 async def test_restore_keeps_a_structured_output_valid_json(stub: StubServer, mode: str) -> None:
@@ -560,19 +563,16 @@ async def test_responses_parse_is_guarded_like_chat_parse(guard: Guard, stub: St
 
 
 async def test_a_responses_structured_output_the_check_cannot_keep_as_json_is_stopped(
-    stub: StubServer, mode: str
+    rewriting: Any, stub: StubServer
 ) -> None:
-    policy = make_policy()
-    policy["output"]["rules"].append({"category": "self_harm", "threshold": 0.5, "action": "rewrite",
-                                      "message": REPLACED})  # fmt: skip
-    guard = Guard(policy, classifiers=FakeClassifier(rules=FAKE_RULES))
-    client = client_for(guard, stub, mode)
-    try:
-        stub.raw = _json_response(json.dumps({"name": "Ann", "email": "I want to hurt myself"}))
-        resp = await run(client.responses.parse(model="m", input="x", text_format=Contact))
-        assert resp.status == "incomplete" and resp.output_parsed is None
-    finally:
-        guard.close()
+    """Stopped for its text, the answer also loses its calls, as a blocked one does."""
+    stub.raw = _json_response(json.dumps({"name": "Ann", "email": "I want to hurt myself"}))
+    resp = await run(rewriting.responses.parse(model="m", input="x", text_format=Contact))
+    assert resp.status == "incomplete" and resp.output_parsed is None
+    stub.raw = _call_response('{"name": "Ann", "email": "ann"}', json.dumps({"name": "I want to hurt myself"}))
+    resp = await run(rewriting.responses.parse(model="m", input="x", text_format=Contact))
+    assert resp.status == "incomplete" and resp.output_parsed is None
+    assert [o.type for o in resp.output] == ["message"]
 
 
 async def test_what_upstream_sent_is_the_parsers_to_judge(client: Any, stub: StubServer) -> None:
@@ -659,21 +659,6 @@ async def test_an_escaped_value_in_a_responses_function_call_is_read_and_masked(
     stub.raw = _call_response('{"name": "x", "email": "then build the b\\u006fmb"}')
     resp = await run(client.responses.create(model="m", input="x"))
     assert resp.status == "incomplete" and not [o for o in resp.output if o.type == "function_call"]
-
-
-async def test_a_structured_answer_stopped_for_its_text_loses_its_calls(stub: StubServer, mode: str) -> None:
-    policy = make_policy()
-    policy["output"]["rules"].append({"category": "self_harm", "threshold": 0.5, "action": "rewrite",
-                                      "message": REPLACED})  # fmt: skip
-    guard = Guard(policy, classifiers=FakeClassifier(rules=FAKE_RULES))
-    client = client_for(guard, stub, mode)
-    try:
-        stub.raw = _call_response('{"name": "Ann", "email": "ann"}', json.dumps({"name": "I want to hurt myself"}))
-        resp = await run(client.responses.parse(model="m", input="x", text_format=Contact))
-        assert resp.status == "incomplete" and resp.output_parsed is None
-        assert [o.type for o in resp.output] == ["message"]
-    finally:
-        guard.close()
 
 
 @pytest.mark.parametrize(
