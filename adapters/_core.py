@@ -19,6 +19,7 @@ from typing import Any, Generic, Literal, TypeVar
 from guardrail.call import CONTENT_FILTER, Call, Outcome
 from guardrail.classifiers.patterns import restore
 from guardrail.decision import Action, Decision
+from guardrail.messages import prompt_placeholders
 from guardrail.streaming import StreamGuard, aclose_quietly, arelay, close_quietly, relay
 
 from . import shapes
@@ -179,7 +180,8 @@ class GuardedCall:
             new = out.text if out.text is not None else original
             if self.json_text and d.redactions and not out.finish_reason:
                 # a document the caller parses: masked value by value, where each sits (None: still readable)
-                masked = mask_json_text(original, self.call.stream_guard().redact_entities, d.redactions)
+                entities = self.call.stream_guard().redact_entities
+                masked = mask_json_text(original, entities, d.redactions, reserved=self.reserved)
                 new = masked if masked is not None else new
             if out.finish_reason:
                 reasons[i] = out.finish_reason
@@ -232,7 +234,15 @@ class GuardedCall:
 
     def stream_guard(self) -> StreamGuard:
         self.call.route(self.prompt or None)  # a Call new to this answer (the proxy's output hook) routes by the prompt
-        return self.call.stream_guard()
+        sg = self.call.stream_guard()
+        sg.reserved = self.reserved
+        return sg
+
+    @property
+    def reserved(self) -> frozenset[str]:
+        """The placeholders of the prompt as sent (the input's redactions): the answer's own values never take
+        one, in its text (the engine, the stream guard) or in what it does besides (calls, audio, documents)."""
+        return prompt_placeholders(self.prompt)
 
     def stream_state(self, sg: StreamGuard) -> ChatStream | ResponsesStream:
         if self.kind == "responses":

@@ -151,7 +151,11 @@ class ChatStream(_StreamState):
             return
         if rel.final:
             calls = self._whole_calls(sg) if self.calls else []
-            audio = actions.edit_held_audio(self.audio, sg.redact_entities, self.gc.restore_map) if self.audio else []
+            audio = (
+                actions.edit_held_audio(self.audio, sg.redact_entities, self.gc.restore_map, sg.reserved)
+                if self.audio
+                else []
+            )
             if calls is None or audio is None:  # personal data that cannot be masked where it sits: never leaked
                 message = sg.end_text(self.gc.call.refusal(sg.decisions[-1]))
                 yield from shapes.refusal_chunks(flavour, message, model=self.gc.model, template=self.template)
@@ -174,7 +178,7 @@ class ChatStream(_StreamState):
         own: dict[str, str] = {}
         if sg.redact_entities:
             text = read()
-            _, own = redact(text, find_entities(text, sg.redact_entities))
+            _, own = redact(text, find_entities(text, sg.redact_entities), reserved=sg.reserved)
         apply = lambda edit, masking: actions.edit_message(delta, edit, masking=masking)  # noqa: E731
         return merged if actions.mask_and_restore(apply, read, own, self.gc.restore_map) else None
 
@@ -335,7 +339,8 @@ class ResponsesStream(_StreamState):
         is still readable after masking."""
         i = next(i for i, (_, e) in enumerate(self.pending) if e is self.hold)
         places = [at for at, _ in self.pending[i:]]
-        edited = actions.edit_held_events([e for _, e in self.pending[i:]], sg.redact_entities, self.gc.restore_map)
+        held = [e for _, e in self.pending[i:]]
+        edited = actions.edit_held_events(held, sg.redact_entities, self.gc.restore_map, sg.reserved)
         if edited is None:
             return False
         self.pending[i:] = [(places[k], e) for k, e in edited]

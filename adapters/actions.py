@@ -130,7 +130,9 @@ def has_audio(chunk: Any) -> bool:
     return any(_get(_get(c, "delta"), "audio") for c in _get(chunk, "choices") or [] if _get(c, "delta") is not None)
 
 
-def edit_held_audio(chunks: list[Any], entities: frozenset[str], restore_map: Mapping[str, str]) -> list[Any] | None:
+def edit_held_audio(
+    chunks: list[Any], entities: frozenset[str], restore_map: Mapping[str, str], reserved: frozenset[str] = frozenset()
+) -> list[Any] | None:
     """A streamed answer's audio chunks (held until its last check), each choice's transcript redacted as the
     policy redacts the answer's text (``entities``) and the input's values restored (``restore_map``). A value can
     be cut between two transcript deltas, so a transcript is edited whole: when an edit changes it, it goes whole
@@ -150,7 +152,7 @@ def edit_held_audio(chunks: list[Any], entities: frozenset[str], restore_map: Ma
         own: dict[str, str] = {}
         if entities:
             read = unescape_json(transcript)
-            _, own = redact(read, find_entities(read, entities))
+            _, own = redact(read, find_entities(read, entities), reserved=reserved)
         new = redactor(own)(transcript) if own else transcript
         if any(value in unescape_json(new) for value in own.values()):
             return None
@@ -359,7 +361,7 @@ def edit_events(events: list[Any], edit: Edit) -> list[Any]:
 
 
 def edit_held_events(
-    events: list[Any], entities: frozenset[str], restore_map: Mapping[str, str]
+    events: list[Any], entities: frozenset[str], restore_map: Mapping[str, str], reserved: frozenset[str] = frozenset()
 ) -> list[tuple[int, Any]] | None:
     """A Responses stream's held tool events at its last check: each item's fragments joined, the arguments
     redacted as the policy redacts the answer's text (``entities``) and the input's values restored
@@ -369,7 +371,7 @@ def edit_held_events(
     own: dict[str, str] = {}
     if entities:
         text = events_text(out)
-        _, own = redact(text, find_entities(text, entities))
+        _, own = redact(text, find_entities(text, entities), reserved=reserved)
 
     def apply(edit: Edit, _masking: bool) -> None:
         out[:] = edit_events(out, edit)

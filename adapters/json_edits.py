@@ -75,7 +75,9 @@ def edit_json_text(text: str, edit: Edit) -> str:
     return edit(text) if edited is None else edited
 
 
-def mask_json_text(text: str, entities: frozenset[str], found: Mapping[str, str]) -> str | None:
+def mask_json_text(
+    text: str, entities: frozenset[str], found: Mapping[str, str], *, reserved: frozenset[str] = frozenset()
+) -> str | None:
     """``text``, a JSON document, with the personal data in its string values masked where each sits and the
     document kept valid (what a redaction of the raw text cannot promise: a value after an escaped line break, or
     a number, has no place for a placeholder). The values are read decoded and numbered across the document.
@@ -89,7 +91,7 @@ def mask_json_text(text: str, entities: frozenset[str], found: Mapping[str, str]
     if _edited_json(text, collect) is None:
         return None
     joined = "\n".join(values)
-    _, own = redact(joined, find_entities(joined, entities)) if entities else ("", {})
+    _, own = redact(joined, find_entities(joined, entities), reserved=reserved) if entities else ("", {})
     masked = _edited_json(text, redactor(own)) if own else text
     if masked is None:
         return None

@@ -25,7 +25,7 @@ from guardrail.classifiers.patterns import Span
 from guardrail.decision import Action, Decision, Finding, RuleAction
 from guardrail.errors import CheckTimeout, InvalidScores, PolicyError
 from guardrail.language import dominant_script
-from guardrail.messages import DATA_ROLES, Extracted, extract, replace_texts
+from guardrail.messages import DATA_ROLES, Extracted, extract, prompt_placeholders, replace_texts
 from guardrail.normalize import Form
 from guardrail.policy import Policy, Rule
 from guardrail.rules import Verdict, evaluate
@@ -59,6 +59,7 @@ class Pending:
     texts: tuple[str, ...] = ()
     only: tuple[frozenset[str] | None, ...] = ()  # per text: the categories it may raise (None: all)
     prompt: str | None = None  # output stage: the prompt; input stage: the system prompt as context
+    reserved: frozenset[str] = frozenset()  # output stage: the prompt's placeholders, never reused for the answer
     extracted: Extracted | None = None
     payload: Any = None
     early: Decision | None = None
@@ -104,6 +105,7 @@ def prepare(stage: Stage, payload: Any, prompt: Any, policy: Policy) -> Pending:
         if prompt is not None:
             p = extract(prompt, "last_user").texts
             pending.prompt = p[-1] if p else None
+            pending.reserved = prompt_placeholders(prompt)
     pending.texts = texts
     pending.original = texts[-1] if texts else ""
     return pending
@@ -203,6 +205,7 @@ def verdict(pending: Pending, outcome: Scores, clfs: Sequence[Classifier]) -> tu
         shadow_all=policy.mode == "shadow",
         block_message=policy.on_block.message,
         only=pending.only or None,
+        reserved=pending.reserved,
     )
     if script is not None:
         named = tuple(replace(f, entities=(script,)) if f.category == UNSUPPORTED else f for f in result.findings)

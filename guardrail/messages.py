@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from guardrail.classifiers.patterns import Span, bare_placeholders, find_entities, redact
+from guardrail.classifiers.patterns import Span, bare_placeholders, find_entities, placeholders, redact
 from guardrail.errors import InvalidMessages
 
 Scope = Literal["untrusted", "last_user", "all_user", "all"]
@@ -38,6 +38,7 @@ __all__ = [
     "Scope",
     "canonical_role",
     "extract",
+    "prompt_placeholders",
     "replace_texts",
     "scan_form",
     "to_text",
@@ -155,6 +156,14 @@ def canonical_role(role: Any, index: int = 0) -> str:
         known = ", ".join(sorted(ROLES))
         raise InvalidMessages(f"message {index} has the unknown role {role!r} (known roles: {known})")
     return name
+
+
+def prompt_placeholders(prompt: Any) -> frozenset[str]:
+    """The placeholders in a prompt as it was sent (every message): the input's redactions, which an answer's own
+    values must never be given (``redact(..., reserved=)``)."""
+    if prompt is None or prompt == "":
+        return frozenset()
+    return frozenset().union(*(placeholders(t) for t in extract(prompt, "all").texts))
 
 
 def extract(payload: Any, scope: Scope = "untrusted") -> Extracted:

@@ -72,10 +72,12 @@ def evaluate(
     shadow_all: bool = False,
     block_message: str = "",
     only: Sequence[frozenset[str] | None] | None = None,
+    reserved: frozenset[str] = frozenset(),
 ) -> Verdict:
     """Apply ``rules`` to ``scores`` (max over ``texts``); ``spans[i]`` are the PII spans of ``texts[i]``;
     ``only[i]``, when given, the categories ``texts[i]`` may raise (a tool result: injection only), which
-    keyword/pattern rules and allowlists respect as the engine's scores already do."""
+    keyword/pattern rules and allowlists respect as the engine's scores already do; ``reserved``, placeholders a
+    redaction must not give to these texts' values (the prompt's, on the output stage)."""
     findings: list[Finding] = []
     fired: list[tuple[RuleLike, Finding]] = []
     normalised: list[tuple[str, ...]] = []
@@ -138,7 +140,7 @@ def evaluate(
             out_texts = (replacement,) if len(texts) <= 1 else (*texts[:-1], replacement)
         else:
             wanted = {e for _, f in enforced if f.action is RuleAction.REDACT for e in f.entities}
-            out_texts, redactions = _redact_all(texts, spans, wanted)
+            out_texts, redactions = _redact_all(texts, spans, wanted, reserved)
     return Verdict(action, tuple(findings), out_texts, message, redactions, shadow_action)
 
 
@@ -171,7 +173,7 @@ _SEP = "\n\ue000\ue001\ue000\n"  # private-use sentinel: cannot collide with a d
 
 
 def _redact_all(
-    texts: Sequence[str], spans: Sequence[Sequence[Span]], wanted: set[str]
+    texts: Sequence[str], spans: Sequence[Sequence[Span]], wanted: set[str], reserved: frozenset[str] = frozenset()
 ) -> tuple[tuple[str, ...], dict[str, str]]:
     """Redact several texts as one, so a value gets one placeholder across the whole request."""
     joined: list[Span] = []
@@ -179,5 +181,5 @@ def _redact_all(
     for text, ss in zip(texts, spans, strict=True):
         joined += [Span(s.entity, s.start + offset, s.end + offset, s.value) for s in ss if s.entity in wanted]
         offset += len(text) + len(_SEP)
-    red, mapping = redact(_SEP.join(texts), joined)
+    red, mapping = redact(_SEP.join(texts), joined, reserved=reserved)
     return tuple(red.split(_SEP)), mapping

@@ -89,6 +89,7 @@ class StreamGuard:
     holdback_chars: int = 80
     context_chars: int = 1000
     redact_entities: frozenset[str] = frozenset()
+    reserved: frozenset[str] = frozenset()  # the prompt's placeholders: never given to the answer's own values
     buffer: str = ""
     released: int = 0  # characters of ``buffer`` already emitted
     checked: int = 0  # ``buffer`` up to here was inside a checked window
@@ -156,7 +157,8 @@ class StreamGuard:
                     end = sp.end if final else sp.start
             if end <= self.released:
                 return ""
-            red, self._replacements = redact(self.buffer[:end], [sp for sp in spans if sp.end <= end])
+            kept = [sp for sp in spans if sp.end <= end]
+            red, self._replacements = redact(self.buffer[:end], kept, reserved=self.reserved)
             text = red[self._out_len :]
             self._out_len = len(red)
         else:

@@ -132,8 +132,26 @@ async def test_restore_never_unmasks_what_output_redaction_hid(guard: Guard, stu
         client.chat.completions.create(model="m", messages=user("write to a@example.com and b@example.com"))
     )
     assert stub.completions()[0].body["messages"] == user("write to <EMAIL_1> and <EMAIL_2>")
-    # the model's new address got <EMAIL_2> from output redaction: it must not become b@example.com
-    assert resp.choices[0].message.content == "I will write to a@example.com, cc <EMAIL_2>"
+    # the model's new address is masked with a placeholder the prompt never used: it got <EMAIL_2>, which named
+    # b@example.com to the application too (and restore had to leave it masked)
+    assert resp.choices[0].message.content == "I will write to a@example.com, cc <EMAIL_3>"
+
+
+async def test_an_answers_own_values_never_take_a_placeholder_the_prompt_used(client: Any, stub: StubServer) -> None:
+    """Without restore, the application reads <EMAIL_1> as the user's address (the input's redaction): the answer's
+    own address got <EMAIL_1> too, in its text, a streamed text and a streamed call's arguments alike."""
+    prompt = user("mail bob@example.com")
+    stub.reply = "Done: I wrote to carol@x.io."
+    resp = await run(client.chat.completions.create(model="m", messages=prompt))
+    assert resp.choices[0].message.content == "Done: I wrote to <EMAIL_2>."
+    chunks = await collect(await run(client.chat.completions.create(model="m", messages=prompt, stream=True)))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Done: I wrote to <EMAIL_2>."
+    call = {"index": 0, "id": "t", "type": "function", "function": {"name": "send", "arguments": '{"to": "c@x.io"}'}}
+    stub.raw = [(None, _chunk({"role": "assistant", "tool_calls": [call]})), (None, _chunk({}, "tool_calls")),
+                (None, "[DONE]")]  # fmt: skip
+    chunks = await collect(await run(client.chat.completions.create(model="m", messages=prompt, stream=True)))
+    calls = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+    assert json.loads("".join(tc.function.arguments or "" for tc in calls)) == {"to": "<EMAIL_2>"}
 
 
 async def test_rewrite_rule_replaces_the_prompt(client: Any, stub: StubServer) -> None:

@@ -502,3 +502,11 @@ def test_an_address_with_a_local_part_past_rfcs_64_characters_is_still_masked() 
     for n in (64, 65, 120):
         text = f"write to {'0' * n}@mail.example.org today"
         assert [s.entity for s in find_entities(text)] == ["email"], n
+
+
+def test_a_reserved_placeholder_is_never_given_to_a_value() -> None:
+    """The prompt's placeholders are reserved on the output stage: the answer's own address gets the next one."""
+    text = "cc carol@x.io and dan@x.io"
+    red, mapping = redact(text, find_entities(text), reserved={"<EMAIL_1>", "<EMAIL_3>"})
+    assert red == "cc <EMAIL_2> and <EMAIL_4>" and mapping == {"<EMAIL_2>": "carol@x.io", "<EMAIL_4>": "dan@x.io"}
+    assert restore(red, mapping) == text

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -26,7 +26,7 @@ from guardrail.classifiers.pii_detectors import DETECTORS as _DETECTORS
 from guardrail.classifiers.pii_detectors import Detector as _Detector
 from guardrail.taxonomy import PII_ENTITIES
 
-__all__ = ["ENTITIES", "Span", "bare_placeholders", "find_entities", "redact", "restore"]
+__all__ = ["ENTITIES", "Span", "bare_placeholders", "find_entities", "placeholders", "redact", "restore"]
 
 ENTITIES: Final[tuple[str, ...]] = PII_ENTITIES
 
@@ -106,13 +106,20 @@ def _resolve(candidates: list[Span]) -> list[Span]:
 _PLACEHOLDER = re.compile(r"<([A-Z]+(?:_[A-Z]+)*_[1-9][0-9]*)>")
 
 
-def redact(text: str, spans: Sequence[Span]) -> tuple[str, dict[str, str]]:
+def placeholders(text: str) -> frozenset[str]:
+    """The placeholders of ``redact`` that occur in ``text`` (``<EMAIL_1>`` ...)."""
+    return frozenset(m.group() for m in _PLACEHOLDER.finditer(text)) if "<" in text else frozenset()
+
+
+def redact(text: str, spans: Sequence[Span], *, reserved: Collection[str] = frozenset()) -> tuple[str, dict[str, str]]:
     """Replace spans with typed placeholders and return the mapping needed to undo it.
 
     Typed, numbered placeholders (``<EMAIL_1>``) let the LLM still reason about the text ("reply to
     <EMAIL_1>"), and one value always gets one placeholder so it can tell two people apart from one
     mentioned twice. A number whose placeholder already occurs in ``text`` is skipped, which is what
-    makes ``restore(redact(x))`` exact even for text that contains placeholder-like strings.
+    makes ``restore(redact(x))`` exact even for text that contains placeholder-like strings. So is one in
+    ``reserved``: an answer's own values never take a placeholder the prompt used for the user's (``<EMAIL_1>``
+    would name two people to the application, and ``restore=True`` would have to leave both masked).
     """
     ordered = sorted(spans, key=lambda s: (s.start, s.end))
     pieces: list[str] = []
@@ -131,7 +138,7 @@ def redact(text: str, spans: Sequence[Span]) -> tuple[str, dict[str, str]]:
             while True:
                 n += 1
                 placeholder = f"<{span.entity.upper()}_{n}>"
-                if placeholder not in text:
+                if placeholder not in text and placeholder not in reserved:
                     break
             counters[span.entity] = n
             assigned[span.entity, span.value] = placeholder
