@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from guardrail.call import Call, Outcome
 from guardrail.decision import Action, Decision
+from guardrail.messages import prompt_placeholders
 from guardrail.streaming import Release, StreamGuard, aclose_quietly, arelay, relay
 
 if TYPE_CHECKING:
@@ -87,6 +88,8 @@ class _Request:
         d = out.decision
         if self.name is not None and d.action is Action.REWRITE:
             self.bound.arguments[self.name] = list(d.messages) if d.messages is not None else d.text
+            # the answer is judged against the prompt as sent, whose placeholders it must not reuse
+            self.prompt = self.bound.arguments[self.name]
 
     def invoke(self) -> Any:
         return self.fn(*self.bound.args, **self.bound.kwargs)
@@ -122,6 +125,12 @@ class _Request:
             end = self.call.outcome(rel.blocked, stream=True).text
             if end:
                 yield sg.end_text(end)
+
+    def stream_guard(self) -> StreamGuard:
+        """The stream windows and output redaction of the policy, reserving the prompt's placeholders."""
+        sg = self.call.stream_guard()
+        sg.reserved = prompt_placeholders(self._text_prompt())
+        return sg
 
     def check_window(self, window: str) -> Decision:
         return self.call.check_output(window, prompt=self._text_prompt())
@@ -232,7 +241,7 @@ def _sync_generator(deco: _Decorated) -> Callable[..., Any]:
                     yield out.text
                 return
             req.apply(out)
-        sg = req.call.stream_guard()
+        sg = req.stream_guard()
         yield from relay(req.invoke(), _piece, sg, req.check_window, lambda rel: req.stream_text(rel, sg))
 
     return wrapper
@@ -278,7 +287,7 @@ def _async_generator(deco: _Decorated) -> Callable[..., Any]:
         else:
             primed = await _prime(req.invoke())
 
-        sg = req.call.stream_guard()
+        sg = req.stream_guard()
         relayed = arelay(primed, _piece, sg, req.acheck_window, lambda rel: req.stream_text(rel, sg))
         try:
             async for text in relayed:

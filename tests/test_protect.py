@@ -442,3 +442,48 @@ async def test_a_result_whose_text_cannot_be_checked_is_an_error_not_passed_on(g
         answer("hello")
     with pytest.raises(TypeError, match="cannot check"):
         await aanswer("hello")
+
+
+async def _maybe_await(fn: Any, *a: Any) -> Any:
+    r = fn(*a)
+    return await r if inspect.isawaitable(r) else r
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_protect_function_reserves_the_prompts_placeholders(guard: Guard, mode: str) -> None:
+    seen: list[str] = []
+
+    def answer(prompt: str) -> str:
+        seen.append(prompt)
+        return "Done: I wrote to carol@x.io."
+
+    async def aanswer(prompt: str) -> str:
+        return answer(prompt)
+
+    out = await _maybe_await(guardrail.protect(guard, answer if mode == "sync" else aanswer), "mail bob@example.com")
+    assert seen == ["mail <EMAIL_1>"]
+    assert out == "Done: I wrote to <EMAIL_2>."  # was <EMAIL_1>, the user's placeholder
+
+
+def test_protect_sync_generator_reserves_the_prompts_placeholders(guard: Guard) -> None:
+    @guardrail.protect(guard)
+    def gen(prompt: str) -> Iterator[str]:
+        yield "Done: I wrote to carol@x.io."
+
+    assert "".join(gen("mail bob@example.com")) == "Done: I wrote to <EMAIL_2>."
+
+
+async def test_protect_async_generator_reserves_the_prompts_placeholders(guard: Guard) -> None:
+    @guardrail.protect(guard)
+    async def gen(prompt: str) -> AsyncIterator[str]:
+        yield "Done: I wrote to carol@x.io."
+
+    assert "".join([p async for p in gen("mail bob@example.com")]) == "Done: I wrote to <EMAIL_2>."
+
+
+def test_check_output_with_messages_prompt(guard: Guard) -> None:
+    msgs = [{"role": "system", "content": "user is <EMAIL_1>"}, {"role": "user", "content": "mail <EMAIL_2>"}]
+    d = guard.check_output("cc carol@x.io", msgs)
+    assert d.text == "cc <EMAIL_3>"
+    assert guard.check_output("cc carol@x.io", "mail <EMAIL_1>").text == "cc <EMAIL_2>"
+    assert guard.check_output("cc carol@x.io", None).text == "cc <EMAIL_1>"
