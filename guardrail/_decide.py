@@ -59,7 +59,7 @@ class Pending:
     texts: tuple[str, ...] = ()
     only: tuple[frozenset[str] | None, ...] = ()  # per text: the categories it may raise (None: all)
     prompt: str | None = None  # output stage: the prompt; input stage: the system prompt as context
-    reserved: frozenset[str] = frozenset()  # output stage: the prompt's placeholders, never reused for the answer
+    reserved: frozenset[str] = frozenset()  # placeholders already in the conversation: never given to new values
     extracted: Extracted | None = None
     payload: Any = None
     early: Decision | None = None
@@ -98,6 +98,9 @@ def prepare(stage: Stage, payload: Any, prompt: Any, policy: Policy) -> Pending:
         pending.only = tuple(data if narrow and r in DATA_ROLES else None for r in ex.roles)
         if policy.input.system_context and ex.system:
             pending.prompt = ex.system
+        # placeholders already in the conversation (an earlier turn's, in the history) are never given to this
+        # turn's values: restore=True would put this turn's value back into the older text too
+        pending.reserved = prompt_placeholders(payload)
     else:
         # a completion given as messages is checked whole (the input scope would pick no assistant turn)
         texts = extract(payload, "all").texts if payload is not None else ("",)

@@ -748,3 +748,15 @@ def load_default_with(**input_options: Any) -> Any:
 
     base = load_policy("default")
     return base.model_copy(update={"input": base.input.model_copy(update=input_options)})
+
+
+def test_placeholders_already_in_the_conversation_are_never_reused(guard: Guard) -> None:
+    """An earlier turn's <EMAIL_1> (in the system prompt or the history) was handed to this turn's new address, and
+    restore=True would have put the new address into the older text too."""
+    msgs = [
+        {"role": "system", "content": "The account owner is <EMAIL_1>."},
+        {"role": "user", "content": "mail dan@x.io"},
+    ]
+    d = guard.check_input(msgs)
+    assert d.messages is not None and d.messages[-1]["content"] == "mail <EMAIL_2>"
+    assert d.redactions == {"<EMAIL_2>": "dan@x.io"}
