@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from guardrail.classifiers.patterns import find_entities, redact, restore
+from guardrail.classifiers.patterns import find_entities, placeholders, redact, restore
 from guardrail.decision import Decision
 from guardrail.streaming import Release, StreamGuard
 
@@ -150,9 +150,13 @@ class ChatStream(_StreamState):
             yield from shapes.refusal_chunks(flavour, message, model=self.gc.model, template=self.template)
             return
         if rel.final:
-            calls = self._whole_calls(sg) if self.calls else []
+            # one numbering for the answer: the calls never take the text's placeholders, the audio neither theirs
+            reserved = _taken(sg)
+            calls: Any = self._whole_calls(sg, reserved) if self.calls else []
+            if calls:
+                reserved |= placeholders(shapes.actions_text(calls.choices[0].delta))
             audio = (
-                actions.edit_held_audio(self.audio, sg.redact_entities, self.gc.restore_map, sg.reserved)
+                actions.edit_held_audio(self.audio, sg.redact_entities, self.gc.restore_map, reserved)
                 if self.audio
                 else []
             )
@@ -165,7 +169,7 @@ class ChatStream(_StreamState):
             yield from audio
             yield from self._drain(self.trailer)
 
-    def _whole_calls(self, sg: StreamGuard) -> Any | None:
+    def _whole_calls(self, sg: StreamGuard, reserved: frozenset[str]) -> Any | None:
         """The held calls as one delta, their arguments redacted as the policy redacts the answer's text and
         restored (``restore=True``); None when a value to mask is still readable after masking."""
         merged = actions.merge_calls(self.calls)
@@ -178,9 +182,14 @@ class ChatStream(_StreamState):
         own: dict[str, str] = {}
         if sg.redact_entities:
             text = read()
-            _, own = redact(text, find_entities(text, sg.redact_entities), reserved=sg.reserved)
+            _, own = redact(text, find_entities(text, sg.redact_entities), reserved=reserved)
         apply = lambda edit, masking: actions.edit_message(delta, edit, masking=masking)  # noqa: E731
         return merged if actions.mask_and_restore(apply, read, own, self.gc.restore_map) else None
+
+
+def _taken(sg: StreamGuard) -> frozenset[str]:
+    """The placeholders an answer's held actions must not be given: the prompt's, and those its text took."""
+    return sg.reserved | frozenset(sg.replacements)
 
 
 _DONE_EVENTS = ("response.output_text.done", "response.content_part.done", "response.output_item.done")
@@ -340,7 +349,7 @@ class ResponsesStream(_StreamState):
         i = next(i for i, (_, e) in enumerate(self.pending) if e is self.hold)
         places = [at for at, _ in self.pending[i:]]
         held = [e for _, e in self.pending[i:]]
-        edited = actions.edit_held_events(held, sg.redact_entities, self.gc.restore_map, sg.reserved)
+        edited = actions.edit_held_events(held, sg.redact_entities, self.gc.restore_map, _taken(sg))
         if edited is None:
             return False
         self.pending[i:] = [(places[k], e) for k, e in edited]

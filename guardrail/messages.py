@@ -159,11 +159,36 @@ def canonical_role(role: Any, index: int = 0) -> str:
 
 
 def prompt_placeholders(prompt: Any) -> frozenset[str]:
-    """The placeholders in a prompt as it was sent (every message): the input's redactions, which an answer's own
-    values must never be given (``redact(..., reserved=)``)."""
-    if prompt is None or prompt == "":
-        return frozenset()
-    return frozenset().union(*(placeholders(t) for t in extract(prompt, "all").texts))
+    """The placeholders anywhere in a prompt as it was sent: every message, every string in it (texts, tool-call
+    arguments, parts): the redactions already made, which new values must never be given
+    (``redact(..., reserved=)``). It reads what it can and never raises: a message no check reads (outside the
+    scope) may hold anything."""
+    found: set[str] = set()
+
+    def walk(value: Any, depth: int) -> None:
+        if depth > _PLACEHOLDER_DEPTH:
+            return
+        if isinstance(value, str):
+            found.update(placeholders(value))
+        elif isinstance(value, (bytes, bytearray)):
+            found.update(placeholders(bytes(value).decode("utf-8", "replace")))
+        elif isinstance(value, Mapping):
+            for item in value.values():
+                walk(item, depth + 1)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item, depth + 1)
+        elif callable(getattr(value, "model_dump", None)):  # an SDK message object
+            try:
+                walk(value.model_dump(), depth + 1)
+            except Exception:  # unreadable: nothing to reserve from it
+                return
+
+    walk(prompt, 0)
+    return frozenset(found)
+
+
+_PLACEHOLDER_DEPTH = 16
 
 
 def extract(payload: Any, scope: Scope = "untrusted") -> Extracted:

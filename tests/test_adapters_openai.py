@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import json
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -1181,6 +1182,26 @@ async def test_the_role_carried_by_held_audio_still_comes_first(client: Any, stu
     transcript, sound = _heard(chunks)
     assert transcript.startswith("Write to <EMAIL_") and sound == ""
     assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+async def test_a_streamed_answers_text_calls_and_audio_share_no_placeholder(client: Any, stub: StubServer) -> None:
+    """Three people in one streamed answer, in its text, a call and its audio: each part numbered its own from 1,
+    and all three became <EMAIL_1> (a whole answer's calls and audio are checked as one text, numbered apart)."""
+    call = {"index": 0, "id": "t1", "type": "function", "function": {"name": "send", "arguments": '{"to": "ann@a.io"}'}}
+    audio = {"id": "a1", "data": "QUFB", "transcript": "Also writing to bob@b.io now."}
+    chunk = lambda delta, finish=None: (None, {  # noqa: E731
+        "id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    })  # fmt: skip
+    stub.raw = [chunk({"role": "assistant", "content": "Copying carol@c.io. "}), chunk({"tool_calls": [call]}),
+                chunk({"audio": audio}), chunk({}, "stop"), (None, "[DONE]")]  # fmt: skip
+    chunks = await collect(await run(client.chat.completions.create(model="m", messages=user("x"), stream=True)))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    calls = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+    to = json.loads("".join(tc.function.arguments or "" for tc in calls))["to"]
+    transcript, _ = _heard(chunks)
+    said = [p for p in re.findall(r"<EMAIL_\d+>", transcript)]
+    assert text == "Copying <EMAIL_1>. " and to == "<EMAIL_2>" and said == ["<EMAIL_3>"]
 
 
 async def test_personal_data_that_cannot_be_masked_in_place_stops_the_call(client: Any, stub: StubServer) -> None:

@@ -487,3 +487,28 @@ def test_check_output_with_messages_prompt(guard: Guard) -> None:
     assert d.text == "cc <EMAIL_3>"
     assert guard.check_output("cc carol@x.io", "mail <EMAIL_1>").text == "cc <EMAIL_2>"
     assert guard.check_output("cc carol@x.io", None).text == "cc <EMAIL_1>"
+
+
+TOOL_HISTORY = [
+    {"role": "user", "content": "send the report"},
+    {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "send", "arguments": '{"to": "<EMAIL_1>"}'}}]},
+    {"role": "tool", "tool_call_id": "c1", "content": "sent"},
+    {"role": "user", "content": "now write to dan@x.io"},
+]  # fmt: skip
+
+
+def test_a_placeholder_in_the_historys_tool_call_arguments_is_reserved(guard: Guard) -> None:
+    """Reserved placeholders are read from every string of the conversation, not only message texts: an earlier
+    call's arguments sent to <EMAIL_1>, and dan was given <EMAIL_1> again, on input as on output."""
+    assert guard.check_input(TOOL_HISTORY).redactions == {"<EMAIL_2>": "dan@x.io"}
+    assert guard.check_output("I wrote to carol@y.io", TOOL_HISTORY[:3]).redactions == {"<EMAIL_2>": "carol@y.io"}
+
+
+def test_reading_the_conversation_for_placeholders_never_fails_a_check(guard: Guard) -> None:
+    """A message no check reads (outside the scope) may hold anything: reading it for placeholders made the
+    whole check raise InvalidMessages (a 422 from the service) where it used to decide."""
+    odd = [{"role": "assistant", "content": {"type": "text", "text": "hi"}}, {"role": "user", "content": "hello"}]
+    assert guard.check_input(odd).action is not None
+    prompt = [{"role": "assistant", "content": 42}, {"role": "user", "content": "hello"}]
+    assert guard.check_output("hi there", prompt).action is not None
