@@ -1204,6 +1204,20 @@ async def test_a_streamed_answers_text_calls_and_audio_share_no_placeholder(clie
     assert text == "Copying <EMAIL_1>. " and to == "<EMAIL_2>" and said == ["<EMAIL_3>"]
 
 
+async def test_a_whole_answers_text_and_calls_share_one_numbering(client: Any, stub: StubServer) -> None:
+    """The text and the calls are checked apart, and each numbered from 1: carol in the text and ann in the call
+    were both <EMAIL_1>. Now a new value in the call takes the next number, and one the text masks keeps its."""
+    call = {"id": "t", "type": "function",
+            "function": {"name": "send", "arguments": '{"to": "ann@a.io", "cc": "carol@c.io"}'}}  # fmt: skip
+    message = {"role": "assistant", "content": "Copying carol@c.io.", "tool_calls": [call]}
+    stub.raw = {"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                "choices": [{"index": 0, "finish_reason": "tool_calls", "message": message}]}  # fmt: skip
+    resp = await run(client.chat.completions.create(model="m", messages=user("mail bob@example.com")))
+    m = resp.choices[0].message
+    args = json.loads(m.tool_calls[0].function.arguments)
+    assert m.content == "Copying <EMAIL_2>." and args == {"to": "<EMAIL_3>", "cc": "<EMAIL_2>"}
+
+
 async def test_personal_data_that_cannot_be_masked_in_place_stops_the_call(client: Any, stub: StubServer) -> None:
     # arguments that are not JSON, with the address written as JSON escapes: the check reads it decoded, the
     # raw string does not contain it, so masking in place is impossible: the choice is stopped, never leaked

@@ -12,7 +12,7 @@ import string
 import time
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from guardrail.classifiers import patterns
@@ -510,3 +510,29 @@ def test_a_reserved_placeholder_is_never_given_to_a_value() -> None:
     red, mapping = redact(text, find_entities(text), reserved={"<EMAIL_1>", "<EMAIL_3>"})
     assert red == "cc <EMAIL_2> and <EMAIL_4>" and mapping == {"<EMAIL_2>": "carol@x.io", "<EMAIL_4>": "dan@x.io"}
     assert restore(red, mapping) == text
+
+
+_VALUES = st.sampled_from(["a@x.io", "b@x.io", "c@x.io", "d@x.io", "e@x.io"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    mine=st.lists(_VALUES, unique=True, max_size=5),
+    theirs=st.lists(_VALUES, unique=True, max_size=5),
+    reserved_n=st.sets(st.integers(1, 8), max_size=4),
+)
+def test_renumbering_agrees_with_the_other_redaction(mine: list[str], theirs: list[str], reserved_n: set[int]) -> None:
+    """Two redactions of one answer (its text, its calls) agree: one value, one placeholder; no placeholder for two
+    values; none the prompt holds."""
+    reserved = {f"<EMAIL_{n}>" for n in reserved_n}
+    free = [f"<EMAIL_{n}>" for n in range(1, 20) if n not in reserved_n]
+    taken = dict(zip(free, theirs, strict=False))
+    mapping = {f"<EMAIL_{i + 1}>": v for i, v in enumerate(mine)}
+    out = patterns.renumbered(mapping, taken, reserved)
+    assert sorted(out.values()) == sorted(mine)
+    assert not set(out) & reserved
+    for placeholder, value in out.items():
+        assert taken.get(placeholder, value) == value
+    for placeholder, value in taken.items():
+        if value in mine:
+            assert out[placeholder] == value

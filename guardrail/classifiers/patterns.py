@@ -26,7 +26,9 @@ from guardrail.classifiers.pii_detectors import DETECTORS as _DETECTORS
 from guardrail.classifiers.pii_detectors import Detector as _Detector
 from guardrail.taxonomy import PII_ENTITIES
 
-__all__ = ["ENTITIES", "Span", "bare_placeholders", "find_entities", "placeholders", "redact", "restore"]
+__all__ = [
+    "ENTITIES", "Span", "bare_placeholders", "find_entities", "placeholders", "redact", "renumbered", "restore",
+]  # fmt: skip
 
 ENTITIES: Final[tuple[str, ...]] = PII_ENTITIES
 
@@ -109,6 +111,35 @@ _PLACEHOLDER = re.compile(r"<([A-Z]+(?:_[A-Z]+)*_[1-9][0-9]*)>")
 def placeholders(text: str) -> frozenset[str]:
     """The placeholders of ``redact`` that occur in ``text`` (``<EMAIL_1>`` ...)."""
     return frozenset(m.group() for m in _PLACEHOLDER.finditer(text)) if "<" in text else frozenset()
+
+
+def renumbered(
+    mapping: Mapping[str, str], taken: Mapping[str, str], reserved: Collection[str] = frozenset()
+) -> dict[str, str]:
+    """``mapping`` (placeholder -> value, one redaction) made to agree with ``taken`` (another redaction of the same
+    answer): a value ``taken`` already masks keeps its placeholder there, and a placeholder ``taken`` or
+    ``reserved`` holds for something else moves to the lowest free number of its kind."""
+    by_value = {v: k for k, v in taken.items()}
+    used = set(taken) | set(reserved)
+    out = {by_value[v]: v for v in mapping.values() if v in by_value}
+    moving: list[tuple[str, str]] = []
+    for placeholder, value in mapping.items():
+        if value in by_value:
+            continue
+        if placeholder in used:
+            moving.append((placeholder, value))
+        else:
+            used.add(placeholder)
+            out[placeholder] = value
+    for placeholder, value in moving:
+        m = _PLACEHOLDER.fullmatch(placeholder)
+        kind = m.group(1).rsplit("_", 1)[0] if m else "VALUE"
+        n = 1
+        while (new := f"<{kind}_{n}>") in used:
+            n += 1
+        used.add(new)
+        out[new] = value
+    return out
 
 
 def redact(text: str, spans: Sequence[Span], *, reserved: Collection[str] = frozenset()) -> tuple[str, dict[str, str]]:
