@@ -17,7 +17,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, I
 from typing import Any, Generic, Literal, TypeVar
 
 from guardrail.call import CONTENT_FILTER, Call, Outcome
-from guardrail.classifiers.patterns import renumbered, restore
+from guardrail.classifiers.patterns import placeholders, renumbered, restore
 from guardrail.decision import Action, Decision
 from guardrail.messages import prompt_placeholders
 from guardrail.streaming import StreamGuard, aclose_quietly, arelay, close_quietly, relay
@@ -178,13 +178,16 @@ class GuardedCall:
                 continue
             out = self.call.outcome(d)
             new = out.text if out.text is not None else original
-            if i in edits and d.redactions:  # the actions were checked apart: one numbering with the text's
-                edits[i] = renumbered(edits[i], d.redactions, self.reserved)
+            text_map: Mapping[str, str] = d.redactions
             if self.json_text and d.redactions and not out.finish_reason:
                 # a document the caller parses: masked value by value, where each sits (None: still readable)
                 entities = self.call.stream_guard().redact_entities
                 masked = mask_json_text(original, entities, d.redactions, reserved=self.reserved)
-                new = masked if masked is not None else new
+                if masked is not None:
+                    new, text_map = masked
+            if i in edits and text_map:  # the actions were checked apart: one numbering with the text's
+                written = placeholders(original) | placeholders(shapes.action_texts_of(result)[i] or "")
+                edits[i] = renumbered(edits[i], text_map, self.reserved | written)
             if out.finish_reason:
                 reasons[i] = out.finish_reason
             elif self.restore_map:

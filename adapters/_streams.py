@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from guardrail.classifiers.patterns import find_entities, placeholders, redact, restore
+from guardrail.classifiers.patterns import restore
 from guardrail.decision import Decision
 from guardrail.streaming import Release, StreamGuard
 
@@ -150,13 +150,11 @@ class ChatStream(_StreamState):
             yield from shapes.refusal_chunks(flavour, message, model=self.gc.model, template=self.template)
             return
         if rel.final:
-            # one numbering for the answer: the calls never take the text's placeholders, the audio neither theirs
-            reserved = _taken(sg)
-            calls: Any = self._whole_calls(sg, reserved) if self.calls else []
-            if calls:
-                reserved |= placeholders(shapes.actions_text(calls.choices[0].delta))
+            # one numbering for the answer: the calls join the text's, the audio both (actions.own_redaction)
+            taken = dict(sg.replacements)
+            calls: Any = self._whole_calls(sg, taken) if self.calls else []
             audio = (
-                actions.edit_held_audio(self.audio, sg.redact_entities, self.gc.restore_map, reserved)
+                actions.edit_held_audio(self.audio, sg.redact_entities, self.gc.restore_map, sg.reserved, taken)
                 if self.audio
                 else []
             )
@@ -169,7 +167,7 @@ class ChatStream(_StreamState):
             yield from audio
             yield from self._drain(self.trailer)
 
-    def _whole_calls(self, sg: StreamGuard, reserved: frozenset[str]) -> Any | None:
+    def _whole_calls(self, sg: StreamGuard, taken: dict[str, str]) -> Any | None:
         """The held calls as one delta, their arguments redacted as the policy redacts the answer's text and
         restored (``restore=True``); None when a value to mask is still readable after masking."""
         merged = actions.merge_calls(self.calls)
@@ -179,17 +177,9 @@ class ChatStream(_StreamState):
         def read() -> str:
             return shapes.unescape_json(shapes.actions_text(delta))
 
-        own: dict[str, str] = {}
-        if sg.redact_entities:
-            text = read()
-            _, own = redact(text, find_entities(text, sg.redact_entities), reserved=reserved)
+        own = actions.own_redaction(read(), sg.redact_entities, sg.reserved, taken)
         apply = lambda edit, masking: actions.edit_message(delta, edit, masking=masking)  # noqa: E731
         return merged if actions.mask_and_restore(apply, read, own, self.gc.restore_map) else None
-
-
-def _taken(sg: StreamGuard) -> frozenset[str]:
-    """The placeholders an answer's held actions must not be given: the prompt's, and those its text took."""
-    return sg.reserved | frozenset(sg.replacements)
 
 
 _DONE_EVENTS = ("response.output_text.done", "response.content_part.done", "response.output_item.done")
@@ -349,7 +339,8 @@ class ResponsesStream(_StreamState):
         i = next(i for i, (_, e) in enumerate(self.pending) if e is self.hold)
         places = [at for at, _ in self.pending[i:]]
         held = [e for _, e in self.pending[i:]]
-        edited = actions.edit_held_events(held, sg.redact_entities, self.gc.restore_map, _taken(sg))
+        taken = dict(sg.replacements)
+        edited = actions.edit_held_events(held, sg.redact_entities, self.gc.restore_map, sg.reserved, taken)
         if edited is None:
             return False
         self.pending[i:] = [(places[k], e) for k, e in edited]

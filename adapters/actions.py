@@ -18,15 +18,29 @@ import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from guardrail.classifiers.patterns import find_entities, redact, restore
+from guardrail.classifiers.patterns import find_entities, placeholders, redact, renumbered, restore
 
 from .json_edits import Edit, edit_field, edited, redactor
 from .shapes import _ACTIONS, _ITEM_PLUMBING, _get, _is_message, _put, item_action_text, unescape_json
 
 __all__ = [
-    "edit_actions", "edit_events", "edit_held_audio", "edit_held_events", "edit_message", "event_kind", "events_text",
-    "has_audio", "has_calls", "mask_and_restore", "merge_calls", "merge_event_deltas",
-    "only_audio", "redactor", "without_audio", "without_calls",
+    "edit_actions",
+    "edit_events",
+    "edit_held_audio",
+    "edit_held_events",
+    "edit_message",
+    "event_kind",
+    "events_text",
+    "has_audio",
+    "has_calls",
+    "mask_and_restore",
+    "merge_calls",
+    "merge_event_deltas",
+    "only_audio",
+    "own_redaction",
+    "redactor",
+    "without_audio",
+    "without_calls",
 ]  # fmt: skip
 
 
@@ -34,6 +48,21 @@ __all__ = [
 _CHAT_TEXTS = ("refusal", "reasoning_content")
 _CALL_FIELDS = ("arguments", "input")  # a function's arguments, a custom tool's input
 _CALLS = ("tool_calls", "function_call")
+
+
+def own_redaction(
+    text: str, entities: frozenset[str], reserved: frozenset[str], taken: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The output redaction of a part of an answer checked on its own (calls, audio): numbered with the rest of the
+    answer (``taken``, placeholder -> value, which it joins: a value already masked keeps its placeholder) and never
+    given a placeholder the prompt holds (``reserved``) or the part already carries."""
+    taken = {} if taken is None else taken
+    if not entities:
+        return {}
+    _, own = redact(text, find_entities(text, entities), reserved=reserved | set(taken))
+    own = renumbered(own, taken, reserved | placeholders(text))
+    taken.update(own)
+    return own
 
 
 def mask_and_restore(
@@ -131,7 +160,11 @@ def has_audio(chunk: Any) -> bool:
 
 
 def edit_held_audio(
-    chunks: list[Any], entities: frozenset[str], restore_map: Mapping[str, str], reserved: frozenset[str] = frozenset()
+    chunks: list[Any],
+    entities: frozenset[str],
+    restore_map: Mapping[str, str],
+    reserved: frozenset[str] = frozenset(),
+    taken: dict[str, str] | None = None,
 ) -> list[Any] | None:
     """A streamed answer's audio chunks (held until its last check), each choice's transcript redacted as the
     policy redacts the answer's text (``entities``) and the input's values restored (``restore_map``). A value can
@@ -152,7 +185,7 @@ def edit_held_audio(
         own: dict[str, str] = {}
         if entities:
             read = unescape_json(transcript)
-            _, own = redact(read, find_entities(read, entities), reserved=reserved)
+            own = own_redaction(read, entities, reserved, taken)
         new = redactor(own)(transcript) if own else transcript
         if any(value in unescape_json(new) for value in own.values()):
             return None
@@ -361,7 +394,11 @@ def edit_events(events: list[Any], edit: Edit) -> list[Any]:
 
 
 def edit_held_events(
-    events: list[Any], entities: frozenset[str], restore_map: Mapping[str, str], reserved: frozenset[str] = frozenset()
+    events: list[Any],
+    entities: frozenset[str],
+    restore_map: Mapping[str, str],
+    reserved: frozenset[str] = frozenset(),
+    taken: dict[str, str] | None = None,
 ) -> list[tuple[int, Any]] | None:
     """A Responses stream's held tool events at its last check: each item's fragments joined, the arguments
     redacted as the policy redacts the answer's text (``entities``) and the input's values restored
@@ -371,7 +408,7 @@ def edit_held_events(
     own: dict[str, str] = {}
     if entities:
         text = events_text(out)
-        _, own = redact(text, find_entities(text, entities), reserved=reserved)
+        own = own_redaction(text, entities, reserved, taken)
 
     def apply(edit: Edit, _masking: bool) -> None:
         out[:] = edit_events(out, edit)

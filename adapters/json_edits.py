@@ -77,11 +77,12 @@ def edit_json_text(text: str, edit: Edit) -> str:
 
 def mask_json_text(
     text: str, entities: frozenset[str], found: Mapping[str, str], *, reserved: frozenset[str] = frozenset()
-) -> str | None:
+) -> tuple[str, dict[str, str]] | None:
     """``text``, a JSON document, with the personal data in its string values masked where each sits and the
     document kept valid (what a redaction of the raw text cannot promise: a value after an escaped line break, or
     a number, has no place for a placeholder). The values are read decoded and numbered across the document.
-    None when one the check ``found`` (placeholder -> value) is still readable after it: the caller stops."""
+    Returns the masked text and its mapping (placeholder -> value); None when one the check ``found``
+    (placeholder -> value) is still readable after it: the caller stops."""
     values: list[str] = []
 
     def collect(piece: str) -> str:
@@ -97,7 +98,7 @@ def mask_json_text(
         return None
     read = [unescape_json(masked), *_json_strings(masked)]
     left = [v for v in (*own.values(), *found.values()) if any(v in r for r in read)]
-    return None if left else masked
+    return None if left else (masked, own)
 
 
 def _json_strings(text: str) -> list[str]:

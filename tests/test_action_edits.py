@@ -201,9 +201,11 @@ def test_masking_a_json_document_keeps_it_json_and_leaves_no_address(doc: dict[s
     """Structured outputs are masked value by value: whatever the values hold (line breaks, quotes, escapes),
     the document stays valid JSON with the same keys, and no address is left in any value."""
     text = json.dumps(doc)
-    masked = json_edits.mask_json_text(text, frozenset({"email"}), {})
-    assert masked is not None
+    result = json_edits.mask_json_text(text, frozenset({"email"}), {})
+    assert result is not None
+    masked, mapping = result
     out = json.loads(masked)
+    assert all(placeholder in masked for placeholder in mapping)
     assert out.keys() == doc.keys()
     for value in out.values():
         assert not any(e in value for e in ("leak@corp.example", "a.b@x.io", "ann@mail.example"))

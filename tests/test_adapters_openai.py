@@ -1218,6 +1218,49 @@ async def test_a_whole_answers_text_and_calls_share_one_numbering(client: Any, s
     assert m.content == "Copying <EMAIL_2>." and args == {"to": "<EMAIL_3>", "cc": "<EMAIL_2>"}
 
 
+class Doc(BaseModel):
+    name: str = ""
+    note: str = ""
+
+
+def _text_and_call(content: Any, arguments: str) -> dict[str, Any]:
+    return _json_answer(
+        content, [{"id": "t", "type": "function", "function": {"name": "send", "arguments": arguments}}]
+    )
+
+
+async def test_one_numbering_holds_with_placeholders_the_model_wrote(client: Any, stub: StubServer) -> None:
+    """Renumbered to agree with the text, ann took <EMAIL_2>, which the model had itself written in the call."""
+    stub.raw = _text_and_call("Copying carol@c.io.", '{"to": "ann@a.io", "ref": "<EMAIL_2>"}')
+    resp = await run(client.chat.completions.create(model="m", messages=user("hi")))
+    args = json.loads(resp.choices[0].message.tool_calls[0].function.arguments)
+    assert resp.choices[0].message.content == "Copying <EMAIL_1>." and args == {"to": "<EMAIL_3>", "ref": "<EMAIL_2>"}
+
+
+async def test_a_structured_answers_calls_follow_the_documents_numbering(client: Any, stub: StubServer) -> None:
+    """A structured answer is masked value by value with a numbering of its own: the calls followed the engine's."""
+    stub.raw = _text_and_call(json.dumps({"name": "Ann", "note": "Reach her at:\ncarol@c.io"}), '{"to": "carol@c.io"}')
+    resp = await run(client.chat.completions.parse(model="m", messages=user("hi"), response_format=Doc))
+    note = json.loads(resp.choices[0].message.content)["note"]
+    to = json.loads(resp.choices[0].message.tool_calls[0].function.arguments)["to"]
+    assert note == f"Reach her at:\n{to}" and to.startswith("<EMAIL_")
+
+
+async def test_a_streamed_answers_calls_keep_the_texts_placeholder(client: Any, stub: StubServer) -> None:
+    call = {
+        "index": 0,
+        "id": "t1",
+        "type": "function",
+        "function": {"name": "send", "arguments": '{"to": "carol@c.io"}'},
+    }
+    stub.raw = [(None, _chunk({"role": "assistant", "content": "Copying carol@c.io. "})),
+                (None, _chunk({"tool_calls": [call]})), (None, _chunk({}, "stop")), (None, "[DONE]")]  # fmt: skip
+    chunks = await collect(await run(client.chat.completions.create(model="m", messages=user("x"), stream=True)))
+    calls = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Copying <EMAIL_1>. "
+    assert json.loads("".join(tc.function.arguments or "" for tc in calls)) == {"to": "<EMAIL_1>"}
+
+
 async def test_personal_data_that_cannot_be_masked_in_place_stops_the_call(client: Any, stub: StubServer) -> None:
     # arguments that are not JSON, with the address written as JSON escapes: the check reads it decoded, the
     # raw string does not contain it, so masking in place is impossible: the choice is stopped, never leaked
