@@ -23,7 +23,7 @@ from guardrail.classifiers.patterns import restore
 from guardrail.decision import Decision
 from guardrail.streaming import Release, StreamGuard
 
-from . import actions, shapes
+from . import actions, audio, shapes
 
 if TYPE_CHECKING:
     from ._core import GuardedCall
@@ -130,9 +130,9 @@ class ChatStream(_StreamState):
             if actions.has_calls(rest):  # sent whole after the final check, redacted and restored
                 self.calls.append(rest)
                 rest = actions.without_calls(rest)
-            if rest is not None and self.edits_audio and actions.has_audio(rest):  # the rest goes as before
-                self.audio.append(actions.only_audio(rest))
-                rest = actions.without_audio(rest)
+            if rest is not None and self.edits_audio and audio.has_audio(rest):  # the rest goes as before
+                self.audio.append(audio.only_audio(rest))
+                rest = audio.without_audio(rest)
             if rest is not None:
                 (self.trailer if closing else self.queue).append(rest)
         return text
@@ -153,18 +153,18 @@ class ChatStream(_StreamState):
             # one numbering for the answer: the calls join the text's, the audio both (actions.own_redaction)
             taken = dict(sg.replacements)
             calls: Any = self._whole_calls(sg, taken) if self.calls else []
-            audio = (
-                actions.edit_held_audio(self.audio, sg.redact_entities, self.gc.restore_map, sg.reserved, taken)
+            sound = (
+                audio.edit_held_audio(self.audio, sg.redact_entities, self.gc.restore_map, sg.reserved, taken)
                 if self.audio
                 else []
             )
-            if calls is None or audio is None:  # personal data that cannot be masked where it sits: never leaked
+            if calls is None or sound is None:  # personal data that cannot be masked where it sits: never leaked
                 message = sg.end_text(self.gc.call.refusal(sg.decisions[-1]))
                 yield from shapes.refusal_chunks(flavour, message, model=self.gc.model, template=self.template)
                 return
             if calls:
                 yield calls
-            yield from audio
+            yield from sound
             yield from self._drain(self.trailer)
 
     def _whole_calls(self, sg: StreamGuard, taken: dict[str, str]) -> Any | None:

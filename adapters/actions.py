@@ -26,21 +26,18 @@ from .shapes import _ACTIONS, _ITEM_PLUMBING, _get, _is_message, _put, item_acti
 __all__ = [
     "edit_actions",
     "edit_events",
-    "edit_held_audio",
     "edit_held_events",
     "edit_message",
     "event_kind",
     "events_text",
-    "has_audio",
     "has_calls",
     "mask_and_restore",
     "merge_calls",
     "merge_event_deltas",
-    "only_audio",
     "own_redaction",
     "redactor",
-    "without_audio",
     "without_calls",
+    "without_fields",
 ]  # fmt: skip
 
 
@@ -119,15 +116,11 @@ def has_calls(chunk: Any) -> bool:
 
 def without_calls(chunk: Any) -> Any | None:
     """A copy of ``chunk`` without its calls (what else it carries: a finish reason, usage), or None."""
-    return _without(chunk, _CALLS)
+    return without_fields(chunk, _CALLS)
 
 
-def without_audio(chunk: Any) -> Any | None:
-    """A copy of ``chunk`` without its audio (what else it carries: the role, a finish reason, usage), or None."""
-    return _without(chunk, ("audio",))
-
-
-def _without(chunk: Any, names: tuple[str, ...]) -> Any | None:
+def without_fields(chunk: Any, names: tuple[str, ...]) -> Any | None:
+    """A copy of ``chunk`` without the delta fields ``names`` (what else it carries goes on), or None."""
     out = copy.deepcopy(chunk)
     keep = bool(_get(out, "usage"))
     for c in _get(out, "choices") or []:
@@ -138,67 +131,6 @@ def _without(chunk: Any, names: tuple[str, ...]) -> Any | None:
         keep = keep or bool(_get(c, "finish_reason")) or bool(_get(delta, "role"))
         keep = keep or any(_get(delta, name) for name in _ACTIONS)  # a refusal, reasoning ... sent as before
     return out if keep else None
-
-
-def only_audio(chunk: Any) -> Any:
-    """A copy of ``chunk`` with its audio alone (the role, finish reason and usage go out with ``without_audio``)."""
-    out = copy.deepcopy(chunk)
-    if _get(out, "usage") is not None:
-        _put(out, "usage", None)
-    for c in _get(out, "choices") or []:
-        _put(c, "finish_reason", None)
-        if (delta := _get(c, "delta")) is not None:
-            for name in ("content", "role", *_ACTIONS):
-                if name != "audio" and _get(delta, name) is not None:
-                    _put(delta, name, None)
-    return out
-
-
-def has_audio(chunk: Any) -> bool:
-    """Whether a chat stream chunk carries part of the answer's audio (its sound or its transcript)."""
-    return any(_get(_get(c, "delta"), "audio") for c in _get(chunk, "choices") or [] if _get(c, "delta") is not None)
-
-
-def edit_held_audio(
-    chunks: list[Any],
-    entities: frozenset[str],
-    restore_map: Mapping[str, str],
-    reserved: frozenset[str] = frozenset(),
-    taken: dict[str, str] | None = None,
-) -> list[Any] | None:
-    """A streamed answer's audio chunks (held until its last check), each choice's transcript redacted as the
-    policy redacts the answer's text (``entities``) and the input's values restored (``restore_map``). A value can
-    be cut between two transcript deltas, so a transcript is edited whole: when an edit changes it, it goes whole
-    in the choice's first audio delta (a client joins the deltas in order). Masking also empties the choice's
-    sound, which would still say the value; a restore keeps it. Unchanged chunks are returned as they came; None
-    when a value to mask is still readable after masking (written as escapes, as the check reads them): the
-    caller stops the answer, as for a whole answer's audio."""
-    out = copy.deepcopy(chunks)
-    audio: dict[int, list[Any]] = {}
-    for chunk in out:
-        for c in _get(chunk, "choices") or []:
-            if (a := _get(_get(c, "delta"), "audio")) is not None:
-                audio.setdefault(_get(c, "index") or 0, []).append(a)
-    changed = False
-    for parts in audio.values():
-        transcript = "".join(_get(a, "transcript") or "" for a in parts)
-        own: dict[str, str] = {}
-        if entities:
-            read = unescape_json(transcript)
-            own = own_redaction(read, entities, reserved, taken)
-        new = redactor(own)(transcript) if own else transcript
-        if any(value in unescape_json(new) for value in own.values()):
-            return None
-        mapping = {k: v for k, v in restore_map.items() if k not in own}
-        new = restore(new, mapping) if mapping else new
-        if new == transcript:
-            continue
-        changed = True
-        for i, a in enumerate(parts):
-            _put(a, "transcript", "" if i else new)
-            if own and _get(a, "data"):
-                _put(a, "data", "")
-    return out if changed else chunks
 
 
 def merge_calls(chunks: list[Any]) -> Any:
