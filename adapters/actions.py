@@ -337,10 +337,7 @@ def edit_held_events(
     (``restore_map``), as (index in ``events``, event); None when a value to mask is still readable."""
     merged = merge_event_deltas(events)
     out = [e for _, e in merged]
-    own: dict[str, str] = {}
-    if entities:
-        text = events_text(out)
-        own = own_redaction(text, entities, reserved, taken)
+    own = own_redaction(events_text(out), entities, reserved, taken)
 
     def apply(edit: Edit, _masking: bool) -> None:
         out[:] = edit_events(out, edit)

@@ -12,10 +12,8 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from guardrail.classifiers.patterns import restore
-
-from .actions import own_redaction, without_fields
-from .json_edits import redactor
+from .actions import mask_and_restore, own_redaction, without_fields
+from .json_edits import Edit
 from .shapes import _ACTIONS, _get, _put, unescape_json
 
 __all__ = ["edit_held_audio", "has_audio", "only_audio", "without_audio"]
@@ -68,15 +66,18 @@ def edit_held_audio(
     changed = False
     for parts in audio.values():
         transcript = "".join(_get(a, "transcript") or "" for a in parts)
-        own: dict[str, str] = {}
-        if entities:
-            read = unescape_json(transcript)
-            own = own_redaction(read, entities, reserved, taken)
-        new = redactor(own)(transcript) if own else transcript
-        if any(value in unescape_json(new) for value in own.values()):
+        own = own_redaction(unescape_json(transcript), entities, reserved, taken)
+        edited = [transcript]
+
+        def apply(edit: Edit, _masking: bool, edited: list[str] = edited) -> None:
+            edited[0] = edit(edited[0])
+
+        def read(edited: list[str] = edited) -> str:
+            return unescape_json(edited[0])
+
+        if not mask_and_restore(apply, read, own, restore_map):  # the one mask, check and restore of an action
             return None
-        mapping = {k: v for k, v in restore_map.items() if k not in own}
-        new = restore(new, mapping) if mapping else new
+        new = edited[0]
         if new == transcript:
             continue
         changed = True
