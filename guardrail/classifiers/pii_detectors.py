@@ -64,8 +64,10 @@ def _contains(*needles: str) -> _Gate:
 _EMAIL = _compile(
     r"""
     (?<![\w.%+-])                    # start of the local part, not inside another token
-    [A-Za-z0-9_+][A-Za-z0-9._%+-]{0,127}    # '+' first: SMS gateways (+15551234567@...); past RFC's 64
-                                            # (a longer one was not masked at all: the look-behind forbids a tail)
+    [A-Za-z0-9_+][A-Za-z0-9._%+-]*   # '+' first: SMS gateways (+15551234567@...); no length bound: past
+                                     # one, the address was not masked at all (the look-behind forbids a
+                                     # tail), and the look-behind lets a run start one match only, so the
+                                     # scan stays linear
     @
     (?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}
     (?:[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59})
