@@ -2,8 +2,9 @@
 
 Tool-call arguments and structured outputs are JSON documents the application parses. An edit (masking personal
 data, restoring the user's own values) is applied to each string value where it sits and re-encoded there, so a
-restored value with a quote or a line break keeps the document valid, and every other byte (keys, numbers,
-spacing) stays as the model wrote it. Nested SDK models (a computer call's action ...) are edited in place.
+restored value with a quote or a line break keeps the document valid, and every other byte (numbers, spacing)
+stays as the model wrote it. Keys are edited too, unless that would make two keys of one object equal. Nested SDK
+models (a computer call's action ...) are edited in place.
 ``actions`` (an answer's calls, refusal, audio, reasoning) and ``_core`` (a structured answer's text) ask here.
 """
 
@@ -113,20 +114,44 @@ def _json_strings(text: str) -> list[str]:
 
 
 def _edited_json(text: str, edit: Edit) -> str | None:
-    """``text``, a JSON document, with ``edit`` applied to each string value where it sits (keys and every
-    other byte kept); None when ``text`` is not JSON."""
+    """``text``, a JSON document, with ``edit`` applied to each string where it sits, keys included (a mapping
+    keyed by the user's addresses gets them back, and one keyed by an address is masked rather than stopped);
+    every other byte kept. Keys are left as written when editing them would make two keys of one object equal
+    (the parser would silently drop one). None when ``text`` is not JSON (or nested too deep to parse)."""
     try:
-        json.loads(text)
-    except ValueError:
+        before = _duplicate_keys(text)
+    except (ValueError, RecursionError):  # deeper than the parser's limit: edited as plain text, never raised
         return None
+    out = _edit_strings(text, edit, keys=True)
+    if out != text and _duplicate_keys(out) > before:
+        out = _edit_strings(text, edit, keys=False)
+    return out
+
+
+def _edit_strings(text: str, edit: Edit, *, keys: bool) -> str:
     pieces: list[str] = []
     last = 0
     for m in _JSON_STRING.finditer(text):
-        if _KEY_END.match(text, m.end()):  # a key
-            continue
         value = json.loads(m.group())
-        new = edited(value, edit)  # a string value may itself hold JSON
+        if _KEY_END.match(text, m.end()):  # a key
+            if not keys:
+                continue
+            new: Any = edit(value)
+        else:
+            new = edited(value, edit)  # a string value may itself hold JSON
         if new != value:
             pieces += [text[last : m.start()], json.dumps(new, ensure_ascii=False)]
             last = m.end()
     return "".join([*pieces, text[last:]]) if pieces else text
+
+
+def _duplicate_keys(text: str) -> int:
+    """How many keys of ``text``'s objects repeat an earlier key of the same object; ValueError if not JSON."""
+    count = 0
+
+    def hook(pairs: list[tuple[str, Any]]) -> None:
+        nonlocal count
+        count += len(pairs) - len({k for k, _ in pairs})
+
+    json.loads(text, object_pairs_hook=hook)
+    return count

@@ -23,9 +23,10 @@ leaf = st.one_of(
     st.booleans(),
     st.none(),
 )
+key = st.text(max_size=4) | st.sampled_from([*MAPPING, *VALUES])  # a mapping may be keyed by the user's values
 doc = st.recursive(
     leaf,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(key, inner, max_size=3),
     max_leaves=12,
 )
 
@@ -40,18 +41,28 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
-def _expected(value: Any) -> Any:
+def _expected(value: Any, keys: bool | None = None) -> Any:
+    """``value`` restored: its keys too, unless restoring them makes two keys of one object equal anywhere in it
+    (then every key stays as written: the parser would silently drop one)."""
+    if keys is None:
+        keys = not _collides(value)
     if isinstance(value, str):
         return restore(value, MAPPING)
     if isinstance(value, dict):
-        return {k: _expected(v) for k, v in value.items()}
+        return {(restore(k, MAPPING) if keys else k): _expected(v, keys) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expected(v) for v in value]
+        return [_expected(v, keys) for v in value]
     return value
 
 
+def _collides(value: Any) -> bool:
+    if isinstance(value, dict):
+        return len({restore(k, MAPPING) for k in value}) < len(value) or any(map(_collides, value.values()))
+    return isinstance(value, list) and any(map(_collides, value))
+
+
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.text(max_size=4), doc, max_size=4))
+@given(st.dictionaries(key, doc, max_size=4))
 def test_restoring_json_arguments_keeps_them_json_and_edits_only_string_values(args: dict[str, Any]) -> None:
     message = {"role": "assistant", "tool_calls": [{"id": "t", "type": "function",
                "function": {"name": "f", "arguments": json.dumps(args)}}]}  # fmt: skip
@@ -63,7 +74,7 @@ def test_restoring_json_arguments_keeps_them_json_and_edits_only_string_values(a
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.text(max_size=4), doc, max_size=4))
+@given(st.dictionaries(key, doc, max_size=4))
 def test_redacting_then_restoring_gives_the_arguments_back(args: dict[str, Any]) -> None:
     plain = _expected(args)  # the arguments with real values only
     raw = json.dumps(plain)
@@ -100,7 +111,7 @@ def test_only_the_edited_string_changes_numbers_and_spacing_stay_as_written() ->
     result = {"choices": [{"message": {"tool_calls": [{"function": {"name": "pay", "arguments": raw}}]}}]}
     actions.edit_actions(result, 0, lambda text: restore(text, MAPPING))
     out = result["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
-    assert out == raw.replace('"to":"<EMAIL_1>"', '"to":"bob@example.com"')  # keys are never edited
+    assert out == raw.replace('"<EMAIL_1>"', '"bob@example.com"')  # the key too: a mapping keyed by the user's own
 
 
 def test_signed_thinking_is_not_restored_but_is_redacted() -> None:
@@ -195,17 +206,20 @@ _PIECES = st.one_of(st.text(alphabet=st.characters(blacklist_categories=("Cs",))
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.dictionaries(st.text(alphabet="abcdef", min_size=1, max_size=4), st.lists(_PIECES, max_size=4).map("\n".join))
+    st.dictionaries(
+        st.text(alphabet="abcdef", min_size=1, max_size=4) | _EMAILS, st.lists(_PIECES, max_size=4).map("\n".join)
+    )
 )
 def test_masking_a_json_document_keeps_it_json_and_leaves_no_address(doc: dict[str, str]) -> None:
-    """Structured outputs are masked value by value: whatever the values hold (line breaks, quotes, escapes),
-    the document stays valid JSON with the same keys, and no address is left in any value."""
+    """Structured outputs are masked value by value, keys included: whatever the values hold (line breaks,
+    quotes, escapes), the document stays valid JSON with as many keys, the keys without an address as they
+    were, and no address is left in any key or value."""
     text = json.dumps(doc)
     result = json_edits.mask_json_text(text, frozenset({"email"}), {})
     assert result is not None
     masked, mapping = result
     out = json.loads(masked)
     assert all(placeholder in masked for placeholder in mapping)
-    assert out.keys() == doc.keys()
-    for value in out.values():
-        assert not any(e in value for e in ("leak@corp.example", "a.b@x.io", "ann@mail.example"))
+    assert len(out) == len(doc) and {k for k in doc if "@" not in k} <= out.keys()
+    for piece in (*out, *out.values()):
+        assert not any(e in piece for e in ("leak@corp.example", "a.b@x.io", "ann@mail.example"))

@@ -554,6 +554,29 @@ async def test_restore_keeps_a_structured_output_valid_json(stub: StubServer, mo
         guard.close()
 
 
+class Directory(BaseModel):
+    names: dict[str, str]
+
+
+async def test_a_structured_output_keyed_by_addresses_is_masked_and_restored_in_its_keys(
+    guard: Guard, stub: StubServer, mode: str
+) -> None:
+    """Keys were never edited: a mapping keyed by an address was stopped as unmaskable, and one keyed by the
+    user's own placeholders came back with the placeholders."""
+    stub.raw = _json_answer('{"names": {"leak@corp.example": "Leak", "ann": "Ann"}}')
+    resp = await run(client_for(guard, stub, mode).chat.completions.parse(
+        model="m", messages=user("who?"), response_format=Directory))  # fmt: skip
+    assert resp.choices[0].message.parsed == Directory(names={"<EMAIL_1>": "Leak", "ann": "Ann"})
+    restoring = client_for(guard, stub, mode, restore=True)
+    stub.raw = _json_answer('{"names": {"<EMAIL_1>": "Bob", "<EMAIL_2>": "Ann"}}')
+    resp = await run(restoring.chat.completions.parse(
+        model="m", messages=user("file bob@example.com and ann@example.org"), response_format=Directory))  # fmt: skip
+    assert resp.choices[0].message.parsed == Directory(names={"bob@example.com": "Bob", "ann@example.org": "Ann"})
+    stub.raw = _json_response('{"names": {"<EMAIL_1>": "Bob"}}')
+    resp = await run(restoring.responses.parse(model="m", input="file bob@example.com", text_format=Directory))
+    assert resp.output_parsed == Directory(names={"bob@example.com": "Bob"})
+
+
 def _json_response(text: str) -> dict[str, Any]:
     part = {"type": "output_text", "text": text, "annotations": []}
     msg = {"id": "msg_1", "type": "message", "role": "assistant", "status": "completed", "content": [part]}
