@@ -577,6 +577,18 @@ async def test_a_structured_output_keyed_by_addresses_is_masked_and_restored_in_
     assert resp.output_parsed == Directory(names={"bob@example.com": "Bob"})
 
 
+async def test_a_document_nested_past_the_parsers_limit_is_stopped_not_raised_when_restoring(
+    guard: Guard, stub: StubServer, mode: str
+) -> None:
+    """Restoring the user's values into it raised RecursionError from inside the guard; now it is restored as
+    plain text, which no longer reads as JSON, and stopped as any answer the check left unparseable."""
+    restoring = client_for(guard, stub, mode, restore=True)
+    stub.raw = _json_answer("[" * 50000 + '"<EMAIL_1>"' + "]" * 50000)
+    with pytest.raises(openai.ContentFilterFinishReasonError):
+        await run(restoring.chat.completions.parse(
+            model="m", messages=user("file bob@example.com"), response_format=Directory))  # fmt: skip
+
+
 def _json_response(text: str) -> dict[str, Any]:
     part = {"type": "output_text", "text": text, "annotations": []}
     msg = {"id": "msg_1", "type": "message", "role": "assistant", "status": "completed", "content": [part]}
