@@ -26,7 +26,6 @@ from guardrail.decision import Action, Decision, Finding, RuleAction
 from guardrail.errors import CheckTimeout, InvalidScores, PolicyError
 from guardrail.language import dominant_script
 from guardrail.messages import DATA_ROLES, Extracted, extract, prompt_placeholders, replace_texts
-from guardrail.normalize import Form
 from guardrail.policy import Policy, Rule
 from guardrail.rules import Verdict, evaluate
 from guardrail.taxonomy import Stage, stage_ids
@@ -39,7 +38,6 @@ __all__ = [
     "check_coverage",
     "failure_kind",
     "merge_scores",
-    "merge_spans",
     "new_decision",
     "prepare",
     "timeout_error",
@@ -263,17 +261,6 @@ def new_decision(
         messages=messages,
         error_kind=error_kind,
     )
-
-
-def merge_spans(text: str, spans: list[Span], revealed: Sequence[Span], form: Form) -> list[Span]:
-    """``spans`` of ``text``, plus the spans found in one of its readings, mapped back to ``text``
-    (where they overlap none already found)."""
-    out = list(spans)
-    for s in revealed:
-        a, b = form.to_original(s.start, s.end)
-        if a < b and not any(a < x.end and x.start < b for x in out):
-            out.append(Span(s.entity, a, b, text[a:b]))
-    return sorted(out, key=lambda x: x.start)
 
 
 def timeout_error(plan: Plan) -> CheckTimeout:

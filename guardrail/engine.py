@@ -41,7 +41,6 @@ from guardrail._decide import (
     check_coverage,
     failure_kind,
     merge_scores,
-    merge_spans,
     new_decision,
     prepare,
     timeout_error,
@@ -49,12 +48,12 @@ from guardrail._decide import (
 )
 from guardrail._shared_models import model_classifier, shared_scheduler
 from guardrail.classifiers.base import Classifier
-from guardrail.classifiers.patterns import find_entities
+from guardrail.classifiers.patterns import Span
 from guardrail.decision import Action, Decision, Finding, RuleAction
 from guardrail.errors import GuardrailError, PolicyError
 from guardrail.messages import scoring_form
-from guardrail.normalize import forms
 from guardrail.policy import Policy, PolicyReloader, load_policy
+from guardrail.revealed import spans_and_readings
 from guardrail.scheduler import Scheduler, estimate_tokens
 from guardrail.taxonomy import Stage
 
@@ -164,19 +163,18 @@ class Guard:
     def _plan(self, pending: Pending) -> Plan:
         policy = pending.policy
         rules = policy.rules(pending.stage)
-        found = [find_entities(t) for t in pending.texts]
+        found: list[list[Span]] = []
         scan: list[str] = []
         owner: list[int] = []
         needs_model = any(r.action is not RuleAction.REDACT for r in rules)
-        if needs_model:
-            for i, t in enumerate(pending.texts):
-                for f in forms(t):  # the text, and its decoded / re-joined readings (guardrail.normalize)
-                    if f.text == t:
-                        scan.append(scoring_form(t, found[i]))
-                    else:  # personal data a reading reveals is redacted where it sits in the original
-                        revealed = find_entities(f.text)
-                        scan.append(scoring_form(f.text, revealed))
-                        found[i] = merge_spans(t, found[i], revealed, f)
+        for i, t in enumerate(pending.texts):
+            # the text and its decoded / re-joined readings: personal data a reading reveals is redacted where it
+            # sits in the text (with redaction rules alone too), and each reading is scored with its own masked
+            text_spans, readings = spans_and_readings(t)
+            found.append(text_spans)
+            if needs_model:
+                for form, own in readings:
+                    scan.append(scoring_form(form.text, own))
                     owner.append(i)
         prompts: tuple[str | None, ...] | None = None
         if pending.stage == "output":  # a response is always judged with its prompt (empty when unknown)

@@ -35,8 +35,9 @@ from collections.abc import (
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from guardrail.classifiers.patterns import find_entities, redact
+from guardrail.classifiers.patterns import redact
 from guardrail.decision import Action, Decision, RuleAction
+from guardrail.revealed import spans_and_readings
 
 if TYPE_CHECKING:
     from guardrail.policy import Policy
@@ -151,7 +152,9 @@ class StreamGuard:
                 end = _run_start(self.buffer, end, self.released)
             # Redacting the whole released prefix each time keeps placeholders stable across segments
             # (numbering is by first appearance, and the same value keeps its placeholder).
-            spans = find_entities(self.buffer, self.redact_entities)
+            # the entities of the text and of its readings (an address sent encoded or spaced apart): what the
+            # whole answer, checked at once, would mask (guardrail.revealed)
+            spans, _ = spans_and_readings(self.buffer, self.redact_entities)
             for sp in spans:  # never cut a span in half: stop before it (or take all of it at the end)
                 if sp.start < end < sp.end:
                     end = sp.end if final else sp.start

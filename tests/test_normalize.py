@@ -147,6 +147,24 @@ def test_personal_data_revealed_by_decoding_is_redacted_in_the_original(is_async
 
 
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("stage", ["input", "output"])
+def test_a_policy_that_only_redacts_reads_decoded_personal_data_too(is_async: bool, stage: str) -> None:
+    """The readings were computed only when a rule needed the model: with redaction rules alone, an address sent
+    in base64 or spaced apart went through as written."""
+    import asyncio
+
+    g = Guard({"version": 1, "name": "t", stage: {"rules": [{"category": "pii", "action": "redact",
+              "entities": ["email"]}]}}, classifiers=FakeClassifier())  # fmt: skip
+    check = getattr(g, f"acheck_{stage}" if is_async else f"check_{stage}")
+    blob = base64.b64encode(b"john.doe@example.com").decode()
+    for text in (f"please write to {blob} now", "mail j o h n . d o e @ e x a m p l e . c o m please"):
+        d = check(text)
+        d = asyncio.run(d) if is_async else d
+        assert d.action is Action.REWRITE and "<EMAIL_1>" in d.text and d.redactions, text
+    g.close()
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
 def test_the_higher_score_of_the_readings_wins(is_async: bool) -> None:
     import asyncio
 

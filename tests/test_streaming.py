@@ -267,3 +267,33 @@ def test_entities_written_in_groups_are_never_released_in_part(entity: str, hold
     out += sg.apply(allow, final=True).text if not sg.done and sg.finish() is not None else ""
     guard.close()
     assert entity not in out and not any(group in out for group in entity.split(" ")[:2])
+
+
+ENCODED_ADDRESSES = {
+    "base64": "Ym9iQGV4YW1wbGUuY29t",
+    "hex": "626f62406578616d706c652e636f6d",
+    "spaced": "b o b @ e x a m p l e . c o m",
+}
+
+
+@pytest.mark.parametrize("form", list(ENCODED_ADDRESSES))
+@pytest.mark.parametrize("every", [1, 7, 40])
+def test_an_address_the_check_reads_decoded_is_masked_in_a_stream_too(
+    stub_server: StubServer, form: str, every: int
+) -> None:
+    """The same answer checked whole was masked where the address sits (the check reads the decoded form); the
+    stream masked only what it found in the raw text, so the encoded address went out as written."""
+    encoded = ENCODED_ADDRESSES[form]
+    text = f"Write to {encoded} before Friday, and copy the team so that everyone knows about it."
+    guard = make_guard(check_every=every, holdback=80)
+    try:
+        results = run_both(guard, stub_server, split(text, set(range(3, len(text), 5))))
+        whole = guard.check_output(text)
+    finally:
+        guard.close()
+        stub_server.reset()
+    assert whole.text == text.replace(encoded, "<EMAIL_1>")
+    for chunks, exc in results.values():
+        assert exc is None
+        assert content(chunks) == whole.text
+    assert same(results["sync"][0], results["async"][0])
