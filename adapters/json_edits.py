@@ -15,7 +15,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from guardrail.classifiers.patterns import find_entities, redact
+from guardrail.classifiers.patterns import redact
+from guardrail.revealed import spans_and_readings
 
 from .shapes import _ITEM_PLUMBING, _get, _put, unescape_json
 
@@ -93,7 +94,7 @@ def mask_json_text(
     if _edited_json(text, collect) is None:
         return None
     joined = "\n".join(values)
-    _, own = redact(joined, find_entities(joined, entities), reserved=reserved) if entities else ("", {})
+    _, own = redact(joined, spans_and_readings(joined, entities)[0], reserved=reserved) if entities else ("", {})
     masked = _edited_json(text, redactor(own)) if own else text
     if masked is None:
         return None

@@ -33,8 +33,9 @@ from typing import Any, Literal
 
 import structlog
 
-from guardrail.classifiers.patterns import find_entities, redact
+from guardrail.classifiers.patterns import redact
 from guardrail.decision import Action, Decision
+from guardrail.revealed import spans_and_readings
 
 __all__ = ["AUDIT_FAILURES", "DEFAULT_KEY_ENV", "EVENT", "audit_fields", "emit", "error_code", "text_hmac"]
 
@@ -89,7 +90,7 @@ def _text_fields(text: str, mode: LogText, key_env: str) -> dict[str, Any]:
         digest, source = text_hmac(text, key_env)
         return {"text_hmac": digest, "text_hmac_key": source}
     if mode == "redacted":
-        red, _ = redact(text, find_entities(text))
+        red, _ = redact(text, spans_and_readings(text)[0])  # an address sent encoded is masked in the log too
         return {"text": red}
     return {"text": text}
 

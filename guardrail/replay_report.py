@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from guardrail.audit import DEFAULT_KEY_ENV, text_hmac
-from guardrail.classifiers.patterns import find_entities, redact
+from guardrail.classifiers.patterns import redact
 from guardrail.decision import Action, Decision
 from guardrail.replay_traffic import Row
+from guardrail.revealed import spans_and_readings
 
 __all__ = ["ACTIONS", "Changed", "Limit", "ReplayReport", "parse_limit", "shown_text"]
 
@@ -34,7 +35,7 @@ def shown_text(text: str, mode: str, key_env: str = DEFAULT_KEY_ENV) -> str | No
     if mode == "full":
         return text
     if mode == "redacted":
-        return redact(text, find_entities(text))[0]
+        return redact(text, spans_and_readings(text)[0])[0]
     if mode == "hash":
         return "text_hmac:" + text_hmac(text, key_env)[0]
     return None

@@ -1416,6 +1416,31 @@ async def test_a_streams_tool_call_arguments_are_restored_and_redacted(
     assert json.loads(_call_of(chunks)[0]) == {"to": "bob@example.com"}
 
 
+async def test_an_address_sent_encoded_in_a_streams_call_is_masked_as_in_a_whole_answer(
+    stub: StubServer, mode: str
+) -> None:
+    """The stream's calls were masked from their raw text only: the check read the base64 address and the answer
+    was stopped, where the same answer whole has it masked in its call."""
+    guard = make_guard()
+    client = client_for(guard, stub, mode)
+    blob = "bGVha0Bjb3JwLmV4YW1wbGU="  # leak@corp.example
+    arguments = json.dumps({"note": f"reach me at {blob} today"})
+    try:
+        stub.raw = _streamed_call(arguments, [9, 25])
+        chunks = await collect(await run(client.chat.completions.create(model="m", messages=user("x"), stream=True)))
+        stub.raw = _json_answer("Sending it now. ", [{"id": "t", "type": "function",
+                                "function": {"name": "send", "arguments": arguments}}])  # fmt: skip
+        whole = await run(client.chat.completions.create(model="m", messages=user("x")))
+    finally:
+        guard.close()
+    assert whole.choices[0].finish_reason == "tool_calls"
+    assert json.loads(whole.choices[0].message.tool_calls[0].function.arguments) == {
+        "note": "reach me at <EMAIL_1> today"
+    }
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    assert json.loads(_call_of(chunks)[0]) == {"note": "reach me at <EMAIL_1> today"}
+
+
 @settings(max_examples=15, deadline=None)
 @given(cuts=st.lists(st.integers(min_value=1, max_value=44), max_size=6))
 def test_however_a_streams_arguments_are_cut_the_address_never_goes_out(

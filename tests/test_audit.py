@@ -125,3 +125,16 @@ def test_audit_helpers_are_plain_functions() -> None:
     assert not inspect.iscoroutinefunction(audit.text_hmac)
     digest, source = audit.text_hmac("x", "GUARDRAIL_TEST_UNSET_VARIABLE")
     assert len(digest) == 64 and source == "ephemeral"
+
+
+async def test_redacted_mode_masks_an_address_sent_encoded(mode: str) -> None:
+    """The log's redaction read only the raw text: an address sent in base64 or spaced apart was logged as written,
+    though the check itself reads and masks it."""
+    blob = "am9obi5kb2VAZXhhbXBsZS5jb20="  # john.doe@example.com
+    spaced = "j o h n . d o e @ e x a m p l e . c o m"
+    guard = Guard(policy(log_text="redacted"), classifiers=FakeClassifier())
+    try:
+        events = await events_of(guard, mode, f"mail {blob} today", f"mail {spaced} please")
+    finally:
+        guard.close()
+    assert [e["text"] for e in events] == ["mail <EMAIL_1> today", "mail <EMAIL_1> please"]
