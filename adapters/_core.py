@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, TypeVar
 
 from guardrail.call import CONTENT_FILTER, Call, Outcome
 from guardrail.classifiers.patterns import placeholders, renumbered, restore
@@ -25,11 +25,12 @@ from guardrail.streaming import StreamGuard, aclose_quietly, arelay, close_quiet
 from . import shapes
 from ._streams import ChatStream, ResponsesStream
 from .actions import edit_actions, mask_and_restore
+from .conversations import Conversations, joined
 from .json_edits import edit_json_text, mask_json_text
+from .request_shapes import Kind, input_payload, rewritten
 
 __all__ = ["AsyncGuardedStream", "GuardedCall", "GuardedStream", "call_async", "call_sync"]
 
-Kind = Literal["chat", "responses"]
 T = TypeVar("T")
 
 
@@ -37,23 +38,25 @@ def _get(obj: Any, key: str) -> Any:
     return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
 
 
-def _tool_output_text(output: Any) -> str | None:
-    """The text of a tool's result: a string, text parts, or a shell's ``[{stdout, stderr}]``."""
-    text = shapes.content_text(output)
-    if text is not None or not isinstance(output, list):
-        return text
-    found = [v for part in output for key in ("stdout", "stderr", "output") if isinstance(v := _get(part, key), str)]
-    return "\n".join(found) or None
-
-
 class GuardedCall:
     """The request side of one call: the request to check and send, the answer to return."""
 
     def __init__(
-        self, call: Call, kind: Kind, flavour: shapes.Flavour, kwargs: Mapping[str, Any], *, restore: bool = False
+        self,
+        call: Call,
+        kind: Kind,
+        flavour: shapes.Flavour,
+        kwargs: Mapping[str, Any],
+        *,
+        restore: bool = False,
+        conversations: Conversations | None = None,
     ) -> None:
         self.call, self.kind, self.flavour, self.restore = call, kind, flavour, restore
         self.kwargs = dict(kwargs)
+        # a server-side conversation's earlier placeholders (adapters.conversations), and what this request sends
+        self.conversations = conversations
+        self.known = conversations.known(self.kwargs) if conversations is not None else {}
+        self.sent = dict(self.known)
         self.stream = bool(self.kwargs.get("stream"))
         self.model: str | None = self.kwargs.get("model")
         self.restore_map: dict[str, str] = {}
@@ -64,83 +67,28 @@ class GuardedCall:
         n = (extra.get("n") if isinstance(extra, Mapping) else None) or self.kwargs.get("n") or 1  # extra_body wins
         if kind == "chat" and self.stream and n > 1:
             raise TypeError("guardrail guards streams of one choice; stream=True with n > 1 is not supported")
-        self.payload, self._sources = self._input_payload()
+        self.payload, self._sources = input_payload(kind, self.kwargs)
         self.prompt: Any = self.payload
 
     # -- input -----------------------------------------------------------------------------------
 
-    def _input_payload(self) -> tuple[Any, list[tuple[str, int | None]]]:
-        """The chat messages to check, and where each came from in the request (for rewrites)."""
-        if self.kind == "chat":
-            return self.kwargs.get("messages") or [], []
-        items: list[Any] = []
-        sources: list[tuple[str, int | None]] = []
-        instructions, inp = self.kwargs.get("instructions"), self.kwargs.get("input")
-        if isinstance(instructions, str) and instructions:
-            items.append({"role": "system", "content": instructions})
-            sources.append(("instructions", None))
-        variables = _get(self.kwargs.get("prompt"), "variables")
-        if isinstance(variables, Mapping):  # a stored prompt's variables: user text placed before the input
-            for name, value in variables.items():
-                text = value if isinstance(value, str) else _get(value, "text")  # or {"type": "input_text", ...}
-                if isinstance(text, str) and text:
-                    items.append({"role": "user", "content": text})
-                    sources.append((f"variable:{name}", None))
-        if isinstance(inp, str):
-            items.append({"role": "user", "content": inp})
-            sources.append(("input", None))
-        elif isinstance(inp, Iterable) and not isinstance(inp, (bytes, Mapping)):
-            inp = self.kwargs["input"] = list(inp)  # an iterator would be used up by the check
-            for i, item in enumerate(inp):
-                if isinstance(_get(item, "role"), str):
-                    items.append(item)
-                    sources.append(("input", i))
-                elif str(_get(item, "type") or "").endswith("_call_output"):
-                    # a tool's result (function_call_output ...): checked as a tool message, like chat's
-                    output = _tool_output_text(_get(item, "output"))
-                    if output:
-                        items.append({"role": "tool", "content": output})
-                        sources.append(("tool_output", i))
-        return items, sources
-
     def apply(self, out: Outcome) -> None:
         """Put an input rewrite into the request (and remember the redactions for ``restore``)."""
         d = out.decision
-        if d.action is not Action.REWRITE:
-            return
-        self._rewrite(list(d.messages) if d.messages is not None else [d.text])
+        if d.action is Action.REWRITE:
+            messages, redactions = list(d.messages) if d.messages is not None else [d.text], dict(d.redactions)
+            if self.known and redactions:
+                redactions, messages = joined(redactions, self.known, messages, prompt_placeholders(self.payload))
+            rewritten(self.kind, self.kwargs, self._sources, messages)
+            self.prompt = messages
+            self.sent.update(redactions)
         if self.restore:
-            self.restore_map = dict(d.redactions)
+            self.restore_map = dict(self.sent)
 
-    def _rewrite(self, messages: list[Any]) -> None:
-        if self.kind == "chat":
-            self.kwargs["messages"] = self.prompt = messages
-            return
-        new_input = self.kwargs.get("input")
-        new_input = list(new_input) if isinstance(new_input, Iterable) and not isinstance(new_input, str) else new_input
-        for (field, index), msg in zip(self._sources, messages, strict=True):
-            if field == "instructions":
-                self.kwargs["instructions"] = _get(msg, "content")
-            elif field.startswith("variable:"):
-                prompt = dict(self.kwargs["prompt"])
-                name, text = field.partition(":")[2], _get(msg, "content")
-                old = prompt["variables"][name]
-                new = text if isinstance(old, str) else {**dict(old), "text": text}
-                prompt["variables"] = {**prompt["variables"], name: new}
-                self.kwargs["prompt"] = prompt
-            elif field == "tool_output":
-                assert isinstance(new_input, list) and index is not None
-                old_output = _get(new_input[index], "output")
-                text = _get(msg, "content")
-                if text != shapes.content_text(old_output):  # unchanged outputs keep their shape (parts, images)
-                    new_input[index] = {**dict(new_input[index]), "output": text}
-            elif index is None:
-                new_input = _get(msg, "content")
-            else:
-                assert isinstance(new_input, list)
-                new_input[index] = msg
-        self.kwargs["input"] = new_input
-        self.prompt = messages
+    def answered(self, response: Any) -> None:
+        """The provider's answer has an id a later request may continue from: remember what this one sent."""
+        if self.conversations is not None:
+            self.conversations.remember(self.kwargs, response, self.sent)
 
     def refusal(self, out: Outcome) -> Any:
         """The stopped request's answer in the client's own type (a response, or a stream's items)."""
@@ -163,6 +111,7 @@ class GuardedCall:
         cannot be rewritten, only redacted: a replacing rewrite fired by them stops the choice, as it
         stops a stream, and a redaction masks the values in the calls' arguments themselves (or stops the
         choice when a value is still readable after it). ``restore`` reaches the arguments too."""
+        self.answered(result)
         texts: dict[int, str] = {}
         reasons: dict[int, str] = {}
         edits: dict[int, Mapping[str, str]] = {}  # per choice: the output redactions of its actions
@@ -179,6 +128,8 @@ class GuardedCall:
             out = self.call.outcome(d)
             new = out.text if out.text is not None else original
             text_map: Mapping[str, str] = d.redactions
+            if self.known and text_map and not out.finish_reason:  # never a placeholder the conversation sent
+                text_map, [new] = joined(text_map, {}, [new], self.reserved | placeholders(original))
             if self.json_text and d.redactions and not out.finish_reason:
                 # a document the caller parses: masked value by value, where each sits (None: still readable)
                 entities = self.call.stream_guard().redact_entities
@@ -191,7 +142,7 @@ class GuardedCall:
             if out.finish_reason:
                 reasons[i] = out.finish_reason
             elif self.restore_map:
-                own = d.redactions if d.action is Action.REWRITE else {}
+                own = text_map if d.action is Action.REWRITE else {}
                 new = self._restored(new, {k: v for k, v in self.restore_map.items() if k not in own})
             cut = _finish_reason(result, i) == "length" or shapes._get(result, "status") == "incomplete"
             if self.json_text and new != original and not reasons.get(i) and not cut and not _is_json(new):
@@ -247,7 +198,7 @@ class GuardedCall:
     def reserved(self) -> frozenset[str]:
         """The placeholders of the prompt as sent (the input's redactions): the answer's own values never take
         one, in its text (the engine, the stream guard) or in what it does besides (calls, audio, documents)."""
-        return prompt_placeholders(self.prompt)
+        return prompt_placeholders(self.prompt) | frozenset(self.known)
 
     def stream_state(self, sg: StreamGuard) -> ChatStream | ResponsesStream:
         if self.kind == "responses":

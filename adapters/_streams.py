@@ -275,6 +275,7 @@ class ResponsesStream(_StreamState):
             return str(event.delta)
         if getattr(event, "response", None) is not None and kind in ("response.created", "response.in_progress"):
             self.base = event.response
+            self.gc.answered(event.response)  # a later request may continue from it
         tool = shapes._get(getattr(event, "item", None), "type") not in ("message", "reasoning")
         if self.hold is None and kind == "response.output_item.added" and tool:
             self.hold = event

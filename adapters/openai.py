@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from guardrail.call import Call
 
 from ._core import GuardedCall, acheck_answer, call_async, call_sync, check_answer
+from .conversations import Conversations
 from .structured import Structured
 
 if TYPE_CHECKING:
@@ -54,7 +55,9 @@ class _Resource:
 
     def _call(self, kind: Any, kwargs: dict[str, Any]) -> GuardedCall:
         owner = self._owner
-        return GuardedCall(Call(owner._guard, context=owner._context), kind, "openai", kwargs, restore=owner._restore)
+        conversations = owner._conversations if kind == "responses" else None
+        call = Call(owner._guard, context=owner._context)
+        return GuardedCall(call, kind, "openai", kwargs, restore=owner._restore, conversations=conversations)
 
 
 class _Completions(_Resource):
@@ -159,9 +162,17 @@ class _Client:
     _responses: type[_Resource] = _Responses
 
     def __init__(
-        self, guard: Guard, client: Any, *, restore: bool = False, context: Mapping[str, str] | None = None
+        self,
+        guard: Guard,
+        client: Any,
+        *,
+        restore: bool = False,
+        context: Mapping[str, str] | None = None,
+        conversations: Conversations | None = None,
     ) -> None:
         self._guard, self._client, self._restore, self._context = guard, client, restore, context
+        # the placeholders its server-side conversations sent (shared with its with_options / copy clients)
+        self._conversations = conversations or Conversations()
         self.chat = _Chat(client.chat, self._completions(client.chat.completions, self))
         self.responses = self._responses(client.responses, self)
 
@@ -175,12 +186,15 @@ class _Client:
         return self._client
 
     def with_options(self, **options: Any) -> Any:
-        return type(self)(
-            self._guard, self._client.with_options(**options), restore=self._restore, context=self._context
-        )
+        return self._like(self._client.with_options(**options))
 
     def copy(self, **options: Any) -> Any:
-        return type(self)(self._guard, self._client.copy(**options), restore=self._restore, context=self._context)
+        return self._like(self._client.copy(**options))
+
+    def _like(self, client: Any) -> Any:
+        return type(self)(
+            self._guard, client, restore=self._restore, context=self._context, conversations=self._conversations
+        )
 
     def __getattr__(self, name: str) -> Any:
         if name in _CLIENT_SIDE_DOORS:
@@ -198,9 +212,15 @@ class GuardedOpenAI(_Client):
     """``openai.OpenAI`` with guarded ``chat.completions.create`` and ``responses.create``."""
 
     def __init__(
-        self, guard: Guard, client: openai.OpenAI, *, restore: bool = False, context: Mapping[str, str] | None = None
+        self,
+        guard: Guard,
+        client: openai.OpenAI,
+        *,
+        restore: bool = False,
+        context: Mapping[str, str] | None = None,
+        conversations: Conversations | None = None,
     ) -> None:
-        super().__init__(guard, client, restore=restore, context=context)
+        super().__init__(guard, client, restore=restore, context=context, conversations=conversations)
 
     def __enter__(self) -> GuardedOpenAI:
         return self
@@ -222,8 +242,9 @@ class GuardedAsyncOpenAI(_Client):
         *,
         restore: bool = False,
         context: Mapping[str, str] | None = None,
+        conversations: Conversations | None = None,
     ) -> None:
-        super().__init__(guard, client, restore=restore, context=context)
+        super().__init__(guard, client, restore=restore, context=context, conversations=conversations)
 
     async def __aenter__(self) -> GuardedAsyncOpenAI:
         return self

@@ -64,6 +64,7 @@ class StubServer:
         # events ``(event name or None, payload)`` for a stream (tool calls, audio, odd shapes)
         self.raw: dict[str, Any] | list[tuple[str | None, Any]] | None = None
         self.delay = 0.0
+        self.response_id = "resp_stub"  # the id of the Responses answers it makes
         self.hold = 0
         self.release = threading.Event()
         self.received = threading.Event()
@@ -98,6 +99,7 @@ class StubServer:
             self.gone.clear()
             self.hold = 0
         self.reply, self.chunk_chars, self.pieces, self.delay, self.raw = echo, 4, None, 0.0, None
+        self.response_id = "resp_stub"
         self.release, self.received, self.gone_event = threading.Event(), threading.Event(), threading.Event()
 
     def take_hold(self) -> threading.Event | None:
@@ -282,7 +284,7 @@ def _handler(server: StubServer) -> type[BaseHTTPRequestHandler]:
 
             def response(status: str, output: list[dict[str, Any]]) -> dict[str, Any]:
                 return {
-                    "id": "resp_stub",
+                    "id": server.response_id,
                     "object": "response",
                     "created_at": int(time.time()),
                     "model": model,

@@ -377,6 +377,36 @@ async def test_responses_stream_allowed_and_redacted(guard: Guard, stub: StubSer
     assert events[-1].response.output_text == expected
 
 
+async def test_a_server_side_conversation_keeps_its_placeholders_across_turns(
+    guard: Guard, stub: StubServer, mode: str
+) -> None:
+    """With ``previous_response_id`` (or ``conversation``) the provider holds the earlier turns and the guard sees
+    only the new input: a new address was numbered afresh as <EMAIL_1>, the placeholder the stored history used
+    for another one, and ``restore=True`` then put the new address where the model meant the old one."""
+    client = client_for(guard, stub, mode, restore=True)
+    stub.reply, stub.response_id = "Noted.", "resp_1"
+    await run(client.responses.create(model="m", input="my address is bob@example.com"))
+    stub.reply, stub.response_id = "I will mail <EMAIL_1> and <EMAIL_2>.", "resp_2"
+    stream = await run(client.responses.create(
+        model="m", input="add ann@example.org, and bob@example.com again", previous_response_id="resp_1", stream=True
+    ))  # fmt: skip
+    events = await collect(stream)
+    assert stub.completions()[-1].body["input"] == "add <EMAIL_2>, and <EMAIL_1> again"
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == "I will mail bob@example.com and ann@example.org."
+    # a turn that masks nothing still restores the conversation's placeholders, and its own values never take one
+    stub.reply, stub.response_id = "Sent to <EMAIL_2>; the note names cat@example.net.", "resp_3"
+    resp = await run(client.responses.create(model="m", input="send it to the second", previous_response_id="resp_2"))
+    assert resp.output_text == "Sent to ann@example.org; the note names <EMAIL_3>."
+    # a conversation object: the same, keyed by its id (given as a string or as {"id": ...})
+    stub.reply = "Noted."
+    await run(client.responses.create(model="m", input="I am dan@example.com", conversation="conv_1"))
+    stub.reply = "Hello <EMAIL_1>."
+    resp = await run(client.responses.create(model="m", input="eve@example.com here", conversation={"id": "conv_1"}))
+    assert stub.completions()[-1].body["input"] == "<EMAIL_2> here"
+    assert resp.output_text == "Hello dan@example.com."
+
+
 async def test_responses_stream_block(client: Any, stub: StubServer) -> None:
     stub.reply = LEAD + HARMFUL
     events = await collect(await run(client.responses.create(model="m", input="story", stream=True)))

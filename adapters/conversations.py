@@ -1,0 +1,89 @@
+"""Placeholders across a server-side conversation (``previous_response_id``, ``conversation``).
+
+With the Responses API the provider keeps the earlier turns: a request sends only its new input, so the guard
+no longer sees the placeholders earlier turns sent. Numbered afresh, this turn's address became ``<EMAIL_1>``,
+which the stored history already used for another one: the model could no longer tell the two people apart,
+and ``restore=True`` put the new address wherever the model meant the old one. So a wrapped client remembers,
+per response and per conversation, the placeholders its requests sent (placeholder -> value, the user's own
+values, kept in memory only, for the most recent ``SIZE`` keys). A request that continues one joins its
+numbering: a value sent before keeps its placeholder, a new one takes a free number, and ``restore=True``
+restores the earlier turns' placeholders too.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+from guardrail.classifiers.patterns import renumbered, restore
+
+from .json_edits import edited
+from .shapes import _get
+
+__all__ = ["Conversations", "joined"]
+
+SIZE = 4096
+
+
+class Conversations:
+    """What one wrapped client remembers of its server-side conversations (thread-safe, bounded)."""
+
+    def __init__(self, size: int = SIZE) -> None:
+        self._size = size
+        self._sent: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def known(self, kwargs: Mapping[str, Any]) -> dict[str, str]:
+        """The placeholders earlier turns of the conversation ``kwargs`` continues sent (empty when it is new or
+        forgotten)."""
+        out: dict[str, str] = {}
+        with self._lock:
+            for key in _keys(kwargs):
+                sent = self._sent.get(key)
+                if sent is not None:
+                    self._sent.move_to_end(key)
+                    out.update(sent)
+        return out
+
+    def remember(self, kwargs: Mapping[str, Any], response: Any, sent: Mapping[str, str]) -> None:
+        """After a turn: what it sent (``sent``, with the earlier turns'), under its response's id and under the
+        conversation it belongs to."""
+        if not sent:
+            return
+        ident = _get(response, "id")
+        keys = _keys(kwargs, previous=False) + ([f"response:{ident}"] if isinstance(ident, str) and ident else [])
+        with self._lock:
+            for key in keys:
+                self._sent[key] = {**self._sent.get(key, {}), **sent}
+                self._sent.move_to_end(key)
+            while len(self._sent) > self._size:
+                self._sent.popitem(last=False)
+
+
+def joined(
+    redactions: Mapping[str, str], known: Mapping[str, str], messages: list[Any], written: frozenset[str]
+) -> tuple[dict[str, str], list[Any]]:
+    """This turn's input redaction (``redactions``, placeholder -> value, and the ``messages`` it wrote) made to
+    agree with what the conversation sent before (``known``): a value sent before keeps its placeholder, a new
+    one moves off the numbers ``known`` holds and those the user wrote (``written``). The placeholders in the
+    messages are renamed in one pass."""
+    new = renumbered(redactions, known, written)
+    by_value = {v: k for k, v in new.items()}
+    renames = {old: by_value[v] for old, v in redactions.items() if by_value.get(v, old) != old}
+    if not renames:
+        return new, messages
+    return new, [edited(m, lambda text: restore(text, renames)) for m in messages]
+
+
+def _keys(kwargs: Mapping[str, Any], *, previous: bool = True) -> list[str]:
+    keys = []
+    conversation = kwargs.get("conversation")
+    ident = conversation if isinstance(conversation, str) else _get(conversation, "id")
+    if isinstance(ident, str) and ident:
+        keys.append(f"conversation:{ident}")
+    previous_id = kwargs.get("previous_response_id")
+    if previous and isinstance(previous_id, str) and previous_id:
+        keys.append(f"response:{previous_id}")
+    return keys
