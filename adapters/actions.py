@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from guardrail.classifiers.patterns import placeholders, redact, renumbered, restore
-from guardrail.revealed import spans_and_readings
+from guardrail.revealed import entity_spans
 
 from .json_edits import Edit, edit_field, edited, redactor
 from .shapes import _ACTIONS, _ITEM_PLUMBING, _get, _is_message, _put, item_action_text, unescape_json
@@ -57,8 +57,11 @@ def own_redaction(
     taken = {} if taken is None else taken
     if not entities:
         return {}
-    spans, _ = spans_and_readings(text, entities)  # read as the check reads it: decoded forms too
-    _, own = redact(text, spans, reserved=reserved | set(taken))
+    _, own = redact(
+        text,
+        entity_spans(text, entities),  # read as the check reads it: decoded forms too
+        reserved=reserved | set(taken),
+    )
     own = renumbered(own, taken, reserved | placeholders(text))
     taken.update(own)
     return own

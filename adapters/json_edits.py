@@ -3,7 +3,7 @@
 Tool-call arguments and structured outputs are JSON documents the application parses. An edit (masking personal
 data, restoring the user's own values) is applied to each string value where it sits and re-encoded there, so a
 restored value with a quote or a line break keeps the document valid, and every other byte (numbers, spacing)
-stays as the model wrote it. Keys are edited too, unless that would make two keys of one object equal. Nested SDK
+stays as the model wrote it. Keys are edited too, unless that would make two keys of an object equal. Nested SDK
 models (a computer call's action ...) are edited in place.
 ``actions`` (an answer's calls, refusal, audio, reasoning) and ``_core`` (a structured answer's text) ask here.
 """
@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from guardrail.classifiers.patterns import redact
-from guardrail.revealed import spans_and_readings
+from guardrail.revealed import entity_spans
 
 from .shapes import _ITEM_PLUMBING, _get, _put, unescape_json
 
@@ -94,7 +94,7 @@ def mask_json_text(
     if _edited_json(text, collect) is None:
         return None
     joined = "\n".join(values)
-    _, own = redact(joined, spans_and_readings(joined, entities)[0], reserved=reserved) if entities else ("", {})
+    _, own = redact(joined, entity_spans(joined, entities), reserved=reserved) if entities else ("", {})
     masked = _edited_json(text, redactor(own)) if own else text
     if masked is None:
         return None
@@ -117,8 +117,9 @@ def _json_strings(text: str) -> list[str]:
 def _edited_json(text: str, edit: Edit) -> str | None:
     """``text``, a JSON document, with ``edit`` applied to each string where it sits, keys included (a mapping
     keyed by the user's addresses gets them back, and one keyed by an address is masked rather than stopped);
-    every other byte kept. Keys are left as written when editing them would make two keys of one object equal
-    (the parser would silently drop one). None when ``text`` is not JSON (or nested too deep to parse)."""
+    every other byte kept. The document's keys are all left as written when editing them would make two keys of
+    any one object equal (the parser would silently drop one). None when ``text`` is not JSON (or nested too deep
+    to parse)."""
     try:
         before = _duplicate_keys(text)
     except (ValueError, RecursionError):  # deeper than the parser's limit: edited as plain text, never raised
@@ -141,9 +142,20 @@ def _edit_strings(text: str, edit: Edit, *, keys: bool) -> str:
         else:
             new = edited(value, edit)  # a string value may itself hold JSON
         if new != value:
-            pieces += [text[last : m.start()], json.dumps(new, ensure_ascii=False)]
+            pieces += [text[last : m.start()], _encoded(new)]
             last = m.end()
     return "".join([*pieces, text[last:]]) if pieces else text
+
+
+def _encoded(value: Any) -> str:
+    """``value`` as JSON, non-ASCII kept readable; a lone surrogate (written escaped, decoded by the parser) stays
+    escaped, since the text could no longer be encoded to be sent."""
+    out = json.dumps(value, ensure_ascii=False)
+    try:
+        out.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value)
+    return out
 
 
 def _duplicate_keys(text: str) -> int:

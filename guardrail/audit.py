@@ -35,7 +35,7 @@ import structlog
 
 from guardrail.classifiers.patterns import redact
 from guardrail.decision import Action, Decision
-from guardrail.revealed import spans_and_readings
+from guardrail.revealed import entity_spans
 
 __all__ = ["AUDIT_FAILURES", "DEFAULT_KEY_ENV", "EVENT", "audit_fields", "emit", "error_code", "text_hmac"]
 
@@ -90,7 +90,7 @@ def _text_fields(text: str, mode: LogText, key_env: str) -> dict[str, Any]:
         digest, source = text_hmac(text, key_env)
         return {"text_hmac": digest, "text_hmac_key": source}
     if mode == "redacted":
-        red, _ = redact(text, spans_and_readings(text)[0])  # an address sent encoded is masked in the log too
+        red, _ = redact(text, entity_spans(text))  # an address sent encoded is masked in the log too
         return {"text": red}
     return {"text": text}
 

@@ -163,15 +163,19 @@ class Guard:
     def _plan(self, pending: Pending) -> Plan:
         policy = pending.policy
         rules = policy.rules(pending.stage)
-        found: list[list[Span]] = []
+        entities: set[str] = set()
+        for r in rules:
+            if r.action is RuleAction.REDACT:
+                entities |= set(r.entities or ())
+        spans: list[tuple[Span, ...]] = []
         scan: list[str] = []
         owner: list[int] = []
         needs_model = any(r.action is not RuleAction.REDACT for r in rules)
         for i, t in enumerate(pending.texts):
             # the text and its decoded / re-joined readings: personal data a reading reveals is redacted where it
             # sits in the text (with redaction rules alone too), and each reading is scored with its own masked
-            text_spans, readings = spans_and_readings(t)
-            found.append(text_spans)
+            text_spans, readings = spans_and_readings(t, entities)
+            spans.append(tuple(text_spans))
             if needs_model:
                 for form, own in readings:
                     scan.append(scoring_form(form.text, own))
@@ -186,13 +190,8 @@ class Guard:
             context = scoring_form(pending.prompt)
             prompts = (context,) * len(scan) + (None,) * len(scan)
             scan, owner = scan + scan, owner + owner
-        entities: set[str] = set()
-        for r in rules:
-            if r.action is RuleAction.REDACT:
-                entities |= set(r.entities or ())
-        spans = tuple(tuple(x for x in ss if x.entity in entities) for ss in found)
         deadline, budget_ms = self._deadline(pending, sum(estimate_tokens(t) for t in scan))
-        return Plan(tuple(scan), tuple(owner), prompts, spans, deadline, budget_ms, needs_model)
+        return Plan(tuple(scan), tuple(owner), prompts, tuple(spans), deadline, budget_ms, needs_model)
 
     def _deadline(self, pending: Pending, tokens: int) -> tuple[float, float]:
         """The check's deadline (``time.monotonic()``) and budget in ms for about ``tokens`` tokens."""

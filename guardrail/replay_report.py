@@ -22,7 +22,7 @@ from guardrail.audit import DEFAULT_KEY_ENV, text_hmac
 from guardrail.classifiers.patterns import redact
 from guardrail.decision import Action, Decision
 from guardrail.replay_traffic import Row
-from guardrail.revealed import spans_and_readings
+from guardrail.revealed import entity_spans
 
 __all__ = ["ACTIONS", "Changed", "Limit", "ReplayReport", "parse_limit", "shown_text"]
 
@@ -35,7 +35,7 @@ def shown_text(text: str, mode: str, key_env: str = DEFAULT_KEY_ENV) -> str | No
     if mode == "full":
         return text
     if mode == "redacted":
-        return redact(text, spans_and_readings(text)[0])[0]
+        return redact(text, entity_spans(text))[0]
     if mode == "hash":
         return "text_hmac:" + text_hmac(text, key_env)[0]
     return None

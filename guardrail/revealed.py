@@ -1,8 +1,11 @@
 """The personal data of a text, read through its readings too, each span where it sits in the text.
 
 A value written encoded (base64, hex), spaced apart or reversed is found in the reading that decodes it
-(``guardrail.normalize.forms``) and masked where it sits in what was written. The whole-answer check and the
-stream's release both ask here, so a stream never sends what the same answer, checked whole, would mask.
+(``guardrail.normalize.forms``) and masked where it sits in what was written. The whole-answer check, the
+stream's release, an answer's calls and the logs all ask here, so none sends what another would mask.
+
+The entities asked for are looked for before overlaps are resolved: with only e-mail redacted, an address in a
+base64 token after ``password=`` is the e-mail, not part of a key no rule masks.
 """
 
 from __future__ import annotations
@@ -12,26 +15,42 @@ from collections.abc import Iterable, Sequence
 from guardrail.classifiers.patterns import Span, find_entities
 from guardrail.normalize import Form, forms
 
-__all__ = ["Reading", "merge_spans", "spans_and_readings"]
+__all__ = ["Reading", "entity_spans", "merge_spans", "spans_and_readings"]
 
 Reading = tuple[Form, list[Span]]  # a reading of the text and the entities found in it, at its own offsets
 
 
+def entity_spans(text: str, entities: Iterable[str] | None = None) -> list[Span]:
+    """The ``entities`` (None: all) of ``text`` and of its readings, mapped back to ``text`` (sorted, none
+    overlapping)."""
+    return _spans(text, None if entities is None else frozenset(entities), forms(text))
+
+
 def spans_and_readings(text: str, entities: Iterable[str] | None = None) -> tuple[list[Span], list[Reading]]:
-    """The entities of ``text`` and of its readings, mapped back to ``text`` (sorted, none overlapping); and each
-    reading with its own entities (for scoring it with them masked). ``entities`` limits what is looked for,
-    before overlaps are resolved (a phone number inside an address is the phone when only phones are asked)."""
-    own = find_entities(text, entities)
-    spans = list(own)
-    readings: list[Reading] = []
-    for form in forms(text):
-        if form.text == text:  # the text itself (with what earlier readings revealed in it)
-            readings.append((form, list(spans)))
+    """:func:`entity_spans` (what redaction masks), and each reading with all the entities found in it (what the
+    classifiers are shown masked; the text's own reading with what earlier readings revealed in it too)."""
+    readings = forms(text)
+    wanted = None if entities is None else frozenset(entities)
+    scored: list[Reading] = []
+    every = find_entities(text)
+    for form in readings:
+        if form.text == text:
+            scored.append((form, list(every)))
         else:
-            revealed = find_entities(form.text, entities)
-            readings.append((form, revealed))
-            spans = merge_spans(text, spans, revealed, form)
-    return spans, readings
+            revealed = find_entities(form.text)
+            scored.append((form, revealed))
+            every = merge_spans(text, every, revealed, form)
+    return (every if wanted is None else _spans(text, wanted, readings)), scored
+
+
+def _spans(text: str, entities: frozenset[str] | None, readings: Sequence[Form]) -> list[Span]:
+    if entities is not None and not entities:
+        return []
+    spans = find_entities(text, entities)
+    for form in readings:
+        if form.text != text:
+            spans = merge_spans(text, spans, find_entities(form.text, entities), form)
+    return spans
 
 
 def merge_spans(text: str, spans: list[Span], revealed: Sequence[Span], form: Form) -> list[Span]:

@@ -35,9 +35,9 @@ from collections.abc import (
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from guardrail.classifiers.patterns import redact
+from guardrail.classifiers.patterns import Span, redact
 from guardrail.decision import Action, Decision, RuleAction
-from guardrail.revealed import spans_and_readings
+from guardrail.revealed import entity_spans
 
 if TYPE_CHECKING:
     from guardrail.policy import Policy
@@ -98,6 +98,7 @@ class StreamGuard:
     done: bool = False
     _pending_end: int = 0
     _replacements: dict[str, str] = field(default_factory=dict)
+    _sent: list[Span] = field(default_factory=list)  # the spans already released, masked
     _out_len: int = 0
     _tail: str = ""  # the last character released (to set a stream's end apart from it)
 
@@ -150,18 +151,17 @@ class StreamGuard:
         if self.redact_entities:
             if not final:  # an entity is recognised only once whole: never release part of a run that may be one
                 end = _run_start(self.buffer, end, self.released)
-            # Redacting the whole released prefix each time keeps placeholders stable across segments
-            # (numbering is by first appearance, and the same value keeps its placeholder).
-            # the entities of the text and of its readings (an address sent encoded or spaced apart): what the
-            # whole answer, checked at once, would mask (guardrail.revealed)
-            spans, _ = spans_and_readings(self.buffer, self.redact_entities)
+            spans = self._unsent_spans()
             for sp in spans:  # never cut a span in half: stop before it (or take all of it at the end)
                 if sp.start < end < sp.end:
                     end = sp.end if final else sp.start
             if end <= self.released:
                 return ""
-            kept = [sp for sp in spans if sp.end <= end]
-            red, self._replacements = redact(self.buffer[:end], kept, reserved=self.reserved)
+            # Redacting the whole released prefix each time, with the spans already sent kept as they were sent,
+            # keeps placeholders stable across segments (numbering is by first appearance, and the same value
+            # keeps its placeholder) and never changes what went out.
+            self._sent += [sp for sp in spans if sp.end <= end]
+            red, self._replacements = redact(self.buffer[:end], self._sent, reserved=self.reserved)
             text = red[self._out_len :]
             self._out_len = len(red)
         else:
@@ -169,6 +169,19 @@ class StreamGuard:
         self.released = end
         self._tail = text[-1:] or self._tail
         return text
+
+    def _unsent_spans(self) -> list[Span]:
+        """The entities of the text not yet released, and of its readings (an address sent encoded or spaced
+        apart: what the whole answer, checked at once, would mask; guardrail.revealed), read with the run before
+        it for context. A span that begins in what already went out (a reading the released text did not yet
+        complete) is masked from the release point on: the rest of it never goes out."""
+        lo = max(0, self.released - _LONGEST_RUN)
+        out: list[Span] = []
+        for sp in entity_spans(self.buffer[lo:], self.redact_entities):
+            a, b = max(sp.start + lo, self.released), sp.end + lo
+            if a < b:
+                out.append(Span(sp.entity, a, b, self.buffer[a:b]))
+        return out
 
     def end_text(self, end: str) -> str:
         """``end`` (a refusal, a rewrite's message) as the stream's last words, set apart from released text."""
@@ -213,6 +226,8 @@ def _joined(buffer: str, k: int) -> bool:
     if c != " " or k == 0:
         return False
     before = buffer[k - 1]
+    if _spaced_apart(buffer, k):
+        return True
     if not (before.isdigit() or before == ")" or (before.isascii() and before.isupper())):
         return False
     if k == len(buffer) - 1:
@@ -221,6 +236,22 @@ def _joined(buffer: str, k: int) -> bool:
     if before.isdigit() or before == ")":
         return after.isascii() and (after.isalnum() or after in "(+")
     return after.isascii() and (after.isdigit() or after.isupper())
+
+
+def _spaced_apart(buffer: str, k: int) -> bool:
+    """Whether the space at ``k`` parts what may be one value written spaced apart ("j o h n . d o e @ ...", hex
+    pairs "62 6f 62 40"): it follows a word of one or two printable ASCII characters, and one such character
+    follows it (or the buffer ends, and it may come in the next chunk)."""
+    word = 0
+    while word < 3 and k - word - 1 >= 0 and _printable_ascii(buffer[k - word - 1]):
+        word += 1
+    if word not in (1, 2):
+        return False
+    return k == len(buffer) - 1 or _printable_ascii(buffer[k + 1])
+
+
+def _printable_ascii(c: str) -> bool:
+    return c.isascii() and c.isprintable() and not c.isspace()
 
 
 def guard_stream(chunks: Iterator[str], sg: StreamGuard, check: Check) -> Generator[Release, None, None]:

@@ -223,3 +223,11 @@ def test_masking_a_json_document_keeps_it_json_and_leaves_no_address(doc: dict[s
     assert len(out) == len(doc) and {k for k in doc if "@" not in k} <= out.keys()
     for piece in (*out, *out.values()):
         assert not any(e in piece for e in ("leak@corp.example", "a.b@x.io", "ann@mail.example"))
+
+
+def test_a_string_with_a_lone_surrogate_stays_escaped_when_edited() -> None:
+    # written back with ensure_ascii=False, the decoded surrogate made arguments that could not be encoded to be sent
+    raw = '{"\\ud800 <EMAIL_1>": "\\udfff to <EMAIL_1>"}'
+    out = json_edits.edit_json_text(raw, lambda text: restore(text, MAPPING))
+    out.encode("utf-8")
+    assert json.loads(out) == {"\ud800 bob@example.com": "\udfff to bob@example.com"}

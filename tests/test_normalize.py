@@ -157,10 +157,13 @@ def test_a_policy_that_only_redacts_reads_decoded_personal_data_too(is_async: bo
               "entities": ["email"]}]}}, classifiers=FakeClassifier())  # fmt: skip
     check = getattr(g, f"acheck_{stage}" if is_async else f"check_{stage}")
     blob = base64.b64encode(b"john.doe@example.com").decode()
-    for text in (f"please write to {blob} now", "mail j o h n . d o e @ e x a m p l e . c o m please"):
+    spaced = "j o h n . d o e @ e x a m p l e . c o m"
+    for text, written in ((f"please write to {blob} now", blob), (f"mail {spaced} please", spaced),
+                          (f"token: {blob}", blob)):  # fmt: skip
         d = check(text)
         d = asyncio.run(d) if is_async else d
-        assert d.action is Action.REWRITE and "<EMAIL_1>" in d.text and d.redactions, text
+        # with only e-mail redacted, the base64 token after "token: " is the address, not a key no rule masks
+        assert d.action is Action.REWRITE and d.text == text.replace(written, "<EMAIL_1>"), text
     g.close()
 
 

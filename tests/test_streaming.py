@@ -272,20 +272,23 @@ def test_entities_written_in_groups_are_never_released_in_part(entity: str, hold
 ENCODED_ADDRESSES = {
     "base64": "Ym9iQGV4YW1wbGUuY29t",
     "hex": "626f62406578616d706c652e636f6d",
+    "spaced hex": "62 6f 62 40 65 78 61 6d 70 6c 65 2e 63 6f 6d",
     "spaced": "b o b @ e x a m p l e . c o m",
+    "long spaced": " ".join("christopher.alexander.robinson@university-example.com"),
 }
 
 
 @pytest.mark.parametrize("form", list(ENCODED_ADDRESSES))
-@pytest.mark.parametrize("every", [1, 7, 40])
+@pytest.mark.parametrize(("every", "holdback"), [(1, 0), (7, 10), (40, 80)])
 def test_an_address_the_check_reads_decoded_is_masked_in_a_stream_too(
-    stub_server: StubServer, form: str, every: int
+    stub_server: StubServer, form: str, every: int, holdback: int
 ) -> None:
     """The same answer checked whole was masked where the address sits (the check reads the decoded form); the
-    stream masked only what it found in the raw text, so the encoded address went out as written."""
+    stream masked only what it found in the raw text, so the encoded address went out as written. Spaced apart and
+    longer than the hold-back, its start went out before it could be read, and the text after it came out garbled."""
     encoded = ENCODED_ADDRESSES[form]
     text = f"Write to {encoded} before Friday, and copy the team so that everyone knows about it."
-    guard = make_guard(check_every=every, holdback=80)
+    guard = make_guard(check_every=every, holdback=holdback)
     try:
         results = run_both(guard, stub_server, split(text, set(range(3, len(text), 5))))
         whole = guard.check_output(text)
@@ -297,3 +300,23 @@ def test_an_address_the_check_reads_decoded_is_masked_in_a_stream_too(
         assert exc is None
         assert content(chunks) == whole.text
     assert same(results["sync"][0], results["async"][0])
+
+
+def test_a_long_stream_keeps_what_it_sent_masked_as_sent() -> None:
+    """Past 50,000 characters the readings are no longer computed over the whole text, so an address masked near the
+    start stopped being a span, and the text released after it was sent a second time."""
+    import base64
+
+    from guardrail.streaming import StreamGuard
+    from guardrail.testing import FakeClassifier
+
+    guard = Guard({"version": 1, "name": "t"}, classifiers=FakeClassifier())
+    allow = guard.check_output("ok")
+    guard.close()
+    blob = base64.b64encode(b"leak@corp.example").decode()
+    text = f"Write to {blob} today. " + "lorem ipsum dolor sit amet " * 2000
+    sg = StreamGuard(redact_entities=frozenset({"email"}))
+    out = "".join(sg.apply(allow).text for i in range(0, len(text), 100) if sg.feed(text[i : i + 100]) is not None)
+    sg.finish()
+    out += sg.apply(allow, final=True).text
+    assert out == text.replace(blob, "<EMAIL_1>")
