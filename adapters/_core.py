@@ -57,9 +57,9 @@ class GuardedCall:
         self.conversations = conversations
         self.known = conversations.known(self.kwargs) if conversations is not None else {}
         self.sent = dict(self.known)
+        self.restore_map: dict[str, str] = dict(self.known) if restore else {}  # and the input's redactions
         self.stream = bool(self.kwargs.get("stream"))
         self.model: str | None = self.kwargs.get("model")
-        self.restore_map: dict[str, str] = {}
         # the answer's text is a JSON document the caller parses (structured outputs): restored value by value,
         # and stopped if the check leaves it unparseable
         self.json_text = False
@@ -123,6 +123,9 @@ class GuardedCall:
                 continue
             if acted is not None and acted.action is Action.REWRITE:
                 edits[i] = acted.redactions
+                if self.known:  # checked apart, with the prompt: never a placeholder the conversation sent either
+                    written = placeholders(shapes.action_texts_of(result)[i] or "")
+                    edits[i] = renumbered(edits[i], {}, self.reserved | written)
             if original is None or d is None:
                 continue
             out = self.call.outcome(d)

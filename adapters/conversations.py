@@ -5,9 +5,14 @@ no longer sees the placeholders earlier turns sent. Numbered afresh, this turn's
 which the stored history already used for another one: the model could no longer tell the two people apart,
 and ``restore=True`` put the new address wherever the model meant the old one. So a wrapped client remembers,
 per response and per conversation, the placeholders its requests sent (placeholder -> value, the user's own
-values, kept in memory only, for the most recent ``SIZE`` keys). A request that continues one joins its
-numbering: a value sent before keeps its placeholder, a new one takes a free number, and ``restore=True``
-restores the earlier turns' placeholders too.
+values, kept in memory only, for the most recent ``SIZE`` keys; not for ``store=False`` requests). A request that
+continues one joins its numbering: a value sent before keeps its placeholder, a new one takes a free number, and
+``restore=True`` restores the earlier turns' placeholders too. ``responses.retrieve`` and ``cancel`` read the
+answer with what its request sent.
+
+Not covered: two turns of one conversation sent at once each number their new values alone (the later one to
+finish wins in the store); the placeholders an answer gave its own values are not remembered (the model's stored
+history holds those values in full); the LiteLLM proxy keeps no store.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ class Conversations:
     def remember(self, kwargs: Mapping[str, Any], response: Any, sent: Mapping[str, str]) -> None:
         """After a turn: what it sent (``sent``, with the earlier turns'), under its response's id and under the
         conversation it belongs to."""
-        if not sent:
+        if not sent or kwargs.get("store") is False:  # an answer not stored can never be continued
             return
         ident = _get(response, "id")
         keys = _keys(kwargs, previous=False) + ([f"response:{ident}"] if isinstance(ident, str) and ident else [])

@@ -108,12 +108,15 @@ class _Responses(_Resource):
 
     def retrieve(self, response_id: str, **kwargs: Any) -> Any:
         """A stored (e.g. background) response, its answer checked like any other (the prompt is not known here,
-        so the route follows the answer's text and placeholders are not restored)."""
-        return check_answer(self._call("responses", _retrievable(kwargs)), self._target.retrieve(response_id, **kwargs))
+        so the route follows the answer's text; placeholders are restored when this client sent its request)."""
+        gc = self._call("responses", _retrievable(response_id, kwargs))
+        return check_answer(gc, self._target.retrieve(response_id, **kwargs))
 
     def cancel(self, response_id: str, **kwargs: Any) -> Any:
         """A cancelled background response carries what was produced so far: checked like ``retrieve``."""
-        return check_answer(self._call("responses", {}), self._target.cancel(response_id, **kwargs))
+        return check_answer(
+            self._call("responses", _retrievable(response_id)), self._target.cancel(response_id, **kwargs)
+        )
 
 
 class _AsyncResponses(_Resource):
@@ -131,17 +134,20 @@ class _AsyncResponses(_Resource):
         return parse.parsed(await call_async(gc, send))
 
     async def retrieve(self, response_id: str, **kwargs: Any) -> Any:
-        gc = self._call("responses", _retrievable(kwargs))
+        gc = self._call("responses", _retrievable(response_id, kwargs))
         return await acheck_answer(gc, await self._target.retrieve(response_id, **kwargs))
 
     async def cancel(self, response_id: str, **kwargs: Any) -> Any:
-        return await acheck_answer(self._call("responses", {}), await self._target.cancel(response_id, **kwargs))
+        gc = self._call("responses", _retrievable(response_id))
+        return await acheck_answer(gc, await self._target.cancel(response_id, **kwargs))
 
 
-def _retrievable(kwargs: dict[str, Any]) -> dict[str, Any]:
-    if kwargs.get("stream"):
+def _retrievable(response_id: str, kwargs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The request a stored answer is checked under: the conversation it ends (what its own request sent, if this
+    client sent it; adapters.conversations), and nothing that is sent."""
+    if kwargs and kwargs.get("stream"):
         raise TypeError("guardrail checks a retrieved response whole; retrieve(..., stream=True) is not supported")
-    return {}
+    return {"previous_response_id": response_id}
 
 
 class _Chat:

@@ -407,6 +407,33 @@ async def test_a_server_side_conversation_keeps_its_placeholders_across_turns(
     assert resp.output_text == "Hello dan@example.com."
 
 
+@pytest.mark.parametrize("parallel", [False, True])
+async def test_a_conversations_placeholders_reach_calls_retrieved_answers_and_parallel_checks(
+    stub: StubServer, mode: str, parallel: bool
+) -> None:
+    """Review of the above: an answer made only of a call gave its own address the conversation's <EMAIL_1>; under
+    ``input.parallel`` a turn the check left unchanged did not restore the earlier turns' placeholders; and a
+    retrieved answer was read without them."""
+    policy = make_policy()
+    policy["input"]["parallel"] = parallel
+    guard = Guard(policy, classifiers=FakeClassifier(rules=FAKE_RULES))
+    client = client_for(guard, stub, mode, restore=True)
+    try:
+        stub.reply, stub.response_id = "Noted.", "resp_1"
+        await run(client.responses.create(model="m", input="my address is bob@example.com"))
+        stub.raw = {**_call_response('{"to": "<EMAIL_1>", "cc": "carl@corp.example"}'), "id": "resp_2"}
+        resp = await run(client.responses.create(model="m", input="mail me, cc carl", previous_response_id="resp_1"))
+        assert json.loads(resp.output[0].arguments) == {"to": "bob@example.com", "cc": "<EMAIL_2>"}
+        stub.raw = {**_json_response("Sent to <EMAIL_1>."), "id": "resp_3"}
+        resp = await run(client.responses.create(model="m", input="done?", previous_response_id="resp_2"))
+        assert resp.output_text == "Sent to bob@example.com."
+        stub.raw = {**_json_response("Background: <EMAIL_1>."), "id": "resp_1"}
+        resp = await run(client.responses.retrieve("resp_1"))
+        assert resp.output_text == "Background: bob@example.com."
+    finally:
+        guard.close()
+
+
 async def test_responses_stream_block(client: Any, stub: StubServer) -> None:
     stub.reply = LEAD + HARMFUL
     events = await collect(await run(client.responses.create(model="m", input="story", stream=True)))
