@@ -123,30 +123,33 @@ class GuardedCall:
                 continue
             if acted is not None and acted.action is Action.REWRITE:
                 edits[i] = acted.redactions
-                if self.known:  # checked apart, with the prompt: never a placeholder the conversation sent either
+                if self.sent:  # checked apart, with the prompt: the user's own values keep their placeholders, and
+                    # the answer's never take one the conversation sent
                     written = placeholders(shapes.action_texts_of(result)[i] or "")
-                    edits[i] = renumbered(edits[i], {}, self.reserved | written)
+                    edits[i] = renumbered(edits[i], self.sent, self.reserved | written)
             if original is None or d is None:
                 continue
             out = self.call.outcome(d)
             new = out.text if out.text is not None else original
             text_map: Mapping[str, str] = d.redactions
-            if self.known and text_map and not out.finish_reason:  # never a placeholder the conversation sent
-                text_map, [new] = joined(text_map, {}, [new], self.reserved | placeholders(original))
             if self.json_text and d.redactions and not out.finish_reason:
                 # a document the caller parses: masked value by value, where each sits (None: still readable)
                 entities = self.call.stream_guard().redact_entities
                 masked = mask_json_text(original, entities, d.redactions, reserved=self.reserved)
                 if masked is not None:
                     new, text_map = masked
+            if self.sent and text_map and not out.finish_reason:
+                # the user's own values keep the placeholders the prompt gave them (restore puts them back); the
+                # answer's own never take one the conversation sent
+                text_map, [new] = joined(text_map, self.sent, [new], self.reserved | placeholders(original))
             if i in edits and text_map:  # the actions were checked apart: one numbering with the text's
                 written = placeholders(original) | placeholders(shapes.action_texts_of(result)[i] or "")
-                edits[i] = renumbered(edits[i], text_map, self.reserved | written)
+                edits[i] = renumbered(edits[i], {**self.sent, **text_map}, self.reserved | written)
             if out.finish_reason:
                 reasons[i] = out.finish_reason
             elif self.restore_map:
                 own = text_map if d.action is Action.REWRITE else {}
-                new = self._restored(new, {k: v for k, v in self.restore_map.items() if k not in own})
+                new = self._restored(new, {k: v for k, v in self.restore_map.items() if own.get(k, v) == v})
             cut = _finish_reason(result, i) == "length" or shapes._get(result, "status") == "incomplete"
             if self.json_text and new != original and not reasons.get(i) and not cut and not _is_json(new):
                 # a document the caller parses that the check left unparseable (a replacing message, a value
@@ -194,7 +197,7 @@ class GuardedCall:
     def stream_guard(self) -> StreamGuard:
         self.call.route(self.prompt or None)  # a Call new to this answer (the proxy's output hook) routes by the prompt
         sg = self.call.stream_guard()
-        sg.reserved = self.reserved
+        sg.reserved, sg.known = self.reserved, self.sent
         return sg
 
     @property

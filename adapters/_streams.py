@@ -39,7 +39,8 @@ class Restorer:
 
     A placeholder can be cut between two releases (``<EMA`` | ``IL_1>``), so an unfinished one at
     the end of a release is held until the next. Placeholders that output redaction created
-    (``exclude``) are never mapped back: they hide data the model produced, not the user's own.
+    (``exclude``) are never mapped back: they hide data the model produced, not the user's own (unless the
+    model wrote the user's own value, which keeps the user's placeholder).
     """
 
     def __init__(self, mapping: Mapping[str, str]) -> None:
@@ -62,7 +63,7 @@ class Restorer:
     def _restore(self, text: str, exclude: Mapping[str, str] | None) -> str:
         if not text:
             return text
-        mapping = {k: v for k, v in self.mapping.items() if not exclude or k not in exclude}
+        mapping = {k: v for k, v in self.mapping.items() if not exclude or exclude.get(k, v) == v}
         return restore(text, mapping)
 
 
@@ -151,7 +152,7 @@ class ChatStream(_StreamState):
             return
         if rel.final:
             # one numbering for the answer: the calls join the text's, the audio both (actions.own_redaction)
-            taken = dict(sg.replacements)
+            taken = {**sg.known, **sg.replacements}
             calls: Any = self._whole_calls(sg, taken) if self.calls else []
             sound = (
                 audio.edit_held_audio(self.audio, sg.redact_entities, self.gc.restore_map, sg.reserved, taken)
@@ -340,7 +341,7 @@ class ResponsesStream(_StreamState):
         i = next(i for i, (_, e) in enumerate(self.pending) if e is self.hold)
         places = [at for at, _ in self.pending[i:]]
         held = [e for _, e in self.pending[i:]]
-        taken = dict(sg.replacements)
+        taken = {**sg.known, **sg.replacements}
         edited = actions.edit_held_events(held, sg.redact_entities, self.gc.restore_map, sg.reserved, taken)
         if edited is None:
             return False

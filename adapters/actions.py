@@ -80,7 +80,7 @@ def mask_and_restore(
         apply(redactor(own), True)
         if any(value in read() for value in own.values()):
             return False
-    mapping = {k: v for k, v in restore_map.items() if k not in own}
+    mapping = {k: v for k, v in restore_map.items() if own.get(k, v) == v}  # never what the answer's own masks hide
     if mapping:
         apply(lambda text: restore(text, mapping), False)
     return True

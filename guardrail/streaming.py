@@ -31,6 +31,7 @@ from collections.abc import (
     Generator,
     Iterable,
     Iterator,
+    Mapping,
 )
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -91,6 +92,7 @@ class StreamGuard:
     context_chars: int = 1000
     redact_entities: frozenset[str] = frozenset()
     reserved: frozenset[str] = frozenset()  # the prompt's placeholders: never given to the answer's own values
+    known: Mapping[str, str] = field(default_factory=dict)  # the user's masked values: they keep their placeholder
     buffer: str = ""
     released: int = 0  # characters of ``buffer`` already emitted
     checked: int = 0  # ``buffer`` up to here was inside a checked window
@@ -161,7 +163,7 @@ class StreamGuard:
             # keeps placeholders stable across segments (numbering is by first appearance, and the same value
             # keeps its placeholder) and never changes what went out.
             self._sent += [sp for sp in spans if sp.end <= end]
-            red, self._replacements = redact(self.buffer[:end], self._sent, reserved=self.reserved)
+            red, self._replacements = redact(self.buffer[:end], self._sent, reserved=self.reserved, known=self.known)
             text = red[self._out_len :]
             self._out_len = len(red)
         else:

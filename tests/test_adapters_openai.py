@@ -155,6 +155,42 @@ async def test_an_answers_own_values_never_take_a_placeholder_the_prompt_used(cl
     assert json.loads("".join(tc.function.arguments or "" for tc in calls)) == {"to": "<EMAIL_2>"}
 
 
+@pytest.mark.parametrize("restore", [False, True])
+async def test_an_answer_that_writes_the_users_own_value_keeps_the_users_placeholder(
+    guard: Guard, stub: StubServer, mode: str, restore: bool
+) -> None:
+    """The output side did not know which value a prompt placeholder hid, so bob's own address, written out by the
+    model, was masked anew as <EMAIL_2>: a second person to the application, and never restored. Now it keeps the
+    user's <EMAIL_1> (restored with ``restore=True``) in the text, a stream and the calls alike; carol, the
+    answer's own, is masked either way."""
+    client = client_for(guard, stub, mode, restore=restore)
+    prompt = user("mail bob@example.com")
+    bob = "bob@example.com" if restore else "<EMAIL_1>"
+    stub.reply = "I wrote to bob@example.com and carol@x.io."
+    resp = await run(client.chat.completions.create(model="m", messages=prompt))
+    assert resp.choices[0].message.content == f"I wrote to {bob} and <EMAIL_2>."
+    chunks = await collect(await run(client.chat.completions.create(model="m", messages=prompt, stream=True)))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == f"I wrote to {bob} and <EMAIL_2>."
+    arguments = '{"to": "bob@example.com", "cc": "carol@x.io"}'
+    stub.raw = _json_answer(
+        None, [{"id": "t", "type": "function", "function": {"name": "send", "arguments": arguments}}]
+    )
+    resp = await run(client.chat.completions.create(model="m", messages=prompt))
+    assert json.loads(resp.choices[0].message.tool_calls[0].function.arguments) == {"to": bob, "cc": "<EMAIL_2>"}
+    call = {"index": 0, "id": "t", "type": "function", "function": {"name": "send", "arguments": arguments}}
+    stub.raw = [(None, _chunk({"role": "assistant", "tool_calls": [call]})), (None, _chunk({}, "tool_calls")),
+                (None, "[DONE]")]  # fmt: skip
+    chunks = await collect(await run(client.chat.completions.create(model="m", messages=prompt, stream=True)))
+    calls = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+    assert json.loads("".join(tc.function.arguments or "" for tc in calls)) == {"to": bob, "cc": "<EMAIL_2>"}
+    stub.reset()
+    stub.reply = "I wrote to bob@example.com and carol@x.io."
+    resp = await run(client.responses.create(model="m", input="mail bob@example.com"))
+    assert resp.output_text == f"I wrote to {bob} and <EMAIL_2>."
+    events = await collect(await run(client.responses.create(model="m", input="mail bob@example.com", stream=True)))
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == resp.output_text
+
+
 async def test_rewrite_rule_replaces_the_prompt(client: Any, stub: StubServer) -> None:
     await run(client.chat.completions.create(model="m", messages=user("I want to hurt myself")))
     assert stub.completions()[0].body["messages"] == user(REPLACED)

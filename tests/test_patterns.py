@@ -538,3 +538,13 @@ def test_renumbering_agrees_with_the_other_redaction(mine: list[str], theirs: li
     for placeholder, value in taken.items():
         if value in mine:
             assert out[placeholder] == value
+
+
+def test_a_known_value_keeps_its_placeholder_and_the_others_are_reserved() -> None:
+    card = "4111 1111 1111 1111"
+    text = f"mail bob@example.com or ann@example.org, card {card}"
+    known = {"<EMAIL_1>": "bob@example.com", "<CREDIT_CARD_2>": card, "<EMAIL_2>": "zed@example.net"}
+    red, mapping = redact(text, find_entities(text), known=known)
+    assert red == "mail <EMAIL_1> or <EMAIL_3>, card <CREDIT_CARD_2>"
+    assert mapping == {"<EMAIL_1>": "bob@example.com", "<EMAIL_3>": "ann@example.org", "<CREDIT_CARD_2>": card}
+    assert restore(red, mapping) == text

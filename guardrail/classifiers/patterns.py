@@ -117,32 +117,42 @@ def renumbered(
     mapping: Mapping[str, str], taken: Mapping[str, str], reserved: Collection[str] = frozenset()
 ) -> dict[str, str]:
     """``mapping`` (placeholder -> value, one redaction) made to agree with ``taken`` (another redaction of the same
-    answer): a value ``taken`` already masks keeps its placeholder there, and a placeholder ``taken`` or
-    ``reserved`` holds for something else moves to the lowest free number of its kind."""
+    answer, or the user's values the prompt masked): a value ``taken`` already masks keeps its placeholder there,
+    and the others take the lowest numbers of their kind that ``taken`` and ``reserved`` leave free, in the order
+    of their own numbers (so "bob, then carol" after the user's bob is <EMAIL_1>, <EMAIL_2>, with no gap)."""
     by_value = {v: k for k, v in taken.items()}
     used = set(taken) | set(reserved)
     out = {by_value[v]: v for v in mapping.values() if v in by_value}
-    moving: list[tuple[str, str]] = []
-    for placeholder, value in mapping.items():
+    counters: dict[str, int] = {}
+    for placeholder, value in sorted(mapping.items(), key=lambda kv: _order(kv[0])):
         if value in by_value:
             continue
-        if placeholder in used:
-            moving.append((placeholder, value))
-        else:
-            used.add(placeholder)
-            out[placeholder] = value
-    for placeholder, value in moving:
-        m = _PLACEHOLDER.fullmatch(placeholder)
-        kind = m.group(1).rsplit("_", 1)[0] if m else "VALUE"
-        n = 1
-        while (new := f"<{kind}_{n}>") in used:
+        kind = _order(placeholder)[0]
+        n = counters.get(kind, 0)
+        while (new := f"<{kind}_{n + 1}>") in used:
             n += 1
+        counters[kind] = n + 1
         used.add(new)
         out[new] = value
     return out
 
 
-def redact(text: str, spans: Sequence[Span], *, reserved: Collection[str] = frozenset()) -> tuple[str, dict[str, str]]:
+def _order(placeholder: str) -> tuple[str, int]:
+    """``<CREDIT_CARD_2>`` -> ("CREDIT_CARD", 2); anything else sorts as a VALUE after them."""
+    m = _PLACEHOLDER.fullmatch(placeholder)
+    if not m:
+        return ("VALUE", 1 << 30)
+    kind, _, number = m.group(1).rpartition("_")
+    return (kind, int(number))
+
+
+def redact(
+    text: str,
+    spans: Sequence[Span],
+    *,
+    reserved: Collection[str] = frozenset(),
+    known: Mapping[str, str] | None = None,
+) -> tuple[str, dict[str, str]]:
     """Replace spans with typed placeholders and return the mapping needed to undo it.
 
     Typed, numbered placeholders (``<EMAIL_1>``) let the LLM still reason about the text ("reply to
@@ -150,13 +160,21 @@ def redact(text: str, spans: Sequence[Span], *, reserved: Collection[str] = froz
     mentioned twice. A number whose placeholder already occurs in ``text`` is skipped, which is what
     makes ``restore(redact(x))`` exact even for text that contains placeholder-like strings. So is one in
     ``reserved``: an answer's own values never take a placeholder the prompt used for the user's (``<EMAIL_1>``
-    would name two people to the application, and ``restore=True`` would have to leave both masked).
+    would name two people to the application, and ``restore=True`` would have to leave both masked). A value
+    ``known`` already masks (placeholder -> value: the user's own, masked in the prompt) keeps its placeholder,
+    which names the same value to everyone; the other ``known`` placeholders are reserved.
     """
     ordered = sorted(spans, key=lambda s: (s.start, s.end))
     pieces: list[str] = []
     mapping: dict[str, str] = {}
     assigned: dict[tuple[str, str], str] = {}
     counters: dict[str, int] = {}
+    if known:
+        reserved = {*reserved, *known}
+        for held, value in known.items():
+            m = _PLACEHOLDER.fullmatch(held)
+            if m:
+                assigned.setdefault((m.group(1).rsplit("_", 1)[0].lower(), value), held)
     last = 0
     for span in ordered:
         if span.entity not in _PRIORITY:
@@ -173,7 +191,7 @@ def redact(text: str, spans: Sequence[Span], *, reserved: Collection[str] = froz
                     break
             counters[span.entity] = n
             assigned[span.entity, span.value] = placeholder
-            mapping[placeholder] = span.value
+        mapping[placeholder] = span.value
         pieces += (text[last : span.start], placeholder)
         last = span.end
     pieces.append(text[last:])
