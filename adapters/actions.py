@@ -76,9 +76,12 @@ def mask_and_restore(
     never those ``own`` just hid, and never into signed reasoning. ``apply(edit, masking)`` edits the actions in
     place (``masking`` True for the redaction, False for the restore). False when a masked value is still
     readable: the caller stops the answer rather than leak it."""
-    if own:
-        apply(redactor(own), True)
-        if any(value in read() for value in own.values()):
+    # the user's own values the answer wrote (they kept the prompt's placeholder) are left where restore would put
+    # them back: masking them would empty audio whose transcript ends up unchanged
+    hide = {k: v for k, v in own.items() if restore_map.get(k) != v}
+    if hide:
+        apply(redactor(hide), True)
+        if any(value in read() for value in hide.values()):
             return False
     mapping = {k: v for k, v in restore_map.items() if own.get(k, v) == v}  # never what the answer's own masks hide
     if mapping:

@@ -79,7 +79,19 @@ def joined(
     renames = {old: by_value[v] for old, v in redactions.items() if by_value.get(v, old) != old}
     if not renames:
         return new, messages
-    return new, [edited(m, lambda text: restore(text, renames)) for m in messages]
+    return new, [_renamed(m, renames) for m in messages]
+
+
+def _renamed(value: Any, renames: Mapping[str, str]) -> Any:
+    """``value`` with its placeholders renamed in every string, as raw text: a placeholder holds no character JSON
+    escapes, so a document stays valid, and none is skipped (a JSON-aware edit keeps keys that would collide)."""
+    if isinstance(value, str):
+        return restore(value, renames)
+    if isinstance(value, dict):
+        return {k: _renamed(v, renames) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_renamed(v, renames) for v in value]
+    return edited(value, lambda text: restore(text, renames))  # an SDK model: its string fields
 
 
 def _keys(kwargs: Mapping[str, Any], *, previous: bool = True) -> list[str]:

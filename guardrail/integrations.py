@@ -81,12 +81,14 @@ class _Request:
         self.bound = deco.sig.bind(*args, **kwargs)
         self.name = _find_prompt(deco.sig, self.bound, deco.prompt_arg)
         self.prompt = self.bound.arguments.get(self.name) if self.name else None
+        self.sent: dict[str, str] = {}  # the input's redactions (placeholder -> the user's value)
         self.call = Call(deco.guard, context=deco.context)
 
     def apply(self, out: Outcome) -> None:
         """A rewrite replaces the prompt argument (messages, or the text)."""
         d = out.decision
         if self.name is not None and d.action is Action.REWRITE:
+            self.sent = dict(d.redactions)  # the user's values: an answer that writes one keeps its placeholder
             self.bound.arguments[self.name] = list(d.messages) if d.messages is not None else d.text
             # the answer is judged against the prompt as sent, whose placeholders it must not reuse
             self.prompt = self.bound.arguments[self.name]
@@ -115,7 +117,7 @@ class _Request:
         from guardrail.adapters._core import GuardedCall
 
         gc = GuardedCall(self.call, "chat", "openai", {})
-        gc.prompt = self._text_prompt()
+        gc.prompt, gc.sent = self._text_prompt(), self.sent
         return gc
 
     def stream_text(self, rel: Release, sg: StreamGuard) -> Iterator[str]:
@@ -129,7 +131,7 @@ class _Request:
     def stream_guard(self) -> StreamGuard:
         """The stream windows and output redaction of the policy, reserving the prompt's placeholders."""
         sg = self.call.stream_guard()
-        sg.reserved = prompt_placeholders(self._text_prompt())
+        sg.reserved, sg.known = prompt_placeholders(self._text_prompt()), self.sent
         return sg
 
     def check_window(self, window: str) -> Decision:

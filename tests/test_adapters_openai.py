@@ -191,6 +191,27 @@ async def test_an_answer_that_writes_the_users_own_value_keeps_the_users_placeho
     assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == resp.output_text
 
 
+@pytest.mark.parametrize("restore", [False, True])
+async def test_the_users_placeholder_in_an_answer_never_names_two_people(
+    guard: Guard, stub: StubServer, mode: str, restore: bool
+) -> None:
+    """Review: renaming bob's new placeholder to the user's went through a JSON-aware edit that skips keys which
+    would collide, so <EMAIL_2> stayed bob in the text while the call's dave took <EMAIL_2>; and a whole answer's
+    audio lost its sound though restore put the user's value back in its transcript (a stream kept it)."""
+    client = client_for(guard, stub, mode, restore=restore)
+    prompt = user("mail bob@example.com")
+    bob = "bob@example.com" if restore else "<EMAIL_1>"
+    call = {"id": "t", "type": "function", "function": {"name": "send", "arguments": '{"to": "dave@y.io"}'}}
+    stub.raw = _json_answer('{"bob@example.com": 1, "<EMAIL_1>": 2}', [call])
+    resp = await run(client.chat.completions.create(model="m", messages=prompt))
+    message = resp.choices[0].message
+    assert message.content == f'{{"{bob}": 1, "{bob}": 2}}'
+    assert json.loads(message.tool_calls[0].function.arguments) == {"to": "<EMAIL_2>"}
+    stub.raw = _audio_answer("I wrote to bob@example.com.")
+    audio = (await run(client.chat.completions.create(model="m", messages=prompt))).choices[0].message.audio
+    assert audio.transcript == f"I wrote to {bob}." and bool(audio.data) is restore
+
+
 async def test_rewrite_rule_replaces_the_prompt(client: Any, stub: StubServer) -> None:
     await run(client.chat.completions.create(model="m", messages=user("I want to hurt myself")))
     assert stub.completions()[0].body["messages"] == user(REPLACED)

@@ -512,3 +512,22 @@ def test_reading_the_conversation_for_placeholders_never_fails_a_check(guard: Gu
     assert guard.check_input(odd).action is not None
     prompt = [{"role": "assistant", "content": 42}, {"role": "user", "content": "hello"}]
     assert guard.check_output("hi there", prompt).action is not None
+
+
+async def test_protect_keeps_the_users_placeholder_for_the_users_own_value(guard: Guard, mode: str) -> None:
+    """An answer that wrote the user's own address gave it a second placeholder (and left <EMAIL_1> a gap)."""
+
+    def answer(prompt: str) -> str:
+        return "I wrote to bob@example.com and carol@x.io."
+
+    async def aanswer(prompt: str) -> str:
+        return answer(prompt)
+
+    out = await _maybe_await(guardrail.protect(guard, answer if mode == "sync" else aanswer), "mail bob@example.com")
+    assert out == "I wrote to <EMAIL_1> and <EMAIL_2>."
+
+    @guardrail.protect(guard)
+    def gen(prompt: str) -> Iterator[str]:
+        yield "I wrote to bob@example.com and carol@x.io."
+
+    assert "".join(gen("mail bob@example.com")) == "I wrote to <EMAIL_1> and <EMAIL_2>."
