@@ -155,7 +155,7 @@ class ChatStream(_StreamState):
             taken = {**sg.known, **sg.replacements}
             calls: Any = self._whole_calls(sg, taken) if self.calls else []
             sound = (
-                audio.edit_held_audio(self.audio, sg.redact_entities, self.gc.restore_map, sg.reserved, taken)
+                audio.edit_held_audio(self.audio, sg.redact_entities, self.gc.restore_map, sg.written, taken)
                 if self.audio
                 else []
             )
@@ -178,7 +178,7 @@ class ChatStream(_StreamState):
         def read() -> str:
             return shapes.unescape_json(shapes.actions_text(delta))
 
-        own = actions.own_redaction(read(), sg.redact_entities, sg.reserved, taken)
+        own = actions.own_redaction(read(), sg.redact_entities, sg.written, taken)
         apply = lambda edit, masking: actions.edit_message(delta, edit, masking=masking)  # noqa: E731
         return merged if actions.mask_and_restore(apply, read, own, self.gc.restore_map) else None
 
@@ -342,7 +342,7 @@ class ResponsesStream(_StreamState):
         places = [at for at, _ in self.pending[i:]]
         held = [e for _, e in self.pending[i:]]
         taken = {**sg.known, **sg.replacements}
-        edited = actions.edit_held_events(held, sg.redact_entities, self.gc.restore_map, sg.reserved, taken)
+        edited = actions.edit_held_events(held, sg.redact_entities, self.gc.restore_map, sg.written, taken)
         if edited is None:
             return False
         self.pending[i:] = [(places[k], e) for k, e in edited]

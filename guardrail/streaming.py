@@ -36,7 +36,7 @@ from collections.abc import (
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from guardrail.classifiers.patterns import Span, redact
+from guardrail.classifiers.patterns import Span, placeholders, redact
 from guardrail.decision import Action, Decision, RuleAction
 from guardrail.revealed import entity_spans
 
@@ -188,6 +188,12 @@ class StreamGuard:
     def end_text(self, end: str) -> str:
         """``end`` (a refusal, a rewrite's message) as the stream's last words, set apart from released text."""
         return set_apart(end, self._tail)
+
+    @property
+    def written(self) -> frozenset[str]:
+        """The placeholders a part of the answer checked apart (calls, audio) never takes for a new value: the
+        prompt's and the conversation's (``reserved``) and those the model wrote in its text."""
+        return self.reserved | placeholders(self.buffer)
 
     @property
     def replacements(self) -> dict[str, str]:

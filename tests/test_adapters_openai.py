@@ -212,6 +212,17 @@ async def test_the_users_placeholder_in_an_answer_never_names_two_people(
     assert audio.transcript == f"I wrote to {bob}." and bool(audio.data) is restore
 
 
+async def test_a_streamed_call_never_takes_a_placeholder_the_text_wrote(client: Any, stub: StubServer) -> None:
+    """The whole answer's calls avoided the placeholders the model wrote in its text; a stream's did not, so carol
+    in the call became the <EMAIL_1> the text had already used."""
+    call = {"index": 0, "id": "t", "type": "function", "function": {"name": "send", "arguments": '{"to": "c@c.io"}'}}
+    stub.raw = [(None, _chunk({"role": "assistant", "content": "Noted <EMAIL_1>. "})),
+                (None, _chunk({"tool_calls": [call]})), (None, _chunk({}, "tool_calls")), (None, "[DONE]")]  # fmt: skip
+    chunks = await collect(await run(client.chat.completions.create(model="m", messages=user("x"), stream=True)))
+    calls = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+    assert json.loads("".join(tc.function.arguments or "" for tc in calls)) == {"to": "<EMAIL_2>"}
+
+
 async def test_rewrite_rule_replaces_the_prompt(client: Any, stub: StubServer) -> None:
     await run(client.chat.completions.create(model="m", messages=user("I want to hurt myself")))
     assert stub.completions()[0].body["messages"] == user(REPLACED)
