@@ -129,7 +129,9 @@ def _sub(
 _B64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
 _HEX = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{16,}|(?:[0-9A-Fa-f]{2}[ :]){7,}[0-9A-Fa-f]{2})(?![0-9A-Fa-f])")
 _XESC = re.compile(r"(?:\\x[0-9A-Fa-f]{2}){4,}")
-_TOKEN = re.compile(r"(?<!\S)\S+")
+# a URL-encoded token: a run between spaces, quotes, brackets and commas (a URL inside a JSON string or a call's
+# arguments is decoded on its own, so what it reveals is masked inside that string)
+_TOKEN = re.compile(r"""[^\s"'<>()\[\]{},]+""")
 _PCT_ESC = re.compile(r"%[0-9A-Fa-f]{2}")
 
 
