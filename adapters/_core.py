@@ -26,7 +26,7 @@ from . import shapes
 from ._streams import ChatStream, ResponsesStream
 from .actions import edit_actions, mask_and_restore
 from .conversations import Conversations, joined
-from .json_edits import edit_json_text, mask_json_text
+from .json_edits import duplicate_keys, edit_json_text, mask_json_text
 from .request_shapes import Kind, input_payload, rewritten
 
 __all__ = ["AsyncGuardedStream", "GuardedCall", "GuardedStream", "call_async", "call_sync"]
@@ -123,11 +123,9 @@ class GuardedCall:
                 continue
             if acted is not None and acted.action is Action.REWRITE:
                 edits[i] = acted.redactions
-                if self.sent:  # checked apart, with the prompt: the user's own values keep their placeholders, and
-                    # the answer's never take one the conversation sent
-                    written = placeholders(shapes.action_texts_of(result)[i] or "")
-                    edits[i] = renumbered(edits[i], self.sent, self.reserved | written)
             if original is None or d is None:
+                if i in edits:  # no text: the calls still join the user's values and avoid what was written
+                    edits[i] = self._joined_edits(result, i, edits[i], original, {})
                 continue
             out = self.call.outcome(d)
             new = out.text if out.text is not None else original
@@ -140,11 +138,12 @@ class GuardedCall:
                     new, text_map = masked
             if self.sent and text_map and not out.finish_reason:
                 # the user's own values keep the placeholders the prompt gave them (restore puts them back); the
-                # answer's own never take one the conversation sent
-                text_map, [new] = joined(text_map, self.sent, [new], self.reserved | placeholders(original))
-            if i in edits and text_map:  # the actions were checked apart: one numbering with the text's
-                written = placeholders(original) | placeholders(shapes.action_texts_of(result)[i] or "")
-                edits[i] = renumbered(edits[i], {**self.sent, **text_map}, self.reserved | written)
+                # answer's own never take one the conversation sent. Not where a document would lose a key to it
+                renamed, [joined_text] = joined(text_map, self.sent, [new], self.reserved | placeholders(original))
+                if not (self.json_text and duplicate_keys(joined_text) > duplicate_keys(new)):
+                    text_map, new = renamed, joined_text
+            if i in edits:  # the actions were checked apart: one numbering with the text's
+                edits[i] = self._joined_edits(result, i, edits[i], original, text_map)
             if out.finish_reason:
                 reasons[i] = out.finish_reason
             elif self.restore_map:
@@ -161,6 +160,14 @@ class GuardedCall:
         if edits or self.restore_map:
             result = self._edit_actions(result, texts, reasons, edits, actions or [])
         return shapes.replace_completion_texts(result, texts, finish_reason=reasons) if texts else result
+
+    def _joined_edits(
+        self, result: Any, i: int, edits: Mapping[str, str], original: str | None, text_map: Mapping[str, str]
+    ) -> dict[str, str]:
+        """The output redaction of choice ``i``'s actions, numbered with its text's (``text_map``) and the user's
+        values (``sent``), never taking a placeholder the prompt, the text or the actions hold for another."""
+        written = placeholders(original or "") | placeholders(shapes.action_texts_of(result)[i] or "")
+        return renumbered(edits, {**self.sent, **text_map}, self.reserved | written)
 
     def _restored(self, text: str, mapping: Mapping[str, str]) -> str:
         """``text`` with the input's values put back: value by value when it is a JSON document the caller parses."""

@@ -15,56 +15,21 @@ from __future__ import annotations
 import bisect
 import copy
 import itertools
-import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from guardrail.classifiers.patterns import restore
 from guardrail.decision import Decision
 from guardrail.streaming import Release, StreamGuard
 
 from . import actions, audio, shapes
+from .restorer import Restorer
 
 if TYPE_CHECKING:
     from ._core import GuardedCall
 
-__all__ = ["ChatStream", "ResponsesStream", "Restorer"]
+__all__ = ["ChatStream", "ResponsesStream", "Restorer"]  # Restorer: adapters.restorer
 
-_PARTIAL_PLACEHOLDER = re.compile(r"<[A-Z0-9_]{0,40}\Z")
 _ACTION_CONTEXT = 200  # characters of already checked action text shown again with new action text
-
-
-class Restorer:
-    """Maps input placeholders in released text back to the originals (``restore=True``).
-
-    A placeholder can be cut between two releases (``<EMA`` | ``IL_1>``), so an unfinished one at
-    the end of a release is held until the next. Placeholders that output redaction created
-    (``exclude``) are never mapped back: they hide data the model produced, not the user's own (unless the
-    model wrote the user's own value, which keeps the user's placeholder).
-    """
-
-    def __init__(self, mapping: Mapping[str, str]) -> None:
-        self.mapping = dict(mapping)
-        self.pending = ""
-
-    def feed(self, text: str, exclude: Mapping[str, str] | None = None) -> str:
-        if not self.mapping:
-            return text
-        s = self.pending + text
-        m = _PARTIAL_PLACEHOLDER.search(s)
-        cut = m.start() if m else len(s)
-        self.pending = s[cut:]
-        return self._restore(s[:cut], exclude)
-
-    def flush(self, exclude: Mapping[str, str] | None = None) -> str:
-        s, self.pending = self.pending, ""
-        return self._restore(s, exclude)
-
-    def _restore(self, text: str, exclude: Mapping[str, str] | None) -> str:
-        if not text:
-            return text
-        mapping = {k: v for k, v in self.mapping.items() if not exclude or exclude.get(k, v) == v}
-        return restore(text, mapping)
 
 
 class _StreamState:

@@ -20,7 +20,7 @@ from guardrail.revealed import entity_spans
 
 from .shapes import _ITEM_PLUMBING, _get, _put, unescape_json
 
-__all__ = ["Edit", "edit_field", "edit_json_text", "edited", "mask_json_text", "redactor"]
+__all__ = ["Edit", "duplicate_keys", "edit_field", "edit_json_text", "edited", "mask_json_text", "redactor"]
 
 Edit = Callable[[str], str]
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
@@ -85,14 +85,9 @@ def mask_json_text(
     a number, has no place for a placeholder). The values are read decoded and numbered across the document.
     Returns the masked text and its mapping (placeholder -> value); None when one the check ``found``
     (placeholder -> value) is still readable after it: the caller stops."""
-    values: list[str] = []
-
-    def collect(piece: str) -> str:
-        values.append(piece)
-        return piece
-
-    if _edited_json(text, collect) is None:
+    if _edited_json(text, lambda piece: piece) is None:
         return None
+    values = _json_strings(text)
     joined = "\n".join(values)
     _, own = redact(joined, entity_spans(joined, entities), reserved=reserved) if entities else ("", {})
     masked = _edited_json(text, redactor(own)) if own else text
@@ -145,6 +140,14 @@ def _edit_strings(text: str, edit: Edit, *, keys: bool) -> str:
             pieces += [text[last : m.start()], _encoded(new)]
             last = m.end()
     return "".join([*pieces, text[last:]]) if pieces else text
+
+
+def duplicate_keys(text: str) -> int:
+    """How many keys of the JSON document ``text`` repeat an earlier key of their object (0 when not JSON)."""
+    try:
+        return _duplicate_keys(text)
+    except (ValueError, RecursionError):
+        return 0
 
 
 def _encoded(value: Any) -> str:

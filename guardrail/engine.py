@@ -172,9 +172,8 @@ class Guard:
         owner: list[int] = []
         needs_model = any(r.action is not RuleAction.REDACT for r in rules)
         for i, t in enumerate(pending.texts):
-            # the text and its decoded / re-joined readings: personal data a reading reveals is redacted where it
-            # sits in the text (with redaction rules alone too), and each reading is scored with its own masked
-            text_spans, readings = spans_and_readings(t, entities)
+            # the text's readings (decoded, re-joined): what one reveals is redacted where it sits in the text
+            text_spans, readings = spans_and_readings(t, entities) if needs_model or entities else ([], [])
             spans.append(tuple(text_spans))
             if needs_model:
                 for form, own in readings:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import codecs
 import re
 from collections.abc import Callable
@@ -133,6 +134,7 @@ _XESC = re.compile(r"(?:\\x[0-9A-Fa-f]{2}){4,}")
 # arguments is decoded on its own, so what it reveals is masked inside that string)
 _TOKEN = re.compile(r"""[^\s"'<>()\[\]{},]+""")
 _PCT_ESC = re.compile(r"%[0-9A-Fa-f]{2}")
+_RUN = re.compile(r"\S+")
 
 
 def _readable(raw: bytes) -> str | None:
@@ -172,11 +174,26 @@ def _hex(m: re.Match[str]) -> str | None:
     return None if out is None else f" {out} "
 
 
-def _pct(m: re.Match[str]) -> str | None:
+def _pct_in(text: str) -> Callable[[re.Match[str]], str | None]:
+    """The URL-encoded token decoder for ``text``: a token is decoded when the run between spaces it sits in has two
+    escapes or more (one alone reads too often as a plain "%20"), so each piece of a run parted by commas or
+    brackets ("bob%40x.com,carol%40y.com") is decoded on its own."""
+    runs = [(r.start(), r.end()) for r in _RUN.finditer(text) if len(_PCT_ESC.findall(r.group())) >= 2]
+    starts = [a for a, _ in runs]
+
+    def decode(m: re.Match[str]) -> str | None:
+        k = bisect.bisect_right(starts, m.start()) - 1
+        if k < 0 or m.end() > runs[k][1]:
+            return None
+        return _pct(m.group(0))
+
+    return decode
+
+
+def _pct(tok: str) -> str | None:
     from urllib.parse import unquote
 
-    tok = m.group(0)
-    if len(_PCT_ESC.findall(tok)) < 2:
+    if not _PCT_ESC.search(tok):
         return None
     try:
         out = unquote(tok, errors="strict")
@@ -191,7 +208,7 @@ def _decode(text: str, spans: OffsetMap | None) -> tuple[str, OffsetMap | None, 
     for _ in range(2):
         n = 0
         if "%" in text:
-            text, spans, k = _sub(text, spans, _TOKEN, _pct)
+            text, spans, k = _sub(text, spans, _TOKEN, _pct_in(text))
             n += k
         if "\\x" in text:
             text, spans, k = _sub(text, spans, _XESC, _hex)

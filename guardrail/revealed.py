@@ -10,6 +10,7 @@ base64 token after ``password=`` is the e-mail, not part of a key no rule masks.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Sequence
 
 from guardrail.classifiers.patterns import Span, find_entities
@@ -56,9 +57,12 @@ def _spans(text: str, entities: frozenset[str] | None, readings: Sequence[Form])
 def merge_spans(text: str, spans: list[Span], revealed: Sequence[Span], form: Form) -> list[Span]:
     """``spans`` of ``text``, plus the spans found in one of its readings, mapped back to ``text``
     (where they overlap none already found)."""
-    out = list(spans)
+    out = sorted(spans, key=lambda x: x.start)
+    starts = [x.start for x in out]
     for s in revealed:
         a, b = form.to_original(s.start, s.end)
-        if a < b and not any(a < x.end and x.start < b for x in out):
-            out.append(Span(s.entity, a, b, text[a:b]))
-    return sorted(out, key=lambda x: x.start)
+        k = bisect.bisect_left(starts, a)  # the spans are apart: only the neighbours can overlap [a, b)
+        if a < b and not (k > 0 and out[k - 1].end > a) and not (k < len(out) and out[k].start < b):
+            out.insert(k, Span(s.entity, a, b, text[a:b]))
+            starts.insert(k, a)
+    return out

@@ -163,7 +163,9 @@ class StreamGuard:
             # keeps placeholders stable across segments (numbering is by first appearance, and the same value
             # keeps its placeholder) and never changes what went out.
             self._sent += [sp for sp in spans if sp.end <= end]
-            red, self._replacements = redact(self.buffer[:end], self._sent, reserved=self.reserved, known=self.known)
+            # the placeholders already sent are kept (a placeholder the model writes later must not renumber them)
+            sent = {**self.known, **self._replacements}
+            red, self._replacements = redact(self.buffer[:end], self._sent, reserved=self.reserved, known=sent)
             text = red[self._out_len :]
             self._out_len = len(red)
         else:

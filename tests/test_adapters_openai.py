@@ -72,6 +72,10 @@ async def collect(stream: Any) -> list[Any]:
     return list(stream)
 
 
+class Directory(BaseModel):
+    names: dict[str, str]
+
+
 def user(text: str) -> list[dict[str, Any]]:
     return [{"role": "user", "content": text}]
 
@@ -221,6 +225,23 @@ async def test_a_streamed_call_never_takes_a_placeholder_the_text_wrote(client: 
     chunks = await collect(await run(client.chat.completions.create(model="m", messages=user("x"), stream=True)))
     calls = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
     assert json.loads("".join(tc.function.arguments or "" for tc in calls)) == {"to": "<EMAIL_2>"}
+
+
+async def test_a_whole_answers_call_never_takes_a_placeholder_its_text_wrote(
+    guard: Guard, stub: StubServer, mode: str
+) -> None:
+    """Final review: the call avoided the text's placeholders only when the text itself masked something, so carol
+    in the call took the <EMAIL_1> the text had written (a stream gave <EMAIL_2>); and a structured output lost a
+    key when the user's own address, written out beside the user's placeholder, was renamed to it."""
+    client = client_for(guard, stub, mode, restore=True)
+    call = {"id": "t", "type": "function", "function": {"name": "send", "arguments": '{"to": "carol@x.io"}'}}
+    stub.raw = _json_answer("I wrote to <EMAIL_1> before.", [call])
+    resp = await run(client.chat.completions.create(model="m", messages=user("x")))
+    assert json.loads(resp.choices[0].message.tool_calls[0].function.arguments) == {"to": "<EMAIL_2>"}
+    stub.raw = _json_answer('{"names": {"<EMAIL_1>": "the user", "bob@example.com": "written out"}}')
+    resp = await run(client.chat.completions.parse(
+        model="m", messages=user("mail bob@example.com"), response_format=Directory))  # fmt: skip
+    assert len(resp.choices[0].message.parsed.names) == 2
 
 
 async def test_rewrite_rule_replaces_the_prompt(client: Any, stub: StubServer) -> None:
@@ -677,10 +698,6 @@ async def test_restore_keeps_a_structured_output_valid_json(stub: StubServer, mo
         assert resp.choices[0].message.parsed == Config(host="db", key=PRIVATE_KEY)
     finally:
         guard.close()
-
-
-class Directory(BaseModel):
-    names: dict[str, str]
 
 
 async def test_a_structured_output_keyed_by_addresses_is_masked_and_restored_in_its_keys(

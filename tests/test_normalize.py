@@ -201,3 +201,17 @@ def test_a_text_read_as_rot13_or_reversed_is_also_scored_as_written(text: str) -
     fs = forms(text)
     assert fs[0].kind in ("reversed", "rot13")
     assert any("bomb" in f.text for f in fs)
+
+
+def test_url_encoded_addresses_parted_by_commas_or_brackets_are_each_read() -> None:
+    """The URL-encoded reading first took any run between spaces (a call's whole JSON: nothing could be masked in
+    its strings); then runs parted by commas and brackets, each needing two escapes of its own, so one address per
+    piece was read by no one. Now the two escapes are counted over the run between spaces."""
+    g = Guard({"version": 1, "name": "t", "output": {"rules": [{"category": "pii", "action": "redact",
+              "entities": ["email"]}]}}, classifiers=FakeClassifier())  # fmt: skip
+    for text in ("mail https://a.example/?to=bob%40x.com,carol%40y.com please", '{"to":"bob%40x.com,carol%40y.com"}',
+                 "(bob%40x.com)(carol%40y.com)"):  # fmt: skip
+        d = g.check_output(text)
+        assert "carol%40y.com" in d.redactions.values() and "%40" not in d.text, text
+    assert g.check_output("a 100%25 rise").action is Action.ALLOW  # one escape alone is not decoded
+    g.close()

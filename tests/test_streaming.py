@@ -320,3 +320,24 @@ def test_a_long_stream_keeps_what_it_sent_masked_as_sent() -> None:
     sg.finish()
     out += sg.apply(allow, final=True).text
     assert out == text.replace(blob, "<EMAIL_1>")
+
+
+def test_a_placeholder_the_model_writes_later_never_renumbers_what_was_sent() -> None:
+    """Each release redacted the released text afresh, skipping numbers whose placeholder it now held: once the model
+    wrote <EMAIL_9> itself, the address sent as <EMAIL_9> became <EMAIL_10>, the mapping no longer matched what went
+    out, and the longer placeholder shifted the text released after it."""
+    from guardrail.streaming import StreamGuard
+    from guardrail.testing import FakeClassifier
+
+    guard = Guard({"version": 1, "name": "t"}, classifiers=FakeClassifier())
+    allow = guard.check_output("ok")
+    guard.close()
+    head = " ".join(f"a{n}@x.io" for n in range(1, 10)) + " are all. "
+    text = head + "Reply to <EMAIL_9> and z@x.io at the end of the day."
+    sg = StreamGuard(check_every_chars=10, holdback_chars=4, redact_entities=frozenset({"email"}))
+    out = "".join(sg.apply(allow).text for i in range(0, len(text), 5) if sg.feed(text[i : i + 5]) is not None)
+    sg.finish()
+    out += sg.apply(allow, final=True).text
+    sent = " ".join(f"<EMAIL_{n}>" for n in range(1, 10)) + " are all. "
+    assert out == sent + "Reply to <EMAIL_9> and <EMAIL_10> at the end of the day."
+    assert sg.replacements["<EMAIL_9>"] == "a9@x.io" and sg.replacements["<EMAIL_10>"] == "z@x.io"

@@ -172,9 +172,8 @@ def redact(
     if known:
         reserved = {*reserved, *known}
         for held, value in known.items():
-            m = _PLACEHOLDER.fullmatch(held)
-            if m:
-                assigned.setdefault((m.group(1).rsplit("_", 1)[0].lower(), value), held)
+            kind, _ = _order(held)
+            assigned.setdefault((kind.lower(), value), held)
     last = 0
     for span in ordered:
         if span.entity not in _PRIORITY:
