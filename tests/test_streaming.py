@@ -341,3 +341,49 @@ def test_a_placeholder_the_model_writes_later_never_renumbers_what_was_sent() ->
     sent = " ".join(f"<EMAIL_{n}>" for n in range(1, 10)) + " are all. "
     assert out == sent + "Reply to <EMAIL_9> and <EMAIL_10> at the end of the day."
     assert sg.replacements["<EMAIL_9>"] == "a9@x.io" and sg.replacements["<EMAIL_10>"] == "z@x.io"
+
+
+_ADDRESSES = ["bob@example.com", "ann.lee@mail.example.org", "x@y.io"]
+
+
+def _written(address: str, how: str) -> str:
+    import base64
+
+    return {"raw": address, "base64": base64.b64encode(address.encode()).decode(), "hex": address.encode().hex(),
+            "spaced": " ".join(address)}[how]  # fmt: skip
+
+
+_PIECES = st.one_of(
+    st.sampled_from(["the", "a", "report", "is", "ready,", "I", "am", "ok.", "see", "to", "\n"]),
+    st.builds(_written, st.sampled_from(_ADDRESSES), st.sampled_from(["raw", "base64", "hex", "spaced"])),
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    words=st.lists(_PIECES, min_size=1, max_size=25),
+    data=st.data(),
+    every=st.integers(1, 60),
+    holdback=st.integers(0, 40),
+)
+def test_a_stream_masks_exactly_what_the_whole_answer_masks_however_it_is_cut(
+    words: list[str], data: st.DataObject, every: int, holdback: int
+) -> None:
+    """Addresses written raw, in base64, in hex or spaced apart, among short words (which a spaced run could be
+    mistaken to continue): cut anywhere and released at any pace, the stream sends what the whole answer's redaction
+    gives, placeholders and numbering included."""
+    from guardrail.classifiers.patterns import redact
+    from guardrail.revealed import entity_spans
+    from guardrail.streaming import StreamGuard
+    from guardrail.testing import FakeClassifier
+
+    guard = Guard({"version": 1, "name": "t"}, classifiers=FakeClassifier())
+    allow = guard.check_output("ok")
+    guard.close()
+    text = " ".join(words)
+    cuts = data.draw(st.sets(st.integers(1, max(1, len(text) - 1)), max_size=30), label="cuts")
+    sg = StreamGuard(check_every_chars=every, holdback_chars=holdback, redact_entities=frozenset({"email"}))
+    out = "".join(sg.apply(allow).text for piece in split(text, cuts) if sg.feed(piece) is not None)
+    sg.finish()
+    out += sg.apply(allow, final=True).text
+    assert out == redact(text, entity_spans(text, {"email"}))[0]
