@@ -157,6 +157,7 @@ class _ProxyCall(GuardedCall):
     def __init__(self, owner: GuardrailLiteLLM, kind: Any, data: dict[str, Any], hook: str) -> None:
         super().__init__(owner.call_for(data), kind, "litellm", data)
         self.owner, self.data, self.hook = owner, data, hook
+        self.sent = owner.sent_for(data)  # what pre_call's redaction sent: the answer's copy of a value keeps it
 
     async def acheck_window(self, window: str) -> Decision:
         d = await super().acheck_window(window)
@@ -184,6 +185,7 @@ class GuardrailLiteLLM(CustomGuardrail):
         self.unread_endpoints = unread_endpoints
         self.guard = guard if guard is not None else _make_guard(policy, fake_rules)
         self._calls: OrderedDict[str, Call] = OrderedDict()
+        self._sent: OrderedDict[str, dict[str, str]] = OrderedDict()  # per request: pre_call's redaction, in memory
         super().__init__(**kwargs)
 
     def call_for(self, data: Mapping[str, Any]) -> Call:
@@ -203,6 +205,20 @@ class GuardrailLiteLLM(CustomGuardrail):
                 while len(self._calls) > _MAX_CALLS:
                     self._calls.popitem(last=False)
         return call
+
+    def sent_for(self, data: Mapping[str, Any]) -> dict[str, str]:
+        """The values pre_call's redaction masked in this request (placeholder -> value): the answer's hooks never
+        see them otherwise (the request they get is the masked one). Kept in memory only, never in the request
+        (the proxy logs it), for the most recent requests."""
+        key = data.get("litellm_call_id")
+        return dict(self._sent.get(key, {})) if isinstance(key, str) else {}
+
+    def _remember_sent(self, data: Mapping[str, Any], sent: Mapping[str, str]) -> None:
+        key = data.get("litellm_call_id")
+        if isinstance(key, str) and sent:
+            self._sent[key] = dict(sent)
+            while len(self._sent) > _MAX_CALLS:
+                self._sent.popitem(last=False)
 
     # -- bookkeeping -------------------------------------------------------------------------------
 
@@ -252,6 +268,7 @@ class GuardrailLiteLLM(CustomGuardrail):
             )
         if hook == "pre_call" and out.text is not None:  # during_call: too late to change the request
             gc.apply(out)
+            self._remember_sent(data, gc.sent)
             for key in ("messages", "input", "instructions", "prompt"):
                 if key in gc.kwargs:
                     data[key] = gc.kwargs[key]

@@ -323,6 +323,31 @@ async def test_post_call_streaming_iterator_hook() -> None:
     assert data["metadata"]["guardrail_decisions"][-1]["action"] == "block"
 
 
+async def test_the_proxys_answer_keeps_the_users_placeholder_for_the_users_own_value() -> None:
+    """The answer's hooks see only the masked request, so bob's address written out by the model was masked anew as
+    <EMAIL_2> (a second person to the client, with <EMAIL_1> never used), whole and streamed; a request the proxy
+    did not redact, or another request, gets nothing of it."""
+    gr = proxy_guardrail(["pre_call", "post_call"])
+    data = request("mail bob@example.com", litellm_call_id="call-bob")
+    await gr.async_pre_call_hook(None, None, data, "acompletion")
+    assert data["messages"] == user("mail <EMAIL_1>")
+    said = "I wrote to bob@example.com and carol@x.io."
+    answer = litellm.ModelResponse(choices=[litellm.Choices(message=litellm.Message(content=said))])
+    out = await gr.async_post_call_success_hook(data, None, answer)
+    assert out.choices[0].message.content == "I wrote to <EMAIL_1> and <EMAIL_2>."
+
+    async def upstream() -> Any:
+        for i in range(0, len(said), 4):
+            yield ModelResponseStream(choices=[{"index": 0, "delta": {"content": said[i : i + 4]}}])
+
+    chunks = [c async for c in gr.async_post_call_streaming_iterator_hook(None, upstream(), data)]
+    assert text_of(chunks) == "I wrote to <EMAIL_1> and <EMAIL_2>."
+    other = request("hello", litellm_call_id="call-other")
+    out = await gr.async_post_call_success_hook(other, None, answer)
+    assert out.choices[0].message.content == "I wrote to <EMAIL_1> and <EMAIL_2>."  # bob is no one's here
+    assert out.choices[0].message.content.count("<EMAIL_1>") == 1
+
+
 async def test_logging_only_checks_and_changes_nothing() -> None:
     log = DecisionLog()
     gr = GuardrailLiteLLM(guard=make_guard(log=log), guardrail_name="gr", event_hook="logging_only")
