@@ -1,0 +1,423 @@
+"""The LiteLLM proxy's guardrail, ``GuardrailLiteLLM``: configured by its dotted path
+``guardrail.adapters.litellm.GuardrailLiteLLM`` (``guardrail.adapters.litellm`` re-exports it; its docstring shows
+the config, the modes and what a block does). Each hook drives the adapters' one call core (``_core``) through a
+``_ProxyCall``; a request's hooks share one ``guardrail.call.Call`` (one policy snapshot), keyed by the proxy's
+``litellm_call_id``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from guardrail.call import Call, headers, summary
+from guardrail.decision import Action, Decision
+from guardrail.streaming import aclose_quietly
+
+from . import litellm_offline, shapes
+from ._core import GuardedCall, acheck_answer, stream_async
+
+litellm_offline()  # before the first import of litellm: no price-map download
+import litellm  # noqa: E402  (imported only when this module is)
+from litellm.integrations.custom_guardrail import CustomGuardrail  # noqa: E402
+from litellm.types.guardrails import GuardrailEventHooks  # noqa: E402
+
+if TYPE_CHECKING:
+    from guardrail.engine import Guard
+
+__all__ = ["METADATA_KEY", "GuardrailLiteLLM", "proxy_context"]
+
+_CHAT_CALLS = frozenset({"completion", "acompletion"})
+_RESPONSES_CALLS = frozenset({"responses", "aresponses"})
+# endpoints that make a model write text in shapes this guardrail does not read: refused, never passed
+# on unchecked (/v1/completions, /v1/messages, Gemini's generateContent, assistants' threads, realtime)
+_UNREAD_TEXT_CALLS = frozenset(
+    {
+        "text_completion", "atext_completion", "anthropic_messages", "aanthropic_messages",
+        "generate_content", "agenerate_content", "generate_content_stream", "agenerate_content_stream",
+        "add_message", "a_add_message", "run_thread", "arun_thread", "run_thread_stream", "arun_thread_stream",
+        "_arealtime", "_aresponses_websocket", "send_message", "asend_message",
+        "create_interaction", "acreate_interaction", "llm_passthrough_route", "allm_passthrough_route",
+        "pass_through_endpoint",
+    }
+)  # fmt: skip
+METADATA_KEY = "guardrail_decisions"
+_log = structlog.get_logger("guardrail")
+_MAX_CALLS = 4096  # proxy requests whose Call (policy snapshot) is kept for their later hooks
+
+
+def _http_error(message: str, d: Decision, guardrail_name: str | None) -> Exception:
+    from fastapi import HTTPException
+
+    return HTTPException(
+        status_code=400,
+        detail={"error": message, "guardrail": guardrail_name, "decision": summary(d)},
+        headers=headers([summary(d)]),
+    )
+
+
+class _ProxyCall(GuardedCall):
+    """A call inside the proxy: ``on_block: raise`` is the proxy's HTTP 400, decisions land in the request."""
+
+    def __init__(self, owner: GuardrailLiteLLM, kind: Any, data: dict[str, Any], hook: str) -> None:
+        super().__init__(owner.call_for(data), kind, "litellm", data)
+        self.owner, self.data, self.hook = owner, data, hook
+        self.sent = owner.sent_for(data)  # what pre_call's redaction sent: the answer's copy of a value keeps it
+
+    async def acheck_window(self, window: str) -> Decision:
+        d = await super().acheck_window(window)
+        if d.action is not Action.ALLOW:  # a long stream is checked many times: keep what mattered
+            self.owner.record(self.data, d, self.hook)
+        return d
+
+
+class GuardrailLiteLLM(CustomGuardrail):
+    """A LiteLLM proxy guardrail that runs a guardrail policy (see the module docstring)."""
+
+    def __init__(
+        self,
+        policy: str | Mapping[str, Any] | None = None,
+        fake_rules: Mapping[str, Mapping[str, float]] | None = None,
+        guard: Guard | None = None,
+        unread_endpoints: str = "refuse",
+        **kwargs: Any,
+    ) -> None:
+        """``unread_endpoints``: what to do with requests to text endpoints this guardrail cannot read
+        (``/v1/messages``, ``/v1/completions``, ...): ``refuse`` (a 400, the default) or ``pass`` (let them
+        through unchecked, e.g. while Claude Code traffic must keep working; each one is logged)."""
+        if unread_endpoints not in ("refuse", "pass"):
+            raise ValueError(f"unread_endpoints must be 'refuse' or 'pass', not {unread_endpoints!r}")
+        self.unread_endpoints = unread_endpoints
+        self.guard = guard if guard is not None else _make_guard(policy, fake_rules)
+        self._calls: OrderedDict[str, Call] = OrderedDict()
+        self._sent: OrderedDict[str, dict[str, str]] = OrderedDict()  # per request: pre_call's redaction, in memory
+        super().__init__(**kwargs)
+
+    def call_for(self, data: Mapping[str, Any]) -> Call:
+        """The one Call of a proxy request, shared by its hooks (pre_call, during_call, post_call, the
+        stream): one policy snapshot from the prompt's check to the answer's last window. Keyed by the
+        proxy's ``litellm_call_id``; the most recent requests are kept (a bounded map)."""
+        key = data.get("litellm_call_id")
+        call = self._calls.get(key) if isinstance(key, str) else None
+        if call is None:
+            name = self.guardrail_name
+            call = Call(
+                self.guard, context=proxy_context(data) or None,
+                raise_as=lambda d, message: _http_error(message, d, name),
+            )  # fmt: skip
+            if isinstance(key, str):
+                self._calls[key] = call
+                while len(self._calls) > _MAX_CALLS:
+                    self._calls.popitem(last=False)
+        return call
+
+    def sent_for(self, data: Mapping[str, Any]) -> dict[str, str]:
+        """The values pre_call's redaction masked in this request (placeholder -> value): the answer's hooks never
+        see them otherwise (the request they get is the masked one). Kept in memory only, never in the request
+        (the proxy logs it), for the most recent requests."""
+        key = data.get("litellm_call_id")
+        return dict(self._sent.get(key, {})) if isinstance(key, str) else {}
+
+    def _remember_sent(self, data: Mapping[str, Any], sent: Mapping[str, str]) -> None:
+        key = data.get("litellm_call_id")
+        if isinstance(key, str) and sent:
+            self._sent[key] = dict(sent)
+            while len(self._sent) > _MAX_CALLS:
+                self._sent.popitem(last=False)
+
+    # -- bookkeeping -------------------------------------------------------------------------------
+
+    def record(self, data: dict[str, Any], d: Decision, hook: str) -> None:
+        """Put the decision in the request metadata (headers, spend logs) and the proxy's guardrail log."""
+        entry = {"guardrail": self.guardrail_name, "hook": hook, **d.to_dict(include_text=False), **summary(d)}
+        _metadata(data, create=True).setdefault(METADATA_KEY, []).append(entry)
+        status = "success" if d.allowed else "guardrail_intervened"
+        with contextlib.suppress(Exception):  # logging must never change the traffic
+            self.add_standard_logging_guardrail_information_to_request_data(
+                guardrail_json_response=entry,
+                request_data=data,
+                guardrail_status=status,  # type: ignore[arg-type]
+                duration=d.latency_ms / 1000.0,
+                end_time=time.time(),
+                guardrail_provider="guardrail",
+            )
+
+    @staticmethod
+    def _kind(call_type: Any) -> str | None:
+        value = getattr(call_type, "value", call_type)
+        return "chat" if value in _CHAT_CALLS else "responses" if value in _RESPONSES_CALLS else None
+
+    async def _check_input(self, data: dict[str, Any], call_type: Any, hook: str) -> dict[str, Any]:
+        kind = self._kind(call_type)
+        if kind is None:
+            value = str(getattr(call_type, "value", call_type))
+            if value in _UNREAD_TEXT_CALLS:
+                self._unread(f"{value} requests (it checks chat completions and the Responses API)", call_type=value)
+            return data  # embeddings, images, speech, files ...: no model writes text for a user
+        gc = _ProxyCall(self, kind, data, hook)
+        d = await gc.call.acheck_input(gc.payload)
+        self.record(data, d, hook)
+        out = gc.call.outcome(d)  # raises the proxy's HTTP 400 under on_block: raise
+        if out.stop:
+            if hook == "pre_call" and kind == "chat":
+                # Answer through the proxy's normal path, with the refusal as the model's answer: the
+                # upstream is never called (litellm's mock_response), the x-guardrail-* headers and the
+                # other guardrails' hooks run as for any answer, and a stream ends with content_filter.
+                data["mock_response"] = shapes.refusal_completion(
+                    "litellm", out.text or "", model=data.get("model"), decision_id=d.id
+                )
+                return data
+            # during_call (the model is already running) and the Responses API: the proxy's passthrough
+            self.raise_passthrough_exception(
+                violation_message=out.text or "", request_data=data, detection_info=summary(d)
+            )
+        if hook == "pre_call" and out.text is not None:  # during_call: too late to change the request
+            gc.apply(out)
+            self._remember_sent(data, gc.sent)
+            for key in ("messages", "input", "instructions", "prompt"):
+                if key in gc.kwargs:
+                    data[key] = gc.kwargs[key]
+        return data
+
+    # -- the proxy's hooks -------------------------------------------------------------------------
+
+    async def async_pre_call_hook(
+        self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: Any
+    ) -> dict[str, Any]:
+        """pre_call: check the prompt before the model is called; redact it or block."""
+        return await self._check_input(data, call_type, "pre_call")
+
+    async def async_moderation_hook(self, data: dict[str, Any], user_api_key_dict: Any, call_type: Any) -> Any:
+        """during_call: check the prompt while the model runs (LiteLLM's parallel mode); only a block
+        can still act."""
+        await self._check_input(data, call_type, "during_call")
+        return None
+
+    async def async_post_call_success_hook(self, data: dict[str, Any], user_api_key_dict: Any, response: Any) -> Any:
+        """post_call: check the answer; a block replaces it (refusal) or fails the request (raise)."""
+        kind = "chat" if isinstance(getattr(response, "choices", None), list) else None
+        if kind is None and isinstance(getattr(response, "output", None), list):
+            kind = "responses"
+        if kind is None and shapes.answer_kind(response) in ("chat", "message"):  # a dict answer, /v1/messages
+            kind = "chat"
+        if kind is None:
+            model_text = isinstance(response, Mapping) and (
+                "choices" in response or "output" in response or isinstance(response.get("content"), list)
+            )
+            if model_text:  # a pass-through endpoint's answer in a shape it cannot read
+                self._unread("this answer's text", answer_keys=sorted(response)[:8])
+            return None
+        gc = _ProxyCall(self, kind, data, "post_call")
+        before = len(gc.call.decisions)
+        try:
+            return await acheck_answer(gc, response)
+        finally:  # recorded even when the block is the proxy's HTTP error
+            for d in gc.call.decisions[before:]:
+                self.record(data, d, "post_call")
+
+    def _unread(self, what: str, **logged: Any) -> None:
+        """Text guardrail cannot read (a request to an endpoint, a stream, an answer): refused with a 400, or,
+        under ``unread_endpoints: pass``, let through and logged as ``guardrail.unchecked_endpoint``."""
+        if self.unread_endpoints == "pass":
+            _log.warning("guardrail.unchecked_endpoint", guardrail=self.guardrail_name, **logged)
+            return
+        from fastapi import HTTPException
+
+        name = self.guardrail_name or "guardrail"
+        why = f"the {name} guardrail cannot read {what}; it is refused, not passed on unchecked"
+        raise HTTPException(status_code=400, detail={"error": why, "guardrail": self.guardrail_name})
+
+    async def async_post_call_streaming_iterator_hook(
+        self, user_api_key_dict: Any, response: Any, request_data: dict[str, Any]
+    ) -> AsyncGenerator[Any, None]:
+        """post_call on streams: hold back, check windows, end with a content_filter chunk on a block.
+        Chat completion streams and Responses API event streams are guarded alike."""
+        upstream = response.__aiter__()
+        try:
+            head = await upstream.__anext__()
+        except StopAsyncIteration:
+            return
+        source = _prepend(head, upstream)
+        if isinstance(head, (str, bytes)):  # a raw stream (/v1/messages and other endpoints it cannot read)
+            self._unread("this stream", stream=True)
+            kind = None
+        elif getattr(head, "choices", None) is not None:
+            kind = "chat"
+        elif str(getattr(getattr(head, "type", ""), "value", getattr(head, "type", ""))).startswith("response."):
+            kind = "responses"
+        else:
+            kind = "chat" if "messages" in request_data else "responses" if "input" in request_data else None
+        items = stream_async(_ProxyCall(self, kind, request_data, "post_call"), source) if kind else None
+        if items is None:
+            items = _passthrough(source)
+        first = True
+        try:
+            async for chunk in items:
+                if first:  # the proxy sends its headers with the first chunk: say what is known by now
+                    _stream_headers(response, request_data)
+                    first = False
+                yield chunk
+        finally:
+            await items.aclose()
+
+    async def async_post_call_response_headers_hook(
+        self,
+        data: dict[str, Any],
+        user_api_key_dict: Any,
+        response: Any,
+        request_headers: dict[str, str] | None = None,
+        litellm_call_info: dict[str, Any] | None = None,
+    ) -> dict[str, str] | None:
+        """``x-guardrail-*`` headers: the strongest action, the decision ids, categories, policy.
+
+        The proxy asks before a stream starts, but sends its headers with the stream's first chunk: when
+        one of these guardrails checks the stream (post_call), the answer waits for that first chunk
+        (``_stream_headers``), so the headers include what the stream's first check decided (a block
+        before anything was released reads ``block``, not ``allow``)."""
+        if not isinstance(data, dict):
+            return None
+        if hasattr(response, "__aiter__") and _stream_is_guarded(data):
+            return None
+        entries = _metadata(data).get(METADATA_KEY)
+        return headers(entries) if entries else None
+
+    async def async_logging_hook(
+        self, kwargs: dict[str, Any], result: Any, call_type: str
+    ) -> tuple[dict[str, Any], Any]:
+        """logging_only: check prompt and answer after the fact, for the audit log; change nothing."""
+        if self._kind(call_type) == "chat":
+            call, messages, text = self._logged(kwargs, result)
+            try:
+                await call.acheck_input(messages)
+                if text:
+                    await call.acheck_output(text, prompt=messages)
+            except Exception:  # never let a logging-only check break the request's logging
+                pass
+        return kwargs, result
+
+    def logging_hook(self, kwargs: dict[str, Any], result: Any, call_type: str) -> tuple[dict[str, Any], Any]:
+        if self._kind(call_type) == "chat":
+            call, messages, text = self._logged(kwargs, result)
+            try:
+                call.check_input(messages)
+                if text:
+                    call.check_output(text, prompt=messages)
+            except Exception:
+                pass
+        return kwargs, result
+
+    def _logged(self, kwargs: Mapping[str, Any], result: Any) -> tuple[Call, Any, str | None]:
+        response = (
+            kwargs.get("async_complete_streaming_response") or kwargs.get("complete_streaming_response") or result
+        )
+        texts = shapes.texts_of(response)
+        return Call(self.guard), kwargs.get("messages") or [], texts[0] if texts else None
+
+
+CONTEXT_HEADER = "x-guardrail-context"
+CONTEXT_METADATA_KEY = "guardrail_context"
+
+
+def proxy_context(data: Mapping[str, Any]) -> dict[str, str]:
+    """The routing context of a proxy request (policy ``routes:``), from three places, later ones winning:
+
+    1. the request header ``x-guardrail-context: tenant=acme, route=/chat`` (set by the caller);
+    2. the team's metadata ``guardrail_context: {...}``, plus ``team`` = the team id;
+    3. the virtual key's metadata ``guardrail_context: {...}``, plus ``key`` = the key alias.
+
+    Admin-set key and team metadata override the header, so a client cannot route itself to a laxer
+    policy by sending a header that contradicts what its key says.
+    """
+    md = _metadata(dict(data))
+    out: dict[str, str] = {}
+    headers = md.get("headers")
+    if not isinstance(headers, Mapping):
+        psr = data.get("proxy_server_request")
+        headers = psr.get("headers") if isinstance(psr, Mapping) else None
+    if isinstance(headers, Mapping):
+        raw = next((v for k, v in headers.items() if str(k).lower() == CONTEXT_HEADER), None)
+        if isinstance(raw, str):
+            for part in raw.split(","):
+                k, sep, v = part.partition("=")
+                if sep and k.strip() and v.strip():
+                    out[k.strip()] = v.strip()
+    for meta_key, id_key, name in (
+        ("user_api_key_team_metadata", "user_api_key_team_id", "team"),
+        ("user_api_key_metadata", "user_api_key_alias", "key"),
+    ):
+        ident = md.get(id_key)
+        if isinstance(ident, str) and ident:
+            out[name] = ident
+        meta = md.get(meta_key)
+        ctx = meta.get(CONTEXT_METADATA_KEY) if isinstance(meta, Mapping) else None
+        if isinstance(ctx, Mapping):
+            out.update({str(k): str(v) for k, v in ctx.items()})
+    return out
+
+
+def _metadata(data: dict[str, Any], *, create: bool = False) -> dict[str, Any]:
+    """The proxy's own metadata of a request: ``litellm_metadata`` where the route uses it (there
+    ``metadata`` is the provider's parameter and would be forwarded), else ``metadata``."""
+    key = "litellm_metadata" if isinstance(data.get("litellm_metadata"), dict) else "metadata"
+    found = data.get(key)
+    if isinstance(found, dict):
+        return found
+    created: dict[str, Any] = {}
+    if create:
+        data[key] = created
+    return created
+
+
+async def _prepend(head: Any, rest: Any) -> AsyncGenerator[Any, None]:
+    """``head`` (already read to tell the stream's kind), then the rest of the stream; closes it when done."""
+    try:
+        yield head
+        async for item in rest:
+            yield item
+    finally:
+        await aclose_quietly(rest)
+
+
+async def _passthrough(response: Any) -> AsyncGenerator[Any, None]:
+    async for item in response:
+        yield item
+
+
+def _stream_is_guarded(data: dict[str, Any]) -> bool:
+    """A GuardrailLiteLLM checks this streamed answer (its post_call iterator hook will run)."""
+    for cb in litellm.callbacks:
+        if isinstance(cb, GuardrailLiteLLM):
+            with contextlib.suppress(Exception):
+                if cb.should_run_guardrail(data=data, event_type=GuardrailEventHooks.post_call) is True:
+                    return True
+    return False
+
+
+def _stream_headers(response: Any, data: dict[str, Any]) -> None:
+    """Put the x-guardrail-* headers where the proxy reads a stream's headers when its first chunk is
+    ready (the stream's hidden ``additional_headers``); best effort: a proxy that reads them elsewhere
+    keeps the headers it asked for before the stream."""
+    entries = _metadata(data).get(METADATA_KEY)
+    hidden = getattr(response, "_hidden_params", None)
+    if entries and isinstance(hidden, dict):
+        extra = hidden.get("additional_headers")
+        if not isinstance(extra, dict):
+            extra = hidden["additional_headers"] = {}
+        extra.update(headers(entries))
+
+
+def _make_guard(policy: str | Mapping[str, Any] | None, fake_rules: Mapping[str, Mapping[str, float]] | None) -> Guard:
+    from guardrail.engine import Guard
+
+    source = policy if policy is not None else os.environ.get("GUARDRAIL_POLICY")
+    if fake_rules:
+        from guardrail.testing import FakeClassifier
+
+        return Guard(source, classifiers=FakeClassifier(rules=fake_rules))
+    return Guard(source)
