@@ -22,6 +22,7 @@ from guardrail.streaming import aclose_quietly
 
 from . import litellm_offline, shapes
 from ._core import GuardedCall, acheck_answer, stream_async
+from .proxy_request import metadata_of, proxy_context
 
 litellm_offline()  # before the first import of litellm: no price-map download
 import litellm  # noqa: E402  (imported only when this module is)
@@ -136,7 +137,7 @@ class GuardrailLiteLLM(CustomGuardrail):
     def record(self, data: dict[str, Any], d: Decision, hook: str) -> None:
         """Put the decision in the request metadata (headers, spend logs) and the proxy's guardrail log."""
         entry = {"guardrail": self.guardrail_name, "hook": hook, **d.to_dict(include_text=False), **summary(d)}
-        _metadata(data, create=True).setdefault(METADATA_KEY, []).append(entry)
+        metadata_of(data, create=True).setdefault(METADATA_KEY, []).append(entry)
         status = "success" if d.allowed else "guardrail_intervened"
         with contextlib.suppress(Exception):  # logging must never change the traffic
             self.add_standard_logging_guardrail_information_to_request_data(
@@ -284,7 +285,7 @@ class GuardrailLiteLLM(CustomGuardrail):
             return None
         if hasattr(response, "__aiter__") and _stream_is_guarded(data):
             return None
-        entries = _metadata(data).get(METADATA_KEY)
+        entries = metadata_of(data).get(METADATA_KEY)
         return headers(entries) if entries else None
 
     async def async_logging_hook(
@@ -320,60 +321,6 @@ class GuardrailLiteLLM(CustomGuardrail):
         return Call(self.guard), kwargs.get("messages") or [], texts[0] if texts else None
 
 
-CONTEXT_HEADER = "x-guardrail-context"
-CONTEXT_METADATA_KEY = "guardrail_context"
-
-
-def proxy_context(data: Mapping[str, Any]) -> dict[str, str]:
-    """The routing context of a proxy request (policy ``routes:``), from three places, later ones winning:
-
-    1. the request header ``x-guardrail-context: tenant=acme, route=/chat`` (set by the caller);
-    2. the team's metadata ``guardrail_context: {...}``, plus ``team`` = the team id;
-    3. the virtual key's metadata ``guardrail_context: {...}``, plus ``key`` = the key alias.
-
-    Admin-set key and team metadata override the header, so a client cannot route itself to a laxer
-    policy by sending a header that contradicts what its key says.
-    """
-    md = _metadata(dict(data))
-    out: dict[str, str] = {}
-    headers = md.get("headers")
-    if not isinstance(headers, Mapping):
-        psr = data.get("proxy_server_request")
-        headers = psr.get("headers") if isinstance(psr, Mapping) else None
-    if isinstance(headers, Mapping):
-        raw = next((v for k, v in headers.items() if str(k).lower() == CONTEXT_HEADER), None)
-        if isinstance(raw, str):
-            for part in raw.split(","):
-                k, sep, v = part.partition("=")
-                if sep and k.strip() and v.strip():
-                    out[k.strip()] = v.strip()
-    for meta_key, id_key, name in (
-        ("user_api_key_team_metadata", "user_api_key_team_id", "team"),
-        ("user_api_key_metadata", "user_api_key_alias", "key"),
-    ):
-        ident = md.get(id_key)
-        if isinstance(ident, str) and ident:
-            out[name] = ident
-        meta = md.get(meta_key)
-        ctx = meta.get(CONTEXT_METADATA_KEY) if isinstance(meta, Mapping) else None
-        if isinstance(ctx, Mapping):
-            out.update({str(k): str(v) for k, v in ctx.items()})
-    return out
-
-
-def _metadata(data: dict[str, Any], *, create: bool = False) -> dict[str, Any]:
-    """The proxy's own metadata of a request: ``litellm_metadata`` where the route uses it (there
-    ``metadata`` is the provider's parameter and would be forwarded), else ``metadata``."""
-    key = "litellm_metadata" if isinstance(data.get("litellm_metadata"), dict) else "metadata"
-    found = data.get(key)
-    if isinstance(found, dict):
-        return found
-    created: dict[str, Any] = {}
-    if create:
-        data[key] = created
-    return created
-
-
 async def _prepend(head: Any, rest: Any) -> AsyncGenerator[Any, None]:
     """``head`` (already read to tell the stream's kind), then the rest of the stream; closes it when done."""
     try:
@@ -403,7 +350,7 @@ def _stream_headers(response: Any, data: dict[str, Any]) -> None:
     """Put the x-guardrail-* headers where the proxy reads a stream's headers when its first chunk is
     ready (the stream's hidden ``additional_headers``); best effort: a proxy that reads them elsewhere
     keeps the headers it asked for before the stream."""
-    entries = _metadata(data).get(METADATA_KEY)
+    entries = metadata_of(data).get(METADATA_KEY)
     hidden = getattr(response, "_hidden_params", None)
     if entries and isinstance(hidden, dict):
         extra = hidden.get("additional_headers")
