@@ -25,6 +25,7 @@ from guardrail.streaming import StreamGuard, aclose_quietly, arelay, close_quiet
 from . import shapes
 from ._streams import ChatStream, ResponsesStream
 from .actions import edit_actions, mask_and_restore
+from .answer_text import _get
 from .conversations import Conversations, joined
 from .json_edits import duplicate_keys, edit_json_text, mask_json_text
 from .request_shapes import Kind, input_payload, rewritten
@@ -32,10 +33,6 @@ from .request_shapes import Kind, input_payload, rewritten
 __all__ = ["AsyncGuardedStream", "GuardedCall", "GuardedStream", "call_async", "call_sync"]
 
 T = TypeVar("T")
-
-
-def _get(obj: Any, key: str) -> Any:
-    return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
 
 
 class GuardedCall:
@@ -149,7 +146,7 @@ class GuardedCall:
             elif self.restore_map:
                 own = text_map if d.action is Action.REWRITE else {}
                 new = self._restored(new, {k: v for k, v in self.restore_map.items() if own.get(k, v) == v})
-            cut = _finish_reason(result, i) == "length" or shapes._get(result, "status") == "incomplete"
+            cut = _finish_reason(result, i) == "length" or _get(result, "status") == "incomplete"
             if self.json_text and new != original and not reasons.get(i) and not cut and not _is_json(new):
                 # a document the caller parses that the check left unparseable (a replacing message, a value
                 # masked where only a number fits): stopped as a block is, never handed on broken. What upstream
@@ -360,5 +357,5 @@ def _is_json(text: str) -> bool:
 
 
 def _finish_reason(result: Any, index: int) -> Any:
-    choices = shapes._get(result, "choices")
-    return shapes._get(choices[index], "finish_reason") if isinstance(choices, list) and index < len(choices) else None
+    choices = _get(result, "choices")
+    return _get(choices[index], "finish_reason") if isinstance(choices, list) and index < len(choices) else None

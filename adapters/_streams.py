@@ -22,6 +22,7 @@ from guardrail.decision import Decision
 from guardrail.streaming import Release, StreamGuard
 
 from . import actions, audio, shapes
+from .answer_text import _get, unescape_json
 from .restorer import Restorer
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ class _StreamState:
             return window
         start = max(0, self._actions_checked - _ACTION_CONTEXT)
         self._actions_checked = len(self.actions)
-        actions = shapes.unescape_json(self.actions[start:])
+        actions = unescape_json(self.actions[start:])
         return f"{window}\n{actions}" if window else actions
 
     def _drain(self, items: list[Any]) -> Iterator[Any]:
@@ -141,7 +142,7 @@ class ChatStream(_StreamState):
         delta = merged.choices[0].delta
 
         def read() -> str:
-            return shapes.unescape_json(shapes.actions_text(delta))
+            return unescape_json(shapes.actions_text(delta))
 
         own = actions.own_redaction(read(), sg.redact_entities, sg.written, taken)
         apply = lambda edit, masking: actions.edit_message(delta, edit, masking=masking)  # noqa: E731
@@ -170,7 +171,7 @@ _ACTION_DONE = {
 
 
 def _text_part(part: Any) -> bool:
-    return shapes._get(part, "type") in (None, "output_text")
+    return _get(part, "type") in (None, "output_text")
 
 
 def _lifecycle_or_message(event: Any) -> bool:
@@ -180,7 +181,7 @@ def _lifecycle_or_message(event: Any) -> bool:
     if kind in ("response.created", "response.in_progress", "response.queued"):
         return True
     if kind == "response.output_item.added":
-        return bool(shapes._get(getattr(event, "item", None), "type") == "message")
+        return bool(_get(getattr(event, "item", None), "type") == "message")
     # a text part's frame, never a done event (it repeats the blocked text) or a refusal part
     return kind == "response.content_part.added" and _text_part(getattr(event, "part", None))
 
@@ -219,14 +220,12 @@ class ResponsesStream(_StreamState):
             self.streamed[item_id] = self.streamed.get(item_id, "") + event.delta
         elif kind in _ACTION_DONE:  # an action no delta streamed (or streamed otherwise) is checked whole
             self._whole(item_id, next((getattr(event, a, None) for a in _ACTION_DONE[kind]), None))
-        elif (
-            kind.startswith("response.content_part.") and shapes._get(getattr(event, "part", None), "type") == "refusal"
-        ):
-            self._whole(item_id, shapes._get(event.part, "refusal"))  # a refusal part's text, carried by its frames
-        elif kind == "response.output_item.done" and shapes._get(getattr(event, "item", None), "type") != "message":
+        elif kind.startswith("response.content_part.") and _get(getattr(event, "part", None), "type") == "refusal":
+            self._whole(item_id, _get(event.part, "refusal"))  # a refusal part's text, carried by its frames
+        elif kind == "response.output_item.done" and _get(getattr(event, "item", None), "type") != "message":
             item = event.item  # any tool item, whole: what its deltas did not already show is checked here
             whole = shapes.item_action_text(item)
-            done_id = str(shapes._get(item, "id") or "")
+            done_id = str(_get(item, "id") or "")
             if whole and not (self.streamed.get(done_id) and self.streamed[done_id] in whole):
                 self.actions += "\n" + whole
         elif kind == "response.output_item.added" and getattr(getattr(event, "item", None), "type", "") != "message":
@@ -242,7 +241,7 @@ class ResponsesStream(_StreamState):
         if getattr(event, "response", None) is not None and kind in ("response.created", "response.in_progress"):
             self.base = event.response
             self.gc.answered(event.response)  # a later request may continue from it
-        tool = shapes._get(getattr(event, "item", None), "type") not in ("message", "reasoning")
+        tool = _get(getattr(event, "item", None), "type") not in ("message", "reasoning")
         if self.hold is None and kind == "response.output_item.added" and tool:
             self.hold = event
         self.pending.append((self.fed, event))
@@ -368,13 +367,13 @@ class ResponsesStream(_StreamState):
     def _text_parts(self, event: Any, kind: str) -> list[tuple[Any, str, str]]:
         """The output_text parts a done event carries: (part, its text, the text released for it)."""
         item = getattr(event, "item", None)
-        item_id = str(getattr(event, "item_id", None) or shapes._get(item, "id") or "")
+        item_id = str(getattr(event, "item_id", None) or _get(item, "id") or "")
         if kind == "response.output_text.done":
             parts = [event]
         elif kind == "response.content_part.done":
             parts = [getattr(event, "part", None)]
         else:
-            parts = list(shapes._get(item, "content") or [])
+            parts = list(_get(item, "content") or [])
         out = []
         for i, part in enumerate(parts):
             text = getattr(part, "text", None) if not isinstance(part, dict) else part.get("text")

@@ -21,8 +21,8 @@ from typing import Any
 from guardrail.classifiers.patterns import placeholders, redact, renumbered, restore
 from guardrail.revealed import entity_spans
 
+from .answer_text import _ACTIONS, _ITEM_PLUMBING, _get, _is_message, _put, item_action_text, unescape_json
 from .json_edits import Edit, edit_field, edited, redactor
-from .shapes import _ACTIONS, _ITEM_PLUMBING, _get, _is_message, _put, item_action_text, unescape_json
 
 __all__ = [
     "edit_actions",

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from .actions import mask_and_restore, own_redaction, without_fields
+from .answer_text import _ACTIONS, _get, _put, unescape_json
 from .json_edits import Edit
-from .shapes import _ACTIONS, _get, _put, unescape_json
 
 __all__ = ["edit_held_audio", "has_audio", "only_audio", "without_audio"]
 

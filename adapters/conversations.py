@@ -24,8 +24,8 @@ from typing import Any
 
 from guardrail.classifiers.patterns import renumbered, restore
 
+from .answer_text import _get
 from .json_edits import edited
-from .shapes import _get
 
 __all__ = ["Conversations", "joined"]
 

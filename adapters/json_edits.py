@@ -18,7 +18,7 @@ from typing import Any
 from guardrail.classifiers.patterns import redact
 from guardrail.revealed import entity_spans
 
-from .shapes import _ITEM_PLUMBING, _get, _put, unescape_json
+from .answer_text import _ITEM_PLUMBING, _get, _put, unescape_json
 
 __all__ = ["Edit", "duplicate_keys", "edit_field", "edit_json_text", "edited", "mask_json_text", "redactor"]
 

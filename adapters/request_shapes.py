@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from . import shapes
-from .shapes import _get
+from .answer_text import _get
 
 __all__ = ["Kind", "Source", "input_payload", "rewritten"]
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from guardrail.call import CONTENT_FILTER
 
-from . import shapes
+from .answer_text import unescape_json
 
 __all__ = ["Structured"]
 
@@ -99,7 +99,7 @@ class Structured:
                 try:
                     setattr(holder, name, json.dumps(json.loads(text), ensure_ascii=False))
                 except (ValueError, RecursionError):
-                    setattr(holder, name, shapes.unescape_json(text))
+                    setattr(holder, name, unescape_json(text))
         return result
 
     def parsed(self, result: Any) -> Any:
