@@ -54,7 +54,6 @@ class GuardedCall:
         self.conversations = conversations
         self.known = conversations.known(self.kwargs) if conversations is not None else {}
         self.sent = dict(self.known)
-        self.restore_map: dict[str, str] = dict(self.known) if restore else {}  # and the input's redactions
         self.stream = bool(self.kwargs.get("stream"))
         self.model: str | None = self.kwargs.get("model")
         # the answer's text is a JSON document the caller parses (structured outputs): restored value by value,
@@ -79,8 +78,12 @@ class GuardedCall:
             rewritten(self.kind, self.kwargs, self._sources, messages)
             self.prompt = messages
             self.sent.update(redactions)
-        if self.restore:
-            self.restore_map = dict(self.sent)
+
+    @property
+    def restore_map(self) -> dict[str, str]:
+        """What ``restore=True`` puts back: every value the conversation masked, this request's input redactions and
+        a server-side conversation's earlier ones (``sent``)."""
+        return self.sent if self.restore else {}
 
     def answered(self, response: Any) -> None:
         """The provider's answer has an id a later request may continue from: remember what this one sent."""

@@ -5,7 +5,7 @@ A value written encoded (base64, hex), spaced apart or reversed is found in the 
 stream's release, an answer's calls and the logs all ask here, so none sends what another would mask.
 
 The entities asked for are looked for before overlaps are resolved: with only e-mail redacted, an address in a
-base64 token after ``password=`` is the e-mail, not part of a key no rule masks.
+base64 token after ``token: `` is the e-mail, not part of a key no rule masks.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from guardrail.classifiers.patterns import Span, find_entities
 from guardrail.normalize import Form, forms
 
-__all__ = ["Reading", "entity_spans", "merge_spans", "spans_and_readings"]
+__all__ = ["Reading", "entity_spans", "spans_and_readings"]
 
 Reading = tuple[Form, list[Span]]  # a reading of the text and the entities found in it, at its own offsets
 
@@ -40,7 +40,7 @@ def spans_and_readings(text: str, entities: Iterable[str] | None = None) -> tupl
         else:
             revealed = find_entities(form.text)
             scored.append((form, revealed))
-            every = merge_spans(text, every, revealed, form)
+            every = _merge(text, every, revealed, form)
     return (every if wanted is None else _spans(text, wanted, readings)), scored
 
 
@@ -50,11 +50,11 @@ def _spans(text: str, entities: frozenset[str] | None, readings: Sequence[Form])
     spans = find_entities(text, entities)
     for form in readings:
         if form.text != text:
-            spans = merge_spans(text, spans, find_entities(form.text, entities), form)
+            spans = _merge(text, spans, find_entities(form.text, entities), form)
     return spans
 
 
-def merge_spans(text: str, spans: list[Span], revealed: Sequence[Span], form: Form) -> list[Span]:
+def _merge(text: str, spans: list[Span], revealed: Sequence[Span], form: Form) -> list[Span]:
     """``spans`` of ``text``, plus the spans found in one of its readings, mapped back to ``text``
     (where they overlap none already found)."""
     out = sorted(spans, key=lambda x: x.start)

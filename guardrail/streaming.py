@@ -159,11 +159,10 @@ class StreamGuard:
                     end = sp.end if final else sp.start
             if end <= self.released:
                 return ""
-            # Redacting the whole released prefix each time, with the spans already sent kept as they were sent,
-            # keeps placeholders stable across segments (numbering is by first appearance, and the same value
-            # keeps its placeholder) and never changes what went out.
+            # The whole released prefix is redacted each time with the spans and placeholders already sent kept as
+            # they were sent (a placeholder the model writes later must not renumber them): what went out never
+            # changes, and the same value keeps its placeholder.
             self._sent += [sp for sp in spans if sp.end <= end]
-            # the placeholders already sent are kept (a placeholder the model writes later must not renumber them)
             sent = {**self.known, **self._replacements}
             red, self._replacements = redact(self.buffer[:end], self._sent, reserved=self.reserved, known=sent)
             text = red[self._out_len :]
