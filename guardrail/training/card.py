@@ -139,7 +139,7 @@ def write_card(folder: Path, summary: dict[str, Any], extra_sections: str = "") 
         f"unsafe AUPRC fp32 {p['unsafe_auprc_fp32']:.4f} → int8 {p['unsafe_auprc_int8']:.4f}.",
         "",
         "## Training data",
-        "Label mappings are written in code (guardrail/training/sources.py); per-row categories of the unlabelled",
+        "Label mappings are written in code (guardrail/training/sources_*.py); per-row categories of the unlabelled",
         "harmful pools (AdvBench, Safety-Tuned LLaMAs, MaliciousInstruct, GPTFuzzer questions, Do-Not-Answer,",
         "ToxicChat toxic rows, CoCoNot, StrongREJECT, BeaverTails) were assigned by the project's own review",
         "(guardrail/training/labels/, keyed by text hash). **Authored** rows are the project's own writing",
