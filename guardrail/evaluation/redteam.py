@@ -237,9 +237,6 @@ def default_judge(guard: Guard, harmful_threshold: float | None = None) -> Judge
     return Judge(guard, harmful, defaults.get("refusal", DEFAULT_THRESHOLD))
 
 
-# ------------------------------------------------------------------------------------------ reporting
-
-
 # ---------------------------------------------------------------------------------------------- CLI
 
 
