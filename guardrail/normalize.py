@@ -134,6 +134,8 @@ _XESC = re.compile(r"(?:\\x[0-9A-Fa-f]{2}){4,}")
 # arguments is decoded on its own, so what it reveals is masked inside that string)
 _TOKEN = re.compile(r"""[^\s"'<>()\[\]{},]+""")
 _PCT_ESC = re.compile(r"%[0-9A-Fa-f]{2}")
+# an address's "@" written as its one escape ("to=bob%40example.com", the usual form in a query string)
+_PCT_AT = re.compile(r"(?<=[\w.+-])%40(?=[A-Za-z0-9][\w-]*(?:\.[\w-]+)*\.[A-Za-z]{2,})")
 _RUN = re.compile(r"\S+")
 
 
@@ -176,9 +178,14 @@ def _hex(m: re.Match[str]) -> str | None:
 
 def _pct_in(text: str) -> Callable[[re.Match[str]], str | None]:
     """The URL-encoded token decoder for ``text``: a token is decoded when the run between spaces it sits in has two
-    escapes or more (one alone reads too often as a plain "%20"), so each piece of a run parted by commas or
-    brackets ("bob%40x.com,carol%40y.com") is decoded on its own."""
-    runs = [(r.start(), r.end()) for r in _RUN.finditer(text) if len(_PCT_ESC.findall(r.group())) >= 2]
+    escapes or more (one alone reads too often as a plain "%20"), or one that is an address's "@"
+    ("?to=bob%40example.com"), so each piece of a run parted by commas or brackets ("bob%40x.com,carol%40y.com") is
+    decoded on its own."""
+    runs = [
+        (r.start(), r.end())
+        for r in _RUN.finditer(text)
+        if len(_PCT_ESC.findall(r.group())) >= 2 or _PCT_AT.search(r.group())
+    ]
     starts = [a for a, _ in runs]
 
     def decode(m: re.Match[str]) -> str | None:

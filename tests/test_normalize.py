@@ -215,3 +215,24 @@ def test_url_encoded_addresses_parted_by_commas_or_brackets_are_each_read() -> N
         assert "carol%40y.com" in d.redactions.values() and "%40" not in d.text, text
     assert g.check_output("a 100%25 rise").action is Action.ALLOW  # one escape alone is not decoded
     g.close()
+
+
+@pytest.mark.parametrize("text", ["unsubscribe: https://news.example/u?to=bob%40example.com", "bob%40example.co.uk",
+                                  '{"to": "bob%40example.com"}', "mailto:bob.smith%40mail.example.org?subject=hi"])
+def test_an_address_whose_at_is_its_one_escape_is_masked(text: str) -> None:
+    """The usual URL-encoded address has one escape, its "@" ("?to=bob%40example.com"); one escape did not count
+    as URL-encoded (a plain "100%25" is not), so the address went out as written."""
+    g = Guard({"version": 1, "name": "t", "output": {"rules": [{"category": "pii", "action": "redact",
+              "entities": ["email"]}]}}, classifiers=FakeClassifier())  # fmt: skip
+    d = g.check_output(text)
+    assert d.action is Action.REWRITE and "%40" not in d.text and "bob" not in d.text, (text, d.text)
+    g.close()
+
+
+@pytest.mark.parametrize("text", ["a 50%40 mix", "grew 3%40x", "%40", "100%40 of them"])
+def test_a_lone_percent_40_that_is_no_address_is_left_alone(text: str) -> None:
+    g = Guard({"version": 1, "name": "t", "output": {"rules": [{"category": "pii", "action": "redact",
+              "entities": ["email"]}]}}, classifiers=FakeClassifier())  # fmt: skip
+    d = g.check_output(text)
+    assert d.text == text or d.action is Action.ALLOW, (text, d.text)
+    g.close()

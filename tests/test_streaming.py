@@ -275,6 +275,7 @@ ENCODED_ADDRESSES = {
     "spaced hex": "62 6f 62 40 65 78 61 6d 70 6c 65 2e 63 6f 6d",
     "spaced": "b o b @ e x a m p l e . c o m",
     "long spaced": " ".join("christopher.alexander.robinson@university-example.com"),
+    "url-encoded @": "bob%40example.com",
 }
 
 

@@ -79,3 +79,10 @@ def stl_eval(root: Path) -> Iterator[Example]:
                 "benign-scary" if name == "I-PhysicalSafetySafe" else ("ordinary" if name == "I-Alpaca" else "harmful")
             )
             yield Example(text, dict(labels), f"stl-{name}", kind=kind)
+
+
+def multilingual_benign(root: Path) -> Iterator[Example]:
+    """Benign questions and commands in 23 languages (exam, reading-comprehension, voice-assistant): the
+    negatives that stop the model reading "not English" as "harmful"; ``ordinary`` for jailbreak FPR."""
+    for r in jsonl_rows(root / "multilingual-benign/prompts.jsonl.gz"):
+        yield Example(r["text"], benign(), "multilingual-benign", kind="ordinary", meta={"lang": r["lang"]})

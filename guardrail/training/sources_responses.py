@@ -7,8 +7,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from guardrail.training.examples import Example, benign, text_key
-from guardrail.training.source_io import csv_rows, jsonl_rows, reviewed_labels
+from guardrail.training.examples import Example, text_key
+from guardrail.training.source_io import csv_rows, reviewed_labels
 
 # --- responses ---------------------------------------------------------------------------------
 
@@ -64,10 +64,3 @@ def safetext(root: Path) -> Iterator[Example]:
             yield Example(a, {"harmful_response": 0.0, "unsafe": 0.0}, "safetext", "output", prompt, group=f"st-{i}")
         for a in adv["unsafe"]:
             yield Example(a, {"unsafe": 1.0}, "safetext", "output", prompt, group=f"st-{i}")
-
-
-def multilingual_benign(root: Path) -> Iterator[Example]:
-    """Benign questions and commands in 23 languages (exam, reading-comprehension, voice-assistant): the
-    negatives that stop the model reading "not English" as "harmful"; ``ordinary`` for jailbreak FPR."""
-    for r in jsonl_rows(root / "multilingual-benign/prompts.jsonl.gz"):
-        yield Example(r["text"], benign(), "multilingual-benign", kind="ordinary", meta={"lang": r["lang"]})
