@@ -235,8 +235,14 @@ def _decode(text: str, spans: OffsetMap | None) -> tuple[str, OffsetMap | None, 
 # single letters joined by one and the same mark ("b.o.m.b", "k-i-l-l"), or by single spaces between
 # whitespace ("h o w  t o": two spaces part the words)
 _DOTTED = re.compile(r"(?<![^\W_])[^\W\d_]([.\-_*·•|/])(?:[^\W\d_]\1)*[^\W\d_](?![^\W_])")
-# three or more ("j o h n . d o e @ ..."), or two between double spaces ("h o w  d o  y o u")
-_SPACED = re.compile(r"(?<!\S)[^\W\d_](?: \S){2,}(?!\S)|(?:^|(?<=  ))[^\W\d_] \S(?=  \S|$)")
+# three or more ("j o h n . d o e @ ..."), or two between double spaces ("h o w  d o  y o u"). A spaced address may
+# also sit in brackets or quotes or end a sentence ("(b o b @ x . c o m)."): read between spaces only, its first and
+# last letters stayed outside the reading and outside what was masked. Only an address gets that wider edge: code
+# ("i = 0;") would otherwise read as spaced letters too
+_SPACED = re.compile(
+    r"""(?<![^\s(\[{"'<])[^\W\d_](?: [^\s@])* @(?: \S){2,}(?![^\s)\]}"'>.,;:!?])"""
+    r"|(?<!\S)[^\W\d_](?: \S){2,}(?!\S)|(?:^|(?<=  ))[^\W\d_] \S(?=  \S|$)"
+)
 _SPACES = re.compile(r"(?<=\S)  +(?=\S)")
 
 

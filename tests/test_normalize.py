@@ -217,8 +217,15 @@ def test_url_encoded_addresses_parted_by_commas_or_brackets_are_each_read() -> N
     g.close()
 
 
-@pytest.mark.parametrize("text", ["unsubscribe: https://news.example/u?to=bob%40example.com", "bob%40example.co.uk",
-                                  '{"to": "bob%40example.com"}', "mailto:bob.smith%40mail.example.org?subject=hi"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "unsubscribe: https://news.example/u?to=bob%40example.com",
+        "bob%40example.co.uk",
+        '{"to": "bob%40example.com"}',
+        "mailto:bob.smith%40mail.example.org?subject=hi",
+    ],
+)
 def test_an_address_whose_at_is_its_one_escape_is_masked(text: str) -> None:
     """The usual URL-encoded address has one escape, its "@" ("?to=bob%40example.com"); one escape did not count
     as URL-encoded (a plain "100%25" is not), so the address went out as written."""
@@ -235,4 +242,27 @@ def test_a_lone_percent_40_that_is_no_address_is_left_alone(text: str) -> None:
               "entities": ["email"]}]}}, classifiers=FakeClassifier())  # fmt: skip
     d = g.check_output(text)
     assert d.text == text or d.action is Action.ALLOW, (text, d.text)
+    g.close()
+
+
+SPACED_BESIDE_PUNCTUATION = [
+    "write to (b o b @ e x a m p l e . c o m) now",
+    "write to b o b @ e x a m p l e . c o m.",
+    "mail: b o b @ e x a m p l e . c o m, thanks",
+    '"b o b @ e x a m p l e . c o m"',
+    "[b o b @ x . i o]!",
+]
+
+
+@pytest.mark.parametrize("text", SPACED_BESIDE_PUNCTUATION)
+def test_a_spaced_address_in_brackets_quotes_or_before_a_full_stop_is_masked_whole(text: str) -> None:
+    """The spaced reading started and ended only at whitespace, so beside a bracket, a quote or a full stop it
+    joined the letters from the second to the one before last: the first and last went out beside the placeholder
+    ("(b <EMAIL_1> m)"), and a short domain ("x . i o") was not read as an address at all."""
+    g = Guard({"version": 1, "name": "t", "output": {"rules": [{"category": "pii", "action": "redact",
+              "entities": ["email"]}]}}, classifiers=FakeClassifier())  # fmt: skip
+    d = g.check_output(text)
+    start = text.index("b o b")
+    end = max(text.rindex("c o m") + 5 if "c o m" in text else 0, text.rindex("i o") + 3 if "i o" in text else 0)
+    assert d.text == text[:start] + "<EMAIL_1>" + text[end:], (text, d.text)
     g.close()

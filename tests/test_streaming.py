@@ -303,6 +303,26 @@ def test_an_address_the_check_reads_decoded_is_masked_in_a_stream_too(
     assert same(results["sync"][0], results["async"][0])
 
 
+@pytest.mark.parametrize(("every", "holdback"), [(1, 0), (7, 10), (40, 80)])
+def test_a_spaced_address_in_brackets_is_masked_whole_in_a_stream(
+    stub_server: StubServer, every: int, holdback: int
+) -> None:
+    """Beside a bracket the spaced reading joined only the inner letters, so "(b <EMAIL_1> m)" went out."""
+    text = "Write to (b o b @ e x a m p l e . c o m) before Friday, and copy the team so that everyone knows."
+    guard = make_guard(check_every=every, holdback=holdback)
+    try:
+        results = run_both(guard, stub_server, split(text, set(range(3, len(text), 5))))
+        whole = guard.check_output(text)
+    finally:
+        guard.close()
+        stub_server.reset()
+    assert whole.text == "Write to (<EMAIL_1>) before Friday, and copy the team so that everyone knows."
+    for chunks, exc in results.values():
+        assert exc is None
+        assert content(chunks) == whole.text
+    assert same(results["sync"][0], results["async"][0])
+
+
 def test_a_long_stream_keeps_what_it_sent_masked_as_sent() -> None:
     """Past 50,000 characters the readings are no longer computed over the whole text, so an address masked near the
     start stopped being a span, and the text released after it was sent a second time."""
