@@ -132,10 +132,14 @@ _HEX = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{16,}|(?:[0-9A-Fa-f]{2}[ :]){7
 _XESC = re.compile(r"(?:\\x[0-9A-Fa-f]{2}){4,}")
 # a URL-encoded token: a run between spaces, quotes, brackets and commas (a URL inside a JSON string or a call's
 # arguments is decoded on its own, so what it reveals is masked inside that string)
-_TOKEN = re.compile(r"""[^\s"'<>()\[\]{},]+""")
+# A token's closing punctuation (". ! ? ; :") stays outside it, so "write to bob%40x.com." keeps its full stop (the
+# lookahead-and-backreference takes a run of such marks whole, as an atomic group would: linear on long runs)
+_TOKEN = re.compile(
+    r"""[^\s"'<>()\[\]{},.!?;:](?:[^\s"'<>()\[\]{},.!?;:]|(?=([.!?;:]+))\1(?=[^\s"'<>()\[\]{},.!?;:]))*"""
+)
 _PCT_ESC = re.compile(r"%[0-9A-Fa-f]{2}")
 # an address's "@" written as its one escape ("to=bob%40example.com", the usual form in a query string)
-_PCT_AT = re.compile(r"(?<=[\w.+-])%40(?=[A-Za-z0-9][\w-]*(?:\.[\w-]+)*\.[A-Za-z]{2,})")
+_PCT_AT = re.compile(r"(?<=[\w.+-])%(?:25)?40(?=[A-Za-z0-9][\w-]*(?:\.[\w-]+)*\.[A-Za-z]{2,})")  # or "%2540"
 _RUN = re.compile(r"\S+")
 
 
@@ -205,8 +209,14 @@ def _pct(tok: str) -> str | None:
     try:
         out = unquote(tok, errors="strict")
     except UnicodeDecodeError:
-        return None
-    return f" {out} " if out.replace("\n", " ").isprintable() else None
+        out = unquote(tok, errors="replace")
+        if "@" not in out:
+            return None
+    if out.replace("\n", " ").isprintable():
+        return f" {out} "
+    if "@" in out:  # an address beside a bad escape ("?to=bob%40x.com&sig=%FF%00") is still read, the rest marked
+        return " " + "".join(c if c.isprintable() else "\ufffd" for c in out.replace("\n", " ")) + " "
+    return None
 
 
 def _decode(text: str, spans: OffsetMap | None) -> tuple[str, OffsetMap | None, bool]:
@@ -236,11 +246,13 @@ def _decode(text: str, spans: OffsetMap | None) -> tuple[str, OffsetMap | None, 
 # whitespace ("h o w  t o": two spaces part the words)
 _DOTTED = re.compile(r"(?<![^\W_])[^\W\d_]([.\-_*·•|/])(?:[^\W\d_]\1)*[^\W\d_](?![^\W_])")
 # three or more ("j o h n . d o e @ ..."), or two between double spaces ("h o w  d o  y o u"). A spaced address may
-# also sit in brackets or quotes or end a sentence ("(b o b @ x . c o m)."): read between spaces only, its first and
-# last letters stayed outside the reading and outside what was masked. Only an address gets that wider edge: code
-# ("i = 0;") would otherwise read as spaced letters too
+# also sit in brackets, quotes or markdown marks, or end a sentence ("(b o b @ x . c o m).", "**b o b @ ...**"): read
+# between spaces only, its first and last letters stayed outside the reading and outside what was masked. An opening
+# mark counts only where a word does not end just before it ("Here's b o b @ ..." keeps its "s"), and only an address
+# gets that wider edge: code ("i = 0;") would otherwise read as spaced letters too
 _SPACED = re.compile(
-    r"""(?<![^\s(\[{"'<])[^\W\d_](?: [^\s@])* @(?: \S){2,}(?![^\s)\]}"'>.,;:!?])"""
+    r"""(?:(?<!\S)|(?<=[(\[{"'<“‘*_`])(?<!\w[(\[{"'<“‘*_`]))[^\W\d_](?: [^\s@])* @(?: \S){2,}"""
+    r"""(?![^\s)\]}"'>.,;:!?”’*_`…/-])"""
     r"|(?<!\S)[^\W\d_](?: \S){2,}(?!\S)|(?:^|(?<=  ))[^\W\d_] \S(?=  \S|$)"
 )
 _SPACES = re.compile(r"(?<=\S)  +(?=\S)")
