@@ -29,7 +29,7 @@ import bisect
 import codecs
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from guardrail.readability import Readings, looks_english
 
@@ -53,17 +53,24 @@ class OffsetMap:
     """Where each character of a transformed text came from: a few segments (one per change), not one
     entry per character, chained to the map of the text it was transformed from."""
 
-    segs: tuple[_Seg, ...]
+    segs: tuple[_Seg, ...]  # in order of the transformed text, none overlapping
     parent: OffsetMap | None = None
     reverse_of: int | None = None  # this text is the reverse of a text of that length
+    # where each segment ends, to find the first one a span touches by bisection: mapping every span by a scan of all
+    # segments was quadratic on a text with thousands of decoded pieces
+    _ends: tuple[int, ...] = field(default=(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_ends", tuple(seg.out_end for seg in self.segs))
 
     def _one(self, start: int, end: int) -> tuple[int, int]:
         if self.reverse_of is not None:
             return self.reverse_of - end, self.reverse_of - start
         lo, hi = None, None
-        for seg in self.segs:
-            if seg.out_end <= start or seg.out >= end:
-                continue
+        for k in range(bisect.bisect_right(self._ends, start), len(self.segs)):
+            seg = self.segs[k]
+            if seg.out >= end:
+                break
             if seg.linear:
                 a = seg.src + max(start, seg.out) - seg.out
                 b = seg.src + min(end, seg.out_end) - seg.out
@@ -246,13 +253,14 @@ def _decode(text: str, spans: OffsetMap | None) -> tuple[str, OffsetMap | None, 
 # whitespace ("h o w  t o": two spaces part the words)
 _DOTTED = re.compile(r"(?<![^\W_])[^\W\d_]([.\-_*·•|/])(?:[^\W\d_]\1)*[^\W\d_](?![^\W_])")
 # three or more ("j o h n . d o e @ ..."), or two between double spaces ("h o w  d o  y o u"). A spaced address may
-# also sit in brackets, quotes or markdown marks, or end a sentence ("(b o b @ x . c o m).", "**b o b @ ...**"): read
-# between spaces only, its first and last letters stayed outside the reading and outside what was masked. An opening
-# mark counts only where a word does not end just before it ("Here's b o b @ ..." keeps its "s"), and only an address
-# gets that wider edge: code ("i = 0;") would otherwise read as spaced letters too
+# also sit in brackets, quotes or a markdown mark, or end a sentence ("(b o b @ x . c o m).", "*b o b @ ...*"): read
+# between spaces only, its first and last letters stayed outside the reading and outside what was masked. One opening
+# mark counts, after a space or at the start ("Here's b o b @ ..." keeps its "s"; a stream holds back a word of one or
+# two characters, so "**b" would go out before it is read); "-" and "_" do not end it, since an address never ends in
+# them; and only an address gets that wider edge: code ("i = 0;") would otherwise read as spaced letters too
 _SPACED = re.compile(
-    r"""(?:(?<!\S)|(?<=[(\[{"'<“‘*_`])(?<!\w[(\[{"'<“‘*_`]))[^\W\d_](?: [^\s@])* @(?: \S){2,}"""
-    r"""(?![^\s)\]}"'>.,;:!?”’*_`…/-])"""
+    r"""(?:(?<!\S)|(?<=[(\[{"'<“‘*`])(?<![^\s][(\[{"'<“‘*`]))[^\W\d_](?: [^\s@])* @(?: \S){2,}"""
+    r"""(?![^\s)\]}"'>.,;:!?”’*`…/])"""
     r"|(?<!\S)[^\W\d_](?: \S){2,}(?!\S)|(?:^|(?<=  ))[^\W\d_] \S(?=  \S|$)"
 )
 _SPACES = re.compile(r"(?<=\S)  +(?=\S)")

@@ -303,12 +303,24 @@ def test_an_address_the_check_reads_decoded_is_masked_in_a_stream_too(
     assert same(results["sync"][0], results["async"][0])
 
 
+MARKED_SPACED = {
+    "(": "(b o b @ e x a m p l e . c o m)",
+    "*": "*b o b @ e x a m p l e . c o m*",
+    "**": "**b o b @ e x a m p l e . c o m**",
+    '("': '("b o b @ e x a m p l e . c o m")',
+    "curly": "“b o b @ e x a m p l e . c o m”",
+    "-": "b o b @ e x a m p l e . c o m-",
+}
+
+
+@pytest.mark.parametrize("mark", list(MARKED_SPACED))
 @pytest.mark.parametrize(("every", "holdback"), [(1, 0), (7, 10), (40, 80)])
-def test_a_spaced_address_in_brackets_is_masked_whole_in_a_stream(
-    stub_server: StubServer, every: int, holdback: int
+def test_a_spaced_address_beside_marks_streams_as_the_whole_check_masks_it(
+    stub_server: StubServer, mark: str, every: int, holdback: int
 ) -> None:
-    """Beside a bracket the spaced reading joined only the inner letters, so "(b <EMAIL_1> m)" went out."""
-    text = "Write to (b o b @ e x a m p l e . c o m) before Friday, and copy the team so that everyone knows."
+    """Beside a bracket the spaced reading joined only the inner letters, so "(b <EMAIL_1> m)" went out; with two
+    opening marks the whole check masked from the first letter while the stream had already sent it."""
+    text = f"Write to {MARKED_SPACED[mark]} before Friday, and copy the team so that everyone knows."
     guard = make_guard(check_every=every, holdback=holdback)
     try:
         results = run_both(guard, stub_server, split(text, set(range(3, len(text), 5))))
@@ -316,7 +328,9 @@ def test_a_spaced_address_in_brackets_is_masked_whole_in_a_stream(
     finally:
         guard.close()
         stub_server.reset()
-    assert whole.text == "Write to (<EMAIL_1>) before Friday, and copy the team so that everyone knows."
+    assert "<EMAIL_1>" in whole.text and "e x a m p l e" not in whole.text
+    if mark in ("(", "*", "curly"):
+        assert "b o b" not in whole.text and "c o m" not in whole.text
     for chunks, exc in results.values():
         assert exc is None
         assert content(chunks) == whole.text
