@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -76,6 +77,15 @@ def test_any_text_gives_a_bounded_set_of_forms_that_map_into_it(text: str) -> No
     for f in out:
         a, b = f.to_original(0, len(f.text))
         assert 0 <= a <= b <= len(text) or (not f.text and a == b)
+
+
+@pytest.fixture
+def email_guard() -> Iterator[Guard]:
+    """A guard whose output rules only redact e-mail addresses (a stand-in classifier: masking is the subject)."""
+    g = Guard({"version": 1, "name": "t", "output": {"rules": [{"category": "pii", "action": "redact",
+              "entities": ["email"]}]}}, classifiers=FakeClassifier())  # fmt: skip
+    yield g
+    g.close()
 
 
 def test_a_payload_behind_a_readable_request_is_decoded_in_place() -> None:
@@ -204,18 +214,15 @@ def test_a_text_read_as_rot13_or_reversed_is_also_scored_as_written(text: str) -
     assert any("bomb" in f.text for f in fs)
 
 
-def test_url_encoded_addresses_parted_by_commas_or_brackets_are_each_read() -> None:
+def test_url_encoded_addresses_parted_by_commas_or_brackets_are_each_read(email_guard: Guard) -> None:
     """The URL-encoded reading first took any run between spaces (a call's whole JSON: nothing could be masked in
     its strings); then runs parted by commas and brackets, each needing two escapes of its own, so one address per
     piece was read by no one. Now the two escapes are counted over the run between spaces."""
-    g = Guard({"version": 1, "name": "t", "output": {"rules": [{"category": "pii", "action": "redact",
-              "entities": ["email"]}]}}, classifiers=FakeClassifier())  # fmt: skip
     for text in ("mail https://a.example/?to=bob%40x.com,carol%40y.com please", '{"to":"bob%40x.com,carol%40y.com"}',
                  "(bob%40x.com)(carol%40y.com)"):  # fmt: skip
-        d = g.check_output(text)
+        d = email_guard.check_output(text)
         assert "carol%40y.com" in d.redactions.values() and "%40" not in d.text, text
-    assert g.check_output("a 100%25 rise").action is Action.ALLOW  # one escape alone is not decoded
-    g.close()
+    assert email_guard.check_output("a 100%25 rise").action is Action.ALLOW  # one escape alone is not decoded
 
 
 @pytest.mark.parametrize(
@@ -230,23 +237,17 @@ def test_url_encoded_addresses_parted_by_commas_or_brackets_are_each_read() -> N
         "to=bob%2540example.com",  # encoded twice
     ],
 )
-def test_an_address_whose_at_is_its_one_escape_is_masked(text: str) -> None:
+def test_an_address_whose_at_is_its_one_escape_is_masked(text: str, email_guard: Guard) -> None:
     """The usual URL-encoded address has one escape, its "@" ("?to=bob%40example.com"); one escape did not count
     as URL-encoded (a plain "100%25" is not), so the address went out as written."""
-    g = Guard({"version": 1, "name": "t", "output": {"rules": [{"category": "pii", "action": "redact",
-              "entities": ["email"]}]}}, classifiers=FakeClassifier())  # fmt: skip
-    d = g.check_output(text)
+    d = email_guard.check_output(text)
     assert d.action is Action.REWRITE and "%40" not in d.text and "bob" not in d.text, (text, d.text)
-    g.close()
 
 
 @pytest.mark.parametrize("text", ["a 50%40 mix", "grew 3%40x", "%40", "100%40 of them"])
-def test_a_lone_percent_40_that_is_no_address_is_left_alone(text: str) -> None:
-    g = Guard({"version": 1, "name": "t", "output": {"rules": [{"category": "pii", "action": "redact",
-              "entities": ["email"]}]}}, classifiers=FakeClassifier())  # fmt: skip
-    d = g.check_output(text)
+def test_a_lone_percent_40_that_is_no_address_is_left_alone(text: str, email_guard: Guard) -> None:
+    d = email_guard.check_output(text)
     assert d.text == text or d.action is Action.ALLOW, (text, d.text)
-    g.close()
 
 
 SPACED_BESIDE_PUNCTUATION = [
@@ -262,17 +263,16 @@ SPACED_BESIDE_PUNCTUATION = [
 
 
 @pytest.mark.parametrize("text", SPACED_BESIDE_PUNCTUATION)
-def test_a_spaced_address_in_brackets_quotes_or_before_a_full_stop_is_masked_whole(text: str) -> None:
+def test_a_spaced_address_in_brackets_quotes_or_before_a_full_stop_is_masked_whole(
+    text: str, email_guard: Guard
+) -> None:
     """The spaced reading started and ended only at whitespace, so beside a bracket, a quote or a full stop it
     joined the letters from the second to the one before last: the first and last went out beside the placeholder
     ("(b <EMAIL_1> m)"), and a short domain ("x . i o") was not read as an address at all."""
-    g = Guard({"version": 1, "name": "t", "output": {"rules": [{"category": "pii", "action": "redact",
-              "entities": ["email"]}]}}, classifiers=FakeClassifier())  # fmt: skip
-    d = g.check_output(text)
+    d = email_guard.check_output(text)
     expected = text.replace("b o b @ e x a m p l e . c o m", "<EMAIL_1>")
     expected = expected.replace("b o b @ x . i o", "<EMAIL_2>" if "<EMAIL_1>" in expected else "<EMAIL_1>")
     assert d.text == expected, (text, d.text)
-    g.close()
 
 
 @pytest.mark.parametrize(
@@ -283,13 +283,10 @@ def test_a_spaced_address_in_brackets_quotes_or_before_a_full_stop_is_masked_who
         ("is it bob%40example.com? or carol%40example.org; both.", "is it <EMAIL_1>? or <EMAIL_2>; both."),
     ],
 )
-def test_a_url_encoded_address_keeps_the_punctuation_after_it(text: str, expected: str) -> None:
+def test_a_url_encoded_address_keeps_the_punctuation_after_it(text: str, expected: str, email_guard: Guard) -> None:
     """The URL-encoded reading took the run up to the next space, so the full stop or mark after an address went into
     the placeholder with it and was lost."""
-    g = Guard({"version": 1, "name": "t", "output": {"rules": [{"category": "pii", "action": "redact",
-              "entities": ["email"]}]}}, classifiers=FakeClassifier())  # fmt: skip
-    assert g.check_output(text).text == expected
-    g.close()
+    assert email_guard.check_output(text).text == expected
 
 
 def test_url_and_spaced_readings_stay_linear_on_long_runs_of_marks() -> None:
@@ -339,11 +336,8 @@ def test_offsets_found_by_bisection_are_those_a_scan_of_every_segment_finds(part
         '("b o b @ e x a m p l e . c o m")',
     ],
 )
-def test_a_spaced_address_beside_marks_that_are_no_edge_is_still_masked(text: str) -> None:
+def test_a_spaced_address_beside_marks_that_are_no_edge_is_still_masked(text: str, email_guard: Guard) -> None:
     """Read up to a closing "-" or "_", the address ended in a mark no address ends in and was not masked at all;
     at worst a mark that is no edge leaves a letter beside the placeholder, as before, and a stream does the same."""
-    g = Guard({"version": 1, "name": "t", "output": {"rules": [{"category": "pii", "action": "redact",
-              "entities": ["email"]}]}}, classifiers=FakeClassifier())  # fmt: skip
-    d = g.check_output(text)
+    d = email_guard.check_output(text)
     assert "<EMAIL_1>" in d.text and "e x a m p l e" not in d.text, (text, d.text)
-    g.close()

@@ -269,6 +269,23 @@ def test_entities_written_in_groups_are_never_released_in_part(entity: str, hold
     assert entity not in out and not any(group in out for group in entity.split(" ")[:2])
 
 
+def streamed_as_checked_whole(stub_server: StubServer, text: str, every: int, holdback: int) -> str:
+    """``text`` streamed through the real client (sync and async) and checked whole: the streams must deliver what
+    the whole check wrote, the same both ways; returns that text."""
+    guard = make_guard(check_every=every, holdback=holdback)
+    try:
+        results = run_both(guard, stub_server, split(text, set(range(3, len(text), 5))))
+        whole = guard.check_output(text)
+    finally:
+        guard.close()
+        stub_server.reset()
+    for chunks, exc in results.values():
+        assert exc is None
+        assert content(chunks) == whole.text
+    assert same(results["sync"][0], results["async"][0])
+    return whole.text
+
+
 ENCODED_ADDRESSES = {
     "base64": "Ym9iQGV4YW1wbGUuY29t",
     "hex": "626f62406578616d706c652e636f6d",
@@ -289,18 +306,7 @@ def test_an_address_the_check_reads_decoded_is_masked_in_a_stream_too(
     longer than the hold-back, its start went out before it could be read, and the text after it came out garbled."""
     encoded = ENCODED_ADDRESSES[form]
     text = f"Write to {encoded} before Friday, and copy the team so that everyone knows about it."
-    guard = make_guard(check_every=every, holdback=holdback)
-    try:
-        results = run_both(guard, stub_server, split(text, set(range(3, len(text), 5))))
-        whole = guard.check_output(text)
-    finally:
-        guard.close()
-        stub_server.reset()
-    assert whole.text == text.replace(encoded, "<EMAIL_1>")
-    for chunks, exc in results.values():
-        assert exc is None
-        assert content(chunks) == whole.text
-    assert same(results["sync"][0], results["async"][0])
+    assert streamed_as_checked_whole(stub_server, text, every, holdback) == text.replace(encoded, "<EMAIL_1>")
 
 
 MARKED_SPACED = {
@@ -321,20 +327,10 @@ def test_a_spaced_address_beside_marks_streams_as_the_whole_check_masks_it(
     """Beside a bracket the spaced reading joined only the inner letters, so "(b <EMAIL_1> m)" went out; with two
     opening marks the whole check masked from the first letter while the stream had already sent it."""
     text = f"Write to {MARKED_SPACED[mark]} before Friday, and copy the team so that everyone knows."
-    guard = make_guard(check_every=every, holdback=holdback)
-    try:
-        results = run_both(guard, stub_server, split(text, set(range(3, len(text), 5))))
-        whole = guard.check_output(text)
-    finally:
-        guard.close()
-        stub_server.reset()
-    assert "<EMAIL_1>" in whole.text and "e x a m p l e" not in whole.text
+    whole = streamed_as_checked_whole(stub_server, text, every, holdback)
+    assert "<EMAIL_1>" in whole and "e x a m p l e" not in whole
     if mark in ("(", "*", "curly"):
-        assert "b o b" not in whole.text and "c o m" not in whole.text
-    for chunks, exc in results.values():
-        assert exc is None
-        assert content(chunks) == whole.text
-    assert same(results["sync"][0], results["async"][0])
+        assert "b o b" not in whole and "c o m" not in whole
 
 
 def test_a_long_stream_keeps_what_it_sent_masked_as_sent() -> None:
