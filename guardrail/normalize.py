@@ -29,107 +29,14 @@ import bisect
 import codecs
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
+from guardrail.offsets import Form, OffsetMap, Seg, substitute
 from guardrail.readability import Readings, looks_english
 
 __all__ = ["MAX_FORMS", "Form", "forms", "looks_english"]
 
 MAX_FORMS = 6  # bound on the cost: at most this many texts go to the classifier per input text
 _MAX_SCAN = 50_000  # longer texts are scored as they are, plus decoded payloads (cost stays linear)
-
-
-@dataclass(frozen=True, slots=True)
-class _Seg:
-    out: int  # start in the transformed text
-    out_end: int
-    src: int  # start in the text it was transformed from
-    src_end: int
-    linear: bool  # a copied run (char i maps to src + i); else every char maps to the whole source span
-
-
-@dataclass(frozen=True, slots=True)
-class OffsetMap:
-    """Where each character of a transformed text came from: a few segments (one per change), not one
-    entry per character, chained to the map of the text it was transformed from."""
-
-    segs: tuple[_Seg, ...]  # in order of the transformed text, none overlapping
-    parent: OffsetMap | None = None
-    reverse_of: int | None = None  # this text is the reverse of a text of that length
-    # where each segment ends, to find the first one a span touches by bisection: mapping every span by a scan of all
-    # segments was quadratic on a text with thousands of decoded pieces
-    _ends: tuple[int, ...] = field(default=(), init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_ends", tuple(seg.out_end for seg in self.segs))
-
-    def _one(self, start: int, end: int) -> tuple[int, int]:
-        if self.reverse_of is not None:
-            return self.reverse_of - end, self.reverse_of - start
-        lo, hi = None, None
-        for k in range(bisect.bisect_right(self._ends, start), len(self.segs)):
-            seg = self.segs[k]
-            if seg.out >= end:
-                break
-            if seg.linear:
-                a = seg.src + max(start, seg.out) - seg.out
-                b = seg.src + min(end, seg.out_end) - seg.out
-            else:
-                a, b = seg.src, seg.src_end
-            lo = a if lo is None else min(lo, a)
-            hi = b if hi is None else max(hi, b)
-        if lo is None or hi is None:
-            return start, end
-        return lo, hi
-
-    def __call__(self, start: int, end: int) -> tuple[int, int]:
-        a, b = self._one(start, end)
-        return self.parent(a, b) if self.parent is not None else (a, b)
-
-
-@dataclass(frozen=True, slots=True)
-class Form:
-    """One reading of a text; ``offsets`` maps its characters back to the original (``None``: the
-    text is the original)."""
-
-    text: str
-    kind: str
-    offsets: OffsetMap | None = None
-
-    def to_original(self, start: int, end: int) -> tuple[int, int]:
-        """The span of the original text that ``text[start:end]`` came from."""
-        return (start, end) if self.offsets is None else self.offsets(start, end)
-
-
-# -- building forms with their offsets -------------------------------------------------------------
-
-
-def _sub(
-    text: str, parent: OffsetMap | None, pattern: re.Pattern[str], repl: Callable[[re.Match[str]], str | None]
-) -> tuple[str, OffsetMap | None, int]:
-    """``pattern.sub`` that keeps offsets: a replaced match maps, as a whole, to the match it replaced."""
-    parts: list[str] = []
-    segs: list[_Seg] = []
-    pos = out = changed = 0
-    for m in pattern.finditer(text):
-        new = repl(m)
-        if new is None or new == m.group(0):
-            continue
-        if m.start() > pos:
-            segs.append(_Seg(out, out + m.start() - pos, pos, m.start(), True))
-            parts.append(text[pos : m.start()])
-            out += m.start() - pos
-        segs.append(_Seg(out, out + len(new), m.start(), m.end(), False))
-        parts.append(new)
-        out += len(new)
-        pos = m.end()
-        changed += 1
-    if not changed:
-        return text, parent, 0
-    if pos < len(text):
-        segs.append(_Seg(out, out + len(text) - pos, pos, len(text), True))
-        parts.append(text[pos:])
-    return "".join(parts), OffsetMap(tuple(segs), parent), changed
 
 
 # -- decoders -----------------------------------------------------------------------------------
@@ -145,6 +52,7 @@ _TOKEN = re.compile(
     r"""[^\s"'<>()\[\]{},.!?;:](?:[^\s"'<>()\[\]{},.!?;:]|(?=([.!?;:]+))\1(?=[^\s"'<>()\[\]{},.!?;:]))*"""
 )
 _PCT_ESC = re.compile(r"%[0-9A-Fa-f]{2}")
+_PCT_RUNS = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
 # an address's "@" written as its one escape ("to=bob%40example.com", the usual form in a query string)
 _PCT_AT = re.compile(r"(?<=[\w.+-])%(?:25)?40(?=[A-Za-z0-9][\w-]*(?:\.[\w-]+)*\.[A-Za-z]{2,})")  # or "%2540"
 _RUN = re.compile(r"\S+")
@@ -187,43 +95,77 @@ def _hex(m: re.Match[str]) -> str | None:
     return None if out is None else f" {out} "
 
 
-def _pct_in(text: str) -> Callable[[re.Match[str]], str | None]:
-    """The URL-encoded token decoder for ``text``: a token is decoded when the run between spaces it sits in has two
-    escapes or more (one alone reads too often as a plain "%20"), or one that is an address's "@"
+def _pct_tokens(text: str) -> list[tuple[int, int]]:
+    """The URL-encoded tokens of ``text`` worth decoding: a token is decoded when the run between spaces it sits in
+    has two escapes or more (one alone reads too often as a plain "%20"), or one that is an address's "@"
     ("?to=bob%40example.com"), so each piece of a run parted by commas or brackets ("bob%40x.com,carol%40y.com") is
-    decoded on its own."""
+    decoded on its own; and when it decodes to text (an address beside bad escapes still counts)."""
     runs = [
         (r.start(), r.end())
         for r in _RUN.finditer(text)
         if len(_PCT_ESC.findall(r.group())) >= 2 or _PCT_AT.search(r.group())
     ]
     starts = [a for a, _ in runs]
-
-    def decode(m: re.Match[str]) -> str | None:
+    tokens = []
+    for m in _TOKEN.finditer(text):
         k = bisect.bisect_right(starts, m.start()) - 1
-        if k < 0 or m.end() > runs[k][1]:
-            return None
-        return _pct(m.group(0))
-
-    return decode
+        if k >= 0 and m.end() <= runs[k][1] and _pct_readable(m.group(0)):
+            tokens.append((m.start(), m.end()))
+    return tokens
 
 
-def _pct(tok: str) -> str | None:
+def _pct_readable(tok: str) -> bool:
     from urllib.parse import unquote
 
     if not _PCT_ESC.search(tok):
-        return None
+        return False
     try:
         out = unquote(tok, errors="strict")
     except UnicodeDecodeError:
-        out = unquote(tok, errors="replace")
-        if "@" not in out:
-            return None
-    if out.replace("\n", " ").isprintable():
-        return f" {out} "
-    if "@" in out:  # an address beside a bad escape ("?to=bob%40x.com&sig=%FF%00") is still read, the rest marked
-        return " " + "".join(c if c.isprintable() else "\ufffd" for c in out.replace("\n", " ")) + " "
-    return None
+        return "@" in unquote(tok, errors="replace")
+    return out.replace("\n", " ").isprintable() or "@" in out
+
+
+def _unescape(run: str) -> str:
+    """A run of escapes decoded; a bad escape or a control character but a line break becomes U+FFFD (so an address
+    beside one is still read, and nothing unprintable reaches the classifier)."""
+    from urllib.parse import unquote
+
+    return "".join(c if c.isprintable() or c == "\n" else "\ufffd" for c in unquote(run, errors="replace"))
+
+
+def _url_decode(text: str, spans: OffsetMap | None) -> tuple[str, OffsetMap | None, int]:
+    """URL-encoded tokens decoded in place, escape by escape: the letters between escapes keep their own offsets, so
+    an address found in a decoded link is masked where it sits, not as the whole link. Each decoded token is set
+    apart by a space on each side (mapped to nothing), as a whole decoded payload is: an address right after a mark
+    ("...bob%40x.com") is read as one, where an address detector would not start after the mark."""
+    tokens = _pct_tokens(text)
+    if not tokens:
+        return text, spans, 0
+    parts: list[str] = []
+    segs: list[Seg] = []
+    out = 0
+
+    def put(new: str, a: int, b: int, linear: bool) -> None:
+        nonlocal out
+        if new:
+            segs.append(Seg(out, out + len(new), a, b, linear))
+            parts.append(new)
+            out += len(new)
+
+    pos = 0
+    for a, b in tokens:
+        put(text[pos:a], pos, a, True)
+        put(" ", a, a, False)
+        for m in _PCT_RUNS.finditer(text, a, b):
+            put(text[a : m.start()], a, m.start(), True)
+            put(_unescape(m.group(0)), m.start(), m.end(), False)
+            a = m.end()
+        put(text[a:b], a, b, True)
+        put(" ", b, b, False)
+        pos = b
+    put(text[pos:], pos, len(text), True)
+    return "".join(parts), OffsetMap(tuple(segs), spans), len(tokens)
 
 
 def _decode(text: str, spans: OffsetMap | None) -> tuple[str, OffsetMap | None, bool]:
@@ -232,14 +174,14 @@ def _decode(text: str, spans: OffsetMap | None) -> tuple[str, OffsetMap | None, 
     for _ in range(2):
         n = 0
         if "%" in text:
-            text, spans, k = _sub(text, spans, _TOKEN, _pct_in(text))
+            text, spans, k = _url_decode(text, spans)
             n += k
         if "\\x" in text:
-            text, spans, k = _sub(text, spans, _XESC, _hex)
+            text, spans, k = substitute(text, spans, _XESC, _hex)
             n += k
-        text, spans, k = _sub(text, spans, _HEX, _hex)
+        text, spans, k = substitute(text, spans, _HEX, _hex)
         n += k
-        text, spans, k = _sub(text, spans, _B64, _b64)
+        text, spans, k = substitute(text, spans, _B64, _b64)
         n += k
         if not n:
             break
@@ -253,14 +195,17 @@ def _decode(text: str, spans: OffsetMap | None) -> tuple[str, OffsetMap | None, 
 # whitespace ("h o w  t o": two spaces part the words)
 _DOTTED = re.compile(r"(?<![^\W_])[^\W\d_]([.\-_*·•|/])(?:[^\W\d_]\1)*[^\W\d_](?![^\W_])")
 # three or more ("j o h n . d o e @ ..."), or two between double spaces ("h o w  d o  y o u"). A spaced address may
-# also sit in brackets, quotes or a markdown mark, or end a sentence ("(b o b @ x . c o m).", "*b o b @ ...*"): read
-# between spaces only, its first and last letters stayed outside the reading and outside what was masked. One opening
-# mark counts, after a space or at the start ("Here's b o b @ ..." keeps its "s"; a stream holds back a word of one or
-# two characters, so "**b" would go out before it is read); "-" and "_" do not end it, since an address never ends in
-# them; and only an address gets that wider edge: code ("i = 0;") would otherwise read as spaced letters too
+# also sit in brackets, quotes or a markdown mark, follow a scheme or a label, or end a sentence
+# ("(b o b @ x . c o m).", "**b o b @ ...**", "mailto:b o b @ ..."): read between spaces only, its first and last
+# letters stayed outside the reading and outside what was masked. So it starts at a letter after a space, the start,
+# marks, or a ":", "=" or "/" (not after a word and one other mark: "Here's b o b @ ..." keeps its "s"; the stream
+# holds a word that ends in such a mark and one letter back, so the letter is not sent before it is read), and ends
+# before a space, a closing mark or a query's "&"; "-" and "_" do not end it, since an address never ends in them. It
+# is ASCII, as every detector and the stream's hold are. Only an address gets that wider edge: code ("i = 0;") would
+# otherwise read as spaced letters too
 _SPACED = re.compile(
-    r"""(?:(?<!\S)|(?<=[(\[{"'<“‘*`])(?<![^\s][(\[{"'<“‘*`]))[^\W\d_](?: [^\s@])* @(?: \S){2,}"""
-    r"""(?![^\s)\]}"'>.,;:!?”’*`…/])"""
+    r"""(?:(?<!\S)|(?<=[^\w\s])(?<!\w[^\w\s:=/]))[A-Za-z](?: [!-?A-~])* @(?: [!-~]){2,}"""
+    r"""(?![^\s)\]}"'>.,;:!?”’»›*`…/&])"""
     r"|(?<!\S)[^\W\d_](?: \S){2,}(?!\S)|(?:^|(?<=  ))[^\W\d_] \S(?=  \S|$)"
 )
 _SPACES = re.compile(r"(?<=\S)  +(?=\S)")
@@ -275,12 +220,12 @@ def _despace(text: str, spans: OffsetMap | None) -> tuple[str, OffsetMap | None,
         covered += len(m.group(0))
         return m.group(0).replace(m.group(1) if m.lastindex else " ", "")
 
-    out, sp, n = _sub(text, spans, _DOTTED, join)
-    out, sp, k = _sub(out, sp, _SPACED, join)
+    out, sp, n = substitute(text, spans, _DOTTED, join)
+    out, sp, k = substitute(out, sp, _SPACED, join)
     if not (n or k):
         return text, spans, 0
     if k:
-        out, sp, _ = _sub(out, sp, _SPACES, lambda m: " ")
+        out, sp, _ = substitute(out, sp, _SPACES, lambda m: " ")
     return out, sp, covered
 
 
@@ -315,9 +260,9 @@ def _leet(text: str, spans: OffsetMap | None) -> tuple[str, OffsetMap | None, in
         harm = harm or new.lower().strip("'\"(") in _HARM
         return new + tok[len(core) :]
 
-    out, sp, n = _sub(text, spans, _LEETY, fold)
+    out, sp, n = substitute(text, spans, _LEETY, fold)
     if n >= 0.4 * max(1, words):  # mostly leet: short numbers are words too
-        out, sp, _ = _sub(out, sp, _DIGITS, lambda m: m.group(0).translate(_LEET))
+        out, sp, _ = substitute(out, sp, _DIGITS, lambda m: m.group(0).translate(_LEET))
     return (out, sp, n, words) if (n >= max(2, 0.1 * words) or harm) else (text, spans, 0, words)
 
 
@@ -394,7 +339,7 @@ def forms(text: str) -> list[Form]:
         extras.insert(0, Form(before, bkind, bmap))
     else:  # a payload behind a readable request ("answer this rot13: ..."): decode it where it sits
         for name, fn in (("rot13", _rot13), ("reversed", _reverse)):
-            cand, cmap, n = _sub(primary, pmap, _SEGMENT, lambda m, fn=fn: _better_segment(m.group(0), fn, read))  # type: ignore[misc]
+            cand, cmap, n = substitute(primary, pmap, _SEGMENT, lambda m, fn=fn: _better_segment(m.group(0), fn, read))  # type: ignore[misc]
             if n:  # the encoded segment read as noise: the decoded one replaces it
                 primary, pmap, kind = cand, cmap, name
                 break
@@ -406,7 +351,7 @@ def forms(text: str) -> list[Form]:
                 inner = m.group(1)
                 if _looks_like_code(inner):
                     continue
-                segs = (_Seg(0, len(inner), m.start(1), m.end(1), True),)
+                segs = (Seg(0, len(inner), m.start(1), m.end(1), True),)
                 extras.append(Form(inner, "fenced", OffsetMap(segs, pmap)))
     seen = {primary}
     for f in extras:

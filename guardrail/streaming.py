@@ -249,14 +249,25 @@ def _joined(buffer: str, k: int) -> bool:
 
 def _spaced_apart(buffer: str, k: int) -> bool:
     """Whether the space at ``k`` parts what may be one value written spaced apart ("j o h n . d o e @ ...", hex
-    pairs "62 6f 62 40"): it follows a word of one or two printable ASCII characters, and one such character
-    follows it (or the buffer ends, and it may come in the next chunk)."""
+    pairs "62 6f 62 40"): it follows a word of one or two printable ASCII characters, or a word that ends in a mark
+    and one letter where the reading of a spaced address may start ("**b", "mailto:b", "/u/b"; not "it's"), and one
+    such character follows it (or the buffer ends, and it may come in the next chunk)."""
     word = 0
     while word < 3 and k - word - 1 >= 0 and _printable_ascii(buffer[k - word - 1]):
         word += 1
-    if word not in (1, 2):
+    marked_letter = (
+        word == 3
+        and buffer[k - 1].isalpha()
+        and not _word_char(buffer[k - 2])
+        and (buffer[k - 2] in ":=/" or not _word_char(buffer[k - 3]))
+    )
+    if word not in (1, 2) and not marked_letter:
         return False
     return k == len(buffer) - 1 or _printable_ascii(buffer[k + 1])
+
+
+def _word_char(c: str) -> bool:
+    return c.isalnum() or c == "_"
 
 
 def _printable_ascii(c: str) -> bool:

@@ -259,6 +259,10 @@ SPACED_BESIDE_PUNCTUATION = [
     "write to “b o b @ e x a m p l e . c o m” or ‘b o b @ x . i o’",
     "*b o b @ e x a m p l e . c o m* and `b o b @ x . i o`",
     "Here's b o b @ e x a m p l e . c o m, thanks.",
+    "**b o b @ e x a m p l e . c o m**",
+    "[mail](mailto:b o b @ e x a m p l e . c o m)",
+    "email:b o b @ e x a m p l e . c o m or to=b o b @ x . i o",
+    "write «b o b @ e x a m p l e . c o m» now",
 ]
 
 
@@ -273,6 +277,29 @@ def test_a_spaced_address_in_brackets_quotes_or_before_a_full_stop_is_masked_who
     expected = text.replace("b o b @ e x a m p l e . c o m", "<EMAIL_1>")
     expected = expected.replace("b o b @ x . i o", "<EMAIL_2>" if "<EMAIL_1>" in expected else "<EMAIL_1>")
     assert d.text == expected, (text, d.text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "Open https://shop.example/contact?to=bob%40example.com&subject=hi now",
+            "Open https://shop.example/contact?to=<EMAIL_1>&subject=hi now",
+        ),
+        ("see /u/bob%40example.com/profile", "see /u/<EMAIL_1>/profile"),
+        ("[mail](mailto:bob%40example.com)", "[mail](mailto:<EMAIL_1>)"),
+        ("to=bob%40x.com&sig=%FF%00 ok", "to=<EMAIL_1>&sig=%FF%00 ok"),
+        ("q=a%20b&cc=carol%2540example.org", "q=a%20b&cc=<EMAIL_1>"),
+        ("write ...bob%40example.com now", "write ...<EMAIL_1> now"),
+        ("go https://x.io/?to=b%20o%20b%20%40%20x%20.%20c%20o%20m&s=hi now", "go https://x.io/?to=<EMAIL_1>&s=hi now"),
+    ],
+)
+def test_an_address_in_a_url_encoded_link_is_masked_and_the_link_kept(
+    text: str, expected: str, email_guard: Guard
+) -> None:
+    """The URL-encoded reading decoded a token as a whole and mapped it back as a whole, so an address in a link's
+    query masked the whole link: the user lost the link, not only the address."""
+    assert email_guard.check_output(text).text == expected
 
 
 @pytest.mark.parametrize(

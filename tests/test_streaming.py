@@ -316,6 +316,8 @@ MARKED_SPACED = {
     '("': '("b o b @ e x a m p l e . c o m")',
     "curly": "“b o b @ e x a m p l e . c o m”",
     "-": "b o b @ e x a m p l e . c o m-",
+    "mailto:": "mailto:b o b @ e x a m p l e . c o m",
+    "label": "email:b o b @ e x a m p l e . c o m",
 }
 
 
@@ -324,13 +326,15 @@ MARKED_SPACED = {
 def test_a_spaced_address_beside_marks_streams_as_the_whole_check_masks_it(
     stub_server: StubServer, mark: str, every: int, holdback: int
 ) -> None:
-    """Beside a bracket the spaced reading joined only the inner letters, so "(b <EMAIL_1> m)" went out; with two
-    opening marks the whole check masked from the first letter while the stream had already sent it."""
+    """Beside a bracket the spaced reading joined only the inner letters, so "(b <EMAIL_1> m)" went out; after two
+    marks, a scheme or a label ("**b", "mailto:b") the first letter stayed out of the reading, so "mailto:b <EMAIL_1>"
+    went out whole and streamed (a stream held back only words of one or two characters)."""
     text = f"Write to {MARKED_SPACED[mark]} before Friday, and copy the team so that everyone knows."
     whole = streamed_as_checked_whole(stub_server, text, every, holdback)
     assert "<EMAIL_1>" in whole and "e x a m p l e" not in whole
-    if mark in ("(", "*", "curly"):
+    if mark != "-":  # an address never ends in "-", so its last letter before one is not read as part of it
         assert "b o b" not in whole and "c o m" not in whole
+        assert "b <EMAIL_1>" not in whole
 
 
 def test_a_long_stream_keeps_what_it_sent_masked_as_sent() -> None:

@@ -1,0 +1,106 @@
+"""Offsets that survive rewriting: which span of the original text each character of a reading came from.
+
+Split from :mod:`guardrail.normalize` (which decides *which* readings to make) because the mapping has one job
+that redaction relies on: personal data found in a decoded, re-joined or folded reading must be redacted where it
+sits in the original. A map is a few segments (one per change) chained to the map of the text it was rewritten
+from, so a long text with few changes costs few segments.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = ["Form", "OffsetMap", "Seg", "substitute"]
+
+
+@dataclass(frozen=True, slots=True)
+class Seg:
+    out: int  # start in the transformed text
+    out_end: int
+    src: int  # start in the text it was transformed from
+    src_end: int
+    linear: bool  # a copied run (char i maps to src + i); else every char maps to the whole source span
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetMap:
+    """Where each character of a transformed text came from: a few segments (one per change), not one
+    entry per character, chained to the map of the text it was transformed from."""
+
+    segs: tuple[Seg, ...]  # in order of the transformed text, none overlapping
+    parent: OffsetMap | None = None
+    reverse_of: int | None = None  # this text is the reverse of a text of that length
+    # where each segment ends, to find the first one a span touches by bisection: mapping every span by a scan of all
+    # segments was quadratic on a text with thousands of decoded pieces
+    _ends: tuple[int, ...] = field(default=(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_ends", tuple(seg.out_end for seg in self.segs))
+
+    def _one(self, start: int, end: int) -> tuple[int, int]:
+        if self.reverse_of is not None:
+            return self.reverse_of - end, self.reverse_of - start
+        lo, hi = None, None
+        for k in range(bisect.bisect_right(self._ends, start), len(self.segs)):
+            seg = self.segs[k]
+            if seg.out >= end:
+                break
+            if seg.linear:
+                a = seg.src + max(start, seg.out) - seg.out
+                b = seg.src + min(end, seg.out_end) - seg.out
+            else:
+                a, b = seg.src, seg.src_end
+            lo = a if lo is None else min(lo, a)
+            hi = b if hi is None else max(hi, b)
+        if lo is None or hi is None:
+            return start, end
+        return lo, hi
+
+    def __call__(self, start: int, end: int) -> tuple[int, int]:
+        a, b = self._one(start, end)
+        return self.parent(a, b) if self.parent is not None else (a, b)
+
+
+@dataclass(frozen=True, slots=True)
+class Form:
+    """One reading of a text; ``offsets`` maps its characters back to the original (``None``: the
+    text is the original)."""
+
+    text: str
+    kind: str
+    offsets: OffsetMap | None = None
+
+    def to_original(self, start: int, end: int) -> tuple[int, int]:
+        """The span of the original text that ``text[start:end]`` came from."""
+        return (start, end) if self.offsets is None else self.offsets(start, end)
+
+
+def substitute(
+    text: str, parent: OffsetMap | None, pattern: re.Pattern[str], repl: Callable[[re.Match[str]], str | None]
+) -> tuple[str, OffsetMap | None, int]:
+    """``pattern.sub`` that keeps offsets: a replaced match maps, as a whole, to the match it replaced."""
+    parts: list[str] = []
+    segs: list[Seg] = []
+    pos = out = changed = 0
+    for m in pattern.finditer(text):
+        new = repl(m)
+        if new is None or new == m.group(0):
+            continue
+        if m.start() > pos:
+            segs.append(Seg(out, out + m.start() - pos, pos, m.start(), True))
+            parts.append(text[pos : m.start()])
+            out += m.start() - pos
+        segs.append(Seg(out, out + len(new), m.start(), m.end(), False))
+        parts.append(new)
+        out += len(new)
+        pos = m.end()
+        changed += 1
+    if not changed:
+        return text, parent, 0
+    if pos < len(text):
+        segs.append(Seg(out, out + len(text) - pos, pos, len(text), True))
+        parts.append(text[pos:])
+    return "".join(parts), OffsetMap(tuple(segs), parent), changed
