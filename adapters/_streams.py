@@ -242,8 +242,8 @@ class ResponsesStream(_StreamState):
             self.base = event.response
             self.gc.answered(event.response)  # a later request may continue from it
         tool = _get(getattr(event, "item", None), "type") not in ("message", "reasoning")
-        if self.hold is None and kind == "response.output_item.added" and tool:
-            self.hold = event
+        if self.hold is None and ((kind == "response.output_item.added" and tool) or kind in actions.AUDIO_EVENTS):
+            self.hold = event  # a tool call or the answer's audio: masked at the last check, or never sent
         self.pending.append((self.fed, event))
         return ""
 

@@ -246,8 +246,11 @@ _EVENT_DELTAS = frozenset(
     {
         "response.function_call_arguments.delta", "response.custom_tool_call_input.delta",
         "response.mcp_call_arguments.delta", "response.code_interpreter_call_code.delta",
+        "response.audio.transcript.delta",
     }
 )  # fmt: skip
+# the sound of an answer's audio, whose transcript the deltas above carry
+AUDIO_EVENTS = frozenset({"response.audio.delta", "response.audio.transcript.delta"})
 _EVENT_WHOLE = {
     "response.function_call_arguments.done": "arguments",
     "response.custom_tool_call_input.done": "input",
@@ -340,16 +343,31 @@ def edit_held_events(
     reserved: frozenset[str] = frozenset(),
     taken: dict[str, str] | None = None,
 ) -> list[tuple[int, Any]] | None:
-    """A Responses stream's held tool events at its last check: each item's fragments joined, the arguments
-    redacted as the policy redacts the answer's text (``entities``) and the input's values restored
+    """A Responses stream's held tool and audio events at its last check: each item's fragments joined (and the
+    audio transcript's), the arguments and the transcript redacted as the policy redacts the answer's text
+    (``entities``; the sound emptied when its transcript was masked) and the input's values restored
     (``restore_map``), as (index in ``events``, event); None when a value to mask is still readable."""
     merged = merge_event_deltas(events)
     out = [e for _, e in merged]
     own = own_redaction(events_text(out), entities, reserved, taken)
 
-    def apply(edit: Edit, _masking: bool) -> None:
+    def apply(edit: Edit, masking: bool) -> None:
+        before = out[:]
         out[:] = edit_events(out, edit)
+        if masking and any(
+            a is not b and event_kind(b) == "response.audio.transcript.delta" for a, b in zip(before, out, strict=True)
+        ):
+            out[:] = [_silenced(e) for e in out]
 
     if not mask_and_restore(apply, lambda: events_text(out), own, restore_map):
         return None
     return [(k, e) for (k, _), e in zip(merged, out, strict=True)]
+
+
+def _silenced(event: Any) -> Any:
+    """An audio event emptied (a copy): sound cannot be edited, and it would still say what the transcript hides."""
+    if event_kind(event) != "response.audio.delta" or not getattr(event, "delta", None):
+        return event
+    event = copy.copy(event)
+    event.delta = ""
+    return event

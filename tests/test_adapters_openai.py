@@ -2001,3 +2001,55 @@ async def test_a_blocked_tool_only_responses_stream_is_readable_by_the_sdks_stre
     for event in events:
         state.handle_event(event)
     assert REFUSAL in "".join(e.delta for e in events if e.type == "response.output_text.delta")
+
+
+def _responses_audio(transcript: str, cut: int) -> list[tuple[str, dict[str, Any]]]:
+    """A Responses stream whose answer is audio: its transcript in two deltas, cut at ``cut``, around its sound."""
+    base = {
+        "id": "r", "object": "response", "created_at": 0, "model": "m", "status": "in_progress",
+        "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "output": [],
+    }  # fmt: skip
+    events = [
+        {"type": "response.created", "response": base},
+        {"type": "response.audio.transcript.delta", "response_id": "r", "delta": transcript[:cut]},
+        {"type": "response.audio.delta", "response_id": "r", "delta": "UklGRgAAAA=="},
+        {"type": "response.audio.transcript.delta", "response_id": "r", "delta": transcript[cut:]},
+        {"type": "response.audio.transcript.done", "response_id": "r"},
+        {"type": "response.audio.done", "response_id": "r"},
+        {"type": "response.completed", "response": {**base, "status": "completed"}},
+    ]
+    return [(str(e["type"]), {**e, "sequence_number": i}) for i, e in enumerate(events)]
+
+
+@pytest.mark.parametrize("cut", [3, 14, 20])
+async def test_an_address_in_a_responses_streams_audio_transcript_is_masked_and_its_sound_emptied(
+    client: Any, stub: StubServer, cut: int
+) -> None:
+    """The check read the transcript and decided to redact, but its deltas went out as they came: the address was
+    sent in the transcript and spoken in the sound. Now the audio is held to the last check like a tool call, the
+    transcript masked whole and the sound emptied (it would still say what the transcript hides)."""
+    stub.raw = _responses_audio("Write to leak@corp.example today.", cut)
+    events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
+    transcript = "".join(e.delta for e in events if e.type == "response.audio.transcript.delta")
+    assert transcript == "Write to <EMAIL_1> today."
+    assert [e.delta for e in events if e.type == "response.audio.delta"] == [""]
+    assert events[-1].type == "response.completed"
+
+
+async def test_a_responses_stream_with_a_plain_transcript_sends_its_audio_as_it_came(
+    client: Any, stub: StubServer
+) -> None:
+    stub.raw = _responses_audio("The weather is mild today.", 10)
+    events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
+    transcript = "".join(e.delta for e in events if e.type == "response.audio.transcript.delta")
+    assert transcript == "The weather is mild today."
+    assert [e.delta for e in events if e.type == "response.audio.delta"] == ["UklGRgAAAA=="]
+
+
+async def test_a_harmful_audio_transcript_in_a_responses_stream_is_never_sent(client: Any, stub: StubServer) -> None:
+    """A blocked answer's audio is its action: neither its transcript nor its sound goes out before the refusal."""
+    stub.raw = _responses_audio("Sure. " + HARMFUL, 12)
+    events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
+    assert events[-1].type == "response.incomplete"
+    assert not [e for e in events if e.type.startswith("response.audio")]
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == REFUSAL
