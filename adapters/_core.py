@@ -73,8 +73,11 @@ class GuardedCall:
         d = out.decision
         if d.action is Action.REWRITE:
             messages, redactions = list(d.messages) if d.messages is not None else [d.text], dict(d.redactions)
-            if self.known and redactions:
-                redactions, messages = joined(redactions, self.known, messages, prompt_placeholders(self.payload))
+            if self.conversations is not None and redactions:  # numbered and claimed at once (concurrent turns)
+                written = prompt_placeholders(self.payload)
+                known, redactions, messages = self.conversations.claim(self.kwargs, redactions, messages, written)
+                self.known = known
+                self.sent = {**known, **self.sent}
             rewritten(self.kind, self.kwargs, self._sources, messages)
             self.prompt = messages
             self.sent.update(redactions)

@@ -10,9 +10,14 @@ continues one joins its numbering: a value sent before keeps its placeholder, a 
 ``restore=True`` restores the earlier turns' placeholders too. ``responses.retrieve`` and ``cancel`` read the
 answer with what its request sent.
 
-Not covered: two turns of one conversation sent at once each number their new values alone (the later one to
-finish wins in the store); the placeholders an answer gave its own values are not remembered (the model's stored
-history holds those values in full); the LiteLLM proxy keeps no store.
+Two turns of one ``conversation`` sent at once share its history on the provider's side, so each claims its
+placeholders when it numbers them, before it is sent (``claim``): the second one numbered sees the first one's
+values and gives its own new ones the next free numbers (before, both numbered alone: both sent <EMAIL_2>, for two
+different people). Turns continuing one ``previous_response_id`` at once are forks, not a shared history: each
+numbers from what the response it continues sent.
+
+Not covered: the placeholders an answer gave its own values are not remembered (the model's stored history holds
+those values in full); the LiteLLM proxy keeps no store.
 """
 
 from __future__ import annotations
@@ -52,6 +57,24 @@ class Conversations:
                     out.update(sent)
         return out
 
+    def claim(
+        self, kwargs: Mapping[str, Any], redactions: Mapping[str, str], messages: list[Any], written: frozenset[str]
+    ) -> tuple[dict[str, str], dict[str, str], list[Any]]:
+        """This turn's input redaction numbered against what the conversation sent so far, read and claimed at once
+        (under the lock): returns (the placeholders earlier turns sent, this turn's redaction, its messages). The
+        redaction is recorded under the ``conversation`` at once, so a turn of it numbered meanwhile takes other
+        numbers; not for ``store=False`` requests, which are never part of the stored history."""
+        with self._lock:
+            known: dict[str, str] = {}
+            for key in _keys(kwargs):
+                known.update(self._sent.get(key, {}))
+            new, messages = (
+                joined(redactions, known, messages, written) if known and redactions else (dict(redactions), messages)
+            )
+            if new and kwargs.get("store") is not False:
+                self._record(_keys(kwargs, previous=False), new)
+            return known, new, messages
+
     def remember(self, kwargs: Mapping[str, Any], response: Any, sent: Mapping[str, str]) -> None:
         """After a turn: what it sent (``sent``, with the earlier turns'), under its response's id and under the
         conversation it belongs to."""
@@ -60,11 +83,15 @@ class Conversations:
         ident = _get(response, "id")
         keys = _keys(kwargs, previous=False) + ([f"response:{ident}"] if isinstance(ident, str) and ident else [])
         with self._lock:
-            for key in keys:
-                self._sent[key] = {**self._sent.get(key, {}), **sent}
-                self._sent.move_to_end(key)
-            while len(self._sent) > self._size:
-                self._sent.popitem(last=False)
+            self._record(keys, sent)
+
+    def _record(self, keys: list[str], sent: Mapping[str, str]) -> None:
+        """``sent`` joined to what each key holds, the most recent keys kept (called under the lock)."""
+        for key in keys:
+            self._sent[key] = {**self._sent.get(key, {}), **sent}
+            self._sent.move_to_end(key)
+        while len(self._sent) > self._size:
+            self._sent.popitem(last=False)
 
 
 def joined(

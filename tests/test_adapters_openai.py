@@ -496,6 +496,45 @@ async def test_a_server_side_conversation_keeps_its_placeholders_across_turns(
     assert resp.output_text == "Hello dan@example.com."
 
 
+async def _both_at_once(client: Any, stub: StubServer, mode: str, inputs: list[str], **kwargs: Any) -> None:
+    """Send a turn per input at once, held at the server until every one of them has been sent."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    stub.hold = len(inputs)
+
+    async def all_sent() -> None:
+        for _ in range(2000):  # a bound, not a timing: the turns are sent as soon as their checks are done
+            if len(stub.completions()) == len(inputs):
+                break
+            await asyncio.sleep(0.005)
+        stub.release.set()
+
+    if mode == "sync":
+        with ThreadPoolExecutor(len(inputs)) as pool:
+            futures = [pool.submit(client.responses.create, model="m", input=text, **kwargs) for text in inputs]
+            await all_sent()
+            [f.result() for f in futures]
+    else:
+        await asyncio.gather(*(client.responses.create(model="m", input=text, **kwargs) for text in inputs), all_sent())
+
+
+async def test_two_turns_of_one_conversation_sent_at_once_never_share_a_placeholder(
+    guard: Guard, stub: StubServer, mode: str
+) -> None:
+    """Each turn numbered its new values from what the conversation had sent when it started: two turns sent at once
+    both sent <EMAIL_1>, for two different people, into the one history the provider keeps; the later to finish won
+    in the store, so ``restore=True`` put one person's address where the model meant the other."""
+    client = client_for(guard, stub, mode, restore=True)
+    stub.reply = "Noted."
+    await _both_at_once(client, stub, mode, ["mail alice@example.com", "mail carol@example.org"], conversation="c_9")
+    assert {r.body["input"] for r in stub.completions()} == {"mail <EMAIL_1>", "mail <EMAIL_2>"}
+    stub.reply = "Both: <EMAIL_1> then <EMAIL_2>."
+    resp = await run(client.responses.create(model="m", input="who?", conversation="c_9"))
+    named = resp.output_text.removeprefix("Both: ").removesuffix(".").split(" then ")
+    assert sorted(named) == ["alice@example.com", "carol@example.org"]
+
+
 @pytest.mark.parametrize("parallel", [False, True])
 async def test_a_conversations_placeholders_reach_calls_retrieved_answers_and_parallel_checks(
     stub: StubServer, mode: str, parallel: bool
