@@ -103,6 +103,10 @@ def test_a_continuation_reads_the_previous_run_and_never_overwrites_it(tmp_path:
     cfg = _prepare({"out_dir": tmp_path / "v5", "layers": 3, "exclude_noncommercial": False}, prev, Mix(), print)
     assert cfg["layers"] == 6 and cfg["exclude_noncommercial"] is True
     assert (tmp_path / "v5" / "tokenizer.json").exists()
+    # the split method too: a run that does not record one drew its split at random
+    assert _prepare({"out_dir": tmp_path / "v6", "split": "group-hash"}, prev, Mix(), print)["split"] == "random"
+    hashed = _finished_run(tmp_path / "v7", split="group-hash")
+    assert _prepare({"out_dir": tmp_path / "v8", "split": "random"}, hashed, Mix(), print)["split"] == "group-hash"
 
 
 def test_a_continuation_refuses_another_runs_resumable_checkpoint(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ def test_the_bundled_folder_reads_back_to_a_torch_model_that_scores_like_it() ->
     model, labels, keep, settings = read_weights(BUNDLED)
     assert settings["layers"] == 6 and settings["base"] == "e5" and settings["seed"] == 0
     assert settings["context_layout"] == "pair"  # v19b's labels.json does not say: trained before "marked"
+    assert settings["split"] == "random"  # nor its config: every split was random then
     assert len(keep) == 64000 and keep[:4] == [0, 1, 2, 3]  # the specials keep ids 0-3
     heads = json.loads((BUNDLED / "labels.json").read_text())["labels"]
     assert labels == [h["id"] for h in sorted(heads, key=lambda h: h["index"])]  # the head's row order

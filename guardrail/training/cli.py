@@ -62,6 +62,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="how an input read with its system prompt is encoded: marked (its own layout, the default since v24) or "
         "pair (the output stage's, as models up to v19b were trained: to finish or continue such a run as it began)",
     )  # fmt: skip
+    p.add_argument(
+        "--split", choices=("group-hash", "random"), default="group-hash",
+        help="how groups go to dev: group-hash (by a hash of each group: adding rows moves no other row; the default "
+        "since session 17) or random (a seeded draw over all groups, as earlier runs: to repeat or resume one)",
+    )  # fmt: skip
     p.add_argument("--authored-repeat", type=int, default=1, help="copies of each authored / --data input row")
     p.add_argument(
         "--average-from", type=int, default=None, metavar="STEP",
@@ -111,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         "average_every": args.average_every,
         "system_prompt_pairs": args.system_prompt_pairs,
         "context_layout": args.context_layout,
+        "split": args.split,
     }
 
     def log(line: str) -> None:

@@ -103,6 +103,7 @@ def _prepare(cfg_dict: dict[str, object], previous: Path, mix: Mix, log: Callabl
         raise ValueError("--out must differ from --continue-from (the previous run is read, never overwritten)")
     before = json.loads((previous / "train_meta.json").read_text())["config"]
     cfg = {**cfg_dict, **{k: before[k] for k in INHERITED if k in before}}
+    cfg["split"] = before.get("split", "random")  # its start's method (every run before session 17: random)
     changed = {
         k: (cfg_dict[k], before[k]) for k in INHERITED if k in before and k in cfg_dict and cfg_dict[k] != before[k]
     }

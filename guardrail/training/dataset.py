@@ -8,6 +8,7 @@ jailbreaks are full of near-paraphrases).
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -202,14 +203,34 @@ def group_by_meaning(examples: list[Example], embed: Embedder, log: Callable[[st
             ex.group = renamed[ex.group]
 
 
-def assign_splits(examples: list[Example], *, dev_fraction: float = 0.1, seed: int = 0) -> None:
-    """Random dev split by group; held-out sources keep their ``holdout`` mark."""
+SPLITS = ("group-hash", "random")
+
+
+def assign_splits(
+    examples: list[Example], *, dev_fraction: float = 0.1, seed: int = 0, method: str = "group-hash"
+) -> None:
+    """Dev split by group; held-out sources keep their ``holdout`` mark.
+
+    ``group-hash`` puts a group on dev by a hash of its name and the seed, so adding rows moves no other group
+    (a run with more ``--data`` rows is measured and trained on the same split as one without, apart from the new
+    rows' groups). ``random``, the method of runs before it, draws a tenth of all groups at once: one added group
+    moved the whole split (v31's added rows moved 8,555 others to dev)."""
     groups = sorted({ex.group for ex in examples if ex.split is None})
-    rng = random.Random(seed)
-    dev = set(rng.sample(groups, int(len(groups) * dev_fraction)))
+    if method == "group-hash":
+        dev = {g for g in groups if _unit(f"{seed}:{g}") < dev_fraction}
+    elif method == "random":
+        rng = random.Random(seed)
+        dev = set(rng.sample(groups, int(len(groups) * dev_fraction)))
+    else:
+        raise ValueError(f"unknown split method {method!r} (one of {', '.join(SPLITS)})")
     for ex in examples:
         if ex.split is None:
             ex.split = "dev" if ex.group in dev else "train"
+
+
+def _unit(key: str) -> float:
+    """A stable number in [0, 1) for ``key`` (the same in every process and Python version, unlike ``hash``)."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
 
 
 def build(
@@ -220,6 +241,7 @@ def build(
     limit: int | None = None,
     extra: Iterable[Example] = (),
     exclude_restricted: bool = False,
+    split: str = "group-hash",
     log: Callable[[str], None] = print,
 ) -> list[Example]:
     log("loading sources")
@@ -233,7 +255,7 @@ def build(
     from guardrail.training.augment import obfuscated_variants
 
     examples += obfuscated_variants(examples, n=5000 if limit is None else min(limit, 50), seed=seed)
-    assign_splits(examples, seed=seed)
+    assign_splits(examples, seed=seed, method=split)
     for ex in examples:  # train and measure on exactly what the runtime classifier will be shown
         ex.text = scoring_form(ex.text)
         if ex.prompt is not None:

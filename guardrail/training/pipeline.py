@@ -77,7 +77,7 @@ def build_examples(cfg: Any, log: Callable[[str], None] = print) -> list[Example
     embed = _embedder(cfg.threads, Path(cfg.out_dir).parent / ".cache") if cfg.group_by_meaning else None
     examples = dataset.build(
         Path(cfg.data_root), embed, seed=cfg.seed, limit=cfg.limit, extra=extra,
-        exclude_restricted=cfg.exclude_noncommercial, log=log,
+        exclude_restricted=cfg.exclude_noncommercial, split=cfg.split, log=log,
     )  # fmt: skip
     if cfg.keep_out:
         eval_rows.keep_out(examples, cfg.keep_out, log)
@@ -116,6 +116,13 @@ def run(cfg_dict: dict[str, object] | None = None, log: Callable[[str], None] = 
     return finalize(work, examples, labels, cfg, log=log, t0=t0)
 
 
+def _same_split(recorded: object, cfg: Any) -> None:
+    """The run's weights were trained on the split ``recorded`` names (None: unknown): finishing it on another would
+    measure and calibrate it on rows it trained on."""
+    if recorded is not None and recorded != cfg.split:
+        raise ValueError(f"{cfg.out_dir} was trained on a --split {recorded} split; finish it with --split {recorded}")
+
+
 def from_checkpoint(cfg_dict: dict[str, object], log: Callable[[str], None] = print) -> Path:
     """Export and finalise the weights an interrupted or stopped run left in ``out_dir`` (its finished
     ``checkpoint.pt``, else the last resumable ``resume.pt``), rebuilding the same data split (same seed and
@@ -136,8 +143,11 @@ def from_checkpoint(cfg_dict: dict[str, object], log: Callable[[str], None] = pr
     if (work / "checkpoint.pt").exists():
         state = torch.load(work / "checkpoint.pt", weights_only=True)
         log("weights: checkpoint.pt (finished run)")
+        meta = work / "train_meta.json"
+        _same_split(json.loads(meta.read_text())["config"].get("split", "random") if meta.exists() else None, cfg)
     else:
         full = torch.load(work / "resume.pt", weights_only=False)
+        _same_split(full.get("split", "random"), cfg)
         state = full["model"]
         log(f"weights: resume.pt at step {full['step']}")
         if full.get("average", {}).get("steps"):  # a cut-short averaging run: the mean of what it collected

@@ -52,6 +52,7 @@ class TrainConfig:
     output_repeat: int = 1  # copies of each output-stage training row (~11k output rows against ~80k input)
     system_prompt_pairs: int = 0  # input rows also shown behind a system prompt (system_prompts.py)
     context_layout: str = "marked"  # how an input row's context is encoded (encoding.py); "pair" = before v24
+    split: str = "group-hash"  # how groups go to dev (dataset.assign_splits); "random" = runs before session 17
     authored_repeat: int = 1  # copies of each authored / --data input row (the concepts public data lacks)
     keep_out: list[Path] = field(default_factory=list)  # other runs' eval_rows.jsonl: kept out of training (dev)
     init_checkpoint: Path | None = None  # start from these weights (a finished run's checkpoint.pt), e.g. to
@@ -248,6 +249,12 @@ def train(
         rng.setstate(state.get("epoch_rng", state["rng"]))
         skip = int(state.get("epoch_pos", 0))
         torch.set_rng_state(state["torch_rng"])
+        split = state.get("split", "random")  # not recorded before session 17, when every split was random
+        if split != cfg.split:
+            raise ValueError(
+                f"{resume} was trained on a --split {split} split, this run asks for {cfg.split}: resume with the "
+                "run's own split or start again into an empty --out"
+            )
         if state.get("n_windows", len(windows)) != len(windows):
             raise ValueError(f"{resume} was written for {state['n_windows']} training windows, this run has "
                              f"{len(windows)}: the data changed; start again into an empty --out")  # fmt: skip
@@ -301,7 +308,7 @@ def train(
                     {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                      "step": step, "running": running, "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
                      "average": average.state(), "epoch_rng": epoch_rng, "epoch_pos": pos + 1,
-                     "n_windows": len(windows), "context_layout": enc_cfg.context_layout},
+                     "n_windows": len(windows), "context_layout": enc_cfg.context_layout, "split": cfg.split},
                     tmp,
                 )  # fmt: skip
                 tmp.replace(resume)

@@ -56,6 +56,7 @@ def _settings(folder: Path) -> dict[str, object]:
     # the layout its weights read context in, as the runtime reads it ("pair" for folders from before it was kept)
     labelled = (folder / "labels.json").is_file()
     out["context_layout"] = ModelInfo.load(folder).encoding.context_layout if labelled else "pair"
+    out["split"] = str(recorded.get("split", "random"))  # the method its split was drawn by (random before it was kept)
     if "split_seed" in doc:  # a continuation is measured on its start's split, not on its own --seed's
         out["seed"] = int(doc["split_seed"])
     if out.get("base") != "e5":

