@@ -54,6 +54,7 @@ class GuardedCall:
         self.conversations = conversations
         self.known = conversations.known(self.kwargs) if conversations is not None else {}
         self.sent = dict(self.known)
+        self.claimed: dict[str, str] = {}  # what this turn claimed in the conversation (released if never sent)
         self.stream = bool(self.kwargs.get("stream"))
         self.model: str | None = self.kwargs.get("model")
         # the answer's text is a JSON document the caller parses (structured outputs): restored value by value,
@@ -76,6 +77,7 @@ class GuardedCall:
             if self.conversations is not None and redactions:  # numbered and claimed at once (concurrent turns)
                 written = prompt_placeholders(self.payload)
                 known, redactions, messages = self.conversations.claim(self.kwargs, redactions, messages, written)
+                self.claimed = {k: v for k, v in redactions.items() if known.get(k) != v}
                 self.known = known
                 self.sent = {**known, **self.sent}
             rewritten(self.kind, self.kwargs, self._sources, messages)
@@ -87,6 +89,12 @@ class GuardedCall:
         """What ``restore=True`` puts back: every value the conversation masked, this request's input redactions and
         a server-side conversation's earlier ones (``sent``)."""
         return self.sent if self.restore else {}
+
+    def unsent(self) -> None:
+        """The request failed after its input was checked: what it claimed in the conversation is given back."""
+        if self.conversations is not None and self.claimed:
+            self.conversations.release(self.kwargs, self.claimed)
+            self.claimed = {}
 
     def answered(self, response: Any) -> None:
         """The provider's answer has an id a later request may continue from: remember what this one sent."""
@@ -233,7 +241,11 @@ class GuardedCall:
 
 def call_sync(gc: GuardedCall, send: Callable[..., Any]) -> Any:
     result: Any
-    out, result = gc.call.send(gc.payload, lambda: send(**gc.kwargs), gc.apply)
+    try:
+        out, result = gc.call.send(gc.payload, lambda: send(**gc.kwargs), gc.apply)
+    except BaseException:
+        gc.unsent()
+        raise
     if out.stop:
         refusal = gc.refusal(out)
         return GuardedStream(iter(refusal)) if gc.stream else refusal
@@ -244,7 +256,11 @@ def call_sync(gc: GuardedCall, send: Callable[..., Any]) -> Any:
 
 async def call_async(gc: GuardedCall, send: Callable[..., Any]) -> Any:
     result: Any
-    out, result = await gc.call.asend(gc.payload, lambda: send(**gc.kwargs), gc.apply)
+    try:
+        out, result = await gc.call.asend(gc.payload, lambda: send(**gc.kwargs), gc.apply)
+    except BaseException:
+        gc.unsent()
+        raise
     if out.stop:
         refusal = gc.refusal(out)
         return AsyncGuardedStream(_aiter(refusal)) if gc.stream else refusal

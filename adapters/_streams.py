@@ -167,6 +167,7 @@ _ACTION_DONE = {
     "response.refusal.done": ("refusal",),
     "response.mcp_call_arguments.done": ("arguments",),
     "response.code_interpreter_call_code.done": ("code",),
+    "response.audio.transcript.done": ("transcript",),
 }
 
 
@@ -202,9 +203,9 @@ class ResponsesStream(_StreamState):
         self.pending: list[tuple[int, Any]] = []  # (place in the text, event) not sent yet
         self.segments: list[tuple[int, Any]] = []  # (where a text part starts, its first delta)
         self.seqs: list[tuple[int, int]] = []  # (where each upstream delta ends, its sequence number)
-        # A tool call is held until the final check: it is the blocked answer's action if later text is blocked,
-        # and only whole arguments can be redacted and restored. From its first event on, everything (its events,
-        # the text after it) is held.
+        # A tool call, or the answer's audio, is held until the final check: it is the blocked answer's action if
+        # later text is blocked, and only whole arguments (a whole transcript) can be redacted and restored. From its
+        # first event on, everything (its events, the text after it) is held.
         self.hold: Any = None  # the first such event
         self.held: list[tuple[str, int, int]] = []  # released text held back: (text, start, end)
 
@@ -257,10 +258,10 @@ class ResponsesStream(_StreamState):
         start, end = self.out, sg.released
         stop = None if rel.blocked is None else self.end_message(rel.blocked, sg)
         if stop is None and rel.final and self.hold is not None and not self._edit_held(sg):
-            # personal data in a held call that cannot be masked where it sits: stopped as a block is, never leaked
+            # personal data in a held call or transcript that cannot be masked where it sits: stopped, never leaked
             stop = sg.end_text(self.gc.call.refusal(sg.decisions[-1]))
         text = self._text(rel, sg)
-        if stop is not None:  # only the response's lifecycle, its message and the text before a held call go first
+        if stop is not None:  # only the response's lifecycle, its message and the text before what is held go first
             at = next((a for a, e in self.pending if e is self.hold), None)
             if at is not None:
                 text = text[: max(0, at - start)]
@@ -300,8 +301,8 @@ class ResponsesStream(_StreamState):
         )
 
     def _edit_held(self, sg: StreamGuard) -> bool:
-        """The held tool events redacted and restored (``actions.edit_held_events``); False when a value to mask
-        is still readable after masking."""
+        """The held tool and audio events redacted and restored (``actions.edit_held_events``); False when a value to
+        mask is still readable after masking."""
         i = next(i for i, (_, e) in enumerate(self.pending) if e is self.hold)
         places = [at for at, _ in self.pending[i:]]
         held = [e for _, e in self.pending[i:]]
@@ -314,7 +315,7 @@ class ResponsesStream(_StreamState):
 
     def _due(self, upto: int) -> list[Any]:
         """The held events whose place in the text is at or before ``upto``, in their order; taken out. While a
-        tool call is held, it and every event after it wait."""
+        tool call or the audio is held, it and every event after it wait."""
         due: list[Any] = []
         for i, (at, e) in enumerate(self.pending):
             if at > upto or e is self.hold:

@@ -256,6 +256,7 @@ _EVENT_WHOLE = {
     "response.custom_tool_call_input.done": "input",
     "response.mcp_call_arguments.done": "arguments",
     "response.code_interpreter_call_code.done": "code",
+    "response.audio.transcript.done": "transcript",  # not in OpenAI's type; compatible servers may send it
 }
 _EVENT_ITEMS = ("response.output_item.added", "response.output_item.done")
 _EVENT_RESPONSES = ("response.completed", "response.incomplete", "response.failed")
@@ -307,8 +308,8 @@ def events_text(events: list[Any]) -> str:
 
 
 def _is_tool_item(item: Any) -> bool:
-    """A Responses output item that is a tool call (what a held stream edits): not a message, whose text the
-    stream guard releases itself, nor reasoning, whose streamed deltas are not held (and may be signed)."""
+    """A Responses output item that is a tool call (a held stream edits these, and the audio): not a message, whose
+    text the stream guard releases itself, nor reasoning, whose streamed deltas are not held (and may be signed)."""
     return item is not None and _get(item, "type") not in ("message", "reasoning")
 
 

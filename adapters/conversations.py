@@ -75,6 +75,15 @@ class Conversations:
                 self._record(_keys(kwargs, previous=False), new)
             return known, new, messages
 
+    def release(self, kwargs: Mapping[str, Any], claimed: Mapping[str, str]) -> None:
+        """A claimed turn that was never sent (its request failed): its new placeholders leave the conversation, so
+        ``restore=True`` never puts back a value the provider's history does not hold."""
+        with self._lock:
+            for key in _keys(kwargs, previous=False):
+                held = self._sent.get(key)
+                if held is not None:
+                    self._sent[key] = {k: v for k, v in held.items() if claimed.get(k) != v}
+
     def remember(self, kwargs: Mapping[str, Any], response: Any, sent: Mapping[str, str]) -> None:
         """After a turn: what it sent (``sent``, with the earlier turns'), under its response's id and under the
         conversation it belongs to."""

@@ -535,6 +535,25 @@ async def test_two_turns_of_one_conversation_sent_at_once_never_share_a_placehol
     assert sorted(named) == ["alice@example.com", "carol@example.org"]
 
 
+async def test_a_turn_that_fails_after_its_check_gives_back_its_placeholders(
+    guard: Guard, stub: StubServer, mode: str
+) -> None:
+    """A turn claims its placeholders before it is sent; one that never reached the provider left them claimed, so
+    the next turn's address took <EMAIL_2> and ``restore=True`` put back an address the history never held."""
+    client = client_for(guard, stub, mode, restore=True)
+
+    def down(_body: object) -> str:
+        raise RuntimeError("the upstream fails this request")
+
+    stub.reply = down
+    with pytest.raises(openai.APIError):
+        await run(client.responses.create(model="m", input="mail alice@example.com", conversation="c_5"))
+    stub.reply = "Noted: <EMAIL_1>."
+    resp = await run(client.responses.create(model="m", input="mail carol@example.org", conversation="c_5"))
+    assert stub.completions()[-1].body["input"] == "mail <EMAIL_1>"
+    assert resp.output_text == "Noted: carol@example.org."
+
+
 @pytest.mark.parametrize("parallel", [False, True])
 async def test_a_conversations_placeholders_reach_calls_retrieved_answers_and_parallel_checks(
     stub: StubServer, mode: str, parallel: bool
@@ -2042,18 +2061,19 @@ async def test_a_blocked_tool_only_responses_stream_is_readable_by_the_sdks_stre
     assert REFUSAL in "".join(e.delta for e in events if e.type == "response.output_text.delta")
 
 
-def _responses_audio(transcript: str, cut: int) -> list[tuple[str, dict[str, Any]]]:
-    """A Responses stream whose answer is audio: its transcript in two deltas, cut at ``cut``, around its sound."""
+def _responses_audio(text: str, cut: int, **done: Any) -> list[tuple[str, dict[str, Any]]]:
+    """A Responses stream whose answer is audio: its transcript ``text`` in two deltas, cut at ``cut``, around its sound
+    (``done``: fields the transcript's done event carries besides its type)."""
     base = {
         "id": "r", "object": "response", "created_at": 0, "model": "m", "status": "in_progress",
         "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "output": [],
     }  # fmt: skip
     events = [
         {"type": "response.created", "response": base},
-        {"type": "response.audio.transcript.delta", "response_id": "r", "delta": transcript[:cut]},
+        {"type": "response.audio.transcript.delta", "response_id": "r", "delta": text[:cut]},
         {"type": "response.audio.delta", "response_id": "r", "delta": "UklGRgAAAA=="},
-        {"type": "response.audio.transcript.delta", "response_id": "r", "delta": transcript[cut:]},
-        {"type": "response.audio.transcript.done", "response_id": "r"},
+        {"type": "response.audio.transcript.delta", "response_id": "r", "delta": text[cut:]},
+        {"type": "response.audio.transcript.done", "response_id": "r", **done},
         {"type": "response.audio.done", "response_id": "r"},
         {"type": "response.completed", "response": {**base, "status": "completed"}},
     ]
@@ -2073,6 +2093,18 @@ async def test_an_address_in_a_responses_streams_audio_transcript_is_masked_and_
     assert transcript == "Write to <EMAIL_1> today."
     assert [e.delta for e in events if e.type == "response.audio.delta"] == [""]
     assert events[-1].type == "response.completed"
+
+
+async def test_a_transcript_a_compatible_server_repeats_in_its_done_event_is_masked_there_too(
+    client: Any, stub: StubServer
+) -> None:
+    """OpenAI's done event carries no transcript; a server that repeats it there (as the Realtime API does) sent the
+    address unmasked in it."""
+    stub.raw = _responses_audio("Write to leak@corp.example today.", 9, transcript="Write to leak@corp.example today.")
+    events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
+    done = next(e for e in events if e.type == "response.audio.transcript.done")
+    assert getattr(done, "transcript", None) == "Write to <EMAIL_1> today."
+    assert not any("leak@corp" in e.model_dump_json() for e in events)
 
 
 async def test_a_responses_stream_with_a_plain_transcript_sends_its_audio_as_it_came(
