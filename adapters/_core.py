@@ -225,9 +225,10 @@ class GuardedCall:
         return prompt_placeholders(self.prompt) | frozenset(self.known)
 
     def stream_state(self, sg: StreamGuard) -> ChatStream | ResponsesStream:
+        edits_audio = bool(sg.redact_entities or self.restore_map)
         if self.kind == "responses":
-            return ResponsesStream(self)
-        return ChatStream(self, edits_audio=bool(sg.redact_entities or self.restore_map))
+            return ResponsesStream(self, edits_audio=edits_audio)
+        return ChatStream(self, edits_audio=edits_audio)
 
     def check_window(self, window: str) -> Decision:
         return self.call.check_output(window, prompt=self.prompt)

@@ -190,7 +190,7 @@ def _lifecycle_or_message(event: Any) -> bool:
 class ResponsesStream(_StreamState):
     """Responses API stream events: text deltas are guarded, the other events re-emitted around them."""
 
-    def __init__(self, gc: GuardedCall) -> None:
+    def __init__(self, gc: GuardedCall, *, edits_audio: bool = False) -> None:
         super().__init__(gc)
         self.template: Any = None
         self.base: Any = None  # the latest full response object seen (created / in_progress)
@@ -208,6 +208,9 @@ class ResponsesStream(_StreamState):
         # first event on, everything (its events, the text after it) is held.
         self.hold: Any = None  # the first such event
         self.held: list[tuple[str, int, int]] = []  # released text held back: (text, start, end)
+        # audio is held only when it may need editing (the policy redacts personal data, or restore has values to
+        # put back); otherwise it streams as it comes, each event after the check that read the transcript before it
+        self.edits_audio = edits_audio
 
     def _key(self, template: Any = None) -> tuple[str, int]:
         t = self.template if template is None else template
@@ -243,7 +246,8 @@ class ResponsesStream(_StreamState):
             self.base = event.response
             self.gc.answered(event.response)  # a later request may continue from it
         tool = _get(getattr(event, "item", None), "type") not in ("message", "reasoning")
-        if self.hold is None and ((kind == "response.output_item.added" and tool) or kind in actions.AUDIO_EVENTS):
+        audio = kind in actions.AUDIO_EVENTS and self.edits_audio
+        if self.hold is None and ((kind == "response.output_item.added" and tool) or audio):
             self.hold = event  # a tool call or the answer's audio: masked at the last check, or never sent
         self.pending.append((self.fed, event))
         return ""

@@ -2124,3 +2124,30 @@ async def test_a_harmful_audio_transcript_in_a_responses_stream_is_never_sent(cl
     assert events[-1].type == "response.incomplete"
     assert not [e for e in events if e.type.startswith("response.audio")]
     assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == REFUSAL
+
+
+async def test_a_responses_streams_audio_needing_no_edit_is_not_held_and_a_harmful_one_still_stops(
+    stub: StubServer, mode: str
+) -> None:
+    """Held to the last check, audio reaches a voice app only when the whole answer is written: so it is held only when
+    the policy may edit it (as in chat streams); otherwise each event goes after the check that read the transcript
+    before it, and a harmful answer still ends in the refusal."""
+    policy = make_policy()
+    policy["output"]["rules"] = [r for r in policy["output"]["rules"] if r["category"] != "pii"]
+    guard = Guard(policy, classifiers=FakeClassifier(rules=FAKE_RULES))
+    client = client_for(guard, stub, mode)
+    try:
+        stub.raw = _responses_audio("The weather is mild today.", 12)
+        events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
+        # as it came: two deltas (a held transcript goes out joined in one)
+        assert [e.delta for e in events if e.type == "response.audio.transcript.delta"] == [
+            "The weather ",
+            "is mild today.",
+        ]
+        assert [e.delta for e in events if e.type == "response.audio.delta"] == ["UklGRgAAAA=="]
+        stub.raw = _responses_audio("Sure. " + HARMFUL, 12)
+        events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
+        assert events[-1].type == "response.incomplete"
+        assert not [e for e in events if e.type.startswith("response.audio")]
+    finally:
+        guard.close()
