@@ -173,7 +173,11 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(Example(r["text"], r["labels"], r["source"], r["stage"], r["prompt"], r["response_class"],
                                 r["group"], kind=r["kind"], split=r["split"], meta=r["meta"]))  # fmt: skip
     elif args.embedding_cache:
-        built = build(Path(args.data_root), _embedder(2, Path(args.embedding_cache)), log=lambda _: None)
+        from guardrail.training.unpack import recorded_split
+
+        folder = Path(args.model).resolve() if args.model else bundled_model_dir()  # the split it was trained on
+        built = build(Path(args.data_root), _embedder(2, Path(args.embedding_cache)), split=recorded_split(folder),
+                      log=lambda _: None)  # fmt: skip
         rows = [e for e in built if e.split in ("dev", "holdout")]
     else:
         ap.error("give --rows or --embedding-cache")

@@ -2,11 +2,12 @@
 
     python benchmarks/quality.py [--model PATH] [--policy default] [--quick] [--out DIR] [--data-root DIR]
 
-The splits are rebuilt as training builds them (``guardrail.training.dataset.build``: the random
-dev split by group, and the sources held out whole), and only ``dev`` and ``holdout`` rows are
-evaluated. Training also groups near-duplicates *by meaning* (embeddings of the base encoder) before
-the random split; ``--embedding-cache DIR`` (the ``.cache`` folder next to the training output, and
-the ``[train]`` extra) repeats that, so ``dev`` is exactly the model's dev split. Without it the dev
+The splits are rebuilt as training builds them (``guardrail.training.dataset.build``: the dev split
+by group, drawn by the method the model's folder records, ``random`` for folders from before it was
+recorded; and the sources held out whole), and only ``dev`` and ``holdout`` rows are evaluated.
+Training also groups near-duplicates *by meaning* (embeddings of the base encoder) before the split;
+``--embedding-cache DIR`` (the ``.cache`` folder next to the training output, and the ``[train]``
+extra) repeats that, so ``dev`` is exactly the model's dev split. Without it the dev
 split is only approximate and contains rows the model trained on (measured: unsafe AUPRC 0.98
 instead of 0.92), so the script says so in its output; ``holdout`` is exact either way.
 
@@ -144,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         embed = _embedder(2, Path(args.embedding_cache))
     else:
         print("dev split: approximate (no --embedding-cache), it overlaps training rows; holdout is exact")
-    built = build(Path(args.data_root), embed, log=lambda _: None)
+    from guardrail.training.unpack import recorded_split
+
+    built = build(Path(args.data_root), embed, split=recorded_split(folder), log=lambda _: None)
     examples = [e for e in built if e.split in ("dev", "holdout")]
     rows = to_rows(examples)
     if args.quick:

@@ -7,6 +7,7 @@ by hash moves only the new rows' groups."""
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -82,3 +83,62 @@ def test_a_run_resumes_only_on_the_split_it_was_trained_on(tmp_path: object) -> 
     assert (root / "run" / "resume.pt").is_file()
     with pytest.raises(ValueError, match="--split group-hash split, this run asks for random"):
         run({**cfg, "split": "random"}, log=lambda _s: None)
+
+
+def _topic_rows(topics: range, variants: int = 3) -> list[Example]:
+    rows = []
+    for k in topics:
+        for v in range(variants):
+            ex = Example(f"topic {k} said way {v}", benign("input"), "authored-x", "input", None, group=f"d-{k}-{v}")  # type: ignore[arg-type]
+            ex.split = None
+            rows.append(ex)
+    return rows
+
+
+def _embed(texts: object) -> Any:
+    """Rows of one topic embed alike (merged by meaning), topics apart."""
+    import numpy as np
+
+    out = np.zeros((len(list(texts)), 64), dtype=np.float32)  # type: ignore[arg-type]
+    for i, text in enumerate(texts):  # type: ignore[attr-defined]
+        out[i, int(text.split()[1]) % 64] = 1.0
+        out[i, (int(text.split()[1]) // 64) % 64] += 0.5
+    return out
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_rows_added_before_the_others_move_no_group_when_grouped_by_meaning(where: str) -> None:
+    """Clusters were named by their root's position, and ``--data`` rows come first: adding them renamed nearly every
+    cluster, and a split drawn by name moved (a review moved 537 of 3,000 rows with 30 rows added in front)."""
+    from guardrail.training.dataset import group_by_meaning
+
+    def split_of(rows: list[Example]) -> dict[str, str | None]:
+        group_by_meaning(rows, _embed, log=lambda _s: None, stable_names=True)
+        assign_splits(rows)
+        return {ex.text: ex.split for ex in rows}
+
+    base = split_of(_topic_rows(range(600)))
+    added = _topic_rows(range(600, 620))
+    grown = split_of(added + _topic_rows(range(600)) if where == "before" else _topic_rows(range(600)) + added)
+    assert {t: grown[t] for t in base} == base
+    assert {s for s in base.values()} == {"train", "dev"}
+
+
+def test_without_stable_names_clusters_keep_the_names_earlier_splits_were_drawn_on() -> None:
+    from guardrail.training.dataset import group_by_meaning
+
+    rows = _topic_rows(range(5))
+    group_by_meaning(rows, _embed, log=lambda _s: None)
+    assert all(ex.group.removeprefix("cluster-").isdigit() for ex in rows)
+
+
+def test_a_folder_without_a_recorded_method_was_split_at_random(tmp_path: Any) -> None:
+    import json
+
+    from guardrail.training.unpack import recorded_split
+
+    (tmp_path / "metrics.json").write_text(json.dumps({"config": {"seed": "0"}}))
+    assert recorded_split(tmp_path) == "random"
+    (tmp_path / "metrics.json").write_text(json.dumps({"config": {"seed": "0", "split": "group-hash"}}))
+    assert recorded_split(tmp_path) == "group-hash"
+    assert recorded_split(tmp_path / "nothing-here") == "random"

@@ -64,8 +64,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--split", choices=("group-hash", "random"), default="group-hash",
-        help="how groups go to dev: group-hash (by a hash of each group: adding rows moves no other row; the default "
-        "since session 17) or random (a seeded draw over all groups, as earlier runs: to repeat or resume one)",
+        help="how groups go to dev: group-hash (by a hash of each group: adding rows moves only the groups they join; "
+        "the default since session 17) or random (a seeded draw over all groups, as earlier runs: to repeat or "
+        "resume one)",
     )  # fmt: skip
     p.add_argument("--authored-repeat", type=int, default=1, help="copies of each authored / --data input row")
     p.add_argument(

@@ -104,6 +104,8 @@ def _prepare(cfg_dict: dict[str, object], previous: Path, mix: Mix, log: Callabl
     before = json.loads((previous / "train_meta.json").read_text())["config"]
     cfg = {**cfg_dict, **{k: before[k] for k in INHERITED if k in before}}
     cfg["split"] = before.get("split", "random")  # its start's method (every run before session 17: random)
+    if cfg_dict.get("split", cfg["split"]) != cfg["split"]:
+        log(f"using the previous run's split method {cfg['split']!r} (given {cfg_dict['split']!r})")
     changed = {
         k: (cfg_dict[k], before[k]) for k in INHERITED if k in before and k in cfg_dict and cfg_dict[k] != before[k]
     }

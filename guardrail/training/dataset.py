@@ -138,7 +138,12 @@ def document_windows(examples: list[Example], *, n: int, seed: int = 0) -> list[
 
 
 def semantic_groups(
-    examples: list[Example], embed: Embedder, *, threshold: float = 0.9, max_cluster: int = 200
+    examples: list[Example],
+    embed: Embedder,
+    *,
+    threshold: float = 0.9,
+    max_cluster: int = 200,
+    stable_names: bool = False,
 ) -> None:
     """Merge the groups of examples whose embeddings are closer than ``threshold`` (cosine).
 
@@ -146,6 +151,10 @@ def semantic_groups(
     one component; a run once put 6,210 of 14,755 output rows into a single dev-drawn cluster. A
     similarity merge that would grow a cluster past ``max_cluster`` rows is skipped (declared groups,
     a contrast pair or a prompt with its responses, are always merged).
+
+    A cluster is named by its root's position (the names every run before the group-hash split was drawn on), or,
+    with ``stable_names``, by the smallest row key in it: positions shift when rows are added before others, which
+    renamed nearly every cluster and so moved a split drawn by name.
     """
     idx = [i for i, ex in enumerate(examples) if ex.split is None]
     texts = [examples[i].text[:512] for i in idx]
@@ -181,11 +190,21 @@ def semantic_groups(
         rows, cols = np.nonzero(sims > threshold)
         for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
             union(s + r, c, capped=True)
+    roots = [find(j) for j in range(len(idx))]
+    names = {root: f"cluster-{root}" for root in roots}
+    if stable_names:
+        names = {}
+        for j, root in enumerate(roots):
+            key = examples[idx[j]].key
+            names[root] = min(names.get(root, key), key)
+        names = {root: f"cluster-{key}" for root, key in names.items()}
     for j, i in enumerate(idx):
-        examples[i].group = f"cluster-{find(j)}"
+        examples[i].group = names[roots[j]]
 
 
-def group_by_meaning(examples: list[Example], embed: Embedder, log: Callable[[str], None] = print) -> None:
+def group_by_meaning(
+    examples: list[Example], embed: Embedder, log: Callable[[str], None] = print, *, stable_names: bool = False
+) -> None:
     """Merge near-duplicate English rows' groups; other languages follow their English sibling's group.
 
     The grouping encoder is English (MiniLM): non-Latin text is mostly [UNK] to it and would merge into meaningless
@@ -196,7 +215,7 @@ def group_by_meaning(examples: list[Example], embed: Embedder, log: Callable[[st
     english = [ex for ex in examples if ex.meta.get("lang", "en") == "en"]
     log(f"grouping {len(english)} English examples by meaning")
     declared = [ex.group for ex in english]
-    semantic_groups(english, embed)
+    semantic_groups(english, embed, stable_names=stable_names)
     renamed = {old: ex.group for old, ex in zip(declared, english, strict=True)}
     for ex in examples:
         if ex.meta.get("lang", "en") != "en" and ex.group in renamed:
@@ -211,10 +230,11 @@ def assign_splits(
 ) -> None:
     """Dev split by group; held-out sources keep their ``holdout`` mark.
 
-    ``group-hash`` puts a group on dev by a hash of its name and the seed, so adding rows moves no other group
-    (a run with more ``--data`` rows is measured and trained on the same split as one without, apart from the new
-    rows' groups). ``random``, the method of runs before it, draws a tenth of all groups at once: one added group
-    moved the whole split (v31's added rows moved 8,555 others to dev)."""
+    ``group-hash`` puts a group on dev by a hash of its name and the seed (with grouping by meaning, a cluster is
+    named by its smallest row key), so adding rows moves only the groups they join (a run with more ``--data``
+    rows is measured and trained on the same split as one without, apart from the new rows' groups). ``random``,
+    the method of runs before it, draws a tenth of all groups at once: one added group moved the whole split (v31's
+    added rows moved 8,555 others to dev)."""
     groups = sorted({ex.group for ex in examples if ex.split is None})
     if method == "group-hash":
         dev = {g for g in groups if _unit(f"{seed}:{g}") < dev_fraction}
@@ -251,7 +271,7 @@ def build(
     examples += long_context_variants(examples, n=3000 if limit is None else min(limit, 50), seed=seed)
     examples += document_windows(examples, n=3000 if limit is None else min(limit, 50), seed=seed)
     if embed is not None:
-        group_by_meaning(examples, embed, log)
+        group_by_meaning(examples, embed, log, stable_names=split == "group-hash")
     from guardrail.training.augment import obfuscated_variants
 
     examples += obfuscated_variants(examples, n=5000 if limit is None else min(limit, 50), seed=seed)

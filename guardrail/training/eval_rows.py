@@ -1,7 +1,8 @@
 """A run's recorded dev and held-out rows (``eval_rows.jsonl``): the one module that writes and reads them.
 
-Why they are recorded: the random split moves when one row is added to the data, so a later comparison
-(benchmarks/dev_report.py --rows, a continuation's before/after) cannot rebuild it. Why a later run may keep
+Why they are recorded: the random split (every run before the group-hash split) moves when one row is added to
+the data, and even the group-hash split moves when the data or the build code change, so a later comparison
+(benchmarks/dev_report.py --rows, a continuation's before/after) cannot count on rebuilding it. Why a later run may keep
 them out of training: a new full run that trained on an older run's dev rows would make the comparison on
 those rows flatter the new model; ``keep_out`` moves them, and every row grouped with them by meaning, to dev.
 """

@@ -13,9 +13,10 @@ What comes back, and how close it is:
 - the vocabulary cut is read from the folder's tokenizer (its pieces, in id order, in the full vocabulary).
 
 The run's dev and held-out rows are rebuilt from its recorded settings (seed, data root) with the data as it
-is now. That is the folder's own split only if the data and the build code are those it was trained with: the
-dev groups are a random sample of all groups, so one group more or less reshuffles most of the split, and the
-folder's model would have trained on most of the "dev" rows. Otherwise rebuild the split at the folder's commit
+is now, by its recorded split method (``recorded_split``: "random" for folders from before it was recorded). That
+is the folder's own split only if the data and the build code are those it was trained with: under the random
+method the dev groups are a random sample of all groups, so one group more or less reshuffles most of the split, and
+the folder's model would have trained on most of the "dev" rows. Otherwise rebuild the split at the folder's commit
 and pass it with ``--eval-rows``. (For the bundled v10 the rebuild today and at its commit, 66b6868, give the
 same 16,434 rows; v10 also kept v4's recorded rows out, which are lost, so they are not among them.)
 """
@@ -32,7 +33,9 @@ import numpy as np
 
 from guardrail.classifiers.onnx import ModelInfo
 
-__all__ = ["is_model_folder", "keep_from_tokenizer", "onnx_weights", "read_weights", "stale_start", "unpack"]
+__all__ = [
+    "is_model_folder", "keep_from_tokenizer", "onnx_weights", "read_weights", "recorded_split", "stale_start", "unpack",
+]  # fmt: skip
 
 # settings a folder's metrics.json records as strings; these decide the weights' shape or the data split
 _SETTINGS: dict[str, Callable[[str], object]] = {
@@ -56,12 +59,25 @@ def _settings(folder: Path) -> dict[str, object]:
     # the layout its weights read context in, as the runtime reads it ("pair" for folders from before it was kept)
     labelled = (folder / "labels.json").is_file()
     out["context_layout"] = ModelInfo.load(folder).encoding.context_layout if labelled else "pair"
-    out["split"] = str(recorded.get("split", "random"))  # the method its split was drawn by (random before it was kept)
+    out["split"] = recorded_split(folder)
     if "split_seed" in doc:  # a continuation is measured on its start's split, not on its own --seed's
         out["seed"] = int(doc["split_seed"])
     if out.get("base") != "e5":
         raise ValueError(f"{folder}: only e5-based folders can be read back (base {out.get('base')!r})")
     return out
+
+
+def recorded_split(folder: Path) -> str:
+    """How the model in ``folder`` (a model folder or a run) had its dev split drawn: what its record says, else
+    "random", the method of every run before the method was recorded. A rebuilt dev split must use it, or the rows
+    a model is measured on are mostly rows it trained on."""
+    for name in ("metrics.json", "train_meta.json"):
+        try:
+            config = json.loads((folder / name).read_text())["config"]
+        except (OSError, KeyError, ValueError):
+            continue
+        return str(config.get("split", "random"))
+    return "random"
 
 
 def _labels(folder: Path) -> list[str]:
