@@ -69,7 +69,7 @@ def test_a_run_resumes_only_on_the_split_it_was_trained_on(tmp_path: object) -> 
     import json
     from pathlib import Path
 
-    from guardrail.training.pipeline import run
+    from guardrail.training.pipeline import from_checkpoint, run
 
     root = Path(str(tmp_path))
     data = root / "mine.jsonl"
@@ -83,6 +83,9 @@ def test_a_run_resumes_only_on_the_split_it_was_trained_on(tmp_path: object) -> 
     assert (root / "run" / "resume.pt").is_file()
     with pytest.raises(ValueError, match="--split group-hash split, this run asks for random"):
         run({**cfg, "split": "random"}, log=lambda _s: None)
+    # finishing it (export and measure what it left) on the other split is refused too
+    with pytest.raises(ValueError, match="trained on a --split group-hash split; finish it with --split group-hash"):
+        from_checkpoint({**cfg, "split": "random"}, log=lambda _s: None)
 
 
 def _topic_rows(topics: range, variants: int = 3) -> list[Example]:
