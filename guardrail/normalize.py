@@ -30,7 +30,7 @@ import codecs
 import re
 from collections.abc import Callable
 
-from guardrail.offsets import Form, OffsetMap, Seg, substitute
+from guardrail.offsets import Form, OffsetMap, Rewrite, Seg, substitute
 from guardrail.readability import Readings, looks_english
 
 __all__ = ["MAX_FORMS", "Form", "forms", "looks_english"]
@@ -142,30 +142,20 @@ def _url_decode(text: str, spans: OffsetMap | None) -> tuple[str, OffsetMap | No
     tokens = _pct_tokens(text)
     if not tokens:
         return text, spans, 0
-    parts: list[str] = []
-    segs: list[Seg] = []
-    out = 0
-
-    def put(new: str, a: int, b: int, linear: bool) -> None:
-        nonlocal out
-        if new:
-            segs.append(Seg(out, out + len(new), a, b, linear))
-            parts.append(new)
-            out += len(new)
-
+    rewrite = Rewrite(text)
     pos = 0
     for a, b in tokens:
-        put(text[pos:a], pos, a, True)
-        put(" ", a, a, False)
+        rewrite.keep(pos, a)
+        rewrite.put(" ", a, a)
         for m in _PCT_RUNS.finditer(text, a, b):
-            put(text[a : m.start()], a, m.start(), True)
-            put(_unescape(m.group(0)), m.start(), m.end(), False)
+            rewrite.keep(a, m.start())
+            rewrite.put(_unescape(m.group(0)), m.start(), m.end())
             a = m.end()
-        put(text[a:b], a, b, True)
-        put(" ", b, b, False)
+        rewrite.keep(a, b)
+        rewrite.put(" ", b, b)
         pos = b
-    put(text[pos:], pos, len(text), True)
-    return "".join(parts), OffsetMap(tuple(segs), spans), len(tokens)
+    rewrite.keep(pos, len(text))
+    return (*rewrite.result(spans), len(tokens))
 
 
 def _decode(text: str, spans: OffsetMap | None) -> tuple[str, OffsetMap | None, bool]:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["Form", "OffsetMap", "Seg", "substitute"]
+__all__ = ["Form", "OffsetMap", "Rewrite", "Seg", "substitute"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,29 +78,48 @@ class Form:
         return (start, end) if self.offsets is None else self.offsets(start, end)
 
 
+class Rewrite:
+    """A text rewritten piece by piece, left to right, with the map back to the text it was rewritten from: the one
+    way readings build their segments (``substitute``, and the URL decoder that rewrites only inside tokens)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.parts: list[str] = []
+        self.segs: list[Seg] = []
+        self.out = 0
+
+    def keep(self, a: int, b: int) -> None:
+        """``source[a:b]`` copied: each character maps to its own."""
+        if b > a:
+            self.segs.append(Seg(self.out, self.out + b - a, a, b, True))
+            self.parts.append(self.source[a:b])
+            self.out += b - a
+
+    def put(self, new: str, a: int, b: int) -> None:
+        """``new`` in place of ``source[a:b]``: each of its characters maps to the whole span (``a == b``: to none)."""
+        self.segs.append(Seg(self.out, self.out + len(new), a, b, False))
+        self.parts.append(new)
+        self.out += len(new)
+
+    def result(self, parent: OffsetMap | None) -> tuple[str, OffsetMap]:
+        return "".join(self.parts), OffsetMap(tuple(self.segs), parent)
+
+
 def substitute(
     text: str, parent: OffsetMap | None, pattern: re.Pattern[str], repl: Callable[[re.Match[str]], str | None]
 ) -> tuple[str, OffsetMap | None, int]:
     """``pattern.sub`` that keeps offsets: a replaced match maps, as a whole, to the match it replaced."""
-    parts: list[str] = []
-    segs: list[Seg] = []
-    pos = out = changed = 0
+    rewrite = Rewrite(text)
+    pos = changed = 0
     for m in pattern.finditer(text):
         new = repl(m)
         if new is None or new == m.group(0):
             continue
-        if m.start() > pos:
-            segs.append(Seg(out, out + m.start() - pos, pos, m.start(), True))
-            parts.append(text[pos : m.start()])
-            out += m.start() - pos
-        segs.append(Seg(out, out + len(new), m.start(), m.end(), False))
-        parts.append(new)
-        out += len(new)
+        rewrite.keep(pos, m.start())
+        rewrite.put(new, m.start(), m.end())
         pos = m.end()
         changed += 1
     if not changed:
         return text, parent, 0
-    if pos < len(text):
-        segs.append(Seg(out, out + len(text) - pos, pos, len(text), True))
-        parts.append(text[pos:])
-    return "".join(parts), OffsetMap(tuple(segs), parent), changed
+    rewrite.keep(pos, len(text))
+    return (*rewrite.result(parent), changed)

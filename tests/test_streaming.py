@@ -296,8 +296,12 @@ ENCODED_ADDRESSES = {
 }
 
 
+# stream settings: a check at every character with no hold-back, short windows, the usual ones
+STREAM_SETTINGS = pytest.mark.parametrize(("every", "holdback"), [(1, 0), (7, 10), (40, 80)])
+
+
 @pytest.mark.parametrize("form", list(ENCODED_ADDRESSES))
-@pytest.mark.parametrize(("every", "holdback"), [(1, 0), (7, 10), (40, 80)])
+@STREAM_SETTINGS
 def test_an_address_the_check_reads_decoded_is_masked_in_a_stream_too(
     stub_server: StubServer, form: str, every: int, holdback: int
 ) -> None:
@@ -322,7 +326,7 @@ MARKED_SPACED = {
 
 
 @pytest.mark.parametrize("mark", list(MARKED_SPACED))
-@pytest.mark.parametrize(("every", "holdback"), [(1, 0), (7, 10), (40, 80)])
+@STREAM_SETTINGS
 def test_a_spaced_address_beside_marks_streams_as_the_whole_check_masks_it(
     stub_server: StubServer, mark: str, every: int, holdback: int
 ) -> None:

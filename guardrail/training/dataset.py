@@ -191,13 +191,10 @@ def semantic_groups(
         for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
             union(s + r, c, capped=True)
     roots = [find(j) for j in range(len(idx))]
-    names = {root: f"cluster-{root}" for root in roots}
-    if stable_names:
-        names = {}
-        for j, root in enumerate(roots):
-            key = examples[idx[j]].key
-            names[root] = min(names.get(root, key), key)
-        names = {root: f"cluster-{key}" for root, key in names.items()}
+    names: dict[int, str] = {}
+    for j, root in enumerate(roots):
+        name = f"cluster-{examples[idx[j]].key}" if stable_names else f"cluster-{root}"
+        names[root] = min(names.get(root, name), name)  # by position, every member gives the same name
     for j, i in enumerate(idx):
         examples[i].group = names[roots[j]]
 

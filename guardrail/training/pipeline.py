@@ -116,10 +116,10 @@ def run(cfg_dict: dict[str, object] | None = None, log: Callable[[str], None] = 
     return finalize(work, examples, labels, cfg, log=log, t0=t0)
 
 
-def _same_split(recorded: object, cfg: Any) -> None:
-    """The run's weights were trained on the split ``recorded`` names (None: unknown): finishing it on another would
-    measure and calibrate it on rows it trained on."""
-    if recorded is not None and recorded != cfg.split:
+def _same_split(recorded: str, cfg: Any) -> None:
+    """The run's weights were trained on the split ``recorded`` names: finishing it on another would measure and
+    calibrate it on rows it trained on."""
+    if recorded != cfg.split:
         raise ValueError(f"{cfg.out_dir} was trained on a --split {recorded} split; finish it with --split {recorded}")
 
 
@@ -132,6 +132,7 @@ def from_checkpoint(cfg_dict: dict[str, object], log: Callable[[str], None] = pr
     from guardrail.training import export, train
     from guardrail.training.averaging import WeightAverage
     from guardrail.training.model import SafetyClassifier
+    from guardrail.training.unpack import recorded_split
 
     cfg = train.TrainConfig(**cfg_dict)  # type: ignore[arg-type]
     t0 = time.time()
@@ -143,11 +144,10 @@ def from_checkpoint(cfg_dict: dict[str, object], log: Callable[[str], None] = pr
     if (work / "checkpoint.pt").exists():
         state = torch.load(work / "checkpoint.pt", weights_only=True)
         log("weights: checkpoint.pt (finished run)")
-        meta = work / "train_meta.json"
-        _same_split(json.loads(meta.read_text())["config"].get("split", "random") if meta.exists() else None, cfg)
+        _same_split(recorded_split(work), cfg)
     else:
         full = torch.load(work / "resume.pt", weights_only=False)
-        _same_split(full.get("split", "random"), cfg)
+        _same_split(str(full.get("split", "random")), cfg)  # not recorded before the method was
         state = full["model"]
         log(f"weights: resume.pt at step {full['step']}")
         if full.get("average", {}).get("steps"):  # a cut-short averaging run: the mean of what it collected
