@@ -107,9 +107,45 @@ def test_training_exports_7_bit_weights(tmp_path: Path) -> None:
     )
     fp32 = tmp_path / "m.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(fp32))
-    weights = _matmul_weights(onnx.load(str(export.quantize(fp32, tmp_path / "q.onnx"))))
+    quantized = export.quantize(fp32, tmp_path / "q.onnx")
+    weights = _matmul_weights(onnx.load(str(quantized)))
     assert weights and all(int(np.abs(w.astype(np.int16)).max()) <= 64 for w in weights)
     assert max(int(np.abs(w).max()) for w in weights) >= 60  # the 7-bit range is used, not a narrower one
+    assert export.weight_bits(quantized) == 7  # what labels.json records
+
+
+def test_an_8_bit_model_narrows_to_7_bits_and_keeps_its_scores(tmp_path: Path) -> None:
+    """How the bundled v19b became 7-bit (its torch checkpoint was lost): halve the weights, double the scales."""
+    pytest.importorskip("torch")
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from guardrail.training import export
+
+    rng = np.random.default_rng(2)
+    weight = rng.normal(0, 1, size=(64, 32)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    fp32, wide, narrow = tmp_path / "m.onnx", tmp_path / "w.onnx", tmp_path / "n.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(fp32))
+    quantize_dynamic(str(fp32), str(wide), weight_type=QuantType.QInt8, per_channel=True)  # 8-bit, as before
+    assert export.weight_bits(wide) == 8
+    assert export.narrow_weights(wide, narrow) == 1
+    assert export.weight_bits(narrow) == 7
+    assert export.narrow_weights(narrow, tmp_path / "again.onnx") == 0  # already narrow: left as it is
+    x = {"x": rng.normal(0, 1, size=(1, 64)).astype(np.float32)}
+    wide_exact = _exact_rewrite(wide, tmp_path / "w_exact.onnx")  # the 8-bit result without saturation
+    y_wide, y_narrow = (ort.InferenceSession(str(p)).run(None, x)[0] for p in (wide_exact, narrow))
+    y_float = x["x"] @ weight
+    scale = float(np.abs(y_float).max())  # measured: 8-bit exact and narrowed both within 1.5% of it
+    assert np.abs(y_narrow - y_float).max() < 0.05 * scale
+    assert np.abs(y_narrow - y_wide).max() < 0.05 * scale  # a weight moves by one old grid step at most
 
 
 def test_the_grouping_encoder_session_is_exact_on_every_cpu(tmp_path: Path) -> None:
@@ -138,3 +174,65 @@ def test_the_grouping_encoder_session_is_exact_on_every_cpu(tmp_path: Path) -> N
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     (y,) = export.exact_session(path, 1).run(None, {"a": a})
     assert np.array_equal(y, a.astype(np.int64) @ w.astype(np.int64))
+
+
+def _folder_without_weight_bits(tmp_path: Path) -> Path:
+    import json
+    import shutil
+
+    folder = tmp_path / "older"
+    shutil.copytree(BUNDLED, folder)
+    raw = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
+    raw.pop("weight_bits")
+    (folder / "labels.json").write_text(json.dumps(raw), encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize(("bits_stated", "cpu_saturates", "warned"), [(False, True, True), (True, True, False),
+                                                                       (False, False, False)])  # fmt: skip
+def test_an_8_bit_model_says_so_when_it_loads_on_a_cpu_that_saturates(
+    bits_stated: bool, cpu_saturates: bool, warned: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder exported before 7-bit weights still loads and scores everywhere; on a CPU whose kernel saturates
+    it logs why its scores differ from its calibration and how to narrow it, instead of drifting silently."""
+    from structlog.testing import capture_logs
+
+    from guardrail.classifiers import onnx as onnx_classifier
+
+    monkeypatch.setattr(onnx_classifier, "int8_saturates", lambda: cpu_saturates)
+    folder = BUNDLED if bits_stated else _folder_without_weight_bits(tmp_path)
+    clf = onnx_classifier.OnnxClassifier(folder)
+    assert clf.info.weight_bits == (7 if bits_stated else 8)
+    with capture_logs() as logs:
+        scores = clf.predict(["how do I cook rice"], stage="input")
+    assert 0.0 <= scores[0]["unsafe"] <= 1.0
+    events = [e for e in logs if e["event"] == "model_weights_saturate_on_this_cpu"]
+    assert len(events) == (1 if warned else 0)
+    if warned:
+        assert events[0]["model"] == str(folder) and "narrow_weights" in events[0]["fix"]
+
+
+@pytest.mark.parametrize(
+    ("machine", "flags", "saturates"),
+    [
+        ("x86_64", "fpu sse2 avx avx2 fma", True),  # AMD EPYC Zen 3
+        ("x86_64", "fpu avx2 avx512f avx512_vnni", False),  # Xeon with VNNI
+        ("x86_64", "fpu avx2 avx_vnni", False),  # Alder Lake's AVX-VNNI
+        ("x86_64", "fpu sse2 avx", False),  # no AVX2: another kernel, not this saturation
+        ("aarch64", "fp asimd", False),
+    ],
+)
+def test_the_cpu_check_reads_the_flags(
+    machine: str, flags: str, saturates: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from guardrail.classifiers import cpu
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n", encoding="utf-8")
+    monkeypatch.setattr(cpu, "_CPUINFO", info)
+    monkeypatch.setattr(cpu.platform, "machine", lambda: machine)
+    cpu.int8_saturates.cache_clear()
+    try:
+        assert cpu.int8_saturates() is saturates
+    finally:
+        cpu.int8_saturates.cache_clear()

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from guardrail.classifiers.cpu import int8_saturates
 from guardrail.classifiers.encoding import EncodingConfig, Window, encode_windows, pad_batch
 from guardrail.errors import ClassifierError
 from guardrail.taxonomy import Stage
@@ -95,6 +96,7 @@ class ModelInfo:
     labels: tuple[LabelInfo, ...]
     encoding: EncodingConfig
     scripts: frozenset[str] | None = None  # writing systems the model was measured on (None: not stated)
+    weight_bits: int = 8  # 7 since weights were narrowed so that no CPU saturates (guardrail/classifiers/cpu.py)
 
     @classmethod
     def load(cls, folder: Path) -> ModelInfo:
@@ -119,7 +121,13 @@ class ModelInfo:
         except (KeyError, TypeError, ValueError) as exc:
             raise ClassifierError(f"malformed labels.json in {folder}: {exc}", classifier="onnx") from exc
         scripts = raw.get("scripts")
-        return cls(str(raw.get("name", folder.name)), labels, enc, frozenset(map(str, scripts)) if scripts else None)
+        try:
+            bits = int(raw.get("weight_bits", 8))
+        except (TypeError, ValueError) as exc:
+            raise ClassifierError(f"malformed labels.json in {folder}: weight_bits: {exc}", classifier="onnx") from exc
+        return cls(
+            str(raw.get("name", folder.name)), labels, enc, frozenset(map(str, scripts)) if scripts else None, bits
+        )
 
     def for_stage(self, stage: Stage) -> tuple[LabelInfo, ...]:
         return tuple(lab for lab in self.labels if stage in lab.stages)
@@ -192,6 +200,17 @@ class OnnxClassifier:
                 raise ClassifierError(f"cannot load model from {self.folder}: {exc}", classifier=self.name) from exc
             self._tokenizer = tok
             self._session = session
+            if self.info.weight_bits > 7 and int8_saturates():
+                import structlog
+
+                structlog.get_logger("guardrail").warning(
+                    "model_weights_saturate_on_this_cpu",
+                    model=str(self.folder),
+                    why="8-bit int8 weights on a CPU without VNNI: onnxruntime's int8 kernel saturates here, so "
+                    "scores differ from those the thresholds were calibrated on",
+                    fix="narrow the weights to 7 bits: guardrail.training.export.narrow_weights(model.onnx, out) "
+                    'and add "weight_bits": 7 to labels.json, or re-export with this version\'s guardrail train',
+                )
 
     def warmup(self) -> None:
         """Load the session, run a few inferences (first-call latency otherwise lands on a user) and

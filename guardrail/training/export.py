@@ -120,6 +120,22 @@ def exact_session(path: Path, threads: int) -> Any:
     return sess
 
 
+def weight_bits(path: Path) -> int:
+    """7 when every int8 weight matrix of the model fits in 7 bits (at most 64 in size: no CPU saturates), else 8.
+    Recorded in labels.json so the runtime can tell an older folder on a CPU where it would saturate."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    inits = {i.name: i for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "MatMulInteger" and node.input[1] in inits:
+            weights = numpy_helper.to_array(inits[node.input[1]])
+            if weights.dtype == np.int8 and int(np.abs(weights.astype(np.int16)).max()) > 64:
+                return 8
+    return 7
+
+
 def narrow_weights(src: Path, out: Path) -> int:
     """Write ``src`` (an int8 model with 8-bit weights, as exported before 7-bit weights) to ``out`` with every
     matrix's weights halved onto the 7-bit grid and its scale doubled, so it scores the same on every CPU. Each

@@ -62,7 +62,12 @@ def write_model_folder(
         }
         entry.update(heads.get(lab, {"threshold": 0.5, "calibration": {"a": 1.0, "b": 0.0}}))
         entries.append(entry)
-    doc: dict[str, object] = {"name": name, "encoding": asdict(enc), "labels": entries, **(extra or {})}
+    from guardrail.training.export import weight_bits
+
+    bits = weight_bits(out / "model.onnx")  # 7: no CPU saturates them (classifiers/cpu.py); read, not assumed
+    doc: dict[str, object] = {
+        "name": name, "encoding": asdict(enc), "weight_bits": bits, "labels": entries, **(extra or {})
+    }  # fmt: skip
     (out / "labels.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False))
 
 
