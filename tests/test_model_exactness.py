@@ -11,6 +11,7 @@ exact rewrite of the graph (each MatMulInteger as a float matrix product of the 
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -94,7 +95,7 @@ def test_training_exports_7_bit_weights(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     from onnx import TensorProto, helper, numpy_helper
 
-    from guardrail.training import export
+    from guardrail.training import export, int8
 
     rng = np.random.default_rng(0)
     weight = rng.normal(0, 1, size=(64, 32)).astype(np.float32)
@@ -111,17 +112,16 @@ def test_training_exports_7_bit_weights(tmp_path: Path) -> None:
     weights = _matmul_weights(onnx.load(str(quantized)))
     assert weights and all(int(np.abs(w.astype(np.int16)).max()) <= 64 for w in weights)
     assert max(int(np.abs(w).max()) for w in weights) >= 60  # the 7-bit range is used, not a narrower one
-    assert export.weight_bits(quantized) == 7  # what labels.json records
+    assert int8.weight_bits(quantized) == 7  # what labels.json records
 
 
 def test_an_8_bit_model_narrows_to_7_bits_and_keeps_its_scores(tmp_path: Path) -> None:
     """How the bundled v19b became 7-bit (its torch checkpoint was lost): halve the weights, double the scales."""
-    pytest.importorskip("torch")
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from guardrail.training import export
+    from guardrail.training import int8
 
     rng = np.random.default_rng(2)
     weight = rng.normal(0, 1, size=(64, 32)).astype(np.float32)
@@ -135,10 +135,10 @@ def test_an_8_bit_model_narrows_to_7_bits_and_keeps_its_scores(tmp_path: Path) -
     fp32, wide, narrow = tmp_path / "m.onnx", tmp_path / "w.onnx", tmp_path / "n.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(fp32))
     quantize_dynamic(str(fp32), str(wide), weight_type=QuantType.QInt8, per_channel=True)  # 8-bit, as before
-    assert export.weight_bits(wide) == 8
-    assert export.narrow_weights(wide, narrow) == 1
-    assert export.weight_bits(narrow) == 7
-    assert export.narrow_weights(narrow, tmp_path / "again.onnx") == 0  # already narrow: left as it is
+    assert int8.weight_bits(wide) == 8
+    assert int8.narrow_weights(wide, narrow) == 1
+    assert int8.weight_bits(narrow) == 7
+    assert int8.narrow_weights(narrow, tmp_path / "again.onnx") == 0  # already narrow: left as it is
     x = {"x": rng.normal(0, 1, size=(1, 64)).astype(np.float32)}
     wide_exact = _exact_rewrite(wide, tmp_path / "w_exact.onnx")  # the 8-bit result without saturation
     y_wide, y_narrow = (ort.InferenceSession(str(p)).run(None, x)[0] for p in (wide_exact, narrow))
@@ -148,32 +148,81 @@ def test_an_8_bit_model_narrows_to_7_bits_and_keeps_its_scores(tmp_path: Path) -
     assert np.abs(y_narrow - y_wide).max() < 0.05 * scale  # a weight moves by one old grid step at most
 
 
-def test_the_grouping_encoder_session_is_exact_on_every_cpu(tmp_path: Path) -> None:
-    """Training groups rows by the meaning an 8-bit int8 encoder gives them; a split rebuilt on another machine
-    must be the same split, so that session computes exactly too."""
-    pytest.importorskip("torch")
+def _matmul_integer_model(path: Path, weight: np.ndarray, zero: np.ndarray, *, shared: bool = False) -> Path:
+    """A graph of MatMulInteger over one int8 weight (twice, the same initializer, when ``shared``)."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from guardrail.training import export
+    rows, cols = weight.shape
+    nodes = [helper.make_node("MatMulInteger", ["a", "w", "az", "wz"], ["y"])]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.INT32, [4, cols])]
+    if shared:
+        nodes.append(helper.make_node("MatMulInteger", ["a", "w", "az", "wz"], ["y2"]))
+        outputs.append(helper.make_tensor_value_info("y2", TensorProto.INT32, [4, cols]))
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [4, rows])],
+        outputs,
+        [
+            numpy_helper.from_array(weight, "w"),
+            numpy_helper.from_array(np.array(0, dtype=np.uint8), "az"),
+            numpy_helper.from_array(zero, "wz"),
+        ],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("zero", "shared"),
+    [(np.zeros(8, dtype=np.int8), False), (np.array(0, dtype=np.int8), False), (np.zeros(8, dtype=np.int8), True)],
+    ids=["per-channel", "per-tensor", "shared weight"],
+)
+def test_the_grouping_encoder_session_is_exact_on_every_cpu(zero: np.ndarray, shared: bool, tmp_path: Path) -> None:
+    """Training groups rows by the meaning an 8-bit int8 encoder gives them; a split rebuilt on another machine
+    must be the same split, so that session computes exactly too, whatever layout the quantiser wrote."""
+    from guardrail.training import int8
 
     rng = np.random.default_rng(1)
     a = rng.integers(200, 256, size=(4, 64)).astype(np.uint8)  # large activations: the saturating case
     w = np.full((64, 8), 127, dtype=np.int8)
-    graph = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["a", "w", "az", "wz"], ["y"])],
-        "g",
-        [helper.make_tensor_value_info("a", TensorProto.UINT8, [4, 64])],
-        [helper.make_tensor_value_info("y", TensorProto.INT32, [4, 8])],
-        [
-            numpy_helper.from_array(w, "w"),
-            numpy_helper.from_array(np.array(0, dtype=np.uint8), "az"),
-            numpy_helper.from_array(np.zeros(8, dtype=np.int8), "wz"),
-        ],
-    )
-    path = tmp_path / "m.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    (y,) = export.exact_session(path, 1).run(None, {"a": a})
-    assert np.array_equal(y, a.astype(np.int64) @ w.astype(np.int64))
+    path = _matmul_integer_model(tmp_path / "m.onnx", w, zero, shared=shared)
+    for y in int8.exact_session(path, 1).run(None, {"a": a}):
+        assert np.array_equal(y, a.astype(np.int64) @ w.astype(np.int64))
+
+
+def test_an_older_folder_narrows_from_the_command_line_and_then_loads_quietly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from structlog.testing import capture_logs
+
+    from guardrail.classifiers import onnx as onnx_classifier
+    from guardrail.training import int8
+
+    older = _folder_without_weight_bits(tmp_path)
+    model = onnx.load(str(BUNDLED / "model.onnx"))  # made 8-bit: weights doubled, scales halved (the same model)
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "MatMulInteger":
+            name, scale = node.input[1], node.input[1].removesuffix("_quantized") + "_scale"
+            w = numpy_helper.to_array(inits[name]).astype(np.int16) * 2
+            inits[name].CopyFrom(numpy_helper.from_array(np.clip(w, -127, 127).astype(np.int8), name))
+            inits[scale].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(inits[scale]) / 2, scale))
+    onnx.save(model, str(older / "model.onnx"))
+    assert int8.weight_bits(older / "model.onnx") == 8
+    assert int8.main([str(older), str(tmp_path / "narrowed")]) == 0
+    assert int8.main([str(older), str(tmp_path / "narrowed")]) == 1  # never over an existing folder
+    assert int8.main([]) == 2
+    monkeypatch.setattr(onnx_classifier, "int8_saturates", lambda: True)
+    clf = onnx_classifier.OnnxClassifier(tmp_path / "narrowed")
+    assert clf.info.weight_bits == 7
+    with capture_logs() as logs:
+        clf.predict(["how do I cook rice"], stage="input")
+    assert not [e for e in logs if e["event"] == "model_weights_saturate_on_this_cpu"]
+    shipped = onnx_classifier.OnnxClassifier(BUNDLED).predict(["how do I cook rice"], stage="input")
+    assert clf.predict(["how do I cook rice"], stage="input") == shipped  # narrowed back to the bundled weights
 
 
 def _folder_without_weight_bits(tmp_path: Path) -> Path:
@@ -209,7 +258,7 @@ def test_an_8_bit_model_says_so_when_it_loads_on_a_cpu_that_saturates(
     events = [e for e in logs if e["event"] == "model_weights_saturate_on_this_cpu"]
     assert len(events) == (1 if warned else 0)
     if warned:
-        assert events[0]["model"] == str(folder) and "narrow_weights" in events[0]["fix"]
+        assert events[0]["model"] == str(folder) and "python -m guardrail.training.int8" in events[0]["fix"]
 
 
 @pytest.mark.parametrize(
@@ -230,7 +279,7 @@ def test_the_cpu_check_reads_the_flags(
     info = tmp_path / "cpuinfo"
     info.write_text(f"processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n", encoding="utf-8")
     monkeypatch.setattr(cpu, "_CPUINFO", info)
-    monkeypatch.setattr(cpu.platform, "machine", lambda: machine)
+    monkeypatch.setattr(platform, "machine", lambda: machine)
     cpu.int8_saturates.cache_clear()
     try:
         assert cpu.int8_saturates() is saturates

@@ -208,8 +208,8 @@ class OnnxClassifier:
                     model=str(self.folder),
                     why="8-bit int8 weights on a CPU without VNNI: onnxruntime's int8 kernel saturates here, so "
                     "scores differ from those the thresholds were calibrated on",
-                    fix="narrow the weights to 7 bits: guardrail.training.export.narrow_weights(model.onnx, out) "
-                    'and add "weight_bits": 7 to labels.json, or re-export with this version\'s guardrail train',
+                    fix="if its weights are 8-bit int8 (a folder exported before 7-bit weights), narrow them: "
+                    "python -m guardrail.training.int8 OLD_FOLDER NEW_FOLDER (needs the [train] extra's onnx)",
                 )
 
     def warmup(self) -> None:

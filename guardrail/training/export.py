@@ -3,13 +3,8 @@
 The runtime never imports torch: what ships is ``model.onnx`` (int8, per-channel weights, which keep
 scores much closer to fp32 than per-tensor at the same speed) plus ``tokenizer.json``.
 
-Weights are quantised to 7 bits (``reduce_range``), so the model scores the same on every x86 CPU. onnxruntime
-multiplies uint8 activations by int8 weights; on a CPU with VNNI the products are summed exactly, but on one
-with AVX2 only (vpmaddubsw) each pair of products is summed in 16 bits and saturates once it passes 32,767,
-which 8-bit weights reach (255 x 127 x 2). Measured on the bundled v19b (8-bit) on an AMD EPYC without VNNI:
-the challenge suite's English unsafe recall 0.872 where the VNNI machine it was measured on gave 0.892, and
-logits up to 0.92 apart on random inputs. With 7-bit weights (at most 64 in size) a pair stays within
-255 x 64 x 2 = 32,640.
+Weights are quantised to 7 bits (``reduce_range``), so the model scores the same on every x86 CPU: with 8-bit
+weights onnxruntime's int8 kernel saturates on CPUs without VNNI (guardrail/training/int8.py says why).
 """
 
 from __future__ import annotations
@@ -17,7 +12,6 @@ from __future__ import annotations
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -87,82 +81,6 @@ def quantize(fp32: Path, out: Path, *, optimize: bool = False) -> Path:
     if src != fp32:
         src.unlink()
     return out
-
-
-def exact_session(path: Path, threads: int) -> Any:
-    """An onnxruntime session of an int8 model (8-bit weights) that computes exactly on every CPU: each
-    MatMulInteger's int8 weights and zero point are given as uint8 shifted by 128 (the same numbers), which
-    onnxruntime multiplies without the 16-bit saturation of its uint8 x int8 kernel on AVX2-only CPUs (see the
-    module docstring). About 15% slower there; used where a result must not depend on the machine (grouping
-    training rows by meaning: a split rebuilt on another CPU must be the same split)."""
-    import onnx
-    import onnxruntime as ort
-    from onnx import numpy_helper
-
-    graph = onnx.load(str(path)).graph
-    inits = {i.name: i for i in graph.initializer}
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    values = []
-    for node in graph.node:
-        if node.op_type != "MatMulInteger" or len(node.input) < 4:
-            continue
-        for name in (node.input[1], node.input[3]):
-            if name not in inits:
-                continue
-            arr = numpy_helper.to_array(inits[name])
-            if arr.dtype == np.int8:
-                value = ort.OrtValue.ortvalue_from_numpy((arr.astype(np.int16) + 128).astype(np.uint8))
-                values.append(value)  # the session reads them at creation; kept alive beside it
-                so.add_initializer(name, value)
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    sess._guardrail_exact_weights = values
-    return sess
-
-
-def weight_bits(path: Path) -> int:
-    """7 when every int8 weight matrix of the model fits in 7 bits (at most 64 in size: no CPU saturates), else 8.
-    Recorded in labels.json so the runtime can tell an older folder on a CPU where it would saturate."""
-    import onnx
-    from onnx import numpy_helper
-
-    graph = onnx.load(str(path)).graph
-    inits = {i.name: i for i in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "MatMulInteger" and node.input[1] in inits:
-            weights = numpy_helper.to_array(inits[node.input[1]])
-            if weights.dtype == np.int8 and int(np.abs(weights.astype(np.int16)).max()) > 64:
-                return 8
-    return 7
-
-
-def narrow_weights(src: Path, out: Path) -> int:
-    """Write ``src`` (an int8 model with 8-bit weights, as exported before 7-bit weights) to ``out`` with every
-    matrix's weights halved onto the 7-bit grid and its scale doubled, so it scores the same on every CPU. Each
-    weight moves by at most one step of the old grid. Returns the number of matrices changed. How the bundled
-    v19b became 7-bit: its torch checkpoint was lost, so its 8-bit weights are what there is to narrow."""
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(src))
-    inits = {i.name: i for i in model.graph.initializer}
-    changed = 0
-    for node in model.graph.node:
-        if node.op_type != "MatMulInteger" or node.input[1] not in inits:
-            continue
-        weights = numpy_helper.to_array(inits[node.input[1]])
-        scale_name = node.input[1].removesuffix("_quantized") + "_scale"
-        if weights.dtype != np.int8 or scale_name not in inits or np.abs(weights.astype(np.int16)).max() <= 64:
-            continue  # already narrow (or not a layout this exporter writes)
-        if numpy_helper.to_array(inits[node.input[3]]).any():
-            raise ValueError(f"{src}: {node.input[1]} has a non-zero zero point; only symmetric weights narrow")
-        narrow = np.rint(weights.astype(np.float32) / 2).astype(np.int8)
-        inits[node.input[1]].CopyFrom(numpy_helper.from_array(narrow, node.input[1]))
-        scale = numpy_helper.to_array(inits[scale_name])
-        inits[scale_name].CopyFrom(numpy_helper.from_array((scale * 2).astype(scale.dtype), scale_name))
-        changed += 1
-    onnx.save(model, str(out))
-    return changed
 
 
 def model_config(_path: Path) -> tuple[int, int]:

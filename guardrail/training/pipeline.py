@@ -62,7 +62,7 @@ def write_model_folder(
         }
         entry.update(heads.get(lab, {"threshold": 0.5, "calibration": {"a": 1.0, "b": 0.0}}))
         entries.append(entry)
-    from guardrail.training.export import weight_bits
+    from guardrail.training.int8 import weight_bits
 
     bits = weight_bits(out / "model.onnx")  # 7: no CPU saturates them (classifiers/cpu.py); read, not assumed
     doc: dict[str, object] = {
@@ -278,7 +278,8 @@ def _embedder(threads: int, cache_dir: Path) -> Callable[[Sequence[str]], np.nda
 
     from guardrail.classifiers.encoding import encode_windows, pad_batch
     from guardrail.training.examples import text_key
-    from guardrail.training.export import exact_session, minilm_pooled_int8
+    from guardrail.training.export import minilm_pooled_int8
+    from guardrail.training.int8 import exact_session
     from guardrail.training.train import load_tokenizer
 
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -286,7 +287,7 @@ def _embedder(threads: int, cache_dir: Path) -> Callable[[Sequence[str]], np.nda
     sess = exact_session(onnx_path, threads)  # the same vectors, so the same groups, on every CPU
     tok = load_tokenizer()
     cfg = replace(EncodingConfig(), max_length=64)
-    cache_file = cache_dir / "embeddings.npz"
+    cache_file = cache_dir / "embeddings-exact.npz"  # not the older embeddings.npz: a saturating CPU computed some
     cache: dict[str, np.ndarray] = dict(np.load(cache_file)) if cache_file.exists() else {}
 
     def embed(texts: Sequence[str]) -> np.ndarray:
