@@ -90,24 +90,28 @@ def test_the_bundled_model_gives_the_exact_integer_result_on_this_cpu(text: str,
     assert np.abs(shipped - reference).max() < 1e-3
 
 
-def test_training_exports_7_bit_weights(tmp_path: Path) -> None:
-    """A model trained here scores the same on the machine that calibrated it and on every user's machine."""
-    pytest.importorskip("torch")
+def _float_matmul_model(path: Path, weight: np.ndarray) -> Path:
+    """A one-MatMul float graph over ``weight``, for the quantiser."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from guardrail.training import export, int8
-
-    rng = np.random.default_rng(0)
-    weight = rng.normal(0, 1, size=(64, 32)).astype(np.float32)
+    rows, cols = weight.shape
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "w"], ["y"])],
         "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32])],
-        [numpy_helper.from_array(weight, "w")],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, rows])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, cols])],
+        [numpy_helper.from_array(weight.astype(np.float32), "w")],
     )
-    fp32 = tmp_path / "m.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(fp32))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_training_exports_7_bit_weights(tmp_path: Path) -> None:
+    """A model trained here scores the same on the machine that calibrated it and on every user's machine."""
+    pytest.importorskip("torch")
+    from guardrail.training import export, int8
+
+    fp32 = _float_matmul_model(tmp_path / "m.onnx", np.random.default_rng(0).normal(0, 1, size=(64, 32)))
     quantized = export.quantize(fp32, tmp_path / "q.onnx")
     weights = _matmul_weights(onnx.load(str(quantized)))
     assert weights and all(int(np.abs(w.astype(np.int16)).max()) <= 64 for w in weights)
@@ -118,22 +122,14 @@ def test_training_exports_7_bit_weights(tmp_path: Path) -> None:
 def test_an_8_bit_model_narrows_to_7_bits_and_keeps_its_scores(tmp_path: Path) -> None:
     """How the bundled v19b became 7-bit (its torch checkpoint was lost): halve the weights, double the scales."""
     import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from guardrail.training import int8
 
     rng = np.random.default_rng(2)
     weight = rng.normal(0, 1, size=(64, 32)).astype(np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])],
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32])],
-        [numpy_helper.from_array(weight, "w")],
-    )
-    fp32, wide, narrow = tmp_path / "m.onnx", tmp_path / "w.onnx", tmp_path / "n.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(fp32))
+    fp32 = _float_matmul_model(tmp_path / "m.onnx", weight)
+    wide, narrow = tmp_path / "w.onnx", tmp_path / "n.onnx"
     quantize_dynamic(str(fp32), str(wide), weight_type=QuantType.QInt8, per_channel=True)  # 8-bit, as before
     assert int8.weight_bits(wide) == 8
     assert int8.narrow_weights(wide, narrow) == 1
