@@ -25,6 +25,14 @@ import numpy as np
 __all__ = ["exact_session", "narrow_folder", "narrow_weights", "weight_bits"]
 
 
+def _integer_matmuls(graph: Any) -> tuple[dict[str, Any], list[Any]]:
+    """The graph's initializers by name, and its MatMulInteger nodes whose weight (input 1) is one of them and
+    that carry both zero points (the layout quantize_dynamic writes)."""
+    inits = {i.name: i for i in graph.initializer}
+    nodes = [n for n in graph.node if n.op_type == "MatMulInteger" and len(n.input) == 4 and n.input[1] in inits]
+    return inits, nodes
+
+
 def exact_session(path: Path, threads: int) -> Any:
     """An onnxruntime session of an int8 model (8-bit weights) that computes exactly on every CPU: each
     MatMulInteger's int8 weights and zero point are given as uint8 shifted by 128 (the same numbers), which
@@ -35,15 +43,12 @@ def exact_session(path: Path, threads: int) -> Any:
     import onnxruntime as ort
     from onnx import numpy_helper
 
-    graph = onnx.load(str(path)).graph
-    inits = {i.name: i for i in graph.initializer}
+    inits, nodes = _integer_matmuls(onnx.load(str(path)).graph)
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     values = []
     shifted: set[str] = set()
-    for node in graph.node:
-        if node.op_type != "MatMulInteger" or len(node.input) < 4:
-            continue
+    for node in nodes:
         for name in (node.input[1], node.input[3]):
             if name not in inits:
                 continue
@@ -64,13 +69,11 @@ def weight_bits(path: Path) -> int:
     import onnx
     from onnx import numpy_helper
 
-    graph = onnx.load(str(path)).graph
-    inits = {i.name: i for i in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "MatMulInteger" and node.input[1] in inits:
-            weights = numpy_helper.to_array(inits[node.input[1]])
-            if weights.dtype == np.int8 and int(np.abs(weights.astype(np.int16)).max()) > 64:
-                return 8
+    inits, nodes = _integer_matmuls(onnx.load(str(path)).graph)
+    for node in nodes:
+        weights = numpy_helper.to_array(inits[node.input[1]])
+        if weights.dtype == np.int8 and int(np.abs(weights.astype(np.int16)).max()) > 64:
+            return 8
     return 7
 
 
@@ -83,12 +86,10 @@ def narrow_weights(src: Path, out: Path) -> int:
     from onnx import numpy_helper
 
     model = onnx.load(str(src))
-    inits = {i.name: i for i in model.graph.initializer}
+    inits, nodes = _integer_matmuls(model.graph)
     changed = 0
     done: set[str] = set()
-    for node in model.graph.node:
-        if node.op_type != "MatMulInteger" or node.input[1] not in inits:
-            continue
+    for node in nodes:
         weights = numpy_helper.to_array(inits[node.input[1]])
         scale_name = node.input[1].removesuffix("_quantized") + "_scale"
         if weights.dtype != np.int8 or np.abs(weights.astype(np.int16)).max() <= 64 or node.input[1] in done:

@@ -275,7 +275,6 @@ def _embedder(threads: int, cache_dir: Path) -> Callable[[Sequence[str]], np.nda
     Runs an int8 ONNX export of the base model (about 5x faster than torch on 2 cores) and caches
     vectors by text hash, so a re-run only embeds new rows.
     """
-
     from guardrail.classifiers.encoding import encode_windows, pad_batch
     from guardrail.training.examples import text_key
     from guardrail.training.export import minilm_pooled_int8
