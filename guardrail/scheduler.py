@@ -6,7 +6,9 @@ over two cores, charges every caller the queue wait, and keeps running work whos
 guard for 30 s). Here every check becomes an item in one bounded queue; one worker thread takes
 the items waiting (up to ``max_batch`` texts and ``max_batch_tokens`` estimated tokens, waiting at
 most ``max_wait_ms`` for companions when traffic is concurrent) and calls ``predict`` once for all
-of them. Threads and event loops alike get a ``concurrent.futures.Future``. A sync check that finds
+of them (the ONNX classifier still runs each text's windows apart from the others', so a check's
+scores never depend on its batch-mates: see ``OnnxClassifier._runs``). Threads and event loops alike
+get a ``concurrent.futures.Future``. A sync check that finds
 the scheduler idle after a lone inference is scored in the caller's thread (``run``) if the classifier
 can stop one thread's inference (``interrupt``/``resume``) and the thread has checked before: no hand-off to the
 worker and back (measured per process: p99 of a 64-token check 9.6 ms against 11.6 ms). The worker
