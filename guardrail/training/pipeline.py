@@ -273,7 +273,10 @@ def _embedder(threads: int, cache_dir: Path) -> Callable[[Sequence[str]], np.nda
     """Sentence embeddings of the full base encoder (mean pooling) for grouping near-duplicates.
 
     Runs an int8 ONNX export of the base model (about 5x faster than torch on 2 cores) and caches
-    vectors by text hash, so a re-run only embeds new rows.
+    vectors by text hash, so a re-run only embeds new rows. Each text is embedded alone: the int8 graph
+    quantises its activations with one range per run, so a text batched with others got a vector that
+    depended on which texts were still uncached beside it, and a split rebuilt with another cache history
+    could group rows differently.
     """
     from guardrail.classifiers.encoding import encode_windows, pad_batch
     from guardrail.training.examples import text_key
@@ -286,21 +289,19 @@ def _embedder(threads: int, cache_dir: Path) -> Callable[[Sequence[str]], np.nda
     sess = exact_session(onnx_path, threads)  # the same vectors, so the same groups, on every CPU
     tok = load_tokenizer()
     cfg = replace(EncodingConfig(), max_length=64)
-    cache_file = cache_dir / "embeddings-exact.npz"  # not the older embeddings.npz: a saturating CPU computed some
+    # not embeddings.npz (a saturating CPU computed some) nor embeddings-exact.npz (texts embedded in batches)
+    cache_file = cache_dir / "embeddings-alone.npz"
     cache: dict[str, np.ndarray] = dict(np.load(cache_file)) if cache_file.exists() else {}
 
     def embed(texts: Sequence[str]) -> np.ndarray:
         keys = [text_key(t) for t in texts]
         todo = sorted({k: i for i, k in enumerate(keys) if k not in cache}.values())
         wins = encode_windows(tok, [texts[i] for i in todo], None, cfg, windows=False)
-        order = sorted(range(len(wins)), key=lambda i: len(wins[i].ids))
-        for s in range(0, len(order), 128):
-            idx = order[s : s + 128]
-            b = pad_batch([wins[i] for i in idx])
+        for w in wins:  # one text per run (see above)
+            b = pad_batch([w])
             (emb,) = sess.run(["emb"], {"input_ids": b.input_ids, "attention_mask": b.attention_mask,
                                         "token_type_ids": b.token_type_ids})  # fmt: skip
-            for j, e in zip(idx, emb, strict=True):
-                cache[keys[todo[j]]] = e.astype(np.float16)
+            cache[keys[todo[w.item]]] = emb[0].astype(np.float16)
         if todo:
             np.savez(cache_file, **cache)  # type: ignore[arg-type]
         return np.stack([cache[k].astype(np.float32) for k in keys])
