@@ -5,7 +5,8 @@
 
 ``--rows``: the dev and held-out rows a training run recorded (exact). ``--embedding-cache``: rebuild the
 split as training built it (same seed, the run's embedding cache for the grouping by meaning); exact only
-while the data on disk is the data the run read (one added row moves the random split). Printed per model,
+while the data on disk is the data the run read (one added row moves the random split), and for runs since
+session 19 (earlier ones grouped rows by batch-computed vectors that cannot be rebuilt). Printed per model,
 each at its own shipped thresholds (labels.json): AUPRC, precision/recall/F1 of ``unsafe`` and ``jailbreak``
 (input) and ``harmful_response`` (output); false positives on hard negatives (look-alikes, counter-speech,
 support posts, everyday questions in every language) and on ordinary prompts; and per language, benign rows

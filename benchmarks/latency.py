@@ -87,7 +87,7 @@ def timed(fn: Callable[[], Any]) -> float:
 class Bare:
     """The model without guardrail: the classifier's own onnxruntime session (a second session would
     compete with it: onnxruntime's pool threads spin after each run and steal the CPU from the
-    other), fed the same windows, sub-batched the same way (``max_batch_tokens``). Benchmark code:
+    other), fed the same windows in the same runs (``OnnxClassifier._runs``). Benchmark code:
     it reaches into the classifier's private attributes for exactly that."""
 
     def __init__(self, clf: Any) -> None:
@@ -100,20 +100,12 @@ class Bare:
 
         clf = self.clf
         windows = encode_windows(clf._tokenizer, texts, prompts, clf.info.encoding)
-        order = sorted(range(len(windows)), key=lambda i: len(windows[i].ids))
-        feeds, start = [], 0
-        while start < len(order):
-            end, longest = start + 1, len(windows[order[start]].ids)
-            while end < len(order):
-                longest = max(longest, len(windows[order[end]].ids))
-                if longest * (end - start + 1) > clf._max_batch_tokens:
-                    break
-                end += 1
-            b = pad_batch([windows[i] for i in order[start:end]], clf.info.encoding.pad_id)
+        feeds = []
+        for run in clf._runs(windows):  # the classifier's own runs: one text's windows each
+            b = pad_batch([windows[i] for i in run], clf.info.encoding.pad_id)
             feeds.append(
                 {"input_ids": b.input_ids, "attention_mask": b.attention_mask, "token_type_ids": b.token_type_ids}
             )
-            start = end
         return feeds
 
     def run(self, feeds: list[dict[str, Any]]) -> None:

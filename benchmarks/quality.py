@@ -7,7 +7,8 @@ by group, drawn by the method the model's folder records, ``random`` for folders
 recorded; and the sources held out whole), and only ``dev`` and ``holdout`` rows are evaluated.
 Training also groups near-duplicates *by meaning* (embeddings of the base encoder) before the split;
 ``--embedding-cache DIR`` (the ``.cache`` folder next to the training output, and the ``[train]``
-extra) repeats that, so ``dev`` is exactly the model's dev split. Without it the dev
+extra) repeats that, so ``dev`` is exactly the model's dev split (for runs since session 19; earlier ones
+grouped rows by batch-computed vectors that cannot be rebuilt). Without it the dev
 split is only approximate and contains rows the model trained on (measured: unsafe AUPRC 0.98
 instead of 0.92), so the script says so in its output; ``holdout`` is exact either way.
 

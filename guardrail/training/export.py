@@ -13,7 +13,6 @@ import shutil
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from guardrail.training.model import SafetyClassifier, base_model_dir
@@ -94,15 +93,6 @@ def copy_tokenizer(out_dir: Path) -> None:
     """MiniLM's tokenizer, unless the run built its own (the e5 base's cut vocabulary) in ``out_dir``."""
     if not (out_dir / "tokenizer.json").exists():
         shutil.copy(base_model_dir() / "tokenizer.json", out_dir / "tokenizer.json")
-
-
-def onnx_logits(path: Path, batches: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 2
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    return [sess.run(["logits"], b)[0] for b in batches]
 
 
 def minilm_pooled_int8(out: Path) -> Path:

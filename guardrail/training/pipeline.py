@@ -21,6 +21,7 @@ from guardrail.classifiers.encoding import EncodingConfig
 from guardrail.classifiers.onnx import OnnxClassifier
 from guardrail.taxonomy import BY_ID, RESPONSE_CLASS_IDS
 from guardrail.training import eval_rows
+from guardrail.training.dataset import GROUPING, check_grouping
 from guardrail.training.examples import Example
 from guardrail.training.measure import (
     calibrate_heads,
@@ -121,11 +122,12 @@ def run(cfg_dict: dict[str, object] | None = None, log: Callable[[str], None] = 
     return finalize(work, examples, labels, cfg, log=log, t0=t0)
 
 
-def _same_split(recorded: str, cfg: Any) -> None:
-    """The run's weights were trained on the split ``recorded`` names: finishing it on another would measure and
-    calibrate it on rows it trained on."""
+def _same_split(recorded: str, cfg: Any, grouping: str = GROUPING) -> None:
+    """The run's weights were trained on the split ``recorded`` names, grouped the ``grouping`` way: finishing it
+    on another would measure and calibrate it on rows it trained on."""
     if recorded != cfg.split:
         raise ValueError(f"{cfg.out_dir} was trained on a --split {recorded} split; finish it with --split {recorded}")
+    check_grouping(grouping, cfg)
 
 
 def from_checkpoint(cfg_dict: dict[str, object], log: Callable[[str], None] = print) -> Path:
@@ -149,10 +151,12 @@ def from_checkpoint(cfg_dict: dict[str, object], log: Callable[[str], None] = pr
     if (work / "checkpoint.pt").exists():
         state = torch.load(work / "checkpoint.pt", weights_only=True)
         log("weights: checkpoint.pt (finished run)")
-        _same_split(recorded_split(work), cfg)
+        meta = json.loads((work / "train_meta.json").read_text()) if (work / "train_meta.json").exists() else {}
+        _same_split(recorded_split(work), cfg, str(meta.get("grouping", "batched")))
     else:
         full = torch.load(work / "resume.pt", weights_only=False)
-        _same_split(str(full.get("split", "random")), cfg)  # not recorded before the method was
+        # neither was recorded before its method changed
+        _same_split(str(full.get("split", "random")), cfg, str(full.get("grouping", "batched")))
         state = full["model"]
         log(f"weights: resume.pt at step {full['step']}")
         if full.get("average", {}).get("steps"):  # a cut-short averaging run: the mean of what it collected

@@ -23,6 +23,7 @@ from torch import nn
 from guardrail.classifiers.encoding import EncodingConfig, Window, encode_windows, pad_batch
 from guardrail.taxonomy import RESPONSE_CLASS_IDS
 from guardrail.training.averaging import WeightAverage, due
+from guardrail.training.dataset import GROUPING, check_grouping
 from guardrail.training.examples import BINARY_HEADS, Example
 from guardrail.training.model import SafetyClassifier, base_model_dir
 
@@ -255,6 +256,7 @@ def train(
                 f"{resume} was trained on a --split {split} split, this run asks for {cfg.split}: resume with the "
                 "run's own split or start again into an empty --out"
             )
+        check_grouping(str(state.get("grouping", "batched")), cfg)  # not recorded before session 19
         if state.get("n_windows", len(windows)) != len(windows):
             raise ValueError(f"{resume} was written for {state['n_windows']} training windows, this run has "
                              f"{len(windows)}: the data changed; start again into an empty --out")  # fmt: skip
@@ -308,7 +310,8 @@ def train(
                     {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                      "step": step, "running": running, "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
                      "average": average.state(), "epoch_rng": epoch_rng, "epoch_pos": pos + 1,
-                     "n_windows": len(windows), "context_layout": enc_cfg.context_layout, "split": cfg.split},
+                     "n_windows": len(windows), "context_layout": enc_cfg.context_layout, "split": cfg.split,
+                     "grouping": GROUPING},
                     tmp,
                 )  # fmt: skip
                 tmp.replace(resume)
@@ -326,7 +329,8 @@ def train(
 def save_checkpoint(model: SafetyClassifier, labels: list[str], cfg: TrainConfig, path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path / "checkpoint.pt")
-    (path / "train_meta.json").write_text(json.dumps({"labels": labels, "config": config_meta(cfg)}, indent=2))
+    meta = {"labels": labels, "config": config_meta(cfg), "grouping": GROUPING}
+    (path / "train_meta.json").write_text(json.dumps(meta, indent=2))
 
 
 def config_meta(cfg: TrainConfig) -> dict[str, Any]:
