@@ -168,7 +168,7 @@ def main() -> None:
     import structlog
 
     structlog.configure(logger_factory=structlog.ReturnLoggerFactory())
-    import guardrail.engine as engine
+    import guardrail.revealed as readings  # where the engine asks for a text's readings
     from guardrail import Guard
     from guardrail.normalize import Form
 
@@ -180,12 +180,12 @@ def main() -> None:
     with_norm = measure(guard)
     without = None
     if not args.no_baseline:
-        real = engine.forms
-        engine.forms = lambda text: [Form(text, "plain")]  # type: ignore[assignment]
+        real = readings.forms
+        readings.forms = lambda text: [Form(text, "plain")]  # type: ignore[assignment]
         try:
             without = measure(guard)
         finally:
-            engine.forms = real  # type: ignore[assignment]
+            readings.forms = real  # type: ignore[assignment]
     print(f"\n{'transform':<12} {'recall':>8} {'Δ plain':>8} {'benign flagged':>15}", end="")
     print(f"   {'recall (no norm.)':>18} {'benign (no norm.)':>18}" if without else "")
     base_r, base_b = with_norm["plain"]
