@@ -100,9 +100,9 @@ def test_a_reset_between_two_texts_runs_stops_the_rest_of_the_batch() -> None:
     run must not go on running on the dropped session beside the fresh worker."""
     from guardrail.errors import ClassifierError
 
-    clf = OnnxClassifier("default", cache_size=0)
+    clf = OnnxClassifier("default", cache_size=0, threads=2)
     clf.warmup()
-    real = clf._session
+    real = clf._fan_session()  # several texts: one run each, on the single-threaded session, by two threads
     runs: list[int] = []
 
     class ResetAfterFirstRun:
@@ -112,11 +112,37 @@ def test_a_reset_between_two_texts_runs_stops_the_rest_of_the_batch() -> None:
             clf.reset()
             return out
 
-    clf._session = ResetAfterFirstRun()
+    clf._fan = ResetAfterFirstRun()
     with pytest.raises(ClassifierError, match="reset"):
-        clf.raw_logits(["first text", "second text", "third text"])
-    assert len(runs) == 1
-    assert clf.raw_logits(["first text"]).shape[0] == 1  # a fresh session serves the next call
+        clf.raw_logits([f"text number {i}" for i in range(6)])
+    assert len(runs) <= 2  # the run each of the two threads had begun, and no more
+    assert clf.raw_logits(["first text", "second text"]).shape[0] == 2  # fresh sessions serve the next call
+
+
+def test_a_deadline_stops_a_call_whose_runs_share_two_threads() -> None:
+    """An interrupt names the caller's thread; the helper thread's runs are that caller's too."""
+    import threading
+
+    from guardrail.errors import ClassifierError
+
+    clf = OnnxClassifier("default", cache_size=0, threads=2)
+    clf.warmup()
+    real = clf._fan_session()
+    me = threading.get_ident()
+
+    class InterruptDuringFirstRun:
+        def run(self, *args: object) -> object:
+            clf.interrupt(me)
+            return real.run(*args)
+
+    clf._fan = InterruptDuringFirstRun()
+    try:
+        with pytest.raises(ClassifierError, match="terminated"):
+            clf.raw_logits([f"text number {i}" for i in range(6)])
+    finally:
+        clf.resume(me)
+    clf._fan = real
+    assert clf.raw_logits(["first text", "second text"]).shape[0] == 2
 
 
 @settings(max_examples=60, deadline=None)

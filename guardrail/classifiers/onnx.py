@@ -8,7 +8,7 @@ share one classifier (an onnxruntime session is safe to call concurrently).
 Cost is bounded three ways: padding only to the longest window of a sub-batch, sub-batches of at
 most ``max_batch_tokens`` tokens, and a cap on windows per text (``EncodingConfig.max_windows``).
 A sub-batch holds one text's windows only, so a text scores the same alone or beside others
-(``_runs`` says why and what it costs).
+(``guardrail.classifiers.runs`` says why, and how runs share the cores).
 Measured on a 3,000-token text (4-layer model, 2 threads): sub-batches of 4,096 tokens peaked at
 293 MB RSS and took 188 ms; 1,024 tokens peaked at 146 MB and took 138 ms (smaller batches stay
 in cache), so 1,024 is the default. Repeated texts
@@ -39,6 +39,7 @@ import numpy as np
 
 from guardrail.classifiers.cpu import int8_saturates
 from guardrail.classifiers.encoding import EncodingConfig, Window, encode_windows, pad_batch
+from guardrail.classifiers.runs import fan_out, plan_runs
 from guardrail.errors import ClassifierError
 from guardrail.taxonomy import Stage
 
@@ -154,6 +155,7 @@ class OnnxClassifier:
         self._spinning = spinning
         self._max_batch_tokens = max_batch_tokens
         self._session: Any = None
+        self._fan: Any = None  # the single-threaded session that calls with several runs fan out on
         self._tokenizer: Any = None
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, str | None, str], dict[str, float]] = OrderedDict()
@@ -239,6 +241,7 @@ class OnnxClassifier:
             for ro in self._active:
                 ro.terminate = True
             self._session = None
+            self._fan = None
             self.resets += 1
 
     def interrupt(self, thread: int) -> None:
@@ -298,11 +301,16 @@ class OnnxClassifier:
         if session is None:  # reset() between raw_logits and here
             self._load()
             session = self._session
-        result: np.ndarray | None = None
-        for idx in self._runs(windows):
+        runs = self._runs(windows)
+        # several texts fan out; one long text's runs stay on the two-thread session (uneven runs, one thread each,
+        # were slower: 1,024 tokens in runs of 8 and 2 windows took 255 ms against 167)
+        fan = self._fan_session() if len(runs) > 1 and len({w.item for w in windows}) > 1 else None
+        me = threading.get_ident()  # the caller: interrupt(me) stops its runs on either thread
+        result = np.zeros((len(windows), len(self.info.labels)), dtype=np.float32)
+
+        def run(idx: list[int], sess: Any) -> None:
             b = pad_batch([windows[i] for i in idx], self.info.encoding.pad_id)
             ro = ort.RunOptions()
-            me = threading.get_ident()
             with self._active_lock:
                 if me in self._stopped:
                     raise ClassifierError("inference failed: terminated (deadline)", classifier=self.name)
@@ -310,7 +318,7 @@ class OnnxClassifier:
                     raise ClassifierError("inference failed: terminated (reset)", classifier=self.name)
                 self._active[ro] = me
             try:
-                (logits,) = session.run(
+                (logits,) = sess.run(
                     ["logits"],
                     {"input_ids": b.input_ids, "attention_mask": b.attention_mask, "token_type_ids": b.token_type_ids},
                     ro,
@@ -321,47 +329,39 @@ class OnnxClassifier:
             finally:
                 with self._active_lock:
                     self._active.pop(ro, None)
-            if result is None:
-                result = np.zeros((len(windows), logits.shape[1]), dtype=np.float32)
             result[idx] = logits
-        assert result is not None
+
+        if fan is None:
+            for idx in runs:
+                run(idx, session)
+        else:
+            fan_out(runs, lambda idx: run(idx, fan))
         return result
 
-    def _runs(self, windows: Sequence[Window]) -> list[list[int]]:
-        """The session runs for ``windows``: each holds windows of one text only, sorted by length and packed
-        up to ``max_batch_tokens``.
+    def _fan_session(self) -> Any:
+        """A single-threaded session beside the main one, for calls with several runs (see
+        ``guardrail.classifiers.runs``); None where the main session has one thread."""
+        if (self._threads or min(2, os.cpu_count() or 1)) < 2:
+            return None
+        with self._lock:
+            if self._fan is None:
+                import onnxruntime as ort
 
-        Why never two texts in one run: the int8 graph quantises its activations with one scale per run (the
-        range of the whole batch, padding included), so a batch-mate moves a text's scores. Measured on the
-        bundled model over 1,500 dev prompts scored in batches against one at a time: unsafe probabilities up
-        to 0.40 apart and 32 decisions flipped. A text's scores must not depend on the traffic beside it (a
-        concurrent request, or the rows scored with it when thresholds are calibrated), so texts coalesced by
-        the scheduler still run one by one. A long text's own windows still share runs, so its scores depend
-        on itself and on ``max_batch_tokens`` (which packs them; calibration and every measurement use the
-        default 1,024), never on another text. The cost is throughput under concurrency
-        (``benchmarks/load.py --quick``, three interleaved runs on an AMD EPYC Zen 3: 200 concurrent 64-token
-        checks 78 against 94 checks/s, medians); a check of one text is unchanged, while a check that scores
-        several texts (chat turns not yet cached, or a text's decoded readings) pays one run per text.
-        Quantising per text inside the graph instead kept batching but cost 1.6x on every check (no fused int8
-        kernel takes a per-row activation scale)."""
-        by_text: dict[int, list[int]] = {}
-        for i, w in enumerate(windows):
-            by_text.setdefault(w.item, []).append(i)
-        runs: list[list[int]] = []
-        for members in by_text.values():
-            order = sorted(members, key=lambda i: len(windows[i].ids))
-            start = 0
-            while start < len(order):
-                end = start + 1
-                longest = len(windows[order[start]].ids)
-                while end < len(order):
-                    longest = max(longest, len(windows[order[end]].ids))
-                    if longest * (end - start + 1) > self._max_batch_tokens:
-                        break
-                    end += 1
-                runs.append(order[start:end])
-                start = end
-        return runs
+                so = ort.SessionOptions()
+                so.intra_op_num_threads = 1
+                so.inter_op_num_threads = 1
+                so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                try:
+                    self._fan = ort.InferenceSession(
+                        str(self.folder / "model.onnx"), so, providers=["CPUExecutionProvider"]
+                    )
+                except Exception as exc:
+                    raise ClassifierError(f"cannot load model from {self.folder}: {exc}", classifier=self.name) from exc
+            return self._fan
+
+    def _runs(self, windows: Sequence[Window]) -> list[list[int]]:
+        """The session runs for ``windows`` (:func:`guardrail.classifiers.runs.plan_runs`)."""
+        return plan_runs(windows, self._max_batch_tokens)
 
     def calibrate(self, logits: np.ndarray, stage: Stage) -> list[dict[str, float]]:
         labels = self.info.for_stage(stage)
