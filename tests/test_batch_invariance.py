@@ -9,6 +9,8 @@ out the same whether the check ran alone, beside other users' traffic, or in a r
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -37,7 +39,7 @@ TEXTS = (
 
 @pytest.fixture(scope="module")
 def clf() -> OnnxClassifier:
-    return OnnxClassifier("default", cache_size=0)
+    return OnnxClassifier("default", cache_size=0, threads=2)  # two threads: several texts use the second session
 
 
 @pytest.fixture(scope="module")
@@ -95,54 +97,89 @@ def test_concurrent_checks_decide_as_the_same_checks_one_at_a_time() -> None:
     assert [d.action for d in concurrent] == [d.action for d in one_by_one]  # type: ignore[attr-defined]
 
 
-def test_a_reset_between_two_texts_runs_stops_the_rest_of_the_batch() -> None:
-    """The watchdog resets a hung classifier and fails that batch's checks; the texts still waiting for their own
-    run must not go on running on the dropped session beside the fresh worker."""
-    from guardrail.errors import ClassifierError
-
-    clf = OnnxClassifier("default", cache_size=0, threads=2)
-    clf.warmup()
-    real = clf._fan_session()  # several texts: one run each, on the single-threaded session, by two threads
-    runs: list[int] = []
-
-    class ResetAfterFirstRun:
-        def run(self, *args: object) -> object:
-            runs.append(1)
-            out = real.run(*args)
-            clf.reset()
-            return out
-
-    clf._fan = ResetAfterFirstRun()
-    with pytest.raises(ClassifierError, match="reset"):
-        clf.raw_logits([f"text number {i}" for i in range(6)])
-    assert len(runs) <= 2  # the run each of the two threads had begun, and no more
-    assert clf.raw_logits(["first text", "second text"]).shape[0] == 2  # fresh sessions serve the next call
-
-
-def test_a_deadline_stops_a_call_whose_runs_share_two_threads() -> None:
-    """An interrupt names the caller's thread; the helper thread's runs are that caller's too."""
-    import threading
-
+def _stop_while_both_threads_run(stop: Callable[[OnnxClassifier, int], None]) -> None:
+    """Both threads inside a run of one call, then ``stop``: each run must end terminated, none may start after."""
     from guardrail.errors import ClassifierError
 
     clf = OnnxClassifier("default", cache_size=0, threads=2)
     clf.warmup()
     real = clf._fan_session()
+    assert real is not None
     me = threading.get_ident()
+    barrier = threading.Barrier(2, timeout=60)  # a safety net against a hang, never asserted on
+    entered: list[int] = []
+    outcome: dict[int, str] = {}
+    lock = threading.Lock()
 
-    class InterruptDuringFirstRun:
-        def run(self, *args: object) -> object:
-            clf.interrupt(me)
-            return real.run(*args)
+    class BothInside:
+        def run(self, names: object, feed: object, ro: object) -> object:
+            with lock:
+                entered.append(threading.get_ident())
+                rendezvous = len(entered) <= 2
+            if rendezvous:
+                barrier.wait()  # both threads are inside a run: each has registered its RunOptions
+                if threading.get_ident() == me:
+                    stop(clf, me)
+                barrier.wait()  # the stop has been issued
+            try:
+                out = real.run(names, feed, ro)
+                outcome[threading.get_ident()] = "ran"
+                return out
+            except Exception:
+                outcome[threading.get_ident()] = "terminated"
+                raise
 
-    clf._fan = InterruptDuringFirstRun()
+    clf._fan = BothInside()
     try:
         with pytest.raises(ClassifierError, match="terminated"):
-            clf.raw_logits([f"text number {i}" for i in range(6)])
+            clf.raw_logits([f"text number {i} of the batch" for i in range(6)])
     finally:
         clf.resume(me)
-    clf._fan = real
-    assert clf.raw_logits(["first text", "second text"]).shape[0] == 2
+    assert len(entered) == 2 and len(set(entered)) == 2  # one run on each thread, none started after the stop
+    assert outcome == {t: "terminated" for t in entered}  # the helper's run was stopped too, and had ended
+    assert clf.raw_logits(["first text", "second text"]).shape[0] == 2  # the classifier serves the next call
+
+
+def test_a_deadline_stops_the_runs_of_a_call_on_both_threads() -> None:
+    """The scheduler stops an inline check at its deadline by naming the caller's thread; the helper's run is
+    that caller's too."""
+    _stop_while_both_threads_run(lambda clf, me: clf.interrupt(me))
+
+
+def test_a_reset_stops_the_runs_of_a_call_on_both_threads() -> None:
+    """The watchdog resets a hung classifier and fails the batch: nothing of it may go on running beside the fresh
+    session."""
+    _stop_while_both_threads_run(lambda clf, me: clf.reset())
+
+
+def test_without_a_helper_thread_texts_run_one_by_one_with_the_same_scores(
+    alone: list[np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from guardrail.classifiers import onnx as onnx_module
+
+    def no_thread() -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(onnx_module, "Helper", no_thread)
+    clf = OnnxClassifier("default", cache_size=0, threads=2)
+    got = clf.raw_logits(list(TEXTS))
+    assert clf._fan_session() is None
+    for row, want in zip(got, alone, strict=True):
+        assert np.array_equal(row, want)
+
+
+def test_only_several_even_texts_fan_out() -> None:
+    from guardrail.classifiers.encoding import Window
+    from guardrail.classifiers.runs import plan_runs, worth_fanning_out
+
+    def runs_of(*texts: list[int]) -> tuple[list[list[int]], list[Window]]:
+        windows = [Window(item, (5,) * n, (0,) * n) for item, text in enumerate(texts) for n in text]
+        return plan_runs(windows, 1024), windows
+
+    assert worth_fanning_out(*runs_of([60], [64], [50]))
+    assert not worth_fanning_out(*runs_of([60]))  # a lone check
+    assert not worth_fanning_out(*runs_of([128] * 10))  # one long text: runs of 8 and 2 windows
+    assert not worth_fanning_out(*runs_of([128] * 8, [30]))  # one run would hold nearly all the tokens
 
 
 @settings(max_examples=60, deadline=None)

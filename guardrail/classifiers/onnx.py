@@ -39,7 +39,7 @@ import numpy as np
 
 from guardrail.classifiers.cpu import int8_saturates
 from guardrail.classifiers.encoding import EncodingConfig, Window, encode_windows, pad_batch
-from guardrail.classifiers.runs import fan_out, plan_runs
+from guardrail.classifiers.runs import Helper, fan_out, plan_runs, worth_fanning_out
 from guardrail.errors import ClassifierError
 from guardrail.taxonomy import Stage
 
@@ -155,7 +155,8 @@ class OnnxClassifier:
         self._spinning = spinning
         self._max_batch_tokens = max_batch_tokens
         self._session: Any = None
-        self._fan: Any = None  # the single-threaded session that calls with several runs fan out on
+        self._fan: Any = None  # the single-threaded session that calls with several texts share out
+        self._helper: Helper | None = None  # the thread that takes a share of those texts' runs
         self._tokenizer: Any = None
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, str | None, str], dict[str, float]] = OrderedDict()
@@ -193,17 +194,25 @@ class OnnxClassifier:
                 tok = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
                 tok.no_padding()
                 tok.no_truncation()
-                so = ort.SessionOptions()
-                so.intra_op_num_threads = self._threads or min(2, os.cpu_count() or 1)
-                so.inter_op_num_threads = 1
-                so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-                if not self._spinning:
-                    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                session = ort.InferenceSession(str(self.folder / "model.onnx"), so, providers=["CPUExecutionProvider"])
+                model = (self.folder / "model.onnx").read_bytes()  # both sessions from the same bytes
+                threads = self._threads or min(2, os.cpu_count() or 1)
+                session = ort.InferenceSession(model, self._options(threads), providers=["CPUExecutionProvider"])
             except Exception as exc:  # a missing or corrupt model is a classifier failure, not a crash
                 raise ClassifierError(f"cannot load model from {self.folder}: {exc}", classifier=self.name) from exc
             self._tokenizer = tok
             self._session = session
+            self._fan, self._helper = None, None
+            if threads == 2:  # texts of one call share the two cores (guardrail.classifiers.runs)
+                try:
+                    self._fan = ort.InferenceSession(model, self._options(1), providers=["CPUExecutionProvider"])
+                    self._helper = Helper()
+                except Exception as exc:  # RuntimeError (no thread) or memory: texts then run one after another
+                    self._fan = None
+                    import structlog
+
+                    structlog.get_logger("guardrail").warning(
+                        "classifier_runs_texts_one_by_one", model=str(self.folder), error=type(exc).__name__
+                    )
             if self.info.weight_bits > 7 and int8_saturates():
                 import structlog
 
@@ -220,6 +229,7 @@ class OnnxClassifier:
         """Load the session, run a few inferences (first-call latency otherwise lands on a user) and
         measure ``check_ms``: the median of five uncached 64-token checks."""
         self.predict(["warm up"])
+        self.raw_logits([_WARM_TEXT, _WARM_TEXT + " Thanks."])  # the single-threaded session and its helper too
         times = []
         for _ in range(5):
             t0 = time.perf_counter()
@@ -242,6 +252,9 @@ class OnnxClassifier:
                 ro.terminate = True
             self._session = None
             self._fan = None
+            if self._helper is not None:  # exits after the run it may be stuck in; the next load starts another
+                self._helper.close()
+                self._helper = None
             self.resets += 1
 
     def interrupt(self, thread: int) -> None:
@@ -302,13 +315,12 @@ class OnnxClassifier:
             self._load()
             session = self._session
         runs = self._runs(windows)
-        # several texts fan out; one long text's runs stay on the two-thread session (uneven runs, one thread each,
-        # were slower: 1,024 tokens in runs of 8 and 2 windows took 255 ms against 167)
-        fan = self._fan_session() if len(runs) > 1 and len({w.item for w in windows}) > 1 else None
+        fan, helper = (self._fan, self._helper) if worth_fanning_out(runs, windows) else (None, None)
         me = threading.get_ident()  # the caller: interrupt(me) stops its runs on either thread
-        result = np.zeros((len(windows), len(self.info.labels)), dtype=np.float32)
+        outputs: dict[int, np.ndarray] = {}  # run number -> its logits (the model's own width)
 
-        def run(idx: list[int], sess: Any) -> None:
+        def run(k: int, sess: Any) -> None:
+            idx = runs[k]
             b = pad_batch([windows[i] for i in idx], self.info.encoding.pad_id)
             ro = ort.RunOptions()
             with self._active_lock:
@@ -329,35 +341,37 @@ class OnnxClassifier:
             finally:
                 with self._active_lock:
                     self._active.pop(ro, None)
-            result[idx] = logits
+            outputs[k] = logits
 
         if fan is None:
-            for idx in runs:
-                run(idx, session)
-        else:
-            fan_out(runs, lambda idx: run(idx, fan))
+            for k in range(len(runs)):
+                run(k, session)
+        else:  # the largest runs first, so the two threads end together
+            order = sorted(range(len(runs)), key=lambda k: -len(runs[k]) * len(windows[runs[k][-1]].ids))
+            fan_out(order, lambda k: run(k, fan), helper)
+        result = np.zeros((len(windows), outputs[0].shape[1]), dtype=np.float32)
+        for k, idx in enumerate(runs):
+            result[idx] = outputs[k]
         return result
 
-    def _fan_session(self) -> Any:
-        """A single-threaded session beside the main one, for calls with several runs (see
-        ``guardrail.classifiers.runs``); None where the main session has one thread."""
-        if (self._threads or min(2, os.cpu_count() or 1)) < 2:
-            return None
-        with self._lock:
-            if self._fan is None:
-                import onnxruntime as ort
+    def _options(self, threads: int) -> Any:
+        """The session options: ``threads`` intra-op threads, the rest the same for both sessions (the tests check
+        that a text scores the same bits on either)."""
+        import onnxruntime as ort
 
-                so = ort.SessionOptions()
-                so.intra_op_num_threads = 1
-                so.inter_op_num_threads = 1
-                so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-                try:
-                    self._fan = ort.InferenceSession(
-                        str(self.folder / "model.onnx"), so, providers=["CPUExecutionProvider"]
-                    )
-                except Exception as exc:
-                    raise ClassifierError(f"cannot load model from {self.folder}: {exc}", classifier=self.name) from exc
-            return self._fan
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if not self._spinning:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return so
+
+    def _fan_session(self) -> Any:
+        """The single-threaded session that calls with several texts share out (None: they run one by one)."""
+        if self._session is None:
+            self._load()
+        return self._fan
 
     def _runs(self, windows: Sequence[Window]) -> list[list[int]]:
         """The session runs for ``windows`` (:func:`guardrail.classifiers.runs.plan_runs`)."""

@@ -12,25 +12,37 @@ activation scale).
 
 Why a call with several texts fans out: one text per run, one after another, gave up the throughput that mixed
 batches had (200 concurrent 64-token checks, ``benchmarks/load.py --quick``, medians of three runs on an AMD EPYC
-Zen 3: 77 against 94 checks/s); fanned out, 114. Small runs use two
+Zen 3: 77 against 94 checks/s); fanned out, 106. Small runs use two
 intra-op threads poorly; two single-threaded runs side by side use both cores (measured on 30 texts of 40-70
 tokens: 151 texts/s, against 139 one after another on two threads and 129 in one mixed batch). A call with one
 text (a lone check, or one long text's runs, which are uneven: 1,024 tokens in runs of 8 and 2 windows took 255 ms
-on one thread each against 167 ms one after another on two) keeps the two-thread session and its latency. The
-second session costs memory: peak RSS 262 against 204 MB under 200 concurrent 64-token checks.
+on one thread each against 167 ms one after another on two) keeps the two-thread session and its latency. Both
+sessions are built when the model loads, from the same bytes (the same weights, and no first-use pause); the second
+costs memory: peak RSS 286 MB with the model loaded, against 208 (``benchmarks/latency.py``).
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from guardrail.classifiers.encoding import Window
 
-__all__ = ["fan_out", "plan_runs"]
+__all__ = ["Helper", "fan_out", "plan_runs", "worth_fanning_out"]
 
 T = TypeVar("T")
+
+
+def worth_fanning_out(runs: Sequence[Sequence[int]], windows: Sequence[Window]) -> bool:
+    """Whether two single-threaded runners beat one two-threaded one: several texts, and no run holding half the
+    tokens (an uneven split leaves one thread with most of the work at half the speed: one long text's 1,024
+    tokens in runs of 8 and 2 windows took 255 ms so, against 167 ms on the two-thread session)."""
+    if len(runs) < 2 or len({windows[r[0]].item for r in runs}) < 2:
+        return False
+    sizes = [len(r) * max(len(windows[i].ids) for i in r) for r in runs]
+    return 2 * max(sizes) <= sum(sizes)
 
 
 def plan_runs(windows: Sequence[Window], max_batch_tokens: int) -> list[list[int]]:
@@ -56,32 +68,69 @@ def plan_runs(windows: Sequence[Window], max_batch_tokens: int) -> list[list[int
     return runs
 
 
-def fan_out(runs: Sequence[T], work: Callable[[T], None]) -> None:
-    """``work`` on every run, by the calling thread and one helper thread taking runs in turn. The first error
-    stops both from starting another run and is raised here (the run the other has begun completes). The helper
-    is a daemon: an inference that never returns cannot hold the interpreter open."""
+class Helper:
+    """One long-lived daemon thread that takes a share of each call's runs. Long-lived because onnxruntime's first
+    run on a fresh thread is slow (measured for the scheduler: p90 12.8 against 8.4 ms); a daemon because a run that
+    never returns must not hold the interpreter open. ``close()`` lets it exit after the job it is on."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="guardrail-onnx-helper", daemon=True)
+        self._thread.start()  # RuntimeError when no thread can be started: the caller runs alone
+
+    def _loop(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job()
+
+    def submit(self, job: Callable[[], None]) -> threading.Event:
+        """Run ``job`` on the helper; the event is set when it has returned (or raised)."""
+        done = threading.Event()
+
+        def wrapped() -> None:
+            try:
+                job()
+            finally:
+                done.set()
+
+        self._jobs.put(wrapped)
+        return done
+
+    def close(self) -> None:
+        self._jobs.put(None)
+
+
+_END = object()
+
+
+def fan_out(runs: Sequence[T], work: Callable[[T], None], helper: Helper | None) -> None:
+    """``work`` on every run, by the calling thread and ``helper`` taking runs in turn (the caller alone without
+    one). The first error stops both from starting another run and is raised here, after the run the other has
+    begun has ended; nothing is left running when this returns or raises."""
     lock = threading.Lock()
     pending = iter(runs)
     errors: list[BaseException] = []
+    stop = False
 
     def take_and_work() -> None:
         while True:
             with lock:
-                if errors:
-                    return
-                run = next(pending, None)
-            if run is None:
+                run = _END if stop or errors else next(pending, _END)
+            if run is _END:
                 return
             try:
-                work(run)
+                work(run)  # type: ignore[arg-type]
             except BaseException as exc:
                 with lock:
                     errors.append(exc)
                 return
 
-    helper = threading.Thread(target=take_and_work, name="guardrail-onnx-fan-out", daemon=True)
-    helper.start()
-    take_and_work()
-    helper.join()
+    done = helper.submit(take_and_work) if helper is not None else None
+    try:
+        take_and_work()
+    finally:
+        with lock:
+            stop = True  # after an interruption outside ``work`` (KeyboardInterrupt) the helper takes no more
+        if done is not None:
+            done.wait()
     if errors:
         raise errors[0]
