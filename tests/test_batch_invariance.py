@@ -204,3 +204,32 @@ def test_a_long_text_over_several_runs_scores_the_same_beside_others() -> None:
     alone = clf.raw_logits([TEXTS[6]])[0]
     together = clf.raw_logits([TEXTS[0], TEXTS[6], TEXTS[3]])
     assert np.array_equal(together[1], alone)
+
+
+def test_a_call_that_picked_a_helper_just_closed_by_a_reset_runs_alone_instead_of_waiting() -> None:
+    from guardrail.classifiers.runs import Helper, fan_out
+
+    helper = Helper()
+    helper.close()  # what reset() does between a call picking the helper and handing it work
+    done: list[int] = []
+    fan_out(list(range(5)), done.append, helper)
+    assert sorted(done) == [0, 1, 2, 3, 4]
+
+
+def test_the_helper_thread_outlives_an_error_in_its_work() -> None:
+    from guardrail.classifiers.runs import Helper, fan_out
+
+    class Stop(BaseException):
+        pass
+
+    def fail_on_three(run: int) -> None:
+        if run == 3:
+            raise Stop
+
+    helper = Helper()
+    with pytest.raises(Stop):
+        fan_out(list(range(6)), fail_on_three, helper)
+    done: list[int] = []
+    fan_out(list(range(6)), done.append, helper)  # the same helper serves the next call
+    assert sorted(done) == list(range(6))
+    helper.close()

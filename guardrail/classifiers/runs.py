@@ -23,6 +23,7 @@ costs memory: peak RSS 286 MB with the model loaded, against 208 (``benchmarks/l
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -75,15 +76,19 @@ class Helper:
 
     def __init__(self) -> None:
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._closed = False
         self._thread = threading.Thread(target=self._loop, name="guardrail-onnx-helper", daemon=True)
         self._thread.start()  # RuntimeError when no thread can be started: the caller runs alone
 
     def _loop(self) -> None:
         while (job := self._jobs.get()) is not None:
-            job()
+            with contextlib.suppress(BaseException):  # a job's error is its caller's (fan_out); the thread lives on
+                job()
 
-    def submit(self, job: Callable[[], None]) -> threading.Event:
-        """Run ``job`` on the helper; the event is set when it has returned (or raised)."""
+    def submit(self, job: Callable[[], None]) -> threading.Event | None:
+        """Run ``job`` on the helper; the event is set when it has returned. None once closed (a reset landed
+        after the caller picked this helper): the caller then runs alone rather than wait for a thread that left."""
         done = threading.Event()
 
         def wrapped() -> None:
@@ -92,11 +97,16 @@ class Helper:
             finally:
                 done.set()
 
-        self._jobs.put(wrapped)
+        with self._lock:  # a job queued before close() runs before the thread leaves
+            if self._closed:
+                return None
+            self._jobs.put(wrapped)
         return done
 
     def close(self) -> None:
-        self._jobs.put(None)
+        with self._lock:
+            self._closed = True
+            self._jobs.put(None)
 
 
 _END = object()
