@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -206,30 +207,127 @@ def test_a_long_text_over_several_runs_scores_the_same_beside_others() -> None:
     assert np.array_equal(together[1], alone)
 
 
+def _finishes(target: Callable[[], None]) -> bool:
+    """Run ``target`` on a daemon thread; False if it is still running after a minute (a hang, which would
+    otherwise stop the whole test run; not a timing assertion)."""
+    errors: list[BaseException] = []
+
+    def wrapped() -> None:
+        try:
+            target()
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=wrapped, daemon=True)
+    t.start()
+    t.join(60)
+    if errors:
+        raise errors[0]
+    return not t.is_alive()
+
+
 def test_a_call_that_picked_a_helper_just_closed_by_a_reset_runs_alone_instead_of_waiting() -> None:
     from guardrail.classifiers.runs import Helper, fan_out
 
     helper = Helper()
     helper.close()  # what reset() does between a call picking the helper and handing it work
+    assert helper.submit(lambda: None) is None
     done: list[int] = []
-    fan_out(list(range(5)), done.append, helper)
+    assert _finishes(lambda: fan_out(list(range(5)), done.append, helper))
     assert sorted(done) == [0, 1, 2, 3, 4]
 
 
-def test_the_helper_thread_outlives_an_error_in_its_work() -> None:
-    from guardrail.classifiers.runs import Helper, fan_out
+def test_a_reset_just_before_the_runs_fails_the_call_without_hanging(monkeypatch: pytest.MonkeyPatch) -> None:
+    from guardrail.classifiers import onnx as onnx_module
+    from guardrail.errors import ClassifierError
+
+    clf = OnnxClassifier("default", cache_size=0, threads=2)
+    clf.warmup()
+    real = onnx_module.fan_out
+
+    def reset_first(*args: Any) -> None:
+        clf.reset()
+        real(*args)
+
+    monkeypatch.setattr(onnx_module, "fan_out", reset_first)
+    raised: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            clf.raw_logits([f"text number {i} of the batch" for i in range(6)])
+        except ClassifierError as exc:
+            raised.append(exc)
+
+    assert _finishes(call)
+    assert raised and "reset" in str(raised[0])
+
+
+def test_the_helper_thread_outlives_an_error_in_a_job() -> None:
+    from guardrail.classifiers.runs import Helper
 
     class Stop(BaseException):
         pass
 
-    def fail_on_three(run: int) -> None:
-        if run == 3:
-            raise Stop
+    def fail() -> None:
+        raise Stop
 
     helper = Helper()
-    with pytest.raises(Stop):
-        fan_out(list(range(6)), fail_on_three, helper)
-    done: list[int] = []
-    fan_out(list(range(6)), done.append, helper)  # the same helper serves the next call
-    assert sorted(done) == list(range(6))
+    first = helper.submit(fail)
+    ran: list[int] = []
+    second = helper.submit(lambda: ran.append(1))
+    assert first is not None and second is not None
+    assert first.wait(60) and second.wait(60)  # hang guards, not timings
+    assert ran == [1] and helper._thread.is_alive()
     helper.close()
+
+
+def test_a_caller_does_not_wait_for_a_helper_busy_with_another_call() -> None:
+    """The helper serves one call at a time; a second caller that has done all its runs itself returns."""
+    from guardrail.classifiers.runs import Helper, fan_out
+
+    helper = Helper()
+    release = threading.Event()
+    busy = helper.submit(release.wait)  # another call's share, still running
+    done: list[int] = []
+    try:
+        assert _finishes(lambda: fan_out(list(range(4)), done.append, helper))
+        assert sorted(done) == [0, 1, 2, 3]
+    finally:
+        release.set()
+    assert busy is not None and busy.wait(60)
+    helper.close()
+
+
+def test_warmup_runs_the_second_session_and_scores_match_it() -> None:
+    clf = OnnxClassifier("default", cache_size=0, threads=2)
+    clf._load()
+    real = clf._fan
+    calls: list[int] = []
+
+    class Counting:
+        def run(self, *args: Any) -> Any:
+            calls.append(1)
+            return real.run(*args)
+
+    clf._fan = Counting()
+    clf.warmup()
+    assert calls  # the helper's and the second session's first runs happened here, not on a user's check
+    texts = [f"Please summarise chapter {i} of the book for my class." for i in range(6)]
+    before = len(calls)
+    together = clf.raw_logits(texts)
+    assert len(calls) > before  # these did fan out
+    for text, row in zip(texts, together, strict=True):
+        assert np.array_equal(row, clf.raw_logits([text])[0])  # the two-thread session, alone
+
+
+def test_a_dropped_classifier_lets_its_helper_thread_go() -> None:
+    import gc
+
+    clf = OnnxClassifier("default", cache_size=0, threads=2)
+    clf.warmup()
+    assert clf._helper is not None
+    thread = clf._helper._thread
+    del clf
+    gc.collect()
+    thread.join(60)  # a hang guard
+    assert not thread.is_alive()

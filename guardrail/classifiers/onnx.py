@@ -29,6 +29,7 @@ import re
 import statistics
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -200,12 +201,12 @@ class OnnxClassifier:
             except Exception as exc:  # a missing or corrupt model is a classifier failure, not a crash
                 raise ClassifierError(f"cannot load model from {self.folder}: {exc}", classifier=self.name) from exc
             self._tokenizer = tok
-            self._session = session
             self._fan, self._helper = None, None
-            if threads == 2:  # texts of one call share the two cores (guardrail.classifiers.runs)
-                try:
+            if threads == 2:  # texts of one call share the two cores (guardrail.classifiers.runs); another
+                try:  # explicit thread count keeps its own session for everything
                     self._fan = ort.InferenceSession(model, self._options(1), providers=["CPUExecutionProvider"])
                     self._helper = Helper()
+                    weakref.finalize(self, self._helper.close)  # a dropped classifier lets its thread go
                 except Exception as exc:  # RuntimeError (no thread) or memory: texts then run one after another
                     self._fan = None
                     import structlog
@@ -213,6 +214,7 @@ class OnnxClassifier:
                     structlog.get_logger("guardrail").warning(
                         "classifier_runs_texts_one_by_one", model=str(self.folder), error=type(exc).__name__
                     )
+            self._session = session  # last: a call that sees it sees the rest of this load
             if self.info.weight_bits > 7 and int8_saturates():
                 import structlog
 
@@ -229,7 +231,7 @@ class OnnxClassifier:
         """Load the session, run a few inferences (first-call latency otherwise lands on a user) and
         measure ``check_ms``: the median of five uncached 64-token checks."""
         self.predict(["warm up"])
-        self.raw_logits([_WARM_TEXT, _WARM_TEXT + " Thanks."])  # the single-threaded session and its helper too
+        self.raw_logits([_WARM_TEXT, _WARM_TEXT])  # two even runs fan out: the second session and the helper too
         times = []
         for _ in range(5):
             t0 = time.perf_counter()
