@@ -156,12 +156,12 @@ def test_a_reset_stops_the_runs_of_a_call_on_both_threads() -> None:
 def test_without_a_helper_thread_texts_run_one_by_one_with_the_same_scores(
     alone: list[np.ndarray], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from guardrail.classifiers import onnx as onnx_module
+    from guardrail.classifiers import runs
 
     def no_thread() -> None:
         raise RuntimeError("can't start new thread")
 
-    monkeypatch.setattr(onnx_module, "Helper", no_thread)
+    monkeypatch.setattr(runs, "Helper", no_thread)
     clf = OnnxClassifier("default", cache_size=0, threads=2)
     got = clf.raw_logits(list(TEXTS))
     assert clf._fan_session() is None

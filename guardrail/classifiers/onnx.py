@@ -40,7 +40,7 @@ import numpy as np
 
 from guardrail.classifiers.cpu import int8_saturates
 from guardrail.classifiers.encoding import EncodingConfig, Window, encode_windows, pad_batch
-from guardrail.classifiers.runs import Helper, fan_out, plan_runs, worth_fanning_out
+from guardrail.classifiers.runs import Helper, fan_out, new_session, plan_runs, sharing_pair, worth_fanning_out
 from guardrail.errors import ClassifierError
 from guardrail.taxonomy import Stage
 
@@ -189,7 +189,6 @@ class OnnxClassifier:
             if self._session is not None:
                 return
             try:
-                import onnxruntime as ort
                 from tokenizers import Tokenizer
 
                 tok = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
@@ -197,23 +196,17 @@ class OnnxClassifier:
                 tok.no_truncation()
                 model = (self.folder / "model.onnx").read_bytes()  # both sessions from the same bytes
                 threads = self._threads or min(2, os.cpu_count() or 1)
-                session = ort.InferenceSession(model, self._options(threads), providers=["CPUExecutionProvider"])
+                session = new_session(model, threads, self._spinning)
             except Exception as exc:  # a missing or corrupt model is a classifier failure, not a crash
                 raise ClassifierError(f"cannot load model from {self.folder}: {exc}", classifier=self.name) from exc
             self._tokenizer = tok
-            self._fan, self._helper = None, None
-            if threads == 2:  # texts of one call share the two cores (guardrail.classifiers.runs); another
-                try:  # explicit thread count keeps its own session for everything
-                    self._fan = ort.InferenceSession(model, self._options(1), providers=["CPUExecutionProvider"])
-                    self._helper = Helper()
-                    weakref.finalize(self, self._helper.close)  # a dropped classifier lets its thread go
-                except Exception as exc:  # RuntimeError (no thread) or memory: texts then run one after another
-                    self._fan = None
-                    import structlog
-
-                    structlog.get_logger("guardrail").warning(
-                        "classifier_runs_texts_one_by_one", model=str(self.folder), error=type(exc).__name__
-                    )
+            # texts of one call share the two cores (guardrail.classifiers.runs); another thread count keeps one
+            # session for everything
+            self._fan, self._helper = (
+                sharing_pair(model, self._spinning, str(self.folder)) if threads == 2 else (None, None)
+            )
+            if self._helper is not None:
+                weakref.finalize(self, self._helper.close)  # a dropped classifier lets its thread go
             self._session = session  # last: a call that sees it sees the rest of this load
             if self.info.weight_bits > 7 and int8_saturates():
                 import structlog
@@ -355,19 +348,6 @@ class OnnxClassifier:
         for k, idx in enumerate(runs):
             result[idx] = outputs[k]
         return result
-
-    def _options(self, threads: int) -> Any:
-        """The session options: ``threads`` intra-op threads, the rest the same for both sessions (the tests check
-        that a text scores the same bits on either)."""
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if not self._spinning:
-            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return so
 
     def _fan_session(self) -> Any:
         """The single-threaded session that calls with several texts share out (None: they run one by one)."""

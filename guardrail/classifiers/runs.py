@@ -27,11 +27,11 @@ import contextlib
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from guardrail.classifiers.encoding import Window
 
-__all__ = ["Helper", "fan_out", "plan_runs", "worth_fanning_out"]
+__all__ = ["Helper", "fan_out", "new_session", "plan_runs", "sharing_pair", "worth_fanning_out"]
 
 T = TypeVar("T")
 
@@ -156,3 +156,31 @@ def fan_out(runs: Sequence[T], work: Callable[[T], None], helper: Helper | None)
             done.wait()
     if errors:
         raise errors[0]
+
+
+def new_session(model: bytes, threads: int, spinning: bool) -> Any:
+    """An onnxruntime session of ``model`` with ``threads`` intra-op threads; every other option is the same for the
+    main session and the sharing one (the tests check that a text scores the same bits on either)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if not spinning:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+
+
+def sharing_pair(model: bytes, spinning: bool, where: str) -> tuple[Any, Helper | None]:
+    """The single-threaded session and the helper thread that texts of one call share out; (None, None), logged,
+    when either cannot be had (no thread to start, no memory): texts then run one after another."""
+    try:
+        return new_session(model, 1, spinning), Helper()
+    except Exception as exc:
+        import structlog
+
+        structlog.get_logger("guardrail").warning(
+            "classifier_runs_texts_one_by_one", model=where, error=type(exc).__name__
+        )
+        return None, None
