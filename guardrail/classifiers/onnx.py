@@ -40,7 +40,15 @@ import numpy as np
 
 from guardrail.classifiers.cpu import int8_saturates
 from guardrail.classifiers.encoding import EncodingConfig, Window, encode_windows, pad_batch
-from guardrail.classifiers.runs import Helper, fan_out, new_session, plan_runs, sharing_pair, worth_fanning_out
+from guardrail.classifiers.runs import (
+    Helper,
+    fan_out,
+    new_session,
+    plan_runs,
+    run_tokens,
+    sharing_pair,
+    worth_fanning_out,
+)
 from guardrail.errors import ClassifierError
 from guardrail.taxonomy import Stage
 
@@ -158,6 +166,7 @@ class OnnxClassifier:
         self._session: Any = None
         self._fan: Any = None  # the single-threaded session that calls with several texts share out
         self._helper: Helper | None = None  # the thread that takes a share of those texts' runs
+        self._close_helper: weakref.finalize[Any, Any] | None = None
         self._tokenizer: Any = None
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, str | None, str], dict[str, float]] = OrderedDict()
@@ -205,8 +214,8 @@ class OnnxClassifier:
             self._fan, self._helper = (
                 sharing_pair(model, self._spinning, str(self.folder)) if threads == 2 else (None, None)
             )
-            if self._helper is not None:
-                weakref.finalize(self, self._helper.close)  # a dropped classifier lets its thread go
+            # a dropped classifier lets its helper thread go; reset() closes it through the same finalizer
+            self._close_helper = weakref.finalize(self, self._helper.close) if self._helper is not None else None
             self._session = session  # last: a call that sees it sees the rest of this load
             if self.info.weight_bits > 7 and int8_saturates():
                 import structlog
@@ -247,9 +256,9 @@ class OnnxClassifier:
                 ro.terminate = True
             self._session = None
             self._fan = None
-            if self._helper is not None:  # exits after the run it may be stuck in; the next load starts another
-                self._helper.close()
-                self._helper = None
+            if self._close_helper is not None:  # exits after the run it may be stuck in; the next load starts another
+                self._close_helper()
+            self._helper = self._close_helper = None
             self.resets += 1
 
     def interrupt(self, thread: int) -> None:
@@ -342,7 +351,7 @@ class OnnxClassifier:
             for k in range(len(runs)):
                 run(k, session)
         else:  # the largest runs first, so the two threads end together
-            order = sorted(range(len(runs)), key=lambda k: -len(runs[k]) * len(windows[runs[k][-1]].ids))
+            order = sorted(range(len(runs)), key=lambda k: -run_tokens(runs[k], windows))
             fan_out(order, lambda k: run(k, fan), helper)
         result = np.zeros((len(windows), outputs[0].shape[1]), dtype=np.float32)
         for k, idx in enumerate(runs):

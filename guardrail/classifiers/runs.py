@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 from guardrail.classifiers.encoding import Window
 
-__all__ = ["Helper", "fan_out", "new_session", "plan_runs", "sharing_pair", "worth_fanning_out"]
+__all__ = ["Helper", "fan_out", "new_session", "plan_runs", "run_tokens", "sharing_pair", "worth_fanning_out"]
 
 T = TypeVar("T")
 
@@ -42,8 +42,13 @@ def worth_fanning_out(runs: Sequence[Sequence[int]], windows: Sequence[Window]) 
     tokens in runs of 8 and 2 windows took 255 ms so, against 167 ms on the two-thread session)."""
     if len(runs) < 2 or len({windows[r[0]].item for r in runs}) < 2:
         return False
-    sizes = [len(r) * max(len(windows[i].ids) for i in r) for r in runs]
+    sizes = [run_tokens(r, windows) for r in runs]
     return max(sizes) <= 0.6 * sum(sizes)  # one thread runs at about 0.6 of two: past that, fanning out loses
+
+
+def run_tokens(run: Sequence[int], windows: Sequence[Window]) -> int:
+    """The tokens a run computes: its windows, each padded to the longest."""
+    return len(run) * max(len(windows[i].ids) for i in run)
 
 
 def plan_runs(windows: Sequence[Window], max_batch_tokens: int) -> list[list[int]]:
