@@ -77,7 +77,7 @@ class GuardedCall:
             if self.conversations is not None and redactions:  # numbered and claimed at once (concurrent turns)
                 written = prompt_placeholders(self.payload)
                 known, redactions, messages = self.conversations.claim(self.kwargs, redactions, messages, written)
-                self.claimed = {k: v for k, v in redactions.items() if known.get(k) != v}
+                self.claimed = dict(redactions)  # what this turn sends: given back if it fails, kept once answered
                 self.known = known
                 self.sent = {**known, **self.sent}
             rewritten(self.kind, self.kwargs, self._sources, messages)
@@ -99,7 +99,8 @@ class GuardedCall:
     def answered(self, response: Any) -> None:
         """The provider's answer has an id a later request may continue from: remember what this one sent."""
         if self.conversations is not None:
-            self.conversations.remember(self.kwargs, response, self.sent)
+            self.conversations.remember(self.kwargs, response, self.sent, self.claimed)
+            self.claimed = {}
 
     def refusal(self, out: Outcome) -> Any:
         """The stopped request's answer in the client's own type (a response, or a stream's items)."""

@@ -16,6 +16,10 @@ values and gives its own new ones the next free numbers (before, both numbered a
 different people). Turns continuing one ``previous_response_id`` at once are forks, not a shared history: each
 numbers from what the response it continues sent.
 
+A claim stays open until the turn is answered (``remember`` confirms what it sent) or fails (``release`` gives it
+back). A placeholder that two open turns both sent is given back only when neither was answered: before, the turn
+that claimed it first and then failed removed it, although the other turn had sent it into the history.
+
 Not covered: the placeholders an answer gave its own values are not remembered (the model's stored history holds
 those values in full); the LiteLLM proxy keeps no store.
 """
@@ -43,6 +47,9 @@ class Conversations:
     def __init__(self, size: int = SIZE) -> None:
         self._size = size
         self._sent: OrderedDict[str, dict[str, str]] = OrderedDict()
+        # per conversation key: placeholder -> how many turns sent it and are not yet answered (a confirmed one,
+        # sent by a turn that was answered, is not here and is never given back)
+        self._open: dict[str, dict[str, int]] = {}
         self._lock = threading.Lock()
 
     def known(self, kwargs: Mapping[str, Any]) -> dict[str, str]:
@@ -72,27 +79,47 @@ class Conversations:
                 joined(redactions, known, messages, written) if known and redactions else (dict(redactions), messages)
             )
             if new and kwargs.get("store") is not False:
-                self._record(_keys(kwargs, previous=False), new)
+                keys = _keys(kwargs, previous=False)
+                for key in keys:
+                    held, sent = self._open.setdefault(key, {}), self._sent.get(key, {})
+                    for placeholder, value in new.items():
+                        if sent.get(placeholder) != value or placeholder in held:  # new, or still only claimed
+                            held[placeholder] = held.get(placeholder, 0) + 1
+                self._record(keys, new)
             return known, new, messages
 
     def release(self, kwargs: Mapping[str, Any], claimed: Mapping[str, str]) -> None:
-        """A claimed turn that was never sent (its request failed): its new placeholders leave the conversation, so
-        ``restore=True`` never puts back a value the provider's history does not hold."""
+        """A claimed turn that was never sent (its request failed): the placeholders it claimed leave the
+        conversation once no other open turn sent them and no answered turn did, so ``restore=True`` never puts
+        back a value the provider's history does not hold, nor loses one it does."""
         with self._lock:
             for key in _keys(kwargs, previous=False):
-                held = self._sent.get(key)
-                if held is not None:
-                    self._sent[key] = {k: v for k, v in held.items() if claimed.get(k) != v}
+                held, sent = self._open.get(key, {}), self._sent.get(key)
+                for placeholder, value in claimed.items():
+                    if placeholder not in held:
+                        continue  # confirmed by an answered turn (or never claimed here)
+                    held[placeholder] -= 1
+                    if held[placeholder] <= 0:
+                        del held[placeholder]
+                        if sent is not None and sent.get(placeholder) == value:
+                            del sent[placeholder]
 
-    def remember(self, kwargs: Mapping[str, Any], response: Any, sent: Mapping[str, str]) -> None:
+    def remember(
+        self, kwargs: Mapping[str, Any], response: Any, sent: Mapping[str, str], confirmed: Mapping[str, str]
+    ) -> None:
         """After a turn: what it sent (``sent``, with the earlier turns'), under its response's id and under the
-        conversation it belongs to."""
-        if not sent or kwargs.get("store") is False:  # an answer not stored can never be continued
+        conversation it belongs to; ``confirmed``, what it claimed, is in the history for good."""
+        if kwargs.get("store") is False:  # an answer not stored can never be continued
             return
         ident = _get(response, "id")
         keys = _keys(kwargs, previous=False) + ([f"response:{ident}"] if isinstance(ident, str) and ident else [])
         with self._lock:
-            self._record(keys, sent)
+            for key in keys:
+                held = self._open.get(key, {})
+                for placeholder in confirmed:
+                    held.pop(placeholder, None)
+            if sent:
+                self._record(keys, sent)
 
     def _record(self, keys: list[str], sent: Mapping[str, str]) -> None:
         """``sent`` joined to what each key holds, the most recent keys kept (called under the lock)."""
@@ -100,7 +127,8 @@ class Conversations:
             self._sent[key] = {**self._sent.get(key, {}), **sent}
             self._sent.move_to_end(key)
         while len(self._sent) > self._size:
-            self._sent.popitem(last=False)
+            gone, _ = self._sent.popitem(last=False)
+            self._open.pop(gone, None)
 
 
 def joined(

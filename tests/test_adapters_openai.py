@@ -554,6 +554,42 @@ async def test_a_turn_that_fails_after_its_check_gives_back_its_placeholders(
     assert resp.output_text == "Noted: carol@example.org."
 
 
+async def test_a_failed_turn_never_takes_back_a_placeholder_an_answered_turn_sent(
+    guard: Guard, stub: StubServer, mode: str
+) -> None:
+    """Two turns of one conversation sent the same new address; the first to claim it failed after the second was
+    answered. Its give-back removed <EMAIL_1> from the conversation, although the answered turn had sent it into the
+    provider's history: the next answer's <EMAIL_1> was no longer restored, and a new address could take its number."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = client_for(guard, stub, mode, restore=True)
+
+    def reply(body: dict[str, Any]) -> str:
+        if str(body.get("input", "")).startswith("first"):
+            raise RuntimeError("the upstream fails this request")
+        return "Noted."
+
+    stub.reply, stub.hold = reply, 1  # the first turn waits at the server, claimed and sent, until released
+    first = dict(model="m", input="first: mail alice@example.com", conversation="c_race")
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(client.responses.create, **first) if mode == "sync" else None
+        task = asyncio.ensure_future(client.responses.create(**first)) if mode == "async" else None
+        for _ in range(2000):  # a bound, not a timing: the first turn is sent as soon as its check is done
+            if stub.completions():
+                break
+            await asyncio.sleep(0.005)
+        await run(client.responses.create(model="m", input="again: alice@example.com", conversation="c_race"))
+        assert [r.body["input"] for r in stub.completions()] == ["first: mail <EMAIL_1>", "again: <EMAIL_1>"]
+        stub.release.set()
+        with pytest.raises(openai.APIError):
+            await (task if task is not None else asyncio.wrap_future(pending))  # type: ignore[arg-type]
+    stub.reply = "Hello <EMAIL_1>."
+    resp = await run(client.responses.create(model="m", input="and bob@example.com", conversation="c_race"))
+    assert stub.completions()[-1].body["input"] == "and <EMAIL_2>"
+    assert resp.output_text == "Hello alice@example.com."
+
+
 @pytest.mark.parametrize("parallel", [False, True])
 async def test_a_conversations_placeholders_reach_calls_retrieved_answers_and_parallel_checks(
     stub: StubServer, mode: str, parallel: bool
