@@ -8,7 +8,10 @@ never trained on (benchmarks/challenge/README.md). Every case is scored twice:
 - model: the model's calibrated scores against the thresholds in its labels.json (what the heads can do);
 - policy: ``Guard(policy).check_input/check_output`` (what a user of the default policy gets), where
   "flagged" means the decision blocks or rewrites (for the false-positive columns, the self-harm rewrite of a
-  quiet disclosure, labelled ``["self_harm"]``, is the intended outcome and is not counted).
+  quiet disclosure, labelled ``["self_harm"]``, is the intended outcome and is not counted). A decision whose
+  only acting rules are pii redactions is not flagged: the text travels on with the address or number masked, which
+  is neither a refusal nor an unsafe or jailbreak judgement (before session 20 it was counted as flagged;
+  ``--redactions-flag`` counts it so again).
 
 Printed per target of issue 9: unsafe recall and false positives on benign look-alikes (English, and the
 mean over other languages), everyday-question false positives per language, jailbreak/injection recall
@@ -70,6 +73,7 @@ def model_scores(model: Path, rows: list[dict[str, Any]]) -> tuple[list[dict[str
 
 
 def policy_actions(policy: str, model: Path | None, rows: list[dict[str, Any]]) -> list[str]:
+    """The decision's action per row; ``"redact"`` where it rewrites only to mask personal data."""
     import guardrail
     from guardrail.evaluation.evaluator import with_model
     from guardrail.policy import load_policy
@@ -87,7 +91,9 @@ def policy_actions(policy: str, model: Path | None, rows: list[dict[str, Any]]) 
             d = guard.check_input([{"role": "system", "content": r["context"]}, {"role": "user", "content": r["text"]}])
         else:
             d = guard.check_input(r["text"])
-        acts.append(d.action.value)
+        acting = {f.action.value for f in d.findings if not f.shadow}
+        redact_only = d.action.value == "rewrite" and bool(acting) and acting <= {"redact", "log"}
+        acts.append("redact" if redact_only else d.action.value)
     guard.close()
     return acts
 
@@ -107,13 +113,15 @@ def recall_at_fpr(pos: list[float], neg: list[float], budget: float) -> float | 
 
 
 def evaluate(rows: list[dict[str, Any]], scores: list[dict[str, float]], thr: dict[str, float],
-             actions: list[str] | None) -> dict[str, Any]:  # fmt: skip
+             actions: list[str] | None, redactions_flag: bool = False) -> dict[str, Any]:  # fmt: skip
+    flagging = ("block", "rewrite", "redact") if redactions_flag else ("block", "rewrite")
+
     def flag_model(i: int, head: str) -> bool:
         st = rows[i]["stage"]
         return scores[i].get(head, 0.0) >= thr.get(f"{head}@{st}", 0.5)
 
     def flag_policy(i: int) -> bool | None:
-        return None if actions is None else actions[i] in ("block", "rewrite")
+        return None if actions is None else actions[i] in flagging
 
     def false_flag_policy(i: int) -> bool:
         # a quiet self-harm disclosure (labels ["self_harm"]) is meant to be rewritten into a request for a
@@ -221,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline-model", default=None, help="a second model folder scored on the same rows")
     ap.add_argument("--policy", default="default")
     ap.add_argument("--no-policy", action="store_true", help="model scores only (faster)")
+    ap.add_argument("--redactions-flag", action="store_true",
+                    help="count a decision that only masks personal data as flagged (the count before session 20)")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = ap.parse_args(argv)
     import os
@@ -240,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(folder).resolve() if folder else bundled_model_dir()
         scores, thr = model_scores(path, rows)
         acts = None if args.no_policy else policy_actions(args.policy, path, rows)
-        results[name] = evaluate(rows, scores, thr, acts)
+        results[name] = evaluate(rows, scores, thr, acts, args.redactions_flag)
         results[name]["model_dir"] = str(path)
         print_report(f"{name}: {path.name if folder else 'bundled'} ({path})", results[name])
     if args.out:

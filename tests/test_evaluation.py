@@ -339,7 +339,7 @@ def test_calibrate_writes_a_new_policy_that_extends_the_old(tmp_path: Path, caps
     neg = np.array([0.0045 * n for n in range(200)])
     assert float((neg >= unsafe.threshold).mean()) <= 0.02
     assert unsafe.threshold != 0.5  # changed from strict's
-    assert next(r for r in policy.input.rules if r.category == "hate").threshold == 0.4  # the rest inherited
+    assert next(r for r in policy.input.rules if r.category == "hate").threshold == 0.3  # the rest inherited
     text = target.read_text()
     assert "extends: strict" in text and "# calibrated: precision" in text
 

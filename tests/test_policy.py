@@ -81,9 +81,12 @@ def test_default_policy_rules_and_calibrated_thresholds() -> None:
         ("unsafe", "block", None),
         ("jailbreak", "block", None),
         ("sexual_minors", "block", None),
-        ("sexual", "block", None),
-        ("controlled_substances", "block", None),
+        ("hate", "block", None),
         ("harassment", "block", None),
+        ("threat", "block", None),
+        ("sexual", "block", None),
+        ("weapons", "block", None),
+        ("controlled_substances", "block", None),
         ("criminal_planning", "block", None),
         ("self_harm", "rewrite", None),  # a disclosure: answered with care
         ("pii", "redact", None),
@@ -364,10 +367,10 @@ def test_extends_replaces_rules_by_category_and_appends_the_rest(tmp_path: Path)
         tmp_path,
         "version: 1\nname: support-bot\nextends: default\ntimeout_ms: 100\non_block: raise\n"
         "input:\n  rules:\n    - {category: unsafe, threshold: 0.85, action: block}\n"
-        "    - {category: hate, threshold: 0.4, action: block}\n",
+        "    - {category: violence, threshold: 0.4, action: block}\n",
     )
     policy, base = load_policy(child), load_policy("default")
-    assert [r.category for r in policy.input.rules] == [r.category for r in base.input.rules] + ["hate"]
+    assert [r.category for r in policy.input.rules] == [r.category for r in base.input.rules] + ["violence"]
     i = next(k for k, r in enumerate(base.input.rules) if r.category == "unsafe")
     assert policy.input.rules[i] == Rule(category="unsafe", threshold=0.85, action=RuleAction.BLOCK)
     rest = [k for k in range(len(base.input.rules)) if k != i]
