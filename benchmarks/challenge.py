@@ -73,9 +73,10 @@ def model_scores(model: Path, rows: list[dict[str, Any]]) -> tuple[list[dict[str
 
 
 def policy_actions(policy: str, model: Path | None, rows: list[dict[str, Any]]) -> list[str]:
-    """The decision's action per row; ``"redact"`` where it rewrites only to mask personal data."""
+    """What happened to each row, as ``guardrail eval`` names it (``evaluator.outcome_of``): ``"redact"`` is a
+    rewrite that only masked personal data, ``"rewrite"`` one that replaced the text."""
     import guardrail
-    from guardrail.evaluation.evaluator import with_model
+    from guardrail.evaluation.evaluator import outcome_of, with_model
     from guardrail.policy import load_policy
 
     # with_model re-resolves the rules' default thresholds against the model's labels.json; a model_copy of the
@@ -91,9 +92,7 @@ def policy_actions(policy: str, model: Path | None, rows: list[dict[str, Any]]) 
             d = guard.check_input([{"role": "system", "content": r["context"]}, {"role": "user", "content": r["text"]}])
         else:
             d = guard.check_input(r["text"])
-        acting = {f.action.value for f in d.findings if not f.shadow}
-        redact_only = d.action.value == "rewrite" and bool(acting) and acting <= {"redact", "log"}
-        acts.append("redact" if redact_only else d.action.value)
+        acts.append(outcome_of(d))
     guard.close()
     return acts
 
