@@ -30,18 +30,22 @@ from guardrail.policy import Policy, Rule
 from guardrail.rules import Verdict, evaluate
 from guardrail.taxonomy import Stage, stage_ids
 
+JAILBREAK = "jailbreak"  # the one head a reading of a text with its system prompt feeds (_context_counts)
+
 __all__ = [
     "UNSUPPORTED",
     "Pending",
     "Plan",
     "Scores",
     "check_coverage",
+    "context_plan",
     "failure_kind",
     "merge_scores",
     "new_decision",
     "prepare",
     "timeout_error",
     "verdict",
+    "with_context",
 ]
 
 UNSUPPORTED = "unsupported_language"  # the finding for text in a script the model was not measured on
@@ -73,6 +77,10 @@ class Plan:
     deadline: float  # time.monotonic()
     budget_ms: float
     needs_model: bool
+    # the first len(alone_of) entries of scan read a text with the system prompt; entry k's reading alone is
+    # scan[alone_of[k]] (merge_scores takes only a gated jailbreak score from them)
+    alone_of: tuple[int, ...] = ()
+    context: str | None = None  # the system prompt, when the policy reads it (a second reading may follow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +179,8 @@ def merge_scores(
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and 0 <= v <= 1):
                     raise InvalidScores(f"score {cat}={v!r} is not a probability", classifier=clf.name)
                 seen.add(cat)
+                if k < len(plan.alone_of) and not _context_counts(clf, cat, v, rows[plan.alone_of[k]]):
+                    continue
                 if (only is None or cat in only) and v > merged.get(cat, -1.0):
                     merged[cat] = float(v)
         missing = needed - seen
@@ -178,6 +188,64 @@ def merge_scores(
             names = ", ".join(c.name for c in clfs)
             raise InvalidScores(f"no score for {', '.join(sorted(missing))}, which the policy uses", classifier=names)
     return Scores(merged, plan.spans)
+
+
+def context_reading(clf: Classifier) -> tuple[float, float]:
+    """A classifier's (gate, threshold) for reading a text with its system prompt; (0, 0) when it states none."""
+    stated = getattr(clf, "context_reading", None)
+    return (float(stated[0]), float(stated[1])) if stated else (0.0, 0.0)
+
+
+def context_plan(plan: Plan, clfs: Sequence[Classifier], results: Sequence[list[dict[str, float]]]) -> Plan | None:
+    """The second reading of a cascade: the texts read alone whose jailbreak score reached some classifier's gate,
+    read again with the system prompt (None: no system prompt read, or no text reached a gate). Most texts never
+    do, so the reading costs nothing for them (bundled model: gate 0.5; 1% of ordinary dev prompts reach it)."""
+    if plan.context is None or not results:
+        return None
+    gates = [context_reading(clf)[0] for clf in clfs]
+    picked = [
+        k
+        for k in range(len(plan.scan))
+        if any(_jailbreak_of(rows[k]) >= gate for gate, rows in zip(gates, results, strict=True))
+    ]
+    if not picked:
+        return None
+    return Plan(
+        tuple(plan.scan[k] for k in picked), tuple(plan.owner[k] for k in picked), (plan.context,) * len(picked),
+        plan.spans, plan.deadline, plan.budget_ms, True, tuple(picked),
+    )  # fmt: skip
+
+
+def with_context(
+    plan: Plan, results: Sequence[list[dict[str, float]]], second: Plan, more: Sequence[list[dict[str, float]]]
+) -> tuple[Plan, list[list[dict[str, float]]]]:
+    """Both readings as one plan for ``merge_scores``: the readings with the system prompt first."""
+    n = len(second.scan)
+    prompts = (*(second.prompts or (None,) * n), *(plan.prompts or (None,) * len(plan.scan)))
+    merged = Plan(
+        second.scan + plan.scan, second.owner + plan.owner, prompts, plan.spans, plan.deadline, plan.budget_ms,
+        plan.needs_model, tuple(n + k for k in second.alone_of),
+    )  # fmt: skip
+    return merged, [list(m) + list(r) for m, r in zip(more, results, strict=True)]
+
+
+def _jailbreak_of(row: Any) -> float:
+    v = row.get(JAILBREAK) if isinstance(row, Mapping) else None
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else -1.0
+
+
+def _context_counts(clf: Classifier, cat: str, v: float, alone: Any) -> bool:
+    """Whether a score from reading a text with its system prompt counts. Only ``jailbreak`` does: the reading
+    exists to catch a request that breaks only the system prompt's rules, and on other heads it lowers recall and
+    raises false positives (bundled model, dev: ordinary prompts behind an unseen system prompt flagged as unsafe
+    0.068 against 0.047 alone). And only when the model's ``context_reading`` gate allows it: the text alone
+    scores at least ``gate`` and the reading at least ``threshold`` (chosen on dev, model card: ordinary prompts
+    flagged as jailbreaks behind an unseen system prompt 0.033 ungated, 0.007 gated, 0.003 alone).
+    A classifier that states no gate counts the reading ungated, at the rule's own threshold."""
+    if cat != JAILBREAK:
+        return False
+    gate, threshold = context_reading(clf)
+    return v >= threshold and _jailbreak_of(alone) >= gate
 
 
 def verdict(pending: Pending, outcome: Scores, clfs: Sequence[Classifier]) -> tuple[Verdict, dict[str, float]]:

@@ -39,12 +39,14 @@ from guardrail._decide import (
     Plan,
     Scores,
     check_coverage,
+    context_plan,
     failure_kind,
     merge_scores,
     new_decision,
     prepare,
     timeout_error,
     verdict,
+    with_context,
 )
 from guardrail._shared_models import model_classifier, shared_scheduler
 from guardrail.classifiers.base import Classifier
@@ -180,17 +182,18 @@ class Guard:
                     scan.append(scoring_form(form.text, own))
                     owner.append(i)
         prompts: tuple[str | None, ...] | None = None
+        context: str | None = None
+        tokens = sum(estimate_tokens(t) for t in scan)
         if pending.stage == "output":  # a response is always judged with its prompt (empty when unknown)
             prompts = (scoring_form(pending.prompt) if pending.prompt is not None else "",) * len(scan)
         elif pending.prompt is not None:
-            # the system prompt as context, and each text also without it: the higher score wins (measured,
-            # bundled me5-l6: context raises jailbreak on requests that only break the system prompt's
-            # rules, but lowers unsafe on a plain harmful request, 0.69 -> 0.56)
+            # the system prompt: texts whose jailbreak score alone reaches the model's gate are read again with it
+            # (_decide.context_plan), and that reading feeds only jailbreak (_decide._context_counts); the budget
+            # allows for both readings
             context = scoring_form(pending.prompt)
-            prompts = (context,) * len(scan) + (None,) * len(scan)
-            scan, owner = scan + scan, owner + owner
-        deadline, budget_ms = self._deadline(pending, sum(estimate_tokens(t) for t in scan))
-        return Plan(tuple(scan), tuple(owner), prompts, tuple(spans), deadline, budget_ms, needs_model)
+            tokens *= 2
+        deadline, budget_ms = self._deadline(pending, tokens)
+        return Plan(tuple(scan), tuple(owner), prompts, tuple(spans), deadline, budget_ms, needs_model, context=context)
 
     def _deadline(self, pending: Pending, tokens: int) -> tuple[float, float]:
         """The check's deadline (``time.monotonic()``) and budget in ms for about ``tokens`` tokens."""
@@ -227,6 +230,32 @@ class Guard:
     def _merge(self, pending: Pending, plan: Plan, results: Sequence[list[dict[str, float]]]) -> Scores:
         clfs = self.classifiers(pending.policy) if results else ()
         return merge_scores(pending, plan, clfs, results)
+
+    def _second(self, pending: Pending, plan: Plan, results: Sequence[list[dict[str, float]]]) -> Plan | None:
+        """The cascade's second reading (with the system prompt), when some text needs it."""
+        return context_plan(plan, self.classifiers(pending.policy), results) if results else None
+
+    def _scores_sync(self, pending: Pending, plan: Plan) -> list[list[dict[str, float]]]:
+        futures = self._submit(pending, plan, sync=True)
+        results = []
+        for fut in futures:
+            try:
+                results.append(fut.result(timeout=max(0.0, plan.deadline - time.monotonic())))
+            except cf.TimeoutError:
+                for f in futures:
+                    f.cancel()  # still queued: never run
+                raise timeout_error(plan) from None
+        return results
+
+    async def _scores_async(self, pending: Pending, plan: Plan) -> list[list[dict[str, float]]]:
+        futures = self._submit(pending, plan)
+        waiting = asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+        try:
+            return list(await asyncio.wait_for(waiting, max(0.0, plan.deadline - time.monotonic())))
+        except TimeoutError:
+            for f in futures:
+                f.cancel()
+            raise timeout_error(plan) from None
 
     def _finish(self, pending: Pending, outcome: Scores | BaseException) -> Decision:
         if isinstance(outcome, BaseException):
@@ -288,15 +317,9 @@ class Guard:
         try:
             self._admit(pending)
             plan = self._plan(pending)
-            futures = self._submit(pending, plan, sync=True)
-            results = []
-            for fut in futures:
-                try:
-                    results.append(fut.result(timeout=max(0.0, plan.deadline - time.monotonic())))
-                except cf.TimeoutError:
-                    for f in futures:
-                        f.cancel()  # still queued: never run
-                    raise timeout_error(plan) from None
+            results = self._scores_sync(pending, plan)
+            if (second := self._second(pending, plan, results)) is not None:
+                plan, results = with_context(plan, results, second, self._scores_sync(pending, second))
             outcome = self._merge(pending, plan, results)
         except Exception as exc:  # the fail mode decides, with the error's kind
             outcome = exc
@@ -312,14 +335,9 @@ class Guard:
                 plan = await asyncio.get_running_loop().run_in_executor(self._pool, self._plan, pending)
             else:
                 plan = self._plan(pending)
-            futures = self._submit(pending, plan)
-            waiting = asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
-            try:
-                results = await asyncio.wait_for(waiting, max(0.0, plan.deadline - time.monotonic()))
-            except TimeoutError:
-                for f in futures:
-                    f.cancel()
-                raise timeout_error(plan) from None
+            results = await self._scores_async(pending, plan)
+            if (second := self._second(pending, plan, results)) is not None:
+                plan, results = with_context(plan, results, second, await self._scores_async(pending, second))
             outcome = self._merge(pending, plan, results)
         except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
             raise

@@ -181,7 +181,9 @@ class InputStage(BaseModel):
         description="scope untrusted: the categories checked on tool results and retrieved documents (injection).",
     )
     system_context: bool = Field(
-        default=False, description="Give the system prompt to the classifier as context for the user's text."
+        default=False,
+        description="Read a user text that reaches the model's gate again with the system prompt as context; that "
+        "reading raises only jailbreak (the model's labels.json `context_reading`).",
     )
     rules: tuple[Rule, ...] = ()
     parallel: Annotated[bool, Strict()] = Field(

@@ -22,7 +22,8 @@ class FakeClassifier:
     pattern contributes, the highest score per label wins).
 
     ``delay`` (seconds) and ``error`` simulate a slow or failing model for fail-mode tests; ``scripts``
-    declares the writing systems it supports, as a model folder's labels.json does.
+    declares the writing systems it supports and ``context_reading`` the (gate, threshold) of reading a text with
+    its system prompt, as a model folder's labels.json does.
     """
 
     def __init__(
@@ -36,8 +37,10 @@ class FakeClassifier:
         name: str = "fake",
         scorer: Callable[[str, Stage, str | None], Mapping[str, float]] | None = None,
         scripts: Iterable[str] | None = None,
+        context_reading: tuple[float, float] | None = None,
     ) -> None:
         self.name = name
+        self.context_reading = context_reading
         # the writing systems this fake "was measured on" (None: not stated, so no language check)
         self.scripts = frozenset(scripts) if scripts is not None else None
         self._default = dict(scores or {})

@@ -123,6 +123,22 @@ def test_a_labels_json_with_an_unknown_layout_is_a_clear_error(tmp_path: Path) -
         ModelInfo.load(folder)
 
 
+def test_labels_json_states_how_to_read_a_text_with_its_system_prompt(tmp_path: Path) -> None:
+    """The bundled model's gate and threshold for the reading with a system prompt; a folder without them reads it
+    ungated; a malformed entry is an error that names it, never a silent default."""
+    assert ModelInfo.load(BUNDLED).context_reading == (0.5, 0.94)
+    enc = json.loads((BUNDLED / "labels.json").read_text())["encoding"]
+    folder = _folder_with(tmp_path, enc)
+    raw = json.loads((folder / "labels.json").read_text())
+    del raw["context_reading"]
+    (folder / "labels.json").write_text(json.dumps(raw))
+    assert ModelInfo.load(folder).context_reading is None
+    for bad in ({"gate": 0.5}, {"gate": "high", "threshold": 0.9}, {"gate": 0.5, "threshold": 1.5}, [0.5, 0.9]):
+        (folder / "labels.json").write_text(json.dumps({**raw, "context_reading": bad}))
+        with pytest.raises(ClassifierError, match=r"malformed labels\.json.*context_reading"):
+            ModelInfo.load(folder)
+
+
 def test_the_runtime_reads_an_input_s_context_in_the_folder_s_layout(tmp_path: Path) -> None:
     """Same weights, two labels.json: only the input read with its context changes."""
     from guardrail.classifiers.onnx import OnnxClassifier

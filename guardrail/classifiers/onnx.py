@@ -23,7 +23,6 @@ time budgets can scale with it (the same check takes 3 ms on one machine kind an
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import statistics
@@ -32,14 +31,14 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from guardrail.classifiers.cpu import int8_saturates
-from guardrail.classifiers.encoding import EncodingConfig, Window, encode_windows, pad_batch
+from guardrail.classifiers.encoding import Window, encode_windows, pad_batch
+from guardrail.classifiers.model_info import LabelInfo, ModelInfo
 from guardrail.classifiers.runs import (
     Helper,
     fan_out,
@@ -90,61 +89,6 @@ def resolve_model_dir(model: str | os.PathLike[str]) -> Path:
     return p
 
 
-@dataclass(frozen=True, slots=True)
-class LabelInfo:
-    id: str
-    index: int
-    stages: tuple[Stage, ...]
-    kind: str  # "sigmoid" or "softmax" (the Do-Not-Answer response-class group)
-    threshold: float
-    thresholds: dict[str, float]
-    a: float
-    b: float
-
-
-@dataclass(frozen=True, slots=True)
-class ModelInfo:
-    name: str
-    labels: tuple[LabelInfo, ...]
-    encoding: EncodingConfig
-    scripts: frozenset[str] | None = None  # writing systems the model was measured on (None: not stated)
-    weight_bits: int = 8  # 7 since weights were narrowed so that no CPU saturates (guardrail/classifiers/cpu.py)
-
-    @classmethod
-    def load(cls, folder: Path) -> ModelInfo:
-        try:
-            raw = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
-            labels = tuple(
-                LabelInfo(
-                    id=str(lab["id"]),
-                    index=int(lab["index"]),
-                    stages=tuple(lab["stages"]),
-                    kind=str(lab.get("kind", "sigmoid")),
-                    threshold=float(lab.get("threshold", 0.5)),
-                    thresholds={str(k): float(v) for k, v in lab.get("thresholds", {}).items()},
-                    a=float(lab.get("calibration", {}).get("a", 1.0)),
-                    b=float(lab.get("calibration", {}).get("b", 0.0)),
-                )
-                for lab in raw["labels"]
-            )
-            enc = EncodingConfig(**raw.get("encoding", {}))
-        except FileNotFoundError as exc:
-            raise ClassifierError(f"no labels.json in model folder {folder}", classifier="onnx") from exc
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ClassifierError(f"malformed labels.json in {folder}: {exc}", classifier="onnx") from exc
-        scripts = raw.get("scripts")
-        try:
-            bits = int(raw.get("weight_bits", 8))
-        except (TypeError, ValueError) as exc:
-            raise ClassifierError(f"malformed labels.json in {folder}: weight_bits: {exc}", classifier="onnx") from exc
-        return cls(
-            str(raw.get("name", folder.name)), labels, enc, frozenset(map(str, scripts)) if scripts else None, bits
-        )
-
-    def for_stage(self, stage: Stage) -> tuple[LabelInfo, ...]:
-        return tuple(lab for lab in self.labels if stage in lab.stages)
-
-
 class OnnxClassifier:
     """Scores texts with a model folder; see the module docstring for the cost bounds."""
 
@@ -187,6 +131,12 @@ class OnnxClassifier:
     def stage_labels(self, stage: Stage) -> frozenset[str]:
         """The labels ``predict`` returns on ``stage`` (a policy rule on another is a load-time error)."""
         return frozenset(lab.id for lab in self.info.for_stage(stage))
+
+    @property
+    def context_reading(self) -> tuple[float, float] | None:
+        """(gate, threshold) for reading a text with its system prompt, chosen on dev for this model; None when its
+        folder does not say (see ``guardrail._decide.merge_scores``)."""
+        return self.info.context_reading
 
     @property
     def scripts(self) -> frozenset[str] | None:

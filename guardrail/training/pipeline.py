@@ -220,9 +220,15 @@ def finalize(
     for lang, v in languages.items():
         log(f"  language {lang}: {v}")
     log(f"  scripts measured: {scripts}")
+    extra: dict[str, object] = {}
     if base == "e5":
         # the runtime's unsupported_language check reads these; v3 (MiniLM) states none, so it is never applied
-        extra: dict[str, object] = {"scripts": scripts, "languages": languages}
+        extra.update(scripts=scripts, languages=languages)
+    context = choose_context_reading(clf, evaluated)
+    if context is not None:  # how the runtime reads a text with its system prompt (training/context_gate.py)
+        extra["context_reading"] = context[0]
+        log(f"  context reading: {context[0]} {context[1]}")
+    if extra:
         write_model_folder(work, work / "model.onnx", labels, heads, enc, name, extra)
         clf = OnnxClassifier(work)
     counts = Counter((e.source, e.split) for e in examples)
@@ -234,6 +240,7 @@ def finalize(
         "languages": languages,
         "scripts": scripts,
         "parity": parity or {},
+        "context_reading": {"chosen": context[0], "measured": context[1]} if context is not None else None,
         "data": {f"{s}|{sp}": n for (s, sp), n in sorted(counts.items(), key=str)},
         "sources": [
             {"name": s.name, "licence": s.licence, "cap": s.cap, "weight": s.weight, "holdout": s.holdout}
@@ -248,6 +255,18 @@ def finalize(
     (work / "model.fp32.onnx").unlink(missing_ok=True)
     log(f"done in {summary['minutes']} min: {work}")
     return work
+
+
+def choose_context_reading(
+    clf: OnnxClassifier, evaluated: Sequence[Example]
+) -> tuple[dict[str, float], dict[str, float]] | None:
+    """The model's ``context_reading`` chosen on its dev rows behind the held-out system prompts (None without them)."""
+    from guardrail.training import context_gate
+    from guardrail.training.system_prompts import FOLDER, read_prompts
+
+    if not (FOLDER / "heldout.jsonl").is_file():
+        return None
+    return context_gate.choose(clf, evaluated, read_prompts("heldout"))
 
 
 def prepare_e5(examples: Sequence[Example], cfg: Any, work: Path, log: Callable[[str], None] = print) -> None:
