@@ -96,8 +96,8 @@ class Conversations:
             for key in _keys(kwargs, previous=False):
                 held, sent = self._open.get(key, {}), self._sent.get(key)
                 for placeholder, value in claimed.items():
-                    if placeholder not in held:
-                        continue  # confirmed by an answered turn (or never claimed here)
+                    if placeholder not in held or sent is None or sent.get(placeholder) != value:
+                        continue  # confirmed by an answered turn, never claimed here, or now another value's
                     held[placeholder] -= 1
                     if held[placeholder] <= 0:
                         del held[placeholder]
@@ -115,9 +115,10 @@ class Conversations:
         keys = _keys(kwargs, previous=False) + ([f"response:{ident}"] if isinstance(ident, str) and ident else [])
         with self._lock:
             for key in keys:
-                held = self._open.get(key, {})
-                for placeholder in confirmed:
-                    held.pop(placeholder, None)
+                held, known = self._open.get(key, {}), self._sent.get(key, {})
+                for placeholder, value in confirmed.items():
+                    if known.get(placeholder) == value:
+                        held.pop(placeholder, None)
             if sent:
                 self._record(keys, sent)
 

@@ -81,6 +81,8 @@ class Plan:
     # scan[alone_of[k]] (merge_scores takes only a gated jailbreak score from them)
     alone_of: tuple[int, ...] = ()
     context: str | None = None  # the system prompt, when the policy reads it (a second reading may follow)
+    # a second reading's texts per classifier (indices into scan): each reads only those past its own gate
+    asked: tuple[tuple[int, ...], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,11 +155,11 @@ def check_coverage(policy: Policy, classifiers: Callable[[Policy], tuple[Classif
         check_coverage(routed, classifiers)
 
 
-def merge_scores(
-    pending: Pending, plan: Plan, clfs: Sequence[Classifier], results: Sequence[list[dict[str, float]]]
-) -> Scores:
+def merge_scores(pending: Pending, plan: Plan, clfs: Sequence[Classifier], results: Sequence[Sequence[Any]]) -> Scores:
     """Merge every classifier's scores (per category, the highest over texts and forms), refusing
-    anything that is not a full set of probabilities: that must never read as "safe"."""
+    anything that is not a full set of probabilities: that must never read as "safe". A reading with the system
+    prompt (the first ``len(plan.alone_of)`` rows) may be None for a classifier that was not asked for it; its
+    text's reading alone carries every score the policy needs."""
     labels: set[str] = set()
     for clf in clfs:
         labels |= stage_labels(clf, pending.stage)
@@ -171,55 +173,67 @@ def merge_scores(
     for k, i in enumerate(plan.owner if results else ()):
         only = pending.only[i] if i < len(pending.only) else None
         seen: set[str] = set()
+        context = k < len(plan.alone_of)
         for clf, rows in zip(clfs, results, strict=True):
             row = rows[k]
+            if context and row is None:
+                continue  # this classifier's gate was not reached: it was not asked to read it
             if not isinstance(row, Mapping):
                 raise InvalidScores(f"result {k} is a {type(row).__name__}, not a mapping", classifier=clf.name)
             for cat, v in row.items():
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and 0 <= v <= 1):
                     raise InvalidScores(f"score {cat}={v!r} is not a probability", classifier=clf.name)
                 seen.add(cat)
-                if k < len(plan.alone_of) and not _context_counts(clf, cat, v, rows[plan.alone_of[k]]):
+                if context and not _context_counts(clf, cat, v, rows[plan.alone_of[k]]):
                     continue
                 if (only is None or cat in only) and v > merged.get(cat, -1.0):
                     merged[cat] = float(v)
         missing = needed - seen
-        if missing:
+        if missing and not context:
             names = ", ".join(c.name for c in clfs)
             raise InvalidScores(f"no score for {', '.join(sorted(missing))}, which the policy uses", classifier=names)
     return Scores(merged, plan.spans)
 
 
 def context_reading(clf: Classifier) -> tuple[float, float]:
-    """A classifier's (gate, threshold) for reading a text with its system prompt; (0, 0) when it states none."""
+    """A classifier's (gate, threshold) for reading a text with its system prompt; (0, 0) when it states none.
+    A stated value that is not two numbers is the classifier's error (the fail mode decides), never "no gate"."""
     stated = getattr(clf, "context_reading", None)
-    return (float(stated[0]), float(stated[1])) if stated else (0.0, 0.0)
+    if stated is None:
+        return 0.0, 0.0
+    try:
+        gate, threshold = stated
+        return float(gate), float(threshold)
+    except (TypeError, ValueError) as exc:
+        raise InvalidScores(f"context_reading {stated!r} is not (gate, threshold)", classifier=clf.name) from exc
 
 
-def context_plan(plan: Plan, clfs: Sequence[Classifier], results: Sequence[list[dict[str, float]]]) -> Plan | None:
+def context_plan(plan: Plan, clfs: Sequence[Classifier], results: Sequence[Sequence[Any]]) -> Plan | None:
     """The second reading of a cascade: the texts read alone whose jailbreak score reached some classifier's gate,
     read again with the system prompt (None: no system prompt read, or no text reached a gate). Most texts never
-    do, so the reading costs nothing for them (bundled model: gate 0.5; 1% of ordinary dev prompts reach it)."""
+    do, so the reading costs nothing for them (bundled model: gate 0.5, which 4% of 600 ordinary dev prompts reach)."""
     if plan.context is None or not results:
         return None
     gates = [context_reading(clf)[0] for clf in clfs]
-    picked = [
-        k
-        for k in range(len(plan.scan))
-        if any(_jailbreak_of(rows[k]) >= gate for gate, rows in zip(gates, results, strict=True))
+    past = [
+        {k for k in range(min(len(plan.scan), len(rows))) if _jailbreak_of(rows[k]) >= gate}  # short: merge refuses
+        for gate, rows in zip(gates, results, strict=True)
     ]
+    picked = sorted(set().union(*past))
     if not picked:
         return None
+    asked = tuple(tuple(j for j, k in enumerate(picked) if k in mine) for mine in past)
     return Plan(
         tuple(plan.scan[k] for k in picked), tuple(plan.owner[k] for k in picked), (plan.context,) * len(picked),
-        plan.spans, plan.deadline, plan.budget_ms, True, tuple(picked),
+        plan.spans, plan.deadline, plan.budget_ms, True, tuple(picked), asked=asked,
     )  # fmt: skip
 
 
 def with_context(
-    plan: Plan, results: Sequence[list[dict[str, float]]], second: Plan, more: Sequence[list[dict[str, float]]]
-) -> tuple[Plan, list[list[dict[str, float]]]]:
-    """Both readings as one plan for ``merge_scores``: the readings with the system prompt first."""
+    plan: Plan, results: Sequence[Sequence[Any]], second: Plan, more: Sequence[Sequence[Any]]
+) -> tuple[Plan, list[list[Any]]]:
+    """Both readings as one plan for ``merge_scores``: the readings with the system prompt first (``more``: per
+    classifier, a row for each of ``second``'s texts, None where that classifier was not asked)."""
     n = len(second.scan)
     prompts = (*(second.prompts or (None,) * n), *(plan.prompts or (None,) * len(plan.scan)))
     merged = Plan(

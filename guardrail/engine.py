@@ -52,7 +52,7 @@ from guardrail._shared_models import model_classifier, shared_scheduler
 from guardrail.classifiers.base import Classifier
 from guardrail.classifiers.patterns import Span
 from guardrail.decision import Action, Decision, Finding, RuleAction
-from guardrail.errors import GuardrailError, PolicyError
+from guardrail.errors import GuardrailError, InvalidScores, PolicyError
 from guardrail.messages import scoring_form
 from guardrail.policy import Policy, PolicyReloader, load_policy
 from guardrail.revealed import spans_and_readings
@@ -64,6 +64,22 @@ __all__ = ["Guard"]
 PolicySource = str | os.PathLike[str] | Mapping[str, Any] | Policy | None
 _model_classifier = model_classifier  # the name guardrail.ensemble_policy (and its tests) import from here
 _ASYNC_INLINE_CHARS = 20_000  # longer texts are prepared off the event loop
+
+
+def _aligned(plan: Plan, results: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """Each classifier's rows aligned with ``plan.scan``: a second reading's rows go back to their texts, None where
+    the classifier was not asked (``Plan.asked``)."""
+    if not plan.asked:
+        return [list(r) for r in results]
+    out: list[list[Any]] = []
+    for mine, rows in zip(plan.asked, results, strict=True):
+        if len(rows) != len(mine):
+            raise InvalidScores(f"{len(rows)} results for {len(mine)} texts")
+        full: list[Any] = [None] * len(plan.scan)
+        for k, row in zip(mine, rows, strict=True):
+            full[k] = row
+        out.append(full)
+    return out
 
 
 class Guard:
@@ -220,6 +236,16 @@ class Guard:
         if not plan.needs_model:
             return []
         clfs = self.classifiers(pending.policy)
+        if plan.asked:  # a second reading: each classifier reads only the texts past its own gate
+            return [
+                self._scheduler(clf).submit(
+                    [plan.scan[k] for k in mine],
+                    stage=pending.stage,
+                    prompts=[plan.prompts[k] for k in mine] if plan.prompts else None,
+                    deadline=plan.deadline,
+                )
+                for clf, mine in zip(clfs, plan.asked, strict=True)
+            ]
         return [
             (self._scheduler(clf).run if sync and len(clfs) == 1 else self._scheduler(clf).submit)(
                 plan.scan, stage=pending.stage, prompts=plan.prompts, deadline=plan.deadline
@@ -227,15 +253,15 @@ class Guard:
             for clf in clfs
         ]
 
-    def _merge(self, pending: Pending, plan: Plan, results: Sequence[list[dict[str, float]]]) -> Scores:
+    def _merge(self, pending: Pending, plan: Plan, results: Sequence[Sequence[Any]]) -> Scores:
         clfs = self.classifiers(pending.policy) if results else ()
         return merge_scores(pending, plan, clfs, results)
 
-    def _second(self, pending: Pending, plan: Plan, results: Sequence[list[dict[str, float]]]) -> Plan | None:
+    def _second(self, pending: Pending, plan: Plan, results: Sequence[Sequence[Any]]) -> Plan | None:
         """The cascade's second reading (with the system prompt), when some text needs it."""
         return context_plan(plan, self.classifiers(pending.policy), results) if results else None
 
-    def _scores_sync(self, pending: Pending, plan: Plan) -> list[list[dict[str, float]]]:
+    def _scores_sync(self, pending: Pending, plan: Plan) -> list[list[Any]]:
         futures = self._submit(pending, plan, sync=True)
         results = []
         for fut in futures:
@@ -245,17 +271,18 @@ class Guard:
                 for f in futures:
                     f.cancel()  # still queued: never run
                 raise timeout_error(plan) from None
-        return results
+        return _aligned(plan, results)
 
-    async def _scores_async(self, pending: Pending, plan: Plan) -> list[list[dict[str, float]]]:
+    async def _scores_async(self, pending: Pending, plan: Plan) -> list[list[Any]]:
         futures = self._submit(pending, plan)
         waiting = asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
         try:
-            return list(await asyncio.wait_for(waiting, max(0.0, plan.deadline - time.monotonic())))
+            results = list(await asyncio.wait_for(waiting, max(0.0, plan.deadline - time.monotonic())))
         except TimeoutError:
             for f in futures:
                 f.cancel()
             raise timeout_error(plan) from None
+        return _aligned(plan, results)
 
     def _finish(self, pending: Pending, outcome: Scores | BaseException) -> Decision:
         if isinstance(outcome, BaseException):

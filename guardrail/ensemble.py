@@ -122,6 +122,15 @@ class Ensemble:
             out |= set(e.labels)
         return frozenset(out)
 
+    @property
+    def context_reading(self) -> tuple[float, float] | None:
+        """The strictest (gate, threshold) its experts state for reading a text with its system prompt (the
+        ensemble's score is a mean of theirs, so no looser gate was shown to be safe); None when none states one."""
+        stated = [c for c in (getattr(e, "context_reading", None) for e in self.experts) if c is not None]
+        if not stated:
+            return None
+        return max(float(c[0]) for c in stated), max(float(c[1]) for c in stated)
+
     def stage_labels(self, stage: Stage) -> frozenset[str]:
         out: set[str] = set()
         for e in self.experts:
@@ -200,8 +209,11 @@ class Ensemble:
                 with self._lock:
                     self.escalations += len(unsure)
                 combined = self.combine(per, len(texts))
+        # the scores feedback learns from are the ones that decided: an input read with its system prompt (the
+        # engine's second reading, which counts only for jailbreak) is not kept over the text's own reading
+        context_reading = stage == "input" and prompts is not None and any(p is not None for p in prompts)
         with self._lock:
-            for i, t in enumerate(texts):
+            for i, t in enumerate(texts if not context_reading else ()):
                 self._recent[(stage, t)] = {n: per[n][i] for n in per if per[n][i]}
                 self._recent.move_to_end((stage, t))
             while len(self._recent) > self._recent_max:

@@ -182,8 +182,8 @@ class InputStage(BaseModel):
     )
     system_context: bool = Field(
         default=False,
-        description="Read a user text that reaches the model's gate again with the system prompt as context; that "
-        "reading raises only jailbreak (the model's labels.json `context_reading`).",
+        description="Read a checked text that reaches the model's gate again with the system prompt as context; "
+        "that reading raises only jailbreak (the model's labels.json `context_reading`).",
     )
     rules: tuple[Rule, ...] = ()
     parallel: Annotated[bool, Strict()] = Field(

@@ -54,8 +54,28 @@ def test_the_choice_never_buys_injections_with_ordinary_prompts_flagged() -> Non
     assert measured["injections_caught"] >= measured["injections_caught_alone"]
 
 
-def test_no_choice_without_ordinary_dev_prompts_or_system_prompts() -> None:
+def test_a_reading_that_cannot_be_shown_safe_is_switched_off_not_left_ungated() -> None:
+    """No ordinary dev prompts, or no system prompts to put them behind: nothing shows the reading is safe, so the
+    model says ``enabled: false`` (the runtime then never reads the system prompt) instead of stating nothing (which
+    reads ungated)."""
     clf = OnnxClassifier("default", cache_size=0)
     injections_only = [e for e in _rows() if e.prompt]
-    assert choose(clf, injections_only, read_prompts("heldout")) is None
-    assert choose(clf, _rows(), []) is None
+    assert choose(clf, injections_only, read_prompts("heldout"))[0] == {"enabled": False}  # type: ignore[index]
+    assert choose(clf, _rows(), [])[0] == {"enabled": False}  # type: ignore[index]
+
+
+class _Overflags:
+    """A model whose reading with any system prompt calls every ordinary prompt a jailbreak (only the choice is
+    under test here: no real model behaves this badly on purpose)."""
+
+    def __init__(self) -> None:
+        self.info = OnnxClassifier("default").info
+
+    def predict(self, texts: list[str], *, stage: str = "input", prompts: list[str] | None = None) -> list[dict]:
+        return [{"jailbreak": 0.995 if prompts else 0.8} for _ in texts]
+
+
+def test_no_gate_within_the_limit_switches_the_reading_off() -> None:
+    got = choose(_Overflags(), _rows(), read_prompts("heldout"))  # type: ignore[arg-type]
+    assert got is not None and got[0] == {"enabled": False}
+    assert "within the limit" in got[1]["why_off"]

@@ -8,6 +8,7 @@ model folder's labels.json decides which context layout it gets.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -133,6 +134,8 @@ def test_labels_json_states_how_to_read_a_text_with_its_system_prompt(tmp_path: 
     del raw["context_reading"]
     (folder / "labels.json").write_text(json.dumps(raw))
     assert ModelInfo.load(folder).context_reading is None
+    (folder / "labels.json").write_text(json.dumps({**raw, "context_reading": {"enabled": False}}))
+    assert ModelInfo.load(folder).context_reading == (math.inf, math.inf)  # no text ever reaches the gate
     for bad in ({"gate": 0.5}, {"gate": "high", "threshold": 0.9}, {"gate": 0.5, "threshold": 1.5}, [0.5, 0.9]):
         (folder / "labels.json").write_text(json.dumps({**raw, "context_reading": bad}))
         with pytest.raises(ClassifierError, match=r"malformed labels\.json.*context_reading"):

@@ -5,6 +5,7 @@ The runtime's one reader of that file (the training pipeline writes it)."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,9 +76,13 @@ class ModelInfo:
 
 
 def _context_reading(raw: Any, folder: Path) -> tuple[float, float] | None:
-    """labels.json's ``context_reading: {gate, threshold}``, both probabilities (None when absent)."""
+    """labels.json's ``context_reading``: ``{gate, threshold}``, both probabilities, or ``{"enabled": false}`` when
+    no pair kept ordinary prompts within the limit (then no text reaches the gate: the system prompt is never read);
+    None when absent."""
     if raw is None:
         return None
+    if isinstance(raw, dict) and raw.get("enabled") is False:
+        return math.inf, math.inf
     try:
         gate, threshold = float(raw["gate"]), float(raw["threshold"])
     except (KeyError, TypeError, ValueError) as exc:

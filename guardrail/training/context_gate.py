@@ -19,6 +19,7 @@ import random
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,20 +44,27 @@ def _jailbreak(clf: OnnxClassifier, texts: Sequence[str], prompts: Sequence[str]
     return np.array(out, dtype=np.float64)
 
 
+OFF: dict[str, Any] = {"enabled": False}  # the runtime then never reads the system prompt
+
+
 def choose(
     clf: OnnxClassifier, examples: Sequence[Example], system_prompts: Sequence[str], n: int = 600
-) -> tuple[dict[str, float], dict[str, float]] | None:
-    """(``{"gate", "threshold"}``, what it measured), or None without a jailbreak head or ordinary dev prompts."""
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(``{"gate", "threshold"}``, what it measured); ``{"enabled": False}`` when it cannot be measured (no ordinary
+    dev prompts, no system prompts) or no pair keeps ordinary prompts within the limit: a reading that was not
+    shown to be safe is not made. None only for a model without a jailbreak head."""
     heads = {lab.id: lab for lab in clf.info.labels}
-    if "jailbreak" not in heads or not system_prompts:
+    if "jailbreak" not in heads:
         return None
+    if not system_prompts:
+        return OFF, {"why_off": "no held-out system prompts"}
     t = heads["jailbreak"].thresholds.get("input", heads["jailbreak"].threshold)
     dev = [e for e in examples if e.split == "dev" and e.stage == "input"]
     ordinary = [e for e in dev if e.prompt is None and not any(v == 1.0 for v in e.labels.values())]
     ordinary = [e for e in ordinary if not is_hard_negative(e)]
     injections = [e for e in dev if e.prompt and e.labels.get("jailbreak") == 1.0]
     if not ordinary:
-        return None
+        return OFF, {"why_off": "no ordinary dev prompts"}
     sample = random.Random(0).sample(ordinary, min(n, len(ordinary)))
     behind = [random.Random(10 + i).choice(list(system_prompts)) for i in range(len(sample))]
     o_alone = _jailbreak(clf, [e.text for e in sample], None)
@@ -78,10 +86,14 @@ def choose(
             if best is None or (caught, threshold, gate) > best[0]:
                 best = ((caught, threshold, gate), gate, threshold)
     if best is None:
-        return None
+        return OFF, {
+            "why_off": "no gate keeps ordinary prompts within the limit",
+            "ordinary_flagged_alone": base,
+            "ordinary_flagged_ungated": float(np.mean(flagged(o_alone, o_ctx, 0.0, t))),
+        }
     _, gate, threshold = best
-    nan = float("nan")
-    measured = {
+    nan = None  # no injections on dev: nothing measured (JSON null, not NaN)
+    measured: dict[str, Any] = {
         "ordinary_flagged_alone": base,
         "ordinary_flagged_behind_a_system_prompt": float(np.mean(flagged(o_alone, o_ctx, gate, threshold))),
         "ordinary_flagged_ungated": float(np.mean(flagged(o_alone, o_ctx, 0.0, t))),

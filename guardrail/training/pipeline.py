@@ -259,14 +259,14 @@ def finalize(
 
 def choose_context_reading(
     clf: OnnxClassifier, evaluated: Sequence[Example]
-) -> tuple[dict[str, float], dict[str, float]] | None:
-    """The model's ``context_reading`` chosen on its dev rows behind the held-out system prompts (None without them)."""
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The model's ``context_reading`` chosen on its dev rows behind the held-out system prompts (training/
+    context_gate.py; ``{"enabled": False}`` when it cannot be shown safe). None for a model without a jailbreak head."""
     from guardrail.training import context_gate
     from guardrail.training.system_prompts import FOLDER, read_prompts
 
-    if not (FOLDER / "heldout.jsonl").is_file():
-        return None
-    return context_gate.choose(clf, evaluated, read_prompts("heldout"))
+    prompts = read_prompts("heldout") if (FOLDER / "heldout.jsonl").is_file() else []
+    return context_gate.choose(clf, evaluated, prompts)
 
 
 def prepare_e5(examples: Sequence[Example], cfg: Any, work: Path, log: Callable[[str], None] = print) -> None:
