@@ -119,8 +119,11 @@ class Conversations:
                 for placeholder, value in confirmed.items():
                     if known.get(placeholder) == value:
                         held.pop(placeholder, None)
-            if sent:
-                self._record(keys, sent)
+            for key in keys:  # never over a placeholder an open turn now holds for another value (after eviction)
+                held, known = self._open.get(key, {}), self._sent.get(key, {})
+                mine = {k: v for k, v in sent.items() if k not in held or known.get(k) == v}
+                if mine:
+                    self._record([key], mine)
 
     def _record(self, keys: list[str], sent: Mapping[str, str]) -> None:
         """``sent`` joined to what each key holds, the most recent keys kept (called under the lock)."""

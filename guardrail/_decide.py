@@ -32,11 +32,23 @@ from guardrail.taxonomy import Stage, stage_ids
 
 JAILBREAK = "jailbreak"  # the one head a reading of a text with its system prompt feeds (_context_counts)
 
+
+class _NotAsked:
+    def __repr__(self) -> str:
+        return "NOT_ASKED"
+
+
+# a second reading's row for a classifier whose gate the text did not reach: it was never asked (aligned). Not
+# None: a classifier that was asked and answered None has failed, and must never read as "not asked"
+NOT_ASKED: Any = _NotAsked()
+
 __all__ = [
+    "NOT_ASKED",
     "UNSUPPORTED",
     "Pending",
     "Plan",
     "Scores",
+    "aligned",
     "check_coverage",
     "context_plan",
     "failure_kind",
@@ -158,8 +170,8 @@ def check_coverage(policy: Policy, classifiers: Callable[[Policy], tuple[Classif
 def merge_scores(pending: Pending, plan: Plan, clfs: Sequence[Classifier], results: Sequence[Sequence[Any]]) -> Scores:
     """Merge every classifier's scores (per category, the highest over texts and forms), refusing
     anything that is not a full set of probabilities: that must never read as "safe". A reading with the system
-    prompt (the first ``len(plan.alone_of)`` rows) may be None for a classifier that was not asked for it; its
-    text's reading alone carries every score the policy needs."""
+    prompt (the first ``len(plan.alone_of)`` rows) is ``NOT_ASKED`` for a classifier whose gate the text did not
+    reach; its text's reading alone carries every score the policy needs. One that was asked must carry jailbreak."""
     labels: set[str] = set()
     for clf in clfs:
         labels |= stage_labels(clf, pending.stage)
@@ -176,10 +188,12 @@ def merge_scores(pending: Pending, plan: Plan, clfs: Sequence[Classifier], resul
         context = k < len(plan.alone_of)
         for clf, rows in zip(clfs, results, strict=True):
             row = rows[k]
-            if context and row is None:
+            if context and row is NOT_ASKED:
                 continue  # this classifier's gate was not reached: it was not asked to read it
             if not isinstance(row, Mapping):
                 raise InvalidScores(f"result {k} is a {type(row).__name__}, not a mapping", classifier=clf.name)
+            if context and JAILBREAK in needed and JAILBREAK not in row:
+                raise InvalidScores("no jailbreak score in the reading with the system prompt", classifier=clf.name)
             for cat, v in row.items():
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and 0 <= v <= 1):
                     raise InvalidScores(f"score {cat}={v!r} is not a probability", classifier=clf.name)
@@ -193,6 +207,22 @@ def merge_scores(pending: Pending, plan: Plan, clfs: Sequence[Classifier], resul
             names = ", ".join(c.name for c in clfs)
             raise InvalidScores(f"no score for {', '.join(sorted(missing))}, which the policy uses", classifier=names)
     return Scores(merged, plan.spans)
+
+
+def aligned(plan: Plan, clfs: Sequence[Classifier], results: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """Each classifier's rows aligned with ``plan.scan``: a second reading's rows go back to their texts,
+    ``NOT_ASKED`` where the classifier was not asked (``Plan.asked``)."""
+    if not plan.asked:
+        return [list(r) for r in results]
+    out: list[list[Any]] = []
+    for clf, mine, rows in zip(clfs, plan.asked, results, strict=True):
+        if len(rows) != len(mine):
+            raise InvalidScores(f"{len(rows)} results for {len(mine)} texts", classifier=clf.name)
+        full: list[Any] = [NOT_ASKED] * len(plan.scan)
+        for k, row in zip(mine, rows, strict=True):
+            full[k] = row
+        out.append(full)
+    return out
 
 
 def context_reading(clf: Classifier) -> tuple[float, float]:

@@ -38,6 +38,7 @@ from guardrail._decide import (
     Pending,
     Plan,
     Scores,
+    aligned,
     check_coverage,
     context_plan,
     failure_kind,
@@ -52,7 +53,7 @@ from guardrail._shared_models import model_classifier, shared_scheduler
 from guardrail.classifiers.base import Classifier
 from guardrail.classifiers.patterns import Span
 from guardrail.decision import Action, Decision, Finding, RuleAction
-from guardrail.errors import GuardrailError, InvalidScores, PolicyError
+from guardrail.errors import GuardrailError, PolicyError
 from guardrail.messages import scoring_form
 from guardrail.policy import Policy, PolicyReloader, load_policy
 from guardrail.revealed import spans_and_readings
@@ -64,22 +65,6 @@ __all__ = ["Guard"]
 PolicySource = str | os.PathLike[str] | Mapping[str, Any] | Policy | None
 _model_classifier = model_classifier  # the name guardrail.ensemble_policy (and its tests) import from here
 _ASYNC_INLINE_CHARS = 20_000  # longer texts are prepared off the event loop
-
-
-def _aligned(plan: Plan, results: Sequence[Sequence[Any]]) -> list[list[Any]]:
-    """Each classifier's rows aligned with ``plan.scan``: a second reading's rows go back to their texts, None where
-    the classifier was not asked (``Plan.asked``)."""
-    if not plan.asked:
-        return [list(r) for r in results]
-    out: list[list[Any]] = []
-    for mine, rows in zip(plan.asked, results, strict=True):
-        if len(rows) != len(mine):
-            raise InvalidScores(f"{len(rows)} results for {len(mine)} texts")
-        full: list[Any] = [None] * len(plan.scan)
-        for k, row in zip(mine, rows, strict=True):
-            full[k] = row
-        out.append(full)
-    return out
 
 
 class Guard:
@@ -237,21 +222,23 @@ class Guard:
             return []
         clfs = self.classifiers(pending.policy)
         if plan.asked:  # a second reading: each classifier reads only the texts past its own gate
-            return [
-                self._scheduler(clf).submit(
-                    [plan.scan[k] for k in mine],
-                    stage=pending.stage,
-                    prompts=[plan.prompts[k] for k in mine] if plan.prompts else None,
-                    deadline=plan.deadline,
-                )
-                for clf, mine in zip(clfs, plan.asked, strict=True)
-            ]
+            return [self._ask(pending, plan, clf, mine) for clf, mine in zip(clfs, plan.asked, strict=True)]
         return [
             (self._scheduler(clf).run if sync and len(clfs) == 1 else self._scheduler(clf).submit)(
                 plan.scan, stage=pending.stage, prompts=plan.prompts, deadline=plan.deadline
             )
             for clf in clfs
         ]
+
+    def _ask(self, pending: Pending, plan: Plan, clf: Classifier, mine: Sequence[int]) -> cf.Future[Any]:
+        """One classifier's share of a second reading; none at all (no queue, no call) when it has no texts."""
+        if not mine:
+            done: cf.Future[Any] = cf.Future()
+            done.set_result([])
+            return done
+        prompts = [plan.prompts[k] for k in mine] if plan.prompts else None
+        texts = [plan.scan[k] for k in mine]
+        return self._scheduler(clf).submit(texts, stage=pending.stage, prompts=prompts, deadline=plan.deadline)
 
     def _merge(self, pending: Pending, plan: Plan, results: Sequence[Sequence[Any]]) -> Scores:
         clfs = self.classifiers(pending.policy) if results else ()
@@ -271,7 +258,7 @@ class Guard:
                 for f in futures:
                     f.cancel()  # still queued: never run
                 raise timeout_error(plan) from None
-        return _aligned(plan, results)
+        return aligned(plan, self.classifiers(pending.policy), results)
 
     async def _scores_async(self, pending: Pending, plan: Plan) -> list[list[Any]]:
         futures = self._submit(pending, plan)
@@ -282,7 +269,7 @@ class Guard:
             for f in futures:
                 f.cancel()
             raise timeout_error(plan) from None
-        return _aligned(plan, results)
+        return aligned(plan, self.classifiers(pending.policy), results)
 
     def _finish(self, pending: Pending, outcome: Scores | BaseException) -> Decision:
         if isinstance(outcome, BaseException):

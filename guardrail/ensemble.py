@@ -210,10 +210,12 @@ class Ensemble:
                     self.escalations += len(unsure)
                 combined = self.combine(per, len(texts))
         # the scores feedback learns from are the ones that decided: an input read with its system prompt (the
-        # engine's second reading, which counts only for jailbreak) is not kept over the text's own reading
-        context_reading = stage == "input" and prompts is not None and any(p is not None for p in prompts)
+        # engine's second reading, which counts only for jailbreak) is not kept over the text's own reading; per
+        # text, as a batch may hold one check's second reading beside another check's texts read alone
         with self._lock:
-            for i, t in enumerate(texts if not context_reading else ()):
+            for i, t in enumerate(texts):
+                if stage == "input" and prompts is not None and prompts[i] is not None:
+                    continue
                 self._recent[(stage, t)] = {n: per[n][i] for n in per if per[n][i]}
                 self._recent.move_to_end((stage, t))
             while len(self._recent) > self._recent_max:

@@ -33,3 +33,15 @@ def test_two_open_turns_sending_one_value_give_it_back_only_when_both_failed() -
     assert store.known({"conversation": "c"}) == {"<EMAIL_1>": "alice@x.org"}
     store.release({"conversation": "c"}, second)
     assert store.known({"conversation": "c"}) == {}
+
+
+def test_a_late_answer_after_eviction_never_overwrites_another_values_open_claim() -> None:
+    store = Conversations(size=2)
+    old = _turn(store, "c1", "alice@x.org")
+    _turn(store, "c2", "carol@x.org")
+    _turn(store, "c3", "dan@x.org")  # evicts c1
+    new = _turn(store, "c1", "bob@x.org")
+    store.remember({"conversation": "c1"}, {"id": "resp_old"}, old, old)  # the old turn's answer arrives late
+    assert store.known({"conversation": "c1"}) == {"<EMAIL_1>": "bob@x.org"}
+    store.release({"conversation": "c1"}, new)
+    assert store.known({"conversation": "c1"}) == {}

@@ -709,6 +709,25 @@ def test_each_classifier_reads_only_the_texts_past_its_own_gate(is_async: bool) 
     d = check(g, msgs, is_async=is_async)
     assert d.error is None and d.blocked and d.scores["jailbreak"] == pytest.approx(0.95)
     assert seen["a"] == [("x", None), ("x", "Only answer billing questions.")] and seen["b"] == [("x", None)]
+    assert [texts for _stage, texts in b.calls] == [("x",)]  # not even an empty call for the second reading
+
+
+@pytest.mark.parametrize("answer", [None, {}, {"unsafe": 0.0}])
+def test_a_broken_answer_to_the_second_reading_follows_the_fail_mode(is_async: bool, answer: Any) -> None:
+    """A classifier asked for the reading with the system prompt that answers nothing usable has failed; it must
+    not read as a classifier that was never asked."""
+
+    class Broken(FakeClassifier):
+        def predict(self, texts: Any, *, stage: Any = "input", prompts: Any = None) -> list[Any]:
+            if prompts and any(p is not None for p in prompts):
+                return [answer for _ in texts]
+            return [{"unsafe": 0.0, "self_harm": 0.0, "profanity": 0.0, "jailbreak": 0.7} for _ in texts]
+
+    p = policy()
+    g = Guard(policy(input={**p["input"], "system_context": True}), classifiers=Broken(context_reading=(0.5, 0.94)))
+    msgs = [{"role": "system", "content": "Only answer billing questions."}, {"role": "user", "content": "x"}]
+    d = check(g, msgs, is_async=is_async)
+    assert d.blocked and d.error_kind == "invalid_scores"
 
 
 def test_a_model_whose_reading_was_switched_off_never_reads_the_system_prompt(is_async: bool) -> None:
