@@ -136,6 +136,11 @@ def evaluate(rows: list[dict[str, Any]], scores: list[dict[str, float]], thr: di
     look = [i for i in look if rows[i].get("kind") in LOOKALIKE_KINDS | ORDINARY_KINDS | {"obfuscated"}]
     res: dict[str, Any] = {"n": len(rows)}
 
+    def interval(hits: list[bool]) -> dict[str, float] | None:
+        from guardrail.evaluation.metrics import wilson_interval
+
+        return wilson_interval(sum(hits), len(hits)) if hits and actions is not None else None
+
     def block(name: str, pos: list[int], neg: list[int], head: str, budget: float) -> None:
         res[name] = {
             "n_pos": len(pos),
@@ -144,6 +149,8 @@ def evaluate(rows: list[dict[str, Any]], scores: list[dict[str, float]], thr: di
             "model_fpr": _rate([flag_model(i, head) for i in neg]),
             "policy_recall": _rate([bool(flag_policy(i)) for i in pos]) if actions else None,
             "policy_fpr": _rate([false_flag_policy(i) for i in neg]) if actions else None,
+            "policy_recall_ci95": interval([bool(flag_policy(i)) for i in pos]),
+            "policy_fpr_ci95": interval([false_flag_policy(i) for i in neg]),
             f"model_recall_at_{int(budget * 100)}pct_fpr(optimistic)": recall_at_fpr(
                 [scores[i].get(head, 0.0) for i in pos], [scores[i].get(head, 0.0) for i in neg], budget
             ),
@@ -200,13 +207,19 @@ def print_report(name: str, res: dict[str, Any]) -> None:
     print(f"\n## {name}  ({res['n']} cases)\n")
     print("| target | n+ | n- | model recall | model FPR | policy recall | policy FPR | recall at budget (optim.) |")
     print("|---|---|---|---|---|---|---|---|")
+
+    def ci(v: Any) -> str:
+        return f" [{v['low']:.3f}, {v['high']:.3f}]" if isinstance(v, dict) else ""
+
     for key in ("unsafe_en", "unsafe_other", "jailbreak", "harmful_response"):
         b = res[key]
         at = next((v for k, v in b.items() if k.startswith("model_recall_at")), None)
         print(
             f"| {key} | {b['n_pos']} | {b['n_neg']} | {fmt(b['model_recall'])} | {fmt(b['model_fpr'])} | "
-            f"{fmt(b['policy_recall'])} | {fmt(b['policy_fpr'])} | {fmt(at)} |"
+            f"{fmt(b['policy_recall'])}{ci(b.get('policy_recall_ci95'))} | "
+            f"{fmt(b['policy_fpr'])}{ci(b.get('policy_fpr_ci95'))} | {fmt(at)} |"
         )
+    print("\n[95% Wilson intervals: with these few cases, a difference inside them is not a difference]")
     if "model_f1" in res["harmful_response"]:
         print(f"\nharmful_response model F1: {res['harmful_response']['model_f1']:.3f}")
     print("\n| lang | n | everyday flagged (model) | everyday flagged (policy) | unsafe recall (model) | (policy) |")

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from guardrail import Guard, load_policy
 from guardrail.cli import build_parser
@@ -139,6 +141,26 @@ def test_binary_metrics_reports_nan_not_zero_for_undefined_ratios() -> None:
     assert full.auprc == pytest.approx(M.average_precision(Y, S))
 
 
+def test_wilson_interval_known_values_and_bounds() -> None:
+    assert M.wilson_interval(0, 10) == pytest.approx({"low": 0.0, "high": 0.27754}, abs=1e-5)
+    assert M.wilson_interval(10, 10) == pytest.approx({"low": 0.72246, "high": 1.0}, abs=1e-5)
+    assert M.wilson_interval(116, 138) == pytest.approx({"low": 0.77041, "high": 0.89230}, abs=1e-5)
+    assert all(math.isnan(v) for v in M.wilson_interval(0, 0).values())
+    with pytest.raises(ValueError, match="successes"):
+        M.wilson_interval(5, 4)
+    m = M.binary_metrics(Y, S, 0.5)
+    assert m.recall_ci["low"] <= m.recall <= m.recall_ci["high"] and m.fpr_ci["low"] <= m.fpr <= m.fpr_ci["high"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(m=st.integers(1, 2500), frac=st.floats(0, 1))
+def test_wilson_interval_holds_the_rate_and_narrows_with_more_rows(m: int, frac: float) -> None:
+    j = round(frac * m)
+    ci, half = M.wilson_interval(2 * j, 2 * m), M.wilson_interval(j, m)  # the same rate, twice the rows
+    assert 0.0 <= ci["low"] <= j / m + 1e-12 and j / m - 1e-12 <= ci["high"] <= 1.0
+    assert half["high"] - half["low"] >= ci["high"] - ci["low"] - 1e-12
+
+
 def test_metrics_reject_malformed_input() -> None:
     with pytest.raises(ValueError, match="0 or 1"):
         M.counts_at([2], [0.5], 0.5)
@@ -233,6 +255,9 @@ def test_eval_report_counts_what_the_policy_would_do(tmp_path: Path) -> None:
     assert (pol["n_pos"], pol["n_neg"]) == (3, 4)
     assert pol["recall"] == pytest.approx(2 / 3) and pol["precision"] == pytest.approx(2 / 3)
     assert pol["fpr"] == pytest.approx(1 / 4)
+    # with 3 and 4 rows, the rates say little: the report gives their 95% Wilson intervals beside them
+    assert pol["recall_ci"] == pytest.approx(M.wilson_interval(2, 3)) and pol["recall_ci"]["low"] < 0.3
+    assert pol["fpr_ci"] == pytest.approx(M.wilson_interval(1, 4))
     unsafe = next(m for m in report["categories"] if (m["stage"], m["category"]) == ("input", "unsafe"))
     assert (unsafe["n_pos"], unsafe["n_neg"]) == (3, 4)  # "I want to die" is unsafe via label 1
     assert unsafe["threshold"] == 0.5 and unsafe["threshold_source"] == "policy"

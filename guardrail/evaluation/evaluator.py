@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING, Any
 from guardrail.decision import Action, Decision, RuleAction
 from guardrail.evaluation.data import EvalRow, Progress
 from guardrail.evaluation.eval_cmd import DEFAULT_EVAL_TIMEOUT_MS
-from guardrail.evaluation.metrics import binary_metrics, counts_at, f1_score, false_positive_rate, latency_summary
+from guardrail.evaluation.metrics import (
+    binary_metrics,
+    counts_at,
+    f1_score,
+    false_positive_rate,
+    latency_summary,
+    wilson_interval,
+)
 from guardrail.evaluation.metrics import precision as _precision
 from guardrail.evaluation.metrics import recall as _recall
 from guardrail.policy import DEFAULT_THRESHOLD, Policy, load_policy, model_labels
@@ -163,6 +170,8 @@ def _policy_outcome(checked: Sequence[Checked]) -> dict[str, Any]:
                 "recall": _recall(k),
                 "f1": f1_score(k),
                 "fpr": false_positive_rate(k),
+                "recall_ci": _clean(wilson_interval(k.tp, k.tp + k.fn)),
+                "fpr_ci": _clean(wilson_interval(k.fp, k.fp + k.tn)),
             }
         )
     return out

@@ -22,6 +22,13 @@ def _f(v: Any, digits: int = 3) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
+def _ci(ci: Any) -> str:
+    """`` [low, high]`` of a rate's interval, or nothing when there is none."""
+    if not isinstance(ci, dict) or ci.get("low") is None or ci.get("high") is None:
+        return ""
+    return f" [{_f(ci['low'])}, {_f(ci['high'])}]"
+
+
 def format_table(report: dict[str, Any]) -> str:
     head = f"{'stage':6s} {'category':22s} {'n+':>5s} {'n-':>6s} {'thr':>6s} {'prec':>6s} {'recall':>6s} "
     head += f"{'F1':>6s} {'FPR':>6s} {'AUPRC':>6s} {'R@1%':>6s} {'R@5%':>6s}"
@@ -39,8 +46,8 @@ def format_table(report: dict[str, Any]) -> str:
     for stage, m in report["policy_outcome"].items():
         lines.append(
             f"policy on {stage} (stopped = block or rewrite): precision {_f(m['precision'])}  "
-            f"recall {_f(m['recall'])}  F1 {_f(m['f1'])}  FPR {_f(m['fpr'])}  "
-            f"({m['n_pos']} harmful, {m['n_neg']} benign)"
+            f"recall {_f(m['recall'])}{_ci(m.get('recall_ci'))}  F1 {_f(m['f1'])}  FPR {_f(m['fpr'])}"
+            f"{_ci(m.get('fpr_ci'))}  ({m['n_pos']} harmful, {m['n_neg']} benign; [95% interval])"
         )
     for stage, table in report["actions"].items():
         lines.append(f"actions on {stage}: " + "; ".join(
@@ -125,8 +132,9 @@ def _markdown(r: dict[str, Any], images: dict[str, tuple[str, str]]) -> str:
     md += ["", "## What the policy would do", ""]
     for stage, m in r["policy_outcome"].items():
         md.append(
-            f"- **{stage}** (stopped = block or rewrite): precision {_f(m['precision'])}, recall {_f(m['recall'])}, "
-            f"F1 {_f(m['f1'])}, false-positive rate {_f(m['fpr'])} ({m['n_pos']} harmful, {m['n_neg']} benign rows)"
+            f"- **{stage}** (stopped = block or rewrite): precision {_f(m['precision'])}, recall {_f(m['recall'])}"
+            f"{_ci(m.get('recall_ci'))}, F1 {_f(m['f1'])}, false-positive rate {_f(m['fpr'])}{_ci(m.get('fpr_ci'))} "
+            f"({m['n_pos']} harmful, {m['n_neg']} benign rows; [95% Wilson interval])"
         )
     for stage, table in r["actions"].items():
         md += ["", f"Actions on {stage} rows:", "", "| truth | " + " | ".join(OUTCOMES) + " |", "|---" * 6 + "|"]
