@@ -163,8 +163,26 @@ def check_coverage(policy: Policy, classifiers: Callable[[Policy], tuple[Classif
                 field=f"input.data_categories[{i}]",
                 suggestion=close[0] if close else None,
             )
+    if policy.input.system_context:
+        _warn_if_context_unread(policy, clfs)
     for routed in policy.routed:  # a routed policy is held to the same check, at load time
         check_coverage(routed, classifiers)
+
+
+def _warn_if_context_unread(policy: Policy, clfs: Sequence[Classifier]) -> None:
+    """``system_context: true`` with classifiers that never read the system prompt (a model whose labels.json says
+    ``context_reading: {enabled: false}``, or an ensemble with such an expert): said once at load, not silently."""
+    off = [c.name for c in clfs if _never_reads(c)]
+    if off and len(off) == len(clfs):
+        import structlog
+
+        structlog.get_logger("guardrail").warning(
+            "system_context_not_read",
+            policy=policy.name,
+            classifiers=off,
+            why="the policy reads the system prompt as context, but its model says the reading was not shown to be "
+            "safe on its dev rows (labels.json context_reading: enabled false), so the system prompt is never read",
+        )
 
 
 def merge_scores(pending: Pending, plan: Plan, clfs: Sequence[Classifier], results: Sequence[Sequence[Any]]) -> Scores:
@@ -223,6 +241,13 @@ def aligned(plan: Plan, clfs: Sequence[Classifier], results: Sequence[Sequence[A
             full[k] = row
         out.append(full)
     return out
+
+
+def _never_reads(clf: Classifier) -> bool:
+    try:
+        return math.isinf(context_reading(clf)[0])
+    except InvalidScores:
+        return False  # malformed: each check's fail mode says so
 
 
 def context_reading(clf: Classifier) -> tuple[float, float]:

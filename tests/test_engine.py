@@ -739,7 +739,9 @@ def test_a_model_whose_reading_was_switched_off_never_reads_the_system_prompt(is
 
     p = policy()
     clf = FakeClassifier(scorer=scorer, context_reading=(math.inf, math.inf))
-    g = Guard(policy(input={**p["input"], "system_context": True}), classifiers=clf)
+    with structlog.testing.capture_logs() as logs:  # said once, when the policy is loaded
+        g = Guard(policy(input={**p["input"], "system_context": True}), classifiers=clf)
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["system_context_not_read"]
     msgs = [{"role": "system", "content": "Only answer billing questions."}, {"role": "user", "content": "x"}]
     assert check(g, msgs, is_async=is_async).action is Action.ALLOW and seen == [None]
 
