@@ -99,10 +99,9 @@ class Conversations:
                     if placeholder not in held or sent is None or sent.get(placeholder) != value:
                         continue  # confirmed by an answered turn, never claimed here, or now another value's
                     held[placeholder] -= 1
-                    if held[placeholder] <= 0:
+                    if held[placeholder] <= 0:  # no open turn left that sent it, and no answered one
                         del held[placeholder]
-                        if sent is not None and sent.get(placeholder) == value:
-                            del sent[placeholder]
+                        del sent[placeholder]
 
     def remember(
         self, kwargs: Mapping[str, Any], response: Any, sent: Mapping[str, str], confirmed: Mapping[str, str]

@@ -113,14 +113,15 @@ def recall_at_fpr(pos: list[float], neg: list[float], budget: float) -> float | 
 
 def evaluate(rows: list[dict[str, Any]], scores: list[dict[str, float]], thr: dict[str, float],
              actions: list[str] | None, redactions_flag: bool = False) -> dict[str, Any]:  # fmt: skip
-    flagging = ("block", "rewrite", "redact") if redactions_flag else ("block", "rewrite")
+    from guardrail.evaluation.evaluator import stops
+
 
     def flag_model(i: int, head: str) -> bool:
         st = rows[i]["stage"]
         return scores[i].get(head, 0.0) >= thr.get(f"{head}@{st}", 0.5)
 
     def flag_policy(i: int) -> bool | None:
-        return None if actions is None else actions[i] in flagging
+        return None if actions is None else stops(actions[i]) or (redactions_flag and actions[i] == "redact")
 
     def false_flag_policy(i: int) -> bool:
         # a quiet self-harm disclosure (labels ["self_harm"]) is meant to be rewritten into a request for a

@@ -19,6 +19,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from guardrail._context import (
+    JAILBREAK,
+    NOT_ASKED,
+    context_counts,
+    context_reading,
+    jailbreak_of,
+    warn_if_context_unread,
+)
 from guardrail._shared_models import stage_labels
 from guardrail.classifiers.base import Classifier
 from guardrail.classifiers.patterns import Span
@@ -30,20 +38,7 @@ from guardrail.policy import Policy, Rule
 from guardrail.rules import Verdict, evaluate
 from guardrail.taxonomy import Stage, stage_ids
 
-JAILBREAK = "jailbreak"  # the one head a reading of a text with its system prompt feeds (_context_counts)
-
-
-class _NotAsked:
-    def __repr__(self) -> str:
-        return "NOT_ASKED"
-
-
-# a second reading's row for a classifier whose gate the text did not reach: it was never asked (aligned). Not
-# None: a classifier that was asked and answered None has failed, and must never read as "not asked"
-NOT_ASKED: Any = _NotAsked()
-
 __all__ = [
-    "NOT_ASKED",
     "UNSUPPORTED",
     "Pending",
     "Plan",
@@ -164,25 +159,9 @@ def check_coverage(policy: Policy, classifiers: Callable[[Policy], tuple[Classif
                 suggestion=close[0] if close else None,
             )
     if policy.input.system_context:
-        _warn_if_context_unread(policy, clfs)
+        warn_if_context_unread(policy, clfs)
     for routed in policy.routed:  # a routed policy is held to the same check, at load time
         check_coverage(routed, classifiers)
-
-
-def _warn_if_context_unread(policy: Policy, clfs: Sequence[Classifier]) -> None:
-    """``system_context: true`` with classifiers that never read the system prompt (a model whose labels.json says
-    ``context_reading: {enabled: false}``, or an ensemble with such an expert): said once at load, not silently."""
-    off = [c.name for c in clfs if _never_reads(c)]
-    if off and len(off) == len(clfs):
-        import structlog
-
-        structlog.get_logger("guardrail").warning(
-            "system_context_not_read",
-            policy=policy.name,
-            classifiers=off,
-            why="the policy reads the system prompt as context, but its model says the reading was not shown to be "
-            "safe on its dev rows (labels.json context_reading: enabled false), so the system prompt is never read",
-        )
 
 
 def merge_scores(pending: Pending, plan: Plan, clfs: Sequence[Classifier], results: Sequence[Sequence[Any]]) -> Scores:
@@ -216,7 +195,7 @@ def merge_scores(pending: Pending, plan: Plan, clfs: Sequence[Classifier], resul
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and 0 <= v <= 1):
                     raise InvalidScores(f"score {cat}={v!r} is not a probability", classifier=clf.name)
                 seen.add(cat)
-                if context and not _context_counts(clf, cat, v, rows[plan.alone_of[k]]):
+                if context and not context_counts(clf, cat, v, rows[plan.alone_of[k]]):
                     continue
                 if (only is None or cat in only) and v > merged.get(cat, -1.0):
                     merged[cat] = float(v)
@@ -243,26 +222,6 @@ def aligned(plan: Plan, clfs: Sequence[Classifier], results: Sequence[Sequence[A
     return out
 
 
-def _never_reads(clf: Classifier) -> bool:
-    try:
-        return math.isinf(context_reading(clf)[0])
-    except InvalidScores:
-        return False  # malformed: each check's fail mode says so
-
-
-def context_reading(clf: Classifier) -> tuple[float, float]:
-    """A classifier's (gate, threshold) for reading a text with its system prompt; (0, 0) when it states none.
-    A stated value that is not two numbers is the classifier's error (the fail mode decides), never "no gate"."""
-    stated = getattr(clf, "context_reading", None)
-    if stated is None:
-        return 0.0, 0.0
-    try:
-        gate, threshold = stated
-        return float(gate), float(threshold)
-    except (TypeError, ValueError) as exc:
-        raise InvalidScores(f"context_reading {stated!r} is not (gate, threshold)", classifier=clf.name) from exc
-
-
 def context_plan(plan: Plan, clfs: Sequence[Classifier], results: Sequence[Sequence[Any]]) -> Plan | None:
     """The second reading of a cascade: the texts read alone whose jailbreak score reached some classifier's gate,
     read again with the system prompt (None: no system prompt read, or no text reached a gate). Most texts never
@@ -271,7 +230,7 @@ def context_plan(plan: Plan, clfs: Sequence[Classifier], results: Sequence[Seque
         return None
     gates = [context_reading(clf)[0] for clf in clfs]
     past = [
-        {k for k in range(min(len(plan.scan), len(rows))) if _jailbreak_of(rows[k]) >= gate}  # short: merge refuses
+        {k for k in range(min(len(plan.scan), len(rows))) if jailbreak_of(rows[k]) >= gate}  # short: merge refuses
         for gate, rows in zip(gates, results, strict=True)
     ]
     picked = sorted(set().union(*past))
@@ -288,7 +247,7 @@ def with_context(
     plan: Plan, results: Sequence[Sequence[Any]], second: Plan, more: Sequence[Sequence[Any]]
 ) -> tuple[Plan, list[list[Any]]]:
     """Both readings as one plan for ``merge_scores``: the readings with the system prompt first (``more``: per
-    classifier, a row for each of ``second``'s texts, None where that classifier was not asked)."""
+    classifier, a row for each of ``second``'s texts, ``NOT_ASKED`` where that classifier was not asked)."""
     n = len(second.scan)
     prompts = (*(second.prompts or (None,) * n), *(plan.prompts or (None,) * len(plan.scan)))
     merged = Plan(
@@ -296,25 +255,6 @@ def with_context(
         plan.needs_model, tuple(n + k for k in second.alone_of),
     )  # fmt: skip
     return merged, [list(m) + list(r) for m, r in zip(more, results, strict=True)]
-
-
-def _jailbreak_of(row: Any) -> float:
-    v = row.get(JAILBREAK) if isinstance(row, Mapping) else None
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else -1.0
-
-
-def _context_counts(clf: Classifier, cat: str, v: float, alone: Any) -> bool:
-    """Whether a score from reading a text with its system prompt counts. Only ``jailbreak`` does: the reading
-    exists to catch a request that breaks only the system prompt's rules, and on other heads it lowers recall and
-    raises false positives (bundled model, dev: ordinary prompts behind an unseen system prompt flagged as unsafe
-    0.068 against 0.047 alone). And only when the model's ``context_reading`` gate allows it: the text alone
-    scores at least ``gate`` and the reading at least ``threshold`` (chosen on dev, model card: ordinary prompts
-    flagged as jailbreaks behind an unseen system prompt 0.033 ungated, 0.007 gated, 0.003 alone).
-    A classifier that states no gate counts the reading ungated, at the rule's own threshold."""
-    if cat != JAILBREAK:
-        return False
-    gate, threshold = context_reading(clf)
-    return v >= threshold and _jailbreak_of(alone) >= gate
 
 
 def verdict(pending: Pending, outcome: Scores, clfs: Sequence[Classifier]) -> tuple[Verdict, dict[str, float]]:

@@ -189,7 +189,7 @@ class Guard:
             prompts = (scoring_form(pending.prompt) if pending.prompt is not None else "",) * len(scan)
         elif pending.prompt is not None:
             # the system prompt: texts whose jailbreak score alone reaches the model's gate are read again with it
-            # (_decide.context_plan), and that reading feeds only jailbreak (_decide._context_counts); the budget
+            # (_decide.context_plan), and that reading feeds only jailbreak (_context.context_counts); the budget
             # allows for both readings
             context = scoring_form(pending.prompt)
             tokens *= 2

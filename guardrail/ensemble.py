@@ -126,10 +126,12 @@ class Ensemble:
     def context_reading(self) -> tuple[float, float] | None:
         """The strictest (gate, threshold) its experts state for reading a text with its system prompt (the
         ensemble's score is a mean of theirs, so no looser gate was shown to be safe); None when none states one."""
-        stated = [c for c in (getattr(e, "context_reading", None) for e in self.experts) if c is not None]
+        from guardrail._context import context_reading
+
+        stated = [context_reading(e) for e in self.experts if getattr(e, "context_reading", None) is not None]
         if not stated:
             return None
-        return max(float(c[0]) for c in stated), max(float(c[1]) for c in stated)
+        return max(c[0] for c in stated), max(c[1] for c in stated)
 
     def stage_labels(self, stage: Stage) -> frozenset[str]:
         out: set[str] = set()

@@ -92,15 +92,15 @@ def choose(
             "ordinary_flagged_ungated": float(np.mean(flagged(o_alone, o_ctx, 0.0, t))),
         }
     _, gate, threshold = best
-    nan = None  # no injections on dev: nothing measured (JSON null, not NaN)
+    none = None  # no injections on dev: unmeasured (JSON null, not NaN)
     measured: dict[str, Any] = {
         "ordinary_flagged_alone": base,
         "ordinary_flagged_behind_a_system_prompt": float(np.mean(flagged(o_alone, o_ctx, gate, threshold))),
         "ordinary_flagged_ungated": float(np.mean(flagged(o_alone, o_ctx, 0.0, t))),
         "n_ordinary": float(len(sample)),
         "n_injections": float(len(injections)),
-        "injections_caught_alone": float(np.mean(i_alone >= t)) if len(injections) else nan,
-        "injections_caught": float(np.mean(flagged(i_alone, i_ctx, gate, threshold))) if len(injections) else nan,
+        "injections_caught_alone": float(np.mean(i_alone >= t)) if len(injections) else none,
+        "injections_caught": float(np.mean(flagged(i_alone, i_ctx, gate, threshold))) if len(injections) else none,
     }  # fmt: skip
     return {"gate": gate, "threshold": threshold}, measured
 
