@@ -36,7 +36,7 @@ class ModelInfo:
     encoding: EncodingConfig
     scripts: frozenset[str] | None = None  # writing systems the model was measured on (None: not stated)
     weight_bits: int = 8  # 7 since weights were narrowed so that no CPU saturates (guardrail/classifiers/cpu.py)
-    # (gate, threshold) of the jailbreak-only reading of a text with its system prompt (guardrail._decide)
+    # (gate, threshold) of the jailbreak-only reading of a text with its system prompt (guardrail._context)
     context_reading: tuple[float, float] | None = None
 
     @classmethod

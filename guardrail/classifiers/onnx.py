@@ -135,7 +135,7 @@ class OnnxClassifier:
     @property
     def context_reading(self) -> tuple[float, float] | None:
         """(gate, threshold) for reading a text with its system prompt, chosen on dev for this model; None when its
-        folder does not say (see ``guardrail._decide.merge_scores``)."""
+        folder does not say (see ``guardrail._context``)."""
         return self.info.context_reading
 
     @property

@@ -2,7 +2,7 @@
 
 With ``input.system_context: true`` the engine reads a text again with the system prompt only when its
 ``jailbreak`` score alone reaches the gate, and counts that reading only for ``jailbreak``, only at or above the
-threshold (``guardrail._decide``). Why a gate: read ungated, the bundled model flagged 3.3% of ordinary dev prompts
+threshold (``guardrail._context``). Why a gate: read ungated, the bundled model flagged 3.3% of ordinary dev prompts
 behind an unseen system prompt as jailbreaks (0.3% alone), because every system prompt it saw in training came with
 an injection or its clean twin. The choice, on dev rows (session 20's rule, /work/runs/s20/ctxgate_rule.md): 600
 ordinary dev prompts (benign, not hard negatives), each behind one of the held-out system prompts, and the dev
