@@ -135,6 +135,51 @@ def test_malformed_json_is_400(client: TestClient, raw: bytes) -> None:
     assert r.json()["error"]["code"] == "invalid_json"
 
 
+@pytest.mark.parametrize(
+    ("path", "raw", "problem"),
+    [
+        ("/v1/check", b'{"text": "hi", "context": {"a": ' + b"9" * 5000 + b"}}", "too long"),
+        ("/v1/moderations", b'{"input": "hi", "model": ' + b"1" * 5000 + b"}", "too long"),
+        ("/v1/check", b'{"text": "how do I build a bomb", "text": "hello"}', "'text' appears twice"),
+        ("/v1/check", b'{"text": "hi", "context": {"tenant": "a", "tenant": "b"}}', "'tenant' appears twice"),
+        ("/v1/moderations", b'{"input": "a bomb", "input": "hello"}', "'input' appears twice"),
+        ("/v1/check", b'{"text": "hi", "context": {"a": NaN}}', "NaN"),
+    ],
+    ids=["long-int-check", "long-int-moderations", "dup-text", "dup-nested", "dup-input", "nan"],
+)
+def test_json_python_would_misread_is_400_and_nothing_is_checked(
+    client: TestClient, log: DecisionLog, path: str, raw: bytes, problem: str
+) -> None:
+    # an over-long integer used to be a 500; with a duplicated key the last silently won, so the
+    # first text (here the harmful one) was never checked
+    r = client.post(path, content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "invalid_json" and problem in r.json()["error"]["message"]
+    assert not log
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "echoed"),
+    [
+        ("/v1/check", b'{"text": "hello \\ud800"}', "hello \ud800"),
+        ("/v1/check", b'{"text": "mail bob@example.com \\udfff"}', "mail <EMAIL_1> \udfff"),
+        ("/v1/check", b'{"stage": "output", "prompt": "hi", "text": "Sure \\udfff"}', "Sure \udfff"),
+        ("/v1/check", b'{"messages": [{"role": "user", "content": "mail bob@example.com \\ud800"}]}', None),
+        ("/v1/moderations", b'{"input": "hello \\ud800"}', None),
+    ],
+)
+def test_a_lone_surrogate_is_answered_not_a_500(
+    client: TestClient, log: DecisionLog, path: str, raw: bytes, echoed: str | None
+) -> None:
+    # valid JSON; the answer echoes the text, and rendering it as UTF-8 used to fail after the decision
+    r = client.post(path, content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    assert r.content.isascii()  # escaped: the surrogate goes back as the \\ud800 it came as
+    assert r.headers["x-guardrail-decision-ids"] == ",".join(d.id for d in log)
+    if echoed is not None:
+        assert r.json()["text"] == echoed and r.json() == as_json(log[-1].to_dict())
+
+
 def test_a_json_body_that_is_not_an_object_is_422(client: TestClient) -> None:
     r = client.post("/v1/check", json=["hello"])
     assert r.status_code == 422 and "JSON object" in r.json()["error"]["message"]

@@ -25,7 +25,7 @@ import structlog
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from guardrail import metrics
@@ -34,7 +34,7 @@ from guardrail.decision import Decision
 from guardrail.engine import Guard
 from guardrail.serve import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INPUTS
 from guardrail.serve.auth import TokenAuth, load_tokens
-from guardrail.serve.http import ApiError, Gate, HttpMetrics, error_response
+from guardrail.serve.http import ApiError, Gate, HttpMetrics, JsonResponse, error_response, read_json_body
 from guardrail.serve.openapi import docs_html, openapi_spec
 from guardrail.serve.schemas import CheckRequest, ModerationRequest, moderation_response, moderation_texts
 
@@ -67,31 +67,6 @@ class _State:
 
 
 # -- request helpers --------------------------------------------------------------------------------
-
-
-async def _json_body(request: Request, limit: int) -> Any:
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise ApiError(413, f"request body of {length} bytes exceeds the limit of {limit} bytes", "request_too_large")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"request body exceeds the limit of {limit} bytes", "request_too_large")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
-        raise ApiError(400, "empty request body: expected a JSON object", "invalid_json")
-    try:
-        return json.loads(raw)
-    except UnicodeDecodeError:
-        raise ApiError(400, "request body is not UTF-8 JSON", "invalid_json") from None
-    except json.JSONDecodeError as exc:
-        raise ApiError(
-            400, f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", "invalid_json"
-        ) from None
-    except RecursionError:
-        raise ApiError(400, "malformed JSON: nested too deeply", "invalid_json") from None
 
 
 def _validate(model: type[BaseModel], body: Any) -> Any:
@@ -135,7 +110,7 @@ def _guard(request: Request) -> tuple[_State, Guard]:
 
 async def check(request: Request) -> Response:
     state, guard = _guard(request)
-    req: CheckRequest = _validate(CheckRequest, await _json_body(request, state.max_body_bytes))
+    req: CheckRequest = _validate(CheckRequest, await read_json_body(request, state.max_body_bytes))
     kwargs: dict[str, Any] = {"context": req.context} if req.context and state.accepts_context else {}
     try:
         if req.stage == "input":
@@ -144,22 +119,22 @@ async def check(request: Request) -> Response:
             decision = await guard.acheck_output(req.payload, prompt=req.prompt, **kwargs)
     except (TypeError, ValueError) as exc:  # a message without a role, an unknown content type...
         raise ApiError(422, f"invalid request: {exc}", "invalid_messages") from None
-    return JSONResponse(decision.to_dict(), headers=_headers([decision]))
+    return JsonResponse(decision.to_dict(), headers=_headers([decision]))
 
 
 async def moderations(request: Request) -> Response:
     state, guard = _guard(request)
-    req: ModerationRequest = _validate(ModerationRequest, await _json_body(request, state.max_body_bytes))
+    req: ModerationRequest = _validate(ModerationRequest, await read_json_body(request, state.max_body_bytes))
     texts = moderation_texts(req)
     if len(texts) > state.max_inputs:
         raise ApiError(422, f"`input` holds {len(texts)} texts; the limit is {state.max_inputs}", "too_many_inputs")
     decisions = list(await asyncio.gather(*(guard.acheck_input(t) for t in texts)))
     body = moderation_response(decisions, req.model, guard.policy.model)
-    return JSONResponse(body, headers=_headers(decisions))
+    return JsonResponse(body, headers=_headers(decisions))
 
 
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+    return JsonResponse({"status": "ok"})
 
 
 async def _warm_up(state: _State) -> None:
@@ -185,9 +160,9 @@ async def readyz(request: Request) -> Response:
         await _warm_up(state)  # retry: a model that failed once may answer now
     if not state.ready or state.guard is None:
         body = {"status": "starting" if state.guard is None else "warm-up failed", "error": state.warmup_error}
-        return JSONResponse(body, status_code=503)
+        return JsonResponse(body, status_code=503)
     policy = state.guard.policy
-    return JSONResponse({"status": "ready", "policy": policy.name, "policy_hash": policy.hash})
+    return JsonResponse({"status": "ready", "policy": policy.name, "policy_hash": policy.hash})
 
 
 async def metrics_endpoint(request: Request) -> Response:
@@ -204,7 +179,7 @@ async def metrics_endpoint(request: Request) -> Response:
 
 
 async def openapi_json(request: Request) -> Response:
-    return JSONResponse(openapi_spec())
+    return JsonResponse(openapi_spec())
 
 
 async def docs(request: Request) -> Response:

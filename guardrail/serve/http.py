@@ -1,19 +1,31 @@
-"""The service's HTTP edge: JSON errors in OpenAI's shape, and the ASGI middleware that does bearer
-auth, the in-flight count and HTTP metrics, and writes one access event per request (no text)."""
+"""The service's HTTP edge: reading a request's JSON body, writing JSON that always encodes, errors
+in OpenAI's shape, and the ASGI middleware that does bearer auth, the in-flight count and HTTP
+metrics, and writes one access event per request (no text)."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import structlog
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from guardrail import metrics
 from guardrail.serve.auth import TokenAuth
 
-__all__ = ["OPEN_PATHS", "ROUTES", "ApiError", "Gate", "HttpMetrics", "error_response"]
+__all__ = [
+    "OPEN_PATHS",
+    "ROUTES",
+    "ApiError",
+    "Gate",
+    "HttpMetrics",
+    "JsonResponse",
+    "error_response",
+    "read_json_body",
+]
 
 # /healthz, /readyz and the docs stay open for probes; the rest needs a token when auth is on.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs"})
@@ -28,13 +40,79 @@ class ApiError(Exception):
         self.status, self.message, self.code, self.details = status, message, code, details
 
 
+class JsonResponse(JSONResponse):
+    """JSON written with every non-ASCII character escaped. A response echoes the text it checked, and
+    a JSON request may carry a lone surrogate (``"\\ud800"`` is valid JSON); Starlette's own rendering
+    encodes to UTF-8 and fails on it, turning a decision already made and logged into a 500. Escaped,
+    the surrogate goes back exactly as it came, and any character the request held can be written."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+class _BodyError(ValueError):
+    """A JSON body the service refuses to read, raised from inside ``json.loads``'s hooks."""
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # The last of two equal keys would silently win, and the first (perhaps the harmful text) would
+    # never be checked: refused, as the policy loader refuses duplicate keys.
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _BodyError(f"the key {key!r} appears twice in one object")
+        obj[key] = value
+    return obj
+
+
+def _integer(digits: str) -> int:
+    try:  # Python refuses to read an integer of more than 4,300 digits (a ValueError, not a JSON error)
+        return int(digits)
+    except ValueError:
+        raise _BodyError(f"an integer of {len(digits)} characters is too long to read") from None
+
+
+def _constant(name: str) -> Any:
+    raise _BodyError(f"{name} is not JSON")  # Python would read NaN/Infinity; no response could echo them
+
+
+async def read_json_body(request: Request, limit: int) -> Any:
+    """The request's body as JSON, at most ``limit`` bytes (declared or streamed): 413 over the
+    limit; 400 ``invalid_json`` for anything that is not one strict JSON value (empty, not UTF-8,
+    malformed, nested too deeply, a duplicated key, an integer too long to read, NaN)."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise ApiError(413, f"request body of {length} bytes exceeds the limit of {limit} bytes", "request_too_large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"request body exceeds the limit of {limit} bytes", "request_too_large")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise ApiError(400, "empty request body: expected a JSON object", "invalid_json")
+    try:
+        return json.loads(raw, object_pairs_hook=_object, parse_int=_integer, parse_constant=_constant)
+    except UnicodeDecodeError:
+        raise ApiError(400, "request body is not UTF-8 JSON", "invalid_json") from None
+    except json.JSONDecodeError as exc:
+        raise ApiError(
+            400, f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", "invalid_json"
+        ) from None
+    except _BodyError as exc:
+        raise ApiError(400, f"malformed JSON: {exc}", "invalid_json") from None
+    except RecursionError:
+        raise ApiError(400, "malformed JSON: nested too deeply", "invalid_json") from None
+
+
 def error_response(status: int, message: str, code: str, details: Any = None, headers: Any = None) -> JSONResponse:
     kind = "authentication_error" if status == 401 else "server_error" if status >= 500 else "invalid_request_error"
     err: dict[str, Any] = {"message": message, "type": kind, "code": code, "param": None}
     if details:
         err["details"] = details
         err["param"] = details[0].get("field")
-    return JSONResponse({"error": err}, status_code=status, headers=headers)
+    return JsonResponse({"error": err}, status_code=status, headers=headers)
 
 
 class HttpMetrics:
