@@ -229,8 +229,10 @@ def resolve_ref(ref: str | os.PathLike[str], base: Path, where: tuple[str, int |
     return path if path.is_absolute() else base / path
 
 
-def load_file(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], Locations, list[Path]]:
-    data, locs = parse_yaml(read_text(path), str(path))
+def load_file(
+    path: Path, chain: tuple[Path, ...], text: str | None = None
+) -> tuple[dict[str, Any], Locations, list[Path]]:
+    data, locs = parse_yaml(read_text(path) if text is None else text, str(path))
     try:
         real = path.resolve()
     except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: symlink loop; ValueError: NUL
@@ -277,7 +279,16 @@ def prepare(
             raise PolicyError(f"cycle: {cycle}", file=file, line=where[1], field="extends")
         if len(chain) >= 16:
             raise PolicyError("extends chain deeper than 16 files", file=file, line=where[1], field="extends")
-        parent, parent_locs, parent_files = load_file(path, chain)
+        try:
+            text = read_text(path)
+        except PolicyError as exc:
+            if exc.line is not None:  # a problem inside the parent (not UTF-8 at line n): its own place
+                raise
+            # The parent as a whole is unusable (missing, a directory...): the fix is the child's
+            # extends line (a typo'd path), so that is where the error points.
+            msg = f"cannot extend {extends!r}: {exc.message} ({path})"
+            raise PolicyError(msg, file=file, line=where[1], field="extends") from None
+        parent, parent_locs, parent_files = load_file(path, chain, text)
         files += parent_files
         # Identity is not inherited: a child that forgot its name must not log as its parent.
         parent = {k: v for k, v in parent.items() if k not in ("name", "description")}

@@ -104,6 +104,16 @@ def test_policy_validate_show_schema(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert json.loads(capsys.readouterr().out)["type"] == "object"
 
 
+def test_policy_validate_names_the_extends_line_of_a_missing_parent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    child = tmp_path / "child.yaml"
+    child.write_text("version: 1\nname: child\nextends: ./parent-v2.yaml\n")
+    assert main(["policy", "validate", str(child)]) == 2
+    out = capsys.readouterr()
+    assert f"{child}:3: extends: " in out.out + out.err and "parent-v2.yaml: file not found" not in out.out + out.err
+
+
 def test_audit_events_go_to_stderr_as_json_lines() -> None:
     p = run("check", "--audit", "-", BENIGN)
     event = json.loads(p.stderr.strip().splitlines()[-1])

@@ -276,7 +276,8 @@ def test_unknown_names_point_at_file_line_field_and_suggest(
             "not scored on the input",
         ),
         (HEAD + "extends: strcit\n", 3, "extends", "unknown bundled policy"),
-        (HEAD + "extends: ./missing.yaml\n", None, None, "file not found"),
+        (HEAD + "extends: ./missing.yaml\n", 3, "extends", "file not found"),  # the child's line
+        (HEAD + "extends: ./\n", 3, "extends", "directory"),
         (HEAD + "extends: [default]\n", 3, "extends", "policy name or a path"),
         (HEAD + "input:\n  scope: all\n  scope: last_user\n", 5, "input.scope", "duplicate key"),
         (HEAD + "input: {rules: [{category: hate, action: block]}\n", 3, None, "YAML syntax error"),
@@ -596,7 +597,10 @@ def test_reload_watches_the_whole_extends_chain_and_deleted_files(tmp_path: Path
     base.unlink()
     with capture_logs() as logs:
         assert reloader.current().timeout_ms == 200
-    assert logs[0]["event"] == "guardrail.policy_reload_failed" and logs[0]["file"] == str(base)
+    assert logs[0]["event"] == "guardrail.policy_reload_failed"
+    # the deleted parent is named, at the extends line of the file that needs it
+    assert (logs[0]["file"], logs[0]["line"], logs[0]["field"]) == (str(path), 3, "extends")
+    assert str(base) in logs[0]["error"] and "not found" in logs[0]["error"]
 
 
 def test_reload_really_waits_for_the_interval(tmp_path: Path) -> None:
