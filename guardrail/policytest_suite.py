@@ -16,11 +16,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from guardrail import _yaml
 from guardrail.decision import Action
 from guardrail.errors import PolicyError
+from guardrail.messages import extract
 
 __all__ = ["SUITE_SUFFIXES", "Case", "Expect", "Suite", "load_suite", "suite_files"]
 
@@ -62,6 +63,20 @@ class Case(BaseModel):
     context: dict[str, str] | None = None
     expect: Expect
     line: int | None = None
+
+    @field_validator("messages")
+    @classmethod
+    def _readable(cls, messages: tuple[dict[str, Any], ...] | None) -> tuple[dict[str, Any], ...] | None:
+        # Read by the core's own reader now, so a message it cannot read (an unknown role, content
+        # of the wrong shape) is refused at this case's file:line rather than failing the run with no
+        # place, or being left unread and "holding". Every message, as the output stage reads them:
+        # which ones the input stage reads depends on the policy, and any policy may run this suite.
+        if messages is not None:
+            try:
+                extract(list(messages), "all")
+            except TypeError as exc:  # InvalidMessages (a TypeError) names the message and the problem
+                raise ValueError(str(exc)) from None
+        return messages
 
     @model_validator(mode="after")
     def _payload(self) -> Case:

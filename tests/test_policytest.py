@@ -101,6 +101,11 @@ def test_the_cli_exits_0_1_2_with_a_table_and_junit(tmp_path: Path, capsys: pyte
         ("  - {id: a, text: hi, messages: [], expect: {action: allow}}\n", 3, "exactly one of text or messages"),
         ("  - {id: a, text: hi, expect: {action: allow}}\n  - {id: a, text: ho, expect: {action: allow}}\n", 4,
          "duplicate case id 'a'"),
+        # messages the core's reader refuses: named where they are written, not at run time without a place
+        ("  - {id: a, messages: [{role: usr, content: hi}], expect: {action: allow}}\n", 3,
+         "cases[0].messages: message 0 has the unknown role 'usr'"),
+        ("  - id: a\n    messages:\n      - {role: user, content: hi}\n      - {role: tool, content: {a: 1}}\n"
+         "    expect: {action: allow}\n", 4, "cases[0].messages: message 1: content must be a string"),
     ],
 )  # fmt: skip
 def test_a_malformed_suite_is_named_by_file_and_line(tmp_path: Path, case: str, line: int, message: str) -> None:
@@ -109,6 +114,18 @@ def test_a_malformed_suite_is_named_by_file_and_line(tmp_path: Path, case: str, 
     with pytest.raises(PolicyError) as info:
         run_suites([path], classifiers=FAKE)
     assert info.value.file == str(path) and info.value.line == line and message in str(info.value)
+
+
+def test_the_cli_names_a_case_with_unreadable_messages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the run used to stop at the engine's TypeError: exit 2 with "message 0 has the unknown role", no place
+    path = write(tmp_path, "s.yaml", "policy: default\ncases:\n  - id: ok\n    text: hi\n    expect: {action: allow}\n"
+                 "  - id: bad\n    messages: [{role: usr, content: hi}]\n    expect: {action: allow}\n")  # fmt: skip
+    assert main(["policy", "test", str(path)]) == 2
+    assert f"{path}:7: cases[1].messages: message 0 has the unknown role 'usr'" in capsys.readouterr().err
+    rows = [{"id": "m", "messages": [{"role": "user"}, {"role": "USR", "content": "x"}], "expect": {"action": "allow"}}]
+    path = write(tmp_path, "s.jsonl", '{"policy": "default"}\n' + json.dumps(rows[0]) + "\n")
+    assert main(["policy", "test", str(path)]) == 2
+    assert f"{path}:2: messages: message 1 has the unknown role 'USR'" in capsys.readouterr().err
 
 
 def test_jsonl_suites_name_their_policy_in_a_header_line(tmp_path: Path) -> None:
