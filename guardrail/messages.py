@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from guardrail.classifiers.patterns import Span, bare_placeholders, find_entities, placeholders, redact
 from guardrail.errors import InvalidMessages
+from guardrail.unseen import drop_stray_marks, drop_unseen
 
 Scope = Literal["untrusted", "last_user", "all_user", "all"]
 
@@ -63,7 +64,6 @@ DATA_ROLES = frozenset({"tool", "document"})  # text from tools and retrieval: r
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # C0 controls but tab, newline, carriage return
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e\u2061\u2062\u2063\u2064"), None)
 
 
 def to_text(value: str | bytes | bytearray) -> str:
@@ -75,12 +75,12 @@ def to_text(value: str | bytes | bytearray) -> str:
 
 def scan_form(text: str) -> str:
     """The form the classifier sees: NFKC-folded (full-width and stylised letters become plain ones),
-    invisible characters dropped, control characters turned into spaces. Obfuscation with zero-width
-    joiners or look-alike letters is a cheap jailbreak; the original text is what travels on. Lone
-    surrogates (valid in JSON, not in UTF-8; the tokenizer refused them, which under fail open let
-    any text through) become U+FFFD."""
-    text = _SURROGATE.sub("\ufffd", text)
-    return _CONTROL.sub(" ", unicodedata.normalize("NFKC", text).translate(_INVISIBLE))
+    unseen characters dropped and tag characters decoded (``guardrail.unseen``), over-striking marks on
+    Latin letters dropped, control characters turned into spaces. Obfuscation with invisible characters or
+    look-alike letters is a cheap jailbreak; the original text is what travels on. Lone surrogates (valid in
+    JSON, not in UTF-8; the tokenizer refused them, which under fail open let any text through) become U+FFFD."""
+    text = unicodedata.normalize("NFKC", drop_unseen(_SURROGATE.sub("\ufffd", text)))
+    return _CONTROL.sub(" ", drop_stray_marks(text))
 
 
 def scoring_form(text: str, spans: Sequence[Span] | None = None) -> str:

@@ -6,6 +6,8 @@ while base64 of *benign* text was flagged 27 times in 30: the model reads an enc
 and noise as suspicious. So :func:`forms` returns the readings worth scoring, and the engine scores
 them in the same call and keeps the highest score per category:
 
+- characters nobody sees are dropped, tag characters decoded and full-width letters folded first
+  (:mod:`guardrail.unseen`), so what a reader sees is what is scanned;
 - payloads encoded in base64, hex (``48656c6c6f``, ``\\x48\\x65``) or URL-encoding are decoded *in
   place*; the decoded text replaces the raw one as the primary form (the raw blob carries no meaning
   the model can use, only its noise);
@@ -32,6 +34,7 @@ from collections.abc import Callable
 
 from guardrail.offsets import Form, OffsetMap, Rewrite, Seg, substitute
 from guardrail.readability import Readings, looks_english
+from guardrail.unseen import cleaned
 
 __all__ = ["MAX_FORMS", "Form", "forms", "looks_english"]
 
@@ -295,10 +298,13 @@ def _better_segment(seg: str, fn: Callable[[str], str], read: Readings) -> str |
 def forms(text: str) -> list[Form]:
     """The readings of ``text`` to score: the primary form first (the text itself, or its decoded /
     re-joined / folded reading when that explains it), then up to ``MAX_FORMS - 1`` extra readings."""
-    if len(text) > _MAX_SCAN:  # very long: scored as it is (windows bound the cost)
-        return [Form(text, "plain")]
-    primary, pmap, decoded = _decode(text, None)
-    kind = "decoded" if decoded else "plain"
+    # what a reader sees first (guardrail.unseen): an address with a zero-width space inside, or in full-width
+    # letters, is found in this reading and masked where it sits in the text
+    visible, smap, _ = cleaned(text)
+    if len(visible) > _MAX_SCAN:  # very long: scored as it is (windows bound the cost)
+        return [Form(visible, "plain" if smap is None else "cleaned", smap)]
+    primary, pmap, decoded = _decode(visible, smap)
+    kind = "decoded" if decoded else "plain" if smap is None else "cleaned"
     extras: list[Form] = []
     d_text, d_map, covered = _despace(primary, pmap)
     if covered:
