@@ -77,6 +77,35 @@ def test_a_hashed_audit_log_cannot_be_replayed_and_says_why(tmp_path: Path) -> N
         list(load_traffic(path))
 
 
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        ({"messages": [{"role": "usr", "content": "hi"}]}, "messages: message 0 has the unknown role 'usr'"),
+        ({"messages": [{"role": "user", "content": {"a": 1}}]}, "messages: message 0: content must be a string"),
+        ({"input": [{"content": "hi"}]}, "input: message 0 has no role"),
+        ({"text": "hi", "prompt": "why"}, "prompt: is for stage: output"),  # was silently dropped
+        ({"messages": [{"role": "user", "content": "hi"}], "prompt": "why"}, "prompt: is for stage: output"),
+        ({"stage": "output", "text": "hi", "prompt": ["why"]}, "prompt: must be a string"),
+        ({"text": "hi", "context": "acme"}, "context: must be an object of strings"),  # was silently dropped
+        ({"text": "hi", "context": {"tenant": 7}}, "context: must be an object of strings"),
+    ],
+)
+def test_a_row_that_would_be_misread_is_refused_at_its_line(tmp_path: Path, row: dict[str, Any], problem: str) -> None:
+    path = write_jsonl(tmp_path / "t.jsonl", [{"text": "fine"}, row])
+    with pytest.raises(ValueError) as info:
+        list(load_traffic(path))
+    assert str(info.value).startswith(f"{path}:2: {problem}")
+
+
+def test_the_cli_names_the_line_of_a_row_with_unreadable_messages(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the replay used to stop at the engine's TypeError with "message 0 has the unknown role 'usr'" and no place
+    path = write_jsonl(tmp_path / "t.jsonl", [{"text": "hi"}, {"messages": [{"role": "usr", "content": "hi"}]}])
+    assert main(["replay", str(path), "-p", "strict", "-b", "default"]) == 2
+    assert f"{path}:2: messages: message 0 has the unknown role 'usr'" in capsys.readouterr().err
+
+
 def test_the_cli_writes_reports_and_fails_on_a_crossed_limit(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
