@@ -107,6 +107,10 @@ class Rule(BaseModel):
             items = getattr(self, key)
             if items is not None and (not items or any(not i.strip() for i in items)):
                 raise _fail(key, f"{key} must be a non-empty list of non-empty strings")
+        if not self.word_boundaries and not self.keywords:  # (true is the default, and what dumps write)
+            raise _fail(
+                "word_boundaries", "word_boundaries applies to keywords only, and this rule has none; remove it"
+            )
         if (self.is_match or self.allow or self.allow_patterns) and self.action is RuleAction.REDACT:
             raise _fail("action", "redact is span-based; keyword, pattern and allow lists take block|rewrite|log")
         if self.is_match:
@@ -132,6 +136,10 @@ class Rule(BaseModel):
             raise _fail("entities", "entities only apply to action 'redact'")
         if self.action is RuleAction.REWRITE and not (self.message and self.message.strip()):
             raise _fail("message", "rewrite needs a non-empty message (the replacement text)")
+        if self.message is not None and self.action in (RuleAction.LOG, RuleAction.REDACT):
+            # accepted, it would look like a refusal someone sees; nobody ever would
+            why = "only block and rewrite rules show a message"
+            raise _fail("message", f"a {self.action.value} rule never shows its message ({why}); remove it")
         for i, entity in enumerate(self.entities or ()):
             if entity not in PII_ENTITIES:
                 raise _fail(f"entities.{i}", f"unknown PII entity {entity!r}", _yaml.closest(entity, PII_ENTITIES))
@@ -237,6 +245,12 @@ class UnsupportedLanguage(BaseModel):
     model_config = _FROZEN
     action: Literal["log", "block", "allow"] = Field(default="log", description="log | block | allow")
     message: str | None = Field(default=None, description="block: the refusal text (default: on_block.message).")
+
+    @model_validator(mode="after")
+    def _shown(self) -> UnsupportedLanguage:
+        if self.message is not None and self.action != "block":
+            raise _fail("message", f"action {self.action} never shows a message (only block does); remove it")
+        return self
 
 
 class Policy(BaseModel):

@@ -275,6 +275,37 @@ def test_unknown_names_point_at_file_line_field_and_suggest(
             "input.rules[0].category",
             "not scored on the input",
         ),
+        # fields that load but could never do anything: refused, not silently ignored
+        (
+            HEAD + "input:\n  rules:\n    - {category: unsafe, action: log, message: 'Blocked!'}\n",
+            5,
+            "input.rules[0].message",
+            "a log rule never shows its message",
+        ),
+        (
+            HEAD + "input:\n  rules:\n    - {category: pii, action: redact, message: hidden}\n",
+            5,
+            "input.rules[0].message",
+            "a redact rule never shows its message",
+        ),
+        (
+            HEAD + "input:\n  rules:\n    - {category: unsafe, action: block, word_boundaries: false}\n",
+            5,
+            "input.rules[0].word_boundaries",
+            "applies to keywords only",
+        ),
+        (
+            HEAD + "input:\n  rules:\n    - {category: c, patterns: ['ab+'], action: log, word_boundaries: false}\n",
+            5,
+            "input.rules[0].word_boundaries",
+            "applies to keywords only",
+        ),
+        (
+            HEAD + "unsupported_language: {action: log, message: Sorry}\n",
+            3,
+            "unsupported_language.message",
+            "only block",
+        ),
         (HEAD + "extends: strcit\n", 3, "extends", "unknown bundled policy"),
         (HEAD + "extends: ./missing.yaml\n", 3, "extends", "file not found"),  # the child's line
         (HEAD + "extends: ./\n", 3, "extends", "directory"),
