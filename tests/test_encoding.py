@@ -159,3 +159,27 @@ def test_the_runtime_reads_an_input_s_context_in_the_folder_s_layout(tmp_path: P
         )
     with_context, alone, output = (a != b for a, b in zip(scores["pair"], scores["marked"], strict=True))
     assert with_context.any() and not alone.any() and not output.any()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 40_000),
+    st.sampled_from([126, 77, 60]),
+    st.lists(st.integers(1, 12), min_size=1, max_size=50),
+)
+def test_windows_leave_no_token_unread_however_long_the_text(n: int, size: int, word_lengths: list[int]) -> None:
+    """A review buried a request in the middle of a 100,000-character text: past 64 windows the stride widened
+    into gaps and it was never scored. Now every token is in some window, whatever the length or word split."""
+    from guardrail.classifiers.encoding import _spans
+
+    word_ids: list[int | None] = []
+    w = 0
+    while len(word_ids) < n:
+        word_ids += [w] * word_lengths[w % len(word_lengths)]
+        w += 1
+    spans = _spans(n, size, max(1, size * 112 // 128), 64, word_ids[:n])
+    covered = 0
+    for start, end in spans:
+        assert start <= covered and end - start <= size
+        covered = max(covered, end)
+    assert covered == n
