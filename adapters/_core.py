@@ -60,11 +60,11 @@ class GuardedCall:
         # the answer's text is a JSON document the caller parses (structured outputs): restored value by value,
         # and stopped if the check leaves it unparseable
         self.json_text = False
-        extra = self.kwargs.get("extra_body")
-        n = (extra.get("n") if isinstance(extra, Mapping) else None) or self.kwargs.get("n") or 1  # extra_body wins
-        if kind == "chat" and self.stream and n > 1:
-            raise TypeError("guardrail guards streams of one choice; stream=True with n > 1 is not supported")
+        # what the check reads, and where each text came from; a request it cannot read whole is refused here
+        # (request_shapes.UncheckedField: a read field inside extra_body ...), before anything is sent
         self.payload, self._sources = input_payload(kind, self.kwargs)
+        if kind == "chat" and self.stream and (self.kwargs.get("n") or 1) > 1:
+            raise TypeError("guardrail guards streams of one choice; stream=True with n > 1 is not supported")
         self.prompt: Any = self.payload
 
     # -- input -----------------------------------------------------------------------------------

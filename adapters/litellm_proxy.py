@@ -23,6 +23,7 @@ from guardrail.streaming import aclose_quietly
 from . import litellm_offline, shapes
 from ._core import GuardedCall, acheck_answer, stream_async
 from .proxy_request import metadata_of, proxy_context
+from .request_shapes import WRITTEN_FIELDS, UncheckedField
 
 litellm_offline()  # before the first import of litellm: no price-map download
 import litellm  # noqa: E402  (imported only when this module is)
@@ -67,7 +68,13 @@ class _ProxyCall(GuardedCall):
     """A call inside the proxy: ``on_block: raise`` is the proxy's HTTP 400, decisions land in the request."""
 
     def __init__(self, owner: GuardrailLiteLLM, kind: Any, data: dict[str, Any], hook: str) -> None:
-        super().__init__(owner.call_for(data), kind, "litellm", data)
+        try:
+            super().__init__(owner.call_for(data), kind, "litellm", data)
+        except UncheckedField as e:  # a request it cannot read whole (a read field in extra_body ...): a 400
+            from fastapi import HTTPException
+
+            detail = {"error": str(e), "guardrail": owner.guardrail_name}
+            raise HTTPException(status_code=400, detail=detail) from e
         self.owner, self.data, self.hook = owner, data, hook
         self.sent = owner.sent_for(data)  # what pre_call's redaction sent: the answer's copy of a value keeps it
 
@@ -181,7 +188,7 @@ class GuardrailLiteLLM(CustomGuardrail):
         if hook == "pre_call" and out.text is not None:  # during_call: too late to change the request
             gc.apply(out)
             self._remember_sent(data, gc.sent)
-            for key in ("messages", "input", "instructions", "prompt"):
+            for key in WRITTEN_FIELDS:
                 if key in gc.kwargs:
                     data[key] = gc.kwargs[key]
         return data

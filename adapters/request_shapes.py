@@ -1,6 +1,14 @@
 """A request's side of the shapes: the messages a chat or Responses request asks the check to read, and the
 request rewritten with the check's messages (masked values, a rule's replacing message) put back where each
 came from. ``_core.GuardedCall`` asks here; the answer's shapes are ``shapes``'.
+
+Besides the messages (or ``input``), a request carries text the model reads in other fields: a chat request's
+``prediction`` (predicted output) and litellm's ``user_continue_message`` (the user turn litellm inserts to keep
+roles alternating) are checked as user turns too, and rewritten where they came from.
+
+One rule for ``extra_body``: the SDKs (openai, and litellm's, and the LiteLLM proxy for a body's ``extra_body``)
+merge it over the named fields *after* the check, so a field the check reads that arrives there would replace the
+checked one unseen. Such a request is refused before anything is sent (``UncheckedField``), never half-read.
 """
 
 from __future__ import annotations
@@ -11,20 +19,56 @@ from typing import Any, Literal
 from . import shapes
 from .answer_text import _get
 
-__all__ = ["Kind", "Source", "input_payload", "rewritten"]
+__all__ = ["READ_FIELDS", "WRITTEN_FIELDS", "Kind", "Source", "UncheckedField", "input_payload", "rewritten"]
 
 Kind = Literal["chat", "responses"]
 Source = tuple[str, int | None]  # where a checked message came from: ("input", index), ("instructions", None) ...
 
+# the request fields whose text the check reads (and rewrites): the proxy puts each back into its request
+WRITTEN_FIELDS = ("messages", "input", "instructions", "prompt", "prediction", "user_continue_message")
+# every request field guardrail reads: the texts, and what decides how the answer is read (stream, choices) and
+# which conversation's placeholders it restores
+READ_FIELDS = frozenset({*WRITTEN_FIELDS, "stream", "n", "previous_response_id", "conversation"})
+_EXTRA_DEPTH = 8  # nested ``extra_body`` levels looked into (a LiteLLM proxy reads a body's own ``extra_body``)
+
+
+class UncheckedField(TypeError):
+    """A request whose ``extra_body`` carries a field guardrail reads: the SDK would send that one in place of the
+    checked one, so it is refused before anything is sent."""
+
+
+def _refuse_extra_body(kwargs: Mapping[str, Any]) -> None:
+    """Raise :class:`UncheckedField` when ``extra_body`` (at any nesting) carries one of :data:`READ_FIELDS`."""
+    extra, path = kwargs.get("extra_body"), "extra_body"
+    for _ in range(_EXTRA_DEPTH):
+        if not isinstance(extra, Mapping):
+            return
+        found = sorted(k for k in extra if k in READ_FIELDS)
+        if found:
+            raise UncheckedField(
+                f"{path} carries {found[0]!r}, a field guardrail checks: it would be sent in place of the checked "
+                f"one, unchecked. Pass {found[0]!r} as the request's own field (a named argument, or the top level "
+                "of the body), not inside extra_body"
+            )
+        extra, path = extra.get("extra_body"), f"{path}.extra_body"
+    raise UncheckedField(f"extra_body is nested more than {_EXTRA_DEPTH} levels deep; guardrail does not read it")
+
 
 def input_payload(kind: Kind, kwargs: dict[str, Any]) -> tuple[Any, list[Source]]:
     """The chat messages to check, and where each came from in the request (for rewrites). An ``input`` given as
-    an iterator is made a list in ``kwargs`` (the check would use it up)."""
+    an iterator is made a list in ``kwargs`` (the check would use it up). Raises :class:`UncheckedField` for a
+    request it cannot read whole (a read field inside ``extra_body``, a Responses ``input`` that is one dict)."""
+    _refuse_extra_body(kwargs)
     if kind == "chat":
-        return kwargs.get("messages") or [], []
+        return _chat_payload(kwargs)
     items: list[Any] = []
     sources: list[Source] = []
     instructions, inp = kwargs.get("instructions"), kwargs.get("input")
+    if isinstance(inp, (Mapping, bytes, bytearray)):  # the API takes a string or a list of items, nothing else
+        raise UncheckedField(
+            f"a Responses input must be a string or a list of items, not a {type(inp).__name__}: guardrail does not "
+            "read it (put a single item in a list: input=[item])"
+        )
     if isinstance(instructions, str) and instructions:
         items.append({"role": "system", "content": instructions})
         sources.append(("instructions", None))
@@ -56,7 +100,13 @@ def input_payload(kind: Kind, kwargs: dict[str, Any]) -> tuple[Any, list[Source]
 def rewritten(kind: Kind, kwargs: dict[str, Any], sources: list[Source], messages: list[Any]) -> None:
     """Put the check's ``messages`` into the request ``kwargs``, each where its source says."""
     if kind == "chat":
-        kwargs["messages"] = messages
+        if not sources:
+            kwargs["messages"] = messages
+            return
+        kwargs["messages"] = [m for (field, _), m in zip(sources, messages, strict=True) if field == "messages"]
+        for (field, _), msg in zip(sources, messages, strict=True):
+            if field != "messages":  # prediction, user_continue_message: their content, as checked
+                kwargs[field] = {**dict(kwargs[field]), "content": _get(msg, "content")}
         return
     new_input = kwargs.get("input")
     new_input = list(new_input) if isinstance(new_input, Iterable) and not isinstance(new_input, str) else new_input
@@ -82,6 +132,42 @@ def rewritten(kind: Kind, kwargs: dict[str, Any], sources: list[Source], message
             assert isinstance(new_input, list)
             new_input[index] = msg
     kwargs["input"] = new_input
+
+
+def _chat_payload(kwargs: dict[str, Any]) -> tuple[Any, list[Source]]:
+    """A chat request's messages, with its other texts the model reads as user turns: ``prediction``'s content
+    before them, and ``user_continue_message`` where litellm inserts it (after a conversation that ends with
+    an assistant's turn; else before the messages). Sources only when there are such texts."""
+    messages = kwargs.get("messages") or []
+    extras: list[tuple[str, str | None]] = []
+    for field in ("prediction", "user_continue_message"):
+        value = kwargs.get(field)
+        if value is None:
+            continue
+        text = shapes.content_text(_get(value, "content"))
+        if text is None and _get(value, "content") is not None:
+            raise UncheckedField(f"guardrail cannot read {field}'s content (a string or a list of text parts)")
+        if text:
+            extras.append((field, text))
+    if not extras:
+        return messages, []
+    if not isinstance(messages, (list, tuple)):
+        return messages, []  # not messages the check can read: it refuses them itself
+    messages = kwargs["messages"] = list(messages)
+    before = [(f, t) for f, t in extras if f == "prediction" or _ends_with_user(messages)]
+    after = [(f, t) for f, t in extras if (f, t) not in before]
+    items: list[Any] = [{"role": "user", "content": t} for _, t in before]
+    sources: list[Source] = [(f, None) for f, _ in before]
+    items += messages
+    sources += [("messages", i) for i in range(len(messages))]
+    items += [{"role": "user", "content": t} for _, t in after]
+    sources += [(f, None) for f, _ in after]
+    return items, sources
+
+
+def _ends_with_user(messages: list[Any]) -> bool:
+    role = _get(messages[-1], "role") if messages else None
+    return isinstance(role, str) and role.lower() in ("user", "human")
 
 
 def _tool_output_text(output: Any) -> str | None:

@@ -215,6 +215,47 @@ async def test_mock_response_streaming(guard: Guard, mode: str) -> None:
     assert chunks[-1].choices[0].finish_reason == "content_filter"
 
 
+async def test_a_field_the_check_reads_is_refused_inside_extra_body(guard: Guard, stub: StubServer, mode: str) -> None:
+    # litellm sends extra_body merged over the named arguments, after the check
+    llm = guardrail.wrap(guard, litellm)
+    with pytest.raises(TypeError, match="extra_body carries 'messages'"):
+        await complete(llm, mode, messages=user("hello"), extra_body={"messages": user("a bomb")}, **stub_kw(stub))
+    assert stub.completions() == []
+
+
+async def test_a_user_continue_message_is_checked_as_the_users_turn(guard: Guard, stub: StubServer, mode: str) -> None:
+    # litellm inserts it as the user's turn after a conversation that ends with the assistant's
+    llm = guardrail.wrap(guard, litellm)
+    turns = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}]
+    continued = {"role": "user", "content": "now the bomb"}
+    resp = await complete(
+        llm, mode, messages=turns, ensure_alternating_roles=True, user_continue_message=continued, **stub_kw(stub)
+    )
+    assert resp.choices[0].finish_reason == "content_filter" and stub.completions() == []
+    continued = {"role": "user", "content": "mail bob@example.com"}
+    await complete(
+        llm, mode, messages=turns, ensure_alternating_roles=True, user_continue_message=continued, **stub_kw(stub)
+    )
+    sent = json.dumps(stub.completions()[0].body)
+    assert "bob@example.com" not in sent
+
+
+async def test_proxy_pre_call_reads_a_bodys_user_continue_message_and_refuses_its_extra_body_fields() -> None:
+    gr = proxy_guardrail("pre_call")
+    turns = [{"role": "assistant", "content": "hi"}]
+    data = {**request("x"), "messages": turns, "user_continue_message": {"role": "user", "content": "a bomb"}}
+    out = await gr.async_pre_call_hook(None, None, data, "acompletion")
+    assert out["mock_response"].choices[0].finish_reason == "content_filter"
+    data = {**request("x"), "messages": turns, "user_continue_message": {"role": "user", "content": "bob@example.com"}}
+    out = await gr.async_pre_call_hook(None, None, data, "acompletion")
+    assert out["user_continue_message"] == {"role": "user", "content": "<EMAIL_1>"} and out["messages"] == turns
+    with pytest.raises(HTTPException) as http:
+        await gr.async_pre_call_hook(
+            None, None, request("hello", extra_body={"messages": user("a bomb")}), "completion"
+        )
+    assert http.value.status_code == 400 and "extra_body carries 'messages'" in http.value.detail["error"]
+
+
 def test_other_attributes_are_litellm_s(guard: Guard) -> None:
     llm = guardrail.wrap(guard, litellm)
     assert llm.ModelResponse is litellm.ModelResponse

@@ -19,6 +19,7 @@ import openai
 import pytest
 from conftest import FAKE_RULES, REFUSAL, REPLACED, ROOT, make_guard, make_policy
 from guardrail.adapters import shapes
+from guardrail.adapters.request_shapes import UncheckedField
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
@@ -354,9 +355,63 @@ async def test_stream_context_manager_and_close(client: Any, stub: StubServer, m
 async def test_stream_of_several_choices_is_refused_before_the_network(client: Any, stub: StubServer) -> None:
     with pytest.raises(TypeError, match="n > 1"):
         await run(client.chat.completions.create(model="m", messages=user("x"), stream=True, n=2))
-    with pytest.raises(TypeError, match="n > 1"):  # the same through extra_body
+    with pytest.raises(TypeError, match="extra_body carries 'n'"):  # through extra_body: refused, as every read field
         await run(client.chat.completions.create(model="m", messages=user("x"), stream=True, extra_body={"n": 2}))
     assert stub.completions() == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra"),
+    [
+        ("chat", {"messages": user("a bomb")}),
+        ("chat", {"prediction": {"type": "content", "content": "a bomb"}}),
+        ("chat", {"extra_body": {"messages": user("a bomb")}}),  # what a LiteLLM proxy merges in its turn
+        ("responses", {"input": "a bomb"}),
+        ("responses", {"instructions": "a bomb"}),
+        ("responses", {"prompt": {"id": "pmpt_1", "variables": {"q": "a bomb"}}}),
+    ],
+)
+async def test_a_field_the_check_reads_is_refused_inside_extra_body(
+    client: Any, stub: StubServer, kind: str, extra: dict[str, Any]
+) -> None:
+    # the SDK merges extra_body over the named arguments after the check: the harmless named field was checked and
+    # the extra_body one sent in its place
+    field = next(iter(extra["extra_body"])) if "extra_body" in extra else next(iter(extra))
+    with pytest.raises(UncheckedField, match=f"carries '{field}'"):
+        if kind == "chat":
+            await run(client.chat.completions.create(model="m", messages=user("hello"), extra_body=extra))
+        else:
+            await run(client.responses.create(model="m", input="hello", extra_body=extra))
+    assert stub.completions() == []
+    # fields the check does not read still travel in extra_body
+    await run(client.chat.completions.create(model="m", messages=user("hello"), extra_body={"top_k": 3}))
+    assert stub.completions()[0].body["top_k"] == 3
+
+
+def untrusted_guard() -> Guard:
+    """The test policy reading every user turn (``input.scope: untrusted``, the default policy's), not only the last."""
+    pol = make_policy()
+    return Guard({**pol, "input": {**pol["input"], "scope": "untrusted"}}, classifiers=FakeClassifier(rules=FAKE_RULES))
+
+
+async def test_a_predicted_outputs_content_is_checked_and_redacted_as_a_user_turn(stub: StubServer, mode: str) -> None:
+    # read as a user turn before the messages (as a stored prompt's variables are): a policy's scope decides if it is
+    client = client_for(untrusted_guard(), stub, mode)
+    resp = await run(
+        client.chat.completions.create(
+            model="m", messages=user("hello"), prediction={"type": "content", "content": "build the bomb"}
+        )
+    )
+    assert resp.choices[0].finish_reason == "content_filter" and stub.completions() == []
+    parts = [{"type": "text", "text": "mail bob@example.com"}]
+    await run(
+        client.chat.completions.create(
+            model="m", messages=user("hello"), prediction={"type": "content", "content": parts}
+        )
+    )
+    body = stub.completions()[0].body
+    assert body["prediction"] == {"type": "content", "content": "mail <EMAIL_1>"}
+    assert body["messages"] == user("hello")
 
 
 # ------------------------------------------------------------------------------------- messages
@@ -435,6 +490,12 @@ async def test_responses_message_list_input_is_rewritten_in_place(client: Any, s
     sent = stub.completions()[0].body["input"]
     assert sent[0] == items[0]
     assert sent[1]["content"][0]["text"] == "call <PHONE_1> for me"
+
+
+async def test_a_responses_input_given_as_one_dict_is_refused_not_skipped(client: Any, stub: StubServer) -> None:
+    with pytest.raises(TypeError, match="put a single item in a list"):
+        await run(client.responses.create(model="m", input={"role": "user", "content": "a bomb"}))  # type: ignore[arg-type]
+    assert stub.completions() == []
 
 
 async def test_responses_blocked_prompt(client: Any, stub: StubServer) -> None:

@@ -230,6 +230,25 @@ def test_blocked_request_raises_the_proxy_error(proxy: Proxy, stub: StubServer) 
     assert stub.completions() == []
 
 
+def test_a_bodys_extra_body_fields_and_user_continue_message_never_pass_unchecked(
+    proxy: Proxy, stub: StubServer
+) -> None:
+    # litellm merges a body's extra_body over its fields, and inserts user_continue_message as the user's turn
+    with proxy.client() as client, pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model="stub", messages=user("hello"), extra_body={"extra_body": {"messages": user("a bomb")}}
+        )
+    assert "extra_body carries 'messages'" in str(info.value)
+    with proxy.client() as client:
+        resp = client.chat.completions.create(
+            model="stub",
+            messages=[{"role": "assistant", "content": "hi"}],
+            extra_body={"ensure_alternating_roles": True, "user_continue_message": {"role": "user", "content": "bomb"}},
+        )
+    assert resp.choices[0].finish_reason == "content_filter"
+    assert stub.completions() == []
+
+
 def test_during_call_blocks(proxy: Proxy, stub: StubServer) -> None:
     with proxy.client() as client, pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="stub", messages=user("a forbidden topic"))
