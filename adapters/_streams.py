@@ -356,11 +356,15 @@ class ResponsesStream(_StreamState):
             if not any(text != new for _, text, new in self._text_parts(event, kind)):
                 return event
             event = copy.deepcopy(event)
-            for part, _, new in self._text_parts(event, kind):
+            for part, _, new in self._text_parts(event, kind):  # logprobs spell the text the model wrote: they go
                 if isinstance(part, dict):
                     part["text"] = new
+                    if part.get("logprobs"):
+                        part["logprobs"] = []
                 else:
                     part.text = new
+                    if getattr(part, "logprobs", None):
+                        part.logprobs = []
             return event
         if getattr(event, "response", None) is not None and kind in ("response.completed", "response.incomplete"):
             released = "".join(self.emitted.values())

@@ -47,6 +47,8 @@ def _set_response_text(response: Any, text: str, *, blocked: bool) -> None:
             elif not placed:
                 part.text, placed = text, True
                 part.annotations = []
+                if getattr(part, "logprobs", None):  # their tokens spell the text the model wrote, which is gone
+                    part.logprobs = []
                 if getattr(part, "parsed", None) is not None:  # a structured output parsed from the old text
                     part.parsed = None
                 kept.append(part)

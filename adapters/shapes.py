@@ -182,6 +182,8 @@ def content_free(chunk: Any) -> Any | None:
         delta = getattr(choice, "delta", None)
         if delta is not None and getattr(delta, "content", None) is not None:
             delta.content = None
+        if getattr(choice, "logprobs", None) is not None:  # its tokens spell the text, which goes out apart
+            choice.logprobs = None
     return out
 
 
@@ -196,7 +198,9 @@ def replace_completion_text(result: T, text: str, *, finish_reason: str | None =
 def replace_completion_texts(
     result: T, texts: Mapping[int, str], *, finish_reason: Mapping[int, str] | None = None
 ) -> T:
-    """Like :func:`replace_completion_text` for several choices at once (one copy)."""
+    """Like :func:`replace_completion_text` for several choices at once (one copy). A replaced choice loses its
+    ``logprobs``: their tokens spell the text the model wrote, which is no longer the text shown (a blocked or
+    redacted answer would be readable there)."""
     reasons = dict(finish_reason or {})
     if isinstance(result, str):
         return texts.get(0, result)  # type: ignore[return-value]
@@ -206,6 +210,8 @@ def replace_completion_texts(
         return out
     if isinstance(out, dict):
         for i, text in texts.items():
+            if out["choices"][i].get("logprobs") is not None:
+                out["choices"][i]["logprobs"] = _emptied(out["choices"][i]["logprobs"])
             if "message" not in out["choices"][i]:  # a legacy text completion
                 out["choices"][i]["text"] = text
                 if i in reasons:
@@ -223,6 +229,8 @@ def replace_completion_texts(
     choices = getattr(out, "choices", None)
     if choices is not None:
         for i, text in texts.items():
+            if getattr(choices[i], "logprobs", None) is not None:
+                choices[i].logprobs = _emptied(choices[i].logprobs)
             if getattr(choices[i], "message", None) is None:  # a legacy text completion
                 choices[i].text = text
                 if i in reasons:
@@ -242,6 +250,17 @@ def replace_completion_texts(
         _set_response_text(out, texts.get(0, ""), blocked=reasons.get(0) == CONTENT_FILTER)
         return out
     raise TypeError(f"cannot replace the text of a {type(result).__name__} (expected a chat completion or response)")
+
+
+def _emptied(logprobs: Any) -> Any:
+    """``logprobs`` (a copy's) with every per-token list emptied, in its own type: an application that asked for
+    them still finds ``.content``, but no token of a text that is no longer the one shown."""
+    if isinstance(logprobs, dict):
+        return {k: [] if isinstance(v, list) else v for k, v in logprobs.items()}
+    for name in ("content", "refusal", "tokens", "token_logprobs", "top_logprobs", "text_offset"):
+        if isinstance(getattr(logprobs, name, None), list):
+            setattr(logprobs, name, [])
+    return logprobs
 
 
 # what a blocked answer must not carry on: the actions (tool and function calls) and the audio of the

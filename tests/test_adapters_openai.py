@@ -2248,3 +2248,60 @@ async def test_a_responses_streams_audio_needing_no_edit_is_not_held_and_a_harmf
         assert not [e for e in events if e.type.startswith("response.audio")]
     finally:
         guard.close()
+
+
+# ------------------------------------------------------------------------------------- logprobs
+
+
+def _tokens(text: str) -> list[dict[str, Any]]:
+    return [{"token": t, "logprob": -0.1, "bytes": [], "top_logprobs": []} for t in re.findall(r"\S+\s*", text)]
+
+
+def _spelled(tokens: Any) -> str:
+    return "".join(t.token for t in tokens or [])
+
+
+@pytest.mark.parametrize("text", [HARMFUL, "Write to leak@corp.example today."])
+async def test_a_replaced_answer_loses_the_logprobs_that_spell_the_text_the_model_wrote(
+    client: Any, stub: StubServer, text: str
+) -> None:
+    # blocked or redacted, the answer was still readable token by token in its logprobs
+    message = {"role": "assistant", "content": text}
+    choice = {"index": 0, "finish_reason": "stop", "message": message, "logprobs": {"content": _tokens(text)}}
+    stub.raw = {"id": "c", "object": "chat.completion", "created": 0, "model": "m", "choices": [choice]}
+    resp = await run(client.chat.completions.create(model="m", messages=user("x"), logprobs=True))
+    assert resp.choices[0].message.content != text
+    assert resp.choices[0].logprobs.content == []
+    part = {"type": "output_text", "text": text, "annotations": [], "logprobs": _tokens(text)}
+    msg = {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed", "content": [part]}
+    stub.raw = _response([msg])
+    resp = await run(client.responses.create(model="m", input="x", include=["message.output_text.logprobs"]))
+    assert resp.output_text != text
+    assert not [p for item in resp.output for p in item.content if _spelled(getattr(p, "logprobs", None))]
+    stub.raw = {"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                "choices": [{**choice, "message": {**message, "content": "Calm."}}]}  # fmt: skip
+    resp = await run(client.chat.completions.create(model="m", messages=user("x"), logprobs=True))
+    assert _spelled(resp.choices[0].logprobs.content) == text  # an answer left as written keeps them
+
+
+async def test_a_guarded_streams_logprobs_never_spell_a_blocked_or_redacted_text(client: Any, stub: StubServer) -> None:
+    # chat: the role chunk carried the whole (blocked) text's logprobs on with the role
+    first = {**_chunk({"role": "assistant", "content": HARMFUL}), "choices": [
+        {"index": 0, "delta": {"role": "assistant", "content": HARMFUL}, "finish_reason": None,
+         "logprobs": {"content": _tokens(HARMFUL)}}]}  # fmt: skip
+    stub.raw = [(None, first), (None, _chunk({}, "stop")), (None, "[DONE]")]
+    chunks = await collect(await run(client.chat.completions.create(model="m", messages=user("x"), stream=True)))
+    assert chunks[-1].choices[0].finish_reason == "content_filter"
+    assert "bomb" not in "".join(c.model_dump_json() for c in chunks)
+    # Responses: the done events and the final response repeat the text, and its logprobs
+    text = "Sure, you can write to leak@corp.example for the invoice, and we will answer within a day or two."
+    events = _message_events(1, text, 0, 7, done=True)
+    done = next(e for k, e in events if k == "response.output_text.done")
+    done["logprobs"] = _tokens(text)
+    finished = next(e for k, e in events if k == "response.output_item.done")["item"]
+    finished["content"][0]["logprobs"] = _tokens(text)
+    completed = _event("response.completed", response=_response([finished]))
+    stub.raw = _numbered([_event("response.created", response=_response([], "in_progress")), *events, completed])
+    out = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
+    assert out[-1].type == "response.completed" and "<EMAIL_1>" in out[-1].response.output_text
+    assert "corp.example" not in "".join(e.model_dump_json() for e in out)
