@@ -57,6 +57,28 @@ __all__ = ["GuardedLiteLLM", "GuardrailLiteLLM", "proxy_context"]
 
 _POSITIONAL = ("model", "messages")
 
+# litellm's other ways of making a model write text (or of reading back what one wrote), which this wrapper does not
+# guard: they raise AttributeError rather than answer unchecked, as the openai wrapper's side doors do. Functions ...
+_SIDE_DOORS = frozenset(
+    {
+        "text_completion", "atext_completion", "responses", "aresponses", "responses_with_retries",
+        "aresponses_with_retries", "aresponses_api_with_mcp", "compact_responses", "acompact_responses",
+        "get_responses", "aget_responses", "cancel_responses", "acancel_responses",
+        "completion_with_retries", "acompletion_with_retries", "completion_with_fallbacks",
+        "async_completion_with_fallbacks", "batch_completion", "batch_completion_models",
+        "batch_completion_models_all_responses", "adapter_completion", "aadapter_completion",
+        "aadapter_generate_content", "anthropic_messages", "anthropic_messages_handler", "config_completion",
+        "create_run", "acreate_run", "run_thread", "arun_thread", "run_thread_stream", "arun_thread_stream",
+        "add_message", "a_add_message", "get_messages", "aget_messages", "create_batch", "acreate_batch",
+        "_arealtime", "_aresponses_websocket", "arealtime_calls", "llm_passthrough_route", "allm_passthrough_route",
+        "run_tool_loop", "arun_tool_loop", "maybe_run_chat_completion_agentic_loop", "Router",
+        # ... and the submodules that hold them (litellm.main.completion, litellm.anthropic.messages, ...)
+        "main", "litellm", "llms", "router", "anthropic", "anthropic_interface", "assistants", "batches",
+        "chat_completions", "completion_extras", "google_genai", "interactions", "litellm_agent", "messages",
+        "passthrough", "realtime_api", "tool_loop", "evals",
+    }
+)  # fmt: skip
+
 
 def _bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
     if len(args) > len(_POSITIONAL):
@@ -69,7 +91,9 @@ def _bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 class GuardedLiteLLM:
-    """The ``litellm`` module with ``completion`` / ``acompletion`` guarded; everything else is litellm's.
+    """The ``litellm`` module with ``completion`` / ``acompletion`` guarded; everything else is litellm's, but for
+    its other doors to text generation (``_SIDE_DOORS``: text completions, the Responses API, retries, batches ...),
+    which raise ``AttributeError``.
 
     The adapter adds no network step of its own (the one upstream call is litellm's, with litellm's
     own ``num_retries``), so it adds no retries either.
@@ -104,6 +128,11 @@ class GuardedLiteLLM:
         return self._module
 
     def __getattr__(self, name: str) -> Any:
+        if name in _SIDE_DOORS:
+            raise AttributeError(
+                f"litellm.{name} is not available on a guardrail-wrapped litellm (it would bypass the guard); use "
+                "completion / acompletion (stream=True for streaming), or .unwrapped to bypass it deliberately"
+            )
         return getattr(self._module, name)
 
     def __repr__(self) -> str:

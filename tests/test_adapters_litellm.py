@@ -264,6 +264,21 @@ def test_other_attributes_are_litellm_s(guard: Guard) -> None:
     assert not inspect.iscoroutinefunction(llm.completion)
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["text_completion", "atext_completion", "responses", "aresponses", "completion_with_retries",
+     "acompletion_with_retries", "batch_completion", "anthropic_messages", "Router", "main"],
+)  # fmt: skip
+def test_litellms_other_doors_to_text_generation_are_closed(guard: Guard, stub: StubServer, name: str) -> None:
+    # llm.text_completion(prompt=...), llm.responses(input=...), llm.batch_completion(...) reached the model unchecked
+    llm = guardrail.wrap(guard, litellm)
+    with pytest.raises(AttributeError, match="bypass the guard"):
+        getattr(llm, name)
+    assert getattr(llm.unwrapped, name) is not None  # still there, deliberately, underneath
+    assert llm.embedding is litellm.embedding and llm.completion_cost is litellm.completion_cost
+    assert stub.completions() == []
+
+
 async def test_sync_and_async_give_identical_decisions(stub: StubServer) -> None:
     prompts = ["hello", "a bomb", "mail bob@example.com", "I want to hurt myself"]
     logs = {"sync": DecisionLog(), "async": DecisionLog()}
