@@ -33,8 +33,18 @@ from guardrail.classifiers.patterns import Span
 from guardrail.decision import Action, Decision, Finding, RuleAction
 from guardrail.errors import CheckTimeout, InvalidScores, PolicyError
 from guardrail.language import dominant_script
-from guardrail.messages import DATA_ROLES, Extracted, extract, prompt_placeholders, replace_texts
+from guardrail.messages import (
+    DATA_ROLES,
+    Extra,
+    Extracted,
+    answer_extract,
+    extract,
+    prompt_placeholders,
+    replace_texts,
+    scoring_form,
+)
 from guardrail.policy import Policy, Rule
+from guardrail.revealed import spans_and_readings, spread
 from guardrail.rules import Verdict, evaluate
 from guardrail.taxonomy import Stage, stage_ids
 
@@ -46,6 +56,7 @@ __all__ = [
     "aligned",
     "check_coverage",
     "context_plan",
+    "extra_readings",
     "failure_kind",
     "merge_scores",
     "new_decision",
@@ -70,6 +81,7 @@ class Pending:
     prompt: str | None = None  # output stage: the prompt; input stage: the system prompt as context
     reserved: frozenset[str] = frozenset()  # placeholders already in the conversation: never given to new values
     extracted: Extracted | None = None
+    extra: tuple[Extra, ...] = ()  # more readings of the texts: joined where split, a message's name
     payload: Any = None
     early: Decision | None = None
     notes: list[str] = field(default_factory=list)
@@ -116,9 +128,13 @@ def prepare(stage: Stage, payload: Any, prompt: Any, policy: Policy) -> Pending:
         # placeholders already in the conversation (an earlier turn's, in the history) are never given to this
         # turn's values: restore=True would put this turn's value back into the older text too
         pending.reserved = prompt_placeholders(payload)
+        pending.extra = ex.extra
     else:
-        # a completion given as messages is checked whole (the input scope would pick no assistant turn)
-        texts = extract(payload, "all").texts if payload is not None else ("",)
+        # a completion given as messages is checked whole (the input scope would pick no assistant turn), its
+        # tool calls and refusal included
+        answer = answer_extract(payload) if payload is not None else None
+        texts = answer.texts if answer is not None else ("",)
+        pending.extra = answer.extra if answer is not None else ()
         pending.only = (None,) * len(texts)
         if prompt is not None:
             p = extract(prompt, "last_user").texts
@@ -127,6 +143,24 @@ def prepare(stage: Stage, payload: Any, prompt: Any, policy: Policy) -> Pending:
     pending.texts = texts
     pending.original = texts[-1] if texts else ""
     return pending
+
+
+def extra_readings(
+    pending: Pending, entities: set[str], needs_model: bool, spans: list[tuple[Span, ...]]
+) -> tuple[list[str], list[int]]:
+    """The scoring forms of ``pending.extra`` (texts joined where split, a message's name) and the text each counts
+    for; what a joined reading reveals of ``entities`` is masked in the texts it joins (``spans``, in place)."""
+    scan: list[str] = []
+    owner: list[int] = []
+    for ex in pending.extra:
+        found, readings = spans_and_readings(ex.text, entities) if needs_model or entities else ([], [])
+        if ex.joined and found:
+            spread(pending.texts, ex.joined, found, spans)
+        if needs_model:
+            for form, own in readings:
+                scan.append(scoring_form(form.text, own))
+                owner.append(ex.owner)
+    return scan, owner
 
 
 def check_coverage(policy: Policy, classifiers: Callable[[Policy], tuple[Classifier, ...]]) -> None:
@@ -284,6 +318,7 @@ def verdict(pending: Pending, outcome: Scores, clfs: Sequence[Classifier]) -> tu
         block_message=policy.on_block.message,
         only=pending.only or None,
         reserved=pending.reserved,
+        also=tuple((e.text, e.owner) for e in pending.extra),
     )
     if script is not None:
         named = tuple(replace(f, entities=(script,)) if f.category == UNSUPPORTED else f for f in result.findings)

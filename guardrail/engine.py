@@ -41,6 +41,7 @@ from guardrail._decide import (
     aligned,
     check_coverage,
     context_plan,
+    extra_readings,
     failure_kind,
     merge_scores,
     new_decision,
@@ -182,6 +183,9 @@ class Guard:
                 for form, own in readings:
                     scan.append(scoring_form(form.text, own))
                     owner.append(i)
+        more, more_owner = extra_readings(pending, entities, needs_model, spans)  # joined where split, names
+        scan += more
+        owner += more_owner
         prompts: tuple[str | None, ...] | None = None
         context: str | None = None
         tokens = sum(estimate_tokens(t) for t in scan)

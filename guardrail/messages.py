@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from guardrail.answer_actions import actions_text, unescape_json
 from guardrail.classifiers.patterns import Span, bare_placeholders, find_entities, placeholders, redact
 from guardrail.errors import InvalidMessages
 from guardrail.unseen import drop_stray_marks, drop_unseen
@@ -35,8 +36,10 @@ Scope = Literal["untrusted", "last_user", "all_user", "all"]
 __all__ = [
     "DATA_ROLES",
     "ROLES",
+    "Extra",
     "Extracted",
     "Scope",
+    "answer_extract",
     "canonical_role",
     "extract",
     "prompt_placeholders",
@@ -110,6 +113,20 @@ class Extracted:
     is_messages: bool = False
     roles: tuple[str, ...] = ()
     system: str | None = None
+    extra: tuple[Extra, ...] = ()  # more readings of these texts: joined where split, a message's name
+
+
+@dataclass(frozen=True, slots=True)
+class Extra:
+    """One more reading to score, counted as a reading of ``texts[owner]``: the texts ``joined`` (indices, in
+    order) read as one, or, with ``joined`` empty, a message's ``name``. A model reads a message's parts, and
+    consecutive turns of one role, as one text: a request cut into parts ("...build a p", "ipe b", "omb") passed
+    when each part was scored alone. It is scored and matched by rules, never rewritten: what is masked is masked
+    in the texts themselves."""
+
+    text: str
+    owner: int
+    joined: tuple[int, ...] = ()
 
 
 def _get(obj: Any, key: str) -> Any:
@@ -128,22 +145,60 @@ def _parts(content: Any, msg_index: int) -> tuple[list[str], list[tuple[int, int
         return [to_text(content)], [(msg_index, None)], skipped
     if isinstance(content, Sequence):
         for j, part in enumerate(content):
-            if isinstance(part, str):
-                texts.append(part)
+            if isinstance(part, (str, bytes, bytearray)):
+                texts.append(to_text(part))
                 locs.append((msg_index, j))
                 continue
-            kind = _get(part, "type")
-            text = _get(part, "text")
-            if kind in ("text", "input_text", "output_text") or (kind is None and isinstance(text, str)):
-                if isinstance(text, str):
-                    texts.append(text)
-                    locs.append((msg_index, j))
+            if part is None or isinstance(part, (Sequence, int, float)):
+                raise InvalidMessages(
+                    f"message {msg_index} part {j}: a part must be a string or an object with a type, "
+                    f"not {type(part).__name__}"
+                )
+            key = _text_key(part, msg_index, j)
+            if key is not None:
+                texts.append(_part_text(part, key))
+                locs.append((msg_index, j))
             else:
-                skipped.append(f"message {msg_index} part {j}: {kind or type(part).__name__}")
+                skipped.append(f"message {msg_index} part {j}: {_get(part, 'type') or type(part).__name__}")
         return texts, locs, skipped
     raise InvalidMessages(
         f"message {msg_index}: content must be a string, a list of parts or None, not {type(content).__name__}"
     )
+
+
+# where a part keeps its text, whatever its type says: a provider reads a part's text whatever the type, and an
+# attacker picks the type ("TEXT", a made-up one), so any part that carries text is read
+_TEXT_KEYS = ("text", "refusal")
+
+
+def _text_key(part: Any, msg_index: int, j: int) -> str | None:
+    """The key of ``part``'s text (None: a part without text, such as an image); ``InvalidMessages`` for a text
+    that is neither a string nor an object whose ``value`` is one (the Assistants API's ``{"value": ...}``): a
+    text nobody can read must never pass as an empty one."""
+    for key in _TEXT_KEYS:
+        value = _get(part, key)
+        if value is None:
+            continue
+        if isinstance(value, (str, bytes, bytearray)) or isinstance(_get(value, "value"), str):
+            return key
+        raise InvalidMessages(f"message {msg_index} part {j}: {key} must be a string, not {type(value).__name__}")
+    return None
+
+
+def _part_text(part: Any, key: str) -> str:
+    value = _get(part, key)
+    return to_text(value) if isinstance(value, (str, bytes, bytearray)) else str(_get(value, "value"))
+
+
+def _put_part_text(part: dict[str, Any], new: str) -> None:
+    """``new`` where ``_text_key`` read the part's text (a masked value must replace the text that was read)."""
+    key = next(k for k in _TEXT_KEYS if part.get(k) is not None)
+    if isinstance(part[key], (str, bytes, bytearray)):
+        part[key] = new
+    else:
+        inner = dict(part[key]) if isinstance(part[key], Mapping) else {"value": new}
+        inner["value"] = new
+        part[key] = inner
 
 
 def canonical_role(role: Any, index: int = 0) -> str:
@@ -218,12 +273,16 @@ def extract(payload: Any, scope: Scope = "untrusted") -> Extracted:
     locs: list[tuple[int, int | None]] = []
     skipped: list[str] = []
     kinds: list[str] = []
+    names: list[Extra] = []
     for i in chosen:
         t, lo, sk = _parts(_get(payload[i], "content"), i)
         texts += t
         locs += lo
         skipped += sk
         kinds += [roles[i]] * len(t)
+        name = _get(payload[i], "name")
+        if isinstance(name, str) and name.strip() and t:  # the model reads a message's name too
+            names.append(Extra(_NAME_SEPARATORS.sub(" ", name), len(texts) - 1))
     system = [t for i, r in enumerate(roles) if r == "system" for t in _parts(_get(payload[i], "content"), i)[0]]
     return Extracted(
         tuple(texts),
@@ -232,7 +291,49 @@ def extract(payload: Any, scope: Scope = "untrusted") -> Extracted:
         is_messages=True,
         roles=tuple(kinds),
         system="\n\n".join(system) if system else None,
+        extra=(*_joined(texts, locs, kinds), *names),
     )
+
+
+_NAME_SEPARATORS = re.compile(r"[_-]+")  # a name must match ^[a-zA-Z0-9_-]+$: its words are parted by these
+
+
+def _joined(texts: Sequence[str], locs: Sequence[tuple[int, int | None]], roles: Sequence[str]) -> list[Extra]:
+    """Runs of texts read as one: the parts of one message, and consecutive messages of one role (no other turn
+    between them), joined with nothing between, as a split request reads once joined."""
+    runs: list[list[int]] = []
+    for k in range(len(texts)):
+        if k and roles[k] == roles[k - 1] and locs[k][0] - locs[k - 1][0] in (0, 1):
+            runs[-1].append(k)
+        else:
+            runs.append([k])
+    return [Extra("".join(texts[k] for k in run), run[-1], tuple(run)) for run in runs if len(run) > 1]
+
+
+def answer_extract(payload: Any) -> Extracted:
+    """The texts of a completion given as messages: every message's content, and before it what each message does
+    besides (``guardrail.answer_actions``: tool calls' arguments, refusal, audio transcript, reasoning): text the
+    caller receives and a tool runs on is checked like the content. The content comes last, so it is the text a
+    rewrite's Decision carries."""
+    ex = extract(payload, "all")
+    if not ex.is_messages:
+        return ex
+    messages = [payload] if isinstance(payload, Mapping) else payload
+    said = [t for m in messages if (t := unescape_json(actions_text(m).strip()))]
+    if not said:
+        return ex
+    n = len(said)
+    return Extracted(
+        (*said, *ex.texts), ((-1, None),) * n + ex.locations, ex.skipped, is_messages=True,
+        roles=("assistant",) * n + ex.roles, system=ex.system,
+        extra=tuple(Extra(e.text, e.owner + n, tuple(k + n for k in e.joined)) for e in ex.extra),
+    )  # fmt: skip
+
+
+def _plain_part(part: Any) -> Any:
+    if isinstance(part, Mapping):
+        return dict(part)
+    return part.model_dump(exclude_none=True) if hasattr(part, "model_dump") else part
 
 
 def replace_texts(payload: Sequence[Any], ex: Extracted, new_texts: Sequence[str]) -> list[dict[str, Any]]:
@@ -246,13 +347,13 @@ def replace_texts(payload: Sequence[Any], ex: Extracted, new_texts: Sequence[str
         else:
             d = {"role": _get(m, "role"), "content": _get(m, "content")}
         if isinstance(d.get("content"), list):
-            d["content"] = [dict(p) if isinstance(p, Mapping) else p for p in d["content"]]
+            d["content"] = [_plain_part(p) for p in d["content"]]
         out.append(d)
     for (i, j), text in zip(ex.locations, new_texts, strict=True):
         if j is None:
             out[i]["content"] = text
-        elif isinstance(out[i]["content"][j], str):
+        elif isinstance(out[i]["content"][j], (str, bytes, bytearray)):
             out[i]["content"][j] = text
         else:
-            out[i]["content"][j]["text"] = text
+            _put_part_text(out[i]["content"][j], text)
     return out

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from guardrail.classifiers.patterns import Span, find_entities
 from guardrail.normalize import Form, forms
 
-__all__ = ["Reading", "entity_spans", "spans_and_readings"]
+__all__ = ["Reading", "entity_spans", "spans_and_readings", "spread"]
 
 Reading = tuple[Form, list[Span]]  # a reading of the text and the entities found in it, at its own offsets
 
@@ -66,3 +66,20 @@ def _merge(text: str, spans: list[Span], revealed: Sequence[Span], form: Form) -
             out.insert(k, Span(s.entity, a, b, text[a:b]))
             starts.insert(k, a)
     return out
+
+
+def spread(texts: Sequence[str], joined: Sequence[int], found: Sequence[Span], spans: list[tuple[Span, ...]]) -> None:
+    """Spans ``found`` in the texts ``joined`` read as one, put back into each text they touch (``spans[k]``: the
+    spans of ``texts[k]``, updated in place). An address cut across two parts ("jane.roe" + "@corp.example") is
+    masked in both pieces, each where it sits. A span that touches one already found in a text alone is left out:
+    the texts are joined with nothing between them, so "bob@example.com" + "hello" reads as one longer address."""
+    bounds, offset = [], 0
+    for k in joined:
+        bounds.append((k, offset, offset + len(texts[k])))
+        offset += len(texts[k])
+    for s in found:
+        pieces = [(k, max(s.start, a) - a, min(s.end, b) - a) for k, a, b in bounds if max(s.start, a) < min(s.end, b)]
+        if any(o.start < e and b < o.end for k, b, e in pieces for o in spans[k]):
+            continue
+        for k, a, b in pieces:
+            spans[k] = tuple(sorted((*spans[k], Span(s.entity, a, b, texts[k][a:b])), key=lambda x: x.start))

@@ -73,24 +73,28 @@ def evaluate(
     block_message: str = "",
     only: Sequence[frozenset[str] | None] | None = None,
     reserved: frozenset[str] = frozenset(),
+    also: Sequence[tuple[str, int]] = (),
 ) -> Verdict:
     """Apply ``rules`` to ``scores`` (max over ``texts``); ``spans[i]`` are the PII spans of ``texts[i]``;
     ``only[i]``, when given, the categories ``texts[i]`` may raise (a tool result: injection only), which
     keyword/pattern rules and allowlists respect as the engine's scores already do; ``reserved``, placeholders a
-    redaction must not give to these texts' values (the prompt's, on the output stage)."""
+    redaction must not give to these texts' values (the prompt's, on the output stage). ``also``: more readings
+    keyword and pattern rules match, each as a reading of ``texts[owner]`` (texts joined where a request was split
+    across parts): a banned word cut in two is still found. Allowlists judge the texts themselves."""
     findings: list[Finding] = []
     fired: list[tuple[RuleLike, Finding]] = []
     normalised: list[tuple[str, ...]] = []
+    owners = (*range(len(texts)), *(o for _, o in also))
 
     def norm() -> tuple[str, ...]:  # computed once, and only when a custom rule needs it
         if not normalised:
-            normalised.append(tuple(normalise(t) for t in texts))
+            normalised.append(tuple(normalise(t) for t in (*texts, *(t for t, _ in also))))
         return normalised[0]
 
-    def norm_for(category: str) -> tuple[str, ...]:
-        if only is None:
-            return norm()
-        return tuple(t for t, o in zip(norm(), only, strict=False) if o is None or category in o)
+    def norm_for(category: str, readings: bool = False) -> tuple[str, ...]:
+        n = len(owners) if readings else len(texts)
+        keep = [only is None or o >= len(only) or only[o] is None or category in only[o] for o in owners[:n]]
+        return tuple(t for t, k in zip(norm()[:n], keep, strict=True) if k)
 
     for rule in rules:
         shadow = shadow_all or rule.mode == "shadow"
@@ -106,7 +110,7 @@ def evaluate(
             if requires and any(scores.get(c, -1.0) < float(t) for c, t in requires.items()):
                 continue
             if getattr(rule, "is_match", False):  # keywords/patterns on the normalised text
-                hits = _match(rule, norm_for(rule.category))
+                hits = _match(rule, norm_for(rule.category, readings=True))
                 if not hits:
                     continue
                 score, threshold = 1.0, 1.0

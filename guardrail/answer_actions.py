@@ -1,0 +1,53 @@
+"""What an answer's message does besides its text, as the check reads it: tool and function calls, refusal, audio
+transcript and reasoning. The one reading of it: ``Guard.check_output`` on messages and every adapter's answer
+(``guardrail.adapters.answer_text``) ask here, so a tool call's arguments are checked the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["actions_text", "unescape_json"]
+
+
+def _get(obj: Any, key: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(key)
+    return getattr(obj, key, None)
+
+
+_JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+
+
+def unescape_json(text: str) -> str:
+    """``text`` with JSON ``\\uXXXX`` escapes decoded: what an application reads out of tool arguments,
+    where an escaped word would otherwise slip past the check."""
+    return _JSON_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text) if "\\u" in text else text
+
+
+def actions_text(message: Any) -> str:
+    """What a chat message, or one stream delta, does besides its text: each tool or function call as
+    ``"\\nname: arguments"`` (a delta that continues a call carries only an argument fragment, and gets no
+    name), then its refusal, audio transcript and reasoning (``reasoning_content``, ``thinking_blocks``).
+    Arguments sent as objects are written as JSON."""
+    out = ""
+    calls = [_get(c, "function") or _get(c, "custom") for c in _get(message, "tool_calls") or []]
+    if (fn := _get(message, "function_call")) is not None:
+        calls.append(fn)
+    for fn in calls:
+        name, args = _get(fn, "name"), _get(fn, "arguments") or _get(fn, "input") or ""
+        out += (f"\n{name}: " if name else "") + (args if isinstance(args, str) else json.dumps(args, default=str))
+    for text in (
+        _get(message, "refusal"),
+        _get(_get(message, "audio"), "transcript"),
+        _get(message, "reasoning_content"),
+    ):
+        if isinstance(text, str) and text:
+            out += text
+    for block in _get(message, "thinking_blocks") or []:  # litellm's reasoning, as Anthropic-style blocks
+        if isinstance(thought := _get(block, "thinking"), str):
+            out += thought
+    return out
