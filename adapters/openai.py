@@ -7,8 +7,10 @@ is the client's own (``models``, ``embeddings``, ``files``...), reached through 
 
 ``chat.completions.parse`` and ``responses.parse`` (structured outputs) are guarded too (``structured``). The
 guarded resources' other ways of generating text (``stream``, ``with_raw_response``,
-``with_streaming_response``) would bypass the guard, so they raise ``AttributeError`` instead of silently
-answering unguarded (fail closed, DESIGN.md §8).
+``with_streaming_response``, ``responses.compact``; ``chat.completions.retrieve`` / ``list`` / ``update``, which
+return stored answers as the model wrote them) would bypass the guard, so they raise ``AttributeError`` instead of
+silently answering unguarded (fail closed, DESIGN.md §8); so do the client's own (``_CLIENT_SIDE_DOORS``: legacy
+completions, beta, realtime, batches, the generic ``post`` / ``get`` / ``request`` ...).
 """
 
 from __future__ import annotations
@@ -30,23 +32,32 @@ if TYPE_CHECKING:
 __all__ = ["GuardedAsyncOpenAI", "GuardedOpenAI"]
 
 _SIDE_DOORS = frozenset({"parse", "stream", "with_raw_response", "with_streaming_response", "connect"})
+# stored chat completions come back as the model wrote them (a blocked answer's original included, with store=True)
+_COMPLETIONS_SIDE_DOORS = _SIDE_DOORS | {"retrieve", "list", "update"}
+# compact sends the input to a model and returns what it wrote, unchecked
+_RESPONSES_SIDE_DOORS = _SIDE_DOORS | {"compact"}
 # the client's own doors to text generation that this wrapper does not guard: the raw and streaming
-# response views of the whole client, legacy text completions, beta (assistants, threads, parse) and realtime
+# response views of the whole client, legacy text completions, beta (assistants, threads, parse), realtime,
+# batches and evals (a model answers a file of requests), and the generic HTTP calls (client.post("/chat/completions"))
 _CLIENT_SIDE_DOORS = frozenset(
-    {"with_raw_response", "with_streaming_response", "completions", "beta", "realtime", "conversations"}
-)
+    {
+        "with_raw_response", "with_streaming_response", "completions", "beta", "realtime", "conversations",
+        "batches", "evals", "post", "get", "put", "patch", "request", "get_api_list", "_request",
+    }
+)  # fmt: skip
 
 
 class _Resource:
     """A guarded SDK resource: ``create`` is ours, the rest is the resource's own."""
 
     _path = ""
+    _doors = _SIDE_DOORS
 
     def __init__(self, target: Any, owner: _Client) -> None:
         self._target, self._owner = target, owner
 
     def __getattr__(self, name: str) -> Any:
-        if name in _SIDE_DOORS:
+        if name in self._doors:
             raise AttributeError(
                 f"{self._path}.{name} is not available on a guardrail-wrapped client (it would bypass the guard); "
                 f"use {self._path}.create (stream=True for streaming)"
@@ -62,6 +73,7 @@ class _Resource:
 
 class _Completions(_Resource):
     _path = "chat.completions"
+    _doors = _COMPLETIONS_SIDE_DOORS
 
     def create(self, **kwargs: Any) -> Any:
         return call_sync(self._call("chat", kwargs), self._target.create)
@@ -74,6 +86,7 @@ class _Completions(_Resource):
 
 class _AsyncCompletions(_Resource):
     _path = "chat.completions"
+    _doors = _COMPLETIONS_SIDE_DOORS
 
     async def create(self, **kwargs: Any) -> Any:
         return await call_async(self._call("chat", kwargs), self._target.create)
@@ -97,6 +110,7 @@ def _parse_call(resource: _Resource, kind: Any, kwargs: dict[str, Any]) -> tuple
 
 class _Responses(_Resource):
     _path = "responses"
+    _doors = _RESPONSES_SIDE_DOORS
 
     def create(self, **kwargs: Any) -> Any:
         return call_sync(self._call("responses", kwargs), self._target.create)
@@ -121,6 +135,7 @@ class _Responses(_Resource):
 
 class _AsyncResponses(_Resource):
     _path = "responses"
+    _doors = _RESPONSES_SIDE_DOORS
 
     async def create(self, **kwargs: Any) -> Any:
         return await call_async(self._call("responses", kwargs), self._target.create)

@@ -731,7 +731,10 @@ async def test_with_options_and_copy_stay_guarded(client: Any, stub: StubServer)
         (p, n)
         for p in ("chat.completions", "responses")
         for n in ("stream", "with_raw_response", "with_streaming_response")
-    ],
+    ]
+    # stored completions come back as the model wrote them (a blocked answer's original too); compact is a model call
+    + [("chat.completions", "retrieve"), ("chat.completions", "list"), ("chat.completions", "update")]
+    + [("responses", "compact")],
 )
 def test_unguarded_side_doors_are_closed(client: Any, path: str, name: str) -> None:
     resource = client.chat.completions if path == "chat.completions" else client.responses
@@ -1013,10 +1016,13 @@ async def test_an_escaped_value_in_a_responses_function_call_is_read_and_masked(
 
 
 @pytest.mark.parametrize(
-    "name", ["with_raw_response", "with_streaming_response", "completions", "beta", "realtime", "conversations"]
-)
+    "name",
+    ["with_raw_response", "with_streaming_response", "completions", "beta", "realtime", "conversations", "batches",
+     "evals", "post", "get", "put", "patch", "request", "get_api_list"],
+)  # fmt: skip
 def test_the_clients_own_unguarded_doors_are_closed(client: Any, name: str) -> None:
-    # client.with_raw_response.chat.completions.create, legacy completions, beta ... reached the model unchecked
+    # client.with_raw_response.chat.completions.create, legacy completions, beta, client.post("/chat/completions"),
+    # batches ... reached the model unchecked
     with pytest.raises(AttributeError, match="bypass the guard"):
         getattr(client, name)
     assert getattr(client.unwrapped, name) is not None  # still there, deliberately, underneath
