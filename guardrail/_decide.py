@@ -41,10 +41,8 @@ from guardrail.messages import (
     extract,
     prompt_placeholders,
     replace_texts,
-    scoring_form,
 )
 from guardrail.policy import Policy, Rule
-from guardrail.revealed import spans_and_readings, spread
 from guardrail.rules import Verdict, evaluate
 from guardrail.taxonomy import Stage, stage_ids
 
@@ -56,7 +54,6 @@ __all__ = [
     "aligned",
     "check_coverage",
     "context_plan",
-    "extra_readings",
     "failure_kind",
     "merge_scores",
     "new_decision",
@@ -143,24 +140,6 @@ def prepare(stage: Stage, payload: Any, prompt: Any, policy: Policy) -> Pending:
     pending.texts = texts
     pending.original = texts[-1] if texts else ""
     return pending
-
-
-def extra_readings(
-    pending: Pending, entities: set[str], needs_model: bool, spans: list[tuple[Span, ...]]
-) -> tuple[list[str], list[int]]:
-    """The scoring forms of ``pending.extra`` (texts joined where split, a message's name) and the text each counts
-    for; what a joined reading reveals of ``entities`` is masked in the texts it joins (``spans``, in place)."""
-    scan: list[str] = []
-    owner: list[int] = []
-    for ex in pending.extra:
-        found, readings = spans_and_readings(ex.text, entities) if needs_model or entities else ([], [])
-        if ex.joined and found:
-            spread(pending.texts, ex.joined, found, spans)
-        if needs_model:
-            for form, own in readings:
-                scan.append(scoring_form(form.text, own))
-                owner.append(ex.owner)
-    return scan, owner
 
 
 def check_coverage(policy: Policy, classifiers: Callable[[Policy], tuple[Classifier, ...]]) -> None:

@@ -5,7 +5,8 @@ One decision core, two thin drivers (tenacity's ``BaseRetrying.iter()`` is the m
     _prepare(stage, payload)  -> Pending    pure: snapshot the policy, extract texts (roles, context),
                                             decide early what needs no classifier (empty, too long)
     _plan(pending)            -> Plan       cheap and pure: PII spans, the scoring forms of every text
-                                            (normalised, decoded evasions), the deadline
+                                            (normalised, decoded evasions, joined where cut into parts:
+                                            guardrail._readings), the deadline
     (scheduler)                             the only slow part: every classifier's ``predict`` runs on
                                             its scheduler's one inference worker, batched with other
                                             checks; work past its deadline is dropped unrun
@@ -41,7 +42,6 @@ from guardrail._decide import (
     aligned,
     check_coverage,
     context_plan,
-    extra_readings,
     failure_kind,
     merge_scores,
     new_decision,
@@ -50,14 +50,13 @@ from guardrail._decide import (
     verdict,
     with_context,
 )
+from guardrail._readings import readings
 from guardrail._shared_models import model_classifier, shared_scheduler
 from guardrail.classifiers.base import Classifier
-from guardrail.classifiers.patterns import Span
 from guardrail.decision import Action, Decision, Finding, RuleAction
 from guardrail.errors import GuardrailError, PolicyError
 from guardrail.messages import scoring_form
 from guardrail.policy import Policy, PolicyReloader, load_policy
-from guardrail.revealed import spans_and_readings
 from guardrail.scheduler import Scheduler, estimate_tokens
 from guardrail.taxonomy import Stage
 
@@ -171,21 +170,8 @@ class Guard:
         for r in rules:
             if r.action is RuleAction.REDACT:
                 entities |= set(r.entities or ())
-        spans: list[tuple[Span, ...]] = []
-        scan: list[str] = []
-        owner: list[int] = []
         needs_model = any(r.action is not RuleAction.REDACT for r in rules)
-        for i, t in enumerate(pending.texts):
-            # the text's readings (decoded, re-joined): what one reveals is redacted where it sits in the text
-            text_spans, readings = spans_and_readings(t, entities) if needs_model or entities else ([], [])
-            spans.append(tuple(text_spans))
-            if needs_model:
-                for form, own in readings:
-                    scan.append(scoring_form(form.text, own))
-                    owner.append(i)
-        more, more_owner = extra_readings(pending, entities, needs_model, spans)  # joined where split, names
-        scan += more
-        owner += more_owner
+        scan, owner, spans = readings(pending, entities, needs_model)  # every reading, joined ones too
         prompts: tuple[str | None, ...] | None = None
         context: str | None = None
         tokens = sum(estimate_tokens(t) for t in scan)
