@@ -9,13 +9,15 @@ The decorator's wrapper is chosen once, at decoration time (tenacity's ``retry``
 coroutine function gets an ``async def`` wrapper (so ``inspect.iscoroutinefunction`` stays true), an
 async generator an async-generator wrapper and a plain generator a generator wrapper, whose output
 is guarded like any stream, and anything else a plain wrapper. The prompt is the argument named
-``prompt_arg``, else ``messages``/``prompt``, else the first ``str`` argument; a rewrite (redaction)
-replaces that argument before the call. What the function returns is checked when it has text
-(a ``str``, a list of them, a chat completion, a Responses API response or a Messages API message; see
-``shapes.answer_kind``), with what it does (tool calls ...) apart from its text, and is replaced in place
-on a block or a rewrite; a result it cannot read raises ``TypeError``. Under ``input.parallel`` async
-functions and async generators start while the prompt is checked (a block cancels them); sync ones are
-not moved to another thread behind your back, so they run after the check.
+``prompt_arg``, else ``messages``/``prompt``, else the first ``str`` argument (``**kwargs`` and ``*args`` are
+looked into: a thin forwarder ``def chat(**kwargs)`` is guarded too); a call in which none is found raises
+``TypeError`` rather than run unchecked, unless no argument may hold text (none at all, or numbers). A rewrite
+(redaction) replaces the prompt before the call. What the function returns is checked when it has text (a
+``str``, a list of them, a chat completion, a Responses API response or a Messages API message; see
+``shapes.answer_kind``), with what it does (tool calls ...) apart from its text, and is replaced in place on a
+block or a rewrite; a result it cannot read raises ``TypeError``. Under ``input.parallel`` async functions and
+async generators start while the prompt is checked (a block cancels them); sync ones are not moved to another
+thread behind your back, so they run after the check.
 """
 
 from __future__ import annotations
@@ -62,36 +64,38 @@ def _need_guard(guard: Any, usage: str) -> None:
         raise TypeError(f"expected a guardrail.Guard first, got {type(guard).__name__}: use {usage}")
 
 
-def _find_prompt(sig: inspect.Signature, bound: inspect.BoundArguments, prompt_arg: str | None) -> str | None:
-    if prompt_arg is not None:
-        if prompt_arg not in sig.parameters:
-            raise TypeError(f"protect: the function has no argument {prompt_arg!r}")
-        return prompt_arg
-    for name in ("messages", "prompt"):
-        if name in bound.arguments:
-            return name
-    return next((n for n, v in bound.arguments.items() if isinstance(v, str)), None)
-
-
 class _Request:
     """One call of the decorated function: its arguments, its prompt, and the guarded Call."""
 
     def __init__(self, deco: _Decorated, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        from guardrail.adapters import prompt_args
+
         self.fn = deco.fn
         self.bound = deco.sig.bind(*args, **kwargs)
-        self.name = _find_prompt(deco.sig, self.bound, deco.prompt_arg)
-        self.prompt = self.bound.arguments.get(self.name) if self.name else None
+        where = prompt_args.find_prompt(deco.sig, self.bound, deco.prompt_arg)
+        if where is None and prompt_args.may_hold_text(self.bound):  # never run unchecked: say how to name the prompt
+            named = f"prompt_arg={deco.prompt_arg!r} is" if deco.prompt_arg else "no messages=, prompt= or str argument"
+            raise TypeError(
+                f"guardrail.protect found no prompt to check in this call of {deco.fn.__qualname__}() ({named} "
+                "not among its arguments): pass the prompt, or name it with protect(guard, prompt_arg=...) (an "
+                "argument, or a key of **kwargs)"
+            )
+        # None: the call has no argument that may hold text (none at all, numbers): only the answer is checked
+        self.where = where
+        self.prompt = prompt_args.prompt_at(self.bound, where) if where is not None else None
         self.sent: dict[str, str] = {}  # the input's redactions (placeholder -> the user's value)
         self.call = Call(deco.guard, context=deco.context)
 
     def apply(self, out: Outcome) -> None:
         """A rewrite replaces the prompt argument (messages, or the text)."""
         d = out.decision
-        if self.name is not None and d.action is Action.REWRITE:
+        if self.where is not None and d.action is Action.REWRITE:
+            from guardrail.adapters import prompt_args
+
             self.sent = dict(d.redactions)  # the user's values: an answer that writes one keeps its placeholder
-            self.bound.arguments[self.name] = list(d.messages) if d.messages is not None else d.text
             # the answer is judged against the prompt as sent, whose placeholders it must not reuse
-            self.prompt = self.bound.arguments[self.name]
+            self.prompt = list(d.messages) if d.messages is not None else d.text
+            prompt_args.put_prompt(self.bound, self.where, self.prompt)
 
     def invoke(self) -> Any:
         return self.fn(*self.bound.args, **self.bound.kwargs)
@@ -198,6 +202,9 @@ class _Decorated:
     def __init__(self, guard: Guard, fn: Callable[..., Any], prompt_arg: str | None, context: Context) -> None:
         self.guard, self.fn, self.prompt_arg, self.context = guard, fn, prompt_arg, context
         self.sig = inspect.signature(fn)
+        from guardrail.adapters import prompt_args
+
+        prompt_args.check_prompt_arg(self.sig, prompt_arg)
 
     def request(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Request:
         return _Request(self, args, kwargs)
@@ -207,7 +214,7 @@ def _sync_function(deco: _Decorated) -> Callable[..., Any]:
     @functools.wraps(deco.fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         req = deco.request(args, kwargs)
-        if req.name is not None:
+        if req.where is not None:
             out = req.call.outcome(req.call.check_input(req.prompt))
             if out.stop:
                 return out.text
@@ -221,7 +228,7 @@ def _async_function(deco: _Decorated) -> Callable[..., Any]:
     @functools.wraps(deco.fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         req = deco.request(args, kwargs)
-        if req.name is not None:
+        if req.where is not None:
             out, result = await req.call.asend(req.prompt, req.invoke, req.apply)
             if out.stop:
                 return out.text
@@ -236,7 +243,7 @@ def _sync_generator(deco: _Decorated) -> Callable[..., Any]:
     @functools.wraps(deco.fn)
     def wrapper(*args: Any, **kwargs: Any) -> Iterator[str]:
         req = deco.request(args, kwargs)
-        if req.name is not None:
+        if req.where is not None:
             out = req.call.outcome(req.call.check_input(req.prompt))
             if out.stop:
                 if out.text:
@@ -280,7 +287,7 @@ def _async_generator(deco: _Decorated) -> Callable[..., Any]:
     @functools.wraps(deco.fn)
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[str]:
         req = deco.request(args, kwargs)
-        if req.name is not None:
+        if req.where is not None:
             out, primed = await req.call.asend(req.prompt, lambda: _prime(req.invoke()), req.apply)
             if out.stop or primed is None:
                 if out.text:

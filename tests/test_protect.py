@@ -193,6 +193,59 @@ async def test_prompt_argument_by_name_and_messages(guard: Guard, mode: str) -> 
         await call(guardrail.protect(guard, pick if mode == "sync" else apick, prompt_arg="nope"), "a", "b")
 
 
+async def test_a_prompt_passed_through_kwargs_or_args_is_checked_and_rewritten_there(guard: Guard, mode: str) -> None:
+    # a thin forwarder, chat(**kwargs) -> client.chat.completions.create(**kwargs), ran with its prompt unread
+    seen: list[Any] = []
+
+    def forward(*args: Any, **kwargs: Any) -> str:
+        seen.append((args, kwargs))
+        return "ok"
+
+    async def aforward(*args: Any, **kwargs: Any) -> str:
+        return forward(*args, **kwargs)
+
+    fn = guardrail.protect(guard, forward if mode == "sync" else aforward)
+    assert await call(fn, model="m", messages=[{"role": "user", "content": "a bomb"}]) == REFUSAL
+    assert await call(fn, "a bomb", 3) == REFUSAL
+    assert seen == []
+    assert await call(fn, model="m", messages=[{"role": "user", "content": "mail bob@example.com"}]) == "ok"
+    assert seen[-1] == ((), {"model": "m", "messages": [{"role": "user", "content": "mail <EMAIL_1>"}]})
+    assert await call(fn, 7, "mail bob@example.com") == "ok"
+    assert seen[-1] == ((7, "mail <EMAIL_1>"), {})
+    named = guardrail.protect(guard, forward if mode == "sync" else aforward, prompt_arg="question")
+    assert await call(named, style="a bomb style", question="fine") == "ok"  # only `question` is the prompt
+    assert await call(named, question="a bomb") == REFUSAL
+
+
+async def test_a_call_whose_prompt_cannot_be_found_is_refused_not_run_unchecked(guard: Guard, mode: str) -> None:
+    ran: list[Any] = []
+
+    def take(payload: Any = None, n: int = 0) -> str:
+        ran.append(payload)
+        return "ok"
+
+    async def atake(payload: Any = None, n: int = 0) -> str:
+        return take(payload, n)
+
+    fn = guardrail.protect(guard, take if mode == "sync" else atake)
+    with pytest.raises(TypeError, match="prompt_arg="):
+        await call(fn, {"question": "a bomb"})
+    named = guardrail.protect(guard, take if mode == "sync" else atake, prompt_arg="payload")
+    assert ran == [] and await call(fn, n=3) == "ok"  # nothing that may hold text: only the answer is checked
+    assert await call(named, "a bomb") == REFUSAL and ran == [None]
+
+
+def test_a_generators_prompt_passed_through_kwargs_is_checked(guard: Guard) -> None:
+    ran: list[Any] = []
+
+    @guardrail.protect(guard)
+    def stream(**kwargs: Any) -> Iterator[str]:
+        ran.append(kwargs)
+        yield "ok"
+
+    assert "".join(stream(prompt="a bomb")) == REFUSAL and ran == []
+
+
 async def test_response_objects_are_guarded(guard: Guard, stub: StubServer, mode: str) -> None:
     """A function returning the client's response: the text is checked and replaced in place."""
     stub.reply = HARMFUL

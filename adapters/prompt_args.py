@@ -1,0 +1,89 @@
+"""Where a ``guardrail.protect``-decorated function's call carries its prompt (``guardrail.integrations``): a named
+argument, or inside ``**kwargs`` / ``*args`` (a thin forwarder ``def chat(**kwargs)`` passes ``messages=`` through
+them), and how a rewrite puts the checked prompt back there. Pure: no client is imported.
+"""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["Where", "check_prompt_arg", "find_prompt", "may_hold_text", "prompt_at", "put_prompt"]
+
+# where a call's prompt is: (argument name, None), or inside a variadic argument: (its name, key of **kwargs or
+# index in *args)
+Where = tuple[str, str | int | None]
+
+
+def variadic(sig: inspect.Signature, kind: inspect._ParameterKind) -> str | None:
+    return next((p.name for p in sig.parameters.values() if p.kind is kind), None)
+
+
+def check_prompt_arg(sig: inspect.Signature, prompt_arg: str | None) -> None:
+    """At decoration: ``prompt_arg`` names an argument, or a key the function's ``**kwargs`` may receive."""
+    if prompt_arg is not None and prompt_arg not in sig.parameters and not variadic(sig, inspect.Parameter.VAR_KEYWORD):
+        raise TypeError(f"protect: the function has no argument {prompt_arg!r}")
+
+
+def find_prompt(sig: inspect.Signature, bound: inspect.BoundArguments, prompt_arg: str | None) -> Where | None:
+    """Where this call's prompt is: ``prompt_arg``, else ``messages`` / ``prompt`` (named, or passed through
+    ``**kwargs``), else the first ``str`` argument (a ``*args`` one included) or messages passed through ``*args``.
+    None when there is none: the caller refuses to run the function unchecked."""
+    var_kw = variadic(sig, inspect.Parameter.VAR_KEYWORD)
+    extra = bound.arguments.get(var_kw, {}) if var_kw else {}
+    if prompt_arg is not None:
+        if prompt_arg in sig.parameters:
+            return prompt_arg, None
+        return (var_kw, prompt_arg) if var_kw and prompt_arg in extra else None
+    for name in ("messages", "prompt"):
+        if name in bound.arguments and name != var_kw:
+            return name, None
+    for name in ("messages", "prompt"):
+        if var_kw and name in extra:
+            return var_kw, name
+    var_pos = variadic(sig, inspect.Parameter.VAR_POSITIONAL)
+    for name, value in bound.arguments.items():
+        if name == var_pos:
+            found = next((i for i, v in enumerate(value) if isinstance(v, str) or is_messages(v)), None)
+            if found is not None:
+                return name, found
+        elif name != var_kw and isinstance(value, str):
+            return name, None
+    return None
+
+
+def is_messages(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(m, Mapping) and "role" in m for m in value)
+
+
+def may_hold_text(bound: inspect.BoundArguments) -> bool:
+    """Whether any argument of the call (inside ``*args`` and ``**kwargs`` too) may carry text: anything but
+    ``None``, numbers and booleans."""
+    values: list[Any] = []
+    for value in bound.arguments.values():
+        values += (
+            list(value.values()) if isinstance(value, dict) else list(value) if isinstance(value, tuple) else [value]
+        )
+    return any(v is not None and not isinstance(v, numbers.Number) for v in values)
+
+
+def prompt_at(bound: inspect.BoundArguments, where: Where) -> Any:
+    name, key = where
+    if key is None:
+        return bound.arguments.get(name)  # a named argument left to its default: None
+    return bound.arguments[name][key]
+
+
+def put_prompt(bound: inspect.BoundArguments, where: Where, prompt: Any) -> None:
+    """The call's arguments with ``prompt`` where the prompt was (a copy of a variadic argument, changed)."""
+    name, key = where
+    if key is None:
+        bound.arguments[name] = prompt
+    elif isinstance(key, str):
+        bound.arguments[name] = {**bound.arguments[name], key: prompt}
+    else:
+        args = list(bound.arguments[name])
+        args[key] = prompt
+        bound.arguments[name] = tuple(args)
