@@ -10,7 +10,9 @@ from guardrail.classifiers.patterns import Span
 from guardrail.messages import scoring_form
 from guardrail.revealed import spans_and_readings, spread
 
-__all__ = ["readings"]
+__all__ = ["FRAGMENT", "readings"]
+
+FRAGMENT = 32  # characters: a part of a joined run shorter than this is scored only within the run
 
 
 def readings(
@@ -22,11 +24,14 @@ def readings(
     scan: list[str] = []
     owner: list[int] = []
     spans: list[tuple[Span, ...]] = []
+    # a fragment of a joined run is read only in the run: three letters alone mean nothing, and scored alone they
+    # flagged benign text cut into parts (single letters score as profanity)
+    fragments = {k for ex in pending.extra for k in ex.joined if len(pending.texts[k].strip()) < FRAGMENT}
     for i, t in enumerate(pending.texts):
         # what one reading reveals is redacted where it sits in the text
         text_spans, forms = spans_and_readings(t, entities) if needs_model or entities else ([], [])
         spans.append(tuple(text_spans))
-        if needs_model:
+        if needs_model and i not in fragments:
             for form, own in forms:
                 scan.append(scoring_form(form.text, own))
                 owner.append(i)

@@ -34,9 +34,9 @@ _UNSEEN = (
     "\U000e0100-\U000e01ef"
 )
 _TAGS = "\U000e0020-\U000e007e"  # tag characters: ASCII 0x20-0x7e shifted into plane 14
-# combining marks in the blocks used to over-strike Latin text ("zalgo", strike-through): dropped only after an
-# ASCII letter or digit, once canonical composition has made accented letters single characters (é stays é; the
-# marks of Devanagari, Thai, Hebrew or Arabic are never after an ASCII letter)
+# combining marks in the blocks used to over-strike Latin text ("zalgo", strike-through): dropped only after a
+# printable ASCII character (a space or a full stop struck through too), once canonical composition has made
+# accented letters single characters (é stays é; the marks of Devanagari, Thai, Hebrew or Arabic never follow one)
 _MARKS = "\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
 # letters and digits in compatibility forms that fold to ASCII: full-width, mathematical, circled, ligatures,
 # super- and subscripts, letterlike symbols
@@ -44,9 +44,9 @@ _COMPAT = "\u2070-\u209f\u2100-\u214f\u2460-\u24ff\ufb00-\ufb06\uff01-\uff5e\U00
 
 _UNSEEN_RE = re.compile(f"[{_UNSEEN}]+")
 _TAGS_RE = re.compile(f"[{_TAGS}]+")
-_MARKS_RE = re.compile(f"(?<=[A-Za-z0-9])[{_MARKS}]+")
+_MARKS_RE = re.compile(f"(?<=[\x20-\x7e])[{_MARKS}]+")
 _ANY_RE = re.compile(
-    f"(?P<unseen>[{_UNSEEN}]+)|(?P<tags>[{_TAGS}]+)|(?<=[A-Za-z0-9])(?P<marks>[{_MARKS}]+)|(?P<compat>[{_COMPAT}])"
+    f"(?P<unseen>[{_UNSEEN}]+)|(?P<tags>[{_TAGS}]+)|(?<=[\x20-\x7e])(?P<marks>[{_MARKS}]+)|(?P<compat>[{_COMPAT}])"
 )
 _GATE = re.compile(f"[{_UNSEEN}{_TAGS}{_MARKS}{_COMPAT}]")
 
@@ -64,7 +64,7 @@ def drop_unseen(text: str) -> str:
 
 
 def drop_stray_marks(text: str) -> str:
-    """Over-striking combining marks after an ASCII letter or digit dropped (call after NFKC composition)."""
+    """Over-striking combining marks after a printable ASCII character dropped (call after NFKC composition)."""
     return _MARKS_RE.sub("", text) if _GATE.search(text) else text
 
 
