@@ -50,7 +50,8 @@ def test_a_request_cut_into_parts_is_read_joined(g: Guard, is_async: bool, size:
     cut = [HARM[i : i + size] for i in range(0, len(HARM), size)]
     assert check(g, parts(*cut), is_async=is_async).blocked
     benign = parts(*[BENIGN[i : i + size] for i in range(0, len(BENIGN), size)])
-    assert check(g, benign, is_async=is_async).action in (Action.ALLOW, Action.LOG)  # single letters log profanity
+    # a fragment is scored only within its joined run: single letters alone once scored as profanity
+    assert check(g, benign, is_async=is_async).action is Action.ALLOW
 
 
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
