@@ -106,6 +106,9 @@ def test_the_cli_exits_0_1_2_with_a_table_and_junit(tmp_path: Path, capsys: pyte
          "cases[0].messages: message 0 has the unknown role 'usr'"),
         ("  - id: a\n    messages:\n      - {role: user, content: hi}\n      - {role: tool, content: {a: 1}}\n"
          "    expect: {action: allow}\n", 4, "cases[0].messages: message 1: content must be a string"),
+        # a text part the reader cannot read used to be skipped: the case "held" as allow, testing nothing
+        ("  - {id: a, messages: [{role: user, content: [{type: text, text: 5}]}], expect: {action: allow}}\n", 3,
+         "cases[0].messages: message 0 part 0: text must be a string"),
     ],
 )  # fmt: skip
 def test_a_malformed_suite_is_named_by_file_and_line(tmp_path: Path, case: str, line: int, message: str) -> None:

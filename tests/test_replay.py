@@ -83,6 +83,7 @@ def test_a_hashed_audit_log_cannot_be_replayed_and_says_why(tmp_path: Path) -> N
         ({"messages": [{"role": "usr", "content": "hi"}]}, "messages: message 0 has the unknown role 'usr'"),
         ({"messages": [{"role": "user", "content": {"a": 1}}]}, "messages: message 0: content must be a string"),
         ({"input": [{"content": "hi"}]}, "input: message 0 has no role"),
+        ({"messages": [{"role": "user", "content": [{"type": "text", "text": ["hi"]}]}]}, "messages: message 0 part 0"),
         ({"text": "hi", "prompt": "why"}, "prompt: is for stage: output"),  # was silently dropped
         ({"messages": [{"role": "user", "content": "hi"}], "prompt": "why"}, "prompt: is for stage: output"),
         ({"stage": "output", "text": "hi", "prompt": ["why"]}, "prompt: must be a string"),
