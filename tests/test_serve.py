@@ -579,3 +579,12 @@ def test_the_cli_parser_imports_no_server_dependency() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_a_policy_named_in_another_script_is_sent_percent_encoded_not_a_500() -> None:
+    guard = Guard({**make_policy(), "name": "策略"}, classifiers=FakeClassifier(rules=FAKE_RULES))
+    with TestClient(create_app(guard=guard, tokens=[])) as c:
+        r = c.post("/v1/check", json={"text": "hello"})
+    guard.close()
+    assert r.status_code == 200 and r.json()["policy"] == "策略"
+    assert r.headers["x-guardrail-policy"] == "%E7%AD%96%E7%95%A5"

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import structlog
 from pydantic import BaseModel, ValidationError
@@ -89,8 +90,14 @@ def _headers(decisions: Sequence[Decision]) -> dict[str, str]:
     return {
         "x-guardrail-action": strongest.value,
         "x-guardrail-decision-ids": ",".join(d.id for d in decisions),
-        "x-guardrail-policy": decisions[0].policy if decisions else "",
+        "x-guardrail-policy": _header_value(decisions[0].policy) if decisions else "",
     }
+
+
+def _header_value(value: str) -> str:
+    """A header carries latin-1 only: a policy named in another script ("策略") failed every check's response with a
+    500, so such a name is sent percent-encoded (ASCII names, the usual ones, go as they are)."""
+    return value if value.isascii() else quote(value, safe="")
 
 
 def _state(request: Request) -> _State:
