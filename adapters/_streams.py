@@ -23,6 +23,14 @@ from guardrail.streaming import Release, StreamGuard
 
 from . import actions, audio, shapes
 from .answer_text import _get, unescape_json
+from .response_events import (
+    ACTION_DELTAS,
+    ACTION_DONE,
+    DONE_EVENTS,
+    FINAL_RESPONSES,
+    lifecycle_or_message,
+    text_part,
+)
 from .restorer import Restorer
 
 if TYPE_CHECKING:
@@ -149,44 +157,6 @@ class ChatStream(_StreamState):
         return merged if actions.mask_and_restore(apply, read, own, self.gc.restore_map) else None
 
 
-_DONE_EVENTS = ("response.output_text.done", "response.content_part.done", "response.output_item.done")
-# Responses events that stream what the answer does besides its text
-_ACTION_DELTAS = frozenset(
-    {
-        "response.function_call_arguments.delta", "response.custom_tool_call_input.delta", "response.refusal.delta",
-        "response.audio.transcript.delta", "response.reasoning_summary_text.delta", "response.reasoning_text.delta",
-        "response.mcp_call_arguments.delta", "response.code_interpreter_call_code.delta",
-    }
-)  # fmt: skip
-
-
-# done events that repeat an action whole, and where its text is
-_ACTION_DONE = {
-    "response.function_call_arguments.done": ("arguments",),
-    "response.custom_tool_call_input.done": ("input",),
-    "response.refusal.done": ("refusal",),
-    "response.mcp_call_arguments.done": ("arguments",),
-    "response.code_interpreter_call_code.done": ("code",),
-    "response.audio.transcript.done": ("transcript",),
-}
-
-
-def _text_part(part: Any) -> bool:
-    return _get(part, "type") in (None, "output_text")
-
-
-def _lifecycle_or_message(event: Any) -> bool:
-    """Whether a held Responses event may precede a refusal: the response's own lifecycle and the message
-    item's frames do; function calls, tool calls and their arguments (the blocked answer's actions) do not."""
-    kind = actions.event_kind(event)
-    if kind in ("response.created", "response.in_progress", "response.queued"):
-        return True
-    if kind == "response.output_item.added":
-        return bool(_get(getattr(event, "item", None), "type") == "message")
-    # a text part's frame, never a done event (it repeats the blocked text) or a refusal part
-    return kind == "response.content_part.added" and _text_part(getattr(event, "part", None))
-
-
 class ResponsesStream(_StreamState):
     """Responses API stream events: text deltas are guarded, the other events re-emitted around them."""
 
@@ -211,6 +181,7 @@ class ResponsesStream(_StreamState):
         # audio is held only when it may need editing (the policy redacts personal data, or restore has values to
         # put back); otherwise it streams as it comes, each event after the check that read the transcript before it
         self.edits_audio = edits_audio
+        self.seen_items: set[str] = set()  # the ids of the items their own events streamed
 
     def _key(self, template: Any = None) -> tuple[str, int]:
         t = self.template if template is None else template
@@ -219,11 +190,11 @@ class ResponsesStream(_StreamState):
     def take(self, event: Any) -> str:
         kind = actions.event_kind(event)
         item_id = str(getattr(event, "item_id", "") or "")
-        if kind in _ACTION_DELTAS and isinstance(getattr(event, "delta", None), str):
+        if kind in ACTION_DELTAS and isinstance(getattr(event, "delta", None), str):
             self.actions += event.delta
             self.streamed[item_id] = self.streamed.get(item_id, "") + event.delta
-        elif kind in _ACTION_DONE:  # an action no delta streamed (or streamed otherwise) is checked whole
-            self._whole(item_id, next((getattr(event, a, None) for a in _ACTION_DONE[kind]), None))
+        elif kind in ACTION_DONE:  # an action no delta streamed (or streamed otherwise) is checked whole
+            self._whole(item_id, next((getattr(event, a, None) for a in ACTION_DONE[kind]), None))
         elif kind.startswith("response.content_part.") and _get(getattr(event, "part", None), "type") == "refusal":
             self._whole(item_id, _get(event.part, "refusal"))  # a refusal part's text, carried by its frames
         elif kind == "response.output_item.done" and _get(getattr(event, "item", None), "type") != "message":
@@ -234,6 +205,14 @@ class ResponsesStream(_StreamState):
                 self.actions += "\n" + whole
         elif kind == "response.output_item.added" and getattr(getattr(event, "item", None), "type", "") != "message":
             self.actions += f"\n{getattr(event.item, 'name', None) or getattr(event.item, 'type', '')}: "
+        elif kind in FINAL_RESPONSES:  # items no event streamed (a compatible server's): read here, or never
+            unseen = [i for i in _get(getattr(event, "response", None), "output") or [] if self._unseen(i)]
+            for item in unseen:
+                self.actions += "\n" + (shapes.item_action_text(item) or "")
+            if self.hold is None and any(_get(i, "type") != "reasoning" for i in unseen):
+                self.hold = event  # a tool call: masked at the last check, or never sent
+        if kind in ("response.output_item.added", "response.output_item.done"):
+            self.seen_items.add(str(_get(getattr(event, "item", None), "id") or ""))
         if kind == "response.output_text.delta":
             key = self._key(event)
             if not self.segments or self._key(self.segments[-1][1]) != key:
@@ -251,6 +230,10 @@ class ResponsesStream(_StreamState):
             self.hold = event  # a tool call or the answer's audio: masked at the last check, or never sent
         self.pending.append((self.fed, event))
         return ""
+
+    def _unseen(self, item: Any) -> bool:
+        """A final response's non-message item that no item event streamed (so nothing has read it yet)."""
+        return _get(item, "type") != "message" and str(_get(item, "id") or "") not in self.seen_items
 
     def _whole(self, item_id: str, full: Any) -> None:
         """An action's whole text, from a done event or a part's frame: checked unless its deltas showed it."""
@@ -270,7 +253,7 @@ class ResponsesStream(_StreamState):
             if at is not None:
                 text = text[: max(0, at - start)]
                 end = min(end, max(at, start))
-            yield from (self._patched(e) for e in self._due(start) if _lifecycle_or_message(e))
+            yield from (self._patched(e) for e in self._due(start) if lifecycle_or_message(e))
             self.pending, self.held = [], []
         if rel.final and stop is None and self.hold is not None:  # the final check passed: send it all
             self.hold, held, self.held = None, self.held, []
@@ -352,7 +335,7 @@ class ResponsesStream(_StreamState):
         they carry text no delta streamed: that text was never checked). Unchanged events stay as they are.
         Parts may be objects (openai) or dicts (litellm's proxy events)."""
         kind = actions.event_kind(event)
-        if kind in _DONE_EVENTS:
+        if kind in DONE_EVENTS:
             if not any(text != new for _, text, new in self._text_parts(event, kind)):
                 return event
             event = copy.deepcopy(event)
@@ -386,7 +369,7 @@ class ResponsesStream(_StreamState):
         out = []
         for i, part in enumerate(parts):
             text = getattr(part, "text", None) if not isinstance(part, dict) else part.get("text")
-            if (part is event or _text_part(part)) and isinstance(text, str):
+            if (part is event or text_part(part)) and isinstance(text, str):
                 index = int(getattr(event, "content_index", None) or i)
                 out.append((part, text, self.emitted.get((item_id, index), "")))
         return out
