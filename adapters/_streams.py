@@ -205,6 +205,8 @@ class ResponsesStream(_StreamState):
                 self.actions += "\n" + whole
         elif kind == "response.output_item.added" and getattr(getattr(event, "item", None), "type", "") != "message":
             self.actions += f"\n{getattr(event.item, 'name', None) or getattr(event.item, 'type', '')}: "
+        elif kind == "response.output_text.annotation.added":  # a citation's title, shown beside the text
+            self.actions += "".join("\n" + t for t in shapes.annotation_titles([getattr(event, "annotation", None)]))
         elif kind in FINAL_RESPONSES:  # items no event streamed (a compatible server's): read here, or never
             unseen = [i for i in _get(getattr(event, "response", None), "output") or [] if self._unseen(i)]
             for item in unseen:

@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from .response_shapes import response_text
 
-__all__ = ["action_texts_of", "actions_text", "answer_kind", "blocked_delta", "content_text", "item_action_text",
-           "texts_of", "unescape_json"]  # fmt: skip
+__all__ = ["action_texts_of", "actions_text", "annotation_titles", "answer_kind", "blocked_delta", "content_text",
+           "item_action_text", "texts_of", "unescape_json"]  # fmt: skip
 
 
 _ACTIONS = ("tool_calls", "function_call", "audio", "refusal", "reasoning_content", "thinking_blocks")
@@ -120,7 +120,9 @@ def action_texts_of(result: Any) -> list[str | None]:
         for item in output:
             kind = _get(item, "type")
             if kind == "message":
-                found += [r for part in _get(item, "content") or [] if isinstance(r := _get(part, "refusal"), str)]
+                for part in _get(item, "content") or []:
+                    found += [r] if isinstance(r := _get(part, "refusal"), str) else []
+                    found += annotation_titles(_get(part, "annotations"))
             elif (text := item_action_text(item)) is not None:
                 found.append(text)
         return [_joined(found)]
@@ -177,7 +179,8 @@ def unescape_json(text: str) -> str:
 def actions_text(message: Any) -> str:
     """What a chat message, or one stream delta, does besides its text: each tool or function call as
     ``"\nname: arguments"`` (a delta that continues a call carries only an argument fragment, and gets no
-    name), then its refusal, audio transcript and reasoning (``reasoning_content``, ``thinking_blocks``).
+    name), then its refusal (the field, or refusal parts of its content), audio transcript, reasoning
+    (``reasoning_content``, ``thinking_blocks``) and its citations' titles.
     Arguments sent as objects are written as JSON."""
     out = ""
     calls = [_get(c, "function") or _get(c, "custom") for c in _get(message, "tool_calls") or []]
@@ -186,10 +189,14 @@ def actions_text(message: Any) -> str:
     for fn in calls:
         name, args = _get(fn, "name"), _get(fn, "arguments") or _get(fn, "input") or ""
         out += (f"\n{name}: " if name else "") + (args if isinstance(args, str) else json.dumps(args, default=str))
+    content = _get(message, "content")
+    refused = [_get(p, "refusal") for p in content if _get(p, "type") == "refusal"] if isinstance(content, list) else []
     for text in (
         _get(message, "refusal"),
+        *refused,  # a refusal part of the content: what the model says in place of an answer
         _get(_get(message, "audio"), "transcript"),
         _get(message, "reasoning_content"),
+        *annotation_titles(_get(message, "annotations")),
     ):
         if isinstance(text, str) and text:
             out += text
@@ -197,6 +204,17 @@ def actions_text(message: Any) -> str:
         if isinstance(thought := _get(block, "thinking"), str):
             out += thought
     return out
+
+
+def annotation_titles(annotations: Any) -> list[str]:
+    """The titles of an answer's citations (chat ``url_citation``, a Responses part's annotations): text the model
+    wrote or chose that the application shows beside the answer, so it is read as part of what the answer says."""
+    titles: list[str] = []
+    for annotation in annotations if isinstance(annotations, list) else []:
+        for source in (annotation, _get(annotation, "url_citation")):
+            if isinstance(title := _get(source, "title"), str) and title:
+                titles.append(title)
+    return titles
 
 
 def _joined(texts: list[str]) -> str | None:

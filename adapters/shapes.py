@@ -30,6 +30,7 @@ from .answer_text import (  # re-exported: what an answer says, for the adapters
     _put,
     action_texts_of,
     actions_text,
+    annotation_titles,
     answer_kind,
     blocked_delta,
     content_text,
@@ -49,6 +50,7 @@ __all__ = [
     "Flavour",
     "action_texts_of",
     "actions_text",
+    "annotation_titles",
     "answer_kind",
     "blocked_delta",
     "content_free",
@@ -220,6 +222,7 @@ def replace_completion_texts(
             message = out["choices"][i]["message"]
             message["content"] = text
             message.pop("parsed", None)  # a structured output parsed from the text that is gone
+            message.pop("annotations", None)  # citations into the text that is gone (and their titles)
             if i in reasons:
                 out["choices"][i]["finish_reason"] = reasons[i]
                 if reasons[i] == CONTENT_FILTER:
@@ -237,8 +240,9 @@ def replace_completion_texts(
                     choices[i].finish_reason = reasons[i]
                 continue
             choices[i].message.content = text
-            if getattr(choices[i].message, "parsed", None) is not None:  # parsed from the text that is gone
-                choices[i].message.parsed = None
+            for name in ("parsed", "annotations"):  # parsed from, or citing into, the text that is gone
+                if getattr(choices[i].message, name, None) is not None:
+                    setattr(choices[i].message, name, None)
             if i in reasons:
                 choices[i].finish_reason = reasons[i]
                 if reasons[i] == CONTENT_FILTER:

@@ -2331,3 +2331,38 @@ async def test_a_tool_item_only_the_final_response_carries_is_checked_and_masked
     events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
     [call] = [item for item in events[-1].response.output if item.type == "function_call"]
     assert events[-1].type == "response.completed" and json.loads(call.arguments) == {"to": "<EMAIL_1>"}
+
+
+async def test_a_refusal_part_and_citation_titles_are_read_as_what_the_answer_says(
+    client: Any, stub: StubServer
+) -> None:
+    # a content part {"type": "refusal"} and a citation's title passed unread (only text parts were)
+    def chat(message: dict[str, Any]) -> dict[str, Any]:
+        choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", **message}}
+        return {"id": "c", "object": "chat.completion", "created": 0, "model": "m", "choices": [choice]}
+
+    cite = {"type": "url_citation", "url_citation": {"url": "https://x.example", "title": HARMFUL, "start_index": 0,
+                                                     "end_index": 5}}  # fmt: skip
+    for message in (
+        {"content": [{"type": "refusal", "refusal": HARMFUL}]},
+        {"content": "Paris.", "annotations": [cite]},
+    ):
+        stub.raw = chat(message)
+        resp = await run(client.chat.completions.create(model="m", messages=user("x")))
+        assert resp.choices[0].finish_reason == "content_filter" and "bomb" not in resp.model_dump_json()
+    calm = {**cite, "url_citation": {**cite["url_citation"], "title": "A calm page"}}
+    stub.raw = chat({"content": "Paris.", "annotations": [calm]})
+    resp = await run(client.chat.completions.create(model="m", messages=user("x")))
+    assert resp.choices[0].message.annotations[0].url_citation.title == "A calm page"  # nothing changed: kept
+    note = {"type": "url_citation", "url": "https://x.example", "title": HARMFUL, "start_index": 0, "end_index": 5}
+    part = {"type": "output_text", "text": "Paris.", "annotations": [note]}
+    stub.raw = _response([{"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+                           "content": [part]}])  # fmt: skip
+    resp = await run(client.responses.create(model="m", input="x"))
+    assert resp.status == "incomplete" and "bomb" not in resp.model_dump_json()
+    events = _message_events(1, "Paris is the capital of France, on the Seine.", 0, 9, done=True)
+    events.insert(-2, _event("response.output_text.annotation.added", item_id="msg_1", output_index=0,
+                             content_index=0, annotation_index=0, annotation=note))  # fmt: skip
+    stub.raw = _numbered([_event("response.created", response=_response([], "in_progress")), *events])
+    out = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
+    assert out[-1].type == "response.incomplete" and "bomb" not in "".join(e.model_dump_json() for e in out)
