@@ -6,9 +6,10 @@ field access that works on both dicts and models. ``shapes`` re-exports it; this
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
+
+from guardrail.answer_actions import actions_text, annotation_titles, unescape_json
 
 from .response_shapes import response_text
 
@@ -165,56 +166,6 @@ def _unescaped(value: Any) -> Any:
     if isinstance(value, list):
         return [_unescaped(v) for v in value]
     return value
-
-
-_JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
-
-
-def unescape_json(text: str) -> str:
-    """``text`` with JSON ``\\uXXXX`` escapes decoded: what an application reads out of tool arguments,
-    where an escaped word would otherwise slip past the check."""
-    return _JSON_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text) if "\\u" in text else text
-
-
-def actions_text(message: Any) -> str:
-    """What a chat message, or one stream delta, does besides its text: each tool or function call as
-    ``"\nname: arguments"`` (a delta that continues a call carries only an argument fragment, and gets no
-    name), then its refusal (the field, or refusal parts of its content), audio transcript, reasoning
-    (``reasoning_content``, ``thinking_blocks``) and its citations' titles.
-    Arguments sent as objects are written as JSON."""
-    out = ""
-    calls = [_get(c, "function") or _get(c, "custom") for c in _get(message, "tool_calls") or []]
-    if (fn := _get(message, "function_call")) is not None:
-        calls.append(fn)
-    for fn in calls:
-        name, args = _get(fn, "name"), _get(fn, "arguments") or _get(fn, "input") or ""
-        out += (f"\n{name}: " if name else "") + (args if isinstance(args, str) else json.dumps(args, default=str))
-    content = _get(message, "content")
-    refused = [_get(p, "refusal") for p in content if _get(p, "type") == "refusal"] if isinstance(content, list) else []
-    for text in (
-        _get(message, "refusal"),
-        *refused,  # a refusal part of the content: what the model says in place of an answer
-        _get(_get(message, "audio"), "transcript"),
-        _get(message, "reasoning_content"),
-        *annotation_titles(_get(message, "annotations")),
-    ):
-        if isinstance(text, str) and text:
-            out += text
-    for block in _get(message, "thinking_blocks") or []:  # litellm's reasoning, as Anthropic-style blocks
-        if isinstance(thought := _get(block, "thinking"), str):
-            out += thought
-    return out
-
-
-def annotation_titles(annotations: Any) -> list[str]:
-    """The titles of an answer's citations (chat ``url_citation``, a Responses part's annotations): text the model
-    wrote or chose that the application shows beside the answer, so it is read as part of what the answer says."""
-    titles: list[str] = []
-    for annotation in annotations if isinstance(annotations, list) else []:
-        for source in (annotation, _get(annotation, "url_citation")):
-            if isinstance(title := _get(source, "title"), str) and title:
-                titles.append(title)
-    return titles
 
 
 def _joined(texts: list[str]) -> str | None:

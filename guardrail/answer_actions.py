@@ -1,6 +1,7 @@
 """What an answer's message does besides its text, as the check reads it: tool and function calls, refusal, audio
-transcript and reasoning. The one reading of it: ``Guard.check_output`` on messages and every adapter's answer
-(``guardrail.adapters.answer_text``) ask here, so a tool call's arguments are checked the same way everywhere.
+transcript, reasoning and citation titles. The one reading of it: ``Guard.check_output`` on messages and every
+adapter's answer (``guardrail.adapters.answer_text``) ask here, so a tool call's arguments are checked the same way
+everywhere.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["actions_text", "unescape_json"]
+__all__ = ["actions_text", "annotation_titles", "unescape_json"]
 
 
 def _get(obj: Any, key: str) -> Any:
@@ -30,8 +31,9 @@ def unescape_json(text: str) -> str:
 
 def actions_text(message: Any) -> str:
     """What a chat message, or one stream delta, does besides its text: each tool or function call as
-    ``"\\nname: arguments"`` (a delta that continues a call carries only an argument fragment, and gets no
-    name), then its refusal, audio transcript and reasoning (``reasoning_content``, ``thinking_blocks``).
+    ``"\nname: arguments"`` (a delta that continues a call carries only an argument fragment, and gets no
+    name), then its refusal (the field, or refusal parts of its content), audio transcript, reasoning
+    (``reasoning_content``, ``thinking_blocks``) and its citations' titles.
     Arguments sent as objects are written as JSON."""
     out = ""
     calls = [_get(c, "function") or _get(c, "custom") for c in _get(message, "tool_calls") or []]
@@ -40,10 +42,14 @@ def actions_text(message: Any) -> str:
     for fn in calls:
         name, args = _get(fn, "name"), _get(fn, "arguments") or _get(fn, "input") or ""
         out += (f"\n{name}: " if name else "") + (args if isinstance(args, str) else json.dumps(args, default=str))
+    content = _get(message, "content")
+    refused = [_get(p, "refusal") for p in content if _get(p, "type") == "refusal"] if isinstance(content, list) else []
     for text in (
         _get(message, "refusal"),
+        *refused,  # a refusal part of the content: what the model says in place of an answer
         _get(_get(message, "audio"), "transcript"),
         _get(message, "reasoning_content"),
+        *annotation_titles(_get(message, "annotations")),
     ):
         if isinstance(text, str) and text:
             out += text
@@ -51,3 +57,14 @@ def actions_text(message: Any) -> str:
         if isinstance(thought := _get(block, "thinking"), str):
             out += thought
     return out
+
+
+def annotation_titles(annotations: Any) -> list[str]:
+    """The titles of an answer's citations (chat ``url_citation``, a Responses part's annotations): text the model
+    wrote or chose that the application shows beside the answer, so it is read as part of what the answer says."""
+    titles: list[str] = []
+    for annotation in annotations if isinstance(annotations, list) else []:
+        for source in (annotation, _get(annotation, "url_citation")):
+            if isinstance(title := _get(source, "title"), str) and title:
+                titles.append(title)
+    return titles
