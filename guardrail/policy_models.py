@@ -245,12 +245,8 @@ class UnsupportedLanguage(BaseModel):
     model_config = _FROZEN
     action: Literal["log", "block", "allow"] = Field(default="log", description="log | block | allow")
     message: str | None = Field(default=None, description="block: the refusal text (default: on_block.message).")
-
-    @model_validator(mode="after")
-    def _shown(self) -> UnsupportedLanguage:
-        if self.message is not None and self.action != "block":
-            raise _fail("message", f"action {self.action} never shows a message (only block does); remove it")
-        return self
+    # a message with log or allow is kept, not refused: a policy that extends one whose action is block and switches
+    # it to log inherits the parent's message, and must still load
 
 
 class Policy(BaseModel):

@@ -300,12 +300,6 @@ def test_unknown_names_point_at_file_line_field_and_suggest(
             "input.rules[0].word_boundaries",
             "applies to keywords only",
         ),
-        (
-            HEAD + "unsupported_language: {action: log, message: Sorry}\n",
-            3,
-            "unsupported_language.message",
-            "only block",
-        ),
         (HEAD + "extends: strcit\n", 3, "extends", "unknown bundled policy"),
         (HEAD + "extends: ./missing.yaml\n", 3, "extends", "file not found"),  # the child's line
         (HEAD + "extends: ./\n", 3, "extends", "directory"),
@@ -796,3 +790,14 @@ def test_mutated_bundled_files_raise_only_policy_error(
     path = tmp_path / f"{name}.yaml"
     path.write_text(text, encoding="utf-8")
     only_policy_errors(lambda: load_policy(path))
+
+
+def test_a_child_that_switches_unsupported_language_to_log_still_loads(tmp_path: Path) -> None:
+    # the parent's message is inherited; it means nothing under log, and must not stop the child loading
+    (tmp_path / "parent.yaml").write_text(
+        "version: 1\nname: parent\nunsupported_language: {action: block, message: Please write in English.}\n"
+    )
+    (tmp_path / "child.yaml").write_text(
+        "version: 1\nname: child\nextends: ./parent.yaml\nunsupported_language:\n  action: log\n"
+    )
+    assert load_policy(tmp_path / "child.yaml").unsupported_language.action == "log"
