@@ -12,7 +12,7 @@ from guardrail.revealed import spans_and_readings, spread
 
 __all__ = ["FRAGMENT", "readings"]
 
-FRAGMENT = 32  # characters: a part of a joined run shorter than this is scored only within the run
+FRAGMENT = 32  # characters: a run whose parts are all shorter than this is scored only as the run
 
 
 def readings(
@@ -24,9 +24,15 @@ def readings(
     scan: list[str] = []
     owner: list[int] = []
     spans: list[tuple[Span, ...]] = []
-    # a fragment of a joined run is read only in the run: three letters alone mean nothing, and scored alone they
-    # flagged benign text cut into parts (single letters score as profanity)
-    fragments = {k for ex in pending.extra for k in ex.joined if len(pending.texts[k].strip()) < FRAGMENT}
+    # a run cut into fragments only is read only as the run: three letters alone mean nothing, and scored alone they
+    # flagged benign text cut into parts (single letters score as profanity). A short part beside a longer one (a
+    # question after a pasted document) is still scored alone too, as it always was
+    fragments = {
+        k
+        for ex in pending.extra
+        if ex.joined and all(len(pending.texts[j].strip()) < FRAGMENT for j in ex.joined)
+        for k in ex.joined
+    }
     for i, t in enumerate(pending.texts):
         # what one reading reveals is redacted where it sits in the text
         text_spans, forms = spans_and_readings(t, entities) if needs_model or entities else ([], [])
