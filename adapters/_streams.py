@@ -41,6 +41,15 @@ __all__ = ["ChatStream", "ResponsesStream", "Restorer"]  # Restorer: adapters.re
 _ACTION_CONTEXT = 200  # characters of already checked action text shown again with new action text
 
 
+def _item_key(item: Any, output_index: Any) -> str | int | None:
+    """What names a Responses output item across events: its id, or where a compatible server sends none, its
+    place in the output. Never "" (one empty id would make every id-less final item count as already read)."""
+    item_id = _get(item, "id")
+    if item_id:
+        return str(item_id)
+    return output_index if isinstance(output_index, int) else None
+
+
 class _StreamState:
     def __init__(self, gc: GuardedCall) -> None:
         self.gc = gc
@@ -181,7 +190,7 @@ class ResponsesStream(_StreamState):
         # audio is held only when it may need editing (the policy redacts personal data, or restore has values to
         # put back); otherwise it streams as it comes, each event after the check that read the transcript before it
         self.edits_audio = edits_audio
-        self.seen_items: set[str] = set()  # the ids of the items their own events streamed
+        self.seen_items: set[str | int] = set()  # the items their own events streamed (``_item_key``)
 
     def _key(self, template: Any = None) -> tuple[str, int]:
         t = self.template if template is None else template
@@ -208,13 +217,16 @@ class ResponsesStream(_StreamState):
         elif kind == "response.output_text.annotation.added":  # a citation's title, shown beside the text
             self.actions += "".join("\n" + t for t in shapes.annotation_titles([getattr(event, "annotation", None)]))
         elif kind in FINAL_RESPONSES:  # items no event streamed (a compatible server's): read here, or never
-            unseen = [i for i in _get(getattr(event, "response", None), "output") or [] if self._unseen(i)]
+            output = _get(getattr(event, "response", None), "output") or []
+            unseen = [item for at, item in enumerate(output) if self._unseen(item, at)]
             for item in unseen:
                 self.actions += "\n" + (shapes.item_action_text(item) or "")
             if self.hold is None and any(_get(i, "type") != "reasoning" for i in unseen):
                 self.hold = event  # a tool call: masked at the last check, or never sent
         if kind in ("response.output_item.added", "response.output_item.done"):
-            self.seen_items.add(str(_get(getattr(event, "item", None), "id") or ""))
+            seen = _item_key(getattr(event, "item", None), getattr(event, "output_index", None))
+            if seen is not None:
+                self.seen_items.add(seen)
         if kind == "response.output_text.delta":
             key = self._key(event)
             if not self.segments or self._key(self.segments[-1][1]) != key:
@@ -233,9 +245,10 @@ class ResponsesStream(_StreamState):
         self.pending.append((self.fed, event))
         return ""
 
-    def _unseen(self, item: Any) -> bool:
-        """A final response's non-message item that no item event streamed (so nothing has read it yet)."""
-        return _get(item, "type") != "message" and str(_get(item, "id") or "") not in self.seen_items
+    def _unseen(self, item: Any, at: int) -> bool:
+        """A final response's non-message item (at ``at`` in its output) that no item event streamed, so nothing
+        has read it yet."""
+        return _get(item, "type") != "message" and _item_key(item, at) not in self.seen_items
 
     def _whole(self, item_id: str, full: Any) -> None:
         """An action's whole text, from a done event or a part's frame: checked unless its deltas showed it."""
