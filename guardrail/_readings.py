@@ -12,7 +12,7 @@ from guardrail.revealed import spans_and_readings, spread
 
 __all__ = ["FRAGMENT", "readings"]
 
-FRAGMENT = 32  # characters: a run whose parts are all shorter than this is scored only as the run
+FRAGMENT = 8  # characters: a text of a joined run no longer than this is scored only within the run
 
 
 def readings(
@@ -24,15 +24,9 @@ def readings(
     scan: list[str] = []
     owner: list[int] = []
     spans: list[tuple[Span, ...]] = []
-    # a run cut into fragments only is read only as the run: three letters alone mean nothing, and scored alone they
-    # flagged benign text cut into parts (single letters score as profanity). A short part beside a longer one (a
-    # question after a pasted document) is still scored alone too, as it always was
-    fragments = {
-        k
-        for ex in pending.extra
-        if ex.joined and all(len(pending.texts[j].strip()) < FRAGMENT for j in ex.joined)
-        for k in ex.joined
-    }
+    # a fragment in a joined run is read only in the run: three letters alone mean nothing, and scored alone they
+    # flagged benign text cut into parts (single letters score as profanity); anything longer is scored alone too
+    fragments = {k for ex in pending.extra for k in ex.joined if len(pending.texts[k].strip()) <= FRAGMENT}
     for i, t in enumerate(pending.texts):
         # what one reading reveals is redacted where it sits in the text
         text_spans, forms = spans_and_readings(t, entities) if needs_model or entities else ([], [])
@@ -44,8 +38,8 @@ def readings(
     for ex in pending.extra:
         found, forms = spans_and_readings(ex.text, entities) if needs_model or entities else ([], [])
         if ex.joined and found:
-            spread(pending.texts, ex.joined, found, spans)
-        if needs_model:
+            spread(pending.texts, ex.joined, ex.starts, found, spans)
+        if needs_model and ex.scored:
             for form, own in forms:
                 scan.append(scoring_form(form.text, own))
                 owner.append(ex.owner)

@@ -155,8 +155,9 @@ class Guard:
         policy = policy or self.policy  # a call that pinned a snapshot keeps it across a hot reload
         pending = prepare(stage, payload, prompt, policy)  # the texts to check (guardrail._decide)
         texts = pending.texts
-        total = sum(len(t) for t in texts)
-        if not any(t.strip() for t in texts):
+        said = [e.text for e in pending.extra if not e.joined]  # a name, an answer's tool calls: read besides
+        total = sum(len(t) for t in texts) + sum(len(t) for t in said)
+        if not any(t.strip() for t in (*texts, *said)):
             pending.early = self._decision(pending, Action.ALLOW, {}, (), texts, note="empty")
         elif total > policy.max_chars:
             why = f"text of {total} characters exceeds the policy's max_chars ({policy.max_chars})"

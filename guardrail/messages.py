@@ -119,7 +119,8 @@ class Extracted:
 @dataclass(frozen=True, slots=True)
 class Extra:
     """One more reading to score, counted as a reading of ``texts[owner]``: the texts ``joined`` (indices, in
-    order) read as one, or, with ``joined`` empty, a message's ``name``. A model reads a message's parts, and
+    order; ``starts``: where each begins in ``text``) read as one; or, with ``joined`` empty, a message's text with
+    its ``name`` before it, or what an answer does besides its text. A model reads a message's parts, and
     consecutive turns of one role, as one text: a request cut into parts ("...build a p", "ipe b", "omb") passed
     when each part was scored alone. It is scored and matched by rules, never rewritten: what is masked is masked
     in the texts themselves."""
@@ -127,6 +128,8 @@ class Extra:
     text: str
     owner: int
     joined: tuple[int, ...] = ()
+    starts: tuple[int, ...] = ()
+    scored: bool = True  # False: matched by keyword and pattern rules only (a short name, a handle)
 
 
 def _get(obj: Any, key: str) -> Any:
@@ -276,13 +279,18 @@ def extract(payload: Any, scope: Scope = "untrusted") -> Extracted:
     names: list[Extra] = []
     for i in chosen:
         t, lo, sk = _parts(_get(payload[i], "content"), i)
+        name = _get(payload[i], "name")
+        if isinstance(name, str) and name.strip() and t:
+            # the model reads a message's name too, before its text. A handle ("hitman_47", "dick_tracy") is matched
+            # by keyword rules only: scored, such handles blocked ordinary questions. A name of _NAME_WORDS words or
+            # more is a sentence put where a name goes, and is scored with the text
+            words = _NAME_SEPARATORS.sub(" ", name).strip()
+            scored = len(words.split()) >= _NAME_WORDS
+            names.append(Extra(f"{words}: {t[0]}" if scored else words, len(texts), scored=scored))
         texts += t
         locs += lo
         skipped += sk
         kinds += [roles[i]] * len(t)
-        name = _get(payload[i], "name")
-        if isinstance(name, str) and name.strip() and t:  # the model reads a message's name too
-            names.append(Extra(_NAME_SEPARATORS.sub(" ", name), len(texts) - 1))
     system = [t for i, r in enumerate(roles) if r == "system" for t in _parts(_get(payload[i], "content"), i)[0]]
     return Extracted(
         tuple(texts),
@@ -296,25 +304,42 @@ def extract(payload: Any, scope: Scope = "untrusted") -> Extracted:
 
 
 _NAME_SEPARATORS = re.compile(r"[_-]+")  # a name must match ^[a-zA-Z0-9_-]+$: its words are parted by these
+_NAME_WORDS = 4
 
 
 def _joined(texts: Sequence[str], locs: Sequence[tuple[int, int | None]], roles: Sequence[str]) -> list[Extra]:
-    """Runs of texts read as one: the parts of one message, and consecutive messages of one role (no other turn
-    between them), joined with nothing between, as a split request reads once joined."""
+    """Runs of texts read as one: the parts of one message, joined with nothing between (a request cut into parts
+    reads whole again), and consecutive messages of one role (no other turn between them), each on its own line:
+    joined with nothing, ordinary turns made words nobody wrote ("Is this your pen" + "is it blue?"). Turns of at
+    most ``_SPLIT`` characters each are joined with nothing too: no one writes those but to cut a request apart."""
     runs: list[list[int]] = []
     for k in range(len(texts)):
         if k and roles[k] == roles[k - 1] and locs[k][0] - locs[k - 1][0] in (0, 1):
             runs[-1].append(k)
         else:
             runs.append([k])
-    return [Extra("".join(texts[k] for k in run), run[-1], tuple(run)) for run in runs if len(run) > 1]
+    out: list[Extra] = []
+    for run in (r for r in runs if len(r) > 1):
+        text, starts = "", []
+        for n, k in enumerate(run):
+            j = run[n - 1]
+            cut = locs[k][0] == locs[j][0] or max(len(texts[j].strip()), len(texts[k].strip())) <= _SPLIT
+            text += "" if n == 0 or cut else "\n"
+            starts.append(len(text))
+            text += texts[k]
+        out.append(Extra(text, run[-1], tuple(run), tuple(starts)))
+    return out
+
+
+_SPLIT = 3  # characters: consecutive turns no longer than this are read joined with nothing between them
 
 
 def answer_extract(payload: Any) -> Extracted:
-    """The texts of a completion given as messages: every message's content, and before it what each message does
-    besides (``guardrail.answer_actions``: tool calls' arguments, refusal, audio transcript, reasoning): text the
-    caller receives and a tool runs on is checked like the content. The content comes last, so it is the text a
-    rewrite's Decision carries."""
+    """The texts of a completion given as messages: every message's content, and what each message does besides
+    (``guardrail.answer_actions``: tool calls' arguments, refusal, audio transcript, reasoning) as more readings
+    (``Extra``): text the caller receives and a tool runs on is scored and matched like the content, while a
+    Decision's text stays the content (empty for an answer that only calls a tool). Masking inside a call's
+    arguments is the adapters' job, which own the answer's shapes."""
     ex = extract(payload, "all")
     if not ex.is_messages:
         return ex
@@ -322,11 +347,11 @@ def answer_extract(payload: Any) -> Extracted:
     said = [t for m in messages if (t := unescape_json(actions_text(m).strip()))]
     if not said:
         return ex
-    n = len(said)
+    texts, locations, roles = (ex.texts, ex.locations, ex.roles) if ex.texts else (("",), ((-1, None),), ("assistant",))
+    owner = len(texts) - 1  # read with the answer, never its text: a Decision's text stays the content
     return Extracted(
-        (*said, *ex.texts), ((-1, None),) * n + ex.locations, ex.skipped, is_messages=True,
-        roles=("assistant",) * n + ex.roles, system=ex.system,
-        extra=tuple(Extra(e.text, e.owner + n, tuple(k + n for k in e.joined)) for e in ex.extra),
+        texts, locations, ex.skipped, is_messages=True, roles=roles, system=ex.system,
+        extra=(*ex.extra, *(Extra(t, owner) for t in said)),
     )  # fmt: skip
 
 

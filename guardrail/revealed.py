@@ -68,15 +68,19 @@ def _merge(text: str, spans: list[Span], revealed: Sequence[Span], form: Form) -
     return out
 
 
-def spread(texts: Sequence[str], joined: Sequence[int], found: Sequence[Span], spans: list[tuple[Span, ...]]) -> None:
-    """Spans ``found`` in the texts ``joined`` read as one, put back into each text they touch (``spans[k]``: the
-    spans of ``texts[k]``, updated in place). An address cut across two parts ("jane.roe" + "@corp.example") is
-    masked in both pieces, each where it sits. A span that touches one already found in a text alone is left out:
-    the texts are joined with nothing between them, so "bob@example.com" + "hello" reads as one longer address."""
-    bounds, offset = [], 0
-    for k in joined:
-        bounds.append((k, offset, offset + len(texts[k])))
-        offset += len(texts[k])
+def spread(
+    texts: Sequence[str],
+    joined: Sequence[int],
+    starts: Sequence[int],
+    found: Sequence[Span],
+    spans: list[tuple[Span, ...]],
+) -> None:
+    """Spans ``found`` in a reading that holds the texts ``joined`` (``texts[joined[n]]`` begins at ``starts[n]``),
+    put back into each text they touch (``spans[k]``: the spans of ``texts[k]``, updated in place). An address cut
+    across two parts ("jane.roe" + "@corp.example") is masked in both pieces, each where it sits. A span that touches
+    one already found in a text alone is left out: parts are joined with nothing between them, so
+    "bob@example.com" + "hello" reads as one longer address."""
+    bounds = [(k, a, a + len(texts[k])) for k, a in zip(joined, starts, strict=True)]
     for s in found:
         pieces = [(k, max(s.start, a) - a, min(s.end, b) - a) for k, a, b in bounds if max(s.start, a) < min(s.end, b)]
         if any(o.start < e and b < o.end for k, b, e in pieces for o in spans[k]):

@@ -81,6 +81,9 @@ def cleaned(text: str, parent: OffsetMap | None = None) -> tuple[str, OffsetMap 
 def _clean_match(m: re.Match[str]) -> str | None:
     if m.lastgroup == "tags":
         return _untag(m.group(0))
+    if m.lastgroup == "marks":  # decomposed accents ("u" + U+0308) compose with their letter: they stay
+        composed = unicodedata.normalize("NFC", m.string[m.start() - 1] + m.group(0))
+        return None if not any(unicodedata.combining(c) for c in composed) else ""
     if m.lastgroup == "compat":  # folded only where it becomes ASCII (a symbol such as U+2122 stays as it is)
         folded = unicodedata.normalize("NFKC", m.group(0))
         return folded if folded.isascii() else None

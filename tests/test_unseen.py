@@ -8,6 +8,7 @@ missing ``G\\u200elobex``, and ``bob\\u200b@example.com`` sent on unmasked.
 from __future__ import annotations
 
 import asyncio
+import unicodedata
 from typing import Any
 
 import pytest
@@ -113,3 +114,13 @@ def test_the_cleaned_reading_maps_every_span_back_inside_the_text(text: str) -> 
 def test_text_without_unseen_or_compatibility_characters_is_its_own_reading(text: str) -> None:
     seen, smap, n = cleaned(text)
     assert (seen == text) is (smap is None) is (n == 0)
+
+
+@pytest.mark.parametrize(
+    "text", ["Wie überprüfe ich die Größe einer Datei?", "Tôi muốn học tiếng Việt", "¿Dónde está la estación?"]
+)
+def test_decomposed_accents_read_like_composed_ones(default_guard: Guard, text: str) -> None:
+    nfd = unicodedata.normalize("NFD", text)
+    assert unicodedata.normalize("NFC", forms(nfd)[0].text) == text  # the accents stay in the reading scored
+    a, b = default_guard.check_input(text).scores, default_guard.check_input(nfd).scores
+    assert max(abs(a[k] - b[k]) for k in a) < 0.02
