@@ -68,6 +68,8 @@ def _spans(
     opening on "##ing" is text the model never saw in training, and such fragments scored as unsafe)."""
     if n <= size:
         return [(0, n)]
+    if word_ids is not None:  # a start may move back to its word's start: the step leaves room for that (no gap)
+        stride = min(stride, max(1, size - _WORD_BACK))
     count = -(-(n - size) // stride) + 1
     if count > max_windows:  # widen the stride to bound cost: less overlap, never a gap (an unread stretch of a
         # long text let a request buried in it pass: a review found one at 25-75% of a 100,000-character text).
