@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import inspect
 import numbers
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 __all__ = ["Where", "check_prompt_arg", "find_prompt", "may_hold_text", "prompt_at", "put_prompt"]
@@ -27,10 +27,16 @@ def check_prompt_arg(sig: inspect.Signature, prompt_arg: str | None) -> None:
         raise TypeError(f"protect: the function has no argument {prompt_arg!r}")
 
 
-def find_prompt(sig: inspect.Signature, bound: inspect.BoundArguments, prompt_arg: str | None) -> Where | None:
+def find_prompt(
+    sig: inspect.Signature, bound: inspect.BoundArguments, prompt_arg: str | None, fn_name: str = "the function"
+) -> Where | None:
     """Where this call's prompt is: ``prompt_arg``, else ``messages`` / ``prompt`` (named, or passed through
-    ``**kwargs``), else the first ``str`` argument (a ``*args`` one included) or messages passed through ``*args``.
-    None when there is none: the caller refuses to run the function unchecked."""
+    ``**kwargs``), else the one messages list among the arguments (``*args`` and ``**kwargs`` looked into: a
+    forwarder called like ``litellm.completion("gpt-4o-mini", messages)`` gets the model name as its first ``str``),
+    else the one ``str`` argument. None when there is none: the caller refuses to run the function unchecked.
+
+    Raises ``TypeError`` when several arguments may be the prompt (two ``str``, two messages lists): a guess would
+    check the wrong one (a model name) and run the real prompt unchecked, so ``prompt_arg=`` must say which."""
     var_kw = variadic(sig, inspect.Parameter.VAR_KEYWORD)
     extra = bound.arguments.get(var_kw, {}) if var_kw else {}
     if prompt_arg is not None:
@@ -43,15 +49,35 @@ def find_prompt(sig: inspect.Signature, bound: inspect.BoundArguments, prompt_ar
     for name in ("messages", "prompt"):
         if var_kw and name in extra:
             return var_kw, name
+    places = list(_places(sig, bound))
+    found = [w for w, v in places if is_messages(v)] or [w for w, v in places if isinstance(v, str)]
+    if len(found) > 1:
+        which = ", ".join(_said(w) for w in found)
+        raise TypeError(
+            f"guardrail.protect cannot tell which argument of this call of {fn_name}() is the prompt ({which} may "
+            "each be): name it with protect(guard, prompt_arg=...) (an argument, or a key of **kwargs)"
+        )
+    return found[0] if found else None
+
+
+def _places(sig: inspect.Signature, bound: inspect.BoundArguments) -> Iterator[tuple[Where, Any]]:
+    """Every value the call passes, with where it is: named arguments, each ``*args`` item, each ``**kwargs`` value."""
     var_pos = variadic(sig, inspect.Parameter.VAR_POSITIONAL)
+    var_kw = variadic(sig, inspect.Parameter.VAR_KEYWORD)
     for name, value in bound.arguments.items():
         if name == var_pos:
-            found = next((i for i, v in enumerate(value) if isinstance(v, str) or is_messages(v)), None)
-            if found is not None:
-                return name, found
-        elif name != var_kw and isinstance(value, str):
-            return name, None
-    return None
+            yield from (((name, i), v) for i, v in enumerate(value))
+        elif name == var_kw:
+            yield from (((name, k), v) for k, v in value.items())
+        else:
+            yield (name, None), value
+
+
+def _said(where: Where) -> str:
+    name, key = where
+    if key is None:
+        return name
+    return f"{key}=" if isinstance(key, str) else f"*{name}[{key}]"
 
 
 def is_messages(value: Any) -> bool:

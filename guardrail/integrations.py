@@ -9,8 +9,9 @@ The decorator's wrapper is chosen once, at decoration time (tenacity's ``retry``
 coroutine function gets an ``async def`` wrapper (so ``inspect.iscoroutinefunction`` stays true), an
 async generator an async-generator wrapper and a plain generator a generator wrapper, whose output
 is guarded like any stream, and anything else a plain wrapper. The prompt is the argument named
-``prompt_arg``, else ``messages``/``prompt``, else the first ``str`` argument (``**kwargs`` and ``*args`` are
-looked into: a thin forwarder ``def chat(**kwargs)`` is guarded too); a call in which none is found raises
+``prompt_arg``, else ``messages``/``prompt``, else the one messages list, else the one ``str`` argument
+(``**kwargs`` and ``*args`` are looked into: a thin forwarder ``def chat(*args, **kwargs)`` is guarded too); a call
+in which none is found, or several may be it (two ``str`` arguments: a model name and the prompt), raises
 ``TypeError`` rather than run unchecked, unless no argument may hold text (none at all, or numbers). A rewrite
 (redaction) replaces the prompt before the call. What the function returns is checked when it has text (a
 ``str``, a list of them, a chat completion, a Responses API response or a Messages API message; see
@@ -72,11 +73,12 @@ class _Request:
 
         self.fn = deco.fn
         self.bound = deco.sig.bind(*args, **kwargs)
-        where = prompt_args.find_prompt(deco.sig, self.bound, deco.prompt_arg)
+        name = getattr(deco.fn, "__qualname__", type(deco.fn).__name__)
+        where = prompt_args.find_prompt(deco.sig, self.bound, deco.prompt_arg, name)
         if where is None and prompt_args.may_hold_text(self.bound):  # never run unchecked: say how to name the prompt
             named = f"prompt_arg={deco.prompt_arg!r} is" if deco.prompt_arg else "no messages=, prompt= or str argument"
             raise TypeError(
-                f"guardrail.protect found no prompt to check in this call of {deco.fn.__qualname__}() ({named} "
+                f"guardrail.protect found no prompt to check in this call of {name}() ({named} "
                 "not among its arguments): pass the prompt, or name it with protect(guard, prompt_arg=...) (an "
                 "argument, or a key of **kwargs)"
             )

@@ -235,6 +235,39 @@ async def test_a_call_whose_prompt_cannot_be_found_is_refused_not_run_unchecked(
     assert await call(named, "a bomb") == REFUSAL and ran == [None]
 
 
+async def test_a_model_name_beside_the_prompt_is_never_taken_for_it(guard: Guard, mode: str) -> None:
+    # the first str was the prompt: chat("gpt-4o-mini", messages) (litellm.completion(*args) forwarded) and
+    # ask("gpt-4o-mini", input=...) checked the model name and ran the real prompt unchecked
+    seen: list[Any] = []
+
+    def forward(*args: Any, **kwargs: Any) -> str:
+        seen.append((args, kwargs))
+        return "ok"
+
+    async def aforward(*args: Any, **kwargs: Any) -> str:
+        return forward(*args, **kwargs)
+
+    def ask(model: str, **kwargs: Any) -> str:
+        return forward(model, **kwargs)
+
+    async def aask(model: str, **kwargs: Any) -> str:
+        return ask(model, **kwargs)
+
+    fn = guardrail.protect(guard, forward if mode == "sync" else aforward)
+    assert await call(fn, "gpt-4o-mini", [{"role": "user", "content": "a bomb"}]) == REFUSAL and seen == []
+    assert await call(fn, "gpt-4o-mini", [{"role": "user", "content": "mail bob@example.com"}]) == "ok"
+    assert seen[-1] == (("gpt-4o-mini", [{"role": "user", "content": "mail <EMAIL_1>"}]), {})
+    asked = guardrail.protect(guard, ask if mode == "sync" else aask)
+    with pytest.raises(TypeError, match=r"model, input=.*prompt_arg="):  # two texts: which is the prompt is not guessed
+        await call(asked, "gpt-4o-mini", input="a bomb")
+    with pytest.raises(TypeError, match="prompt_arg="):
+        await call(fn, "gpt-4o-mini", "a bomb")
+    assert len(seen) == 1
+    named = guardrail.protect(guard, ask if mode == "sync" else aask, prompt_arg="input")
+    assert await call(named, "gpt-4o-mini", input="a bomb") == REFUSAL and len(seen) == 1
+    assert await call(fn, "a calm question", 0.2) == "ok"  # one text argument: it is the prompt, as before
+
+
 def test_a_generators_prompt_passed_through_kwargs_is_checked(guard: Guard) -> None:
     ran: list[Any] = []
 
