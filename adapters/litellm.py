@@ -72,10 +72,16 @@ _SIDE_DOORS = frozenset(
         "add_message", "a_add_message", "get_messages", "aget_messages", "create_batch", "acreate_batch",
         "_arealtime", "_aresponses_websocket", "arealtime_calls", "llm_passthrough_route", "allm_passthrough_route",
         "run_tool_loop", "arun_tool_loop", "maybe_run_chat_completion_agentic_loop", "Router",
+        # Google GenAI's generateContent (litellm exports agenerate_content; the rest may follow it up)
+        "generate_content", "agenerate_content", "generate_content_stream", "agenerate_content_stream",
+        "decisions", "adecisions", "systemone", "asystemone",  # a model answers questions about the input
+        "query", "aquery",  # RAG: a completion over retrieved documents
         # ... and the submodules that hold them (litellm.main.completion, litellm.anthropic.messages, ...)
         "main", "litellm", "llms", "router", "anthropic", "anthropic_interface", "assistants", "batches",
         "chat_completions", "completion_extras", "google_genai", "interactions", "litellm_agent", "messages",
-        "passthrough", "realtime_api", "tool_loop", "evals",
+        "passthrough", "realtime_api", "tool_loop", "evals", "rag",
+        # old provider handlers litellm still exports, each with a completion() of its own
+        "oobabooga", "petals_handler", "vllm_handler", "vertex_ai_non_gemini", "aleph_alpha",
     }
 )  # fmt: skip
 

@@ -267,7 +267,8 @@ def test_other_attributes_are_litellm_s(guard: Guard) -> None:
 @pytest.mark.parametrize(
     "name",
     ["text_completion", "atext_completion", "responses", "aresponses", "completion_with_retries",
-     "acompletion_with_retries", "batch_completion", "anthropic_messages", "Router", "main"],
+     "acompletion_with_retries", "batch_completion", "anthropic_messages", "Router", "main", "agenerate_content",
+     "decisions", "adecisions", "query", "aquery", "rag", "vllm_handler"],
 )  # fmt: skip
 def test_litellms_other_doors_to_text_generation_are_closed(guard: Guard, stub: StubServer, name: str) -> None:
     # llm.text_completion(prompt=...), llm.responses(input=...), llm.batch_completion(...) reached the model unchecked
@@ -277,6 +278,15 @@ def test_litellms_other_doors_to_text_generation_are_closed(guard: Guard, stub: 
     assert getattr(llm.unwrapped, name) is not None  # still there, deliberately, underneath
     assert llm.embedding is litellm.embedding and llm.completion_cost is litellm.completion_cost
     assert stub.completions() == []
+
+
+def test_google_genai_generate_content_is_closed_sync_and_async(guard: Guard) -> None:
+    # litellm.agenerate_content(model=..., contents=...) reached the model unchecked: only its submodule was closed.
+    # Its sync and streaming twins are closed too, whether or not this litellm exports them at the top level.
+    llm = guardrail.wrap(guard, litellm)
+    for name in ("generate_content", "agenerate_content", "generate_content_stream", "agenerate_content_stream"):
+        with pytest.raises(AttributeError, match="bypass the guard"):
+            getattr(llm, name)
 
 
 async def test_sync_and_async_give_identical_decisions(stub: StubServer) -> None:
