@@ -144,8 +144,20 @@ def test_malformed_json_is_400(client: TestClient, raw: bytes) -> None:
         ("/v1/check", b'{"text": "hi", "context": {"tenant": "a", "tenant": "b"}}', "'tenant' appears twice"),
         ("/v1/moderations", b'{"input": "a bomb", "input": "hello"}', "'input' appears twice"),
         ("/v1/check", b'{"text": "hi", "context": {"a": NaN}}', "NaN"),
+        # read as inf, echoed by a rewrite and refused by the response writer: a 500 after the check was logged
+        ("/v1/check", b'{"messages": [{"role": "user", "content": "mail bob@example.com", "w": 1e999}]}', "too large"),
+        ("/v1/moderations", b'{"input": "mail bob@example.com", "n": -1e400}', "too large"),
     ],
-    ids=["long-int-check", "long-int-moderations", "dup-text", "dup-nested", "dup-input", "nan"],
+    ids=[
+        "long-int-check",
+        "long-int-moderations",
+        "dup-text",
+        "dup-nested",
+        "dup-input",
+        "nan",
+        "inf-check",
+        "inf-moderations",
+    ],
 )
 def test_json_python_would_misread_is_400_and_nothing_is_checked(
     client: TestClient, log: DecisionLog, path: str, raw: bytes, problem: str
