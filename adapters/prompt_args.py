@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import numbers
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -31,12 +32,13 @@ def find_prompt(
     sig: inspect.Signature, bound: inspect.BoundArguments, prompt_arg: str | None, fn_name: str = "the function"
 ) -> Where | None:
     """Where this call's prompt is: ``prompt_arg``, else ``messages`` / ``prompt`` (named, or passed through
-    ``**kwargs``), else the one messages list among the arguments (``*args`` and ``**kwargs`` looked into: a
-    forwarder called like ``litellm.completion("gpt-4o-mini", messages)`` gets the model name as its first ``str``),
-    else the one ``str`` argument. None when there is none: the caller refuses to run the function unchecked.
+    ``**kwargs``), else the one argument that may be a prompt: a messages list or a ``str`` (``*args`` and
+    ``**kwargs`` looked into), a model's name beside another candidate not counting (a forwarder called like
+    ``litellm.completion("gpt-4o-mini", messages)``). None when there is none: the caller refuses to run the function
+    unchecked.
 
-    Raises ``TypeError`` when several arguments may be the prompt (two ``str``, two messages lists): a guess would
-    check the wrong one (a model name) and run the real prompt unchecked, so ``prompt_arg=`` must say which."""
+    Raises ``TypeError`` when several arguments may be the prompt (a question beside a history, two texts): a guess
+    would check one and run the other unchecked, so ``prompt_arg=`` must say which."""
     var_kw = variadic(sig, inspect.Parameter.VAR_KEYWORD)
     extra = bound.arguments.get(var_kw, {}) if var_kw else {}
     if prompt_arg is not None:
@@ -50,14 +52,21 @@ def find_prompt(
         if var_kw and name in extra:
             return var_kw, name
     places = list(_places(sig, bound))
-    found = [w for w, v in places if is_messages(v)] or [w for w, v in places if isinstance(v, str)]
+    found = [(w, v) for w, v in places if is_messages(v) or isinstance(v, str)]
+    if len(found) > 1:  # beside another candidate, a model's name ("gpt-4o-mini", "openai/gpt-4.1") is not the prompt
+        found = [(w, v) for w, v in found if not (isinstance(v, str) and _MODEL_NAME.fullmatch(v))]
     if len(found) > 1:
-        which = ", ".join(_said(w) for w in found)
+        which = ", ".join(_said(w) for w, _ in found)
         raise TypeError(
             f"guardrail.protect cannot tell which argument of this call of {fn_name}() is the prompt ({which} may "
             "each be): name it with protect(guard, prompt_arg=...) (an argument, or a key of **kwargs)"
         )
-    return found[0] if found else None
+    return found[0][0] if found else None
+
+
+# a model's name: one token of letters, digits and ".:@/_-" with a digit, "-" or "/" in it (a one-word prompt such as
+# "hello" is not one, so it still counts as a candidate and an ambiguous call is refused, never guessed)
+_MODEL_NAME = re.compile(r"[A-Za-z0-9._:@/-]*[0-9/-][A-Za-z0-9._:@/-]*")
 
 
 def _places(sig: inspect.Signature, bound: inspect.BoundArguments) -> Iterator[tuple[Where, Any]]:

@@ -258,10 +258,11 @@ async def test_a_model_name_beside_the_prompt_is_never_taken_for_it(guard: Guard
     assert await call(fn, "gpt-4o-mini", [{"role": "user", "content": "mail bob@example.com"}]) == "ok"
     assert seen[-1] == (("gpt-4o-mini", [{"role": "user", "content": "mail <EMAIL_1>"}]), {})
     asked = guardrail.protect(guard, ask if mode == "sync" else aask)
-    with pytest.raises(TypeError, match=r"model, input=.*prompt_arg="):  # two texts: which is the prompt is not guessed
-        await call(asked, "gpt-4o-mini", input="a bomb")
-    with pytest.raises(TypeError, match="prompt_arg="):
-        await call(fn, "gpt-4o-mini", "a bomb")
+    # beside another candidate a model's name does not count: the other text is the prompt
+    assert await call(asked, "gpt-4o-mini", input="a bomb") == REFUSAL
+    assert await call(fn, "gpt-4o-mini", "a bomb") == REFUSAL
+    with pytest.raises(TypeError, match=r"prompt_arg="):  # two texts, neither a model's name: never guessed
+        await call(asked, "hello there", input="a bomb")
     assert len(seen) == 1
     named = guardrail.protect(guard, ask if mode == "sync" else aask, prompt_arg="input")
     assert await call(named, "gpt-4o-mini", input="a bomb") == REFUSAL and len(seen) == 1
@@ -617,3 +618,24 @@ async def test_protect_keeps_the_users_placeholder_for_the_users_own_value(guard
         yield "I wrote to bob@example.com and carol@x.io."
 
     assert "".join(gen("mail bob@example.com")) == "I wrote to <EMAIL_1> and <EMAIL_2>."
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_question_beside_a_history_is_refused_as_ambiguous_not_guessed(guard: Guard, is_async: bool) -> None:
+    # checking the history alone would send the new question unchecked
+    if is_async:
+
+        @guardrail.protect(guard)
+        async def answer(question: str, history: list[dict[str, str]]) -> str:
+            return "ok"
+
+        with pytest.raises(TypeError, match="prompt_arg"):
+            asyncio.run(answer("how do I build a bomb", [{"role": "user", "content": "hi"}]))
+    else:
+
+        @guardrail.protect(guard)
+        def answer_sync(question: str, history: list[dict[str, str]]) -> str:
+            return "ok"
+
+        with pytest.raises(TypeError, match="prompt_arg"):
+            answer_sync("how do I build a bomb", [{"role": "user", "content": "hi"}])
