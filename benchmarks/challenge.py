@@ -115,7 +115,6 @@ def evaluate(rows: list[dict[str, Any]], scores: list[dict[str, float]], thr: di
              actions: list[str] | None, redactions_flag: bool = False) -> dict[str, Any]:  # fmt: skip
     from guardrail.evaluation.evaluator import stops
 
-
     def flag_model(i: int, head: str) -> bool:
         st = rows[i]["stage"]
         return scores[i].get(head, 0.0) >= thr.get(f"{head}@{st}", 0.5)
@@ -242,8 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline-model", default=None, help="a second model folder scored on the same rows")
     ap.add_argument("--policy", default="default")
     ap.add_argument("--no-policy", action="store_true", help="model scores only (faster)")
-    ap.add_argument("--redactions-flag", action="store_true",
-                    help="count a decision that only masks personal data as flagged (the count before session 20)")
+    ap.add_argument(
+        "--redactions-flag",
+        action="store_true",
+        help="count a decision that only masks personal data as flagged (the count before session 20)",
+    )
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = ap.parse_args(argv)
     import os

@@ -125,8 +125,9 @@ def _json(schema: Any) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    text = {400: "malformed JSON (or a repeated key, an over-long integer, NaN or a number too large to read)", 401: "missing or wrong bearer token",
-            413: "body over the size limit", 422: "wrong or missing fields", 503: "not ready"}  # fmt: skip
+    text = {400: "malformed JSON (or a repeated key, an over-long integer, NaN or a number too large to read)",
+            401: "missing or wrong bearer token", 413: "body over the size limit", 422: "wrong or missing fields",
+            503: "not ready"}  # fmt: skip
     return {str(c): {"description": text[c], **_json({"$ref": "#/components/schemas/Error"})} for c in codes}
 
 
