@@ -10,9 +10,7 @@ from guardrail.classifiers.patterns import Span
 from guardrail.messages import scoring_form
 from guardrail.revealed import spans_and_readings, spread
 
-__all__ = ["FRAGMENT", "readings"]
-
-FRAGMENT = 8  # characters: a text of a joined run no longer than this is scored only within the run
+__all__ = ["readings"]
 
 
 def readings(
@@ -24,14 +22,12 @@ def readings(
     scan: list[str] = []
     owner: list[int] = []
     spans: list[tuple[Span, ...]] = []
-    # a fragment in a joined run is read only in the run: three letters alone mean nothing, and scored alone they
-    # flagged benign text cut into parts (single letters score as profanity); anything longer is scored alone too
-    fragments = {k for ex in pending.extra for k in ex.joined if len(pending.texts[k].strip()) <= FRAGMENT}
+    inside = {k for ex in pending.extra for k in ex.inside}  # scored only within a joined reading (Extra.inside)
     for i, t in enumerate(pending.texts):
         # what one reading reveals is redacted where it sits in the text
         text_spans, forms = spans_and_readings(t, entities) if needs_model or entities else ([], [])
         spans.append(tuple(text_spans))
-        if needs_model and i not in fragments:
+        if needs_model and i not in inside:
             for form, own in forms:
                 scan.append(scoring_form(form.text, own))
                 owner.append(i)

@@ -35,6 +35,7 @@ Scope = Literal["untrusted", "last_user", "all_user", "all"]
 
 __all__ = [
     "DATA_ROLES",
+    "FRAGMENT",
     "ROLES",
     "Extra",
     "Extracted",
@@ -130,6 +131,11 @@ class Extra:
     joined: tuple[int, ...] = ()
     starts: tuple[int, ...] = ()
     scored: bool = True  # False: matched by keyword and pattern rules only (a short name, a handle)
+    # of ``joined``, the texts scored only within this reading: fragments of at most FRAGMENT characters (three
+    # letters alone mean nothing, and scored alone they flagged benign text cut into parts). A longer part or turn
+    # is scored alone too: a request after a pasted document, sent as a part of its own, scored 0.69 alone and 0.37
+    # read with the document (the model's dilution); scoring it alone keeps that catch, at one more reading per run
+    inside: tuple[int, ...] = ()
 
 
 def _get(obj: Any, key: str) -> Any:
@@ -327,11 +333,13 @@ def _joined(texts: Sequence[str], locs: Sequence[tuple[int, int | None]], roles:
             text += "" if n == 0 or cut else "\n"
             starts.append(len(text))
             text += texts[k]
-        out.append(Extra(text, run[-1], tuple(run), tuple(starts)))
+        inside = tuple(k for k in run if len(texts[k].strip()) <= FRAGMENT)
+        out.append(Extra(text, run[-1], tuple(run), tuple(starts), inside=inside))
     return out
 
 
 _SPLIT = 3  # characters: consecutive turns no longer than this are read joined with nothing between them
+FRAGMENT = 8  # characters: a turn of a joined run no longer than this is scored only within the run
 
 
 def answer_extract(payload: Any) -> Extracted:
