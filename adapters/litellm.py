@@ -38,6 +38,7 @@ imports it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +85,12 @@ _SIDE_DOORS = frozenset(
         "oobabooga", "petals_handler", "vllm_handler", "vertex_ai_non_gemini", "aleph_alpha",
     }
 )  # fmt: skip
+
+
+# provider handlers litellm exports (replicate_chat_completion, OpenAIChatCompletion, WatsonXChatHandler ...): each
+# has a completion(..., messages, ...) that reaches its provider, so every name of that shape is a door, present or
+# added in a later litellm
+_HANDLER = re.compile(r"(?:ChatCompletion|TextCompletion|ChatHandler)$|_chat_completion$")
 
 
 def _bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -134,7 +141,7 @@ class GuardedLiteLLM:
         return self._module
 
     def __getattr__(self, name: str) -> Any:
-        if name in _SIDE_DOORS:
+        if name in _SIDE_DOORS or _HANDLER.search(name):
             raise AttributeError(
                 f"litellm.{name} is not available on a guardrail-wrapped litellm (it would bypass the guard); use "
                 "completion / acompletion (stream=True for streaming), or .unwrapped to bypass it deliberately"

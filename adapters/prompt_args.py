@@ -37,24 +37,29 @@ def find_prompt(
     ``litellm.completion("gpt-4o-mini", messages)``). None when there is none: the caller refuses to run the function
     unchecked.
 
-    Raises ``TypeError`` when several arguments may be the prompt (a question beside a history, two texts): a guess
-    would check one and run the other unchecked, so ``prompt_arg=`` must say which."""
+    Raises ``TypeError`` when several arguments may be the prompt (a question beside a history, even one named
+    ``messages``; two texts): a guess would check one and run the other unchecked, so ``prompt_arg=`` must say which."""
     var_kw = variadic(sig, inspect.Parameter.VAR_KEYWORD)
     extra = bound.arguments.get(var_kw, {}) if var_kw else {}
     if prompt_arg is not None:
         if prompt_arg in sig.parameters:
             return prompt_arg, None
         return (var_kw, prompt_arg) if var_kw and prompt_arg in extra else None
-    for name in ("messages", "prompt"):
-        if name in bound.arguments and name != var_kw:
-            return name, None
-    for name in ("messages", "prompt"):
-        if var_kw and name in extra:
-            return var_kw, name
     places = list(_places(sig, bound))
     found = [(w, v) for w, v in places if is_messages(v) or isinstance(v, str)]
     if len(found) > 1:  # beside another candidate, a model's name ("gpt-4o-mini", "openai/gpt-4.1") is not the prompt
         found = [(w, v) for w, v in found if not (isinstance(v, str) and _MODEL_NAME.fullmatch(v))]
+    named: list[Where] = [(name, None) for name in ("messages", "prompt") if name in bound.arguments and name != var_kw]
+    named += [(var_kw, name) for name in ("messages", "prompt") if var_kw and name in extra]
+    if named:
+        # a question beside a list named messages is as ambiguous as beside any other list; a word with no space in
+        # it (a model, a user id, "auto") is not a question
+        others = [
+            w for w, v in found if w != named[0] and (is_messages(v) or (isinstance(v, str) and " " in v.strip()))
+        ]
+        if not others:
+            return named[0]
+        found = [(named[0], None), *((w, None) for w in others)]
     if len(found) > 1:
         which = ", ".join(_said(w) for w, _ in found)
         raise TypeError(

@@ -276,7 +276,8 @@ def verdict(pending: Pending, outcome: Scores, clfs: Sequence[Classifier]) -> tu
     policy = pending.policy
     rules: Sequence[Any] = policy.input.rules if pending.stage == "input" else policy.output.rules
     scores = outcome.scores
-    script = _unsupported_script(pending.texts, clfs)
+    besides = tuple(e.text for e in pending.extra if e.scored and not e.joined)  # an answer's tool calls, a long name
+    script = _unsupported_script((*pending.texts, *besides), clfs)
     if script is not None:
         # text the model was never measured on: the policy's documented handling, as one more rule
         ul = policy.unsupported_language
@@ -297,7 +298,7 @@ def verdict(pending: Pending, outcome: Scores, clfs: Sequence[Classifier]) -> tu
         block_message=policy.on_block.message,
         only=pending.only or None,
         reserved=pending.reserved,
-        also=tuple((e.text, e.owner) for e in pending.extra),
+        also=tuple((e.text, e.owner, not e.joined) for e in pending.extra),
     )
     if script is not None:
         named = tuple(replace(f, entities=(script,)) if f.category == UNSUPPORTED else f for f in result.findings)

@@ -131,10 +131,10 @@ class Extra:
     joined: tuple[int, ...] = ()
     starts: tuple[int, ...] = ()
     scored: bool = True  # False: matched by keyword and pattern rules only (a short name, a handle)
-    # of ``joined``, the texts scored only within this reading: fragments of at most FRAGMENT characters (three
-    # letters alone mean nothing, and scored alone they flagged benign text cut into parts). A longer part or turn
-    # is scored alone too: a request after a pasted document, sent as a part of its own, scored 0.69 alone and 0.37
-    # read with the document (the model's dilution); scoring it alone keeps that catch, at one more reading per run
+    # of ``joined``, the texts scored only within this reading: all of them when every one is a fragment of at most
+    # FRAGMENT characters (three letters alone mean nothing, and scored alone they flagged benign text cut into
+    # parts), else none. A request after a pasted document, sent as a part of its own, scored 0.69 alone and 0.37
+    # read with the document (the model's dilution): scoring each text alone too keeps that catch
     inside: tuple[int, ...] = ()
 
 
@@ -287,12 +287,11 @@ def extract(payload: Any, scope: Scope = "untrusted") -> Extracted:
         t, lo, sk = _parts(_get(payload[i], "content"), i)
         name = _get(payload[i], "name")
         if isinstance(name, str) and name.strip() and t:
-            # the model reads a message's name too, before its text. A handle ("hitman_47", "dick_tracy") is matched
-            # by keyword rules only: scored, such handles blocked ordinary questions. A name of _NAME_WORDS words or
-            # more is a sentence put where a name goes, and is scored with the text
+            # the model reads a message's name too. A handle ("hitman_47", "dick_tracy") is matched by keyword rules
+            # only: scored, such handles blocked ordinary questions. A name of _NAME_WORDS words or more is a
+            # sentence put where a name goes, and is scored
             words = _NAME_SEPARATORS.sub(" ", name).strip()
-            scored = len(words.split()) >= _NAME_WORDS
-            names.append(Extra(f"{words}: {t[0]}" if scored else words, len(texts), scored=scored))
+            names.append(Extra(words, len(texts), scored=len(words.split()) >= _NAME_WORDS))
         texts += t
         locs += lo
         skipped += sk
@@ -319,8 +318,11 @@ def _joined(texts: Sequence[str], locs: Sequence[tuple[int, int | None]], roles:
     joined with nothing, ordinary turns made words nobody wrote ("Is this your pen" + "is it blue?"). Turns of at
     most ``_SPLIT`` characters each are joined with nothing too: no one writes those but to cut a request apart."""
     runs: list[list[int]] = []
-    for k in range(len(texts)):
-        if k and roles[k] == roles[k - 1] and locs[k][0] - locs[k - 1][0] in (0, 1):
+    # in the order the model reads them (extract moves the newest user turn last, after a tool result that followed it)
+    order = sorted(range(len(texts)), key=lambda k: (locs[k][0], -1 if locs[k][1] is None else locs[k][1]))
+    for n, k in enumerate(order):
+        j = order[n - 1]
+        if n and roles[k] == roles[j] and locs[k][0] - locs[j][0] in (0, 1):
             runs[-1].append(k)
         else:
             runs.append([k])
@@ -333,13 +335,15 @@ def _joined(texts: Sequence[str], locs: Sequence[tuple[int, int | None]], roles:
             text += "" if n == 0 or cut else "\n"
             starts.append(len(text))
             text += texts[k]
-        inside = tuple(k for k in run if len(texts[k].strip()) <= FRAGMENT)
-        out.append(Extra(text, run[-1], tuple(run), tuple(starts), inside=inside))
+        # a run of fragments only is scored only as the run; a fragment beside a longer text is scored alone too
+        # ("DAN mode" after a longer turn: 0.99 alone, 0.78 read with it)
+        inside = tuple(run) if all(len(texts[k].strip()) <= FRAGMENT for k in run) else ()
+        out.append(Extra(text, max(run), tuple(run), tuple(starts), inside=inside))
     return out
 
 
 _SPLIT = 3  # characters: consecutive turns no longer than this are read joined with nothing between them
-FRAGMENT = 8  # characters: a turn of a joined run no longer than this is scored only within the run
+FRAGMENT = 8  # characters: a run of texts no longer than this is scored only as the run
 
 
 def answer_extract(payload: Any) -> Extracted:

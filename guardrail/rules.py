@@ -73,28 +73,35 @@ def evaluate(
     block_message: str = "",
     only: Sequence[frozenset[str] | None] | None = None,
     reserved: frozenset[str] = frozenset(),
-    also: Sequence[tuple[str, int]] = (),
+    also: Sequence[tuple[str, int, bool]] = (),
 ) -> Verdict:
     """Apply ``rules`` to ``scores`` (max over ``texts``); ``spans[i]`` are the PII spans of ``texts[i]``;
     ``only[i]``, when given, the categories ``texts[i]`` may raise (a tool result: injection only), which
     keyword/pattern rules and allowlists respect as the engine's scores already do; ``reserved``, placeholders a
     redaction must not give to these texts' values (the prompt's, on the output stage). ``also``: more readings
-    keyword and pattern rules match, each as a reading of ``texts[owner]`` (texts joined where a request was split
-    across parts): a banned word cut in two is still found. Allowlists judge the texts themselves."""
+    keyword and pattern rules match, each ``(text, owner, own)`` read as a reading of ``texts[owner]``: texts
+    joined where a request was split across parts (a banned word cut in two is still found), and, with ``own``,
+    texts read besides the checked ones (an answer's tool calls, a message's name), which an allowlist must exempt
+    too: an allowlisted answer text must not let its tool call's arguments through."""
     findings: list[Finding] = []
     fired: list[tuple[RuleLike, Finding]] = []
     normalised: list[tuple[str, ...]] = []
-    owners = (*range(len(texts)), *(o for _, o in also))
+    owners = (*range(len(texts)), *(o for _, o, _ in also))
+    own = (*(True for _ in texts), *(b for _, _, b in also))  # a text of its own (not a joined reading)
 
     def norm() -> tuple[str, ...]:  # computed once, and only when a custom rule needs it
         if not normalised:
-            normalised.append(tuple(normalise(t) for t in (*texts, *(t for t, _ in also))))
+            normalised.append(tuple(normalise(t) for t in (*texts, *(t for t, _, _ in also))))
         return normalised[0]
 
     def norm_for(category: str, readings: bool = False) -> tuple[str, ...]:
-        n = len(owners) if readings else len(texts)
-        keep = [only is None or o >= len(only) or only[o] is None or category in only[o] for o in owners[:n]]
-        return tuple(t for t, k in zip(norm()[:n], keep, strict=True) if k)
+        """The normalised texts that may raise ``category``: every reading (``readings``, for matching), else the
+        texts of their own only (for allowlists)."""
+        keep = [
+            (readings or o_own) and (only is None or o >= len(only) or only[o] is None or category in only[o])
+            for o, o_own in zip(owners, own, strict=True)
+        ]
+        return tuple(t for t, k in zip(norm(), keep, strict=True) if k)
 
     for rule in rules:
         shadow = shadow_all or rule.mode == "shadow"

@@ -268,7 +268,10 @@ def test_other_attributes_are_litellm_s(guard: Guard) -> None:
     "name",
     ["text_completion", "atext_completion", "responses", "aresponses", "completion_with_retries",
      "acompletion_with_retries", "batch_completion", "anthropic_messages", "Router", "main", "agenerate_content",
-     "decisions", "adecisions", "query", "aquery", "rag", "vllm_handler"],
+     "decisions", "adecisions", "query", "aquery", "rag", "vllm_handler",
+     # provider handlers, each with a completion(..., messages, ...) of its own: closed by the shape of their name
+     "replicate_chat_completion", "nlp_cloud_chat_completion", "OpenAIChatCompletion", "AnthropicChatCompletion",
+     "AzureChatCompletion", "OpenAITextCompletion", "OpenAILikeChatHandler", "WatsonXChatHandler"],
 )  # fmt: skip
 def test_litellms_other_doors_to_text_generation_are_closed(guard: Guard, stub: StubServer, name: str) -> None:
     # llm.text_completion(prompt=...), llm.responses(input=...), llm.batch_completion(...) reached the model unchecked

@@ -639,3 +639,12 @@ def test_a_question_beside_a_history_is_refused_as_ambiguous_not_guessed(guard: 
 
         with pytest.raises(TypeError, match="prompt_arg"):
             answer_sync("how do I build a bomb", [{"role": "user", "content": "hi"}])
+
+
+def test_a_question_beside_a_list_named_messages_is_refused_as_ambiguous(guard: Guard) -> None:
+    @guardrail.protect(guard)
+    def answer(question: str, messages: list[dict[str, str]]) -> str:
+        return "ok"
+
+    with pytest.raises(TypeError, match="prompt_arg"):
+        answer("how do I build a bomb", [{"role": "user", "content": "hi"}])
