@@ -2313,36 +2313,23 @@ async def test_a_guarded_streams_logprobs_never_spell_a_blocked_or_redacted_text
     assert "corp.example" not in "".join(e.model_dump_json() for e in out)
 
 
-async def test_a_tool_item_only_the_final_response_carries_is_checked_and_masked(client: Any, stub: StubServer) -> None:
-    # a compatible server's function call that no item event streamed, present only in response.completed
+@pytest.mark.parametrize("ids", [True, False], ids=["with-ids", "without-ids"])
+async def test_a_tool_item_only_the_final_response_carries_is_checked_and_masked(
+    client: Any, stub: StubServer, ids: bool
+) -> None:
+    # a compatible server's function call that no item event streamed, present only in response.completed; and one
+    # that sends no item ids at all: "" was recorded as seen, so every id-less final item passed unread
     def stream(arguments: str) -> list[tuple[str | None, Any]]:
+        events = _message_events(1, "Here is the calm part of the answer.", 0, 9, done=True)
         call = {"id": "fc_1", "type": "function_call", "call_id": "c1", "name": "send", "arguments": arguments,
                 "status": "completed"}  # fmt: skip
-        events = _message_events(1, "Here is the calm part of the answer.", 0, 9, done=True)
+        if not ids:
+            call.pop("id")
+            for _, event in events:
+                event.pop("item_id", None)
+                if isinstance(event.get("item"), dict):
+                    event["item"] = {k: v for k, v in event["item"].items() if k != "id"}
         message = next(e for k, e in events if k == "response.output_item.done")["item"]
-        completed = _event("response.completed", response=_response([message, call]))
-        return _numbered([_event("response.created", response=_response([], "in_progress")), *events, completed])
-
-    stub.raw = stream(json.dumps({"text": HARMFUL}))
-    events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
-    assert events[-1].type == "response.incomplete" and events[-1].response.output_text.endswith(REFUSAL)
-    assert "bomb" not in "".join(e.model_dump_json() for e in events)
-    stub.raw = stream(json.dumps({"to": "leak@corp.example"}))
-    events = await collect(await run(client.responses.create(model="m", input="x", stream=True)))
-    [call] = [item for item in events[-1].response.output if item.type == "function_call"]
-    assert events[-1].type == "response.completed" and json.loads(call.arguments) == {"to": "<EMAIL_1>"}
-
-
-async def test_a_final_only_tool_item_is_read_when_no_item_carries_an_id(client: Any, stub: StubServer) -> None:
-    # a compatible server that sends no item ids: "" was recorded as seen, so every id-less final item passed unread
-    def stream(arguments: str) -> list[tuple[str | None, Any]]:
-        events = _message_events(1, "Here is the calm part of the answer.", 0, 9, done=True)
-        for _, event in events:
-            event.pop("item_id", None)
-            if isinstance(event.get("item"), dict):
-                event["item"] = {k: v for k, v in event["item"].items() if k != "id"}
-        message = next(e for k, e in events if k == "response.output_item.done")["item"]
-        call = {"type": "function_call", "call_id": "c1", "name": "send", "arguments": arguments, "status": "completed"}
         completed = _event("response.completed", response=_response([message, call]))
         return _numbered([_event("response.created", response=_response([], "in_progress")), *events, completed])
 

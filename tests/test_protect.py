@@ -193,18 +193,24 @@ async def test_prompt_argument_by_name_and_messages(guard: Guard, mode: str) -> 
         await call(guardrail.protect(guard, pick if mode == "sync" else apick, prompt_arg="nope"), "a", "b")
 
 
-async def test_a_prompt_passed_through_kwargs_or_args_is_checked_and_rewritten_there(guard: Guard, mode: str) -> None:
-    # a thin forwarder, chat(**kwargs) -> client.chat.completions.create(**kwargs), ran with its prompt unread
-    seen: list[Any] = []
+def forwarder(mode: str, seen: list[Any] | None = None) -> tuple[list[Any], Any]:
+    """A thin forwarder, sync or async, that records what it was called with (in ``seen``)."""
+    calls: list[Any] = [] if seen is None else seen
 
     def forward(*args: Any, **kwargs: Any) -> str:
-        seen.append((args, kwargs))
+        calls.append((args, kwargs))
         return "ok"
 
     async def aforward(*args: Any, **kwargs: Any) -> str:
         return forward(*args, **kwargs)
 
-    fn = guardrail.protect(guard, forward if mode == "sync" else aforward)
+    return calls, forward if mode == "sync" else aforward
+
+
+async def test_a_prompt_passed_through_kwargs_or_args_is_checked_and_rewritten_there(guard: Guard, mode: str) -> None:
+    # a thin forwarder, chat(**kwargs) -> client.chat.completions.create(**kwargs), ran with its prompt unread
+    seen, forward = forwarder(mode)
+    fn = guardrail.protect(guard, forward)
     assert await call(fn, model="m", messages=[{"role": "user", "content": "a bomb"}]) == REFUSAL
     assert await call(fn, "a bomb", 3) == REFUSAL
     assert seen == []
@@ -212,7 +218,7 @@ async def test_a_prompt_passed_through_kwargs_or_args_is_checked_and_rewritten_t
     assert seen[-1] == ((), {"model": "m", "messages": [{"role": "user", "content": "mail <EMAIL_1>"}]})
     assert await call(fn, 7, "mail bob@example.com") == "ok"
     assert seen[-1] == ((7, "mail <EMAIL_1>"), {})
-    named = guardrail.protect(guard, forward if mode == "sync" else aforward, prompt_arg="question")
+    named = guardrail.protect(guard, forward, prompt_arg="question")
     assert await call(named, style="a bomb style", question="fine") == "ok"  # only `question` is the prompt
     assert await call(named, question="a bomb") == REFUSAL
 
@@ -238,14 +244,8 @@ async def test_a_call_whose_prompt_cannot_be_found_is_refused_not_run_unchecked(
 async def test_a_model_name_beside_the_prompt_is_never_taken_for_it(guard: Guard, mode: str) -> None:
     # the first str was the prompt: chat("gpt-4o-mini", messages) (litellm.completion(*args) forwarded) and
     # ask("gpt-4o-mini", input=...) checked the model name and ran the real prompt unchecked
-    seen: list[Any] = []
-
-    def forward(*args: Any, **kwargs: Any) -> str:
-        seen.append((args, kwargs))
-        return "ok"
-
-    async def aforward(*args: Any, **kwargs: Any) -> str:
-        return forward(*args, **kwargs)
+    seen, forward = forwarder("sync")
+    aforward = forwarder("async", seen)[1]
 
     def ask(model: str, **kwargs: Any) -> str:
         return forward(model, **kwargs)
