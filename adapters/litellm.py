@@ -87,10 +87,12 @@ _SIDE_DOORS = frozenset(
 )  # fmt: skip
 
 
-# provider handlers litellm exports (replicate_chat_completion, OpenAIChatCompletion, WatsonXChatHandler ...): each
+# provider handlers litellm exports (replicate_chat_completion, OpenAIChatCompletion, openai_chat_completions ...): each
 # has a completion(..., messages, ...) that reaches its provider, so every name of that shape is a door, present or
 # added in a later litellm
-_HANDLER = re.compile(r"(?:ChatCompletion|TextCompletion|ChatHandler)$|_chat_completion$")
+_HANDLER = re.compile(
+    r"(?:ChatCompletion|TextCompletion|ChatHandler)$|_chat_completion$|_(?:chat|text)_completions$|llm_(?:aio)?http_handler$"
+)
 
 
 def _bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -141,12 +143,16 @@ class GuardedLiteLLM:
         return self._module
 
     def __getattr__(self, name: str) -> Any:
-        if name in _SIDE_DOORS or _HANDLER.search(name):
+        # a door is refused by its name (whether or not this litellm has it), or by its class's name
+        # (openai_chat_completions is an OpenAIChatCompletion)
+        door = name in _SIDE_DOORS or _HANDLER.search(name) is not None
+        value = None if door else getattr(self._module, name)  # None is also a setting's value (litellm.api_key)
+        if door or _HANDLER.search(type(value).__name__):
             raise AttributeError(
                 f"litellm.{name} is not available on a guardrail-wrapped litellm (it would bypass the guard); use "
                 "completion / acompletion (stream=True for streaming), or .unwrapped to bypass it deliberately"
             )
-        return getattr(self._module, name)
+        return value
 
     def __repr__(self) -> str:
         return f"<guarded litellm policy={self._guard.policy.name!r}>"

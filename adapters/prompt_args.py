@@ -52,11 +52,9 @@ def find_prompt(
     named: list[Where] = [(name, None) for name in ("messages", "prompt") if name in bound.arguments and name != var_kw]
     named += [(var_kw, name) for name in ("messages", "prompt") if var_kw and name in extra]
     if named:
-        # a question beside a list named messages is as ambiguous as beside any other list; a word with no space in
-        # it (a model, a user id, "auto") is not a question
-        others = [
-            w for w, v in found if w != named[0] and (is_messages(v) or (isinstance(v, str) and " " in v.strip()))
-        ]
+        # a question beside a list named messages is as ambiguous as beside any other list; a token (a model, a user
+        # id, "auto") or an argument named as configuration (system, instructions, model, user ...) is not a question
+        others = [w for w, v in found if w != named[0] and _may_be_question(w, v)]
         if not others:
             return named[0]
         found = [(named[0], None), *((w, None) for w in others)]
@@ -67,6 +65,23 @@ def find_prompt(
             "each be): name it with protect(guard, prompt_arg=...) (an argument, or a key of **kwargs)"
         )
     return found[0][0] if found else None
+
+
+def _may_be_question(where: Where, value: Any) -> bool:
+    """Whether an argument beside a named ``messages``/``prompt`` may be a text the caller's user wrote."""
+    if is_messages(value):
+        return True
+    name = where[1] if isinstance(where[1], str) else where[0]
+    return isinstance(value, str) and name not in _CONFIG and not _TOKEN.fullmatch(value.strip())
+
+
+# arguments that hold the developer's own configuration, not a user's text
+_CONFIG = frozenset(
+    {"system", "system_prompt", "system_message", "instructions", "model", "model_name", "engine", "deployment",
+     "user", "user_id", "session_id", "conversation_id", "stop", "tool_choice", "response_format",
+     "reasoning_effort", "service_tier", "voice", "language", "locale", "api_key", "api_base", "base_url"}
+)  # fmt: skip
+_TOKEN = re.compile(r"[A-Za-z0-9._:@/-]*")  # an ASCII id, a model's name: no question is written so
 
 
 # a model's name: one token of letters, digits and ".:@/_-" with a digit, "-" or "/" in it (a one-word prompt such as

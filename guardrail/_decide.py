@@ -298,7 +298,7 @@ def verdict(pending: Pending, outcome: Scores, clfs: Sequence[Classifier]) -> tu
         block_message=policy.on_block.message,
         only=pending.only or None,
         reserved=pending.reserved,
-        also=tuple((e.text, e.owner, not e.joined) for e in pending.extra),
+        also=tuple((e.text, e.owner, e.besides) for e in pending.extra),  # a name never undoes an allowlist
     )
     if script is not None:
         named = tuple(replace(f, entities=(script,)) if f.category == UNSUPPORTED else f for f in result.findings)

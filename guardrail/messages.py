@@ -131,6 +131,7 @@ class Extra:
     joined: tuple[int, ...] = ()
     starts: tuple[int, ...] = ()
     scored: bool = True  # False: matched by keyword and pattern rules only (a short name, a handle)
+    besides: bool = False  # what an answer says besides its text (tool calls ...): an allowlist must exempt it too
     # of ``joined``, the texts scored only within this reading: all of them when every one is a fragment of at most
     # FRAGMENT characters (three letters alone mean nothing, and scored alone they flagged benign text cut into
     # parts), else none. A request after a pasted document, sent as a part of its own, scored 0.69 alone and 0.37
@@ -363,7 +364,7 @@ def answer_extract(payload: Any) -> Extracted:
     owner = len(texts) - 1  # read with the answer, never its text: a Decision's text stays the content
     return Extracted(
         texts, locations, ex.skipped, is_messages=True, roles=roles, system=ex.system,
-        extra=(*ex.extra, *(Extra(t, owner) for t in said)),
+        extra=(*ex.extra, *(Extra(t, owner, besides=True) for t in said)),
     )  # fmt: skip
 
 

@@ -81,8 +81,9 @@ def evaluate(
     redaction must not give to these texts' values (the prompt's, on the output stage). ``also``: more readings
     keyword and pattern rules match, each ``(text, owner, own)`` read as a reading of ``texts[owner]``: texts
     joined where a request was split across parts (a banned word cut in two is still found), and, with ``own``,
-    texts read besides the checked ones (an answer's tool calls, a message's name), which an allowlist must exempt
-    too: an allowlisted answer text must not let its tool call's arguments through."""
+    what an answer says besides its text (its tool calls), which an allowlist must exempt too: an allowlisted answer
+    text must not let its tool call's arguments through. A message's name is matched, never judged by an allowlist
+    (a per-user handle could never be on one)."""
     findings: list[Finding] = []
     fired: list[tuple[RuleLike, Finding]] = []
     normalised: list[tuple[str, ...]] = []

@@ -260,6 +260,7 @@ def test_other_attributes_are_litellm_s(guard: Guard) -> None:
     llm = guardrail.wrap(guard, litellm)
     assert llm.ModelResponse is litellm.ModelResponse
     assert llm.unwrapped is litellm
+    assert llm.api_key is litellm.api_key  # a setting may be None: it is read, not taken for a closed door
     assert inspect.iscoroutinefunction(llm.acompletion)
     assert not inspect.iscoroutinefunction(llm.completion)
 
@@ -271,7 +272,9 @@ def test_other_attributes_are_litellm_s(guard: Guard) -> None:
      "decisions", "adecisions", "query", "aquery", "rag", "vllm_handler",
      # provider handlers, each with a completion(..., messages, ...) of its own: closed by the shape of their name
      "replicate_chat_completion", "nlp_cloud_chat_completion", "OpenAIChatCompletion", "AnthropicChatCompletion",
-     "AzureChatCompletion", "OpenAITextCompletion", "OpenAILikeChatHandler", "WatsonXChatHandler"],
+     "AzureChatCompletion", "OpenAITextCompletion", "OpenAILikeChatHandler", "WatsonXChatHandler",
+     # ... and litellm's ready-made instances of them, by their class's name
+     "openai_chat_completions", "azure_chat_completions", "anthropic_chat_completions", "openai_text_completions"],
 )  # fmt: skip
 def test_litellms_other_doors_to_text_generation_are_closed(guard: Guard, stub: StubServer, name: str) -> None:
     # llm.text_completion(prompt=...), llm.responses(input=...), llm.batch_completion(...) reached the model unchecked
