@@ -95,6 +95,22 @@ _HANDLER = re.compile(
 )
 
 
+# the base classes of litellm's provider handlers (each subclass has a completion(..., messages) of its own)
+_HANDLER_BASES = frozenset(
+    {"BaseLLM", "BaseLLMHTTPHandler", "BaseLLMAIOHTTPHandler", "BaseAWSLLM", "VertexBase", "SagemakerLLM"}
+)
+
+
+_OPEN = frozenset({"CustomLLM"})  # the base class an application subclasses for its own provider
+
+
+def _is_handler(value: Any) -> bool:
+    """Whether ``value`` is a provider handler, or a handler class: by any class in its MRO (a subclass instance such
+    as openai_audio_transcriptions is an OpenAIChatCompletion)."""
+    mro = value.__mro__ if isinstance(value, type) else type(value).__mro__
+    return any(c.__name__ in _HANDLER_BASES or _HANDLER.search(c.__name__) for c in mro)
+
+
 def _bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
     if len(args) > len(_POSITIONAL):
         raise TypeError(f"completion() takes at most {len(_POSITIONAL)} positional arguments (model, messages)")
@@ -147,7 +163,7 @@ class GuardedLiteLLM:
         # (openai_chat_completions is an OpenAIChatCompletion)
         door = name in _SIDE_DOORS or _HANDLER.search(name) is not None
         value = None if door else getattr(self._module, name)  # None is also a setting's value (litellm.api_key)
-        if door or _HANDLER.search(type(value).__name__):
+        if door or (name not in _OPEN and _is_handler(value)):
             raise AttributeError(
                 f"litellm.{name} is not available on a guardrail-wrapped litellm (it would bypass the guard); use "
                 "completion / acompletion (stream=True for streaming), or .unwrapped to bypass it deliberately"

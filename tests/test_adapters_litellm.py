@@ -261,6 +261,7 @@ def test_other_attributes_are_litellm_s(guard: Guard) -> None:
     assert llm.ModelResponse is litellm.ModelResponse
     assert llm.unwrapped is litellm
     assert llm.api_key is litellm.api_key  # a setting may be None: it is read, not taken for a closed door
+    assert llm.CustomLLM is litellm.CustomLLM  # the base class an application subclasses for its own provider
     assert inspect.iscoroutinefunction(llm.acompletion)
     assert not inspect.iscoroutinefunction(llm.completion)
 
@@ -274,7 +275,10 @@ def test_other_attributes_are_litellm_s(guard: Guard) -> None:
      "replicate_chat_completion", "nlp_cloud_chat_completion", "OpenAIChatCompletion", "AnthropicChatCompletion",
      "AzureChatCompletion", "OpenAITextCompletion", "OpenAILikeChatHandler", "WatsonXChatHandler",
      # ... and litellm's ready-made instances of them, by their class's name
-     "openai_chat_completions", "azure_chat_completions", "anthropic_chat_completions", "openai_text_completions"],
+     "openai_chat_completions", "azure_chat_completions", "anthropic_chat_completions", "openai_text_completions",
+     # ... their subclasses' instances and the base handlers, by any class they derive from
+     "openai_audio_transcriptions", "azure_ai_embedding", "BaseLLMHTTPHandler", "base_llm_http_handler",
+     "sagemaker_llm", "VertexLLM", "BedrockConverseLLM"],
 )  # fmt: skip
 def test_litellms_other_doors_to_text_generation_are_closed(guard: Guard, stub: StubServer, name: str) -> None:
     # llm.text_completion(prompt=...), llm.responses(input=...), llm.batch_completion(...) reached the model unchecked
