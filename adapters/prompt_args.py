@@ -11,11 +11,33 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["Where", "check_prompt_arg", "find_prompt", "may_hold_text", "prompt_at", "put_prompt"]
+__all__ = [
+    "CONFIG",
+    "SYSTEM_ARGS",
+    "Where",
+    "check_prompt_arg",
+    "find_prompt",
+    "may_hold_text",
+    "prompt_at",
+    "put_prompt",
+]
 
 # where a call's prompt is: (argument name, None), or inside a variadic argument: (its name, key of **kwargs or
 # index in *args)
 Where = tuple[str, str | int | None]
+
+# arguments that hold the developer's own configuration, not a user's text; the system prompt's names count as text
+# when the policy reads system turns (input.scope: all), since then such text must be checked, not trusted
+SYSTEM_ARGS = frozenset({"system", "system_prompt", "system_message", "instructions"})
+CONFIG = SYSTEM_ARGS | frozenset(
+    {"model", "model_name", "engine", "deployment", "user", "user_id", "session_id", "conversation_id", "stop",
+     "tool_choice", "response_format", "reasoning_effort", "service_tier", "voice", "language", "locale", "api_key",
+     "api_base", "base_url"}
+)  # fmt: skip
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")  # https://..., data:..., mailto:...
+# scripts written without spaces between words: Han, kana, Hangul, Thai, Lao, Khmer, Myanmar, Tibetan
+_UNSPACED = re.compile("[\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+_ASKS = re.compile("[?？!！。]")
 
 
 def variadic(sig: inspect.Signature, kind: inspect._ParameterKind) -> str | None:
@@ -29,7 +51,11 @@ def check_prompt_arg(sig: inspect.Signature, prompt_arg: str | None) -> None:
 
 
 def find_prompt(
-    sig: inspect.Signature, bound: inspect.BoundArguments, prompt_arg: str | None, fn_name: str = "the function"
+    sig: inspect.Signature,
+    bound: inspect.BoundArguments,
+    prompt_arg: str | None,
+    fn_name: str = "the function",
+    config: frozenset[str] = CONFIG,
 ) -> Where | None:
     """Where this call's prompt is: ``prompt_arg``, else ``messages`` / ``prompt`` (named, or passed through
     ``**kwargs``), else the one argument that may be a prompt: a messages list or a ``str`` (``*args`` and
@@ -54,7 +80,7 @@ def find_prompt(
     if named:
         # a question beside a list named messages is as ambiguous as beside any other list; a token (a model, a user
         # id, "auto") or an argument named as configuration (system, instructions, model, user ...) is not a question
-        others = [w for w, v in found if w != named[0] and _may_be_question(w, v)]
+        others = [w for w, v in found if w != named[0] and _may_be_question(w, v, config)]
         if not others:
             return named[0]
         found = [(named[0], None), *((w, None) for w in others)]
@@ -67,21 +93,21 @@ def find_prompt(
     return found[0][0] if found else None
 
 
-def _may_be_question(where: Where, value: Any) -> bool:
-    """Whether an argument beside a named ``messages``/``prompt`` may be a text the caller's user wrote."""
+def _may_be_question(where: Where, value: Any, config: frozenset[str]) -> bool:
+    """Whether an argument beside a named ``messages``/``prompt`` may be a text the caller's user wrote: a messages
+    list, or a text not in a configuration argument that has a space in it, or is written in a script that uses no
+    spaces, or asks ("bomb?"). A word ("Zoë", "O'Brien"), an id, a key, a URL or a data URI is not a question."""
     if is_messages(value):
         return True
     name = where[1] if isinstance(where[1], str) else where[0]
-    return isinstance(value, str) and name not in _CONFIG and not _TOKEN.fullmatch(value.strip())
-
-
-# arguments that hold the developer's own configuration, not a user's text
-_CONFIG = frozenset(
-    {"system", "system_prompt", "system_message", "instructions", "model", "model_name", "engine", "deployment",
-     "user", "user_id", "session_id", "conversation_id", "stop", "tool_choice", "response_format",
-     "reasoning_effort", "service_tier", "voice", "language", "locale", "api_key", "api_base", "base_url"}
-)  # fmt: skip
-_TOKEN = re.compile(r"[A-Za-z0-9._:@/-]*")  # an ASCII id, a model's name: no question is written so
+    if not isinstance(value, str) or name in config:
+        return False
+    text = value.strip()
+    if any(c.isspace() for c in text):
+        return True
+    if _SCHEME.match(text):
+        return False
+    return bool(_UNSPACED.search(text) or _ASKS.search(text))
 
 
 # a model's name: one token of letters, digits and ".:@/_-" with a digit, "-" or "/" in it (a one-word prompt such as

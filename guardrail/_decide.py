@@ -43,7 +43,7 @@ from guardrail.messages import (
     replace_texts,
 )
 from guardrail.policy import Policy, Rule
-from guardrail.rules import Verdict, evaluate
+from guardrail.rules import Judged, Verdict, evaluate
 from guardrail.taxonomy import Stage, stage_ids
 
 __all__ = [
@@ -298,13 +298,21 @@ def verdict(pending: Pending, outcome: Scores, clfs: Sequence[Classifier]) -> tu
         block_message=policy.on_block.message,
         only=pending.only or None,
         reserved=pending.reserved,
-        also=tuple((e.text, e.owner, e.besides) for e in pending.extra),  # a name never undoes an allowlist
+        also=tuple((e.text, e.owner, _judged(e)) for e in pending.extra),
     )
     if script is not None:
         named = tuple(replace(f, entities=(script,)) if f.category == UNSUPPORTED else f for f in result.findings)
         result = replace(result, findings=named)
         scores = {**outcome.scores, UNSUPPORTED: 1.0}
     return result, scores
+
+
+def _judged(extra: Extra) -> Judged:
+    """When an allowlist must exempt a reading too (``rules.evaluate``): never a joined one (its texts are judged), a
+    handle only where a rule's keywords hit it, anything scored as a text of its own always."""
+    if extra.joined:
+        return "never"
+    return "always" if extra.scored else "hits"
 
 
 def _unsupported_script(texts: Sequence[str], clfs: Sequence[Classifier]) -> str | None:

@@ -74,7 +74,10 @@ class _Request:
         self.fn = deco.fn
         self.bound = deco.sig.bind(*args, **kwargs)
         name = getattr(deco.fn, "__qualname__", type(deco.fn).__name__)
-        where = prompt_args.find_prompt(deco.sig, self.bound, deco.prompt_arg, name)
+        # under scope: all the system prompt is checked text, never trusted configuration beside the prompt
+        reads_system = deco.guard.policy.input.scope == "all"
+        config = prompt_args.CONFIG - prompt_args.SYSTEM_ARGS if reads_system else prompt_args.CONFIG
+        where = prompt_args.find_prompt(deco.sig, self.bound, deco.prompt_arg, name, config)
         if where is None and prompt_args.may_hold_text(self.bound):  # never run unchecked: say how to name the prompt
             named = f"prompt_arg={deco.prompt_arg!r} is" if deco.prompt_arg else "no messages=, prompt= or str argument"
             raise TypeError(

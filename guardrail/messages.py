@@ -120,8 +120,8 @@ class Extracted:
 @dataclass(frozen=True, slots=True)
 class Extra:
     """One more reading to score, counted as a reading of ``texts[owner]``: the texts ``joined`` (indices, in
-    order; ``starts``: where each begins in ``text``) read as one; or, with ``joined`` empty, a message's text with
-    its ``name`` before it, or what an answer does besides its text. A model reads a message's parts, and
+    order; ``starts``: where each begins in ``text``) read as one; or, with ``joined`` empty, a message's ``name``,
+    or what an answer does besides its text. A model reads a message's parts, and
     consecutive turns of one role, as one text: a request cut into parts ("...build a p", "ipe b", "omb") passed
     when each part was scored alone. It is scored and matched by rules, never rewritten: what is masked is masked
     in the texts themselves."""
@@ -131,7 +131,6 @@ class Extra:
     joined: tuple[int, ...] = ()
     starts: tuple[int, ...] = ()
     scored: bool = True  # False: matched by keyword and pattern rules only (a short name, a handle)
-    besides: bool = False  # what an answer says besides its text (tool calls ...): an allowlist must exempt it too
     # of ``joined``, the texts scored only within this reading: all of them when every one is a fragment of at most
     # FRAGMENT characters (three letters alone mean nothing, and scored alone they flagged benign text cut into
     # parts), else none. A request after a pasted document, sent as a part of its own, scored 0.69 alone and 0.37
@@ -364,7 +363,7 @@ def answer_extract(payload: Any) -> Extracted:
     owner = len(texts) - 1  # read with the answer, never its text: a Decision's text stays the content
     return Extracted(
         texts, locations, ex.skipped, is_messages=True, roles=roles, system=ex.system,
-        extra=(*ex.extra, *(Extra(t, owner, besides=True) for t in said)),
+        extra=(*ex.extra, *(Extra(t, owner) for t in said)),
     )  # fmt: skip
 
 

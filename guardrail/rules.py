@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from guardrail.classifiers.patterns import Span, redact
 from guardrail.custom_rules import allowlist, keyword_matcher, normalise, pattern_matcher
@@ -63,6 +63,9 @@ def strongest(findings: Sequence[Finding]) -> Action:
     return max((f.action.decision_action for f in findings), key=lambda a: a.strength, default=Action.ALLOW)
 
 
+Judged = Literal["always", "hits", "never"]  # when an allowlist must exempt a reading too (evaluate's also)
+
+
 def evaluate(
     rules: Sequence[RuleLike],
     scores: Mapping[str, float],
@@ -73,34 +76,37 @@ def evaluate(
     block_message: str = "",
     only: Sequence[frozenset[str] | None] | None = None,
     reserved: frozenset[str] = frozenset(),
-    also: Sequence[tuple[str, int, bool]] = (),
+    also: Sequence[tuple[str, int, Judged]] = (),
 ) -> Verdict:
     """Apply ``rules`` to ``scores`` (max over ``texts``); ``spans[i]`` are the PII spans of ``texts[i]``;
     ``only[i]``, when given, the categories ``texts[i]`` may raise (a tool result: injection only), which
     keyword/pattern rules and allowlists respect as the engine's scores already do; ``reserved``, placeholders a
     redaction must not give to these texts' values (the prompt's, on the output stage). ``also``: more readings
-    keyword and pattern rules match, each ``(text, owner, own)`` read as a reading of ``texts[owner]``: texts
-    joined where a request was split across parts (a banned word cut in two is still found), and, with ``own``,
-    what an answer says besides its text (its tool calls), which an allowlist must exempt too: an allowlisted answer
-    text must not let its tool call's arguments through. A message's name is matched, never judged by an allowlist
-    (a per-user handle could never be on one)."""
+    keyword and pattern rules match, each ``(text, owner, judged)`` read as a reading of ``texts[owner]``, and
+    ``judged`` says when an allowlist must exempt it too: ``"never"`` for texts joined where a request was split
+    (a banned word cut in two is still found; its parts are judged), ``"always"`` for what is scored as a text of
+    its own (an answer's tool calls, a long name: an allowlisted answer text must not let its tool call through),
+    ``"hits"`` for a message's handle, judged only where the rule's keywords or patterns hit it (a per-user handle
+    could never be on an allowlist, but a banned word in it must not ride on an allowlisted message)."""
     findings: list[Finding] = []
     fired: list[tuple[RuleLike, Finding]] = []
     normalised: list[tuple[str, ...]] = []
     owners = (*range(len(texts)), *(o for _, o, _ in also))
-    own = (*(True for _ in texts), *(b for _, _, b in also))  # a text of its own (not a joined reading)
+    always: Judged = "always"
+    judged: tuple[Judged, ...] = (*(always for _ in texts), *(j for _, _, j in also))
 
     def norm() -> tuple[str, ...]:  # computed once, and only when a custom rule needs it
         if not normalised:
             normalised.append(tuple(normalise(t) for t in (*texts, *(t for t, _, _ in also))))
         return normalised[0]
 
-    def norm_for(category: str, readings: bool = False) -> tuple[str, ...]:
-        """The normalised texts that may raise ``category``: every reading (``readings``, for matching), else the
-        texts of their own only (for allowlists)."""
+    def norm_for(category: str, rule: RuleLike | None = None) -> tuple[str, ...]:
+        """The normalised texts that may raise ``category``: every reading (no ``rule``: for matching), else those an
+        allowlist must exempt for ``rule``."""
         keep = [
-            (readings or o_own) and (only is None or o >= len(only) or only[o] is None or category in only[o])
-            for o, o_own in zip(owners, own, strict=True)
+            (rule is None or j == "always" or (j == "hits" and bool(_match(rule, (t,)))))
+            and (only is None or o >= len(only) or only[o] is None or category in only[o])
+            for t, o, j in zip(norm(), owners, judged, strict=True)
         ]
         return tuple(t for t, k in zip(norm(), keep, strict=True) if k)
 
@@ -118,7 +124,7 @@ def evaluate(
             if requires and any(scores.get(c, -1.0) < float(t) for c, t in requires.items()):
                 continue
             if getattr(rule, "is_match", False):  # keywords/patterns on the normalised text
-                hits = _match(rule, norm_for(rule.category, readings=True))
+                hits = _match(rule, norm_for(rule.category))
                 if not hits:
                     continue
                 score, threshold = 1.0, 1.0
@@ -128,7 +134,7 @@ def evaluate(
                     continue
                 score, hits = got, ()
             has_allow = getattr(rule, "allow", None) or getattr(rule, "allow_patterns", None)
-            exemption = _exempt(rule, norm_for(rule.category)) if has_allow else None
+            exemption = _exempt(rule, norm_for(rule.category, rule)) if has_allow else None
             if exemption is not None:  # an allowlisted text: recorded (audited), never acted on
                 findings.append(Finding(ALLOWLISTED, float(score), threshold, RuleAction.LOG, True, exemption))
                 continue
