@@ -107,8 +107,12 @@ _OPEN = frozenset({"CustomLLM"})  # the base class an application subclasses for
 def _is_handler(value: Any) -> bool:
     """Whether ``value`` is a provider handler, or a handler class: by any class in its MRO (a subclass instance such
     as openai_audio_transcriptions is an OpenAIChatCompletion)."""
-    mro = value.__mro__ if isinstance(value, type) else type(value).__mro__
-    return any(c.__name__ in _HANDLER_BASES or _HANDLER.search(c.__name__) for c in mro)
+    try:  # a proxy may say it is a class and have no MRO: then its own type's is read
+        mro = getattr(value, "__mro__", None) if isinstance(value, type) else None
+        mro = mro or type(value).__mro__
+        return any(c.__name__ in _HANDLER_BASES or _HANDLER.search(c.__name__) for c in mro)
+    except Exception:  # an attribute that cannot be read as a class is no handler
+        return False
 
 
 def _bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:

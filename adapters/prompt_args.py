@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 import numbers
 import re
+import unicodedata
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -34,10 +35,10 @@ CONFIG = SYSTEM_ARGS | frozenset(
      "tool_choice", "response_format", "reasoning_effort", "service_tier", "voice", "language", "locale", "api_key",
      "api_base", "base_url"}
 )  # fmt: skip
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")  # https://..., data:..., mailto:...
+_URL = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*://|data:|mailto:|urn:|tel:)\S*$")  # not "Q:how ..." or "Re:..."
 # scripts written without spaces between words: Han, kana, Hangul, Thai, Lao, Khmer, Myanmar, Tibetan
 _UNSPACED = re.compile("[\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
-_ASKS = re.compile("[?？!！。]")
+_ASKS = re.compile("[?？!！。؟¿¡;՞]")
 
 
 def variadic(sig: inspect.Signature, kind: inspect._ParameterKind) -> str | None:
@@ -80,7 +81,7 @@ def find_prompt(
     if named:
         # a question beside a list named messages is as ambiguous as beside any other list; a token (a model, a user
         # id, "auto") or an argument named as configuration (system, instructions, model, user ...) is not a question
-        others = [w for w, v in found if w != named[0] and _may_be_question(w, v, config)]
+        others = [w for w, v in places if w != named[0] and _may_be_question(w, v, config)]
         if not others:
             return named[0]
         found = [(named[0], None), *((w, None) for w in others)]
@@ -100,13 +101,15 @@ def _may_be_question(where: Where, value: Any, config: frozenset[str]) -> bool:
     if is_messages(value):
         return True
     name = where[1] if isinstance(where[1], str) else where[0]
+    if name in SYSTEM_ARGS and name not in config:  # the policy reads system turns: any text given as one counts
+        return value is not None and not isinstance(value, (bool, int, float))
     if not isinstance(value, str) or name in config:
         return False
     text = value.strip()
-    if any(c.isspace() for c in text):
-        return True
-    if _SCHEME.match(text):
+    if _URL.match(text):
         return False
+    if any(c.isspace() or unicodedata.category(c) == "Cf" for c in text):  # zero-width spaces part words too
+        return True
     return bool(_UNSPACED.search(text) or _ASKS.search(text))
 
 

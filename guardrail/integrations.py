@@ -75,7 +75,8 @@ class _Request:
         self.bound = deco.sig.bind(*args, **kwargs)
         name = getattr(deco.fn, "__qualname__", type(deco.fn).__name__)
         # under scope: all the system prompt is checked text, never trusted configuration beside the prompt
-        reads_system = deco.guard.policy.input.scope == "all"
+        policy = deco.guard.policy  # any policy its routes may select: the route may depend on the text
+        reads_system = any(p.input.scope == "all" for p in (policy, *policy.routed))
         config = prompt_args.CONFIG - prompt_args.SYSTEM_ARGS if reads_system else prompt_args.CONFIG
         where = prompt_args.find_prompt(deco.sig, self.bound, deco.prompt_arg, name, config)
         if where is None and prompt_args.may_hold_text(self.bound):  # never run unchecked: say how to name the prompt

@@ -309,7 +309,7 @@ def extract(payload: Any, scope: Scope = "untrusted") -> Extracted:
 
 
 _NAME_SEPARATORS = re.compile(r"[_-]+")  # a name must match ^[a-zA-Z0-9_-]+$: its words are parted by these
-_NAME_WORDS = 4
+_NAME_WORDS = 6  # "acme_web_shop_customer", "customer-support-bot-v2" are handles; six words are a sentence
 
 
 def _joined(texts: Sequence[str], locs: Sequence[tuple[int, int | None]], roles: Sequence[str]) -> list[Extra]:

@@ -569,3 +569,14 @@ async def test_post_call_reads_dict_answers_and_refuses_the_ones_it_cannot_read(
     passing = GuardrailLiteLLM(guard=make_guard(), guardrail_name="gr", event_hook="post_call", unread_endpoints="pass")
     assert await passing.async_post_call_success_hook(request("a story"), None, unread) is None
     assert await gr.async_post_call_success_hook(request("a story"), None, {"object": "list", "data": []}) is None
+
+
+def test_an_attribute_that_only_says_it_is_a_class_is_read_not_refused(guard: Guard, monkeypatch: Any) -> None:
+    class ClassProxy:  # a lazy proxy: claims to be a class, has no MRO of its own
+        @property  # type: ignore[misc]
+        def __class__(self) -> type:
+            return type
+
+    proxy = ClassProxy()
+    monkeypatch.setattr(litellm, "my_lazy_thing", proxy, raising=False)
+    assert guardrail.wrap(guard, litellm).my_lazy_thing is proxy

@@ -263,3 +263,12 @@ def test_a_name_cannot_ride_on_an_allowlisted_message() -> None:
     assert g.check_input([jb]).blocked
     assert g.check_input([{"role": "user", "content": "Is Globex cheaper than you?", "name": "initech_sales"}]).blocked
     assert not g.check_input([{"role": "user", "content": "Is Globex cheaper than you?", "name": "bob_smith"}]).blocked
+
+
+def test_a_harmless_name_of_a_few_words_does_not_undo_an_allowlist() -> None:
+    p = load_policy("default").model_dump()
+    p["input"]["rules"] = [{"category": "competitors", "keywords": ["globex"], "action": "block",
+                            "allow": ["is globex cheaper than you?"]}]  # fmt: skip
+    g = Guard(load_policy(p))
+    for name in ("acme_web_shop_customer", "customer-support-bot-v2", "mary_jane_watson_parker"):
+        assert not g.check_input([{"role": "user", "content": "Is Globex cheaper than you?", "name": name}]).blocked
