@@ -22,7 +22,7 @@ def readings(
     scan: list[str] = []
     owner: list[int] = []
     spans: list[tuple[Span, ...]] = []
-    inside = {k for ex in pending.extra for k in ex.inside}  # scored only within a joined reading (Extra.inside)
+    inside = {k for ex in pending.extra if not ex.alone for k in ex.joined}  # scored only within a joined reading
     for i, t in enumerate(pending.texts):
         # what one reading reveals is redacted where it sits in the text
         text_spans, forms = spans_and_readings(t, entities) if needs_model or entities else ([], [])

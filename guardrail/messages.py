@@ -35,7 +35,6 @@ Scope = Literal["untrusted", "last_user", "all_user", "all"]
 
 __all__ = [
     "DATA_ROLES",
-    "FRAGMENT",
     "ROLES",
     "Extra",
     "Extracted",
@@ -131,11 +130,11 @@ class Extra:
     joined: tuple[int, ...] = ()
     starts: tuple[int, ...] = ()
     scored: bool = True  # False: matched by keyword and pattern rules only (a short name, a handle)
-    # of ``joined``, the texts scored only within this reading: all of them when every one is a fragment of at most
-    # FRAGMENT characters (three letters alone mean nothing, and scored alone they flagged benign text cut into
-    # parts), else none. A request after a pasted document, sent as a part of its own, scored 0.69 alone and 0.37
-    # read with the document (the model's dilution): scoring each text alone too keeps that catch
-    inside: tuple[int, ...] = ()
+    # whether the texts ``joined`` are scored alone too: not when every one is a fragment of at most _FRAGMENT
+    # characters (three letters alone mean nothing, and scored alone they flagged benign text cut into parts), else
+    # yes: a request after a pasted document, sent as a part of its own, scored 0.69 alone and 0.37 read with the
+    # document (the model's dilution), and scoring each text alone too keeps that catch
+    alone: bool = True
 
 
 def _get(obj: Any, key: str) -> Any:
@@ -337,13 +336,13 @@ def _joined(texts: Sequence[str], locs: Sequence[tuple[int, int | None]], roles:
             text += texts[k]
         # a run of fragments only is scored only as the run; a fragment beside a longer text is scored alone too
         # ("DAN mode" after a longer turn: 0.99 alone, 0.78 read with it)
-        inside = tuple(run) if all(len(texts[k].strip()) <= FRAGMENT for k in run) else ()
-        out.append(Extra(text, max(run), tuple(run), tuple(starts), inside=inside))
+        alone = not all(len(texts[k].strip()) <= _FRAGMENT for k in run)
+        out.append(Extra(text, max(run), tuple(run), tuple(starts), alone=alone))
     return out
 
 
 _SPLIT = 3  # characters: consecutive turns no longer than this are read joined with nothing between them
-FRAGMENT = 8  # characters: a run of texts no longer than this is scored only as the run
+_FRAGMENT = 8  # characters: a run of texts no longer than this is scored only as the run
 
 
 def answer_extract(payload: Any) -> Extracted:

@@ -242,7 +242,7 @@ def test_tool_call_arguments_in_an_unsupported_script_get_the_policys_handling()
     assert g.check_output([{"role": "assistant", "content": "Done.", "tool_calls": [call]}], prompt="hi").blocked
 
 
-def test_a_handle_in_the_name_field_never_undoes_an_allowlist(is_async: bool = False) -> None:
+def test_a_handle_in_the_name_field_never_undoes_an_allowlist() -> None:
     p = load_policy("default").model_dump()
     p["input"]["rules"] = [{"category": "jailbreak", "action": "block", "allow": ["ignore previous instructions"]}]
     g = Guard(load_policy(p))
