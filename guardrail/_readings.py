@@ -5,12 +5,41 @@ reads, with the personal data to mask in each text. Pure, and apart from the eng
 
 from __future__ import annotations
 
-from guardrail._decide import Pending
+from collections.abc import Callable
+
+from guardrail._decide import Pending, Plan
 from guardrail.classifiers.patterns import Span
+from guardrail.decision import RuleAction
 from guardrail.messages import scoring_form
 from guardrail.revealed import spans_and_readings, spread
+from guardrail.scheduler import estimate_tokens
 
-__all__ = ["readings"]
+__all__ = ["plan_readings", "readings"]
+
+
+def plan_readings(pending: Pending, deadline: Callable[[Pending, int], tuple[float, float]]) -> Plan:
+    """The check's plan: every reading to score (``readings``), the prompt each is judged with, and the deadline
+    ``deadline(pending, tokens)`` gives for the tokens they hold (the engine's, which knows the schedulers)."""
+    entities: set[str] = set()
+    rules = pending.policy.rules(pending.stage)
+    for r in rules:
+        if r.action is RuleAction.REDACT:
+            entities |= set(r.entities or ())
+    needs_model = any(r.action is not RuleAction.REDACT for r in rules)
+    scan, owner, spans = readings(pending, entities, needs_model)  # every reading, joined ones too
+    prompts: tuple[str | None, ...] | None = None
+    context: str | None = None
+    tokens = sum(estimate_tokens(t) for t in scan)
+    if pending.stage == "output":  # a response is always judged with its prompt (empty when unknown)
+        prompts = (scoring_form(pending.prompt) if pending.prompt is not None else "",) * len(scan)
+    elif pending.prompt is not None:
+        # the system prompt: texts whose jailbreak score alone reaches the model's gate are read again with it
+        # (_decide.context_plan), and that reading feeds only jailbreak (_context.context_counts); the budget
+        # allows for both readings
+        context = scoring_form(pending.prompt)
+        tokens *= 2
+    at, budget_ms = deadline(pending, tokens)
+    return Plan(tuple(scan), tuple(owner), prompts, tuple(spans), at, budget_ms, needs_model, context=context)
 
 
 def readings(

@@ -50,12 +50,11 @@ from guardrail._decide import (
     verdict,
     with_context,
 )
-from guardrail._readings import readings
+from guardrail._readings import plan_readings
 from guardrail._shared_models import model_classifier, shared_scheduler
 from guardrail.classifiers.base import Classifier
 from guardrail.decision import Action, Decision, Finding, RuleAction
 from guardrail.errors import GuardrailError, PolicyError
-from guardrail.messages import scoring_form
 from guardrail.policy import Policy, PolicyReloader, load_policy
 from guardrail.scheduler import Scheduler, estimate_tokens
 from guardrail.taxonomy import Stage
@@ -165,27 +164,7 @@ class Guard:
         return pending
 
     def _plan(self, pending: Pending) -> Plan:
-        policy = pending.policy
-        rules = policy.rules(pending.stage)
-        entities: set[str] = set()
-        for r in rules:
-            if r.action is RuleAction.REDACT:
-                entities |= set(r.entities or ())
-        needs_model = any(r.action is not RuleAction.REDACT for r in rules)
-        scan, owner, spans = readings(pending, entities, needs_model)  # every reading, joined ones too
-        prompts: tuple[str | None, ...] | None = None
-        context: str | None = None
-        tokens = sum(estimate_tokens(t) for t in scan)
-        if pending.stage == "output":  # a response is always judged with its prompt (empty when unknown)
-            prompts = (scoring_form(pending.prompt) if pending.prompt is not None else "",) * len(scan)
-        elif pending.prompt is not None:
-            # the system prompt: texts whose jailbreak score alone reaches the model's gate are read again with it
-            # (_decide.context_plan), and that reading feeds only jailbreak (_context.context_counts); the budget
-            # allows for both readings
-            context = scoring_form(pending.prompt)
-            tokens *= 2
-        deadline, budget_ms = self._deadline(pending, tokens)
-        return Plan(tuple(scan), tuple(owner), prompts, tuple(spans), deadline, budget_ms, needs_model, context=context)
+        return plan_readings(pending, self._deadline)  # every reading, and the budget they need (guardrail._readings)
 
     def _deadline(self, pending: Pending, tokens: int) -> tuple[float, float]:
         """The check's deadline (``time.monotonic()``) and budget in ms for about ``tokens`` tokens."""
