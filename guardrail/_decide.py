@@ -43,7 +43,7 @@ from guardrail.messages import (
     replace_texts,
 )
 from guardrail.policy import Policy, Rule
-from guardrail.rules import Judged, Verdict, evaluate
+from guardrail.rules import Judged, Unit, Verdict, evaluate
 from guardrail.taxonomy import Stage, stage_ids
 
 __all__ = [
@@ -99,12 +99,17 @@ class Plan:
     context: str | None = None  # the system prompt, when the policy reads it (a second reading may follow)
     # a second reading's texts per classifier (indices into scan): each reads only those past its own gate
     asked: tuple[tuple[int, ...], ...] = ()
+    # what scan[k] is a reading of: a text (its index) or an extra reading (len(texts) + its index); empty when
+    # unknown. An allowlist judges each apart (guardrail._readings.readings, rules.evaluate)
+    unit: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Scores:
     scores: dict[str, float]
     spans: tuple[tuple[Span, ...], ...]
+    # per unit (Plan.unit), the highest score of each category over its readings: what an allowlist judges by
+    units: dict[int, dict[str, float]] = field(default_factory=dict)
 
 
 def prepare(stage: Stage, payload: Any, prompt: Any, policy: Policy) -> Pending:
@@ -192,10 +197,12 @@ def merge_scores(pending: Pending, plan: Plan, clfs: Sequence[Classifier], resul
             needed |= set(r.requires or ())
     needed &= labels
     merged: dict[str, float] = {}
+    units: dict[int, dict[str, float]] = {}
     for k, i in enumerate(plan.owner if results else ()):
         only = pending.only[i] if i < len(pending.only) else None
         seen: set[str] = set()
         context = k < len(plan.alone_of)
+        unit = units.setdefault(plan.unit[k], {}) if k < len(plan.unit) else {}
         for clf, rows in zip(clfs, results, strict=True):
             row = rows[k]
             if context and row is NOT_ASKED:
@@ -210,13 +217,14 @@ def merge_scores(pending: Pending, plan: Plan, clfs: Sequence[Classifier], resul
                 seen.add(cat)
                 if context and not context_counts(clf, cat, v, rows[plan.alone_of[k]]):
                     continue
-                if (only is None or cat in only) and v > merged.get(cat, -1.0):
-                    merged[cat] = float(v)
+                if only is None or cat in only:
+                    merged[cat] = max(merged.get(cat, -1.0), float(v))
+                    unit[cat] = max(unit.get(cat, -1.0), float(v))
         missing = needed - seen
         if missing and not context:
             names = ", ".join(c.name for c in clfs)
             raise InvalidScores(f"no score for {', '.join(sorted(missing))}, which the policy uses", classifier=names)
-    return Scores(merged, plan.spans)
+    return Scores(merged, plan.spans, units if len(plan.unit) == len(plan.owner) else {})
 
 
 def aligned(plan: Plan, clfs: Sequence[Classifier], results: Sequence[Sequence[Any]]) -> list[list[Any]]:
@@ -250,9 +258,10 @@ def context_plan(plan: Plan, clfs: Sequence[Classifier], results: Sequence[Seque
     if not picked:
         return None
     asked = tuple(tuple(j for j, k in enumerate(picked) if k in mine) for mine in past)
+    unit = tuple(plan.unit[k] for k in picked) if len(plan.unit) == len(plan.scan) else ()
     return Plan(
         tuple(plan.scan[k] for k in picked), tuple(plan.owner[k] for k in picked), (plan.context,) * len(picked),
-        plan.spans, plan.deadline, plan.budget_ms, True, tuple(picked), asked=asked,
+        plan.spans, plan.deadline, plan.budget_ms, True, tuple(picked), asked=asked, unit=unit,
     )  # fmt: skip
 
 
@@ -263,9 +272,10 @@ def with_context(
     classifier, a row for each of ``second``'s texts, ``NOT_ASKED`` where that classifier was not asked)."""
     n = len(second.scan)
     prompts = (*(second.prompts or (None,) * n), *(plan.prompts or (None,) * len(plan.scan)))
+    both = len(second.unit) == n and len(plan.unit) == len(plan.scan)
     merged = Plan(
         second.scan + plan.scan, second.owner + plan.owner, prompts, plan.spans, plan.deadline, plan.budget_ms,
-        plan.needs_model, tuple(n + k for k in second.alone_of),
+        plan.needs_model, tuple(n + k for k in second.alone_of), unit=second.unit + plan.unit if both else (),
     )  # fmt: skip
     return merged, [list(m) + list(r) for m, r in zip(more, results, strict=True)]
 
@@ -299,12 +309,28 @@ def verdict(pending: Pending, outcome: Scores, clfs: Sequence[Classifier]) -> tu
         only=pending.only or None,
         reserved=pending.reserved,
         also=tuple((e.text, e.owner, _judged(e)) for e in pending.extra),
+        units=_units(pending, outcome.units) if outcome.units else None,
     )
     if script is not None:
         named = tuple(replace(f, entities=(script,)) if f.category == UNSUPPORTED else f for f in result.findings)
         result = replace(result, findings=named)
         scores = {**outcome.scores, UNSUPPORTED: 1.0}
     return result, scores
+
+
+def _units(pending: Pending, units: Mapping[int, Mapping[str, float]]) -> tuple[Unit, ...]:
+    """Each scored unit's scores, with the texts (indices into texts + extra, as ``rules.evaluate`` numbers them)
+    that an allowlist must exempt for the unit to be exempt: a text itself, an extra reading of its own itself, a
+    joined reading every text it joins."""
+    n = len(pending.texts)
+    out: list[Unit] = []
+    for u, got in sorted(units.items()):
+        if u < n:
+            out.append(((u,), got))
+        elif u - n < len(pending.extra):
+            ex = pending.extra[u - n]
+            out.append((ex.joined or (u,), got))
+    return tuple(out)
 
 
 def _judged(extra: Extra) -> Judged:

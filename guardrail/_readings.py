@@ -26,7 +26,7 @@ def plan_readings(pending: Pending, deadline: Callable[[Pending, int], tuple[flo
         if r.action is RuleAction.REDACT:
             entities |= set(r.entities or ())
     needs_model = any(r.action is not RuleAction.REDACT for r in rules)
-    scan, owner, spans = readings(pending, entities, needs_model)  # every reading, joined ones too
+    scan, owner, spans, unit = readings(pending, entities, needs_model)  # every reading, joined ones too
     prompts: tuple[str | None, ...] | None = None
     context: str | None = None
     tokens = sum(estimate_tokens(t) for t in scan)
@@ -39,18 +39,23 @@ def plan_readings(pending: Pending, deadline: Callable[[Pending, int], tuple[flo
         context = scoring_form(pending.prompt)
         tokens *= 2
     at, budget_ms = deadline(pending, tokens)
-    return Plan(tuple(scan), tuple(owner), prompts, tuple(spans), at, budget_ms, needs_model, context=context)
+    return Plan(
+        tuple(scan), tuple(owner), prompts, tuple(spans), at, budget_ms, needs_model, context=context, unit=tuple(unit)
+    )
 
 
 def readings(
     pending: Pending, entities: set[str], needs_model: bool
-) -> tuple[list[str], list[int], list[tuple[Span, ...]]]:
-    """``(scan, owner, spans)``: the scoring form of every reading (``scan[k]`` counts for ``pending.texts[owner[k]]``)
-    and, per text, the spans of ``entities`` to mask in it, found in the text, its readings, and the joined readings
-    that cross it (an address cut across two parts is masked in both pieces)."""
+) -> tuple[list[str], list[int], list[tuple[Span, ...]], list[int]]:
+    """``(scan, owner, spans, unit)``: the scoring form of every reading (``scan[k]`` counts for
+    ``pending.texts[owner[k]]``); per text, the spans of ``entities`` to mask in it, found in the text, its readings,
+    and the joined readings that cross it (an address cut across two parts is masked in both pieces); and what each
+    reading is a reading *of*: ``unit[k]`` is ``i`` for a reading of ``pending.texts[i]``, ``len(texts) + j`` for
+    one of ``pending.extra[j]`` (an allowlist judges each of those apart: ``rules.evaluate``)."""
     scan: list[str] = []
     owner: list[int] = []
     spans: list[tuple[Span, ...]] = []
+    unit: list[int] = []
     inside = {k for ex in pending.extra if not ex.alone for k in ex.joined}  # scored only within a joined reading
     for i, t in enumerate(pending.texts):
         # what one reading reveals is redacted where it sits in the text
@@ -60,7 +65,8 @@ def readings(
             for form, own in forms:
                 scan.append(scoring_form(form.text, own))
                 owner.append(i)
-    for ex in pending.extra:
+                unit.append(i)
+    for j, ex in enumerate(pending.extra):
         found, forms = spans_and_readings(ex.text, entities) if needs_model or entities else ([], [])
         if ex.joined and found:
             spread(pending.texts, ex.joined, ex.starts, found, spans)
@@ -68,4 +74,5 @@ def readings(
             for form, own in forms:
                 scan.append(scoring_form(form.text, own))
                 owner.append(ex.owner)
-    return scan, owner, spans
+                unit.append(len(pending.texts) + j)
+    return scan, owner, spans, unit

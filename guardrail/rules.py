@@ -14,9 +14,11 @@ Semantics (DESIGN.md §4):
 - a block's message is the firing rule's ``message`` or else the policy's ``on_block.message``;
 - a keyword/pattern rule fires (score 1.0) when one of its entries occurs in the normalised text
   (:mod:`guardrail.custom_rules`); its finding lists the entries found;
-- an allowlisted text (every checked text is an ``allow`` phrase or matches an ``allow_patterns``
-  entry whole) does not fire the rule; a shadow ``allowlisted`` finding naming the category and
-  the entry records the exemption for the audit log.
+- an allowlisted text (an ``allow`` phrase, or an ``allow_patterns`` match, whole) does not fire the
+  rule; a shadow ``allowlisted`` finding naming the category and the entry records the exemption for
+  the audit log. A keyword rule is exempt when every text it reads is allowlisted; a score rule,
+  given each text's own scores (``units``), fires only on a text or reading that is not (an
+  answer's tool call beside an allowlisted answer text, a long name beside an allowlisted message).
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ def strongest(findings: Sequence[Finding]) -> Action:
 
 
 Judged = Literal["always", "hits", "never"]  # when an allowlist must exempt a reading too (evaluate's also)
+# one scored unit for evaluate's ``units``: the texts (indices into texts + also) an allowlist must exempt for it to be
+# exempt, and the unit's own highest score per category
+Unit = tuple[tuple[int, ...], Mapping[str, float]]
 
 
 def evaluate(
@@ -77,6 +82,7 @@ def evaluate(
     only: Sequence[frozenset[str] | None] | None = None,
     reserved: frozenset[str] = frozenset(),
     also: Sequence[tuple[str, int, Judged]] = (),
+    units: Sequence[Unit] | None = None,
 ) -> Verdict:
     """Apply ``rules`` to ``scores`` (max over ``texts``); ``spans[i]`` are the PII spans of ``texts[i]``;
     ``only[i]``, when given, the categories ``texts[i]`` may raise (a tool result: injection only), which
@@ -87,7 +93,11 @@ def evaluate(
     (a banned word cut in two is still found; its parts are judged), ``"always"`` for what is scored as a text of
     its own (an answer's tool calls, a long name: an allowlisted answer text must not let its tool call through),
     ``"hits"`` for a message's handle, judged only where the rule's keywords or patterns hit it (a per-user handle
-    could never be on an allowlist, but a banned word in it must not ride on an allowlisted message)."""
+    could never be on an allowlist, but a banned word in it must not ride on an allowlisted message). ``units``,
+    when given: each scored text or reading's own scores, so that a score rule's allowlist judges each apart (an
+    allowlisted answer text exempts itself, and its tool call fires the rule only on the call's own score; a
+    harmless long name no longer undoes an allowlisted message); without them, the rule is exempt only when every
+    text is allowlisted."""
     findings: list[Finding] = []
     fired: list[tuple[RuleLike, Finding]] = []
     normalised: list[tuple[str, ...]] = []
@@ -134,7 +144,10 @@ def evaluate(
                     continue
                 score, hits = got, ()
             has_allow = getattr(rule, "allow", None) or getattr(rule, "allow_patterns", None)
-            exemption = _exempt(rule, norm_for(rule.category, rule)) if has_allow else None
+            if has_allow and units is not None and not getattr(rule, "is_match", False):
+                exemption, score = _exempt_units(rule, norm(), units, threshold, score)
+            else:
+                exemption = _exempt(rule, norm_for(rule.category, rule)) if has_allow else None
             if exemption is not None:  # an allowlisted text: recorded (audited), never acted on
                 findings.append(Finding(ALLOWLISTED, float(score), threshold, RuleAction.LOG, True, exemption))
                 continue
@@ -185,6 +198,29 @@ def _exempt(rule: RuleLike, texts: Sequence[str]) -> tuple[str, ...] | None:
     if not entries or any(e is None for e in entries):
         return None
     return (rule.category, str(entries[-1]))
+
+
+def _exempt_units(
+    rule: RuleLike, texts: Sequence[str], units: Sequence[Unit], threshold: float, score: float
+) -> tuple[tuple[str, ...] | None, float]:
+    """Judged per unit: ``((category, entry), score)`` when every unit whose own score reaches ``threshold`` is
+    allowlisted (each text it reads is: empty, or an ``allow`` phrase or ``allow_patterns`` match whole); else
+    ``(None, the highest such score of a unit that is not)``, the score the rule fires with."""
+    al = allowlist(tuple(getattr(rule, "allow", None) or ()), tuple(getattr(rule, "allow_patterns", None) or ()))
+    entry: object = None
+    firing = -1.0
+    for members, got in units:
+        own = got.get(rule.category)
+        if own is None or own < threshold:
+            continue
+        entries = [al.exempts(texts[m]) for m in members if m < len(texts) and texts[m]]
+        if entries and all(e is not None for e in entries):
+            entry = entries[-1]
+        else:
+            firing = max(firing, own)
+    if firing >= threshold or entry is None:  # a unit that is not allowlisted fires (or no unit explains the score)
+        return None, firing if firing >= threshold else score
+    return (rule.category, str(entry)), score
 
 
 _SEP = "\n\ue000\ue001\ue000\n"  # private-use sentinel: cannot collide with a detected entity
