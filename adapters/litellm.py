@@ -4,6 +4,7 @@ SDK::
 
     llm = guardrail.wrap(guard, litellm)            # completion / acompletion guarded, streams too
     llm.completion(model="gpt-4o-mini", messages=[...])
+    llm.image_generation(prompt="...", model="gpt-image-1")   # media: the prompt is checked (adapters.media)
 
 Proxy (``config.yaml``; the proxy imports the class by its dotted path)::
 
@@ -25,9 +26,11 @@ with ``finish_reason: content_filter`` and the policy message, ``raise`` answers
 model's answer through litellm's ``mock_response`` (the provider is never called, and the proxy's
 normal path adds the headers and ends a stream with ``content_filter``); a ``during_call`` refusal
 uses the proxy's passthrough exception (the model is already running), whose answer carries no
-headers. Decisions go into the request metadata (``guardrail_decisions``, and the proxy's standard
-guardrail logging) and into ``x-guardrail-*`` response headers; a stream's headers are set when its
-first chunk is ready, so they include the stream's first check.
+headers. An image, speech or video request's prompt is checked by ``pre_call`` (which redacts) and
+``during_call``; its block is always the HTTP 400, a file having no refusal shape (``adapters.media``).
+Decisions go into the request metadata (``guardrail_decisions``, and the proxy's standard guardrail
+logging) and into ``x-guardrail-*`` response headers; a stream's headers are set when its first
+chunk is ready, so they include the stream's first check.
 
 Test hook (documented, small): ``fake_rules: {regex: {category: score}}`` in ``litellm_params``
 uses ``guardrail.testing.FakeClassifier`` instead of the model, so a proxy can run without one.
@@ -46,6 +49,7 @@ from guardrail.call import Call
 
 from . import litellm_offline
 from ._core import GuardedCall, call_async, call_sync
+from .media import litellm_function
 
 litellm_offline()  # before the first import of litellm: no price-map download
 
@@ -81,6 +85,7 @@ _SIDE_DOORS = frozenset(
         "main", "litellm", "llms", "router", "anthropic", "anthropic_interface", "assistants", "batches",
         "chat_completions", "completion_extras", "google_genai", "interactions", "litellm_agent", "messages",
         "passthrough", "realtime_api", "tool_loop", "evals", "rag",
+        "images", "videos",  # litellm.images.main.image_generation ...: the media functions, unguarded
         # old provider handlers litellm still exports, each with a completion() of its own
         "oobabooga", "petals_handler", "vllm_handler", "vertex_ai_non_gemini", "aleph_alpha",
     }
@@ -91,8 +96,9 @@ _SIDE_DOORS = frozenset(
 # has a completion(..., messages, ...) that reaches its provider, so every name of that shape is a door, present or
 # added in a later litellm
 _HANDLER = re.compile(
-    r"(?:ChatCompletion|TextCompletion|ChatHandler)$|_chat_completion$|_(?:chat|text)_completions$|llm_(?:aio)?http_handler$"
-)
+    r"(?:ChatCompletion|TextCompletion|ChatHandler|ImageGeneration|ImageEdit)$|_chat_completion$"
+    r"|_(?:chat|text)_completions$|llm_(?:aio)?http_handler$"
+)  # an image handler's class (BlackForestLabsImageGeneration ...) sends a prompt as a chat handler sends messages
 
 
 # the base classes of litellm's provider handlers (each subclass has a completion(..., messages) of its own)
@@ -128,7 +134,9 @@ def _bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
 class GuardedLiteLLM:
     """The ``litellm`` module with ``completion`` / ``acompletion`` guarded; everything else is litellm's, but for
     its other doors to text generation (``_SIDE_DOORS``: text completions, the Responses API, retries, batches ...),
-    which raise ``AttributeError``.
+    which raise ``AttributeError``, and its media functions (``image_generation``, ``image_edit``, ``speech``,
+    ``video_generation`` / ``remix`` / ``edit`` / ``extension`` and their async twins), whose prompt is checked and
+    whose block raises ``guardrail.Blocked`` whatever ``on_block.respond`` says (``media``).
 
     The adapter adds no network step of its own (the one upstream call is litellm's, with litellm's
     own ``num_retries``), so it adds no retries either.
@@ -145,8 +153,10 @@ class GuardedLiteLLM:
         self._guard, self._module, self._restore, self._context = guard, module, restore, context
 
     def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> GuardedCall:
-        call = Call(self._guard, context=self._context)
-        return GuardedCall(call, "chat", "litellm", _bind(args, kwargs), restore=self._restore)
+        return GuardedCall(self._new_call(), "chat", "litellm", _bind(args, kwargs), restore=self._restore)
+
+    def _new_call(self) -> Call:
+        return Call(self._guard, context=self._context)
 
     def completion(self, *args: Any, **kwargs: Any) -> Any:
         return call_sync(self._call(args, kwargs), self._module.completion)
@@ -165,6 +175,9 @@ class GuardedLiteLLM:
     def __getattr__(self, name: str) -> Any:
         # a door is refused by its name (whether or not this litellm has it), or by its class's name
         # (openai_chat_completions is an OpenAIChatCompletion)
+        media = litellm_function(self._module, name, self._new_call)
+        if media is not None:
+            return media
         door = name in _SIDE_DOORS or _HANDLER.search(name) is not None
         value = None if door else getattr(self._module, name)  # None is also a setting's value (litellm.api_key)
         if door or (name not in _OPEN and _is_handler(value)):

@@ -22,6 +22,7 @@ from guardrail.streaming import aclose_quietly
 
 from . import litellm_offline, shapes
 from ._core import GuardedCall, acheck_answer, stream_async
+from .media import PROXY_CALLS, MediaKind, MediaRequest
 from .proxy_request import metadata_of, proxy_context
 from .request_shapes import WRITTEN_FIELDS, UncheckedField
 
@@ -64,17 +65,21 @@ def _http_error(message: str, d: Decision, guardrail_name: str | None) -> Except
     )
 
 
+def _unchecked(e: UncheckedField, guardrail_name: str | None) -> Exception:
+    """A request it cannot read whole (a read field in extra_body ...): a 400."""
+    from fastapi import HTTPException
+
+    return HTTPException(status_code=400, detail={"error": str(e), "guardrail": guardrail_name})
+
+
 class _ProxyCall(GuardedCall):
     """A call inside the proxy: ``on_block: raise`` is the proxy's HTTP 400, decisions land in the request."""
 
     def __init__(self, owner: GuardrailLiteLLM, kind: Any, data: dict[str, Any], hook: str) -> None:
         try:
             super().__init__(owner.call_for(data), kind, "litellm", data)
-        except UncheckedField as e:  # a request it cannot read whole (a read field in extra_body ...): a 400
-            from fastapi import HTTPException
-
-            detail = {"error": str(e), "guardrail": owner.guardrail_name}
-            raise HTTPException(status_code=400, detail=detail) from e
+        except UncheckedField as e:
+            raise _unchecked(e, owner.guardrail_name) from e
         self.owner, self.data, self.hook = owner, data, hook
         self.sent = owner.sent_for(data)  # what pre_call's redaction sent: the answer's copy of a value keeps it
 
@@ -165,9 +170,12 @@ class GuardrailLiteLLM(CustomGuardrail):
         kind = self._kind(call_type)
         if kind is None:
             value = str(getattr(call_type, "value", call_type))
-            if value in _UNREAD_TEXT_CALLS:
+            media = PROXY_CALLS.get(value)
+            if media is not None:  # images, speech, video: the prompt is checked
+                await self._check_media(data, media, value, hook)
+            elif value in _UNREAD_TEXT_CALLS:
                 self._unread(f"{value} requests (it checks chat completions and the Responses API)", call_type=value)
-            return data  # embeddings, images, speech, files ...: no model writes text for a user
+            return data  # embeddings, files, moderations, transcriptions ...: no prompt asks a model for anything
         gc = _ProxyCall(self, kind, data, hook)
         d = await gc.call.acheck_input(gc.payload)
         self.record(data, d, hook)
@@ -192,6 +200,21 @@ class GuardrailLiteLLM(CustomGuardrail):
                 if key in gc.kwargs:
                     data[key] = gc.kwargs[key]
         return data
+
+    async def _check_media(self, data: dict[str, Any], kind: MediaKind, call_type: str, hook: str) -> None:
+        """An image, speech or video request's prompt (``adapters.media``): a block is the HTTP 400 whatever
+        ``on_block.respond`` says (a file has no refusal shape; the passthrough answer is a chat completion)."""
+        try:
+            req = MediaRequest.from_proxy(self.call_for(data), kind, call_type, data)
+        except UncheckedField as e:
+            raise _unchecked(e, self.guardrail_name) from e
+        if req.payload:
+            d = await req.call.acheck_input(req.payload)
+            self.record(data, d, hook)
+            out = req.outcome(d)  # a block raises the proxy's HTTP 400
+            if hook == "pre_call" and out.text is not None:  # during_call: too late to change the request
+                req.apply(out)
+                req.write_back(data)
 
     # -- the proxy's hooks -------------------------------------------------------------------------
 

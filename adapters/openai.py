@@ -11,6 +11,10 @@ guarded resources' other ways of generating text (``stream``, ``with_raw_respons
 return stored answers as the model wrote them) would bypass the guard, so they raise ``AttributeError`` instead of
 silently answering unguarded (fail closed, DESIGN.md §8); so do the client's own (``_CLIENT_SIDE_DOORS``: legacy
 completions, beta, realtime, batches, the generic ``post`` / ``get`` / ``request`` ...).
+
+Media generation (``images.generate`` / ``edit``, ``audio.speech.create``, ``videos.create`` / ``remix`` / ``edit`` /
+``extend``) has its prompt checked on the input stage, and a block raises ``guardrail.Blocked`` whatever the policy's
+``on_block.respond`` (there is no refusal shape for a file); the media itself is not checked (``media``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from guardrail.call import Call
 
 from ._core import GuardedCall, acheck_answer, call_async, call_sync, check_answer
 from .conversations import Conversations
+from .media import OPENAI_RESOURCES, MediaResource
 from .structured import Structured
 
 if TYPE_CHECKING:
@@ -181,6 +186,7 @@ class _Chat:
 class _Client:
     _completions: type[_Resource] = _Completions
     _responses: type[_Resource] = _Responses
+    _async = False  # whether its media resources' methods are coroutines (adapters.media)
 
     def __init__(
         self,
@@ -223,14 +229,21 @@ class _Client:
                 f"client.{name} is not available on a guardrail-wrapped client (it would bypass the guard); use "
                 "chat.completions.create or responses.create, or .unwrapped to bypass it deliberately"
             )
+        if name in OPENAI_RESOURCES:  # images, audio, videos: their prompts are checked (adapters.media)
+            methods, children = OPENAI_RESOURCES[name]
+            target = getattr(self._client, name)
+            return MediaResource(target, name, self._new_call, is_async=self._async, methods=methods, children=children)
         return getattr(self._client, name)
+
+    def _new_call(self) -> Call:
+        return Call(self._guard, context=self._context)
 
     def __repr__(self) -> str:
         return f"<guarded {self._client!r} policy={self._guard.policy.name!r}>"
 
 
 class GuardedOpenAI(_Client):
-    """``openai.OpenAI`` with guarded ``chat.completions.create`` and ``responses.create``."""
+    """``openai.OpenAI`` with guarded ``chat.completions.create`` and ``responses.create`` (and media prompts)."""
 
     def __init__(
         self,
@@ -251,10 +264,11 @@ class GuardedOpenAI(_Client):
 
 
 class GuardedAsyncOpenAI(_Client):
-    """``openai.AsyncOpenAI`` with guarded ``chat.completions.create`` and ``responses.create``."""
+    """``openai.AsyncOpenAI`` with guarded ``chat.completions.create`` and ``responses.create`` (and media prompts)."""
 
     _completions = _AsyncCompletions
     _responses = _AsyncResponses
+    _async = True
 
     def __init__(
         self,

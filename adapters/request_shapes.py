@@ -19,7 +19,16 @@ from typing import Any, Literal
 from . import shapes
 from .answer_text import _get
 
-__all__ = ["READ_FIELDS", "WRITTEN_FIELDS", "Kind", "Source", "UncheckedField", "input_payload", "rewritten"]
+__all__ = [
+    "READ_FIELDS",
+    "WRITTEN_FIELDS",
+    "Kind",
+    "Source",
+    "UncheckedField",
+    "input_payload",
+    "refuse_extra_body",
+    "rewritten",
+]
 
 Kind = Literal["chat", "responses"]
 Source = tuple[str, int | None]  # where a checked message came from: ("input", index), ("instructions", None) ...
@@ -37,13 +46,16 @@ class UncheckedField(TypeError):
     checked one, so it is refused before anything is sent."""
 
 
-def _refuse_extra_body(kwargs: Mapping[str, Any]) -> None:
-    """Raise :class:`UncheckedField` when ``extra_body`` (at any nesting) carries one of :data:`READ_FIELDS`."""
+def refuse_extra_body(kwargs: Mapping[str, Any], fields: Iterable[str] = READ_FIELDS) -> None:
+    """Raise :class:`UncheckedField` when ``extra_body`` (at any nesting) carries one of ``fields`` (by default
+    :data:`READ_FIELDS`; a media request passes the texts a model may read, ``WRITTEN_FIELDS``, since its ``n`` or
+    ``stream`` decide nothing guardrail reads)."""
+    fields = frozenset(fields)
     extra, path = kwargs.get("extra_body"), "extra_body"
     for _ in range(_EXTRA_DEPTH):
         if not isinstance(extra, Mapping):
             return
-        found = sorted(k for k in extra if k in READ_FIELDS)
+        found = sorted(k for k in extra if k in fields)
         if found:
             raise UncheckedField(
                 f"{path} carries {found[0]!r}, a field guardrail checks: it would be sent in place of the checked "
@@ -58,7 +70,7 @@ def input_payload(kind: Kind, kwargs: dict[str, Any]) -> tuple[Any, list[Source]
     """The chat messages to check, and where each came from in the request (for rewrites). An ``input`` given as
     an iterator is made a list in ``kwargs`` (the check would use it up). Raises :class:`UncheckedField` for a
     request it cannot read whole (a read field inside ``extra_body``, a Responses ``input`` that is one dict)."""
-    _refuse_extra_body(kwargs)
+    refuse_extra_body(kwargs)
     if kind == "chat":
         return _chat_payload(kwargs)
     items: list[Any] = []

@@ -144,10 +144,16 @@ class Call:
         """The text that answers a block; raises instead when the policy says ``on_block: raise``.
         The one place that decides what a block means for the caller."""
         policy = self.route()
-        message = d.message or policy.on_block.message
         if policy.on_block.respond == "raise":
-            raise self._raise_as(d, message) if self._raise_as is not None else Blocked(d)
-        return message
+            raise self.blocked(d)
+        return d.message or policy.on_block.message
+
+    def blocked(self, d: Decision) -> BaseException:
+        """The exception that answers a block: the integration's own (``raise_as``: the proxy's HTTP 400) or
+        ``Blocked``. ``on_block: raise`` raises it; so does a request that has no refusal shape whatever the policy
+        says (an image, a sound: ``adapters.media``)."""
+        message = d.message or self.route().on_block.message
+        return self._raise_as(d, message) if self._raise_as is not None else Blocked(d)
 
     def outcome(self, d: Decision, *, stream: bool = False) -> Outcome:
         """``d`` for the caller. In a stream (``stream=True``) a rewrite by a replacing rule (not a

@@ -4,9 +4,11 @@ It answers ``POST /v1/chat/completions`` and ``POST /v1/responses`` (both with S
 ``GET /v1/models`` and ``POST /v1/embeddings``, and records every request so a test can assert what
 reached the network (a blocked prompt must not; a redacted one arrives with placeholders).
 
-``reply`` sets the answer: a string, or a function of the request body; by default the server
-echoes the last user message as ``"You said: ..."``. Streams send ``chunk_chars`` characters per
-chunk, ``delay`` seconds apart (the first-token measurement uses a fixed rate).
+Media generation has minimal valid answers too (``media()`` lists those requests): ``/images/generations``,
+``/images/edits`` and ``/images/variations`` (one tiny ``b64_json`` image, its ``revised_prompt`` the prompt
+behind ``REVISED``), ``/audio/speech`` (the bytes ``SPEECH``) and ``/videos``, ``/videos/{id}/remix``,
+``/videos/edits``, ``/videos/extensions`` (a queued video job). Multipart bodies (image and video edits) are
+recorded as a dict of their text fields, a file field as ``{"filename": ..., "size": ...}``.
 
 ``hold = n`` makes the next ``n`` generation requests wait, sending nothing, until ``release`` is set
 or the client goes away; ``gone`` lists the paths of requests whose client disconnected before the
@@ -16,6 +18,7 @@ arrives. Tests of parallel input checks use them to order events without timing 
 
 from __future__ import annotations
 
+import email.policy
 import json
 import select
 import socket
@@ -23,10 +26,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["Recorded", "StubServer", "echo"]
+__all__ = ["IMAGE_B64", "MEDIA_PATHS", "REVISED", "SPEECH", "Recorded", "StubServer", "echo"]
+
+IMAGE_B64 = "aW1hZ2U="  # base64 of b"image": what every stub image carries
+REVISED = "Revised: "  # an image's revised_prompt is its prompt behind this
+SPEECH = b"ID3stub-speech"  # the body of every /audio/speech answer
+MEDIA_PATHS = ("/images/", "/audio/speech", "/videos")  # a path holding one of these is a media request
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,11 @@ class StubServer:
         with self._lock:
             return [r for r in self.requests if r.path.endswith(("/chat/completions", "/responses"))]
 
+    def media(self) -> list[Recorded]:
+        """The media generation requests received (images, speech, videos)."""
+        with self._lock:
+            return [r for r in self.requests if r.method == "POST" and any(m in r.path for m in MEDIA_PATHS)]
+
     def answer(self, body: dict[str, Any]) -> str:
         if self.pieces is not None:
             return "".join(self.pieces)
@@ -143,6 +157,13 @@ def _handler(server: StubServer) -> type[BaseHTTPRequestHandler]:
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _bytes(self, data: bytes, content_type: str) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -180,7 +201,12 @@ def _handler(server: StubServer) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length) or b"{}")
+            raw_body = self.rfile.read(length)
+            content_type = self.headers.get("Content-Type") or ""
+            if content_type.startswith("multipart/form-data"):
+                body = _form_fields(content_type, raw_body)
+            else:
+                body = json.loads(raw_body or b"{}")
             server.record("POST", self.path, body)
             try:
                 held = server.take_hold() if self.path.endswith(("/chat/completions", "/responses")) else None
@@ -199,6 +225,25 @@ def _handler(server: StubServer) -> type[BaseHTTPRequestHandler]:
                             "model": body.get("model", "stub"),
                             "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
                             "usage": {"prompt_tokens": 1, "total_tokens": 1},
+                        }
+                    )
+                elif "/images/" in self.path:
+                    image = {"b64_json": IMAGE_B64, "revised_prompt": REVISED + str(body.get("prompt", ""))}
+                    self._json({"created": int(time.time()), "data": [image]})
+                elif self.path.endswith("/audio/speech"):
+                    self._bytes(SPEECH, "audio/mpeg")
+                elif "/videos" in self.path:
+                    self._json(
+                        {
+                            "id": "video_stub",
+                            "object": "video",
+                            "created_at": int(time.time()),
+                            "status": "queued",
+                            "model": body.get("model") or "sora-2",
+                            "progress": 0,
+                            "prompt": body.get("prompt"),
+                            "seconds": str(body.get("seconds") or "4"),
+                            "size": body.get("size") or "720x1280",
                         }
                     )
                 else:
@@ -341,3 +386,24 @@ def _handler(server: StubServer) -> type[BaseHTTPRequestHandler]:
 
 class _Gone(Exception):
     pass
+
+
+def _form_fields(content_type: str, raw: bytes) -> dict[str, Any]:
+    """A multipart/form-data body as a dict: text fields as strings, files as ``{"filename", "size"}``; a field
+    sent more than once (``image[]``) becomes a list."""
+    message = BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw
+    )
+    fields: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True) or b""
+        filename = part.get_filename()
+        value: Any = {"filename": filename, "size": len(payload)} if filename else payload.decode()
+        key = str(name)
+        if key in fields:
+            old = fields[key]
+            fields[key] = [*old, value] if isinstance(old, list) else [old, value]
+        else:
+            fields[key] = value
+    return fields
