@@ -21,11 +21,15 @@ __version__ = "0.1.0"
 __all__ = [
     "Action",
     "Blocked",
+    "CheckTimeout",
     "ClassifierError",
     "Decision",
     "Finding",
     "Guard",
     "GuardrailError",
+    "InvalidMessages",
+    "InvalidScores",
+    "Overloaded",
     "Policy",
     "PolicyError",
     "guarded",
@@ -39,8 +43,12 @@ _LAZY = {
     "Decision": "guardrail.decision",
     "Finding": "guardrail.decision",
     "Blocked": "guardrail.errors",
+    "CheckTimeout": "guardrail.errors",
     "ClassifierError": "guardrail.errors",
     "GuardrailError": "guardrail.errors",
+    "InvalidMessages": "guardrail.errors",
+    "InvalidScores": "guardrail.errors",
+    "Overloaded": "guardrail.errors",
     "PolicyError": "guardrail.errors",
     "Guard": "guardrail.engine",
     "Policy": "guardrail.policy",
@@ -53,7 +61,16 @@ _LAZY = {
 if TYPE_CHECKING:
     from guardrail.decision import Action, Decision, Finding
     from guardrail.engine import Guard
-    from guardrail.errors import Blocked, ClassifierError, GuardrailError, PolicyError
+    from guardrail.errors import (
+        Blocked,
+        CheckTimeout,
+        ClassifierError,
+        GuardrailError,
+        InvalidMessages,
+        InvalidScores,
+        Overloaded,
+        PolicyError,
+    )
     from guardrail.integrations import guarded, protect, wrap
     from guardrail.policy import Policy, load_policy
 

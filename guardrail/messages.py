@@ -265,6 +265,11 @@ def extract(payload: Any, scope: Scope = "untrusted") -> Extracted:
         payload = [payload]
     if not isinstance(payload, Sequence):
         raise InvalidMessages(f"expected a string or a list of chat messages, not {type(payload).__name__}")
+    if plain := [i for i, m in enumerate(payload) if isinstance(m, (str, bytes, bytearray))]:  # ["hi", "there"]
+        raise InvalidMessages(
+            f"message {plain[0]} is a {type(payload[plain[0]]).__name__}, not a chat message: pass one text, or "
+            'messages such as {"role": "user", "content": "..."} (to check several texts, check each)'
+        )
     roles = [canonical_role(_get(m, "role"), i) for i, m in enumerate(payload)]
     users = [i for i, r in enumerate(roles) if r == "user"]
     if scope == "last_user":

@@ -108,3 +108,16 @@ def test_an_unknown_role_is_an_error_that_names_it(role: str) -> None:
 @given(st.text(st.characters(codec=None, exclude_categories=()), max_size=50))
 def test_scan_form_is_always_encodable_text(text: str) -> None:
     scan_form(text).encode("utf-8")  # what every tokenizer needs: no lone surrogate survives
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_list_of_plain_strings_is_refused_with_what_to_pass_instead(is_async: bool) -> None:
+    import asyncio
+
+    from guardrail import Guard
+    from guardrail.errors import InvalidMessages
+    from guardrail.testing import FakeClassifier
+
+    g = Guard(classifiers=FakeClassifier({}))
+    with pytest.raises(InvalidMessages, match=r"message 0 is a str, not a chat message.*check each"):
+        asyncio.run(g.acheck_input(["hi", "there"])) if is_async else g.check_input(["hi", "there"])

@@ -12,16 +12,20 @@ import guardrail
 def test_public_api_is_small_sorted_and_resolves() -> None:
     assert guardrail.__all__ == sorted(guardrail.__all__)
     assert set(guardrail.__all__) == {
-        "Action", "Blocked", "ClassifierError", "Decision", "Finding", "Guard", "GuardrailError", "Policy",
-        "PolicyError", "guarded", "load_policy", "protect", "wrap",
+        "Action", "Blocked", "CheckTimeout", "ClassifierError", "Decision", "Finding", "Guard", "GuardrailError",
+        "InvalidMessages", "InvalidScores", "Overloaded", "Policy", "PolicyError", "guarded", "load_policy", "protect",
+        "wrap",
     }  # fmt: skip
     for name in guardrail.__all__:
         assert getattr(guardrail, name) is not None
 
 
 def test_errors_form_one_tree() -> None:
-    for name in ("PolicyError", "ClassifierError", "Blocked"):
+    # every error the README names is importable from the package (``except guardrail.Overloaded``)
+    for name in ("PolicyError", "ClassifierError", "Blocked", "InvalidMessages"):
         assert issubclass(getattr(guardrail, name), guardrail.GuardrailError)
+    for name in ("CheckTimeout", "Overloaded", "InvalidScores"):
+        assert issubclass(getattr(guardrail, name), guardrail.ClassifierError)
 
 
 def test_import_guardrail_imports_no_heavy_module() -> None:
