@@ -83,6 +83,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--no-group-by-meaning", action="store_true", help="skip embedding-based near-duplicate grouping")
     p.add_argument(
+        "--no-public-data", action="store_true",
+        help="train without the public datasets (--data-root may be missing): the authored rows and your --data only",
+    )  # fmt: skip
+    p.add_argument(
         "--exclude-noncommercial", action="store_true",
         help="drop non-commercial, copyleft and unlicensed sources (for weights you may use commercially)",
     )  # fmt: skip
@@ -123,6 +127,15 @@ def run(args: argparse.Namespace) -> int:
     def log(line: str) -> None:
         print(line, flush=True)
 
+    if not args.data_root.is_dir() and not args.no_public_data:
+        # a forgotten --data-root used to skip every public source, one line each, and then train for an hour
+        print(
+            f"guardrail train: --data-root {args.data_root} is not a folder (the public datasets the model is trained "
+            "and measured on); pass --data-root PATH, or --no-public-data to train on the authored rows and your "
+            "--data only",
+            file=sys.stderr,
+        )
+        return 2
     if args.system_prompt_pairs < 0:
         print("--system-prompt-pairs must be >= 0", file=sys.stderr)
         return 2
