@@ -7,7 +7,19 @@ holds no text, so it cannot be replayed, and says so). Every row is checked by t
 by the baseline (another policy, or the action recorded in the audit log), through the real engine:
 the old-action x new-action matrix,
 the change per category and the changed rows are what a reviewer needs to approve a rollout, and
-``--fail-on`` turns a limit ("blocks rise by more than 2% of traffic") into exit 1 for a pipeline.
+``--fail-on`` turns a limit ("blocks rise by more than 2% of traffic") into exit 1 for a pipeline;
+a limit naming no metric (or no category) is a usage error before any row is checked.
+
+Against an audit log, the old side is what the event recorded: its ``action`` and its ``categories``
+(the enforced findings). Replaying a log against the policy that wrote it must then change nothing,
+and that includes a ``redacted`` log, whose text holds ``<EMAIL_1>`` where the address was. The rule:
+each placeholder the log's redaction inserted is checked as a stand-in value of its kind
+(``user1@example.com``), so the new policy's redaction rules decide on the entity as they would have
+on the original (an address still redacted: unchanged; e-mail dropped from ``entities``: rewrite ->
+allow; phone numbers newly redacted: allow -> rewrite), and scores are unaffected (classifiers see
+personal data masked anyway). What cannot be recovered is the value itself, so a rule that matches a
+particular address (a keyword or regex rule) cannot be replayed on a redacted log; the report counts
+the rows compared this way (``redacted_rows``) and marks them among the changed rows.
 
 Batched and shared: rows go through the guards concurrently (the engine's scheduler coalesces them
 into batches), and both policies read one score cache when they use the same model, so a replay
@@ -145,9 +157,8 @@ def replay(
                 news = list(pool.map(lambda r: _check(new_g, r), chunk))
                 olds = list(pool.map(lambda r: _check(old_g, r), chunk)) if old_g is not None else None
                 for i, row in enumerate(chunk):
-                    old_cats: tuple[str, ...] = ()
-                    if olds is None:
-                        old_action = str(row.recorded)
+                    if olds is None:  # the audit event's own record: its action and enforced categories
+                        old_action, old_cats = str(row.recorded), row.recorded_categories
                     else:
                         old_action = olds[i].action.value
                         old_cats = tuple(f.category for f in olds[i].findings if not f.shadow)
@@ -221,18 +232,24 @@ def add_parser(sub: Any) -> None:
     r.add_argument("--baseline", "-b", default=None, help="the old policy (default: the audit log's recorded actions)")
     r.add_argument("--out", default=None, metavar="DIR", help="write report.md and metrics.json here")
     r.add_argument("--fail-on", action="append", default=[], metavar="LIMIT",
-                   help="exit 1 when a metric crosses a limit, e.g. 'block_rate_delta>2%%' (repeatable)")  # fmt: skip
+                   help="exit 1 when a metric crosses a limit, e.g. 'block_rate_delta>2%%' (repeatable); a limit "
+                   "naming no metric is refused before the replay runs")  # fmt: skip
     r.add_argument("--show", type=int, default=20, help="changed rows to print (default 20)")
     r.set_defaults(func=run_cli)
 
 
 def run_cli(args: Any) -> int:
-    """0: within limits; 1: a --fail-on limit was crossed; 2: bad input (the CLI's error handling)."""
+    """0: within limits; 1: a --fail-on limit was crossed; 2: bad input (the CLI's error handling).
+    Every limit is checked before any row is: a misspelt one is a usage error, not a crossed limit."""
     from guardrail.evaluation.evaluator import quiet_audit
 
     limits = [parse_limit(t) for t in args.fail_on]
+    rows = list(load_traffic(args.traffic))
+    if any(lim.metric.startswith("categories.") for lim in limits):
+        known = known_categories([load_policy(args.policy), load_policy(args.baseline or "default")], rows)
+        limits = [parse_limit(lim.text, known) for lim in limits]
     quiet_audit()
-    report = replay(args.traffic, args.policy, args.baseline, progress=sys.stderr)
+    report = replay(rows, args.policy, args.baseline, progress=sys.stderr)
     print(report.to_text(args.show))
     if args.out:
         report.write(args.out)
@@ -240,3 +257,22 @@ def run_cli(args: Any) -> int:
     for msg in broken:
         print(f"limit crossed: {msg}", file=sys.stderr)
     return 1 if broken else 0
+
+
+def known_categories(policies: Sequence[Policy], rows: Sequence[Row] = ()) -> frozenset[str]:
+    """Categories a replay can count: the taxonomy's, the engine's own findings', every rule's of the
+    policies (and the policies they route to), and those the audit log recorded."""
+    from guardrail._decide import UNSUPPORTED
+    from guardrail.rules import ALLOWLISTED
+    from guardrail.taxonomy import BY_ID, STAGES
+
+    out = {*BY_ID, UNSUPPORTED, ALLOWLISTED, *(c for r in rows for c in r.recorded_categories)}
+    todo, seen = list(policies), set()
+    while todo:
+        p = todo.pop()
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        out.update(r.category for st in STAGES for r in p.rules(st))
+        todo += p.routed
+    return frozenset(out)

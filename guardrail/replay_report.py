@@ -2,6 +2,11 @@
 
 What a reviewer needs to approve a rollout, as text, Markdown and ``metrics.json``; and ``--fail-on``
 limits ("blocks rise by more than 2% of traffic") that turn the metrics into exit 1 for a pipeline.
+The metrics a limit may name are listed here (:data:`METRICS`, :data:`CATEGORY_FIELDS`), and a limit
+naming another is refused when it is parsed, with the closest names: a misspelt limit must stop the
+pipeline as a usage error, not pass every rollout (or fail every one) after the whole replay has run.
+Rows of a redacted audit log are counted (``redacted_rows``) and marked among the changed rows, since
+they were compared with stand-ins for their personal data (see :mod:`guardrail.replay_traffic`).
 Changed rows show text only as the new policy's audit setting allows (``none``: no text; ``hash``:
 its keyed digest; ``redacted``: PII masked; ``full``), or as the audit log recorded it. Apart from
 :mod:`guardrail.replay` (which runs the checks) because none of this needs an engine or a model.
@@ -9,11 +14,12 @@ its keyed digest; ``redacted``: PII masked; ``full``), or as the audit log recor
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +30,17 @@ from guardrail.decision import Action, Decision
 from guardrail.replay_traffic import Row
 from guardrail.revealed import entity_spans
 
-__all__ = ["ACTIONS", "Changed", "Limit", "ReplayReport", "parse_limit", "shown_text"]
+__all__ = ["ACTIONS", "CATEGORY_FIELDS", "METRICS", "Changed", "Limit", "ReplayReport", "parse_limit", "shown_text"]
 
 ACTIONS = tuple(a.value for a in Action)
+# every number in metrics.json, by its dotted name (what --fail-on may name), apart from the categories
+METRICS: tuple[str, ...] = (
+    "rows", "changed", "changed_rate", "newly_blocked", "newly_blocked_rate", "unblocked", "unblocked_rate",
+    "errors", "redacted_rows",
+    *(f"{a}_rate_{side}" for a in ACTIONS for side in ("old", "new", "delta")),
+    *(f"matrix.{o}.{a}" for o in ACTIONS for a in ACTIONS),
+)  # fmt: skip
+CATEGORY_FIELDS = ("old", "new", "delta", "delta_rate")  # categories.<category>.<field>
 
 
 def shown_text(text: str, mode: str, key_env: str = DEFAULT_KEY_ENV) -> str | None:
@@ -50,6 +64,7 @@ class Changed:
     old_categories: tuple[str, ...]
     new_categories: tuple[str, ...]
     text: str | None
+    redacted: bool = False  # compared on a redacted audit text, with stand-ins for its personal data
 
 
 @dataclass(slots=True)
@@ -62,6 +77,7 @@ class ReplayReport:
     new_categories: Counter[str] = field(default_factory=Counter)
     changed: list[Changed] = field(default_factory=list)
     errors: int = 0
+    redacted_rows: int = 0
 
     def add(self, row: Row, old: str, old_cats: Sequence[str], new: Decision, text: str | None) -> None:
         new_cats = tuple(f.category for f in new.findings if not f.shadow)
@@ -70,8 +86,11 @@ class ReplayReport:
         self.old_categories.update(set(old_cats))
         self.new_categories.update(set(new_cats))
         self.errors += new.error is not None
+        self.redacted_rows += row.redacted
         if old != new.action.value:
-            self.changed.append(Changed(row.line, row.id, old, new.action.value, tuple(old_cats), new_cats, text))
+            self.changed.append(
+                Changed(row.line, row.id, old, new.action.value, tuple(old_cats), new_cats, text, row.redacted)
+            )
 
     def count(self, side: int, action: str) -> int:
         return sum(v for k, v in self.matrix.items() if k[side] == action)
@@ -91,6 +110,7 @@ class ReplayReport:
         m["newly_blocked"], m["newly_blocked_rate"] = newly, newly / n
         m["unblocked"], m["unblocked_rate"] = unblocked, unblocked / n
         m["errors"] = self.errors
+        m["redacted_rows"] = self.redacted_rows
         cats = sorted(set(self.old_categories) | set(self.new_categories))
         m["categories"] = {
             c: {"old": self.old_categories[c], "new": self.new_categories[c],
@@ -115,6 +135,8 @@ class ReplayReport:
         )
         if self.errors:
             out.append(f"checks that errored (the fail mode decided): {self.errors}")
+        if self.redacted_rows:
+            out.append(_redacted_note(self.redacted_rows))
         if m["categories"]:
             out += ["", f"{'category':24} {'old':>8} {'new':>8} {'change':>10}"]
             for c, v in m["categories"].items():
@@ -125,12 +147,14 @@ class ReplayReport:
                 who = f"line {ch.line}" + (f" ({ch.id})" if ch.id else "")
                 cats = f" [{','.join(ch.old_categories) or '-'} -> {','.join(ch.new_categories) or '-'}]"
                 text = f"  {_clip(ch.text)}" if ch.text is not None else ""
-                out.append(f"  {who}: {ch.old} -> {ch.new}{cats}{text}")
+                red = " (redacted text)" if ch.redacted else ""
+                out.append(f"  {who}: {ch.old} -> {ch.new}{cats}{red}{text}")
         return "\n".join(out)
 
     def to_markdown(self, show: int = 50) -> str:
         n = max(1, self.rows)
-        md = [f"# Replay: {self.policy} vs {self.baseline}", "", f"{self.rows} rows.", "",
+        red = f" {_redacted_note(self.redacted_rows)}" if self.redacted_rows else ""
+        md = [f"# Replay: {self.policy} vs {self.baseline}", "", f"{self.rows} rows.{red}", "",
               "| old \\ new | " + " | ".join(ACTIONS) + " |", "|---|" + "---|" * len(ACTIONS)]  # fmt: skip
         for o in ACTIONS:
             vals = [self.matrix.get((o, a), 0) for a in ACTIONS]
@@ -141,7 +165,8 @@ class ReplayReport:
         md += ["", f"## Changed rows ({len(self.changed)})", ""]
         for ch in self.changed[:show]:
             text = f": {_clip(ch.text, 200)}" if ch.text is not None else ""
-            md.append(f"- line {ch.line}: {ch.old} → {ch.new} ({','.join(ch.new_categories) or '-'}){text}")
+            red = " (redacted text)" if ch.redacted else ""
+            md.append(f"- line {ch.line}: {ch.old} → {ch.new} ({','.join(ch.new_categories) or '-'}){red}{text}")
         return "\n".join(md) + "\n"
 
     def write(self, out_dir: str | os.PathLike[str]) -> None:
@@ -149,6 +174,13 @@ class ReplayReport:
         d.mkdir(parents=True, exist_ok=True)
         (d / "report.md").write_text(self.to_markdown(), encoding="utf-8")
         (d / "metrics.json").write_text(json.dumps(self.metrics(), indent=2, sort_keys=True), encoding="utf-8")
+
+
+def _redacted_note(n: int) -> str:
+    return (
+        f"compared on redacted text: {n} rows (the audit log masked their personal data; each placeholder "
+        "was checked as a sample value of its kind, so redaction rules fire as they would have)"
+    )
 
 
 def _clip(text: str, n: int = 100) -> str:
@@ -167,20 +199,61 @@ class Limit:
     text: str
 
     def broken(self, metrics: Mapping[str, Any]) -> str | None:
-        """A message when the limit is exceeded, else None."""
+        """A message when the limit is exceeded, else None. A category no row had counts as 0."""
         got: Any = metrics
         for part in self.metric.split("."):
             got = got.get(part) if isinstance(got, Mapping) else None
+        if got is None and self.metric.startswith("categories."):
+            got = 0
         if not isinstance(got, (int, float)):
-            return None if self.metric.startswith("categories.") else f"{self.text}: no metric {self.metric!r}"
+            return f"{self.text}: no metric {self.metric!r}"
         hit = {">": got > self.value, "<": got < self.value, ">=": got >= self.value, "<=": got <= self.value}
         return f"{self.text}: {self.metric} is {got:.4g}" if hit[self.op] else None
 
 
-def parse_limit(text: str) -> Limit:
-    """``block_rate_delta>2%``, ``newly_blocked>10``, ``categories.self_harm.delta_rate>1%``."""
+def metric_help() -> str:
+    """The metrics a limit may name, compactly."""
+    plain = ", ".join(m for m in METRICS if "." not in m and "_rate_" not in m)
+    return (
+        f"{plain}, <action>_rate_old|new|delta, matrix.<old action>.<new action>, "
+        f"categories.<category>.{'|'.join(CATEGORY_FIELDS)} (actions: {', '.join(ACTIONS)})"
+    )
+
+
+def _closest(word: str, names: Collection[str]) -> list[str]:
+    """Up to three names close to ``word``; a near miss of a rate family (``blok_rate``) offers the family."""
+    families = {f"{a}_rate": [f"{a}_rate_delta", f"{a}_rate_new", f"{a}_rate_old"] for a in ACTIONS}
+    out: list[str] = []
+    for hit in difflib.get_close_matches(word, [*families, *names], n=4, cutoff=0.6):
+        out += [m for m in families.get(hit, [hit]) if m in names and m not in out]
+    return out[:3]
+
+
+def _unknown(text: str, what: str, word: str, names: Collection[str], listing: str) -> ValueError:
+    near = _closest(word, names)
+    hint = f"; did you mean {', '.join(near)}?" if near else ""
+    return ValueError(f"--fail-on {text!r}: no {what} {word!r}{hint} ({listing})")
+
+
+def parse_limit(text: str, categories: Collection[str] | None = None) -> Limit:
+    """``block_rate_delta>2%``, ``newly_blocked>10``, ``categories.self_harm.delta_rate>1%``. A metric that
+    does not exist is a ValueError naming the closest ones; so is a category not in ``categories`` (when
+    given: the taxonomy's and the policies' categories), since a limit on it could never be crossed."""
     m = _LIMIT.match(text)
     if m is None:
         raise ValueError(f"--fail-on {text!r}: expected METRIC>VALUE (e.g. block_rate_delta>2%)")
+    metric = m.group(1)
+    if metric.startswith("categories.") or metric == "categories":
+        parts = metric.split(".")
+        if len(parts) != 3 or not parts[1]:
+            raise ValueError(f"--fail-on {text!r}: expected categories.<category>.<{'|'.join(CATEGORY_FIELDS)}>")
+        if parts[2] not in CATEGORY_FIELDS:
+            raise _unknown(text, "category field", parts[2], CATEGORY_FIELDS, f"fields: {', '.join(CATEGORY_FIELDS)}")
+        if categories is not None and parts[1] not in categories:
+            raise _unknown(
+                text, "category", parts[1], sorted(categories), f"categories: {', '.join(sorted(categories))}"
+            )
+    elif metric not in METRICS:
+        raise _unknown(text, "metric", metric, METRICS, f"metrics: {metric_help()}")
     value = float(m.group(3)) / (100.0 if m.group(4) else 1.0)
-    return Limit(m.group(1), m.group(2), value, text)
+    return Limit(metric, m.group(2), value, text)

@@ -10,6 +10,19 @@ an answer has one), a ``context`` that is not an object of strings (the routing 
 happen), and messages the core's reader (:func:`guardrail.messages.extract`) cannot read, which
 would otherwise stop the whole replay at the check with no line. Apart from :mod:`guardrail.replay`
 so the format has one definition that needs no engine.
+
+An audit event brings its baseline with it: the recorded ``action`` and ``categories`` (the enforced
+findings, as :mod:`guardrail.audit` writes them). Its text, when logged ``redacted``, has lost its
+personal data: each value is a placeholder (``<EMAIL_1>``), and no ``redact`` rule can fire on a
+placeholder. So each placeholder the log's redaction put there is replaced by a *stand-in*, a sample
+value of the same kind (``user1@example.com``) that the detectors find as that kind: the engine then
+decides on the row as on the original, with every rule the new policy has (its entities, shadow mode,
+routing), and a policy that no longer redacts e-mail addresses shows as a change. The scores are those
+of the original text too, since classifiers are shown personal data masked either way. A text whose
+length is the event's ``text_chars`` was not changed by redaction, so its placeholder-like strings were
+in the original (an answer quoting the prompt's ``<EMAIL_1>``) and are left as they are. (A masked
+value exactly as long as its placeholder, ``ab@cd.com``, then goes unseen: the row shows as a change,
+never hides one.)
 """
 
 from __future__ import annotations
@@ -20,10 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from guardrail.classifiers.patterns import ENTITIES, placeholders, restore
+from guardrail.decision import Action
 from guardrail.jsonl import read_jsonl
 from guardrail.messages import extract
 
-__all__ = ["Row", "load_traffic"]
+__all__ = ["Row", "load_traffic", "stand_in", "with_stand_ins"]
+
+_ACTIONS = frozenset(a.value for a in Action)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +53,8 @@ class Row:
     recorded: str | None = None  # the action in the audit log, when the row is an audit event
     shown: str | None = None  # the text as the audit log recorded it
     id: str | None = None
+    recorded_categories: tuple[str, ...] = ()  # the audit event's enforced categories
+    redacted: bool = False  # an audit event's redacted text: ``payload`` has stand-ins for its placeholders
 
 
 def load_traffic(path: str | os.PathLike[str]) -> Iterator[Row]:
@@ -62,7 +81,18 @@ def _row(raw: Any, n: int, p: Path) -> Row:
                 f"{p}:{n}: this audit event holds no text (audit.log_text: {mode}), so it cannot be replayed; "
                 "log with `audit: {log_text: redacted}` (or full) where replay is wanted"
             )
-        return Row(n, stage, raw["text"], None, ctx, str(raw["action"]), raw["text"], rid)
+        if not isinstance(raw["action"], str) or raw["action"] not in _ACTIONS:
+            raise ValueError(f"{p}:{n}: action: expected one of {', '.join(sorted(_ACTIONS))}, got {raw['action']!r}")
+        cats = raw.get("categories", "")
+        if isinstance(cats, list) and all(isinstance(c, str) for c in cats):
+            cats = ",".join(cats)
+        if not isinstance(cats, str):
+            raise ValueError(f"{p}:{n}: categories: expected the audit event's comma-separated string")
+        text = raw["text"]
+        shown_chars = raw.get("text_chars")
+        payload = text if isinstance(shown_chars, int) and shown_chars == len(text) else with_stand_ins(text)
+        found = tuple(c for c in cats.split(",") if c)
+        return Row(n, stage, payload, None, ctx, raw["action"], text, rid, found, payload != text)
     prompt = raw.get("prompt")
     if prompt is not None and (stage != "output" or not isinstance(prompt, str)):
         why = "must be a string" if stage == "output" else "is for stage: output (the prompt the response answers)"
@@ -92,3 +122,55 @@ def _readable(payload: Any, field: str, n: int, p: Path) -> Any:
     except TypeError as exc:  # InvalidMessages (a TypeError) names the message and the problem
         raise ValueError(f"{p}:{n}: {field}: {exc}") from None
     return payload
+
+
+# ------------------------------------------------------------------------------------------ stand-ins
+
+
+def _luhn(digits: str) -> str:
+    total = 0
+    for i, c in enumerate(reversed(digits)):
+        d = int(c) * (2 if i % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    return str((10 - total % 10) % 10)
+
+
+def _iban(bban: str, country: str = "DE") -> str:
+    numeric = "".join(str(int(c, 36)) for c in bban + country + "00")
+    return f"{country}{98 - int(numeric) % 97:02d}{bban}"
+
+
+def stand_in(entity: str, n: int) -> str:
+    """A sample value of ``entity`` that the detectors find as that entity; distinct for each ``n``
+    (below 10,000), so two placeholders stay two values."""
+    if entity == "email":
+        return f"user{n}@example.com"
+    if entity == "phone":
+        return f"+1 415 555 {n % 10000:04d}"
+    if entity == "credit_card":
+        body = f"4000{n % 10**11:011d}"
+        return body + _luhn(body)
+    if entity == "iban":
+        return _iban(f"{n % 10**18:018d}")
+    if entity == "ip_address":
+        return f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+    if entity == "us_ssn":
+        return f"123-45-{n % 9999 + 1:04d}"
+    if entity == "api_key":
+        return f"sk-Rpl4yStandIn9kLm2nOp5qRs8tUv1wX{n % 10**8:08d}"
+    if entity == "private_key":
+        return (
+            f"-----BEGIN PRIVATE KEY-----\nMIIEowIBAAKCAQEAx4Jd9s0Qm1Vt7rB{n % 10**8:08d}\n"
+            "Y2k9Pq0w3Lz8Jd6Rt5Vb8Yc1Hs4Jd6GeAb3dEf6hIj9kLm2n==\n-----END PRIVATE KEY-----"
+        )
+    raise ValueError(f"unknown PII entity {entity!r}")
+
+
+def with_stand_ins(text: str) -> str:
+    """``text`` with a :func:`stand_in` for each redaction placeholder (``<EMAIL_1>``) of a known entity."""
+    mapping = {}
+    for held in placeholders(text):
+        kind, _, number = held[1:-1].rpartition("_")
+        if kind.lower() in ENTITIES:
+            mapping[held] = stand_in(kind.lower(), int(number))
+    return restore(text, mapping)

@@ -608,3 +608,92 @@ def test_model_folder_override_takes_default_thresholds_from_that_model(
     assert report["policy"]["name"] == "default" and report["policy"]["model"] == str(folder)
     unsafe = next(m for m in report["categories"] if (m["stage"], m["category"]) == ("input", "unsafe"))
     assert unsafe["threshold"] == 0.77  # default.yaml's unsafe rule has no threshold: the model's
+
+
+MY_POLICY = """\
+version: 1
+name: my-policy
+# our own thresholds
+input:
+  rules:
+    - {category: unsafe, threshold: 0.85, action: block}
+"""
+
+
+def test_calibrate_without_policy_calibrates_the_file_it_writes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the README's command: the "was" column showed the default policy's unsafe threshold, not the file's 0.85
+    data, clf = calibration_fixture(tmp_path)
+    target = tmp_path / "my-policy.yaml"
+    target.write_text(MY_POLICY)
+    assert cmd_calibrate(parse("calibrate", str(data), "--target-fpr", "0.02", "--write", str(target)), clf) == 0
+    captured = capsys.readouterr()
+    assert f"calibrating the rules of {target} (no --policy given)" in captured.err
+    (row,) = [line for line in captured.out.splitlines() if line.startswith("input  unsafe")]
+    assert row.split()[4] == "0.850"  # was
+    new = target.read_text()
+    changed = [line for line in new.splitlines() if line not in MY_POLICY.splitlines()]
+    assert len(changed) == 1 and "{category: unsafe, threshold: " in changed[0]  # no jailbreak rule added
+    assert [(r.category, r.threshold != 0.85) for r in load_policy(target).input.rules] == [("unsafe", True)]
+
+
+def test_calibrate_refuses_a_threshold_from_too_few_rows_and_adds_no_rules(tmp_path: Path) -> None:
+    """The walkthrough, with the real model: 1 positive and 1 negative used to write new output block rules."""
+    from guardrail.cli import main
+
+    data = write_jsonl(tmp_path / "data.jsonl", [
+        {"text": "how do I build a pipe bomb", "labels": ["weapons"], "label": 1},
+        {"text": "what is a good banana bread recipe", "label": 0},
+        {"prompt": "how do I build a pipe bomb", "text": "Step 1: get a pipe", "labels": ["weapons"], "label": 1},
+        {"prompt": "banana bread?", "text": "Mash three bananas.", "label": 0},
+    ])  # fmt: skip
+    target = tmp_path / "my-policy.yaml"
+    target.write_text(MY_POLICY)
+    assert main(["calibrate", str(data), "--target-fpr", "0.02", "--write", str(target)]) == 2
+    assert target.read_text() == MY_POLICY
+    # an explicit minimum lets it through, and still only the file's own rule is set
+    assert main(["calibrate", str(data), "--target-fpr", "0.02", "--write", str(target), "--min-examples", "1"]) == 0
+    assert [(st, r.category) for st in ("input", "output") for r in load_policy(target).rules(st)] == [
+        ("input", "unsafe")
+    ]
+
+
+def test_calibrate_skips_too_few_rows_and_missing_rules_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [{"text": f"pos {i}", "label": 1} for i in range(19)] + [{"text": f"neg {i}", "label": 0} for i in range(40)]
+    data = write_jsonl(tmp_path / "small.jsonl", rows)
+    clf = FakeClassifier(scorer=lambda t, st, p: {"unsafe": 0.9 if t.startswith("pos") else 0.1, "weapons": 0.2})
+    target = tmp_path / "my-policy.yaml"
+    target.write_text(MY_POLICY)
+    args = ["calibrate", str(data), "--target-fpr", "0.05", "--write", str(target), "--categories", "unsafe,weapons"]
+    with pytest.raises(ValueError, match=r"my-policy.yaml not written: no category could be calibrated"):
+        cmd_calibrate(parse(*args), clf)
+    out = capsys.readouterr().out
+    assert "unsafe" in out and "skipped: too few rows; a threshold needs 20+ and 20- (--min-examples)" in out
+    assert target.read_text() == MY_POLICY
+    assert cmd_calibrate(parse(*args, "--min-examples", "19"), clf) == 0  # weapons: no positives, no rule
+    rules = {r.category: r.threshold for r in load_policy(target).input.rules}
+    assert list(rules) == ["unsafe"] and rules["unsafe"] != 0.85
+    # weapons has positives now, but my-policy has no rule for it: skipped unless --add-rules
+    rows += [{"text": f"pos {i}", "labels": ["weapons"]} for i in range(19, 40)]
+    write_jsonl(data, rows)
+    clf = FakeClassifier(scorer=lambda t, st, p: {"unsafe": 0.9 if t.startswith("pos") else 0.1,
+                                                 "weapons": 0.8 if t.startswith("pos") else 0.1})  # fmt: skip
+    assert cmd_calibrate(parse(*args), clf) == 0
+    assert f"skipped: {target} has no input rule for weapons (--add-rules adds one)" in capsys.readouterr().out
+    assert [r.category for r in load_policy(target).input.rules] == ["unsafe"]
+    assert cmd_calibrate(parse(*args, "--add-rules", "--action", "log"), clf) == 0
+    weapons = next(r for r in load_policy(target).input.rules if r.category == "weapons")
+    assert weapons.action.value == "log" and weapons.threshold is not None
+
+
+def test_calibrate_cli_minimum_is_the_calibration_minimum() -> None:
+    from guardrail.evaluation import calibrate_cmd, calibration
+
+    assert (
+        calibrate_cmd.MIN_EXAMPLES
+        == calibration.MIN_EXAMPLES
+        == parse("calibrate", "d", "--target-fpr", "0.1").min_examples
+    )

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +16,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from guardrail import Guard
+from guardrail.classifiers.patterns import ENTITIES
 from guardrail.cli import main
 from guardrail.replay import load_traffic, parse_limit, replay
+from guardrail.replay_report import METRICS
+from guardrail.replay_traffic import stand_in
+from guardrail.revealed import entity_spans
 from guardrail.testing import FakeClassifier
 
 OLD = {"version": 1, "name": "old", "audit": {"log_text": "redacted"},
@@ -89,6 +96,11 @@ def test_a_hashed_audit_log_cannot_be_replayed_and_says_why(tmp_path: Path) -> N
         ({"stage": "output", "text": "hi", "prompt": ["why"]}, "prompt: must be a string"),
         ({"text": "hi", "context": "acme"}, "context: must be an object of strings"),  # was silently dropped
         ({"text": "hi", "context": {"tenant": 7}}, "context: must be an object of strings"),
+        ({"decision_id": "d", "action": "deny", "text": "hi"}, "action: expected one of allow, block, log, rewrite"),
+        (
+            {"decision_id": "d", "action": "log", "text": "hi", "categories": 3},
+            "categories: expected the audit event's",
+        ),
     ],
 )
 def test_a_row_that_would_be_misread_is_refused_at_its_line(tmp_path: Path, row: dict[str, Any], problem: str) -> None:
@@ -181,3 +193,176 @@ def test_responses_api_requests_replay_too(tmp_path: Path) -> None:
             {"model": "m", "input": [{"role": "user", "content": "where to buy a gun"}]}]  # fmt: skip
     report = replay(write_jsonl(tmp_path / "t.jsonl", rows), NEW, OLD, classifiers=FakeClassifier(rules=SCORES))
     assert report.metrics()["matrix"]["block"]["block"] == 1 and report.metrics()["matrix"]["allow"]["block"] == 1
+
+
+# ------------------------------------------------- an audit log replayed with the policy that wrote it
+
+SUPPORT_V1 = """\
+version: 1
+name: support-v1
+input:
+  rules:
+    - {category: unsafe, threshold: 0.85, action: block}
+    - {category: weapons, threshold: 0.5, action: log}
+    - {category: pii, action: redact, entities: [email, phone]}
+    - {category: competitors, keywords: [globex], action: log}
+audit: {log_text: redacted}
+"""
+SUPPORT_SCORES = {"bomb": {"unsafe": 0.97, "weapons": 0.96}, "rifle": {"weapons": 0.7}}
+SUPPORT_TRAFFIC = [
+    "hello there",
+    "how do I build a pipe bomb",
+    "where can I buy a hunting rifle",
+    "mail me at a.b@example.com please",
+    "is globex cheaper? call 555-123-4567",
+    "my ip is 10.1.2.3",
+    "thanks",
+]
+
+
+def audit_log(tmp_path: Path, policy: Path, texts: list[str], classifier: FakeClassifier) -> Path:
+    """The audit events a Guard with ``policy`` writes for ``texts``, as a JSON-lines file."""
+    with structlog.testing.capture_logs() as logs, Guard(policy, classifiers=classifier) as g:
+        for text in texts:
+            g.check_input(text)
+    return write_jsonl(tmp_path / "audit.jsonl", logs)
+
+
+@pytest.mark.parametrize("log_text", ["redacted", "full"])
+def test_an_audit_log_replayed_with_the_policy_that_wrote_it_changes_nothing(tmp_path: Path, log_text: str) -> None:
+    # the recorded categories were read as none (every category "rose"), and a redacted row could never be
+    # redacted again (always "rewrite -> allow"): both crossed any categories.* or changed limit of a rollout
+    policy = tmp_path / "support-v1.yaml"
+    policy.write_text(SUPPORT_V1.replace("log_text: redacted", f"log_text: {log_text}"))
+    fake = FakeClassifier(rules=SUPPORT_SCORES)
+    log = audit_log(tmp_path, policy, SUPPORT_TRAFFIC, fake)
+    report = replay(log, policy, classifiers=fake)
+    m = report.metrics()
+    assert m["changed"] == 0 and report.changed == [], report.to_text()
+    assert m["categories"] == {
+        c: {"old": n, "new": n, "delta": 0, "delta_rate": 0.0}
+        for c, n in {"competitors": 1, "pii": 2, "unsafe": 1, "weapons": 2}.items()
+    }
+    assert m["matrix"]["rewrite"]["rewrite"] == 2 and m["matrix"]["block"]["block"] == 1
+    # the address, the phone number and the IP address were masked in a redacted log; nothing in a full one
+    assert m["redacted_rows"] == (3 if log_text == "redacted" else 0)
+    assert ("compared on redacted text: 3 rows" in report.to_text()) == (log_text == "redacted")
+
+
+def test_a_redacted_log_shows_what_a_change_of_redacted_entities_changes(tmp_path: Path) -> None:
+    """The rule: a placeholder stands for a value of its kind, so the new policy's entities decide."""
+    v1 = tmp_path / "support-v1.yaml"
+    v1.write_text(SUPPORT_V1)
+    v2 = tmp_path / "support-v2.yaml"
+    v2.write_text(SUPPORT_V1.replace("support-v1", "support-v2").replace("[email, phone]", "[email, ip_address]"))
+    fake = FakeClassifier(rules=SUPPORT_SCORES)
+    report = replay(audit_log(tmp_path, v1, SUPPORT_TRAFFIC, fake), v2, classifiers=fake)
+    changed = {(c.line, c.old, c.new, c.text, c.redacted) for c in report.changed}
+    assert changed == {
+        (5, "rewrite", "log", "is globex cheaper? call <PHONE_1>", True),  # phone numbers no longer redacted
+        (6, "allow", "rewrite", "my ip is <IP_ADDRESS_1>", True),  # IP addresses now are
+    }  # the e-mail row: still redacted, unchanged
+    assert "rewrite -> log [pii,competitors -> competitors] (redacted text)" in report.to_text()
+
+
+def test_a_placeholder_that_was_in_the_original_text_is_not_a_stand_in(tmp_path: Path) -> None:
+    # an answer quoting the prompt's <EMAIL_1> holds no address: text_chars shows the log masked nothing
+    policy = tmp_path / "p.yaml"
+    policy.write_text(SUPPORT_V1.replace("input:", "output:"))
+    with structlog.testing.capture_logs() as logs, Guard(policy, classifiers=FakeClassifier()) as g:
+        g.check_output("I will write to <EMAIL_1> today", prompt="mail <EMAIL_1>")
+        g.check_output("I will write to a.b@example.com today", prompt="hi")
+    report = replay(write_jsonl(tmp_path / "audit.jsonl", logs), policy, classifiers=FakeClassifier())
+    assert [e["action"] for e in logs] == ["allow", "rewrite"]
+    assert report.metrics()["changed"] == 0 and report.redacted_rows == 1
+
+
+@pytest.mark.parametrize("entity", ENTITIES)
+def test_every_entity_has_a_stand_in_the_detectors_find_as_that_entity(entity: str) -> None:
+    values = [stand_in(entity, n) for n in (1, 2, 3, 10, 256, 9999)]
+    assert len(set(values)) == len(values)  # two placeholders stay two values
+    for v in values:
+        for text in (v, f"call {v}.", f"x: {v}, and more", f"({v})"):
+            assert [(s.entity, s.value) for s in entity_spans(text)] == [(entity, v)], text
+
+
+def test_the_cli_replays_an_audit_log_with_its_own_policy_within_every_limit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The walkthrough, with the real model: `guardrail check --audit`, then `guardrail replay` with the same policy."""
+    policy = tmp_path / "support-v1.yaml"
+    policy.write_text(SUPPORT_V1)
+    traffic = write_jsonl(tmp_path / "in.jsonl", [{"text": t} for t in SUPPORT_TRAFFIC])
+    log = tmp_path / "audit.jsonl"
+    cmd = [
+        sys.executable,
+        "-m",
+        "guardrail.cli",
+        "check",
+        "-p",
+        str(policy),
+        "--file",
+        str(traffic),
+        "--audit",
+        str(log),
+    ]
+    subprocess.run(cmd, capture_output=True, check=False, env={**os.environ, "GUARDRAIL_AUDIT_KEY": "k"})
+    events = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [e["action"] for e in events] == ["allow", "block", "block", "rewrite", "rewrite", "allow", "allow"]
+    assert events[3]["text"] == "mail me at <EMAIL_1> please"
+    limits = ["changed>0", "categories.unsafe.delta>0", "categories.weapons.delta>0", "categories.pii.delta<0"]
+    out = tmp_path / "replay2"
+    assert main(["replay", str(log), "--policy", str(policy), "--out", str(out),
+                 *(a for lim in limits for a in ("--fail-on", lim))]) == 0  # fmt: skip
+    printed = capsys.readouterr()
+    assert "changed: 0 (0.00%)" in printed.out and "limit crossed" not in printed.err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert all(v["delta"] == 0 and v["old"] > 0 for v in metrics["categories"].values())
+    assert set(metrics["categories"]) == {"competitors", "pii", "unsafe", "weapons"} and metrics["redacted_rows"] == 3
+
+
+# ----------------------------------------------------------------------------------- --fail-on names
+
+
+@pytest.mark.parametrize(
+    ("limit", "hint"),
+    [
+        ("blok_rate>2%", "no metric 'blok_rate'; did you mean block_rate_delta, block_rate_new, block_rate_old?"),
+        ("newly_blockd>5", "no metric 'newly_blockd'; did you mean newly_blocked"),
+        ("categories.self_harm.delta_rte>1%", "no category field 'delta_rte'; did you mean delta_rate"),
+        ("categories.self_harn.delta>0", "no category 'self_harn'; did you mean self_harm?"),
+        ("categories.competitor.delta>0", "no category 'competitor'; did you mean competitors?"),  # the policy's own
+    ],
+)
+def test_a_misspelt_limit_is_a_usage_error_before_any_row_is_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], limit: str, hint: str
+) -> None:
+    # it used to run the whole replay, then print "limit crossed: ...: no metric 'blok_rate'" and exit 1
+    policy = tmp_path / "support-v1.yaml"
+    policy.write_text(SUPPORT_V1)
+    traffic = write_jsonl(tmp_path / "t.jsonl", [{"text": "hello"}])
+    assert main(["replay", str(traffic), "-p", str(policy), "-b", "default", "--fail-on", limit]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and f"--fail-on {limit!r}: {hint}" in captured.err
+    assert "metrics: rows, changed" in captured.err or "categories: " in captured.err or "fields: " in captured.err
+
+
+def test_every_number_in_metrics_json_is_a_metric_a_limit_may_name(tmp_path: Path) -> None:
+    report = replay(write_jsonl(tmp_path / "t.jsonl", TRAFFIC), NEW, OLD, classifiers=FakeClassifier(rules=SCORES))
+
+    def leaves(d: dict[str, Any], prefix: str = "") -> list[str]:
+        out = []
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out += leaves(v, f"{prefix}{k}.")
+            elif isinstance(v, (int, float)):
+                out.append(prefix + k)
+        return out
+
+    names = leaves(report.metrics())
+    for name in names:
+        parse_limit(f"{name}>0", categories={"unsafe", "profanity"})
+    assert {n for n in names if not n.startswith("categories.")} == set(METRICS)
+    # a category no row had is 0, so a limit on it is within bounds, not an error
+    assert parse_limit("categories.self_harm.delta>0").broken(report.metrics()) is None
+    assert parse_limit("categories.self_harm.new<1").broken(report.metrics()) is not None

@@ -7,10 +7,21 @@ policy file. The expected precision and recall printed next to it are measured o
 in-sample numbers, optimistic by construction on small sets; check them with ``guardrail eval`` on
 data the thresholds were not chosen on.
 
+Two guards against writing a threshold nobody should trust:
+
+- a category is calibrated on a stage only with at least :data:`MIN_EXAMPLES` (20) positives and 20
+  negatives there (``--min-examples`` changes it). Below that one row moves the false-positive rate
+  or the recall by more than five points, so a threshold "for an FPR of 2%" is set by one or two
+  scores; the category is skipped, with the counts in its note, rather than written;
+- a category the policy has no rule for on that stage is skipped too (its note says so), unless the
+  user asks for new rules (``--add-rules``, with ``--action``): labels in a data file are not a
+  decision to start blocking a category.
+
 ``--write FILE`` writes the thresholds: into a new policy file that ``extends`` the policy (only the
 calibrated rules are listed), or, when FILE exists, into that file in place with its comments and
-layout kept (:mod:`guardrail.evaluation.policy_edit`). Either way the result is loaded and checked
-before it replaces anything.
+layout kept (:mod:`guardrail.evaluation.policy_edit`); without ``--policy``, an existing FILE is the
+policy calibrated (its rules, its thresholds in the "was" column). Either way the result is loaded
+and checked before it replaces anything.
 """
 
 from __future__ import annotations
@@ -44,14 +55,18 @@ if TYPE_CHECKING:
     from guardrail.classifiers.base import Classifier
 
 __all__ = [
+    "MIN_EXAMPLES",
     "Choice",
     "choose_thresholds",
     "flow_rule_for",
     "format_choices",
     "labelled_targets",
     "score_rows",
+    "without_new_rules",
     "write_policy",
 ]
+
+MIN_EXAMPLES = 20  # fewest positives, and fewest negatives, a category needs on a stage to be calibrated
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,9 +131,11 @@ def choose_thresholds(
     target_fpr: float | None = None,
     target_recall: float | None = None,
     policy: Policy | None = None,
+    min_examples: int = MIN_EXAMPLES,
 ) -> list[Choice]:
     """One :class:`Choice` per target; exactly one of ``target_fpr``/``target_recall`` must be given.
-    ``policy`` only supplies the thresholds in force before (``Choice.previous``)."""
+    ``policy`` only supplies the thresholds in force before (``Choice.previous``). A target with fewer
+    than ``min_examples`` positives or negatives is skipped (``threshold`` None, the counts in ``note``)."""
     if (target_fpr is None) == (target_recall is None):
         raise ValueError("give exactly one of --target-fpr or --target-recall")
     out = []
@@ -137,6 +154,10 @@ def choose_thresholds(
             missing = "positives" if n_pos == 0 else "negatives"
             out.append(Choice(stage, cat, None, previous, n_pos=n_pos, n_neg=n_neg, note=f"skipped: no {missing}"))
             continue
+        if min(n_pos, n_neg) < min_examples:
+            note = f"skipped: too few rows; a threshold needs {min_examples}+ and {min_examples}- (--min-examples)"
+            out.append(Choice(stage, cat, None, previous, n_pos=n_pos, n_neg=n_neg, note=note))
+            continue
         if target_fpr is not None:
             t = threshold_for_fpr(y, s, target_fpr)
             note = f"only {n_neg} negatives: FPR moves in steps of {1 / n_neg:.3f}" if n_neg * target_fpr < 5 else ""
@@ -148,6 +169,18 @@ def choose_thresholds(
         if target_fpr is not None and false_positive_rate(c) > target_fpr:
             note = "target not reachable: negatives score as high as any positive"
         out.append(Choice(stage, cat, t, previous, precision(c), recall(c), false_positive_rate(c), n_pos, n_neg, note))
+    return out
+
+
+def without_new_rules(choices: Sequence[Choice], policy: Policy, name: str) -> list[Choice]:
+    """``choices`` with those for a (stage, category) that ``policy`` (shown as ``name``) has no rule for
+    skipped, and said so: a new rule is added only when asked for (``--add-rules``)."""
+    out = []
+    for c in choices:
+        if c.threshold is not None and not any(r.category == c.category for r in policy.rules(c.stage)):
+            note = f"skipped: {name} has no {c.stage} rule for {c.category} (--add-rules adds one)"
+            c = Choice(c.stage, c.category, None, c.previous, n_pos=c.n_pos, n_neg=c.n_neg, note=note)
+        out.append(c)
     return out
 
 
