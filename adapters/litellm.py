@@ -86,6 +86,8 @@ _SIDE_DOORS = frozenset(
         "chat_completions", "completion_extras", "google_genai", "interactions", "litellm_agent", "messages",
         "passthrough", "realtime_api", "tool_loop", "evals", "rag",
         "images", "videos",  # litellm.images.main.image_generation ...: the media functions, unguarded
+        # the openai SDK's clients, which litellm re-exports: a client built from them is not wrapped
+        "OpenAI", "AsyncOpenAI", "AzureOpenAI", "AsyncAzureOpenAI",
         # old provider handlers litellm still exports, each with a completion() of its own
         "oobabooga", "petals_handler", "vllm_handler", "vertex_ai_non_gemini", "aleph_alpha",
     }

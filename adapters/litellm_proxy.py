@@ -22,7 +22,8 @@ from guardrail.streaming import aclose_quietly
 
 from . import litellm_offline, shapes
 from ._core import GuardedCall, acheck_answer, stream_async
-from .media import PROXY_CALLS, MediaKind, MediaRequest
+from .media import PROXY_CALLS, PROXY_PRE_CALL_ONLY, check_proxy_media
+from .media import proxy_unchecked as _unchecked
 from .proxy_request import metadata_of, proxy_context
 from .request_shapes import WRITTEN_FIELDS, UncheckedField
 
@@ -63,13 +64,6 @@ def _http_error(message: str, d: Decision, guardrail_name: str | None) -> Except
         detail={"error": message, "guardrail": guardrail_name, "decision": summary(d)},
         headers=headers([summary(d)]),
     )
-
-
-def _unchecked(e: UncheckedField, guardrail_name: str | None) -> Exception:
-    """A request it cannot read whole (a read field in extra_body ...): a 400."""
-    from fastapi import HTTPException
-
-    return HTTPException(status_code=400, detail={"error": str(e), "guardrail": guardrail_name})
 
 
 class _ProxyCall(GuardedCall):
@@ -171,8 +165,8 @@ class GuardrailLiteLLM(CustomGuardrail):
         if kind is None:
             value = str(getattr(call_type, "value", call_type))
             media = PROXY_CALLS.get(value)
-            if media is not None:  # images, speech, video: the prompt is checked
-                await self._check_media(data, media, value, hook)
+            if media is not None:  # images, speech, video: the prompt is checked (adapters.media)
+                await check_proxy_media(self, data, media, value, hook)
             elif value in _UNREAD_TEXT_CALLS:
                 self._unread(f"{value} requests (it checks chat completions and the Responses API)", call_type=value)
             return data  # embeddings, files, moderations, transcriptions ...: no prompt asks a model for anything
@@ -201,28 +195,25 @@ class GuardrailLiteLLM(CustomGuardrail):
                     data[key] = gc.kwargs[key]
         return data
 
-    async def _check_media(self, data: dict[str, Any], kind: MediaKind, call_type: str, hook: str) -> None:
-        """An image, speech or video request's prompt (``adapters.media``): a block is the HTTP 400 whatever
-        ``on_block.respond`` says (a file has no refusal shape; the passthrough answer is a chat completion)."""
-        try:
-            req = MediaRequest.from_proxy(self.call_for(data), kind, call_type, data)
-        except UncheckedField as e:
-            raise _unchecked(e, self.guardrail_name) from e
-        if req.payload:
-            d = await req.call.acheck_input(req.payload)
-            self.record(data, d, hook)
-            out = req.outcome(d)  # a block raises the proxy's HTTP 400
-            if hook == "pre_call" and out.text is not None:  # during_call: too late to change the request
-                req.apply(out)
-                req.write_back(data)
-
     # -- the proxy's hooks -------------------------------------------------------------------------
 
     async def async_pre_call_hook(
         self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: Any
     ) -> dict[str, Any]:
-        """pre_call: check the prompt before the model is called; redact it or block."""
+        """pre_call: check the prompt before the model is called; redact it or block. A during_call guardrail runs
+        here only for the media endpoints that have no during_call hook (``should_run_guardrail``), and only blocks."""
+        if not self._event_hook_is_event_type(GuardrailEventHooks.pre_call):
+            pre_call_only = str(getattr(call_type, "value", call_type)) in PROXY_PRE_CALL_ONLY
+            return await self._check_input(data, call_type, "during_call") if pre_call_only else data
         return await self._check_input(data, call_type, "pre_call")
+
+    def should_run_guardrail(self, data: Any, event_type: GuardrailEventHooks) -> bool:
+        """As configured, but a during_call guardrail also runs at pre_call: the proxy's /images/generations and
+        /audio/speech call no during_call hook, so their prompt would go unchecked (``async_pre_call_hook``)."""
+        pre, during = GuardrailEventHooks.pre_call, GuardrailEventHooks.during_call
+        if event_type == pre and not self._event_hook_is_event_type(pre):
+            event_type = during
+        return super().should_run_guardrail(data, event_type) is True
 
     async def async_moderation_hook(self, data: dict[str, Any], user_api_key_dict: Any, call_type: Any) -> Any:
         """during_call: check the prompt while the model runs (LiteLLM's parallel mode); only a block

@@ -11,7 +11,10 @@ placeholders to restore): an image, a sound or a video is not text, so only what
   ``asend``: the policy's ``input.parallel`` means here what it means for chat).
 - **Block**: there is no refusal shape for a file, so a blocked prompt raises whatever ``on_block.respond`` says:
   ``guardrail.Blocked`` with the decision, as ``on_block: raise`` does for chat (the proxy: its HTTP 400). The
-  upstream is never called.
+  upstream is never called (under ``input.parallel`` it was called already, and its answer is dropped).
+- **The proxy**: ``pre_call`` checks and rewrites, ``during_call`` only blocks. The proxy's ``/images/generations``
+  and ``/audio/speech`` call no ``during_call`` hook, so a ``during_call`` guardrail checks them in ``pre_call``
+  (``PROXY_PRE_CALL_ONLY``), blocking only, as its mode says.
 - **Rewrite**: the rewritten prompt is sent (a redaction's placeholders, or a rule's replacing message).
 - **What it cannot read is refused** before anything is sent (``request_shapes.UncheckedField``, a ``TypeError``): a
   text field inside ``extra_body`` (the SDKs merge it over the checked one), a prompt that is not a string, or a
@@ -28,7 +31,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from guardrail.call import Call, Outcome
 from guardrail.decision import Decision
@@ -40,13 +43,16 @@ __all__ = [
     "LITELLM_CALLS",
     "OPENAI_RESOURCES",
     "PROXY_CALLS",
+    "PROXY_PRE_CALL_ONLY",
     "MediaKind",
     "MediaRequest",
     "MediaResource",
     "asend",
     "by_name",
+    "check_proxy_media",
     "guarded",
     "litellm_function",
+    "proxy_unchecked",
     "send",
 ]
 
@@ -79,6 +85,9 @@ PROXY_CALLS: Final[Mapping[str, MediaKind]] = {
     "create_video": "video",
     "acreate_video": "video",
 }
+# the proxy's call types whose endpoint runs its pre_call hooks only, never during_call (/images/generations,
+# /audio/speech): a during_call guardrail checks them in pre_call, or it would never see their prompt
+PROXY_PRE_CALL_ONLY: Final = frozenset({"image_generation", "aimage_generation", "speech", "aspeech"})
 _VIEWS = frozenset({"with_raw_response", "with_streaming_response"})
 # the proxy's /images/generations hands the hooks its prompt as a chat message too, and afterwards sends the
 # messages' text as the prompt
@@ -159,6 +168,39 @@ class MediaRequest:
         return out
 
 
+class _ProxyOwner(Protocol):  # the LiteLLM proxy guardrail, as check_proxy_media uses it
+    guardrail_name: str | None
+
+    def call_for(self, data: Mapping[str, Any]) -> Call: ...
+    def record(self, data: dict[str, Any], d: Decision, hook: str) -> None: ...
+
+
+def proxy_unchecked(e: UncheckedField, guardrail_name: str | None) -> Exception:
+    """A proxy request it cannot read whole (a read field in extra_body ...): a 400."""
+    from fastapi import HTTPException
+
+    return HTTPException(status_code=400, detail={"error": str(e), "guardrail": guardrail_name})
+
+
+async def check_proxy_media(
+    owner: _ProxyOwner, data: dict[str, Any], kind: MediaKind, call_type: str, hook: str
+) -> None:
+    """A LiteLLM proxy hook's check of an image, speech or video request's prompt: a block is the proxy's HTTP 400
+    whatever ``on_block.respond`` says (a file has no refusal shape; the passthrough answer is a chat completion);
+    ``pre_call`` puts a rewrite into ``data``, ``during_call`` (too late to change the request) only records it."""
+    try:
+        req = MediaRequest.from_proxy(owner.call_for(data), kind, call_type, data)
+    except UncheckedField as e:
+        raise proxy_unchecked(e, owner.guardrail_name) from e
+    if req.payload:
+        d = await req.call.acheck_input(req.payload)
+        owner.record(data, d, hook)
+        out = req.outcome(d)  # a block raises the proxy's HTTP 400
+        if hook == "pre_call" and out.text is not None:
+            req.apply(out)
+            req.write_back(data)
+
+
 def _given(value: Any) -> bool:
     """A value the request sends: not None, "" or the SDK's ``NOT_GIVEN`` / ``omit`` (both falsy)."""
     return bool(value)
@@ -235,7 +277,20 @@ def litellm_function(module: Any, name: str, new_call: Callable[[], Call]) -> Ca
     if kind is None:
         return None
     fn = getattr(module, name)
-    return guarded(fn, kind, new_call, is_async=sync != name, signature=getattr(module, sync, fn))
+    # positional arguments are named by the function called, unless it names none (aimage_generation(*args,
+    # **kwargs) hands them to image_generation): aimage_edit's order is not image_edit's (model before prompt)
+    signature = fn if _names_its_arguments(fn) else getattr(module, sync, fn)
+    return guarded(fn, kind, new_call, is_async=sync != name, signature=signature)
+
+
+def _names_its_arguments(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn``'s signature names a parameter that may be passed by position (not just ``*args``)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    named = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return any(p.kind in named for p in params)
 
 
 class MediaResource:
