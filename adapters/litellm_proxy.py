@@ -201,9 +201,12 @@ class GuardrailLiteLLM(CustomGuardrail):
         self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: Any
     ) -> dict[str, Any]:
         """pre_call: check the prompt before the model is called; redact it or block. A during_call guardrail runs
-        here only for the media endpoints that have no during_call hook (``should_run_guardrail``), and only blocks."""
+        here only for the media endpoints that have no during_call hook (``should_run_guardrail``), and only blocks,
+        and for the endpoints it cannot read (pass-through, realtime ...), which it refuses."""
         if not self._event_hook_is_event_type(GuardrailEventHooks.pre_call):
-            pre_call_only = str(getattr(call_type, "value", call_type)) in PROXY_PRE_CALL_ONLY
+            value = str(getattr(call_type, "value", call_type))
+            # and the endpoints it cannot read, refused at the first hook they run (some run no during_call hook)
+            pre_call_only = value in PROXY_PRE_CALL_ONLY or value in _UNREAD_TEXT_CALLS
             return await self._check_input(data, call_type, "during_call") if pre_call_only else data
         return await self._check_input(data, call_type, "pre_call")
 

@@ -120,6 +120,11 @@ async def test_a_during_call_guardrail_checks_the_prompts_of_endpoints_that_have
     data = _image(EMAIL)
     assert (await gr.async_pre_call_hook(None, None, data, "image_generation"))["prompt"] == EMAIL  # recorded only
     assert data["metadata"]["guardrail_decisions"][0]["action"] == "rewrite"
+    # an endpoint it cannot read is refused at pre_call too: pass-through and realtime run no during_call hook
+    for call_type in ("pass_through_endpoint", "_arealtime", "atext_completion"):
+        with pytest.raises(HTTPException) as http:
+            await gr.async_pre_call_hook(None, None, {"model": "stub", "prompt": HARMFUL, "metadata": {}}, call_type)
+        assert http.value.status_code == 400
     # the endpoints that do run during_call are checked there, once: pre_call leaves them alone
     for call_type, data in (
         ("acompletion", {"model": "stub", "messages": [{"role": "user", "content": HARMFUL}], "metadata": {}}),
