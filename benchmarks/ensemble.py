@@ -14,6 +14,8 @@ average regret per step at checkpoints; with matplotlib, a plot of the cumulativ
 
     python benchmarks/ensemble.py --limit 400 --out ensemble.png     # a quick look
     python benchmarks/ensemble.py --out ensemble.png                 # the full stream (needs an idle machine)
+
+The stream is read from ../shared/data (next to this repository), or from ``--data FILE``.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data" / "toxicchat-train" / "toxic_chat_train_dedup_vs_holdout.json"
 
 
-def load_stream(limit: int | None, seed: int) -> list[tuple[str, float]]:
-    raw = json.loads(DATA.read_text(encoding="utf-8"))
+def load_stream(path: Path, limit: int | None, seed: int) -> list[tuple[str, float]]:
+    raw = json.loads(path.read_text(encoding="utf-8"))
     rows = [(str(r["instance"]), float(r["annotations"]["toxicity"]["majority_human"])) for r in raw["instances"]]
     random.Random(seed).shuffle(rows)
     return rows[:limit] if limit else rows
@@ -42,14 +44,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eta", type=float, default=None, help="Hedge rate (default: sqrt(8 ln N / T))")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="write the cumulative-loss plot here (PNG; needs matplotlib)")
+    ap.add_argument("--data", type=Path, default=DATA, help="the ToxicChat JSON (default: in ../shared/data)")
     args = ap.parse_args(argv)
+    if not args.data.is_file():
+        print(f"ensemble.py: {args.data}: not found (the ToxicChat stream from ../shared/data; "
+              "or pass --data FILE)", file=sys.stderr)  # fmt: skip
+        return 2
 
     from guardrail.classifiers.onnx import OnnxClassifier, bundled_model_dir
     from guardrail.ensemble import Ensemble
     from guardrail.messages import scoring_form
     from guardrail.testing import FakeClassifier
 
-    stream = load_stream(args.limit, args.seed)
+    stream = load_stream(args.data, args.limit, args.seed)
     T = len(stream)
     model = OnnxClassifier(bundled_model_dir())
     texts = [scoring_form(t) for t, _ in stream]

@@ -10,7 +10,9 @@ X?" is one hash away), and short prompts are easy to guess. With a key, repeated
 correlate inside a deployment, but a digest confirms nothing without the key. The key comes from the
 environment variable the policy names (``audit.hash_key_env``, default ``GUARDRAIL_AUDIT_KEY``);
 without one, each process draws a random key (digests then correlate within that process only) and
-says so once on the ``guardrail.audit`` logger. ``text_hmac_key`` names the key's source
+says so once on the ``guardrail.audit`` logger (not while the application says, with
+:func:`events_discarded`, that it writes no audit events: then no digest reaches a log, and the notice
+would be noise on every run of a one-shot command such as ``guardrail check``). ``text_hmac_key`` names the key's source
 (the variable, or ``ephemeral``) so a reader knows which digests are comparable.
 
 :func:`error_code` gives the same treatment to exception messages: a classifier's exception may
@@ -29,6 +31,9 @@ import logging
 import os
 import secrets
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Literal
 
 import structlog
@@ -37,7 +42,16 @@ from guardrail.classifiers.patterns import redact
 from guardrail.decision import Action, Decision
 from guardrail.revealed import entity_spans
 
-__all__ = ["AUDIT_FAILURES", "DEFAULT_KEY_ENV", "EVENT", "audit_fields", "emit", "error_code", "text_hmac"]
+__all__ = [
+    "AUDIT_FAILURES",
+    "DEFAULT_KEY_ENV",
+    "EVENT",
+    "audit_fields",
+    "emit",
+    "error_code",
+    "events_discarded",
+    "text_hmac",
+]
 
 EVENT = "guardrail.decision"
 LogText = Literal["none", "hash", "redacted", "full"]
@@ -51,6 +65,22 @@ AUDIT_FAILURES = [0]  # a mutable cell: the count of events that could not be em
 DEFAULT_KEY_ENV = "GUARDRAIL_AUDIT_KEY"
 EPHEMERAL = "ephemeral"
 _process_key: list[bytes] = []  # drawn on first use without a configured key
+_unannounced = [False]  # that key is drawn but not yet announced (it was drawn while events were discarded)
+_discarding: ContextVar[bool] = ContextVar("guardrail_audit_discarding", default=False)
+
+
+@contextmanager
+def events_discarded() -> Iterator[None]:
+    """For an application that drops the audit events of the checks made inside (``guardrail check``
+    without ``--audit``): no digest reaches a log, so nothing is compared across processes and the
+    ephemeral-key notice would be noise; it is deferred to the first digest made outside such a block.
+    Hashing is unchanged (keyed, random per process without a key). An application that writes events
+    (``--audit FILE``, ``guardrail serve``) does not use this."""
+    token = _discarding.set(True)
+    try:
+        yield
+    finally:
+        _discarding.reset(token)
 
 
 def _key(env: str) -> tuple[bytes, str]:
@@ -59,10 +89,13 @@ def _key(env: str) -> tuple[bytes, str]:
     value = os.environ.get(env)
     if value:
         return value.encode("utf-8", "surrogatepass"), env
-    if not _process_key:
+    if not _process_key or _unannounced[0]:
         with _lock:
             if not _process_key:
                 _process_key.append(secrets.token_bytes(32))
+                _unannounced[0] = True
+            if _unannounced[0] and not _discarding.get():
+                _unannounced[0] = False
                 _fallback.warning(
                     "guardrail audit: $%s is not set; text_hmac uses a random per-process key, so digests "
                     "correlate only within this process (set a deployment-wide secret to compare them)",

@@ -7,18 +7,19 @@ Exit status is part of the interface (scripts and CI rely on it): 0 allowed or o
 from __future__ import annotations
 
 import argparse
-import csv
 import importlib
-import io
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import Any, TextIO
+from collections.abc import Sequence
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any, TextIO
 
 from guardrail.errors import ClassifierError, GuardrailError, PolicyError
-from guardrail.jsonl import read_jsonl
+
+if TYPE_CHECKING:
+    from guardrail.engine import Guard
+    from guardrail.evaluation.data import CheckRow
 
 EXIT_OK, EXIT_FLAGGED, EXIT_ERROR = 0, 1, 2
 
@@ -37,17 +38,6 @@ def _read_stdin() -> str:
             f"warning: input is not valid UTF-8; {text.count(chr(0xFFFD))} invalid byte sequence(s) replaced by U+FFFD"
         )
         return text
-
-
-def _records(path: Path) -> Iterator[dict[str, Any]]:
-    """Rows of a JSONL or CSV file: {"text", optional "prompt", anything else passed through}."""
-    if path.suffix.lower() == ".csv":
-        raw = path.read_bytes().decode("utf-8", errors="replace")
-        for row in csv.DictReader(io.StringIO(raw)):
-            yield dict(row)
-        return
-    for _, row in read_jsonl(path):
-        yield row if isinstance(row, dict) else {"text": row}
 
 
 class _Progress:
@@ -92,7 +82,9 @@ def _exit_for(decisions: Sequence[Any]) -> int:
 def _configure_audit(target: str | None) -> None:
     """The CLI is an application, so it may configure structlog (the library never does): audit events
     go as JSON lines to a file or stderr with --audit, and are otherwise not printed (the decision
-    itself is the command's output)."""
+    itself is the command's output). Without --audit no digest is written anywhere, so the notice that
+    $GUARDRAIL_AUDIT_KEY is unset (digests compare only within one process) would be noise on every run;
+    with --audit it stays: runs appending to one log are exactly the processes it warns about."""
     import structlog
 
     if target is None:
@@ -114,26 +106,46 @@ def _drop(*_: Any) -> Any:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from guardrail.audit import events_discarded
     from guardrail.engine import Guard
 
-    _configure_audit(args.audit)
-    guard = Guard(args.policy)
+    if args.prompt is not None and args.stage != "output":  # the HTTP service answers 422 for the same
+        _err("--prompt is the prompt a response answers: add --stage output to check the text as that response")
+        return EXIT_ERROR
+    if args.file and args.text is not None:
+        _err("give the text or --file, not both")
+        return EXIT_ERROR
     context = _context(args.context)
-    decisions = []
-    if args.file:
-        rows = list(_records(Path(args.file)))
+    rows = None
+    if args.file:  # the rows of `guardrail eval` (one reader): every row is read, and a bad one refused, first
+        from guardrail.evaluation.data import read_checks
+
+        rows = read_checks(args.file, default_stage=args.stage)
+    _configure_audit(args.audit)
+    with nullcontext() if args.audit else events_discarded():
+        return _run_checks(Guard(args.policy), args, rows, context)
+
+
+def _run_checks(
+    guard: Guard, args: argparse.Namespace, rows: list[tuple[str, CheckRow]] | None, context: dict[str, str]
+) -> int:
+    if rows is not None:
+        decisions = []
         bar = _Progress(len(rows))
-        for row in rows:
-            text = row.get("text", "")
-            ctx = {**context, **row["context"]} if isinstance(row.get("context"), dict) else context
-            if args.stage == "output":
-                d = guard.check_output(text, prompt=row.get("prompt", args.prompt), context=ctx)
-            else:
-                d = guard.check_input(row.get("messages") or text, context=ctx)
+        for where, row in rows:
+            ctx = {**context, **row.context} if row.context else context
+            try:
+                if row.stage == "output":
+                    prompt = row.prompt if row.prompt is not None else args.prompt
+                    d = guard.check_output(row.text, prompt=prompt, context=ctx)
+                else:
+                    d = guard.check_input(row.messages or row.text, context=ctx)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{where}: {exc}") from None
             decisions.append(d)
             out = d.to_dict(include_text=args.show_text)
-            if "id" in row:
-                out["input_id"] = row["id"]
+            if row.id is not None:
+                out["input_id"] = row.id
             print(json.dumps(out, ensure_ascii=False), flush=True)
             bar.step()
         return _exit_for(decisions)
@@ -192,9 +204,20 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="check a prompt (or a completion with --stage output)")
     c.add_argument("text", nargs="?", help="the text; '-' or omitted reads stdin")
     c.add_argument("--policy", "-p", default=None, help="bundled policy name or YAML path (default: default)")
-    c.add_argument("--stage", choices=("input", "output"), default="input")
-    c.add_argument("--prompt", default=None, help="the prompt a completion answers (--stage output)")
-    c.add_argument("--file", "-f", default=None, help="JSONL or CSV with a text column: one JSON decision per line")
+    c.add_argument(
+        "--stage",
+        choices=("input", "output"),
+        default="input",
+        help="a prompt (input, the default) or a response (output); with --file, for rows with no stage or prompt",
+    )
+    c.add_argument("--prompt", default=None, help="the prompt a completion answers (needs --stage output)")
+    c.add_argument(
+        "--file",
+        "-f",
+        default=None,
+        help="JSONL or CSV rows as `guardrail eval` reads them (`text`; optional `prompt`, `stage`, `messages`, "
+        "`context`, `id`): one JSON decision per line; a row without `text` is an error at its file:line",
+    )
     c.add_argument("--json", action="store_true", help="print the decision as JSON")
     c.add_argument("--context", action="append", metavar="KEY=VALUE", help="routing context, e.g. tenant=acme")
     c.add_argument("--show-text", action="store_true", help="with --file: include the (rewritten) text in each line")

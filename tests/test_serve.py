@@ -426,6 +426,18 @@ def test_the_cli_refuses_a_bad_policy_before_serving(tmp_path: Path, capsys: pyt
     assert "acton" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("port", ["99999", "65536", "0", "-1", "http"])
+def test_a_port_outside_1_to_65535_is_a_usage_error(
+    port: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvicorn would listen on 99999 mod 65536 while logging 99999: the port is refused before any server starts."""
+    started: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: started.append(kw))
+    assert main(["serve", "--port", port]) == 2
+    err = capsys.readouterr().err
+    assert "--port" in err and "1-65535" in err and started == []
+
+
 # -- a real server: uvicorn in a thread, the real openai client --------------------------------------
 
 
@@ -538,6 +550,7 @@ def test_guardrail_serve_command_end_to_end(tmp_path: Path) -> None:
         port = s.getsockname()[1]
     out, err = tmp_path / "stdout.jsonl", tmp_path / "stderr.txt"
     env = {**os.environ, "GUARDRAIL_API_TOKENS": TOKEN}
+    env.pop("GUARDRAIL_AUDIT_KEY", None)  # a service writes digests: it must say they compare only in this process
     with out.open("wb") as stdout, err.open("wb") as stderr:
         proc = subprocess.Popen(
             [sys.executable, "-m", "guardrail.cli", "serve", "--port", str(port), "--log-level", "warning"],
@@ -561,6 +574,7 @@ def test_guardrail_serve_command_end_to_end(tmp_path: Path) -> None:
             assert httpx.post(url + "/v1/check", json={"text": "hello"}).status_code == 401
             r = httpx.post(url + "/v1/check", json={"text": "How do I make a pipe bomb at home?"}, headers=auth)
             assert r.json()["action"] == "block"
+            assert httpx.post(url + "/v1/check", json={"text": "hello"}, headers=auth).json()["action"] == "allow"
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
@@ -569,6 +583,7 @@ def test_guardrail_serve_command_end_to_end(tmp_path: Path) -> None:
     assert "guardrail.serve_started" in names and names[-1] == "guardrail.serve_stopped"
     assert any(e["event"] == "guardrail.decision" and e["decision_id"] == r.json()["id"] for e in events)
     assert "pipe bomb" not in out.read_text()  # the default policy logs a hash, and access events carry no text
+    assert err.read_text().count("GUARDRAIL_AUDIT_KEY is not set") == 1  # kept for the service, once per process
 
 
 def test_the_service_can_report_to_opentelemetry_too(log: DecisionLog) -> None:

@@ -12,6 +12,12 @@ Ground truth comes in three shapes, which may be mixed:
 A column wins over the list, the list over ``label``. ``benign`` (truthy) marks over-refusal probes
 (benign look-alikes); when ``label`` is absent it also means ``label: 0``. Heads with no statement
 are *unknown* for the row and left out of that head's metrics, never counted as negatives.
+
+``guardrail check --file`` reads the same rows (:func:`read_checks`): what is checked is the row's
+``text`` (or its ``messages``), on the row's stage, with its ``prompt``; labels are not needed there, and
+a row's ``context`` (an object of strings) routes its check. A row the check would misread (no ``text``,
+a ``prompt`` on an input row, messages the core cannot read) is refused with its ``file:line``, never
+checked as an empty text.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Any, TextIO
 from guardrail.jsonl import read_jsonl
 from guardrail.taxonomy import BY_ID, HARM_IDS, RESPONSE_CLASS_IDS, Stage, stage_ids
 
-__all__ = ["EvalRow", "Progress", "load_rows", "parse_row", "read_records"]
+__all__ = ["CheckRow", "EvalRow", "Progress", "load_rows", "parse_check", "parse_row", "read_checks", "read_records"]
 
 _TRUE = {"1", "1.0", "true", "yes", "y", "t", "unsafe", "harmful"}
 _FALSE = {"0", "0.0", "false", "no", "n", "f", "safe", "harmless", "benign", ""}
@@ -86,8 +92,8 @@ def _categories(value: Any, where: str) -> list[str]:
     return value
 
 
-def parse_row(raw: Mapping[str, Any], where: str = "row") -> EvalRow:
-    """One record (a JSONL object or a CSV row) as an :class:`EvalRow`; raises ValueError naming ``where``."""
+def _subject(raw: Mapping[str, Any], where: str, default_stage: Stage = "input") -> tuple[str, Stage, Any, Any]:
+    """``(text, stage, prompt, messages)`` of a row: the part of the format every reader shares."""
     messages = raw.get("messages")
     text = raw.get("text")
     if text is None and isinstance(messages, list):
@@ -95,10 +101,16 @@ def parse_row(raw: Mapping[str, Any], where: str = "row") -> EvalRow:
     if not isinstance(text, str):
         raise ValueError(f"{where}: needs a `text` string")
     prompt = raw.get("prompt") or None
-    stage_raw = raw.get("stage") or ("output" if prompt is not None else "input")
+    stage_raw = raw.get("stage") or ("output" if prompt is not None else default_stage)
     if stage_raw not in ("input", "output"):
         raise ValueError(f"{where}: stage must be input or output, got {stage_raw!r}")
     stage: Stage = "output" if stage_raw == "output" else "input"
+    return text, stage, prompt, messages
+
+
+def parse_row(raw: Mapping[str, Any], where: str = "row") -> EvalRow:
+    """One record (a JSONL object or a CSV row) as an :class:`EvalRow`; raises ValueError naming ``where``."""
+    text, stage, prompt, messages = _subject(raw, where)
     heads = stage_ids(stage)
     label = _flag(raw.get("label"), f"{where}: label")
     mark = raw.get("benign")
@@ -146,17 +158,85 @@ def parse_row(raw: Mapping[str, Any], where: str = "row") -> EvalRow:
     )
 
 
-def read_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(``file:line``, record) for each row of a JSONL or CSV file."""
+def read_records(path: Path, *, strings: bool = False) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(``file:line``, record) for each row of a JSONL or CSV file; with ``strings``, a JSONL line that is
+    a JSON string is the row ``{"text": ...}``."""
     if path.suffix.lower() == ".csv":
         raw = path.read_bytes().decode("utf-8", errors="replace")
         for n, rec in enumerate(csv.DictReader(io.StringIO(raw)), 2):
             yield f"{path}:{n}", dict(rec)
         return
     for n, rec in read_jsonl(path):
+        if strings and isinstance(rec, str):
+            rec = {"text": rec}
         if not isinstance(rec, dict):
-            raise ValueError(f"{path}:{n}: expected a JSON object per line")
+            raise ValueError(f"{path}:{n}: expected a JSON object {'or string ' if strings else ''}per line")
         yield f"{path}:{n}", rec
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRow:
+    """One row of ``guardrail check --file``: what to check, on which stage, in which routing context."""
+
+    text: str
+    stage: Stage
+    prompt: str | None = None
+    messages: list[Any] | None = None  # input stage: the chat, read by the policy's scope
+    context: dict[str, str] | None = None
+    id: Any = None  # as written (echoed back as ``input_id``)
+
+
+def _cell(value: Any, where: str, field: str) -> Any:
+    """A CSV cell may hold JSON (``[...]`` or ``{...}``) for a field that is a list or an object."""
+    if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: {field}: not valid JSON ({exc.msg})") from None
+    return None if value == "" else value
+
+
+def parse_check(raw: Mapping[str, Any], where: str = "row", default_stage: Stage = "input") -> CheckRow:
+    """A record as a :class:`CheckRow`, with the stage and prompt rules of :func:`parse_row` (a ``prompt``
+    makes the row a response unless ``stage`` says otherwise; otherwise ``default_stage``). Stricter where
+    a check would misread the row: a ValueError naming ``where`` and the field."""
+    from guardrail.messages import extract
+
+    messages = _cell(raw.get("messages"), where, "messages")
+    if messages is not None:
+        if not isinstance(messages, list):
+            raise ValueError(f"{where}: messages: must be a list of chat messages")
+        try:
+            extract(messages, "all")  # the core's reader, so a bad message fails here, with its line
+        except TypeError as exc:
+            raise ValueError(f"{where}: messages: {exc}") from None
+    text = raw.get("text")
+    if not isinstance(text, str) and not messages:  # say what the row has instead (a typo, another column)
+        fields = ", ".join(str(k) for k, v in raw.items() if k is not None and v is not None) or "nothing"
+        has = f"not {type(text).__name__}" if text is not None else f"the row has: {fields}"
+        raise ValueError(f"{where}: needs a `text` string ({has})")
+    prompt = raw.get("prompt")
+    if prompt not in (None, "") and not isinstance(prompt, str):
+        raise ValueError(f"{where}: prompt: must be a string (the prompt the response answers)")
+    text, stage, prompt, _ = _subject({**raw, "messages": messages}, where, default_stage)
+    if stage == "output" and not isinstance(raw.get("text"), str):
+        raise ValueError(f"{where}: needs a `text` string (the response to check)")
+    if prompt is not None and stage == "input":
+        raise ValueError(f"{where}: prompt: is for stage: output (the prompt the response answers)")
+    if messages and stage == "output":
+        raise ValueError(f"{where}: messages: are for stage: input (a response is checked as its `text`)")
+    context = _cell(raw.get("context"), where, "context")
+    if context is not None and (
+        not isinstance(context, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in context.items())
+    ):
+        raise ValueError(f"{where}: context: must be an object of strings (routing keys such as tenant)")
+    return CheckRow(text, stage, prompt, messages or None, context, raw.get("id"))
+
+
+def read_checks(path: str | Path, default_stage: Stage = "input") -> list[tuple[str, CheckRow]]:
+    """(``file:line``, row) for every row of a JSONL or CSV file, all read before any is checked: a bad row
+    is a ValueError naming its ``file:line`` and field. A JSONL line may also be a bare JSON string."""
+    return [(where, parse_check(rec, where, default_stage)) for where, rec in read_records(Path(path), strings=True)]
 
 
 def load_rows(path: str | Path) -> list[EvalRow]:

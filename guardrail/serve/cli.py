@@ -27,7 +27,7 @@ def add_parser(sub: Any) -> None:
     )
     s.add_argument("--policy", "-p", default=None, help="bundled policy name or YAML path (a file is hot-reloaded)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--port", type=_port, default=8000, help="TCP port to listen on, 1-65535 (default 8000)")
     s.add_argument("--workers", type=int, default=1, help="worker processes (each loads the model once)")
     s.add_argument("--tokens-file", default=None, help="file of bearer tokens, one per line")
     s.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="larger bodies get 413")
@@ -40,6 +40,17 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--graceful-timeout", type=int, default=30, help="seconds to finish in-flight checks on stop")
     s.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     s.set_defaults(func=run)
+
+
+def _port(value: str) -> int:
+    """A TCP port: uvicorn would take 99999 and listen on 99999 mod 65536 while logging 99999."""
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number (1-65535)") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is out of range: a TCP port is 1-65535")
+    return port
 
 
 def configure_logging() -> None:
