@@ -18,6 +18,7 @@ keyword/pattern/allowlist rules (:mod:`guardrail.custom_rules`, compiled at load
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -211,6 +212,14 @@ def _validate(data: dict[str, Any], locs: Locations, origin: str) -> Policy:
     raise _yaml.located_error(message, locs, path, origin, suggestion)
 
 
+def _importable(module: str) -> bool:
+    """Whether ``module`` can be found, without running it (its parent packages are imported)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def _resolve(policy: Policy, locs: Locations, origin: str) -> Policy:
     """Check categories against the model's heads and fill in thresholds and default entities."""
     model = policy.model
@@ -219,6 +228,11 @@ def _resolve(policy: Policy, locs: Locations, origin: str) -> Policy:
         raise _yaml.located_error(msg, locs, ("model",), origin, _yaml.closest(model, bundled))
     if _yaml.is_path_like(model) and not _yaml.is_file(_model_dir(model) / "labels.json"):
         raise _yaml.located_error(f"no labels.json in model folder {model!r}", locs, ("model",), origin)
+    for i, expert in enumerate(policy.classifiers.experts if policy.classifiers is not None else ()):
+        module = str(expert.path).partition(":")[0] if expert.type == "import" else ""
+        if module and not _importable(module):  # found here, at load, not at the first check with no line
+            msg = f"expert {expert.name!r}: no module {module!r} here (is its package installed, or on PYTHONPATH?)"
+            raise _yaml.located_error(msg, locs, ("classifiers", "experts", i, "path"), origin)
     labels = model_labels(model)
     stages: dict[str, InputStage | OutputStage] = {}
     for stage in ("input", "output"):

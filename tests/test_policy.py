@@ -801,3 +801,19 @@ def test_a_child_that_switches_unsupported_language_to_log_still_loads(tmp_path:
         "version: 1\nname: child\nextends: ./parent.yaml\nunsupported_language:\n  action: log\n"
     )
     assert load_policy(tmp_path / "child.yaml").unsupported_language.action == "log"
+
+
+def test_an_imported_expert_whose_module_cannot_be_found_is_an_error_at_its_line(tmp_path: Path) -> None:
+    # `guardrail policy validate` said ok, and the first check failed with "cannot import" and no file or line
+    f = tmp_path / "p.yaml"
+    f.write_text(
+        "version: 1\nname: p\nextends: default\nclassifiers:\n  experts:\n"
+        "    - {name: bundled, type: model}\n"
+        "    - {name: mine, type: import, path: 'mycompany_nowhere.safety:make_classifier'}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(PolicyError) as err:
+        load_policy(f)
+    e = err.value
+    assert e.file == str(f) and e.line == 7 and e.field == "classifiers.experts[1].path"
+    assert "mycompany_nowhere.safety" in str(e)
