@@ -228,3 +228,16 @@ def test_file_rows_may_be_bare_strings_and_csv_cells_may_hold_json(
     assert main(["check", "--file", str(table)]) == 0
     (line,) = map(json.loads, capsys.readouterr().out.splitlines())
     assert line["input_id"] == "c1" and line["action"] == "allow" and "unsafe" in line["scores"]
+
+
+def test_commands_that_drop_their_audit_events_print_no_audit_key_notice(tmp_path: Path) -> None:
+    # eval and policy test drop every audit event: the ephemeral-key notice was noise on every run
+    data = tmp_path / "rows.jsonl"
+    rows = [{"text": f"What is the capital of country number {i}?", "labels": []} for i in range(3)]
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "GUARDRAIL_AUDIT_KEY"}
+    code = "import sys; from guardrail.cli import main; sys.exit(main())"
+    out = subprocess.run([sys.executable, "-c", code, "eval", str(data), "--no-plots"], capture_output=True,
+                         text=True, env=env, check=False)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "GUARDRAIL_AUDIT_KEY" not in out.stderr
