@@ -69,7 +69,9 @@ def _row(raw: Any, n: int, p: Path) -> Row:
         return Row(n, "input", raw)
     if not isinstance(raw, dict):
         raise ValueError(f"{p}:{n}: expected a JSON object or string")
-    stage = str(raw.get("stage", "input"))
+    # a prompt makes the row a response unless its stage says otherwise: the rule of every row reader
+    # (guardrail.evaluation.data, which `guardrail eval` and `guardrail check --file` read with)
+    stage = str(raw.get("stage") or ("output" if raw.get("prompt") is not None else "input"))
     if stage not in ("input", "output"):
         raise ValueError(f"{p}:{n}: stage must be input or output, got {stage!r}")
     ctx = _context(raw.get("context"), n, p)

@@ -91,8 +91,8 @@ def test_a_hashed_audit_log_cannot_be_replayed_and_says_why(tmp_path: Path) -> N
         ({"messages": [{"role": "user", "content": {"a": 1}}]}, "messages: message 0: content must be a string"),
         ({"input": [{"content": "hi"}]}, "input: message 0 has no role"),
         ({"messages": [{"role": "user", "content": [{"type": "text", "text": ["hi"]}]}]}, "messages: message 0 part 0"),
-        ({"text": "hi", "prompt": "why"}, "prompt: is for stage: output"),  # was silently dropped
-        ({"messages": [{"role": "user", "content": "hi"}], "prompt": "why"}, "prompt: is for stage: output"),
+        ({"stage": "input", "text": "hi", "prompt": "why"}, "prompt: is for stage: output"),  # was silently dropped
+        ({"stage": "input", "messages": [{"role": "user", "content": "hi"}], "prompt": "why"}, "prompt: is for stage"),
         ({"stage": "output", "text": "hi", "prompt": ["why"]}, "prompt: must be a string"),
         ({"text": "hi", "context": "acme"}, "context: must be an object of strings"),  # was silently dropped
         ({"text": "hi", "context": {"tenant": 7}}, "context: must be an object of strings"),
@@ -366,3 +366,10 @@ def test_every_number_in_metrics_json_is_a_metric_a_limit_may_name(tmp_path: Pat
     # a category no row had is 0, so a limit on it is within bounds, not an error
     assert parse_limit("categories.self_harm.delta>0").broken(report.metrics()) is None
     assert parse_limit("categories.self_harm.new<1").broken(report.metrics()) is not None
+
+
+def test_a_row_with_a_prompt_is_a_response_as_every_row_reader_reads_it(tmp_path: Path) -> None:
+    # `guardrail eval` and `guardrail check --file` read {"prompt", "text"} as a response; replay refused it
+    path = write_jsonl(tmp_path / "t.jsonl", [{"prompt": "why", "text": "because"}, {"text": "hi"}])
+    first, second = list(load_traffic(path))
+    assert (first.stage, first.prompt, second.stage) == ("output", "why", "input")
