@@ -25,10 +25,10 @@ from typing import Any
 
 import yaml
 
+from guardrail._policy_merge import RULE_LISTS, merge_policies
 from guardrail._policy_merge import Locations as Locations
 from guardrail._policy_merge import PathKey as PathKey
 from guardrail._policy_merge import dotted as dotted
-from guardrail._policy_merge import merge_policies
 from guardrail.errors import PolicyError
 
 MAX_BYTES = 1 << 20  # a policy is a page of YAML; a megabyte means the wrong file was given
@@ -308,4 +308,22 @@ def located_error(
     message: str, locs: Locations, path: PathKey, origin: str, suggestion: str | None = None
 ) -> PolicyError:
     file, line = where(locs, path, origin)
-    return PolicyError(message, file=file, line=line, field=dotted(path) or None, suggestion=suggestion)
+    shown = _as_written(locs, path)
+    return PolicyError(message, file=file, line=line, field=dotted(shown) or None, suggestion=suggestion)
+
+
+def _as_written(locs: Locations, path: PathKey) -> PathKey:
+    """``path`` with a rule's index as the file that wrote the rule numbers it. After ``extends`` a rule sits in the
+    merged list (a child's only rule may be ``input.rules[14]``); the file is read again to find which of its own
+    rules starts on that rule's line. Errors only, so the second read costs nothing in normal use."""
+    if len(path) < 3 or path[:2] not in RULE_LISTS or not isinstance(path[2], int):
+        return path
+    file, line = locs.get(path[:3], ("<dict>", None))
+    if line is None or file == "<dict>":
+        return path
+    try:
+        _, own = parse_yaml(read_text(Path(file)), file)
+    except PolicyError:
+        return path
+    mine = [k[2] for k, (_, n) in own.items() if len(k) == 3 and k[:2] == path[:2] and n == line]
+    return (*path[:2], mine[0], *path[3:]) if len(mine) == 1 and isinstance(mine[0], int) else path

@@ -370,7 +370,8 @@ def test_errors_in_an_inherited_value_point_at_the_parent_file(tmp_path: Path) -
     write(tmp_path, HEAD + "input:\n  rules:\n    - {category: hate, action: blok}\n", "base.yaml")
     err = load_error(tmp_path, "version: 1\nname: child\nextends: base.yaml\ntimeout_ms: 100\n", "child.yaml")
     assert (err.file, err.line, err.field) == (str(tmp_path / "base.yaml"), 5, "input.rules[0].action")
-    # ... and in the child's own values at the child, even for a rule that moved into the parent's slot
+    # ... and in the child's own values at the child, even for a rule that moved into the parent's slot (named as
+    # the child numbers it: its first rule, not the merged list's second)
     write(
         tmp_path,
         HEAD + "input:\n  rules:\n    - {category: hate, action: block}\n    - {category: sexual, action: log}\n",
@@ -382,7 +383,7 @@ def test_errors_in_an_inherited_value_point_at_the_parent_file(tmp_path: Path) -
         "    - {category: sexual, threshold: 2, action: log}\n",
         "child.yaml",
     )
-    assert (err.file, err.line, err.field) == (str(tmp_path / "child.yaml"), 6, "input.rules[1].threshold")
+    assert (err.file, err.line, err.field) == (str(tmp_path / "child.yaml"), 6, "input.rules[0].threshold")
 
 
 # --------------------------------------------------------------------------------------------- extends
@@ -817,3 +818,16 @@ def test_an_imported_expert_whose_module_cannot_be_found_is_an_error_at_its_line
     e = err.value
     assert e.file == str(f) and e.line == 7 and e.field == "classifiers.experts[1].path"
     assert "mycompany_nowhere.safety" in str(e)
+
+
+def test_an_error_in_an_extending_file_names_the_rule_as_that_file_numbers_it(tmp_path: Path) -> None:
+    # the child's only rule was reported as input.rules[14]: its place in the merged list, not in the file
+    f = tmp_path / "child.yaml"
+    f.write_text(
+        "version: 1\nname: c\nextends: default\ninput:\n  rules:\n    - {category: unsafe, action: block}\n"
+        "    - {category: unsafee, action: block}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(PolicyError) as err:
+        load_policy(f)
+    assert (err.value.file, err.value.line, err.value.field) == (str(f), 7, "input.rules[1].category")
