@@ -127,15 +127,6 @@ def run(args: argparse.Namespace) -> int:
     def log(line: str) -> None:
         print(line, flush=True)
 
-    if not args.data_root.is_dir() and not args.no_public_data:
-        # a forgotten --data-root used to skip every public source, one line each, and then train for an hour
-        print(
-            f"guardrail train: --data-root {args.data_root} is not a folder (the public datasets the model is trained "
-            "and measured on); pass --data-root PATH, or --no-public-data to train on the authored rows and your "
-            "--data only",
-            file=sys.stderr,
-        )
-        return 2
     if args.system_prompt_pairs < 0:
         print("--system-prompt-pairs must be >= 0", file=sys.stderr)
         return 2
@@ -150,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
         previous = args.continue_from
         if args.eval_rows is not None and not is_model_folder(previous):
             print("--eval-rows is for --continue-from a model folder (a run has its eval_rows.jsonl)", file=sys.stderr)
+            return 2
+        if _no_data(args):
             return 2
         if is_model_folder(previous):  # no torch checkpoint: read its weights and dev rows back first
             start = args.out.parent / f"{args.out.name}-start"
@@ -170,8 +163,23 @@ def run(args: argparse.Namespace) -> int:
         if args.data_repeat != 1 or args.eval_rows is not None:
             print("--data-repeat and --eval-rows are for --continue-from", file=sys.stderr)
             return 2
+        if _no_data(args):
+            return 2
         (from_checkpoint if args.from_checkpoint else run_pipeline)(cfg, log=log)
     return 0
+
+
+def _no_data(args: argparse.Namespace) -> bool:
+    """A data root that is not there, unless --no-public-data (checked last of the usage errors, before any work):
+    a forgotten --data-root used to skip every public source, one line each, and then train for an hour."""
+    if args.data_root.is_dir() or args.no_public_data:
+        return False
+    print(
+        f"guardrail train: --data-root {args.data_root} is not a folder (the public datasets the model is trained and "
+        "measured on); pass --data-root PATH, or --no-public-data to train on the authored rows and your --data only",
+        file=sys.stderr,
+    )
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
