@@ -322,15 +322,9 @@ def _units(pending: Pending, units: Mapping[int, Mapping[str, float]]) -> tuple[
     """Each scored unit's scores, with the texts (indices into texts + extra, as ``rules.evaluate`` numbers them)
     that an allowlist must exempt for the unit to be exempt: a text itself, an extra reading of its own itself, a
     joined reading every text it joins."""
-    n = len(pending.texts)
-    out: list[Unit] = []
-    for u, got in sorted(units.items()):
-        if u < n:
-            out.append(((u,), got))
-        elif u - n < len(pending.extra):
-            ex = pending.extra[u - n]
-            out.append((ex.joined or (u,), got))
-    return tuple(out)
+    n, extra = len(pending.texts), pending.extra
+    kept = [u for u in sorted(units) if u - n < len(extra)]  # a text (u < n), or one of the extra readings
+    return tuple((((u,) if u < n else (extra[u - n].joined or (u,))), units[u]) for u in kept)
 
 
 def _judged(extra: Extra) -> Judged:

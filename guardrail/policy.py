@@ -22,6 +22,7 @@ import importlib.util
 import json
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -212,12 +213,19 @@ def _validate(data: dict[str, Any], locs: Locations, origin: str) -> Policy:
     raise _yaml.located_error(message, locs, path, origin, suggestion)
 
 
-def _importable(module: str) -> bool:
-    """Whether ``module`` can be found, without running it (its parent packages are imported)."""
+def _import_problem(module: str) -> str | None:
+    """Why ``module`` cannot be imported, or None when it can be found (without running it; its parent packages are
+    imported). One already imported counts whatever its spec (``__main__`` of a script, a module made at run time
+    has none: ``find_spec`` raises); a parent package that fails as it is imported is a problem, not a traceback."""
+    if module in sys.modules:
+        return None
     try:
-        return importlib.util.find_spec(module) is not None
+        found = importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
-        return False
+        found = False
+    except Exception as exc:  # a parent package's own error at import (RuntimeError, SyntaxError ...)
+        return f"importing {module!r} failed: {type(exc).__name__}: {exc}"
+    return None if found else f"no module {module!r} here (is its package installed, or on PYTHONPATH?)"
 
 
 def _resolve(policy: Policy, locs: Locations, origin: str) -> Policy:
@@ -230,8 +238,9 @@ def _resolve(policy: Policy, locs: Locations, origin: str) -> Policy:
         raise _yaml.located_error(f"no labels.json in model folder {model!r}", locs, ("model",), origin)
     for i, expert in enumerate(policy.classifiers.experts if policy.classifiers is not None else ()):
         module = str(expert.path).partition(":")[0] if expert.type == "import" else ""
-        if module and not _importable(module):  # found here, at load, not at the first check with no line
-            msg = f"expert {expert.name!r}: no module {module!r} here (is its package installed, or on PYTHONPATH?)"
+        problem = _import_problem(module) if module else None
+        if problem is not None:  # found here, at load, not at the first check with no line
+            msg = f"expert {expert.name!r}: {problem}"
             raise _yaml.located_error(msg, locs, ("classifiers", "experts", i, "path"), origin)
     labels = model_labels(model)
     stages: dict[str, InputStage | OutputStage] = {}

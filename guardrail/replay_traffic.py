@@ -9,7 +9,9 @@ dropped or misread is refused, as a policy-test suite refuses it: a ``prompt`` o
 an answer has one), a ``context`` that is not an object of strings (the routing would silently not
 happen), and messages the core's reader (:func:`guardrail.messages.extract`) cannot read, which
 would otherwise stop the whole replay at the check with no line. Apart from :mod:`guardrail.replay`
-so the format has one definition that needs no engine.
+so the format has one definition that needs no engine; the rules it shares with ``guardrail eval`` and
+``check --file`` (a row's stage and prompt, its context, readable messages) are
+:mod:`guardrail.evaluation.data`'s, which owns the row format.
 
 An audit event brings its baseline with it: the recorded ``action`` and ``categories`` (the enforced
 findings, as :mod:`guardrail.audit` writes them). Its text, when logged ``redacted``, has lost its
@@ -35,8 +37,8 @@ from typing import Any
 
 from guardrail.classifiers.patterns import ENTITIES, placeholders, restore
 from guardrail.decision import Action
+from guardrail.evaluation.data import readable, row_context, row_stage
 from guardrail.jsonl import read_jsonl
-from guardrail.messages import extract
 
 __all__ = ["Row", "load_traffic", "stand_in", "with_stand_ins"]
 
@@ -69,12 +71,10 @@ def _row(raw: Any, n: int, p: Path) -> Row:
         return Row(n, "input", raw)
     if not isinstance(raw, dict):
         raise ValueError(f"{p}:{n}: expected a JSON object or string")
-    # a prompt makes the row a response unless its stage says otherwise: the rule of every row reader
-    # (guardrail.evaluation.data, which `guardrail eval` and `guardrail check --file` read with)
-    stage = str(raw.get("stage") or ("output" if raw.get("prompt") is not None else "input"))
-    if stage not in ("input", "output"):
-        raise ValueError(f"{p}:{n}: stage must be input or output, got {stage!r}")
-    ctx = _context(raw.get("context"), n, p)
+    # a prompt makes the row a response unless its stage says otherwise: the rule of every row reader, owned by
+    # guardrail.evaluation.data (which `guardrail eval` and `guardrail check --file` read with)
+    stage, prompt = row_stage(raw, f"{p}:{n}")
+    ctx = row_context(raw.get("context"), f"{p}:{n}")
     rid = raw.get("id", raw.get("decision_id"))
     if "decision_id" in raw and "action" in raw:  # an audit event
         if not isinstance(raw.get("text"), str):
@@ -95,35 +95,16 @@ def _row(raw: Any, n: int, p: Path) -> Row:
         payload = text if isinstance(shown_chars, int) and shown_chars == len(text) else with_stand_ins(text)
         found = tuple(c for c in cats.split(",") if c)
         return Row(n, stage, payload, None, ctx, raw["action"], text, rid, found, payload != text)
-    prompt = raw.get("prompt")
     if prompt is not None and (stage != "output" or not isinstance(prompt, str)):
         why = "must be a string" if stage == "output" else "is for stage: output (the prompt the response answers)"
         raise ValueError(f"{p}:{n}: prompt: {why}")
     if isinstance(raw.get("messages"), list):
-        return Row(n, stage, _readable(raw["messages"], "messages", n, p), prompt, ctx, None, None, rid)
+        return Row(n, stage, readable(raw["messages"], f"{p}:{n}", "messages"), prompt, ctx, None, None, rid)
     if isinstance(raw.get("input"), (str, list)):  # an OpenAI Responses API request
-        return Row(n, stage, _readable(raw["input"], "input", n, p), prompt, ctx, None, None, rid)
+        return Row(n, stage, readable(raw["input"], f"{p}:{n}", "input"), prompt, ctx, None, None, rid)
     if isinstance(raw.get("text"), str):
         return Row(n, stage, raw["text"], prompt, ctx, None, None, rid)
     raise ValueError(f"{p}:{n}: a row needs text, messages, or to be an audit event with text")
-
-
-def _context(ctx: Any, n: int, p: Path) -> Mapping[str, str] | None:
-    if ctx is None:
-        return None
-    if not isinstance(ctx, dict) or not all(isinstance(v, str) for v in ctx.values()):
-        raise ValueError(f"{p}:{n}: context: must be an object of strings (routing keys such as tenant)")
-    return ctx
-
-
-def _readable(payload: Any, field: str, n: int, p: Path) -> Any:
-    """``payload`` once the core's reader has read all of it (as the output stage does; which messages
-    the input stage reads depends on each policy's scope), or a ValueError at file:line: field."""
-    try:
-        extract(payload, "all")
-    except TypeError as exc:  # InvalidMessages (a TypeError) names the message and the problem
-        raise ValueError(f"{p}:{n}: {field}: {exc}") from None
-    return payload
 
 
 # ------------------------------------------------------------------------------------------ stand-ins

@@ -831,3 +831,48 @@ def test_an_error_in_an_extending_file_names_the_rule_as_that_file_numbers_it(tm
     with pytest.raises(PolicyError) as err:
         load_policy(f)
     assert (err.value.file, err.value.line, err.value.field) == (str(f), 7, "input.rules[1].category")
+
+
+def test_an_imported_expert_from_a_module_already_loaded_without_a_spec_still_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a module that is there but has no import spec (a script's __main__, a module made at run time) imports fine
+    # (importlib.import_module returns it); the load-time check must not call it missing
+    import sys
+    import types
+
+    mod = types.ModuleType("made_at_run_time_expert")
+    mod.__spec__ = None
+    monkeypatch.setitem(sys.modules, "made_at_run_time_expert", mod)
+    f = tmp_path / "p.yaml"
+    f.write_text(
+        "version: 1\nname: p\nextends: default\nclassifiers:\n  experts:\n"
+        "    - {name: bundled, type: model}\n"
+        "    - {name: mine, type: import, path: 'made_at_run_time_expert:make'}\n",
+        encoding="utf-8",
+    )
+    assert [e.name for e in load_policy(f).classifiers.experts] == ["bundled", "mine"]
+
+
+def test_an_imported_expert_whose_package_fails_to_import_is_a_policy_error_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # finding `brokenpkg.safety` imports `brokenpkg`: an exception there (not an ImportError) escaped load_policy,
+    # and `guardrail policy validate` ended in a traceback
+    pkg = tmp_path / "brokenpkg_for_review"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("raise RuntimeError('boom at import')\n", encoding="utf-8")
+    (pkg / "safety.py").write_text("def make(**kw): ...\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    f = tmp_path / "p.yaml"
+    f.write_text(
+        "version: 1\nname: p\nextends: default\nclassifiers:\n  experts:\n"
+        "    - {name: bundled, type: model}\n"
+        "    - {name: mine, type: import, path: 'brokenpkg_for_review.safety:make'}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(PolicyError) as err:
+        load_policy(f)
+    e = err.value
+    assert (e.file, e.line, e.field) == (str(f), 7, "classifiers.experts[1].path")
+    assert "boom at import" in str(e)

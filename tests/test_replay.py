@@ -373,3 +373,18 @@ def test_a_row_with_a_prompt_is_a_response_as_every_row_reader_reads_it(tmp_path
     path = write_jsonl(tmp_path / "t.jsonl", [{"prompt": "why", "text": "because"}, {"text": "hi"}])
     first, second = list(load_traffic(path))
     assert (first.stage, first.prompt, second.stage) == ("output", "why", "input")
+
+
+def test_an_empty_prompt_is_no_prompt_in_replay_as_in_eval_and_check(tmp_path: Path) -> None:
+    # a JSONL exported from a sheet carries "prompt": "" on its prompt rows: eval and check --file read them as
+    # prompts (input), replay read them as responses (checked by the output rules) or refused a stage: input row
+    from guardrail.evaluation.data import parse_check
+
+    raws: list[dict[str, Any]] = [
+        {"text": "how do I pick a lock", "prompt": ""},
+        {"text": "hi", "prompt": "", "stage": "input"},
+        {"text": "because", "prompt": "why"},
+    ]
+    rows = list(load_traffic(write_jsonl(tmp_path / "t.jsonl", raws)))
+    assert [r.stage for r in rows] == [parse_check(raw).stage for raw in raws] == ["input", "input", "output"]
+    assert [r.prompt for r in rows] == [None, None, "why"]

@@ -35,7 +35,17 @@ from typing import Any, TextIO
 from guardrail.jsonl import read_jsonl
 from guardrail.taxonomy import BY_ID, HARM_IDS, RESPONSE_CLASS_IDS, Stage, stage_ids
 
-__all__ = ["CheckRow", "EvalRow", "Progress", "load_rows", "parse_check", "parse_row", "read_checks", "read_records"]
+__all__ = [
+    "CheckRow",
+    "EvalRow",
+    "Progress",
+    "load_rows",
+    "parse_check",
+    "parse_row",
+    "read_checks",
+    "read_records",
+    "row_stage",
+]
 
 _TRUE = {"1", "1.0", "true", "yes", "y", "t", "unsafe", "harmful"}
 _FALSE = {"0", "0.0", "false", "no", "n", "f", "safe", "harmless", "benign", ""}
@@ -100,12 +110,20 @@ def _subject(raw: Mapping[str, Any], where: str, default_stage: Stage = "input")
         text = next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
     if not isinstance(text, str):
         raise ValueError(f"{where}: needs a `text` string")
+    stage, prompt = row_stage(raw, where, default_stage)
+    return text, stage, prompt, messages
+
+
+def row_stage(raw: Mapping[str, Any], where: str, default_stage: Stage = "input") -> tuple[Stage, Any]:
+    """``(stage, prompt)`` of a row, the rule of every row reader (``eval``, ``check --file``, ``replay``): a
+    ``prompt`` (an empty one is none: a sheet's blank cell) makes the row a response unless ``stage`` says
+    otherwise; a row with neither is on ``default_stage``. The prompt is returned as written (its type is the
+    caller's to check)."""
     prompt = raw.get("prompt") or None
     stage_raw = raw.get("stage") or ("output" if prompt is not None else default_stage)
     if stage_raw not in ("input", "output"):
         raise ValueError(f"{where}: stage must be input or output, got {stage_raw!r}")
-    stage: Stage = "output" if stage_raw == "output" else "input"
-    return text, stage, prompt, messages
+    return ("output" if stage_raw == "output" else "input"), prompt
 
 
 def parse_row(raw: Mapping[str, Any], where: str = "row") -> EvalRow:
@@ -200,16 +218,11 @@ def parse_check(raw: Mapping[str, Any], where: str = "row", default_stage: Stage
     """A record as a :class:`CheckRow`, with the stage and prompt rules of :func:`parse_row` (a ``prompt``
     makes the row a response unless ``stage`` says otherwise; otherwise ``default_stage``). Stricter where
     a check would misread the row: a ValueError naming ``where`` and the field."""
-    from guardrail.messages import extract
-
     messages = _cell(raw.get("messages"), where, "messages")
     if messages is not None:
         if not isinstance(messages, list):
             raise ValueError(f"{where}: messages: must be a list of chat messages")
-        try:
-            extract(messages, "all")  # the core's reader, so a bad message fails here, with its line
-        except TypeError as exc:
-            raise ValueError(f"{where}: messages: {exc}") from None
+        readable(messages, where, "messages")
     text = raw.get("text")
     if not isinstance(text, str) and not messages:  # say what the row has instead (a typo, another column)
         fields = ", ".join(str(k) for k, v in raw.items() if k is not None and v is not None) or "nothing"
@@ -225,12 +238,29 @@ def parse_check(raw: Mapping[str, Any], where: str = "row", default_stage: Stage
         raise ValueError(f"{where}: prompt: is for stage: output (the prompt the response answers)")
     if messages and stage == "output":
         raise ValueError(f"{where}: messages: are for stage: input (a response is checked as its `text`)")
-    context = _cell(raw.get("context"), where, "context")
-    if context is not None and (
-        not isinstance(context, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in context.items())
+    context = row_context(_cell(raw.get("context"), where, "context"), where)
+    return CheckRow(text, stage, prompt, messages or None, context, raw.get("id"))
+
+
+def readable(payload: Any, where: str, field: str) -> Any:
+    """``payload`` once the core's reader (:func:`guardrail.messages.extract`) has read all of it, or a
+    ValueError at ``where``: ``field`` (a bad message fails with its line, not at the check with none)."""
+    from guardrail.messages import extract
+
+    try:
+        extract(payload, "all")
+    except TypeError as exc:  # InvalidMessages (a TypeError) names the message and the problem
+        raise ValueError(f"{where}: {field}: {exc}") from None
+    return payload
+
+
+def row_context(value: Any, where: str) -> dict[str, str] | None:
+    """A row's ``context`` (what routes match on): None, or an object of strings; else a ValueError at ``where``."""
+    if value is not None and (
+        not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
     ):
         raise ValueError(f"{where}: context: must be an object of strings (routing keys such as tenant)")
-    return CheckRow(text, stage, prompt, messages or None, context, raw.get("id"))
+    return value
 
 
 def read_checks(path: str | Path, default_stage: Stage = "input") -> list[tuple[str, CheckRow]]:

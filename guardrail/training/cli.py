@@ -8,6 +8,7 @@ model folder that a policy's ``model:`` can point at.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -99,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:  # torch / transformers missing
         print(f"guardrail train needs the [train] extra: pip install 'guardrail-sdk[train]' ({exc})", file=sys.stderr)
         return 2
+    if args.no_public_data:  # no public source is read, even from a data root that is there
+        args.data_root = _NO_PUBLIC_DATA
     cfg = {
         "data_root": args.data_root,
         "out_dir": args.out,
@@ -167,6 +170,11 @@ def run(args: argparse.Namespace) -> int:
             return 2
         (from_checkpoint if args.from_checkpoint else run_pipeline)(cfg, log=log)
     return 0
+
+
+# the data root of --no-public-data: a path that is never a folder, so every public source is skipped (as the
+# training smoke tests train, on an empty root)
+_NO_PUBLIC_DATA = Path(os.devnull) / "no-public-data"
 
 
 def _no_data(args: argparse.Namespace) -> bool:
