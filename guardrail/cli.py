@@ -190,10 +190,26 @@ def cmd_policy(args: argparse.Namespace) -> int:
                 f"ok     {f}  ({p.name}, {len(p.input.rules)} input / {len(p.output.rules)} output rules, "
                 f"hash {p.hash[:12]})" + (f"  routes -> {', '.join(r.name for r in p.routed)}" if p.routes else "")
             )
+            for warning in _warnings(p):
+                print(f"warn   {f}: {warning}")
         except PolicyError as exc:
             print(f"error  {exc}")
             status = EXIT_ERROR
     return status
+
+
+def _warnings(policy: Any) -> list[str]:
+    """What is valid but almost surely not meant: a model-score rule at threshold 0 fires on every text (a block
+    rule then refuses all traffic). Routed policies too, by name."""
+    out = []
+    for p in (policy, *policy.routed):
+        for stage in ("input", "output"):
+            for r in p.rules(stage):
+                if not r.is_match and r.action.value != "redact" and r.threshold == 0:
+                    where = f"policy {p.name!r}, " if p is not policy else ""
+                    out.append(f"{where}{stage} rule {r.category!r} ({r.action.value}) has threshold 0: it fires on "
+                               "every text")  # fmt: skip
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:

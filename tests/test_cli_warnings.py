@@ -1,0 +1,27 @@
+"""`guardrail policy validate` says what is valid but almost surely not meant, without failing the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from guardrail.cli import main
+
+
+def test_a_score_rule_at_threshold_zero_is_valid_but_warned(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a new user's threshold: 0 validated silently and then blocked every prompt
+    f = tmp_path / "zero.yaml"
+    f.write_text(
+        "version: 1\nname: zero\nextends: default\ninput:\n  rules:\n"
+        "    - {category: unsafe, threshold: 0, action: block}\n",
+        encoding="utf-8",
+    )
+    assert main(["policy", "validate", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert f"warn   {f}: input rule 'unsafe' (block) has threshold 0: it fires on every text" in out
+
+
+def test_the_bundled_policies_validate_without_warnings(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["policy", "validate", "default", "strict", "permissive", "monitor"]) == 0
+    assert "warn" not in capsys.readouterr().out
