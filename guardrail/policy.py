@@ -213,15 +213,24 @@ def _validate(data: dict[str, Any], locs: Locations, origin: str) -> Policy:
     raise _yaml.located_error(message, locs, path, origin, suggestion)
 
 
-def _import_problem(module: str) -> str | None:
-    """Why ``module`` cannot be imported, or None when it can be found (without running it; its parent packages are
-    imported). One already imported counts whatever its spec (``__main__`` of a script, a module made at run time
-    has none: ``find_spec`` raises); a parent package that fails as it is imported is a problem, not a traceback."""
+def _import_problem(path: str) -> str | None:
+    """Why an import expert's ``path`` (``package.module:Factory``) cannot be imported, or None when its module can be
+    found (without running it; its parent packages are imported). One already imported counts whatever its spec
+    (``__main__`` of a script, a module made at run time has none: ``find_spec`` raises); a parent package that fails
+    as it is imported (its own error, or a dependency it imports that is missing) is a problem, not a traceback."""
+    module, _, factory = path.partition(":")
+    if not module.strip() or not factory.strip():  # import_module("") / getattr(m, "") at the first check, no line
+        return f"path {path!r} names no {'module' if not module.strip() else 'factory'}: package.module:Factory"
     if module in sys.modules:
         return None
     try:
         found = importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
+    except ImportError as exc:  # the module's own package is missing (not found), or one its package imports
+        mine = exc.name is None or module == exc.name or module.startswith(f"{exc.name}.")
+        if not mine:
+            return f"importing {module!r} failed: {type(exc).__name__}: {exc}"
+        found = False
+    except ValueError:
         found = False
     except Exception as exc:  # a parent package's own error at import (RuntimeError, SyntaxError ...)
         return f"importing {module!r} failed: {type(exc).__name__}: {exc}"
@@ -237,8 +246,7 @@ def _resolve(policy: Policy, locs: Locations, origin: str) -> Policy:
     if _yaml.is_path_like(model) and not _yaml.is_file(_model_dir(model) / "labels.json"):
         raise _yaml.located_error(f"no labels.json in model folder {model!r}", locs, ("model",), origin)
     for i, expert in enumerate(policy.classifiers.experts if policy.classifiers is not None else ()):
-        module = str(expert.path).partition(":")[0] if expert.type == "import" else ""
-        problem = _import_problem(module) if module else None
+        problem = _import_problem(str(expert.path)) if expert.type == "import" else None
         if problem is not None:  # found here, at load, not at the first check with no line
             msg = f"expert {expert.name!r}: {problem}"
             raise _yaml.located_error(msg, locs, ("classifiers", "experts", i, "path"), origin)

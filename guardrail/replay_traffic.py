@@ -95,13 +95,26 @@ def _row(raw: Any, n: int, p: Path) -> Row:
         payload = text if isinstance(shown_chars, int) and shown_chars == len(text) else with_stand_ins(text)
         found = tuple(c for c in cats.split(",") if c)
         return Row(n, stage, payload, None, ctx, raw["action"], text, rid, found, payload != text)
-    if prompt is not None and (stage != "output" or not isinstance(prompt, str)):
-        why = "must be a string" if stage == "output" else "is for stage: output (the prompt the response answers)"
-        raise ValueError(f"{p}:{n}: prompt: {why}")
-    if isinstance(raw.get("messages"), list):
-        return Row(n, stage, readable(raw["messages"], f"{p}:{n}", "messages"), prompt, ctx, None, None, rid)
-    if isinstance(raw.get("input"), (str, list)):  # an OpenAI Responses API request
-        return Row(n, stage, readable(raw["input"], f"{p}:{n}", "input"), prompt, ctx, None, None, rid)
+    if raw.get("prompt") not in (None, "") and not isinstance(raw.get("prompt"), str):  # 0, false, []: not "none"
+        raise ValueError(f"{p}:{n}: prompt: must be a string (the prompt the response answers)")
+    if prompt is not None and stage != "output":
+        raise ValueError(f"{p}:{n}: prompt: is for stage: output (the prompt the response answers)")
+    # a chat request (or an OpenAI Responses API request's input) is the prompt side: a prompt beside it makes it
+    # no response (a response with its prompt is `text` and `prompt`); one recorded as a response says stage: output
+    chat = (
+        "messages"
+        if isinstance(raw.get("messages"), list)
+        else "input"
+        if isinstance(raw.get("input"), (str, list))
+        else ""
+    )
+    if chat and prompt is not None and not raw.get("stage"):
+        raise ValueError(
+            f"{p}:{n}: prompt: a chat request ({chat}) is checked as a prompt; a response with its prompt is `text` "
+            "and `prompt` (or say stage: output)"
+        )
+    if chat:
+        return Row(n, stage, readable(raw[chat], f"{p}:{n}", chat), prompt, ctx, None, None, rid)
     if isinstance(raw.get("text"), str):
         return Row(n, stage, raw["text"], prompt, ctx, None, None, rid)
     raise ValueError(f"{p}:{n}: a row needs text, messages, or to be an audit event with text")

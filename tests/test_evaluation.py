@@ -697,3 +697,29 @@ def test_calibrate_cli_minimum_is_the_calibration_minimum() -> None:
         == calibration.MIN_EXAMPLES
         == parse("calibrate", "d", "--target-fpr", "0.1").min_examples
     )
+
+
+@pytest.mark.parametrize(
+    ("messages", "why"),
+    [(["hi"], "message 0 is a str"), ([{"role": "user", "content": 5}], "content must be a string")],
+)
+def test_eval_refuses_messages_the_core_cannot_read_at_their_file_line(
+    tmp_path: Path, messages: list[Any], why: str
+) -> None:
+    # `messages: ["hi"]` ended eval in an AttributeError traceback; unreadable content failed at the check with no line
+    from guardrail.evaluation.data import load_rows
+
+    f = tmp_path / "rows.jsonl"
+    f.write_text(json.dumps({"text": "ok", "label": 0}) + "\n" + json.dumps({"messages": messages}) + "\n")
+    with pytest.raises(ValueError, match=rf"rows\.jsonl:2: messages: .*{why}"):
+        load_rows(f)
+
+
+def test_a_csv_saved_with_a_byte_order_mark_reads_its_text_column(tmp_path: Path) -> None:
+    # Excel's "CSV UTF-8" starts with a BOM: the first column was named "\ufefftext", so every row lacked `text`
+    from guardrail.evaluation.data import load_rows, read_checks
+
+    f = tmp_path / "rows.csv"
+    f.write_bytes("text,label\nhello,0\n".encode("utf-8-sig"))
+    assert [r.text for r in load_rows(f)] == ["hello"]
+    assert [r.text for _, r in read_checks(f)] == ["hello"]

@@ -876,3 +876,46 @@ def test_an_imported_expert_whose_package_fails_to_import_is_a_policy_error_not_
     e = err.value
     assert (e.file, e.line, e.field) == (str(f), 7, "classifiers.experts[1].path")
     assert "boom at import" in str(e)
+
+
+@pytest.mark.parametrize("path", [":Factory", "json:", " :Factory"])
+def test_an_imported_expert_path_without_a_module_or_a_factory_is_a_policy_error_at_its_line(
+    tmp_path: Path, path: str
+) -> None:
+    # `:Factory` skipped the load-time check (no module to look for) and failed at the first check with no line
+    # ("Empty module name"); `json:` named no factory (getattr(json, "") at the first check)
+    f = tmp_path / "p.yaml"
+    f.write_text(
+        "version: 1\nname: p\nextends: default\nclassifiers:\n  experts:\n"
+        "    - {name: bundled, type: model}\n"
+        f"    - {{name: mine, type: import, path: '{path}'}}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(PolicyError) as err:
+        load_policy(f)
+    e = err.value
+    assert (e.file, e.line, e.field) == (str(f), 7, "classifiers.experts[1].path")
+    assert "package.module:Factory" in str(e)
+
+
+def test_an_imported_expert_whose_package_misses_a_dependency_names_the_dependency(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the package is there; what is missing is what its __init__ imports: "no module 'pkg.safety' here" sent the
+    # reader looking for the wrong thing
+    pkg = tmp_path / "needs_a_dep_for_review"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("import no_such_dependency_for_review\n", encoding="utf-8")
+    (pkg / "safety.py").write_text("def make(**kw): ...\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    f = tmp_path / "p.yaml"
+    f.write_text(
+        "version: 1\nname: p\nextends: default\nclassifiers:\n  experts:\n"
+        "    - {name: bundled, type: model}\n"
+        "    - {name: mine, type: import, path: 'needs_a_dep_for_review.safety:make'}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(PolicyError) as err:
+        load_policy(f)
+    assert (err.value.line, err.value.field) == (7, "classifiers.experts[1].path")
+    assert "no_such_dependency_for_review" in str(err.value)

@@ -72,3 +72,25 @@ def test_broken_file_at_start_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as err:
         Guard(path, classifiers=FakeClassifier(), reload=True)
     assert err.value.line == 3 and err.value.suggestion == "input"
+
+
+def test_an_edit_naming_an_expert_without_a_module_keeps_the_last_good_policy(tmp_path: Path) -> None:
+    # `path: ':Factory'` passed the load-time import check (no module to look for): the reload took it, and every
+    # check after it failed ("Empty module name") with no line; it is a broken edit like any other
+    path = tmp_path / "p.yaml"
+    write(path, GOOD.format(t=0.5))
+    guard = Guard(path, classifiers=FakeClassifier({"unsafe": 0.6}), reload=True, reload_interval=0.1)
+    good_hash = guard.policy.hash
+    with structlog.testing.capture_logs() as logs:
+        write(
+            path,
+            GOOD.format(t=0.5) + "classifiers:\n  experts:\n    - {name: bundled, type: model}\n"
+            "    - {name: mine, type: import, path: ':Factory'}\n",
+        )
+        assert wait_for(
+            lambda: guard.check_input("x") is not None
+            and any(e["event"] == "guardrail.policy_reload_failed" for e in logs)
+        )
+    assert guard.policy.hash == good_hash and guard.check_input("x").action is Action.BLOCK
+    failure = next(e for e in logs if e["event"] == "guardrail.policy_reload_failed")
+    assert failure["line"] == 9 and failure["field"] == "classifiers.experts[1].path"

@@ -388,3 +388,31 @@ def test_an_empty_prompt_is_no_prompt_in_replay_as_in_eval_and_check(tmp_path: P
     rows = list(load_traffic(write_jsonl(tmp_path / "t.jsonl", raws)))
     assert [r.stage for r in rows] == [parse_check(raw).stage for raw in raws] == ["input", "input", "output"]
     assert [r.prompt for r in rows] == [None, None, "why"]
+
+
+@pytest.mark.parametrize("prompt", [0, False, [], {}])
+def test_a_prompt_that_is_not_a_string_is_refused_even_when_it_is_falsy(tmp_path: Path, prompt: Any) -> None:
+    # only an empty string is "no prompt" (a sheet's blank cell); `prompt: 0` or `prompt: []` is a misread field, an
+    # error at its line as `check --file` makes it, never silently dropped so the row is replayed as a prompt
+    from guardrail.evaluation.data import parse_check
+
+    raw = {"text": "hi", "prompt": prompt}
+    path = write_jsonl(tmp_path / "t.jsonl", [{"text": "ok"}, raw])
+    with pytest.raises(ValueError, match=r"t\.jsonl:2: prompt: must be a string"):
+        list(load_traffic(path))
+    with pytest.raises(ValueError, match="prompt: must be a string"):
+        parse_check(raw)
+
+
+@pytest.mark.parametrize("field", ["messages", "input"])
+def test_a_chat_request_with_a_prompt_is_refused_not_replayed_as_a_response(tmp_path: Path, field: str) -> None:
+    # a prompt makes a `text` row a response; a chat request (messages, or the Responses API's input) is the
+    # prompt side, so a `prompt` beside it is misread: it was an error before, and `check --file` refuses it too.
+    # Read as a response, the user's own messages were checked by the output rules against that prompt.
+    chat = [{"role": "user", "content": "hi"}]
+    path = write_jsonl(tmp_path / "t.jsonl", [{field: chat, "prompt": "why"}])
+    with pytest.raises(ValueError, match=rf"t\.jsonl:1: prompt: .*{field}"):
+        list(load_traffic(path))
+    # a chat recorded as a response says so (stage: output), as before
+    row = next(iter(load_traffic(write_jsonl(tmp_path / "o.jsonl", [{field: chat, "stage": "output"}]))))
+    assert (row.stage, row.payload) == ("output", chat)

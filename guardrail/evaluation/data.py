@@ -106,11 +106,13 @@ def _subject(raw: Mapping[str, Any], where: str, default_stage: Stage = "input")
     """``(text, stage, prompt, messages)`` of a row: the part of the format every reader shares."""
     messages = raw.get("messages")
     text = raw.get("text")
+    stage, prompt = row_stage(raw, where, default_stage)
+    if isinstance(messages, list) and (text is None or stage == "input"):  # read here: checked, or the text's source
+        readable(messages, where, "messages")
     if text is None and isinstance(messages, list):
         text = next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
     if not isinstance(text, str):
         raise ValueError(f"{where}: needs a `text` string")
-    stage, prompt = row_stage(raw, where, default_stage)
     return text, stage, prompt, messages
 
 
@@ -118,7 +120,7 @@ def row_stage(raw: Mapping[str, Any], where: str, default_stage: Stage = "input"
     """``(stage, prompt)`` of a row, the rule of every row reader (``eval``, ``check --file``, ``replay``): a
     ``prompt`` (an empty one is none: a sheet's blank cell) makes the row a response unless ``stage`` says
     otherwise; a row with neither is on ``default_stage``. The prompt is returned as written (its type is the
-    caller's to check)."""
+    caller's to check, on ``raw["prompt"]``: a falsy non-string, 0, false or [], reads as none here)."""
     prompt = raw.get("prompt") or None
     stage_raw = raw.get("stage") or ("output" if prompt is not None else default_stage)
     if stage_raw not in ("input", "output"):
@@ -180,7 +182,7 @@ def read_records(path: Path, *, strings: bool = False) -> Iterator[tuple[str, di
     """(``file:line``, record) for each row of a JSONL or CSV file; with ``strings``, a JSONL line that is
     a JSON string is the row ``{"text": ...}``."""
     if path.suffix.lower() == ".csv":
-        raw = path.read_bytes().decode("utf-8", errors="replace")
+        raw = path.read_bytes().decode("utf-8-sig", errors="replace")  # Excel writes a BOM
         for n, rec in enumerate(csv.DictReader(io.StringIO(raw)), 2):
             yield f"{path}:{n}", dict(rec)
         return

@@ -8,7 +8,7 @@ model folder that a policy's ``model:`` can point at.
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import sys
 from pathlib import Path
 
@@ -100,8 +100,10 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:  # torch / transformers missing
         print(f"guardrail train needs the [train] extra: pip install 'guardrail-sdk[train]' ({exc})", file=sys.stderr)
         return 2
-    if args.no_public_data:  # no public source is read, even from a data root that is there
-        args.data_root = _NO_PUBLIC_DATA
+    from guardrail.training.source_io import NO_PUBLIC_DATA
+
+    if args.no_public_data:  # no public source is read, even from a data root that is there (or from a wheel)
+        args.data_root = NO_PUBLIC_DATA
     cfg = {
         "data_root": args.data_root,
         "out_dir": args.out,
@@ -156,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
                     return 2
                 log(f"reusing {start}, read back from {previous} earlier")
             else:
+                if args.eval_rows is None and not _same_public_data(args, previous / "metrics.json", "--eval-rows"):
+                    return 2
                 unpack(previous, start, args.data_root, log=log, eval_rows_file=args.eval_rows)
             previous = start
         mix = Mix(repeat, args.input_sample, data_repeat=args.data_repeat)
@@ -168,13 +172,35 @@ def run(args: argparse.Namespace) -> int:
             return 2
         if _no_data(args):
             return 2
+        if args.from_checkpoint and not _same_public_data(args, args.out / "train_meta.json"):
+            return 2
         (from_checkpoint if args.from_checkpoint else run_pipeline)(cfg, log=log)
     return 0
 
 
-# the data root of --no-public-data: a path that is never a folder, so every public source is skipped (as the
-# training smoke tests train, on an empty root)
-_NO_PUBLIC_DATA = Path(os.devnull) / "no-public-data"
+def _same_public_data(args: argparse.Namespace, record: Path, other: str = "") -> bool:
+    """Whether this run reads the public datasets as the run ``record`` describes did (a ``config.data_root``): its
+    split is rebuilt from them, and another split would measure and calibrate it on rows it trained on. Says why
+    not on stderr; a record that is not there (or names no data root) is nothing to compare. Without ``other`` (a
+    way round), a recorded root that is not a folder here may have been as missing then (a run that began with
+    --no-public-data before it had its own root): the run is let finish, as it could before."""
+    try:
+        recorded = json.loads(record.read_text(encoding="utf-8"))["config"]["data_root"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return True
+    from guardrail.training.source_io import NO_PUBLIC_DATA
+
+    without = str(recorded) == str(NO_PUBLIC_DATA)
+    if without == args.no_public_data or (not other and not without and not Path(str(recorded)).is_dir()):
+        return True
+    flag = "with --no-public-data" if without else "without --no-public-data"
+    print(
+        f"guardrail train: {record.parent} was trained {'without' if without else 'on'} the public datasets, so its "
+        f"dev split cannot be rebuilt {'with' if without else 'without'} them (another split would measure and "
+        f"calibrate it on rows it trained on): run {flag}{f', or give its eval rows with {other}' if other else ''}",
+        file=sys.stderr,
+    )
+    return False
 
 
 def _no_data(args: argparse.Namespace) -> bool:

