@@ -200,12 +200,13 @@ def cmd_policy(args: argparse.Namespace) -> int:
 
 def _warnings(policy: Any) -> list[str]:
     """What is valid but almost surely not meant: a model-score rule at threshold 0 fires on every text (a block
-    rule then refuses all traffic). Routed policies too, by name."""
+    rule then refuses all traffic), unless a ``requires`` above 0 gates it. Routed policies too, by name."""
     out = []
     for p in (policy, *policy.routed):
         for stage in ("input", "output"):
             for r in p.rules(stage):
-                if not r.is_match and r.action.value != "redact" and r.threshold == 0:
+                gated = any(t > 0 for t in (r.requires or {}).values())  # fires only with those: meant
+                if not r.is_match and r.action.value != "redact" and r.threshold == 0 and not gated:
                     where = f"policy {p.name!r}, " if p is not policy else ""
                     out.append(f"{where}{stage} rule {r.category!r} ({r.action.value}) has threshold 0: it fires on "
                                "every text")  # fmt: skip

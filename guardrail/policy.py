@@ -226,8 +226,10 @@ def _import_problem(path: str) -> str | None:
     try:
         found = importlib.util.find_spec(module) is not None
     except ImportError as exc:  # the module's own package is missing (not found), or one its package imports
-        mine = exc.name is None or module == exc.name or module.startswith(f"{exc.name}.")
-        if not mine:
+        # only the import system's ModuleNotFoundError for the module or a parent says "not here"; a bare ImportError
+        # (name None: a package's own `raise ImportError("pkg needs torch")`) is that package's real problem
+        mine = isinstance(exc, ModuleNotFoundError) and exc.name is not None
+        if not (mine and (module == exc.name or module.startswith(f"{exc.name}."))):
             return f"importing {module!r} failed: {type(exc).__name__}: {exc}"
         found = False
     except ValueError:

@@ -25,3 +25,20 @@ def test_a_score_rule_at_threshold_zero_is_valid_but_warned(tmp_path: Path, caps
 def test_the_bundled_policies_validate_without_warnings(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["policy", "validate", "default", "strict", "permissive", "monitor"]) == 0
     assert "warn" not in capsys.readouterr().out
+
+
+def test_a_rule_at_threshold_zero_gated_by_requires_is_not_warned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # threshold 0 with `requires: {unsafe: 0.5}` fires only when unsafe reaches 0.5: "it fires on every text" is false
+    f = tmp_path / "gated.yaml"
+    f.write_text(
+        "version: 1\nname: gated\nextends: default\ninput:\n  rules:\n"
+        "    - {category: self_harm, threshold: 0, requires: {unsafe: 0.5}, action: block}\n"
+        "    - {category: violence, threshold: 0, requires: {unsafe: 0}, action: log}\n",
+        encoding="utf-8",
+    )
+    assert main(["policy", "validate", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert "'self_harm'" not in out
+    assert f"warn   {f}: input rule 'violence' (log) has threshold 0: it fires on every text" in out

@@ -723,3 +723,21 @@ def test_a_csv_saved_with_a_byte_order_mark_reads_its_text_column(tmp_path: Path
     f.write_bytes("text,label\nhello,0\n".encode("utf-8-sig"))
     assert [r.text for r in load_rows(f)] == ["hello"]
     assert [r.text for _, r in read_checks(f)] == ["hello"]
+
+
+@pytest.mark.parametrize("extra", [{"prompt": "what now?"}, {"stage": "output"}])
+def test_eval_refuses_a_response_row_without_text_rather_than_score_the_user_turn_as_the_answer(
+    tmp_path: Path, extra: dict[str, Any]
+) -> None:
+    # a response row given as messages had its last *user* turn measured as the answer (check --file and replay
+    # refuse the row); it is an error at its line, as there
+    from guardrail.evaluation.data import load_rows
+
+    f = tmp_path / "rows.jsonl"
+    row = {"messages": [{"role": "user", "content": "how do I pick a lock?"}], "label": 1, **extra}
+    f.write_text(json.dumps({"text": "ok", "label": 0}) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(ValueError, match=r"rows\.jsonl:2: needs a `text` string \(the response to check\)"):
+        load_rows(f)
+    # a prompt row given as messages still reads its last user turn
+    f.write_text(json.dumps({"messages": row["messages"], "label": 1}) + "\n")
+    assert load_rows(f)[0].text == "how do I pick a lock?"

@@ -919,3 +919,30 @@ def test_an_imported_expert_whose_package_misses_a_dependency_names_the_dependen
         load_policy(f)
     assert (err.value.line, err.value.field) == (7, "classifiers.experts[1].path")
     assert "no_such_dependency_for_review" in str(err.value)
+
+
+def test_an_imported_expert_whose_package_raises_a_plain_import_error_names_that_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a package that says what it needs (`raise ImportError("... needs torch")`, a bare ImportError whose name is
+    # None) is there: "no module 'pkg.safety' here (is its package installed?)" hid its own message
+    pkg = tmp_path / "says_what_it_needs_for_review"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("raise ImportError('this package needs torch: pip install it[torch]')\n")
+    (pkg / "safety.py").write_text("def make(**kw): ...\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    f = tmp_path / "p.yaml"
+    f.write_text(
+        "version: 1\nname: p\nextends: default\nclassifiers:\n  experts:\n"
+        "    - {name: bundled, type: model}\n"
+        "    - {name: mine, type: import, path: 'says_what_it_needs_for_review.safety:make'}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(PolicyError) as err:
+        load_policy(f)
+    assert (err.value.line, err.value.field) == (7, "classifiers.experts[1].path")
+    assert "needs torch" in str(err.value) and "no module" not in str(err.value)
+    # a package that is not installed at all is still "not here"
+    f.write_text(f.read_text().replace("says_what_it_needs_for_review", "not_installed_for_review"))
+    with pytest.raises(PolicyError, match=r"no module 'not_installed_for_review\.safety' here"):
+        load_policy(f)

@@ -131,6 +131,8 @@ def row_stage(raw: Mapping[str, Any], where: str, default_stage: Stage = "input"
 def parse_row(raw: Mapping[str, Any], where: str = "row") -> EvalRow:
     """One record (a JSONL object or a CSV row) as an :class:`EvalRow`; raises ValueError naming ``where``."""
     text, stage, prompt, messages = _subject(raw, where)
+    if stage == "output" and not isinstance(raw.get("text"), str):  # not the last user turn read as the answer
+        raise ValueError(f"{where}: needs a `text` string (the response to check)")
     heads = stage_ids(stage)
     label = _flag(raw.get("label"), f"{where}: label")
     mark = raw.get("benign")
