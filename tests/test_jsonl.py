@@ -35,3 +35,10 @@ def test_undecodable_bytes_become_replacement_characters(tmp_path: Path) -> None
     path = tmp_path / "rows.jsonl"
     path.write_bytes(b'{"text": "caf\xe9"}\n')
     assert list(read_jsonl(path)) == [(1, {"text": "caf\ufffd"})]
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_row(tmp_path: Path) -> None:
+    # Notepad's "UTF-8 with BOM": the first row failed with "Unexpected UTF-8 BOM"
+    p = tmp_path / "bom.jsonl"
+    p.write_bytes(b'\xef\xbb\xbf{"text": "first"}\n{"text": "second \xef\xbb\xbf kept"}\n')
+    assert list(read_jsonl(p)) == [(1, {"text": "first"}), (2, {"text": "second \ufeff kept"})]
