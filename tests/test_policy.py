@@ -804,15 +804,30 @@ def test_a_child_that_switches_unsupported_language_to_log_still_loads(tmp_path:
     assert load_policy(tmp_path / "child.yaml").unsupported_language.action == "log"
 
 
-def test_an_imported_expert_whose_module_cannot_be_found_is_an_error_at_its_line(tmp_path: Path) -> None:
-    # `guardrail policy validate` said ok, and the first check failed with "cannot import" and no file or line
+def _expert_policy(tmp_path: Path, path: str) -> Path:
+    """A policy file whose second expert (line 7) is imported from ``path``."""
     f = tmp_path / "p.yaml"
     f.write_text(
         "version: 1\nname: p\nextends: default\nclassifiers:\n  experts:\n"
         "    - {name: bundled, type: model}\n"
-        "    - {name: mine, type: import, path: 'mycompany_nowhere.safety:make_classifier'}\n",
+        f"    - {{name: mine, type: import, path: '{path}'}}\n",
         encoding="utf-8",
     )
+    return f
+
+
+def _package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, init: str) -> None:
+    """A package ``name`` on sys.path whose ``__init__`` is ``init``, with a ``safety.make`` factory."""
+    pkg = tmp_path / name
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(init, encoding="utf-8")
+    (pkg / "safety.py").write_text("def make(**kw): ...\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def test_an_imported_expert_whose_module_cannot_be_found_is_an_error_at_its_line(tmp_path: Path) -> None:
+    # `guardrail policy validate` said ok, and the first check failed with "cannot import" and no file or line
+    f = _expert_policy(tmp_path, "mycompany_nowhere.safety:make_classifier")
     with pytest.raises(PolicyError) as err:
         load_policy(f)
     e = err.value
@@ -844,13 +859,7 @@ def test_an_imported_expert_from_a_module_already_loaded_without_a_spec_still_lo
     mod = types.ModuleType("made_at_run_time_expert")
     mod.__spec__ = None
     monkeypatch.setitem(sys.modules, "made_at_run_time_expert", mod)
-    f = tmp_path / "p.yaml"
-    f.write_text(
-        "version: 1\nname: p\nextends: default\nclassifiers:\n  experts:\n"
-        "    - {name: bundled, type: model}\n"
-        "    - {name: mine, type: import, path: 'made_at_run_time_expert:make'}\n",
-        encoding="utf-8",
-    )
+    f = _expert_policy(tmp_path, "made_at_run_time_expert:make")
     assert [e.name for e in load_policy(f).classifiers.experts] == ["bundled", "mine"]
 
 
@@ -859,18 +868,8 @@ def test_an_imported_expert_whose_package_fails_to_import_is_a_policy_error_not_
 ) -> None:
     # finding `brokenpkg.safety` imports `brokenpkg`: an exception there (not an ImportError) escaped load_policy,
     # and `guardrail policy validate` ended in a traceback
-    pkg = tmp_path / "brokenpkg_for_review"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("raise RuntimeError('boom at import')\n", encoding="utf-8")
-    (pkg / "safety.py").write_text("def make(**kw): ...\n", encoding="utf-8")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    f = tmp_path / "p.yaml"
-    f.write_text(
-        "version: 1\nname: p\nextends: default\nclassifiers:\n  experts:\n"
-        "    - {name: bundled, type: model}\n"
-        "    - {name: mine, type: import, path: 'brokenpkg_for_review.safety:make'}\n",
-        encoding="utf-8",
-    )
+    _package(tmp_path, monkeypatch, "brokenpkg_for_review", "raise RuntimeError('boom at import')\n")
+    f = _expert_policy(tmp_path, "brokenpkg_for_review.safety:make")
     with pytest.raises(PolicyError) as err:
         load_policy(f)
     e = err.value
@@ -884,13 +883,7 @@ def test_an_imported_expert_path_without_a_module_or_a_factory_is_a_policy_error
 ) -> None:
     # `:Factory` skipped the load-time check (no module to look for) and failed at the first check with no line
     # ("Empty module name"); `json:` named no factory (getattr(json, "") at the first check)
-    f = tmp_path / "p.yaml"
-    f.write_text(
-        "version: 1\nname: p\nextends: default\nclassifiers:\n  experts:\n"
-        "    - {name: bundled, type: model}\n"
-        f"    - {{name: mine, type: import, path: '{path}'}}\n",
-        encoding="utf-8",
-    )
+    f = _expert_policy(tmp_path, path)
     with pytest.raises(PolicyError) as err:
         load_policy(f)
     e = err.value
@@ -903,18 +896,8 @@ def test_an_imported_expert_whose_package_misses_a_dependency_names_the_dependen
 ) -> None:
     # the package is there; what is missing is what its __init__ imports: "no module 'pkg.safety' here" sent the
     # reader looking for the wrong thing
-    pkg = tmp_path / "needs_a_dep_for_review"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("import no_such_dependency_for_review\n", encoding="utf-8")
-    (pkg / "safety.py").write_text("def make(**kw): ...\n", encoding="utf-8")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    f = tmp_path / "p.yaml"
-    f.write_text(
-        "version: 1\nname: p\nextends: default\nclassifiers:\n  experts:\n"
-        "    - {name: bundled, type: model}\n"
-        "    - {name: mine, type: import, path: 'needs_a_dep_for_review.safety:make'}\n",
-        encoding="utf-8",
-    )
+    _package(tmp_path, monkeypatch, "needs_a_dep_for_review", "import no_such_dependency_for_review\n")
+    f = _expert_policy(tmp_path, "needs_a_dep_for_review.safety:make")
     with pytest.raises(PolicyError) as err:
         load_policy(f)
     assert (err.value.line, err.value.field) == (7, "classifiers.experts[1].path")
@@ -931,13 +914,7 @@ def test_an_imported_expert_whose_package_raises_a_plain_import_error_names_that
     (pkg / "__init__.py").write_text("raise ImportError('this package needs torch: pip install it[torch]')\n")
     (pkg / "safety.py").write_text("def make(**kw): ...\n", encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
-    f = tmp_path / "p.yaml"
-    f.write_text(
-        "version: 1\nname: p\nextends: default\nclassifiers:\n  experts:\n"
-        "    - {name: bundled, type: model}\n"
-        "    - {name: mine, type: import, path: 'says_what_it_needs_for_review.safety:make'}\n",
-        encoding="utf-8",
-    )
+    f = _expert_policy(tmp_path, "says_what_it_needs_for_review.safety:make")
     with pytest.raises(PolicyError) as err:
         load_policy(f)
     assert (err.value.line, err.value.field) == (7, "classifiers.experts[1].path")

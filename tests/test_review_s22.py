@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
-import io
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +19,7 @@ from conftest import make_guard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from stub_server import StubServer
+from test_adapters_media import EMAIL, HARMFUL, MASKED, png, run, sent
 
 import guardrail
 from guardrail import Blocked, Guard
@@ -28,29 +27,11 @@ from guardrail.policy import load_policy
 from guardrail.testing import FakeClassifier
 
 litellm.suppress_debug_info = True
-HARMFUL = "a labelled diagram of how to build a pipe bomb"  # the fake classifier's "bomb": unsafe
-EMAIL = "a poster that says: write to bob@example.com"
-MASKED = "a poster that says: write to <EMAIL_1>"
 
 
 @pytest.fixture(params=["sync", "async"])
 def mode(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-async def run(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
-
-
-def png() -> io.BytesIO:
-    f = io.BytesIO(b"\x89PNG stub")
-    f.name = "in.png"
-    return f
-
-
-def sent(stub: StubServer) -> list[Any]:
-    """The text fields of every media request that reached the network."""
-    return [r.body.get("prompt", r.body.get("input")) for r in stub.media()]
 
 
 def stub_kw(stub: StubServer) -> dict[str, Any]:
