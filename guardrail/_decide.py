@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from guardrail._answer import masked_answer
 from guardrail._context import (
     JAILBREAK,
     NOT_ASKED,
@@ -82,6 +83,8 @@ class Pending:
     payload: Any = None
     early: Decision | None = None
     notes: list[str] = field(default_factory=list)
+    extra_spans: list[tuple[Span, ...]] = field(default_factory=list)  # per extra reading: its personal data
+    answer: tuple[dict[str, Any], ...] | None = None  # output stage: the answer's messages, masked (_answer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +138,8 @@ def prepare(stage: Stage, payload: Any, prompt: Any, policy: Policy) -> Pending:
         # a completion given as messages is checked whole (the input scope would pick no assistant turn), its
         # tool calls and refusal included
         answer = answer_extract(payload) if payload is not None else None
+        if answer is not None and answer.is_messages:  # masked where its calls sit, too (guardrail._answer)
+            pending.extracted, pending.payload = answer, payload
         texts = answer.texts if answer is not None else ("",)
         pending.extra = answer.extra if answer is not None else ()
         pending.only = (None,) * len(texts)
@@ -310,7 +315,9 @@ def verdict(pending: Pending, outcome: Scores, clfs: Sequence[Classifier]) -> tu
         reserved=pending.reserved,
         also=tuple((e.text, e.owner, _judged(e)) for e in pending.extra),
         units=_units(pending, outcome.units) if outcome.units else None,
+        also_spans=tuple(pending.extra_spans) if pending.stage == "output" and pending.payload is not None else (),
     )
+    result = masked_answer(pending, result)  # an answer's calls masked where they sit (guardrail._answer)
     if script is not None:
         named = tuple(replace(f, entities=(script,)) if f.category == UNSUPPORTED else f for f in result.findings)
         result = replace(result, findings=named)
@@ -330,9 +337,7 @@ def _units(pending: Pending, units: Mapping[int, Mapping[str, float]]) -> tuple[
 def _judged(extra: Extra) -> Judged:
     """When an allowlist must exempt a reading too (``rules.evaluate``): never a joined one (its texts are judged), a
     handle only where a rule's keywords hit it, anything scored as a text of its own always."""
-    if extra.joined:
-        return "never"
-    return "always" if extra.scored else "hits"
+    return "never" if extra.joined else "always" if extra.scored else "hits"
 
 
 def _unsupported_script(texts: Sequence[str], clfs: Sequence[Classifier]) -> str | None:
@@ -360,11 +365,9 @@ def new_decision(
     error_kind: str | None,
 ) -> Decision:
     """The Decision of a check; a rewrite of chat messages also carries the rewritten messages."""
-    messages = None
-    ex = pending.extracted
-    if ex is not None and ex.is_messages and action is Action.REWRITE:
-        messages = tuple(replace_texts(pending.payload, ex, texts))
-    policy = pending.policy
+    messages, ex, policy = (pending.answer if action is Action.REWRITE else None), pending.extracted, pending.policy
+    if pending.stage == "input" and ex is not None and ex.is_messages and action is Action.REWRITE:
+        messages = tuple(replace_texts(pending.payload, ex, texts))  # the output stage's: masked in calls too
     return Decision(
         id=uuid.uuid4().hex,
         action=action,

@@ -56,6 +56,7 @@ def readings(
     owner: list[int] = []
     spans: list[tuple[Span, ...]] = []
     unit: list[int] = []
+    pending.extra_spans.clear()
     inside = {k for ex in pending.extra if not ex.alone for k in ex.joined}  # scored only within a joined reading
     for i, t in enumerate(pending.texts):
         # what one reading reveals is redacted where it sits in the text
@@ -70,6 +71,7 @@ def readings(
         found, forms = spans_and_readings(ex.text, entities) if needs_model or entities else ([], [])
         if ex.joined and found:
             spread(pending.texts, ex.joined, ex.starts, found, spans)
+        pending.extra_spans.append(() if ex.joined else tuple(found))  # an answer's calls: masked in them (_answer)
         if needs_model and ex.scored:
             for form, own in forms:
                 scan.append(scoring_form(form.text, own))

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["actions_text", "annotation_titles", "unescape_json"]
+__all__ = ["actions_text", "annotation_titles", "mask_actions", "unescape_json", "unmasked"]
 
 
 def _get(obj: Any, key: str) -> Any:
@@ -68,3 +68,45 @@ def annotation_titles(annotations: Any) -> list[str]:
             if isinstance(title := _get(source, "title"), str) and title:
                 titles.append(title)
     return titles
+
+
+def mask_actions(message: dict[str, Any], redactions: Mapping[str, str]) -> dict[str, Any]:
+    """``message`` (a plain dict the caller owns: edited in place, and returned) with each value of ``redactions``
+    (placeholder -> value) replaced by its placeholder in what it does besides its text: tool and function call
+    arguments, refusal (the field and refusal parts), audio transcript (its sound emptied when changed: it would
+    still say the value), reasoning. The core's masking of an answer given as messages (``Guard.check_output``);
+    a value written differently there (JSON-escaped) stays, and :func:`unmasked` finds it."""
+    pairs = sorted(((v, k) for k, v in redactions.items() if v), key=lambda p: -len(p[0]))
+
+    def edit(obj: Any, key: str) -> bool:
+        if isinstance(obj, dict) and isinstance(value := obj.get(key), str):
+            new = value
+            for original, placeholder in pairs:
+                new = new.replace(original, placeholder)
+            obj[key] = new
+            return new != value
+        return False
+
+    for call in message.get("tool_calls") or []:
+        if isinstance(call, dict):
+            edit(call.get("function") or call.get("custom"), "arguments")
+            edit(call.get("custom"), "input")
+    edit(message.get("function_call"), "arguments")
+    edit(message, "refusal")
+    edit(message, "reasoning_content")
+    content = message.get("content")
+    for part in content if isinstance(content, list) else []:
+        edit(part, "refusal")
+    for block in message.get("thinking_blocks") or []:
+        edit(block, "thinking")
+    if edit(audio := message.get("audio"), "transcript") and isinstance(audio, dict) and audio.get("data"):
+        audio["data"] = ""
+    return message
+
+
+def unmasked(message: Any, entities: frozenset[str]) -> bool:
+    """Whether what ``message`` does besides its text still holds personal data of ``entities``."""
+    from guardrail.classifiers.patterns import find_entities
+
+    said = unescape_json(actions_text(message))
+    return bool(said) and bool(find_entities(said, entities))

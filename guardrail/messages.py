@@ -354,8 +354,8 @@ def answer_extract(payload: Any) -> Extracted:
     """The texts of a completion given as messages: every message's content, and what each message does besides
     (``guardrail.answer_actions``: tool calls' arguments, refusal, audio transcript, reasoning) as more readings
     (``Extra``): text the caller receives and a tool runs on is scored and matched like the content, while a
-    Decision's text stays the content (empty for an answer that only calls a tool). Masking inside a call's
-    arguments is the adapters' job, which own the answer's shapes."""
+    Decision's text stays the content (empty for an answer that only calls a tool); its ``messages`` carry the
+    answer masked where its personal data sits (``guardrail._answer``)."""
     ex = extract(payload, "all")
     if not ex.is_messages:
         return ex

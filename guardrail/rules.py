@@ -83,6 +83,7 @@ def evaluate(
     reserved: frozenset[str] = frozenset(),
     also: Sequence[tuple[str, int, Judged]] = (),
     units: Sequence[Unit] | None = None,
+    also_spans: Sequence[Sequence[Span]] = (),
 ) -> Verdict:
     """Apply ``rules`` to ``scores`` (max over ``texts``); ``spans[i]`` are the PII spans of ``texts[i]``;
     ``only[i]``, when given, the categories ``texts[i]`` may raise (a tool result: injection only), which
@@ -97,7 +98,8 @@ def evaluate(
     when given: each scored text or reading's own scores, so that a score rule's allowlist judges each apart (an
     allowlisted answer text exempts itself, and its tool call fires the rule only on the call's own score; a
     harmless long name no longer undoes an allowlisted message); without them, the rule is exempt only when every
-    text is allowlisted."""
+    text is allowlisted. ``also_spans``, when given (one per ``also`` reading): the personal data found in each,
+    which fires a redact rule and is numbered with the texts' (the redactions mapping covers both)."""
     findings: list[Finding] = []
     fired: list[tuple[RuleLike, Finding]] = []
     normalised: list[tuple[str, ...]] = []
@@ -125,7 +127,8 @@ def evaluate(
         threshold = 0.5 if rule.threshold is None else float(rule.threshold)
         if rule.action is RuleAction.REDACT:
             allowed = set(rule.entities) if rule.entities else None
-            found = sorted({s.entity for ss in spans for s in ss if allowed is None or s.entity in allowed})
+            every = (*spans, *also_spans)
+            found = sorted({s.entity for ss in every for s in ss if allowed is None or s.entity in allowed})
             if not found:
                 continue
             f = Finding(rule.category, 1.0, threshold, rule.action, shadow, tuple(found))
@@ -171,7 +174,11 @@ def evaluate(
             out_texts = (replacement,) if len(texts) <= 1 else (*texts[:-1], replacement)
         else:
             wanted = {e for _, f in enforced if f.action is RuleAction.REDACT for e in f.entities}
-            out_texts, redactions = _redact_all(texts, spans, wanted, reserved)
+            # readings of their own (``also_spans``: an answer's tool calls) are numbered with the texts, one value one
+            # placeholder; the caller masks them where they sit
+            extra = [t for t, _, _ in also] if also_spans else []
+            masked, redactions = _redact_all((*texts, *extra), (*spans, *also_spans), wanted, reserved)
+            out_texts = masked[: len(texts)]
     return Verdict(action, tuple(findings), out_texts, message, redactions, shadow_action)
 
 
