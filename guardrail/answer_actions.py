@@ -33,7 +33,7 @@ def actions_text(message: Any) -> str:
     """What a chat message, or one stream delta, does besides its text: each tool or function call as
     ``"\nname: arguments"`` (a delta that continues a call carries only an argument fragment, and gets no
     name), then its refusal (the field, or refusal parts of its content), audio transcript, reasoning
-    (``reasoning_content``, ``thinking_blocks``) and its citations' titles.
+    (``reasoning_content``, ``thinking_blocks``) and its citations' titles, each on a line of its own.
     Arguments sent as objects are written as JSON."""
     out = ""
     calls = [_get(c, "function") or _get(c, "custom") for c in _get(message, "tool_calls") or []]
@@ -52,10 +52,10 @@ def actions_text(message: Any) -> str:
         *annotation_titles(_get(message, "annotations")),
     ):
         if isinstance(text, str) and text:
-            out += text
+            out += ("\n" if out else "") + text  # apart: a value at the end of one field is not run into the next
     for block in _get(message, "thinking_blocks") or []:  # litellm's reasoning, as Anthropic-style blocks
-        if isinstance(thought := _get(block, "thinking"), str):
-            out += thought
+        if isinstance(thought := _get(block, "thinking"), str) and thought:
+            out += ("\n" if out else "") + thought
     return out
 
 
@@ -73,18 +73,25 @@ def annotation_titles(annotations: Any) -> list[str]:
 def mask_actions(message: dict[str, Any], redactions: Mapping[str, str]) -> dict[str, Any]:
     """``message`` (a plain dict the caller owns: edited in place, and returned) with each value of ``redactions``
     (placeholder -> value) replaced by its placeholder in what it does besides its text: tool and function call
-    arguments, refusal (the field and refusal parts), audio transcript (its sound emptied when changed: it would
-    still say the value), reasoning. The core's masking of an answer given as messages (``Guard.check_output``);
-    a value written differently there (JSON-escaped) stays, and :func:`unmasked` finds it."""
+    arguments (each string of arguments sent as objects), refusal (the field and refusal parts), audio transcript
+    (its sound emptied when changed: it would still say the value), reasoning, citation titles, and its name. The
+    core's masking of an answer given as messages (``Guard.check_output``); a value written differently there
+    (JSON-escaped) stays, and :func:`unmasked` finds it."""
     pairs = sorted(((v, k) for k, v in redactions.items() if v), key=lambda p: -len(p[0]))
 
-    def edit(obj: Any, key: str) -> bool:
-        if isinstance(obj, dict) and isinstance(value := obj.get(key), str):
-            new = value
+    def masked(value: Any) -> Any:  # arguments sent as objects are masked in each string they hold
+        if isinstance(value, str):
             for original, placeholder in pairs:
-                new = new.replace(original, placeholder)
-            obj[key] = new
-            return new != value
+                value = value.replace(original, placeholder)
+            return value
+        if isinstance(value, dict):
+            return {k: masked(v) for k, v in value.items()}
+        return [masked(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+    def edit(obj: Any, key: str) -> bool:
+        if isinstance(obj, dict) and isinstance(value := obj.get(key), (str, dict, list, tuple)):
+            obj[key] = new = masked(value)
+            return bool(new != value)
         return False
 
     for call in message.get("tool_calls") or []:
@@ -92,6 +99,7 @@ def mask_actions(message: dict[str, Any], redactions: Mapping[str, str]) -> dict
             edit(call.get("function") or call.get("custom"), "arguments")
             edit(call.get("custom"), "input")
     edit(message.get("function_call"), "arguments")
+    edit(message, "name")  # read beside the message's text (``messages.extract``)
     edit(message, "refusal")
     edit(message, "reasoning_content")
     content = message.get("content")
@@ -99,6 +107,9 @@ def mask_actions(message: dict[str, Any], redactions: Mapping[str, str]) -> dict
         edit(part, "refusal")
     for block in message.get("thinking_blocks") or []:
         edit(block, "thinking")
+    for annotation in message.get("annotations") or []:  # citation titles: read as what the answer says
+        edit(annotation, "title")
+        edit(annotation.get("url_citation") if isinstance(annotation, dict) else None, "title")
     if edit(audio := message.get("audio"), "transcript") and isinstance(audio, dict) and audio.get("data"):
         audio["data"] = ""
     return message
