@@ -12,12 +12,13 @@ whole.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from guardrail.answer_actions import _get, mask_actions, unmasked
+from guardrail.classifiers.patterns import Span
 from guardrail.decision import Action, RuleAction
 from guardrail.messages import _NAME_SEPARATORS, replace_texts
 from guardrail.rules import Verdict
@@ -59,13 +60,13 @@ def _name_unmasked(message: dict[str, Any], entities: frozenset[str]) -> bool:
     return any(find_entities(n, entities) for n in (name, _NAME_SEPARATORS.sub(" ", name)))
 
 
-def masked_answer(pending: Pending, result: Verdict) -> Verdict:
+def masked_answer(pending: Pending, result: Verdict, extra_spans: Sequence[Sequence[Span]]) -> Verdict:
     """``result`` for the output stage: a redaction that reached the answer's calls puts the masked messages on
     ``pending.answer``; one that cannot be made where the value sits becomes a block."""
     payload, ex = pending.payload, pending.extracted
     if pending.stage != "output" or payload is None or ex is None or result.action is not Action.REWRITE:
         return result
-    if not result.redactions or not any(pending.extra_spans):
+    if not result.redactions or not any(extra_spans):
         return result
     wanted = frozenset(e for f in result.findings if f.action is RuleAction.REDACT and not f.shadow for e in f.entities)
     has_content = bool(ex.locations) and ex.locations[0][0] >= 0  # an answer that only calls a tool has none

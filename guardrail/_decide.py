@@ -83,7 +83,6 @@ class Pending:
     payload: Any = None
     early: Decision | None = None
     notes: list[str] = field(default_factory=list)
-    extra_spans: list[tuple[Span, ...]] = field(default_factory=list)  # per extra reading: its personal data
     answer: tuple[dict[str, Any], ...] | None = None  # output stage: the answer's messages, masked (_answer)
 
 
@@ -102,9 +101,9 @@ class Plan:
     context: str | None = None  # the system prompt, when the policy reads it (a second reading may follow)
     # a second reading's texts per classifier (indices into scan): each reads only those past its own gate
     asked: tuple[tuple[int, ...], ...] = ()
-    # what scan[k] is a reading of: a text (its index) or an extra reading (len(texts) + its index); empty when
-    # unknown. An allowlist judges each apart (guardrail._readings.readings, rules.evaluate)
+    # scan[k] reads text unit[k] (< len(texts)) or extra reading unit[k] - len(texts); per extra reading, its PII
     unit: tuple[int, ...] = ()
+    extra_spans: tuple[tuple[Span, ...], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +112,7 @@ class Scores:
     spans: tuple[tuple[Span, ...], ...]
     # per unit (Plan.unit), the highest score of each category over its readings: what an allowlist judges by
     units: dict[int, dict[str, float]] = field(default_factory=dict)
+    extra_spans: tuple[tuple[Span, ...], ...] = ()  # as Plan's: what rules.evaluate and _answer mask
 
 
 def prepare(stage: Stage, payload: Any, prompt: Any, policy: Policy) -> Pending:
@@ -207,7 +207,7 @@ def merge_scores(pending: Pending, plan: Plan, clfs: Sequence[Classifier], resul
         only = pending.only[i] if i < len(pending.only) else None
         seen: set[str] = set()
         context = k < len(plan.alone_of)
-        unit = units.setdefault(plan.unit[k], {}) if k < len(plan.unit) else {}
+        unit = units.setdefault(plan.unit[k], {})
         for clf, rows in zip(clfs, results, strict=True):
             row = rows[k]
             if context and row is NOT_ASKED:
@@ -229,7 +229,7 @@ def merge_scores(pending: Pending, plan: Plan, clfs: Sequence[Classifier], resul
         if missing and not context:
             names = ", ".join(c.name for c in clfs)
             raise InvalidScores(f"no score for {', '.join(sorted(missing))}, which the policy uses", classifier=names)
-    return Scores(merged, plan.spans, units if len(plan.unit) == len(plan.owner) else {})
+    return Scores(merged, plan.spans, units, plan.extra_spans)
 
 
 def aligned(plan: Plan, clfs: Sequence[Classifier], results: Sequence[Sequence[Any]]) -> list[list[Any]]:
@@ -263,10 +263,10 @@ def context_plan(plan: Plan, clfs: Sequence[Classifier], results: Sequence[Seque
     if not picked:
         return None
     asked = tuple(tuple(j for j, k in enumerate(picked) if k in mine) for mine in past)
-    unit = tuple(plan.unit[k] for k in picked) if len(plan.unit) == len(plan.scan) else ()
     return Plan(
         tuple(plan.scan[k] for k in picked), tuple(plan.owner[k] for k in picked), (plan.context,) * len(picked),
-        plan.spans, plan.deadline, plan.budget_ms, True, tuple(picked), asked=asked, unit=unit,
+        plan.spans, plan.deadline, plan.budget_ms, True, tuple(picked), asked=asked,
+        unit=tuple(plan.unit[k] for k in picked), extra_spans=plan.extra_spans,
     )  # fmt: skip
 
 
@@ -277,10 +277,10 @@ def with_context(
     classifier, a row for each of ``second``'s texts, ``NOT_ASKED`` where that classifier was not asked)."""
     n = len(second.scan)
     prompts = (*(second.prompts or (None,) * n), *(plan.prompts or (None,) * len(plan.scan)))
-    both = len(second.unit) == n and len(plan.unit) == len(plan.scan)
     merged = Plan(
         second.scan + plan.scan, second.owner + plan.owner, prompts, plan.spans, plan.deadline, plan.budget_ms,
-        plan.needs_model, tuple(n + k for k in second.alone_of), unit=second.unit + plan.unit if both else (),
+        plan.needs_model, tuple(n + k for k in second.alone_of), unit=second.unit + plan.unit,
+        extra_spans=plan.extra_spans,
     )  # fmt: skip
     return merged, [list(m) + list(r) for m, r in zip(more, results, strict=True)]
 
@@ -315,9 +315,9 @@ def verdict(pending: Pending, outcome: Scores, clfs: Sequence[Classifier]) -> tu
         reserved=pending.reserved,
         also=tuple((e.text, e.owner, _judged(e)) for e in pending.extra),
         units=_units(pending, outcome.units) if outcome.units else None,
-        also_spans=tuple(pending.extra_spans) if pending.stage == "output" and pending.payload is not None else (),
+        also_spans=outcome.extra_spans if pending.stage == "output" and pending.payload is not None else (),
     )
-    result = masked_answer(pending, result)  # an answer's calls masked where they sit (guardrail._answer)
+    result = masked_answer(pending, result, outcome.extra_spans)  # masked where its calls sit (guardrail._answer)
     if script is not None:
         named = tuple(replace(f, entities=(script,)) if f.category == UNSUPPORTED else f for f in result.findings)
         result = replace(result, findings=named)
@@ -326,9 +326,8 @@ def verdict(pending: Pending, outcome: Scores, clfs: Sequence[Classifier]) -> tu
 
 
 def _units(pending: Pending, units: Mapping[int, Mapping[str, float]]) -> tuple[Unit, ...]:
-    """Each scored unit's scores, with the texts (indices into texts + extra, as ``rules.evaluate`` numbers them)
-    that an allowlist must exempt for the unit to be exempt: a text itself, an extra reading of its own itself, a
-    joined reading every text it joins."""
+    """Each scored unit's scores, with the texts (numbered as ``rules.evaluate`` does) an allowlist must exempt for it
+    to be exempt: a text or a reading of its own itself, a joined reading every text it joins."""
     n, extra = len(pending.texts), pending.extra
     kept = [u for u in sorted(units) if u - n < len(extra)]  # a text (u < n), or one of the extra readings
     return tuple((((u,) if u < n else (extra[u - n].joined or (u,))), units[u]) for u in kept)
@@ -365,9 +364,10 @@ def new_decision(
     error_kind: str | None,
 ) -> Decision:
     """The Decision of a check; a rewrite of chat messages also carries the rewritten messages."""
-    messages, ex, policy = (pending.answer if action is Action.REWRITE else None), pending.extracted, pending.policy
+    messages = pending.answer if action is Action.REWRITE else None  # output stage: masked in its calls too
+    ex, policy = pending.extracted, pending.policy
     if pending.stage == "input" and ex is not None and ex.is_messages and action is Action.REWRITE:
-        messages = tuple(replace_texts(pending.payload, ex, texts))  # the output stage's: masked in calls too
+        messages = tuple(replace_texts(pending.payload, ex, texts))
     return Decision(
         id=uuid.uuid4().hex,
         action=action,

@@ -26,7 +26,7 @@ def plan_readings(pending: Pending, deadline: Callable[[Pending, int], tuple[flo
         if r.action is RuleAction.REDACT:
             entities |= set(r.entities or ())
     needs_model = any(r.action is not RuleAction.REDACT for r in rules)
-    scan, owner, spans, unit = readings(pending, entities, needs_model)  # every reading, joined ones too
+    scan, owner, spans, unit, extra_spans = readings(pending, entities, needs_model)  # joined readings too
     prompts: tuple[str | None, ...] | None = None
     context: str | None = None
     tokens = sum(estimate_tokens(t) for t in scan)
@@ -40,23 +40,25 @@ def plan_readings(pending: Pending, deadline: Callable[[Pending, int], tuple[flo
         tokens *= 2
     at, budget_ms = deadline(pending, tokens)
     return Plan(
-        tuple(scan), tuple(owner), prompts, tuple(spans), at, budget_ms, needs_model, context=context, unit=tuple(unit)
-    )
+        tuple(scan), tuple(owner), prompts, tuple(spans), at, budget_ms, needs_model, context=context,
+        unit=tuple(unit), extra_spans=tuple(extra_spans),
+    )  # fmt: skip
 
 
 def readings(
     pending: Pending, entities: set[str], needs_model: bool
-) -> tuple[list[str], list[int], list[tuple[Span, ...]], list[int]]:
-    """``(scan, owner, spans, unit)``: the scoring form of every reading (``scan[k]`` counts for
+) -> tuple[list[str], list[int], list[tuple[Span, ...]], list[int], list[tuple[Span, ...]]]:
+    """``(scan, owner, spans, unit, extra_spans)``: the scoring form of every reading (``scan[k]`` counts for
     ``pending.texts[owner[k]]``); per text, the spans of ``entities`` to mask in it, found in the text, its readings,
     and the joined readings that cross it (an address cut across two parts is masked in both pieces); and what each
     reading is a reading *of*: ``unit[k]`` is ``i`` for a reading of ``pending.texts[i]``, ``len(texts) + j`` for
-    one of ``pending.extra[j]`` (an allowlist judges each of those apart: ``rules.evaluate``)."""
+    one of ``pending.extra[j]`` (an allowlist judges each of those apart: ``rules.evaluate``); and per extra reading
+    the personal data found in it, where not joined (an answer's calls are masked where they sit: ``_answer``)."""
     scan: list[str] = []
     owner: list[int] = []
     spans: list[tuple[Span, ...]] = []
     unit: list[int] = []
-    pending.extra_spans.clear()
+    extra_spans: list[tuple[Span, ...]] = []
     inside = {k for ex in pending.extra if not ex.alone for k in ex.joined}  # scored only within a joined reading
     for i, t in enumerate(pending.texts):
         # what one reading reveals is redacted where it sits in the text
@@ -71,10 +73,10 @@ def readings(
         found, forms = spans_and_readings(ex.text, entities) if needs_model or entities else ([], [])
         if ex.joined and found:
             spread(pending.texts, ex.joined, ex.starts, found, spans)
-        pending.extra_spans.append(() if ex.joined else tuple(found))  # an answer's calls: masked in them (_answer)
+        extra_spans.append(() if ex.joined else tuple(found))
         if needs_model and ex.scored:
             for form, own in forms:
                 scan.append(scoring_form(form.text, own))
                 owner.append(ex.owner)
                 unit.append(len(pending.texts) + j)
-    return scan, owner, spans, unit
+    return scan, owner, spans, unit, extra_spans
