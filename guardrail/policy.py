@@ -34,6 +34,7 @@ from pydantic import BaseModel, ValidationError
 
 from guardrail import _yaml, metrics
 from guardrail._yaml import BUNDLED_POLICIES, Locations, PathKey, bundled_policy_dir
+from guardrail.classifiers import custom_entities
 from guardrail.decision import RuleAction
 from guardrail.errors import PolicyError
 from guardrail.policy_models import (
@@ -153,6 +154,7 @@ def _load(source: str | os.PathLike[str] | Mapping[str, Any] | Policy | None, ch
             real = Path(origin).resolve() if origin != "<dict>" else Path.cwd() / "<dict>"
             policy._routed = resolve_routes(policy, locs, origin, (*chain, real), _load)
             files = [*files, *(f for routed in policy._routed for f in routed.files if f not in files)]
+        _register_entities(policy, locs, origin)
     except RecursionError:
         raise PolicyError("policy is nested too deeply") from None
     except OSError as exc:  # last resort: file-system surprises must still be a PolicyError
@@ -160,6 +162,17 @@ def _load(source: str | os.PathLike[str] | Mapping[str, Any] | Policy | None, ch
     policy._source, policy._files = origin, tuple(files)
     policy._hash = hashlib.sha256(_canonical(policy).encode()).hexdigest()[:16]
     return policy
+
+
+def _register_entities(policy: Policy, locs: Locations, origin: str) -> None:
+    """The policy's own entities become detectors (last, once all of it is valid: a broken reload changes none)."""
+    if not policy.pii_entities:
+        return
+    try:
+        custom_entities.register(policy.pii_entities, origin)
+    except ValueError as exc:
+        name = str(exc).partition(":")[0]
+        raise _yaml.located_error(str(exc), locs, ("pii_entities", name), origin) from None
 
 
 def _canonical(policy: Policy) -> str:
@@ -264,7 +277,14 @@ def _resolve(policy: Policy, locs: Locations, origin: str) -> Policy:
         for i, rule in enumerate(policy.rules(stage)):
             path: PathKey = (stage, "rules", i, "category")
             if rule.action is RuleAction.REDACT:  # span-based: the pattern detector, not a model head
-                rules.append(rule.model_copy(update={"entities": rule.entities or PII_ENTITIES}))
+                defined = (*PII_ENTITIES, *policy.pii_entities)
+                for j, entity in enumerate(rule.entities or ()):
+                    if entity not in defined:
+                        msg = f"unknown PII entity {entity!r} (built-in: {', '.join(PII_ENTITIES)}; or define it "
+                        msg += "under pii_entities: name -> pattern)"
+                        where = (stage, "rules", i, "entities", j)
+                        raise _yaml.located_error(msg, locs, where, origin, _yaml.closest(entity, defined))
+                rules.append(rule.model_copy(update={"entities": rule.entities or defined}))
                 continue
             if rule.is_match:  # keywords/patterns: any category name, no model head needed
                 heads_req = [c for c in rule.requires or {} if c not in heads]

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, Strict, field_va
 from pydantic_core import PydanticCustomError
 
 from guardrail import _yaml
+from guardrail.classifiers import custom_entities
 from guardrail.decision import RuleAction
 from guardrail.ensemble_policy import ClassifiersSpec
 from guardrail.routing import Route, select
@@ -140,8 +141,8 @@ class Rule(BaseModel):
             # accepted, it would look like a refusal someone sees; nobody ever would
             why = "only block and rewrite rules show a message"
             raise _fail("message", f"a {self.action.value} rule never shows its message ({why}); remove it")
-        for i, entity in enumerate(self.entities or ()):
-            if entity not in PII_ENTITIES:
+        for i, entity in enumerate(self.entities or ()):  # a policy's own (pii_entities) are checked as it resolves
+            if entity not in PII_ENTITIES and not custom_entities.NAME.fullmatch(entity):
                 raise _fail(f"entities.{i}", f"unknown PII entity {entity!r}", _yaml.closest(entity, PII_ENTITIES))
         if self.entities is not None and (not self.entities or len(set(self.entities)) != len(self.entities)):
             raise _fail("entities", "entities must be a non-empty list without repeats (omit it for all)")
@@ -283,11 +284,29 @@ class Policy(BaseModel):
     routes: tuple[Route, ...] = Field(
         default=(), description="Ordered: the first route whose `match` fits the request's context picks the policy."
     )
+    pii_entities: dict[str, str] = Field(
+        default_factory=dict,
+        description="Your own personal data for `redact` rules: name -> pattern (one run of printable ASCII, "
+        "case-insensitive; needs google-re2), masked as <NAME_1>, e.g. employee_id: 'EMP-\\d{6}'.",
+    )
 
     _source: str = PrivateAttr("<dict>")
     _routed: tuple[Policy, ...] = PrivateAttr(())
     _hash: str = PrivateAttr("")
     _files: tuple[Path, ...] = PrivateAttr(())
+
+    @field_validator("pii_entities")
+    @classmethod
+    def _check_entities(cls, defined: dict[str, str]) -> dict[str, str]:
+        for name, pattern in defined.items():
+            if name in PII_ENTITIES:
+                raise _fail(f"{name}", f"{name!r} is a built-in entity; give yours another name")
+            if not custom_entities.NAME.fullmatch(name):
+                raise _fail(f"{name}", f"entity name {name!r}: lowercase letters and single underscores (employee_id)")
+            why = custom_entities.pattern_problem(pattern) if pattern.strip() else "it is empty"
+            if why is not None:
+                raise _fail(f"{name}", f"bad pattern {pattern!r} for entity {name!r}: {why}")
+        return defined
 
     @property
     def source(self) -> str:
@@ -357,7 +376,10 @@ def policy_json_schema() -> dict[str, Any]:
         "anyOf": [{"enum": list(BY_ID)}, {"type": "string"}],
         "description": rule["category"]["description"],
     }
-    rule["entities"]["anyOf"][0]["items"] = {"enum": list(PII_ENTITIES)}
+    builtin = {"enum": list(PII_ENTITIES)}
+    rule["entities"]["anyOf"][0]["items"] = {
+        "anyOf": [builtin, {"type": "string", "pattern": custom_entities.NAME.pattern}]
+    }
     return schema
 
 

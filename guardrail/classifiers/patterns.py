@@ -22,6 +22,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from guardrail.classifiers import custom_entities
 from guardrail.classifiers.pii_detectors import DETECTORS as _DETECTORS
 from guardrail.classifiers.pii_detectors import Detector as _Detector
 from guardrail.taxonomy import PII_ENTITIES
@@ -64,14 +65,20 @@ def _scan(text: str, detector: _Detector) -> Iterator[tuple[int, int]]:
         pos = max(span[1], m.start() + 1)
 
 
-def _selected(entities: Iterable[str] | None) -> frozenset[str]:
-    if entities is None:
-        return frozenset(ENTITIES)
+def _selected(entities: Iterable[str] | None, detectors: tuple[_Detector, ...]) -> frozenset[str]:
+    known = frozenset(d.entity for d in detectors)
+    if entities is None:  # all: the built-in ones and those the loaded policies define (pii_entities)
+        return known
     names = frozenset((entities,) if isinstance(entities, str) else entities)
-    unknown = sorted(names - frozenset(ENTITIES))
+    unknown = sorted(names - known)
     if unknown:
-        raise ValueError(f"unknown PII entities {unknown}; supported: {', '.join(ENTITIES)}")
+        raise ValueError(f"unknown PII entities {unknown}; supported: {', '.join(sorted(known))}")
     return names
+
+
+def _priority(entity: str) -> int:
+    """Overlap rank: a custom entity yields to the built-in ones on the same characters."""
+    return _PRIORITY.get(entity, len(_PRIORITY))
 
 
 def find_entities(text: str, entities: Iterable[str] | None = None) -> list[Span]:
@@ -81,10 +88,11 @@ def find_entities(text: str, entities: Iterable[str] | None = None) -> list[Span
     and redaction needs one answer per character: the longest candidate wins, then the more sensitive
     entity, then the earlier one, so the result does not depend on detector order.
     """
-    wanted = _selected(entities)
+    every = (*_DETECTORS, *custom_entities.detectors())
+    wanted = _selected(entities, every)
     candidates = [
         Span(d.entity, start, end, text[start:end])
-        for d in _DETECTORS
+        for d in every
         if d.entity in wanted and d.gate(text)
         for start, end in _scan(text, d)
     ]
@@ -93,7 +101,7 @@ def find_entities(text: str, entities: Iterable[str] | None = None) -> list[Span
 
 def _resolve(candidates: list[Span]) -> list[Span]:
     """Keep the longest, then most sensitive, then earliest candidates that do not overlap a kept one."""
-    candidates.sort(key=lambda s: (s.start - s.end, _PRIORITY[s.entity], s.start))
+    candidates.sort(key=lambda s: (s.start - s.end, _priority(s.entity), s.start))
     starts: list[int] = []
     chosen: list[Span] = []
     for span in candidates:
@@ -176,7 +184,7 @@ def redact(
             assigned.setdefault((kind.lower(), value), held)
     last = 0
     for span in ordered:
-        if span.entity not in _PRIORITY:
+        if span.entity not in _PRIORITY and not custom_entities.is_custom(span.entity):
             raise ValueError(f"unknown PII entity {span.entity!r} in span")
         if span.start < last or not span.start < span.end <= len(text) or text[span.start : span.end] != span.value:
             raise ValueError(f"span {span!r} overlaps another, is empty, or does not match the text")
