@@ -548,3 +548,36 @@ def test_a_known_value_keeps_its_placeholder_and_the_others_are_reserved() -> No
     assert red == "mail <EMAIL_1> or <EMAIL_3>, card <CREDIT_CARD_2>"
     assert mapping == {"<EMAIL_1>": "bob@example.com", "<EMAIL_3>": "ann@example.org", "<CREDIT_CARD_2>": card}
     assert restore(red, mapping) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "call me at 4155552671 tonight",
+        "My number is 07700900123.",
+        "Phone: 4155552671",
+        "whatsapp 447700900123",
+        "Mi teléfono es 5512345678",
+        "мой телефон 89161234567",
+        "我的电话是13812345678",
+        "ring me on 55512345",
+    ],
+)
+def test_a_phone_number_written_as_one_run_of_digits_is_found_where_the_words_say_phone(text: str) -> None:
+    # "call me at 4155552671" went out unmasked: only numbers written in groups or after "+" were found
+    (span,) = find_entities(text)
+    assert span.entity == "phone" and span.value.isdigit()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "order 4155552671 shipped",
+        "ticket 12345678 is closed. Call us if it reopens.",  # the cue is in another sentence, after the number
+        "The call lasted 1234567 ms",  # seven digits: a measure, not a number to call
+        "Call 18005551234 for help",  # toll-free: a help line stays
+        "account 4155552671, call centre hours below",
+    ],
+)
+def test_a_run_of_digits_without_a_phone_cue_just_before_it_is_not_a_phone(text: str) -> None:
+    assert [s for s in find_entities(text) if s.entity == "phone"] == []

@@ -124,6 +124,23 @@ _PHONE_NATIONAL = _compile(
 _PHONE_FR_DOTS = _compile(r"0" + _PHONE_LEFT + r"[1-9](?:\.\d{2}){4}" + _PHONE_RIGHT)
 
 
+# A number written as one run of digits ("call me at 4155552671") has no format that says "phone": it is one only
+# where the words just before it say so. Without the cue a run of digits is an order, an account or a year.
+_PHONE_BARE = _compile(r"\d(?<![\w+./-]\d)\d{7,14}(?![\w/]|[-.:,]\d)")
+_PHONE_CUE = re.compile(
+    r"(?:phone|tel\b|mobile|cell|whats\s?app|sms|fax|call|text|ring|reach\s(?:me|us)|my\snumber|contact|"
+    r"tel[eé]f|t[eé]l[eé]ph|telepon|handy|portable|cellulare|celular|τηλ[εέ]φων|телефон|мобильн|טלפון|هاتف|"
+    r"جوال|تلفن|फ़?ोन|फोन|ফোন|simu|โทร|điện\s?thoại|电话|電話|手机|携帯|전화|핸드폰)[^.!?\n]{0,24}$",
+    re.IGNORECASE,
+)
+
+
+def _bare_phone(text: str, m: re.Match[str]) -> tuple[int, int] | None:
+    if _PHONE_CUE.search(text, max(0, m.start() - 40), m.start()) is None or _toll_free(m.group()):
+        return None
+    return m.span()
+
+
 def _digit_count(s: str) -> int:
     return sum(c.isdigit() for c in s)
 
@@ -391,4 +408,5 @@ DETECTORS: Final[tuple[Detector, ...]] = (
     Detector("phone", _PHONE_US, _us_phone, _has_digit),
     Detector("phone", _PHONE_NATIONAL, _national_phone, _contains("0")),
     Detector("phone", _PHONE_FR_DOTS, _whole, _contains("0")),
+    Detector("phone", _PHONE_BARE, _bare_phone, _has_digit),
 )
