@@ -1,14 +1,16 @@
-"""Drop-in integrations: ``guardrail.wrap(guard, openai client | litellm)``, the LiteLLM proxy guardrail.
+"""Drop-in integrations: ``guardrail.wrap(guard, openai client | anthropic client | litellm)``, the LiteLLM proxy
+guardrail.
 
     client = guardrail.wrap(guard, openai.OpenAI())     # or openai.AsyncOpenAI(), or the litellm module
+    client = guardrail.wrap(guard, anthropic.Anthropic())   # or anthropic.AsyncAnthropic(): messages.create
     client = guardrail.wrap(guard, openai.OpenAI(), restore=True)   # put redacted values back in answers
 
 Every adapter drives one ``guardrail.call.Call`` per request (one policy snapshot; what a block
 means for the caller), and holds only what is specific to its client: how a request is read and
 rewritten (``_core``), and the client's own types (``shapes``, ``_streams``).
 
-Nothing heavy is imported here: ``openai`` is looked up in ``sys.modules`` (a client instance means
-it is loaded already) and each adapter module is imported only when its client is wrapped. The
+Nothing heavy is imported here: ``openai`` and ``anthropic`` are looked up in ``sys.modules`` (a client
+instance means it is loaded already) and each adapter module is imported only when its client is wrapped. The
 proxy guardrail lives in :mod:`guardrail.adapters.litellm` (``GuardrailLiteLLM``).
 """
 
@@ -32,7 +34,10 @@ def litellm_offline() -> None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
-SUPPORTED = "openai.OpenAI, openai.AsyncOpenAI (and subclasses such as AzureOpenAI) or the litellm module"
+SUPPORTED = (
+    "openai.OpenAI, openai.AsyncOpenAI (and subclasses such as AzureOpenAI), anthropic.Anthropic, "
+    "anthropic.AsyncAnthropic or the litellm module"
+)
 
 
 def wrap(guard: Guard, client: Any, *, restore: bool = False, context: Mapping[str, str] | None = None) -> Any:
@@ -51,6 +56,16 @@ def wrap(guard: Guard, client: Any, *, restore: bool = False, context: Mapping[s
             from .openai import GuardedOpenAI
 
             return GuardedOpenAI(guard, client, restore=restore, context=context)
+    anthropic = sys.modules.get("anthropic")
+    if anthropic is not None:
+        if isinstance(client, anthropic.AsyncAnthropic):
+            from .anthropic import GuardedAsyncAnthropic
+
+            return GuardedAsyncAnthropic(guard, client, restore=restore, context=context)
+        if isinstance(client, anthropic.Anthropic):
+            from .anthropic import GuardedAnthropic
+
+            return GuardedAnthropic(guard, client, restore=restore, context=context)
     kind = (
         client.__name__
         if isinstance(client, types.ModuleType)

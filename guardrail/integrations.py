@@ -49,7 +49,8 @@ def deprecated(old: str, new: str) -> None:
 
 
 def wrap(guard: Guard, client: Any, *, restore: bool = False, context: Context = None) -> Any:
-    """The same client, guarded: ``openai.OpenAI`` / ``AsyncOpenAI`` or the ``litellm`` module.
+    """The same client, guarded: ``openai.OpenAI`` / ``AsyncOpenAI``, ``anthropic.Anthropic`` / ``AsyncAnthropic``
+    or the ``litellm`` module.
     ``restore=True`` maps redaction placeholders in answers back to the caller's original values;
     ``context`` (tenant, route ...) goes with every check, for Guards that route by it."""
     _need_guard(guard, "guardrail.wrap(guard, client)")

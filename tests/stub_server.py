@@ -1,6 +1,7 @@
 """A small OpenAI-compatible server for end-to-end tests (stdlib ``http.server`` in a thread).
 
-It answers ``POST /v1/chat/completions`` and ``POST /v1/responses`` (both with SSE streaming),
+It answers ``POST /v1/chat/completions`` and ``POST /v1/responses`` (both with SSE streaming), Anthropic's
+``POST /v1/messages`` (JSON, or its SSE events with ``stream``; ``messages()`` lists those requests),
 ``GET /v1/models`` and ``POST /v1/embeddings``, and records every request so a test can assert what
 reached the network (a blocked prompt must not; a redacted one arrives with placeholders).
 
@@ -30,12 +31,13 @@ from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["IMAGE_B64", "MEDIA_PATHS", "REVISED", "SPEECH", "Recorded", "StubServer", "echo"]
+__all__ = ["GENERATION", "IMAGE_B64", "MEDIA_PATHS", "REVISED", "SPEECH", "Recorded", "StubServer", "echo"]
 
 IMAGE_B64 = "aW1hZ2U="  # base64 of b"image": what every stub image carries
 REVISED = "Revised: "  # an image's revised_prompt is its prompt behind this
 SPEECH = b"ID3stub-speech"  # the body of every /audio/speech answer
 MEDIA_PATHS = ("/images/", "/audio/speech", "/videos")  # a path holding one of these is a media request
+GENERATION = ("/chat/completions", "/responses", "/messages")  # the paths that generate text
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,11 @@ class StubServer:
         with self._lock:
             return [r for r in self.requests if r.path.endswith(("/chat/completions", "/responses"))]
 
+    def messages(self) -> list[Recorded]:
+        """The Anthropic Messages requests received."""
+        with self._lock:
+            return [r for r in self.requests if r.path.endswith("/messages")]
+
     def media(self) -> list[Recorded]:
         """The media generation requests received (images, speech, videos)."""
         with self._lock:
@@ -142,7 +149,7 @@ class StubServer:
     def record(self, method: str, path: str, body: dict[str, Any]) -> None:
         with self._lock:
             self.requests.append(Recorded(method, path, body))
-        if path.endswith(("/chat/completions", "/responses")):
+        if path.endswith(GENERATION):
             self.received.set()
 
 
@@ -209,11 +216,13 @@ def _handler(server: StubServer) -> type[BaseHTTPRequestHandler]:
                 body = json.loads(raw_body or b"{}")
             server.record("POST", self.path, body)
             try:
-                held = server.take_hold() if self.path.endswith(("/chat/completions", "/responses")) else None
+                held = server.take_hold() if self.path.endswith(GENERATION) else None
                 if held is not None:
                     self._wait(held)
-                if server.raw is not None and self.path.endswith(("/chat/completions", "/responses")):
+                if server.raw is not None and self.path.endswith(GENERATION):
                     self._raw(server.raw)
+                elif self.path.endswith("/messages"):
+                    self._messages(body)
                 elif self.path.endswith("/chat/completions"):
                     self._chat(body)
                 elif self.path.endswith("/responses"):
@@ -323,6 +332,34 @@ def _handler(server: StubServer) -> type[BaseHTTPRequestHandler]:
                     }
                 )
             self._sse("[DONE]")
+
+        def _messages(self, body: dict[str, Any]) -> None:
+            """An Anthropic Messages answer: one text block, whole or as the API's stream events."""
+            text, model = server.answer(body), body.get("model", "stub-model")
+
+            def message(content: list[dict[str, Any]], stop: str | None) -> dict[str, Any]:
+                usage = {"input_tokens": 5, "output_tokens": max(1, len(text) // 4)}
+                return {"id": "msg_stub", "type": "message", "role": "assistant", "model": model, "content": content,
+                        "stop_reason": stop, "stop_sequence": None, "usage": usage}  # fmt: skip
+
+            if not body.get("stream"):
+                self._json(message([{"type": "text", "text": text}], "end_turn"))
+                return
+            self._sse_start()
+            self._sse({"type": "message_start", "message": message([], None)}, "message_start")
+            self._sse({"type": "ping"}, "ping")
+            start = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+            self._sse(start, "content_block_start")
+            for piece in self._pieces(text):
+                if server.delay:
+                    time.sleep(server.delay)
+                delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}
+                self._sse(delta, "content_block_delta")
+            self._sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+            end = {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                   "usage": {"output_tokens": max(1, len(text) // 4)}}  # fmt: skip
+            self._sse(end, "message_delta")
+            self._sse({"type": "message_stop"}, "message_stop")
 
         def _responses(self, body: dict[str, Any]) -> None:
             text, model = server.answer(body), body.get("model", "stub-model")
