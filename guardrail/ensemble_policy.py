@@ -49,6 +49,9 @@ class ExpertSpec(BaseModel):
     api_base: str | None = None
     timeout_s: float = Field(default=10.0, gt=0, description="judge: time-out of one call.")
     attempts: int = Field(default=3, ge=1, le=10, description="judge: attempts on transient errors.")
+    categories: tuple[str, ...] | None = Field(
+        default=None, description="judge: the categories and topics it is asked about (default: all of them)."
+    )
     path: str | None = Field(default=None, description="import: 'package.module:Factory' returning a Classifier.")
     options: dict[str, Any] = Field(default_factory=dict, description="import: keyword arguments for the factory.")
 
@@ -58,6 +61,8 @@ class ExpertSpec(BaseModel):
             raise ValueError("a judge needs `model:` (a litellm model name)")
         if self.type == "import" and (not self.path or ":" not in self.path):
             raise ValueError("an imported expert needs `path: package.module:Factory`")
+        if self.categories is not None and (self.type != "judge" or not self.categories):
+            raise ValueError("`categories` lists what a judge is asked about (non-empty); other experts score theirs")
         return self
 
 
@@ -118,7 +123,8 @@ _experts: dict[str, Classifier] = {}  # by spec: a reloaded policy reuses unchan
 
 
 def _expert(spec: ExpertSpec, policy: Policy) -> Classifier:
-    key = f"{spec.model_dump_json()}|{policy.model if spec.type == 'model' else ''}"
+    per_policy = policy.model if spec.type == "model" else json.dumps(policy.topics) if spec.type == "judge" else ""
+    key = f"{spec.model_dump_json()}|{per_policy}"
     clf: Any = _experts.get(key)
     if clf is not None:
         return clf  # type: ignore[no-any-return]
@@ -129,7 +135,10 @@ def _expert(spec: ExpertSpec, policy: Policy) -> Classifier:
     elif spec.type == "judge":
         from guardrail.classifiers.judge import LLMJudge
 
-        clf = LLMJudge(str(spec.model), api_base=spec.api_base, timeout=spec.timeout_s, attempts=spec.attempts)
+        clf = LLMJudge(
+            str(spec.model), api_base=spec.api_base, timeout=spec.timeout_s, attempts=spec.attempts,
+            categories=spec.categories, topics=policy.topics,
+        )  # fmt: skip
     else:
         module, _, attr = str(spec.path).partition(":")
         try:

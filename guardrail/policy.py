@@ -164,6 +164,35 @@ def _load(source: str | os.PathLike[str] | Mapping[str, Any] | Policy | None, ch
     return policy
 
 
+def _check_topics(policy: Policy, labels: Mapping[str, Any] | None, locs: Locations, origin: str) -> None:
+    """A topic is judged by an LLM judge asked on every check: name it under ``classifiers.experts`` (not only as
+    ``escalate.to``, which is asked only when the others are unsure, so a topic would go unjudged)."""
+    spec = policy.classifiers
+    known = {*stage_ids("input"), *stage_ids("output"), *policy.topics}
+    for i, expert in enumerate(spec.experts if spec is not None else ()):
+        for j, category in enumerate(expert.categories or ()):
+            if category not in known:  # a typo would leave the judge silent on what the policy meant
+                msg = f"unknown category or topic {category!r} for judge {expert.name!r}"
+                where = ("classifiers", "experts", i, "categories", j)
+                raise _yaml.located_error(msg, locs, where, origin, _yaml.closest(category, sorted(known)))
+    if not policy.topics:
+        return
+    for name in policy.topics:
+        if labels is not None and name in labels:
+            msg = f"{name!r} is a category of model {policy.model!r}; a topic needs a name of its own"
+            raise _yaml.located_error(msg, locs, ("topics", name), origin)
+    escalated = spec.escalate.to if spec is not None and spec.escalate is not None else None
+    judges = [e for e in spec.experts if e.type == "judge" and e.name != escalated] if spec is not None else []
+    if not judges:
+        msg = "topics are judged by an LLM: add a judge expert asked on every check under classifiers.experts "
+        msg += "({name: judge, type: judge, model: <a litellm model>}), not only as escalate.to"
+        raise _yaml.located_error(msg, locs, ("topics",), origin)
+    for name in policy.topics:
+        if not any(j.categories is None or name in j.categories for j in judges):
+            msg = f"no judge asked on every check is asked about topic {name!r} (add it to a judge's categories)"
+            raise _yaml.located_error(msg, locs, ("topics", name), origin)
+
+
 def _register_entities(policy: Policy, locs: Locations, origin: str) -> None:
     """The policy's own entities become detectors (last, once all of it is valid: a broken reload changes none)."""
     if not policy.pii_entities:
@@ -266,12 +295,14 @@ def _resolve(policy: Policy, locs: Locations, origin: str) -> Policy:
             msg = f"expert {expert.name!r}: {problem}"
             raise _yaml.located_error(msg, locs, ("classifiers", "experts", i, "path"), origin)
     labels = model_labels(model)
+    _check_topics(policy, labels, locs, origin)
     stages: dict[str, InputStage | OutputStage] = {}
     for stage in ("input", "output"):
         if labels is None:
             heads = dict.fromkeys(stage_ids(stage), DEFAULT_THRESHOLD)
         else:
             heads = {label.id: label.threshold_for(stage) for label in labels.values() if stage in label.stages}
+        heads |= dict.fromkeys(policy.topics, DEFAULT_THRESHOLD)  # judged on both stages by the policy's judge
         known = set(BY_ID) | set(labels or ())
         rules = []
         for i, rule in enumerate(policy.rules(stage)):

@@ -284,6 +284,11 @@ class Policy(BaseModel):
     routes: tuple[Route, ...] = Field(
         default=(), description="Ordered: the first route whose `match` fits the request's context picks the policy."
     )
+    topics: dict[str, str] = Field(
+        default_factory=dict,
+        description="Categories written in plain language, judged by the policy's LLM judge: name -> what a text "
+        "on the topic does, e.g. medical_advice: 'asks for a diagnosis, a dose or a treatment'. Rules use the name.",
+    )
     pii_entities: dict[str, str] = Field(
         default_factory=dict,
         description="Your own personal data for `redact` rules: name -> pattern (one run of printable ASCII, "
@@ -294,6 +299,18 @@ class Policy(BaseModel):
     _routed: tuple[Policy, ...] = PrivateAttr(())
     _hash: str = PrivateAttr("")
     _files: tuple[Path, ...] = PrivateAttr(())
+
+    @field_validator("topics")
+    @classmethod
+    def _check_topics(cls, topics: dict[str, str]) -> dict[str, str]:
+        for name, description in topics.items():
+            if name in BY_ID:
+                raise _fail(f"{name}", f"{name!r} is a category of the taxonomy; a topic needs a name of its own")
+            if not _CUSTOM_CATEGORY.fullmatch(name):
+                raise _fail(f"{name}", f"topic name {name!r}: snake_case (letters, digits, _), e.g. medical_advice")
+            if not description.strip() or len(description) > 1000:
+                raise _fail(f"{name}", "describe the topic in one to a few sentences (1 to 1,000 characters)")
+        return topics
 
     @field_validator("pii_entities")
     @classmethod

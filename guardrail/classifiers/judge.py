@@ -15,7 +15,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from guardrail.audit import error_code
@@ -43,6 +43,7 @@ class LLMJudge:
         *,
         api_base: str | None = None,
         categories: Sequence[str] | None = None,
+        topics: Mapping[str, str] | None = None,
         timeout: float = 20.0,
         attempts: int = 3,
         **completion_kwargs: Any,
@@ -54,17 +55,26 @@ class LLMJudge:
         self.attempts = attempts
         self.completion_kwargs = completion_kwargs
         self._categories = tuple(categories) if categories else None
+        self.topics = dict(topics or {})  # a policy's own categories, described in plain language
 
     @property
     def labels(self) -> frozenset[str]:
-        return frozenset(self._categories or (stage_ids("input") + stage_ids("output")))
+        every = (*stage_ids("input"), *stage_ids("output"), *self.topics)
+        return frozenset(c for c in every if self._categories is None or c in self._categories)
+
+    def stage_labels(self, stage: Stage) -> frozenset[str]:
+        return frozenset(self._cats(stage))
 
     def _cats(self, stage: Stage) -> tuple[str, ...]:
-        ids = [c for c in stage_ids(stage) if not c.startswith("dna_")]
+        ids = [c for c in stage_ids(stage) if not c.startswith("dna_")] + list(self.topics)
         return tuple(c for c in ids if self._categories is None or c in self._categories)
 
+    def _describe(self, category: str) -> str:
+        about = self.topics.get(category) or (BY_ID[category].description if category in BY_ID else "")
+        return f"- {category}: {' '.join(about.split())}" if about else f"- {category}"
+
     def _messages(self, text: str, stage: Stage, prompt: str | None) -> list[dict[str, str]]:
-        cats = "\n".join(f"- {c}: {BY_ID[c].description}" if c in BY_ID else f"- {c}" for c in self._cats(stage))
+        cats = "\n".join(self._describe(c) for c in self._cats(stage))
         what = "user prompt" if stage == "input" else "assistant response (given the user prompt)"
         user = text if stage == "input" else f"USER PROMPT:\n{prompt or ''}\n\nASSISTANT RESPONSE:\n{text}"
         return [{"role": "system", "content": _SYSTEM.format(what=what, cats=cats)}, {"role": "user", "content": user}]
@@ -91,6 +101,12 @@ class LLMJudge:
                 raise InvalidScores(f"judge gave {why} for {c!r}", classifier=self.name)
             out[c] = f
         return out
+
+    def warmup(self) -> None:
+        """Import litellm now (seconds, once per process), not inside the first check's time budget, which it used
+        up: the first check after a start failed with a time-out. Nothing is sent."""
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        import litellm  # noqa: F401
 
     def predict(
         self, texts: Sequence[str], *, stage: Stage = "input", prompts: Sequence[str | None] | None = None
