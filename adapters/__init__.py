@@ -36,7 +36,7 @@ def litellm_offline() -> None:
 
 SUPPORTED = (
     "openai.OpenAI, openai.AsyncOpenAI (and subclasses such as AzureOpenAI), anthropic.Anthropic, "
-    "anthropic.AsyncAnthropic or the litellm module"
+    "anthropic.AsyncAnthropic, a LangChain chat model (langchain_core BaseChatModel) or the litellm module"
 )
 
 
@@ -66,6 +66,11 @@ def wrap(guard: Guard, client: Any, *, restore: bool = False, context: Mapping[s
             from .anthropic import GuardedAnthropic
 
             return GuardedAnthropic(guard, client, restore=restore, context=context)
+    chat_models = sys.modules.get("langchain_core.language_models")  # LangChain: any chat model (adapters.langchain)
+    if chat_models is not None and isinstance(client, chat_models.BaseChatModel):
+        from .langchain import GuardedChatModel
+
+        return GuardedChatModel(guard, client, restore=restore, context=context)
     kind = (
         client.__name__
         if isinstance(client, types.ModuleType)
