@@ -194,11 +194,17 @@ def _check_topics(policy: Policy, labels: Mapping[str, Any] | None, locs: Locati
 
 
 def _register_entities(policy: Policy, locs: Locations, origin: str) -> None:
-    """The policy's own entities become detectors (last, once all of it is valid: a broken reload changes none)."""
+    """The policy's own entities become detectors while it is in use (last, once all of it is valid: a broken
+    reload changes none). Each is registered as the file that wrote its line defines it: a child that inherits a
+    definition through ``extends`` means what its parent's file means, and follows that file's edits."""
     if not policy.pii_entities:
         return
+    defined = {
+        name: (pattern, _yaml.where(locs, ("pii_entities", name), origin)[0])
+        for name, pattern in policy.pii_entities.items()
+    }
     try:
-        custom_entities.register(policy.pii_entities, origin)
+        policy._entities = custom_entities.register(defined)
     except ValueError as exc:
         name = str(exc).partition(":")[0]
         raise _yaml.located_error(str(exc), locs, ("pii_entities", name), origin) from None

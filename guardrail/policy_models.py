@@ -299,6 +299,7 @@ class Policy(BaseModel):
     _routed: tuple[Policy, ...] = PrivateAttr(())
     _hash: str = PrivateAttr("")
     _files: tuple[Path, ...] = PrivateAttr(())
+    _entities: custom_entities.Lease | None = PrivateAttr(None)  # its pii_entities are in force while it lives
 
     @field_validator("topics")
     @classmethod
@@ -321,6 +322,8 @@ class Policy(BaseModel):
             if not custom_entities.NAME.fullmatch(name):
                 raise _fail(f"{name}", f"entity name {name!r}: lowercase letters and single underscores (employee_id)")
             why = custom_entities.pattern_problem(pattern) if pattern.strip() else "it is empty"
+            if why is None:
+                why = custom_entities.placeholder_problem(pattern, (*PII_ENTITIES, *defined))
             if why is not None:
                 raise _fail(f"{name}", f"bad pattern {pattern!r} for entity {name!r}: {why}")
         return defined
@@ -395,7 +398,7 @@ def policy_json_schema() -> dict[str, Any]:
     }
     builtin = {"enum": list(PII_ENTITIES)}
     rule["entities"]["anyOf"][0]["items"] = {
-        "anyOf": [builtin, {"type": "string", "pattern": custom_entities.NAME.pattern}]
+        "anyOf": [builtin, {"type": "string", "pattern": f"^{custom_entities.NAME.pattern}$"}]
     }
     return schema
 

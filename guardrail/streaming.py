@@ -21,7 +21,9 @@ Guarantees:
 
 from __future__ import annotations
 
+import functools
 import inspect
+import unicodedata
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -220,18 +222,22 @@ def _run_start(buffer: str, end: int, floor: int) -> int:
     return i
 
 
-# an entity is ASCII (every detector is): CJK text, which has no spaces, is never held back as one run; a
-# run longer than this is released anyway (keys and tokens are shorter; it bounds the walk on each release)
+# an entity is ASCII (every detector is) or reads as ASCII: CJK text, which has no spaces, is never held back as
+# one run; a run longer than this is released anyway (keys and tokens are shorter; it bounds the walk on each
+# release)
 _LONGEST_RUN = 4096
 
 
 def _joined(buffer: str, k: int) -> bool:
-    """Whether ``buffer[k]`` belongs to a run: a printable ASCII character, or one space inside what may be one
-    entity written in groups: after a digit or ")" ("(415) 555-2671", "4111 1111"), or between capitals and
-    digits ("GB82 WEST 1234"). A space at the buffer's end after such a character may go on in the next chunk."""
+    """Whether ``buffer[k]`` belongs to a run: a printable ASCII character, one that a reading of the text reads as
+    such or reads past (``_read_as_ascii``), or one space inside what may be one entity written in groups: after a
+    digit or ")" ("(415) 555-2671", "4111 1111"), or between capitals and digits ("GB82 WEST 1234"). A space at the
+    buffer's end after such a character may go on in the next chunk."""
     c = buffer[k]
     if c.isascii() and not c.isspace():
         return c.isprintable()
+    if not c.isascii():
+        return _read_as_ascii(c)
     if c != " " or k == 0:
         return False
     before = buffer[k - 1]
@@ -245,6 +251,18 @@ def _joined(buffer: str, k: int) -> bool:
     if before.isdigit() or before == ")":
         return after.isascii() and (after.isalnum() or after in "(+")
     return after.isascii() and (after.isdigit() or after.isupper())
+
+
+@functools.lru_cache(maxsize=2048)
+def _read_as_ascii(c: str) -> bool:
+    """Whether the check finds a value through the non-ASCII ``c``: its readings (``guardrail.normalize``) fold it to
+    printable ASCII (full-width "ＥＭＰ－１２", the Kelvin sign, ligatures) or read past it (a zero-width space, a
+    combining mark). A value written so is masked whole by the check of the whole answer, so a stream holds it back
+    as it holds back a plain one: released in part up to such a character, its head would go out unmasked."""
+    if unicodedata.category(c) in ("Cf", "Mn", "Me"):
+        return True
+    folded = unicodedata.normalize("NFKC", c)
+    return all(ch.isascii() and ch.isprintable() and not ch.isspace() for ch in folded)
 
 
 def _spaced_apart(buffer: str, k: int) -> bool:

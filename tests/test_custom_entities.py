@@ -9,7 +9,9 @@ safely (spaces, any-character, non-ASCII, empty matches, a clash) is refused at 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from test_streaming import content, split
 import guardrail
 from guardrail import Guard, PolicyError, load_policy
 from guardrail.classifiers import custom_entities
+from guardrail.classifiers.patterns import find_entities
 from guardrail.replay import replay
 from guardrail.testing import FakeClassifier
 
@@ -141,7 +144,7 @@ def test_the_redacted_audit_log_masks_the_value_and_its_replay_changes_nothing(t
 
 
 def test_a_stand_in_is_a_value_its_pattern_finds_whole_and_differs_by_number() -> None:
-    load_policy(policy())
+    held = load_policy(policy())  # noqa: F841 (its definitions are in force while it is in use)
     values = {custom_entities.sample("ticket_ref", n) for n in range(1, 6)}
     assert len(values) == 5
     for value in values:
@@ -203,13 +206,15 @@ def test_two_files_defining_one_name_differently_clash_and_a_file_may_redefine_i
     a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
     a.write_text("version: 1\nname: a\npii_entities:\n  badge_no: 'BDG\\d{4}'\n", encoding="utf-8")
     b.write_text("version: 1\nname: b\npii_entities:\n  badge_no: 'BX\\d{4}'\n", encoding="utf-8")
-    load_policy(a)
+    in_use = load_policy(a)
     with pytest.raises(PolicyError) as err:
         load_policy(b)
     assert err.value.file == str(b) and err.value.field == "pii_entities.badge_no" and str(a) in str(err.value)
     a.write_text("version: 1\nname: a\npii_entities:\n  badge_no: 'BDG\\d{5}'\n", encoding="utf-8")  # an edit
-    load_policy(a)
-    assert [d.regex.pattern for d in custom_entities.detectors() if d.entity == "badge_no"] == [r"BDG\d{5}"]
+    edited = load_policy(a)
+    assert in_use is not edited
+    found = find_entities("BDG12345 or BDG1234?", ["badge_no"])  # the edit is in force at once, for every policy
+    assert [s.value for s in found] == ["BDG12345"]
 
 
 def test_without_re2_a_policy_defining_entities_does_not_load_and_says_how_to_fix_it(
@@ -234,3 +239,190 @@ def test_no_value_the_pattern_finds_survives_a_checked_prompt(parts: list[str]) 
     with guard() as g:
         out = g.check_input("".join(parts)).text
     assert re.search(r"EMP-\d{6}", out, re.IGNORECASE | re.ASCII) is None
+
+
+# ------------------------------------------------------------------------------------------- review (helper)
+# What follows pins what a review found: a Guard's values let through because another Guard defined the same name,
+# patterns that loaded but could not be enforced (RE2 reading them otherwise than the checks, a lazy repeat or an
+# alternation masking a value's head only, anchors, empty matches, JSON escapes, placeholders), a value written
+# with look-alike characters released in part by a stream, and reloads of files that extend or route to others.
+
+
+def mapping(name: str, entities: dict[str, str], **output: Any) -> dict[str, Any]:
+    rule = {"category": "pii", "action": "redact"}
+    stages = {"input": {"rules": [rule]}, "output": {"rules": [rule], **output}}
+    return {"version": 1, "name": name, "pii_entities": entities, **stages}
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_two_guards_made_from_mappings_each_mask_their_own_values(mode: str) -> None:
+    # Before: the second mapping's pattern replaced the first's for both, and the first Guard let EMP-123456 through
+    first = Guard(mapping("a", {"staff_id": r"EMP-\d{6}"}), classifiers=FakeClassifier())
+    second = Guard(mapping("b", {"staff_id": r"S\d{4}X"}), classifiers=FakeClassifier())
+    with first, second:
+        for g, text in ((first, "id EMP-123456"), (second, "id S1234X")):
+            d = g.check_input(text) if mode == "sync" else asyncio.run(g.acheck_input(text))
+            assert d.text == "id <STAFF_ID_1>"
+
+
+def test_definitions_go_with_the_last_policy_using_them(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("version: 1\nname: a\npii_entities:\n  desk_no: 'DSK\\d{3}'\n", encoding="utf-8")
+    b.write_text("version: 1\nname: b\npii_entities:\n  desk_no: 'DK\\d{5}'\n", encoding="utf-8")
+    held = load_policy(a)
+    with pytest.raises(PolicyError):
+        load_policy(b)  # a's definition is in use
+    del held
+    gc.collect()
+    in_use = load_policy(b)  # a test suite, or an app that replaced a Guard, may then define it otherwise
+    assert [s.value for s in find_entities("DSK123 DK12345", ["desk_no"])] == ["DK12345"]
+    assert in_use.pii_entities == {"desk_no": r"DK\d{5}"}
+
+
+def _reloader(path: Path) -> tuple[guardrail.policy.PolicyReloader, list[float]]:
+    now = [0.0]
+    return guardrail.policy.PolicyReloader(path, interval=1, clock=lambda: now[0]), now
+
+
+def test_a_file_that_extends_another_follows_its_edits_on_hot_reload(tmp_path: Path) -> None:
+    # Before: the definition was the last loader's (the child's), so the parent's own reload after its edit clashed
+    # with it and failed (and was not retried until the next edit)
+    parent, child = tmp_path / "parent.yaml", tmp_path / "child.yaml"
+    parent.write_text("version: 1\nname: parent\npii_entities:\n  desk_no: 'DSK\\d{3}'\n", encoding="utf-8")
+    child.write_text(
+        "version: 1\nname: child\nextends: parent.yaml\ninput:\n  rules:\n    - {category: pii, action: redact}\n",
+        encoding="utf-8",
+    )
+    parents, now_p = _reloader(parent)
+    children, now_c = _reloader(child)
+    parent.write_text("version: 1\nname: parent\npii_entities:\n  desk_no: 'DSK\\d{4}'\n", encoding="utf-8")
+    now_c[0] = now_p[0] = 5.0
+    assert parents.current().pii_entities == {"desk_no": r"DSK\d{4}"}
+    assert children.current().pii_entities == {"desk_no": r"DSK\d{4}"}
+    with Guard(children.current(), classifiers=FakeClassifier()) as g:
+        assert g.check_input("desk DSK1234").text == "desk <DESK_NO_1>"
+
+
+def test_a_reload_that_fails_leaves_the_definitions_in_force_as_they_were(tmp_path: Path) -> None:
+    main, routed, other = tmp_path / "main.yaml", tmp_path / "routed.yaml", tmp_path / "other.yaml"
+    other.write_text("version: 1\nname: other\npii_entities:\n  lab_id: 'LAB\\d{3}'\n", encoding="utf-8")
+    routed.write_text("version: 1\nname: routed\npii_entities:\n  desk_no: 'DSK\\d{3}'\n", encoding="utf-8")
+    head = "version: 1\nname: main\nroutes:\n  - {match: {tenant: acme}, policy: ./routed.yaml}\n"
+    main.write_text(head, encoding="utf-8")
+    in_use = load_policy(other)
+    reloader, now = _reloader(main)
+    # the routed file loads (and would put DKX\d{3} in force), then main's own clash fails the whole reload
+    routed.write_text("version: 1\nname: routed\npii_entities:\n  desk_no: 'DKX\\d{3}'\n", encoding="utf-8")
+    main.write_text(head + "pii_entities:\n  lab_id: 'LB\\d{3}'\n", encoding="utf-8")
+    now[0] = 5.0
+    with structlog.testing.capture_logs() as logs:
+        kept = reloader.current()
+    gc.collect()
+    assert [e["event"] for e in logs] == ["guardrail.policy_reload_failed"]
+    assert kept.routed[0].pii_entities == {"desk_no": r"DSK\d{3}"} and in_use.name == "other"
+    assert [s.value for s in find_entities("DSK123 and DKX123", ["desk_no"])] == ["DSK123"]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text", "masked"),
+    [
+        (r"EMP-\d+?", "id EMP-123456 ok", "id <ID_1> ok"),  # lazy: was "<ID_1>23456"
+        (r"E\d{3}|E\d{6}", "id E123456 ok", "id <ID_1> ok"),  # first alternative: was "<ID_1>456"
+        (r"EMP\d{,3}", "id EMP123 ok", "id <ID_1> ok"),  # Python's {,3}; RE2 read it as the text "{,3}"
+        (r"(?-i:EMP)\d+", "id EMP12 and emp12", "id <ID_1> and emp12"),  # a group may keep its case
+    ],
+)
+@pytest.mark.parametrize("mode", ["whole", "stream"])
+def test_a_value_is_masked_whole_as_python_reads_its_pattern(
+    stub_server: StubServer, pattern: str, text: str, masked: str, mode: str
+) -> None:
+    with Guard(mapping("p", {"id": pattern}), classifiers=FakeClassifier()) as g:
+        if mode == "whole":
+            assert g.check_output(text).text == masked
+            return
+        stub_server.reset()
+        stub_server.pieces = [text[i : i + 3] for i in range(0, len(text), 3)]
+        try:
+            with openai.OpenAI(base_url=stub_server.url, api_key="x", max_retries=0) as raw:
+                stream = guardrail.wrap(g, raw).chat.completions.create(
+                    model="m", messages=[{"role": "user", "content": "go"}], stream=True
+                )
+                assert content(list(stream)) == masked
+        finally:
+            stub_server.reset()
+
+
+LOOK_ALIKES = {
+    "full-width": "\uff25\uff2d\uff30\uff0d\uff11\uff12\uff13\uff14\uff15\uff16",
+    "zero-width space": "EMP-12\u200b3456",
+    "Kelvin sign": "EMP-\u212a23456",  # RE2's own case folding matched it as k; a stream released "EMP-" first
+}
+
+
+@pytest.mark.parametrize("form", sorted(LOOK_ALIKES))
+def test_a_value_written_in_look_alikes_is_never_released_in_part_by_a_stream(
+    stub_server: StubServer, form: str
+) -> None:
+    text = f"the code {LOOK_ALIKES[form]} is it, and more text."
+    want = "the code <EMPLOYEE_ID_1> is it, and more text."
+    stream_cfg = {"check_every_chars": 20, "holdback_chars": 4}
+    entities = {"employee_id": r"EMP-[0-9K]\d{5}"}
+    with (
+        Guard(mapping("p", entities, stream=stream_cfg), classifiers=FakeClassifier()) as g,
+        openai.OpenAI(base_url=stub_server.url, api_key="x", max_retries=0) as raw,
+    ):
+        assert g.check_output(text).text == want
+        got = {}
+        for cut in range(1, len(text)):  # one cut anywhere: was "the code EMP-" then "<EMPLOYEE_ID_1>", and so on
+            stub_server.reset()
+            stub_server.pieces = [text[:cut], text[cut:]]
+            try:
+                stream = guardrail.wrap(g, raw).chat.completions.create(
+                    model="m", messages=[{"role": "user", "content": "go"}], stream=True
+                )
+                got[cut] = content(list(stream))
+            finally:
+                stub_server.reset()
+    assert {cut: out for cut, out in got.items() if out != want} == {}
+
+
+@pytest.mark.parametrize(
+    ("pattern", "why"),
+    [
+        (r"^EMP-\d{6}$", "start or end of the whole text"),  # masked only a prompt that was nothing but the value
+        (r"\AEMP-\d{6}", "start or end of the whole text"),
+        (r"x*\b", "empty text"),  # matched nothing but empty spans: loaded, never masked anything
+        (r"EMP[[:^alpha:]]+", "POSIX"),  # RE2: any non-letter, spaces included; Python: seven characters
+        (r"CORP\\[a-z]+", "escaped"),  # "CORP\\jdoe" in tool-call arguments: allowed with no finding
+        (r'ID"\d+', "escaped"),
+        (r"[!-/]\d+", "escaped"),
+        (r"[A-Z]+_\d+", "<EMAIL_1>"),  # re-masked an answer's placeholders: "<<CODE_2>>"
+        (r"EMP_\d+", "placeholder"),  # entity "badge": its own placeholder <BADGE_1> is fine; EMAIL_1 is not
+        (r"\w{1000}\w{1000}\w{1000}\w{1000}\w{1000}", "more than a stream holds back"),
+        (r"(\d{100}){100}", "RE2 cannot compile it"),
+    ],
+)
+def test_a_pattern_the_guard_could_not_enforce_as_written_is_refused(pattern: str, why: str) -> None:
+    entities = {"emp" if pattern == r"EMP_\d+" else "badge": pattern}  # EMP_\d+ finds a value in <EMP_1>, its own
+    with pytest.raises(PolicyError) as err:
+        load_policy({"version": 1, "name": "p", "pii_entities": entities})
+    assert why in str(err.value) and err.value.field == f"pii_entities.{next(iter(entities))}"
+
+
+def test_checks_on_many_threads_while_policies_load_always_mask_their_own_values() -> None:
+    failures: list[str] = []
+
+    def work(k: int) -> None:
+        for i in range(15):
+            prefix = "ABCD"[k] + "QZ"[i % 2]
+            with Guard(mapping(f"t{k}", {"seat_no": f"{prefix}\\d{{4}}"}), classifiers=FakeClassifier()) as g:
+                out = g.check_input(f"seat {prefix}{1000 + i}").text
+                if out != "seat <SEAT_NO_1>":
+                    failures.append(out)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []

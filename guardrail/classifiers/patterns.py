@@ -65,9 +65,23 @@ def _scan(text: str, detector: _Detector) -> Iterator[tuple[int, int]]:
         pos = max(span[1], m.start() + 1)
 
 
-def _selected(entities: Iterable[str] | None, detectors: tuple[_Detector, ...]) -> frozenset[str]:
-    known = frozenset(d.entity for d in detectors)
-    if entities is None:  # all: the built-in ones and those the loaded policies define (pii_entities)
+# (the custom detectors it was made for, every detector, every entity name): rebuilt only when a policy's
+# pii_entities change what is in force, so a process without them pays one identity test per call
+_catalogue: tuple[tuple[_Detector, ...], tuple[_Detector, ...], frozenset[str]] = ((), _DETECTORS, frozenset(ENTITIES))
+
+
+def _every() -> tuple[tuple[_Detector, ...], frozenset[str]]:
+    global _catalogue
+    custom = custom_entities.detectors()
+    held = _catalogue
+    if held[0] is not custom:
+        every = (*_DETECTORS, *custom)
+        held = _catalogue = (custom, every, frozenset(d.entity for d in every))
+    return held[1], held[2]
+
+
+def _selected(entities: Iterable[str] | None, known: frozenset[str]) -> frozenset[str]:
+    if entities is None:  # all: the built-in ones and those the policies in use define (pii_entities)
         return known
     names = frozenset((entities,) if isinstance(entities, str) else entities)
     unknown = sorted(names - known)
@@ -77,7 +91,8 @@ def _selected(entities: Iterable[str] | None, detectors: tuple[_Detector, ...]) 
 
 
 def _priority(entity: str) -> int:
-    """Overlap rank: a custom entity yields to the built-in ones on the same characters."""
+    """Overlap rank: a custom entity yields to the built-in ones on the same characters (and two custom ones of one
+    length and start to each other by name, in ``_resolve``: never by the order policies were loaded in)."""
     return _PRIORITY.get(entity, len(_PRIORITY))
 
 
@@ -88,8 +103,8 @@ def find_entities(text: str, entities: Iterable[str] | None = None) -> list[Span
     and redaction needs one answer per character: the longest candidate wins, then the more sensitive
     entity, then the earlier one, so the result does not depend on detector order.
     """
-    every = (*_DETECTORS, *custom_entities.detectors())
-    wanted = _selected(entities, every)
+    every, known = _every()
+    wanted = _selected(entities, known)
     candidates = [
         Span(d.entity, start, end, text[start:end])
         for d in every
@@ -101,7 +116,7 @@ def find_entities(text: str, entities: Iterable[str] | None = None) -> list[Span
 
 def _resolve(candidates: list[Span]) -> list[Span]:
     """Keep the longest, then most sensitive, then earliest candidates that do not overlap a kept one."""
-    candidates.sort(key=lambda s: (s.start - s.end, _priority(s.entity), s.start))
+    candidates.sort(key=lambda s: (s.start - s.end, _priority(s.entity), s.start, s.entity))
     starts: list[int] = []
     chosen: list[Span] = []
     for span in candidates:
