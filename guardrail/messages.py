@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from guardrail.answer_actions import actions_text, unescape_json
-from guardrail.classifiers.patterns import Span, bare_placeholders, find_entities, placeholders, redact
+from guardrail.classifiers.patterns import ENTITIES, Span, bare_placeholders, find_entities, placeholders, redact
 from guardrail.errors import InvalidMessages
 from guardrail.unseen import drop_stray_marks, drop_unseen
 
@@ -97,7 +97,7 @@ def scoring_form(text: str, spans: Sequence[Span] | None = None) -> str:
     placeholders already in the text (an upstream redaction): markup-like tokens read as injection
     to the model ("email me at <EMAIL_1>": jailbreak 0.914; "email me at EMAIL_1": 0.048).
     """
-    ss = find_entities(text) if spans is None else spans
+    ss = find_entities(text, ENTITIES) if spans is None else spans  # the built-in kinds: the same in any process
     return scan_form(bare_placeholders(redact(text, ss)[0] if ss else text))
 
 

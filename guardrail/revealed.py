@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Sequence
 
-from guardrail.classifiers.patterns import Span, find_entities
+from guardrail.classifiers.patterns import ENTITIES, Span, find_entities
 from guardrail.normalize import Form, forms
 
 __all__ = ["Reading", "entity_spans", "spans_and_readings", "spread"]
@@ -32,13 +32,16 @@ def spans_and_readings(text: str, entities: Iterable[str] | None = None) -> tupl
     classifiers are shown masked; the text's own reading with what earlier readings revealed in it too)."""
     readings = forms(text)
     wanted = None if entities is None else frozenset(entities)
+    # what the classifiers are shown masked: the built-in kinds and what this check redacts, never another policy's
+    # own kinds (pii_entities in force in the process), so one policy's patterns never change another's scores
+    shown = frozenset(ENTITIES) | (wanted or frozenset())
     scored: list[Reading] = []
-    every = find_entities(text)
+    every = find_entities(text, shown)
     for form in readings:
         if form.text == text:
             scored.append((form, list(every)))
         else:
-            revealed = find_entities(form.text)
+            revealed = find_entities(form.text, shown)
             scored.append((form, revealed))
             every = _merge(text, every, revealed, form)
     return (every if wanted is None else _spans(text, wanted, readings)), scored
