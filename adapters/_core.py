@@ -319,10 +319,13 @@ class GuardedStream(Generic[T]):
         return next(self._items)
 
     def close(self) -> None:
+        """Close the guarding generator and the upstream response: closed before it was read, the generator never
+        started, so closing it alone left the connection open and the model writing (and billing) an answer no one
+        reads."""
         close = getattr(self._items, "close", None)
         if callable(close):
             close()
-        elif self._upstream is not None:
+        if self._upstream is not None:
             close_quietly(self._upstream)
 
     def __enter__(self) -> GuardedStream[T]:
@@ -354,7 +357,7 @@ class AsyncGuardedStream(Generic[T]):
         aclose = getattr(self._items, "aclose", None)
         if callable(aclose):
             await aclose()
-        elif self._upstream is not None:
+        if self._upstream is not None:  # as GuardedStream.close: one never read still has its connection open
             await aclose_quietly(self._upstream)
 
     aclose = close

@@ -21,11 +21,22 @@ from typing import Any
 from guardrail.classifiers.patterns import placeholders, redact, renumbered, restore
 from guardrail.revealed import entity_spans
 
-from .answer_text import _ACTIONS, _ITEM_PLUMBING, _get, _is_message, _put, item_action_text, unescape_json
+from .answer_text import (
+    _ACTIONS,
+    _ITEM_PLUMBING,
+    MESSAGE_CALLS,
+    _get,
+    _is_message,
+    _put,
+    block_fields,
+    item_action_text,
+    unescape_json,
+)
 from .json_edits import Edit, edit_field, edited, redactor
 
 __all__ = [
     "edit_actions",
+    "edit_block",
     "edit_events",
     "edit_held_events",
     "edit_message",
@@ -107,10 +118,32 @@ def edit_actions(result: Any, index: int, edit: Edit, *, masking: bool = True) -
     if _is_message(result):
         for part in _get(result, "content") or []:
             kind = _get(part, "type")
-            if kind in ("tool_use", "server_tool_use", "mcp_tool_use"):
+            if kind in MESSAGE_CALLS:
                 edit_field(part, "input", edit)
             elif kind == "refusal" or (kind == "thinking" and (masking or not _get(part, "signature"))):
                 edit_field(part, kind, edit)
+            elif kind == "text":
+                for citation in _get(part, "citations") or []:
+                    edit_block(citation, edit)
+            elif kind not in ("thinking", "redacted_thinking"):  # a server tool's result, or a block of a new kind
+                edit_block(part, edit)
+
+
+def edit_block(block: Any, edit: Edit) -> None:
+    """Apply ``edit`` in place to every string of a Messages answer block that ``answer_text.block_texts`` reads (a
+    server tool's result, a citation ...): the same fields, at any depth; its plumbing stays as it was."""
+    for name in block_fields(block):
+        value = _get(block, name)
+        if isinstance(value, str):
+            edit_field(block, name, edit)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, str):
+                    value[i] = edited(item, edit)
+                else:
+                    edit_block(item, edit)
+        elif isinstance(value, Mapping) or hasattr(type(value), "model_fields"):
+            edit_block(value, edit)
 
 
 def has_calls(chunk: Any) -> bool:

@@ -13,8 +13,8 @@ from guardrail.answer_actions import actions_text, annotation_titles, unescape_j
 
 from .response_shapes import response_text
 
-__all__ = ["action_texts_of", "actions_text", "annotation_titles", "answer_kind", "blocked_delta", "content_text",
-           "item_action_text", "texts_of", "unescape_json"]  # fmt: skip
+__all__ = ["MESSAGE_CALLS", "action_texts_of", "actions_text", "annotation_titles", "answer_kind", "block_fields",
+           "block_texts", "blocked_delta", "content_text", "item_action_text", "texts_of", "unescape_json"]  # fmt: skip
 
 
 _ACTIONS = ("tool_calls", "function_call", "audio", "refusal", "reasoning_content", "thinking_blocks")
@@ -83,19 +83,59 @@ def _is_message(result: Any) -> bool:
 
 
 def _message_actions(result: Any) -> str | None:
-    """What a Messages API answer does besides its text: its tool calls (name and input as JSON) and its
-    thinking, as one text."""
+    """What a Messages API answer does besides its text: its tool calls (name and input as JSON), its thinking, its
+    text blocks' citations and what its server tools brought back (:func:`block_texts`), as one text."""
     found: list[str] = []
     for part in _get(result, "content"):
         kind = _get(part, "type")
-        if kind in ("tool_use", "server_tool_use", "mcp_tool_use"):
+        if kind in MESSAGE_CALLS:
             args = _get(part, "input")
             found.append(f"{_get(part, 'name')}: " + unescape_json(json.dumps(args, ensure_ascii=False, default=str)))
         elif kind == "thinking" and isinstance(thought := _get(part, "thinking"), str):
             found.append(thought)
         elif kind == "refusal" and isinstance(refused := _get(part, "refusal"), str):
             found.append(refused)
+        elif kind == "text":
+            found += block_texts(_get(part, "citations"))
+        elif kind not in _OPAQUE_BLOCKS:
+            found += block_texts(part)
     return _joined(found)
+
+
+# Messages answer blocks whose input is a call's arguments
+MESSAGE_CALLS = frozenset({"tool_use", "server_tool_use", "mcp_tool_use"})
+# Messages answer blocks with nothing to read: signed reasoning the provider encrypted
+_OPAQUE_BLOCKS = frozenset({"redacted_thinking"})
+# the plumbing of a Messages answer's blocks, which no one reads as text (ids, opaque or encrypted data, kinds, codes)
+_BLOCK_PLUMBING = frozenset(
+    {"type", "id", "tool_use_id", "caller", "encrypted_content", "encrypted_index", "signature", "file_id",
+     "media_type", "error_code", "file_type", "retrieved_at"}
+)  # fmt: skip
+
+
+def block_fields(block: Any) -> list[str]:
+    """The fields of a Messages answer block (or of what it holds) that may carry text the caller reads: every field
+    but its plumbing, and but a base64 source's data (a PDF's bytes: no text to read or mask, as in a request)."""
+    if isinstance(block, Mapping):
+        names = list(block)
+    else:
+        names = [*getattr(type(block), "model_fields", {})]
+        names += [n for n in getattr(block, "model_extra", None) or {} if n not in names]
+    return [n for n in names if n not in _BLOCK_PLUMBING and not (n == "data" and _get(block, "type") == "base64")]
+
+
+def block_texts(value: Any) -> list[str]:
+    """Every string a Messages answer block carries that the caller reads, escapes decoded: a server tool's result
+    (web search titles and URLs, a fetched page's text, code execution's stdout and stderr, a text editor's view,
+    an MCP tool's content, their error messages ...), a citation (the quoted text, its title and URL), and any
+    block of a kind guardrail does not know. What ``actions.edit_block`` edits, field for field."""
+    if isinstance(value, str):
+        return [unescape_json(value)] if value else []
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in block_texts(v)]
+    if isinstance(value, Mapping) or hasattr(type(value), "model_fields"):
+        return [t for name in block_fields(value) for t in block_texts(_get(value, name))]
+    return []
 
 
 def _choice_text(choice: Any) -> str | None:

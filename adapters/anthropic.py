@@ -7,10 +7,11 @@ messages), the answer after it (its text and its ``tool_use`` inputs, masked whe
 (``anthropic_stream``, on the one streaming implementation). A block answers with a ``Message`` stopped as a
 refusal (or its stream events), or raises ``guardrail.Blocked`` under ``on_block: raise``.
 
-Every other attribute is the client's own (``models``, ``files``, ``messages.count_tokens`` ...), and
+Every other attribute is the client's own (``models``, ``files`` ...), and
 ``with_options`` / ``copy`` / ``with_middleware`` return a guarded client. The doors to generation this wrapper does
 not guard raise ``AttributeError`` rather than answer unguarded (fail closed, DESIGN.md §8): ``messages.stream`` and
-``messages.parse`` (the SDK's helpers: use ``create(stream=True)``), the raw and streaming response views,
+``messages.parse`` (the SDK's helpers: use ``create(stream=True)``), ``messages.count_tokens`` (it sends the
+prompt unredacted), the raw and streaming response views,
 ``messages.batches`` (a model answers a file of requests), and the client's ``beta``, legacy ``completions`` and
 generic HTTP calls (``_CLIENT_SIDE_DOORS``).
 """
@@ -21,12 +22,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from guardrail.call import Call, Outcome
-from guardrail.decision import Action
+from guardrail.decision import Action, Decision
 from guardrail.streaming import StreamGuard
 
 from ._core import GuardedCall, call_async, call_sync
+from .answer_text import _get
 from .anthropic_request import MessagesRequest
-from .anthropic_shapes import refusal_events, refusal_message
+from .anthropic_shapes import REFUSAL, refusal_events, refusal_message
 from .anthropic_stream import MessagesStream
 
 if TYPE_CHECKING:
@@ -38,7 +40,10 @@ __all__ = ["GuardedAnthropic", "GuardedAsyncAnthropic", "MessagesCall"]
 
 # messages' other ways to generate text: the SDK's stream and parse helpers, the raw and streaming response views
 # (client.messages.with_raw_response.create), and batches (a model answers a file of requests, unchecked)
-_MESSAGES_SIDE_DOORS = frozenset({"stream", "parse", "with_raw_response", "with_streaming_response", "batches"})
+# count_tokens sends the messages to the provider as written: the personal data a redaction would mask goes out
+_MESSAGES_SIDE_DOORS = frozenset(
+    {"stream", "parse", "with_raw_response", "with_streaming_response", "batches", "count_tokens"}
+)
 # the client's own doors to generation that this wrapper does not guard: its raw and streaming response views, beta
 # (beta.messages ...), legacy text completions, and the generic HTTP calls (client.post("/v1/messages"))
 _CLIENT_SIDE_DOORS = frozenset(
@@ -59,6 +64,19 @@ class MessagesCall(GuardedCall):
         super().__init__(call, "chat", "openai", self.request.kwargs, restore=restore)
         self.payload, self._sources = self.request.payload, []
         self.prompt = self.payload
+        # structured outputs (output_config.format): the answer's text is a JSON document the caller parses, restored
+        # value by value and stopped rather than handed on unparseable (as the OpenAI adapter's response_format)
+        self.json_text = _get(self.kwargs.get("output_config"), "format") is not None
+
+    def on_output(
+        self, result: Any, decisions: list[Decision | None], actions: list[Decision | None] | None = None
+    ) -> Any:
+        """The answer as the decisions say; one guardrail stopped carries no ``stop_sequence`` (the upstream answer's,
+        which the refusal did not stop at)."""
+        out = super().on_output(result, decisions, actions)
+        if out is not result and getattr(out, "stop_reason", None) == REFUSAL and out.stop_sequence is not None:
+            out.stop_sequence = None
+        return out
 
     def apply(self, out: Outcome) -> None:
         """Put an input rewrite into the request (and remember the redactions for ``restore``)."""

@@ -11,8 +11,12 @@ for chat chunks: ``take`` pulls the text out of each event, ``emit`` turns each 
   that read what it says (a thinking block's text, a tool call's input are checked with the text's windows).
 - A tool call (``tool_use``, ``server_tool_use``, ``mcp_tool_use``) is held from its start, with everything after
   it, until the final check: only its whole input can be redacted (the policy's output redaction) and restored
-  (``restore=True``); a blocked answer's calls are never sent. Thinking is checked, not masked, in a stream (as a
-  chat stream's reasoning): a signed block cannot be changed, and the whole-answer path masks it instead.
+  (``restore=True``); a blocked answer's calls are never sent. A server tool's result (web search or fetch, code
+  execution, a text editor's view ...) arrives whole in its block's start: it is checked with the next window, and
+  held the same way, to be masked where each string sits (``actions.edit_block``) or never sent.
+- Thinking is masked as the whole-answer path masks it (never restored: it is signed): each block's deltas joined
+  into one before they are sent, which costs nothing, since no text (so no check, no release) comes while a block
+  of thinking streams. A value still readable after masking stops the stream, as in a call.
 - Blocks are numbered in the order they are sent (``index``), as a client that assembles them expects.
 - A block ends the stream with the refusal text, set apart from released text, and ``stop_reason="refusal"``.
 """
@@ -30,7 +34,7 @@ from guardrail.streaming import Release, StreamGuard
 
 from . import actions
 from ._streams import _StreamState
-from .answer_text import unescape_json
+from .answer_text import block_texts, unescape_json
 from .anthropic_shapes import block_start, block_stop, message_end, text_delta
 from .json_edits import Edit, edited
 
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["CALLS", "MessagesStream"]
 
 CALLS = frozenset({"tool_use", "server_tool_use", "mcp_tool_use"})  # blocks whose input is a call's arguments
+_NOT_RESULTS = CALLS | {"text", "thinking", "redacted_thinking"}  # every other block is read whole (block_texts)
 
 
 class MessagesStream(_StreamState):
@@ -82,6 +87,12 @@ class MessagesStream(_StreamState):
                     self.hold = event
             elif btype == "thinking":
                 self.actions += "\n" + str(getattr(block, "thinking", "") or "")
+            elif btype != "redacted_thinking" and (texts := block_texts(block)):
+                # a server tool's result (or a block of a new kind) arrives whole in its start: checked with the next
+                # window, and held with what follows it, to be masked at the final check (or never sent)
+                self.actions += "\n" + "\n".join(texts)
+                if self.hold is None:
+                    self.hold = event
         elif kind == "content_block_delta":
             delta = event.delta
             dtype = getattr(delta, "type", "")
@@ -109,6 +120,8 @@ class MessagesStream(_StreamState):
         if stop is None and rel.final and self.hold is not None and not self._edit_held(sg):
             # personal data in a held call's input that cannot be masked where it sits: stopped, never leaked
             stop = sg.end_text(self.gc.call.refusal(sg.decisions[-1]))
+        if stop is None and sg.redact_entities and not self._mask_thinking(sg):
+            stop = sg.end_text(self.gc.call.refusal(sg.decisions[-1]))  # the same, in thinking
         text = self._text(rel, sg)
         if stop is not None:
             yield from self._stopped(stop, text)
@@ -181,6 +194,40 @@ class MessagesStream(_StreamState):
         yield from self._close_text()
         yield from message_end()
 
+    # -- thinking ------------------------------------------------------------------------------------
+
+    def _mask_thinking(self, sg: StreamGuard) -> bool:
+        """The thinking waiting in ``pending`` (checked: every release follows a check that read it), each block's
+        deltas joined into its first (a value cut between two deltas is neither found nor masked; a client joins
+        them anyway) and redacted as the policy redacts the answer's text, numbered with it. A block of thinking is
+        whole here: no text, so no check and no release, comes while it streams. Never restored: it is signed.
+        False when a value to mask is still readable."""
+        merged: dict[int, Any] = {}  # upstream index -> the one thinking delta of a block (a copy)
+        kept: list[tuple[int, int, int, Any]] = []
+        for at, order, n, event in self.pending:
+            kind = getattr(event, "type", None)
+            if order == 0 and kind == "content_block_delta" and getattr(event.delta, "type", "") == "thinking_delta":
+                if event.index in merged:
+                    merged[event.index].delta.thinking += event.delta.thinking
+                    continue
+                event = merged[event.index] = copy.deepcopy(event)
+            kept.append((at, order, n, event))
+        if not merged:
+            return True
+        self.pending = kept
+
+        def read() -> str:
+            return "\n".join(str(e.delta.thinking) for e in merged.values())
+
+        def apply(edit: Edit, masking: bool) -> None:
+            for event in merged.values():
+                event.delta.thinking = edit(event.delta.thinking)
+
+        taken = {**sg.known, **sg.replacements}
+        own = actions.own_redaction(read(), sg.redact_entities, sg.written, taken)
+        sg.known = {**sg.known, **own}  # the same value in the text (or a call) later takes the same placeholder
+        return actions.mask_and_restore(apply, read, own, {})
+
     # -- held calls --------------------------------------------------------------------------------
 
     def _edit_held(self, sg: StreamGuard) -> bool:
@@ -188,13 +235,17 @@ class MessagesStream(_StreamState):
         and restored (``restore=True``), in place in ``pending``; False when a value to mask is still readable."""
         start = next(i for i, p in enumerate(self.pending) if p[3] is self.hold)
         merged: dict[int, Any] = {}  # upstream index -> the one input delta of a call
-        starts: list[Any] = []
+        starts: list[Any] = []  # the held calls' blocks
+        results: list[Any] = []  # the held server tools' results (and blocks of new kinds), whole
         kept: list[tuple[int, int, int, Any]] = []
         for at, order, n, event in self.pending[start:]:
             kind, index = getattr(event, "type", None), getattr(event, "index", -1)
             if kind == "content_block_start" and self.kinds.get(index, "") in CALLS:
                 event = copy.deepcopy(event)
                 starts.append(event.content_block)
+            elif kind == "content_block_start" and self.kinds.get(index, "") not in _NOT_RESULTS:
+                event = copy.deepcopy(event)
+                results.append(event.content_block)
             elif kind == "content_block_delta" and getattr(event.delta, "type", "") == "input_json_delta":
                 if index in merged:
                     merged[index].delta.partial_json += event.delta.partial_json
@@ -206,12 +257,15 @@ class MessagesStream(_StreamState):
 
         def read() -> str:
             texts = [f"{getattr(b, 'name', '')}: {_json(getattr(b, 'input', None))}" for b in starts]
-            return unescape_json("\n".join(texts + [str(e.delta.partial_json) for e in merged.values()]))
+            texts += [str(e.delta.partial_json) for e in merged.values()]
+            return "\n".join([unescape_json("\n".join(texts)), *(t for b in results for t in block_texts(b))])
 
         def apply(edit: Edit, masking: bool) -> None:
             for block in starts:
                 if getattr(block, "input", None):
                     block.input = edited(block.input, edit)
+            for block in results:
+                actions.edit_block(block, edit)
             for event in merged.values():
                 event.delta.partial_json = edited(event.delta.partial_json, edit)
 

@@ -387,6 +387,250 @@ async def test_a_stream_supports_close_and_the_context_manager(client: Any, stub
     await run(stream.close())
 
 
+# --------------------------------------------------------------------------- server tools' results
+
+LEAK = "leak@corp.example"
+# what a server tool brings back, per kind (its text holds {v}: personal data, or harmful words), and where it sits
+SERVER_RESULTS: dict[str, tuple[dict[str, Any], tuple[Any, ...]]] = {
+    "web_search": (
+        {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": [
+            {"type": "web_search_result", "url": "https://x.example/", "title": "Write to {v}",
+             "encrypted_content": "ZW5j", "page_age": None}]},
+        ("content", 0, "title"),
+    ),
+    "web_fetch": (
+        {"type": "web_fetch_tool_result", "tool_use_id": "srvtoolu_1", "content": {
+            "type": "web_fetch_result", "url": "https://x.example/", "retrieved_at": "2026-01-01T00:00:00Z",
+            "content": {"type": "document", "title": "A page", "citations": None,
+                        "source": {"type": "text", "media_type": "text/plain", "data": "The page says {v}."}}}},
+        ("content", "content", "source", "data"),
+    ),
+    "code_execution": (
+        {"type": "code_execution_tool_result", "tool_use_id": "srvtoolu_1", "content": {
+            "type": "code_execution_result", "stdout": "printed {v}\n", "stderr": "", "return_code": 0,
+            "content": []}},
+        ("content", "stdout"),
+    ),
+    "bash_code_execution": (
+        {"type": "bash_code_execution_tool_result", "tool_use_id": "srvtoolu_1", "content": {
+            "type": "bash_code_execution_result", "stdout": "", "stderr": "warning: {v}", "return_code": 1,
+            "content": []}},
+        ("content", "stderr"),
+    ),
+    "text_editor_view": (
+        {"type": "text_editor_code_execution_tool_result", "tool_use_id": "srvtoolu_1", "content": {
+            "type": "text_editor_code_execution_view_result", "content": "line one\n{v}\n", "file_type": "text",
+            "num_lines": 2, "start_line": 1, "total_lines": 2}},
+        ("content", "content"),
+    ),
+    "text_editor_str_replace": (
+        {"type": "text_editor_code_execution_tool_result", "tool_use_id": "srvtoolu_1", "content": {
+            "type": "text_editor_code_execution_str_replace_result", "lines": ["owner = '{v}'"], "new_lines": 1,
+            "new_start": 1, "old_lines": 1, "old_start": 1}},
+        ("content", "lines", 0),
+    ),
+}  # fmt: skip
+
+
+def server_result(kind: str, value: str) -> dict[str, Any]:
+    block, _ = SERVER_RESULTS[kind]
+    return json.loads(json.dumps(block).replace("{v}", json.dumps(value)[1:-1]))  # type: ignore[no-any-return]
+
+
+def at(obj: Any, path: tuple[Any, ...]) -> Any:
+    """The value at ``path`` in a block given as an SDK model or a dict."""
+    for key in path:
+        obj = obj[key] if isinstance(key, int) or isinstance(obj, dict) else getattr(obj, key)
+    return obj
+
+
+def searched(result: dict[str, Any], text: str = "Here is what I found.") -> dict[str, Any]:
+    """A whole answer: a server tool's call, its result, then the model's text (which cites the result)."""
+    call = {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "contact"}}
+    return {
+        "id": "msg_stub", "type": "message", "role": "assistant", "model": "claude-test",
+        "content": [call, result, {"type": "text", "text": text}],
+        "stop_reason": "end_turn", "stop_sequence": None, "usage": {"input_tokens": 5, "output_tokens": 9},
+    }  # fmt: skip
+
+
+def searched_events(result: dict[str, Any], text: str = "Here is what I found for you, all of it.") -> list[Any]:
+    """The same answer as the API streams it: the call's input in deltas, the result whole in its start event."""
+    message = {"id": "msg_stub", "type": "message", "role": "assistant", "model": "claude-test", "content": [],
+               "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 5}}  # fmt: skip
+    call = {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}}
+    return [
+        sse("message_start", message=message),
+        sse("content_block_start", index=0, content_block={"type": "text", "text": ""}),
+        sse("content_block_delta", index=0, delta={"type": "text_delta", "text": "Let me look that up."}),
+        sse("content_block_stop", index=0),
+        sse("content_block_start", index=1, content_block=call),
+        sse("content_block_delta", index=1, delta={"type": "input_json_delta", "partial_json": '{"query": "x"}'}),
+        sse("content_block_stop", index=1),
+        sse("content_block_start", index=2, content_block=result),
+        sse("content_block_stop", index=2),
+        sse("content_block_start", index=3, content_block={"type": "text", "text": ""}),
+        *(sse("content_block_delta", index=3, delta={"type": "text_delta", "text": text[i : i + 6]})
+          for i in range(0, len(text), 6)),
+        sse("content_block_stop", index=3),
+        sse("message_delta", delta={"stop_reason": "end_turn", "stop_sequence": None}, usage={"output_tokens": 9}),
+        sse("message_stop"),
+    ]  # fmt: skip
+
+
+def final_message(events: list[Any]) -> Any:
+    """The message the SDK's own stream helper (``MessageStream.get_final_message``) builds from ``events``."""
+    from anthropic.lib.streaming._messages import accumulate_event
+
+    snapshot: Any = None
+    buffers: dict[int, bytes] = {}
+    for event in events:
+        snapshot = accumulate_event(event=event, current_snapshot=snapshot, json_bufs=buffers)
+    assembled(events)  # and well formed: blocks in index order, each closed before the next
+    return Message.model_validate(snapshot.model_dump())
+
+
+def result_block(message: Any) -> Any:
+    return next(b for b in message.content if b.type.endswith("_tool_result"))
+
+
+@pytest.mark.parametrize("kind", sorted(SERVER_RESULTS))
+async def test_personal_data_in_a_server_tools_result_is_masked_where_it_sits(
+    client: Any, stub: StubServer, kind: str
+) -> None:
+    stub.raw = searched(server_result(kind, LEAK))
+    resp = await create(client, messages=user("look it up"))
+    block, path = result_block(resp), SERVER_RESULTS[kind][1]
+    assert LEAK not in resp.model_dump_json() and "<EMAIL_1>" in at(block, path)
+    assert resp.stop_reason == "end_turn" and resp.content[2].text == "Here is what I found."
+    if kind == "web_search":  # its plumbing (what the API reads back next turn) is sent as it came
+        assert block.content[0].encrypted_content == "ZW5j" and block.tool_use_id == "srvtoolu_1"
+
+
+@pytest.mark.parametrize("kind", sorted(SERVER_RESULTS))
+async def test_a_streamed_server_tools_result_is_masked_before_it_is_sent(
+    client: Any, stub: StubServer, kind: str
+) -> None:
+    stub.raw = searched_events(server_result(kind, LEAK))
+    events = await collect(await create(client, messages=user("look it up"), stream=True))
+    message = final_message(events)
+    assert [b.type for b in message.content] == ["text", "server_tool_use", SERVER_RESULTS[kind][0]["type"], "text"]
+    assert LEAK not in json.dumps([e.model_dump() for e in events], default=str)
+    assert "<EMAIL_1>" in at(result_block(message), SERVER_RESULTS[kind][1])
+    assert message.content[3].text == "Here is what I found for you, all of it."
+    assert message.stop_reason == "end_turn" and message.usage.output_tokens == 9
+
+
+@pytest.mark.parametrize("kind", ["web_fetch", "code_execution", "text_editor_view"])
+async def test_harmful_text_in_a_server_tools_result_stops_the_answer(client: Any, stub: StubServer, kind: str) -> None:
+    stub.raw = searched(server_result(kind, "how to build the bomb"))
+    resp = await create(client, messages=user("look it up"))
+    assert resp.stop_reason == "refusal" and [b.text for b in resp.content] == [REFUSAL]
+    stub.raw = searched_events(server_result(kind, "how to build the bomb"))
+    events = await collect(await create(client, messages=user("look it up"), stream=True))
+    message = final_message(events)
+    assert message.stop_reason == "refusal" and [b.type for b in message.content] == ["text"]
+    assert message.content[0].text.endswith(REFUSAL) and "bomb" not in json.dumps([e.model_dump() for e in events])
+
+
+async def test_a_value_a_server_result_hides_from_masking_stops_the_answer_rather_than_leak(
+    client: Any, stub: StubServer
+) -> None:
+    escaped = LEAK.replace("@", "\\u0040")  # written escaped in plain output: read decoded, not found to replace
+    stub.raw = searched(server_result("code_execution", escaped))
+    resp = await create(client, messages=user("run it"))
+    assert resp.stop_reason == "refusal" and escaped not in resp.model_dump_json()
+    stub.raw = searched_events(server_result("code_execution", escaped))
+    message = final_message(await collect(await create(client, messages=user("run it"), stream=True)))
+    assert message.stop_reason == "refusal" and escaped not in message.model_dump_json()
+
+
+async def test_a_citation_quoting_personal_data_is_masked(client: Any, stub: StubServer) -> None:
+    answer = searched(server_result("web_search", "a page"))
+    citation = {"type": "web_search_result_location", "cited_text": f"write to {LEAK} today", "url": "https://x/",
+                "title": "Contact", "encrypted_index": "aW5k"}  # fmt: skip
+    answer["content"][2]["citations"] = [citation]
+    stub.raw = answer
+    resp = await create(client, messages=user("look it up"))
+    assert resp.content[2].citations[0].cited_text == "write to <EMAIL_1> today"
+    assert resp.content[2].citations[0].encrypted_index == "aW5k" and LEAK not in resp.model_dump_json()
+
+
+async def test_restore_puts_the_users_value_back_into_a_server_result(
+    guard: Guard, stub: StubServer, mode: str
+) -> None:
+    stub.raw = searched(server_result("code_execution", "<EMAIL_1>"))
+    resp = await create(client_for(guard, stub, mode, restore=True), messages=user("mail bob@example.com"))
+    assert stub.messages()[0].body["messages"] == user("mail <EMAIL_1>")
+    assert result_block(resp).content.stdout == "printed bob@example.com\n"
+
+
+async def test_streamed_thinking_is_masked_and_numbered_with_the_text(client: Any, stub: StubServer) -> None:
+    tool_input = json.dumps({"to": "other@corp.example", "body": "hi"})
+    stub.raw = streamed_answer(
+        f"I will write to {LEAK} and to nobody else, as you asked.", tool_input, thinking=f"Is it {LEAK} or not?"
+    )
+    message = final_message(await collect(await create(client, messages=user("send it"), stream=True)))
+    assert [b.type for b in message.content] == ["thinking", "text", "tool_use"]
+    assert message.content[0].thinking == "Is it <EMAIL_1> or not?" and message.content[0].signature == "c2ln"
+    assert message.content[1].text == "I will write to <EMAIL_1> and to nobody else, as you asked."
+    assert message.content[2].input == {"to": "<EMAIL_2>", "body": "hi"}
+
+
+# ------------------------------------------------------------------------------ answers' envelopes
+
+
+async def test_a_refusal_is_a_valid_message_and_its_stream_builds_one(client: Any, stub: StubServer) -> None:
+    resp = await create(client, messages=user("a bomb"))
+    again = Message.model_validate(resp.model_dump())
+    assert again.stop_reason == "refusal" and again.stop_sequence is None and again.role == "assistant"
+    message = final_message(await collect(await create(client, messages=user("a bomb"), stream=True)))
+    assert message.stop_reason == "refusal" and [b.text for b in message.content] == [REFUSAL]
+    stub.reply = LEAD + HARMFUL  # stopped mid-stream: the SDK's accumulation still ends in one refused message
+    message = final_message(await collect(await create(client, messages=user("x"), stream=True)))
+    assert message.stop_reason == "refusal" and message.content[0].text.endswith(REFUSAL)
+
+
+async def test_a_blocked_answer_carries_no_stop_sequence(client: Any, stub: StubServer) -> None:
+    stub.raw = {**tool_answer(HARMFUL, {}), "stop_reason": "stop_sequence", "stop_sequence": "###"}
+    resp = await create(client, messages=user("x"), stop_sequences=["###"])
+    assert resp.stop_reason == "refusal" and resp.stop_sequence is None
+    assert [b.type for b in resp.content] == ["text"]
+
+
+async def test_closing_a_stream_before_reading_it_closes_the_upstream_response(
+    client: Any, stub: StubServer, mode: str
+) -> None:
+    stub.reply = "word " * 60
+    stream = await create(client, messages=user("x"), stream=True)
+    await run(stream.close())
+    assert stream.response.is_closed
+    stream = await create(client, messages=user("x"), stream=True)
+    if mode == "sync":
+        with stream:
+            pass
+    else:
+        async with stream:
+            pass
+    assert stream.response.is_closed
+
+
+async def test_an_upstream_error_mid_stream_reaches_the_caller_as_the_sdks_error(client: Any, stub: StubServer) -> None:
+    events = streamed_answer("A calm answer about the garden and the weather, nothing more.", "{}")
+    stub.raw = [*events[:4], ("error", {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}})]
+    with pytest.raises(anthropic.APIStatusError, match="busy"):
+        await collect(await create(client, messages=user("x"), stream=True))
+
+
+async def test_structured_output_is_restored_value_by_value(guard: Guard, stub: StubServer, mode: str) -> None:
+    stub.raw = {**tool_answer('{"to": "<EMAIL_1>", "n": 2}', {}), "stop_reason": "end_turn"}
+    stub.raw["content"] = stub.raw["content"][:1]
+    fmt = {"format": {"type": "json_schema", "schema": {"type": "object"}}}
+    client = client_for(guard, stub, mode, restore=True)
+    resp = await create(client, messages=user("mail bob@example.com"), output_config=fmt)
+    assert json.loads(resp.content[0].text) == {"to": "bob@example.com", "n": 2}
+
+
 # ------------------------------------------------------------------------------- what is refused
 
 
@@ -419,7 +663,8 @@ async def test_a_plain_text_documents_words_are_read_as_the_users(client: Any, s
 
 @pytest.mark.parametrize(
     ("path", "name"),
-    [("messages", n) for n in ("stream", "parse", "with_raw_response", "with_streaming_response", "batches")]
+    [("messages", n) for n in ("stream", "parse", "with_raw_response", "with_streaming_response", "batches",
+                                "count_tokens")]
     + [("client", n) for n in ("with_raw_response", "with_streaming_response", "beta", "completions", "post", "get",
                                "put", "patch", "delete", "request", "get_api_list")],
 )  # fmt: skip
@@ -429,7 +674,6 @@ def test_the_unguarded_doors_are_closed(client: Any, path: str, name: str) -> No
 
 
 def test_everything_else_passes_through(client: Any) -> None:
-    assert client.messages.count_tokens == client.unwrapped.messages.count_tokens
     assert client.models is client.unwrapped.models
     assert client.base_url == client.unwrapped.base_url
 
@@ -449,6 +693,18 @@ def test_create_keeps_its_sync_or_async_nature(client: Any, mode: str) -> None:
 def test_context_managers(guard: Guard, stub: StubServer) -> None:
     with guardrail.wrap(guard, anthropic.Anthropic(base_url=f"http://127.0.0.1:{stub.port}", api_key="x")) as c:
         assert c.messages.create(model="m", max_tokens=8, messages=user("hi")).content[0].text == "You said: hi"
+
+
+async def test_the_async_client_is_guarded_in_async_with(guard: Guard, stub: StubServer) -> None:
+    raw = anthropic.AsyncAnthropic(base_url=f"http://127.0.0.1:{stub.port}", api_key="x", max_retries=0)
+    async with guardrail.wrap(guard, raw) as c:
+        resp = await c.messages.create(model="m", max_tokens=8, messages=user("a bomb"))
+        assert resp.stop_reason == "refusal" and stub.messages() == []
+        derived = c.with_options(timeout=5.0)
+        assert (await derived.messages.create(model="m", max_tokens=8, messages=user("hi"))).content[0].text == (
+            "You said: hi"
+        )
+    assert raw.is_closed()
 
 
 async def test_sync_and_async_give_identical_decisions(stub: StubServer) -> None:
