@@ -29,6 +29,7 @@ import base64
 import binascii
 import bisect
 import codecs
+import json
 import re
 from collections.abc import Callable
 
@@ -47,6 +48,9 @@ _MAX_SCAN = 50_000  # longer texts are scored as they are, plus decoded payloads
 _B64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
 _HEX = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{16,}|(?:[0-9A-Fa-f]{2}[ :]){7,}[0-9A-Fa-f]{2})(?![0-9A-Fa-f])")
 _XESC = re.compile(r"(?:\\x[0-9A-Fa-f]{2}){4,}")
+# JSON and JavaScript string escapes ("leak\u0040corp.example" in a structured answer or a tool call's arguments,
+# "sk-abc\/def" from a serializer that escapes "/"), decoded in place: the application reads the value decoded
+_UESC = re.compile(r"(?:\\u[0-9A-Fa-f]{4}|\\/)+")
 # a URL-encoded token: a run between spaces, quotes, brackets and commas (a URL inside a JSON string or a call's
 # arguments is decoded on its own, so what it reveals is masked inside that string)
 # A token's closing punctuation (". ! ? ; :") stays outside it, so "write to bob%40x.com." keeps its full stop (the
@@ -96,6 +100,13 @@ def _hex(m: re.Match[str]) -> str | None:
     except ValueError:
         return None
     return None if out is None else f" {out} "
+
+
+def _json_escapes(m: re.Match[str]) -> str:
+    """A run of JSON escapes decoded (a surrogate pair read as one character); what is not printable, a lone
+    surrogate included, becomes U+FFFD."""
+    out = json.loads(f'"{m.group(0)}"')
+    return "".join(c if c.isprintable() or c == "\n" else "\ufffd" for c in out)
 
 
 def _pct_tokens(text: str) -> list[tuple[int, int]]:
@@ -171,6 +182,9 @@ def _decode(text: str, spans: OffsetMap | None) -> tuple[str, OffsetMap | None, 
             n += k
         if "\\x" in text:
             text, spans, k = substitute(text, spans, _XESC, _hex)
+            n += k
+        if "\\u" in text or "\\/" in text:
+            text, spans, k = substitute(text, spans, _UESC, _json_escapes)
             n += k
         text, spans, k = substitute(text, spans, _HEX, _hex)
         n += k
