@@ -11,12 +11,13 @@ where they sit, a block answers an ``AIMessage`` with the policy's refusal (``fi
 raises ``guardrail.Blocked``; the answer's text and tool-call arguments are checked and masked, ``restore=True``
 puts the user's values back, and streams are checked while they flow by the one hold-back machinery.
 
-Fail closed (DESIGN.md §8): ``with_config``, ``bind``, ``with_retry``, ``with_fallbacks`` and composition wrap this
-runnable, so they keep the guard; ``bind_tools`` and ``with_structured_output`` return guarded runnables (or raise
-``NotImplementedError`` for a shape they cannot guard); every other attribute of the model (its ``client``,
-``generate``, ``predict`` ...) raises ``AttributeError``: ``.unwrapped`` reaches the model deliberately. Callbacks
-given in the config see this runnable's guarded input and output, not the model's raw tokens: the model is called
-without them (an event stream would otherwise carry the unchecked answer to the caller).
+Fail closed (DESIGN.md §8): ``with_config``, ``bind`` and composition wrap this runnable, so they keep the guard;
+``with_fallbacks`` guards its fallback models too (refusing one it cannot wrap), ``with_retry`` never retries a block;
+``bind_tools`` and ``with_structured_output`` return guarded runnables (or raise ``NotImplementedError`` for a shape
+they cannot guard); every other attribute of the model (its ``client``, ``generate``, ``predict`` ...) raises
+``AttributeError``: ``.unwrapped`` reaches the model deliberately. Callbacks given in the config see this runnable's
+guarded input and output, not the model's raw tokens: the model is called with no callbacks (an event stream would
+otherwise carry the unchecked answer to the caller), so no ``on_chat_model_*`` event comes from it.
 
 This module imports ``langchain_core``; ``import guardrail`` never does (``guardrail.adapters.wrap`` looks it up in
 ``sys.modules``).
@@ -24,15 +25,16 @@ This module imports ``langchain_core``; ``import guardrail`` never does (``guard
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models import BaseChatModel, BaseLanguageModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, RunnableSequence
 
 from guardrail.call import Call
+from guardrail.errors import Blocked
 from guardrail.streaming import aclose_quietly, close_quietly
 
 from ._core import GuardedCall, call_async, call_sync
@@ -41,13 +43,16 @@ from .langchain_shapes import (
     checked_message,
     completion_of,
     messages_of,
+    reparsed,
     request_messages,
     rewritten_messages,
 )
-from .langchain_stream import LCOrigin, chunk_of, message_chunk
+from .langchain_stream import LCOrigin, chunk_of, message_chunk, whole_chunk
 from .request_shapes import WRITTEN_FIELDS, refuse_extra_body
 
 if TYPE_CHECKING:
+    from langchain_core.runnables.fallbacks import RunnableWithFallbacks
+    from langchain_core.runnables.retry import ExponentialJitterParams
     from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
     from guardrail.engine import Guard
@@ -85,6 +90,8 @@ class _Request:
         self.answer: AIMessage | None = None
         self.before: ChatCompletion | None = None
         self.blocks = False  # the model streams content blocks rather than strings
+        self.parsed: type[Any] | None = None  # the type of a streamed structured output's parsed value
+        self.said = ""  # the streamed text released so far
 
     def to_send(self) -> list[BaseMessage]:
         return rewritten_messages(self.messages, self.sent, self.gc.kwargs["messages"])
@@ -102,18 +109,41 @@ class _Request:
         return checked_message(self.answer, checked, self.before)
 
     def chunk(self, chunk: Any) -> ChatCompletionChunk:
+        if isinstance(chunk, AIMessage) and not isinstance(chunk, AIMessageChunk):
+            chunk = whole_chunk(chunk)  # a model that does not stream (disable_streaming) answers whole
         if not isinstance(chunk, AIMessageChunk):
             raise TypeError(f"guardrail guards streams of AIMessageChunk, not of {type(chunk).__name__}")
         if not isinstance(chunk.content, str):
             self.blocks = True
+        if (parsed := chunk.additional_kwargs.get("parsed")) is not None:
+            self.parsed = type(parsed)
         return chunk_of(chunk, self.name)
 
     def release(self, chunk: Any) -> AIMessageChunk:
-        return message_chunk(chunk, self.blocks or bool((getattr(chunk, LCOrigin, None) or {}).get("blocks")))
+        origin = getattr(chunk, LCOrigin, None) or {}
+        out = message_chunk(chunk, self.blocks or bool(origin.get("blocks")))
+        self.said += out.text
+        if origin.get("parsed") and self.parsed is not None:  # read again from the text the caller was given
+            out.additional_kwargs["parsed"] = reparsed(self.parsed, self.said)
+        return out
 
 
 def _inner_config(config: RunnableConfig | None) -> RunnableConfig:
-    return cast("RunnableConfig", {k: v for k, v in (config or {}).items() if k not in _UNGUARDED_CONFIG})
+    """The config the model is called with: without the caller's callbacks. They must be replaced, not left out:
+    LangChain fills a config's missing keys from the run's context (``ensure_config`` reads the child config this
+    runnable's run set), which carries this run's callbacks, so a model called without them would stream its raw
+    tokens to ``astream_events``, ``astream_log`` and every handler all the same."""
+    inner = {k: v for k, v in (config or {}).items() if k not in _UNGUARDED_CONFIG}
+    return cast("RunnableConfig", {**inner, "callbacks": []})
+
+
+def _reaches_model(runnable: Runnable[Any, Any]) -> bool:
+    """Whether ``runnable``'s graph holds a language model that is not guarded (a guarded one is a node of its own)."""
+    try:
+        nodes = runnable.get_graph().nodes.values()
+    except Exception:  # a graph LangChain cannot draw: what it reaches is unknown, so it is refused (fail closed)
+        return True
+    return any(isinstance(node.data, BaseLanguageModel) for node in nodes)
 
 
 def _only(inputs: Iterator[Any]) -> Any:
@@ -283,6 +313,59 @@ class GuardedChatModel(Runnable[LanguageModelInput, BaseMessage]):
         raise NotImplementedError(
             f"guardrail cannot guard {type(self._model).__name__}.with_structured_output (an unknown shape); "
             "use bind_tools and parse the guarded answer, or .unwrapped to bypass the guard deliberately"
+        )
+
+    # -- the Runnable's own ways to a configured runnable that would reach a model past the guard ----------------
+
+    def with_fallbacks(
+        self,
+        fallbacks: Sequence[Runnable[LanguageModelInput, BaseMessage]],
+        *,
+        exceptions_to_handle: tuple[type[BaseException], ...] = (Exception,),
+        exception_key: str | None = None,
+    ) -> RunnableWithFallbacks[LanguageModelInput, BaseMessage]:
+        """Fallbacks guarded by this guard: a fallback chat model (or one with tools bound) is wrapped as this one is,
+        so a failed or blocked call never reaches the next model unchecked; a fallback that reaches a model some
+        other way (``prompt | model``) is refused, ``NotImplementedError``: wrap that model yourself."""
+        guarded = [self._guarded_fallback(f) for f in fallbacks]
+        return super().with_fallbacks(guarded, exceptions_to_handle=exceptions_to_handle, exception_key=exception_key)
+
+    def _guarded_fallback(self, runnable: Any) -> Any:
+        if isinstance(runnable, BaseChatModel):
+            return GuardedChatModel(self._guard, runnable, restore=self._restore, context=self._context)
+        if isinstance(runnable, RunnableBinding) and isinstance(runnable.bound, BaseChatModel):
+            model = GuardedChatModel(self._guard, runnable.bound, restore=self._restore, context=self._context)
+            return model._rebound(runnable, "with_fallbacks")
+        if not isinstance(runnable, GuardedChatModel) and _reaches_model(runnable):
+            raise NotImplementedError(
+                f"guardrail cannot guard the fallback {runnable!r}: it may call a language model the guard does "
+                "not wrap; pass the chat model itself, or wrap it with guardrail.wrap"
+            )
+        return runnable
+
+    def with_retry(
+        self,
+        *,
+        retry_if_exception_type: tuple[type[BaseException], ...] | Callable[[BaseException], bool] = (Exception,),
+        wait_exponential_jitter: bool = True,
+        exponential_jitter_params: ExponentialJitterParams | None = None,
+        stop_after_attempt: int = 3,
+    ) -> Runnable[LanguageModelInput, BaseMessage]:
+        """Retries, but never of a block (``on_block: raise``): a block is the policy's decision, not a failure;
+        asked again, the same prompt is blocked again, after the waits (and a blocked answer is not asked for
+        again until one passes)."""
+        kinds = retry_if_exception_type
+
+        def retried(error: BaseException) -> bool:
+            if isinstance(error, Blocked):
+                return False
+            return isinstance(error, kinds) if isinstance(kinds, tuple) else bool(kinds(error))
+
+        return super().with_retry(
+            retry_if_exception_type=retried,
+            wait_exponential_jitter=wait_exponential_jitter,
+            exponential_jitter_params=exponential_jitter_params,
+            stop_after_attempt=stop_after_attempt,
         )
 
     def _rebound(self, binding: Any, what: str) -> GuardedChatModel:

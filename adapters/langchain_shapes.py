@@ -43,6 +43,7 @@ __all__ = [
     "messages_of",
     "read_kwargs",
     "refuse",
+    "reparsed",
     "request_messages",
     "rewritten_messages",
 ]
@@ -257,7 +258,7 @@ def checked_message(original: AIMessage, checked: Any, before: ChatCompletion) -
         update["content"] = _with_text(original.content, m.content or "")
         meta.pop("logprobs", None)  # its tokens spell the text the model wrote
         if "parsed" in extra:
-            extra["parsed"] = _reparsed(extra["parsed"], m.content or "")
+            extra["parsed"] = reparsed(type(extra["parsed"]), m.content or "")
     calls = [c.model_dump() for c in m.tool_calls or []]
     if calls != [c.model_dump() for c in was.tool_calls or []]:
         n = len(original.tool_calls)
@@ -343,12 +344,13 @@ def _with_side(content: Any, side: Sequence[Mapping[str, Any]]) -> Any:
     return [b for b in out if b is not None]
 
 
-def _reparsed(parsed: Any, text: str) -> Any:
-    """A structured output's parsed value, parsed again from the checked text (``None`` when it no longer parses:
-    the parser then refuses the answer rather than hand on what the text no longer says)."""
+def reparsed(kind: type[Any], text: str) -> Any:
+    """A structured output's parsed value (of ``kind``: its schema's model, or a dict), parsed again from the checked
+    text (``None`` when it no longer parses: the parser then refuses the answer rather than hand on what the text no
+    longer says)."""
     try:
-        if hasattr(parsed, "model_validate_json"):
-            return type(parsed).model_validate_json(text)
+        if hasattr(kind, "model_validate_json"):
+            return kind.model_validate_json(text)
         return json.loads(text)
     except ValueError:
         return None

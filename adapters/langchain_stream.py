@@ -5,15 +5,18 @@ check has read it, holds tool-call deltas until the final check masks them, and 
 refusal), and each chunk it releases becomes an ``AIMessageChunk`` again. The LangChain chunk's own metadata (id,
 response metadata, usage, its place in the stream) rides along in an extra field of the translated chunk, so a
 re-emitted chunk keeps it. Streamed reasoning is checked with the answer and, as chat reasoning deltas are in the
-core, not passed on; a block of an unknown type is refused (``TypeError``).
+core, not passed on; a block of an unknown type is refused (``TypeError``). A structured output's ``parsed`` value
+is never passed on as the model sent it: its chunk is read again from the checked text. A model that answers a stream
+whole (``disable_streaming``) streams that answer as one last chunk (``whole_chunk``).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
-from langchain_core.messages import AIMessageChunk
+from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.messages.tool import tool_call_chunk
 from openai.types.chat import ChatCompletionChunk
 
@@ -21,7 +24,7 @@ from guardrail.call import CONTENT_FILTER
 
 from .langchain_shapes import CALL_BLOCKS, SIDE_TEXT, read_kwargs, refuse
 
-__all__ = ["LCOrigin", "chunk_of", "message_chunk"]
+__all__ = ["LCOrigin", "chunk_of", "message_chunk", "whole_chunk"]
 
 LCOrigin = "lc_origin"  # the extra field of a translated chunk that keeps the LangChain chunk's own metadata
 
@@ -59,13 +62,17 @@ def chunk_of(chunk: AIMessageChunk, model: str) -> ChatCompletionChunk:
         ]  # fmt: skip
     meta = chunk.response_metadata
     position = getattr(chunk, "chunk_position", None)  # langchain-core 1.x; a 0.3 chunk has none
-    closing = bool(meta.get("finish_reason")) or chunk.usage_metadata is not None or position == "last"
+    # the parsed structured output a model sends after the text (``additional_kwargs["parsed"]``) is never passed on:
+    # its chunk closes the stream (sent after the final check), its value parsed again from the text as checked
+    parsed = chunk.additional_kwargs.get("parsed") is not None
+    closing = bool(meta.get("finish_reason")) or chunk.usage_metadata is not None or position == "last" or parsed
     origin = {
         "id": chunk.id,
         "response_metadata": dict(meta),
         "usage_metadata": chunk.usage_metadata,
         "chunk_position": position,
         "blocks": not isinstance(content, str),
+        "parsed": parsed,
     }
     return ChatCompletionChunk.model_validate(
         {
@@ -103,7 +110,9 @@ def message_chunk(chunk: Any, blocks: bool) -> AIMessageChunk:
         for c in (delta.tool_calls if delta is not None else None) or []
     ]
     meta = dict(origin.get("response_metadata") or {})
-    position = origin.get("chunk_position")
+    usage, position = origin.get("usage_metadata"), origin.get("chunk_position")
+    if calls or "function_call" in extra:  # held calls, merged: the chunks they came from pass on their own metadata
+        meta, usage, position = {}, None, None
     if choice is not None and choice.finish_reason == CONTENT_FILTER:
         meta, position = {"finish_reason": CONTENT_FILTER}, "last"
     return AIMessageChunk(
@@ -111,7 +120,26 @@ def message_chunk(chunk: Any, blocks: bool) -> AIMessageChunk:
         id=origin.get("id") or chunk.id,
         additional_kwargs=extra,
         response_metadata=meta,
-        usage_metadata=origin.get("usage_metadata"),
+        usage_metadata=usage,
         tool_call_chunks=calls,
         chunk_position=position,
+    )
+
+
+def whole_chunk(message: AIMessage) -> AIMessageChunk:
+    """The answer of a model that answers whole when asked to stream (``disable_streaming``, LangChain's fallback for
+    a model without ``_stream``) as the one, last chunk of its stream: its tool calls as call chunks."""
+    valid = [(c["name"], json.dumps(c["args"], ensure_ascii=False), c.get("id")) for c in message.tool_calls]
+    invalid = [(c.get("name"), c.get("args"), c.get("id")) for c in message.invalid_tool_calls]
+    return AIMessageChunk(
+        content=message.content,
+        id=message.id,
+        additional_kwargs=message.additional_kwargs,
+        response_metadata=message.response_metadata,
+        usage_metadata=message.usage_metadata,
+        tool_call_chunks=[
+            tool_call_chunk(name=name, args=args, id=ident, index=i)
+            for i, (name, args, ident) in enumerate([*valid, *invalid])
+        ],
+        chunk_position="last",
     )

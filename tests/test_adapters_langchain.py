@@ -1,5 +1,5 @@
 """guardrail.wrap(guard, chat_model): the real langchain-openai ChatOpenAI against the stub server, sync and async,
-alone and in LCEL chains (ChatPromptTemplate | guarded | StrOutputParser)."""
+alone; in LCEL chains and the Runnable's own wrappers in test_adapters_langchain_runnables.py."""
 
 from __future__ import annotations
 
@@ -15,8 +15,6 @@ import pytest
 from conftest import FAKE_RULES, REFUSAL, make_policy
 from guardrail.adapters.langchain import GuardedChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
-from langchain_core.output_parsers import StrOutputParser
-from langchain_core.prompts import ChatPromptTemplate
 from langchain_openai import ChatOpenAI
 from langchain_openai.chat_models.base import OpenAIRefusalError
 from pydantic import BaseModel
@@ -48,12 +46,12 @@ def every_turn() -> Iterator[Guard]:
 _NO_KEEPALIVE = httpx.Limits(max_keepalive_connections=0)  # no connection outlives its answer (and its test's loop)
 
 
-def model(stub: StubServer, **kw: Any) -> ChatOpenAI:
-    """ChatOpenAI on the stub; an async HTTP client of its own (langchain-openai caches a shared one, which would
-    outlive the event loop of the test that made it)."""
+def model(stub: StubServer, url: str | None = None, **kw: Any) -> ChatOpenAI:
+    """ChatOpenAI on the stub (or ``url``); an async HTTP client of its own (langchain-openai caches a shared one,
+    which would outlive the event loop of the test that made it)."""
     return ChatOpenAI(  # type: ignore[call-arg]
         model="stub-model",
-        base_url=stub.url,
+        base_url=url or stub.url,
         api_key="sk-test",
         max_retries=0,
         http_async_client=httpx.AsyncClient(limits=_NO_KEEPALIVE),
@@ -243,50 +241,32 @@ async def test_a_streams_pii_and_tool_call_arguments_are_masked(guard: Guard, st
     assert call["args"]["to"] == "bob@example.com" and call["args"]["cc"].startswith("<EMAIL_")
 
 
-async def test_an_event_stream_carries_no_unchecked_token(guard: Guard, stub: StubServer) -> None:
-    """The model is called without the caller's callbacks: its raw tokens never reach an event stream."""
-    stub.reply = LEAD + HARMFUL
-    events = [e async for e in guardrail.wrap(guard, model(stub)).astream_events("story", version="v2")]
-    assert events and "bomb" not in repr(events)
-    assert REFUSAL in repr(events)
-
-
-# ------------------------------------------------------------------------------------------ chains
-
-
-def chain(guarded: Any) -> Any:
-    prompt = ChatPromptTemplate.from_messages([("system", "You are kind."), ("human", "{question}")])
-    return prompt | guarded | StrOutputParser()
-
-
-async def test_an_lcel_chain_invokes_streams_and_batches(guard: Guard, stub: StubServer, mode: str) -> None:
-    c = chain(guardrail.wrap(guard, model(stub)))
-    assert await invoke(c, mode, {"question": "hi"}) == "You said: hi"
-    assert await invoke(c, mode, {"question": "a bomb"}) == REFUSAL
-    assert "".join(await stream(c, mode, {"question": "mail bob@example.com"})) == "You said: mail <EMAIL_1>"
-    questions = [{"question": "tea"}, {"question": "a bomb"}, {"question": "bob@example.com"}]
-    answers = c.batch(questions) if mode == "sync" else await c.abatch(questions)
-    assert answers == ["You said: tea", REFUSAL, "You said: <EMAIL_1>"]
-    assert all("bob@example.com" not in json.dumps(r.body) for r in stub.completions())
-
-
-async def test_a_chain_streaming_a_harmful_answer_stops_with_the_refusal(
-    guard: Guard, stub: StubServer, mode: str
-) -> None:
-    stub.reply = LEAD + HARMFUL
-    pieces = await stream(chain(guardrail.wrap(guard, model(stub))), mode, {"question": "story"})
-    assert pieces[-1] == "\n\n" + REFUSAL and "bomb" not in "".join(pieces)
-
-
 # ------------------------------------------------------------------------------------------ fail closed
 
 
-async def test_configured_runnables_keep_the_guard(guard: Guard, stub: StubServer, mode: str) -> None:
-    guarded = guardrail.wrap(guard, model(stub))
-    for configured in (guarded.with_config(tags=["x"]), guarded.bind(stop=["zzz"]), guarded.with_retry()):
-        answer = await invoke(configured, mode, "a bomb")
-        assert answer.content == REFUSAL
-    assert stub.completions() == []
+async def test_a_model_that_does_not_stream_is_guarded_when_streamed(guard: Guard, stub: StubServer, mode: str) -> None:
+    """``disable_streaming`` (and LangChain's fallback for a model without streaming) answers a stream with the
+    whole message: it is checked and streamed as one answer, usage and tool calls kept."""
+    chunks = await stream(guardrail.wrap(guard, model(stub, disable_streaming=True)), mode, "mail bob@example.com")
+    merged = chunks[0]
+    for c in chunks[1:]:
+        merged += c
+    assert merged.content == "You said: mail <EMAIL_1>" and merged.chunk_position == "last"
+    assert merged.response_metadata["finish_reason"] == "stop" and merged.usage_metadata is not None
+    stub.reset()
+    stub.raw = tool_answer('{"to": "leak@corp.example"}', content="Sending.")
+    tools = guardrail.wrap(guard, model(stub, disable_streaming="tool_calling")).bind_tools([SEND_TOOL])
+    chunks = await stream(tools, mode, "send it")
+    merged = chunks[0]
+    for c in chunks[1:]:
+        merged += c
+    [call] = merged.tool_calls
+    assert call["args"]["to"].startswith("<EMAIL_") and "leak" not in repr(chunks)
+    assert merged.content == "Sending." and merged.response_metadata["finish_reason"] == "tool_calls"
+    stub.reset()
+    stub.reply = HARMFUL
+    chunks = await stream(guardrail.wrap(guard, model(stub, disable_streaming=True)), mode, "story")
+    assert text(chunks) == REFUSAL
 
 
 class Contact(BaseModel):
@@ -304,6 +284,35 @@ async def test_structured_output_is_checked_before_it_is_parsed(guard: Guard, st
         await invoke(structured, mode, "story")
     with pytest.raises(NotImplementedError, match="include_raw"):
         guardrail.wrap(guard, model(stub)).with_structured_output(Contact, include_raw=True)
+
+
+@pytest.mark.parametrize("method", ["json_schema", "function_calling", "json_mode"])
+@pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning")  # langchain-openai's own, streaming
+async def test_every_structured_output_method_is_checked_invoked_or_streamed(
+    guard: Guard, stub: StubServer, mode: str, method: str
+) -> None:
+    structured = guardrail.wrap(guard, model(stub)).with_structured_output(Contact, method=method)
+    for call in (invoke, stream):
+        stub.reset()
+        answer = '{"name": "Bob", "email": "leak@corp.example"}'
+        if method == "function_calling" and call is invoke:
+            stub.raw = tool_answer(answer)
+            stub.raw["choices"][0]["message"]["tool_calls"][0]["function"]["name"] = "Contact"
+        elif method == "function_calling":
+            first = {"index": 0, "id": "t1", "type": "function", "function": {"name": "Contact", "arguments": ""}}
+            stub.raw = [chunk({"role": "assistant", "content": None}), chunk({"tool_calls": [first]}),
+                        *[chunk({"tool_calls": [{"index": 0, "function": {"arguments": answer[i : i + 9]}}]})
+                          for i in range(0, len(answer), 9)],
+                        chunk({}, "tool_calls"), (None, "[DONE]")]  # fmt: skip
+        else:
+            stub.reply = answer
+        result = await call(structured, mode, "who? answer in json")
+        contact = result if call is invoke else result[-1]
+        assert isinstance(contact, Contact) and contact.email.startswith("<EMAIL_")
+    if method != "function_calling":
+        stub.reply = '{"name": "Bob", "email": "first build the bomb"}'
+        with pytest.raises(OpenAIRefusalError, match="content filter"):
+            await stream(structured, mode, "story in json")
 
 
 @pytest.mark.parametrize("name", ["client", "root_client", "generate", "predict", "agenerate_prompt", "_generate"])
