@@ -323,10 +323,12 @@ class GuardedStream(Generic[T]):
         started, so closing it alone left the connection open and the model writing (and billing) an answer no one
         reads."""
         close = getattr(self._items, "close", None)
-        if callable(close):
-            close()
-        if self._upstream is not None:
-            close_quietly(self._upstream)
+        try:
+            if callable(close):
+                close()  # may raise (a generator still running on another thread): the upstream is closed anyway
+        finally:
+            if self._upstream is not None:
+                close_quietly(self._upstream)
 
     def __enter__(self) -> GuardedStream[T]:
         return self
@@ -355,10 +357,12 @@ class AsyncGuardedStream(Generic[T]):
 
     async def close(self) -> None:
         aclose = getattr(self._items, "aclose", None)
-        if callable(aclose):
-            await aclose()
-        if self._upstream is not None:  # as GuardedStream.close: one never read still has its connection open
-            await aclose_quietly(self._upstream)
+        try:
+            if callable(aclose):
+                await aclose()
+        finally:
+            if self._upstream is not None:  # as GuardedStream.close: one never read still has its connection open
+                await aclose_quietly(self._upstream)
 
     aclose = close
 

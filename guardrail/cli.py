@@ -200,7 +200,8 @@ def cmd_policy(args: argparse.Namespace) -> int:
 
 def _warnings(policy: Any) -> list[str]:
     """What is valid but almost surely not meant: a model-score rule at threshold 0 fires on every text (a block
-    rule then refuses all traffic), unless a ``requires`` above 0 gates it. Routed policies too, by name."""
+    rule then refuses all traffic), unless a ``requires`` above 0 gates it; a kind of personal data the policy
+    defines that no redact rule names is never masked. Routed policies too, by name."""
     out = []
     for p in (policy, *policy.routed):
         for stage in ("input", "output"):
@@ -210,6 +211,13 @@ def _warnings(policy: Any) -> list[str]:
                     where = f"policy {p.name!r}, " if p is not policy else ""
                     out.append(f"{where}{stage} rule {r.category!r} ({r.action.value}) has threshold 0: it fires on "
                                "every text")  # fmt: skip
+        named = {e for stage in ("input", "output") for r in p.rules(stage) if r.action.value == "redact"
+                 for e in r.entities or ()}  # fmt: skip
+        for kind in p.pii_entities:  # a rule that lists its entities (as the bundled policies' do) masks only those
+            if kind not in named:
+                where = f"policy {p.name!r}, " if p is not policy else ""
+                why = "is masked by no redact rule: name it in a pii rule's entities"
+                out.append(f"{where}pii_entities {kind!r} {why}")
     return out
 
 

@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from guardrail.answer_actions import actions_text, unescape_json
+from guardrail.classifiers import custom_entities
 from guardrail.classifiers.patterns import ENTITIES, Span, bare_placeholders, find_entities, placeholders, redact
+from guardrail.classifiers.patterns import restore as restore_values
 from guardrail.errors import InvalidMessages
 from guardrail.unseen import drop_stray_marks, drop_unseen
 
@@ -98,7 +100,23 @@ def scoring_form(text: str, spans: Sequence[Span] | None = None) -> str:
     to the model ("email me at <EMAIL_1>": jailbreak 0.914; "email me at EMAIL_1": 0.048).
     """
     ss = find_entities(text, ENTITIES) if spans is None else spans  # the built-in kinds: the same in any process
-    return scan_form(bare_placeholders(redact(text, ss)[0] if ss else text))
+    if not ss:
+        return scan_form(bare_placeholders(text))
+    red, mapping = redact(text, ss)
+    return scan_form(bare_placeholders(_stand_ins(red, mapping)))
+
+
+def _stand_ins(red: str, mapping: Mapping[str, str]) -> str:
+    """A policy's own kinds (``pii_entities``) shown as a sample value of their pattern, not as a placeholder: the
+    model never saw ``EMPLOYEE_ID_1`` in training and read it as an attack ("status for EMP-123456 please": allowed
+    as written, jailbreak 0.92 with the placeholder), while a made-up value of the same shape reads as the real one
+    did and still keeps it from the classifiers (an LLM judge included)."""
+    subs: dict[str, str] = {}
+    for held in mapping:
+        kind, _, number = held[1:-1].rpartition("_")
+        if kind.lower() not in ENTITIES and (value := custom_entities.sample(kind.lower(), int(number))) is not None:
+            subs[held] = value
+    return restore_values(red, subs) if subs else red
 
 
 @dataclass(frozen=True, slots=True)

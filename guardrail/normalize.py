@@ -31,6 +31,7 @@ import bisect
 import codecs
 import json
 import re
+import unicodedata
 from collections.abc import Callable
 
 from guardrail.offsets import Form, OffsetMap, Rewrite, Seg, substitute
@@ -51,6 +52,7 @@ _XESC = re.compile(r"(?:\\x[0-9A-Fa-f]{2}){4,}")
 # JSON and JavaScript string escapes ("leak\u0040corp.example" in a structured answer or a tool call's arguments,
 # "sk-abc\/def" from a serializer that escapes "/"), decoded in place: the application reads the value decoded
 _UESC = re.compile(r"(?:\\u[0-9A-Fa-f]{4}|\\/)+")
+_UNREADABLE = frozenset({"Cc", "Cs", "Cn", "Co"})
 # a URL-encoded token: a run between spaces, quotes, brackets and commas (a URL inside a JSON string or a call's
 # arguments is decoded on its own, so what it reveals is masked inside that string)
 # A token's closing punctuation (". ! ? ; :") stays outside it, so "write to bob%40x.com." keeps its full stop (the
@@ -103,10 +105,12 @@ def _hex(m: re.Match[str]) -> str | None:
 
 
 def _json_escapes(m: re.Match[str]) -> str:
-    """A run of JSON escapes decoded (a surrogate pair read as one character); what is not printable, a lone
-    surrogate included, becomes U+FFFD."""
+    """A run of JSON escapes decoded (a surrogate pair read as one character); a control character, a lone
+    surrogate or an unassigned one becomes U+FFFD. Format characters (a zero-width space, tags) stay: the reading
+    drops them as it drops them in plain text (``unseen.cleaned``), so "bob@exa\\u200bmple.com" reads as the
+    address the application shows."""
     out = json.loads(f'"{m.group(0)}"')
-    return "".join(c if c.isprintable() or c == "\n" else "\ufffd" for c in out)
+    return "".join(c if c in "\n\t" or unicodedata.category(c) not in _UNREADABLE else "\ufffd" for c in out)
 
 
 def _pct_tokens(text: str) -> list[tuple[int, int]]:
@@ -318,6 +322,8 @@ def forms(text: str) -> list[Form]:
     if len(visible) > _MAX_SCAN:  # very long: scored as it is (windows bound the cost)
         return [Form(visible, "plain" if smap is None else "cleaned", smap)]
     primary, pmap, decoded = _decode(visible, smap)
+    if decoded:  # what decoding wrote is read as the text is: "bob@exa\u200bmple.com" hides a zero-width space
+        primary, pmap, _ = cleaned(primary, pmap)
     kind = "decoded" if decoded else "plain" if smap is None else "cleaned"
     extras: list[Form] = []
     d_text, d_map, covered = _despace(primary, pmap)

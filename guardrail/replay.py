@@ -116,8 +116,9 @@ def replay(
     from guardrail.classifiers.base import Classifier
     from guardrail.engine import Guard
 
-    rows = list(load_traffic(traffic)) if isinstance(traffic, (str, os.PathLike)) else list(traffic)
+    # the policy first: its own kinds of personal data (pii_entities) give a redacted log's placeholders stand-ins
     new_pol = lift_timeout(load_policy(policy))
+    rows = list(load_traffic(traffic)) if isinstance(traffic, (str, os.PathLike)) else list(traffic)
     recorded = baseline is None and bool(rows) and all(r.recorded is not None for r in rows)
     old_pol = None if recorded else lift_timeout(load_policy(baseline if baseline is not None else "default"))
     if baseline is None and not recorded and any(r.recorded is not None for r in rows):
@@ -244,9 +245,12 @@ def run_cli(args: Any) -> int:
     from guardrail.evaluation.evaluator import quiet_audit
 
     limits = [parse_limit(t) for t in args.fail_on]
+    # loaded before the rows are read and held while they are: a redacted log's placeholders of the policies' own
+    # kinds (pii_entities) get stand-in values only while a policy defining them is in use
+    policies = [load_policy(args.policy), load_policy(args.baseline or "default")]
     rows = list(load_traffic(args.traffic))
     if any(lim.metric.startswith("categories.") for lim in limits):
-        known = known_categories([load_policy(args.policy), load_policy(args.baseline or "default")], rows)
+        known = known_categories(policies, rows)
         limits = [parse_limit(lim.text, known) for lim in limits]
     quiet_audit()
     report = replay(rows, args.policy, args.baseline, progress=sys.stderr)

@@ -42,3 +42,20 @@ def test_a_rule_at_threshold_zero_gated_by_requires_is_not_warned(
     out = capsys.readouterr().out
     assert "'self_harm'" not in out
     assert f"warn   {f}: input rule 'violence' (log) has threshold 0: it fires on every text" in out
+
+
+def test_a_kind_of_personal_data_no_redact_rule_names_is_warned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the bundled policies' pii rules list their entities: a kind defined in a policy extending one was never masked,
+    # and validate said ok
+    f = tmp_path / "own.yaml"
+    text = "version: 1\nname: own\nextends: default\npii_entities:\n  employee_id: 'EMP-\\d{6}'\n"
+    f.write_text(text, encoding="utf-8")
+    assert main(["policy", "validate", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert f"warn   {f}: pii_entities 'employee_id' is masked by no redact rule" in out
+    named = f.read_text() + "input:\n  rules:\n    - {category: pii, action: redact, entities: [email, employee_id]}\n"
+    f.write_text(named, encoding="utf-8")
+    assert main(["policy", "validate", str(f)]) == 0
+    assert "warn" not in capsys.readouterr().out

@@ -18,6 +18,7 @@ from typing import Any
 import openai
 import pytest
 import structlog
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from stub_server import StubServer
@@ -426,3 +427,45 @@ def test_checks_on_many_threads_while_policies_load_always_mask_their_own_values
     for t in threads:
         t.join()
     assert failures == []
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_the_classifiers_read_a_made_up_value_of_the_same_shape_never_the_value_or_its_placeholder(mode: str) -> None:
+    # shown as EMPLOYEE_ID_1, a token it never saw in training, the bundled model read short requests as attacks
+    # ("status for EMP-123456 please": jailbreak 0.92, blocked; as written it was allowed)
+    import re
+
+    fake = FakeClassifier()
+    rules = [{"category": "pii", "action": "redact"}, {"category": "jailbreak", "threshold": 0.9, "action": "block"}]
+    with Guard(policy(input={"rules": rules}), classifiers=fake) as g:
+        prompt = "status for EMP-123456 please"
+        d = g.check_input(prompt) if mode == "sync" else asyncio.run(g.acheck_input(prompt))
+    assert d.text == "status for <EMPLOYEE_ID_1> please"
+    seen = [t for _, texts in fake.calls for t in texts]
+    assert seen and all("123456" not in t and "EMPLOYEE_ID" not in t for t in seen)
+    assert any(re.search(r"EMP-\d{6}", t) for t in seen)
+
+
+def test_guardrail_replay_of_a_redacted_log_in_a_new_process_checks_stand_ins_of_the_policys_own_kinds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the rows were read before the policy was loaded, so no stand-in existed and the row came back "rewrite ->
+    # allow" against the very policy that wrote the log
+    import gc
+
+    from guardrail.cli import main
+
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(policy()), encoding="utf-8")
+
+    def write_log() -> None:
+        with structlog.testing.capture_logs() as logs, Guard(path, classifiers=FakeClassifier()) as g:
+            g.check_input("Please reset the laptop of EMP-123456, it won't boot.")
+        events = [e for e in logs if e.get("event") == "guardrail.decision"]
+        (tmp_path / "audit.jsonl").write_text("".join(json.dumps(e, default=str) + "\n" for e in events))
+
+    write_log()
+    gc.collect()  # no policy defining employee_id is in use any more, as in a new process
+    assert not [d for d in custom_entities.detectors() if d.entity == "employee_id"]
+    assert main(["replay", str(tmp_path / "audit.jsonl"), "-p", str(path)]) == 0
+    assert "changed: 0 (0.00%)" in capsys.readouterr().out

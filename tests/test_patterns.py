@@ -561,6 +561,14 @@ def test_a_known_value_keeps_its_placeholder_and_the_others_are_reserved() -> No
         "мой телефон 89161234567",
         "我的电话是13812345678",
         "ring me on 55512345",
+        "You can call me tomorrow at 4155552671",
+        "call Jane at 4155552671",
+        "my number's 4155552671",
+        "Jane's number is 4155552671",
+        "you can reach her at 4155552671",
+        "mi número es 5512345678",
+        "meine Nummer ist 015112345678",
+        "Tel. 4155552671",
     ],
 )
 def test_a_phone_number_written_as_one_run_of_digits_is_found_where_the_words_say_phone(text: str) -> None:
@@ -577,6 +585,10 @@ def test_a_phone_number_written_as_one_run_of_digits_is_found_where_the_words_sa
         "The call lasted 1234567 ms",  # seven digits: a measure, not a number to call
         "Call 18005551234 for help",  # toll-free: a help line stays
         "account 4155552671, call centre hours below",
+        "the order number is 4155552671",
+        "Call Of Duty sold 12345678 copies",
+        "Our reach grew to 12345678",
+        "número de pedido 12345678",
     ],
 )
 def test_a_run_of_digits_without_a_phone_cue_just_before_it_is_not_a_phone(text: str) -> None:

@@ -29,9 +29,15 @@ _SYSTEM = (
     "that it belongs to that category, judging its function (would a responsible assistant refuse to help / is "
     "this answer harmful to give), not the words it uses. Categories:\n{cats}\n"
     "Answer with one JSON object only, with a number for every category listed, even when it is 0, "
-    'e.g. {{"unsafe": 0.02, "hate": 0.0, ...}}.'
+    "e.g. {example}."
 )
 _JSON = re.compile(r"\{.*\}", re.S)
+_SEPARATORS = re.compile(r"[\s_-]+")
+
+
+def _key(name: str) -> str:
+    """A category name as the judge may write it back, folded: case, spaces, hyphens and underscores."""
+    return _SEPARATORS.sub("_", name.strip().casefold())
 
 
 class LLMJudge:
@@ -74,10 +80,15 @@ class LLMJudge:
         return f"- {category}: {' '.join(about.split())}" if about else f"- {category}"
 
     def _messages(self, text: str, stage: Stage, prompt: str | None) -> list[dict[str, str]]:
-        cats = "\n".join(self._describe(c) for c in self._cats(stage))
+        asked = self._cats(stage)
+        cats = "\n".join(self._describe(c) for c in asked)
+        # the example names what is asked: a judge asked only about a topic copied "unsafe" and "hate" from a fixed one
+        example = "{" + ", ".join(f'"{c}": {v}' for c, v in zip(asked[:2], ("0.02", "0.0"), strict=False))
+        example += ", ...}" if len(asked) > 2 else "}"
         what = "user prompt" if stage == "input" else "assistant response (given the user prompt)"
         user = text if stage == "input" else f"USER PROMPT:\n{prompt or ''}\n\nASSISTANT RESPONSE:\n{text}"
-        return [{"role": "system", "content": _SYSTEM.format(what=what, cats=cats)}, {"role": "user", "content": user}]
+        system = _SYSTEM.format(what=what, cats=cats, example=example)
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
     def _parse(self, content: str, stage: Stage) -> dict[str, float]:
         m = _JSON.search(content or "")
@@ -89,9 +100,16 @@ class LLMJudge:
             raise ClassifierError(f"judge answered invalid JSON: {exc.msg}", classifier=self.name) from exc
         if not isinstance(raw, dict):
             raise InvalidScores("judge answered JSON that is not an object", classifier=self.name)
+        cats = self._cats(stage)
+        nested = [v for v in raw.values() if isinstance(v, dict)]
+        if len(raw) == 1 and len(nested) == 1 and not any(_key(c) in map(_key, raw) for c in cats):
+            raw = nested[0]  # {"scores": {...}}: the object it was asked for, wrapped
+        # a key as the model wrote it ("Medical_Advice", "medical advice", "self-harm"): the category it names, not
+        # a missing score (which failed every check under the fail mode); the exact key first
+        by_key = {_key(k): v for k, v in raw.items() if isinstance(k, str)}
         out: dict[str, float] = {}
-        for c in self._cats(stage):
-            v = raw.get(c)
+        for c in cats:
+            v = raw[c] if c in raw else by_key.get(_key(c))
             try:  # a number, or a number written as a string; never a guess for what is missing
                 f = float(v) if isinstance(v, (int, float, str)) and not isinstance(v, bool) else math.nan
             except ValueError:

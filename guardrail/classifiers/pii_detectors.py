@@ -1,8 +1,8 @@
 """The PII and secret detectors behind ``patterns.find_entities``: one regex, one check and one gate each.
 
 Split from patterns.py, which resolves overlaps and redacts: this module is the catalogue (what counts as an
-e-mail, a phone number, a card, an IBAN, an IP address, an SSN, a key) and its checksum and structure checks;
-the why of the design (permissive formats, strict checks, linear patterns) is in patterns.py's docstring.
+e-mail, a phone number (``pii_phone``), a card, an IBAN, an IP address, an SSN, a key) and its checksum and structure
+checks; the why of the design (permissive formats, strict checks, linear patterns) is in patterns.py's docstring.
 """
 
 from __future__ import annotations
@@ -11,53 +11,16 @@ import ipaddress
 import math
 import re
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
 
+from guardrail.classifiers.pii_base import Detector
+from guardrail.classifiers.pii_base import compile_ascii as _compile
+from guardrail.classifiers.pii_base import contains as _contains
+from guardrail.classifiers.pii_base import has_digit as _has_digit
+from guardrail.classifiers.pii_base import whole as _whole
+from guardrail.classifiers.pii_phone import PHONE_DETECTORS
+
 __all__ = ["DETECTORS", "Detector"]
-
-
-# A check receives the whole text and the regex hit and returns the accepted (start, end), possibly
-# trimmed, or None to reject the hit. The text is needed to look past the match (e.g. IBAN length).
-_Check = Callable[[str, re.Match[str]], tuple[int, int] | None]
-
-
-# A gate is a much cheaper necessary condition for the pattern to match ('@' for an e-mail). Gates are
-# what make a typical prompt cheap: most have no '@', key prefix or PEM header, and a substring test is
-# a memchr where a regex scan is a match attempt per character.
-_Gate = Callable[[str], bool]
-
-
-@dataclass(frozen=True, slots=True)
-class Detector:
-    entity: str
-    regex: re.Pattern[str]
-    check: _Check
-    gate: _Gate
-
-
-def _whole(_text: str, m: re.Match[str]) -> tuple[int, int]:
-    return m.span()
-
-
-# Most patterns start with a character class and check the character *before* the match in a lookbehind
-# placed after that first character ("\d(?<![\w-]\d)" rather than "(?<![\w-])\d"): the regex engine can
-# then skip to candidate characters in C instead of attempting a match at every position.
-def _compile(pattern: str, flags: int = 0) -> re.Pattern[str]:
-    # ASCII: Unicode digits and letters would pass \d and \w but no checksum or provider format uses them.
-    return re.compile(pattern, re.ASCII | re.VERBOSE | flags)
-
-
-_DIGIT = re.compile(r"\d", re.ASCII)
-
-
-def _has_digit(text: str) -> bool:
-    return _DIGIT.search(text) is not None
-
-
-def _contains(*needles: str) -> _Gate:
-    return lambda text: any(needle in text for needle in needles)
 
 
 # ---------------------------------------------------------------------------------------------- email
@@ -75,98 +38,24 @@ _EMAIL = _compile(
     """
 )
 
-# ---------------------------------------------------------------------------------------------- phone
-# Shared edges: not glued to a word, '+', '.', '/' or '-' on the left (dates, versions, paths, ids), and
-# not the tail of a space-separated list of numbers ("12 030 1234 5678").
-_PHONE_LEFT = r"(?<![\w+./-].)(?<!\d[ ].)"  # placed after the first character
-_PHONE_RIGHT = r"(?![\w/]|[-.:]\d)"
-_PHONE_INTL = _compile(
-    r"\+"
-    + _PHONE_LEFT
-    + r"""
-    (?=[1-9](?:[ .()-]{0,3}\d){7})           # at least 8 digits follow, checked before any work
-    [1-9]
-    (?:
-        \d{7,14}                              # E.164 without spaces: complete, never followed by groups
-      | \d{0,6}                               # country code (and possibly more digits)
-        (?:[ .-]?\(\d{1,4}\)[ .-]?\d{1,8})?    # "(0)" trunk or "(555)" area code
-        (?:[ .-]\d{1,8}){0,6}
-    )
-    """
-    + _PHONE_RIGHT
-)
-_PHONE_US = _compile(
-    r"[(1-9]"
-    + _PHONE_LEFT
-    + r"""
-    (?:
-        (?<=1)[ .-](?:\([2-9]\d{2}\)[ ]?|[2-9]\d{2}([ .-]))    # trunk "1-", then the area code
-      | (?<=\()[2-9]\d{2}\)[ ]?                                # "(555) "
-      | (?<=[2-9])\d{2}([ .-])                                  # "555-"
-    )
-    \d{3}(?(1)\1|(?(2)\2|[ .-]))\d{4}
-    """
-    + _PHONE_RIGHT
-)
-# UK, DE, FR and most European national formats: trunk 0, area code, subscriber groups.
-_PHONE_NATIONAL = _compile(
-    r"[(0]"
-    + _PHONE_LEFT
-    + r"""
-    (?:
-        (?<=\()0(?=[1-9](?:[ /()-]{0,3}\d){8})[1-9]\d{0,4}\)[ ]?
-      | (?<=0)(?=[1-9](?:[ /()-]{0,3}\d){8})[1-9]\d{0,4}(?:[ ]?/[ ]?|[ -])
-    )
-    \d{2,8}(?:[ -]\d{2,8}){0,3}
-    """
-    + _PHONE_RIGHT
-)
-_PHONE_FR_DOTS = _compile(r"0" + _PHONE_LEFT + r"[1-9](?:\.\d{2}){4}" + _PHONE_RIGHT)
+
+# "Hi,\\nbob@example.com" in a JSON string (a structured answer, a tool call's arguments) is "Hi," and a new line
+# before the address: read with its escape ("nbob@..."), the address was masked as "Hi,\\<EMAIL_1>", which no JSON
+# parser reads any more (and which lost the line break). The letter or \\uXXXX an odd run of backslashes escapes is
+# not part of the address.
+_ESCAPED_HEAD = re.compile(r"u[0-9A-Fa-f]{4}|[nrt]")
+_LOCAL_HEAD = re.compile(r"[A-Za-z0-9_+]")  # what is left still starts a local part (the address is not "\\n@x.io")
 
 
-# A number written as one run of digits ("call me at 4155552671") has no format that says "phone": it is one only
-# where the words just before it say so. Without the cue a run of digits is an order, an account or a year.
-_PHONE_BARE = _compile(r"\d(?<![\w+./-]\d)\d{7,14}(?![\w/]|[-.:,]\d)")
-_PHONE_CUE = re.compile(
-    r"(?:phone|tel\b|mobile|cell|whats\s?app|sms|fax|call|text|ring|reach\s(?:me|us)|my\snumber|contact|"
-    r"tel[eé]f|t[eé]l[eé]ph|telepon|handy|portable|cellulare|celular|τηλ[εέ]φων|телефон|мобильн|טלפון|هاتف|"
-    r"جوال|تلفن|फ़?ोन|फोन|ফোন|simu|โทร|điện\s?thoại|电话|電話|手机|携帯|전화|핸드폰)[^.!?\n]{0,24}$",
-    re.IGNORECASE,
-)
-
-
-def _bare_phone(text: str, m: re.Match[str]) -> tuple[int, int] | None:
-    if _PHONE_CUE.search(text, max(0, m.start() - 40), m.start()) is None or _toll_free(m.group()):
-        return None
-    return m.span()
-
-
-def _digit_count(s: str) -> int:
-    return sum(c.isdigit() for c in s)
-
-
-# Toll-free numbers belong to organisations (help lines, customer service), not people: an answer that points to
-# a crisis line must keep the number. Only where the format says so: North American 800/833/.../888 numbers and
-# +44 800/808; a national "0800"/"0808" is not exempt (Japanese and Nigerian mobiles share that layout).
-_TOLL_FREE = re.compile(r"1?8(?:00|33|44|55|66|77|88)\d{7}|4480[08]\d{6,7}")
-
-
-def _toll_free(s: str) -> bool:
-    return _TOLL_FREE.fullmatch("".join(c for c in s.replace("(0)", "") if c.isdigit())) is not None
-
-
-def _us_phone(_text: str, m: re.Match[str]) -> tuple[int, int] | None:
-    return None if _toll_free(m.group()) else m.span()
-
-
-def _intl_phone(_text: str, m: re.Match[str]) -> tuple[int, int] | None:
-    s = m.group()
-    n = _digit_count(s) - ("(0)" in s)  # the trunk zero is not part of the E.164 number
-    return m.span() if 8 <= n <= 15 and not _toll_free(s) else None
-
-
-def _national_phone(_text: str, m: re.Match[str]) -> tuple[int, int] | None:
-    return m.span() if 10 <= _digit_count(m.group()) <= 12 else None
+def _email(text: str, m: re.Match[str]) -> tuple[int, int] | None:
+    start, end = m.span()
+    slashes = 0
+    while start - slashes > 0 and text[start - slashes - 1] == "\\":
+        slashes += 1
+    head = _ESCAPED_HEAD.match(text, start) if slashes % 2 else None
+    if head is not None and _LOCAL_HEAD.match(text, head.end()) is not None:
+        return head.end(), end
+    return start, end
 
 
 # ---------------------------------------------------------------------------------------- credit_card
@@ -401,12 +290,8 @@ DETECTORS: Final[tuple[Detector, ...]] = (
     Detector("credit_card", _CARD, _card, _has_digit),
     Detector("iban", _IBAN, _iban, _has_digit),
     Detector("us_ssn", _SSN, _whole, _has_digit),
-    Detector("email", _EMAIL, _whole, _contains("@")),
+    Detector("email", _EMAIL, _email, _contains("@")),
     Detector("ip_address", _IPV4, _ipv4, _contains(".")),
     Detector("ip_address", _IPV6, _ipv6, lambda text: "::" in text or text.count(":") >= 6),
-    Detector("phone", _PHONE_INTL, _intl_phone, _contains("+")),
-    Detector("phone", _PHONE_US, _us_phone, _has_digit),
-    Detector("phone", _PHONE_NATIONAL, _national_phone, _contains("0")),
-    Detector("phone", _PHONE_FR_DOTS, _whole, _contains("0")),
-    Detector("phone", _PHONE_BARE, _bare_phone, _has_digit),
+    *PHONE_DETECTORS,
 )
