@@ -25,6 +25,7 @@ from guardrail.call import Call, Outcome
 from guardrail.decision import Action, Decision
 from guardrail.streaming import StreamGuard
 
+from ._client import GuardedClient
 from ._core import GuardedCall, call_async, call_sync
 from .answer_text import _get
 from .anthropic_request import MessagesRequest
@@ -127,46 +128,19 @@ class _AsyncMessages(_Messages):
         return await call_async(self._call(kwargs), self._target.create)
 
 
-class _Client:
+class _Client(GuardedClient):
     _messages: type[_Messages] = _SyncMessages
+    _doors = _CLIENT_SIDE_DOORS
+    _use = "messages.create"
 
     def __init__(
         self, guard: Guard, client: Any, *, restore: bool = False, context: Mapping[str, str] | None = None
     ) -> None:
-        self._guard, self._client, self._restore, self._context = guard, client, restore, context
+        super().__init__(guard, client, restore=restore, context=context)
         self.messages = self._messages(client.messages, self)
-
-    @property
-    def guard(self) -> Guard:
-        return self._guard
-
-    @property
-    def unwrapped(self) -> Any:
-        """The client underneath, unguarded (for what you deliberately want to bypass)."""
-        return self._client
-
-    def with_options(self, **options: Any) -> Any:
-        return self._like(self._client.with_options(**options))
-
-    def copy(self, **options: Any) -> Any:
-        return self._like(self._client.copy(**options))
 
     def with_middleware(self, *middleware: Any) -> Any:
         return self._like(self._client.with_middleware(*middleware))
-
-    def _like(self, client: Any) -> Any:
-        return type(self)(self._guard, client, restore=self._restore, context=self._context)
-
-    def __getattr__(self, name: str) -> Any:
-        if name in _CLIENT_SIDE_DOORS:
-            raise AttributeError(
-                f"client.{name} is not available on a guardrail-wrapped client (it would bypass the guard); use "
-                "messages.create, or .unwrapped to bypass it deliberately"
-            )
-        return getattr(self._client, name)
-
-    def __repr__(self) -> str:
-        return f"<guarded {self._client!r} policy={self._guard.policy.name!r}>"
 
 
 class GuardedAnthropic(_Client):

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from guardrail.call import Call
 
+from ._client import GuardedClient
 from ._core import GuardedCall, acheck_answer, call_async, call_sync, check_answer
 from .conversations import Conversations
 from .media import OPENAI_RESOURCES, MediaResource
@@ -183,10 +184,12 @@ class _Chat:
         return getattr(self._target, name)
 
 
-class _Client:
+class _Client(GuardedClient):
     _completions: type[_Resource] = _Completions
     _responses: type[_Resource] = _Responses
     _async = False  # whether its media resources' methods are coroutines (adapters.media)
+    _doors = _CLIENT_SIDE_DOORS
+    _use = "chat.completions.create or responses.create"
 
     def __init__(
         self,
@@ -197,38 +200,18 @@ class _Client:
         context: Mapping[str, str] | None = None,
         conversations: Conversations | None = None,
     ) -> None:
-        self._guard, self._client, self._restore, self._context = guard, client, restore, context
+        super().__init__(guard, client, restore=restore, context=context)
         # the placeholders its server-side conversations sent (shared with its with_options / copy clients)
         self._conversations = conversations or Conversations()
         self.chat = _Chat(client.chat, self._completions(client.chat.completions, self))
         self.responses = self._responses(client.responses, self)
-
-    @property
-    def guard(self) -> Guard:
-        return self._guard
-
-    @property
-    def unwrapped(self) -> Any:
-        """The client underneath, unguarded (for what you deliberately want to bypass)."""
-        return self._client
-
-    def with_options(self, **options: Any) -> Any:
-        return self._like(self._client.with_options(**options))
-
-    def copy(self, **options: Any) -> Any:
-        return self._like(self._client.copy(**options))
 
     def _like(self, client: Any) -> Any:
         return type(self)(
             self._guard, client, restore=self._restore, context=self._context, conversations=self._conversations
         )
 
-    def __getattr__(self, name: str) -> Any:
-        if name in _CLIENT_SIDE_DOORS:
-            raise AttributeError(
-                f"client.{name} is not available on a guardrail-wrapped client (it would bypass the guard); use "
-                "chat.completions.create or responses.create, or .unwrapped to bypass it deliberately"
-            )
+    def _attribute(self, name: str) -> Any:
         if name in OPENAI_RESOURCES:  # images, audio, videos: their prompts are checked (adapters.media)
             methods, children = OPENAI_RESOURCES[name]
             target = getattr(self._client, name)
@@ -237,9 +220,6 @@ class _Client:
 
     def _new_call(self) -> Call:
         return Call(self._guard, context=self._context)
-
-    def __repr__(self) -> str:
-        return f"<guarded {self._client!r} policy={self._guard.policy.name!r}>"
 
 
 class GuardedOpenAI(_Client):
