@@ -43,6 +43,11 @@ class GuardedClient:
         return type(self)(self._guard, client, restore=self._restore, context=self._context)
 
     def __getattr__(self, name: str) -> Any:
+        # only what the instance lacks reaches here: before __init__ has run (copy.copy and pickle make the object
+        # first, then ask for __setstate__) there is no client to forward to, and forwarding looked up _client
+        # through this method again, without end (RecursionError)
+        if name.startswith("__") or "_client" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         if name in self._doors:
             raise AttributeError(
                 f"client.{name} is not available on a guardrail-wrapped client (it would bypass the guard); use "

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from guardrail._decide import Pending, Plan
-from guardrail.classifiers.patterns import Span
+from guardrail.classifiers.patterns import ENTITIES, Span, find_entities
 from guardrail.decision import RuleAction
 from guardrail.messages import scoring_form
 from guardrail.revealed import spans_and_readings, spread
@@ -39,6 +39,11 @@ def plan_readings(pending: Pending, deadline: Callable[[Pending, int], tuple[flo
         context = scoring_form(pending.prompt)
         tokens *= 2
     at, budget_ms = deadline(pending, tokens)
+    if pending.policy.pii_entities and pending.prompt is not None:  # its own kinds hidden in the prompt read beside
+        shown = find_entities(pending.prompt, (*ENTITIES, *pending.policy.pii_entities))
+        beside = scoring_form(pending.prompt, shown)
+        prompts = (beside,) * len(scan) if prompts is not None else None
+        context = beside if context is not None else None
     return Plan(
         tuple(scan), tuple(owner), prompts, tuple(spans), at, budget_ms, needs_model, context=context,
         unit=tuple(unit), extra_spans=tuple(extra_spans),

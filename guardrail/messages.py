@@ -100,9 +100,7 @@ def scoring_form(text: str, spans: Sequence[Span] | None = None) -> str:
     to the model ("email me at <EMAIL_1>": jailbreak 0.914; "email me at EMAIL_1": 0.048).
     """
     ss = find_entities(text, ENTITIES) if spans is None else spans  # the built-in kinds: the same in any process
-    if not ss:
-        return scan_form(bare_placeholders(text))
-    red, mapping = redact(text, ss)
+    red, mapping = redact(text, ss) if ss else (text, {})
     return scan_form(bare_placeholders(_stand_ins(red, mapping)))
 
 
@@ -110,13 +108,37 @@ def _stand_ins(red: str, mapping: Mapping[str, str]) -> str:
     """A policy's own kinds (``pii_entities``) shown as a sample value of their pattern, not as a placeholder: the
     model never saw ``EMPLOYEE_ID_1`` in training and read it as an attack ("status for EMP-123456 please": allowed
     as written, jailbreak 0.92 with the placeholder), while a made-up value of the same shape reads as the real one
-    did and still keeps it from the classifiers (an LLM judge included)."""
+    did and still keeps it from the classifiers (an LLM judge included).
+
+    Placeholders already in the text (a masked answer the user quotes back) get one too. A sample is never one of
+    the values masked (a fixed pattern's only value is the secret itself; ``EMP-100000`` is the sample for
+    ``<EMPLOYEE_ID_1>``), never another placeholder's, and never holds a built-in kind (an address the model would
+    read as one): such a placeholder stays."""
+    real = {v.casefold() for v in mapping.values()}
+    used: set[str] = set()
     subs: dict[str, str] = {}
-    for held in mapping:
+    for held in sorted(placeholders(red), key=_number):
         kind, _, number = held[1:-1].rpartition("_")
-        if kind.lower() not in ENTITIES and (value := custom_entities.sample(kind.lower(), int(number))) is not None:
-            subs[held] = value
+        if kind.lower() in ENTITIES:
+            continue
+        n = int(number)
+        for m in range(n, n + _TRIES):  # the next values of the pattern when this one is taken
+            value = custom_entities.sample(kind.lower(), m)
+            if value is None:
+                break
+            if value.casefold() not in real | used and not find_entities(value, ENTITIES):
+                subs[held] = value
+                used.add(value.casefold())
+                break
     return restore_values(red, subs) if subs else red
+
+
+_TRIES = 16
+
+
+def _number(held: str) -> tuple[str, int]:
+    kind, _, number = held[1:-1].rpartition("_")
+    return kind, int(number)
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,10 +117,12 @@ def replay(
     from guardrail.engine import Guard
 
     # the policy first: its own kinds of personal data (pii_entities) give a redacted log's placeholders stand-ins
+    # (and the baseline's too: the policy that wrote the log may define a kind the new one dropped or renamed)
     new_pol = lift_timeout(load_policy(policy))
+    base_pol = None if baseline is None else lift_timeout(load_policy(baseline))
     rows = list(load_traffic(traffic)) if isinstance(traffic, (str, os.PathLike)) else list(traffic)
     recorded = baseline is None and bool(rows) and all(r.recorded is not None for r in rows)
-    old_pol = None if recorded else lift_timeout(load_policy(baseline if baseline is not None else "default"))
+    old_pol = None if recorded else base_pol if base_pol is not None else lift_timeout(load_policy("default"))
     if baseline is None and not recorded and any(r.recorded is not None for r in rows):
         raise PolicyError("some rows are audit events and some are not: pass --baseline to compare against a policy")
     guards: list[Guard] = []

@@ -469,3 +469,27 @@ def test_guardrail_replay_of_a_redacted_log_in_a_new_process_checks_stand_ins_of
     assert not [d for d in custom_entities.detectors() if d.entity == "employee_id"]
     assert main(["replay", str(tmp_path / "audit.jsonl"), "-p", str(path)]) == 0
     assert "changed: 0 (0.00%)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_the_prompt_read_beside_an_answer_hides_the_policys_own_kinds_too(mode: str) -> None:
+    # an output check scores the answer with its prompt beside it: the prompt's employee id went to the classifiers
+    # (an LLM judge included) as written, masked only of the built-in kinds
+    class Recording(FakeClassifier):
+        def __init__(self) -> None:
+            super().__init__()
+            self.prompts: list[str | None] = []
+
+        def predict(self, texts: Any, *, stage: Any = "input", prompts: Any = None) -> list[dict[str, float]]:
+            self.prompts += list(prompts or [])
+            return super().predict(texts, stage=stage, prompts=prompts)
+
+    rec = Recording()
+    rules = [{"category": "harmful_response", "threshold": 0.9, "action": "block"}]
+    with Guard(policy(output={"rules": rules}), classifiers=rec) as g:
+        prompt = "status of EMP-123456, mail bob@example.com"
+        if mode == "sync":
+            g.check_output("It is fine.", prompt=prompt)
+        else:
+            asyncio.run(g.acheck_output("It is fine.", prompt=prompt))
+    assert rec.prompts and all(p is not None and "123456" not in p and "bob@" not in p for p in rec.prompts)

@@ -40,6 +40,25 @@ def _key(name: str) -> str:
     return _SEPARATORS.sub("_", name.strip().casefold())
 
 
+def _highest(values: list[Any]) -> Any:
+    """Of the values written under one loosely matched key, the highest score; the one value, or None, otherwise.
+    A value that is no number is returned as it is, so it is reported as not a probability."""
+    if len(values) <= 1:
+        return values[0] if values else None
+    try:
+        return max(values, key=float)
+    except (TypeError, ValueError):
+        return next(v for v in values if not _number(v))
+
+
+def _number(v: Any) -> bool:
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(v, bool)
+
+
 class LLMJudge:
     """``predict`` sends one request per text (concurrency is the caller's: the engine's pool)."""
 
@@ -101,15 +120,23 @@ class LLMJudge:
         if not isinstance(raw, dict):
             raise InvalidScores("judge answered JSON that is not an object", classifier=self.name)
         cats = self._cats(stage)
+        asked = {_key(c) for c in cats}
         nested = [v for v in raw.values() if isinstance(v, dict)]
-        if len(raw) == 1 and len(nested) == 1 and not any(_key(c) in map(_key, raw) for c in cats):
-            raw = nested[0]  # {"scores": {...}}: the object it was asked for, wrapped
+        scored = any(_key(k) in asked and not isinstance(v, dict) for k, v in raw.items() if isinstance(k, str))
+        if len(nested) == 1 and not scored:
+            # {"scores": {...}}, or with its reasons beside it ({"reasoning": "...", "scores": {...}}), or a wrapper
+            # that a topic named "scores" shares its name with: the object it was asked for, wrapped
+            raw = nested[0]
         # a key as the model wrote it ("Medical_Advice", "medical advice", "self-harm"): the category it names, not
-        # a missing score (which failed every check under the fail mode); the exact key first
-        by_key = {_key(k): v for k, v in raw.items() if isinstance(k, str)}
+        # a missing score (which failed every check under the fail mode); the exact key first, and of two keys
+        # written for one category with different scores, the higher (a check is never passed on the lower)
+        loose: dict[str, list[Any]] = {}
+        for k, val in raw.items():
+            if isinstance(k, str):
+                loose.setdefault(_key(k), []).append(val)
         out: dict[str, float] = {}
         for c in cats:
-            v = raw[c] if c in raw else by_key.get(_key(c))
+            v = raw[c] if c in raw else _highest(loose.get(_key(c), []))
             try:  # a number, or a number written as a string; never a guess for what is missing
                 f = float(v) if isinstance(v, (int, float, str)) and not isinstance(v, bool) else math.nan
             except ValueError:

@@ -72,8 +72,10 @@ _PHONE_BARE = _compile(r"\d(?<![\w+./-]\d)\d{7,14}(?![\w/]|[-.:,]\d)")
 # "the contact form received 12345678" and "ring size 12345678" are not phone numbers.
 _CUE_LATIN = (
     r"phones?|telephone|tel|ph|mob|mobile|cell(?:phone)?|cellular|whats\s?app|sms|fax|call(?:ing)?|ring|"
-    r"text(?:ing)?|contact|hotline|helpline|reach|tel[eé]f\w*|t[eé]l[eé]ph\w*|telepon|handy|"
-    r"portable|cellulare|celular|simu|appel\w*|anruf\w*|ruf|ll[aá]m(?:a(?:me|nos)|ar)|"
+    r"text(?:ing)?|contact|hotline|helpline|reach|telepon|handy|portable|cellulare|celular|simu|appel\w*|ruf|"
+    # the phone word and its number word, not every compound ("Telefonrechnung", "Anrufbeantworter", "Telefonica")
+    r"tel[eé]f(?:on[eos]?|ono)?(?:-?(?:nummer|nr|n[uú]mero|number))?|t[eé]l[eé]ph(?:one|oner|onez)?|anruf(?:en|e)?|"
+    r"ll[aá]m(?:a(?:me|nos)|ar)|"
     r"điện\s?thoại|"
     # a person's number: "my number", "her number is", "Jane's number", "mi número es", "meine Nummer"
     r"(?:my|his|her|their|our|your|[a-z]+'s|mi|su|tu|mon|ma|son|sa|mein|meine|seine|ihre)\s+"
@@ -85,10 +87,18 @@ _CUE_LINK = (
     r"phone|mobile|cell|line|direct|office|home|work|private|personal|main|whatsapp|sms|text|anytime|directly|"
     r"please|now|here|back|al|au|am|an|unter|sur|de|del|da|do|na|es|est|ist|mi|mon|ma|mein|meine|numéro|número|"
     r"numero|nummer|số|moi|nous|mich|uns|lui|ihn|ihm|s|tomorrow|today|tonight|later|soon|again|also|instead|"
-    r"any\s?time|after|before|then|maybe|just|still|best|usual"
+    r"any\s?time|after|before|then|maybe|just|still|best|usual|this|morning|afternoon|evening|night|weekend|"
+    # the person whose number it is: "call my wife at", "text your boss on"
+    r"wife|husband|partner|mom|mum|mother|dad|father|brother|sister|son|daughter|friend|boss|manager|assistant|"
+    r"doctor|dr|mr|mrs|ms"
 )
+# the words after a name that say a number follows ("call Jane at", "contact John Smith on", "text Bob:"): without
+# one a capitalised word is as likely a title ("Call Of Duty 12345678", "Ring Doorbell 12345678", "Phone: Samsung
+# Galaxy 12345678", "Handy Vertrag 12345678") as a person
+_CUE_NAME_THEN = r"at|on|via|to|is|al|au|am|unter|sur|de|en|an"
 # a name may stand between the cue and the number too ("call Jane at", "text Bob on"): a capitalised word
-_CUE_NAME = r"(?-i:[A-Z][a-z]+)"
+_NAME_WORD = r"(?-i:(?:Mc|O')?[A-Z][a-z]+(?:-[A-Z][a-z]+)?)\.?"
+_CUE_NAME = rf"{_NAME_WORD}(?:\s+{_NAME_WORD}){{0,2}}(?=\s*[:,]?\s*(?:{_CUE_NAME_THEN})(?![^\W\d_])|\s*:)"
 _PHONE_CUE = re.compile(
     rf"(?:(?<![^\W\d_])(?:{_CUE_LATIN})(?![^\W\d_])|{_CUE_OTHER})"
     rf"(?:[\s:#()=*,'\"\-]|\.(?=[\s:#]|$)|(?<![^\W\d_])(?:{_CUE_LINK}|{_CUE_NAME})(?![^\W\d_])\.?|[^\x00-\x7f])*$",
