@@ -42,9 +42,35 @@ def spans_and_readings(text: str, entities: Iterable[str] | None = None) -> tupl
             scored.append((form, list(every)))
         else:
             revealed = find_entities(form.text, shown)
-            scored.append((form, revealed))
+            scored.append((form, _carried(every, form, revealed)))
             every = _merge(text, every, revealed, form)
     return (every if wanted is None else _spans(text, wanted, readings)), scored
+
+
+def _carried(spans: Sequence[Span], form: Form, found: list[Span]) -> list[Span]:
+    """``found`` (the spans a reading's own detectors found), plus the text's ``spans`` where they sit in the reading:
+    a reading that rewrote a value (leetspeak turns "E123456" into "Ei2eas6", which no detector finds) showed it to
+    the classifiers, an LLM judge included, in that form. One pass over the reading, each character mapped back."""
+    if not spans or form.offsets is None:
+        return found
+    bounds = sorted(spans, key=lambda x: x.start)
+    starts = [x.start for x in bounds]
+    runs: list[list[int]] = []  # [index in bounds, start, end] in the reading
+    for i in range(len(form.text)):
+        a, b = form.to_original(i, i + 1)
+        k = bisect.bisect_right(starts, a) - 1
+        hit = next((j for j in (k, k + 1) if 0 <= j < len(bounds) and bounds[j].start < b and a < bounds[j].end), None)
+        if hit is None:
+            continue
+        if runs and runs[-1][0] == hit and runs[-1][2] == i:
+            runs[-1][2] = i + 1
+        else:
+            runs.append([hit, i, i + 1])
+    out = list(found)
+    for hit, i, j in runs:
+        if not any(o.start < j and i < o.end for o in out):
+            out.append(Span(bounds[hit].entity, i, j, form.text[i:j]))
+    return sorted(out, key=lambda x: x.start)
 
 
 def _spans(text: str, entities: frozenset[str] | None, readings: Sequence[Form]) -> list[Span]:

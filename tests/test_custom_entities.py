@@ -493,3 +493,18 @@ def test_the_prompt_read_beside_an_answer_hides_the_policys_own_kinds_too(mode: 
         else:
             asyncio.run(g.acheck_output("It is fine.", prompt=prompt))
     assert rec.prompts and all(p is not None and "123456" not in p and "bob@" not in p for p in rec.prompts)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_reading_that_rewrites_a_value_never_shows_it_to_the_classifiers(mode: str) -> None:
+    # the leetspeak reading turned E123456 into Ei2eas6, which no detector finds: the classifiers (an LLM judge
+    # included) read the value in that form, and for this text it was the only reading they read
+    fake = FakeClassifier()
+    rules = [{"category": "pii", "action": "redact"}, {"category": "unsafe", "threshold": 0.9, "action": "block"}]
+    entities = {**policy()["pii_entities"], "staff_no": r"E\d{6}", "badge_no": r"ID\d{4}"}
+    with Guard(policy(input={"rules": rules}, pii_entities=entities), classifiers=fake) as g:
+        prompt = "h0w t0 r3s3t E123456 and ID1234"
+        d = g.check_input(prompt) if mode == "sync" else asyncio.run(g.acheck_input(prompt))
+    assert d.text == "h0w t0 r3s3t <STAFF_NO_1> and <BADGE_NO_1>"
+    seen = [t for _, texts in fake.calls for t in texts]
+    assert seen and not any(v in t for t in seen for v in ("123456", "1234", "i2eas6", "i2ea"))
