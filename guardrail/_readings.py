@@ -5,7 +5,7 @@ reads, with the personal data to mask in each text. Pure, and apart from the eng
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from guardrail._decide import Pending, Plan
 from guardrail.classifiers.patterns import ENTITIES, Span, find_entities
@@ -26,7 +26,11 @@ def plan_readings(pending: Pending, deadline: Callable[[Pending, int], tuple[flo
         if r.action is RuleAction.REDACT:
             entities |= set(r.entities or ())
     needs_model = any(r.action is not RuleAction.REDACT for r in rules)
-    scan, owner, spans, unit, extra_spans = readings(pending, entities, needs_model)  # joined readings too
+    # the policy's own kinds in the prompt read beside: hidden, and their values never another reading's stand-in
+    own = tuple(pending.policy.pii_entities)
+    shown = find_entities(pending.prompt, (*ENTITIES, *own)) if own and pending.prompt else []
+    asked = _own_values(pending.prompt or "", shown)
+    scan, owner, spans, unit, extra_spans, masked = readings(pending, entities, needs_model, asked)
     prompts: tuple[str | None, ...] | None = None
     context: str | None = None
     tokens = sum(estimate_tokens(t) for t in scan)
@@ -40,8 +44,9 @@ def plan_readings(pending: Pending, deadline: Callable[[Pending, int], tuple[flo
         tokens *= 2
     at, budget_ms = deadline(pending, tokens)
     if pending.policy.pii_entities and pending.prompt is not None:  # its own kinds hidden in the prompt read beside
-        shown = find_entities(pending.prompt, (*ENTITIES, *pending.policy.pii_entities))
-        beside = scoring_form(pending.prompt, shown)
+        # a stand-in in the prompt is none of the values masked in the texts: a judge reads both in one request, and
+        # the answer's EMP-100000 was the stand-in of the prompt's <EMPLOYEE_ID_1>
+        beside = scoring_form(pending.prompt, shown, masked)
         prompts = (beside,) * len(scan) if prompts is not None else None
         context = beside if context is not None else None
     return Plan(
@@ -51,37 +56,48 @@ def plan_readings(pending: Pending, deadline: Callable[[Pending, int], tuple[flo
 
 
 def readings(
-    pending: Pending, entities: set[str], needs_model: bool
-) -> tuple[list[str], list[int], list[tuple[Span, ...]], list[int], list[tuple[Span, ...]]]:
+    pending: Pending, entities: set[str], needs_model: bool, asked: frozenset[str] = frozenset()
+) -> tuple[list[str], list[int], list[tuple[Span, ...]], list[int], list[tuple[Span, ...]], frozenset[str]]:
     """``(scan, owner, spans, unit, extra_spans)``: the scoring form of every reading (``scan[k]`` counts for
     ``pending.texts[owner[k]]``); per text, the spans of ``entities`` to mask in it, found in the text, its readings,
     and the joined readings that cross it (an address cut across two parts is masked in both pieces); and what each
     reading is a reading *of*: ``unit[k]`` is ``i`` for a reading of ``pending.texts[i]``, ``len(texts) + j`` for
     one of ``pending.extra[j]`` (an allowlist judges each of those apart: ``rules.evaluate``); and per extra reading
-    the personal data found in it, where not joined (an answer's calls are masked where they sit: ``_answer``)."""
+    the personal data found in it, where not joined (an answer's calls are masked where they sit: ``_answer``); and
+    the values of the policy's own kinds masked in the readings, casefolded. No reading shows another's value, or one
+    of ``asked`` (the prompt's, read beside), as the stand-in of a placeholder (``messages.scoring_form``)."""
     scan: list[str] = []
     owner: list[int] = []
     spans: list[tuple[Span, ...]] = []
     unit: list[int] = []
     extra_spans: list[tuple[Span, ...]] = []
+    forms_to_score: list[tuple[str, list[Span]]] = []  # scored once every reading's values are known
     inside = {k for ex in pending.extra if not ex.alone for k in ex.joined}  # scored only within a joined reading
+    hidden = tuple(pending.policy.pii_entities)  # its own kinds: never read as written, on either stage
     for i, t in enumerate(pending.texts):
         # what one reading reveals is redacted where it sits in the text
-        text_spans, forms = spans_and_readings(t, entities) if needs_model or entities else ([], [])
+        text_spans, forms = spans_and_readings(t, entities, hidden) if needs_model or entities else ([], [])
         spans.append(tuple(text_spans))
         if needs_model and i not in inside:
             for form, own in forms:
-                scan.append(scoring_form(form.text, own))
+                forms_to_score.append((form.text, own))
                 owner.append(i)
                 unit.append(i)
     for j, ex in enumerate(pending.extra):
-        found, forms = spans_and_readings(ex.text, entities) if needs_model or entities else ([], [])
+        found, forms = spans_and_readings(ex.text, entities, hidden) if needs_model or entities else ([], [])
         if ex.joined and found:
             spread(pending.texts, ex.joined, ex.starts, found, spans)
         extra_spans.append(() if ex.joined else tuple(found))
         if needs_model and ex.scored:
             for form, own in forms:
-                scan.append(scoring_form(form.text, own))
+                forms_to_score.append((form.text, own))
                 owner.append(ex.owner)
                 unit.append(len(pending.texts) + j)
-    return scan, owner, spans, unit, extra_spans
+    masked = frozenset().union(*(_own_values(t, own) for t, own in forms_to_score))
+    scan = [scoring_form(t, own, masked | asked) for t, own in forms_to_score]
+    return scan, owner, spans, unit, extra_spans, masked
+
+
+def _own_values(text: str, spans: Sequence[Span]) -> frozenset[str]:
+    """The values of the policy's own kinds among ``spans`` (casefolded): the ones a stand-in must not be."""
+    return frozenset(text[s.start : s.end].casefold() for s in spans if s.entity not in ENTITIES)

@@ -27,14 +27,17 @@ def entity_spans(text: str, entities: Iterable[str] | None = None) -> list[Span]
     return _spans(text, None if entities is None else frozenset(entities), forms(text))
 
 
-def spans_and_readings(text: str, entities: Iterable[str] | None = None) -> tuple[list[Span], list[Reading]]:
+def spans_and_readings(
+    text: str, entities: Iterable[str] | None = None, hidden: Iterable[str] = ()
+) -> tuple[list[Span], list[Reading]]:
     """:func:`entity_spans` (what redaction masks), and each reading with all the entities found in it (what the
-    classifiers are shown masked; the text's own reading with what earlier readings revealed in it too)."""
+    classifiers are shown masked; the text's own reading with what earlier readings revealed in it too). ``hidden``:
+    more kinds the classifiers are shown masked though this check does not redact them (the policy's own)."""
     readings = forms(text)
     wanted = None if entities is None else frozenset(entities)
-    # what the classifiers are shown masked: the built-in kinds and what this check redacts, never another policy's
-    # own kinds (pii_entities in force in the process), so one policy's patterns never change another's scores
-    shown = frozenset(ENTITIES) | (wanted or frozenset())
+    # what the classifiers are shown masked: the built-in kinds, what this check redacts and the policy's own kinds,
+    # never another policy's (pii_entities in force in the process), so its patterns never change this one's scores
+    shown = frozenset(ENTITIES) | (wanted or frozenset()) | frozenset(hidden)
     scored: list[Reading] = []
     every = find_entities(text, shown)
     for form in readings:

@@ -508,3 +508,17 @@ def test_a_reading_that_rewrites_a_value_never_shows_it_to_the_classifiers(mode:
     assert d.text == "h0w t0 r3s3t <STAFF_NO_1> and <BADGE_NO_1>"
     seen = [t for _, texts in fake.calls for t in texts]
     assert seen and not any(v in t for t in seen for v in ("123456", "1234", "i2eas6", "i2ea"))
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_the_classifiers_never_read_the_policys_own_kinds_on_a_stage_whose_rules_do_not_redact_them(mode: str) -> None:
+    # named in the input rule only, an answer's employee id was neither masked (as documented) nor hidden from the
+    # classifiers, so an LLM judge received it as written
+    fake = FakeClassifier()
+    out_rules = [{"category": "harmful_response", "threshold": 0.9, "action": "block"}]
+    with Guard(policy(output={"rules": out_rules}), classifiers=fake) as g:
+        answer = "EMP-123456 handles it."
+        d = g.check_output(answer, prompt="who?") if mode == "sync" else asyncio.run(g.acheck_output(answer))
+    assert d.text == answer  # not redacted: no output rule names it
+    seen = [t for _, texts in fake.calls for t in texts]
+    assert seen and not any("123456" in t for t in seen)
