@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -88,7 +88,7 @@ def scan_form(text: str) -> str:
     return _CONTROL.sub(" ", drop_stray_marks(text))
 
 
-def scoring_form(text: str, spans: Sequence[Span] | None = None) -> str:
+def scoring_form(text: str, spans: Sequence[Span] | None = None, avoid: Collection[str] = frozenset()) -> str:
     """What classifiers see (engine, calibration, red-team and training alike): personal data and
     secrets as bare typed names (``EMAIL_1``), then ``scan_form``.
 
@@ -98,13 +98,16 @@ def scoring_form(text: str, spans: Sequence[Span] | None = None) -> str:
     values. The angle brackets of the caller-facing placeholders are dropped here, also from
     placeholders already in the text (an upstream redaction): markup-like tokens read as injection
     to the model ("email me at <EMAIL_1>": jailbreak 0.914; "email me at EMAIL_1": 0.048).
+
+    ``avoid``: values (casefolded) masked in the other texts shown with this one (an answer and its prompt go to a
+    judge in one request): no stand-in here is one of them.
     """
     ss = find_entities(text, ENTITIES) if spans is None else spans  # the built-in kinds: the same in any process
     red, mapping = redact(text, ss) if ss else (text, {})
-    return scan_form(bare_placeholders(_stand_ins(red, mapping)))
+    return scan_form(bare_placeholders(_stand_ins(red, mapping, avoid)))
 
 
-def _stand_ins(red: str, mapping: Mapping[str, str]) -> str:
+def _stand_ins(red: str, mapping: Mapping[str, str], avoid: Collection[str] = frozenset()) -> str:
     """A policy's own kinds (``pii_entities``) shown as a sample value of their pattern, not as a placeholder: the
     model never saw ``EMPLOYEE_ID_1`` in training and read it as an attack ("status for EMP-123456 please": allowed
     as written, jailbreak 0.92 with the placeholder), while a made-up value of the same shape reads as the real one
@@ -114,8 +117,7 @@ def _stand_ins(red: str, mapping: Mapping[str, str]) -> str:
     the values masked (a fixed pattern's only value is the secret itself; ``EMP-100000`` is the sample for
     ``<EMPLOYEE_ID_1>``), never another placeholder's, and never holds a built-in kind (an address the model would
     read as one): such a placeholder stays."""
-    real = {v.casefold() for v in mapping.values()}
-    used: set[str] = set()
+    taken = {v.casefold() for v in mapping.values()} | set(avoid)  # the values masked, then the stand-ins chosen
     subs: dict[str, str] = {}
     for held in sorted(placeholders(red), key=_number):
         kind, _, number = held[1:-1].rpartition("_")
@@ -126,9 +128,9 @@ def _stand_ins(red: str, mapping: Mapping[str, str]) -> str:
             value = custom_entities.sample(kind.lower(), m)
             if value is None:
                 break
-            if value.casefold() not in real | used and not find_entities(value, ENTITIES):
+            if value.casefold() not in taken and not find_entities(value, ENTITIES):
                 subs[held] = value
-                used.add(value.casefold())
+                taken.add(value.casefold())
                 break
     return restore_values(red, subs) if subs else red
 

@@ -41,22 +41,43 @@ def _key(name: str) -> str:
 
 
 def _highest(values: list[Any]) -> Any:
-    """Of the values written under one loosely matched key, the highest score; the one value, or None, otherwise.
-    A value that is no number is returned as it is, so it is reported as not a probability."""
+    """Of the values written under one loosely matched key (the exact key among them), the highest score; the one
+    value, or None, otherwise. A value that is no probability is returned as it is, so it is reported as such
+    whatever its place (a NaN beside 0.2 passed the check at 0.2 or failed it, by the order of the keys)."""
+    values = [_inner(v) for v in values]
     if len(values) <= 1:
         return values[0] if values else None
-    try:
-        return max(values, key=float)
-    except (TypeError, ValueError):
-        return next(v for v in values if not _number(v))
+    bad = [v for v in values if not _probability(v)]
+    return bad[0] if bad else max(values, key=float)
 
 
-def _number(v: Any) -> bool:
+_SCORE_KEYS = frozenset({"score", "probability", "prob", "p", "value", "likelihood", "risk"})
+
+
+def _inner(v: Any) -> Any:
+    """A category's score written as an object (``{"score": 0.9, "reason": "..."}``): the score in it; a value that
+    holds no one score is returned as it is (reported as no probability)."""
+    if isinstance(v, dict):
+        held = [x for k, x in v.items() if isinstance(k, str) and _key(k) in _SCORE_KEYS]
+        return held[0] if len(held) == 1 else v
+    return v
+
+
+def _probability(v: Any) -> bool:
     try:
-        float(v)
-    except (TypeError, ValueError):
+        f = float(v)
+    except (TypeError, ValueError, OverflowError):
         return False
-    return not isinstance(v, bool)
+    return not isinstance(v, bool) and math.isfinite(f) and 0.0 <= f <= 1.0
+
+
+class _Pairs(dict[str, Any]):
+    """A JSON object that keeps every pair as written: a key written twice is two scores (``json`` keeps the later,
+    and ``{"unsafe": 0.9, "unsafe": 0.1}`` passed the check on 0.1)."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
+        self.pairs = pairs
 
 
 class LLMJudge:
@@ -114,32 +135,35 @@ class LLMJudge:
         if m is None:
             raise ClassifierError(f"judge answered without JSON: {content[:80]!r}", classifier=self.name)
         try:
-            raw = json.loads(m.group(0))
+            raw = json.loads(m.group(0), object_pairs_hook=_Pairs)
         except json.JSONDecodeError as exc:
             raise ClassifierError(f"judge answered invalid JSON: {exc.msg}", classifier=self.name) from exc
         if not isinstance(raw, dict):
             raise InvalidScores("judge answered JSON that is not an object", classifier=self.name)
         cats = self._cats(stage)
         asked = {_key(c) for c in cats}
-        nested = [v for v in raw.values() if isinstance(v, dict)]
         scored = any(_key(k) in asked and not isinstance(v, dict) for k, v in raw.items() if isinstance(k, str))
-        if len(nested) == 1 and not scored:
-            # {"scores": {...}}, or with its reasons beside it ({"reasoning": "...", "scores": {...}}), or a wrapper
-            # that a topic named "scores" shares its name with: the object it was asked for, wrapped
-            raw = nested[0]
+        # {"scores": {...}}, or with its reasons or other objects beside it ({"reasoning": "...", "scores": {...}},
+        # {"scores": {...}, "reasons": {...}}), or a wrapper that a topic named "scores" shares its name with: the
+        # object it was asked for, wrapped; the one whose asked keys hold numbers where two name them. Never a
+        # category's own object ({"unsafe": {"score": 0.9}}), which names no category
+        wrappers = [v for v in raw.values() if isinstance(v, dict) and any(_key(k) in asked for k in v)]
+        numbers = [w for w in wrappers if any(_key(k) in asked and _probability(_inner(x)) for k, x in w.items())]
+        if not scored and (len(wrappers) == 1 or len(numbers) == 1):
+            raw = wrappers[0] if len(wrappers) == 1 else numbers[0]
         # a key as the model wrote it ("Medical_Advice", "medical advice", "self-harm"): the category it names, not
-        # a missing score (which failed every check under the fail mode); the exact key first, and of two keys
-        # written for one category with different scores, the higher (a check is never passed on the lower)
+        # a missing score (which failed every check under the fail mode); of two keys written for one category (or
+        # one key written twice) with different scores, the higher: a check is never passed on the lower
         loose: dict[str, list[Any]] = {}
-        for k, val in raw.items():
+        for k, val in raw.pairs if isinstance(raw, _Pairs) else raw.items():
             if isinstance(k, str):
                 loose.setdefault(_key(k), []).append(val)
         out: dict[str, float] = {}
         for c in cats:
-            v = raw[c] if c in raw else _highest(loose.get(_key(c), []))
+            v = _highest(loose.get(_key(c), []))
             try:  # a number, or a number written as a string; never a guess for what is missing
                 f = float(v) if isinstance(v, (int, float, str)) and not isinstance(v, bool) else math.nan
-            except ValueError:
+            except (ValueError, OverflowError):  # "high"; an integer of 400 digits
                 f = math.nan
             if not (math.isfinite(f) and 0.0 <= f <= 1.0):
                 why = "no score" if v is None else "a score that is not a probability"
