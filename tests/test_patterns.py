@@ -589,6 +589,9 @@ def test_a_phone_number_written_as_one_run_of_digits_is_found_where_the_words_sa
         "Call Of Duty sold 12345678 copies",
         "Our reach grew to 12345678",
         "número de pedido 12345678",
+        "SMS Code: 12345678",
+        "Phone Case Model: 12345678",
+        "reach 12345678 customers",
     ],
 )
 def test_a_run_of_digits_without_a_phone_cue_just_before_it_is_not_a_phone(text: str) -> None:

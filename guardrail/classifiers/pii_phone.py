@@ -98,7 +98,8 @@ _CUE_LINK = (
 _CUE_NAME_THEN = r"at|on|via|to|is|al|au|am|unter|sur|de|en|an"
 # a name may stand between the cue and the number too ("call Jane at", "text Bob on"): a capitalised word
 _NAME_WORD = r"(?-i:(?:Mc|O')?[A-Z][a-z]+(?:-[A-Z][a-z]+)?)\.?"
-_CUE_NAME = rf"{_NAME_WORD}(?:\s+{_NAME_WORD}){{0,2}}(?=\s*[:,]?\s*(?:{_CUE_NAME_THEN})(?![^\W\d_])|\s*:)"
+# (a name then a colon is left out: "SMS Code: 12345678", "Phone Case Model: 12345678" are labels, not people)
+_CUE_NAME = rf"{_NAME_WORD}(?:\s+{_NAME_WORD}){{0,2}}(?=\s*,?\s*(?:{_CUE_NAME_THEN})(?![^\W\d_]))"
 _PHONE_CUE = re.compile(
     rf"(?:(?<![^\W\d_])(?:{_CUE_LATIN})(?![^\W\d_])|{_CUE_OTHER})"
     rf"(?:[\s:#()=*,'\"\-]|\.(?=[\s:#]|$)|(?<![^\W\d_])(?:{_CUE_LINK}|{_CUE_NAME})(?![^\W\d_])\.?|[^\x00-\x7f])*$",
@@ -107,7 +108,9 @@ _PHONE_CUE = re.compile(
 # "text 12345678 characters": a count, not a number to text
 _PHONE_UNIT = re.compile(
     r"\s*(?:characters?|chars?|bytes?|bits?|words?|lines?|rows?|records?|times?|tokens?|items?|pages?|entries|"
-    r"users?|people|views?|results?|[kmgt]?b|ms|ns|us|s|seconds?|minutes?|hours?|days?)\b",
+    r"users?|people|views?|results?|[kmgt]?b|ms|ns|us|s|seconds?|minutes?|hours?|days?|customers?|clients?|"
+    r"subscribers?|followers?|members?|visitors?|downloads?|copies|units?|sales|orders?|euros?|dollars?|usd|eur|"
+    r"gbp|pounds?|yen|points?|votes?|steps?|km|miles?|meters?|kg)\b",
     re.IGNORECASE,
 )
 
