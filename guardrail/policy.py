@@ -211,7 +211,11 @@ def _register_entities(policy: Policy, locs: Locations, origin: str) -> None:
 
 
 def _canonical(policy: Policy) -> str:
-    return json.dumps(policy.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    data = policy.model_dump(mode="json")
+    for key in ("topics", "pii_entities"):  # added later: left out when empty, so an unchanged policy keeps its hash
+        if not data.get(key):
+            data.pop(key, None)
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _model_at(path: PathKey) -> type[BaseModel] | None:
