@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from guardrail._decide import Pending, Plan
-from guardrail.classifiers.patterns import ENTITIES, Span, find_entities
+from guardrail.classifiers.patterns import ENTITIES, Span
 from guardrail.decision import RuleAction
 from guardrail.messages import scoring_form
 from guardrail.revealed import spans_and_readings, spread
@@ -26,29 +26,32 @@ def plan_readings(pending: Pending, deadline: Callable[[Pending, int], tuple[flo
         if r.action is RuleAction.REDACT:
             entities |= set(r.entities or ())
     needs_model = any(r.action is not RuleAction.REDACT for r in rules)
-    # the policy's own kinds in the prompt read beside: hidden, and their values never another reading's stand-in
+    # the prompt read beside (an answer's prompt, or the system prompt): its personal data and the policy's own kinds
+    # hidden as they are in the texts, found through its readings too ("ＥＭＰ－１２３４５６" or "bob\u200b@example.com"
+    # was shown to the classifiers, an LLM judge included, as the value itself once folded); and their values, as
+    # written and as read, never another reading's stand-in
     own = tuple(pending.policy.pii_entities)
-    shown = find_entities(pending.prompt, (*ENTITIES, *own)) if own and pending.prompt else []
-    asked = _own_values(pending.prompt or "", shown)
+    shown: list[Span] = []
+    asked: frozenset[str] = frozenset()
+    if pending.prompt:
+        shown, prompt_forms = spans_and_readings(pending.prompt, None, own)
+        asked = _own_values(pending.prompt, shown).union(*(_own_values(f.text, ss) for f, ss in prompt_forms))
     scan, owner, spans, unit, extra_spans, masked = readings(pending, entities, needs_model, asked)
+    beside = scoring_form(pending.prompt, shown, masked) if pending.prompt is not None else None
     prompts: tuple[str | None, ...] | None = None
     context: str | None = None
     tokens = sum(estimate_tokens(t) for t in scan)
+    # a stand-in in the prompt is none of the values masked in the texts: a judge reads both in one request, and the
+    # answer's EMP-100000 was the stand-in of the prompt's <EMPLOYEE_ID_1>
     if pending.stage == "output":  # a response is always judged with its prompt (empty when unknown)
-        prompts = (scoring_form(pending.prompt) if pending.prompt is not None else "",) * len(scan)
-    elif pending.prompt is not None:
+        prompts = (beside if beside is not None else "",) * len(scan)
+    elif beside is not None:
         # the system prompt: texts whose jailbreak score alone reaches the model's gate are read again with it
         # (_decide.context_plan), and that reading feeds only jailbreak (_context.context_counts); the budget
         # allows for both readings
-        context = scoring_form(pending.prompt)
+        context = beside
         tokens *= 2
     at, budget_ms = deadline(pending, tokens)
-    if pending.policy.pii_entities and pending.prompt is not None:  # its own kinds hidden in the prompt read beside
-        # a stand-in in the prompt is none of the values masked in the texts: a judge reads both in one request, and
-        # the answer's EMP-100000 was the stand-in of the prompt's <EMPLOYEE_ID_1>
-        beside = scoring_form(pending.prompt, shown, masked)
-        prompts = (beside,) * len(scan) if prompts is not None else None
-        context = beside if context is not None else None
     return Plan(
         tuple(scan), tuple(owner), prompts, tuple(spans), at, budget_ms, needs_model, context=context,
         unit=tuple(unit), extra_spans=tuple(extra_spans),

@@ -11,6 +11,7 @@ base64 token after ``token: `` is the e-mail, not part of a key no rule masks.
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Iterable, Sequence
 
 from guardrail.classifiers.patterns import ENTITIES, Span, find_entities
@@ -53,7 +54,12 @@ def spans_and_readings(
 def _carried(spans: Sequence[Span], form: Form, found: list[Span]) -> list[Span]:
     """``found`` (the spans a reading's own detectors found), plus the text's ``spans`` where they sit in the reading:
     a reading that rewrote a value (leetspeak turns "E123456" into "Ei2eas6", which no detector finds) showed it to
-    the classifiers, an LLM judge included, in that form. One pass over the reading, each character mapped back."""
+    the classifiers, an LLM judge included, in that form. One pass over the reading, each character mapped back.
+
+    A value the reading turned into more words than it holds is not carried: that reading decoded what a token says
+    ("token: aG93IGRv..." is a base64 message, found as a key by its cue), and the classifiers must read it; the
+    values in what it says are the reading's own detectors' (``found``). Carried, the whole request went to them as
+    ``token: API_KEY_1``."""
     if not spans or form.offsets is None:
         return found
     bounds = sorted(spans, key=lambda x: x.start)
@@ -69,10 +75,21 @@ def _carried(spans: Sequence[Span], form: Form, found: list[Span]) -> list[Span]
             runs[-1][2] = i + 1
         else:
             runs.append([hit, i, i + 1])
+    # what the reading's detectors found, by start, with the furthest end so far: a run overlaps one of them if one
+    # that starts before the run ends reaches into it (one bisection per run: a scan of all was quadratic on a long
+    # text full of values)
+    mine = sorted(found, key=lambda x: x.start)
+    found_starts = [x.start for x in mine]
+    reach = list(itertools.accumulate((x.end for x in mine), max))
     out = list(found)
     for hit, i, j in runs:
-        if not any(o.start < j and i < o.end for o in out):
-            out.append(Span(bounds[hit].entity, i, j, form.text[i:j]))
+        k = bisect.bisect_left(found_starts, j)
+        if k and reach[k - 1] > i:
+            continue
+        piece = form.text[i:j]
+        if len(piece.split()) > max(1, len(bounds[hit].value.split())):
+            continue
+        out.append(Span(bounds[hit].entity, i, j, piece))
     return sorted(out, key=lambda x: x.start)
 
 

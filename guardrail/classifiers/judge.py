@@ -55,12 +55,36 @@ _SCORE_KEYS = frozenset({"score", "probability", "prob", "p", "value", "likeliho
 
 
 def _inner(v: Any) -> Any:
-    """A category's score written as an object (``{"score": 0.9, "reason": "..."}``): the score in it; a value that
-    holds no one score is returned as it is (reported as no probability)."""
-    if isinstance(v, dict):
-        held = [x for k, x in v.items() if isinstance(k, str) and _key(k) in _SCORE_KEYS]
+    """A category's score written as an object (``{"score": 0.9, "reason": "..."}``): the score in it, the highest of
+    two (``{"score": 0.9, "score": 0.1}`` was read as 0.1), a label beside it left aside (``{"score": 0.9, "risk":
+    "high"}`` failed the check under the fail mode); a value that holds no score is returned as it is (reported as no
+    probability), and so is one that is no probability."""
+    if not isinstance(v, dict):
+        return v
+    held = [x for k, x in _items(v) if isinstance(k, str) and _key(k) in _SCORE_KEYS]
+    numbers = [x for x in held if _numeric(x)]
+    if not numbers:
         return held[0] if len(held) == 1 else v
-    return v
+    bad = [x for x in numbers if not _probability(x)]
+    return bad[0] if bad else max(numbers, key=float)
+
+
+def _items(v: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Every pair of an object as written, a key written twice included (``_Pairs``)."""
+    return v.pairs if isinstance(v, _Pairs) else list(v.items())
+
+
+def _numeric(v: Any) -> bool:
+    """A number, or a string that reads as one (a label such as "high" is not)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        return False
+    try:
+        float(v)
+    except ValueError:
+        return False
+    except OverflowError:  # an integer of 400 digits: a number, no probability
+        return True
+    return True
 
 
 def _probability(v: Any) -> bool:
@@ -147,15 +171,25 @@ class LLMJudge:
         # {"scores": {...}, "reasons": {...}}), or a wrapper that a topic named "scores" shares its name with: the
         # object it was asked for, wrapped; the one whose asked keys hold numbers where two name them. Never a
         # category's own object ({"unsafe": {"score": 0.9}}), which names no category
-        wrappers = [v for v in raw.values() if isinstance(v, dict) and any(_key(k) in asked for k in v)]
-        numbers = [w for w in wrappers if any(_key(k) in asked and _probability(_inner(x)) for k, x in w.items())]
-        if not scored and (len(wrappers) == 1 or len(numbers) == 1):
-            raw = wrappers[0] if len(wrappers) == 1 else numbers[0]
+        # A wrapper written twice ({"scores": {...}, "scores": {...}}) is one wrapper holding both (json kept the
+        # later, and the check passed on its lower scores); a category's own object that holds a score beside the
+        # wrapper is read with it ({"scores": {"unsafe": 0.1}, "unsafe": {"score": 0.9}} was read as 0.1)
+        top = _items(raw)
+        groups: dict[str, list[tuple[str, Any]]] = {}
+        for k, v in top:
+            if isinstance(k, str) and isinstance(v, dict) and any(_key(x) in asked for x in v):
+                groups.setdefault(k, []).extend(_items(v))
+        numbers = [g for g in groups.values() if any(_key(k) in asked and _probability(_inner(x)) for k, x in g)]
+        pairs = top
+        if not scored and (len(groups) == 1 or len(numbers) == 1):
+            own = [(k, v) for k, v in top if isinstance(k, str) and _key(k) in asked and isinstance(v, dict)]
+            held = [(k, v) for k, v in own if not isinstance(_inner(v), dict)]
+            pairs = [*(next(iter(groups.values())) if len(groups) == 1 else numbers[0]), *held]
         # a key as the model wrote it ("Medical_Advice", "medical advice", "self-harm"): the category it names, not
         # a missing score (which failed every check under the fail mode); of two keys written for one category (or
         # one key written twice) with different scores, the higher: a check is never passed on the lower
         loose: dict[str, list[Any]] = {}
-        for k, val in raw.pairs if isinstance(raw, _Pairs) else raw.items():
+        for k, val in pairs:
             if isinstance(k, str):
                 loose.setdefault(_key(k), []).append(val)
         out: dict[str, float] = {}

@@ -98,19 +98,28 @@ _CUE_LINK = (
 _CUE_NAME_THEN = r"at|on|via|to|is|al|au|am|unter|sur|de|en|an"
 # a name may stand between the cue and the number too ("call Jane at", "text Bob on"): a capitalised word
 _NAME_WORD = r"(?-i:(?:Mc|O')?[A-Z][a-z]+(?:-[A-Z][a-z]+)?)\.?"
-# (a name then a colon is left out: "SMS Code: 12345678", "Phone Case Model: 12345678" are labels, not people)
-_CUE_NAME = rf"{_NAME_WORD}(?:\s+{_NAME_WORD}){{0,2}}(?=\s*,?\s*(?:{_CUE_NAME_THEN})(?![^\W\d_]))"
+# A name then a colon is a person ("call Jane: 4155552671", "text Bob:"), unless a word of it names a field: "SMS
+# Code: 12345678", "Phone Case Model: 12345678" are labels (left out altogether, the people went out unmasked)
+_LABEL_WORD = (
+    r"(?:codes?|models?|cases?|sizes?|ids?|pins?|serials?|lengths?|counts?|durations?|versions?|types?|refs?|"
+    r"references?|forms?|tickets?|batch|plans?|bills?|accounts?|orders?|invoices?|numbers?|nos?|nr|otps?|keys?|"
+    r"totals?|amounts?|prices?|limits?|logs?|history|records?|credits?|minutes?|tokens?|passwords?|verification|"
+    r"confirmation|security|tracking)"
+)
+_CUE_NAME_COLON = rf"(?:(?!(?i:{_LABEL_WORD})\b){_NAME_WORD}\s+){{0,2}}(?!(?i:{_LABEL_WORD})\b){_NAME_WORD}(?=\s*:)"
+_CUE_NAME = rf"{_NAME_WORD}(?:\s+{_NAME_WORD}){{0,2}}(?=\s*,?\s*(?:{_CUE_NAME_THEN})(?![^\W\d_]))|{_CUE_NAME_COLON}"
 _PHONE_CUE = re.compile(
     rf"(?:(?<![^\W\d_])(?:{_CUE_LATIN})(?![^\W\d_])|{_CUE_OTHER})"
     rf"(?:[\s:#()=*,'\"\-]|\.(?=[\s:#]|$)|(?<![^\W\d_])(?:{_CUE_LINK}|{_CUE_NAME})(?![^\W\d_])\.?|[^\x00-\x7f])*$",
     re.IGNORECASE,
 )
-# "text 12345678 characters": a count, not a number to text
+# "text 12345678 characters": a count, not a number to text; on the same line, and no heading ("Phone: 0612345678"
+# then "Orders: ..." on the next line is a number and a heading: the number went out unmasked)
 _PHONE_UNIT = re.compile(
-    r"\s*(?:characters?|chars?|bytes?|bits?|words?|lines?|rows?|records?|times?|tokens?|items?|pages?|entries|"
+    r"[^\S\n\r]*(?:characters?|chars?|bytes?|bits?|words?|lines?|rows?|records?|times?|tokens?|items?|pages?|entries|"
     r"users?|people|views?|results?|[kmgt]?b|ms|ns|us|s|seconds?|minutes?|hours?|days?|customers?|clients?|"
     r"subscribers?|followers?|members?|visitors?|downloads?|copies|units?|sales|orders?|euros?|dollars?|usd|eur|"
-    r"gbp|pounds?|yen|points?|votes?|steps?|km|miles?|meters?|kg)\b",
+    r"gbp|pounds?|yen|points?|votes?|steps?|km|miles?|meters?|kg)\b(?![^\S\n\r]*:)",
     re.IGNORECASE,
 )
 
