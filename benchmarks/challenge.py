@@ -55,7 +55,7 @@ def load_suite(folder: Path = SUITE) -> list[dict[str, Any]]:
 def model_scores(model: Path, rows: list[dict[str, Any]]) -> tuple[list[dict[str, float]], dict[str, float]]:
     """Calibrated scores per row, and the model's own threshold per head (input stage thresholds)."""
     from guardrail.classifiers.onnx import OnnxClassifier
-    from guardrail.messages import scoring_form
+    from guardrail.scoring_form import scoring_form
 
     clf = OnnxClassifier(model)
     out: list[dict[str, float]] = [{} for _ in rows]

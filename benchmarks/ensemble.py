@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from guardrail.classifiers.onnx import OnnxClassifier, bundled_model_dir
     from guardrail.ensemble import Ensemble
-    from guardrail.messages import scoring_form
+    from guardrail.scoring_form import scoring_form
     from guardrail.testing import FakeClassifier
 
     stream = load_stream(args.data, args.limit, args.seed)

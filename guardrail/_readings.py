@@ -10,9 +10,9 @@ from collections.abc import Callable, Sequence
 from guardrail._decide import Pending, Plan
 from guardrail.classifiers.patterns import ENTITIES, Span
 from guardrail.decision import RuleAction
-from guardrail.messages import scoring_form
 from guardrail.revealed import spans_and_readings, spread
 from guardrail.scheduler import estimate_tokens
+from guardrail.scoring_form import scoring_form
 
 __all__ = ["plan_readings", "readings"]
 
@@ -68,7 +68,7 @@ def readings(
     one of ``pending.extra[j]`` (an allowlist judges each of those apart: ``rules.evaluate``); and per extra reading
     the personal data found in it, where not joined (an answer's calls are masked where they sit: ``_answer``); and
     the values of the policy's own kinds masked in the readings, casefolded. No reading shows another's value, or one
-    of ``asked`` (the prompt's, read beside), as the stand-in of a placeholder (``messages.scoring_form``)."""
+    of ``asked`` (the prompt's, read beside), as the stand-in of a placeholder (``guardrail.scoring_form``)."""
     scan: list[str] = []
     owner: list[int] = []
     spans: list[tuple[Span, ...]] = []

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
 from guardrail._linear_re import LinearRegex, UnsupportedPattern
-from guardrail.messages import scan_form
+from guardrail.scoring_form import scan_form
 
 __all__ = ["Allowlist", "KeywordMatcher", "PatternMatcher", "normalise", "regex_engine"]
 

@@ -192,8 +192,8 @@ def remember(policy: Policy, decision: Decision, texts: Sequence[str]) -> None:
     """Keep the experts' scores of ``decision`` in the store, so late feedback still finds them."""
     if policy.classifiers is None or decision.error is not None:
         return
-    from guardrail.messages import scoring_form
     from guardrail.normalize import forms
+    from guardrail.scoring_form import scoring_form
 
     ens = policy_classifier(policy)
     # the texts the engine may have scored: each text's readings and scoring forms (a key not scored is

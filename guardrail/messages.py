@@ -21,17 +21,13 @@ it rather than a message silently left unread. Which turns are read is the polic
 from __future__ import annotations
 
 import re
-import unicodedata
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from guardrail.answer_actions import actions_text, unescape_json
-from guardrail.classifiers import custom_entities
-from guardrail.classifiers.patterns import ENTITIES, Span, bare_placeholders, find_entities, placeholders, redact
-from guardrail.classifiers.patterns import restore as restore_values
+from guardrail.classifiers.patterns import placeholders
 from guardrail.errors import InvalidMessages
-from guardrail.unseen import drop_stray_marks, drop_unseen
 
 Scope = Literal["untrusted", "last_user", "all_user", "all"]
 
@@ -46,7 +42,6 @@ __all__ = [
     "extract",
     "prompt_placeholders",
     "replace_texts",
-    "scan_form",
     "to_text",
 ]
 
@@ -66,9 +61,6 @@ ROLES = {
     "documents": "document",
 }
 DATA_ROLES = frozenset({"tool", "document"})  # text from tools and retrieval: read for injection
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # C0 controls but tab, newline, carriage return
 
 
 def to_text(value: str | bytes | bytearray) -> str:
@@ -76,71 +68,6 @@ def to_text(value: str | bytes | bytearray) -> str:
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).decode("utf-8", errors="replace")
     return value
-
-
-def scan_form(text: str) -> str:
-    """The form the classifier sees: NFKC-folded (full-width and stylised letters become plain ones),
-    unseen characters dropped and tag characters decoded (``guardrail.unseen``), over-striking marks on
-    Latin letters dropped, control characters turned into spaces. Obfuscation with invisible characters or
-    look-alike letters is a cheap jailbreak; the original text is what travels on. Lone surrogates (valid in
-    JSON, not in UTF-8; the tokenizer refused them, which under fail open let any text through) become U+FFFD."""
-    text = unicodedata.normalize("NFKC", drop_unseen(_SURROGATE.sub("\ufffd", text)))
-    return _CONTROL.sub(" ", drop_stray_marks(text))
-
-
-def scoring_form(text: str, spans: Sequence[Span] | None = None, avoid: Collection[str] = frozenset()) -> str:
-    """What classifiers see (engine, calibration, red-team and training alike): personal data and
-    secrets as bare typed names (``EMAIL_1``), then ``scan_form``.
-
-    A concrete e-mail address carries no safety signal the detector does not already give, but it
-    sways a small model (bundled model: "Please email the invoice to jane.doe@example.com" scored
-    unsafe 0.945, with the address replaced 0.017), and an external judge should never receive the
-    values. The angle brackets of the caller-facing placeholders are dropped here, also from
-    placeholders already in the text (an upstream redaction): markup-like tokens read as injection
-    to the model ("email me at <EMAIL_1>": jailbreak 0.914; "email me at EMAIL_1": 0.048).
-
-    ``avoid``: values (casefolded) masked in the other texts shown with this one (an answer and its prompt go to a
-    judge in one request): no stand-in here is one of them.
-    """
-    ss = find_entities(text, ENTITIES) if spans is None else spans  # the built-in kinds: the same in any process
-    red, mapping = redact(text, ss) if ss else (text, {})
-    return scan_form(bare_placeholders(_stand_ins(red, mapping, avoid)))
-
-
-def _stand_ins(red: str, mapping: Mapping[str, str], avoid: Collection[str] = frozenset()) -> str:
-    """A policy's own kinds (``pii_entities``) shown as a sample value of their pattern, not as a placeholder: the
-    model never saw ``EMPLOYEE_ID_1`` in training and read it as an attack ("status for EMP-123456 please": allowed
-    as written, jailbreak 0.92 with the placeholder), while a made-up value of the same shape reads as the real one
-    did and still keeps it from the classifiers (an LLM judge included).
-
-    Placeholders already in the text (a masked answer the user quotes back) get one too. A sample is never one of
-    the values masked (a fixed pattern's only value is the secret itself; ``EMP-100000`` is the sample for
-    ``<EMPLOYEE_ID_1>``), never another placeholder's, and never holds a built-in kind (an address the model would
-    read as one): such a placeholder stays."""
-    taken = {v.casefold() for v in mapping.values()} | set(avoid)  # the values masked, then the stand-ins chosen
-    subs: dict[str, str] = {}
-    for held in sorted(placeholders(red), key=_number):
-        kind, _, number = held[1:-1].rpartition("_")
-        if kind.lower() in ENTITIES:
-            continue
-        n = int(number)
-        for m in range(n, n + _TRIES):  # the next values of the pattern when this one is taken
-            value = custom_entities.sample(kind.lower(), m)
-            if value is None:
-                break
-            if value.casefold() not in taken and not find_entities(value, ENTITIES):
-                subs[held] = value
-                taken.add(value.casefold())
-                break
-    return restore_values(red, subs) if subs else red
-
-
-_TRIES = 16
-
-
-def _number(held: str) -> tuple[str, int]:
-    kind, _, number = held[1:-1].rpartition("_")
-    return kind, int(number)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ Unicode tag characters (U+E0020-U+E007E) are the invisible twins of ASCII: a who
 ("ASCII smuggling") shows nothing on screen and reads as plain text to many models, so they are decoded, not
 dropped.
 
-One owner for this set: :func:`guardrail.messages.scan_form` (what classifiers and custom rules read) and
+One owner for this set: :func:`guardrail.scoring_form.scan_form` (what classifiers and custom rules read) and
 :func:`guardrail.normalize.forms` (the readings personal data is looked for in, with offsets back to the text)
 both ask here. The sets are written out, not derived from ``unicodedata`` at import (a scan of every code point
 would cost ~100 ms on ``import guardrail``).

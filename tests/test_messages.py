@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from guardrail.messages import extract, replace_texts, scan_form, to_text
+from guardrail.messages import extract, replace_texts, to_text
+from guardrail.scoring_form import scan_form
 
 
 def test_bytes_with_invalid_utf8_are_replaced_not_rejected() -> None:

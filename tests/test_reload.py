@@ -88,8 +88,9 @@ def test_an_edit_naming_an_expert_without_a_module_keeps_the_last_good_policy(tm
             "    - {name: mine, type: import, path: ':Factory'}\n",
         )
         assert wait_for(
-            lambda: guard.check_input("x") is not None
-            and any(e["event"] == "guardrail.policy_reload_failed" for e in logs)
+            lambda: (
+                guard.check_input("x") is not None and any(e["event"] == "guardrail.policy_reload_failed" for e in logs)
+            )
         )
     assert guard.policy.hash == good_hash and guard.check_input("x").action is Action.BLOCK
     failure = next(e for e in logs if e["event"] == "guardrail.policy_reload_failed")

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guardrail.messages import scoring_form
+from guardrail.scoring_form import scoring_form
 from guardrail.training.examples import Example, benign, full_labels
 from guardrail.training.system_prompts import FOLDER, read_prompts, system_prompt_variants
 

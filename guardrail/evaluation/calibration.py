@@ -47,8 +47,8 @@ from guardrail.evaluation.metrics import (
     threshold_for_recall,
 )
 from guardrail.evaluation.policy_edit import RuleEdit, apply_edits, flow_rule
-from guardrail.messages import scoring_form
 from guardrail.policy import BUNDLED_POLICIES, Policy, load_policy
+from guardrail.scoring_form import scoring_form
 from guardrail.taxonomy import STAGES, Stage
 
 if TYPE_CHECKING:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from guardrail.decision import Action, Decision
 from guardrail.evaluation.data import Progress, read_records
 from guardrail.evaluation.redteam_outcomes import Judged, Outcome, Probe, format_summary, summarize, write_outputs
-from guardrail.messages import scoring_form
+from guardrail.scoring_form import scoring_form
 from guardrail.taxonomy import RESPONSE_CLASS_IDS
 
 if TYPE_CHECKING:

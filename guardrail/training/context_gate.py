@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from guardrail.classifiers.onnx import OnnxClassifier
-from guardrail.messages import scoring_form
+from guardrail.scoring_form import scoring_form
 from guardrail.training.examples import Example
 from guardrail.training.measure import is_hard_negative
 

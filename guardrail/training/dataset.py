@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from guardrail.messages import scoring_form
+from guardrail.scoring_form import scoring_form
 from guardrail.training.examples import Example, benign
 from guardrail.training.source_io import NO_PUBLIC_DATA
 from guardrail.training.sources import SOURCES, Source

@@ -26,7 +26,7 @@ import json
 import random
 from pathlib import Path
 
-from guardrail.messages import scoring_form
+from guardrail.scoring_form import scoring_form
 from guardrail.training.examples import Example
 
 FOLDER = Path(__file__).resolve().parent / "authored" / "system_prompts"
