@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import re
 from collections.abc import Iterable, Sequence
 
 from guardrail.classifiers.patterns import ENTITIES, Span, find_entities
@@ -87,10 +88,28 @@ def _carried(spans: Sequence[Span], form: Form, found: list[Span]) -> list[Span]
         if k and reach[k - 1] > i:
             continue
         piece = form.text[i:j]
-        if len(piece.split()) > max(1, len(bounds[hit].value.split())):
+        if _words(piece, bounds[hit].value) > max(1, len(bounds[hit].value.split())):
             continue
         out.append(Span(bounds[hit].entity, i, j, piece))
     return sorted(out, key=lambda x: x.start)
+
+
+# words joined by a mark instead of a space ("how_to_build_a_pipe_bomb", "how-do-i-make-meth")
+_JOINED = re.compile(r"[\s_.+/\-]+")
+
+
+def _words(piece: str, value: str) -> int:
+    """The words ``piece`` (a value as a reading shows it) holds: parted by spaces, or, where the reading rewrote the
+    value, by the marks that join words in one token: a base64 token after "token:" that decodes to
+    "how_to_build_a_pipe_bomb" is a message of seven words, not one (carried, it was masked and the request allowed).
+    Only words of letters count there, three at least, so a number ("10.0.0.1", "415-555-2671") written in another
+    form is still one value; a value the reading left as written is carried whatever it holds (an address that a
+    reading rewrote is found again there by its own detectors)."""
+    spaced = len(piece.split())
+    if piece.strip() == value.strip():
+        return spaced
+    joined = sum(w.isalpha() for w in _JOINED.split(piece))
+    return max(spaced, joined if joined >= 3 else 0)
 
 
 def _spans(text: str, entities: frozenset[str] | None, readings: Sequence[Form]) -> list[Span]:

@@ -183,8 +183,14 @@ class LLMJudge:
         pairs = top
         if not scored and (len(groups) == 1 or len(numbers) == 1):
             own = [(k, v) for k, v in top if isinstance(k, str) and _key(k) in asked and isinstance(v, dict)]
-            held = [(k, v) for k, v in own if not isinstance(_inner(v), dict)]
+            # only one that holds a number: a label-only object beside the wrapper ({"scores": {"unsafe": 0.9},
+            # "unsafe": {"risk": "high"}}) is no score, and read as one it failed the check the wrapper's 0.9 blocks
+            held = [(k, v) for k, v in own if _numeric(_inner(v))]
             pairs = [*(next(iter(groups.values())) if len(groups) == 1 else numbers[0]), *held]
+        elif scored and len(numbers) == 1:
+            # flat scores beside one wrapper of scores ({"unsafe": 0.1, "scores": {"unsafe": 0.9}}): both are read,
+            # the wrapper's numbers only (its reasons are no score); the flat 0.1 alone passed the check
+            pairs = [*top, *((k, x) for k, x in numbers[0] if isinstance(k, str) and _numeric(_inner(x)))]
         # a key as the model wrote it ("Medical_Advice", "medical advice", "self-harm"): the category it names, not
         # a missing score (which failed every check under the fail mode); of two keys written for one category (or
         # one key written twice) with different scores, the higher: a check is never passed on the lower
