@@ -40,6 +40,7 @@ __all__ = [
     "answer_of",
     "checked_message",
     "completion_of",
+    "content_texts",
     "messages_of",
     "read_kwargs",
     "refuse",
@@ -155,14 +156,14 @@ def _block_as_checked(old: Any, part: Any) -> Any:
 # ---------------------------------------------------------------------------------------------- answers
 
 
-def _answer_parts(message: AIMessage) -> tuple[str | None, list[dict[str, Any]]]:
-    """An answer's text and its side texts (reasoning, thinking, refusal blocks, as ``thinking_blocks``)."""
-    content = message.content
+def content_texts(content: Any, is_call: Any, where: str) -> tuple[list[str], list[Mapping[str, Any]]]:
+    """A message's (or a chunk's) text blocks, and its side-text blocks (reasoning, thinking); a tool call's block
+    that ``is_call`` accepts is skipped (rewritten from the checked tool calls); any other block is refused
+    (``where`` names it). The one reader of LangChain content, whole answers and streams alike."""
     if isinstance(content, str):
-        return content, []
+        return [content], []
     texts: list[str] = []
-    side: list[dict[str, Any]] = []
-    call_ids = {c.get("id") for c in message.tool_calls} | {c.get("id") for c in message.invalid_tool_calls}
+    side: list[Mapping[str, Any]] = []
     for j, block in enumerate(content):
         kind = block.get("type") if isinstance(block, Mapping) else None
         if isinstance(block, str):
@@ -170,11 +171,19 @@ def _answer_parts(message: AIMessage) -> tuple[str | None, list[dict[str, Any]]]
         elif isinstance(block, Mapping) and isinstance(block.get("text"), str):
             texts.append(block["text"])
         elif isinstance(block, Mapping) and kind in SIDE_TEXT and isinstance(block.get(SIDE_TEXT[kind]), str):
-            side.append({"type": "thinking", "thinking": block[SIDE_TEXT[kind]], "signature": block.get("signature")})
-        elif isinstance(block, Mapping) and kind in CALL_BLOCKS and block.get("id") in call_ids:
-            continue  # rewritten from the checked tool_calls
-        else:
-            raise refuse(f"the answer's content block {j} (type {kind!r})")
+            side.append(block)
+        elif not (isinstance(block, Mapping) and kind in CALL_BLOCKS and is_call(block)):
+            raise refuse(f"{where} {j} (type {kind!r})")
+    return texts, side
+
+
+def _answer_parts(message: AIMessage) -> tuple[str | None, list[dict[str, Any]]]:
+    """An answer's text and its side texts (reasoning, thinking, refusal blocks, as ``thinking_blocks``)."""
+    call_ids = {c.get("id") for c in message.tool_calls} | {c.get("id") for c in message.invalid_tool_calls}
+    texts, blocks = content_texts(
+        message.content, lambda block: block.get("id") in call_ids, "the answer's content block"
+    )
+    side = [{"type": "thinking", "thinking": b[SIDE_TEXT[b["type"]]], "signature": b.get("signature")} for b in blocks]
     return ("".join(texts) if texts else None), side
 
 

@@ -13,7 +13,6 @@ whole (``disable_streaming``) streams that answer as one last chunk (``whole_chu
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk
@@ -22,7 +21,7 @@ from openai.types.chat import ChatCompletionChunk
 
 from guardrail.call import CONTENT_FILTER
 
-from .langchain_shapes import CALL_BLOCKS, SIDE_TEXT, read_kwargs, refuse
+from .langchain_shapes import SIDE_TEXT, content_texts, read_kwargs
 
 __all__ = ["LCOrigin", "chunk_of", "message_chunk", "whole_chunk"]
 
@@ -34,17 +33,10 @@ def chunk_of(chunk: AIMessageChunk, model: str) -> ChatCompletionChunk:
     (``LCOrigin``) for the way back. A chunk that ends the stream (finish reason, usage, the last) is a closing
     chunk, sent after the final check."""
     read_kwargs({k: v for k, v in chunk.additional_kwargs.items() if k != "parsed"}, "stream chunk")
-    content, texts, side = chunk.content, [], []
-    for j, block in enumerate([content] if isinstance(content, str) else content):
-        kind = block.get("type") if isinstance(block, Mapping) else None
-        if isinstance(block, str):
-            texts.append(block)
-        elif isinstance(block, Mapping) and isinstance(block.get("text"), str):
-            texts.append(block["text"])
-        elif isinstance(block, Mapping) and kind in SIDE_TEXT and isinstance(block.get(SIDE_TEXT[kind]), str):
-            side.append(block[SIDE_TEXT[kind]])  # checked with the answer, never passed on (as chat reasoning)
-        elif not (isinstance(block, Mapping) and kind in CALL_BLOCKS and chunk.tool_call_chunks):
-            raise refuse(f"a streamed content block {j} (type {kind!r})")
+    texts, blocks = content_texts(
+        chunk.content, lambda _block: bool(chunk.tool_call_chunks), "a streamed content block"
+    )
+    side = [b[SIDE_TEXT[b["type"]]] for b in blocks]  # checked with the answer, never passed on (as chat reasoning)
     delta: dict[str, Any] = {"content": "".join(texts) or None}
     extra = chunk.additional_kwargs
     if isinstance(extra.get("reasoning_content"), str):
@@ -71,7 +63,7 @@ def chunk_of(chunk: AIMessageChunk, model: str) -> ChatCompletionChunk:
         "response_metadata": dict(meta),
         "usage_metadata": chunk.usage_metadata,
         "chunk_position": position,
-        "blocks": not isinstance(content, str),
+        "blocks": not isinstance(chunk.content, str),
         "parsed": parsed,
     }
     return ChatCompletionChunk.model_validate(

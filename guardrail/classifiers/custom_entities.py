@@ -116,11 +116,10 @@ _STALE = False  # a lease has gone: the next look-up rebuilds the snapshot (set 
 
 
 def _re2() -> Any:
-    try:
-        import re2
-    except ImportError:
-        return None
-    return re2
+    """The ``re2`` module, or None (custom_rules owns the look-up; imported here lazily, as it imports this module)."""
+    from guardrail.custom_rules import _re2 as found
+
+    return found()
 
 
 def _compile(pattern: str) -> Any:
