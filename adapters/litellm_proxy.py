@@ -22,6 +22,7 @@ from guardrail.streaming import aclose_quietly
 
 from . import litellm_offline, shapes
 from ._core import GuardedCall, acheck_answer, stream_async
+from .litellm_proxy_messages import MESSAGES_CALLS, ProxyMessages, reads_stream
 from .media import PROXY_CALLS, PROXY_PRE_CALL_ONLY, check_proxy_media
 from .media import proxy_unchecked as _unchecked
 from .proxy_request import metadata_of, proxy_context
@@ -39,14 +40,13 @@ __all__ = ["METADATA_KEY", "GuardrailLiteLLM", "proxy_context"]
 
 _CHAT_CALLS = frozenset({"completion", "acompletion"})
 _RESPONSES_CALLS = frozenset({"responses", "aresponses"})
-# endpoints that make a model write text in shapes this guardrail does not read: refused, never passed
-# on unchecked (/v1/completions, /v1/messages, Gemini's generateContent, assistants' threads, realtime)
+# endpoints that make a model write text in shapes this guardrail does not read: refused, never passed on unchecked
+# (/v1/completions, Gemini's generateContent, assistants' threads, realtime); /v1/messages: litellm_proxy_messages
 _UNREAD_TEXT_CALLS = frozenset(
     {
-        "text_completion", "atext_completion", "anthropic_messages", "aanthropic_messages",
-        "generate_content", "agenerate_content", "generate_content_stream", "agenerate_content_stream",
-        "add_message", "a_add_message", "run_thread", "arun_thread", "run_thread_stream", "arun_thread_stream",
-        "_arealtime", "_aresponses_websocket", "send_message", "asend_message",
+        "text_completion", "atext_completion", "generate_content", "agenerate_content", "generate_content_stream",
+        "agenerate_content_stream", "add_message", "a_add_message", "run_thread", "arun_thread", "run_thread_stream",
+        "arun_thread_stream", "_arealtime", "_aresponses_websocket", "send_message", "asend_message",
         "create_interaction", "acreate_interaction", "llm_passthrough_route", "allm_passthrough_route",
         "pass_through_endpoint",
     }
@@ -96,14 +96,15 @@ class GuardrailLiteLLM(CustomGuardrail):
         **kwargs: Any,
     ) -> None:
         """``unread_endpoints``: what to do with requests to text endpoints this guardrail cannot read
-        (``/v1/messages``, ``/v1/completions``, ...): ``refuse`` (a 400, the default) or ``pass`` (let them
-        through unchecked, e.g. while Claude Code traffic must keep working; each one is logged)."""
+        (``/v1/completions``, Gemini's, ...): ``refuse`` (a 400, the default) or ``pass`` (let them
+        through unchecked, each one logged)."""
         if unread_endpoints not in ("refuse", "pass"):
             raise ValueError(f"unread_endpoints must be 'refuse' or 'pass', not {unread_endpoints!r}")
         self.unread_endpoints = unread_endpoints
         self.guard = guard if guard is not None else _make_guard(policy, fake_rules)
         self._calls: OrderedDict[str, Call] = OrderedDict()
         self._sent: OrderedDict[str, dict[str, str]] = OrderedDict()  # per request: pre_call's redaction, in memory
+        self.anthropic = ProxyMessages(self)  # /v1/messages: its requests, answers and streams
         super().__init__(**kwargs)
 
     def call_for(self, data: Mapping[str, Any]) -> Call:
@@ -161,9 +162,11 @@ class GuardrailLiteLLM(CustomGuardrail):
         return "chat" if value in _CHAT_CALLS else "responses" if value in _RESPONSES_CALLS else None
 
     async def _check_input(self, data: dict[str, Any], call_type: Any, hook: str) -> dict[str, Any]:
+        value = str(getattr(call_type, "value", call_type))
+        if value in MESSAGES_CALLS:
+            return await self.anthropic.check_input(data, hook)
         kind = self._kind(call_type)
         if kind is None:
-            value = str(getattr(call_type, "value", call_type))
             media = PROXY_CALLS.get(value)
             if media is not None:  # images, speech, video: the prompt is checked (adapters.media)
                 await check_proxy_media(self, data, media, value, hook)
@@ -214,6 +217,8 @@ class GuardrailLiteLLM(CustomGuardrail):
         """As configured, but a during_call guardrail also runs at pre_call: the proxy's /images/generations and
         /audio/speech call no during_call hook, so their prompt would go unchecked (``async_pre_call_hook``)."""
         pre, during = GuardrailEventHooks.pre_call, GuardrailEventHooks.during_call
+        if event_type == GuardrailEventHooks.post_call and self.anthropic.refused(data) is not None:
+            return True  # a /v1/messages request it refused: its post_call hooks answer with the refusal
         if event_type == pre and not self._event_hook_is_event_type(pre):
             event_type = during
         return super().should_run_guardrail(data, event_type) is True
@@ -226,6 +231,8 @@ class GuardrailLiteLLM(CustomGuardrail):
 
     async def async_post_call_success_hook(self, data: dict[str, Any], user_api_key_dict: Any, response: Any) -> Any:
         """post_call: check the answer; a block replaces it (refusal) or fails the request (raise)."""
+        if self.anthropic.refused(data) is not None or shapes.answer_kind(response) == "message":  # /v1/messages
+            return await self.anthropic.check_answer(data, response)
         kind = "chat" if isinstance(getattr(response, "choices", None), list) else None
         if kind is None and isinstance(getattr(response, "output", None), list):
             kind = "responses"
@@ -261,25 +268,19 @@ class GuardrailLiteLLM(CustomGuardrail):
     async def async_post_call_streaming_iterator_hook(
         self, user_api_key_dict: Any, response: Any, request_data: dict[str, Any]
     ) -> AsyncGenerator[Any, None]:
-        """post_call on streams: hold back, check windows, end with a content_filter chunk on a block.
-        Chat completion streams and Responses API event streams are guarded alike."""
+        """post_call on streams: hold back, check windows, end with a content_filter chunk on a block. Chat
+        completion streams, Responses API event streams and /v1/messages SSE (``litellm_proxy_messages``) alike."""
         upstream = response.__aiter__()
         try:
             head = await upstream.__anext__()
         except StopAsyncIteration:
             return
         source = _prepend(head, upstream)
-        if isinstance(head, (str, bytes)):  # a raw stream (/v1/messages and other endpoints it cannot read)
-            self._unread("this stream", stream=True)
-            kind = None
-        elif getattr(head, "choices", None) is not None:
-            kind = "chat"
-        elif str(getattr(getattr(head, "type", ""), "value", getattr(head, "type", ""))).startswith("response."):
-            kind = "responses"
+        if self.anthropic.refused(request_data) is not None or reads_stream(head):  # raw SSE: read if /v1/messages'
+            items = self.anthropic.stream(source, request_data)
+        elif kind := _stream_kind(head, request_data):
+            items = stream_async(_ProxyCall(self, kind, request_data, "post_call"), source)
         else:
-            kind = "chat" if "messages" in request_data else "responses" if "input" in request_data else None
-        items = stream_async(_ProxyCall(self, kind, request_data, "post_call"), source) if kind else None
-        if items is None:
             items = _passthrough(source)
         first = True
         try:
@@ -353,6 +354,14 @@ async def _prepend(head: Any, rest: Any) -> AsyncGenerator[Any, None]:
             yield item
     finally:
         await aclose_quietly(rest)
+
+
+def _stream_kind(head: Any, request_data: Mapping[str, Any]) -> str | None:
+    if getattr(head, "choices", None) is not None:
+        return "chat"
+    if str(getattr(getattr(head, "type", ""), "value", getattr(head, "type", ""))).startswith("response."):
+        return "responses"
+    return "chat" if "messages" in request_data else "responses" if "input" in request_data else None
 
 
 async def _passthrough(response: Any) -> AsyncGenerator[Any, None]:
