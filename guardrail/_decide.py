@@ -315,7 +315,8 @@ def verdict(pending: Pending, outcome: Scores, clfs: Sequence[Classifier]) -> tu
         reserved=pending.reserved,
         also=tuple((e.text, e.owner, _judged(e)) for e in pending.extra),
         units=_units(pending, outcome.units) if outcome.units else None,
-        also_spans=outcome.extra_spans if pending.stage == "output" and pending.payload is not None else (),
+        # the personal data in an answer's calls, and in a message's name (masked in the name: replace_texts)
+        also_spans=outcome.extra_spans if pending.payload is not None else (),
     )
     result = masked_answer(pending, result, outcome.extra_spans)  # masked where its calls sit (guardrail._answer)
     if script is not None:
@@ -367,7 +368,7 @@ def new_decision(
     messages = pending.answer if action is Action.REWRITE else None  # output stage: masked in its calls too
     ex, policy = pending.extracted, pending.policy
     if pending.stage == "input" and ex is not None and ex.is_messages and action is Action.REWRITE:
-        messages = tuple(replace_texts(pending.payload, ex, texts))
+        messages = tuple(replace_texts(pending.payload, ex, texts, redactions))
     return Decision(
         id=uuid.uuid4().hex,
         action=action,

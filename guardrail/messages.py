@@ -20,7 +20,6 @@ it rather than a message silently left unread. Which turns are read is the polic
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -28,6 +27,7 @@ from typing import Any, Literal
 from guardrail.answer_actions import actions_text, unescape_json
 from guardrail.classifiers.patterns import placeholders
 from guardrail.errors import InvalidMessages
+from guardrail.names import NAME_SEPARATORS, masked_name, name_reading
 
 Scope = Literal["untrusted", "last_user", "all_user", "all"]
 
@@ -99,6 +99,8 @@ class Extra:
     joined: tuple[int, ...] = ()
     starts: tuple[int, ...] = ()
     scored: bool = True  # False: matched by keyword and pattern rules only (a short name, a handle)
+    # a message's name: the index of its message in the payload, where ``replace_texts`` masks the name
+    name_of: int | None = None
     # whether the texts ``joined`` are scored alone too: not when every one is a fragment of at most _FRAGMENT
     # characters (three letters alone mean nothing, and scored alone they flagged benign text cut into parts), else
     # yes: a request after a pasted document, sent as a part of its own, scored 0.69 alone and 0.37 read with the
@@ -263,8 +265,8 @@ def extract(payload: Any, scope: Scope = "untrusted") -> Extracted:
             # the model reads a message's name too. A handle ("hitman_47", "dick_tracy") is matched by keyword rules
             # only: scored, such handles blocked ordinary questions. A name of _NAME_WORDS words or more is a
             # sentence put where a name goes, and is scored
-            words = _NAME_SEPARATORS.sub(" ", name).strip()
-            names.append(Extra(words, len(texts), scored=len(words.split()) >= _NAME_WORDS))
+            words = name_reading(name)
+            names.append(Extra(words, len(texts), scored=len(words.split()) >= _NAME_WORDS, name_of=i))
         texts += t
         locs += lo
         skipped += sk
@@ -281,7 +283,7 @@ def extract(payload: Any, scope: Scope = "untrusted") -> Extracted:
     )
 
 
-_NAME_SEPARATORS = re.compile(r"[_-]+")  # a name must match ^[a-zA-Z0-9_-]+$: its words are parted by these
+_NAME_SEPARATORS = NAME_SEPARATORS  # where guardrail._answer reads it
 _NAME_WORDS = 6  # "acme_web_shop_customer", "customer-support-bot-v2" are handles; six words are a sentence
 
 
@@ -346,8 +348,11 @@ def _plain_part(part: Any) -> Any:
     return part.model_dump(exclude_none=True) if hasattr(part, "model_dump") else part
 
 
-def replace_texts(payload: Sequence[Any], ex: Extracted, new_texts: Sequence[str]) -> list[dict[str, Any]]:
-    """A copy of ``payload`` (as plain dicts) with the extracted texts replaced; the caller's list is untouched."""
+def replace_texts(
+    payload: Sequence[Any], ex: Extracted, new_texts: Sequence[str], redactions: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """A copy of ``payload`` (as plain dicts) with the extracted texts replaced; the caller's list is untouched.
+    With ``redactions`` (placeholder -> value), the names the check read are masked too (``masked_name``)."""
     out: list[dict[str, Any]] = []
     for m in payload:
         if isinstance(m, Mapping):
@@ -366,4 +371,11 @@ def replace_texts(payload: Sequence[Any], ex: Extracted, new_texts: Sequence[str
             out[i]["content"][j] = text
         else:
             _put_part_text(out[i]["content"][j], text)
+    for e in ex.extra if redactions else ():
+        if e.name_of is not None and isinstance(name := out[e.name_of].get("name"), str):
+            masked = masked_name(name, redactions or {})
+            if masked is None:
+                del out[e.name_of]["name"]
+            elif masked != name:
+                out[e.name_of]["name"] = masked
     return out

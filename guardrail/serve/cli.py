@@ -27,7 +27,13 @@ def add_parser(sub: Any) -> None:
     )
     s.add_argument("--policy", "-p", default=None, help="bundled policy name or YAML path (a file is hot-reloaded)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
-    s.add_argument("--port", type=_port, default=8000, help="TCP port to listen on, 1-65535 (default 8000)")
+    s.add_argument(
+        "--port",
+        type=_port,
+        default=8000,
+        help="TCP port to listen on, 1-65535, or 0 for a free one (default 8000); the address bound is announced "
+        "as a guardrail.serve_listening event on stdout and a 'guardrail serve listening on URL' line on stderr",
+    )
     s.add_argument("--workers", type=int, default=1, help="worker processes (each loads the model once)")
     s.add_argument("--tokens-file", default=None, help="file of bearer tokens, one per line")
     s.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="larger bodies get 413")
@@ -43,13 +49,14 @@ def add_parser(sub: Any) -> None:
 
 
 def _port(value: str) -> int:
-    """A TCP port: uvicorn would take 99999 and listen on 99999 mod 65536 while logging 99999."""
+    """A TCP port, or 0 for one the kernel picks: uvicorn would take 99999 and listen on 99999 mod 65536
+    while logging 99999."""
     try:
         port = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a port number (1-65535)") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is out of range: a TCP port is 1-65535")
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number (1-65535, or 0 for a free one)") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is out of range: a TCP port is 1-65535, or 0 for a free one")
     return port
 
 
@@ -73,7 +80,7 @@ def configure_logging() -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         import starlette  # noqa: F401
-        import uvicorn
+        import uvicorn  # noqa: F401
 
         if args.otel:
             import opentelemetry.metrics  # noqa: F401
@@ -84,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
     from guardrail.policy import load_policy
 
     load_policy(args.policy)  # a bad policy fails here (exit 2 with file:line), not in a worker
+    from guardrail.serve import launch
+
+    sock = launch.bind(args.host, args.port)  # here, so port 0's port is known; a port in use fails here (exit 2)
     config: dict[str, Any] = {
         "policy": args.policy,
         "tokens_file": args.tokens_file,
@@ -94,8 +104,6 @@ def run(args: argparse.Namespace) -> int:
         "opentelemetry": args.otel,
     }
     common: dict[str, Any] = {
-        "host": args.host,
-        "port": args.port,
         "access_log": False,  # access logs are structlog events (guardrail.http_request)
         "log_level": args.log_level,
         "timeout_graceful_shutdown": args.graceful_timeout,
@@ -104,13 +112,11 @@ def run(args: argparse.Namespace) -> int:
     if args.workers <= 1:
         from guardrail.serve.app import create_app
 
-        uvicorn.run(create_app(**config), **common)
-        return 0
+        return launch.serve(create_app(**config), sock, **common)
     os.environ["GUARDRAIL_SERVE_CONFIG"] = json.dumps(config)
     os.environ[ENV_JSON_LOGS] = "1"
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR") and not args.no_metrics:
         folder = tempfile.mkdtemp(prefix="guardrail-metrics-")  # every worker's counters, summed by /metrics
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
-    uvicorn.run("guardrail.serve.app:app_from_env", factory=True, workers=args.workers, **common)
-    return 0
+    return launch.serve("guardrail.serve.app:app_from_env", sock, factory=True, workers=args.workers, **common)
