@@ -54,7 +54,7 @@ from guardrail.policy_models import (
     UnsupportedLanguage as UnsupportedLanguage,  # not in __all__, but importable from here as before
 )
 from guardrail.routing import resolve_routes
-from guardrail.taxonomy import BY_ID, PII_ENTITIES, stage_ids
+from guardrail.taxonomy import BUILTIN_PII_ENTITIES, BY_ID, PII_ENTITIES, stage_ids
 
 __all__ = [
     "BUNDLED_POLICIES",
@@ -318,14 +318,16 @@ def _resolve(policy: Policy, locs: Locations, origin: str) -> Policy:
         for i, rule in enumerate(policy.rules(stage)):
             path: PathKey = (stage, "rules", i, "category")
             if rule.action is RuleAction.REDACT:  # span-based: the pattern detector, not a model head
-                defined = (*PII_ENTITIES, *policy.pii_entities)
+                defined = (*BUILTIN_PII_ENTITIES, *policy.pii_entities)
                 for j, entity in enumerate(rule.entities or ()):
                     if entity not in defined:
-                        msg = f"unknown PII entity {entity!r} (built-in: {', '.join(PII_ENTITIES)}; or define it "
-                        msg += "under pii_entities: name -> pattern)"
+                        msg = f"unknown PII entity {entity!r} (built-in: {', '.join(BUILTIN_PII_ENTITIES)}; "
+                        msg += "or define it under pii_entities: name -> pattern)"
                         where = (stage, "rules", i, "entities", j)
                         raise _yaml.located_error(msg, locs, where, origin, _yaml.closest(entity, defined))
-                rules.append(rule.model_copy(update={"entities": rule.entities or defined}))
+                # left out: the kinds found by their format and the policy's own; names and addresses only by name
+                every = (*PII_ENTITIES, *policy.pii_entities)
+                rules.append(rule.model_copy(update={"entities": rule.entities or every}))
                 continue
             if rule.is_match:  # keywords/patterns: any category name, no model head needed
                 heads_req = [c for c in rule.requires or {} if c not in heads]

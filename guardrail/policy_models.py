@@ -25,7 +25,7 @@ from guardrail.classifiers import custom_entities
 from guardrail.decision import RuleAction
 from guardrail.ensemble_policy import ClassifiersSpec
 from guardrail.routing import Route, select
-from guardrail.taxonomy import BY_ID, PII_ENTITIES, Stage
+from guardrail.taxonomy import BUILTIN_PII_ENTITIES, BY_ID, Stage
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -142,8 +142,9 @@ class Rule(BaseModel):
             why = "only block and rewrite rules show a message"
             raise _fail("message", f"a {self.action.value} rule never shows its message ({why}); remove it")
         for i, entity in enumerate(self.entities or ()):  # a policy's own (pii_entities) are checked as it resolves
-            if entity not in PII_ENTITIES and not custom_entities.NAME.fullmatch(entity):
-                raise _fail(f"entities.{i}", f"unknown PII entity {entity!r}", _yaml.closest(entity, PII_ENTITIES))
+            if entity not in BUILTIN_PII_ENTITIES and not custom_entities.NAME.fullmatch(entity):
+                hint = _yaml.closest(entity, BUILTIN_PII_ENTITIES)
+                raise _fail(f"entities.{i}", f"unknown PII entity {entity!r}", hint)
         if self.entities is not None and (not self.entities or len(set(self.entities)) != len(self.entities)):
             raise _fail("entities", "entities must be a non-empty list without repeats (omit it for all)")
         return self
@@ -317,13 +318,13 @@ class Policy(BaseModel):
     @classmethod
     def _check_entities(cls, defined: dict[str, str]) -> dict[str, str]:
         for name, pattern in defined.items():
-            if name in PII_ENTITIES:
+            if name in BUILTIN_PII_ENTITIES:
                 raise _fail(f"{name}", f"{name!r} is a built-in entity; give yours another name")
             if not custom_entities.NAME.fullmatch(name):
                 raise _fail(f"{name}", f"entity name {name!r}: lowercase letters and single underscores (employee_id)")
             why = custom_entities.pattern_problem(pattern) if pattern.strip() else "it is empty"
             if why is None:
-                why = custom_entities.placeholder_problem(pattern, (*PII_ENTITIES, *defined))
+                why = custom_entities.placeholder_problem(pattern, (*BUILTIN_PII_ENTITIES, *defined))
             if why is not None:
                 raise _fail(f"{name}", f"bad pattern {pattern!r} for entity {name!r}: {why}")
         return defined
@@ -396,7 +397,7 @@ def policy_json_schema() -> dict[str, Any]:
         "anyOf": [{"enum": list(BY_ID)}, {"type": "string"}],
         "description": rule["category"]["description"],
     }
-    builtin = {"enum": list(PII_ENTITIES)}
+    builtin = {"enum": list(BUILTIN_PII_ENTITIES)}
     rule["entities"]["anyOf"][0]["items"] = {
         "anyOf": [builtin, {"type": "string", "pattern": f"^{custom_entities.NAME.pattern}$"}]
     }

@@ -114,6 +114,14 @@ PII_ENTITIES: Final[tuple[str, ...]] = (
     "api_key",
     "private_key",
 )
+# Kinds found through the words around them ("my name is", "Dear ...", a street type beside a house number), not by
+# a format of their own: masked only where a redact rule names them. A rule that leaves ``entities`` out masks
+# PII_ENTITIES (and the policy's own kinds), and those are also what the classifiers always read masked; a name or a
+# street is personal only in context ("Who was Dr. King?", "What is at 1600 Pennsylvania Avenue?"), so masking
+# them unasked would cost answers, and would change what the classifiers read.
+CUED_PII_ENTITIES: Final[tuple[str, ...]] = ("person", "address")
+# Every built-in kind a policy may name in ``entities``.
+BUILTIN_PII_ENTITIES: Final[tuple[str, ...]] = PII_ENTITIES + CUED_PII_ENTITIES
 
 
 def stage_ids(stage: Stage) -> tuple[str, ...]:

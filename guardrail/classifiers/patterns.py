@@ -25,19 +25,21 @@ from typing import Final
 from guardrail.classifiers import custom_entities
 from guardrail.classifiers.pii_detectors import DETECTORS as _DETECTORS
 from guardrail.classifiers.pii_detectors import Detector as _Detector
-from guardrail.taxonomy import PII_ENTITIES
+from guardrail.taxonomy import CUED_PII_ENTITIES, PII_ENTITIES
 
 __all__ = [
     "ENTITIES", "Span", "bare_placeholders", "find_entities", "placeholders", "redact", "renumbered", "restore",
 ]  # fmt: skip
 
 ENTITIES: Final[tuple[str, ...]] = PII_ENTITIES
+# names and addresses: found only where asked for by name, never as part of "all" (taxonomy.CUED_PII_ENTITIES)
+_ON_REQUEST: Final[frozenset[str]] = frozenset(CUED_PII_ENTITIES)
 
 # Overlap tie-break after length: the more sensitive reading of the same characters wins.
 _PRIORITY: Final[dict[str, int]] = {
     name: rank
     for rank, name in enumerate(
-        ("private_key", "api_key", "credit_card", "iban", "us_ssn", "email", "ip_address", "phone")
+        ("private_key", "api_key", "credit_card", "iban", "us_ssn", "email", "ip_address", "phone", "address", "person")
     )
 }
 
@@ -76,17 +78,17 @@ def _every() -> tuple[tuple[_Detector, ...], frozenset[str]]:
     held = _catalogue
     if held[0] is not custom:
         every = (*_DETECTORS, *custom)
-        held = _catalogue = (custom, every, frozenset(d.entity for d in every))
+        held = _catalogue = (custom, every, frozenset(d.entity for d in every) - _ON_REQUEST)
     return held[1], held[2]
 
 
 def _selected(entities: Iterable[str] | None, known: frozenset[str]) -> frozenset[str]:
-    if entities is None:  # all: the built-in ones and those the policies in use define (pii_entities)
-        return known
+    if entities is None:  # all: the built-in ones and those the policies in use define (pii_entities), but for
+        return known  # names and addresses, which are looked for only by name
     names = frozenset((entities,) if isinstance(entities, str) else entities)
-    unknown = sorted(names - known)
+    unknown = sorted(names - known - _ON_REQUEST)
     if unknown:
-        raise ValueError(f"unknown PII entities {unknown}; supported: {', '.join(sorted(known))}")
+        raise ValueError(f"unknown PII entities {unknown}; supported: {', '.join(sorted(known | _ON_REQUEST))}")
     return names
 
 

@@ -1,8 +1,9 @@
 """The PII and secret detectors behind ``patterns.find_entities``: one regex, one check and one gate each.
 
 Split from patterns.py, which resolves overlaps and redacts: this module is the catalogue (what counts as an
-e-mail, a phone number (``pii_phone``), a card, an IBAN, an IP address, an SSN, a key) and its checksum and structure
-checks; the why of the design (permissive formats, strict checks, linear patterns) is in patterns.py's docstring.
+e-mail, a phone number (``pii_phone``), a card, an IBAN, an IP address, an SSN, a key, and, found through cue words, a
+person's name (``pii_names``) and a street address (``pii_address``)) and its checksum and structure checks; the why
+of the design (permissive formats, strict checks, linear patterns) is in patterns.py's docstring.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import re
 from collections import Counter
 from typing import Final
 
+from guardrail.classifiers.pii_address import ADDRESS_DETECTORS
 from guardrail.classifiers.pii_base import Detector
 from guardrail.classifiers.pii_base import compile_ascii as _compile
 from guardrail.classifiers.pii_base import contains as _contains
 from guardrail.classifiers.pii_base import has_digit as _has_digit
 from guardrail.classifiers.pii_base import whole as _whole
+from guardrail.classifiers.pii_names import NAME_DETECTORS
 from guardrail.classifiers.pii_phone import PHONE_DETECTORS
 
 __all__ = ["DETECTORS", "Detector"]
@@ -263,6 +266,29 @@ def _secret_value(_text: str, m: re.Match[str]) -> tuple[int, int] | None:
     return (start, start + len(value)) if entropy >= 3.0 else None
 
 
+# An AWS secret access key is 40 characters of base64 with no prefix of its own: one written as "key = value" is found
+# above, but not one after "SecretAccessKey" (JSON), "secret access key:" (the console's CSV) or beside its key id.
+# Found only beside such a cue or an access key id (AKIA.../ASIA...), and only where it holds a "/" or "+" or mixes
+# capitals, small letters and digits (a git hash is lower-case hex).
+_AWS_SECRET = _compile(r"[A-Za-z0-9/+](?<![A-Za-z0-9/+=].)[A-Za-z0-9/+]{39}(?![A-Za-z0-9/+=])")
+_AWS_SECRET_CUE = re.compile(
+    r"(?:aws[ _-]?secret|secret[ _-]?access[ _-]?key|(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9]))",
+    re.IGNORECASE,
+)
+_AWS_KEY_ID = re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])")
+
+
+def _aws_secret(text: str, m: re.Match[str]) -> tuple[int, int] | None:
+    start, end = m.span()
+    s = m.group()
+    mixed = any(c.isupper() for c in s) and any(c.islower() for c in s) and any(c.isdigit() for c in s)
+    if not ("/" in s or "+" in s or mixed) or _PLACEHOLDER_WORDS.search(s) or len(set(s)) < 12:
+        return None
+    if _AWS_SECRET_CUE.search(text, max(0, start - 100), start) or _AWS_KEY_ID.search(text, end, end + 100):
+        return start, end
+    return None
+
+
 # ---------------------------------------------------------------------------------------- private_key
 # The body is "anything up to the next five dashes", written as an unrolled loop so it cannot backtrack
 # quadratically; a block cut off before its END line is still redacted up to where its base64 lines stop.
@@ -287,6 +313,7 @@ DETECTORS: Final[tuple[Detector, ...]] = (
     Detector("api_key", _API_PROVIDER, _api_provider, _contains(*_PROVIDER_PREFIXES)),
     Detector("api_key", _BEARER, _secret_value, _contains("earer", "EARER")),
     Detector("api_key", _ASSIGNMENT, _secret_value, lambda text: _ASSIGNMENT_GATE.search(text.lower()) is not None),
+    Detector("api_key", _AWS_SECRET, _aws_secret, _contains("AKIA", "ASIA", "ecret", "ECRET")),
     Detector("credit_card", _CARD, _card, _has_digit),
     Detector("iban", _IBAN, _iban, _has_digit),
     Detector("us_ssn", _SSN, _whole, _has_digit),
@@ -294,4 +321,6 @@ DETECTORS: Final[tuple[Detector, ...]] = (
     Detector("ip_address", _IPV4, _ipv4, _contains(".")),
     Detector("ip_address", _IPV6, _ipv6, lambda text: "::" in text or text.count(":") >= 6),
     *PHONE_DETECTORS,
+    *NAME_DETECTORS,
+    *ADDRESS_DETECTORS,
 )
