@@ -118,28 +118,44 @@ def request_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
     for i, message in enumerate(messages):
         role = _role(message, i)
         item: dict[str, Any] = {"role": role, "content": _input_content(message.content, role, i)}
-        if message.name:
-            item["name"] = message.name
+        if name := _name(message):
+            item["name"] = name
         out.append(item)
     return out
+
+
+def _name(message: BaseMessage) -> Any:
+    """A message's name as langchain-openai sends it: ``name``, else one in ``additional_kwargs`` (read there too,
+    so that one is never sent unread)."""
+    return message.name or message.additional_kwargs.get("name")
 
 
 def rewritten_messages(
     messages: Sequence[BaseMessage], sent: Sequence[Mapping[str, Any]], checked: Sequence[Any]
 ) -> list[BaseMessage]:
     """``messages`` with the check's rewrites (``checked``, the dicts ``sent`` to the check as they came back) put
-    where each text sat: a changed message is a copy with its new content, the others the caller's own objects."""
+    where each text sat: a changed message is a copy with its new content and its name as the check left it (masked:
+    ``EMAIL_1``, or None where it could not be masked), the others the caller's own objects."""
     if len(checked) != len(messages):
         raise RuntimeError("guardrail: a rewrite changed the number of messages")  # never sent half-mapped
     out: list[BaseMessage] = []
     for message, before, after in zip(messages, sent, checked, strict=True):
         new = after.get("content") if isinstance(after, Mapping) else getattr(after, "content", None)
-        if new == before["content"]:
+        name = after.get("name") if isinstance(after, Mapping) else getattr(after, "name", None)
+        if new == before["content"] and name == before.get("name"):
             out.append(message)
             continue
-        if isinstance(message.content, list) and isinstance(new, list):  # the caller's blocks, their text replaced
-            new = [_block_as_checked(old, part) for old, part in zip(message.content, new, strict=True)]
-        out.append(message.model_copy(update={"content": new}))
+        update: dict[str, Any] = {}
+        if name != before.get("name"):
+            update["name"] = name
+            if "name" in message.additional_kwargs:  # where langchain-openai reads it too
+                kwargs = {k: v for k, v in message.additional_kwargs.items() if k != "name"}
+                update["additional_kwargs"] = {**kwargs, "name": name} if name is not None else kwargs
+        if new != before["content"]:
+            if isinstance(message.content, list) and isinstance(new, list):  # the caller's blocks, text replaced
+                new = [_block_as_checked(old, part) for old, part in zip(message.content, new, strict=True)]
+            update["content"] = new
+        out.append(message.model_copy(update=update))
     return out
 
 

@@ -21,13 +21,13 @@ it rather than a message silently left unread. Which turns are read is the polic
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from guardrail.answer_actions import actions_text, unescape_json
 from guardrail.classifiers.patterns import placeholders
 from guardrail.errors import InvalidMessages
-from guardrail.names import NAME_SEPARATORS, masked_name, name_reading
+from guardrail.names import NAME_SEPARATORS, masked_name, name_reading, name_words
 
 Scope = Literal["untrusted", "last_user", "all_user", "all"]
 
@@ -258,19 +258,25 @@ def extract(payload: Any, scope: Scope = "untrusted") -> Extracted:
     skipped: list[str] = []
     kinds: list[str] = []
     names: list[Extra] = []
+    textless: list[int] = []  # names of messages without text (an image alone, a call): counted after every text
     for i in chosen:
         t, lo, sk = _parts(_get(payload[i], "content"), i)
         name = _get(payload[i], "name")
-        if isinstance(name, str) and name.strip() and t:
+        if isinstance(name, str) and name.strip():
             # the model reads a message's name too. A handle ("hitman_47", "dick_tracy") is matched by keyword rules
-            # only: scored, such handles blocked ordinary questions. A name of _NAME_WORDS words or more is a
-            # sentence put where a name goes, and is scored
-            words = name_reading(name)
-            names.append(Extra(words, len(texts), scored=len(words.split()) >= _NAME_WORDS, name_of=i))
+            # only: scored, such handles blocked ordinary questions. A name of _NAME_WORDS words or more (its
+            # separators as spaces) is a sentence put where a name goes, and is scored. The name of a message with no
+            # text is read too (an image sent with a name went out unread); it is counted for no text, so it is read
+            # for every category
+            if not t:
+                textless.append(len(names))
+            scored = name_words(name) >= _NAME_WORDS
+            names.append(Extra(name_reading(name), len(texts), scored=scored, name_of=i))
         texts += t
         locs += lo
         skipped += sk
         kinds += [roles[i]] * len(t)
+    names = [replace(e, owner=len(texts)) if k in textless else e for k, e in enumerate(names)]
     system = [t for i, r in enumerate(roles) if r == "system" for t in _parts(_get(payload[i], "content"), i)[0]]
     return Extracted(
         tuple(texts),
@@ -364,7 +370,12 @@ def replace_texts(
         if isinstance(d.get("content"), list):
             d["content"] = [_plain_part(p) for p in d["content"]]
         out.append(d)
-    for (i, j), text in zip(ex.locations, new_texts, strict=True):
+    locations = ex.locations
+    if not locations and new_texts and (named := [e.name_of for e in ex.extra if e.name_of is not None]):
+        # a rule's message in place of a turn read by its name alone (an image sent with a name): the message is
+        # what the turn says now, as a turn's text is replaced
+        locations = ((named[-1], None),)
+    for (i, j), text in zip(locations, new_texts, strict=True):
         if j is None:
             out[i]["content"] = text
         elif isinstance(out[i]["content"][j], (str, bytes, bytearray)):

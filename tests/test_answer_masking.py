@@ -152,6 +152,7 @@ def test_a_name_read_with_the_answer_is_masked_where_it_sits_or_blocks(g: Guard,
     d = check(g, answer, is_async)
     assert d.action is Action.REWRITE and d.redactions == {"<EMAIL_1>": "ann@example.org"}
     assert d.messages is not None and d.messages[0]["name"] == "<EMAIL_1>"
-    # written there in a form the reading changes (separators read as spaces): not reachable, so blocked
-    d = check(g, [{"role": "assistant", "name": "call_415-555-0132", "content": "Hi."}], is_async)
+    # written there in a form the reading changes (separators read as spaces): not reachable, so blocked ("415-555-0132"
+    # is found as written, beside "call_", and masked where it sits: guardrail.names.name_reading)
+    d = check(g, [{"role": "assistant", "name": "call_415_555_0132", "content": "Hi."}], is_async)
     assert d.action is Action.BLOCK and d.messages is None

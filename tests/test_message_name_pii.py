@@ -172,7 +172,8 @@ def test_the_name_is_read_with_personal_data_kept_whole() -> None:
     assert name_reading("jane_doe@example.com") == "jane_doe@example.com"
     assert name_reading("sk_live_abcdefghijklmnopqrstuvwx1234") == "sk_live_abcdefghijklmnopqrstuvwx1234"
     assert name_reading("hitman_47") == "hitman 47"  # a handle's words, as keyword rules read them
-    assert name_reading("call_555-123-4567_now") == "call 555 123 4567 now"
+    assert name_reading("call_555-123-4567_now") == "call 555-123-4567 now"  # found in its words, kept as written
+    assert name_reading("call_555_123_4567_now") == "call 555 123 4567 now"  # found only with its "_" as spaces
     (name,) = extract([{"role": "user", "name": "jane_doe@example.com", "content": "hi"}]).extra
     assert name.text == "jane_doe@example.com" and name.name_of == 0 and not name.scored
 

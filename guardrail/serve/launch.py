@@ -79,7 +79,7 @@ class _AnnouncingServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
-        if self.started:
+        if self.started and not self.should_exit:  # a SIGTERM during start-up: it shuts down at once, unannounced
             announce(self._sock)
 
 
