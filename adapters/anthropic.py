@@ -27,7 +27,7 @@ from guardrail.streaming import StreamGuard
 
 from ._client import GuardedClient
 from ._core import GuardedCall, call_async, call_sync
-from .answer_text import _get
+from .answer_text import _get, _put
 from .anthropic_request import MessagesRequest
 from .anthropic_shapes import REFUSAL, refusal_events, refusal_message
 from .anthropic_stream import MessagesStream
@@ -73,10 +73,10 @@ class MessagesCall(GuardedCall):
         self, result: Any, decisions: list[Decision | None], actions: list[Decision | None] | None = None
     ) -> Any:
         """The answer as the decisions say; one guardrail stopped carries no ``stop_sequence`` (the upstream answer's,
-        which the refusal did not stop at)."""
+        which the refusal did not stop at), whether it is the SDK's ``Message`` or a dict of one (the proxy's)."""
         out = super().on_output(result, decisions, actions)
-        if out is not result and getattr(out, "stop_reason", None) == REFUSAL and out.stop_sequence is not None:
-            out.stop_sequence = None
+        if out is not result and _get(out, "stop_reason") == REFUSAL and _get(out, "stop_sequence") is not None:
+            _put(out, "stop_sequence", None)
         return out
 
     def apply(self, out: Outcome) -> None:

@@ -10,7 +10,9 @@ built by ``anthropic_shapes``), so there is one reading of an Anthropic request 
 - post_call gets the answer as a dict (a ``Message``): checked, redacted, or replaced by the refusal;
 - a stream reaches the iterator hook as raw SSE bytes (the provider's own, cut anywhere, or one event per chunk from
   LiteLLM's adapters): parsed into the SDK's events, guarded by ``MessagesStream``, written back as SSE. A stream that
-  is not a Messages event stream, or an event it cannot parse, is not passed on unread (``GuardrailLiteLLM._unread``).
+  is not a Messages event stream, an event it cannot parse, or a delta of a kind ``MessagesStream`` does not read
+  that carries text (a beta ``compaction_delta`` ...), is not passed on unread (``GuardrailLiteLLM._unread``); the
+  provider's ``error`` event, before any text, reaches the client as the error it is.
 
 A block answers as an Anthropic client expects: a ``Message`` with ``stop_reason="refusal"``, or its stream events.
 The proxy has no refusal of its own for this endpoint that a client reads as one (its passthrough answer is a
@@ -36,9 +38,9 @@ from guardrail.decision import Action, Decision
 from guardrail.streaming import aclose_quietly
 
 from ._core import acheck_answer, stream_async
-from .answer_text import _get, answer_kind, content_text
+from .answer_text import _get, answer_kind, block_texts, content_text
 from .anthropic import MessagesCall
-from .anthropic_shapes import REFUSAL, refusal_events, refusal_message
+from .anthropic_shapes import refusal_events, refusal_message
 from .media import proxy_unchecked
 from .request_shapes import UncheckedField
 
@@ -57,7 +59,8 @@ _EVENTS = frozenset(
     }
 )
 _PASSED = frozenset({"error"})  # sent on as they came (an upstream error ends the stream); pings are dropped
-_SSE_END = re.compile(r"\r\n\r\n|\n\n|\r\r")
+# the deltas the stream's reader (anthropic_stream) reads; another kind carrying text is refused, not passed on unread
+_DELTAS = frozenset({"text_delta", "input_json_delta", "citations_delta", "thinking_delta", "signature_delta"})
 _SSE_LINE = re.compile(r"\r\n|\n|\r")
 _MAX_EVENT = 1 << 20  # characters of one SSE event, at most (a longer one is not read)
 _MAX_REFUSED = 4096
@@ -123,7 +126,9 @@ class ProxyMessages:
                 while len(self._refused) > _MAX_REFUSED:
                     self._refused.popitem(last=False)
             if hook == "pre_call" and not data.get("stream") and isinstance(key, str):
-                data["mock_response"] = text  # the upstream is never called; post_call puts the refusal in place
+                # the upstream is never called; post_call puts the refusal in place (litellm reads an empty
+                # mock_response as none, and calls the model: an empty refusal message still mocks)
+                data["mock_response"] = text or " "
                 return data
             self.owner.raise_passthrough_exception(violation_message=text, request_data=data, detection_info=summary(d))
         if hook == "pre_call" and out.text is not None:  # during_call: too late to change the request
@@ -145,13 +150,10 @@ class ProxyMessages:
         gc = _ProxyMessagesCall(self.owner, data, "post_call")
         before = len(gc.call.decisions)
         try:
-            out = await acheck_answer(gc, response)
+            return await acheck_answer(gc, response)
         finally:  # recorded even when the block is the proxy's HTTP error
             for d in gc.call.decisions[before:]:
                 self.owner.record(data, d, "post_call")
-        if out is not response and isinstance(out, dict) and out.get("stop_reason") == REFUSAL:
-            out["stop_sequence"] = None  # the upstream answer's, which the refusal did not stop at
-        return out
 
     async def stream(self, source: AsyncIterator[Any], data: dict[str, Any]) -> AsyncGenerator[Any, None]:
         """A streamed answer: this guardrail's refusal; or SSE bytes parsed, guarded and written back; or a stream
@@ -165,27 +167,32 @@ class ProxyMessages:
         head = _Head(source)
         events = _events(head.chunks())
         try:
-            first = await events.__anext__()
-            if _get(first, "type") != "message_start":  # a stream of another shape is not read as a message
-                raise UnreadStream(f"a stream that starts with {_get(first, 'type')!r}")
-        except (UnreadStream, StopAsyncIteration) as e:
-            await events.aclose()
+            why = ""
             try:
-                self.owner._unread("this stream", stream=True, reason=str(e) or "no event")
+                first = await events.__anext__()
+            except (UnreadStream, StopAsyncIteration) as e:
+                first, why = None, str(e) or "no event"
+            kind = _get(first, "type")
+            if kind == "error":  # the provider's error (overloaded ...) before any text: the client reads it as one
+                yield _sse(first)
+                return
+            if kind != "message_start":  # a stream of another shape is not read as a message
+                await events.aclose()
+                self.owner._unread("this stream", stream=True, reason=why or f"a stream that starts with {kind!r}")
                 for item in head.seen or []:  # unread_endpoints: pass, as it came
                     yield item
                 async for item in source:
                     yield item
+                return
+            head.seen = None
+            items = stream_async(_ProxyMessagesCall(self.owner, data, "post_call"), _chain(first, events))
+            try:
+                async for event in items:
+                    yield _sse(event)
             finally:
-                await aclose_quietly(source)
-            return
-        head.seen = None
-        items = stream_async(_ProxyMessagesCall(self.owner, data, "post_call"), _chain(first, events))
-        try:
-            async for event in items:
-                yield _sse(event)
+                await items.aclose()
         finally:
-            await items.aclose()
+            await events.aclose()
             await aclose_quietly(source)
 
 
@@ -214,8 +221,10 @@ def reads_stream(head: Any) -> bool:
 
 
 async def _events(source: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
-    """The SDK's events of an SSE byte stream (or of the proxy's passthrough ``Message``, its one item)."""
-    decoder, buf = codecs.getincrementaldecoder("utf-8")(), ""
+    """The SDK's events of an SSE byte stream (or of the proxy's passthrough ``Message``, its one item), framed as the
+    SSE spec (and the SDK's decoder) frames them: a line ends at CRLF, LF or CR, whatever the line before it ended
+    with, and a blank line ends an event; a chunk may end anywhere, even inside a character or inside a CRLF."""
+    decoder, buf, lines, size = codecs.getincrementaldecoder("utf-8")(), "", [], 0
     async for chunk in source:
         if isinstance(chunk, Mapping) and answer_kind(chunk) == "message":  # another guardrail's passthrough
             for event in refusal_events(content_text(chunk.get("content")) or "", model=_get(chunk, "model")):
@@ -223,29 +232,46 @@ async def _events(source: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
             continue
         if not isinstance(chunk, (str, bytes, bytearray)):
             raise UnreadStream(f"a {type(chunk).__name__} in an SSE stream")
-        buf += chunk if isinstance(chunk, str) else decoder.decode(bytes(chunk))
-        while (end := _SSE_END.search(buf)) is not None:
-            block, buf = buf[: end.start()], buf[end.end() :]
-            if (event := _parse(block)) is not None:
+        buf += chunk if isinstance(chunk, str) else _decode(decoder, bytes(chunk))
+        cut = len(buf) - 1 if buf.endswith("\r") else len(buf)  # a last \r may be the first half of a \r\n
+        *done, rest = _SSE_LINE.split(buf[:cut])
+        buf = rest + buf[cut:]
+        for line in done:
+            if line:
+                lines.append(line)
+                size += len(line)
+                continue
+            if (event := _parse(lines)) is not None:  # a blank line: the event's end
                 yield event
-        if len(buf) > _MAX_EVENT:
+            lines, size = [], 0
+        if size + len(buf) > _MAX_EVENT:
             raise UnreadStream("an SSE event longer than guardrail reads")
-    buf += decoder.decode(b"", final=True)
-    if buf.strip() and (event := _parse(buf)) is not None:  # an unterminated last event: read, not skipped
+    buf += _decode(decoder, b"", final=True)
+    lines += [line for line in _SSE_LINE.split(buf) if line]
+    if (event := _parse(lines)) is not None:  # an unterminated last event: read, not skipped
         yield event
 
 
-def _parse(block: str) -> Any:
-    """One SSE event as the SDK's event object; None for a comment, a ping or a frame without data."""
+def _decode(decoder: codecs.IncrementalDecoder, data: bytes, final: bool = False) -> str:
+    try:
+        return decoder.decode(data, final=final)
+    except UnicodeDecodeError:
+        raise UnreadStream("an SSE stream that is not UTF-8") from None
+
+
+def _parse(lines: list[str]) -> Any:
+    """One SSE event (its lines) as the SDK's event object; None for a comment, a ping, a frame without data or with
+    empty data, and the ``[DONE]`` some streams end with (none of them carries anything a client reads)."""
     data: list[str] = []
-    for line in _SSE_LINE.split(block):
+    for line in lines:
         field, _, value = line.partition(":")
         if field == "data":
             data.append(value[1:] if value.startswith(" ") else value)
-    if not data:
+    text = "\n".join(data)
+    if not text.strip() or text.strip() == "[DONE]":
         return None
     try:
-        payload = json.loads("\n".join(data))
+        payload = json.loads(text)
     except ValueError:
         raise UnreadStream("an SSE event whose data is not JSON") from None
     kind = payload.get("type") if isinstance(payload, dict) else None
@@ -255,6 +281,10 @@ def _parse(block: str) -> Any:
         return payload
     if kind not in _EVENTS:
         raise UnreadStream(f"an SSE event of type {kind!r}")
+    delta = payload.get("delta") if kind == "content_block_delta" else None
+    if isinstance(delta, Mapping) and delta.get("type") not in _DELTAS and block_texts(delta):
+        # a delta of a kind the stream's reader passes on as it came (a compaction summary ...): never unread text
+        raise UnreadStream(f"a {delta.get('type')!r} delta, whose text guardrail does not read")
     from anthropic._models import construct_type  # as the SDK builds the events it streams
     from anthropic.types import RawMessageStreamEvent
 
@@ -271,5 +301,6 @@ async def _chain(first: Any, rest: AsyncGenerator[Any, None]) -> AsyncGenerator[
 
 
 def _sse(event: Any) -> bytes:
-    payload = event if isinstance(event, Mapping) else event.to_dict(mode="json")
+    # a block of a kind the SDK does not know is sent as it came, without a serializer warning for each event
+    payload = event if isinstance(event, Mapping) else event.to_dict(mode="json", warnings=False)
     return f"event: {payload.get('type')}\ndata: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
