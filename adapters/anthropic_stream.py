@@ -38,6 +38,18 @@ from .answer_text import block_texts, unescape_json
 from .anthropic_shapes import block_start, block_stop, message_end, text_delta
 from .json_edits import Edit, edited
 
+# the delta types this reader reads (text, a call's input, thinking), drops (citations) or passes as the opaque data
+# they are (a thinking block's signature)
+DELTAS = frozenset({"text_delta", "input_json_delta", "citations_delta", "thinking_delta", "signature_delta"})
+
+
+def unread_delta(delta: Any) -> bool:
+    """A delta of a kind this reader does not know that carries text (a beta ``compaction_delta``'s summary ...):
+    refused, never relayed unread. One carrying only opaque data (``encrypted_content``) passes as it came."""
+    dtype = delta.get("type") if isinstance(delta, dict) else getattr(delta, "type", "")
+    return dtype not in DELTAS and bool(block_texts(delta))
+
+
 if TYPE_CHECKING:
     from ._core import GuardedCall
 
@@ -96,6 +108,8 @@ class MessagesStream(_StreamState):
         elif kind == "content_block_delta":
             delta = event.delta
             dtype = getattr(delta, "type", "")
+            if unread_delta(delta):
+                raise TypeError(f"guardrail does not read a {dtype!r} delta, which carries text; refused, not passed")
             if dtype == "text_delta":
                 return str(delta.text)
             if dtype == "citations_delta":

@@ -38,9 +38,10 @@ from guardrail.decision import Action, Decision
 from guardrail.streaming import aclose_quietly
 
 from ._core import acheck_answer, stream_async
-from .answer_text import _get, answer_kind, block_texts, content_text
+from .answer_text import _get, answer_kind, content_text
 from .anthropic import MessagesCall
 from .anthropic_shapes import refusal_events, refusal_message
+from .anthropic_stream import unread_delta
 from .media import proxy_unchecked
 from .request_shapes import UncheckedField
 
@@ -59,8 +60,6 @@ _EVENTS = frozenset(
     }
 )
 _PASSED = frozenset({"error"})  # sent on as they came (an upstream error ends the stream); pings are dropped
-# the deltas the stream's reader (anthropic_stream) reads; another kind carrying text is refused, not passed on unread
-_DELTAS = frozenset({"text_delta", "input_json_delta", "citations_delta", "thinking_delta", "signature_delta"})
 _SSE_LINE = re.compile(r"\r\n|\n|\r")
 _MAX_EVENT = 1 << 20  # characters of one SSE event, at most (a longer one is not read)
 _MAX_REFUSED = 4096
@@ -282,7 +281,7 @@ def _parse(lines: list[str]) -> Any:
     if kind not in _EVENTS:
         raise UnreadStream(f"an SSE event of type {kind!r}")
     delta = payload.get("delta") if kind == "content_block_delta" else None
-    if isinstance(delta, Mapping) and delta.get("type") not in _DELTAS and block_texts(delta):
+    if isinstance(delta, Mapping) and unread_delta(delta):
         # a delta of a kind the stream's reader passes on as it came (a compaction summary ...): never unread text
         raise UnreadStream(f"a {delta.get('type')!r} delta, whose text guardrail does not read")
     from anthropic._models import construct_type  # as the SDK builds the events it streams

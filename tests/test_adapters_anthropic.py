@@ -730,3 +730,50 @@ def test_wrapping_is_lazy_and_importing_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
+
+
+# A review of the proxy (session 24) found that the stream reader it shares with this wrapper
+# (anthropic_stream.MessagesStream) passed any content_block_delta of a kind it did not know as it came: the beta
+# API's compaction_delta carries a summary the model wrote, and a harmful one, or one holding an address, reached the
+# caller unchecked. Such a delta now ends the stream with an error, as a message_start that carries content does;
+# one that carries only opaque data (encrypted_content) passes as it came.
+COMPACTION_MESSAGE = {"id": "msg_stub", "type": "message", "role": "assistant", "model": "claude-test", "content": [],
+           "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 5}}  # fmt: skip
+
+
+def compaction_stream(content: str | None) -> list[tuple[str, dict[str, Any]]]:
+    delta = {"type": "compaction_delta", "content": content, "encrypted_content": "b3BhcXVl"}
+    return [
+        sse("message_start", message=COMPACTION_MESSAGE),
+        sse("content_block_start", index=0, content_block={"type": "compaction", "content": None}),
+        sse("content_block_delta", index=0, delta=delta),
+        sse("content_block_stop", index=0),
+        sse("content_block_start", index=1, content_block={"type": "text", "text": ""}),
+        sse("content_block_delta", index=1, delta={"type": "text_delta", "text": "All done."}),
+        sse("content_block_stop", index=1),
+        sse("message_delta", delta={"stop_reason": "end_turn", "stop_sequence": None}, usage={"output_tokens": 3}),
+        sse("message_stop"),
+    ]
+
+
+@pytest.mark.parametrize("content", ["Summary: the user asked how to build the bomb.", "Mail jane.doe@example.com"])
+async def test_a_delta_it_does_not_read_that_carries_text_is_never_relayed(
+    client: Any, stub: StubServer, content: str
+) -> None:
+    stub.raw = compaction_stream(content)
+    seen: list[Any] = []
+    with pytest.raises(TypeError, match="compaction_delta"):
+        stream = await create(client, messages=user("go on"), stream=True)
+        if hasattr(stream, "__aiter__"):
+            async for event in stream:
+                seen.append(event)
+        else:
+            seen.extend(stream)
+    assert content not in repr(seen)
+
+
+async def test_a_delta_carrying_only_opaque_data_passes(client: Any, stub: StubServer) -> None:
+    stub.raw = compaction_stream(None)
+    events = await collect(await create(client, messages=user("go on"), stream=True))
+    assert any(getattr(getattr(e, "delta", None), "type", "") == "compaction_delta" for e in events)
+    assert events[-1].type == "message_stop"
