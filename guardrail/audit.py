@@ -2,7 +2,9 @@
 
 The library logs through ``structlog.get_logger("guardrail")`` and never configures structlog: the
 application decides where events go (see the README for a JSON-lines chain). Raw text appears only
-when the policy says ``audit.log_text: full``; ``redacted`` logs the text with PII replaced; ``hash``
+when the policy says ``audit.log_text: full``; ``redacted`` logs the text with PII replaced (every kind found by its
+format, and what the decision masked or its redact rules found: a name or an address where a rule lists ``person`` or
+``address``, and each value the decision itself masked wherever it stands in the logged text); ``hash``
 (the default) logs ``text_hmac``, an HMAC-SHA256 of the text under the deployment's secret key.
 
 Why keyed: a plain SHA-256 of a prompt lets anyone holding the log confirm a guess ("did someone ask
@@ -29,18 +31,21 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import secrets
 import threading
-from collections.abc import Iterator
+from bisect import bisect_left
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Literal
 
 import structlog
 
-from guardrail.classifiers.patterns import redact
-from guardrail.decision import Action, Decision
+from guardrail.classifiers.patterns import Span, in_force, redact, redactable
+from guardrail.decision import Action, Decision, RuleAction
 from guardrail.revealed import entity_spans
+from guardrail.taxonomy import CUED_PII_ENTITIES
 
 __all__ = [
     "AUDIT_FAILURES",
@@ -50,6 +55,7 @@ __all__ = [
     "emit",
     "error_code",
     "events_discarded",
+    "redacted_text",
     "text_hmac",
 ]
 
@@ -116,16 +122,63 @@ def error_code(exc: BaseException, key_env: str = DEFAULT_KEY_ENV) -> str:
     return text_hmac(f"{type(exc).__name__}: {exc}", key_env)[0][:10]
 
 
-def _text_fields(text: str, mode: LogText, key_env: str) -> dict[str, Any]:
+def _text_fields(text: str, mode: LogText, key_env: str, decision: Decision | None = None) -> dict[str, Any]:
     if mode == "none":
         return {}
     if mode == "hash":
         digest, source = text_hmac(text, key_env)
         return {"text_hmac": digest, "text_hmac_key": source}
     if mode == "redacted":
-        red, _ = redact(text, entity_spans(text))  # an address sent encoded is masked in the log too
-        return {"text": red}
+        return {"text": redacted_text(text, decision)}
     return {"text": text}
+
+
+def redacted_text(text: str, decision: Decision | None = None) -> str:
+    """``text`` as ``log_text: redacted`` writes it: with every kind found by its format masked (an address sent
+    encoded too), and what ``decision`` masked: names and addresses where its redact rules found them (they are looked
+    for only where a rule lists them, so a lookup of "all" would log them as written), and each value it masked
+    wherever it stands (a block keeps no redactions, but its redact findings say what the rules found)."""
+    cued = _cued_kinds(decision) if decision is not None else frozenset()
+    spans = entity_spans(text, in_force() | cued) if cued else entity_spans(text)
+    if decision is not None and decision.redactions:
+        spans = _with_values(text, spans, decision.redactions)
+    return redact(text, spans)[0] if spans else text
+
+
+_WORD = re.compile(r"\w")
+
+
+def _kind(placeholder: str) -> str:
+    return placeholder[1:-1].rpartition("_")[0].lower()
+
+
+def _cued_kinds(decision: Decision) -> frozenset[str]:
+    kinds = {e for f in decision.findings if f.action is RuleAction.REDACT for e in f.entities}
+    kinds.update(_kind(p) for p in decision.redactions)
+    return frozenset(kinds & set(CUED_PII_ENTITIES))
+
+
+def _with_values(text: str, spans: list[Span], redactions: Mapping[str, str]) -> list[Span]:
+    """``spans`` and each further place a value the decision masked stands whole in ``text`` (a name the check read
+    where a lookup of the logged text alone does not find it), longest values first, none overlapping."""
+    taken = sorted((s.start, s.end) for s in spans)  # kept sorted and disjoint: one bisection per occurrence
+    extra: list[Span] = []
+    for placeholder, value in sorted(redactions.items(), key=lambda kv: -len(kv[1])):
+        kind = _kind(placeholder)
+        if not value.strip() or not redactable(kind):
+            continue
+        whole = (
+            ("(?<!\\w)" if _WORD.match(value) else "")
+            + re.escape(value)
+            + ("(?!\\w)" if _WORD.match(value[-1]) else "")
+        )
+        for m in re.finditer(whole, text):  # whole words: "Jane" masked leaves "Janet" as written
+            a, b = m.span()
+            i = bisect_left(taken, (a, b))
+            if (i == 0 or taken[i - 1][1] <= a) and (i == len(taken) or taken[i][0] >= b):
+                taken.insert(i, (a, b))
+                extra.append(Span(kind, a, b, value))
+    return sorted([*spans, *extra], key=lambda s: s.start) if extra else spans
 
 
 def audit_fields(
@@ -159,7 +212,7 @@ def audit_fields(
         "error_kind": getattr(decision, "error_kind", None),
         "text_chars": len(original),
     }
-    fields.update(_text_fields(original, mode, key_env))
+    fields.update(_text_fields(original, mode, key_env, decision))
     if extra:
         fields.update(extra)
     return fields

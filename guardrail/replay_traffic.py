@@ -17,7 +17,8 @@ An audit event brings its baseline with it: the recorded ``action`` and ``catego
 findings, as :mod:`guardrail.audit` writes them). Its text, when logged ``redacted``, has lost its
 personal data: each value is a placeholder (``<EMAIL_1>``), and no ``redact`` rule can fire on a
 placeholder. So each placeholder the log's redaction put there is replaced by a *stand-in*, a sample
-value of the same kind (``user1@example.com``) that the detectors find as that kind: the engine then
+value of the same kind (``user1@example.com``, ``Alex Morgan``, ``12 Sample Street, Springfield, IL 62704``) that
+the detectors find as that kind: the engine then
 decides on the row as on the original, with every rule the new policy has (its entities, shadow mode,
 routing), and a policy that no longer redacts e-mail addresses shows as a change. The scores are those
 of the original text too, since classifiers are shown personal data masked either way. A text whose
@@ -36,10 +37,11 @@ from pathlib import Path
 from typing import Any
 
 from guardrail.classifiers import custom_entities
-from guardrail.classifiers.patterns import ENTITIES, placeholders, restore
+from guardrail.classifiers.patterns import placeholders, restore
 from guardrail.decision import Action
 from guardrail.evaluation.data import readable, row_context, row_stage
 from guardrail.jsonl import read_jsonl
+from guardrail.taxonomy import BUILTIN_PII_ENTITIES
 
 __all__ = ["Row", "load_traffic", "stand_in", "with_stand_ins"]
 
@@ -137,9 +139,32 @@ def _iban(bban: str, country: str = "DE") -> str:
     return f"{country}{98 - int(numeric) % 97:02d}{bban}"
 
 
+# made-up names: 20 first names, 20 surnames and, from the 401st on, a middle initial (10,400 people)
+_FIRST = (
+    "Alex", "Sam", "Jordan", "Taylor", "Casey", "Robin", "Jamie", "Morgan", "Riley", "Avery", "Quinn", "Drew",
+    "Hayden", "Kendall", "Reese", "Rowan", "Sasha", "Toni", "Emery", "Logan",
+)  # fmt: skip
+_SURNAMES = (
+    "Morgan", "Ellis", "Parker", "Reed", "Hayes", "Brooks", "Carter", "Foster", "Gray", "Bennett", "Harper", "Lane",
+    "Sutton", "Porter", "Fleming", "Walsh", "Barker", "Holt", "Keller", "Nash",
+)  # fmt: skip
+
+
+def _person(n: int) -> str:
+    i = (n - 1) % 10400
+    first, last = _FIRST[i % 20], _SURNAMES[i // 20 % 20]
+    return f"{first} {chr(64 + i // 400)}. {last}" if i >= 400 else f"{first} {last}"
+
+
 def stand_in(entity: str, n: int) -> str:
     """A sample value of ``entity`` that the detectors find as that entity; distinct for each ``n``
-    (below 10,000), so two placeholders stay two values."""
+    (below 10,000), so two placeholders stay two values. A name (``Alex Morgan``) is found as one where the words
+    before its placeholder say a name stands there, as they did for the original; an address (``12 Sample Street,
+    Springfield, IL 62704``) carries its city and postcode, so it is one whatever follows it."""
+    if entity == "person":
+        return _person(n)
+    if entity == "address":
+        return f"{n % 100000 + 11} Sample Street, Springfield, IL 62704"
     if entity == "email":
         return f"user{n}@example.com"
     if entity == "phone":
@@ -168,7 +193,7 @@ def with_stand_ins(text: str) -> str:
     mapping = {}
     for held in placeholders(text):
         kind, _, number = held[1:-1].rpartition("_")
-        if kind.lower() in ENTITIES:
+        if kind.lower() in BUILTIN_PII_ENTITIES:  # names and addresses too (a policy that lists them masked them)
             mapping[held] = stand_in(kind.lower(), int(number))
         elif (value := custom_entities.sample(kind.lower(), int(number))) is not None:  # a policy's pii_entities
             mapping[held] = value

@@ -28,7 +28,8 @@ from guardrail.classifiers.pii_detectors import Detector as _Detector
 from guardrail.taxonomy import CUED_PII_ENTITIES, PII_ENTITIES
 
 __all__ = [
-    "ENTITIES", "Span", "bare_placeholders", "find_entities", "placeholders", "redact", "renumbered", "restore",
+    "ENTITIES", "Span", "bare_placeholders", "find_entities", "in_force", "placeholders", "redact", "redactable",
+    "renumbered", "restore",
 ]  # fmt: skip
 
 ENTITIES: Final[tuple[str, ...]] = PII_ENTITIES
@@ -80,6 +81,17 @@ def _every() -> tuple[tuple[_Detector, ...], frozenset[str]]:
         every = (*_DETECTORS, *custom)
         held = _catalogue = (custom, every, frozenset(d.entity for d in every) - _ON_REQUEST)
     return held[1], held[2]
+
+
+def in_force() -> frozenset[str]:
+    """What ``entities=None`` finds: the built-in kinds found by their format and the custom kinds in force (never
+    names and addresses). "All, and names too" is ``in_force() | {"person"}``."""
+    return _every()[1]
+
+
+def redactable(entity: str) -> bool:
+    """Whether :func:`redact` takes a span of ``entity`` (a built-in kind, or a custom one ever defined here)."""
+    return entity in _PRIORITY or custom_entities.is_custom(entity)
 
 
 def _selected(entities: Iterable[str] | None, known: frozenset[str]) -> frozenset[str]:
@@ -201,7 +213,7 @@ def redact(
             assigned.setdefault((kind.lower(), value), held)
     last = 0
     for span in ordered:
-        if span.entity not in _PRIORITY and not custom_entities.is_custom(span.entity):
+        if not redactable(span.entity):
             raise ValueError(f"unknown PII entity {span.entity!r} in span")
         if span.start < last or not span.start < span.end <= len(text) or text[span.start : span.end] != span.value:
             raise ValueError(f"span {span!r} overlaps another, is empty, or does not match the text")

@@ -4,15 +4,17 @@ them, with what follows of the same address (flat, city, state, postcode) masked
 "221B Baker Street", "1600 Pennsylvania Avenue NW, Washington, DC 20500", "42 Elm St., Apt 4B, Springfield, IL 62704",
 "10 Downing St, London SW1A 2AA" (number, name, type); "12 rue de la Paix, 75002 Paris" (number, type, name);
 "Calle Mayor 3, 28013 Madrid", "Via Roma 10" (type, name, number); "Hauptstraße 5, 10115 Berlin", "Kalverstraat 1"
-(a name ending in its type, number). A postcode, a city or a street name alone is no address, and neither is a street
-without a number.
+(a name ending in its type, number); "PO Box 1234", "Postfach 10 11 12" (a box number, which is where a person's
+mail goes). A postcode, a city or a street name alone is no address, and neither is a street without a number.
 
 A count reads like an address ("3 Main Street businesses", "Via Twitter 5 people", "Platz 3 belegt"): what follows
 decides. The end of the text or line, punctuation, a joining word ("and", "in") or the rest of an address keep it;
 any other word keeps it only where a cue before it says an address is meant ("I live at", "Adresse:", "at"), or where
-a city or postcode follows the street. Not found:
-addresses without a street-type word ("Unter den Linden 5", "1 Infinite Loop" is, "2 Broadway" is not), PO boxes,
-an all lower-case English address, and scripts other than Latin.
+a city or postcode follows the street. A year after "in", "since", "by" ... ("In 1969 Abbey Road was released") and a
+time ("at 5 PM Drive home") are no house numbers, and "St." inside a sentence ("100 Elm St. houses") does not end it.
+Not found: addresses without a street-type word ("Unter den Linden 5", "One World Trade Center"; "1 Infinite Loop"
+is found, "2 Broadway" is not), a flat written before its street ("Flat 2, 12 Oak Road": the street is found), an
+all lower-case English address, and scripts other than Latin.
 """
 
 from __future__ import annotations
@@ -113,8 +115,23 @@ _CUE_BEFORE = re.compile(
 )
 
 
+# "In 1969 Abbey Road was released", "by 2030 Main Street will ...": a year, not a house number
+_YEAR_BEFORE = re.compile(
+    r"(?i:\b(?:in|since|by|until|till|before|after|during|from|of|circa|around|en|im|seit|dans|depuis|nel|desde|em))"
+    r"[ ]+$"
+)
+_YEAR = re.compile(r"(?:1[0-9]|20)\d\d")
+# "at 5 PM Drive home": a time, not a house number
+_TIME = re.compile(r"[ ]{1,3}(?:[AaPp]\.?[Mm]\.?)(?![\w'’-])")
+
+
 def _address(text: str, m: re.Match[str]) -> tuple[int, int] | None:
     start, end = m.span()
+    number_first = m.re is _NUMBER_FIRST
+    if number_first:
+        digits = re.match(r"\d+", m.group())
+        if digits is not None and _TIME.match(text, start + len(digits.group())):
+            return None
     if m.re is _COMPOUND:
         word = m.group().split(" ")[0].rstrip(",").lower()
         alone = word.rstrip(".") in _BARE_TYPES or word in ("straße", "strasse", "str.", "allee", "gasse")
@@ -123,24 +140,73 @@ def _address(text: str, m: re.Match[str]) -> tuple[int, int] | None:
             start = before.start()  # "Berliner Straße 5"
         elif word.rstrip(".") in _BARE_TYPES:
             return None
+    after = end  # where the words that follow the address begin
     if text[end - 1] == "." and _MORE.match(text, end - 1) is None:
         end -= 1  # "42 Elm St." ends a sentence; the full stop is not the street's
+        # ... unless a small word follows ("100 Elm St. houses"): an abbreviation inside a sentence, that word decides
+        after = end + 1 if _LOWER_NEXT.match(text, end + 1) else end
     whole = end
     while (more := _MORE.match(text, end)) is not None:
-        end = more.end()
-    if (  # with its city or postcode it is an address whatever follows
-        end == whole and _AFTER.match(text, end) is None and _CUE_BEFORE.search(text, max(0, start - 60), start) is None
-    ):
+        end = after = more.end()
+    if end > whole:
+        return start, end  # with its city or postcode it is an address whatever follows
+    cue = _CUE_BEFORE.search(text, max(0, start - 60), start) is not None
+    if not cue and _AFTER.match(text, after) is None:
+        return None
+    year = number_first and _YEAR.fullmatch(m.group().split(" ", 1)[0].rstrip(","))
+    if year and not cue and _YEAR_BEFORE.search(text, max(0, start - 12), start) is not None:
         return None
     return start, end
+
+
+_LOWER_NEXT = re.compile(r"[ \t]+[a-zà-ÿ]")
+
+
+# "PO Box 1234", "P.O. Box 42, Springfield, IL 62704", "Postfach 10 11 12", "Apartado de Correos 45": a box number
+# is where a person's mail goes, and no count or model number is written so
+_PO_BOX = re.compile(
+    r"""
+    (?<![\w.])
+    (?i:p\.?[ ]?o\.?[ ]?box|post[ ]office[ ]box|postfach|apartado(?:[ ]de[ ]correos)?|casella[ ]postale|caixa[ ]postal
+      |bo[iî]te[ ]postale)
+    [ ]?\#?[ ]?\d{1,8}(?:[ ]\d{2,3}){0,3}(?![\w.,]\d)
+    """,
+    re.VERBOSE,
+)
+
+
+def _po_box(text: str, m: re.Match[str]) -> tuple[int, int] | None:
+    end = m.end()
+    while (more := _MORE.match(text, end)) is not None:
+        end = more.end()
+    return m.start(), end
 
 
 def _gate(text: str) -> bool:
     return has_digit(text)
 
 
+# the type words of the type-first and compound streets, lower-cased: a text with a digit but none of them (most
+# texts) skips those two scans
+_TYPE_FIRST_STEMS = (
+    "calle", "c/", "avenida", "avda", "paseo", "plaza", "carrer", "ronda", "travesía", "via", "viale", "piazza",
+    "corso", "largo", "vicolo", "rua", "travessa", "praça", "alameda", "estrada",
+)  # fmt: skip
+
+
+def _stems(text: str, stems: tuple[str, ...]) -> bool:
+    low = text.lower()
+    return any(stem in low for stem in stems)
+
+
+def _box_gate(text: str) -> bool:
+    low = text.lower()
+    return any(stem in low for stem in ("box", "post", "apartado", "caixa", "boîte", "boite"))
+
+
 ADDRESS_DETECTORS: tuple[Detector, ...] = (
     Detector("address", _NUMBER_FIRST, _address, _gate),
-    Detector("address", _TYPE_FIRST, _address, _gate),
-    Detector("address", _COMPOUND, _address, _gate),
+    Detector("address", _TYPE_FIRST, _address, lambda text: has_digit(text) and _stems(text, _TYPE_FIRST_STEMS)),
+    Detector("address", _COMPOUND, _address, lambda text: has_digit(text) and _stems(text, _SUFFIXES)),
+    Detector("address", _PO_BOX, _po_box, lambda text: has_digit(text) and _box_gate(text)),
 )
