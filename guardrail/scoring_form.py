@@ -59,7 +59,12 @@ def _stand_ins(red: str, mapping: Mapping[str, str], avoid: Collection[str] = fr
     Placeholders already in the text (a masked answer the user quotes back) get one too. A sample is never one of
     the values masked (a fixed pattern's only value is the secret itself; ``EMP-100000`` is the sample for
     ``<EMPLOYEE_ID_1>``), never another placeholder's, and never holds a built-in kind (an address the model would
-    read as one): such a placeholder stays."""
+    read as one): such a placeholder stays.
+
+    Names and addresses (``person``, ``address``) keep their placeholder: measured with the bundled model and the
+    default policy on 12 benign templates x 10 names (session 24; tests/test_cued_scoring.py), made-up names blocked 30
+    of 120 benign texts, the real names 16 and ``PERSON_1`` none, with 80 of 80 harmful ones blocked each way;
+    addresses: 8, 5 and 0 of 25 benign, 10, 7 and 10 of 10 harmful."""
     taken = {v.casefold() for v in mapping.values()} | set(avoid)  # the values masked, then the stand-ins chosen
     subs: dict[str, str] = {}
     for held in sorted(placeholders(red), key=_number):
