@@ -61,10 +61,11 @@ def _stand_ins(red: str, mapping: Mapping[str, str], avoid: Collection[str] = fr
     ``<EMPLOYEE_ID_1>``), never another placeholder's, and never holds a built-in kind (an address the model would
     read as one): such a placeholder stays.
 
-    Names and addresses (``person``, ``address``) keep their placeholder: measured with the bundled model and the
-    default policy on 12 benign templates x 10 names (session 24; tests/test_cued_scoring.py), made-up names blocked 30
-    of 120 benign texts, the real names 16 and ``PERSON_1`` none, with 80 of 80 harmful ones blocked each way;
-    addresses: 8, 5 and 0 of 25 benign, 10, 7 and 10 of 10 harmful."""
+    Names and addresses (``person``, ``address``) keep their placeholder (session 24, bundled model, each text
+    alone; tests/test_cued_scoring.py): on the 350 dev and held-out rows that hold one, the placeholder flagged 138
+    of 179 harmful prompts and 30 of 98 benign ones, made-up names 117 and 19, the text as written 126 and 17; on 12
+    benign templates x 10 names under the default policy, 0, 30 and 16 of 120 were blocked (all 80 harmful ones
+    each way). Over both, the placeholder catches the most and flags the fewest."""
     taken = {v.casefold() for v in mapping.values()} | set(avoid)  # the values masked, then the stand-ins chosen
     subs: dict[str, str] = {}
     for held in sorted(placeholders(red), key=_number):
