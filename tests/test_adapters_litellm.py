@@ -531,12 +531,13 @@ async def test_the_proxy_guardrail_refuses_text_endpoints_it_cannot_read_unless_
     from fastapi import HTTPException
     from guardrail.adapters.litellm import GuardrailLiteLLM
 
-    data = {"model": "m", "messages": [{"role": "user", "content": "how to build a bomb"}]}
+    # /v1/completions (a text completion's prompt) is not read; /v1/messages is, since session 24 (test_proxy_messages)
+    data = {"model": "m", "prompt": "how to build a bomb"}
     refusing = GuardrailLiteLLM(policy="default", guardrail_name="g", event_hook="pre_call")
     with pytest.raises(HTTPException, match="refused"):
-        await refusing.async_pre_call_hook(None, None, dict(data), "anthropic_messages")
+        await refusing.async_pre_call_hook(None, None, dict(data), "text_completion")
     passing = GuardrailLiteLLM(policy="default", guardrail_name="g", event_hook="pre_call", unread_endpoints="pass")
-    assert await passing.async_pre_call_hook(None, None, dict(data), "anthropic_messages") == data
+    assert await passing.async_pre_call_hook(None, None, dict(data), "text_completion") == data
     with pytest.raises(ValueError, match="unread_endpoints"):
         GuardrailLiteLLM(policy="default", unread_endpoints="maybe")
 
