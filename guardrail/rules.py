@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from guardrail.classifiers.patterns import Span, redact
+from guardrail.classifiers.patterns import Span, masked_repeats, redact
 from guardrail.custom_rules import allowlist, keyword_matcher, normalise, pattern_matcher
 from guardrail.decision import Action, Finding, RuleAction
 
@@ -242,5 +242,6 @@ def _redact_all(
     for text, ss in zip(texts, spans, strict=True):
         joined += [Span(s.entity, s.start + offset, s.end + offset, s.value) for s in ss if s.entity in wanted]
         offset += len(text) + len(_SEP)
-    red, mapping = redact(_SEP.join(texts), joined, reserved=reserved)
+    text = _SEP.join(texts)  # a name or an address one text says is masked wherever it stands whole in the others
+    red, mapping = redact(text, masked_repeats(text, joined), reserved=reserved)
     return tuple(red.split(_SEP)), mapping

@@ -28,8 +28,8 @@ from guardrail.classifiers.pii_detectors import Detector as _Detector
 from guardrail.taxonomy import CUED_PII_ENTITIES, PII_ENTITIES
 
 __all__ = [
-    "ENTITIES", "Span", "bare_placeholders", "find_entities", "in_force", "placeholders", "redact", "redactable",
-    "renumbered", "restore",
+    "ENTITIES", "Span", "bare_placeholders", "find_entities", "in_force", "masked_repeats", "placeholders", "redact",
+    "redactable", "renumbered", "restore",
 ]  # fmt: skip
 
 ENTITIES: Final[tuple[str, ...]] = PII_ENTITIES
@@ -125,7 +125,65 @@ def find_entities(text: str, entities: Iterable[str] | None = None) -> list[Span
         if d.entity in wanted and d.gate(text)
         for start, end in _scan(text, d)
     ]
-    return _resolve(candidates)
+    return _resolve(_with_repeats(text, candidates))
+
+
+def _with_repeats(text: str, candidates: list[Span]) -> list[Span]:
+    """``candidates`` and each further place a name or an address found through its cue stands whole in ``text``: "My
+    name is Jane Doe. Jane Doe is my legal name" went upstream with the second one as written (no cue before it), while
+    the redacted audit log masked both. Whole words only ("Jane" leaves "Janet"), case as written."""
+    extra = _repeats(text, {(s.entity, s.value) for s in candidates if s.entity in _ON_REQUEST})
+    return [*candidates, *extra] if extra else candidates
+
+
+def _repeats(text: str, values: Iterable[tuple[str, str]]) -> list[Span]:
+    """Every place one of ``values`` (entity, value) stands whole in ``text``. One pass over the words of ``text``:
+    each is looked up among the values' first words, and at most ``_REPEATS_PER_WORD`` values are tried there (a text
+    of thousands of names sharing one first word stays linear)."""
+    by_first: dict[str, list[tuple[str, str]]] = {}
+    for entity, value in sorted(values):
+        if (first := _WORD_RUN.match(value)) is not None:
+            same = by_first.setdefault(first.group(), [])
+            if len(same) < _REPEATS_PER_WORD:
+                same.append((entity, value))
+    if not by_first:
+        return []
+    found: list[Span] = []
+    for m in _WORD_RUN.finditer(text):
+        for entity, value in by_first.get(m.group(), ()):
+            end = m.start() + len(value)
+            if text.startswith(value, m.start()) and not (_WORD_CHAR.match(value[-1]) and _WORD_CHAR.match(text, end)):
+                found.append(Span(entity, m.start(), end, value))
+    return found
+
+
+def masked_repeats(text: str, spans: Sequence[Span]) -> list[Span]:
+    """``spans`` (disjoint) and each further place a name or an address among them stands whole in ``text``, longest
+    first: one that covers only names or addresses found inside it replaces them, one that overlaps anything else is
+    left out. For texts redacted joined (``rules._redact_all``: a name one turn says is masked in the others too, and
+    "Jane Doe" whole where a reading of parts joined with nothing cut it to "Jane"). Never for a stream's released
+    prefix: an occurrence that already went out as written must not be masked after the fact."""
+    found = _repeats(text, {(s.entity, s.value) for s in spans if s.entity in _ON_REQUEST})
+    if not found:
+        return list(spans)
+    kept = sorted(spans, key=lambda s: s.start)
+    starts = [s.start for s in kept]
+    for occ in sorted(found, key=lambda s: (s.start - s.end, s.start)):
+        i = bisect_left(starts, occ.start)
+        lo = i - 1 if i > 0 and kept[i - 1].end > occ.start else i
+        hi = lo
+        while hi < len(kept) and kept[hi].start < occ.end:
+            hi += 1
+        inside = all(k.entity in _ON_REQUEST and occ.start <= k.start and k.end <= occ.end for k in kept[lo:hi])
+        if inside:
+            kept[lo:hi] = [occ]
+            starts[lo:hi] = [occ.start]
+    return kept
+
+
+_WORD_RUN = re.compile(r"(?<!\w)\w+")
+_WORD_CHAR = re.compile(r"\w")
+_REPEATS_PER_WORD = 16
 
 
 def _resolve(candidates: list[Span]) -> list[Span]:

@@ -80,6 +80,9 @@ _COMPOUND = re.compile(
 # a name ("Kölner Ring 5", "Alter Markt 3")
 _BARE_TYPES: Final[frozenset[str]] = frozenset(("weg", "ring", "platz", "markt", "ufer", "damm", "steig", "pfad"))
 _WORD_BEFORE = re.compile(r"[A-ZÄÖÜ][^\W\d_]+[ ]$")
+# English words ending in a street suffix: "-ring" after a vowel ("Offering", "Roaring", "Monitoring"; "Kaiserring",
+# "Sachsenring" and "Kurt-Schumacher-Ring" keep theirs), "spring", "string", "bring", and a few "-gade"/"-kade"
+_ENGLISH_WORD = re.compile(r"(?:[aeiouy]ring|spring|^string|^bring|brigade|renegade|blockade)$")
 
 _CITY = rf"{_CAP}[^\W\d_]+(?:[ -]{_CAP}[^\W\d_]+){{0,2}}"
 # what may follow an address and belongs to it, each tried where the last one ended
@@ -140,6 +143,8 @@ def _address(text: str, m: re.Match[str]) -> tuple[int, int] | None:
             start = before.start()  # "Berliner Straße 5"
         elif word.rstrip(".") in _BARE_TYPES:
             return None
+        if _ENGLISH_WORD.search(word):
+            return None  # "Spring 2024", "Engineering 101", "The Roaring 20s": English words that end like a street
     after = end  # where the words that follow the address begin
     if text[end - 1] == "." and _MORE.match(text, end - 1) is None:
         end -= 1  # "42 Elm St." ends a sentence; the full stop is not the street's

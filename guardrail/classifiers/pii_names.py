@@ -111,6 +111,14 @@ _NOT_FIRST: Final[frozenset[str]] = frozenset(
     doc nurse teacher coach boss
     """.casefold().split()
 )
+# a sign-off alone is no name: a list of them ("Sincerely,\nWarmly,\nPeace,") read each as the name after the last
+# ("Sincerely,\nPeace Okafor" is a name: more words follow)
+_SIGN_OFFS: Final[frozenset[str]] = frozenset(
+    """
+    sincerely regards warmly peace cordially respectfully thanks cheers love yours hugs xoxo greetings blessings
+    cordialement atentamente saludos
+    """.casefold().split()
+)
 # after a greeting ("Hi ...,"), the assistant or the world is greeted more often than a person
 _NOT_GREETED: Final[frozenset[str]] = frozenset(
     """
@@ -195,6 +203,8 @@ def _person(text: str, m: re.Match[str]) -> tuple[int, int] | None:
     if end is None:
         return None
     start = m.start("name")
+    if text[start:end].casefold() in _SIGN_OFFS:
+        return None
     if kind in ("dear", "greet") and _ENDS_PHRASE.match(text, end) is None:
         return None
     if kind == "signoff" and _ENDS_LINE.match(text, end) is None:
