@@ -28,7 +28,8 @@ from .actions import edit_actions, mask_and_restore
 from .answer_text import _get
 from .conversations import Conversations, joined
 from .json_edits import duplicate_keys, edit_json_text, mask_json_text
-from .request_shapes import Kind, input_payload, rewritten
+from .reask import achecks, answer_async, answer_sync, checks
+from .request_shapes import Kind, input_payload, rewritten, with_turns
 
 __all__ = ["AsyncGuardedStream", "GuardedCall", "GuardedStream", "call_async", "call_sync"]
 
@@ -101,6 +102,17 @@ class GuardedCall:
         if self.conversations is not None:
             self.conversations.remember(self.kwargs, response, self.sent, self.claimed)
             self.claimed = {}
+
+    @property
+    def reaskable(self) -> bool:
+        """Whether a blocked answer may be asked for again with :meth:`reasked` (``adapters.reask``): not on a
+        server-side Responses ``conversation``, which already holds the withheld answer."""
+        return self.kind == "chat" or self.kwargs.get("conversation") is None
+
+    def reasked(self, answer: str, turn: str) -> dict[str, Any]:
+        """The request as it was sent (redactions included), then the blocked ``answer`` as the assistant's turn and
+        the guard's ``turn`` as the user's: what asks the model again."""
+        return with_turns(self.kind, self.kwargs, answer, turn)
 
     def refusal(self, out: Outcome) -> Any:
         """The stopped request's answer in the client's own type (a response, or a stream's items)."""
@@ -251,9 +263,9 @@ def call_sync(gc: GuardedCall, send: Callable[..., Any]) -> Any:
     if out.stop:
         refusal = gc.refusal(out)
         return GuardedStream(iter(refusal)) if gc.stream else refusal
-    if gc.stream:
+    if gc.stream:  # never asked again (adapters.reask): its text was released as it was checked
         return GuardedStream(stream_sync(gc, result), result)
-    return check_answer(gc, result)
+    return answer_sync(gc, send, result)
 
 
 async def call_async(gc: GuardedCall, send: Callable[..., Any]) -> Any:
@@ -268,22 +280,18 @@ async def call_async(gc: GuardedCall, send: Callable[..., Any]) -> Any:
         return AsyncGuardedStream(_aiter(refusal)) if gc.stream else refusal
     if gc.stream:
         return AsyncGuardedStream(stream_async(gc, result), result)
-    return await acheck_answer(gc, result)
+    return await answer_async(gc, send, result)
 
 
 def check_answer(gc: GuardedCall, result: Any) -> Any:
     """Check a whole answer (each choice's text, and apart from it what the choice does: tool calls,
-    refusal, audio) and return it as the decisions say."""
-    texts = [gc.call.check_output(t, prompt=gc.prompt) if t else None for t in shapes.texts_of(result)]
-    acts = [gc.call.check_output(a, prompt=gc.prompt) if a else None for a in shapes.action_texts_of(result)]
-    return gc.on_output(result, texts, acts)
+    refusal, audio) and return it as the decisions say; never asked for again (a stored answer)."""
+    return gc.on_output(result, *checks(gc, result))
 
 
 async def acheck_answer(gc: GuardedCall, result: Any) -> Any:
     """:func:`check_answer` for async code."""
-    texts = [await gc.call.acheck_output(t, prompt=gc.prompt) if t else None for t in shapes.texts_of(result)]
-    acts = [await gc.call.acheck_output(a, prompt=gc.prompt) if a else None for a in shapes.action_texts_of(result)]
-    return gc.on_output(result, texts, acts)
+    return gc.on_output(result, *(await achecks(gc, result)))
 
 
 def stream_sync(gc: GuardedCall, upstream: Iterable[Any]) -> Iterator[Any]:

@@ -28,6 +28,7 @@ __all__ = [
     "input_payload",
     "refuse_extra_body",
     "rewritten",
+    "with_turns",
 ]
 
 Kind = Literal["chat", "responses"]
@@ -144,6 +145,17 @@ def rewritten(kind: Kind, kwargs: dict[str, Any], sources: list[Source], message
             assert isinstance(new_input, list)
             new_input[index] = msg
     kwargs["input"] = new_input
+
+
+def with_turns(kind: Kind, kwargs: Mapping[str, Any], answer: str, turn: str) -> dict[str, Any]:
+    """A copy of the request ``kwargs`` with two turns after its own: ``answer`` as the assistant's and ``turn`` as
+    the user's (``adapters.reask``). A Responses ``input`` given as a string becomes its user item first."""
+    added = [{"role": "assistant", "content": answer}, {"role": "user", "content": turn}]
+    if kind == "chat":
+        return {**kwargs, "messages": [*(kwargs.get("messages") or []), *added]}
+    inp = kwargs.get("input")
+    items = [{"role": "user", "content": inp}] if isinstance(inp, str) else list(inp or [])
+    return {**kwargs, "input": [*items, *added]}
 
 
 def _chat_payload(kwargs: dict[str, Any]) -> tuple[Any, list[Source]]:

@@ -11,7 +11,9 @@ request. It does three things, once, so no integration has its own copy:
 - **says what a decision means for the caller**: :meth:`Call.outcome` turns a Decision into an
   :class:`Outcome` (go on, or stop with this text and ``finish_reason="content_filter"``), raising
   ``Blocked`` (or the integration's own error, e.g. the proxy's HTTP 400) when the policy says
-  ``on_block: raise``; :func:`headers` renders the ``x-guardrail-*`` response headers.
+  ``on_block: raise``; :meth:`Call.reask` says whether a blocked answer is first asked for again
+  (``on_block.reask``, driven by ``guardrail.adapters.reask``); :func:`headers` renders the
+  ``x-guardrail-*`` response headers.
 
 It also runs the input check around the upstream call (:meth:`Call.send` / :meth:`Call.asend`):
 one after the other, or both at once under the policy's ``input.parallel`` (the upstream answer is
@@ -35,7 +37,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from guardrail.decision import Action, Decision
+from guardrail import metrics
+from guardrail.decision import Action, Decision, RuleAction
 from guardrail.errors import Blocked
 from guardrail.streaming import StreamGuard, aclose_quietly, close_quietly, ends_stream
 
@@ -85,6 +88,7 @@ class Call:
         self.context = dict(context) if context else None
         self.policy: Policy = guard.policy  # the one read of the policy for the whole request
         self.decisions: list[Decision] = []
+        self.reasks = 0  # the times a blocked answer was asked for again (on_block.reask)
         self._raise_as = raise_as
         self._extra = _check_kwargs(guard, self.policy, self.context)
         # the policy the request's route selects, chosen once (from the context and the request's text) and
@@ -147,6 +151,20 @@ class Call:
         if policy.on_block.respond == "raise":
             raise self.blocked(d)
         return d.message or policy.on_block.message
+
+    def reask(self, d: Decision) -> str | None:
+        """The user's turn that asks the model again for an answer ``d`` blocked, while the policy's
+        ``on_block.reask.attempts`` allows one more for this call (each one counted: ``reasks``); None when the
+        block stands. Only the output check's blocks by its rules are asked again: a prompt is never re-sent, and
+        a fail-mode block (a classifier that failed) judged nothing for the model to correct."""
+        reask = self.route().on_block.reask
+        if d.stage != "output" or not d.blocked or d.error is not None or self.reasks >= reask.attempts:
+            return None
+        enforced = [f for f in d.findings if not f.shadow]
+        why = [f.category for f in enforced if f.action is RuleAction.BLOCK] or [f.category for f in enforced]
+        self.reasks += 1
+        metrics.observe_reask(d.policy)
+        return reask.message.replace("{categories}", ", ".join(dict.fromkeys(why)) or "unsafe")
 
     def blocked(self, d: Decision) -> BaseException:
         """The exception that answers a block: the integration's own (``raise_as``: the proxy's HTTP 400) or

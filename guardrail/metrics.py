@@ -12,6 +12,7 @@ tuple check while no sink is enabled:
     observe_decision(decision)                     engine: every Decision, next to its audit event
     observe_classifier(name, stage, seconds, n)    around every ``Classifier.predict`` call (n texts)
     observe_reload(ok)                             the policy reloader: a reload, or a failed one
+    observe_reask(policy)                          a blocked answer asked for again (on_block.reask)
     set_queue_depth(n)                             a scheduler: checks waiting for inference
 
 A sink that raises never breaks a check: the failure goes to the stdlib logger ``guardrail.metrics``.
@@ -42,6 +43,7 @@ __all__ = [
     "error_kind",
     "observe_classifier",
     "observe_decision",
+    "observe_reask",
     "observe_reload",
     "set_queue_depth",
 ]
@@ -98,10 +100,14 @@ def error_kind(decision: Decision) -> str | None:
 
 def _each(method: str, *args: Any) -> None:
     for sink in _sinks:
-        try:
-            getattr(sink, method)(*args)
-        except Exception as exc:  # a metrics back-end must never change a decision
-            _log.error("guardrail metrics sink %r failed in %s: %r", sink, method, exc)
+        _each_of(sink, method, *args)
+
+
+def _each_of(sink: MetricsSink, method: str, *args: Any) -> None:
+    try:
+        getattr(sink, method)(*args)
+    except Exception as exc:  # a metrics back-end must never change a decision
+        _log.error("guardrail metrics sink %r failed in %s: %r", sink, method, exc)
 
 
 def observe_decision(decision: Decision) -> None:
@@ -113,6 +119,14 @@ def observe_classifier(name: str, stage: str, seconds: float, texts: int = 1) ->
     """One ``predict`` call of classifier ``name`` on ``texts`` texts (the batch) took ``seconds``."""
     if _sinks:
         _each("classifier", name, stage, seconds, texts)
+
+
+def observe_reask(policy: str) -> None:
+    """An answer the output check blocked was asked for again under ``policy`` (its decision is counted apart).
+    A sink without a ``reask`` method (one written before reasks existed) is skipped, not reported as failing."""
+    for sink in _sinks:
+        if hasattr(sink, "reask"):
+            _each_of(sink, "reask", policy)
 
 
 def observe_reload(ok: bool) -> None:
@@ -184,6 +198,9 @@ class PrometheusMetrics:
             "queue_depth", "Checks waiting for inference", namespace=ns, registry=r, multiprocess_mode="livesum"
         )
         self.reloads = Counter("policy_reloads", "Policy files reloaded after an edit", namespace=ns, registry=r)
+        self.reasks = Counter(
+            "reasks", "Blocked answers asked for again (on_block.reask)", ["policy"], namespace=ns, registry=r
+        )
         self.reload_failures = Counter(
             "policy_reload_failures", "Policy edits rejected (the last good policy stayed)", namespace=ns, registry=r
         )
@@ -203,6 +220,9 @@ class PrometheusMetrics:
 
     def reload(self, ok: bool) -> None:
         (self.reloads if ok else self.reload_failures).inc()
+
+    def reask(self, policy: str) -> None:
+        self.reasks.labels(policy).inc()
 
     def queue_depth(self, n: int) -> None:
         self.queue.set(n)
@@ -252,6 +272,7 @@ class OpenTelemetryMetrics:
         self.batch_size = meter.create_histogram("guardrail.batch.size", "{text}", "Texts per predict call")
         self.queue = meter.create_gauge("guardrail.queue.depth", "{check}", "Checks waiting for inference")
         self.reloads = meter.create_counter("guardrail.policy.reloads", "{reload}", "Policy files reloaded")
+        self.reasks = meter.create_counter("guardrail.reasks", "{reask}", "Blocked answers asked for again")
         self.reload_failures = meter.create_counter(
             "guardrail.policy.reload_failures", "{reload}", "Policy edits rejected"
         )
@@ -289,6 +310,9 @@ class OpenTelemetryMetrics:
 
     def reload(self, ok: bool) -> None:
         (self.reloads if ok else self.reload_failures).add(1)
+
+    def reask(self, policy: str) -> None:
+        self.reasks.add(1, {"guardrail.policy": policy})
 
     def queue_depth(self, n: int) -> None:
         self.queue.set(n)

@@ -45,14 +45,15 @@ from guardrail.policy_models import (
     OnBlock,
     OutputStage,
     Policy,
+    Reask,
     Rule,
     StreamConfig,
     dump_policy,
-    policy_json_schema,
 )
 from guardrail.policy_models import (
     UnsupportedLanguage as UnsupportedLanguage,  # not in __all__, but importable from here as before
 )
+from guardrail.policy_schema import policy_json_schema
 from guardrail.routing import resolve_routes
 from guardrail.taxonomy import BUILTIN_PII_ENTITIES, BY_ID, PII_ENTITIES, stage_ids
 
@@ -66,6 +67,7 @@ __all__ = [
     "OutputStage",
     "Policy",
     "PolicyReloader",
+    "Reask",
     "Rule",
     "StreamConfig",
     "bundled_policy_dir",
@@ -215,6 +217,8 @@ def _canonical(policy: Policy) -> str:
     for key in ("topics", "pii_entities"):  # added later: left out when empty, so an unchanged policy keeps its hash
         if not data.get(key):
             data.pop(key, None)
+    if not data["on_block"]["reask"]["attempts"]:  # added later too: off (the default) is left out
+        del data["on_block"]["reask"]
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -1,11 +1,12 @@
-"""The policy schema: frozen pydantic models for a policy and its parts, its JSON Schema and YAML dump.
+"""The policy schema: frozen pydantic models for a policy and its parts, and its YAML dump.
 
 A policy is data, not code: every model here is frozen with ``extra="forbid"`` (a misspelt key is an
 error, never a silently disabled check), and validators reject what cannot be enforced (a redact
 rule on a category without spans, a rewrite without its text, a pattern that is not linear-time).
 What a file may leave implicit (thresholds from the model's calibration, default PII entities) is
 filled in by :func:`guardrail.policy.load_policy`, the one way in; this module only says what a
-valid policy *is*, so the loader, the CLI's ``policy schema`` and editors read one definition.
+valid policy *is*, so the loader, the CLI's ``policy schema`` (``guardrail.policy_schema``) and editors read one
+definition.
 Everything here is re-exported by :mod:`guardrail.policy`, the import path to use.
 """
 
@@ -35,11 +36,11 @@ __all__ = [
     "OnBlock",
     "OutputStage",
     "Policy",
+    "Reask",
     "Rule",
     "StreamConfig",
     "UnsupportedLanguage",
     "dump_policy",
-    "policy_json_schema",
 ]
 
 DEFAULT_THRESHOLD = 0.5  # used when the model ships no calibrated threshold for a head
@@ -47,6 +48,8 @@ _FROZEN = ConfigDict(extra="forbid", frozen=True)
 Mode = Literal["enforce", "shadow"]
 Probability = Annotated[float, Strict(), Field(ge=0.0, le=1.0)]
 _CUSTOM_CATEGORY = re.compile(r"[a-z][a-z0-9_]*")
+REASK_MESSAGE = "Your previous answer was withheld because it was flagged as {categories}. Answer the original \
+request again without that content."
 
 
 def _fail(field: str, message: str, suggestion: str | None = None) -> PydanticCustomError:
@@ -215,12 +218,21 @@ class OutputStage(BaseModel):
     _unique = field_validator("rules")(_unique_categories)
 
 
+class Reask(BaseModel):
+    """A blocked answer asked for again: the request as sent, then the answer and ``message`` (adapters.reask)."""
+
+    model_config = _FROZEN
+    attempts: Annotated[int, Strict(), Field(ge=0, le=3)] = Field(default=0, description="0 (never: default) to 3.")
+    message: str = Field(default=REASK_MESSAGE, min_length=1, description="The user's turn; {categories}: why.")
+
+
 class OnBlock(BaseModel):
-    """What the caller gets when blocked: a refusal in the client's response shape, or ``Blocked``."""
+    """What the caller gets when blocked: a refusal in the client's response shape, or ``Blocked`` (or a ``reask``)."""
 
     model_config = _FROZEN
     respond: Literal["refusal", "raise"] = Field(default="refusal", description="refusal | raise")
     message: str = Field(default="Sorry, I can't help with that.", description="The refusal text.")
+    reask: Reask = Reask()
 
 
 class Audit(BaseModel):
@@ -381,27 +393,7 @@ class ModelLabel(BaseModel):
         return self.thresholds.get(stage, self.threshold)
 
 
-# ------------------------------------------------------------------------------------ schema and dump
-
-
-def policy_json_schema() -> dict[str, Any]:
-    """JSON Schema of a policy *file* (for editors): the model's schema plus the loader's shorthands."""
-    schema = Policy.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "guardrail policy"
-    props = schema["properties"]
-    props["extends"] = {"type": "string", "description": "A bundled policy name or a path relative to this file."}
-    props["on_block"] = {"anyOf": [props["on_block"], {"enum": ["refusal", "raise"]}], "description": "or: raise"}
-    rule = schema["$defs"]["Rule"]["properties"]
-    rule["category"] = {
-        "anyOf": [{"enum": list(BY_ID)}, {"type": "string"}],
-        "description": rule["category"]["description"],
-    }
-    builtin = {"enum": list(BUILTIN_PII_ENTITIES)}
-    rule["entities"]["anyOf"][0]["items"] = {
-        "anyOf": [builtin, {"type": "string", "pattern": f"^{custom_entities.NAME.pattern}$"}]
-    }
-    return schema
+# ------------------------------------------------------------------------------------ dump
 
 
 def dump_policy(policy: Policy) -> str:

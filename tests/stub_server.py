@@ -15,6 +15,9 @@ recorded as a dict of their text fields, a file field as ``{"filename": ..., "si
 or the client goes away; ``gone`` lists the paths of requests whose client disconnected before the
 answer was complete (a cancelled upstream call), and ``received`` is set when a generation request
 arrives. Tests of parallel input checks use them to order events without timing anything.
+
+``answers`` queues answers: each generation request takes the next one, and once it is empty ``reply`` answers
+again (a harmful answer first and a benign one second, for a test that the guard asks again).
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ class StubServer:
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self.reply: str | Callable[[dict[str, Any]], str] = echo
+        self.answers: list[str] = []  # queued answers: each generation request takes the next, then ``reply`` answers
         self.chunk_chars = 4
         self.pieces: list[str] | None = None  # exact stream chunks, overriding reply/chunk_chars
         # an exact answer, overriding everything above: a JSON body (a whole answer), or a list of SSE
@@ -108,6 +112,7 @@ class StubServer:
         with self._lock:
             self.requests.clear()
             self.gone.clear()
+            self.answers.clear()
             self.hold = 0
         self.reply, self.chunk_chars, self.pieces, self.delay, self.raw = echo, 4, None, 0.0, None
         self.response_id = "resp_stub"
@@ -142,6 +147,9 @@ class StubServer:
             return [r for r in self.requests if r.method == "POST" and any(m in r.path for m in MEDIA_PATHS)]
 
     def answer(self, body: dict[str, Any]) -> str:
+        with self._lock:
+            if self.answers:
+                return self.answers.pop(0)
         if self.pieces is not None:
             return "".join(self.pieces)
         return self.reply(body) if callable(self.reply) else self.reply

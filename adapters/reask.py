@@ -1,0 +1,89 @@
+"""A whole answer's checks, and asking the model again while they block it (the policy's ``on_block.reask``).
+
+``call_sync`` / ``call_async`` hand every whole (non-streamed) answer here. Its text and what it does besides
+(tool calls, refusal, audio) are checked apart, as ``GuardedCall.on_output`` reads them; when the check blocks the
+answer's text and the policy asks for it, the request is sent again as it was first sent (the input check already
+ran, and its redactions stay: the placeholders the model saw are the ones it sees again), with two turns after it:
+the blocked answer as the assistant's and the policy's correction as the user's. The first answer that passes is
+returned; when none does, the last one is answered as any block is (a refusal, or ``Blocked``). Each answer's
+checks are ordinary output decisions (audited, counted, on the call's ``decisions``).
+
+What is asked again, and what a block means, is the call's (``Call.reask``): only the output check's blocks by
+its rules (a prompt is never re-sent; a fail-mode block judged nothing to correct). What is not asked again here:
+
+- a stream: its text was already released as it was checked;
+- an answer of more than one choice (``n > 1``): its choices are alternatives, not one turn to correct;
+- an answer blocked only for what it does (tool calls), or with no text: a call without its result is no turn
+  the APIs accept, and re-sending the text alone would not show what was withheld. An answer whose text is
+  blocked goes back as its text alone (its tool calls, thinking or audio are not re-sent);
+- a request on a server-side Responses ``conversation`` (``GuardedCall.reaskable``): the conversation already
+  holds the withheld answer, and would keep the correction and a second copy of the request as its items.
+
+The two drivers differ only by ``await``, as the rest of ``_core``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from guardrail.decision import Decision
+
+from . import shapes
+
+if TYPE_CHECKING:
+    from ._core import GuardedCall
+
+__all__ = ["achecks", "answer_async", "answer_sync", "checks"]
+
+Checks = tuple[list[Decision | None], list[Decision | None]]
+
+
+def checks(gc: GuardedCall, result: Any) -> Checks:
+    """The decisions on each choice's text, and apart from it on what the choice does."""
+    texts = [gc.call.check_output(t, prompt=gc.prompt) if t else None for t in shapes.texts_of(result)]
+    acts = [gc.call.check_output(a, prompt=gc.prompt) if a else None for a in shapes.action_texts_of(result)]
+    return texts, acts
+
+
+async def achecks(gc: GuardedCall, result: Any) -> Checks:
+    """:func:`checks` for async code."""
+    texts = [await gc.call.acheck_output(t, prompt=gc.prompt) if t else None for t in shapes.texts_of(result)]
+    acts = [await gc.call.acheck_output(a, prompt=gc.prompt) if a else None for a in shapes.action_texts_of(result)]
+    return texts, acts
+
+
+def answer_sync(gc: GuardedCall, send: Callable[..., Any], result: Any) -> Any:
+    """The answer the caller gets: ``result`` checked, asked for again (``send``) while the policy says so."""
+    decided = checks(gc, result)
+    while (kwargs := again(gc, result, decided[0])) is not None:
+        try:
+            result = send(**kwargs)
+        except BaseException:
+            gc.unsent()
+            raise
+        decided = checks(gc, result)
+    return gc.on_output(result, *decided)
+
+
+async def answer_async(gc: GuardedCall, send: Callable[..., Any], result: Any) -> Any:
+    """:func:`answer_sync` for async code."""
+    decided = await achecks(gc, result)
+    while (kwargs := again(gc, result, decided[0])) is not None:
+        try:
+            result = await send(**kwargs)
+        except BaseException:
+            gc.unsent()
+            raise
+        decided = await achecks(gc, result)
+    return gc.on_output(result, *decided)
+
+
+def again(gc: GuardedCall, result: Any, texts: list[Decision | None]) -> dict[str, Any] | None:
+    """The request that asks again for ``result`` (one choice, whose text ``texts`` says is blocked), when the
+    call's policy asks for one more reask; None when the answer stands as checked."""
+    originals = shapes.texts_of(result)
+    if len(originals) != 1 or not originals[0] or texts[0] is None or not gc.reaskable:
+        return None
+    turn = gc.call.reask(texts[0])
+    return None if turn is None else gc.reasked(originals[0], turn)
