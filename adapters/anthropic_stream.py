@@ -120,6 +120,12 @@ class MessagesStream(_StreamState):
                 self.actions += str(getattr(delta, "thinking", "") or "")
         elif kind == "content_block_stop" and self.kinds.get(event.index) == "text":
             return ""
+        elif kind == "error" and (texts := block_texts(event)):
+            # the provider's error in the middle of a stream (the proxy relays it; the SDK raises it instead): its
+            # message is checked with the next window and held to the final check, to be masked or never sent
+            self.actions += "\n" + "\n".join(texts)
+            if self.hold is None:
+                self.hold = event
         self._place(self.fed, 0, event)
         return ""
 
@@ -250,7 +256,7 @@ class MessagesStream(_StreamState):
         start = next(i for i, p in enumerate(self.pending) if p[3] is self.hold)
         merged: dict[int, Any] = {}  # upstream index -> the one input delta of a call
         starts: list[Any] = []  # the held calls' blocks
-        results: list[Any] = []  # the held server tools' results (and blocks of new kinds), whole
+        results: list[Any] = []  # the held server tools' results (and blocks of new kinds, an error), whole
         kept: list[tuple[int, int, int, Any]] = []
         for at, order, n, event in self.pending[start:]:
             kind, index = getattr(event, "type", None), getattr(event, "index", -1)
@@ -260,6 +266,9 @@ class MessagesStream(_StreamState):
             elif kind == "content_block_start" and self.kinds.get(index, "") not in _NOT_RESULTS:
                 event = copy.deepcopy(event)
                 results.append(event.content_block)
+            elif kind == "error":  # a held error's message, read and edited as a result is
+                event = copy.deepcopy(event)
+                results.append(event)
             elif kind == "content_block_delta" and getattr(event.delta, "type", "") == "input_json_delta":
                 if index in merged:
                     merged[index].delta.partial_json += event.delta.partial_json

@@ -1,8 +1,8 @@
 """The LiteLLM proxy's guardrail, ``GuardrailLiteLLM``: configured by its dotted path
 ``guardrail.adapters.litellm.GuardrailLiteLLM`` (``guardrail.adapters.litellm`` re-exports it; its docstring shows
 the config, the modes and what a block does). Each hook drives the adapters' one call core (``_core``) through a
-``_ProxyCall``; a request's hooks share one ``guardrail.call.Call`` (one policy snapshot), keyed by the proxy's
-``litellm_call_id``.
+``_ProxyCall``; a request's hooks share one ``guardrail.call.Call`` (one policy snapshot), kept in the request's state
+(``litellm_proxy_messages.ProxyRequests``: under a token in its metadata, not the ``litellm_call_id`` a client picks).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections import OrderedDict
 from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,7 @@ from guardrail.streaming import aclose_quietly
 
 from . import litellm_offline, shapes
 from ._core import GuardedCall, acheck_answer, stream_async
-from .litellm_proxy_messages import MESSAGES_CALLS, ProxyMessages, reads_stream
+from .litellm_proxy_messages import MESSAGES_CALLS, ProxyMessages, ProxyRequests, reads_stream
 from .media import PROXY_CALLS, PROXY_PRE_CALL_ONLY, check_proxy_media
 from .media import proxy_unchecked as _unchecked
 from .proxy_request import metadata_of, proxy_context
@@ -53,7 +52,6 @@ _UNREAD_TEXT_CALLS = frozenset(
 )  # fmt: skip
 METADATA_KEY = "guardrail_decisions"
 _log = structlog.get_logger("guardrail")
-_MAX_CALLS = 4096  # proxy requests whose Call (policy snapshot) is kept for their later hooks
 
 
 def _http_error(message: str, d: Decision, guardrail_name: str | None) -> Exception:
@@ -102,42 +100,37 @@ class GuardrailLiteLLM(CustomGuardrail):
             raise ValueError(f"unread_endpoints must be 'refuse' or 'pass', not {unread_endpoints!r}")
         self.unread_endpoints = unread_endpoints
         self.guard = guard if guard is not None else _make_guard(policy, fake_rules)
-        self._calls: OrderedDict[str, Call] = OrderedDict()
-        self._sent: OrderedDict[str, dict[str, str]] = OrderedDict()  # per request: pre_call's redaction, in memory
+        self.requests = ProxyRequests()  # each request's state between its hooks
         self.anthropic = ProxyMessages(self)  # /v1/messages: its requests, answers and streams
         super().__init__(**kwargs)
 
     def call_for(self, data: Mapping[str, Any]) -> Call:
-        """The one Call of a proxy request, shared by its hooks (pre_call, during_call, post_call, the
-        stream): one policy snapshot from the prompt's check to the answer's last window. Keyed by the
-        proxy's ``litellm_call_id``; the most recent requests are kept (a bounded map)."""
-        key = data.get("litellm_call_id")
-        call = self._calls.get(key) if isinstance(key, str) else None
+        """The one Call of a proxy request, shared by its hooks (pre_call, during_call, post_call, the stream): one
+        policy snapshot from the prompt's check to the answer's last window (kept in the request's state,
+        ``litellm_proxy_messages.ProxyRequests``, from its input check on)."""
+        state = self.requests.get(data)
+        call = state.get("call") if state is not None else None
         if call is None:
             name = self.guardrail_name
             call = Call(
                 self.guard, context=proxy_context(data) or None,
                 raise_as=lambda d, message: _http_error(message, d, name),
             )  # fmt: skip
-            if isinstance(key, str):
-                self._calls[key] = call
-                while len(self._calls) > _MAX_CALLS:
-                    self._calls.popitem(last=False)
+            if state is not None:
+                state["call"] = call
         return call
 
     def sent_for(self, data: Mapping[str, Any]) -> dict[str, str]:
         """The values pre_call's redaction masked in this request (placeholder -> value): the answer's hooks never
         see them otherwise (the request they get is the masked one). Kept in memory only, never in the request
-        (the proxy logs it), for the most recent requests."""
-        key = data.get("litellm_call_id")
-        return dict(self._sent.get(key, {})) if isinstance(key, str) else {}
+        (the proxy logs it), in the request's state."""
+        state = self.requests.get(data)
+        return dict(state.get("sent", {})) if state is not None else {}
 
     def _remember_sent(self, data: Mapping[str, Any], sent: Mapping[str, str]) -> None:
-        key = data.get("litellm_call_id")
-        if isinstance(key, str) and sent:
-            self._sent[key] = dict(sent)
-            while len(self._sent) > _MAX_CALLS:
-                self._sent.popitem(last=False)
+        state = self.requests.get(data)
+        if state is not None and sent:
+            state["sent"] = dict(sent)
 
     # -- bookkeeping -------------------------------------------------------------------------------
 
@@ -173,6 +166,7 @@ class GuardrailLiteLLM(CustomGuardrail):
             elif value in _UNREAD_TEXT_CALLS:
                 self._unread(f"{value} requests (it checks chat completions and the Responses API)", call_type=value)
             return data  # embeddings, files, moderations, transcriptions ...: no prompt asks a model for anything
+        self.requests.begin(data, hook)
         gc = _ProxyCall(self, kind, data, hook)
         d = await gc.call.acheck_input(gc.payload)
         self.record(data, d, hook)

@@ -12,7 +12,8 @@ built by ``anthropic_shapes``), so there is one reading of an Anthropic request 
   LiteLLM's adapters): parsed into the SDK's events, guarded by ``MessagesStream``, written back as SSE. A stream that
   is not a Messages event stream, an event it cannot parse, or a delta of a kind ``MessagesStream`` does not read
   that carries text (a beta ``compaction_delta`` ...), is not passed on unread (``GuardrailLiteLLM._unread``); the
-  provider's ``error`` event, before any text, reaches the client as the error it is.
+  provider's ``error`` event, before any text, reaches the client as the error it is; after it, its message is
+  checked with the answer's last window, masked as the answer is, or replaced by the refusal (``MessagesStream``).
 
 A block answers as an Anthropic client expects: a ``Message`` with ``stop_reason="refusal"``, or its stream events.
 The proxy has no refusal of its own for this endpoint that a client reads as one (its passthrough answer is a
@@ -29,6 +30,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
+import secrets
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any, Protocol
@@ -43,9 +45,10 @@ from .anthropic import MessagesCall
 from .anthropic_shapes import refusal_events, refusal_message
 from .anthropic_stream import unread_delta
 from .media import proxy_unchecked
+from .proxy_request import metadata_of
 from .request_shapes import UncheckedField
 
-__all__ = ["MESSAGES_CALLS", "ProxyMessages"]
+__all__ = ["MESSAGES_CALLS", "ProxyMessages", "ProxyRequests"]
 
 MESSAGES_CALLS = frozenset({"anthropic_messages", "aanthropic_messages"})
 _REQUEST_FIELDS = ("messages", "system")  # what a rewrite puts back into the proxy's request
@@ -59,14 +62,55 @@ _EVENTS = frozenset(
         "content_block_stop",
     }
 )
-_PASSED = frozenset({"error"})  # sent on as they came (an upstream error ends the stream); pings are dropped
+_PASSED = frozenset({"error"})  # an upstream error ends the stream: sent on (checked, after text); pings are dropped
 _SSE_LINE = re.compile(r"\r\n|\n|\r")
 _MAX_EVENT = 1 << 20  # characters of one SSE event, at most (a longer one is not read)
-_MAX_REFUSED = 4096
+_MAX_REQUESTS = 4096  # proxy requests whose state is kept for their later hooks (a bounded map)
+_REQUEST_KEY = "guardrail_request"  # in a request's metadata: {a guardrail's tag: the request's token}
+
+
+class ProxyRequests:
+    """What one proxy guardrail keeps of a request between its hooks (pre_call, during_call, post_call, the stream):
+    its ``Call`` (one policy snapshot), what pre_call's redaction sent, a ``/v1/messages`` refusal. Kept in memory,
+    for the most recent requests, under a random token this guardrail writes into the request's metadata when its
+    input check begins (``begin``), so only that request's later hooks find it.
+
+    Not under the proxy's ``litellm_call_id``: a client picks it (the ``x-litellm-call-id`` header), so a request that
+    reused an id (a retry, one id per conversation) got an earlier request's refusal, its redactions and its policy
+    snapshot (a reloaded policy never applied to that id; its decisions piled up in one Call), and a client that sent
+    another's id could have that request refused."""
+
+    def __init__(self) -> None:
+        self.tag = secrets.token_hex(4)  # this guardrail's entry among the request's tokens (one per guardrail)
+        self._state: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def begin(self, data: dict[str, Any], hook: str) -> dict[str, Any]:
+        """The state of a request whose input check begins: new at pre_call (whatever token the request came
+        with); during_call keeps what this guardrail's pre_call of the same request began."""
+        state = self.get(data)
+        if state is not None and hook != "pre_call":
+            return state
+        meta = metadata_of(data, create=True)
+        tokens = meta.get(_REQUEST_KEY)
+        if not isinstance(tokens, dict):
+            tokens = meta[_REQUEST_KEY] = {}
+        token = tokens[self.tag] = secrets.token_urlsafe(16)
+        state = self._state[token] = {}
+        while len(self._state) > _MAX_REQUESTS:
+            self._state.popitem(last=False)
+        return state
+
+    def get(self, data: Any) -> dict[str, Any] | None:
+        """The state ``begin`` made for this request, if any."""
+        meta = metadata_of(data) if isinstance(data, dict) else {}
+        tokens = meta.get(_REQUEST_KEY)
+        token = tokens.get(self.tag) if isinstance(tokens, Mapping) else None
+        return self._state.get(token) if isinstance(token, str) else None
 
 
 class _Owner(Protocol):  # the LiteLLM proxy guardrail (litellm_proxy.GuardrailLiteLLM), as used here
     guardrail_name: str | None
+    requests: ProxyRequests
 
     def call_for(self, data: Mapping[str, Any]) -> Call: ...
     def sent_for(self, data: Mapping[str, Any]) -> dict[str, str]: ...
@@ -102,29 +146,28 @@ class _ProxyMessagesCall(MessagesCall):
 
 class ProxyMessages:
     """``/v1/messages`` for one ``GuardrailLiteLLM`` (see the module docstring); remembers the requests it refused
-    (their refusal text and decision id, by ``litellm_call_id``) for the post_call hooks that answer them."""
+    (their refusal text and decision id, in the request's state: ``ProxyRequests``) for the post_call hooks that
+    answer them."""
 
     def __init__(self, owner: _Owner) -> None:
         self.owner = owner
-        self._refused: OrderedDict[str, tuple[str, str]] = OrderedDict()
 
     def refused(self, data: Any) -> tuple[str, str] | None:
         """This guardrail's refusal of the request (its text and decision id), if it refused it."""
-        key = data.get("litellm_call_id") if isinstance(data, Mapping) else None
-        return self._refused.get(key) if isinstance(key, str) else None
+        state = self.owner.requests.get(data)
+        return state.get("refused") if state is not None else None
 
     async def check_input(self, data: dict[str, Any], hook: str) -> dict[str, Any]:
+        state = self.owner.requests.begin(data, hook)
+        state.pop("refused", None)
         gc = _ProxyMessagesCall(self.owner, data, hook)
         d = await gc.call.acheck_input(gc.payload)
         self.owner.record(data, d, hook)
         out = gc.call.outcome(d)  # raises the proxy's HTTP 400 under on_block: raise
         if out.stop:
-            text, key = out.text or "", data.get("litellm_call_id")
-            if isinstance(key, str):
-                self._refused[key] = (text, d.id)
-                while len(self._refused) > _MAX_REFUSED:
-                    self._refused.popitem(last=False)
-            if hook == "pre_call" and not data.get("stream") and isinstance(key, str):
+            text = out.text or ""
+            state["refused"] = (text, d.id)
+            if hook == "pre_call" and not data.get("stream"):
                 # the upstream is never called; post_call puts the refusal in place (litellm reads an empty
                 # mock_response as none, and calls the model: an empty refusal message still mocks)
                 data["mock_response"] = text or " "
@@ -222,8 +265,12 @@ def reads_stream(head: Any) -> bool:
 async def _events(source: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
     """The SDK's events of an SSE byte stream (or of the proxy's passthrough ``Message``, its one item), framed as the
     SSE spec (and the SDK's decoder) frames them: a line ends at CRLF, LF or CR, whatever the line before it ended
-    with, and a blank line ends an event; a chunk may end anywhere, even inside a character or inside a CRLF."""
-    decoder, buf, lines, size = codecs.getincrementaldecoder("utf-8")(), "", [], 0
+    with, and a blank line ends an event; a chunk may end anywhere, even inside a character or inside a CRLF. Each
+    chunk is split once (an unfinished line waits in ``partial``), so a long line in small chunks costs its length."""
+    decoder, lines, size = codecs.getincrementaldecoder("utf-8")(), [], 0  # size: the event's finished lines
+    partial: list[str] = []  # the unfinished line's pieces
+    held = 0  # their length
+    after_cr = False  # the last line ended at a CR: an LF that comes next is that line end's second half
     async for chunk in source:
         if isinstance(chunk, Mapping) and answer_kind(chunk) == "message":  # another guardrail's passthrough
             for event in refusal_events(content_text(chunk.get("content")) or "", model=_get(chunk, "model")):
@@ -231,10 +278,16 @@ async def _events(source: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
             continue
         if not isinstance(chunk, (str, bytes, bytearray)):
             raise UnreadStream(f"a {type(chunk).__name__} in an SSE stream")
-        buf += chunk if isinstance(chunk, str) else _decode(decoder, bytes(chunk))
-        cut = len(buf) - 1 if buf.endswith("\r") else len(buf)  # a last \r may be the first half of a \r\n
-        *done, rest = _SSE_LINE.split(buf[:cut])
-        buf = rest + buf[cut:]
+        text = chunk if isinstance(chunk, str) else _decode(decoder, bytes(chunk))
+        if not text:
+            continue
+        if after_cr and text.startswith("\n"):
+            text = text[1:]
+        after_cr = text.endswith("\r")
+        *done, rest = _SSE_LINE.split(text)
+        if done:
+            done[0] = "".join([*partial, done[0]])
+            partial, held = [], 0
         for line in done:
             if line:
                 lines.append(line)
@@ -243,10 +296,12 @@ async def _events(source: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
             if (event := _parse(lines)) is not None:  # a blank line: the event's end
                 yield event
             lines, size = [], 0
-        if size + len(buf) > _MAX_EVENT:
+        if rest:
+            partial.append(rest)
+            held += len(rest)
+        if size + held > _MAX_EVENT:
             raise UnreadStream("an SSE event longer than guardrail reads")
-    buf += _decode(decoder, b"", final=True)
-    lines += [line for line in _SSE_LINE.split(buf) if line]
+    lines += [line for line in _SSE_LINE.split("".join([*partial, _decode(decoder, b"", final=True)])) if line]
     if (event := _parse(lines)) is not None:  # an unterminated last event: read, not skipped
         yield event
 
@@ -276,8 +331,11 @@ def _parse(lines: list[str]) -> Any:
     kind = payload.get("type") if isinstance(payload, dict) else None
     if kind == "ping":
         return None
-    if kind in _PASSED:
-        return payload
+    if kind in _PASSED:  # the provider's error: the SDK's object, read by MessagesStream as the rest are
+        from anthropic._models import construct_type
+        from anthropic.types import ErrorResponse
+
+        return construct_type(type_=ErrorResponse, value=payload)
     if kind not in _EVENTS:
         raise UnreadStream(f"an SSE event of type {kind!r}")
     delta = payload.get("delta") if kind == "content_block_delta" else None

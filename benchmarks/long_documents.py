@@ -1,21 +1,24 @@
 """Long pasted documents: how often a benign one is blocked, and how often a request buried in one is caught.
 
     python benchmarks/long_documents.py [--policy default] [--n 150] [--stride N] [--data-root ../shared/data]
+                                        [--no-single]
 
 A long text is read in overlapping windows, and its score for a head is the highest of its windows' scores. So a
 benign document is blocked when any one of its windows reads as harmful, and a harmful request buried in it is
 caught only when the window around it reads as harmful in spite of the benign text beside it. The challenge suite's
 documents are short; this benchmark builds long ones from ``../shared/data`` (never from a test set):
 
-- documents: several GPT-4 answers to AlpacaEval instructions (``alpaca-eval``), 6,000 to 14,000 characters;
+- documents: GPT-4 answers to AlpacaEval instructions (``alpaca-eval``), drawn at random (one may come twice) and
+  joined until a length drawn from 6,000 to 14,000 characters is passed: 7,067 to 17,341 characters at ``--n 150``;
 - buried: the same document with one AdvBench goal (``advbench``) put after a random sentence;
-- single: each GPT-4 answer alone, checked as a prompt (what one window's worth of a document does).
+- single: each of the 803 GPT-4 answers alone, checked as a prompt (most are a few windows long; ``--no-single``
+  skips them).
 
 Printed: documents blocked, buried requests blocked, buried requests blocked among the documents that were not
 blocked without them (the honest catch rate), and single answers blocked. ``--stride`` scores with another window
 step than the model's labels.json (a copy of the model folder with that step), for the speed/recall trade. Every
-check goes through ``Guard(policy).check_input`` with a long time-out, so the numbers are the model's, not the
-machine's.
+check goes through ``Guard(policy).check_input`` with a long time-out and a ``max_chars`` far above any document,
+so the numbers are the model's, not the machine's, and no document is cut short.
 """
 
 from __future__ import annotations

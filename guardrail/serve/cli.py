@@ -112,7 +112,12 @@ def run(args: argparse.Namespace) -> int:
     if args.workers <= 1:
         from guardrail.serve.app import create_app
 
-        return launch.serve(create_app(**config), sock, **common)
+        try:
+            app = create_app(**config)  # a bad --tokens-file fails here (exit 2)
+        except BaseException:
+            sock.close()  # not left bound until the collector finds it (a caller that goes on, a test)
+            raise
+        return launch.serve(app, sock, **common)
     os.environ["GUARDRAIL_SERVE_CONFIG"] = json.dumps(config)
     os.environ[ENV_JSON_LOGS] = "1"
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR") and not args.no_metrics:
