@@ -25,10 +25,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def ensure_adapters_importable() -> None:
     """``adapters/`` installs as ``guardrail.adapters`` (pyproject's package-dir); in a source
-    checkout that is not installed, map it by hand so the tests import what users would."""
+    checkout that is not installed, map it by hand so the tests import what users would. Also when ``guardrail``
+    is this checkout's but an editable install of another checkout provides ``guardrail.adapters`` (a CI clone
+    installed over this one): the tests must read this checkout's adapters, not another's."""
     import guardrail
 
-    if "guardrail.adapters" in sys.modules or importlib.util.find_spec("guardrail.adapters") is not None:
+    if "guardrail.adapters" in sys.modules:
+        return
+    found = importlib.util.find_spec("guardrail.adapters")
+    ours = Path(guardrail.__file__).resolve().is_relative_to(ROOT.resolve())
+    if found is not None and (not ours or Path(found.origin or "").resolve().is_relative_to(ROOT.resolve())):
         return
     spec = importlib.util.spec_from_file_location(
         "guardrail.adapters", ROOT / "adapters" / "__init__.py", submodule_search_locations=[str(ROOT / "adapters")]
