@@ -103,12 +103,6 @@ class GuardedCall:
             self.conversations.remember(self.kwargs, response, self.sent, self.claimed)
             self.claimed = {}
 
-    @property
-    def reaskable(self) -> bool:
-        """Whether a blocked answer may be asked for again with :meth:`reasked` (``adapters.reask``): not on a
-        server-side Responses ``conversation``, which already holds the withheld answer."""
-        return self.kind == "chat" or self.kwargs.get("conversation") is None
-
     def reasked(self, answer: str, turn: str) -> dict[str, Any]:
         """The request as it was sent (redactions included), then the blocked ``answer`` as the assistant's turn and
         the guard's ``turn`` as the user's: what asks the model again."""

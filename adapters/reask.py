@@ -5,8 +5,18 @@
 answer's text and the policy asks for it, the request is sent again as it was first sent (the input check already
 ran, and its redactions stay: the placeholders the model saw are the ones it sees again), with two turns after it:
 the blocked answer as the assistant's and the policy's correction as the user's. The first answer that passes is
-returned; when none does, the last one is answered as any block is (a refusal, or ``Blocked``). Each answer's
-checks are ordinary output decisions (audited, counted, on the call's ``decisions``).
+returned; when none does, the last one is answered as any block is (a refusal, or ``Blocked``). So is a reask whose
+request fails (an upstream error, a request the provider refuses): the block stands, as it would without a reask,
+and ``guardrail.reask_failed`` is logged. Each answer's checks are ordinary output decisions (audited, counted, on
+the call's ``decisions``).
+
+The blocked answer goes back as the model wrote it: the placeholders it holds for the user's values stay
+placeholders (``restore`` never runs on it), and the values it wrote itself (which the output check would mask for
+the caller) are the provider's own output, sent back to the provider only, in a request it does not store (below).
+
+A request that ends with the assistant's turn (a prefill, which the answer continues) keeps it last: the blocked
+answer goes back as that turn continued, then the correction, then the same prefill, so the new answer continues it
+as the first one did (and the turns still alternate, as the Messages API requires).
 
 What is asked again, and what a block means, is the call's (``Call.reask``): only the output check's blocks by
 its rules (a prompt is never re-sent; a fail-mode block judged nothing to correct). What is not asked again here:
@@ -16,8 +26,12 @@ its rules (a prompt is never re-sent; a fail-mode block judged nothing to correc
 - an answer blocked only for what it does (tool calls), or with no text: a call without its result is no turn
   the APIs accept, and re-sending the text alone would not show what was withheld. An answer whose text is
   blocked goes back as its text alone (its tool calls, thinking or audio are not re-sent);
-- a request on a server-side Responses ``conversation`` (``GuardedCall.reaskable``): the conversation already
-  holds the withheld answer, and would keep the correction and a second copy of the request as its items.
+- a request the provider stores (:func:`reaskable`): a Responses request unless ``store=False`` (stored is the
+  API's default), a chat completion with ``store=True``, a server-side ``conversation``. The answer the caller gets
+  would have the withheld one among its stored input, handed back as written by ``responses.input_items.list`` /
+  ``chat.completions.messages.list`` (which return the caller's own input, unchecked) and read by every later turn
+  that continues it (``previous_response_id``); a conversation also keeps the correction and a second copy of the
+  request.
 
 The two drivers differ only by ``await``, as the rest of ``_core``.
 """
@@ -27,6 +41,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import structlog
+
 from guardrail.decision import Decision
 
 from . import shapes
@@ -34,8 +50,9 @@ from . import shapes
 if TYPE_CHECKING:
     from ._core import GuardedCall
 
-__all__ = ["achecks", "answer_async", "answer_sync", "checks"]
+__all__ = ["achecks", "answer_async", "answer_sync", "checks", "reaskable"]
 
+_log = structlog.get_logger("guardrail")
 Checks = tuple[list[Decision | None], list[Decision | None]]
 
 
@@ -58,11 +75,11 @@ def answer_sync(gc: GuardedCall, send: Callable[..., Any], result: Any) -> Any:
     decided = checks(gc, result)
     while (kwargs := again(gc, result, decided[0])) is not None:
         try:
-            result = send(**kwargs)
-        except BaseException:
-            gc.unsent()
-            raise
-        decided = checks(gc, result)
+            answer = send(**kwargs)
+        except Exception as exc:
+            failed(decided[0][0], exc)
+            break
+        result, decided = answer, checks(gc, answer)
     return gc.on_output(result, *decided)
 
 
@@ -71,19 +88,33 @@ async def answer_async(gc: GuardedCall, send: Callable[..., Any], result: Any) -
     decided = await achecks(gc, result)
     while (kwargs := again(gc, result, decided[0])) is not None:
         try:
-            result = await send(**kwargs)
-        except BaseException:
-            gc.unsent()
-            raise
-        decided = await achecks(gc, result)
+            answer = await send(**kwargs)
+        except Exception as exc:
+            failed(decided[0][0], exc)
+            break
+        result, decided = answer, await achecks(gc, answer)
     return gc.on_output(result, *decided)
+
+
+def failed(d: Decision | None, exc: Exception) -> None:
+    """A reask whose request failed: the block ``d`` stands (the first request was sent and answered, so nothing it
+    claimed is given back), and the failure is logged, not raised: a reask never turns a refusal into an error."""
+    _log.warning("guardrail.reask_failed", decision_id=d.id if d else None, error_type=type(exc).__name__)
+
+
+def reaskable(gc: GuardedCall) -> bool:
+    """Whether a blocked answer to ``gc``'s request may be asked for again: not when the provider stores the request
+    (see the module docstring). A Responses request is stored unless ``store=False``; a chat one only with ``store``."""
+    store = gc.kwargs.get("store")
+    stored = store is not False if gc.kind == "responses" else bool(store)
+    return not stored and gc.kwargs.get("conversation") is None
 
 
 def again(gc: GuardedCall, result: Any, texts: list[Decision | None]) -> dict[str, Any] | None:
     """The request that asks again for ``result`` (one choice, whose text ``texts`` says is blocked), when the
     call's policy asks for one more reask; None when the answer stands as checked."""
     originals = shapes.texts_of(result)
-    if len(originals) != 1 or not originals[0] or texts[0] is None or not gc.reaskable:
+    if len(originals) != 1 or not originals[0] or texts[0] is None or not reaskable(gc):
         return None
     turn = gc.call.reask(texts[0])
     return None if turn is None else gc.reasked(originals[0], turn)

@@ -149,13 +149,40 @@ def rewritten(kind: Kind, kwargs: dict[str, Any], sources: list[Source], message
 
 def with_turns(kind: Kind, kwargs: Mapping[str, Any], answer: str, turn: str) -> dict[str, Any]:
     """A copy of the request ``kwargs`` with two turns after its own: ``answer`` as the assistant's and ``turn`` as
-    the user's (``adapters.reask``). A Responses ``input`` given as a string becomes its user item first."""
+    the user's (``adapters.reask``). A Responses ``input`` given as a string becomes its user item first. Chat
+    messages that end with the assistant's turn (a prefill, which ``answer`` continues) keep it last: ``answer``
+    goes back as that turn continued, then ``turn``, then the prefill again, so the new answer continues it too and
+    the roles still alternate (as the Messages API requires)."""
     added = [{"role": "assistant", "content": answer}, {"role": "user", "content": turn}]
     if kind == "chat":
-        return {**kwargs, "messages": [*(kwargs.get("messages") or []), *added]}
+        messages = list(kwargs.get("messages") or [])
+        last = messages[-1] if messages else None
+        prefill = _get(last, "role") == "assistant" and not _get(last, "tool_calls")
+        continued = _continued(_get(last, "content"), answer) if prefill else None
+        if last is not None and continued is not None:
+            added = [{**_plain(last), "content": continued}, added[1], last]
+            messages = messages[:-1]
+        return {**kwargs, "messages": [*messages, *added]}
     inp = kwargs.get("input")
     items = [{"role": "user", "content": inp}] if isinstance(inp, str) else list(inp or [])
     return {**kwargs, "input": [*items, *added]}
+
+
+def _continued(prefill: Any, answer: str) -> Any:
+    """A prefill's content (a string or text parts) with the ``answer`` that continued it; None for any other."""
+    if isinstance(prefill, str):
+        return prefill + answer
+    if isinstance(prefill, (list, tuple)) and prefill and all(_get(p, "type") == "text" for p in prefill):
+        return [*prefill, {"type": "text", "text": answer}]
+    return None
+
+
+def _plain(message: Any) -> dict[str, Any]:
+    """A message as a dict (an SDK model as it is sent)."""
+    if isinstance(message, Mapping):
+        return dict(message)
+    dump = getattr(message, "model_dump", None)
+    return dict(dump(exclude_unset=True, mode="json")) if callable(dump) else {"role": "assistant"}
 
 
 def _chat_payload(kwargs: dict[str, Any]) -> tuple[Any, list[Source]]:

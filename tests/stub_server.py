@@ -17,7 +17,9 @@ answer was complete (a cancelled upstream call), and ``received`` is set when a 
 arrives. Tests of parallel input checks use them to order events without timing anything.
 
 ``answers`` queues answers: each generation request takes the next one, and once it is empty ``reply`` answers
-again (a harmful answer first and a benign one second, for a test that the guard asks again).
+again (a harmful answer first and a benign one second, for a test that the guard asks again). ``errors`` queues HTTP
+statuses the same way: each generation request takes the next one, and a status (not None) answers with an error
+body (a reask whose request fails).
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ class StubServer:
         self.requests: list[Recorded] = []
         self.reply: str | Callable[[dict[str, Any]], str] = echo
         self.answers: list[str] = []  # queued answers: each generation request takes the next, then ``reply`` answers
+        self.errors: list[int | None] = []  # queued statuses: each generation request takes the next (None: answers)
         self.chunk_chars = 4
         self.pieces: list[str] | None = None  # exact stream chunks, overriding reply/chunk_chars
         # an exact answer, overriding everything above: a JSON body (a whole answer), or a list of SSE
@@ -113,6 +116,7 @@ class StubServer:
             self.requests.clear()
             self.gone.clear()
             self.answers.clear()
+            self.errors.clear()
             self.hold = 0
         self.reply, self.chunk_chars, self.pieces, self.delay, self.raw = echo, 4, None, 0.0, None
         self.response_id = "resp_stub"
@@ -153,6 +157,11 @@ class StubServer:
         if self.pieces is not None:
             return "".join(self.pieces)
         return self.reply(body) if callable(self.reply) else self.reply
+
+    def error(self) -> int | None:
+        """The HTTP status a generation request answers with instead of an answer (``errors``), if any."""
+        with self._lock:
+            return self.errors.pop(0) if self.errors else None
 
     def record(self, method: str, path: str, body: dict[str, Any]) -> None:
         with self._lock:
@@ -227,7 +236,10 @@ def _handler(server: StubServer) -> type[BaseHTTPRequestHandler]:
                 held = server.take_hold() if self.path.endswith(GENERATION) else None
                 if held is not None:
                     self._wait(held)
-                if server.raw is not None and self.path.endswith(GENERATION):
+                status = server.error() if self.path.endswith(GENERATION) else None
+                if status is not None:
+                    self._json({"error": {"message": "stub failure", "type": "server_error"}}, status)
+                elif server.raw is not None and self.path.endswith(GENERATION):
                     self._raw(server.raw)
                 elif self.path.endswith("/messages"):
                     self._messages(body)

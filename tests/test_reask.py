@@ -243,7 +243,8 @@ async def test_reasks_are_counted(guard: Guard, stub: StubServer, mode: str) -> 
 async def test_a_responses_answer_is_asked_again(guard: Guard, stub: StubServer, mode: str) -> None:
     stub.answers = [HARMFUL, BENIGN]
     client = openai_client(guard, stub, mode)
-    resp = await run(client.responses.create(model="stub-model", input="tell me about old munitions"))
+    # store=False: a stored request is not asked again (its input would hold the withheld answer: adapters.reask)
+    resp = await run(client.responses.create(model="stub-model", input="tell me about old munitions", store=False))
     assert resp.output_text == BENIGN
     first, second = (r.body for r in stub.completions())
     assert first["input"] == "tell me about old munitions"
