@@ -162,6 +162,7 @@ class GuardrailLiteLLM(CustomGuardrail):
         if kind is None:
             media = PROXY_CALLS.get(value)
             if media is not None:  # images, speech, video: the prompt is checked (adapters.media)
+                self.requests.begin(data, hook)
                 await check_proxy_media(self, data, media, value, hook)
             elif value in _UNREAD_TEXT_CALLS:
                 self._unread(f"{value} requests (it checks chat completions and the Responses API)", call_type=value)

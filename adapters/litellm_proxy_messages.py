@@ -86,16 +86,19 @@ class ProxyRequests:
 
     def begin(self, data: dict[str, Any], hook: str) -> dict[str, Any]:
         """The state of a request whose input check begins: new at pre_call (whatever token the request came
-        with); during_call keeps what this guardrail's pre_call of the same request began."""
+        with); during_call keeps what this guardrail's pre_call of the same request began, once. A token copied
+        from another request (a log, a client that saw its metadata) is not taken at during_call: the state it
+        names has had its during_call (or began there), so a new one begins; the other request keeps its own."""
         state = self.get(data)
-        if state is not None and hook != "pre_call":
+        if state is not None and hook != "pre_call" and not state.get("during_call"):
+            state["during_call"] = True
             return state
         meta = metadata_of(data, create=True)
         tokens = meta.get(_REQUEST_KEY)
         if not isinstance(tokens, dict):
             tokens = meta[_REQUEST_KEY] = {}
         token = tokens[self.tag] = secrets.token_urlsafe(16)
-        state = self._state[token] = {}
+        state = self._state[token] = {"during_call": hook != "pre_call"}
         while len(self._state) > _MAX_REQUESTS:
             self._state.popitem(last=False)
         return state

@@ -54,6 +54,9 @@ __all__ = ["achecks", "answer_async", "answer_sync", "checks", "reaskable"]
 
 _log = structlog.get_logger("guardrail")
 Checks = tuple[list[Decision | None], list[Decision | None]]
+# A reask's request the client rejects before sending (an argument it does not take) or that breaks in code: the
+# request the first time was the caller's and passed, so this is the reask's own bug, raised, not a block logged
+_OUR_ERRORS = (TypeError, AttributeError, NameError, AssertionError)
 
 
 def checks(gc: GuardedCall, result: Any) -> Checks:
@@ -76,6 +79,9 @@ def answer_sync(gc: GuardedCall, send: Callable[..., Any], result: Any) -> Any:
     while (kwargs := again(gc, result, decided[0])) is not None:
         try:
             answer = send(**kwargs)
+        except _OUR_ERRORS:
+            gc.unsent()
+            raise
         except Exception as exc:
             failed(decided[0][0], exc)
             break
@@ -89,6 +95,9 @@ async def answer_async(gc: GuardedCall, send: Callable[..., Any], result: Any) -
     while (kwargs := again(gc, result, decided[0])) is not None:
         try:
             answer = await send(**kwargs)
+        except _OUR_ERRORS:
+            gc.unsent()
+            raise
         except Exception as exc:
             failed(decided[0][0], exc)
             break
