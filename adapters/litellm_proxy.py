@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from guardrail.call import Call, headers, summary
-from guardrail.decision import Action, Decision
+from guardrail.decision import Decision
 from guardrail.streaming import aclose_quietly
 
 from . import litellm_offline, shapes
 from ._core import GuardedCall, acheck_answer, stream_async
-from .litellm_proxy_messages import MESSAGES_CALLS, ProxyMessages, ProxyRequests, reads_stream
+from .litellm_proxy_messages import MESSAGES_CALLS, InProxy, ProxyMessages, ProxyRequests, reads_stream
 from .media import PROXY_CALLS, PROXY_PRE_CALL_ONLY, check_proxy_media
 from .media import proxy_unchecked as _unchecked
 from .proxy_request import metadata_of, proxy_context
@@ -64,22 +64,15 @@ def _http_error(message: str, d: Decision, guardrail_name: str | None) -> Except
     )
 
 
-class _ProxyCall(GuardedCall):
+class _ProxyCall(InProxy):
     """A call inside the proxy: ``on_block: raise`` is the proxy's HTTP 400, decisions land in the request."""
 
     def __init__(self, owner: GuardrailLiteLLM, kind: Any, data: dict[str, Any], hook: str) -> None:
         try:
-            super().__init__(owner.call_for(data), kind, "litellm", data)
+            GuardedCall.__init__(self, owner.call_for(data), kind, "litellm", data)
         except UncheckedField as e:
             raise _unchecked(e, owner.guardrail_name) from e
-        self.owner, self.data, self.hook = owner, data, hook
-        self.sent = owner.sent_for(data)  # what pre_call's redaction sent: the answer's copy of a value keeps it
-
-    async def acheck_window(self, window: str) -> Decision:
-        d = await super().acheck_window(window)
-        if d.action is not Action.ALLOW:  # a long stream is checked many times: keep what mattered
-            self.owner.record(self.data, d, self.hook)
-        return d
+        self.in_proxy(owner, data, hook)
 
 
 class GuardrailLiteLLM(CustomGuardrail):

@@ -39,7 +39,7 @@ from guardrail.call import Call, summary
 from guardrail.decision import Action, Decision
 from guardrail.streaming import aclose_quietly
 
-from ._core import acheck_answer, stream_async
+from ._core import GuardedCall, acheck_answer, stream_async
 from .answer_text import _get, answer_kind, content_text
 from .anthropic import MessagesCall
 from .anthropic_shapes import refusal_events, refusal_message
@@ -129,22 +129,36 @@ class UnreadStream(ValueError):
     """A stream event guardrail cannot read (not SSE with a JSON event, an event of a type it does not know)."""
 
 
-class _ProxyMessagesCall(MessagesCall):
-    """A ``messages.create`` inside the proxy: the request is the proxy's ``data``; decisions land in it."""
+class InProxy(GuardedCall):
+    """What a call inside the proxy adds to its client's call, whichever the endpoint (``litellm_proxy._ProxyCall``
+    for chat and Responses, ``_ProxyMessagesCall`` for ``/v1/messages``): the proxy's request (``data``), where
+    decisions land, the hook that runs it, and what pre_call's redaction sent (the answer's copy of a value keeps its
+    placeholder); a stream window's decision is recorded in the request when it mattered."""
 
-    def __init__(self, owner: _Owner, data: dict[str, Any], hook: str) -> None:
-        try:
-            super().__init__(owner.call_for(data), data)
-        except UncheckedField as e:
-            raise proxy_unchecked(e, owner.guardrail_name) from e
+    owner: _Owner
+    data: dict[str, Any]
+    hook: str
+
+    def in_proxy(self, owner: _Owner, data: dict[str, Any], hook: str) -> None:
         self.owner, self.data, self.hook = owner, data, hook
-        self.sent = owner.sent_for(data)  # what pre_call's redaction sent: the answer's copy of a value keeps it
+        self.sent = owner.sent_for(data)
 
     async def acheck_window(self, window: str) -> Decision:
         d = await super().acheck_window(window)
         if d.action is not Action.ALLOW:  # a long stream is checked many times: keep what mattered
             self.owner.record(self.data, d, self.hook)
         return d
+
+
+class _ProxyMessagesCall(InProxy, MessagesCall):
+    """A ``messages.create`` inside the proxy: the request is the proxy's ``data``; decisions land in it."""
+
+    def __init__(self, owner: _Owner, data: dict[str, Any], hook: str) -> None:
+        try:
+            MessagesCall.__init__(self, owner.call_for(data), data)
+        except UncheckedField as e:
+            raise proxy_unchecked(e, owner.guardrail_name) from e
+        self.in_proxy(owner, data, hook)
 
 
 class ProxyMessages:
