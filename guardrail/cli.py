@@ -198,10 +198,18 @@ def cmd_policy(args: argparse.Namespace) -> int:
     return status
 
 
+# the hold-back a streamed name or address needs (session 24, two answers cut into 1, 3 and 7 characters: at 0 part
+# of a name went out in one of six streams, at 10 an address came out as two placeholders in four; from 20 on, none)
+_CUED_HOLDBACK = 20
+
+
 def _warnings(policy: Any) -> list[str]:
     """What is valid but almost surely not meant: a model-score rule at threshold 0 fires on every text (a block
     rule then refuses all traffic), unless a ``requires`` above 0 gates it; a kind of personal data the policy
-    defines that no redact rule names is never masked. Routed policies too, by name."""
+    defines that no redact rule names is never masked; a stream's hold-back too short for the names and addresses
+    its output masks. Routed policies too, by name."""
+    from guardrail.taxonomy import CUED_PII_ENTITIES
+
     out = []
     for p in (policy, *policy.routed):
         for stage in ("input", "output"):
@@ -213,6 +221,14 @@ def _warnings(policy: Any) -> list[str]:
                                "every text")  # fmt: skip
         named = {e for stage in ("input", "output") for r in p.rules(stage) if r.action.value == "redact"
                  for e in r.entities or ()}  # fmt: skip
+        masked = {e for r in p.rules("output") if r.action.value == "redact" for e in r.entities or ()}
+        cued = masked & set(CUED_PII_ENTITIES)
+        if cued and p.output.stream.holdback_chars < _CUED_HOLDBACK:
+            where = f"policy {p.name!r}, " if p is not policy else ""
+            held = p.output.stream.holdback_chars
+            out.append(f"{where}output.stream.holdback_chars {held} is shorter than a name or an address "
+                       f"({', '.join(sorted(cued))}): a stream may send part of one before it is whole; "
+                       f"keep it at {_CUED_HOLDBACK} or more (default 80)")  # fmt: skip
         for kind in p.pii_entities:  # a rule that lists its entities (as the bundled policies' do) masks only those
             if kind not in named:
                 where = f"policy {p.name!r}, " if p is not policy else ""

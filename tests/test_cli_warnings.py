@@ -59,3 +59,25 @@ def test_a_kind_of_personal_data_no_redact_rule_names_is_warned(
     f.write_text(named, encoding="utf-8")
     assert main(["policy", "validate", str(f)]) == 0
     assert "warn" not in capsys.readouterr().out
+
+
+def test_a_hold_back_too_short_for_the_names_and_addresses_an_output_masks_is_warned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # measured (session 24): streams cut into 1, 3 and 7 characters sent part of a name at hold-back 0, and an
+    # address as two placeholders at 10; from 20 on, every value went out whole as one placeholder
+    f = tmp_path / "names.yaml"
+    body = (
+        "version: 1\nname: names\noutput:\n  rules:\n    - {category: pii, action: redact, entities: [email, person]}\n"
+        "  stream: {holdback_chars: 10}\n"
+    )
+    f.write_text(body, encoding="utf-8")
+    assert main(["policy", "validate", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert f"warn   {f}: output.stream.holdback_chars 10 is shorter than a name or an address (person)" in out
+    f.write_text(body.replace("holdback_chars: 10", "holdback_chars: 20"), encoding="utf-8")
+    assert main(["policy", "validate", str(f)]) == 0
+    assert "warn" not in capsys.readouterr().out
+    f.write_text(body.replace("[email, person]", "[email]"), encoding="utf-8")  # no name masked: nothing to say
+    assert main(["policy", "validate", str(f)]) == 0
+    assert "warn" not in capsys.readouterr().out
