@@ -2,7 +2,7 @@
 ``guardrail.adapters.litellm.GuardrailLiteLLM`` (``guardrail.adapters.litellm`` re-exports it; its docstring shows
 the config, the modes and what a block does). Each hook drives the adapters' one call core (``_core``) through a
 ``_ProxyCall``; a request's hooks share one ``guardrail.call.Call`` (one policy snapshot), kept in the request's state
-(``litellm_proxy_messages.ProxyRequests``: under a token in its metadata, not the ``litellm_call_id`` a client picks).
+(``proxy_request.ProxyRequests``: under a token in its metadata, not the ``litellm_call_id`` a client picks).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from guardrail.streaming import aclose_quietly
 
 from . import litellm_offline, shapes
 from ._core import GuardedCall, acheck_answer, stream_async
-from .litellm_proxy_messages import MESSAGES_CALLS, InProxy, ProxyMessages, ProxyRequests, reads_stream
+from .litellm_proxy_messages import MESSAGES_CALLS, InProxy, ProxyMessages, reads_stream
 from .media import PROXY_CALLS, PROXY_PRE_CALL_ONLY, check_proxy_media
 from .media import proxy_unchecked as _unchecked
-from .proxy_request import metadata_of, proxy_context
+from .proxy_request import ProxyRequests, metadata_of, proxy_context
 from .request_shapes import WRITTEN_FIELDS, UncheckedField
 
 litellm_offline()  # before the first import of litellm: no price-map download
@@ -100,7 +100,7 @@ class GuardrailLiteLLM(CustomGuardrail):
     def call_for(self, data: Mapping[str, Any]) -> Call:
         """The one Call of a proxy request, shared by its hooks (pre_call, during_call, post_call, the stream): one
         policy snapshot from the prompt's check to the answer's last window (kept in the request's state,
-        ``litellm_proxy_messages.ProxyRequests``, from its input check on)."""
+        ``proxy_request.ProxyRequests``, from its input check on)."""
         state = self.requests.get(data)
         call = state.get("call") if state is not None else None
         if call is None:

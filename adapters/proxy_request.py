@@ -1,12 +1,16 @@
-"""What a LiteLLM proxy request carries for guardrail: its routing context (policy ``routes:``) and the proxy's own
-metadata dict, where decisions are recorded. Read by ``litellm_proxy``; pure, no litellm import."""
+"""What a LiteLLM proxy request carries for guardrail: its routing context (policy ``routes:``), the proxy's own
+metadata dict, where decisions are recorded, and the token under which a guardrail keeps the request's state
+between its hooks (``ProxyRequests``). Read by ``litellm_proxy`` and ``litellm_proxy_messages``; pure, no litellm
+import."""
 
 from __future__ import annotations
 
+import secrets
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["CONTEXT_HEADER", "CONTEXT_METADATA_KEY", "metadata_of", "proxy_context"]
+__all__ = ["CONTEXT_HEADER", "CONTEXT_METADATA_KEY", "ProxyRequests", "metadata_of", "proxy_context"]
 
 CONTEXT_HEADER = "x-guardrail-context"
 CONTEXT_METADATA_KEY = "guardrail_context"
@@ -60,3 +64,49 @@ def metadata_of(data: dict[str, Any], *, create: bool = False) -> dict[str, Any]
     if create:
         data[key] = created
     return created
+
+
+_MAX_REQUESTS = 4096  # proxy requests whose state is kept for their later hooks (a bounded map)
+_REQUEST_KEY = "guardrail_request"  # in a request's metadata: {a guardrail's tag: the request's token}
+
+
+class ProxyRequests:
+    """What one proxy guardrail keeps of a request between its hooks (pre_call, during_call, post_call, the stream):
+    its ``Call`` (one policy snapshot), what pre_call's redaction sent, a ``/v1/messages`` refusal. Kept in memory,
+    for the most recent requests, under a random token this guardrail writes into the request's metadata when its
+    input check begins (``begin``), so only that request's later hooks find it.
+
+    Not under the proxy's ``litellm_call_id``: a client picks it (the ``x-litellm-call-id`` header), so a request that
+    reused an id (a retry, one id per conversation) got an earlier request's refusal, its redactions and its policy
+    snapshot (a reloaded policy never applied to that id; its decisions piled up in one Call), and a client that sent
+    another's id could have that request refused."""
+
+    def __init__(self) -> None:
+        self.tag = secrets.token_hex(4)  # this guardrail's entry among the request's tokens (one per guardrail)
+        self._state: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def begin(self, data: dict[str, Any], hook: str) -> dict[str, Any]:
+        """The state of a request whose input check begins: new at pre_call (whatever token the request came
+        with); during_call keeps what this guardrail's pre_call of the same request began, once. A token copied
+        from another request (a log, a client that saw its metadata) is not taken at during_call: the state it
+        names has had its during_call (or began there), so a new one begins; the other request keeps its own."""
+        state = self.get(data)
+        if state is not None and hook != "pre_call" and not state.get("during_call"):
+            state["during_call"] = True
+            return state
+        meta = metadata_of(data, create=True)
+        tokens = meta.get(_REQUEST_KEY)
+        if not isinstance(tokens, dict):
+            tokens = meta[_REQUEST_KEY] = {}
+        token = tokens[self.tag] = secrets.token_urlsafe(16)
+        state = self._state[token] = {"during_call": hook != "pre_call"}
+        while len(self._state) > _MAX_REQUESTS:
+            self._state.popitem(last=False)
+        return state
+
+    def get(self, data: Any) -> dict[str, Any] | None:
+        """The state ``begin`` made for this request, if any."""
+        meta = metadata_of(data) if isinstance(data, dict) else {}
+        tokens = meta.get(_REQUEST_KEY)
+        token = tokens.get(self.tag) if isinstance(tokens, Mapping) else None
+        return self._state.get(token) if isinstance(token, str) else None

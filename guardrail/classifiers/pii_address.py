@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from guardrail.classifiers.pii_base import Detector, has_digit
+from guardrail.classifiers.pii_base import Detector, contains_lower, has_digit
 
 __all__ = ["ADDRESS_DETECTORS"]
 
@@ -199,19 +199,13 @@ _TYPE_FIRST_STEMS = (
 )  # fmt: skip
 
 
-def _stems(text: str, stems: tuple[str, ...]) -> bool:
-    low = text.lower()
-    return any(stem in low for stem in stems)
-
-
-def _box_gate(text: str) -> bool:
-    low = text.lower()
-    return any(stem in low for stem in ("box", "post", "apartado", "caixa", "boîte", "boite"))
+_BOX_STEMS = ("box", "post", "apartado", "caixa", "boîte", "boite")
+_type_first, _compound, _box = (contains_lower(*stems) for stems in (_TYPE_FIRST_STEMS, _SUFFIXES, _BOX_STEMS))
 
 
 ADDRESS_DETECTORS: tuple[Detector, ...] = (
     Detector("address", _NUMBER_FIRST, _address, _gate),
-    Detector("address", _TYPE_FIRST, _address, lambda text: has_digit(text) and _stems(text, _TYPE_FIRST_STEMS)),
-    Detector("address", _COMPOUND, _address, lambda text: has_digit(text) and _stems(text, _SUFFIXES)),
-    Detector("address", _PO_BOX, _po_box, lambda text: has_digit(text) and _box_gate(text)),
+    Detector("address", _TYPE_FIRST, _address, lambda text: has_digit(text) and _type_first(text)),
+    Detector("address", _COMPOUND, _address, lambda text: has_digit(text) and _compound(text)),
+    Detector("address", _PO_BOX, _po_box, lambda text: has_digit(text) and _box(text)),
 )

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Check", "Detector", "Gate", "compile_ascii", "contains", "has_digit", "whole"]
+__all__ = ["Check", "Detector", "Gate", "compile_ascii", "contains", "contains_lower", "has_digit", "lowered", "whole"]
 
 # A check receives the whole text and the regex hit and returns the accepted (start, end), possibly
 # trimmed, or None to reject the hit. The text is needed to look past the match (e.g. IBAN length).
@@ -52,3 +52,20 @@ def has_digit(text: str) -> bool:
 
 def contains(*needles: str) -> Gate:
     return lambda text: any(needle in text for needle in needles)
+
+
+def contains_lower(*needles: str) -> Gate:
+    """A gate on the text lower-cased (``needles`` lower-case): the cue words of names and addresses."""
+    return lambda text: any(needle in lowered(text) for needle in needles)
+
+
+_last: tuple[str, str] = ("", "")  # the last text lowered, and its lowered form: the gates of one scan share it
+
+
+def lowered(text: str) -> str:
+    """``text.lower()``, computed once for the many gates that ask about one text in turn."""
+    global _last
+    held = _last  # one immutable pair, swapped whole: another thread's text never pairs with this one
+    if held[0] is not text:
+        held = _last = (text, text.lower())
+    return held[1]

@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable
 from typing import Final
 
-from guardrail.classifiers.pii_base import Detector
+from guardrail.classifiers.pii_base import Detector, contains, contains_lower, lowered
 
 __all__ = ["NAME_DETECTORS"]
 
@@ -224,31 +224,13 @@ def _person(text: str, m: re.Match[str]) -> tuple[int, int] | None:
 
 # Gates: each cue contains one of its stems (lower-cased, or as written where the cue is case-sensitive); most texts
 # hold none of most of them, and a substring test is far cheaper than a scan.
-def _stems(*stems: str) -> Callable[[str], bool]:
-    return lambda text: any(stem in _lower(text) for stem in stems)
-
-
-def _written(*stems: str) -> Callable[[str], bool]:
-    return lambda text: any(stem in text for stem in stems)
-
-
-_last: tuple[str, str] = ("", "")  # the last text lowered, and its lowered form: the gates of one scan share it
-
-
-def _lower(text: str) -> str:
-    global _last
-    held = _last  # one immutable pair, swapped whole: another thread's text never pairs with this one
-    if held[0] is not text:
-        held = _last = (text, text.lower())
-    return held[1]
-
-
 _PHONE_LIKE = re.compile(r"\d(?:[ ().-]{0,2}\d){6}")
+_LABEL = contains_lower("name", "nom", "attn", "attention", "apellido")
 _GATES: Final[dict[str, Callable[[str], bool]]] = {
-    "intro": _stems("name", "call", "llamo", "nombre", "appelle", "nom", "heiß", "heiss", "chiamo", "chamo"),
-    "label": lambda t: ":" in t and _stems("name", "nom", "attn", "attention", "apellido")(t),
-    "field": lambda t: (":" in t or "=" in t) and "name" in _lower(t),
-    "signoff": _stems(
+    "intro": contains_lower("name", "call", "llamo", "nombre", "appelle", "nom", "heiß", "heiss", "chiamo", "chamo"),
+    "label": lambda t: ":" in t and _LABEL(t),
+    "field": lambda t: (":" in t or "=" in t) and "name" in lowered(t),
+    "signoff": contains_lower(
         "sign",
         "sincer",
         "regard",
@@ -278,12 +260,12 @@ _GATES: Final[dict[str, Callable[[str], bool]]] = {
         "cumprimento",
         "à vous",
     ),
-    "dear": _written(
+    "dear": contains(
         "Dear", "DEAR", "Estimad", "Querid", "Cher", "Chère", "Lieb", "geehrt", "Car", "Gentile", "Prezad"
     ),
-    "greet": _written("Hi", "Hello", "Hey", "Hola", "Bonjour", "Hallo", "Ciao", "Olá", "Oi"),
+    "greet": contains("Hi", "Hello", "Hey", "Hola", "Bonjour", "Hallo", "Ciao", "Olá", "Oi"),
     "beside": lambda t: "@" in t or _PHONE_LIKE.search(t) is not None,
-    "honorific": _written("Mr", "Ms", "Mx", "Miss", "Dr", "Prof", "Mme", "Mlle", "Herr", "Frau", "Sra", "Srta", "Sig."),
+    "honorific": contains("Mr", "Ms", "Mx", "Miss", "Dr", "Prof", "Mme", "Mlle", "Herr", "Frau", "Sra", "Srta", "Sig."),
 }
 
 NAME_DETECTORS: tuple[Detector, ...] = tuple(
