@@ -96,7 +96,7 @@ _NOT_NAMES: Final[frozenset[str]] = frozenset(
     first last full enter please value type field id firstname lastname fullname username charfield textfield column
     varchar sie ihnen du dich euch damen herren kollegen kolleginnen freunde eltern grüße gruesse gruß señor señora
     signor signora president speaker chairman chair secretary ambassador emeritus irrelevant
-    mrs mr ms miss mx dr prof professor mme mlle herr frau sra srta sig
+    mrs mr ms miss mx dr prof professor mme mlle herr frau sra srta sig dear
     """.casefold().split()
 )
 # Words that name no one as the first word after a cue ("Dr. Pepper", "Mrs. Doubtfire", "Name: New Project", "Text
