@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from guardrail.decision import Decision
 from guardrail.streaming import Release, StreamGuard
 
-from . import actions, audio, shapes
+from . import actions, audio, response_events, shapes
 from .answer_text import _get, unescape_json
 from .response_events import (
     ACTION_DELTAS,
@@ -197,7 +197,7 @@ class ResponsesStream(_StreamState):
         return (getattr(t, "item_id", ""), getattr(t, "content_index", 0))
 
     def take(self, event: Any) -> str:
-        kind = actions.event_kind(event)
+        kind = response_events.event_kind(event)
         item_id = str(getattr(event, "item_id", "") or "")
         if kind in ACTION_DELTAS and isinstance(getattr(event, "delta", None), str):
             self.actions += event.delta
@@ -239,7 +239,7 @@ class ResponsesStream(_StreamState):
             self.base = event.response
             self.gc.answered(event.response)  # a later request may continue from it
         tool = _get(getattr(event, "item", None), "type") not in ("message", "reasoning")
-        audio = kind in actions.AUDIO_EVENTS and self.edits_audio
+        audio = kind in response_events.AUDIO_EVENTS and self.edits_audio
         if self.hold is None and ((kind == "response.output_item.added" and tool) or audio):
             self.hold = event  # a tool call or the answer's audio: masked at the last check, or never sent
         self.pending.append((self.fed, event))
@@ -303,13 +303,13 @@ class ResponsesStream(_StreamState):
         )
 
     def _edit_held(self, sg: StreamGuard) -> bool:
-        """The held tool and audio events redacted and restored (``actions.edit_held_events``); False when a value to
-        mask is still readable after masking."""
+        """The held tool and audio events redacted and restored (``response_events.edit_held_events``); False when a
+        value to mask is still readable after masking."""
         i = next(i for i, (_, e) in enumerate(self.pending) if e is self.hold)
         places = [at for at, _ in self.pending[i:]]
         held = [e for _, e in self.pending[i:]]
         taken = {**sg.known, **sg.replacements}
-        edited = actions.edit_held_events(held, sg.redact_entities, self.gc.restore_map, sg.written, taken)
+        edited = response_events.edit_held_events(held, sg.redact_entities, self.gc.restore_map, sg.written, taken)
         if edited is None:
             return False
         self.pending[i:] = [(places[k], e) for k, e in edited]
@@ -349,7 +349,7 @@ class ResponsesStream(_StreamState):
         """Done/completed events repeat the full text: make them say what was actually released (also when
         they carry text no delta streamed: that text was never checked). Unchanged events stay as they are.
         Parts may be objects (openai) or dicts (litellm's proxy events)."""
-        kind = actions.event_kind(event)
+        kind = response_events.event_kind(event)
         if kind in DONE_EVENTS:
             if not any(text != new for _, text, new in self._text_parts(event, kind)):
                 return event

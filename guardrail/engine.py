@@ -55,7 +55,8 @@ from guardrail._shared_models import model_classifier, shared_scheduler
 from guardrail.classifiers.base import Classifier
 from guardrail.decision import Action, Decision, Finding, RuleAction
 from guardrail.errors import GuardrailError, PolicyError
-from guardrail.policy import Policy, PolicyReloader, load_policy
+from guardrail.policy import Policy, load_policy
+from guardrail.policy_reload import PolicyReloader
 from guardrail.scheduler import Scheduler, estimate_tokens
 from guardrail.taxonomy import Stage
 

@@ -7,11 +7,11 @@ what a file may leave implicit (``extends``, thresholds taken from the model's c
 default PII entities) so the engine only ever sees concrete values. The YAML mechanics (line
 numbers, duplicate keys, the ``extends`` merge) live in :mod:`guardrail._yaml`.
 
-This module is the import path for everything about policies: loading and hot reload live here;
-the schema (the models, their JSON Schema and YAML dump) in :mod:`guardrail.policy_models`, and
-every public name of it is re-exported here. Three parts of the schema live beside their logic:
-keyword/pattern/allowlist rules (:mod:`guardrail.custom_rules`, compiled at load time), ``routes``
-(:mod:`guardrail.routing`, whose targets load with the policy) and ``classifiers``
+This module is the import path for everything about policies: loading lives here, hot reload in
+:mod:`guardrail.policy_reload`, the schema (the models, their JSON Schema and YAML dump) in
+:mod:`guardrail.policy_models`, and every public name of the schema is re-exported here. Three parts of the schema
+live beside their logic: keyword/pattern/allowlist rules (:mod:`guardrail.custom_rules`, compiled at load time),
+``routes`` (:mod:`guardrail.routing`, whose targets load with the policy) and ``classifiers``
 (:mod:`guardrail.ensemble_policy`).
 """
 
@@ -23,18 +23,16 @@ import json
 import os
 import re
 import sys
-import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, get_args
 
-import structlog
 from pydantic import BaseModel, ValidationError
 
-from guardrail import _yaml, metrics
+from guardrail import _yaml
 from guardrail._yaml import BUNDLED_POLICIES, Locations, PathKey, bundled_policy_dir
 from guardrail.classifiers import custom_entities
+from guardrail.classifiers.model_info import LabelsFileError, parse_heads
 from guardrail.decision import RuleAction
 from guardrail.errors import PolicyError
 from guardrail.policy_models import (
@@ -66,7 +64,6 @@ __all__ = [
     "OnBlock",
     "OutputStage",
     "Policy",
-    "PolicyReloader",
     "Reask",
     "Rule",
     "StreamConfig",
@@ -94,24 +91,9 @@ def model_labels(model: str) -> dict[str, ModelLabel] | None:
     if not _yaml.is_file(path):
         return None
     try:
-        raw = json.loads(_yaml.read_text(path))
-    except json.JSONDecodeError as exc:
-        raise PolicyError(f"invalid JSON: {exc.msg}", file=str(path), line=exc.lineno) from None
-    except RecursionError:
-        raise PolicyError("JSON nested too deeply", file=str(path)) from None
-    items = raw.get("labels") if isinstance(raw, dict) else None
-    if not isinstance(items, list):
-        raise PolicyError('expected {"labels": [{"id": ..., "stages": [...], "threshold": ...}]}', file=str(path))
-    labels: dict[str, ModelLabel] = {}
-    for i, item in enumerate(items):
-        try:
-            label = ModelLabel.model_validate(item)
-        except ValidationError as exc:
-            err = exc.errors(include_url=False)[0]
-            field = _yaml.dotted(("labels", i, *err["loc"]))
-            raise PolicyError(err["msg"], file=str(path), field=field) from None
-        labels[label.id] = label
-    return labels
+        return parse_heads(_yaml.read_text(path))[1]
+    except LabelsFileError as exc:
+        raise PolicyError(exc.message, file=str(path), line=exc.line, field=exc.field) from None
 
 
 def _bundled_models() -> list[str]:
@@ -358,62 +340,3 @@ def _resolve(policy: Policy, locs: Locations, origin: str) -> Policy:
             rules.append(rule.model_copy(update={"threshold": threshold}))
         stages[stage] = getattr(policy, stage).model_copy(update={"rules": tuple(rules)})
     return policy.model_copy(update=stages)
-
-
-# ---------------------------------------------------------------------------------------- hot reload
-
-_Stamp = tuple[int, int, int] | None
-
-
-def _stamp(path: Path) -> _Stamp:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None  # deleted or unreadable: a change, which the reload then reports
-    return (st.st_mtime_ns, st.st_size, st.st_ino)  # inode: editors that save by rename
-
-
-class PolicyReloader:
-    """Serve the current policy of a file, reloading it when any file of its ``extends`` chain changes.
-
-    No thread: :meth:`current` stats the files at most once per ``interval`` seconds, on the caller's
-    thread, so an idle process does nothing. A broken edit never takes effect; the last good policy
-    stays and ``guardrail.policy_reload_failed`` is logged once per broken version. Readers never wait:
-    the lock covers only the swap of (policy, stamps).
-    """
-
-    def __init__(
-        self, path: str | os.PathLike[str], interval: float = 0.5, *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.path = path
-        self.interval = interval
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._policy = load_policy(path)  # no last good policy yet: a broken file raises here
-        self._stamps = {f: _stamp(f) for f in self._policy.files}
-        self._next_check = clock() + interval
-
-    def current(self) -> Policy:
-        now = self._clock()
-        if now < self._next_check:
-            return self._policy
-        self._next_check = now + self.interval
-        before = {f: _stamp(f) for f in self._stamps}
-        if before == self._stamps:
-            return self._policy
-        log = structlog.get_logger("guardrail")
-        try:
-            policy = load_policy(self.path)
-        except PolicyError as exc:
-            with self._lock:
-                self._stamps = before  # retry only after the next edit, not every interval
-            metrics.observe_reload(False)
-            log.warning("guardrail.policy_reload_failed", file=exc.file, line=exc.line, field=exc.field, error=str(exc))
-            return self._policy
-        # Stamps taken before reading, so an edit made during the load is seen next round.
-        stamps = {f: before[f] if f in before else _stamp(f) for f in policy.files}
-        with self._lock:
-            self._policy, self._stamps = policy, stamps
-        metrics.observe_reload(True)
-        log.info("guardrail.policy_reloaded", name=policy.name, hash=policy.hash, file=policy.source)
-        return policy

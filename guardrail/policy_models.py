@@ -23,6 +23,7 @@ from pydantic_core import PydanticCustomError
 
 from guardrail import _yaml
 from guardrail.classifiers import custom_entities
+from guardrail.classifiers.model_info import DEFAULT_THRESHOLD, ModelLabel
 from guardrail.decision import RuleAction
 from guardrail.ensemble_policy import ClassifiersSpec
 from guardrail.routing import Route, select
@@ -43,7 +44,6 @@ __all__ = [
     "dump_policy",
 ]
 
-DEFAULT_THRESHOLD = 0.5  # used when the model ships no calibrated threshold for a head
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 Mode = Literal["enforce", "shadow"]
 Probability = Annotated[float, Strict(), Field(ge=0.0, le=1.0)]
@@ -374,23 +374,6 @@ class Policy(BaseModel):
 
     def to_yaml(self) -> str:
         return dump_policy(self)
-
-
-class ModelLabel(BaseModel):
-    """One head of a model, as its ``labels.json`` describes it (other keys there are ignored).
-
-    Calibration may differ by stage (a prompt and a response score differently), so a per-stage
-    ``thresholds`` entry wins over the single ``threshold``.
-    """
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-    id: str
-    stages: tuple[Stage, ...] = ("input", "output")
-    threshold: Probability = DEFAULT_THRESHOLD
-    thresholds: dict[Stage, Probability] = {}
-
-    def threshold_for(self, stage: Stage) -> float:
-        return self.thresholds.get(stage, self.threshold)
 
 
 # ------------------------------------------------------------------------------------ dump

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from guardrail.classifiers import custom_entities
+from guardrail.classifiers import custom_entity_samples
 from guardrail.classifiers.patterns import placeholders, restore
 from guardrail.decision import Action
 from guardrail.evaluation.data import readable, row_context, row_stage
@@ -195,6 +195,6 @@ def with_stand_ins(text: str) -> str:
         kind, _, number = held[1:-1].rpartition("_")
         if kind.lower() in BUILTIN_PII_ENTITIES:  # names and addresses too (a policy that lists them masked them)
             mapping[held] = stand_in(kind.lower(), int(number))
-        elif (value := custom_entities.sample(kind.lower(), int(number))) is not None:  # a policy's pii_entities
+        elif (value := custom_entity_samples.sample(kind.lower(), int(number))) is not None:  # a policy's pii_entities
             mapping[held] = value
     return restore(text, mapping)

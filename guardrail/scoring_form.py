@@ -9,7 +9,7 @@ import re
 import unicodedata
 from collections.abc import Collection, Mapping, Sequence
 
-from guardrail.classifiers import custom_entities
+from guardrail.classifiers import custom_entity_samples
 from guardrail.classifiers.patterns import ENTITIES, Span, bare_placeholders, find_entities, placeholders, redact
 from guardrail.classifiers.patterns import restore as restore_values
 from guardrail.unseen import drop_stray_marks, drop_unseen
@@ -74,7 +74,7 @@ def _stand_ins(red: str, mapping: Mapping[str, str], avoid: Collection[str] = fr
             continue
         n = int(number)
         for m in range(n, n + _TRIES):  # the next values of the pattern when this one is taken
-            value = custom_entities.sample(kind.lower(), m)
+            value = custom_entity_samples.sample(kind.lower(), m)
             if value is None:
                 break
             if value.casefold() not in taken and not find_entities(value, ENTITIES):

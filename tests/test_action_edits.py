@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from guardrail.adapters import actions, json_edits
+from guardrail.adapters import actions, json_edits, response_events
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -189,13 +189,15 @@ def test_litellm_responses_stream_events_are_edited_and_read_like_openai_ones() 
     ]
     events = [config.transform_streaming_response(model="m", parsed_chunk={**c, "sequence_number": i},
                                                   logging_obj=None) for i, c in enumerate(chunks)]  # fmt: skip
-    merged = [e for _, e in actions.merge_event_deltas(events)]
+    merged = [e for _, e in response_events.merge_event_deltas(events)]
     assert len(merged) == 4 and merged[0].delta == args and events[0].delta == args[:20]  # upstream untouched
     edit = actions.redactor({"<EMAIL_2>": "leak@corp.example"})
-    restored = actions.edit_events(actions.edit_events(merged, edit), lambda t: t.replace("<EMAIL_1>", "bob@x.io"))
+    restored = response_events.edit_events(
+        response_events.edit_events(merged, edit), lambda t: t.replace("<EMAIL_1>", "bob@x.io")
+    )
     want = {"to": "bob@x.io", "cc": "<EMAIL_2>"}
     assert json.loads(restored[0].delta) == want and json.loads(restored[1].arguments) == want
-    assert json.loads(restored[3].item.arguments) == want and "leak@corp" not in actions.events_text(restored)
+    assert json.loads(restored[3].item.arguments) == want and "leak@corp" not in response_events.events_text(restored)
     assert restored[2].item.summary[0]["text"] == "Mail <EMAIL_1>."  # reasoning is not a held tool item
     assert json.loads(events[4].item.arguments)["to"] == "<EMAIL_1>"  # the caller's objects are not changed
 

@@ -25,8 +25,9 @@ from stub_server import StubServer
 from test_streaming import content, split
 
 import guardrail
+import guardrail.policy_reload
 from guardrail import Guard, PolicyError, load_policy
-from guardrail.classifiers import custom_entities
+from guardrail.classifiers import custom_entities, custom_entity_samples
 from guardrail.classifiers.patterns import find_entities
 from guardrail.replay import replay
 from guardrail.testing import FakeClassifier
@@ -146,7 +147,7 @@ def test_the_redacted_audit_log_masks_the_value_and_its_replay_changes_nothing(t
 
 def test_a_stand_in_is_a_value_its_pattern_finds_whole_and_differs_by_number() -> None:
     held = load_policy(policy())  # noqa: F841 (its definitions are in force while it is in use)
-    values = {custom_entities.sample("ticket_ref", n) for n in range(1, 6)}
+    values = {custom_entity_samples.sample("ticket_ref", n) for n in range(1, 6)}
     assert len(values) == 5
     for value in values:
         assert value is not None
@@ -280,9 +281,9 @@ def test_definitions_go_with_the_last_policy_using_them(tmp_path: Path) -> None:
     assert in_use.pii_entities == {"desk_no": r"DK\d{5}"}
 
 
-def _reloader(path: Path) -> tuple[guardrail.policy.PolicyReloader, list[float]]:
+def _reloader(path: Path) -> tuple[guardrail.policy_reload.PolicyReloader, list[float]]:
     now = [0.0]
-    return guardrail.policy.PolicyReloader(path, interval=1, clock=lambda: now[0]), now
+    return guardrail.policy_reload.PolicyReloader(path, interval=1, clock=lambda: now[0]), now
 
 
 def test_a_file_that_extends_another_follows_its_edits_on_hot_reload(tmp_path: Path) -> None:

@@ -22,7 +22,6 @@ from guardrail.policy import (
     BUNDLED_POLICIES,
     DEFAULT_THRESHOLD,
     Policy,
-    PolicyReloader,
     Rule,
     bundled_policy_dir,
     dump_policy,
@@ -30,6 +29,7 @@ from guardrail.policy import (
     model_labels,
     policy_json_schema,
 )
+from guardrail.policy_reload import PolicyReloader
 from guardrail.taxonomy import HARM_IDS, PII_ENTITIES
 
 HEAD = "version: 1\nname: t\n"

@@ -6,8 +6,8 @@
       rules:
         - {category: pii, action: redact, entities: [email, employee_id]}
 
-This module owns what such a definition may be, the detectors made from it, and the sample values a replay puts
-where a log masked one. Why the rules are what they are:
+This module owns what such a definition may be and the detectors made from it; the sample values a replay puts
+where a log masked one are in :mod:`guardrail.classifiers.custom_entity_samples`. Why the rules are what they are:
 
 - **One run of printable ASCII, no spaces.** A stream is released only up to the start of a run that may still
   become an entity (``streaming._run_start``); a value with a space in it, or a non-ASCII letter, could be
@@ -54,7 +54,8 @@ from guardrail._linear_re import _c, _p
 from guardrail.classifiers.pii_detectors import Detector
 
 __all__ = [
-    "DICT", "NAME", "Lease", "detectors", "is_custom", "pattern_problem", "placeholder_problem", "register", "sample",
+    "DICT", "NAME", "Lease", "detectors", "in_force", "is_custom", "parse", "pattern_problem", "placeholder_problem",
+    "register",
 ]  # fmt: skip
 
 # letters and single underscores: its placeholder <EMPLOYEE_ID_1> must read back as one (patterns._PLACEHOLDER)
@@ -129,10 +130,11 @@ def _compile(pattern: str) -> Any:
     opts.case_sensitive = True  # the case-insensitive letters are written out as [aA]
     opts.longest_match = True
     opts.log_errors = False
-    return re2.compile(_re2_syntax(_parse(pattern), True), opts)
+    return re2.compile(_re2_syntax(parse(pattern), True), opts)
 
 
-def _parse(pattern: str) -> Any:
+def parse(pattern: str) -> Any:
+    """The parse tree of ``pattern`` as every check here reads it (ASCII, case-insensitive)."""
     return _p.parse(pattern, re.IGNORECASE | re.ASCII)
 
 
@@ -208,7 +210,7 @@ def pattern_problem(pattern: str) -> str | None:
     why = check_pattern(pattern)
     if why is not None:
         return why
-    tree = _parse(pattern)
+    tree = parse(pattern)
     why = _tree_problem(tree)
     if why is not None:
         return why if why is _JSON_WHY else f"a value is one run of printable ASCII without spaces: {why}"
@@ -358,58 +360,8 @@ def is_custom(entity: str) -> bool:
     return entity in _EVER
 
 
-def sample(entity: str, n: int) -> str | None:
-    """A value of the custom ``entity`` that its detector finds whole, varied by ``n`` so two placeholders
-    stay two values where the pattern has room; None when no simple value is found (the placeholder stays)."""
+def in_force(entity: str) -> tuple[str, Detector] | None:
+    """The pattern ops wrote for ``entity`` and its detector, as in force now (None: not defined by a live policy)."""
     detectors()
     held = next((e for e in _IN_FORCE if e.name == entity), None)
-    if held is None:
-        return None
-    text = _build(_parse(held.pattern), [n])
-    m = held.detector.regex.search(text, 0) if text is not None else None
-    return text if text is not None and m is not None and _whole(text, m) == (0, len(text)) else None
-
-
-def _build(items: Any, n: list[int]) -> str | None:
-    out: list[str] = []
-    for op, av in items:
-        if op is _c.LITERAL:
-            out.append(chr(av))
-        elif op is _c.IN:
-            chars = _set_chars(av)
-            if not chars:
-                return None
-            out.append(chars[n[0] % len(chars)])
-            n[0] //= len(chars)
-        elif op is _c.SUBPATTERN:
-            part = _build(av[3], n)
-            if part is None:
-                return None
-            out.append(part)
-        elif op is _c.BRANCH:
-            part = _build(av[1][0], n)
-            if part is None:
-                return None
-            out.append(part)
-        elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT):
-            lo, _hi, sub = av
-            for _ in range(max(lo, 1)):
-                part = _build(sub, n)
-                if part is None:
-                    return None
-                out.append(part)
-        elif op is not _c.AT:
-            return None
-    return "".join(out)
-
-
-def _set_chars(items: Any) -> str:
-    chars: list[str] = []
-    for op, av in items:
-        if op is _c.LITERAL:
-            chars.append(chr(av))
-        elif op is _c.RANGE:
-            chars += [chr(c) for c in range(av[0], av[1] + 1)]
-        elif op is _c.CATEGORY:
-            chars += list("0123456789") if av is _c.CATEGORY_DIGIT else list("abcdefghij0123456789")
-    return "".join(dict.fromkeys(chars))
+    return None if held is None else (held.pattern, held.detector)
