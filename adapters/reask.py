@@ -8,7 +8,9 @@ the blocked answer as the assistant's and the policy's correction as the user's.
 returned; when none does, the last one is answered as any block is (a refusal, or ``Blocked``). So is a reask whose
 request fails (an upstream error, a request the provider refuses): the block stands, as it would without a reask,
 and ``guardrail.reask_failed`` is logged. Each answer's checks are ordinary output decisions (audited, counted, on
-the call's ``decisions``).
+the call's ``decisions``); a reasked answer's audit events also carry ``reask_attempt`` (1, 2 ...) and ``reask_of``
+(the decision that blocked the answer before it). The caller's ``Idempotency-Key`` header gets a suffix per attempt:
+the same key would fetch the blocked answer again from a provider that honours it.
 
 The blocked answer goes back as the model wrote it: the placeholders it holds for the user's values stay
 placeholders (``restore`` never runs on it), and the values it wrote itself (which the output check would mask for
@@ -38,11 +40,12 @@ The two drivers differ only by ``await``, as the rest of ``_core``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from guardrail import audit
 from guardrail.decision import Decision
 
 from . import shapes
@@ -76,33 +79,51 @@ async def achecks(gc: GuardedCall, result: Any) -> Checks:
 def answer_sync(gc: GuardedCall, send: Callable[..., Any], result: Any) -> Any:
     """The answer the caller gets: ``result`` checked, asked for again (``send``) while the policy says so."""
     decided = checks(gc, result)
+    attempt = 0
     while (kwargs := again(gc, result, decided[0])) is not None:
+        attempt, blocked = attempt + 1, decided[0][0]
         try:
-            answer = send(**kwargs)
+            answer = send(**fresh_idempotency(kwargs, attempt))
         except _OUR_ERRORS:
             gc.unsent()
             raise
         except Exception as exc:
-            failed(decided[0][0], exc)
+            failed(blocked, exc)
             break
-        result, decided = answer, checks(gc, answer)
+        with audit.reasked(attempt, blocked.id if blocked else None):
+            result, decided = answer, checks(gc, answer)
     return gc.on_output(result, *decided)
 
 
 async def answer_async(gc: GuardedCall, send: Callable[..., Any], result: Any) -> Any:
     """:func:`answer_sync` for async code."""
     decided = await achecks(gc, result)
+    attempt = 0
     while (kwargs := again(gc, result, decided[0])) is not None:
+        attempt, blocked = attempt + 1, decided[0][0]
         try:
-            answer = await send(**kwargs)
+            answer = await send(**fresh_idempotency(kwargs, attempt))
         except _OUR_ERRORS:
             gc.unsent()
             raise
         except Exception as exc:
-            failed(decided[0][0], exc)
+            failed(blocked, exc)
             break
-        result, decided = answer, await achecks(gc, answer)
+        with audit.reasked(attempt, blocked.id if blocked else None):
+            result, decided = answer, await achecks(gc, answer)
     return gc.on_output(result, *decided)
+
+
+def fresh_idempotency(kwargs: dict[str, Any], attempt: int) -> dict[str, Any]:
+    """``kwargs`` with the caller's ``Idempotency-Key`` header (in ``extra_headers``) made the reask's own: a provider
+    that honours the key would answer the reask with the first, blocked answer. Retries of one reask still share
+    a key, as the caller meant."""
+    headers = kwargs.get("extra_headers")
+    if not isinstance(headers, Mapping):
+        return kwargs
+    renamed = {k: f"{v}-reask-{attempt}" if str(k).lower() == "idempotency-key" and isinstance(v, str) else v
+               for k, v in headers.items()}  # fmt: skip
+    return {**kwargs, "extra_headers": renamed} if renamed != dict(headers) else kwargs
 
 
 def failed(d: Decision | None, exc: Exception) -> None:

@@ -55,6 +55,7 @@ __all__ = [
     "emit",
     "error_code",
     "events_discarded",
+    "reasked",
     "redacted_text",
     "text_hmac",
 ]
@@ -73,6 +74,19 @@ EPHEMERAL = "ephemeral"
 _process_key: list[bytes] = []  # drawn on first use without a configured key
 _unannounced = [False]  # that key is drawn but not yet announced (it was drawn while events were discarded)
 _discarding: ContextVar[bool] = ContextVar("guardrail_audit_discarding", default=False)
+# (attempt, the id of the decision that blocked the answer before) while a reasked answer is checked
+_reask: ContextVar[tuple[int, str | None] | None] = ContextVar("guardrail_audit_reask", default=None)
+
+
+@contextmanager
+def reasked(attempt: int, blocked_id: str | None) -> Iterator[None]:
+    """For the checks of an answer asked for again (``on_block.reask``): their events carry ``reask_attempt`` and
+    ``reask_of``, so a reader sees which answers one request got and which decision each one answered."""
+    token = _reask.set((attempt, blocked_id))
+    try:
+        yield
+    finally:
+        _reask.reset(token)
 
 
 @contextmanager
@@ -213,6 +227,8 @@ def audit_fields(
         "text_chars": len(original),
     }
     fields.update(_text_fields(original, mode, key_env, decision))
+    if (reask := _reask.get()) is not None:
+        fields["reask_attempt"], fields["reask_of"] = reask
     if extra:
         fields.update(extra)
     return fields

@@ -31,7 +31,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -50,6 +50,7 @@ class Recorded:
     method: str
     path: str
     body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)  # lower-cased names
 
 
 def _last_user_text(body: dict[str, Any]) -> str:
@@ -163,9 +164,9 @@ class StubServer:
         with self._lock:
             return self.errors.pop(0) if self.errors else None
 
-    def record(self, method: str, path: str, body: dict[str, Any]) -> None:
+    def record(self, method: str, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         with self._lock:
-            self.requests.append(Recorded(method, path, body))
+            self.requests.append(Recorded(method, path, body, headers or {}))
         if path.endswith(GENERATION):
             self.received.set()
 
@@ -231,7 +232,7 @@ def _handler(server: StubServer) -> type[BaseHTTPRequestHandler]:
                 body = _form_fields(content_type, raw_body)
             else:
                 body = json.loads(raw_body or b"{}")
-            server.record("POST", self.path, body)
+            server.record("POST", self.path, body, {k.lower(): v for k, v in self.headers.items()})
             try:
                 held = server.take_hold() if self.path.endswith(GENERATION) else None
                 if held is not None:

@@ -226,6 +226,33 @@ async def test_the_audit_log_records_each_attempt(guard: Guard, stub: StubServer
     assert len({e["decision_id"] for e in events}) == 2
 
 
+async def test_a_reasked_answers_events_say_which_attempt_and_which_block_it_answers(
+    stub: StubServer, mode: str
+) -> None:
+    g = reask_guard(2, message=CORRECTION)
+    stub.answers = [HARMFUL, HARMFUL, BENIGN]
+    with structlog.testing.capture_logs() as logs:
+        await chat(openai_client(g, stub, mode))
+    events = [e for e in logs if e["event"] == "guardrail.decision"]
+    first, again, last = (e for e in events if e["stage"] == "output")
+    assert "reask_attempt" not in first and "reask_of" not in first
+    assert (again["reask_attempt"], again["reask_of"]) == (1, first["decision_id"])
+    assert (last["reask_attempt"], last["reask_of"], last["action"]) == (2, again["decision_id"], "allow")
+    assert all("reask_attempt" not in e for e in events if e["stage"] == "input")
+    with structlog.testing.capture_logs() as logs:  # nothing is left bound after the call
+        g.check_output("a plain answer", prompt="hi")
+    assert all("reask_attempt" not in e for e in logs)
+    g.close()
+
+
+async def test_each_reask_gets_its_own_idempotency_key(guard: Guard, stub: StubServer, mode: str) -> None:
+    """A provider that honours Idempotency-Key answers a repeated key with the first answer: the blocked one."""
+    stub.answers = [HARMFUL, BENIGN]
+    await chat(openai_client(guard, stub, mode), extra_headers={"Idempotency-Key": "order-77"})
+    keys = [r.headers.get("idempotency-key") for r in stub.completions()]
+    assert keys == ["order-77", "order-77-reask-1"]
+
+
 async def test_reasks_are_counted(guard: Guard, stub: StubServer, mode: str) -> None:
     registry = CollectorRegistry()
     sink = metrics.enable_prometheus(registry)
