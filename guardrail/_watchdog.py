@@ -19,6 +19,8 @@ from guardrail._work_items import Running, SchedulerStats, WorkItem, fail_item
 from guardrail.classifiers.base import Classifier
 from guardrail.errors import CheckTimeout
 
+_LONGEST_WAIT = 60.0  # seconds: the watchdog looks again at least this often, whatever a budget asks
+
 __all__ = ["Watchdog"]
 
 
@@ -64,7 +66,8 @@ class Watchdog:
                     continue
                 now = time.monotonic()
                 if now < r.hang_at:
-                    self._wd.wait(r.hang_at - now)
+                    # a policy's budget can ask for more than a wait may take (OverflowError killed this thread)
+                    self._wd.wait(min(r.hang_at - now, _LONGEST_WAIT))
                     continue
                 if r.inline is not None and not r.stopped:
                     # a check in its caller's thread reached its deadline: stop that one inference (the

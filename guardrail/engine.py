@@ -54,7 +54,7 @@ from guardrail._readings import plan_readings
 from guardrail._shared_models import model_classifier, shared_scheduler
 from guardrail.classifiers.base import Classifier
 from guardrail.decision import Action, Decision, Finding, RuleAction
-from guardrail.errors import GuardrailError, PolicyError
+from guardrail.errors import PolicyError
 from guardrail.policy import Policy, load_policy
 from guardrail.policy_reload import PolicyReloader
 from guardrail.scheduler import Scheduler, estimate_tokens
@@ -114,6 +114,8 @@ class Guard:
             for c in self._fixed:
                 self._own[id(c)] = Scheduler(c, **dict(scheduler or {}))
         self._check_coverage(self._static)
+        if self._reloader is not None:
+            self._reloader.accept = self._check_coverage
         self._pool = cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="guardrail")
         self._on_decision = on_decision
 
@@ -124,13 +126,7 @@ class Guard:
         """The policy in force now (a snapshot; a reload swaps it atomically)."""
         if self._reloader is None:
             return self._static
-        current = self._reloader.current()
-        if current is not self._static:
-            try:
-                self._check_coverage(current)
-                self._static = current
-            except GuardrailError:
-                pass  # the reloader logged why; keep enforcing the last good policy
+        self._static = self._reloader.current()  # only versions _check_coverage accepted (the reloader's accept)
         return self._static
 
     def classifiers(self, policy: Policy | None = None) -> tuple[Classifier, ...]:

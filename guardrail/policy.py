@@ -231,7 +231,7 @@ def _validate(data: dict[str, Any], locs: Locations, origin: str) -> Policy:
     suggestion: str | None = None
     shown = repr(err.get("input"))[:60]
     if err["type"] == "policy":
-        path += tuple(int(p) if p.isdigit() else p for p in str(ctx["field"]).split("."))
+        path += tuple(int(p) if p.isdigit() else p for p in str(ctx["field"]).split(".") if p)
         message, suggestion = err["msg"], ctx.get("suggestion")
     elif err["type"] == "extra_forbidden":
         model = _model_at(path[:-1])
@@ -339,4 +339,16 @@ def _resolve(policy: Policy, locs: Locations, origin: str) -> Policy:
             threshold = heads[rule.category] if rule.threshold is None else rule.threshold
             rules.append(rule.model_copy(update={"threshold": threshold}))
         stages[stage] = getattr(policy, stage).model_copy(update={"rules": tuple(rules)})
+        if stage == "input":
+            _check_data_categories(policy, set(heads), locs, origin)
     return policy.model_copy(update=stages)
+
+
+def _check_data_categories(policy: Policy, heads: set[str], locs: Locations, origin: str) -> None:
+    """``input.data_categories`` names categories the input stage knows (a typo would leave tool results unread):
+    here, with its line, so ``policy validate`` refuses what a Guard would refuse at construction."""
+    known = heads | set(stage_ids("input")) | {r.category for r in policy.input.rules}
+    for i, cat in enumerate(policy.input.data_categories):
+        if cat not in known:
+            hint = _yaml.closest(cat, sorted(known))
+            raise _yaml.located_error(f"unknown category {cat!r}", locs, ("input", "data_categories", i), origin, hint)

@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
+MAX_TIMEOUT_MS = 600_000  # ten minutes: "no time-out" is a hang nobody is told of; a larger wait overflows
 Mode = Literal["enforce", "shadow"]
 Probability = Annotated[float, Strict(), Field(ge=0.0, le=1.0)]
 _CUSTOM_CATEGORY = re.compile(r"[a-z][a-z0-9_]*")
@@ -244,6 +245,7 @@ class Audit(BaseModel):
     )
     hash_key_env: str = Field(
         default="GUARDRAIL_AUDIT_KEY",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",  # an environment variable's name
         description="log_text: hash: the environment variable holding the deployment's HMAC key.",
     )
 
@@ -268,18 +270,20 @@ class Policy(BaseModel):
 
     model_config = _FROZEN
     version: Literal[1]
-    name: str = Field(min_length=1, description="Shown in audit events and decisions.")
+    name: str = Field(
+        min_length=1, max_length=200, description="Shown in audit events, decisions and x-guardrail-policy headers."
+    )
     description: str = ""
     model: str = Field(default="default", description="A bundled model name, or a path to a folder with labels.json.")
     fail_mode: Literal["closed", "open"] = Field(
         default="closed", description="Classifier error: closed = block, open = allow."
     )
-    timeout_ms: Annotated[int, Strict(), Field(gt=0)] = Field(
+    timeout_ms: Annotated[int, Strict(), Field(gt=0, le=MAX_TIMEOUT_MS)] = Field(
         default=1500,
         description="Time budget of a short check, queueing included, on the reference machine (a 64-token check "
         "in 3 ms); scaled by this machine's speed measured at warm-up.",
     )
-    timeout_per_1k_tokens_ms: Annotated[int, Strict(), Field(ge=0)] = Field(
+    timeout_per_1k_tokens_ms: Annotated[int, Strict(), Field(ge=0, le=MAX_TIMEOUT_MS)] = Field(
         default=200, description="Extra budget per 1,000 tokens of text (scaled the same way): long texts get time."
     )
     max_chars: Annotated[int, Strict(), Field(gt=0)] = Field(
@@ -313,6 +317,14 @@ class Policy(BaseModel):
     _hash: str = PrivateAttr("")
     _files: tuple[Path, ...] = PrivateAttr(())
     _entities: custom_entities.Lease | None = PrivateAttr(None)  # its pii_entities are in force while it lives
+
+    @field_validator("name")
+    @classmethod
+    def _one_line(cls, name: str) -> str:
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+            msg = f"{name!r} holds a line break or control character; a name is one line (it is sent in HTTP headers)"
+            raise _fail("", msg, name.strip() if name.strip() and name.strip().isprintable() else None)
+        return name
 
     @field_validator("topics")
     @classmethod

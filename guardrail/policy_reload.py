@@ -15,7 +15,8 @@ from pathlib import Path
 import structlog
 
 from guardrail import metrics
-from guardrail.errors import PolicyError
+from guardrail.classifiers import custom_entities
+from guardrail.errors import GuardrailError
 from guardrail.policy import load_policy
 from guardrail.policy_models import Policy
 
@@ -39,13 +40,24 @@ class PolicyReloader:
     thread, so an idle process does nothing. A broken edit never takes effect; the last good policy
     stays and ``guardrail.policy_reload_failed`` is logged once per broken version. Readers never wait:
     the lock covers only the swap of (policy, stamps).
+
+    ``accept`` is the user's own check of a new version (the Guard's: every category scored by its classifiers),
+    run before the swap: a version it refuses is a broken edit like any other (logged as failed, counted, its
+    ``pii_entities`` taken out of force at once). Before, the reloader swapped and logged success, the Guard then
+    refused the version and kept the old one, and the refused file's own entity patterns were in force meanwhile.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], interval: float = 0.5, *, clock: Callable[[], float] = time.monotonic
+        self,
+        path: str | os.PathLike[str],
+        interval: float = 0.5,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        accept: Callable[[Policy], None] | None = None,
     ) -> None:
         self.path = path
         self.interval = interval
+        self.accept = accept
         self._clock = clock
         self._lock = threading.Lock()
         self._policy = load_policy(path)  # no last good policy yet: a broken file raises here
@@ -61,13 +73,19 @@ class PolicyReloader:
         if before == self._stamps:
             return self._policy
         log = structlog.get_logger("guardrail")
+        policy: Policy | None = None
         try:
             policy = load_policy(self.path)
-        except PolicyError as exc:
+            if self.accept is not None:
+                self.accept(policy)
+        except GuardrailError as exc:
+            if policy is not None:  # loaded, then refused: its entity definitions leave with it, now
+                custom_entities.release(policy._entities)
             with self._lock:
                 self._stamps = before  # retry only after the next edit, not every interval
             metrics.observe_reload(False)
-            log.warning("guardrail.policy_reload_failed", file=exc.file, line=exc.line, field=exc.field, error=str(exc))
+            where = {k: getattr(exc, k, None) for k in ("file", "line", "field")}
+            log.warning("guardrail.policy_reload_failed", **where, error=str(exc), error_type=type(exc).__name__)
             return self._policy
         # Stamps taken before reading, so an edit made during the load is seen next round.
         stamps = {f: before[f] if f in before else _stamp(f) for f in policy.files}

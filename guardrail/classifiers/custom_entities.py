@@ -55,7 +55,7 @@ from guardrail.classifiers.pii_detectors import Detector
 
 __all__ = [
     "DICT", "NAME", "Lease", "detectors", "in_force", "is_custom", "parse", "pattern_problem", "placeholder_problem",
-    "register",
+    "register", "release",
 ]  # fmt: skip
 
 # letters and single underscores: its placeholder <EMPLOYEE_ID_1> must read back as one (patterns._PLACEHOLDER)
@@ -346,6 +346,16 @@ def _rebuild() -> None:
         _ENTRIES[:] = [e for e in _ENTRIES if e.held_by() is not None]
         _IN_FORCE = _in_force(_ENTRIES)
         _SNAPSHOT = tuple({(e.name, e.pattern): e.detector for e in _IN_FORCE}.values())
+
+
+def release(lease: Lease | None) -> None:
+    """Take the definitions ``lease`` holds out of force now: a policy that loaded but was refused (a hot reload its
+    Guard did not accept) must not leave its patterns in force until the garbage collector gets to it."""
+    if lease is None:
+        return
+    with _LOCK:
+        _ENTRIES[:] = [e for e in _ENTRIES if e.held_by() is not lease]
+        _rebuild()
 
 
 def detectors() -> tuple[Detector, ...]:
