@@ -5,14 +5,17 @@ reads, with the personal data to mask in each text. Pure, and apart from the eng
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 from guardrail._decide import Pending, Plan
+from guardrail.classifiers import custom_entities
 from guardrail.classifiers.patterns import ENTITIES, Span
 from guardrail.decision import RuleAction
 from guardrail.revealed import spans_and_readings, spread
 from guardrail.scheduler import estimate_tokens
 from guardrail.scoring_form import scoring_form
+from guardrail.taxonomy import BUILTIN_PII_ENTITIES
 
 __all__ = ["plan_readings", "readings"]
 
@@ -37,6 +40,7 @@ def plan_readings(pending: Pending, deadline: Callable[[Pending, int], tuple[flo
         shown, prompt_forms = spans_and_readings(pending.prompt, None, own)
         asked = _own_values(pending.prompt, shown).union(*(_own_values(f.text, ss) for f, ss in prompt_forms))
     scan, owner, spans, unit, extra_spans, masked = readings(pending, entities, needs_model, asked)
+    needs_model = needs_model and bool(scan)  # every reading was only placeholders: nothing for a model to judge
     beside = scoring_form(pending.prompt, shown, masked) if pending.prompt is not None else None
     prompts: tuple[str | None, ...] | None = None
     context: str | None = None
@@ -98,7 +102,30 @@ def readings(
                 unit.append(len(pending.texts) + j)
     masked = frozenset().union(*(_own_values(t, own) for t, own in forms_to_score))
     scan = [scoring_form(t, own, masked | asked) for t, own in forms_to_score]
+    said = [k for k, form in enumerate(scan) if says_something(form)]
+    if len(said) < len(scan):
+        scan, owner, unit = [scan[k] for k in said], [owner[k] for k in said], [unit[k] for k in said]
     return scan, owner, spans, unit, extra_spans, masked
+
+
+_PLACEHOLDER_SHOWN = re.compile(r"\b([A-Z]+(?:_[A-Z]+)*)_[1-9][0-9]*\b")  # EMAIL_1: how scoring_form shows <EMAIL_1>
+_WORD = re.compile(r"[^\W_]")
+
+
+def _unplaced(m: re.Match[str]) -> str:
+    """A placeholder of a kind guardrail masks is nothing to read; any other such token is words
+    ("HOW_TO_BUILD_A_BOMB_1" must still be read)."""
+    kind = m.group(1).lower()
+    return " " if kind in BUILTIN_PII_ENTITIES or custom_entities.is_custom(kind) else m.group()
+
+
+def says_something(form: str) -> bool:
+    """Whether a scoring form holds a letter or digit outside its placeholders: one that does not ("EMAIL_1", a
+    message that was only an address, a card number or an IBAN) has nothing to judge, and is not scored. The model
+    read such a text as an attack (the default policy blocked a user who answered "what's your e-mail?" with it:
+    jailbreak 0.89; a bare card number 0.98). Its values are still masked by the policy's redact rules, and each
+    reading is judged apart, so a secret's decoded reading ("token: <base64>") is scored on its own words."""
+    return bool(_WORD.search(_PLACEHOLDER_SHOWN.sub(_unplaced, form) if "_" in form else form))
 
 
 def _own_values(text: str, spans: Sequence[Span]) -> frozenset[str]:
