@@ -10,6 +10,8 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
+from guardrail.routing import context_of
+
 __all__ = ["CONTEXT_HEADER", "CONTEXT_METADATA_KEY", "ProxyRequests", "metadata_of", "proxy_context"]
 
 CONTEXT_HEADER = "x-guardrail-context"
@@ -25,6 +27,11 @@ def proxy_context(data: Mapping[str, Any]) -> dict[str, str]:
 
     Admin-set key and team metadata override the header, so a client cannot route itself to a laxer
     policy by sending a header that contradicts what its key says.
+
+    Metadata is JSON: its values are read by routing's one rule (``context_text``), so ``{kids: true}`` on a
+    key is the ``true`` a route ``match: {kids: true}`` wants (``str(True)`` made it ``"True"``, and the
+    admin's route was silently skipped). A null value is not given; a list or an object is a TypeError
+    naming the metadata: the key's requests fail rather than pass under a policy the admin did not mean.
     """
     md = metadata_of(dict(data))
     out: dict[str, str] = {}
@@ -49,7 +56,10 @@ def proxy_context(data: Mapping[str, Any]) -> dict[str, str]:
         meta = md.get(meta_key)
         ctx = meta.get(CONTEXT_METADATA_KEY) if isinstance(meta, Mapping) else None
         if isinstance(ctx, Mapping):
-            out.update({str(k): str(v) for k, v in ctx.items()})
+            try:
+                out.update(context_of({str(k): v for k, v in ctx.items()}))
+            except TypeError as exc:
+                raise TypeError(f"{meta_key}.{CONTEXT_METADATA_KEY}: {exc}") from None
     return out
 
 
