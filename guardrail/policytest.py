@@ -13,7 +13,9 @@ for the run (as ``guardrail eval`` does): on a busy CI machine a slow check woul
 fail-mode block and a spurious failure; a case whose check still errors fails and says why.
 
 A malformed suite is a :class:`~guardrail.errors.PolicyError` naming file:line (exit 2), never a
-silently skipped case: a misspelt category in ``must_not_fire`` would otherwise always pass.
+silently skipped case: a misspelt category in ``must_not_fire`` would otherwise always pass. So is any
+expectation that cannot go either way, such as a category no rule checks on the case's stage (see
+:func:`check_categories`); a ``policy:`` the suite cannot load is named at the suite's own line.
 
 The suite's schema and loader live in :mod:`guardrail.policytest_suite` (re-exported here, the
 import path to use); this module resolves a suite's policy, runs its cases and reports.
@@ -33,7 +35,7 @@ from guardrail.errors import PolicyError
 from guardrail.policy import Policy, load_policy
 from guardrail.policytest_suite import SUITE_SUFFIXES as SUITE_SUFFIXES
 from guardrail.policytest_suite import Case, Expect, Suite, load_suite, suite_files
-from guardrail.taxonomy import BY_ID
+from guardrail.taxonomy import BY_ID, STAGES, Stage
 
 if TYPE_CHECKING:
     from guardrail.classifiers.base import Classifier
@@ -44,33 +46,75 @@ __all__ = ["Case", "CaseResult", "Expect", "Suite", "SuiteResult", "load_suite",
 RUN_TIMEOUT_MS = 60_000  # see the module docstring: quality, not latency, is under test
 
 
-def suite_policy(suite: Suite, override: str | os.PathLike[str] | Policy | None = None) -> Policy:
-    """The policy a suite runs against: ``override``, else the one it names (relative to the suite file)."""
-    if override is not None:
-        return load_policy(override)
+def own_policy(suite: Suite) -> Policy | None:
+    """The policy the suite names (a bundled name, or a path relative to the suite file), or None.
+
+    A reference that cannot be loaded as a whole (a missing file, an unknown bundled name) is named at the
+    suite's ``policy`` line, as a bad ``extends`` is at its own: the fix is there, and a bare "nope.yaml: file
+    not found" does not say which of many suites to open. A problem inside the policy keeps its own place."""
     if suite.policy is None:
-        raise PolicyError("the suite names no policy: add `policy:` or pass --policy", file=suite.file, line=1)
-    ref = suite.policy
-    base = Path(suite.file).parent
-    if _yaml.is_path_like(ref) and not _yaml.expand(ref).is_absolute():
-        return load_policy(base / ref)
-    return load_policy(ref)
+        return None
+    ref, line = suite.policy, suite.policy_line
+    try:
+        path = Path.cwd() / _yaml.resolve_ref(ref, Path(suite.file).parent, (suite.file, line))
+    except PolicyError as exc:
+        raise PolicyError(exc.message, file=suite.file, line=line, field="policy", suggestion=exc.suggestion) from None
+    try:
+        return load_policy(path)
+    except PolicyError as exc:
+        if exc.line is not None or exc.file not in (None, str(path)):
+            raise
+        raise PolicyError(f"cannot load {ref!r}: {exc}", file=suite.file, line=line, field="policy") from None
 
 
-def _check_categories(suite: Suite, policy: Policy) -> None:
-    known = set(BY_ID) | {"unsupported_language", "allowlisted"}
-    todo = [policy]
+def stage_categories(policies: Sequence[Policy], stage: Stage) -> frozenset[str]:
+    """The categories that can fire on ``stage`` under any of ``policies`` (or a policy one routes to): its rules',
+    ``allowlisted`` where a rule there has an allowlist, and ``unsupported_language`` (the engine's own rule)."""
+    from guardrail._decide import UNSUPPORTED
+    from guardrail.rules import ALLOWLISTED
+
+    known, seen, todo = {UNSUPPORTED}, set(), list(policies)
     while todo:
         p = todo.pop()
-        known |= {r.category for r in (*p.input.rules, *p.output.rules)}
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        for rule in p.rules(stage):
+            known.add(rule.category)
+            if rule.allow or rule.allow_patterns:
+                known.add(ALLOWLISTED)
         todo += p.routed
-    for c in suite.cases:
+    return frozenset(known)
+
+
+def check_categories(suite: Suite, policies: Sequence[Policy]) -> None:
+    """Refuse a category no rule of ``policies`` checks on the case's stage, as a malformed suite (exit 2).
+
+    Such a ``must_not_fire`` always holds and such a ``must_fire`` always fails, whatever the policy's
+    thresholds: a typo (``unsfe``), an output category on an input case, or a taxonomy category the policy has
+    no rule for (``violence`` under ``default``) would pass review while testing nothing. ``policies`` are the
+    suite's own and, with ``--policy``, the candidate: a category either has is a real expectation, so a
+    candidate that dropped the suite's custom category runs and fails that case ("did not fire")."""
+    from guardrail.rules import ALLOWLISTED
+
+    known: dict[str, frozenset[str]] = {stage: stage_categories(policies, stage) for stage in STAGES}
+    everything = {*BY_ID, ALLOWLISTED}.union(*known.values())
+    names = " nor ".join(dict.fromkeys(p.name for p in policies)) or "the policy"
+    jsonl = suite.file.lower().endswith(".jsonl")  # a line is a case: its fields are named as in other errors
+    for i, c in enumerate(suite.cases):
         for key in ("must_fire", "must_not_fire"):
             for cat in getattr(c.expect, key):
-                if cat not in known:
-                    hint = _yaml.closest(cat, sorted(known))
-                    msg = f"unknown category {cat!r} (case {c.id!r})"
-                    raise PolicyError(msg, file=suite.file, line=c.line, field=f"expect.{key}", suggestion=hint)
+                if cat in known[c.stage]:
+                    continue
+                field = f"expect.{key}" if jsonl else f"cases[{i}].expect.{key}"
+                where: dict[str, Any] = {"file": suite.file, "line": c.line, "field": field}
+                if cat not in everything:
+                    hint = _yaml.closest(cat, sorted(known[c.stage])) or _yaml.closest(cat, sorted(everything))
+                    raise PolicyError(f"unknown category {cat!r} (case {c.id!r})", **where, suggestion=hint)
+                other = "output" if c.stage == "input" else "input"
+                also = f"; it is checked on {other}: `stage: {other}`?" if cat in known[other] else ""
+                msg = f"{cat!r} can never fire: no {c.stage} rule of {names} checks it (case {c.id!r}){also}"
+                raise PolicyError(msg, **where)
 
 
 # ------------------------------------------------------------------------------------------- running
@@ -143,11 +187,25 @@ def run_suite(
     guards: dict[str, Guard] | None = None,
 ) -> SuiteResult:
     """Run every case of ``suite`` against ``policy`` (default: the policy the suite names)."""
+    return _run(suite, prepare(suite, policy), classifiers, guards)
+
+
+def prepare(suite: Suite, policy: str | os.PathLike[str] | Policy | None = None) -> Policy:
+    """The policy ``suite`` runs against (its timeout lifted), once the suite's categories are checked against
+    it and the suite's own policy (see :func:`check_categories`)."""
+    own = own_policy(suite)
+    pol = load_policy(policy) if policy is not None else own
+    if pol is None:
+        raise PolicyError("the suite names no policy: add `policy:` or pass --policy", file=suite.file, line=1)
+    check_categories(suite, [pol] if own is None or own is pol else [own, pol])
+    return lift_timeout(pol)
+
+
+def _run(
+    suite: Suite, pol: Policy, classifiers: Classifier | Sequence[Classifier] | None, guards: dict[str, Guard] | None
+) -> SuiteResult:
     from guardrail.engine import Guard
 
-    pol = suite_policy(suite, policy)
-    _check_categories(suite, pol)
-    pol = lift_timeout(pol)
     cache = guards if guards is not None else {}
     key = f"{pol.source}@{pol.hash}"
     guard = cache.get(key)
@@ -175,11 +233,14 @@ def run_suites(
     *,
     classifiers: Classifier | Sequence[Classifier] | None = None,
 ) -> list[SuiteResult]:
-    """Load every suite under ``paths`` (files or folders) first, so a malformed one fails before any runs."""
+    """Load every suite under ``paths`` (files or folders) and resolve its policy first, so a malformed suite (or
+    a category no policy checks) fails before any case runs."""
     suites = [load_suite(f) for f in suite_files(paths)]
+    candidate = load_policy(policy) if policy is not None else None
+    prepared = [(s, prepare(s, candidate)) for s in suites]
     guards: dict[str, Guard] = {}
     try:
-        return [run_suite(s, policy, classifiers=classifiers, guards=guards) for s in suites]
+        return [_run(s, pol, classifiers, guards) for s, pol in prepared]
     finally:
         for g in guards.values():
             g.close()

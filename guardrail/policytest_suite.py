@@ -3,13 +3,15 @@
 A suite is YAML (``cases:``) or JSONL (one case per line, optionally a ``{"policy": ...}`` header),
 each case a text or chat messages, its stage, an optional routing context and what must hold. The
 models are strict (``extra="forbid"``) and a malformed suite is a :class:`~guardrail.errors.PolicyError`
-naming file:line, never a silently skipped case: a misspelt key would otherwise test nothing. Apart
-from the runner so that reading a suite needs no engine; :mod:`guardrail.policytest` re-exports it.
+naming file:line, never a silently skipped case: a misspelt key would otherwise test nothing. A JSONL
+suite is read by the one JSONL reader (:mod:`guardrail.jsonl`: lines end only at line ends, a key twice in
+an object is refused, as YAML suites refuse it), strictly as UTF-8, and names one policy: a second header
+line would silently replace the first. Apart from the runner so that reading a suite needs no engine;
+:mod:`guardrail.policytest` re-exports it.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable
@@ -21,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from guardrail import _yaml
 from guardrail.decision import Action
 from guardrail.errors import PolicyError
+from guardrail.jsonl import JsonlError, parse_jsonl, split_lines
 from guardrail.messages import extract
 
 __all__ = ["SUITE_SUFFIXES", "Case", "Expect", "Suite", "load_suite", "suite_files"]
@@ -37,6 +40,14 @@ class Expect(BaseModel):
     action: Action | tuple[Action, ...] | None = Field(default=None, description="an action or a list of allowed ones")
     must_fire: tuple[Name, ...] = ()
     must_not_fire: tuple[Name, ...] = ()
+
+    @field_validator("action")
+    @classmethod
+    def _some_action(cls, action: Action | tuple[Action, ...] | None) -> Action | tuple[Action, ...] | None:
+        # `action: []` allows no action, so nothing was checked and every decision "held" (a pipe bomb too)
+        if action == ():
+            raise ValueError("an empty list of actions asserts nothing: name at least one, or leave `action` out")
+        return action
 
     @model_validator(mode="after")
     def _something(self) -> Expect:
@@ -92,11 +103,15 @@ class Case(BaseModel):
 
 
 class Suite(BaseModel):
+    """A suite file's cases; ``file`` and ``policy_line`` (where ``policy`` is written) are set by the loader, so
+    that a policy the suite cannot load is named at the suite's own line, as a bad ``extends`` is."""
+
     model_config = _FROZEN
     policy: Name | None = None
     description: str = ""
     cases: tuple[Case, ...] = Field(min_length=1)
     file: str = "<suite>"
+    policy_line: int | None = None
 
 
 def _located(exc: ValidationError, locs: _yaml.Locations, origin: str, *, jsonl: bool = False) -> PolicyError:
@@ -110,7 +125,7 @@ def _located(exc: ValidationError, locs: _yaml.Locations, origin: str, *, jsonl:
         return _yaml.located_error(f"unknown value {err.get('input')!r}; {msg}", locs, path, origin, hint)
     if err["type"] == "extra_forbidden":
         model = Expect if "expect" in path else Case if ("cases" in path or jsonl) else Suite
-        valid = [v for v in model.model_fields if v not in ("line", "file")]
+        valid = [v for v in model.model_fields if v not in ("line", "file", "policy_line")]
         return _yaml.located_error(f"unknown key {path[-1]!r}", locs, path, origin, _yaml.closest(path[-1], valid))
     return _yaml.located_error(msg, locs, path, origin)
 
@@ -128,8 +143,9 @@ def load_suite(path: str | os.PathLike[str]) -> Suite:
     if isinstance(cases, list):
         data = {**data, "cases": [{**c, "line": locs.get(("cases", i), (origin, None))[1]} if isinstance(c, dict)
                                   else c for i, c in enumerate(cases)]}  # fmt: skip
+    where = locs.get(("policy",), (origin, None))[1] if "policy" in data else None
     try:
-        suite = Suite.model_validate({**data, "file": origin})
+        suite = Suite.model_validate({**data, "file": origin, "policy_line": where})
     except ValidationError as exc:
         raise _located(exc, locs, origin) from None
     _unique_ids(suite)
@@ -137,29 +153,34 @@ def load_suite(path: str | os.PathLike[str]) -> Suite:
 
 
 def _load_jsonl(p: Path) -> Suite:
+    # read strictly as UTF-8 (a corrupt byte would silently change a case's text), then split and parsed by the one
+    # JSONL reader: lines end only at line ends (not at U+2028 inside a string), and a duplicated key is refused
     origin = str(p)
     policy: str | None = None
+    policy_line: int | None = None
     cases: list[Case] = []
-    for n, line in enumerate(_yaml.read_text(p).splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise PolicyError(f"not valid JSON ({exc.msg})", file=origin, line=n) from None
-        if isinstance(row, dict) and set(row) == {"policy"}:  # a header line naming the suite's policy
-            policy = row["policy"]
-            continue
-        if not isinstance(row, dict):
-            raise PolicyError("each line is a JSON object (a case)", file=origin, line=n)
-        try:
-            cases.append(Case.model_validate({**row, "line": n}))
-        except ValidationError as exc:
-            raise _located(exc, {(): (origin, n)}, origin, jsonl=True) from None
     try:
-        suite = Suite(policy=policy, cases=tuple(cases), file=origin)
-    except ValidationError:
-        raise PolicyError("the suite has no cases", file=origin) from None
+        for n, row in parse_jsonl(split_lines(_yaml.read_text(p)), origin):
+            if isinstance(row, dict) and set(row) == {"policy"}:  # a header line naming the suite's policy
+                if policy_line is not None:  # a later header would silently replace the first
+                    msg = f"a second policy header (the first is line {policy_line}): a suite names one policy"
+                    raise PolicyError(msg, file=origin, line=n, field="policy")
+                policy, policy_line = row["policy"], n
+                continue
+            if not isinstance(row, dict):
+                raise PolicyError("each line is a JSON object (a case)", file=origin, line=n)
+            try:
+                cases.append(Case.model_validate({**row, "line": n}))
+            except ValidationError as exc:
+                raise _located(exc, {(): (origin, n)}, origin, jsonl=True) from None
+    except JsonlError as exc:
+        raise PolicyError(exc.problem, file=origin, line=exc.line) from None
+    if not cases:
+        raise PolicyError("the suite has no cases", file=origin)
+    try:
+        suite = Suite(policy=policy, cases=tuple(cases), file=origin, policy_line=policy_line)
+    except ValidationError as exc:
+        raise _located(exc, {(): (origin, policy_line)}, origin) from None
     _unique_ids(suite)
     return suite
 

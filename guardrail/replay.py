@@ -33,6 +33,7 @@ Three modules, one job each: :mod:`guardrail.replay_traffic` reads the rows, thi
 
 from __future__ import annotations
 
+import argparse
 import concurrent.futures as cf
 import os
 import sys
@@ -121,6 +122,7 @@ def replay(
     new_pol = lift_timeout(load_policy(policy))
     base_pol = None if baseline is None else lift_timeout(load_policy(baseline))
     rows = list(load_traffic(traffic)) if isinstance(traffic, (str, os.PathLike)) else list(traffic)
+    _require_rows(rows, traffic)
     recorded = baseline is None and bool(rows) and all(r.recorded is not None for r in rows)
     old_pol = None if recorded else base_pol if base_pol is not None else lift_timeout(load_policy("default"))
     if baseline is None and not recorded and any(r.recorded is not None for r in rows):
@@ -174,6 +176,14 @@ def replay(
         for g in guards:
             g.close()
     return report
+
+
+def _require_rows(rows: Sequence[Row], traffic: object) -> None:
+    """Refuse a replay of nothing: its rates are 0 of 0, so it would pass every ``--fail-on`` limit and report
+    "no change" for a rollout that was never compared (a truncated export, the wrong file)."""
+    if not rows:
+        where = f"{os.fspath(traffic)}: " if isinstance(traffic, (str, os.PathLike)) else ""
+        raise ValueError(f"{where}no rows to replay (the traffic is empty or only blank lines): nothing was compared")
 
 
 def _one_model(policy: Policy) -> bool:
@@ -237,8 +247,19 @@ def add_parser(sub: Any) -> None:
     r.add_argument("--fail-on", action="append", default=[], metavar="LIMIT",
                    help="exit 1 when a metric crosses a limit, e.g. 'block_rate_delta>2%%' (repeatable); a limit "
                    "naming no metric is refused before the replay runs")  # fmt: skip
-    r.add_argument("--show", type=int, default=20, help="changed rows to print (default 20)")
+    r.add_argument("--show", type=_count, default=20, metavar="N", help="changed rows to print (default 20)")
     r.set_defaults(func=run_cli)
+
+
+def _count(text: str) -> int:
+    """``--show N``: 0 or more (``-1`` was taken as a slice end: every changed row but the last)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of rows, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more rows, got {n}")
+    return n
 
 
 def run_cli(args: Any) -> int:
@@ -251,6 +272,7 @@ def run_cli(args: Any) -> int:
     # kinds (pii_entities) get stand-in values only while a policy defining them is in use
     policies = [load_policy(args.policy), load_policy(args.baseline or "default")]
     rows = list(load_traffic(args.traffic))
+    _require_rows(rows, args.traffic)
     if any(lim.metric.startswith("categories.") for lim in limits):
         known = known_categories(policies, rows)
         limits = [parse_limit(lim.text, known) for lim in limits]

@@ -121,6 +121,7 @@ class ReplayReport:
         return m
 
     def to_text(self, show: int = 20) -> str:
+        _check_show(show)
         m = self.metrics()
         n = max(1, self.rows)
         out = [f"replay of {self.rows} rows: {self.policy} (new) vs {self.baseline} (old)", ""]
@@ -152,6 +153,7 @@ class ReplayReport:
         return "\n".join(out)
 
     def to_markdown(self, show: int = 50) -> str:
+        _check_show(show)
         n = max(1, self.rows)
         red = f" {_redacted_note(self.redacted_rows)}" if self.redacted_rows else ""
         md = [f"# Replay: {self.policy} vs {self.baseline}", "", f"{self.rows} rows.{red}", "",
@@ -174,6 +176,11 @@ class ReplayReport:
         d.mkdir(parents=True, exist_ok=True)
         (d / "report.md").write_text(self.to_markdown(), encoding="utf-8")
         (d / "metrics.json").write_text(json.dumps(self.metrics(), indent=2, sort_keys=True), encoding="utf-8")
+
+
+def _check_show(show: int) -> None:
+    if show < 0:  # a negative slice end would list every changed row but the last |show|
+        raise ValueError(f"show: expected 0 or more changed rows, got {show}")
 
 
 def _redacted_note(n: int) -> str:
@@ -238,7 +245,9 @@ def _unknown(text: str, what: str, word: str, names: Collection[str], listing: s
 def parse_limit(text: str, categories: Collection[str] | None = None) -> Limit:
     """``block_rate_delta>2%``, ``newly_blocked>10``, ``categories.self_harm.delta_rate>1%``. A metric that
     does not exist is a ValueError naming the closest ones; so is a category not in ``categories`` (when
-    given: the taxonomy's and the policies' categories), since a limit on it could never be crossed."""
+    given: the taxonomy's and the policies' categories), since a limit on it could never be crossed. ``%`` is
+    for rates only: on a count (``newly_blocked>50%``) it would compare a number of rows with 0.5, so one row
+    would cross it; that is refused, naming the rate to use."""
     m = _LIMIT.match(text)
     if m is None:
         raise ValueError(f"--fail-on {text!r}: expected METRIC>VALUE (e.g. block_rate_delta>2%)")
@@ -255,5 +264,30 @@ def parse_limit(text: str, categories: Collection[str] | None = None) -> Limit:
             )
     elif metric not in METRICS:
         raise _unknown(text, "metric", metric, METRICS, f"metrics: {metric_help()}")
+    if m.group(4) and not _is_rate(metric):
+        raise _percent_of_count(text, metric, m.group(2), m.group(3))
     value = float(m.group(3)) / (100.0 if m.group(4) else 1.0)
     return Limit(metric, m.group(2), value, text)
+
+
+def _is_rate(metric: str) -> bool:
+    """A share of the rows (0-1), which ``%`` may express; every other metric counts rows."""
+    return "rate" in metric.rsplit(".", 1)[-1].split("_")
+
+
+def _percent_of_count(text: str, metric: str, op: str, number: str) -> ValueError:
+    # `newly_blocked>50%` read as newly_blocked > 0.5, so one newly blocked row of a thousand crossed "50%"
+    parts = metric.split(".")
+    if parts[0] == "categories":
+        rate = ".".join([*parts[:2], f"{parts[2]}_rate"]) if f"{parts[2]}_rate" in CATEGORY_FIELDS else None
+    else:
+        rate = f"{metric}_rate" if f"{metric}_rate" in METRICS else None
+    if rate is not None:
+        fix = f"for a share of the rows use {rate}{op}{number}%"
+    else:
+        rates = [m for m in METRICS if _is_rate(m) and "_rate_" not in m]
+        fix = (
+            f"give a number of rows ({metric}{op}{number}) or name a rate: {', '.join(rates)}, "
+            f"<action>_rate_old|new|delta, categories.<category>.delta_rate"
+        )
+    return ValueError(f"--fail-on {text!r}: {metric} is a count of rows, not a share, so % does not apply; {fix}")
