@@ -56,8 +56,10 @@ __all__ = [
     "error_code",
     "events_discarded",
     "reasked",
+    "recording",
     "redacted_text",
     "text_hmac",
+    "unrecorded",
 ]
 
 EVENT = "guardrail.decision"
@@ -74,8 +76,29 @@ EPHEMERAL = "ephemeral"
 _process_key: list[bytes] = []  # drawn on first use without a configured key
 _unannounced = [False]  # that key is drawn but not yet announced (it was drawn while events were discarded)
 _discarding: ContextVar[bool] = ContextVar("guardrail_audit_discarding", default=False)
+_unrecorded: ContextVar[bool] = ContextVar("guardrail_audit_unrecorded", default=False)
 # (attempt, the id of the decision that blocked the answer before) while a reasked answer is checked
 _reask: ContextVar[tuple[int, str | None] | None] = ContextVar("guardrail_audit_reask", default=None)
+
+
+@contextmanager
+def unrecorded() -> Iterator[None]:
+    """For the checks an application makes of its own, not for traffic (``guardrail serve``'s warm-up, retried on
+    each ``/readyz`` while it fails): no audit event and no decision metric (the engine asks :func:`recording`).
+    Audited, a healthy start wrote a synthetic decision that ``guardrail replay`` then read as traffic, and a failing
+    model a warning-level block per probe; counted, they raised the error rate of a replica that served no one.
+    A mark in the checking task, so an application's own structlog chain and metrics sinks need nothing."""
+    token = _unrecorded.set(True)
+    try:
+        with events_discarded():
+            yield
+    finally:
+        _unrecorded.reset(token)
+
+
+def recording() -> bool:
+    """False inside :func:`unrecorded`: the check is not traffic."""
+    return not _unrecorded.get()
 
 
 @contextmanager
@@ -242,6 +265,8 @@ def emit(
     extra: dict[str, Any] | None = None,
     key_env: str = DEFAULT_KEY_ENV,
 ) -> None:
+    if _unrecorded.get():
+        return
     try:
         fields = audit_fields(decision, original, mode, extra=extra, key_env=key_env)
         level = "warning" if decision.action is Action.BLOCK or decision.error else "info"

@@ -36,6 +36,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
+from urllib.parse import quote
 
 from guardrail import metrics
 from guardrail.decision import Action, Decision, RuleAction
@@ -45,8 +46,9 @@ from guardrail.streaming import StreamGuard, aclose_quietly, close_quietly, ends
 if TYPE_CHECKING:
     from guardrail.engine import Guard
     from guardrail.policy import Policy
+    from guardrail.routing import RoutingContext
 
-__all__ = ["CONTENT_FILTER", "Call", "Outcome", "headers", "summary"]
+__all__ = ["CONTENT_FILTER", "Call", "Outcome", "header_value", "headers", "summary"]
 
 CONTENT_FILTER: Final = "content_filter"  # the finish reason of every answer the guard stopped
 RaiseAs = Callable[[Decision, str], BaseException]
@@ -81,7 +83,7 @@ class Call:
         self,
         guard: Guard,
         *,
-        context: Mapping[str, str] | None = None,
+        context: RoutingContext = None,
         raise_as: RaiseAs | None = None,
     ) -> None:
         self.guard = guard
@@ -298,7 +300,7 @@ def _check_params(cls: type[Guard]) -> frozenset[str]:
     return params
 
 
-def _check_kwargs(guard: Guard, policy: Policy, context: Mapping[str, str] | None) -> dict[str, Any]:
+def _check_kwargs(guard: Guard, policy: Policy, context: RoutingContext) -> dict[str, Any]:
     """The keyword arguments the Guard's checks take: the pinned policy, and ``context`` where the
     Guard routes by it (checked once per call against ``check_input``'s signature)."""
     params = _check_params(type(guard))
@@ -339,5 +341,20 @@ def headers(summaries: Iterable[Mapping[str, Any]]) -> dict[str, str]:
         "x-guardrail-action": max(actions, key=lambda a: a.strength).value,
         "x-guardrail-decision-ids": ",".join(e["id"] for e in entries),
         "x-guardrail-categories": ",".join(categories),
-        "x-guardrail-policy": ",".join(sorted({e["policy"] for e in entries})),
+        "x-guardrail-policy": ",".join(sorted({header_value(e["policy"]) for e in entries})),
     }
+
+
+# printable ASCII and the inner space go as they are; "%" and "," are encoded so a list splits on "," and unquotes
+_HEADER_SAFE: Final = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in "%,")
+
+
+def header_value(value: str) -> str:
+    """``value`` (a policy name) made safe for an HTTP header, percent-encoded as UTF-8 where it is not printable
+    ASCII, so ``urllib.parse.unquote`` gives it back. A header carries latin-1 without control characters, and no
+    whitespace at either end: a name with a newline (YAML's ``name: >`` ends with one) made the HTTP server drop
+    every response that named it, and a name in another script ("策略") failed with a 500."""
+    body = value.strip(" ")
+    lead = len(value) - len(value.lstrip(" ")) if body else len(value)
+    trail = len(value) - lead - len(body)
+    return "%20" * lead + quote(body, safe=_HEADER_SAFE, errors="surrogatepass") + "%20" * trail

@@ -57,6 +57,7 @@ from guardrail.decision import Action, Decision, Finding, RuleAction
 from guardrail.errors import PolicyError
 from guardrail.policy import Policy, load_policy
 from guardrail.policy_reload import PolicyReloader
+from guardrail.routing import RoutingContext
 from guardrail.scheduler import Scheduler, estimate_tokens
 from guardrail.taxonomy import Stage
 
@@ -280,7 +281,8 @@ class Guard:
         policy = pending.policy
         extra = {"notes": pending.notes + ([note] if note else [])} if (pending.notes or note) else None
         audit.emit(decision, pending.original, policy.audit.log_text, extra=extra, key_env=policy.audit.hash_key_env)
-        metrics.observe_decision(decision)
+        if audit.recording():  # an application's own check (a service's warm-up) is not traffic: audit.unrecorded
+            metrics.observe_decision(decision)
         if policy.classifiers is not None and self._fixed is None:  # experts' scores kept for late feedback
             from guardrail.ensemble_policy import remember
 
@@ -326,15 +328,13 @@ class Guard:
             outcome = exc
         return self._finish(pending, outcome)
 
-    def _routed(self, policy: Policy | None, context: Mapping[str, str] | None, payload: Any) -> Policy | None:
+    def _routed(self, policy: Policy | None, context: RoutingContext, payload: Any) -> Policy | None:
         """The policy the request's ``context`` selects through the policy's ``routes`` (guardrail.routing);
         the Decision's ``policy`` then names it. No routes: the pinned snapshot (None: the current policy)."""
         base = policy or self.policy
         return base.select(context, payload) if base.routes else policy
 
-    def check_input(
-        self, payload: Any, *, policy: Policy | None = None, context: Mapping[str, str] | None = None
-    ) -> Decision:
+    def check_input(self, payload: Any, *, policy: Policy | None = None, context: RoutingContext = None) -> Decision:
         """Check a prompt: a string, bytes, or chat messages (the policy's ``input.scope`` picks which).
         ``policy``: a snapshot of ``self.policy`` to use instead of the current one (``guardrail.call.Call``
         pins one per request, so a hot reload never lands in the middle of a request). ``context``: keys such
@@ -342,18 +342,18 @@ class Guard:
         return self._run_sync(self._prepare("input", payload, policy=self._routed(policy, context, payload)))
 
     def check_output(
-        self, text: Any, prompt: Any = None, *, policy: Policy | None = None, context: Mapping[str, str] | None = None
+        self, text: Any, prompt: Any = None, *, policy: Policy | None = None, context: RoutingContext = None
     ) -> Decision:
         """Check a completion, judged in the context of its ``prompt`` (a string or messages)."""
         return self._run_sync(self._prepare("output", text, prompt, policy=self._routed(policy, context, text)))
 
     async def acheck_input(
-        self, payload: Any, *, policy: Policy | None = None, context: Mapping[str, str] | None = None
+        self, payload: Any, *, policy: Policy | None = None, context: RoutingContext = None
     ) -> Decision:
         return await self._run_async(self._prepare("input", payload, policy=self._routed(policy, context, payload)))
 
     async def acheck_output(
-        self, text: Any, prompt: Any = None, *, policy: Policy | None = None, context: Mapping[str, str] | None = None
+        self, text: Any, prompt: Any = None, *, policy: Policy | None = None, context: RoutingContext = None
     ) -> Decision:
         routed = self._routed(policy, context, text)
         return await self._run_async(self._prepare("output", text, prompt, policy=routed))

@@ -618,3 +618,26 @@ def test_a_policy_named_in_another_script_is_sent_percent_encoded_not_a_500() ->
     guard.close()
     assert r.status_code == 200 and r.json()["policy"] == "策略"
     assert r.headers["x-guardrail-policy"] == "%E7%AD%96%E7%95%A5"
+
+
+@pytest.mark.parametrize("name", ["support bot\n", "tab\there", " padded ", "策略\r\n"])
+def test_a_policy_name_a_header_cannot_carry_is_percent_encoded_through_a_real_server(name: str) -> None:
+    """YAML's ``name: >`` ends a name with a newline: uvicorn (h11) refused the header and dropped every check's
+    response, while /readyz stayed 200. The name is built past the loader, which may refuse such names itself."""
+    from urllib.parse import unquote
+
+    import httpx
+
+    from guardrail.policy import load_policy
+
+    policy = load_policy(make_policy()).model_copy(update={"name": name})
+    guard = Guard(policy, classifiers=FakeClassifier(rules=FAKE_RULES))
+    with ThreadedServer(create_app(guard=guard, tokens=[])) as srv:
+        r = httpx.post(srv.url + "/v1/check", json={"text": "a bomb"}, timeout=30)
+        m = httpx.post(srv.url + "/v1/moderations", json={"input": "hello"}, timeout=30)
+    guard.close()
+    assert r.status_code == 200 and r.json()["policy"] == name and r.json()["action"] == "block"
+    assert m.status_code == 200 and m.json()["results"][0]["guardrail"]["policy"] == name
+    for resp in (r, m):
+        sent = resp.headers["x-guardrail-policy"]
+        assert sent.isascii() and sent.isprintable() and sent == sent.strip() and unquote(sent) == name

@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import structlog
 from pydantic import BaseModel, ValidationError
@@ -30,6 +29,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from guardrail import metrics
+from guardrail.call import header_value
 from guardrail.classifiers.base import Classifier
 from guardrail.decision import Decision
 from guardrail.engine import Guard
@@ -37,6 +37,7 @@ from guardrail.serve import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INPUTS
 from guardrail.serve.auth import TokenAuth, load_tokens
 from guardrail.serve.http import ApiError, Gate, HttpMetrics, JsonResponse, error_response, read_json_body
 from guardrail.serve.openapi import docs_html, openapi_spec
+from guardrail.serve.probe import probing
 from guardrail.serve.schemas import CheckRequest, ModerationRequest, moderation_response, moderation_texts
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_INPUTS", "ENV_CONFIG", "app_from_env", "create_app"]
@@ -90,14 +91,8 @@ def _headers(decisions: Sequence[Decision]) -> dict[str, str]:
     return {
         "x-guardrail-action": strongest.value,
         "x-guardrail-decision-ids": ",".join(d.id for d in decisions),
-        "x-guardrail-policy": _header_value(decisions[0].policy) if decisions else "",
+        "x-guardrail-policy": header_value(decisions[0].policy) if decisions else "",
     }
-
-
-def _header_value(value: str) -> str:
-    """A header carries latin-1 only: a policy named in another script ("策略") failed every check's response with a
-    500, so such a name is sent percent-encoded (ASCII names, the usual ones, go as they are)."""
-    return value if value.isascii() else quote(value, safe="")
 
 
 def _state(request: Request) -> _State:
@@ -145,14 +140,16 @@ async def healthz(request: Request) -> Response:
 
 
 async def _warm_up(state: _State) -> None:
-    """One real check through the whole path (policy, classifier, rules, audit)."""
+    """One real check through the whole path (policy, classifier, rules, audit), as the service's own
+    (``probing``): its audit event is dropped and no client-traffic metric counts it."""
     if state.warm_lock is None:
         state.warm_lock = asyncio.Lock()
     async with state.warm_lock:
         if state.ready or state.guard is None:
             return
         try:
-            decision = await state.guard.acheck_input(WARMUP_TEXT)
+            with probing():
+                decision = await state.guard.acheck_input(WARMUP_TEXT)
             state.warmup_error = decision.error
         except Exception as exc:
             state.warmup_error = f"{type(exc).__name__}: {exc}"
@@ -237,6 +234,9 @@ def create_app(
     ``GUARDRAIL_API_TOKENS`` and ``tokens_file`` / ``GUARDRAIL_API_TOKENS_FILE``; ``tokens=[]`` turns
     auth off. ``registry``: the Prometheus registry for ``/metrics`` (a fresh one by default);
     ``opentelemetry=True`` also reports metrics and spans to the global OpenTelemetry providers."""
+    for name, limit in (("max_body_bytes", max_body_bytes), ("max_inputs", max_inputs)):
+        if limit < 1:  # 0 would refuse every request, a negative number every byte
+            raise ValueError(f"{name} must be 1 or more, not {limit}")
     if tokens is None:
         tokens = load_tokens(tokens_file)
     elif tokens_file is not None:
@@ -266,7 +266,7 @@ def create_app(
             state.guard = await asyncio.to_thread(Guard, state.policy, state.classifiers, reload=state.reload)
         state.accepts_context = "context" in inspect.signature(state.guard.acheck_input).parameters
         await _warm_up(state)
-        if state.metrics_on:  # after the warm-up, so counters show client traffic only
+        if state.metrics_on:  # the warm-up and the /readyz retries are never counted (probing): client traffic only
             state.sinks += (metrics.enable_prometheus(state.registry),)
         if state.opentelemetry:  # the global providers (e.g. set up by opentelemetry-instrument)
             state.sinks += (metrics.enable_opentelemetry(),)

@@ -34,16 +34,24 @@ def add_parser(sub: Any) -> None:
         help="TCP port to listen on, 1-65535, or 0 for a free one (default 8000); the address bound is announced "
         "as a guardrail.serve_listening event on stdout and a 'guardrail serve listening on URL' line on stderr",
     )
-    s.add_argument("--workers", type=int, default=1, help="worker processes (each loads the model once)")
+    s.add_argument(
+        "--workers", type=_at_least(1), default=1, help="worker processes, 1 or more (each loads the model once)"
+    )
     s.add_argument("--tokens-file", default=None, help="file of bearer tokens, one per line")
-    s.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="larger bodies get 413")
-    s.add_argument("--max-inputs", type=int, default=DEFAULT_MAX_INPUTS, help="texts per /v1/moderations request")
+    s.add_argument(
+        "--max-body-bytes", type=_at_least(1), default=DEFAULT_MAX_BODY_BYTES, help="larger bodies get 413 (1 or more)"
+    )
+    s.add_argument(
+        "--max-inputs", type=_at_least(1), default=DEFAULT_MAX_INPUTS, help="texts per /v1/moderations request (1+)"
+    )
     s.add_argument("--no-reload", action="store_true", help="do not hot-reload the policy file")
     s.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
     s.add_argument(
         "--otel", action="store_true", help="also report metrics and spans to OpenTelemetry (needs opentelemetry-api)"
     )
-    s.add_argument("--graceful-timeout", type=int, default=30, help="seconds to finish in-flight checks on stop")
+    s.add_argument(
+        "--graceful-timeout", type=_at_least(0), default=30, help="seconds to finish in-flight checks on stop (0+)"
+    )
     s.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     s.set_defaults(func=run)
 
@@ -58,6 +66,23 @@ def _port(value: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{port} is out of range: a TCP port is 1-65535, or 0 for a free one")
     return port
+
+
+def _at_least(least: int) -> Any:
+    """An argparse type: an integer of at least ``least``. Without it ``--workers 0`` served with one worker,
+    ``--max-body-bytes 0`` or ``--max-inputs 0`` started a service that refuses every request, and
+    ``--graceful-timeout -1`` was handed to uvicorn as is: each a typo the operator learnt of from the traffic."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+        if number < least:
+            raise argparse.ArgumentTypeError(f"{number} is too small: give {least} or more")
+        return number
+
+    return parse
 
 
 def configure_logging() -> None:
@@ -91,6 +116,9 @@ def run(args: argparse.Namespace) -> int:
     from guardrail.policy import load_policy
 
     load_policy(args.policy)  # a bad policy fails here (exit 2 with file:line), not in a worker
+    from guardrail.serve.auth import load_tokens
+
+    load_tokens(args.tokens_file)  # and a token source that holds none (exit 2 naming it), before any socket
     from guardrail.serve import launch
 
     sock = launch.bind(args.host, args.port)  # here, so port 0's port is known; a port in use fails here (exit 2)
