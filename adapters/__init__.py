@@ -19,11 +19,11 @@ from __future__ import annotations
 import os
 import sys
 import types
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from guardrail.engine import Guard
+    from guardrail.routing import RoutingContext
 
 __all__ = ["litellm_offline", "wrap"]
 
@@ -40,7 +40,7 @@ SUPPORTED = (
 )
 
 
-def wrap(guard: Guard, client: Any, *, restore: bool = False, context: Mapping[str, str] | None = None) -> Any:
+def wrap(guard: Guard, client: Any, *, restore: bool = False, context: RoutingContext = None) -> Any:
     """``client`` with the same interface, its completions guarded by ``guard``."""
     if isinstance(client, types.ModuleType) and client.__name__ == "litellm":
         from .litellm import GuardedLiteLLM

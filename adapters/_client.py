@@ -5,11 +5,11 @@ closed, DESIGN.md §8). Each wrapper adds its guarded resources and what else it
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from guardrail.engine import Guard
+    from guardrail.routing import RoutingContext
 
 __all__ = ["GuardedClient"]
 
@@ -18,9 +18,7 @@ class GuardedClient:
     _doors: frozenset[str] = frozenset()  # the client's attributes that would bypass the guard
     _use = ""  # what to call instead, named when a door is refused
 
-    def __init__(
-        self, guard: Guard, client: Any, *, restore: bool = False, context: Mapping[str, str] | None = None
-    ) -> None:
+    def __init__(self, guard: Guard, client: Any, *, restore: bool = False, context: RoutingContext = None) -> None:
         self._guard, self._client, self._restore, self._context = guard, client, restore, context
 
     @property

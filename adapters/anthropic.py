@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import anthropic
 
     from guardrail.engine import Guard
+    from guardrail.routing import RoutingContext
 
 __all__ = ["GuardedAnthropic", "GuardedAsyncAnthropic", "MessagesCall"]
 
@@ -133,9 +134,7 @@ class _Client(GuardedClient):
     _doors = _CLIENT_SIDE_DOORS
     _use = "messages.create"
 
-    def __init__(
-        self, guard: Guard, client: Any, *, restore: bool = False, context: Mapping[str, str] | None = None
-    ) -> None:
+    def __init__(self, guard: Guard, client: Any, *, restore: bool = False, context: RoutingContext = None) -> None:
         super().__init__(guard, client, restore=restore, context=context)
         self.messages = self._messages(client.messages, self)
 
@@ -152,7 +151,7 @@ class GuardedAnthropic(_Client):
         client: anthropic.Anthropic,
         *,
         restore: bool = False,
-        context: Mapping[str, str] | None = None,
+        context: RoutingContext = None,
     ) -> None:
         super().__init__(guard, client, restore=restore, context=context)
 
@@ -174,7 +173,7 @@ class GuardedAsyncAnthropic(_Client):
         client: anthropic.AsyncAnthropic,
         *,
         restore: bool = False,
-        context: Mapping[str, str] | None = None,
+        context: RoutingContext = None,
     ) -> None:
         super().__init__(guard, client, restore=restore, context=context)
 

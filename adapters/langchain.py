@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
     from guardrail.engine import Guard
+    from guardrail.routing import RoutingContext
 
 __all__ = ["GuardedChatModel"]
 
@@ -168,7 +169,7 @@ class GuardedChatModel(Runnable[LanguageModelInput, BaseMessage]):
         model: BaseChatModel,
         *,
         restore: bool = False,
-        context: Mapping[str, str] | None = None,
+        context: RoutingContext = None,
         bound: Mapping[str, Any] | None = None,
     ) -> None:
         self._guard, self._model, self._restore, self._context = guard, model, restore, context

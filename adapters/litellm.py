@@ -42,7 +42,6 @@ imports it.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from guardrail.call import Call
@@ -57,6 +56,7 @@ if TYPE_CHECKING:
     import types
 
     from guardrail.engine import Guard
+    from guardrail.routing import RoutingContext
 
 __all__ = ["GuardedLiteLLM", "GuardrailLiteLLM", "proxy_context"]
 
@@ -150,7 +150,7 @@ class GuardedLiteLLM:
         module: types.ModuleType,
         *,
         restore: bool = False,
-        context: Mapping[str, str] | None = None,
+        context: RoutingContext = None,
     ) -> None:
         self._guard, self._module, self._restore, self._context = guard, module, restore, context
 

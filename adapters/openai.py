@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import openai
 
     from guardrail.engine import Guard
+    from guardrail.routing import RoutingContext
 
 __all__ = ["GuardedAsyncOpenAI", "GuardedOpenAI"]
 
@@ -197,7 +198,7 @@ class _Client(GuardedClient):
         client: Any,
         *,
         restore: bool = False,
-        context: Mapping[str, str] | None = None,
+        context: RoutingContext = None,
         conversations: Conversations | None = None,
     ) -> None:
         super().__init__(guard, client, restore=restore, context=context)
@@ -231,7 +232,7 @@ class GuardedOpenAI(_Client):
         client: openai.OpenAI,
         *,
         restore: bool = False,
-        context: Mapping[str, str] | None = None,
+        context: RoutingContext = None,
         conversations: Conversations | None = None,
     ) -> None:
         super().__init__(guard, client, restore=restore, context=context, conversations=conversations)
@@ -256,7 +257,7 @@ class GuardedAsyncOpenAI(_Client):
         client: openai.AsyncOpenAI,
         *,
         restore: bool = False,
-        context: Mapping[str, str] | None = None,
+        context: RoutingContext = None,
         conversations: Conversations | None = None,
     ) -> None:
         super().__init__(guard, client, restore=restore, context=context, conversations=conversations)

@@ -13,7 +13,6 @@ Everything here is re-exported by :mod:`guardrail.policy`, the import path to us
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,7 +25,7 @@ from guardrail.classifiers import custom_entities
 from guardrail.classifiers.model_info import DEFAULT_THRESHOLD, ModelLabel
 from guardrail.decision import RuleAction
 from guardrail.ensemble_policy import ClassifiersSpec
-from guardrail.routing import Route, select
+from guardrail.routing import Route, RoutingContext, select
 from guardrail.taxonomy import BUILTIN_PII_ENTITIES, BY_ID, Stage
 
 __all__ = [
@@ -368,7 +367,7 @@ class Policy(BaseModel):
         """The loaded target of each route, in ``routes`` order."""
         return self._routed
 
-    def select(self, context: Mapping[str, str] | None, payload: Any = None) -> Policy:
+    def select(self, context: RoutingContext, payload: Any = None) -> Policy:
         """The policy that decides a request with this ``context`` (this one when no route matches)."""
         return select(self, context, payload)
 

@@ -50,6 +50,8 @@ MAX_ROUTE_DEPTH = 8
 
 ContextValue = str | bool | int | float
 """What a routing context value may be: what JSON (a request body, LiteLLM key metadata) and YAML carry."""
+RoutingContext = Mapping[str, ContextValue | None] | None
+"""What a caller passes as ``context=``: values as :func:`context_text` reads them (None: not given)."""
 
 
 def context_text(value: object) -> str:
