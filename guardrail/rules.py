@@ -23,6 +23,7 @@ Semantics (DESIGN.md §4):
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -230,18 +231,33 @@ def _exempt_units(
     return (rule.category, str(entry)), score
 
 
-_SEP = "\n\ue000\ue001\ue000\n"  # private-use sentinel: cannot collide with a detected entity
+def _separator(texts: Sequence[str]) -> str:
+    """A line no text holds: texts are redacted joined by it and cut apart at it again. A fixed sentinel could be
+    written into a text (a fetched page), which then cut the request at the wrong places: the page's own words became
+    the user's message and the user's question was lost (helper-137). A random one cannot be guessed in advance."""
+    while True:
+        sep = f"\n\ue000{secrets.token_hex(8)}\ue000\n"
+        if not any(sep in t for t in texts):
+            return sep
 
 
 def _redact_all(
     texts: Sequence[str], spans: Sequence[Sequence[Span]], wanted: set[str], reserved: frozenset[str] = frozenset()
 ) -> tuple[tuple[str, ...], dict[str, str]]:
     """Redact several texts as one, so a value gets one placeholder across the whole request."""
+    sep = _separator(texts)
     joined: list[Span] = []
+    bounds: list[tuple[int, int]] = []
     offset = 0
     for text, ss in zip(texts, spans, strict=True):
         joined += [Span(s.entity, s.start + offset, s.end + offset, s.value) for s in ss if s.entity in wanted]
-        offset += len(text) + len(_SEP)
-    text = _SEP.join(texts)  # a name or an address one text says is masked wherever it stands whole in the others
-    red, mapping = redact(text, masked_repeats(text, joined), reserved=reserved)
-    return tuple(red.split(_SEP)), mapping
+        bounds.append((offset, offset + len(text)))
+        offset += len(text) + len(sep)
+    text = sep.join(texts)  # a name or an address one text says is masked wherever it stands whole in the others
+    # a repeat is masked only where it stands inside one text: never across the line that parts two
+    inside = [s for s in masked_repeats(text, joined) if any(a <= s.start and s.end <= b for a, b in bounds)]
+    red, mapping = redact(text, inside, reserved=reserved)
+    parts = tuple(red.split(sep))
+    if len(parts) != len(texts):  # cannot happen (no text holds sep, no span crosses it): never send texts shifted
+        raise ValueError("redaction moved the boundary between two texts")
+    return parts, mapping
