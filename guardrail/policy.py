@@ -219,6 +219,8 @@ def _model_at(path: PathKey) -> type[BaseModel] | None:
 
 
 def _validate(data: dict[str, Any], locs: Locations, origin: str) -> Policy:
+    # top-level keys starting "x-" hold YAML anchors for the rest of the file (the docker-compose convention)
+    data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
@@ -246,9 +248,24 @@ def _validate(data: dict[str, Any], locs: Locations, origin: str) -> Policy:
         message = f"required key {path[-1]!r} is missing"
     else:
         message = f"{err['msg']}, got {shown}"
+        number = _as_number(err.get("input")) if err["type"] in ("float_type", "int_type") else None
+        if number is not None:  # YAML 1.1 reads 1e-1 (no dot before the e) as text
+            message += "; YAML read it as text, so write it as a plain number"
+            suggestion = number
     if more:
         message += f" (and {more} more problem{'s' if more > 1 else ''})"
     raise _yaml.located_error(message, locs, path, origin, suggestion)
+
+
+def _as_number(value: Any) -> str | None:
+    """The plain-number spelling of a string YAML kept as text though it reads as a number ("1e-1" -> "0.1")."""
+    if not isinstance(value, str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return repr(int(number)) if number.is_integer() and "e" not in repr(number) else repr(number)
 
 
 def _import_problem(path: str) -> str | None:

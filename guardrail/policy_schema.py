@@ -22,6 +22,7 @@ def policy_json_schema() -> dict[str, Any]:
     props = schema["properties"]
     props["extends"] = {"type": "string", "description": "A bundled policy name or a path relative to this file."}
     props["on_block"] = {"anyOf": [props["on_block"], {"enum": ["refusal", "raise"]}], "description": "or: raise"}
+    schema["patternProperties"] = {"^x-": {"description": "Ignored: a place for YAML anchors (&name) used below."}}
     rule = schema["$defs"]["Rule"]["properties"]
     rule["category"] = {
         "anyOf": [{"enum": list(BY_ID)}, {"type": "string"}],

@@ -294,7 +294,8 @@ def _exp(e: Expect) -> str:
 
 
 def _got(d: Decision) -> str:
-    cats = ",".join(f.category + ("*" if f.shadow else "") for f in d.findings)
+    # a category with two rules (self_harm's method request and its disclosure) is named once
+    cats = ",".join(dict.fromkeys(f.category + ("*" if f.shadow else "") for f in d.findings))
     return d.action.value + (f" {cats}" if cats else "")
 
 

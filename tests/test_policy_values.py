@@ -52,3 +52,27 @@ def test_the_longest_time_out_checks_as_usual() -> None:
 def test_the_hash_key_variable_must_be_a_variable_name(tmp_path: Path, env: str) -> None:
     err = _error(tmp_path, f"version: 1\nname: t\naudit:\n  hash_key_env: '{env}'\n")
     assert err.field == "audit.hash_key_env"
+
+
+def test_a_number_yaml_kept_as_text_gets_its_plain_spelling(tmp_path: Path) -> None:
+    """YAML 1.1 reads 1e-1 (no dot before the e) as the string '1e-1': the error said only "a valid number"."""
+    err = _error(
+        tmp_path, "version: 1\nname: t\ninput:\n  rules:\n    - {category: unsafe, threshold: 1e-1, action: block}\n"
+    )
+    assert (err.line, err.field, err.suggestion) == (5, "input.rules[0].threshold", "0.1")
+    assert "plain number" in err.message
+
+
+def test_top_level_x_keys_hold_anchors_and_are_ignored(tmp_path: Path) -> None:
+    """The docker-compose convention: an x- key is a place for anchors used below; it changes nothing."""
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "version: 1\nname: t\nx-strict: &strict {category: unsafe, threshold: 0.4, action: block}\n"
+        "input:\n  rules:\n    - *strict\n",
+        encoding="utf-8",
+    )
+    plain = load_policy({"version": 1, "name": "t", "input": {"rules": [
+        {"category": "unsafe", "threshold": 0.4, "action": "block"}]}})  # fmt: skip
+    assert load_policy(path).hash == plain.hash
+    err = _error(tmp_path, "version: 1\nname: t\ninput:\n  x-strict: 1\n")  # only at the top level
+    assert err.field == "input.x-strict"
