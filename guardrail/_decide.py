@@ -11,11 +11,10 @@ engine so each is small enough to read whole, and so the sync and async drivers 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import difflib
 import math
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -26,13 +25,12 @@ from guardrail._context import (
     context_counts,
     context_reading,
     jailbreak_of,
-    warn_if_context_unread,
 )
 from guardrail._shared_models import stage_labels
 from guardrail.classifiers.base import Classifier
 from guardrail.classifiers.patterns import Span
 from guardrail.decision import Action, Decision, Finding, RuleAction
-from guardrail.errors import CheckTimeout, InvalidScores, PolicyError
+from guardrail.errors import CheckTimeout, InvalidScores
 from guardrail.language import dominant_script
 from guardrail.messages import (
     DATA_ROLES,
@@ -44,8 +42,9 @@ from guardrail.messages import (
     replace_texts,
 )
 from guardrail.policy import Policy, Rule
+from guardrail.routing import RoutingContext
 from guardrail.rules import Judged, Unit, Verdict, evaluate
-from guardrail.taxonomy import Stage, stage_ids
+from guardrail.taxonomy import Stage
 
 __all__ = [
     "UNSUPPORTED",
@@ -53,7 +52,6 @@ __all__ = [
     "Plan",
     "Scores",
     "aligned",
-    "check_coverage",
     "context_plan",
     "failure_kind",
     "merge_scores",
@@ -84,6 +82,7 @@ class Pending:
     early: Decision | None = None
     notes: list[str] = field(default_factory=list)
     answer: tuple[dict[str, Any], ...] | None = None  # output stage: the answer's messages, masked (_answer)
+    context: RoutingContext = None  # the caller's routing context, for the audit event (guardrail._audit_read)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,11 +114,11 @@ class Scores:
     extra_spans: tuple[tuple[Span, ...], ...] = ()  # as Plan's: what rules.evaluate and _answer mask
 
 
-def prepare(stage: Stage, payload: Any, prompt: Any, policy: Policy) -> Pending:
+def prepare(stage: Stage, payload: Any, prompt: Any, policy: Policy, context: RoutingContext = None) -> Pending:
     """A check's texts: on the input stage the turns the policy's scope reads (each tool result or
     document limited to the data categories), with the system prompt as context when asked; on the
-    output stage the whole completion, with the prompt it answers."""
-    pending = Pending(stage, policy, time.perf_counter(), time.monotonic(), "")
+    output stage the whole completion, with the prompt it answers. ``context`` is kept for the audit event."""
+    pending = Pending(stage, policy, time.perf_counter(), time.monotonic(), "", context=context)
     if stage == "input":
         ex = extract(payload, policy.input.scope)
         pending.extracted, pending.payload = ex, payload
@@ -150,41 +149,6 @@ def prepare(stage: Stage, payload: Any, prompt: Any, policy: Policy) -> Pending:
     pending.texts = texts
     pending.original = texts[-1] if texts else ""
     return pending
-
-
-def check_coverage(policy: Policy, classifiers: Callable[[Policy], tuple[Classifier, ...]]) -> None:
-    """Every category a policy enforces must be scored by some classifier on that stage (fail
-    closed on typos, and on a category the model scores only on the other stage)."""
-    clfs = classifiers(policy)
-    stages: tuple[Stage, ...] = ("input", "output")
-    for stage in stages:
-        labels: set[str] = set()
-        for clf in clfs:
-            labels |= stage_labels(clf, stage)
-        for i, rule in enumerate(policy.rules(stage)):
-            if rule.action is not RuleAction.REDACT and not rule.is_match and rule.category not in labels:
-                raise PolicyError(
-                    f"category {rule.category!r} is not scored on the {stage} stage by the classifier(s) "
-                    f"{', '.join(c.name for c in clfs)}",
-                    file=policy.source,
-                    field=f"{stage}.rules[{i}].category",
-                )
-    known = set(stage_ids("input")) | {r.category for r in policy.input.rules}
-    for clf in clfs:
-        known |= stage_labels(clf, "input")
-    for i, cat in enumerate(policy.input.data_categories):  # a typo here would leave tool results unread
-        if cat not in known:
-            close = difflib.get_close_matches(cat, sorted(known), 1)
-            raise PolicyError(
-                f"unknown category {cat!r}",
-                file=policy.source,
-                field=f"input.data_categories[{i}]",
-                suggestion=close[0] if close else None,
-            )
-    if policy.input.system_context:
-        warn_if_context_unread(policy, clfs)
-    for routed in policy.routed:  # a routed policy is held to the same check, at load time
-        check_coverage(routed, classifiers)
 
 
 def merge_scores(pending: Pending, plan: Plan, clfs: Sequence[Classifier], results: Sequence[Sequence[Any]]) -> Scores:
@@ -301,7 +265,7 @@ def verdict(pending: Pending, outcome: Scores, clfs: Sequence[Classifier]) -> tu
             category=UNSUPPORTED, threshold=1.0, action=action, message=ul.message, mode="enforce",
             entities=None, requires=None,
         )  # fmt: skip
-        kept = {} if ul.action == "allow" else scores
+        kept = _measured_scores(pending, outcome, clfs) if ul.action == "allow" else scores
         rules = [*rules, rule]
         scores = {**kept, UNSUPPORTED: 1.0}
     result = evaluate(
@@ -338,6 +302,20 @@ def _judged(extra: Extra) -> Judged:
     """When an allowlist must exempt a reading too (``rules.evaluate``): never a joined one (its texts are judged), a
     handle only where a rule's keywords hit it, anything scored as a text of its own always."""
     return "never" if extra.joined else "always" if extra.scored else "hits"
+
+
+def _measured_scores(pending: Pending, outcome: Scores, clfs: Sequence[Classifier]) -> dict[str, float]:
+    """``unsupported_language: allow``: the model's scores of the texts in a script it was measured on. Only the
+    others' are set aside: before, one Georgian turn or tool result dropped every score of the check, and a plain
+    English request for a drug recipe beside it passed."""
+    n = len(pending.texts)
+    kept: dict[str, float] = {}
+    for unit, scores in outcome.units.items():
+        text = pending.texts[unit] if unit < n else pending.extra[unit - n].text
+        if _unsupported_script((text,), clfs) is None:
+            for category, value in scores.items():
+                kept[category] = max(kept.get(category, 0.0), value)
+    return kept
 
 
 def _unsupported_script(texts: Sequence[str], clfs: Sequence[Classifier]) -> str | None:

@@ -20,6 +20,12 @@ would be noise on every run of a one-shot command such as ``guardrail check``). 
 :func:`error_code` gives the same treatment to exception messages: a classifier's exception may
 quote its input, so code that reports one logs its type and this short keyed code, never its text.
 
+What the check read besides its main text goes with it (:mod:`guardrail._audit_read`): a chat's ``messages``, an
+answer's ``prompt``, the ``system`` prompt a policy reads, the ``routing_context``; each text under ``log_text`` as
+``text`` is, so a reader sees what was decided on and ``guardrail replay`` can decide again on the same request. A
+200-message chat must not make a huge event by accident, so they are capped (:data:`MAX_TEXT_CHARS` per text,
+:data:`MAX_READ_CHARS` in all); ``partial`` names what was cut, and replay counts such a row as not replayable.
+
 No event is dropped silently: if emitting fails (a broken processor, a closed stream), the failure
 is reported on the standard-library logger ``guardrail.audit`` with the decision id, and counted in
 ``AUDIT_FAILURES`` so a health check can alert on it.
@@ -42,6 +48,7 @@ from typing import Any, Literal
 
 import structlog
 
+from guardrail._audit_read import Checked, Read, Said, read_of
 from guardrail.classifiers.patterns import Span, in_force, redact, redactable
 from guardrail.decision import Action, Decision, RuleAction
 from guardrail.revealed import entity_spans
@@ -51,6 +58,8 @@ __all__ = [
     "AUDIT_FAILURES",
     "DEFAULT_KEY_ENV",
     "EVENT",
+    "MAX_READ_CHARS",
+    "MAX_TEXT_CHARS",
     "audit_fields",
     "emit",
     "error_code",
@@ -218,6 +227,89 @@ def _with_values(text: str, spans: list[Span], redactions: Mapping[str, str]) ->
     return sorted([*spans, *extra], key=lambda s: s.start) if extra else spans
 
 
+MAX_TEXT_CHARS = 8_000  # of each text besides the event's `text` (a message, the prompt, the system prompt)
+MAX_READ_CHARS = 32_000  # of all of them together, each message counted with _ENTRY_CHARS more for its keys
+_ENTRY_CHARS = 32
+
+
+def _read_fields(
+    read: Read, stage: str, mode: LogText, key_env: str, decision: Decision
+) -> tuple[dict[str, Any], list[str]]:
+    """The keys of what the check read besides its main text, and notes on what was cut (``none``: nothing). Each
+    text as ``text`` is written (``hash``: ``<key>_hmac`` of the whole text; ``redacted``: masked with the decision's
+    redactions, then cut, so no half value shows), with its length as ``<key>_chars`` (replay's rule for telling a
+    placeholder the log put there from one the text had). ``prompt`` (output) and ``routing_context`` are written
+    wherever text is, null or empty when there was none: a missing key marks an event written before they were."""
+    if mode == "none":
+        return {}, []
+    out: dict[str, Any] = {}
+    partial: list[str] = []
+    notes: list[str] = []
+    for key, text in (("prompt", read.prompt), ("system", read.system)):
+        if text is not None:
+            fields, cut = _shown(key, text, mode, key_env, decision)
+            out.update(fields)
+            if cut:
+                partial.append(key)
+                notes.append(f"audit: {key} cut to {MAX_TEXT_CHARS} of {len(text)} characters")
+        elif key == "prompt" and stage == "output" and mode != "hash":
+            out["prompt"] = None
+    if mode != "hash":  # routing keys and values: where text is logged, masked as text is
+        context: dict[str, str] = {}
+        for name, value in read.context.items():
+            value = redacted_text(value, decision) if mode == "redacted" else value
+            if sum(len(k) + len(v) for k, v in context.items()) + len(name) + len(value) > MAX_TEXT_CHARS:
+                partial.append("routing_context")
+                notes.append(f"audit: routing_context cut to {MAX_TEXT_CHARS} characters")
+                break
+            context[name] = value
+        out["routing_context"] = context
+    if read.messages is not None:
+        left = MAX_READ_CHARS - sum(len(v) for v in out.values() if isinstance(v, str))
+        entries: list[dict[str, Any]] = []
+        cut_texts = 0
+        for k, said in enumerate(reversed(read.messages)):  # the newest first: when the limit is hit, older go
+            fields, cut = (
+                ({}, False)
+                if said.text is None
+                else _shown("name" if said.name else "text", said.text, mode, key_env, decision)
+            )
+            cost = _ENTRY_CHARS + sum(len(v) for v in fields.values() if isinstance(v, str))
+            if cost > left:
+                partial.append("messages")
+                notes.append(
+                    f"audit: messages: the {len(read.messages) - k} oldest of {len(read.messages)} texts are not "
+                    f"logged ({MAX_READ_CHARS} characters in all)"
+                )
+                break
+            left -= cost
+            cut_texts += cut
+            entries.append(_entry(said, fields))
+        if cut_texts:
+            partial.append("messages")
+            notes.append(f"audit: messages: {cut_texts} texts cut to {MAX_TEXT_CHARS} characters")
+        out["messages"] = entries[::-1]
+    if read.actions:
+        partial.append("actions")
+        notes.append("audit: the answer's tool calls (or refusal, transcript) were read too and are not logged")
+    if partial:
+        out["partial"] = sorted(set(partial))
+    return out, notes
+
+
+def _shown(key: str, text: str, mode: LogText, key_env: str, decision: Decision) -> tuple[dict[str, Any], bool]:
+    """``text`` under ``key`` as ``mode`` writes it, with its length; and whether it was cut to the limit."""
+    if mode == "hash":
+        return {f"{key}_hmac": text_hmac(text, key_env)[0], f"{key}_chars": len(text)}, False
+    value = redacted_text(text, decision) if mode == "redacted" else text
+    return {key: value[:MAX_TEXT_CHARS], f"{key}_chars": len(text)}, len(value) > MAX_TEXT_CHARS
+
+
+def _entry(said: Said, fields: dict[str, Any]) -> dict[str, Any]:
+    part = {} if said.part is None else {"part": said.part}
+    return {"index": said.index, "role": said.role, **part, **fields}
+
+
 def audit_fields(
     decision: Decision,
     original: str,
@@ -225,8 +317,10 @@ def audit_fields(
     *,
     extra: dict[str, Any] | None = None,
     key_env: str = DEFAULT_KEY_ENV,
+    checked: Checked | None = None,
 ) -> dict[str, Any]:
-    """The flat key set of a decision event (documented in the README; keep it stable)."""
+    """The flat key set of a decision event (documented in the README; keep it stable). ``checked``: the check's
+    state, for what it read besides ``original`` (:mod:`guardrail._audit_read`)."""
     enforced = [f for f in decision.findings if not f.shadow]
     shadow = [f for f in decision.findings if f.shadow]
     top = max(decision.scores.items(), key=lambda kv: kv[1], default=(None, None))
@@ -250,10 +344,20 @@ def audit_fields(
         "text_chars": len(original),
     }
     fields.update(_text_fields(original, mode, key_env, decision))
+    notes: list[str] = []
+    if checked is not None and mode != "none":
+        try:
+            more, notes = _read_fields(read_of(checked), decision.stage, mode, key_env, decision)
+        except Exception as exc:  # never lose the decision over what it read: say so, and replay will not trust it
+            why = f"{type(exc).__name__} {error_code(exc, key_env)}"  # its message may quote the text: never logged
+            more, notes = {"partial": ["read"]}, [f"audit: what the check read could not be logged ({why})"]
+        fields.update(more)
     if (reask := _reask.get()) is not None:
         fields["reask_attempt"], fields["reask_of"] = reask
     if extra:
         fields.update(extra)
+    if notes:
+        fields["notes"] = [*fields.get("notes", ()), *notes]
     return fields
 
 
@@ -264,11 +368,12 @@ def emit(
     *,
     extra: dict[str, Any] | None = None,
     key_env: str = DEFAULT_KEY_ENV,
+    checked: Checked | None = None,
 ) -> None:
     if _unrecorded.get():
         return
     try:
-        fields = audit_fields(decision, original, mode, extra=extra, key_env=key_env)
+        fields = audit_fields(decision, original, mode, extra=extra, key_env=key_env, checked=checked)
         level = "warning" if decision.action is Action.BLOCK or decision.error else "info"
         getattr(_logger, level)(EVENT, **fields)
     except Exception as exc:

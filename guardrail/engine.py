@@ -30,28 +30,27 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from guardrail import audit, metrics
+from guardrail._coverage import check_coverage
 from guardrail._decide import (
     Pending,
     Plan,
     Scores,
     aligned,
-    check_coverage,
     context_plan,
     failure_kind,
     merge_scores,
     new_decision,
     prepare,
-    timeout_error,
     verdict,
     with_context,
 )
 from guardrail._readings import plan_readings
 from guardrail._shared_models import model_classifier, shared_scheduler
+from guardrail._waiting import wait_async, wait_sync
 from guardrail.classifiers.base import Classifier
 from guardrail.decision import Action, Decision, Finding, RuleAction
 from guardrail.errors import PolicyError
@@ -148,9 +147,11 @@ class Guard:
 
     # -- the core ------------------------------------------------------------------------------
 
-    def _prepare(self, stage: Stage, payload: Any, prompt: Any = None, policy: Policy | None = None) -> Pending:
+    def _prepare(
+        self, stage: Stage, payload: Any, prompt: Any = None, policy: Policy | None = None, ctx: RoutingContext = None
+    ) -> Pending:
         policy = policy or self.policy  # a call that pinned a snapshot keeps it across a hot reload
-        pending = prepare(stage, payload, prompt, policy)  # the texts to check (guardrail._decide)
+        pending = prepare(stage, payload, prompt, policy, ctx)  # the texts to check, and the context (audit)
         texts = pending.texts
         said = [e.text for e in pending.extra if not e.joined]  # a name, an answer's tool calls: read besides
         total = sum(len(t) for t in texts) + sum(len(t) for t in said)
@@ -217,26 +218,11 @@ class Guard:
         return context_plan(plan, self.classifiers(pending.policy), results) if results else None
 
     def _scores_sync(self, pending: Pending, plan: Plan) -> list[list[Any]]:
-        futures = self._submit(pending, plan, sync=True)
-        results = []
-        for fut in futures:
-            try:
-                results.append(fut.result(timeout=max(0.0, plan.deadline - time.monotonic())))
-            except cf.TimeoutError:
-                for f in futures:
-                    f.cancel()  # still queued: never run
-                raise timeout_error(plan) from None
+        results = wait_sync(self._submit(pending, plan, sync=True), plan)
         return aligned(plan, self.classifiers(pending.policy), results)
 
     async def _scores_async(self, pending: Pending, plan: Plan) -> list[list[Any]]:
-        futures = self._submit(pending, plan)
-        waiting = asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
-        try:
-            results = list(await asyncio.wait_for(waiting, max(0.0, plan.deadline - time.monotonic())))
-        except TimeoutError:
-            for f in futures:
-                f.cancel()
-            raise timeout_error(plan) from None
+        results = await wait_async(self._submit(pending, plan), plan)
         return aligned(plan, self.classifiers(pending.policy), results)
 
     def _finish(self, pending: Pending, outcome: Scores | BaseException) -> Decision:
@@ -280,7 +266,10 @@ class Guard:
         decision = new_decision(pending, action, scores, findings, texts, message, redactions, error, error_kind)
         policy = pending.policy
         extra = {"notes": pending.notes + ([note] if note else [])} if (pending.notes or note) else None
-        audit.emit(decision, pending.original, policy.audit.log_text, extra=extra, key_env=policy.audit.hash_key_env)
+        audit.emit(  # with what the check read: a chat's texts, the prompt, the routing context (_audit_read)
+            decision, pending.original, policy.audit.log_text, extra=extra, key_env=policy.audit.hash_key_env,
+            checked=pending,
+        )  # fmt: skip
         if audit.recording():  # an application's own check (a service's warm-up) is not traffic: audit.unrecorded
             metrics.observe_decision(decision)
         if policy.classifiers is not None and self._fixed is None:  # experts' scores kept for late feedback
@@ -339,24 +328,27 @@ class Guard:
         ``policy``: a snapshot of ``self.policy`` to use instead of the current one (``guardrail.call.Call``
         pins one per request, so a hot reload never lands in the middle of a request). ``context``: keys such
         as tenant, route, model, tier or language that the policy's ``routes`` match on."""
-        return self._run_sync(self._prepare("input", payload, policy=self._routed(policy, context, payload)))
+        routed = self._routed(policy, context, payload)
+        return self._run_sync(self._prepare("input", payload, policy=routed, ctx=context))
 
     def check_output(
         self, text: Any, prompt: Any = None, *, policy: Policy | None = None, context: RoutingContext = None
     ) -> Decision:
         """Check a completion, judged in the context of its ``prompt`` (a string or messages)."""
-        return self._run_sync(self._prepare("output", text, prompt, policy=self._routed(policy, context, text)))
+        routed = self._routed(policy, context, text)
+        return self._run_sync(self._prepare("output", text, prompt, policy=routed, ctx=context))
 
     async def acheck_input(
         self, payload: Any, *, policy: Policy | None = None, context: RoutingContext = None
     ) -> Decision:
-        return await self._run_async(self._prepare("input", payload, policy=self._routed(policy, context, payload)))
+        routed = self._routed(policy, context, payload)
+        return await self._run_async(self._prepare("input", payload, policy=routed, ctx=context))
 
     async def acheck_output(
         self, text: Any, prompt: Any = None, *, policy: Policy | None = None, context: RoutingContext = None
     ) -> Decision:
         routed = self._routed(policy, context, text)
-        return await self._run_async(self._prepare("output", text, prompt, policy=routed))
+        return await self._run_async(self._prepare("output", text, prompt, policy=routed, ctx=context))
 
     def feedback(self, decision_id: str, label: Any) -> dict[str, float] | None:
         """A reviewed label for a recent decision, into the policy's ensemble (``classifiers:``): ``"safe"``,

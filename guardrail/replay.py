@@ -19,7 +19,11 @@ on the original (an address still redacted: unchanged; e-mail dropped from ``ent
 allow; phone numbers newly redacted: allow -> rewrite), and scores are unaffected (classifiers see
 personal data masked anyway). What cannot be recovered is the value itself, so a rule that matches a
 particular address (a keyword or regex rule) cannot be replayed on a redacted log; the report counts
-the rows compared this way (``redacted_rows``) and marks them among the changed rows.
+the rows compared this way (``redacted_rows``) and marks them among the changed rows. Each event carries what its
+check read (a chat's messages, an answer's prompt, the routing context), and an event that does not is counted apart
+(``unreplayable_rows``), never as a change: checked without its prompt or routing context, a row would show a change
+that never happened. An event written before the routing context was logged is recognised as routed when its
+``policy`` names a policy the routes lead to that is not the one chosen without a context.
 
 Batched and shared: rows go through the guards concurrently (the engine's scheduler coalesces them
 into batches), and both policies read one score cache when they use the same model, so a replay
@@ -38,7 +42,9 @@ import concurrent.futures as cf
 import os
 import sys
 import threading
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TextIO
 
 from guardrail.decision import Decision
@@ -48,7 +54,7 @@ from guardrail.policytest import lift_timeout
 from guardrail.replay_report import ACTIONS as ACTIONS
 from guardrail.replay_report import Changed as Changed
 from guardrail.replay_report import Limit, ReplayReport, parse_limit, shown_text
-from guardrail.replay_traffic import Row, load_traffic
+from guardrail.replay_traffic import REASONS, Row, load_traffic
 
 if TYPE_CHECKING:
     from guardrail.classifiers.base import Classifier
@@ -123,6 +129,9 @@ def replay(
     base_pol = None if baseline is None else lift_timeout(load_policy(baseline))
     rows = list(load_traffic(traffic)) if isinstance(traffic, (str, os.PathLike)) else list(traffic)
     _require_rows(rows, traffic)
+    rows = [_unrouted(r, [p for p in (new_pol, base_pol) if p is not None]) for r in rows]
+    unreplayable = Counter(r.missing for r in rows if r.missing is not None)
+    rows = _replayable(rows, unreplayable, traffic)
     recorded = baseline is None and bool(rows) and all(r.recorded is not None for r in rows)
     old_pol = None if recorded else base_pol if base_pol is not None else lift_timeout(load_policy("default"))
     if baseline is None and not recorded and any(r.recorded is not None for r in rows):
@@ -152,6 +161,7 @@ def replay(
     report = ReplayReport(
         f"{new_pol.name}@{new_pol.hash[:8]}",
         "recorded actions" if old_pol is None else f"{old_pol.name}@{old_pol.hash[:8]}",
+        unreplayable=unreplayable,
     )
     mode, key_env = new_pol.audit.log_text, new_pol.audit.hash_key_env
     bar = _Progress(len(rows), progress)
@@ -184,6 +194,40 @@ def _require_rows(rows: Sequence[Row], traffic: object) -> None:
     if not rows:
         where = f"{os.fspath(traffic)}: " if isinstance(traffic, (str, os.PathLike)) else ""
         raise ValueError(f"{where}no rows to replay (the traffic is empty or only blank lines): nothing was compared")
+
+
+def _unrouted(row: Row, policies: Sequence[Policy]) -> Row:
+    """``row`` marked as missing its routing context when it is an audit event written before the context was logged
+    whose recorded policy is one that ``policies`` route to, but not the one they choose without a context: checked
+    now, it would be decided by another policy and show as a change that never happened."""
+    if row.recorded is None or row.context_logged or row.context or row.missing is not None or row.policy is None:
+        return row
+    for pol in policies:
+        if pol.routes and row.policy in _route_targets(pol) and pol.select(None, row.payload).name != row.policy:
+            return replace(row, missing="context")
+    return row
+
+
+def _route_targets(policy: Policy) -> set[str]:
+    """The names of every policy ``policy`` routes to, through routed policies' own routes too."""
+    names: set[str] = set()
+    todo = list(policy.routed)
+    while todo:
+        p = todo.pop()
+        if p.name not in names:
+            names.add(p.name)
+            todo += p.routed
+    return names
+
+
+def _replayable(rows: Sequence[Row], unreplayable: Counter[str], traffic: object) -> list[Row]:
+    """The rows that can be checked as they were; none at all is an error, as no rows are (``_require_rows``)."""
+    kept = [r for r in rows if r.missing is None]
+    if not kept:
+        where = f"{os.fspath(traffic)}: " if isinstance(traffic, (str, os.PathLike)) else ""
+        why = "; ".join(f"{n} {REASONS[k]}" for k, n in sorted(unreplayable.items()))
+        raise ValueError(f"{where}no row can be replayed as it was checked ({why}): nothing was compared")
+    return kept
 
 
 def _one_model(policy: Policy) -> bool:

@@ -6,7 +6,8 @@ The metrics a limit may name are listed here (:data:`METRICS`, :data:`CATEGORY_F
 naming another is refused when it is parsed, with the closest names: a misspelt limit must stop the
 pipeline as a usage error, not pass every rollout (or fail every one) after the whole replay has run.
 Rows of a redacted audit log are counted (``redacted_rows``) and marked among the changed rows, since
-they were compared with stand-ins for their personal data (see :mod:`guardrail.replay_traffic`).
+they were compared with stand-ins for their personal data (see :mod:`guardrail.replay_traffic`); audit events
+that do not hold what their check read are counted apart (``unreplayable_rows``), never as changes.
 Changed rows show text only as the new policy's audit setting allows (``none``: no text; ``hash``:
 its keyed digest; ``redacted``: PII masked; ``full``), or as the audit log recorded it. Apart from
 :mod:`guardrail.replay` (which runs the checks) because none of this needs an engine or a model.
@@ -27,7 +28,7 @@ from typing import Any
 from guardrail.audit import DEFAULT_KEY_ENV, text_hmac
 from guardrail.classifiers.patterns import redact
 from guardrail.decision import Action, Decision
-from guardrail.replay_traffic import Row
+from guardrail.replay_traffic import REASONS, Row
 from guardrail.revealed import entity_spans
 
 __all__ = ["ACTIONS", "CATEGORY_FIELDS", "METRICS", "Changed", "Limit", "ReplayReport", "parse_limit", "shown_text"]
@@ -36,7 +37,7 @@ ACTIONS = tuple(a.value for a in Action)
 # every number in metrics.json, by its dotted name (what --fail-on may name), apart from the categories
 METRICS: tuple[str, ...] = (
     "rows", "changed", "changed_rate", "newly_blocked", "newly_blocked_rate", "unblocked", "unblocked_rate",
-    "errors", "redacted_rows",
+    "errors", "redacted_rows", "unreplayable_rows",
     *(f"{a}_rate_{side}" for a in ACTIONS for side in ("old", "new", "delta")),
     *(f"matrix.{o}.{a}" for o in ACTIONS for a in ACTIONS),
 )  # fmt: skip
@@ -78,6 +79,8 @@ class ReplayReport:
     changed: list[Changed] = field(default_factory=list)
     errors: int = 0
     redacted_rows: int = 0
+    # audit events that could not be checked as they were, by reason (replay_traffic.REASONS): not among ``rows``
+    unreplayable: Counter[str] = field(default_factory=Counter)
 
     def add(self, row: Row, old: str, old_cats: Sequence[str], new: Decision, text: str | None) -> None:
         new_cats = tuple(f.category for f in new.findings if not f.shadow)
@@ -111,6 +114,7 @@ class ReplayReport:
         m["unblocked"], m["unblocked_rate"] = unblocked, unblocked / n
         m["errors"] = self.errors
         m["redacted_rows"] = self.redacted_rows
+        m["unreplayable_rows"] = sum(self.unreplayable.values())
         cats = sorted(set(self.old_categories) | set(self.new_categories))
         m["categories"] = {
             c: {"old": self.old_categories[c], "new": self.new_categories[c],
@@ -138,6 +142,8 @@ class ReplayReport:
             out.append(f"checks that errored (the fail mode decided): {self.errors}")
         if self.redacted_rows:
             out.append(_redacted_note(self.redacted_rows))
+        if self.unreplayable:
+            out.append(self._unreplayable_note())
         if m["categories"]:
             out += ["", f"{'category':24} {'old':>8} {'new':>8} {'change':>10}"]
             for c, v in m["categories"].items():
@@ -156,6 +162,7 @@ class ReplayReport:
         _check_show(show)
         n = max(1, self.rows)
         red = f" {_redacted_note(self.redacted_rows)}" if self.redacted_rows else ""
+        red += f" {self._unreplayable_note()}" if self.unreplayable else ""
         md = [f"# Replay: {self.policy} vs {self.baseline}", "", f"{self.rows} rows.{red}", "",
               "| old \\ new | " + " | ".join(ACTIONS) + " |", "|---|" + "---|" * len(ACTIONS)]  # fmt: skip
         for o in ACTIONS:
@@ -170,6 +177,15 @@ class ReplayReport:
             red = " (redacted text)" if ch.redacted else ""
             md.append(f"- line {ch.line}: {ch.old} → {ch.new} ({','.join(ch.new_categories) or '-'}){red}{text}")
         return "\n".join(md) + "\n"
+
+    def _unreplayable_note(self) -> str:
+        """Said plainly, never folded into the changes: such a row checked anyway would show a change that never
+        happened (an answer judged without its prompt, a routed request under the parent policy)."""
+        why = "; ".join(f"{REASONS.get(k, k)}: {n}" for k, n in sorted(self.unreplayable.items()))
+        return (
+            f"not replayed: {sum(self.unreplayable.values())} more audit events, which do not hold what their "
+            f"check read, so they are neither compared nor counted above. {why}"
+        )
 
     def write(self, out_dir: str | os.PathLike[str]) -> None:
         d = Path(out_dir)
