@@ -102,6 +102,8 @@ class ChatStream(_StreamState):
 
     def take(self, chunk: Any) -> str:
         choices = getattr(chunk, "choices", None) or []
+        if any(getattr(c, "index", 0) for c in choices):  # one choice only: stream=True with n > 1 is refused
+            raise TypeError("guardrail guards streams of one choice: a chunk of another choice is refused, not passed")
         if self.template is None and choices:
             self.template = chunk
         text = "".join(shapes.content_text(getattr(getattr(c, "delta", None), "content", None)) or "" for c in choices)
@@ -204,9 +206,11 @@ class ResponsesStream(_StreamState):
             self.streamed[item_id] = self.streamed.get(item_id, "") + event.delta
         elif kind in ACTION_DONE:  # an action no delta streamed (or streamed otherwise) is checked whole
             self._whole(item_id, next((getattr(event, a, None) for a in ACTION_DONE[kind]), None))
-        elif kind.startswith("response.content_part.") and _get(getattr(event, "part", None), "type") == "refusal":
-            self._whole(item_id, _get(event.part, "refusal"))  # a refusal part's text, carried by its frames
-        elif kind == "response.output_item.done" and _get(getattr(event, "item", None), "type") != "message":
+        elif kind.startswith("response.content_part.") and not text_part(getattr(event, "part", None)):
+            self._whole(item_id, "\n".join(shapes.parts_said([event.part])))  # a refusal's, reasoning_text's ... text
+        elif kind == "response.output_item.done" and _get(getattr(event, "item", None), "type") == "message":
+            self._whole(str(_get(event.item, "id") or ""), "\n".join(shapes.parts_said(_get(event.item, "content"))))
+        elif kind == "response.output_item.done":
             item = event.item  # any tool item, whole: what its deltas did not already show is checked here
             whole = shapes.item_action_text(item)
             done_id = str(_get(item, "id") or "")
@@ -218,6 +222,9 @@ class ResponsesStream(_StreamState):
             self.actions += "".join("\n" + t for t in shapes.annotation_titles([getattr(event, "annotation", None)]))
         elif kind in FINAL_RESPONSES:  # items no event streamed (a compatible server's): read here, or never
             output = _get(getattr(event, "response", None), "output") or []
+            for at, item in enumerate(output):  # a message's parts besides its text, which no delta streams
+                if _get(item, "type") == "message":
+                    self._whole(str(_item_key(item, at)), "\n".join(shapes.parts_said(_get(item, "content"))))
             unseen = [item for at, item in enumerate(output) if self._unseen(item, at)]
             for item in unseen:
                 self.actions += "\n" + (shapes.item_action_text(item) or "")

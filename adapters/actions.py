@@ -1,5 +1,5 @@
-"""Editing what an answer does besides its text: the strings its tool and function calls carry, its refusal
-and its reasoning.
+"""Editing what an answer does besides its text: the strings its tool and function calls carry, its refusal, its
+reasoning and the content parts read besides its text (every field ``guardrail.answer_actions`` lists).
 
 ``shapes.action_texts_of`` reads these strings as one text to check. This module writes them back: an output
 redaction fired by a tool call's arguments masks the value in the arguments themselves (before, the decision
@@ -18,6 +18,7 @@ import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from guardrail.answer_actions import CALL_FIELDS, PROVIDER_FIELDS, REASONING_BLOCKS, SAID_FIELDS, part_fields
 from guardrail.classifiers.patterns import placeholders, redact, renumbered, restore
 from guardrail.revealed import entity_spans
 
@@ -31,6 +32,7 @@ from .answer_text import (
     block_fields,
 )
 from .json_edits import Edit, edit_field, edited, redactor
+from .response_shapes import text_part
 
 __all__ = [
     "edit_actions",
@@ -46,10 +48,7 @@ __all__ = [
 ]  # fmt: skip
 
 
-# chat message fields that are text the model wrote besides its content
-_CHAT_TEXTS = ("refusal", "reasoning_content")
 _CALL_FIELDS = ("arguments", "input")  # a function's arguments, a custom tool's input
-_CALLS = ("tool_calls", "function_call")
 
 
 def own_redaction(
@@ -150,7 +149,7 @@ def has_calls(chunk: Any) -> bool:
 
 def without_calls(chunk: Any) -> Any | None:
     """A copy of ``chunk`` without its calls (what else it carries: a finish reason, usage), or None."""
-    return without_fields(chunk, _CALLS)
+    return without_fields(chunk, CALL_FIELDS)
 
 
 def without_fields(chunk: Any, names: tuple[str, ...]) -> Any | None:
@@ -179,7 +178,7 @@ def merge_calls(chunks: list[Any]) -> Any:
     delta = _get(choice, "delta")
     _put(choice, "finish_reason", None)
     for name in ("content", "role", *_ACTIONS):
-        if name not in _CALLS and _get(delta, name) is not None:
+        if name not in CALL_FIELDS and _get(delta, name) is not None:
             _put(delta, name, None)
     calls: dict[int, Any] = {}
     function: Any = None
@@ -236,23 +235,39 @@ def _edit_chat_message(message: Any, edit: Edit, masking: bool) -> None:
                 edit_field(fn, name, edit)
     if (fn := _get(message, "function_call")) is not None:
         edit_field(fn, "arguments", edit)
-    for name in _CHAT_TEXTS:
+    for name in SAID_FIELDS:
         edit_field(message, name, edit)
+    content = _get(message, "content")
+    for part in content if isinstance(content, list) else []:  # a refusal part, a thinking part ...
+        for name in part_fields(part):
+            edit_field(part, name, edit)
     if (audio := _get(message, "audio")) is not None:
         transcript = _get(audio, "transcript")
         edit_field(audio, "transcript", edit)
         if masking and _get(audio, "transcript") != transcript and _get(audio, "data"):
             _put(audio, "data", "")  # the sound would still say what the masked transcript hides
-    for block in _get(message, "thinking_blocks") or []:
+    _edit_reasoning(message, edit, masking)
+    provider = _get(message, PROVIDER_FIELDS)
+    if isinstance(provider, Mapping):  # litellm's: every string the provider sent there, signed reasoning as above
+        _edit_reasoning(provider, edit, masking)
+        for name in [n for n in provider if n not in REASONING_BLOCKS]:
+            edit_field(provider, name, edit)
+
+
+def _edit_reasoning(message: Any, edit: Edit, masking: bool) -> None:
+    """Apply ``edit`` to a message's reasoning blocks (``thinking_blocks``, ``reasoning_details``); when restoring,
+    never to a signed one."""
+    for block in [b for name in REASONING_BLOCKS for b in _get(message, name) or []]:
         if masking or not _get(block, "signature"):
-            edit_field(block, "thinking", edit)
+            edit_block(block, edit)
 
 
 def edit_responses_item(item: Any, edit: Edit) -> None:
     kind = _get(item, "type")
     if kind == "message":
         for part in _get(item, "content") or []:
-            edit_field(part, "refusal", edit)
+            if not text_part(part):  # a refusal, reasoning text ...: every string read (``answer_text.parts_said``)
+                edit_block(part, edit)
         return
     if kind == "reasoning":
         for part in [*(_get(item, "summary") or []), *(_get(item, "content") or [])]:

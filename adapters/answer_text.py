@@ -9,15 +9,26 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from guardrail.answer_actions import actions_text, annotation_titles, unescape_json
+from guardrail.answer_actions import (
+    ACTION_FIELDS,
+    PROVIDER_FIELDS,
+    actions_text,
+    annotation_titles,
+    block_fields,
+    block_texts,
+    unescape_json,
+)
 
-from .response_shapes import response_text
+from .response_shapes import response_text, text_part
 
 __all__ = ["MESSAGE_CALLS", "action_texts_of", "actions_text", "annotation_titles", "answer_kind", "block_fields",
-           "block_texts", "blocked_delta", "content_text", "item_action_text", "texts_of", "unescape_json"]  # fmt: skip
+           "block_texts", "blocked_delta", "content_text", "item_action_text", "parts_said", "texts_of",
+           "unescape_json"]  # fmt: skip
 
 
-_ACTIONS = ("tool_calls", "function_call", "audio", "refusal", "reasoning_content", "thinking_blocks")
+# what a chat message or delta carries besides its content (``guardrail.answer_actions``, the one list): a blocked
+# answer loses all of it, and a blocked stream drops the held chunks that carry any of it
+_ACTIONS = (*ACTION_FIELDS, PROVIDER_FIELDS)
 
 
 def blocked_delta(chunk: Any) -> bool:
@@ -64,6 +75,8 @@ def answer_kind(result: Any) -> Literal["text", "chat", "responses", "message"] 
 
 
 def _readable_choice(choice: Any) -> bool:
+    """A choice whose message guardrail reads whole: text, or parts that each have a type (a part's ``text`` is read as
+    the answer's, every other string it carries as what the answer says besides: ``answer_actions.part_fields``)."""
     if isinstance(_get(choice, "text"), str) and _get(choice, "message") is None:  # a legacy text completion
         return True
     message = _get(choice, "message")
@@ -106,36 +119,6 @@ def _message_actions(result: Any) -> str | None:
 MESSAGE_CALLS = frozenset({"tool_use", "server_tool_use", "mcp_tool_use"})
 # Messages answer blocks with nothing to read: signed reasoning the provider encrypted
 _OPAQUE_BLOCKS = frozenset({"redacted_thinking"})
-# the plumbing of a Messages answer's blocks, which no one reads as text (ids, opaque or encrypted data, kinds, codes)
-_BLOCK_PLUMBING = frozenset(
-    {"type", "id", "tool_use_id", "caller", "encrypted_content", "encrypted_index", "signature", "file_id",
-     "media_type", "error_code", "file_type", "retrieved_at"}
-)  # fmt: skip
-
-
-def block_fields(block: Any) -> list[str]:
-    """The fields of a Messages answer block (or of what it holds) that may carry text the caller reads: every field
-    but its plumbing, and but a base64 source's data (a PDF's bytes: no text to read or mask, as in a request)."""
-    if isinstance(block, Mapping):
-        names = list(block)
-    else:
-        names = [*getattr(type(block), "model_fields", {})]
-        names += [n for n in getattr(block, "model_extra", None) or {} if n not in names]
-    return [n for n in names if n not in _BLOCK_PLUMBING and not (n == "data" and _get(block, "type") == "base64")]
-
-
-def block_texts(value: Any) -> list[str]:
-    """Every string a Messages answer block carries that the caller reads, escapes decoded: a server tool's result
-    (web search titles and URLs, a fetched page's text, code execution's stdout and stderr, a text editor's view,
-    an MCP tool's content, their error messages ...), a citation (the quoted text, its title and URL), and any
-    block of a kind guardrail does not know. What ``actions.edit_block`` edits, field for field."""
-    if isinstance(value, str):
-        return [unescape_json(value)] if value else []
-    if isinstance(value, (list, tuple)):
-        return [t for v in value for t in block_texts(v)]
-    if isinstance(value, Mapping) or hasattr(type(value), "model_fields"):
-        return [t for name in block_fields(value) for t in block_texts(_get(value, name))]
-    return []
 
 
 def _choice_text(choice: Any) -> str | None:
@@ -161,9 +144,7 @@ def action_texts_of(result: Any) -> list[str | None]:
         for item in output:
             kind = _get(item, "type")
             if kind == "message":
-                for part in _get(item, "content") or []:
-                    found += [r] if isinstance(r := _get(part, "refusal"), str) else []
-                    found += annotation_titles(_get(part, "annotations"))
+                found += parts_said(_get(item, "content"))
             elif (text := item_action_text(item)) is not None:
                 found.append(text)
         return [_joined(found)]
@@ -172,10 +153,22 @@ def action_texts_of(result: Any) -> list[str | None]:
     return []
 
 
-# an item's plumbing, and what the model did not write: images (base64), retrieved documents, tool listings
+def parts_said(parts: Any) -> list[str]:
+    """What a Responses message's parts say besides the answer's text (``response_shapes.text_part``, the one
+    predicate, says which parts are that text): a text part's citation titles, and every string of any other part (a
+    refusal, a compatible server's ``reasoning_text`` ...), read as :func:`block_texts` reads a block."""
+    found: list[str] = []
+    for part in parts if isinstance(parts, list) else []:
+        found += annotation_titles(_get(part, "annotations")) if text_part(part) else block_texts(part)
+    return found
+
+
+# an item's plumbing, and what the model did not write: images (base64), retrieved documents, tool listings. A code
+# interpreter's ``outputs`` (its logs, the files it made) are read: the application shows them as the answer's, as a
+# Messages answer's code execution stdout is read (``block_texts``)
 _ITEM_PLUMBING = frozenset(
     {"id", "call_id", "status", "type", "name", "encrypted_content", "result", "results", "partial_image_b64",
-     "tools", "image_url", "outputs"}
+     "tools", "image_url"}
 )  # fmt: skip
 
 

@@ -6,6 +6,12 @@ Besides the messages (or ``input``), a request carries text the model reads in o
 ``prediction`` (predicted output) and litellm's ``user_continue_message`` (the user turn litellm inserts to keep
 roles alternating) are checked as user turns too, and rewritten where they came from.
 
+A Responses ``input`` holds items besides messages. Those whose text comes from outside the application and the
+model (a tool's result, documents a search retrieved, a remote MCP server's tool listing: ``_DATA_ITEMS``, and
+``*_call_output``) are read as tool messages, untrusted data as a chat request's tool results are, and masked where
+each string sits; those the model wrote itself (``_MODEL_ITEMS``: its calls and reasoning, read as its answer when it
+wrote them) are not read again; an item of a type guardrail does not know is read as data, every string in it.
+
 One rule for ``extra_body``: the SDKs (openai, and litellm's, and the LiteLLM proxy for a body's ``extra_body``)
 merge it over the named fields *after* the check, so a field the check reads that arrives there would replace the
 checked one unseen. Such a request is refused before anything is sent (``UncheckedField``), never half-read.
@@ -13,8 +19,11 @@ checked one unseen. Such a request is refused before anything is sent (``Uncheck
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
+
+from guardrail.answer_actions import block_fields, is_media_url
 
 from . import shapes
 from .answer_text import _get
@@ -40,6 +49,26 @@ WRITTEN_FIELDS = ("messages", "input", "instructions", "prompt", "prediction", "
 # which conversation's placeholders it restores
 READ_FIELDS = frozenset({*WRITTEN_FIELDS, "stream", "n", "previous_response_id", "conversation"})
 _EXTRA_DEPTH = 8  # nested ``extra_body`` levels looked into (a LiteLLM proxy reads a body's own ``extra_body``)
+# Responses input items whose text comes from outside the application and the model, by type: the fields read, every
+# string in them but plumbing (``answer_actions.block_fields``), as one tool message, a part per string
+_DATA_ITEMS: dict[str, tuple[str, ...]] = {
+    "mcp_call": ("output", "error"),  # an MCP tool's result (its arguments are the model's)
+    "file_search_call": ("results",),  # the retrieved chunks: text, filename, attributes
+    "mcp_list_tools": ("tools", "error"),  # a remote server's tool names, descriptions and schemas
+    "code_interpreter_call": ("outputs",),  # its logs (its code is the model's)
+    "tool_search_output": ("tools",),
+    "program_output": ("result",),
+    "mcp_approval_response": ("reason",),
+}
+# items the model wrote (read as its answer when it wrote them) or that carry no text: not read again
+_MODEL_ITEMS = frozenset(
+    {"function_call", "custom_tool_call", "reasoning", "web_search_call", "computer_call", "image_generation_call",
+     "local_shell_call", "shell_call", "apply_patch_call", "mcp_approval_request", "tool_search_call", "program",
+     "compaction", "compaction_trigger", "item_reference"}
+)  # fmt: skip
+# the plumbing of an item of a type guardrail does not know, besides a block's (``block_fields``)
+_ITEM_PLUMBING = frozenset({"call_id", "status", "server_label", "approval_request_id", "container_id"})
+Path = tuple[str | int, ...]
 
 
 class UncheckedField(TypeError):
@@ -107,7 +136,54 @@ def input_payload(kind: Kind, kwargs: dict[str, Any]) -> tuple[Any, list[Source]
                 if output:
                     items.append({"role": "tool", "content": output})
                     sources.append(("tool_output", i))
+            elif leaves := _data_leaves(item):  # an MCP call's output, retrieved documents ...: a tool message too
+                items.append({"role": "tool", "content": [{"type": "text", "text": t} for _, t in leaves]})
+                sources.append(("tool_data", i))
     return items, sources
+
+
+def _data_leaves(item: Any) -> list[tuple[Path, str]]:
+    """Where an input item carries text from outside the application and the model, and the text: each string of its
+    data fields (``_DATA_ITEMS``; every field of an item of a type guardrail does not know), in order. Read from
+    the item as it is sent (an SDK model dumped), so the check's texts go back to the same places."""
+    kind = _get(item, "type")
+    if kind in _MODEL_ITEMS:
+        return []
+    plain = _sent(item)
+    names = _DATA_ITEMS.get(str(kind)) or [n for n in block_fields(plain) if n not in _ITEM_PLUMBING]
+    return [leaf for name in names if name in plain for leaf in _leaves(plain[name], (name,))]
+
+
+def _leaves(value: Any, path: Path) -> list[tuple[Path, str]]:
+    if isinstance(value, str):
+        return [(path, value)] if value.strip() and not is_media_url(value) else []
+    if isinstance(value, list):
+        return [leaf for i, v in enumerate(value) for leaf in _leaves(v, (*path, i))]
+    if isinstance(value, dict):
+        return [leaf for k in block_fields(value) for leaf in _leaves(value[k], (*path, k))]
+    return []
+
+
+def _sent(item: Any) -> dict[str, Any]:
+    """An input item as the SDK sends it: a plain dict, a copy (the caller's item is never changed)."""
+    if isinstance(item, Mapping):
+        return copy.deepcopy(dict(item))
+    dump = getattr(item, "model_dump", None)
+    return dict(dump(exclude_unset=True, mode="json")) if callable(dump) else {}
+
+
+def _put_leaves(item: Any, message: Any) -> dict[str, Any]:
+    """``item`` (a copy) with the check's texts of ``message`` (its tool message, masked) back where each was read."""
+    plain, parts = _sent(item), _get(message, "content")
+    leaves = _data_leaves(item)
+    if not isinstance(parts, list) or len(parts) != len(leaves):  # never: the check edits texts, not their number
+        raise UncheckedField(f"guardrail cannot put the checked text of a {_get(item, 'type')!r} input item back")
+    for (path, _), part in zip(leaves, parts, strict=True):
+        at: Any = plain
+        for key in path[:-1]:
+            at = at[key]
+        at[path[-1]] = _get(part, "text")
+    return plain
 
 
 def rewritten(kind: Kind, kwargs: dict[str, Any], sources: list[Source], messages: list[Any]) -> None:
@@ -133,6 +209,10 @@ def rewritten(kind: Kind, kwargs: dict[str, Any], sources: list[Source], message
             new = text if isinstance(old, str) else {**dict(old), "text": text}
             prompt["variables"] = {**prompt["variables"], name: new}
             kwargs["prompt"] = prompt
+        elif field == "tool_data":
+            assert isinstance(new_input, list) and index is not None
+            if [_get(p, "text") for p in _get(msg, "content") or []] != [t for _, t in _data_leaves(new_input[index])]:
+                new_input[index] = _put_leaves(new_input[index], msg)  # unchanged items keep their own type
         elif field == "tool_output":
             assert isinstance(new_input, list) and index is not None
             old_output = _get(new_input[index], "output")

@@ -14,6 +14,7 @@ from typing import Any
 from . import actions
 from .answer_text import _get, item_action_text, unescape_json
 from .json_edits import Edit, edited
+from .response_shapes import text_part  # re-exported: a part whose text is the answer's, one predicate for all
 
 __all__ = [
     "ACTION_DELTAS", "ACTION_DONE", "AUDIO_EVENTS", "DONE_EVENTS", "FINAL_RESPONSES", "edit_events", "edit_held_events",
@@ -47,11 +48,6 @@ def event_kind(event: Any) -> str:
     """A Responses stream event's type as text (litellm's events carry a str Enum)."""
     t = getattr(event, "type", "")
     return str(getattr(t, "value", t))
-
-
-def text_part(part: Any) -> bool:
-    """An ``output_text`` part (or one of no type, as some compatible servers send): its text is the answer's."""
-    return _get(part, "type") in (None, "output_text")
 
 
 def lifecycle_or_message(event: Any) -> bool:

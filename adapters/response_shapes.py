@@ -13,7 +13,12 @@ from typing import Any
 
 from guardrail.call import CONTENT_FILTER
 
-__all__ = ["refusal_response", "refusal_response_events", "response_text", "text_delta_event"]
+__all__ = ["refusal_response", "refusal_response_events", "response_text", "text_delta_event", "text_part"]
+
+# the types of a Responses message's parts whose ``text`` is the answer's text: ``output_text``, and what compatible
+# servers send for it (no type, ``text``). Every other part (a refusal, ``reasoning_text`` ...) is read as what the
+# answer says besides (``answer_text.parts_said``), whole or streamed
+_TEXT_PARTS = (None, "output_text", "text")
 
 
 def _id(prefix: str, decision_id: str | None) -> str:
@@ -23,26 +28,34 @@ def _id(prefix: str, decision_id: str | None) -> str:
 # ------------------------------------------------------------------------------ Responses API
 
 
+def text_part(part: Any) -> bool:
+    """Whether a Responses message part's ``text`` is the answer's text (:data:`_TEXT_PARTS`): the one predicate of
+    whole answers and streams (``response_events``)."""
+    kind = part.get("type") if isinstance(part, dict) else getattr(part, "type", None)
+    return kind in _TEXT_PARTS
+
+
 def response_text(response: Any) -> str:
-    """All ``output_text`` of a Responses API response (what ``Response.output_text`` returns)."""
+    """All the text of a Responses API response: every text part's (:func:`text_part`; the SDK's ``output_text``
+    reads only ``output_text`` parts, while an application that walks the parts reads them all)."""
     parts: list[str] = []
     for item in getattr(response, "output", None) or []:
         if getattr(item, "type", None) == "message":
             for part in getattr(item, "content", None) or []:
-                if getattr(part, "type", None) == "output_text":
-                    parts.append(part.text)
+                if text_part(part) and isinstance(text := getattr(part, "text", None), str):
+                    parts.append(text)
     return "".join(parts)
 
 
 def _set_response_text(response: Any, text: str, *, blocked: bool) -> None:
-    """Put ``text`` in the first output_text part and drop the others (the text is one whole now)."""
+    """Put ``text`` in the first text part and drop the others (the text is one whole now)."""
     placed = False
     for item in response.output:
         if getattr(item, "type", None) != "message":
             continue
         kept = []
         for part in item.content:
-            if getattr(part, "type", None) != "output_text":
+            if not text_part(part):
                 kept.append(part)
             elif not placed:
                 part.text, placed = text, True
@@ -58,7 +71,7 @@ def _set_response_text(response: Any, text: str, *, blocked: bool) -> None:
     if blocked:  # the refusal replaces the whole answer: its tool and function calls and other parts go too
         response.output = [item for item in response.output if getattr(item, "type", None) == "message"]
         for item in response.output:
-            item.content = [part for part in item.content if getattr(part, "type", None) == "output_text"]
+            item.content = [part for part in item.content if text_part(part)]
         _mark_incomplete(response)
 
 

@@ -21,6 +21,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
+from guardrail.answer_actions import STREAMED
 from guardrail.call import CONTENT_FILTER
 
 from .answer_text import (  # re-exported: what an answer says, for the adapters that ask shapes
@@ -35,6 +36,7 @@ from .answer_text import (  # re-exported: what an answer says, for the adapters
     blocked_delta,
     content_text,
     item_action_text,
+    parts_said,
     texts_of,
 )
 from .response_shapes import (
@@ -56,6 +58,7 @@ __all__ = [
     "content_free",
     "content_text",
     "item_action_text",
+    "parts_said",
     "refusal_chunks",
     "refusal_completion",
     "refusal_response",
@@ -165,28 +168,40 @@ class _Template:
 
 
 def content_free(chunk: Any) -> Any | None:
-    """A copy of ``chunk`` without its text content, or None when nothing else (role, tool calls,
-    finish reason, usage, refusal) is left in it. Upstream chunks are copied, never changed:
-    litellm keeps them for its own logging."""
+    """A copy of ``chunk`` with only what a stream passes on besides its text (``answer_actions.STREAMED``: role, tool
+    calls, refusal, audio; the finish reason, usage), or None when nothing of that is in it. Its text goes out apart,
+    as checked; every other field of its deltas is dropped: reasoning (read with the text, never streamed) and any
+    field guardrail does not read, so no delta field reaches the application unread. Upstream chunks are copied, never
+    changed: litellm keeps them for its own logging."""
     choices = getattr(chunk, "choices", None) or []
     keeps = getattr(chunk, "usage", None) is not None or not choices
     for choice in choices:
         delta = getattr(choice, "delta", None)
         if getattr(choice, "finish_reason", None) is not None:
             keeps = True
-        for name in ("role", "tool_calls", "function_call", "refusal", "audio"):
-            if getattr(delta, name, None):
-                keeps = True
+        if any(getattr(delta, name, None) for name in STREAMED):
+            keeps = True
     if not keeps:
         return None
     out = copy.deepcopy(chunk)
     for choice in getattr(out, "choices", None) or []:
         delta = getattr(choice, "delta", None)
-        if delta is not None and getattr(delta, "content", None) is not None:
-            delta.content = None
+        for name in _fields(delta):
+            if name not in STREAMED and _get(delta, name) is not None:
+                _put(delta, name, None)  # None, not removed: code that reads ``delta.content`` finds it
         if getattr(choice, "logprobs", None) is not None:  # its tokens spell the text, which goes out apart
             choice.logprobs = None
     return out
+
+
+def _fields(obj: Any) -> list[str]:
+    """The fields ``obj`` (a delta: a dict, an SDK model or litellm's) carries: declared ones and extras."""
+    if obj is None:
+        return []
+    if isinstance(obj, Mapping):
+        return list(obj)
+    names = [*getattr(type(obj), "model_fields", {})]
+    return names + [n for n in getattr(obj, "model_extra", None) or {} if n not in names]
 
 
 def replace_completion_text(result: T, text: str, *, finish_reason: str | None = None, index: int = 0) -> T:

@@ -1,12 +1,12 @@
 """An answer given as messages (``Guard.check_output(messages)``), masked where its personal data sits.
 
 A redaction rule on the output stage finds personal data in the answer's content and in what it does besides (tool
-and function call arguments, refusal, audio transcript, reasoning: ``guardrail.answer_actions``). The content is
-masked as any text is; the rest cannot be carried by a Decision's text, so the Decision carries the answer's messages
-with each value replaced by its placeholder where it sits (``Decision.messages``), numbered with the content's. A
-value written there in a form a plain replacement does not reach (JSON-escaped, cut by markup) would still be sent:
-then the answer is blocked instead, never let through unmasked. Apart from ``guardrail._decide`` so that step reads
-whole.
+and function call arguments, refusal, audio transcript, reasoning, content parts read besides the text:
+``guardrail.answer_actions``). The content is masked as any text is; the rest cannot be carried by a Decision's text,
+so the Decision carries the answer's messages with each value replaced by its placeholder where it sits
+(``Decision.messages``), numbered with the content's. A value written there in a form a plain replacement does not
+reach (JSON-escaped, cut by markup) would still be sent: then the answer is blocked instead, never let through
+unmasked. Apart from ``guardrail._decide`` so that step reads whole.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from guardrail.answer_actions import _get, mask_actions, unmasked
+from guardrail.answer_actions import ACTION_FIELDS, PROVIDER_FIELDS, _get, mask_actions, unmasked
 from guardrail.classifiers.patterns import Span
 from guardrail.decision import Action, RuleAction
 from guardrail.messages import _NAME_SEPARATORS, replace_texts
@@ -31,7 +31,7 @@ __all__ = ["masked_answer"]
 UNMASKABLE = "personal data in the answer's tool calls could not be masked where it sits: blocked"
 # what a message does besides its text (``answer_actions.actions_text``): kept from a message object of no known kind,
 # whose copy (``messages.replace_texts``) holds only its role and content
-ACTIONS = ("tool_calls", "function_call", "refusal", "audio", "reasoning_content", "thinking_blocks", "annotations")
+ACTIONS = (*ACTION_FIELDS, "annotations", PROVIDER_FIELDS)
 
 
 def _plain(obj: Any) -> Any:
