@@ -166,6 +166,8 @@ def _block_as_checked(old: Any, part: Any) -> Any:
         return part
     if isinstance(old, Mapping) and "text" in old and isinstance(part, Mapping) and "text" in part:
         return {**old, "text": part["text"]}
+    if isinstance(old, Mapping) and isinstance(part, Mapping) and part != dict(old):
+        return {**old, **part}  # a text file's data, masked where the check read it (guardrail._parts)
     return old
 
 

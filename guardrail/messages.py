@@ -2,9 +2,10 @@
 
 Chat payloads in the wild are messy: ``content`` may be a string, ``None`` (assistant tool calls), or
 a list of parts (text, image_url, input_audio...), and messages may be dicts or SDK objects. Every
-shape is handled deliberately: text parts are scanned, non-text parts are skipped and reported in
-``skipped`` (the audit log says so), and anything else is an ``InvalidMessages`` error (a
-``TypeError``) naming what was wrong.
+shape is handled deliberately: every text a part carries is scanned, whatever its type says (a document's
+source, a text file given inline: ``guardrail._parts``), parts without text (images, audio, PDFs) are skipped and
+reported in ``skipped`` (the audit log says so), and anything else is an ``InvalidMessages`` error (a
+``TypeError``) naming what was wrong: a part holding text the reader does not know is refused, never skipped.
 
 Roles are what an attacker picks, so they are read strictly: matched case-insensitively (``"USER"``
 once meant nothing was scored), a few well-known aliases are mapped (``human`` is a user, ``model``
@@ -24,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from guardrail._data_url import texts_in
+from guardrail._parts import At, part_texts, put_text
 from guardrail.answer_actions import actions_text, unescape_json
 from guardrail.classifiers.patterns import placeholders
 from guardrail.errors import InvalidMessages
@@ -83,6 +86,8 @@ class Extracted:
     roles: tuple[str, ...] = ()
     system: str | None = None
     extra: tuple[Extra, ...] = ()  # more readings of these texts: joined where split, a message's name
+    # where in its part each text sits (None: the content, or a string part), to put a rewrite back there
+    spots: tuple[At | None, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,70 +119,42 @@ def _get(obj: Any, key: str) -> Any:
     return getattr(obj, key, None)
 
 
-def _parts(content: Any, msg_index: int) -> tuple[list[str], list[tuple[int, int | None]], list[str]]:
+def _parts(
+    content: Any, msg_index: int, role: str
+) -> tuple[list[str], list[tuple[int, int | None]], list[str], list[At | None]]:
+    """A message's texts, where each sits (its part, and where in the part: ``guardrail._parts``), and the parts
+    without text (noted in the audit event)."""
     texts: list[str] = []
     locs: list[tuple[int, int | None]] = []
     skipped: list[str] = []
+    spots: list[At | None] = []
     if content is None:
-        return texts, locs, skipped
+        return texts, locs, skipped, spots
     if isinstance(content, (str, bytes, bytearray)):
-        return [to_text(content)], [(msg_index, None)], skipped
+        return [to_text(content)], [(msg_index, None)], skipped, [None]
     if isinstance(content, Sequence):
         for j, part in enumerate(content):
             if isinstance(part, (str, bytes, bytearray)):
                 texts.append(to_text(part))
                 locs.append((msg_index, j))
+                spots.append(None)
                 continue
             if part is None or isinstance(part, (Sequence, int, float)):
                 raise InvalidMessages(
                     f"message {msg_index} part {j}: a part must be a string or an object with a type, "
                     f"not {type(part).__name__}"
                 )
-            key = _text_key(part, msg_index, j)
-            if key is not None:
-                texts.append(_part_text(part, key))
+            found, label = part_texts(part, f"message {msg_index} part {j}", role)
+            for text, at in found:
+                texts.append(text)
                 locs.append((msg_index, j))
-            else:
-                skipped.append(f"message {msg_index} part {j}: {_get(part, 'type') or type(part).__name__}")
-        return texts, locs, skipped
+                spots.append(at)
+            if label is not None:
+                skipped.append(f"message {msg_index} part {j}: {label}")
+        return texts, locs, skipped, spots
     raise InvalidMessages(
         f"message {msg_index}: content must be a string, a list of parts or None, not {type(content).__name__}"
     )
-
-
-# where a part keeps its text, whatever its type says: a provider reads a part's text whatever the type, and an
-# attacker picks the type ("TEXT", a made-up one), so any part that carries text is read
-_TEXT_KEYS = ("text", "refusal")
-
-
-def _text_key(part: Any, msg_index: int, j: int) -> str | None:
-    """The key of ``part``'s text (None: a part without text, such as an image); ``InvalidMessages`` for a text
-    that is neither a string nor an object whose ``value`` is one (the Assistants API's ``{"value": ...}``): a
-    text nobody can read must never pass as an empty one."""
-    for key in _TEXT_KEYS:
-        value = _get(part, key)
-        if value is None:
-            continue
-        if isinstance(value, (str, bytes, bytearray)) or isinstance(_get(value, "value"), str):
-            return key
-        raise InvalidMessages(f"message {msg_index} part {j}: {key} must be a string, not {type(value).__name__}")
-    return None
-
-
-def _part_text(part: Any, key: str) -> str:
-    value = _get(part, key)
-    return to_text(value) if isinstance(value, (str, bytes, bytearray)) else str(_get(value, "value"))
-
-
-def _put_part_text(part: dict[str, Any], new: str) -> None:
-    """``new`` where ``_text_key`` read the part's text (a masked value must replace the text that was read)."""
-    key = next(k for k in _TEXT_KEYS if part.get(k) is not None)
-    if isinstance(part[key], (str, bytes, bytearray)):
-        part[key] = new
-    else:
-        inner = dict(part[key]) if isinstance(part[key], Mapping) else {"value": new}
-        inner["value"] = new
-        part[key] = inner
 
 
 def canonical_role(role: Any, index: int = 0) -> str:
@@ -204,6 +181,8 @@ def prompt_placeholders(prompt: Any) -> frozenset[str]:
             return
         if isinstance(value, str):
             found.update(placeholders(value))
+            for text in texts_in(value):  # a text file given inline, masked by an earlier turn's check
+                found.update(placeholders(text))
         elif isinstance(value, (bytes, bytearray)):
             found.update(placeholders(bytes(value).decode("utf-8", "replace")))
         elif isinstance(value, Mapping):
@@ -257,10 +236,11 @@ def extract(payload: Any, scope: Scope = "untrusted") -> Extracted:
     locs: list[tuple[int, int | None]] = []
     skipped: list[str] = []
     kinds: list[str] = []
+    spots: list[At | None] = []
     names: list[Extra] = []
     textless: list[int] = []  # names of messages without text (an image alone, a call): counted after every text
     for i in chosen:
-        t, lo, sk = _parts(_get(payload[i], "content"), i)
+        t, lo, sk, at = _parts(_get(payload[i], "content"), i, roles[i])
         name = _get(payload[i], "name")
         if isinstance(name, str) and name.strip():
             # the model reads a message's name too. A handle ("hitman_47", "dick_tracy") is matched by keyword rules
@@ -275,9 +255,10 @@ def extract(payload: Any, scope: Scope = "untrusted") -> Extracted:
         texts += t
         locs += lo
         skipped += sk
+        spots += at
         kinds += [roles[i]] * len(t)
     names = [replace(e, owner=len(texts)) if k in textless else e for k, e in enumerate(names)]
-    system = [t for i, r in enumerate(roles) if r == "system" for t in _parts(_get(payload[i], "content"), i)[0]]
+    system = [t for i, r in enumerate(roles) if r == "system" for t in _parts(_get(payload[i], "content"), i, r)[0]]
     return Extracted(
         tuple(texts),
         tuple(locs),
@@ -286,6 +267,7 @@ def extract(payload: Any, scope: Scope = "untrusted") -> Extracted:
         roles=tuple(kinds),
         system="\n\n".join(system) if system else None,
         extra=(*_joined(texts, locs, kinds), *names),
+        spots=tuple(spots),
     )
 
 
@@ -344,8 +326,14 @@ def answer_extract(payload: Any) -> Extracted:
     owner = len(texts) - 1  # read with the answer, never its text: a Decision's text stays the content
     return Extracted(
         texts, locations, ex.skipped, is_messages=True, roles=roles, system=ex.system,
-        extra=(*ex.extra, *(Extra(t, owner) for t in said)),
+        extra=(*ex.extra, *(Extra(t, owner) for t in said)), spots=ex.spots if ex.texts else (None,),
     )  # fmt: skip
+
+
+def _first_text(part: dict[str, Any]) -> At:
+    """Where a part read without its spot keeps its text (an ``Extracted`` built by hand): its first text key."""
+    key = next(k for k in ("text", "refusal") if part.get(k) is not None)
+    return At((key,) if isinstance(part[key], (str, bytes, bytearray)) else (key, "value"))
 
 
 def _plain_part(part: Any) -> Any:
@@ -375,13 +363,16 @@ def replace_texts(
         # a rule's message in place of a turn read by its name alone (an image sent with a name): the message is
         # what the turn says now, as a turn's text is replaced
         locations = ((named[-1], None),)
-    for (i, j), text in zip(locations, new_texts, strict=True):
+    spots = ex.spots if len(ex.spots) == len(locations) else (None,) * len(locations)
+    olds = ex.texts if len(ex.texts) == len(locations) else new_texts
+    for (i, j), text, at, old in zip(locations, new_texts, spots, olds, strict=True):
         if j is None:
             out[i]["content"] = text
         elif isinstance(out[i]["content"][j], (str, bytes, bytearray)):
             out[i]["content"][j] = text
         else:
-            _put_part_text(out[i]["content"][j], text)
+            part = out[i]["content"][j]
+            put_text(part, at or _first_text(part), text, old)
     for e in ex.extra if redactions else ():
         if e.name_of is not None and isinstance(name := out[e.name_of].get("name"), str):
             masked = masked_name(name, redactions or {})

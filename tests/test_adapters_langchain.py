@@ -364,3 +364,20 @@ def test_importing_guardrail_does_not_import_langchain() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == "[]"
+
+
+async def test_pii_in_a_text_file_block_is_masked_in_the_file_sent(
+    every_turn: Guard, stub: StubServer, mode: str
+) -> None:
+    """The file's text is read (guardrail._parts); the LangChain adapter put the block back as the caller gave it,
+    so the address went out unmasked while the check said rewrite (helper-145)."""
+    import base64
+
+    data = base64.b64encode(b"Minutes: reach the landlord at bob@example.com about the boiler.").decode()
+    block = {"type": "file", "file": {"filename": "notes.txt", "file_data": f"data:text/plain;base64,{data}"}}
+    messages = [HumanMessage(content=[{"type": "text", "text": "summarise the notes"}, block])]
+    await invoke(guardrail.wrap(every_turn, model(stub)), mode, messages)
+    sent_file = sent(stub)[0]["content"][1]["file"]["file_data"]
+    _, _, payload = sent_file.partition(",")  # langchain-openai may restate the media type: the bytes are what count
+    assert base64.b64decode(payload).decode().startswith("Minutes: reach the landlord at <EMAIL_")
+    assert messages[0].content[1] == block  # the caller's own message is untouched
