@@ -11,7 +11,8 @@ them in the same call and keeps the highest score per category:
 - payloads encoded in base64, hex (``48656c6c6f``, ``\\x48\\x65``) or URL-encoding are decoded *in
   place*; the decoded text replaces the raw one as the primary form (the raw blob carries no meaning
   the model can use, only its noise);
-- letters spaced or dotted apart (``h o w  t o``, ``b.o.m.b``) are re-joined;
+- letters spaced or dotted apart (``h o w  t o``, ``b.o.m.b``) are re-joined, whatever parts them
+  (:mod:`guardrail.apart`: no-break spaces, tabs, NUL, one letter per line ...);
 - common leetspeak (``k1ll``, ``h0w t0``) is folded to letters;
 - rot13 and reversed text are tried when the result reads as English and the text did not;
 - the inside of code fences is scored on its own as well;
@@ -21,6 +22,11 @@ them in the same call and keeps the highest score per category:
 Every form keeps, per character, the span of the original text it came from (``Form.to_original``),
 so personal data found in a decoded or re-joined form is redacted where it sits in the original.
 Each detector is a linear scan gated by a cheap test; ordinary text yields only its plain form.
+
+Every text the policy checks (up to ``max_chars``) gets its readings. Texts over 50,000 characters once got none, so
+a request spaced or rot13'd after a long document passed (session 25 review); a reading that changes only part of a
+text over ``_WHOLE`` characters now goes to the classifier as an excerpt of its changes (``offsets.excerpt``), so the
+classifier reads at most ``MAX_FORMS`` times the text, and usually the text plus its changes.
 """
 
 from __future__ import annotations
@@ -34,14 +40,19 @@ import re
 import unicodedata
 from collections.abc import Callable
 
-from guardrail.offsets import Form, OffsetMap, Rewrite, Seg, substitute
+from guardrail.apart import despace
+from guardrail.offsets import Form, OffsetMap, Rewrite, Seg, excerpt, rebased, substitute
 from guardrail.readability import Readings, looks_english
-from guardrail.unseen import cleaned
+from guardrail.unseen import BLANK_IN_WORD, cleaned, has_blank
 
 __all__ = ["MAX_FORMS", "Form", "forms", "looks_english"]
 
 MAX_FORMS = 6  # bound on the cost: at most this many texts go to the classifier per input text
-_MAX_SCAN = 50_000  # longer texts are scored as they are, plus decoded payloads (cost stays linear)
+# A reading that changes only part of a text longer than this goes to the classifier as an excerpt: the parts it
+# changed, with this margin around each (the model reads 128-token windows; a margin holds about two). Up to about a
+# 4,000-token prompt a reading is the whole text, as it always was.
+_WHOLE = 16_000
+_MARGIN = 1_000
 
 
 # -- decoders -----------------------------------------------------------------------------------
@@ -200,45 +211,7 @@ def _decode(text: str, spans: OffsetMap | None) -> tuple[str, OffsetMap | None, 
     return text, spans, changed
 
 
-# -- spaced letters, leetspeak ------------------------------------------------------------------
-
-# single letters joined by one and the same mark ("b.o.m.b", "k-i-l-l"), or by single spaces between
-# whitespace ("h o w  t o": two spaces part the words)
-_DOTTED = re.compile(r"(?<![^\W_])[^\W\d_]([.\-_*·•|/])(?:[^\W\d_]\1)*[^\W\d_](?![^\W_])")
-# three or more ("j o h n . d o e @ ..."), or two between double spaces ("h o w  d o  y o u"). A spaced address may
-# also sit in brackets, quotes or a markdown mark, follow a scheme or a label, or end a sentence
-# ("(b o b @ x . c o m).", "**b o b @ ...**", "mailto:b o b @ ..."): read between spaces only, its first and last
-# letters stayed outside the reading and outside what was masked. So it starts at a letter after a space, the start,
-# marks, or a ":", "=" or "/" (not after a word and one other mark: "Here's b o b @ ..." keeps its "s"; the stream
-# holds a word that ends in such a mark and one letter back, so the letter is not sent before it is read), and ends
-# before a space, a closing mark or a query's "&"; "-" and "_" do not end it, since an address never ends in them. It
-# is ASCII, as every detector and the stream's hold are. Only an address gets that wider edge: code ("i = 0;") would
-# otherwise read as spaced letters too
-_SPACED = re.compile(
-    r"""(?:(?<!\S)|(?<=[^\w\s])(?<!\w[^\w\s:=/]))[A-Za-z](?: [!-?A-~])* @(?: [!-~]){2,}"""
-    r"""(?![^\s)\]}"'>.,;:!?”’»›*`…/&])"""
-    r"|(?<!\S)[^\W\d_](?: \S){2,}(?!\S)|(?:^|(?<=  ))[^\W\d_] \S(?=  \S|$)"
-)
-_SPACES = re.compile(r"(?<=\S)  +(?=\S)")
-
-
-def _despace(text: str, spans: OffsetMap | None) -> tuple[str, OffsetMap | None, int]:
-    """Runs of single letters split by one separator re-joined; two or more separators stay a space."""
-    covered = 0
-
-    def join(m: re.Match[str]) -> str:
-        nonlocal covered
-        covered += len(m.group(0))
-        return m.group(0).replace(m.group(1) if m.lastindex else " ", "")
-
-    out, sp, n = substitute(text, spans, _DOTTED, join)
-    out, sp, k = substitute(out, sp, _SPACED, join)
-    if not (n or k):
-        return text, spans, 0
-    if k:
-        out, sp, _ = substitute(out, sp, _SPACES, lambda m: " ")
-    return out, sp, covered
-
+# -- leetspeak ------------------------------------------------------------------------------------
 
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
                        "@": "a", "$": "s", "!": "i", "|": "l", "+": "t", "€": "e"})  # fmt: skip
@@ -253,10 +226,18 @@ _HARM = frozenset(
 )
 
 
+_DENSE = 4  # leet words this close together (within _NEAR words) are a leet passage, however long the text
+_NEAR = 12
+
+
 def _leet(text: str, spans: OffsetMap | None) -> tuple[str, OffsetMap | None, int, int]:
-    """Tokens mixing letters with leet digits/symbols folded; also returns how many words there are."""
+    """Tokens mixing letters with leet digits/symbols folded; also returns how many words there are. The reading is
+    made when a tenth of the words are leet, a folded word is a harmful one, or a passage is dense with leet words:
+    a tenth of the words alone missed a leet request after a long document (5 in 20 of them after 49,000
+    characters, session 25 review)."""
     words = 0
     harm = False
+    at: list[int] = []  # the word number of each folded word
 
     def fold(m: re.Match[str]) -> str | None:
         nonlocal words, harm
@@ -269,12 +250,14 @@ def _leet(text: str, spans: OffsetMap | None) -> tuple[str, OffsetMap | None, in
             return None
         new = core.translate(_LEET)
         harm = harm or new.lower().strip("'\"(") in _HARM
+        at.append(words)
         return new + tok[len(core) :]
 
     out, sp, n = substitute(text, spans, _LEETY, fold)
     if n >= 0.4 * max(1, words):  # mostly leet: short numbers are words too
         out, sp, _ = substitute(out, sp, _DIGITS, lambda m: m.group(0).translate(_LEET))
-    return (out, sp, n, words) if (n >= max(2, 0.1 * words) or harm) else (text, spans, 0, words)
+    dense = any(at[k + _DENSE - 1] - at[k] < _NEAR for k in range(len(at) - _DENSE + 1))
+    return (out, sp, n, words) if (n >= max(2, 0.1 * words) or harm or dense) else (text, spans, 0, words)
 
 
 # -- forms ----------------------------------------------------------------------------------------
@@ -313,31 +296,41 @@ def _better_segment(seg: str, fn: Callable[[str], str], read: Readings) -> str |
     return cand if read.better(cand, seg) else None
 
 
+def _partial(text: str, spans: OffsetMap | None, source: str, base: OffsetMap | None, kind: str) -> Form:
+    """A reading that changed part of ``source`` (``spans``: its map to ``source``; ``base``: the map of ``source`` to
+    the original): the whole reading for a text up to ``_WHOLE`` characters, else the excerpt of what it changed, so
+    a long text costs the classifier its own length plus its changes, not a second copy per reading."""
+    if len(text) > _WHOLE and spans is not None:
+        cut = excerpt(text, spans, source, _MARGIN)
+        if cut is not None:
+            return Form(cut[0], kind, rebased(cut[1], base))
+    return Form(text, kind, rebased(spans, base))
+
+
 def forms(text: str) -> list[Form]:
     """The readings of ``text`` to score: the primary form first (the text itself, or its decoded /
     re-joined / folded reading when that explains it), then up to ``MAX_FORMS - 1`` extra readings."""
     # what a reader sees first (guardrail.unseen): an address with a zero-width space inside, or in full-width
     # letters, is found in this reading and masked where it sits in the text
     visible, smap, _ = cleaned(text)
-    if len(visible) > _MAX_SCAN:  # very long: scored as it is (windows bound the cost)
-        return [Form(visible, "plain" if smap is None else "cleaned", smap)]
     primary, pmap, decoded = _decode(visible, smap)
     if decoded:  # what decoding wrote is read as the text is: "bob@exa\u200bmple.com" hides a zero-width space
         primary, pmap, _ = cleaned(primary, pmap)
     kind = "decoded" if decoded else "plain" if smap is None else "cleaned"
     extras: list[Form] = []
-    d_text, d_map, covered = _despace(primary, pmap)
+    # each reading is made relative to the primary form (no parent), so that a long text's can be cut to its changes
+    d_text, d_map, covered = despace(primary, None)
     if covered:
         if covered >= 0.5 * len(primary.strip()):
-            primary, pmap, kind = d_text, d_map, "despaced"
+            primary, pmap, kind = d_text, rebased(d_map, pmap), "despaced"
         else:
-            extras.append(Form(d_text, "despaced", d_map))
-    l_text, l_map, changed, words = _leet(primary, pmap) if _LEET_GATE.search(primary) else (primary, pmap, 0, 0)
+            extras.append(_partial(d_text, d_map, primary, pmap, "despaced"))
+    l_text, l_map, changed, words = _leet(primary, None) if _LEET_GATE.search(primary) else (primary, None, 0, 0)
     if changed:
         if changed >= 0.4 * max(1, words):
-            primary, pmap, kind = l_text, l_map, "leet"
+            primary, pmap, kind = l_text, rebased(l_map, pmap), "leet"
         else:
-            extras.append(Form(l_text, "leet", l_map))
+            extras.append(_partial(l_text, l_map, primary, pmap, "leet"))
     before, bmap, bkind = primary, pmap, kind
     read = Readings()
     readable = read.english(primary[:1000]) >= 0.25  # already reads as English: no decoding tried
@@ -355,9 +348,17 @@ def forms(text: str) -> list[Form]:
         extras.insert(0, Form(before, bkind, bmap))
     else:  # a payload behind a readable request ("answer this rot13: ..."): decode it where it sits
         for name, fn in (("rot13", _rot13), ("reversed", _reverse)):
-            cand, cmap, n = substitute(primary, pmap, _SEGMENT, lambda m, fn=fn: _better_segment(m.group(0), fn, read))  # type: ignore[misc]
+
+            def better(m: re.Match[str], fn: Callable[[str], str] = fn) -> str | None:
+                return _better_segment(m.group(0), fn, read)
+
+            # rot13 keeps each character's place: an address read in it maps exactly
+            cand, cmap, n = substitute(primary, pmap, _SEGMENT, better, aligned=fn is _rot13)
             if n:  # the encoded segment read as noise: the decoded one replaces it
                 primary, pmap, kind = cand, cmap, name
+                if bkind in ("decoded", "despaced", "leet"):  # what an earlier reading revealed is kept too: a
+                    # spaced address whose five short words read as English reversed was masked nowhere
+                    extras.insert(0, _partial(before, OffsetMap(()), cand, bmap, bkind))  # aligned: same length
                 break
     out = [Form(primary, kind, pmap)]
     if "```" in primary:
@@ -369,6 +370,9 @@ def forms(text: str) -> list[Form]:
                     continue
                 segs = (Seg(0, len(inner), m.start(1), m.end(1), True),)
                 extras.append(Form(inner, "fenced", OffsetMap(segs, pmap)))
+    if has_blank(text) and BLANK_IN_WORD.search(text):  # a blank inside a word ("G\u3164lobex"): also read as nothing
+        joined, jmap, _ = cleaned(text, None, blank="")
+        extras.append(_partial(joined, jmap, text, None, "cleaned"))
     seen = {primary}
     for f in extras:
         if f.text not in seen and len(out) < MAX_FORMS:
