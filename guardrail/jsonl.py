@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["JsonlError", "parse_jsonl", "read_jsonl", "split_lines"]
+__all__ = ["DuplicateKey", "JsonlError", "parse_jsonl", "read_jsonl", "split_lines", "unique_object"]
 
 
 class JsonlError(ValueError):
@@ -35,15 +35,22 @@ class JsonlError(ValueError):
         super().__init__(f"{file}:{line}: {problem}")
 
 
-class _DuplicateKey(Exception):
-    """Raised from inside ``json.loads`` (its hook) and turned into a JsonlError with the line."""
+class DuplicateKey(ValueError):
+    """One JSON object holding a key twice, raised from inside ``json.loads`` (:func:`unique_object`). JSON's own
+    reading keeps the last silently, so the first (perhaps the text to check) would never be read; every reader of
+    JSON the project takes from outside (JSONL files here, ``guardrail serve``'s bodies) refuses it."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
 
 
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``'s ``object_pairs_hook``: the object, or :class:`DuplicateKey`."""
     obj: dict[str, Any] = {}
     for key, value in pairs:
         if key in obj:
-            raise _DuplicateKey(f"duplicate key {key!r} (JSON would silently keep the last one)")
+            raise DuplicateKey(key)
         obj[key] = value
     return obj
 
@@ -54,11 +61,11 @@ def parse_jsonl(lines: Iterable[str], origin: str) -> Iterator[tuple[int, Any]]:
         if not line.strip():
             continue
         try:
-            value = json.loads(line, object_pairs_hook=_object)
+            value = json.loads(line, object_pairs_hook=unique_object)
         except json.JSONDecodeError as exc:
             raise JsonlError(f"not valid JSON ({exc.msg})", origin, n) from None
-        except _DuplicateKey as exc:
-            raise JsonlError(str(exc), origin, n) from None
+        except DuplicateKey as exc:
+            raise JsonlError(f"duplicate key {exc.key!r} (JSON would silently keep the last one)", origin, n) from None
         yield n, value
 
 

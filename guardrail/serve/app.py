@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from guardrail import metrics
+from guardrail import audit, metrics
 from guardrail.call import header_value
 from guardrail.classifiers.base import Classifier
 from guardrail.decision import Decision
@@ -37,7 +37,6 @@ from guardrail.serve import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INPUTS
 from guardrail.serve.auth import TokenAuth, load_tokens
 from guardrail.serve.http import ApiError, Gate, HttpMetrics, JsonResponse, error_response, read_json_body
 from guardrail.serve.openapi import docs_html, openapi_spec
-from guardrail.serve.probe import probing
 from guardrail.serve.schemas import CheckRequest, ModerationRequest, moderation_response, moderation_texts
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_INPUTS", "ENV_CONFIG", "app_from_env", "create_app"]
@@ -141,14 +140,16 @@ async def healthz(request: Request) -> Response:
 
 async def _warm_up(state: _State) -> None:
     """One real check through the whole path (policy, classifier, rules, audit), as the service's own
-    (``probing``): its audit event is dropped and no client-traffic metric counts it."""
+    (``audit.unrecorded``): no audit event, and no decision metric counts it. Audited, a healthy start wrote a
+    synthetic decision that ``guardrail replay`` then read as traffic; counted, a failing model raised the error rate
+    of a replica that served no one. The model's own timings are still measured."""
     if state.warm_lock is None:
         state.warm_lock = asyncio.Lock()
     async with state.warm_lock:
         if state.ready or state.guard is None:
             return
         try:
-            with probing():
+            with audit.unrecorded():
                 decision = await state.guard.acheck_input(WARMUP_TEXT)
             state.warmup_error = decision.error
         except Exception as exc:
@@ -266,7 +267,7 @@ def create_app(
             state.guard = await asyncio.to_thread(Guard, state.policy, state.classifiers, reload=state.reload)
         state.accepts_context = "context" in inspect.signature(state.guard.acheck_input).parameters
         await _warm_up(state)
-        if state.metrics_on:  # the warm-up and the /readyz retries are never counted (probing): client traffic only
+        if state.metrics_on:  # the warm-up and the /readyz retries are never counted (audit.unrecorded)
             state.sinks += (metrics.enable_prometheus(state.registry),)
         if state.opentelemetry:  # the global providers (e.g. set up by opentelemetry-instrument)
             state.sinks += (metrics.enable_opentelemetry(),)

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from guardrail import metrics
+from guardrail.jsonl import DuplicateKey, unique_object
 from guardrail.serve.auth import TokenAuth
 
 __all__ = [
@@ -55,17 +56,6 @@ class _BodyError(ValueError):
     """A JSON body the service refuses to read, raised from inside ``json.loads``'s hooks."""
 
 
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # The last of two equal keys would silently win, and the first (perhaps the harmful text) would
-    # never be checked: refused, as the policy loader refuses duplicate keys.
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise _BodyError(f"the key {key!r} appears twice in one object")
-        obj[key] = value
-    return obj
-
-
 def _integer(digits: str) -> int:
     try:  # Python refuses to read an integer of more than 4,300 digits (a ValueError, not a JSON error)
         return int(digits)
@@ -104,13 +94,17 @@ async def read_json_body(request: Request, limit: int) -> Any:
         raise ApiError(400, "empty request body: expected a JSON object", "invalid_json")
     try:
         return json.loads(
-            raw, object_pairs_hook=_object, parse_int=_integer, parse_float=_float, parse_constant=_constant
+            raw, object_pairs_hook=unique_object, parse_int=_integer, parse_float=_float, parse_constant=_constant
         )
     except UnicodeDecodeError:
         raise ApiError(400, "request body is not UTF-8 JSON", "invalid_json") from None
     except json.JSONDecodeError as exc:
         raise ApiError(
             400, f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", "invalid_json"
+        ) from None
+    except DuplicateKey as exc:  # the last would silently win, and the first (perhaps the harmful text) go unchecked
+        raise ApiError(
+            400, f"malformed JSON: the key {exc.key!r} appears twice in one object", "invalid_json"
         ) from None
     except _BodyError as exc:
         raise ApiError(400, f"malformed JSON: {exc}", "invalid_json") from None
